@@ -1,0 +1,241 @@
+// The control API: HTTP+JSON over a Unix socket (mode 0600). Every route maps onto engine commands;
+// nothing here touches a lock file.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as readline from 'node:readline';
+import { BadInputError, ERROR_CODES, type ErrorCode } from '../engine/errors.js';
+import type { Engine, Reply } from '../engine/pipeline.js';
+import { lockRequests } from '../engine/plan.js';
+import { canonicalPath } from '../engine/resolve.js';
+import type { Command } from '../engine/types.js';
+import { checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
+
+export interface ApiContext {
+  readonly engine: Engine;
+  status(): Record<string, unknown>;
+  locks(): unknown[];
+  audit(q: AuditQuery): unknown[];
+  log(level: 'info' | 'warning' | 'error', msg: string): void;
+}
+
+export interface AuditQuery {
+  owner?: string;
+  disk?: string;
+  since?: string;
+  until?: string;
+  limit?: number;
+  kinds?: string[];
+  host?: string;
+}
+
+const MAX_BODY = 1 << 20;
+
+export function httpStatusOf(reply: Reply): number {
+  if (reply.status === 'ok') return 200;
+  if (reply.status === 'refused') return 409;
+  const exit = reply.code in ERROR_CODES ? ERROR_CODES[reply.code as ErrorCode].exit : 1;
+  return exit === 2 ? 400 : 500;
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body) + '\n';
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function readJson(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new BadInputError(`request body is larger than ${MAX_BODY} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') return resolve({});
+      try {
+        resolve(JSON.parse(text));
+      } catch (e) {
+        reject(new BadInputError(`request body is not valid JSON: ${(e as Error).message}`));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function obj(v: unknown): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new BadInputError(`request body must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+function paths(v: unknown, field: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw new BadInputError(`${field} must be an array of absolute paths`);
+  return v.map((p, i) => {
+    if (typeof p !== 'string' || !p.startsWith('/')) throw new BadInputError(`${field}[${i}] must be an absolute path, got ${JSON.stringify(p)}`);
+    return p;
+  });
+}
+
+function commandFrom(kind: 'acquire' | 'release' | 'check', body: Record<string, unknown>, now: string): Command {
+  const owner = checkOwner(body.vm);
+  const at = body.at === undefined ? now : checkTime(body.at, 'at');
+  const source = typeof body.source === 'string' ? body.source : 'api';
+  if (kind === 'release') {
+    const p = paths(body.disks, 'disks');
+    return p === undefined ? { kind, owner, at, source } : { kind, owner, paths: p, at, source };
+  }
+  const disks = checkDisks(body.disks);
+  if (disks.length === 0) throw new BadInputError(`disks must list at least one disk to ${kind}`);
+  return { kind, owner, disks: lockRequests(disks), at, source };
+}
+
+export function createApiServer(ctx: ApiContext): http.Server {
+  const server = http.createServer((req, res) => {
+    handle(ctx, req, res).catch((e: unknown) => {
+      const bad = e instanceof BadInputError;
+      if (!bad) ctx.log('error', `API ${req.method} ${req.url} failed: ${(e as Error).stack ?? e}`);
+      const reply: Reply = ctx.engine.reject('api', e, undefined);
+      if (!res.headersSent) send(res, bad ? 400 : 500, bad ? reply : { status: 'error', code: 'VMLOCKD_ERR_INTERNAL', message: (e as Error).message });
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  return server;
+}
+
+async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://vmlockd');
+  const route = `${req.method} ${url.pathname}`;
+  const now = new Date().toISOString();
+  switch (route) {
+    case 'GET /v1/status':
+      return send(res, 200, ctx.status());
+    case 'GET /v1/locks':
+      return send(res, 200, ctx.locks());
+    case 'GET /v1/audit': {
+      const q: AuditQuery = {};
+      const vm = url.searchParams.get('vm');
+      const disk = url.searchParams.get('disk');
+      const since = url.searchParams.get('since');
+      const until = url.searchParams.get('until');
+      const limit = url.searchParams.get('limit');
+      const kind = url.searchParams.get('kind');
+      const host = url.searchParams.get('host');
+      if (vm) q.owner = vm;
+      if (disk) q.disk = canonicalPath(disk);
+      if (since) q.since = checkTime(since, 'since');
+      if (until) q.until = checkTime(until, 'until');
+      if (host) q.host = host;
+      if (kind) q.kinds = kind.split(',');
+      if (limit) {
+        const n = Number(limit);
+        if (!Number.isInteger(n) || n <= 0) throw new BadInputError(`limit must be a positive integer, got ${JSON.stringify(limit)}`);
+        q.limit = n;
+      }
+      return send(res, 200, ctx.audit(q));
+    }
+    case 'POST /v1/acquire':
+    case 'POST /v1/release':
+    case 'POST /v1/check': {
+      const kind = url.pathname.slice(4) as 'acquire' | 'release' | 'check';
+      const body = obj(await readJson(req));
+      let reply: Reply;
+      try {
+        reply = await ctx.engine.submit(commandFrom(kind, body, now));
+      } catch (e) {
+        if (!(e instanceof BadInputError)) throw e;
+        reply = ctx.engine.reject('api', e, JSON.stringify(body));
+      }
+      return send(res, httpStatusOf(reply), reply);
+    }
+    case 'POST /v1/events':
+      return ingest(ctx, req, res);
+    default:
+      return send(res, 404, { status: 'error', code: 'VMLOCKD_ERR_USAGE', message: `no such endpoint: ${route}` });
+  }
+}
+
+/**
+ * JSON lines in, one JSON result line out per input line, in order. Lines are submitted as they
+ * arrive (lanes keep each VM's events in order) and answered as their facts become durable.
+ */
+async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  const rl = readline.createInterface({ input: req, crlfDelay: Infinity });
+  const pending: Array<Promise<string>> = [];
+  let lineNo = 0;
+  let writing: Promise<void> = Promise.resolve();
+  const MAX_IN_FLIGHT = 8192;
+  let inFlight = 0;
+  const flushOne = (p: Promise<string>) => {
+    writing = writing.then(async () => {
+      const text = await p;
+      inFlight--;
+      if (!res.write(text + '\n')) await new Promise((r) => res.once('drain', r));
+    });
+  };
+  for await (const line of rl) {
+    lineNo++;
+    const n = lineNo;
+    let p: Promise<string>;
+    try {
+      const event = parseEventLine(line, 'jsonl', new Date().toISOString());
+      if (event === null) continue;
+      p = ctx.engine.submitEvent(event).then((replies) => JSON.stringify({ line: n, ...merge(replies) }));
+    } catch (e) {
+      const reply = ctx.engine.reject('jsonl', e, line);
+      p = Promise.resolve(JSON.stringify({ line: n, ...reply }));
+    }
+    inFlight++;
+    pending.push(p);
+    flushOne(p);
+    if (inFlight >= MAX_IN_FLIGHT) await writing;
+  }
+  await writing;
+  res.end();
+}
+
+/** One event may plan several commands; its result is the first failure, else everything done. */
+function merge(replies: Reply[]): Reply {
+  const bad = replies.find((r) => r.status !== 'ok');
+  if (bad) return bad;
+  if (replies.length === 1) return replies[0]!;
+  const out = { status: 'ok' as const, acquired: [] as unknown[], released: [] as unknown[], already: [] as unknown[], free: [] as unknown[] };
+  for (const r of replies) {
+    if (r.status !== 'ok') continue;
+    out.acquired.push(...r.acquired);
+    out.released.push(...r.released);
+    out.already.push(...r.already);
+    out.free.push(...r.free);
+  }
+  return out as Reply;
+}
+
+export async function listenUnix(server: http.Server, socketPath: string): Promise<void> {
+  // A socket file left by a crashed daemon refuses new binds; the instance guard already proved
+  // no live daemon owns this state, so the file is stale.
+  try {
+    fs.unlinkSync(socketPath);
+  } catch {
+    // absent
+  }
+  const old = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(old);
+  }
+  fs.chmodSync(socketPath, 0o600);
+}

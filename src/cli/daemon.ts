@@ -1,0 +1,211 @@
+// The composition root of `vmlockd serve`: config -> journal -> state -> locker -> pipeline -> servers -> shutdown.
+import * as fs from 'node:fs';
+import type * as http from 'node:http';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { config as rxConfig } from 'rxjs';
+import { VmlockdError } from '../engine/errors.js';
+import { fact, type Fact, type NewFact } from '../engine/facts.js';
+import { fromRow } from '../engine/journal-port.js';
+import { Locker } from '../engine/locker.js';
+import { Engine } from '../engine/pipeline.js';
+import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
+import { Journal } from '../journal/journal.js';
+import type { Config } from '../watchers/config.js';
+import { createApiServer, listenUnix, type AuditQuery } from './api-server.js';
+import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
+import { Logger } from './log.js';
+import { VERSION } from './version.js';
+
+/** Snapshot after this many facts, so start-up replays at most this many. */
+const SNAPSHOT_EVERY = 10_000;
+const STOP_DEADLINE_MS = 4_500;
+
+/** Fold the journal: newest snapshot, then every fact after it. */
+export function loadState(journal: Journal): State {
+  const snap = journal.latestSnapshot();
+  const state = snap ? fromSnapshot(snap.state) : initialState();
+  if (snap) state.seq = snap.seq;
+  for (const row of journal.readAfter(state.seq)) evolve(state, fromRow(row));
+  return state;
+}
+
+export function lockView(state: State): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const res of state.resources.values()) {
+    for (const h of res.holders.values()) {
+      out.push({
+        disk: res.ref.canonical,
+        path: h.path,
+        resource: res.ref.id,
+        name: res.ref.name,
+        lockspace: res.ref.lockspace,
+        kind: res.ref.kind,
+        mode: h.mode,
+        vm: h.owner,
+        since: h.since,
+        source: h.source,
+      });
+    }
+  }
+  return out;
+}
+
+async function socketInUse(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(socketPath);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export class Daemon {
+  private guard?: InstanceGuard;
+  private journal?: Journal;
+  private locker?: Locker;
+  engine?: Engine;
+  private server?: http.Server;
+  private factsSinceSnapshot = 0;
+  private readonly startedAt = new Date().toISOString();
+  private stopping?: Promise<void>;
+
+  constructor(
+    readonly config: Config,
+    readonly log: Logger = new Logger(config.logLevel),
+  ) {}
+
+  async start(): Promise<void> {
+    const c = this.config;
+    fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
+    this.guard = acquireInstanceGuard(c.stateDir);
+    if (await socketInUse(c.socket)) {
+      throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `socket ${c.socket} is already served by another process; choose another --socket`);
+    }
+    fs.mkdirSync(path.dirname(c.journal), { recursive: true, mode: 0o700 });
+    const journal = Journal.open(c.journal, { host: c.hostId });
+    this.journal = journal;
+    const state = loadState(journal);
+    const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir });
+    this.locker = locker;
+
+    // rxjs reports an error no subscriber handles here instead of throwing it out of a timer.
+    rxConfig.onUnhandledError = (e: unknown) => {
+      this.log.error(`unhandled pipeline error: ${(e as Error).stack ?? e}`);
+      process.exitCode = 1;
+    };
+
+    const engine = new Engine({
+      host: c.hostId,
+      journal,
+      locker,
+      rules: { fileLockspaceDir: c.fileLockspaceDir },
+      state,
+      reload: () => loadState(journal),
+      onFacts: (facts) => this.afterFacts(facts),
+      log: (level, msg) => this.log.log(level, msg),
+    });
+    this.engine = engine;
+
+    // Re-take every lock the journal says we held; never steal one another owner took in the gap.
+    const at = new Date().toISOString();
+    const { facts, lost } = locker.reacquire(state, at);
+    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size });
+    engine.record([started, ...facts]);
+    const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
+    if (retaken > 0) this.log.info(`re-took ${retaken} lock(s) held before the restart`);
+    for (const f of lost) this.warnLost(f);
+
+    this.server = createApiServer({
+      engine,
+      status: () => this.status(),
+      locks: () => lockView(engine.state),
+      audit: (q) => this.audit(q),
+      log: (level, msg) => this.log.log(level, msg),
+    });
+    await listenUnix(this.server, c.socket);
+    const where = c.fileLockspaceDir === null ? 'direct (image files)' : c.fileLockspaceDir;
+    process.stdout.write(
+      `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
+    );
+  }
+
+  private warnLost(f: NewFact): void {
+    if (f.kind !== 'LeaseLost') return;
+    const p = f.payload;
+    const who = p.owner.name ? `${p.owner.name} (${p.owner.uuid})` : p.owner.uuid;
+    this.log.error(
+      `LEASE LOST: disk ${p.disk} of VM ${who} was locked by another owner while vmlockd was down` +
+        `${p.holder.mode ? ` (${p.holder.mode} lock)` : ''}; vmlockd did not take it back. The VM may be running without its lock: check it now.`,
+    );
+  }
+
+  private afterFacts(facts: readonly Fact[]): void {
+    this.factsSinceSnapshot += facts.length;
+    if (this.factsSinceSnapshot >= SNAPSHOT_EVERY) this.snapshot();
+  }
+
+  private snapshot(): void {
+    if (!this.journal || !this.engine) return;
+    this.journal.writeSnapshot(this.engine.state.seq, toSnapshot(this.engine.state));
+    this.factsSinceSnapshot = 0;
+  }
+
+  status(): Record<string, unknown> {
+    const c = this.config;
+    const state = this.engine?.state;
+    return {
+      version: VERSION,
+      host: c.hostId,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      socket: c.socket,
+      stateDir: c.stateDir,
+      journal: c.journal,
+      lockspace: c.fileLockspaceDir,
+      mode: c.fileLockspaceDir === null ? 'direct' : 'file',
+      locks: state ? [...state.resources.values()].reduce((n, r) => n + r.holders.size, 0) : 0,
+      resources: this.locker?.size ?? 0,
+      owners: state?.owners.size ?? 0,
+      lastSeq: state?.seq ?? 0,
+    };
+  }
+
+  private audit(q: AuditQuery): unknown[] {
+    if (!this.journal) return [];
+    return this.journal.query({ ...q, ...(q.owner ? { owner: q.owner } : {}) });
+  }
+
+  /** SIGTERM: journal the stop and exit. VMs are never touched (invariant 7). */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= this.doStop(reason);
+    return this.stopping;
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    const closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
+    this.server?.closeIdleConnections();
+    const deadline = new Promise<void>((r) => setTimeout(r, STOP_DEADLINE_MS / 2).unref());
+    await Promise.race([closed, deadline]);
+    this.server?.closeAllConnections();
+    if (this.engine) {
+      this.engine.stop();
+      const held = this.locker?.size ?? 0;
+      // The kernel drops our locks when this process exits; the journal keeps them as held, so
+      // the next start re-takes them (or records LeaseLost). That is what lets a restart spare the VMs.
+      this.engine.record([fact('DaemonStopped', new Date().toISOString(), { pid: process.pid, reason, held })]);
+      this.snapshot();
+      if (held > 0) this.log.info(`stopping with ${held} lock(s) held; they will be re-taken at the next start`);
+    }
+    this.journal?.close();
+    this.locker?.closeAll();
+    try {
+      fs.unlinkSync(this.config.socket);
+    } catch {
+      // already gone
+    }
+    this.guard?.release();
+  }
+}

@@ -1,0 +1,71 @@
+// Human-readable tables for the CLI. --json prints the API's own objects instead.
+
+function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n').join('');
+}
+
+interface LockRow {
+  disk: string;
+  path: string;
+  name: string;
+  mode: string;
+  vm: { uuid: string; name?: string };
+  since: string;
+}
+
+export function formatLocks(locks: LockRow[]): string {
+  if (locks.length === 0) return 'no locks held\n';
+  return table([
+    ['DISK', 'MODE', 'VM', 'UUID', 'SINCE', 'RESOURCE'],
+    ...locks.map((l) => [l.disk, l.mode, l.vm.name ?? '-', l.vm.uuid, l.since, l.name]),
+  ]);
+}
+
+export function formatStatus(s: Record<string, unknown>): string {
+  return Object.entries(s)
+    .map(([k, v]) => `${k}: ${v === null ? '-' : String(v)}\n`)
+    .join('');
+}
+
+interface FactRow {
+  seq: number;
+  at: string;
+  host: string;
+  kind: string;
+  disk?: string | null;
+  owner?: string | null;
+  ownerName?: string | null;
+  payload: unknown;
+}
+
+function detail(f: FactRow): string {
+  const p = (f.payload ?? {}) as Record<string, unknown>;
+  switch (f.kind) {
+    case 'LockRefused':
+      return String(p.message ?? '');
+    case 'LockAcquired':
+    case 'Reacquired':
+      return `${p.mode ?? ''}`;
+    case 'LeaseLost':
+    case 'LockReleased':
+      return String(p.reason ?? '');
+    case 'InputRejected':
+    case 'CommandFailed':
+      return `${p.source}: ${p.message}`;
+    case 'DaemonStarted':
+    case 'DaemonStopped':
+      return `pid ${p.pid}, ${p.held} lock(s)${p.reason ? `, ${p.reason}` : ''}`;
+    default:
+      return '';
+  }
+}
+
+export function formatFacts(facts: FactRow[]): string {
+  if (facts.length === 0) return 'no facts match\n';
+  return table([
+    ['SEQ', 'AT', 'HOST', 'KIND', 'VM', 'DISK', 'DETAIL'],
+    ...facts.map((f) => [String(f.seq), f.at, f.host, f.kind, f.ownerName ?? f.owner ?? '-', f.disk ?? '-', detail(f)]),
+  ]);
+}

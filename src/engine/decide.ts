@@ -1,0 +1,86 @@
+// decide: a resolved command and the current state become intents for the locker. Pure.
+//
+// Conflicts between owners of this host are decided here, from the state: one host holds one
+// open file description per resource, so the kernel cannot tell two local VMs apart. Conflicts
+// with other hosts are the kernel's to decide when the locker applies a "take".
+import type { State } from './state.js';
+import type { HolderInfo, Intent, Owner, ResolvedCommand, ResolvedDisk } from './types.js';
+
+export function decide(cmd: ResolvedCommand, state: State, host: string): Intent[] {
+  const seen = ownerSeen(cmd.owner, state);
+  switch (cmd.kind) {
+    case 'acquire':
+      return [...seen, ...decideAcquire(mergeDuplicates(cmd.resolved), cmd.owner, state, host, 'lock')];
+    case 'check':
+      return [...seen, ...decideAcquire(mergeDuplicates(cmd.resolved), cmd.owner, state, host, 'probe')];
+    case 'release':
+      return [...seen, ...decideRelease(cmd, state)];
+    case 'observe':
+      return seen;
+    default: {
+      const _exhaustive: never = cmd;
+      return _exhaustive;
+    }
+  }
+}
+
+function ownerSeen(owner: Owner, state: State): Intent[] {
+  const known = state.owners.get(owner.uuid);
+  if (known && (owner.name === undefined || known.name === owner.name)) return [];
+  return [{ kind: 'see', owner }];
+}
+
+/** One command naming the same resource twice (an alias, or a repeat) asks once, in the stronger mode. */
+function mergeDuplicates(disks: readonly ResolvedDisk[]): ResolvedDisk[] {
+  const byId = new Map<string, ResolvedDisk>();
+  for (const d of disks) {
+    const prev = byId.get(d.resource.id);
+    if (!prev || (prev.mode === 'shared' && d.mode === 'exclusive')) byId.set(d.resource.id, d);
+  }
+  return [...byId.values()];
+}
+
+function decideAcquire(disks: ResolvedDisk[], owner: Owner, state: State, host: string, how: 'lock' | 'probe'): Intent[] {
+  const out: Intent[] = [];
+  const refusals: Intent[] = [];
+  for (const disk of disks) {
+    const res = state.resources.get(disk.resource.id);
+    if (!res) {
+      out.push(how === 'lock' ? { kind: 'lock', disk, owner, how: 'take' } : { kind: 'probe', disk, owner });
+      continue;
+    }
+    const mine = res.holders.get(owner.uuid);
+    if (mine && (mine.mode === disk.mode || mine.mode === 'exclusive')) {
+      out.push({ kind: 'already', disk, owner });
+      continue;
+    }
+    if (!mine && res.mode === 'shared' && disk.mode === 'shared') {
+      if (how === 'lock') out.push({ kind: 'lock', disk, owner, how: 'join' });
+      continue;
+    }
+    // Exclusive against anything local, or this owner asking to upgrade its shared lock:
+    // an upgrade would have to drop other VMs' shared locks, so it is refused like any conflict.
+    const other = [...res.holders.values()].find((h) => h.owner.uuid !== owner.uuid) ?? mine!;
+    const holder: HolderInfo = { host, owner: other.owner, mode: res.mode, since: other.since };
+    refusals.push({ kind: 'refuse', disk, owner, holder });
+  }
+  // All or nothing: one refusal means no lock is taken for this command.
+  return refusals.length > 0 ? refusals : out;
+}
+
+function decideRelease(cmd: Extract<ResolvedCommand, { kind: 'release' }>, state: State): Intent[] {
+  const out: Intent[] = [];
+  const wanted = cmd.resolved === undefined ? undefined : new Set(cmd.resolved.map((d) => d.resource.id));
+  for (const res of state.resources.values()) {
+    const mine = res.holders.get(cmd.owner.uuid);
+    if (!mine || (wanted !== undefined && !wanted.has(res.ref.id))) continue;
+    out.push({
+      kind: 'unlock',
+      resource: res.ref,
+      path: mine.path,
+      owner: cmd.owner,
+      how: res.holders.size === 1 ? 'drop' : 'leave',
+    });
+  }
+  return out;
+}

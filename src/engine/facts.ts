@@ -1,0 +1,55 @@
+// Facts: what happened, as journaled. The state of the daemon is the fold of these.
+import type { HolderInfo, LockspaceKind, Mode, Owner } from './types.js';
+
+/** The resource fields every lock fact carries, so audit queries need no join. */
+export interface ResourceFields {
+  /** Resource id: the absolute path of the lock file. */
+  readonly resource: string;
+  readonly name: string;
+  readonly lockspace: string;
+  readonly kind: LockspaceKind;
+  /** The canonical disk path. */
+  readonly disk: string;
+  /** The disk path as the requester wrote it. */
+  readonly path: string;
+  readonly inode?: string;
+}
+
+export interface FactPayloads {
+  DaemonStarted: { readonly pid: number; readonly version: string; readonly lockspace: string | null; readonly held: number };
+  DaemonStopped: { readonly pid: number; readonly reason: string; readonly held: number };
+  OwnerSeen: { readonly owner: Owner; readonly event?: string; readonly source: string };
+  LockAcquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly generation?: number };
+  LockRefused: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly holder: HolderInfo; readonly message: string };
+  LockReleased: ResourceFields & { readonly owner: Owner; readonly source: string; readonly reason: string };
+  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode };
+  LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string };
+  InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };
+  CommandFailed: { readonly source: string; readonly code: string; readonly message: string; readonly owner?: Owner; readonly command: string };
+}
+
+export type FactKind = keyof FactPayloads;
+export const FACT_KINDS: readonly FactKind[] = [
+  'DaemonStarted',
+  'DaemonStopped',
+  'OwnerSeen',
+  'LockAcquired',
+  'LockRefused',
+  'LockReleased',
+  'Reacquired',
+  'LeaseLost',
+  'InputRejected',
+  'CommandFailed',
+];
+
+/** A fact before the journal has numbered it. */
+export type NewFact = {
+  [K in FactKind]: { readonly kind: K; readonly at: string; readonly payload: FactPayloads[K] };
+}[FactKind];
+
+/** A fact as stored: numbered and stamped with the host that wrote it. */
+export type Fact = NewFact & { readonly seq: number; readonly host: string };
+
+export function fact<K extends FactKind>(kind: K, at: string, payload: FactPayloads[K]): NewFact {
+  return { kind, at, payload } as NewFact;
+}

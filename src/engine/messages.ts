@@ -1,0 +1,23 @@
+// Human text for refusals: name the disk and, when known, who holds it and how to look closer.
+import type { HolderInfo, Mode } from './types.js';
+
+function modeWord(mode: Mode | undefined): string {
+  return mode === 'shared' ? 'shared' : mode === 'exclusive' ? 'exclusively' : '';
+}
+
+/** e.g. `disk /images/a.qcow2 is held exclusively by VM web1 (uuid ...) on host hv2 since 2026-11-25T10:00:00Z (generation 7)` */
+export function refusalMessage(disk: string, holder: HolderInfo): string {
+  const parts = [`disk ${disk} is held`];
+  const how = modeWord(holder.mode);
+  if (how) parts.push(how === 'shared' ? 'shared' : how);
+  if (holder.owner) {
+    const name = holder.owner.name ? `VM ${holder.owner.name} (uuid ${holder.owner.uuid})` : `VM ${holder.owner.uuid}`;
+    parts.push(`by ${name}`);
+  } else if (!holder.host) {
+    parts.push('by another owner (no holder record)');
+  }
+  if (holder.host) parts.push(`on host ${holder.host}`);
+  if (holder.since) parts.push(`since ${holder.since}`);
+  if (holder.generation !== undefined) parts.push(`(generation ${holder.generation})`);
+  return parts.join(' ');
+}

@@ -1,0 +1,214 @@
+// The pipeline: commands from every source -> resolve -> decide -> locker -> journal -> evolve -> reply.
+//
+// Lanes: commands run serially per VM (owner uuid) and in parallel across VMs. A lane cannot be keyed
+// by resource before the paths are resolved (resolution is I/O), and one command may name several
+// disks that must be taken all or nothing; so the lane is the owner, and the critical section
+// (decide, locker, state) runs synchronously, which makes it atomic with respect to every other lane.
+// See docs/architecture.md, "Lanes".
+//
+// Group commit: the facts of every command handled in one turn of the event loop are journaled in
+// one SQLite transaction before any of those commands is answered (invariant 1).
+import { defer, from, mergeMap, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from 'rxjs';
+import { BadInputError, VmlockdError } from './errors.js';
+import { fact, type Fact, type NewFact } from './facts.js';
+import { appendFacts, type JournalPort } from './journal-port.js';
+import type { Locker, Outcome, Prepared } from './locker.js';
+import { decide } from './decide.js';
+import { plan } from './plan.js';
+import { resolveCommand, type NamingRules } from './resolve.js';
+import { evolve, type State } from './state.js';
+import type { Command, Intent, VmEvent } from './types.js';
+
+export type Reply = Outcome | { readonly status: 'error'; readonly code: string; readonly message: string };
+
+interface Job {
+  readonly command: Command;
+  readonly done: (reply: Reply) => void;
+}
+
+interface Pending {
+  readonly prepared: Prepared;
+  readonly done: (reply: Reply) => void;
+}
+
+export interface EngineOptions {
+  readonly host: string;
+  readonly journal: JournalPort;
+  readonly locker: Locker;
+  readonly rules: NamingRules;
+  readonly state: State;
+  /** Rebuild the state from the journal (used when a group commit fails and the optimistic state must be dropped). */
+  readonly reload: () => State;
+  /** Called with every batch of durable facts, after the commands are answered. */
+  readonly onFacts?: (facts: readonly Fact[]) => void;
+  readonly log?: (level: 'info' | 'warning' | 'error', msg: string) => void;
+  /** Largest number of facts in one group commit. */
+  readonly maxBatch?: number;
+}
+
+/** Serial within a key, parallel across keys, no cap (a capped mergeMap after groupBy drops items). */
+export function inLanes<T, R>(keyOf: (t: T) => string, work: (t: T) => Observable<R>): OperatorFunction<T, R> {
+  const tails = new Map<string, Promise<unknown>>();
+  return mergeMap((item: T) => {
+    const key = keyOf(item);
+    const prev = tails.get(key) ?? Promise.resolve();
+    const run = prev.then(
+      () =>
+        new Promise<R>((resolve, reject) => {
+          let last: R;
+          work(item).subscribe({ next: (v) => (last = v), error: reject, complete: () => resolve(last) });
+        }),
+    );
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    tails.set(key, tail);
+    // Forget idle lanes, so a daemon that has seen a million VMs does not keep a million promises.
+    void tail.then(() => {
+      if (tails.get(key) === tail) tails.delete(key);
+    });
+    return from(run);
+  });
+}
+
+export class Engine {
+  state: State;
+  private readonly input = new Subject<Job>();
+  private readonly subscription: Subscription;
+  private batch: Pending[] = [];
+  private batchFacts: NewFact[] = [];
+  private flushScheduled = false;
+  private stopped = false;
+  private readonly maxBatch: number;
+
+  constructor(private readonly opts: EngineOptions) {
+    this.state = opts.state;
+    this.maxBatch = opts.maxBatch ?? 2000;
+    this.subscription = this.input
+      .pipe(
+        inLanes(
+          (job) => job.command.owner.uuid,
+          (job) =>
+            defer(() => of(this.handle(job))).pipe(
+              // Per command: one failure becomes a fact and a reply; the lane and the pipeline live on.
+              catchError((e: unknown) => of(this.fail(job, e))),
+            ),
+        ),
+      )
+      .subscribe({
+        error: (e: unknown) => opts.log?.('error', `pipeline stopped: ${(e as Error).stack ?? e}`),
+      });
+  }
+
+  /** Submit one command; resolves once its facts are durable (or it was refused / failed). */
+  submit(command: Command): Promise<Reply> {
+    if (this.stopped) {
+      return Promise.resolve({ status: 'error', code: 'VMLOCKD_ERR_UNREACHABLE', message: 'vmlockd is stopping' });
+    }
+    return new Promise<Reply>((done) => this.input.next({ command, done }));
+  }
+
+  /** plan() an event and submit its commands in order; one reply per command. */
+  async submitEvent(event: VmEvent): Promise<Reply[]> {
+    return Promise.all(plan(event).map((c) => this.submit(c)));
+  }
+
+  /** Journal a rejected input (bad line, bad frame) so it shows in the audit trail. Changes no lock. */
+  reject(source: string, error: unknown, raw?: string): Reply {
+    const code = error instanceof VmlockdError ? error.code : 'VMLOCKD_ERR_BAD_INPUT';
+    const message = error instanceof Error ? error.message : String(error);
+    const f = fact('InputRejected', new Date().toISOString(), {
+      source,
+      code,
+      message,
+      ...(raw !== undefined ? { raw: raw.length > 4096 ? raw.slice(0, 4096) + '…' : raw } : {}),
+    });
+    this.enqueue([f], { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => {});
+    return { status: 'error', code, message };
+  }
+
+  /** Journal facts produced outside a command (start-up, recovery, shutdown) and fold them in. */
+  record(facts: readonly NewFact[]): Fact[] {
+    this.flush();
+    const stored = appendFacts(this.opts.journal, facts);
+    for (const f of stored) evolve(this.state, f);
+    this.opts.onFacts?.(stored);
+    return stored;
+  }
+
+  /** Stop taking commands and journal what is pending. */
+  stop(): void {
+    this.stopped = true;
+    this.flush();
+    this.subscription.unsubscribe();
+  }
+
+  private handle(job: Job): void {
+    const { command } = job;
+    const resolved = resolveCommand(command, this.opts.rules, this.state);
+    const intents = decide(resolved, this.state, this.opts.host);
+    // A resource released earlier in this batch still has its description open until the batch
+    // commits; taking it again now would conflict with ourselves. Commit the batch first.
+    if (intents.some((i) => this.takesHeld(i))) this.flush();
+    const prepared = this.opts.locker.prepare(intents, { at: command.at, source: command.source });
+    this.enqueue(prepared.facts, prepared, job.done);
+  }
+
+  private takesHeld(i: Intent): boolean {
+    return i.kind === 'lock' && i.how === 'take' && this.opts.locker.isHeld(i.disk.resource.id);
+  }
+
+  private enqueue(facts: readonly NewFact[], prepared: Prepared, done: (r: Reply) => void): void {
+    // Later commands of this batch must see this one's effect before it is durable, or two of them
+    // could both be granted one resource; if the commit fails the state is rebuilt from the journal.
+    for (const f of facts) evolve(this.state, f);
+    this.batch.push({ prepared, done });
+    this.batchFacts.push(...facts);
+    if (this.batchFacts.length >= this.maxBatch) {
+      this.flush();
+    } else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    const facts = this.batchFacts;
+    this.batch = [];
+    this.batchFacts = [];
+    let stored: Fact[];
+    try {
+      stored = appendFacts(this.opts.journal, facts);
+    } catch (e) {
+      for (const p of [...batch].reverse()) p.prepared.abort();
+      this.state = this.opts.reload();
+      const message = `the journal could not record the facts, so nothing was done: ${(e as Error).message}`;
+      this.opts.log?.('error', message);
+      for (const p of batch) p.done({ status: 'error', code: 'VMLOCKD_ERR_JOURNAL', message });
+      return;
+    }
+    if (stored.length > 0) this.state.seq = stored[stored.length - 1]!.seq;
+    for (const p of batch) {
+      p.prepared.commit();
+      p.done(p.prepared.outcome);
+    }
+    this.opts.onFacts?.(stored);
+  }
+
+  private fail(job: Job, e: unknown): void {
+    const code = e instanceof VmlockdError ? e.code : 'VMLOCKD_ERR_INTERNAL';
+    const message = e instanceof Error ? e.message : String(e);
+    if (code === 'VMLOCKD_ERR_INTERNAL') this.opts.log?.('error', `command failed: ${(e as Error).stack ?? message}`);
+    const c = job.command;
+    const f =
+      e instanceof BadInputError
+        ? fact('InputRejected', c.at, { source: c.source, code, message, raw: JSON.stringify(c) })
+        : fact('CommandFailed', c.at, { source: c.source, code, message, owner: c.owner, command: c.kind });
+    const reply: Reply = { status: 'error', code, message };
+    this.enqueue([f], { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => job.done(reply));
+  }
+}

@@ -1,0 +1,99 @@
+// Resource naming: a disk path as a requester wrote it becomes the resource (lock file) that stands for it.
+// This is the only I/O before `decide`: realpath and stat of the disk image, never of a lock file.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BadInputError } from './errors.js';
+import type { State } from './state.js';
+import type { Command, DiskRequest, ResolvedCommand, ResolvedDisk, ResourceRef } from './types.js';
+
+export interface NamingRules {
+  /** File lockspace directory; null means direct mode (lock byte 0 of the image itself). */
+  readonly fileLockspaceDir: string | null;
+}
+
+export function sha256Hex(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+export function checkDiskPath(p: unknown, field = 'path'): string {
+  if (typeof p !== 'string' || p.length === 0) throw new BadInputError(`${field} must be a non-empty string, got ${JSON.stringify(p)}`);
+  if (!path.isAbsolute(p)) throw new BadInputError(`${field} must be an absolute path, got ${JSON.stringify(p)}`);
+  if (p.includes('\0')) throw new BadInputError(`${field} must not contain a NUL byte, got ${JSON.stringify(p)}`);
+  if (p.length > 4096) throw new BadInputError(`${field} is longer than PATH_MAX (4096 bytes)`);
+  return p;
+}
+
+/**
+ * The canonical form of a disk path: symlinks, `//`, `.` and `..` resolved.
+ * A disk that does not exist yet keeps its lexical form below the deepest existing directory,
+ * whose symlinks are still resolved.
+ */
+export function canonicalPath(p: string): string {
+  try {
+    return fs.realpathSync.native(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTDIR') throw e;
+  }
+  const lexical = path.resolve(p);
+  const parent = path.dirname(lexical);
+  if (parent === lexical) return lexical;
+  return path.join(canonicalPath(parent), path.basename(lexical));
+}
+
+function inodeOf(p: string): string | undefined {
+  try {
+    const st = fs.statSync(p, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State): ResolvedDisk {
+  const given = checkDiskPath(req.path, 'disk path');
+  let canonical = canonicalPath(given);
+  const inode = inodeOf(canonical);
+  // A bind mount or hard link reaches the same inode under a path realpath cannot unify:
+  // while one alias is held on this host, every other alias is the same resource.
+  if (inode !== undefined) {
+    const heldId = state.byInode.get(inode);
+    const held = heldId !== undefined ? state.resources.get(heldId) : undefined;
+    if (held && held.ref.canonical !== canonical) canonical = held.ref.canonical;
+  }
+  let resource: ResourceRef;
+  if (rules.fileLockspaceDir !== null) {
+    const name = sha256Hex(canonical);
+    resource = {
+      id: path.join(rules.fileLockspaceDir, name),
+      name,
+      lockspace: rules.fileLockspaceDir,
+      kind: 'file',
+      canonical,
+      ...(inode !== undefined ? { inode } : {}),
+    };
+  } else {
+    if (inode === undefined) {
+      throw new BadInputError(`disk ${given} does not exist; in direct mode (no file lockspace) the image itself is locked`);
+    }
+    resource = { id: canonical, name: canonical, lockspace: '', kind: 'direct', canonical, inode };
+  }
+  return { path: given, mode: req.mode, resource };
+}
+
+export function resolveCommand(cmd: Command, rules: NamingRules, state: State): ResolvedCommand {
+  switch (cmd.kind) {
+    case 'acquire':
+    case 'check':
+      return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state)) };
+    case 'release':
+      if (cmd.paths === undefined) return cmd;
+      return { ...cmd, resolved: cmd.paths.map((p) => resolveDisk({ path: p, mode: 'exclusive' }, rules, state)) };
+    case 'observe':
+      return cmd;
+    default: {
+      const _exhaustive: never = cmd;
+      return _exhaustive;
+    }
+  }
+}

@@ -1,0 +1,138 @@
+// The daemon's state: the fold of the journal's facts. `evolve` is deterministic and does no I/O.
+import type { Fact, NewFact, ResourceFields } from './facts.js';
+import type { Mode, Owner, ResourceRef } from './types.js';
+
+export interface Holder {
+  readonly owner: Owner;
+  readonly mode: Mode;
+  readonly since: string;
+  /** The disk path as this holder's requester wrote it. */
+  readonly path: string;
+  readonly source: string;
+}
+
+export interface ResourceState {
+  readonly ref: ResourceRef;
+  readonly mode: Mode;
+  /** Keyed by owner uuid. More than one only for shared locks. */
+  readonly holders: Map<string, Holder>;
+}
+
+export interface State {
+  /** Keyed by resource id (the lock file path). */
+  readonly resources: Map<string, ResourceState>;
+  /** Every owner seen, keyed by uuid. */
+  readonly owners: Map<string, Owner>;
+  /** "dev:ino" of held disks -> resource id, so an alias the path rules cannot see maps to the same resource. */
+  readonly byInode: Map<string, string>;
+  /** The seq of the last fact folded in (0 for none). */
+  seq: number;
+}
+
+export function initialState(): State {
+  return { resources: new Map(), owners: new Map(), byInode: new Map(), seq: 0 };
+}
+
+export function refOf(f: ResourceFields): ResourceRef {
+  return {
+    id: f.resource,
+    name: f.name,
+    lockspace: f.lockspace,
+    kind: f.kind,
+    canonical: f.disk,
+    ...(f.inode !== undefined ? { inode: f.inode } : {}),
+  };
+}
+
+/**
+ * Fold one fact into the state.
+ *
+ * It updates `state` in place and returns it: copying a 10,000-entry map for every fact would make
+ * start-up and the hot path O(locks) per fact. It is still a pure function of (state, fact) in the
+ * sense the invariants need: no clock, no I/O, no randomness, so replaying the journal gives the
+ * same state every time (test/engine/evolve.unit.ts checks fold equality).
+ */
+export function evolve(state: State, f: NewFact | Fact): State {
+  if ('seq' in f) state.seq = f.seq;
+  switch (f.kind) {
+    case 'OwnerSeen':
+      state.owners.set(f.payload.owner.uuid, f.payload.owner);
+      return state;
+    case 'LockAcquired': {
+      const p = f.payload;
+      let res = state.resources.get(p.resource);
+      if (!res) {
+        res = { ref: refOf(p), mode: p.mode, holders: new Map() };
+        state.resources.set(p.resource, res);
+        if (p.inode !== undefined) state.byInode.set(p.inode, p.resource);
+      }
+      res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source });
+      if (!state.owners.has(p.owner.uuid)) state.owners.set(p.owner.uuid, p.owner);
+      return state;
+    }
+    case 'LockReleased':
+    case 'LeaseLost':
+      dropHolder(state, f.payload.resource, f.payload.owner.uuid);
+      return state;
+    case 'Reacquired':
+    case 'LockRefused':
+    case 'InputRejected':
+    case 'CommandFailed':
+    case 'DaemonStarted':
+    case 'DaemonStopped':
+      return state;
+    default: {
+      const _exhaustive: never = f;
+      return _exhaustive;
+    }
+  }
+}
+
+function dropHolder(state: State, resource: string, ownerUuid: string): void {
+  const res = state.resources.get(resource);
+  if (!res) return;
+  res.holders.delete(ownerUuid);
+  if (res.holders.size === 0) {
+    state.resources.delete(resource);
+    if (res.ref.inode !== undefined) state.byInode.delete(res.ref.inode);
+  }
+}
+
+/** Resources an owner holds, in a stable order. */
+export function heldBy(state: State, ownerUuid: string): ResourceState[] {
+  const out: ResourceState[] = [];
+  for (const res of state.resources.values()) if (res.holders.has(ownerUuid)) out.push(res);
+  return out;
+}
+
+// Snapshots: the state as JSON, so start-up reads a snapshot and only the facts after it.
+interface StateJson {
+  v: 1;
+  seq: number;
+  owners: Owner[];
+  resources: Array<{ ref: ResourceRef; mode: Mode; holders: Holder[] }>;
+}
+
+export function toSnapshot(state: State): StateJson {
+  return {
+    v: 1,
+    seq: state.seq,
+    owners: [...state.owners.values()],
+    resources: [...state.resources.values()].map((r) => ({ ref: r.ref, mode: r.mode, holders: [...r.holders.values()] })),
+  };
+}
+
+export function fromSnapshot(json: unknown): State {
+  const s = json as StateJson;
+  if (!s || s.v !== 1 || !Array.isArray(s.resources) || !Array.isArray(s.owners)) {
+    throw new Error('snapshot has an unknown shape (expected v: 1 with owners and resources)');
+  }
+  const state = initialState();
+  state.seq = s.seq;
+  for (const o of s.owners) state.owners.set(o.uuid, o);
+  for (const r of s.resources) {
+    state.resources.set(r.ref.id, { ref: r.ref, mode: r.mode, holders: new Map(r.holders.map((h) => [h.owner.uuid, h])) });
+    if (r.ref.inode !== undefined) state.byInode.set(r.ref.inode, r.ref.id);
+  }
+  return state;
+}

@@ -1,0 +1,147 @@
+// The engine's vocabulary: events in, commands, intents, facts out.
+// Everything here is plain data so it can cross the journal, the socket and the tests unchanged.
+
+export type Mode = 'exclusive' | 'shared';
+
+/** A VM as the outside world names it. The uuid is the identity; the name is for humans. */
+export interface Owner {
+  readonly uuid: string;
+  readonly name?: string;
+}
+
+/** One disk as a source reports it, before any naming rule is applied. */
+export interface DiskSpec {
+  readonly path: string;
+  readonly readonly: boolean;
+  readonly shareable: boolean;
+}
+
+export const VM_EVENT_TYPES = [
+  'started',
+  'stopped',
+  'suspended',
+  'resumed',
+  'crashed',
+  'migrated_out',
+  'migrated_in',
+  'disk_attached',
+  'disk_detached',
+  'defined',
+  'undefined',
+] as const;
+export type VmEventType = (typeof VM_EVENT_TYPES)[number];
+
+/** A VM lifecycle event, the common currency of every source (JSON lines, virsh events, hook, RPC). */
+export interface VmEvent {
+  readonly type: VmEventType;
+  readonly vm: Owner;
+  readonly disks: readonly DiskSpec[];
+  /** ISO time at which the source saw the event. */
+  readonly at: string;
+  /** Which source produced it: "jsonl", "api", "virsh", "hook", "virtlockd". */
+  readonly source: string;
+}
+
+/** A disk path with the lock mode wanted for it. */
+export interface DiskRequest {
+  readonly path: string;
+  readonly mode: Mode;
+}
+
+export type Command =
+  | {
+      readonly kind: 'acquire';
+      readonly owner: Owner;
+      readonly disks: readonly DiskRequest[];
+      readonly at: string;
+      readonly source: string;
+    }
+  | {
+      readonly kind: 'release';
+      readonly owner: Owner;
+      /** undefined: everything the owner holds. */
+      readonly paths?: readonly string[];
+      readonly at: string;
+      readonly source: string;
+    }
+  | {
+      /** Check that the disks could be taken, without taking them (hook: migrate/restore begin). */
+      readonly kind: 'check';
+      readonly owner: Owner;
+      readonly disks: readonly DiskRequest[];
+      readonly at: string;
+      readonly source: string;
+    }
+  | {
+      /** A lifecycle event that changes no lock but is worth recording (defined, suspended). */
+      readonly kind: 'observe';
+      readonly owner: Owner;
+      readonly event: VmEventType;
+      readonly at: string;
+      readonly source: string;
+    };
+
+/** How a resource is named in the lockspace (see docs/architecture.md, "Resource identity"). */
+export type LockspaceKind = 'file' | 'direct' | 'lvm' | 'scsi';
+
+/**
+ * A disk resolved to the lock file that stands for it.
+ * `id` is the absolute path of the file the locker opens; it is the resource's identity.
+ */
+export interface ResourceRef {
+  readonly id: string;
+  /** The name inside the lockspace (the SHA-256 for file lockspaces, the image path in direct mode). */
+  readonly name: string;
+  readonly lockspace: string;
+  readonly kind: LockspaceKind;
+  /** The canonical disk path (symlinks, `//` and `..` resolved). */
+  readonly canonical: string;
+  /** "dev:ino" of the disk image when it exists, used to catch aliases that realpath cannot see. */
+  readonly inode?: string;
+}
+
+export interface ResolvedDisk {
+  /** The path as the requester wrote it. */
+  readonly path: string;
+  readonly mode: Mode;
+  readonly resource: ResourceRef;
+}
+
+/** A command whose disk paths have been resolved to resources (the only I/O before `decide`). */
+export type ResolvedCommand =
+  | (Extract<Command, { kind: 'acquire' }> & { readonly resolved: readonly ResolvedDisk[] })
+  | (Extract<Command, { kind: 'check' }> & { readonly resolved: readonly ResolvedDisk[] })
+  | (Extract<Command, { kind: 'release' }> & { readonly resolved?: readonly ResolvedDisk[] })
+  | Extract<Command, { kind: 'observe' }>;
+
+/** Who holds a resource, as far as this host can tell. */
+export interface HolderInfo {
+  readonly host?: string;
+  readonly owner?: Owner;
+  readonly mode?: Mode;
+  readonly since?: string;
+  readonly generation?: number;
+  readonly pid?: number;
+}
+
+/** What `decide` asks the locker to do. Intents of one command are applied all or nothing. */
+export type Intent =
+  | {
+      readonly kind: 'lock';
+      readonly disk: ResolvedDisk;
+      readonly owner: Owner;
+      /** "take": open and lock in the kernel; "join": this host already holds a shared lock, add a holder. */
+      readonly how: 'take' | 'join';
+    }
+  | {
+      readonly kind: 'unlock';
+      readonly resource: ResourceRef;
+      readonly path: string;
+      readonly owner: Owner;
+      /** "drop": close the kernel lock; "leave": other local shared holders remain. */
+      readonly how: 'drop' | 'leave';
+    }
+  | { readonly kind: 'probe'; readonly disk: ResolvedDisk; readonly owner: Owner }
+  | { readonly kind: 'refuse'; readonly disk: ResolvedDisk; readonly owner: Owner; readonly holder: HolderInfo }
+  | { readonly kind: 'already'; readonly disk: ResolvedDisk; readonly owner: Owner }
+  | { readonly kind: 'see'; readonly owner: Owner };

@@ -1,0 +1,87 @@
+// JSON-lines events: `vmlockd ingest` and the control API's /v1/events.
+// Each bad line gets an error naming the field and what was received; it changes no lock.
+import { BadInputError } from '../engine/errors.js';
+import { VM_EVENT_TYPES, type DiskSpec, type Owner, type VmEvent, type VmEventType } from '../engine/types.js';
+
+const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 80 ? s.slice(0, 77) + '...' : s;
+}
+
+/** A VM uuid in its canonical lowercase dashed form. */
+export function checkUuid(v: unknown, field: string): string {
+  if (typeof v !== 'string' || !UUID_RE.test(v)) throw new BadInputError(`${field} must be a UUID, got ${show(v)}`);
+  const hex = v.replace(/-/g, '').toLowerCase();
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export function checkOwner(v: unknown, field = 'vm'): Owner {
+  if (!isObject(v)) throw new BadInputError(`${field} must be an object with a uuid, got ${show(v)}`);
+  const uuid = checkUuid(v.uuid, `${field}.uuid`);
+  if (v.name !== undefined && (typeof v.name !== 'string' || v.name.length > 256)) {
+    throw new BadInputError(`${field}.name must be a string of at most 256 characters, got ${show(v.name)}`);
+  }
+  return v.name !== undefined ? { uuid, name: v.name as string } : { uuid };
+}
+
+export function checkTime(v: unknown, field: string): string {
+  if (typeof v !== 'string' || !ISO_RE.test(v) || Number.isNaN(Date.parse(v))) {
+    throw new BadInputError(`${field} must be an ISO-8601 time such as 2026-11-25T10:00:00Z, got ${show(v)}`);
+  }
+  return new Date(v).toISOString();
+}
+
+function checkBool(v: unknown, field: string): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new BadInputError(`${field} must be true or false, got ${show(v)}`);
+  return v;
+}
+
+export function checkDisks(v: unknown, field = 'disks'): DiskSpec[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new BadInputError(`${field} must be an array, got ${show(v)}`);
+  return v.map((d, i) => {
+    const f = `${field}[${i}]`;
+    if (!isObject(d)) throw new BadInputError(`${f} must be an object with a path, got ${show(d)}`);
+    if (typeof d.path !== 'string' || !d.path.startsWith('/') || d.path.includes('\0')) {
+      throw new BadInputError(`${f}.path must be an absolute path, got ${show(d.path)}`);
+    }
+    return { path: d.path, readonly: checkBool(d.readonly, `${f}.readonly`), shareable: checkBool(d.shareable, `${f}.shareable`) };
+  });
+}
+
+const NEEDS_DISKS: ReadonlySet<VmEventType> = new Set(['started', 'resumed', 'migrated_in', 'disk_attached', 'disk_detached']);
+
+/** Validate a decoded JSON value as an event. `now` is used when the event has no `at`. */
+export function toVmEvent(v: unknown, source: string, now: string): VmEvent {
+  if (!isObject(v)) throw new BadInputError(`an event must be a JSON object, got ${show(v)}`);
+  if (typeof v.type !== 'string' || !(VM_EVENT_TYPES as readonly string[]).includes(v.type)) {
+    throw new BadInputError(`type must be one of ${VM_EVENT_TYPES.join(', ')}, got ${show(v.type)}`);
+  }
+  const type = v.type as VmEventType;
+  const vm = checkOwner(v.vm);
+  const disks = checkDisks(v.disks);
+  if (NEEDS_DISKS.has(type) && v.disks === undefined) throw new BadInputError(`disks is required for a ${type} event`);
+  const at = v.at === undefined ? now : checkTime(v.at, 'at');
+  return { type, vm, disks, at, source };
+}
+
+/** Parse one line of JSON-lines input. Blank lines yield null. */
+export function parseEventLine(line: string, source: string, now: string): VmEvent | null {
+  const text = line.trim();
+  if (text === '') return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new BadInputError(`not valid JSON: ${(e as Error).message}`);
+  }
+  return toVmEvent(v, source, now);
+}

@@ -1,0 +1,302 @@
+#!/usr/bin/env node
+// vmlockd: the command line. `serve` runs the daemon; every other command talks to it over its socket
+// (or, for `audit --state-dir` and `integrity`, reads a journal directly).
+import * as fs from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ERROR_CODES, VmlockdError, exitCodeOf, type ErrorCode } from './engine/errors.js';
+import { checkUuid } from './events/jsonl.js';
+import { Journal } from './journal/journal.js';
+import { call, streamEvents } from './cli/client.js';
+import { Daemon } from './cli/daemon.js';
+import { Logger } from './cli/log.js';
+import { formatFacts, formatLocks, formatStatus } from './cli/format.js';
+import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey } from './watchers/config.js';
+import { canonicalPath } from './engine/resolve.js';
+
+const USAGE = `usage: vmlockd <command> [options]
+
+  serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
+        run the daemon in the foreground (--lockspace "" locks the images themselves)
+  acquire --vm UUID [--name NAME] [--shared] [--readonly] DISK...
+  release --vm UUID [DISK...]
+  check --vm UUID [--shared] DISK...       would these disks be granted now? (takes nothing)
+  locks [--json]                           locks this daemon holds
+  ingest FILE|-                            JSON-lines events, one result line per event
+  audit [--vm UUID|NAME] [--disk PATH] [--since ISO] [--until ISO] [--kind K] [--limit N] [--json]
+        [--state-dir DIR]                  read a journal directly (daemon stopped or another host's)
+  status [--json]
+  integrity [--state-dir DIR | --journal FILE]   check the journal
+  config show [--config FILE]... | config check FILE...
+
+Client commands find the daemon with --socket PATH, else $VMLOCKD_SOCKET, else ./var/vmlockd.sock.
+Exit codes: 0 done; 3 refused because a lock is held; 2 bad input or usage; 1 any other failure.`;
+
+const COMMON = { socket: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+
+function args<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new VmlockdError('VMLOCKD_ERR_USAGE', `${(e as Error).message}\n\n${USAGE}`);
+  }
+}
+
+function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, string | number | boolean | null>> {
+  const flags: Partial<Record<ConfigKey, string | number | boolean | null>> = {};
+  if (typeof v['state-dir'] === 'string') flags.stateDir = v['state-dir'];
+  if (typeof v.lockspace === 'string') flags.fileLockspaceDir = v.lockspace;
+  if (typeof v['host-id'] === 'string') flags.hostId = v['host-id'];
+  if (typeof v.socket === 'string') flags.socket = v.socket;
+  if (typeof v.journal === 'string') flags.journal = v.journal;
+  return flags;
+}
+
+function socketOf(v: { socket?: string | undefined }): string {
+  if (v.socket) return v.socket;
+  if (process.env.VMLOCKD_SOCKET) return process.env.VMLOCKD_SOCKET;
+  return loadConfig({ files: [], flags: {} }).config.socket;
+}
+
+function print(json: boolean, value: unknown, text: () => string): void {
+  process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text());
+}
+
+/** Turn a daemon reply into output and an exit code. */
+function finish(res: { status: number; body: unknown }, json: boolean, ok: (body: any) => string): number {
+  const body = res.body as { status?: string; code?: string; message?: string };
+  if (body?.status === 'ok' || (res.status === 200 && body?.status === undefined)) {
+    print(json, body, () => ok(body));
+    return 0;
+  }
+  if (json) process.stdout.write(JSON.stringify(body, null, 2) + '\n');
+  if (body?.status === 'refused') {
+    process.stderr.write(`vmlockd: refused: ${body.message}\n`);
+    return 3;
+  }
+  process.stderr.write(`vmlockd: ${body?.message ?? `daemon answered HTTP ${res.status}`}\n`);
+  return exitCodeOf(body?.code);
+}
+
+function diskLines(verb: string, list: Array<{ path: string; mode: string; disk: string }>): string {
+  return list.map((d) => `${verb} ${d.path} (${d.mode}${d.disk !== d.path ? `, as ${d.disk}` : ''})\n`).join('');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return command === undefined ? 2 : 0;
+
+    case 'serve': {
+      const { values } = args(rest, {
+        config: { type: 'string', multiple: true },
+        'state-dir': { type: 'string' },
+        lockspace: { type: 'string' },
+        'host-id': { type: 'string' },
+        journal: { type: 'string' },
+      });
+      const loaded = loadConfig({ files: values.config ?? [], flags: configFlags(values) });
+      const daemon = new Daemon(loaded.config, new Logger(loaded.config.logLevel));
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        daemon.log.info(`${signal} received: stopping (VMs are not touched)`);
+        const hard = setTimeout(() => {
+          daemon.log.error('stop took longer than 5 s; exiting');
+          process.exit(1);
+        }, 5000);
+        hard.unref();
+        daemon.stop(signal).then(
+          () => process.exit(0),
+          (e: unknown) => {
+            daemon.log.error(`stop failed: ${(e as Error).message}`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      await daemon.start();
+      return new Promise<number>(() => {}); // runs until a signal
+    }
+
+    case 'acquire':
+    case 'check': {
+      const { values, positionals } = args(rest, {
+        vm: { type: 'string' },
+        name: { type: 'string' },
+        shared: { type: 'boolean' },
+        readonly: { type: 'boolean' },
+      });
+      if (!values.vm) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs --vm UUID`);
+      if (positionals.length === 0) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs at least one DISK path`);
+      const vm = { uuid: checkUuid(values.vm, '--vm'), ...(values.name ? { name: values.name } : {}) };
+      const disks = positionals.map((p) => ({ path: p, readonly: !!values.readonly, shareable: !!values.shared }));
+      if (values.readonly) {
+        // Read-only disks take no lock (as with virtlockd); say so rather than silently succeed.
+        print(!!values.json, { status: 'ok', acquired: [], skipped: positionals }, () => positionals.map((p) => `not locked (read-only) ${p}\n`).join(''));
+        return 0;
+      }
+      const res = await call(socketOf(values), 'POST', `/v1/${command}`, { vm, disks });
+      return finish(res, !!values.json, (b) =>
+        command === 'check'
+          ? diskLines('free', b.free) + diskLines('already held', b.already)
+          : diskLines('acquired', b.acquired) + diskLines('already held', b.already),
+      );
+    }
+
+    case 'release': {
+      const { values, positionals } = args(rest, { vm: { type: 'string' } });
+      if (!values.vm) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'release needs --vm UUID');
+      const body = { vm: { uuid: checkUuid(values.vm, '--vm') }, ...(positionals.length ? { disks: positionals } : {}) };
+      const res = await call(socketOf(values), 'POST', '/v1/release', body);
+      return finish(res, !!values.json, (b) => (b.released.length ? diskLines('released', b.released) : 'nothing to release\n'));
+    }
+
+    case 'locks': {
+      const { values } = args(rest, {});
+      const res = await call(socketOf(values), 'GET', '/v1/locks');
+      return finish(res, !!values.json, (b) => formatLocks(b));
+    }
+
+    case 'status': {
+      const { values } = args(rest, {});
+      const res = await call(socketOf(values), 'GET', '/v1/status');
+      return finish(res, !!values.json, (b) => formatStatus(b));
+    }
+
+    case 'ingest': {
+      const { values, positionals } = args(rest, {});
+      if (positionals.length !== 1) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'ingest needs exactly one FILE, or - for standard input');
+      const file = positionals[0]!;
+      const input = file === '-' ? process.stdin : fs.createReadStream(file);
+      let worst = 0;
+      await streamEvents(socketOf(values), input, (line) => {
+        process.stdout.write(line + '\n');
+        try {
+          const r = JSON.parse(line) as { status: string; code?: string };
+          const code = r.status === 'ok' ? 0 : r.status === 'refused' ? 3 : exitCodeOf(r.code);
+          // Report the most serious outcome: a failure (1) over a refusal (3) over bad input (2).
+          const rank = (c: number) => [0, 3, 1, 2][c] ?? 0;
+          if (rank(code) > rank(worst)) worst = code;
+        } catch {
+          worst = 1;
+        }
+      });
+      return worst;
+    }
+
+    case 'audit': {
+      const { values } = args(rest, {
+        vm: { type: 'string' },
+        disk: { type: 'string' },
+        since: { type: 'string' },
+        until: { type: 'string' },
+        kind: { type: 'string' },
+        host: { type: 'string' },
+        limit: { type: 'string' },
+        'state-dir': { type: 'string' },
+        journal: { type: 'string' },
+      });
+      const json = !!values.json;
+      if (values['state-dir'] || values.journal) {
+        const file = values.journal ?? loadConfig({ files: [], flags: { stateDir: values['state-dir']! } }).config.journal;
+        const journal = Journal.open(file, { readonly: true, host: 'audit' });
+        try {
+          const q = auditQuery(values);
+          const facts = journal.query(q);
+          print(json, facts, () => formatFacts(facts));
+        } finally {
+          journal.close();
+        }
+        return 0;
+      }
+      const qs = new URLSearchParams();
+      for (const k of ['vm', 'disk', 'since', 'until', 'kind', 'host', 'limit'] as const) if (values[k]) qs.set(k, values[k]!);
+      const res = await call(socketOf(values), 'GET', `/v1/audit?${qs}`);
+      return finish(res, json, (b) => formatFacts(b));
+    }
+
+    case 'integrity': {
+      const { values } = args(rest, { 'state-dir': { type: 'string' }, journal: { type: 'string' } });
+      const file = values.journal ?? loadConfig({ files: [], flags: configFlags(values) }).config.journal;
+      const journal = Journal.open(file, { readonly: true, host: 'integrity' });
+      try {
+        const r = journal.integrity();
+        print(!!values.json, { file, ...r }, () => (r.ok ? `journal ${file}: ok (${journal.lastSeq()} facts)\n` : r.problems.map((p) => `journal ${file}: ${p}\n`).join('')));
+        return r.ok ? 0 : 1;
+      } finally {
+        journal.close();
+      }
+    }
+
+    case 'config': {
+      const [sub, ...more] = rest;
+      if (sub === 'check') {
+        const { positionals, values } = args(more, {});
+        if (positionals.length === 0) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'config check needs at least one FILE');
+        const r = checkConfigFiles(positionals);
+        print(!!values.json, r, () => (r.ok ? positionals.map((f) => `${f}: ok\n`).join('') : r.problems.map((p) => p + '\n').join('')));
+        return r.ok ? 0 : 2;
+      }
+      if (sub === 'show') {
+        const { values } = args(more, {
+          config: { type: 'string', multiple: true },
+          'state-dir': { type: 'string' },
+          lockspace: { type: 'string' },
+          'host-id': { type: 'string' },
+          journal: { type: 'string' },
+        });
+        const loaded = loadConfig({ files: values.config ?? [], flags: configFlags(values) });
+        print(!!values.json, loaded, () => formatConfig(loaded));
+        return 0;
+      }
+      throw new VmlockdError('VMLOCKD_ERR_USAGE', `config needs "show" or "check", got ${JSON.stringify(sub ?? '')}`);
+    }
+
+    default:
+      throw new VmlockdError('VMLOCKD_ERR_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+  }
+}
+
+function auditQuery(values: Record<string, string | boolean | undefined>) {
+  const q: Parameters<Journal['query']>[0] = {};
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  if (str('vm')) q.owner = str('vm')!;
+  if (str('disk')) q.disk = canonicalPath(str('disk')!);
+  if (str('host')) q.host = str('host')!;
+  if (str('kind')) q.kinds = str('kind')!.split(',');
+  for (const k of ['since', 'until'] as const) {
+    const v = str(k);
+    if (v === undefined) continue;
+    const t = Date.parse(v);
+    if (Number.isNaN(t)) throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `--${k} must be an ISO-8601 time such as 2026-11-25T10:00:00Z, got ${JSON.stringify(v)}`);
+    q[k] = new Date(t).toISOString();
+  }
+  if (str('limit')) {
+    const n = Number(str('limit'));
+    if (!Number.isInteger(n) || n <= 0) throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `--limit must be a positive integer, got ${JSON.stringify(str('limit'))}`);
+    q.limit = n;
+  }
+  return q;
+}
+
+export type { Config };
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    const code = e instanceof VmlockdError ? e.code : (e as { code?: string })?.code;
+    const known = typeof code === 'string' && code in ERROR_CODES;
+    process.stderr.write(`vmlockd: ${(e as Error).message ?? e}\n`);
+    if (!known && !(e instanceof VmlockdError)) process.stderr.write(`${(e as Error).stack ?? ''}\n`);
+    process.exitCode = known ? ERROR_CODES[code as ErrorCode].exit : exitCodeOf((e as { code?: string })?.code);
+  },
+);

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// Runs the test tiers with uvu (through tsx) and ends with the one line CI reads: `N passed, N failed`.
+// Usage: node test/run.mjs [unit|int|e2e ...]   (default: all tiers)
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'int', 'e2e'];
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+
+for (const tier of tiers) {
+  process.stdout.write(`\n=== ${tier} tests ===\n`);
+  const r = spawnSync(process.execPath, [path.join(root, 'node_modules/uvu/bin.js'), '-r', 'tsx', 'test', `\\.${tier}\\.ts$`], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, FORCE_COLOR: '0' },
+    maxBuffer: 64 << 20,
+  });
+  process.stdout.write(r.stdout);
+  process.stderr.write(r.stderr);
+  const num = (label) => Number((r.stdout.match(new RegExp(`${label}:\\s+(\\d+)`)) ?? [])[1] ?? NaN);
+  const total = num('Total');
+  const ok = num('Passed');
+  const skip = num('Skipped');
+  if (Number.isNaN(total)) {
+    // uvu died before its summary (a file that throws at import): count the tier as one failure.
+    if (r.status !== 0 || !/No test files|Total/.test(r.stdout)) {
+      process.stdout.write(`${tier}: the runner stopped without a summary (exit ${r.status}, signal ${r.signal})\n`);
+      failed += 1;
+    }
+    continue;
+  }
+  passed += ok;
+  skipped += skip;
+  failed += total - ok - skip;
+  if (r.status !== 0 && total - ok - skip === 0) failed += 1;
+}
+
+process.stdout.write(`\n${skipped ? `(${skipped} skipped)\n` : ''}${passed} passed, ${failed} failed\n`);
+process.exitCode = failed > 0 ? 1 : 0;
