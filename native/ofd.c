@@ -4,6 +4,7 @@
  *   ofdSetLk(fd, type, start, len)  -> true when granted, false when held elsewhere
  *   ofdGetLk(fd, type, start, len)  -> null when free, else { type, start, len, pid }
  *   peerCred(fd)                    -> { pid, uid, gid } of a connected AF_UNIX socket
+ *   raiseNoFile()                   -> { soft, hard }: RLIMIT_NOFILE soft limit raised to the hard one
  *
  * type is "read", "write" or "unlock". Every call is non-blocking: a lock that is held
  * is an answer (false), never a wait, so no libuv thread is ever parked on a lock.
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <node_api.h>
 
@@ -140,11 +142,30 @@ static napi_value peer_cred(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* One descriptor per held lock: the soft limit (often 1024) caps how many disks a host can lock. */
+static napi_value raise_nofile(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct rlimit rl;
+  napi_value result, v;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return throw_errno(env, "getrlimit", errno);
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return throw_errno(env, "setrlimit", errno);
+  }
+  napi_create_double(env, (double)rl.rlim_cur, &v);
+  napi_create_object(env, &result);
+  napi_set_named_property(env, result, "soft", v);
+  napi_create_double(env, (double)rl.rlim_max, &v);
+  napi_set_named_property(env, result, "hard", v);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"ofdSetLk", NULL, ofd_setlk, NULL, NULL, NULL, napi_default, NULL},
     {"ofdGetLk", NULL, ofd_getlk, NULL, NULL, NULL, napi_default, NULL},
     {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
+    {"raiseNoFile", NULL, raise_nofile, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

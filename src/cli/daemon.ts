@@ -8,6 +8,7 @@ import { VmlockdError } from '../engine/errors.js';
 import { fact, type Fact, type NewFact } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
 import { Locker } from '../engine/locker.js';
+import { native } from '../engine/native.js';
 import { Engine } from '../engine/pipeline.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
 import { Journal } from '../journal/journal.js';
@@ -71,6 +72,7 @@ export class Daemon {
   private factsSinceSnapshot = 0;
   private readonly startedAt = new Date().toISOString();
   private stopping?: Promise<void>;
+  private fdLimit = 0;
 
   constructor(
     readonly config: Config,
@@ -88,6 +90,8 @@ export class Daemon {
     const journal = Journal.open(c.journal, { host: c.hostId });
     this.journal = journal;
     const state = loadState(journal);
+    // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
+    this.fdLimit = native.raiseNoFile().soft;
     const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir });
     this.locker = locker;
 
@@ -170,6 +174,7 @@ export class Daemon {
       resources: this.locker?.size ?? 0,
       owners: state?.owners.size ?? 0,
       lastSeq: state?.seq ?? 0,
+      fdLimit: this.fdLimit,
     };
   }
 

@@ -3,7 +3,7 @@
 // Conflicts between owners of this host are decided here, from the state: one host holds one
 // open file description per resource, so the kernel cannot tell two local VMs apart. Conflicts
 // with other hosts are the kernel's to decide when the locker applies a "take".
-import type { State } from './state.js';
+import { heldBy, type State } from './state.js';
 import type { HolderInfo, Intent, Owner, ResolvedCommand, ResolvedDisk } from './types.js';
 
 export function decide(cmd: ResolvedCommand, state: State, host: string): Intent[] {
@@ -71,7 +71,7 @@ function decideAcquire(disks: ResolvedDisk[], owner: Owner, state: State, host: 
 function decideRelease(cmd: Extract<ResolvedCommand, { kind: 'release' }>, state: State): Intent[] {
   const out: Intent[] = [];
   const wanted = cmd.resolved === undefined ? undefined : new Set(cmd.resolved.map((d) => d.resource.id));
-  for (const res of state.resources.values()) {
+  for (const res of heldBy(state, cmd.owner.uuid)) {
     const mine = res.holders.get(cmd.owner.uuid);
     if (!mine || (wanted !== undefined && !wanted.has(res.ref.id))) continue;
     out.push({

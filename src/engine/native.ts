@@ -20,6 +20,8 @@ export interface NativeBinding {
   ofdGetLk(fd: number, type: LockType, start: number, len: number): OfdConflict | null;
   /** getsockopt(SO_PEERCRED) of a connected AF_UNIX socket. */
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+  /** Raise RLIMIT_NOFILE's soft limit to the hard limit (one descriptor per held lock). */
+  raiseNoFile(): { soft: number; hard: number };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -25,12 +25,14 @@ export interface State {
   readonly owners: Map<string, Owner>;
   /** "dev:ino" of held disks -> resource id, so an alias the path rules cannot see maps to the same resource. */
   readonly byInode: Map<string, string>;
+  /** Owner uuid -> ids of the resources it holds, so a release does not scan every lock. */
+  readonly byOwner: Map<string, Set<string>>;
   /** The seq of the last fact folded in (0 for none). */
   seq: number;
 }
 
 export function initialState(): State {
-  return { resources: new Map(), owners: new Map(), byInode: new Map(), seq: 0 };
+  return { resources: new Map(), owners: new Map(), byInode: new Map(), byOwner: new Map(), seq: 0 };
 }
 
 export function refOf(f: ResourceFields): ResourceRef {
@@ -67,6 +69,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
         if (p.inode !== undefined) state.byInode.set(p.inode, p.resource);
       }
       res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source });
+      indexOwner(state, p.owner.uuid, p.resource);
       if (!state.owners.has(p.owner.uuid)) state.owners.set(p.owner.uuid, p.owner);
       return state;
     }
@@ -88,10 +91,19 @@ export function evolve(state: State, f: NewFact | Fact): State {
   }
 }
 
+function indexOwner(state: State, ownerUuid: string, resource: string): void {
+  let set = state.byOwner.get(ownerUuid);
+  if (!set) state.byOwner.set(ownerUuid, (set = new Set()));
+  set.add(resource);
+}
+
 function dropHolder(state: State, resource: string, ownerUuid: string): void {
   const res = state.resources.get(resource);
   if (!res) return;
   res.holders.delete(ownerUuid);
+  const owned = state.byOwner.get(ownerUuid);
+  owned?.delete(resource);
+  if (owned?.size === 0) state.byOwner.delete(ownerUuid);
   if (res.holders.size === 0) {
     state.resources.delete(resource);
     if (res.ref.inode !== undefined) state.byInode.delete(res.ref.inode);
@@ -101,7 +113,10 @@ function dropHolder(state: State, resource: string, ownerUuid: string): void {
 /** Resources an owner holds, in a stable order. */
 export function heldBy(state: State, ownerUuid: string): ResourceState[] {
   const out: ResourceState[] = [];
-  for (const res of state.resources.values()) if (res.holders.has(ownerUuid)) out.push(res);
+  for (const id of state.byOwner.get(ownerUuid) ?? []) {
+    const res = state.resources.get(id);
+    if (res) out.push(res);
+  }
   return out;
 }
 
@@ -132,6 +147,7 @@ export function fromSnapshot(json: unknown): State {
   for (const o of s.owners) state.owners.set(o.uuid, o);
   for (const r of s.resources) {
     state.resources.set(r.ref.id, { ref: r.ref, mode: r.mode, holders: new Map(r.holders.map((h) => [h.owner.uuid, h])) });
+    for (const h of r.holders) indexOwner(state, h.owner.uuid, r.ref.id);
     if (r.ref.inode !== undefined) state.byInode.set(r.ref.inode, r.ref.id);
   }
   return state;

@@ -1,0 +1,232 @@
+// vmlockd benchmarks. Every figure is printed beside a baseline measured in the same run, because
+// these machines are noisy: compare ratios, not absolute numbers.
+//
+//   npm run bench          full run, rewrites the table in bench/README.md
+//   npm run bench:quick    a smaller run (< 1 min), prints the table only
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { native } from '../src/engine/native.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const MAIN = path.join(ROOT, 'dist', 'main.js');
+const QUICK = process.argv.includes('--quick');
+const N = {
+  ofd: QUICK ? 200_000 : 1_000_000,
+  sqlite: QUICK ? 100_000 : 500_000,
+  ingestVms: QUICK ? 20_000 : 100_000,
+  rtt: QUICK ? 2_000 : 10_000,
+};
+
+interface Row {
+  readonly what: string;
+  readonly value: string;
+  readonly baseline: string;
+  readonly ratio: string;
+  readonly target: string;
+}
+const rows: Row[] = [];
+
+function rate(n: number, ms: number): number {
+  return (n / ms) * 1000;
+}
+function fmt(n: number): string {
+  return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
+}
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function tmp(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-'));
+}
+
+function rawOfdPairs(dir: string): number {
+  const file = path.join(dir, 'raw.lock');
+  const fd = fs.openSync(file, 'w+');
+  const t0 = performance.now();
+  for (let i = 0; i < N.ofd; i++) {
+    native.ofdSetLk(fd, 'write', 0, 1);
+    native.ofdSetLk(fd, 'unlock', 0, 1);
+  }
+  const ms = performance.now() - t0;
+  fs.closeSync(fd);
+  return rate(N.ofd, ms);
+}
+
+/** Batched inserts into a table shaped like the journal's, with the same indexes, WAL + NORMAL. */
+function rawSqliteRows(dir: string): number {
+  const db = new Database(path.join(dir, 'raw.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec(`CREATE TABLE facts(seq INTEGER PRIMARY KEY, at TEXT NOT NULL, host TEXT NOT NULL, kind TEXT NOT NULL,
+    resource TEXT, disk TEXT, owner TEXT, owner_name TEXT, payload TEXT NOT NULL);
+    CREATE INDEX f_disk ON facts(disk, seq); CREATE INDEX f_owner ON facts(owner, seq); CREATE INDEX f_name ON facts(owner_name, seq);
+    CREATE INDEX f_res ON facts(resource, seq); CREATE INDEX f_kind ON facts(kind, seq); CREATE INDEX f_at ON facts(at);`);
+  const ins = db.prepare('INSERT INTO facts(at, host, kind, resource, disk, owner, owner_name, payload) VALUES (?,?,?,?,?,?,?,?)');
+  const batch = db.transaction((from: number, n: number) => {
+    for (let i = from; i < from + n; i++) {
+      const payload = JSON.stringify({ resource: `/ls/${i}`, disk: `/images/${i}.qcow2`, owner: { uuid: `u${i}`, name: `vm${i}` }, mode: 'exclusive' });
+      ins.run(new Date().toISOString(), 'bench', 'LockAcquired', `/ls/${i}`, `/images/${i}.qcow2`, `u${i}`, `vm${i}`, payload);
+    }
+  });
+  const t0 = performance.now();
+  for (let i = 0; i < N.sqlite; i += 1000) batch(i, 1000);
+  const ms = performance.now() - t0;
+  db.close();
+  return rate(N.sqlite, ms);
+}
+
+async function startDaemon(dir: string): Promise<{ proc: ChildProcess; socket: string }> {
+  const socket = path.join(dir, 'vmlockd.sock');
+  const proc = spawn(process.execPath, [MAIN, 'serve', '--state-dir', path.join(dir, 'state'), '--lockspace', path.join(dir, 'lockspace'), '--socket', socket, '--host-id', 'bench'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d;
+      if (out.includes('listening on')) resolve();
+    });
+    proc.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
+  });
+  return { proc, socket };
+}
+
+function uuid(i: number): string {
+  const h = i.toString(16).padStart(12, '0');
+  return `00000000-0000-4000-8000-${h}`;
+}
+
+/** End to end: JSON lines through the control API's ingest stream, as `vmlockd ingest` sends them. */
+async function ingest(socket: string, dir: string): Promise<{ commands: number; ms: number }> {
+  fs.mkdirSync(path.join(dir, 'images'), { recursive: true });
+  const lines: string[] = [];
+  // Windows of 5,000 VMs: all start, then all stop, so at most 5,000 locks (descriptors) are held at once.
+  const WINDOW = 5000;
+  for (let w = 0; w < N.ingestVms; w += WINDOW) {
+    const end = Math.min(N.ingestVms, w + WINDOW);
+    for (let i = w; i < end; i++) {
+      lines.push(JSON.stringify({ type: 'started', vm: { uuid: uuid(i), name: `vm${i}` }, disks: [{ path: `${dir}/images/disk${i}.qcow2` }] }));
+    }
+    for (let i = w; i < end; i++) lines.push(JSON.stringify({ type: 'stopped', vm: { uuid: uuid(i) } }));
+  }
+  const body = lines.join('\n') + '\n';
+  const t0 = performance.now();
+  let results = 0;
+  let failures = 0;
+  await new Promise<void>((resolve, reject) => {
+    const req = http.request({ socketPath: socket, method: 'POST', path: '/v1/events' }, (res) => {
+      let rest = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        rest += chunk;
+        let i: number;
+        while ((i = rest.indexOf('\n')) >= 0) {
+          const line = rest.slice(0, i);
+          if (!line.includes('"status":"ok"') && failures++ < 3) process.stderr.write(`not ok: ${line}\n`);
+          results++;
+          rest = rest.slice(i + 1);
+        }
+      });
+      res.on('end', resolve);
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  const ms = performance.now() - t0;
+  if (results !== lines.length || failures > 0) throw new Error(`ingest: ${results} results for ${lines.length} lines, ${failures} not ok`);
+  return { commands: lines.length, ms };
+}
+
+function request(agent: http.Agent, socket: string, method: string, p: string, body?: unknown): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request({ agent, socketPath: socket, method, path: p, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** Acquire round trips through the socket (keep-alive connection, one at a time, like a hook or plugin). */
+async function roundTrips(socket: string, dir: string): Promise<{ acquire: number[]; status: number[] }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const disk = path.join(dir, 'images', 'rtt.qcow2');
+  const vm = { uuid: uuid(999_999_999), name: 'rtt' };
+  const acquire: number[] = [];
+  const status: number[] = [];
+  for (let i = 0; i < N.rtt + 200; i++) {
+    let t0 = performance.now();
+    await request(agent, socket, 'GET', '/v1/status');
+    const s = performance.now() - t0;
+    t0 = performance.now();
+    const code = await request(agent, socket, 'POST', '/v1/acquire', { vm, disks: [{ path: disk }] });
+    const a = performance.now() - t0;
+    if (code !== 200) throw new Error(`acquire answered ${code}`);
+    await request(agent, socket, 'POST', '/v1/release', { vm });
+    if (i >= 200) {
+      // the first 200 warm the JIT and the connection
+      acquire.push(a * 1000);
+      status.push(s * 1000);
+    }
+  }
+  agent.destroy();
+  return { acquire: acquire.sort((x, y) => x - y), status: status.sort((x, y) => x - y) };
+}
+
+async function main(): Promise<void> {
+  if (!fs.existsSync(MAIN)) throw new Error('run `npm run build` first');
+  const dir = tmp();
+  process.stderr.write(`bench${QUICK ? ' (quick)' : ''} in ${dir}\n`);
+  const ofd = rawOfdPairs(dir);
+  const sqlite = rawSqliteRows(dir);
+  const { proc, socket } = await startDaemon(dir);
+  try {
+    const ing = await ingest(socket, dir);
+    const cps = rate(ing.commands, ing.ms);
+    rows.push({ what: `ingest: lock commands/s end to end (${fmt(ing.commands)} events, journaled)`, value: fmt(cps), baseline: `${fmt(sqlite)} raw batched SQLite rows/s`, ratio: `${((cps / sqlite) * 100).toFixed(0)}%`, target: '>= 100,000/s or >= 60% of raw SQLite' });
+    rows.push({ what: 'raw OFD lock+unlock pairs/s (binding, one fd)', value: fmt(ofd), baseline: '-', ratio: '-', target: '-' });
+    const rt = await roundTrips(socket, dir);
+    const p50 = pct(rt.acquire, 50);
+    const p99 = pct(rt.acquire, 99);
+    const s50 = pct(rt.status, 50);
+    const s99 = pct(rt.status, 99);
+    const ofdUs = 1e6 / ofd;
+    rows.push({ what: `acquire round trip p50 through the socket (${fmt(N.rtt)} samples)`, value: `${p50.toFixed(0)} us`, baseline: `${s50.toFixed(0)} us GET /v1/status; ${ofdUs.toFixed(2)} us raw OFD pair`, ratio: `${(p50 / s50).toFixed(2)}x status`, target: '<= 200 us' });
+    rows.push({ what: 'acquire round trip p99 through the socket', value: `${p99.toFixed(0)} us`, baseline: `${s99.toFixed(0)} us GET /v1/status`, ratio: `${(p99 / s99).toFixed(2)}x status`, target: '<= 1 ms' });
+  } finally {
+    proc.kill('SIGTERM');
+  }
+  const table = [
+    `| figure | value | baseline (same run) | ratio | target |`,
+    `|---|---|---|---|---|`,
+    ...rows.map((r) => `| ${r.what} | ${r.value} | ${r.baseline} | ${r.ratio} | ${r.target} |`),
+  ].join('\n');
+  const stamp = `Measured ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), Node ${process.version}${QUICK ? ', quick run' : ''}.`;
+  process.stdout.write(`${stamp}\n\n${table}\n`);
+  if (!QUICK) {
+    const readme = path.join(ROOT, 'bench', 'README.md');
+    const text = fs.readFileSync(readme, 'utf8');
+    const start = '<!-- bench:start -->';
+    const end = '<!-- bench:end -->';
+    const i = text.indexOf(start);
+    const j = text.indexOf(end);
+    if (i < 0 || j < 0) throw new Error(`bench/README.md lacks the ${start} ... ${end} markers`);
+    fs.writeFileSync(readme, `${text.slice(0, i + start.length)}\n${stamp}\n\n${table}\n${text.slice(j)}`);
+    process.stderr.write('bench/README.md updated\n');
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,439 @@
+// The SQLite event store. It stores generic rows and knows nothing of the engine's fact kinds:
+// the engine appends, replays and asks audit questions through this class only.
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { JournalError } from './errors.js';
+import { FACT_COLUMNS, FactQueries, isIsoMsUtc, toStoredFact } from './query.js';
+import type { DbFactRow, FactQuery, FactRow, StoredFact } from './query.js';
+import { APPEND_ONLY_TRIGGERS, SCHEMA_VERSION, migrate, readSchemaVersion, tooNew } from './schema.js';
+
+export type { FactQuery, FactRow, StoredFact } from './query.js';
+export { JournalError } from './errors.js';
+export type { JournalErrorCode } from './errors.js';
+export { MIGRATIONS, SCHEMA_VERSION, migrate } from './schema.js';
+export type { Migration } from './schema.js';
+
+export interface JournalOptions {
+  readonly?: boolean;
+  /** Host id stamped on every fact this process appends. */
+  host: string;
+  /** NORMAL (default) survives a process crash; FULL also survives an OS crash, at ~10x the commit cost. */
+  synchronous?: 'NORMAL' | 'FULL';
+  /** Skip the refusal to create a journal on a network/cluster filesystem. For tests and odd setups only. */
+  allowNetworkFs?: boolean;
+}
+
+export interface IntegrityReport {
+  ok: boolean;
+  problems: string[];
+  /** The lowest seq of a fact that failed a check, when one did. */
+  firstBadSeq?: number;
+}
+
+const BUSY_TIMEOUT_MS = 5000;
+const KEEP_SNAPSHOTS = 3;
+const MAX_LISTED_PROBLEMS = 20;
+
+/**
+ * statfs f_type values of filesystems whose locking and mmap semantics break WAL (the -shm file is
+ * shared memory between processes of ONE host) or whose fsync is not local. Placing the journal on
+ * the shared lockspace would also tie every host's journal to the health of the cluster filesystem.
+ */
+const NETWORK_FS: ReadonlyMap<number, string> = new Map([
+  [0x6969, 'nfs'],
+  [0x517b, 'smb'],
+  [0xff534d42, 'cifs'],
+  [0xfe534d42, 'smb2'],
+  [0x65735546, 'fuse (e.g. glusterfs, sshfs)'],
+  [0x00c36400, 'ceph'],
+  [0x01021997, '9p'],
+  [0x01161970, 'gfs2'],
+  [0x7461636f, 'ocfs2'],
+  [0x5346414f, 'afs'],
+  [0x0bd00bd0, 'lustre'],
+]);
+
+/** The name of the network filesystem with this statfs type, or undefined for a local one. */
+export function networkFsName(statfsType: number | bigint): string | undefined {
+  return NETWORK_FS.get(Number(BigInt.asUintN(32, BigInt(statfsType))));
+}
+
+export class Journal {
+  readonly file: string;
+  readonly host: string;
+  readonly readonly: boolean;
+  readonly schemaVersion: number;
+
+  private readonly db: Database.Database;
+  private readonly queries: FactQueries;
+  private readonly stmt: {
+    lastSeq: Database.Statement<[], { seq: number }>;
+    readAfter: Database.Statement<[number], DbFactRow>;
+    latestSnapshot: Database.Statement<[], { seq: number; state: string }>;
+  };
+  // Present only on a writer; their absence is what makes append/writeSnapshot refuse on a reader.
+  private readonly appendTx?: (rows: readonly FactRow[]) => StoredFact[];
+  private readonly snapshotTx?: (seq: number, at: string, state: string) => void;
+
+  static open(file: string, opts: JournalOptions): Journal {
+    if (typeof file !== 'string' || file === '') {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `journal file must be a non-empty path, got ${JSON.stringify(file)}`);
+    }
+    if (typeof opts?.host !== 'string' || opts.host === '') {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `journal host must be a non-empty string, got ${JSON.stringify(opts?.host)}`);
+    }
+    const synchronous = opts.synchronous ?? 'NORMAL';
+    if (synchronous !== 'NORMAL' && synchronous !== 'FULL') {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `journal synchronous must be "NORMAL" or "FULL", got ${JSON.stringify(synchronous)}`);
+    }
+    const path = resolve(file);
+    const db = opts.readonly === true ? openReader(path) : openWriter(path, synchronous, opts.allowNetworkFs === true);
+    try {
+      const version = opts.readonly === true ? checkReaderVersion(db, path) : migrate(db, path);
+      return new Journal(db, path, opts.host, opts.readonly === true, version);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  private constructor(db: Database.Database, file: string, host: string, readonly: boolean, schemaVersion: number) {
+    this.db = db;
+    this.file = file;
+    this.host = host;
+    this.readonly = readonly;
+    this.schemaVersion = schemaVersion;
+    this.queries = new FactQueries(db);
+    this.stmt = {
+      lastSeq: db.prepare(`SELECT coalesce(max(seq), 0) AS seq FROM facts`),
+      readAfter: db.prepare(`SELECT ${FACT_COLUMNS} FROM facts WHERE seq > ? ORDER BY seq ASC`),
+      latestSnapshot: db.prepare(`SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1`),
+    };
+    if (readonly) return;
+
+    const insertFact = db.prepare<[string, string, string, string | null, string | null, string | null, string | null, string]>(
+      `INSERT INTO facts (at, host, kind, resource, disk, owner, owner_name, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const insertSnapshot = db.prepare<[number, string, string]>(`INSERT OR REPLACE INTO snapshots (seq, at, state) VALUES (?, ?, ?)`);
+    const pruneSnapshots = db.prepare<[number]>(
+      `DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)`,
+    );
+
+    // IMMEDIATE takes the write lock at BEGIN, so a second writer (a CLI compaction) waits on
+    // busy_timeout instead of failing with SQLITE_BUSY halfway through a batch.
+    const appendTx = db.transaction((rows: readonly FactRow[]): StoredFact[] =>
+      rows.map((row, i) => {
+        const { json, kind, at, resource, disk, owner, ownerName } = checkRow(row, i);
+        const seq = Number(insertFact.run(at, host, kind, resource, disk, owner, ownerName, json).lastInsertRowid);
+        // The caller folds what is returned; handing back the parsed JSON (not the caller's object)
+        // makes live state equal the state a replay will build from the same rows.
+        return { seq, host, kind, at, resource, disk, owner, ownerName, payload: JSON.parse(json) as unknown };
+      }),
+    );
+    this.appendTx = (rows) => appendTx.immediate(rows);
+    const snapshotTx = db.transaction((seq: number, at: string, state: string) => {
+      insertSnapshot.run(seq, at, state);
+      pruneSnapshots.run(KEEP_SNAPSHOTS);
+    });
+    this.snapshotTx = (seq, at, state) => snapshotTx.immediate(seq, at, state);
+  }
+
+  /** Appends all rows in ONE transaction: all are durable when this returns, or none is written. */
+  append(rows: readonly FactRow[]): StoredFact[] {
+    this.live();
+    if (!Array.isArray(rows)) {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `append expects an array of fact rows, got ${typeof rows}`);
+    }
+    if (rows.length === 0) return [];
+    return this.writer(this.appendTx)(rows);
+  }
+
+  lastSeq(): number {
+    this.live();
+    return this.stmt.lastSeq.get()!.seq;
+  }
+
+  /**
+   * Facts with seq > `seq`, ascending, read lazily for replay. The connection cannot write while
+   * the iterator is open: finish (or `return()`) it before appending.
+   */
+  readAfter(seq: number): IterableIterator<StoredFact> {
+    this.live();
+    checkSeq('readAfter seq', seq);
+    return this.replay(seq);
+  }
+
+  // A generator, so the statement (and the connection's read) starts at the first next(), not when
+  // a caller merely creates the iterator.
+  private *replay(seq: number): IterableIterator<StoredFact> {
+    // A statement serves one iteration at a time; a nested replay gets its own.
+    const stmt = this.stmt.readAfter.busy
+      ? this.db.prepare<[number], DbFactRow>(`SELECT ${FACT_COLUMNS} FROM facts WHERE seq > ? ORDER BY seq ASC`)
+      : this.stmt.readAfter;
+    for (const row of stmt.iterate(seq)) yield toStoredFact(row);
+  }
+
+  latestSnapshot(): { seq: number; state: unknown } | undefined {
+    this.live();
+    const row = this.stmt.latestSnapshot.get();
+    if (row === undefined) return undefined;
+    return { seq: row.seq, state: JSON.parse(row.state) as unknown };
+  }
+
+  /** Records the state folded up to and including `seq`; keeps only the newest few snapshots. */
+  writeSnapshot(seq: number, state: unknown): void {
+    this.live();
+    const write = this.writer(this.snapshotTx);
+    checkSeq('writeSnapshot seq', seq);
+    const last = this.lastSeq();
+    // A snapshot claiming facts the journal does not have would make a replay skip them.
+    if (seq > last) {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `writeSnapshot seq ${seq} is beyond the last fact seq ${last} in ${this.file}`);
+    }
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(state);
+    } catch (cause) {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `snapshot state at seq ${seq} is not JSON-serialisable: ${String(cause)}`, { cause });
+    }
+    if (json === undefined) {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `snapshot state at seq ${seq} is not JSON-serialisable, got ${typeof state}`);
+    }
+    write(seq, new Date().toISOString(), json);
+  }
+
+  /** Oldest first; every given filter must match. */
+  query(q: FactQuery): StoredFact[] {
+    this.live();
+    return this.queries.run(q ?? {});
+  }
+
+  /** SQLite's plan for `query(q)`: which index answers it (diagnostics, tests). */
+  queryPlan(q: FactQuery): string {
+    this.live();
+    return this.queries.plan(q ?? {});
+  }
+
+  integrity(): IntegrityReport {
+    this.live();
+    const problems: string[] = [];
+
+    const sqliteCheck = this.db.pragma('integrity_check') as { integrity_check: string }[];
+    for (const { integrity_check: line } of sqliteCheck.slice(0, MAX_LISTED_PROBLEMS)) {
+      if (line !== 'ok') problems.push(`sqlite integrity_check: ${line}`);
+    }
+
+    try {
+      const found = readSchemaVersion(this.db, this.file);
+      if (found !== SCHEMA_VERSION) problems.push(`schema version is ${found}, this vmlockd expects ${SCHEMA_VERSION}`);
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : String(err));
+    }
+
+    const triggers = new Set(
+      (this.db.prepare(`SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'facts'`).all() as { name: string }[]).map(
+        (r) => r.name,
+      ),
+    );
+    for (const name of APPEND_ONLY_TRIGGERS) {
+      if (!triggers.has(name)) problems.push(`append-only trigger ${name} is missing: facts can be rewritten`);
+    }
+
+    const facts = this.checkFacts();
+    problems.push(...facts.problems);
+
+    const last = this.lastSeq();
+    const snapshots = this.db.prepare(`SELECT seq, state FROM snapshots ORDER BY seq`).all() as { seq: number; state: unknown }[];
+    for (const s of snapshots) {
+      if (s.seq > last) problems.push(`snapshot seq ${s.seq} is beyond the last fact seq ${last}`);
+      if (!parsesAsJson(s.state)) problems.push(`snapshot seq ${s.seq}: state is not valid JSON`);
+    }
+
+    const report: IntegrityReport = { ok: problems.length === 0, problems };
+    if (facts.firstBadSeq !== undefined) report.firstBadSeq = facts.firstBadSeq;
+    return report;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** One streaming pass over every fact: seq gaps, payload JSON, `at` shape, kind and host present. */
+  private checkFacts(): { problems: string[]; firstBadSeq?: number } {
+    const rows = this.db.prepare(`SELECT seq, at, host, kind, payload FROM facts ORDER BY seq ASC`).iterate() as IterableIterator<{
+      seq: number;
+      at: unknown;
+      host: unknown;
+      kind: unknown;
+      payload: unknown;
+    }>;
+    let firstBad: { seq: number; reason: string } | undefined;
+    let bad = 0;
+    let prev: number | undefined;
+    for (const row of rows) {
+      const reasons: string[] = [];
+      // Facts are never deleted, so a hole means rows were removed behind the triggers' back.
+      if (prev !== undefined && row.seq !== prev + 1) reasons.push(`seq gap: follows seq ${prev}`);
+      if (prev === undefined && row.seq < 1) reasons.push('seq is below 1');
+      if (!parsesAsJson(row.payload)) reasons.push(`payload is not valid JSON (${preview(row.payload)})`);
+      if (!isIsoMsUtc(row.at)) reasons.push(`at is not an ISO-8601 UTC time with ms (${preview(row.at)})`);
+      if (typeof row.kind !== 'string' || row.kind === '') reasons.push(`kind is empty (${preview(row.kind)})`);
+      if (typeof row.host !== 'string' || row.host === '') reasons.push(`host is empty (${preview(row.host)})`);
+      prev = row.seq;
+      if (reasons.length === 0) continue;
+      bad++;
+      firstBad ??= { seq: row.seq, reason: reasons.join('; ') };
+    }
+    if (firstBad === undefined) return { problems: [] };
+    const problems = [`first bad seq ${firstBad.seq}: ${firstBad.reason}`];
+    if (bad > 1) problems.push(`${bad} facts fail checks in total`);
+    return { problems, firstBadSeq: firstBad.seq };
+  }
+
+  private live(): void {
+    if (!this.db.open) throw new JournalError('VMLOCKD_ERR_JOURNAL_CLOSED', `journal ${this.file} is closed`);
+  }
+
+  private writer<F>(fn: F | undefined): F {
+    if (fn === undefined) {
+      throw new JournalError('VMLOCKD_ERR_JOURNAL_READONLY', `journal ${this.file} was opened read-only; it cannot be written`);
+    }
+    return fn;
+  }
+}
+
+function openReader(file: string): Database.Database {
+  // Checked first so the message names the file; fileMustExist still guards the race after it.
+  if (!existsSync(file)) {
+    throw new JournalError('VMLOCKD_ERR_JOURNAL_MISSING', `journal ${file} does not exist (read-only open never creates it)`);
+  }
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch (cause) {
+    throw new JournalError('VMLOCKD_ERR_JOURNAL_MISSING', `cannot open journal ${file} read-only: ${String(cause)}`, { cause });
+  }
+  // journal_mode and synchronous are the writer's business; a reader only waits out a checkpoint.
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  return db;
+}
+
+function checkReaderVersion(db: Database.Database, file: string): number {
+  let found: number;
+  try {
+    found = readSchemaVersion(db, file);
+  } catch (err) {
+    if (err instanceof JournalError) throw err;
+    throw new JournalError('VMLOCKD_ERR_JOURNAL_NOT_OURS', `cannot read journal ${file}: ${String(err)}`, { cause: err });
+  }
+  if (found === 0) throw new JournalError('VMLOCKD_ERR_JOURNAL_NOT_OURS', `${file} is an empty database, not a vmlockd journal`);
+  if (found > SCHEMA_VERSION) throw tooNew(file, found, SCHEMA_VERSION);
+  if (found < SCHEMA_VERSION) {
+    throw new JournalError(
+      'VMLOCKD_ERR_JOURNAL_TOO_OLD',
+      `${file} has journal schema version ${found}, older than ${SCHEMA_VERSION}; open it read-write once (start the daemon) to migrate it`,
+    );
+  }
+  return found;
+}
+
+function openWriter(file: string, synchronous: 'NORMAL' | 'FULL', allowNetworkFs: boolean): Database.Database {
+  const dir = dirname(file);
+  mkdirSync(dir, { recursive: true });
+  if (!allowNetworkFs) {
+    const fs = networkFsName(statfsSync(dir).type);
+    if (fs !== undefined) {
+      throw new JournalError(
+        'VMLOCKD_ERR_JOURNAL_NETWORK_FS',
+        `journal ${file} would live on a ${fs} filesystem; put it on local disk (WAL needs local shared memory and local fsync)`,
+      );
+    }
+  }
+  const db = new Database(file);
+  try {
+    // busy_timeout first: switching to WAL needs a lock another opener may briefly hold.
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal') {
+      throw new JournalError('VMLOCKD_ERR_JOURNAL_NO_WAL', `journal ${file} refused WAL mode (journal_mode is ${String(mode)})`);
+    }
+    db.pragma(`synchronous = ${synchronous}`);
+    db.pragma('foreign_keys = ON');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function checkRow(row: FactRow, i: number) {
+  const where = `fact row ${i}`;
+  if (row === null || typeof row !== 'object') {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where} must be an object, got ${preview(row)}`);
+  }
+  if (typeof row.kind !== 'string' || row.kind === '') {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where}: kind must be a non-empty string, got ${preview(row.kind)}`);
+  }
+  // Range queries compare `at` as text, which equals time order only for this one exact shape.
+  if (!isIsoMsUtc(row.at)) {
+    throw new JournalError(
+      'VMLOCKD_ERR_BAD_INPUT',
+      `${where} (${row.kind}): at must be ISO-8601 UTC with ms like 2026-11-25T10:00:00.000Z, got ${preview(row.at)}`,
+    );
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(row.payload);
+  } catch (cause) {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where} (${row.kind}): payload is not JSON-serialisable: ${String(cause)}`, {
+      cause,
+    });
+  }
+  if (json === undefined) {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where} (${row.kind}): payload is not JSON-serialisable, got ${typeof row.payload}`);
+  }
+  return {
+    json,
+    kind: row.kind,
+    at: row.at,
+    resource: optionalText(row.resource, where, 'resource'),
+    disk: optionalText(row.disk, where, 'disk'),
+    owner: optionalText(row.owner, where, 'owner'),
+    ownerName: optionalText(row.ownerName, where, 'ownerName'),
+  };
+}
+
+function optionalText(value: unknown, where: string, field: string): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string') {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where}: ${field} must be a string or null, got ${preview(value)}`);
+  }
+  return value;
+}
+
+function checkSeq(name: string, seq: unknown): void {
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${name} must be an integer >= 0, got ${preview(seq)}`);
+  }
+}
+
+function parsesAsJson(text: unknown): boolean {
+  if (typeof text !== 'string') return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function preview(value: unknown): string {
+  let s: string;
+  try {
+    s = typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value));
+  } catch {
+    s = String(value);
+  }
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
