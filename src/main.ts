@@ -8,7 +8,6 @@ import { checkUuid } from './events/jsonl.js';
 import { Journal } from './journal/journal.js';
 import { call, streamEvents } from './cli/client.js';
 import { Daemon } from './cli/daemon.js';
-import { Logger } from './cli/log.js';
 import { formatFacts, formatLocks, formatStatus } from './cli/format.js';
 import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey } from './watchers/config.js';
 import { canonicalPath } from './engine/resolve.js';
@@ -99,8 +98,13 @@ async function main(argv: string[]): Promise<number> {
         'host-id': { type: 'string' },
         journal: { type: 'string' },
       });
-      const loaded = loadConfig({ files: values.config ?? [], flags: configFlags(values) });
-      const daemon = new Daemon(loaded.config, new Logger(loaded.config.logLevel));
+      const flags = configFlags(values);
+      const loaded = loadConfig({ files: values.config ?? [], flags });
+      const daemon = new Daemon(loaded, flags);
+      process.on('SIGHUP', () => {
+        daemon.log.info('SIGHUP received: re-reading the config');
+        daemon.reload$.next('SIGHUP');
+      });
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;

@@ -12,7 +12,9 @@ import { native } from '../engine/native.js';
 import { Engine } from '../engine/pipeline.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
 import { Journal } from '../journal/journal.js';
-import type { Config } from '../watchers/config.js';
+import { Subject, type Subscription } from 'rxjs';
+import { classifyChange, confName, fingerprint, type Config, type ConfigFlags, type LoadedConfig } from '../watchers/config.js';
+import { watchConfig, type ConfigUpdate } from '../watchers/config-watcher.js';
 import { createApiServer, listenUnix, type AuditQuery } from './api-server.js';
 import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
@@ -63,7 +65,14 @@ async function socketInUse(socketPath: string): Promise<boolean> {
   });
 }
 
+/** Keys a running daemon cannot change: they name its identity and its files. */
+const RESTART_ONLY: ReadonlySet<string> = new Set(['hostId', 'stateDir', 'journal', 'socket', 'virtlockdSocket', 'metricsAddress']);
+
 export class Daemon {
+  config: Config;
+  /** SIGHUP: re-read the config files now. */
+  readonly reload$ = new Subject<string>();
+  private watch?: Subscription;
   private guard?: InstanceGuard;
   private journal?: Journal;
   private locker?: Locker;
@@ -74,10 +83,15 @@ export class Daemon {
   private stopping?: Promise<void>;
   private fdLimit = 0;
 
+  readonly log: Logger;
+
   constructor(
-    readonly config: Config,
-    readonly log: Logger = new Logger(config.logLevel),
-  ) {}
+    readonly loaded: LoadedConfig,
+    readonly flags: ConfigFlags = {},
+  ) {
+    this.config = loaded.config;
+    this.log = new Logger(this.config.logLevel);
+  }
 
   async start(): Promise<void> {
     const c = this.config;
@@ -130,10 +144,56 @@ export class Daemon {
       log: (level, msg) => this.log.log(level, msg),
     });
     await listenUnix(this.server, c.socket);
+    if (this.loaded.files.length > 0) {
+      this.watch = watchConfig(this.loaded.files, this.flags, () => this.config, { reload$: this.reload$ }).subscribe({
+        next: (u) => this.onConfig(u),
+        error: (e: unknown) => this.log.error(`config watcher stopped: ${(e as Error).message}`),
+      });
+    }
     const where = c.fileLockspaceDir === null ? 'direct (image files)' : c.fileLockspaceDir;
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
+  }
+
+  /**
+   * A config file changed (chokidar) or SIGHUP: apply what can change live, refuse the rest with the
+   * reason, and journal both. Never re-names a held resource.
+   */
+  private onConfig(u: ConfigUpdate): void {
+    if (!this.engine) return;
+    const at = new Date().toISOString();
+    if (u.kind === 'rejected') {
+      this.log.error(`config rejected, the running config stays in force: ${u.error}`);
+      this.engine.record([fact('ConfigRejected', at, { file: u.file, error: u.error, trigger: 'watch' })]);
+      return;
+    }
+    const locksHeld = (this.locker?.size ?? 0) > 0;
+    const { apply, refuse } = classifyChange(u.diff, locksHeld);
+    const refused = [...refuse];
+    const next: Record<string, unknown> = { ...this.config };
+    const applied: typeof apply = [];
+    for (const d of apply) {
+      if (RESTART_ONLY.has(d.key)) {
+        refused.push({ key: d.key, reason: `${confName(d.key)} changed: needs a restart to take effect` });
+        continue;
+      }
+      next[d.key] = d.to;
+      applied.push(d);
+    }
+    const config = next as unknown as Config;
+    if (applied.length > 0) {
+      this.config = config;
+      this.log.level = config.logLevel;
+      this.engine.setRules({ fileLockspaceDir: config.fileLockspaceDir });
+      if (config.fileLockspaceDir) fs.mkdirSync(config.fileLockspaceDir, { recursive: true, mode: 0o700 });
+      for (const d of applied) this.log.info(`config: ${confName(d.key)} changed from ${JSON.stringify(d.from)} to ${JSON.stringify(d.to)}`);
+      this.engine.record([fact('ConfigChanged', at, { changes: applied, fingerprint: fingerprint(config), trigger: 'watch' })]);
+    }
+    if (refused.length > 0) {
+      for (const r of refused) this.log.warn(`config: ${r.reason}`);
+      this.engine.record([fact('ConfigRejected', at, { refused, trigger: 'watch' })]);
+    }
   }
 
   private warnLost(f: NewFact): void {
@@ -174,6 +234,13 @@ export class Daemon {
       resources: this.locker?.size ?? 0,
       owners: state?.owners.size ?? 0,
       lastSeq: state?.seq ?? 0,
+      logLevel: c.logLevel,
+      onConflict: c.onConflict,
+      verifyIntervalMs: c.verifyIntervalMs,
+      maxClients: c.maxClients,
+      libvirtUri: c.libvirtUri,
+      fingerprint: fingerprint(c),
+      configFiles: this.loaded.files,
       fdLimit: this.fdLimit,
     };
   }
@@ -190,6 +257,7 @@ export class Daemon {
   }
 
   private async doStop(reason: string): Promise<void> {
+    this.watch?.unsubscribe();
     const closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
     this.server?.closeIdleConnections();
     const deadline = new Promise<void>((r) => setTimeout(r, STOP_DEADLINE_MS / 2).unref());

@@ -25,6 +25,8 @@ export interface FactPayloads {
   Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode };
   LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string };
   InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };
+  ConfigChanged: { readonly changes: ReadonlyArray<{ readonly key: string; readonly from: unknown; readonly to: unknown }>; readonly fingerprint: string; readonly trigger: string };
+  ConfigRejected: { readonly file?: string; readonly error?: string; readonly refused?: ReadonlyArray<{ readonly key: string; readonly reason: string }>; readonly trigger: string };
   CommandFailed: { readonly source: string; readonly code: string; readonly message: string; readonly owner?: Owner; readonly command: string };
 }
 
@@ -40,6 +42,8 @@ export const FACT_KINDS: readonly FactKind[] = [
   'LeaseLost',
   'InputRejected',
   'CommandFailed',
+  'ConfigChanged',
+  'ConfigRejected',
 ];
 
 /** A fact before the journal has numbered it. */

@@ -35,7 +35,7 @@ export interface EngineOptions {
   readonly host: string;
   readonly journal: JournalPort;
   readonly locker: Locker;
-  readonly rules: NamingRules;
+  rules: NamingRules;
   readonly state: State;
   /** Rebuild the state from the journal (used when a group commit fails and the optimistic state must be dropped). */
   readonly reload: () => State;
@@ -82,7 +82,10 @@ export class Engine {
   private stopped = false;
   private readonly maxBatch: number;
 
-  constructor(private readonly opts: EngineOptions) {
+  private readonly opts: EngineOptions;
+
+  constructor(opts: EngineOptions) {
+    this.opts = { ...opts };
     this.state = opts.state;
     this.maxBatch = opts.maxBatch ?? 2000;
     this.subscription = this.input
@@ -135,6 +138,11 @@ export class Engine {
     for (const f of stored) evolve(this.state, f);
     this.opts.onFacts?.(stored);
     return stored;
+  }
+
+  /** New naming rules (a config reload while no lock is held). */
+  setRules(rules: NamingRules): void {
+    this.opts.rules = rules;
   }
 
   /** Stop taking commands and journal what is pending. */

@@ -81,6 +81,8 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'LockRefused':
     case 'InputRejected':
     case 'CommandFailed':
+    case 'ConfigChanged':
+    case 'ConfigRejected':
     case 'DaemonStarted':
     case 'DaemonStopped':
       return state;
