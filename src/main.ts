@@ -15,6 +15,7 @@ import { canonicalPath } from './engine/resolve.js';
 const USAGE = `usage: vmlockd <command> [options]
 
   serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
+        [--virtlockd-socket PATH] [--libvirt URI]
         run the daemon in the foreground (--lockspace "" locks the images themselves)
   acquire --vm UUID [--name NAME] [--shared] [--readonly] DISK...
   release --vm UUID [DISK...]
@@ -47,6 +48,8 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v['host-id'] === 'string') flags.hostId = v['host-id'];
   if (typeof v.socket === 'string') flags.socket = v.socket;
   if (typeof v.journal === 'string') flags.journal = v.journal;
+  if (typeof v['virtlockd-socket'] === 'string') flags.virtlockdSocket = v['virtlockd-socket'];
+  if (typeof v.libvirt === 'string') flags.libvirtUri = v.libvirt;
   return flags;
 }
 
@@ -97,6 +100,8 @@ async function main(argv: string[]): Promise<number> {
         lockspace: { type: 'string' },
         'host-id': { type: 'string' },
         journal: { type: 'string' },
+        'virtlockd-socket': { type: 'string' },
+        libvirt: { type: 'string' },
       });
       const flags = configFlags(values);
       const loaded = loadConfig({ files: values.config ?? [], flags });

@@ -10,6 +10,7 @@ import { fromRow } from '../engine/journal-port.js';
 import { Locker } from '../engine/locker.js';
 import { native } from '../engine/native.js';
 import { Engine } from '../engine/pipeline.js';
+import type { RunningSource, SourceContext } from '../engine/source.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
 import { Journal } from '../journal/journal.js';
 import { Subject, type Subscription } from 'rxjs';
@@ -73,6 +74,7 @@ export class Daemon {
   /** SIGHUP: re-read the config files now. */
   readonly reload$ = new Subject<string>();
   private watch?: Subscription;
+  private readonly sources: RunningSource[] = [];
   private guard?: InstanceGuard;
   private journal?: Journal;
   private locker?: Locker;
@@ -144,6 +146,7 @@ export class Daemon {
       log: (level, msg) => this.log.log(level, msg),
     });
     await listenUnix(this.server, c.socket);
+    for (const start of this.sourceStarters) this.sources.push(await start(this.sourceContext(), this));
     if (this.loaded.files.length > 0) {
       this.watch = watchConfig(this.loaded.files, this.flags, () => this.config, { reload$: this.reload$ }).subscribe({
         next: (u) => this.onConfig(u),
@@ -154,6 +157,22 @@ export class Daemon {
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
+  }
+
+  /** Sources started after the control API listens (virtlockd protocol server, virsh event stream). */
+  readonly sourceStarters: Array<(ctx: SourceContext, daemon: Daemon) => Promise<RunningSource>> = [];
+
+  sourceContext(): SourceContext {
+    const engine = this.engine!;
+    return {
+      host: this.config.hostId,
+      submit: (cmd) => engine.submit(cmd),
+      submitEvent: (ev) => engine.submitEvent(ev),
+      reject: (source, error, raw) => engine.reject(source, error, raw),
+      record: (facts) => void engine.record(facts),
+      state: () => engine.state,
+      log: (level, msg) => this.log.log(level, msg),
+    };
   }
 
   /**
@@ -258,6 +277,7 @@ export class Daemon {
 
   private async doStop(reason: string): Promise<void> {
     this.watch?.unsubscribe();
+    await Promise.all(this.sources.map((src) => src.stop().catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));
     const closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
     this.server?.closeIdleConnections();
     const deadline = new Promise<void>((r) => setTimeout(r, STOP_DEADLINE_MS / 2).unref());

@@ -25,6 +25,8 @@ export interface FactPayloads {
   Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode };
   LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string };
   InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };
+  /** A virtlockd-protocol owner's process connection closed; its locks were released. `alive`: the pid still ran. */
+  OwnerGone: { readonly owner: Owner; readonly pid: number; readonly alive: boolean; readonly released: number; readonly source: string };
   ConfigChanged: { readonly changes: ReadonlyArray<{ readonly key: string; readonly from: unknown; readonly to: unknown }>; readonly fingerprint: string; readonly trigger: string };
   ConfigRejected: { readonly file?: string; readonly error?: string; readonly refused?: ReadonlyArray<{ readonly key: string; readonly reason: string }>; readonly trigger: string };
   CommandFailed: { readonly source: string; readonly code: string; readonly message: string; readonly owner?: Owner; readonly command: string };
@@ -42,6 +44,7 @@ export const FACT_KINDS: readonly FactKind[] = [
   'LeaseLost',
   'InputRejected',
   'CommandFailed',
+  'OwnerGone',
   'ConfigChanged',
   'ConfigRejected',
 ];

@@ -266,7 +266,7 @@ export class Locker {
   private openFlags(ref: ResourceRef, mode: Mode): number {
     const { O_RDWR, O_RDONLY, O_CREAT } = fs.constants;
     if (ref.kind === 'direct') return mode === 'exclusive' ? O_RDWR : O_RDONLY;
-    return O_RDWR | O_CREAT;
+    return ref.create === false ? O_RDWR : O_RDWR | O_CREAT;
   }
 
   private take(ref: ResourceRef, mode: Mode): TakeResult {

@@ -50,7 +50,29 @@ function inodeOf(p: string): string | undefined {
   }
 }
 
+/** A resource named by the requester (virtlockd protocol): a lockspace directory and a name in it. */
+function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named']> }, state: State): ResolvedDisk {
+  const { lockspace, name, create } = req.named;
+  if (lockspace === '') {
+    // virtlockd's default lockspace: the name is the file to lock (a direct lease on the image).
+    const file = checkDiskPath(name, 'resource name in the default lockspace');
+    const canonical = canonicalPath(file);
+    const inode = inodeOf(canonical);
+    return { path: req.path, mode: req.mode, resource: { id: canonical, name, lockspace: '', kind: 'direct', canonical, ...(inode !== undefined ? { inode } : {}), create } };
+  }
+  checkDiskPath(lockspace, 'lockspace');
+  // virtlockd accepts "../x" here and opens whatever it names; a resource name is one file name.
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    throw new BadInputError(`resource name must be a single file name inside the lockspace, got ${JSON.stringify(name)}`);
+  }
+  const id = path.join(lockspace, name);
+  // The disk path behind a SHA-256 name is known when this host holds it; otherwise the name must do.
+  const known = state.resources.get(id)?.ref.canonical;
+  return { path: req.path, mode: req.mode, resource: { id, name, lockspace, kind: 'file', canonical: known ?? id, create } };
+}
+
 export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State): ResolvedDisk {
+  if (req.named) return resolveNamed({ ...req, named: req.named }, state);
   const given = checkDiskPath(req.path, 'disk path');
   let canonical = canonicalPath(given);
   const inode = inodeOf(canonical);
@@ -87,8 +109,14 @@ export function resolveCommand(cmd: Command, rules: NamingRules, state: State): 
     case 'check':
       return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state)) };
     case 'release':
-      if (cmd.paths === undefined) return cmd;
-      return { ...cmd, resolved: cmd.paths.map((p) => resolveDisk({ path: p, mode: 'exclusive' }, rules, state)) };
+      if (cmd.paths === undefined && cmd.named === undefined) return cmd;
+      return {
+        ...cmd,
+        resolved: [
+          ...(cmd.paths ?? []).map((p) => resolveDisk({ path: p, mode: 'exclusive' }, rules, state)),
+          ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state)),
+        ],
+      };
     case 'observe':
       return cmd;
     default: {

@@ -82,6 +82,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'InputRejected':
     case 'CommandFailed':
     case 'ConfigChanged':
+    case 'OwnerGone':
     case 'ConfigRejected':
     case 'DaemonStarted':
     case 'DaemonStopped':

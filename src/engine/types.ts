@@ -46,6 +46,12 @@ export interface VmEvent {
 export interface DiskRequest {
   readonly path: string;
   readonly mode: Mode;
+  /**
+   * A resource the requester has already named (the virtlockd protocol sends a lockspace and a
+   * resource name, not a disk path). `lockspace` "" is virtlockd's default lockspace: `name` is the
+   * file itself. `create: false` means the file must already exist (no AUTOCREATE).
+   */
+  readonly named?: { readonly lockspace: string; readonly name: string; readonly create: boolean };
 }
 
 export type Command =
@@ -61,6 +67,8 @@ export type Command =
       readonly owner: Owner;
       /** undefined: everything the owner holds. */
       readonly paths?: readonly string[];
+      /** Resources named by the requester (virtlockd protocol), released like `paths`. */
+      readonly named?: readonly DiskRequest[];
       readonly at: string;
       readonly source: string;
     }
@@ -98,6 +106,8 @@ export interface ResourceRef {
   readonly canonical: string;
   /** "dev:ino" of the disk image when it exists, used to catch aliases that realpath cannot see. */
   readonly inode?: string;
+  /** false: open the lock file without O_CREAT (it must exist). Default true for file lockspaces. */
+  readonly create?: boolean;
 }
 
 export interface ResolvedDisk {

@@ -1,0 +1,27 @@
+// What the composition root hands an event source (virsh stream, virtlockd server, ...): a way in
+// to the pipeline and a read-only view of the state. Sources never touch lock files or the journal.
+import type { NewFact } from './facts.js';
+import type { Reply } from './pipeline.js';
+import type { State } from './state.js';
+import type { Command, VmEvent } from './types.js';
+
+export interface SourceContext {
+  /** Submit one command; resolves when its facts are durable (or it was refused / failed). */
+  submit(command: Command): Promise<Reply>;
+  /** plan() an event and submit its commands. */
+  submitEvent(event: VmEvent): Promise<Reply[]>;
+  /** Journal a rejected input (bad line, bad frame). Changes no lock. */
+  reject(source: string, error: unknown, raw?: string): Reply;
+  /** Journal facts that are not lock changes (OwnerGone, conflicts applied, reconnects). */
+  record(facts: readonly NewFact[]): void;
+  /** The current state, read-only. */
+  state(): State;
+  /** This host's id. */
+  readonly host: string;
+  log(level: 'debug' | 'info' | 'warning' | 'error', msg: string): void;
+}
+
+export interface RunningSource {
+  /** Stop accepting input; resolve once closed. */
+  stop(): Promise<void>;
+}
