@@ -9,6 +9,8 @@ import { fact, type Fact, type NewFact } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
 import { Locker } from '../engine/locker.js';
 import { native } from '../engine/native.js';
+import { HostLock } from '../engine/locker-hosts.js';
+import { Verifier, type Conflict } from '../watchers/verifier.js';
 import { Engine } from '../engine/pipeline.js';
 import type { RunningSource, SourceContext } from '../engine/source.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
@@ -84,6 +86,10 @@ export class Daemon {
   private readonly startedAt = new Date().toISOString();
   private stopping?: Promise<void>;
   private fdLimit = 0;
+  private hostLock?: HostLock;
+  private verifier?: Verifier;
+  /** Called for every lost-lock conflict; the libvirt source adds `virsh suspend` for on_conflict=suspend. */
+  readonly conflictHandlers: Array<(c: Conflict) => void> = [];
 
   readonly log: Logger;
 
@@ -131,6 +137,10 @@ export class Daemon {
 
     // Re-take every lock the journal says we held; never steal one another owner took in the gap.
     const at = new Date().toISOString();
+    // One daemon per host id in the whole cluster: its host file stays write-locked while it runs.
+    if (c.fileLockspaceDir !== null) {
+      this.hostLock = HostLock.acquire(c.fileLockspaceDir, { host: c.hostId, started: at, version: VERSION, fingerprint: fingerprint(c), lockspace: c.fileLockspaceDir });
+    }
     const { facts, lost } = locker.reacquire(state, at);
     const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size });
     engine.record([started, ...facts]);
@@ -146,6 +156,18 @@ export class Daemon {
       log: (level, msg) => this.log.log(level, msg),
     });
     await listenUnix(this.server, c.socket);
+    this.verifier = new Verifier({
+      locker,
+      state: () => engine.state,
+      record: (facts) => void engine.record(facts),
+      intervalMs: () => this.config.verifyIntervalMs,
+      beforeRound: (now) => this.hostLock?.heartbeat(now, fingerprint(this.config)),
+      onConflict: (conflict) => {
+        for (const h of this.conflictHandlers) h(conflict);
+      },
+      log: (level, msg) => this.log.log(level, msg),
+    });
+    this.verifier.start();
     for (const start of this.sourceStarters) this.sources.push(await start(this.sourceContext(), this));
     if (this.loaded.files.length > 0) {
       this.watch = watchConfig(this.loaded.files, this.flags, () => this.config, { reload$: this.reload$ }).subscribe({
@@ -261,6 +283,9 @@ export class Daemon {
       fingerprint: fingerprint(c),
       configFiles: this.loaded.files,
       fdLimit: this.fdLimit,
+      verifiedAt: this.verifier?.lastOkAt ?? null,
+      sinceVerifiedMs: this.verifier ? this.verifier.sinceLastOkMs() : null,
+      hostFile: this.hostLock?.file ?? null,
     };
   }
 
@@ -277,6 +302,7 @@ export class Daemon {
 
   private async doStop(reason: string): Promise<void> {
     this.watch?.unsubscribe();
+    this.verifier?.stop();
     await Promise.all(this.sources.map((src) => src.stop().catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));
     const closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
     this.server?.closeIdleConnections();
@@ -294,6 +320,7 @@ export class Daemon {
     }
     this.journal?.close();
     this.locker?.closeAll();
+    this.hostLock?.release(new Date().toISOString());
     try {
       fs.unlinkSync(this.config.socket);
     } catch {

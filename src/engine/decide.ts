@@ -61,7 +61,7 @@ function decideAcquire(disks: ResolvedDisk[], owner: Owner, state: State, host: 
     // Exclusive against anything local, or this owner asking to upgrade its shared lock:
     // an upgrade would have to drop other VMs' shared locks, so it is refused like any conflict.
     const other = [...res.holders.values()].find((h) => h.owner.uuid !== owner.uuid) ?? mine!;
-    const holder: HolderInfo = { host, owner: other.owner, mode: res.mode, since: other.since };
+    const holder: HolderInfo = { host, owner: other.owner, mode: res.mode, since: other.since, ...(other.generation !== undefined ? { generation: other.generation } : {}) };
     refusals.push({ kind: 'refuse', disk, owner, holder });
   }
   // All or nothing: one refusal means no lock is taken for this command.

@@ -22,7 +22,7 @@ export interface FactPayloads {
   LockAcquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly generation?: number };
   LockRefused: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly holder: HolderInfo; readonly message: string };
   LockReleased: ResourceFields & { readonly owner: Owner; readonly source: string; readonly reason: string };
-  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode };
+  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number };
   LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string };
   InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };
   /** A virtlockd-protocol owner's process connection closed; its locks were released. `alive`: the pid still ran. */

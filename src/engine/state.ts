@@ -9,6 +9,8 @@ export interface Holder {
   /** The disk path as this holder's requester wrote it. */
   readonly path: string;
   readonly source: string;
+  /** Fencing generation of an exclusive grant (file lockspaces). */
+  readonly generation?: number;
 }
 
 export interface ResourceState {
@@ -68,7 +70,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
         state.resources.set(p.resource, res);
         if (p.inode !== undefined) state.byInode.set(p.inode, p.resource);
       }
-      res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source });
+      res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source, ...(p.generation !== undefined ? { generation: p.generation } : {}) });
       indexOwner(state, p.owner.uuid, p.resource);
       if (!state.owners.has(p.owner.uuid)) state.owners.set(p.owner.uuid, p.owner);
       return state;
@@ -77,7 +79,28 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'LeaseLost':
       dropHolder(state, f.payload.resource, f.payload.owner.uuid);
       return state;
-    case 'Reacquired':
+    case 'Reacquired': {
+      // After a restart the holder is already in the state; after a lost lease it was dropped and
+      // comes back. Either way the new grant's generation is the current one.
+      const p = f.payload;
+      let res = state.resources.get(p.resource);
+      if (!res) {
+        res = { ref: refOf(p), mode: p.mode, holders: new Map() };
+        state.resources.set(p.resource, res);
+        if (p.inode !== undefined) state.byInode.set(p.inode, p.resource);
+      }
+      const prev = res.holders.get(p.owner.uuid);
+      res.holders.set(p.owner.uuid, {
+        owner: p.owner,
+        mode: p.mode,
+        since: prev?.since ?? f.at,
+        path: p.path,
+        source: prev?.source ?? 'reacquire',
+        ...(p.generation !== undefined ? { generation: p.generation } : prev?.generation !== undefined ? { generation: prev.generation } : {}),
+      });
+      indexOwner(state, p.owner.uuid, p.resource);
+      return state;
+    }
     case 'LockRefused':
     case 'InputRejected':
     case 'CommandFailed':

@@ -1,0 +1,156 @@
+// The holder record: what a lock file says about who holds it. Pure encode/decode; the locker does the I/O.
+//
+// Layout of a lock file in a file lockspace (virtlockd ignores the content and locks byte 0 only):
+//   [0, 512)                 the exclusive record: written only by an exclusive holder, under its
+//                            write lock on byte 0. It carries the fencing generation, which grows by
+//                            one with every exclusive grant; a release rewrites it as "free" and
+//                            keeps the generation.
+//   [512 + i*512, +512)      shared slot i (i < 32): a host holding the disk shared claims a slot by
+//                            taking an OFD write lock on the slot's bytes, so shared holders on
+//                            several hosts each keep an entry without clobbering the others. A slot
+//                            whose bytes are not locked is stale (its host died) and is ignored.
+// Each record is one JSON object padded with spaces to its region size and ended by "\n", so a
+// reader can `cat` a lock file. `v` versions the format.
+import type { HolderInfo, Mode, Owner } from './types.js';
+
+export const RECORD_SIZE = 512;
+export const SLOT_COUNT = 32;
+export const FILE_SPAN = RECORD_SIZE * (1 + SLOT_COUNT);
+export const RECORD_VERSION = 1;
+
+export function slotOffset(i: number): number {
+  return RECORD_SIZE * (1 + i);
+}
+
+export interface ExclusiveRecord {
+  readonly v: number;
+  readonly mode: 'exclusive' | 'free';
+  readonly gen: number;
+  readonly host: string;
+  readonly pid: number;
+  readonly since: string;
+  readonly disk: string;
+  readonly vm?: Owner;
+}
+
+export interface SharedRecord {
+  readonly v: number;
+  readonly mode: 'shared';
+  readonly host: string;
+  readonly pid: number;
+  readonly since: string;
+  readonly disk: string;
+  readonly vms: ReadonlyArray<Owner & { readonly since: string }>;
+}
+
+function clip(s: string | undefined, n: number): string | undefined {
+  return s === undefined ? undefined : s.length > n ? s.slice(0, n) : s;
+}
+
+function pad(json: string): Buffer {
+  const body = Buffer.from(json, 'utf8');
+  if (body.length > RECORD_SIZE - 1) throw new Error(`holder record of ${body.length} bytes does not fit ${RECORD_SIZE}`);
+  const buf = Buffer.alloc(RECORD_SIZE, 0x20);
+  body.copy(buf);
+  buf[RECORD_SIZE - 1] = 0x0a;
+  return buf;
+}
+
+/** Encode, shortening names and the disk path until it fits (a record must never fail to write). */
+export function encodeExclusive(r: ExclusiveRecord): Buffer {
+  for (const n of [1024, 200, 64, 16]) {
+    const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host: clip(r.host, n), vm: r.vm && { uuid: r.vm.uuid, name: clip(r.vm.name, n) } });
+    if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json);
+  }
+  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: clip(r.host, 16), pid: r.pid, since: r.since, disk: '' }));
+}
+
+export function encodeShared(r: SharedRecord): Buffer {
+  for (const n of [1024, 200, 64, 16]) {
+    const vms = r.vms.map((vm) => ({ uuid: vm.uuid, name: clip(vm.name, n), since: vm.since }));
+    // Many VMs of one host sharing one disk: list as many as fit; `more` counts the rest.
+    for (let k = vms.length; k >= 0; k--) {
+      const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host: clip(r.host, n), vms: vms.slice(0, k), ...(k < vms.length ? { more: vms.length - k } : {}) });
+      if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json);
+    }
+  }
+  return pad(JSON.stringify({ v: r.v, mode: r.mode, host: clip(r.host, 16), pid: r.pid, since: r.since, disk: '', vms: [] }));
+}
+
+export function emptySlot(): Buffer {
+  const buf = Buffer.alloc(RECORD_SIZE, 0x20);
+  buf[RECORD_SIZE - 1] = 0x0a;
+  return buf;
+}
+
+function parse(buf: Buffer): Record<string, unknown> | undefined {
+  const text = buf.toString('utf8').replace(/\0+/g, '').trim();
+  if (!text.startsWith('{')) return undefined;
+  try {
+    const v = JSON.parse(text) as unknown;
+    return typeof v === 'object' && v !== null && (v as { v?: unknown }).v === RECORD_VERSION ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function owner(v: unknown): Owner | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as { uuid?: unknown; name?: unknown };
+  if (typeof o.uuid !== 'string') return undefined;
+  return typeof o.name === 'string' ? { uuid: o.uuid, name: o.name } : { uuid: o.uuid };
+}
+
+/** The exclusive record, or undefined if the region holds none (new file, virtlockd, garbage). */
+export function decodeExclusive(buf: Buffer): ExclusiveRecord | undefined {
+  const r = parse(buf.subarray(0, RECORD_SIZE));
+  if (!r || (r.mode !== 'exclusive' && r.mode !== 'free') || typeof r.gen !== 'number') return undefined;
+  const vm = owner(r.vm);
+  return {
+    v: RECORD_VERSION,
+    mode: r.mode,
+    gen: r.gen,
+    host: String(r.host ?? ''),
+    pid: Number(r.pid ?? 0),
+    since: String(r.since ?? ''),
+    disk: String(r.disk ?? ''),
+    ...(vm ? { vm } : {}),
+  };
+}
+
+export function decodeShared(buf: Buffer): SharedRecord | undefined {
+  const r = parse(buf.subarray(0, RECORD_SIZE));
+  if (!r || r.mode !== 'shared' || !Array.isArray(r.vms)) return undefined;
+  const vms = (r.vms as unknown[]).flatMap((v) => {
+    const o = owner(v);
+    return o ? [{ ...o, since: String((v as { since?: unknown }).since ?? '') }] : [];
+  });
+  return { v: RECORD_VERSION, mode: 'shared', host: String(r.host ?? ''), pid: Number(r.pid ?? 0), since: String(r.since ?? ''), disk: String(r.disk ?? ''), vms };
+}
+
+/** The generation to write for a new exclusive grant. */
+export function nextGeneration(previous: ExclusiveRecord | undefined): number {
+  return (previous?.gen ?? 0) + 1;
+}
+
+/** What one lock file says about its holders, as `who` reports it. */
+export interface Inspection {
+  /** The lock file. */
+  readonly file: string;
+  readonly state: 'free' | 'exclusive' | 'shared';
+  /** The disk path recorded by the holder (or the last holder), when known. */
+  readonly disk?: string;
+  /** The current fencing generation (the last exclusive grant's), 0 if never granted by vmlockd. */
+  readonly generation: number;
+  /** One entry per holder the records name; empty when the holder left no record (virtlockd). */
+  readonly holders: HolderInfo[];
+}
+
+export function holdersOfExclusive(r: ExclusiveRecord): HolderInfo[] {
+  return [{ host: r.host, ...(r.vm ? { owner: r.vm } : {}), mode: 'exclusive' as Mode, since: r.since, generation: r.gen, pid: r.pid }];
+}
+
+export function holdersOfShared(r: SharedRecord): HolderInfo[] {
+  if (r.vms.length === 0) return [{ host: r.host, mode: 'shared', since: r.since, pid: r.pid }];
+  return r.vms.map((vm) => ({ host: r.host, owner: { uuid: vm.uuid, ...(vm.name ? { name: vm.name } : {}) }, mode: 'shared' as Mode, since: vm.since, pid: r.pid }));
+}
