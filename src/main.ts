@@ -11,16 +11,22 @@ import { Daemon } from './cli/daemon.js';
 import { formatFacts, formatLocks, formatStatus } from './cli/format.js';
 import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey } from './watchers/config.js';
 import { canonicalPath } from './engine/resolve.js';
+import * as path from 'node:path';
+import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
 
 const USAGE = `usage: vmlockd <command> [options]
 
   serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
-        [--virtlockd-socket PATH] [--libvirt URI]
+        [--virtlockd-socket PATH] [--libvirt URI] [--verify-interval SECONDS] [--on-conflict report|suspend]
         run the daemon in the foreground (--lockspace "" locks the images themselves)
   acquire --vm UUID [--name NAME] [--shared] [--readonly] DISK...
   release --vm UUID [DISK...]
   check --vm UUID [--shared] DISK...       would these disks be granted now? (takes nothing)
   locks [--json]                           locks this daemon holds
+  locks --cluster [--json] [--lockspace DIR]  every held resource in the lockspace, with its holder
+  who DISK [--json] [--lockspace DIR]      who holds a disk, from any host, without taking a lock
+  generation DISK [--lockspace DIR]        the disk's current fencing generation
+  cluster [--json] [--lockspace DIR]       hosts (alive or gone), their locks, settings mismatches
   ingest FILE|-                            JSON-lines events, one result line per event
   audit [--vm UUID|NAME] [--disk PATH] [--since ISO] [--until ISO] [--kind K] [--limit N] [--json]
         [--state-dir DIR]                  read a journal directly (daemon stopped or another host's)
@@ -50,6 +56,8 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v.journal === 'string') flags.journal = v.journal;
   if (typeof v['virtlockd-socket'] === 'string') flags.virtlockdSocket = v['virtlockd-socket'];
   if (typeof v.libvirt === 'string') flags.libvirtUri = v.libvirt;
+  if (typeof v['verify-interval'] === 'string') flags.verifyIntervalMs = v['verify-interval'];
+  if (typeof v['on-conflict'] === 'string') flags.onConflict = v['on-conflict'];
   return flags;
 }
 
@@ -57,6 +65,19 @@ function socketOf(v: { socket?: string | undefined }): string {
   if (v.socket) return v.socket;
   if (process.env.VMLOCKD_SOCKET) return process.env.VMLOCKD_SOCKET;
   return loadConfig({ files: [], flags: {} }).config.socket;
+}
+
+/** The lockspace to read: --lockspace, else the running daemon's, else the config's. */
+async function lockspaceOf(values: { lockspace?: string | undefined; socket?: string | undefined; config?: string[] | undefined }): Promise<string | null> {
+  if (values.lockspace !== undefined) return values.lockspace === '' ? null : path.resolve(values.lockspace);
+  try {
+    const r = await call(socketOf(values), 'GET', '/v1/status');
+    const ls = (r.body as { lockspace?: string | null } | null)?.lockspace;
+    if (r.status === 200 && ls !== undefined) return ls;
+  } catch {
+    // no daemon here: fall back to the configuration
+  }
+  return loadConfig({ files: values.config ?? [], flags: {} }).config.fileLockspaceDir;
 }
 
 function print(json: boolean, value: unknown, text: () => string): void {
@@ -102,6 +123,8 @@ async function main(argv: string[]): Promise<number> {
         journal: { type: 'string' },
         'virtlockd-socket': { type: 'string' },
         libvirt: { type: 'string' },
+        'verify-interval': { type: 'string' },
+        'on-conflict': { type: 'string' },
       });
       const flags = configFlags(values);
       const loaded = loadConfig({ files: values.config ?? [], flags });
@@ -168,9 +191,35 @@ async function main(argv: string[]): Promise<number> {
     }
 
     case 'locks': {
-      const { values } = args(rest, {});
+      const { values } = args(rest, { cluster: { type: 'boolean' }, lockspace: { type: 'string' }, config: { type: 'string', multiple: true } });
+      if (values.cluster) {
+        const lockspace = await lockspaceOf(values);
+        if (lockspace === null) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'locks --cluster needs a file lockspace (direct mode keeps no shared records)');
+        const list = clusterLocks(lockspace);
+        print(!!values.json, list, () => formatClusterLocks(list));
+        return 0;
+      }
       const res = await call(socketOf(values), 'GET', '/v1/locks');
       return finish(res, !!values.json, (b) => formatLocks(b));
+    }
+
+    case 'who':
+    case 'generation': {
+      const { values, positionals } = args(rest, { lockspace: { type: 'string' }, config: { type: 'string', multiple: true } });
+      if (positionals.length !== 1) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs exactly one DISK path`);
+      const answer = who(positionals[0]!, await lockspaceOf(values));
+      if (command === 'generation') print(!!values.json, { disk: answer.canonical, generation: answer.generation, state: answer.state }, () => `${answer.generation}\n`);
+      else print(!!values.json, answer, () => formatWho(answer));
+      return 0;
+    }
+
+    case 'cluster': {
+      const { values } = args(rest, { lockspace: { type: 'string' }, config: { type: 'string', multiple: true } });
+      const lockspace = await lockspaceOf(values);
+      if (lockspace === null) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'cluster needs a file lockspace (direct mode keeps no shared records)');
+      const view = clusterView(lockspace);
+      print(!!values.json, view, () => formatCluster(view));
+      return 0;
     }
 
     case 'status': {

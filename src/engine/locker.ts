@@ -342,6 +342,7 @@ export class Locker {
     try {
       fd2 = fs.openSync(h.ref.id, fs.constants.O_RDONLY);
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'the lock file was removed (unlinked) behind the holder';
       return why('the lock file cannot be opened again', e);
     }
     try {

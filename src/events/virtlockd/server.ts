@@ -1,0 +1,706 @@
+// The virtlockd protocol server: libvirt's stock lockd plugin talks to vmlockd as if it were
+// virtlockd 9.0.0. Framing and bytes come from codec.ts; every lock change goes through the engine
+// (SourceContext), so it is decided, locked and journaled like any other source's.
+// Reference: /work/shared/VIRTLOCKD_PROTOCOL.md; what differs on purpose: docs/protocol.md.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import * as path from 'node:path';
+import { BadInputError, VmlockdError } from '../../engine/errors.js';
+import { fact } from '../../engine/facts.js';
+import { refusalMessage } from '../../engine/messages.js';
+import { native, type NativeBinding } from '../../engine/native.js';
+import type { Reply } from '../../engine/pipeline.js';
+import { canonicalPath } from '../../engine/resolve.js';
+import type { RunningSource, SourceContext } from '../../engine/source.js';
+import type { ResourceState } from '../../engine/state.js';
+import type { DiskRequest, Owner } from '../../engine/types.js';
+import {
+  ACQUIRE_FLAG,
+  ERR,
+  ERR_DOMAIN,
+  FrameReader,
+  KEEPALIVE_PROGRAM,
+  PROC,
+  checkFlags,
+  createLockspaceFailed,
+  decodeCall,
+  defaultLockspaceExists,
+  deleteFailed,
+  encodeErrorReply,
+  encodeOkReply,
+  lockFailed,
+  lockspaceExists,
+  lockspaceMissing,
+  notADirectory,
+  notLocked,
+  notRegistered,
+  openFailed,
+  ownerNotHolding,
+  resourceBusy,
+  restricted,
+  uuidString,
+  type Header,
+  type LockCall,
+  type RpcErrorSpec,
+} from './codec.js';
+import { processAlive, processStartTime } from './pids.js';
+import { ServerRegistry } from './registry.js';
+
+/** The `source` of every command and fact this server produces. */
+export const SOURCE = 'virtlockd';
+
+export interface VirtlockdServerOptions {
+  readonly socketPath: string;
+  /** JSON file for the lockspaces and owner pids that must survive a restart. */
+  readonly registryFile: string;
+  /** virtlockd's max_clients: connections beyond it are closed at once. */
+  readonly maxClients: number;
+  readonly ctx: SourceContext;
+  /** Peers with any other uid are refused. Default: 0 for a root daemon, else this process's euid (as virtlockd). */
+  readonly allowedUid?: number;
+  /** How often owners whose connection a restart cut are checked for having exited (ms). */
+  readonly ownerPollMs?: number;
+  readonly peerCred?: NativeBinding['peerCred'];
+}
+
+interface RegisteredOwner {
+  readonly uuid: string;
+  readonly name: string;
+  readonly id: number;
+  readonly pid: number;
+}
+
+interface Conn {
+  readonly socket: net.Socket;
+  readonly clientPid: number;
+  readonly reader: FrameReader;
+  readonly queue: Buffer[];
+  restricted: boolean;
+  owner: RegisteredOwner | null;
+  busy: boolean;
+  closed: boolean;
+  /** Settles when the call being dispatched is answered (the close rule waits for it). */
+  idle: Promise<void>;
+}
+
+type Outcome = Buffer | null | 'close';
+
+const now = (): string => new Date().toISOString();
+
+function errnoOf(code: string | undefined): number | undefined {
+  return code === undefined ? undefined : (osConstants.errno as Record<string, number | undefined>)[code];
+}
+
+// Errors virtlockd never sends because it accepts the input; libvirt's own texts for the codes.
+function invalidArg(detail: string): RpcErrorSpec {
+  const prefix = 'invalid argument: ';
+  return { code: ERR.INVALID_ARG, domain: ERR_DOMAIN.LOCKSPACE, message: prefix + detail, str1: `${prefix}%s`, str2: detail, int1: -1, int2: -1 };
+}
+function internalError(detail: string): RpcErrorSpec {
+  const prefix = 'internal error: ';
+  return { code: ERR.INTERNAL_ERROR, domain: ERR_DOMAIN.LOCKSPACE, message: prefix + detail, str1: `${prefix}%s`, str2: detail, int1: -1, int2: -1 };
+}
+function createResourceFailed(file: string, e: NodeJS.ErrnoException): RpcErrorSpec {
+  const spec = openFailed(file, e.errno ?? -5, undefined, { autocreate: true });
+  return spec;
+}
+
+/**
+ * RESOURCE_BUSY keeps virtlockd's code, domain and leading text, so libvirt and scripts that match
+ * "resource busy: Lockspace resource '<name>' is locked" still do; the holder follows after ": ".
+ */
+export function busyNaming(name: string, detail: string | undefined): RpcErrorSpec {
+  const base = resourceBusy(name);
+  if (!detail) return base;
+  const str2 = `${base.str2}: ${detail}`;
+  return { ...base, message: `resource busy: ${str2}`, str2 };
+}
+
+export class VirtlockdServer implements RunningSource {
+  private readonly server: net.Server;
+  private readonly conns = new Set<Conn>();
+  private readonly ctx: SourceContext;
+  private readonly allowedUid: number;
+  private readonly peerCred: NativeBinding['peerCred'];
+  private registry!: ServerRegistry;
+  /**
+   * Shared acquires stacked on a holding already there (virtlockd lists the pid again, so N shared
+   * acquires need N releases): resource id -> owner uuid -> occurrences beyond the first.
+   */
+  private readonly stacked = new Map<string, Map<string, number>>();
+  /** Owners whose own connection a restart cut: watched until their pid exits. */
+  private readonly orphans = new Set<string>();
+  private pollTimer?: NodeJS.Timeout;
+  private stopping = false;
+
+  constructor(private readonly opts: VirtlockdServerOptions) {
+    this.ctx = opts.ctx;
+    const euid = process.geteuid?.() ?? 0;
+    this.allowedUid = opts.allowedUid ?? (euid === 0 ? 0 : euid);
+    this.peerCred = opts.peerCred ?? ((fd) => native.peerCred(fd));
+    this.server = net.createServer((socket) => this.accept(socket));
+    this.server.maxConnections = opts.maxClients;
+    this.server.on('drop', (d?: { remoteAddress?: string }) => {
+      void d;
+      this.ctx.log('warning', `virtlockd socket: max_clients (${opts.maxClients}) reached; closed a new connection`);
+      this.ctx.reject(SOURCE, new BadInputError(`connection refused: max_clients (${opts.maxClients}) connections are open`));
+    });
+  }
+
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  async start(): Promise<void> {
+    this.registry = ServerRegistry.load(this.opts.registryFile, (m) => this.ctx.log('warning', m));
+    this.adoptOrphans();
+    await this.listen();
+    const poll = this.opts.ownerPollMs ?? 2000;
+    this.pollTimer = setInterval(() => void this.pollOrphans(), poll);
+    this.pollTimer.unref();
+  }
+
+  /** Stop listening and drop every connection. Locks stay held: a closing daemon is not a closing VM. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of this.conns) c.socket.destroy();
+    await closed;
+    try {
+      fs.unlinkSync(this.opts.socketPath);
+    } catch {
+      // already gone
+    }
+  }
+
+  // ── socket ─────────────────────────────────────────────────────────────────────────────────
+
+  private async listen(): Promise<void> {
+    const p = this.opts.socketPath;
+    // 0755 like libvirt's own /run/libvirt: a 0700 directory made here first would lock non-root
+    // users out of libvirt's other sockets in it. The socket itself is 0600.
+    fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o755 });
+    if (fs.existsSync(p)) {
+      if (await answers(p)) {
+        throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `virtlockd socket ${p} is already served by another process (a running virtlockd?); stop it first`);
+      }
+      fs.unlinkSync(p);
+    }
+    const old = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen(p, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(old);
+    }
+    fs.chmodSync(p, 0o600);
+  }
+
+  private accept(socket: net.Socket): void {
+    socket.on('error', () => undefined);
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    let cred: { pid: number; uid: number; gid: number };
+    try {
+      cred = this.peerCred((socket as unknown as { _handle: { fd: number } })._handle.fd);
+    } catch (e) {
+      this.ctx.reject(SOURCE, new BadInputError(`cannot read the peer credentials of a connection: ${(e as Error).message}`));
+      socket.destroy();
+      return;
+    }
+    if (cred.uid !== this.allowedUid) {
+      // virtlockd's check and text; the peer gets no frame, only the close.
+      const msg = `operation forbidden: Disallowing client ${cred.pid} with uid ${cred.uid}`;
+      this.ctx.log('warning', `virtlockd socket: ${msg}`);
+      this.ctx.reject(SOURCE, new BadInputError(msg));
+      socket.destroy();
+      return;
+    }
+    const conn: Conn = {
+      socket,
+      clientPid: cred.pid,
+      reader: new FrameReader(),
+      queue: [],
+      restricted: false,
+      owner: null,
+      busy: false,
+      closed: false,
+      idle: Promise.resolve(),
+    };
+    this.conns.add(conn);
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.once('close', () => {
+      conn.closed = true;
+      this.conns.delete(conn);
+      void this.onClose(conn).catch((e: unknown) => this.ctx.log('error', `virtlockd close rule failed: ${(e as Error).stack ?? e}`));
+    });
+  }
+
+  private onData(conn: Conn, chunk: Buffer): void {
+    for (const f of conn.reader.push(chunk)) {
+      if (f.kind === 'fatal') {
+        this.rejectFrame(conn, f.message, chunk.subarray(0, 64));
+        conn.socket.destroy();
+        return;
+      }
+      conn.queue.push(f.bytes);
+    }
+    if (conn.queue.length > 0 && !conn.busy) conn.idle = this.drain(conn);
+  }
+
+  // One outstanding call per connection, as virtlockd (nrequests_client_max = 1): the next frame is
+  // read only once this one is answered, so replies keep the calls' order.
+  private async drain(conn: Conn): Promise<void> {
+    conn.busy = true;
+    conn.socket.pause();
+    try {
+      while (conn.queue.length > 0 && !conn.closed) {
+        const out = await this.handleFrame(conn, conn.queue.shift()!);
+        if (out === 'close') {
+          conn.socket.destroy();
+          return;
+        }
+        if (out !== null && !conn.closed) conn.socket.write(out);
+      }
+    } finally {
+      conn.busy = false;
+      if (!conn.closed) conn.socket.resume();
+    }
+  }
+
+  private async handleFrame(conn: Conn, frame: Buffer): Promise<Outcome> {
+    const d = decodeCall(frame);
+    switch (d.kind) {
+      case 'call':
+        try {
+          return await this.dispatch(conn, d.header, d.call);
+        } catch (e) {
+          this.ctx.log('error', `virtlockd ${d.call.proc} failed: ${(e as Error).stack ?? e}`);
+          return encodeErrorReply(d.header, internalError((e as Error).message));
+        }
+      case 'error':
+        this.rejectFrame(conn, d.error.message, frame);
+        return encodeErrorReply(d.header, d.error);
+      case 'reply':
+        return d.reply;
+      case 'drop':
+        if (d.header.prog !== KEEPALIVE_PROGRAM) this.rejectFrame(conn, `message of type ${d.header.type} to program ${d.header.prog} dropped (only CALLs are answered)`, frame);
+        return null;
+      case 'close':
+        this.rejectFrame(conn, d.close, frame);
+        return 'close';
+      default: {
+        const _exhaustive: never = d;
+        return _exhaustive;
+      }
+    }
+  }
+
+  private rejectFrame(conn: Conn, message: string, raw: Buffer): void {
+    this.ctx.reject(SOURCE, new BadInputError(`bad frame from pid ${conn.clientPid}: ${message}`), raw.subarray(0, 2048).toString('hex'));
+  }
+
+  // ── dispatch ───────────────────────────────────────────────────────────────────────────────
+
+  private async dispatch(conn: Conn, h: Header, call: LockCall): Promise<Buffer> {
+    const refused = this.check(conn, call);
+    if (refused) return encodeErrorReply(h, refused);
+    const err = await this.run(conn, call);
+    return err ? encodeErrorReply(h, err) : encodeOkReply(h);
+  }
+
+  /** virtlockd's order: flags, restricted, registered (REGISTER: owner id), lockspace known. */
+  private check(conn: Conn, call: LockCall): RpcErrorSpec | null {
+    if (call.proc !== PROC.CREATE_LOCKSPACE) {
+      const bad = checkFlags(call.proc, call.flags);
+      if (bad) {
+        this.ctx.reject(SOURCE, new BadInputError(bad.message));
+        return bad;
+      }
+    }
+    if (conn.restricted) return restricted();
+    switch (call.proc) {
+      case PROC.REGISTER:
+        return call.owner.id === 0 ? notRegistered() : null;
+      case PROC.CREATE_LOCKSPACE:
+        return null;
+      case PROC.RESTRICT:
+      case PROC.NEW:
+        return conn.owner ? null : notRegistered();
+      case PROC.CREATE_RESOURCE:
+      case PROC.DELETE_RESOURCE:
+      case PROC.ACQUIRE_RESOURCE:
+      case PROC.RELEASE_RESOURCE:
+        if (!conn.owner) return notRegistered();
+        return this.knownLockspace(call.path) ? null : lockspaceMissing(call.path);
+      default: {
+        const _exhaustive: never = call;
+        return _exhaustive;
+      }
+    }
+  }
+
+  private async run(conn: Conn, call: LockCall): Promise<RpcErrorSpec | null> {
+    switch (call.proc) {
+      case PROC.REGISTER: {
+        const o = call.owner;
+        const owner: RegisteredOwner = { uuid: uuidString(o.uuid), name: o.name, id: o.id, pid: o.pid };
+        conn.owner = owner;
+        this.persist(() => this.registry.setOwner({ uuid: owner.uuid, name: owner.name, pid: owner.pid, start: processStartTime(owner.pid) }));
+        return null;
+      }
+      case PROC.RESTRICT:
+        conn.restricted = true;
+        return null;
+      case PROC.NEW:
+        if (call.path === '') return defaultLockspaceExists();
+        if (this.registry.lockspaces.has(call.path)) return lockspaceExists(call.path);
+        return this.createLockspace(call.path);
+      case PROC.CREATE_LOCKSPACE:
+        if (this.knownLockspace(call.path)) return null;
+        return this.createLockspace(call.path);
+      case PROC.CREATE_RESOURCE:
+        return this.createResource(call.path, call.name);
+      case PROC.DELETE_RESOURCE:
+        return this.deleteResource(call.path, call.name);
+      case PROC.ACQUIRE_RESOURCE:
+        return this.acquire(conn.owner!, call.path, call.name, call.flags);
+      case PROC.RELEASE_RESOURCE:
+        return this.release(conn.owner!, call.path, call.name);
+      default: {
+        const _exhaustive: never = call;
+        return _exhaustive;
+      }
+    }
+  }
+
+  private knownLockspace(p: string): boolean {
+    return p === '' || this.registry.lockspaces.has(p);
+  }
+
+  private persist(write: () => void): void {
+    try {
+      write();
+    } catch (e) {
+      this.ctx.log('error', `cannot save ${this.opts.registryFile}: ${(e as Error).message}; a restart would forget it`);
+    }
+  }
+
+  private createLockspace(dir: string): RpcErrorSpec | null {
+    // virtlockd would mkdir relative to its working directory; nothing names a lockspace that way.
+    if (!path.isAbsolute(dir)) return this.badInput(`lockspace must be an absolute directory path, got ${JSON.stringify(dir)}`);
+    try {
+      if (!fs.statSync(dir).isDirectory()) return notADirectory(dir);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') return createLockspaceFailed(dir, (e as NodeJS.ErrnoException).errno ?? -5);
+      try {
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      } catch (m) {
+        return createLockspaceFailed(dir, (m as NodeJS.ErrnoException).errno ?? -5);
+      }
+    }
+    this.persist(() => this.registry.addLockspace(dir));
+    return null;
+  }
+
+  private badInput(message: string): RpcErrorSpec {
+    this.ctx.reject(SOURCE, new BadInputError(message));
+    return invalidArg(message);
+  }
+
+  /** The name must be one file inside a directory lockspace, or an absolute path in the default one. */
+  private nameProblem(lockspace: string, name: string): string | null {
+    if (name.includes('\0')) return `resource name must not contain a NUL byte, got ${JSON.stringify(name)}`;
+    if (lockspace === '') {
+      return path.isAbsolute(name) ? null : `a resource in the default lockspace is the file itself and needs an absolute path, got ${JSON.stringify(name)}`;
+    }
+    // virtlockd accepts "../x" and opens whatever it names, outside the lockspace.
+    if (name === '' || name === '.' || name === '..' || name.includes('/')) return `resource name must be a single file name inside the lockspace, got ${JSON.stringify(name)}`;
+    return null;
+  }
+
+  /** The engine's resource id for a named resource (see resolveNamed in src/engine/resolve.ts). */
+  private resourceId(lockspace: string, name: string): string {
+    return lockspace === '' ? canonicalPath(name) : path.join(lockspace, name);
+  }
+
+  private fileOf(lockspace: string, name: string): string {
+    return lockspace === '' ? name : `${lockspace}/${name}`;
+  }
+
+  private holderText(res: ResourceState): string | undefined {
+    const h = [...res.holders.values()][0];
+    if (!h) return undefined;
+    return refusalMessage(res.ref.canonical, { host: this.ctx.host, owner: h.owner, mode: res.mode, since: h.since });
+  }
+
+  private busy(name: string, res: ResourceState): RpcErrorSpec {
+    return busyNaming(name, this.holderText(res));
+  }
+
+  private createResource(lockspace: string, name: string): RpcErrorSpec | null {
+    const problem = this.nameProblem(lockspace, name);
+    if (problem) return this.badInput(problem);
+    const res = this.ctx.state().resources.get(this.resourceId(lockspace, name));
+    if (res && res.holders.size > 0) return this.busy(name, res);
+    const file = this.fileOf(lockspace, name);
+    try {
+      // Opening and closing another description leaves every OFD lock on the file in place.
+      fs.closeSync(fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600));
+    } catch (e) {
+      return createResourceFailed(file, e as NodeJS.ErrnoException);
+    }
+    return null;
+  }
+
+  private deleteResource(lockspace: string, name: string): RpcErrorSpec | null {
+    const problem = this.nameProblem(lockspace, name);
+    if (problem) return this.badInput(problem);
+    if (lockspace === '') {
+      // In the default lockspace the resource is the disk image itself.
+      return this.badInput(`refusing to delete ${name}: in the default lockspace the resource is the disk image itself`);
+    }
+    const res = this.ctx.state().resources.get(this.resourceId(lockspace, name));
+    if (res && res.holders.size > 0) return this.busy(name, res);
+    const file = this.fileOf(lockspace, name);
+    // Unlinking a lease another host holds would let a third host lock a fresh inode beside it
+    // (docs/decisions/0004): look for a lock first.
+    const elsewhere = lockedElsewhere(file);
+    if (elsewhere) return busyNaming(name, `lock file ${file} is locked (${elsewhere}) by another process or host`);
+    try {
+      fs.unlinkSync(file);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code !== 'ENOENT') return deleteFailed(file, err.errno ?? -5);
+    }
+    return null;
+  }
+
+  private async acquire(o: RegisteredOwner, lockspace: string, name: string, flags: number): Promise<RpcErrorSpec | null> {
+    const problem = this.nameProblem(lockspace, name);
+    if (problem) return this.badInput(problem);
+    const shared = (flags & ACQUIRE_FLAG.SHARED) !== 0;
+    const autocreate = (flags & ACQUIRE_FLAG.AUTOCREATE) !== 0;
+    const file = this.fileOf(lockspace, name);
+    const owner: Owner = { uuid: o.uuid, name: o.name };
+    const disk: DiskRequest = { path: file, mode: shared ? 'shared' : 'exclusive', named: { lockspace, name, create: autocreate } };
+    const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: [disk], at: now(), source: SOURCE });
+    switch (reply.status) {
+      case 'ok': {
+        const id = reply.acquired[0]?.resource ?? reply.already[0]?.resource;
+        if (reply.acquired.length > 0) {
+          if (id !== undefined) this.unstack(id, o.uuid);
+          return null;
+        }
+        const res = id !== undefined ? this.ctx.state().resources.get(id) : undefined;
+        // Already ours. virtlockd lists a shared holder again (one release each) and refuses any
+        // other repeat: acquire is not re-entrant.
+        if (res && shared && res.mode === 'shared') {
+          this.stack(res.ref.id, o.uuid);
+          return null;
+        }
+        const holder = res ? this.holderText(res) : undefined;
+        if (res) {
+          const h = res.holders.get(o.uuid);
+          this.ctx.record([
+            fact('LockRefused', now(), {
+              resource: res.ref.id,
+              name: res.ref.name,
+              lockspace: res.ref.lockspace,
+              kind: res.ref.kind,
+              disk: res.ref.canonical,
+              path: file,
+              owner,
+              mode: disk.mode,
+              source: SOURCE,
+              holder: { host: this.ctx.host, owner, mode: res.mode, ...(h ? { since: h.since } : {}) },
+              message: `${holder ?? file}: acquire is not re-entrant (the owner already holds it)`,
+            }),
+          ]);
+        }
+        return busyNaming(name, holder);
+      }
+      case 'refused':
+        return busyNaming(name, reply.refusals[0]?.message ?? reply.message);
+      case 'error':
+        return this.engineError(reply, file, autocreate);
+      default: {
+        const _exhaustive: never = reply;
+        return _exhaustive;
+      }
+    }
+  }
+
+  private async release(o: RegisteredOwner, lockspace: string, name: string): Promise<RpcErrorSpec | null> {
+    // A name that could never be acquired is simply not in the table.
+    if (this.nameProblem(lockspace, name)) return notLocked(name);
+    const id = this.resourceId(lockspace, name);
+    const res = this.ctx.state().resources.get(id);
+    if (!res || res.holders.size === 0) return notLocked(name);
+    if (!res.holders.has(o.uuid)) return ownerNotHolding(o.pid);
+    if (this.unstackOne(id, o.uuid)) return null;
+    const named: DiskRequest = { path: this.fileOf(lockspace, name), mode: res.mode, named: { lockspace, name, create: false } };
+    const reply = await this.ctx.submit({ kind: 'release', owner: { uuid: o.uuid, name: o.name }, named: [named], at: now(), source: SOURCE });
+    return reply.status === 'error' ? this.engineError(reply, named.path, false) : null;
+  }
+
+  /** An engine error as virtlockd would have reported the same failure. */
+  private engineError(reply: Extract<Reply, { status: 'error' }>, file: string, autocreate: boolean): RpcErrorSpec {
+    const errCode = /: (E[A-Z0-9]+)[:,]/.exec(reply.message)?.[1];
+    const errno = errnoOf(errCode);
+    if (reply.code === 'VMLOCKD_ERR_IO' && errno !== undefined) {
+      if (reply.message.startsWith('cannot open')) return openFailed(file, errno, undefined, { autocreate });
+      if (reply.message.startsWith('cannot lock')) return lockFailed(file, errno);
+    }
+    if (reply.code === 'VMLOCKD_ERR_BAD_INPUT') return invalidArg(reply.message);
+    return internalError(reply.message);
+  }
+
+  private stack(id: string, uuid: string): void {
+    let m = this.stacked.get(id);
+    if (!m) this.stacked.set(id, (m = new Map()));
+    m.set(uuid, (m.get(uuid) ?? 0) + 1);
+  }
+
+  private unstackOne(id: string, uuid: string): boolean {
+    const m = this.stacked.get(id);
+    const n = m?.get(uuid) ?? 0;
+    if (n === 0) return false;
+    if (n === 1) {
+      m!.delete(uuid);
+      if (m!.size === 0) this.stacked.delete(id);
+    } else m!.set(uuid, n - 1);
+    return true;
+  }
+
+  private unstack(id: string, uuid: string): void {
+    const m = this.stacked.get(id);
+    m?.delete(uuid);
+    if (m?.size === 0) this.stacked.delete(id);
+  }
+
+  // ── owners leaving ─────────────────────────────────────────────────────────────────────────
+
+  /** Resources this owner holds through this protocol (not those another source took for it). */
+  private holdings(uuid: string): ResourceState[] {
+    const state = this.ctx.state();
+    const out: ResourceState[] = [];
+    for (const id of state.byOwner.get(uuid) ?? []) {
+      const res = state.resources.get(id);
+      if (res && res.holders.get(uuid)?.source === SOURCE) out.push(res);
+    }
+    return out;
+  }
+
+  /**
+   * virtlockd's close rule: the connection whose peer is the owner's own process (QEMU keeps it open
+   * for its whole life) closed, so the VM is gone: release what it holds. Unlike virtlockd, every
+   * stacked shared occurrence goes, and the process is never signalled.
+   */
+  private async onClose(conn: Conn): Promise<void> {
+    if (this.stopping) return;
+    await conn.idle;
+    const o = conn.owner;
+    if (!o || this.stopping || conn.clientPid !== o.pid) return;
+    await this.ownerGone(o, processAlive(o.pid), 'its connection closed');
+  }
+
+  private async ownerGone(o: { uuid: string; name: string; pid: number }, alive: boolean, why: string): Promise<void> {
+    const owner: Owner = { uuid: o.uuid, name: o.name };
+    const held = this.holdings(o.uuid);
+    let released = 0;
+    if (held.length > 0) {
+      const named = held.map((res): DiskRequest => ({ path: res.holders.get(o.uuid)!.path, mode: res.mode, named: { lockspace: res.ref.lockspace, name: res.ref.name, create: false } }));
+      const reply = await this.ctx.submit({ kind: 'release', owner, named, at: now(), source: SOURCE });
+      if (reply.status === 'ok') released = reply.released.length;
+      else this.ctx.log('error', `releasing the locks of VM ${o.name} (${o.uuid}, pid ${o.pid}) failed: ${reply.message}`);
+    }
+    for (const res of held) this.unstack(res.ref.id, o.uuid);
+    this.ctx.record([fact('OwnerGone', now(), { owner, pid: o.pid, alive, released, source: SOURCE })]);
+    this.orphans.delete(o.uuid);
+    if (this.holdings(o.uuid).length === 0) this.persist(() => this.registry.dropOwner(o.uuid));
+    if (alive) {
+      this.ctx.log(
+        'warning',
+        `VM ${o.name} (uuid ${o.uuid}) pid ${o.pid}: ${why} but the process still runs; released ${released} lock(s). ` +
+          'vmlockd does not signal it (virtlockd would SIGTERM, then SIGKILL it); check the VM.',
+      );
+    } else {
+      this.ctx.log('info', `VM ${o.name} (uuid ${o.uuid}) pid ${o.pid}: ${why}; released ${released} lock(s)`);
+    }
+  }
+
+  /**
+   * After a restart no owner's own connection survives, so the close rule can no longer fire for the
+   * locks the daemon re-took: watch those owners' pids instead, and release when the process is gone.
+   */
+  private adoptOrphans(): void {
+    for (const rec of [...this.registry.owners.values()]) {
+      if (this.holdings(rec.uuid).length > 0) this.orphans.add(rec.uuid);
+      else this.persist(() => this.registry.dropOwner(rec.uuid));
+    }
+  }
+
+  private polling = false;
+  private async pollOrphans(): Promise<void> {
+    if (this.polling || this.stopping) return;
+    this.polling = true;
+    try {
+      for (const uuid of [...this.orphans]) {
+        const rec = this.registry.owners.get(uuid);
+        if (!rec || this.holdings(uuid).length === 0) {
+          this.orphans.delete(uuid);
+          continue;
+        }
+        if (!processAlive(rec.pid, rec.start)) await this.ownerGone(rec, false, 'its process exited after vmlockd restarted');
+      }
+    } finally {
+      this.polling = false;
+    }
+  }
+}
+
+/** A lock on byte 0 held by anyone (another host, virtlockd, another vmlockd): a description, or null. */
+function lockedElsewhere(file: string): string | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY);
+  } catch {
+    return null;
+  }
+  try {
+    const c = native.ofdGetLk(fd, 'write', 0, 1);
+    return c ? `${c.type === 'write' ? 'exclusive' : 'shared'}${c.pid > 0 ? `, pid ${c.pid}` : ''}` : null;
+  } catch {
+    return null;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(socketPath);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export async function startVirtlockdServer(opts: VirtlockdServerOptions): Promise<VirtlockdServer> {
+  const s = new VirtlockdServer(opts);
+  await s.start();
+  return s;
+}
