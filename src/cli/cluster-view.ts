@@ -10,6 +10,7 @@ import { resolveDisk } from '../engine/resolve.js';
 import { initialState } from '../engine/state.js';
 import type { HolderInfo } from '../engine/types.js';
 import type { Inspection } from '../engine/holder-record.js';
+import { onSharedFs } from './shared-fs.js';
 
 export interface WhoAnswer extends Inspection {
   readonly path: string;
@@ -19,7 +20,7 @@ export interface WhoAnswer extends Inspection {
 
 export function who(disk: string, lockspace: string | null): WhoAnswer {
   const r = resolveDisk({ path: disk, mode: 'exclusive' }, { fileLockspaceDir: lockspace }, initialState());
-  const inspection = inspectLockFile(r.resource.id);
+  const inspection = inspectLockFile(r.resource.id, { direct: r.resource.kind === 'file' && onSharedFs(path.dirname(r.resource.id)) });
   return { ...inspection, path: disk, canonical: r.resource.canonical, name: r.resource.name };
 }
 
@@ -34,11 +35,12 @@ export function clusterLocks(lockspace: string): Inspection[] {
     throw new VmlockdError('VMLOCKD_ERR_IO', `cannot read lockspace ${lockspace}: ${(e as Error).message}`, { cause: e });
   }
   const out: Inspection[] = [];
+  const direct = onSharedFs(lockspace);
   for (const name of names.sort()) {
     if (name === HOSTS_DIR || name.startsWith('.')) continue;
     const file = path.join(lockspace, name);
     if (!SHA256.test(name) && !fs.statSync(file).isFile()) continue;
-    const i = inspectLockFile(file);
+    const i = inspectLockFile(file, { direct });
     if (i.state !== 'free') out.push(i);
   }
   return out;

@@ -9,12 +9,13 @@ import { fact, type Fact, type NewFact } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
 import { Locker } from '../engine/locker.js';
 import { native } from '../engine/native.js';
-import { HostLock } from '../engine/locker-hosts.js';
+import { HostLock, lockspaceId } from '../engine/locker-hosts.js';
 import { Verifier, type Conflict } from '../watchers/verifier.js';
 import { Engine } from '../engine/pipeline.js';
 import type { RunningSource, SourceContext } from '../engine/source.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
 import { Journal } from '../journal/journal.js';
+import { onSharedFs } from './shared-fs.js';
 import { Subject, type Subscription } from 'rxjs';
 import { classifyChange, confName, fingerprint, type Config, type ConfigFlags, type LoadedConfig } from '../watchers/config.js';
 import { watchConfig, type ConfigUpdate } from '../watchers/config-watcher.js';
@@ -87,6 +88,7 @@ export class Daemon {
   private stopping?: Promise<void>;
   private fdLimit = 0;
   private hostLock?: HostLock;
+  private lockspaceId?: string;
   private verifier?: Verifier;
   /** Called for every lost-lock conflict; the libvirt source adds `virsh suspend` for on_conflict=suspend. */
   readonly conflictHandlers: Array<(c: Conflict) => void> = [];
@@ -114,7 +116,8 @@ export class Daemon {
     const state = loadState(journal);
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
-    const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir });
+    if (c.fileLockspaceDir !== null) fs.mkdirSync(c.fileLockspaceDir, { recursive: true, mode: 0o700 });
+    const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir, syncRecords: onSharedFs(c.fileLockspaceDir) });
     this.locker = locker;
 
     // rxjs reports an error no subscriber handles here instead of throwing it out of a timer.
@@ -139,7 +142,8 @@ export class Daemon {
     const at = new Date().toISOString();
     // One daemon per host id in the whole cluster: its host file stays write-locked while it runs.
     if (c.fileLockspaceDir !== null) {
-      this.hostLock = HostLock.acquire(c.fileLockspaceDir, { host: c.hostId, started: at, version: VERSION, fingerprint: fingerprint(c), lockspace: c.fileLockspaceDir });
+      this.lockspaceId = lockspaceId(c.fileLockspaceDir);
+      this.hostLock = HostLock.acquire(c.fileLockspaceDir, { host: c.hostId, started: at, version: VERSION, fingerprint: this.fingerprint(), lockspace: c.fileLockspaceDir });
     }
     const { facts, lost } = locker.reacquire(state, at);
     const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size });
@@ -161,7 +165,7 @@ export class Daemon {
       state: () => engine.state,
       record: (facts) => void engine.record(facts),
       intervalMs: () => this.config.verifyIntervalMs,
-      beforeRound: (now) => this.hostLock?.heartbeat(now, fingerprint(this.config)),
+      beforeRound: (now) => this.hostLock?.heartbeat(now, this.fingerprint()),
       onConflict: (conflict) => {
         for (const h of this.conflictHandlers) h(conflict);
       },
@@ -219,6 +223,15 @@ export class Daemon {
         refused.push({ key: d.key, reason: `${confName(d.key)} changed: needs a restart to take effect` });
         continue;
       }
+      if (d.key === 'fileLockspaceDir') {
+        // The host file moves with the lockspace; if this host id is taken there, keep the old one.
+        try {
+          this.moveHostLock(d.to as string | null, at);
+        } catch (e) {
+          refused.push({ key: d.key, reason: `file_lockspace_dir cannot change: ${(e as Error).message}` });
+          continue;
+        }
+      }
       next[d.key] = d.to;
       applied.push(d);
     }
@@ -227,14 +240,27 @@ export class Daemon {
       this.config = config;
       this.log.level = config.logLevel;
       this.engine.setRules({ fileLockspaceDir: config.fileLockspaceDir });
-      if (config.fileLockspaceDir) fs.mkdirSync(config.fileLockspaceDir, { recursive: true, mode: 0o700 });
       for (const d of applied) this.log.info(`config: ${confName(d.key)} changed from ${JSON.stringify(d.from)} to ${JSON.stringify(d.to)}`);
-      this.engine.record([fact('ConfigChanged', at, { changes: applied, fingerprint: fingerprint(config), trigger: 'watch' })]);
+      this.engine.record([fact('ConfigChanged', at, { changes: applied, fingerprint: this.fingerprint(), trigger: 'watch' })]);
+      this.hostLock?.heartbeat(at, this.fingerprint());
     }
     if (refused.length > 0) {
       for (const r of refused) this.log.warn(`config: ${r.reason}`);
       this.engine.record([fact('ConfigRejected', at, { refused, trigger: 'watch' })]);
     }
+  }
+
+  private moveHostLock(dir: string | null, at: string): void {
+    let next: HostLock | undefined;
+    let id: string | undefined;
+    if (dir !== null) {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      id = lockspaceId(dir);
+      next = HostLock.acquire(dir, { host: this.config.hostId, started: this.startedAt, version: VERSION, fingerprint: fingerprint(this.config, id), lockspace: dir });
+    }
+    this.hostLock?.release(at);
+    this.hostLock = next;
+    this.lockspaceId = id;
   }
 
   private warnLost(f: NewFact): void {
@@ -256,6 +282,11 @@ export class Daemon {
     if (!this.journal || !this.engine) return;
     this.journal.writeSnapshot(this.engine.state.seq, toSnapshot(this.engine.state));
     this.factsSinceSnapshot = 0;
+  }
+
+  /** The lock-relevant settings' fingerprint, published in the host record for `vmlockd cluster`. */
+  fingerprint(): string {
+    return fingerprint(this.config, this.lockspaceId);
   }
 
   status(): Record<string, unknown> {
@@ -280,7 +311,8 @@ export class Daemon {
       verifyIntervalMs: c.verifyIntervalMs,
       maxClients: c.maxClients,
       libvirtUri: c.libvirtUri,
-      fingerprint: fingerprint(c),
+      fingerprint: this.fingerprint(),
+      lockspaceId: this.lockspaceId ?? null,
       configFiles: this.loaded.files,
       fdLimit: this.fdLimit,
       verifiedAt: this.verifier?.lastOkAt ?? null,

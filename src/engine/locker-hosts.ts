@@ -1,5 +1,6 @@
 // The locker's host files: `<lockspace>/.hosts/<host-id>`, write-locked by the daemon for its whole
 // life. The lock says "alive"; the record says who, where and with which lock-relevant settings.
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -129,4 +130,20 @@ export function listHosts(lockspace: string, nat: NativeBinding = defaultNative)
       fs.closeSync(fd);
     }
   });
+}
+
+const ID_FILE = '.vmlockd-lockspace-id';
+
+/** The lockspace's own id, created by the first daemon that uses it (O_EXCL: one winner). */
+export function lockspaceId(lockspace: string): string {
+  const file = path.join(lockspace, ID_FILE);
+  fs.mkdirSync(lockspace, { recursive: true, mode: 0o700 });
+  try {
+    fs.writeFileSync(file, randomUUID() + '\n', { flag: 'wx', mode: 0o644 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const id = fs.readFileSync(file, 'utf8').trim();
+  if (!/^[0-9a-f-]{36}$/.test(id)) throw new VmlockdError('VMLOCKD_ERR_IO', `${file} does not hold a lockspace id (got ${JSON.stringify(id.slice(0, 40))}); remove it to create a new one`);
+  return id;
 }

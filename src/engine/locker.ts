@@ -5,6 +5,7 @@
 // to the description, not the process, so nothing else this process opens or closes can drop them,
 // and two descriptions conflict even inside one process. See docs/decisions/0001-ofd-locks-native-binding.md.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { VmlockdError } from './errors.js';
 import { fact, type NewFact } from './facts.js';
 import type { ResourceFields } from './facts.js';
@@ -126,11 +127,18 @@ export class Locker {
   private readonly held = new Map<string, Held>();
   private readonly native: NativeBinding;
 
+  /**
+   * fdatasync each holder record: on a cluster filesystem a client may keep writes in a cache
+   * (GlusterFS write-behind), so another host would read an old record and an old generation.
+   */
+  private readonly syncRecords: boolean;
+
   constructor(
     readonly host: string,
-    options: { native?: NativeBinding; fileLockspaceDir?: string | null } = {},
+    options: { native?: NativeBinding; fileLockspaceDir?: string | null; syncRecords?: boolean } = {},
   ) {
     this.native = options.native ?? defaultNative;
+    this.syncRecords = options.syncRecords ?? false;
     if (options.fileLockspaceDir) fs.mkdirSync(options.fileLockspaceDir, { recursive: true, mode: 0o700 });
   }
 
@@ -330,11 +338,12 @@ export class Locker {
 
   private check(h: Held): string | null {
     const type = h.mode === 'exclusive' ? 'write' : 'read';
-    const why = (what: string, e: unknown) => `${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+    const why = (what: string, e: unknown) => `${what}: ${errnoName(e)}`;
     let ino: number;
     try {
       ino = fs.fstatSync(h.fd).ino;
-      fs.readSync(h.fd, Buffer.alloc(1), 0, 1, 0);
+      // A whole record, not one byte: under O_DIRECT a GlusterFS brick refuses unaligned sizes (EINVAL).
+      fs.readSync(h.fd, Buffer.alloc(RECORD_SIZE), 0, RECORD_SIZE, 0);
     } catch (e) {
       return why('the lock file descriptor failed', e);
     }
@@ -414,6 +423,7 @@ export class Locker {
         if (h.mode === 'exclusive') {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
           fs.writeSync(h.fd, encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}) }), 0, RECORD_SIZE, 0);
+          if (this.syncRecords) fs.fdatasyncSync(h.fd);
         } else if (h.slot !== undefined) {
           fs.writeSync(h.fd, emptySlot(), 0, RECORD_SIZE, slotOffset(h.slot));
         }
@@ -429,9 +439,10 @@ export class Locker {
   }
 
   private openFlags(ref: ResourceRef, mode: Mode): number {
-    const { O_RDWR, O_RDONLY, O_CREAT } = fs.constants;
+    const { O_RDWR, O_RDONLY, O_CREAT, O_DIRECT } = fs.constants;
     if (ref.kind === 'direct') return mode === 'exclusive' ? O_RDWR : O_RDONLY;
-    return ref.create === false ? O_RDWR : O_RDWR | O_CREAT;
+    // On a cluster filesystem the record must bypass this client's cache (see syncRecords).
+    return (ref.create === false ? O_RDWR : O_RDWR | O_CREAT) | (this.syncRecords ? O_DIRECT : 0);
   }
 
   private take(ref: ResourceRef, mode: Mode, taker: Taker, vms?: Array<Owner & { since: string }>): TakeResult {
@@ -479,11 +490,13 @@ export class Locker {
       fs.readSync(fd, head, 0, RECORD_SIZE, 0);
       const gen = nextGeneration(decodeExclusive(head));
       fs.writeSync(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0, RECORD_SIZE, 0);
+      if (this.syncRecords) fs.fdatasyncSync(fd);
       return { gen };
     }
     for (let i = 0; i < SLOT_COUNT; i++) {
       if (!this.native.ofdSetLk(fd, 'write', slotOffset(i), RECORD_SIZE)) continue;
       fs.writeSync(fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vms }), 0, RECORD_SIZE, slotOffset(i));
+      if (this.syncRecords) fs.fdatasyncSync(fd);
       return { slot: i };
     }
     // More than SLOT_COUNT hosts share this disk: the lock holds, only the record is missing.
@@ -587,10 +600,11 @@ function readHolders(nat: NativeBinding, fd: number, state: 'exclusive' | 'share
  * Who holds a lock file, read from a fresh read-only description that takes no lock, so it never
  * disturbs any lock of this process (OFD locks survive the close of other descriptions).
  */
-export function inspectLockFile(file: string, nat: NativeBinding = defaultNative): Inspection {
+export function inspectLockFile(file: string, opts: { direct?: boolean } = {}, nat: NativeBinding = defaultNative): Inspection {
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY);
+    // direct: bypass this client's page cache on a cluster filesystem, or we may read an old record.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (opts.direct ? fs.constants.O_DIRECT : 0));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { file, state: 'free', generation: 0, holders: [] };
     throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${file}: ${(e as Error).message}`, { cause: e });
@@ -609,4 +623,14 @@ export function inspectLockFile(file: string, nat: NativeBinding = defaultNative
   } finally {
     fs.closeSync(fd);
   }
+}
+
+// os.constants.errno lacks some Linux errnos a cluster filesystem returns (EBADFD is 77).
+const ERRNO_NAMES = new Map<number, string>([[77, 'EBADFD'], ...Object.entries(os.constants.errno).map(([name, n]) => [n, name] as [number, string])]);
+
+/** libuv names only the errnos it knows: GlusterFS's EBADFD (77) arrives as "Unknown system error -77". */
+function errnoName(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err.errno === 'number' && (!err.code || err.code.startsWith('Unknown'))) return ERRNO_NAMES.get(-err.errno) ?? `errno ${-err.errno}`;
+  return err.code ?? err.message;
 }

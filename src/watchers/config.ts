@@ -542,8 +542,14 @@ function editDistance(a: string, b: string): number {
 // Comparing and showing
 
 /** sha256 hex over the naming rules only: two hosts with equal fingerprints name every disk alike. */
-export function fingerprint(config: Config): string {
-  const body = JSON.stringify(['vmlockd-naming/1', ...FINGERPRINT_KEYS.map((k) => [confName(k), config[k]])]);
+/**
+ * `lockspaceId`: the id stored in the file lockspace itself (see engine/locker-hosts.ts). With it, two
+ * hosts that mount one shared lockspace at different paths agree, and two different directories at
+ * the same path do not.
+ */
+export function fingerprint(config: Config, lockspaceId?: string): string {
+  const value = (k: ConfigKey) => (k === 'fileLockspaceDir' && lockspaceId !== undefined && config.fileLockspaceDir !== null ? `lockspace-id:${lockspaceId}` : config[k]);
+  const body = JSON.stringify(['vmlockd-naming/1', ...FINGERPRINT_KEYS.map((k) => [confName(k), value(k)])]);
   return createHash('sha256').update(body).digest('hex');
 }
 

@@ -77,7 +77,12 @@ export class Verifier {
   round(): { lost: number; retaken: number; conflicts: number } {
     const at = this.now().toISOString();
     this.lastRunAt = at;
-    this.deps.beforeRound?.(at);
+    try {
+      this.deps.beforeRound?.(at);
+    } catch (e) {
+      // A failing heartbeat (a dead mount) must not stop the lock checks that report the loss.
+      this.deps.log('error', `host heartbeat failed: ${(e as Error).message}`);
+    }
     const { locker } = this.deps;
     const state = this.deps.state();
     const facts: NewFact[] = [];

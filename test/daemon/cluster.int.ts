@@ -11,6 +11,6 @@ clusterSuite(local, () => {
   const lockspace = path.join(dir, 'lockspace');
   const images = path.join(dir, 'images');
   fs.mkdirSync(images);
-  return { lockspaceA: lockspace, lockspaceB: lockspace, images };
+  return { lockspaceA: lockspace, lockspaceB: lockspace, images, coherentNames: true };
 });
 local.run();

@@ -109,7 +109,8 @@ test('a lockspace change while locks are held is refused with the reason and app
   fs.writeFileSync(conf, base.replace(/file_lockspace_dir = .*/, `file_lockspace_dir = "${other}"`) + '# touched\n');
   await until('new lockspace', () => status(d).lockspace === other);
   assert.is(d.cli(['acquire', '--vm', UUID1, disk]).code, 0);
-  assert.ok(fs.readdirSync(other).length === 1);
+  assert.is(fs.readdirSync(other).filter((f) => !f.startsWith('.')).length, 1);
+  assert.ok(fs.existsSync(path.join(other, '.hosts', 'hv-a')), 'the host file moved to the new lockspace');
 });
 
 test('rename-replace and delete-recreate of the file are both picked up', async () => {

@@ -14,6 +14,12 @@ export interface ClusterSite {
   readonly lockspaceB: string;
   /** Where disk images live: one path both hosts see the same way (lock names hash the disk path). */
   readonly images: string;
+  /**
+   * Both hosts see a name change at once (one kernel). Not so for two FUSE mounts: each caches
+   * directory entries (GlusterFS entry-timeout, 1 s), so a test that unlinks a lock file on one
+   * mount and creates it on the other at once would race that cache, not vmlockd.
+   */
+  readonly coherentNames: boolean;
 }
 
 export interface Hosts {
@@ -192,7 +198,11 @@ export function clusterSuite(suite: Test, site: () => ClusterSite): { running: T
   });
 
   suite('a lock lost and taken by another host is a conflict naming both owners, and is not stolen back', async () => {
-    const { a, b, disk } = await hosts();
+    const { a, b, disk, site: s } = await hosts();
+    if (!s.coherentNames) {
+      console.log('  (skipped on this site: its mounts cache names; the FUSE-client kill test covers loss to another host)');
+      return;
+    }
     const d = disk('a.img');
     assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', d]).code, 0);
     const file = JSON.parse(a.cli(['who', d, '--json']).stdout).file;

@@ -1,0 +1,119 @@
+// The cross-host suite on a real GlusterFS volume mounted twice (host A's mount, host B's mount),
+// plus the faults a cluster filesystem brings: a dead FUSE client, a volume stop/start.
+// Needs the volume from .ci/gluster-up.sh (VMLOCKD_E2E_GLUSTER_STATE=<its STATE_DIR>); skips with a
+// reason otherwise, and fails when skipped in CI.
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { UUID1, UUID2, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { clusterSuite, journalFacts, startHost, until, type ClusterSite } from '../helpers/cluster-suite.js';
+
+function glusterEnv(): Record<string, string> | string {
+  const state = process.env.VMLOCKD_E2E_GLUSTER_STATE;
+  if (!state) return 'VMLOCKD_E2E_GLUSTER_STATE is not set (.ci/run sets it after .ci/gluster-up.sh)';
+  const file = path.join(state, 'gluster', 'env');
+  if (!fs.existsSync(file)) return `${file} does not exist: run .ci/gluster-up.sh ${state}`;
+  const env = Object.fromEntries(
+    fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  for (const k of ['GLUSTER_MNT_A', 'GLUSTER_MNT_B', 'GLUSTER_VOLUME']) if (!env[k]) return `${file} lacks ${k}`;
+  const probe = spawnSync('stat', ['-f', '-c', '%T', env.GLUSTER_MNT_A!], { encoding: 'utf8' });
+  if (!probe.stdout.includes('fuse')) return `${env.GLUSTER_MNT_A} is not a FUSE (GlusterFS) mount: ${probe.stdout.trim() || probe.stderr.trim()}`;
+  return env;
+}
+
+const found = glusterEnv();
+const gluster = suite('cluster (GlusterFS, two mounts)');
+
+if (typeof found === 'string') {
+  gluster('GlusterFS suite', () => {
+    if (process.env.CI === 'true') assert.unreachable(`the GlusterFS suite cannot run in CI: ${found}`);
+    console.log(`  skipped: GlusterFS suite: ${found}`);
+  });
+} else {
+  const env = found;
+  let n = 0;
+  const site = (): ClusterSite => {
+    n++;
+    const name = `ls-${process.pid}-${n}`;
+    const images = tmpdir('vmlockd-gluster-images-');
+    return { lockspaceA: path.join(env.GLUSTER_MNT_A!, name), lockspaceB: path.join(env.GLUSTER_MNT_B!, name), images, coherentNames: false };
+  };
+  const { running } = clusterSuite(gluster, site);
+
+  /** A third mount of the volume, for a fault test that kills its FUSE client. */
+  function extraMount(): { mnt: string; pid: number; cleanup(): void } {
+    const mnt = tmpdir('vmlockd-gluster-mnt-');
+    execFileSync('mount', ['-t', 'glusterfs', `${os.hostname()}:/${env.GLUSTER_VOLUME}`, mnt]);
+    const ps = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+    const line = ps.split('\n').find((l) => /glusterfs/.test(l) && l.trim().endsWith(` ${mnt}`));
+    if (!line) throw new Error(`no glusterfs client process found for ${mnt}`);
+    return {
+      mnt,
+      pid: Number(line.trim().split(/\s+/)[0]),
+      cleanup: () => spawnSync('umount', ['-l', mnt]),
+    };
+  }
+
+  gluster('SIGKILL of host A\'s FUSE client: B can take the disks and A records LeaseLost within one interval', async () => {
+    const m = extraMount();
+    try {
+      const s = site();
+      const root = tmpdir('vmlockd-gluster-');
+      const a = await startHost({ ...s, lockspaceA: path.join(m.mnt, path.basename(s.lockspaceA)) }, 'a', 'hv-fa', root);
+      running.push(a);
+      const b = await startHost(s, 'b', 'hv-fb', root);
+      running.push(b);
+      const d = path.join(s.images, 'a.img');
+      fs.writeFileSync(d, 'image');
+      assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', d]).code, 0);
+      assert.is(b.cli(['acquire', '--vm', UUID2, d]).code, 3);
+      process.kill(m.pid, 'SIGKILL');
+      const t0 = Date.now();
+      await until('B takes the disk', () => b.cli(['acquire', '--vm', UUID2, '--name', 'web2', d]).code === 0, 10_000);
+      const lost = await until('LeaseLost on A', () => journalFacts(a, 'LeaseLost')[0], 5_000);
+      // --verify-interval 1: one interval plus the time a round takes.
+      assert.ok(Date.now() - t0 < 3_000, `LeaseLost after ${Date.now() - t0} ms`);
+      assert.match(lost.reason, /ENOTCONN|not connected|failed/);
+      assert.is(lost.owner.name, 'web1');
+    } finally {
+      m.cleanup();
+    }
+  });
+
+  gluster('gluster volume stop/start: both daemons record LeaseLost and re-take their own locks', async () => {
+    const s = site();
+    const root = tmpdir('vmlockd-gluster-');
+    const a: TestDaemon = await startHost(s, 'a', 'hv-va', root);
+    running.push(a);
+    const b: TestDaemon = await startHost(s, 'b', 'hv-vb', root);
+    running.push(b);
+    const da = path.join(s.images, 'a.img');
+    const db = path.join(s.images, 'b.img');
+    fs.writeFileSync(da, 'a');
+    fs.writeFileSync(db, 'b');
+    assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', da]).code, 0);
+    assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'web2', db]).code, 0);
+    execFileSync('gluster', ['--mode=script', 'volume', 'stop', env.GLUSTER_VOLUME!]);
+    try {
+      await until('LeaseLost on both hosts', () => journalFacts(a, 'LeaseLost').length > 0 && journalFacts(b, 'LeaseLost').length > 0, 10_000);
+    } finally {
+      execFileSync('gluster', ['--mode=script', 'volume', 'start', env.GLUSTER_VOLUME!]);
+    }
+    await until('Reacquired on both hosts', () => journalFacts(a, 'Reacquired').length > 0 && journalFacts(b, 'Reacquired').length > 0, 30_000);
+    // Each re-took its own lock, and they still exclude each other.
+    assert.is(JSON.parse(b.cli(['who', da, '--json']).stdout).holders[0].owner.name, 'web1');
+    assert.is(JSON.parse(a.cli(['who', db, '--json']).stdout).holders[0].owner.name, 'web2');
+    assert.is(b.cli(['acquire', '--vm', '33333333-3333-4333-8333-333333333333', da]).code, 3);
+    assert.is(a.cli(['acquire', '--vm', '33333333-3333-4333-8333-333333333333', db]).code, 3);
+  });
+}
+
+gluster.run();
