@@ -8,7 +8,7 @@
 //
 // Group commit: the facts of every command handled in one turn of the event loop are journaled in
 // one SQLite transaction before any of those commands is answered (invariant 1).
-import { defer, from, mergeMap, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from 'rxjs';
+import { defer, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from 'rxjs';
 import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type Fact, type NewFact } from './facts.js';
 import { appendFacts, type JournalPort } from './journal-port.js';
@@ -46,30 +46,84 @@ export interface EngineOptions {
   readonly maxBatch?: number;
 }
 
-/** Serial within a key, parallel across keys, no cap (a capped mergeMap after groupBy drops items). */
+/**
+ * Serial within a key, parallel across keys, no cap (a capped mergeMap after groupBy drops items).
+ *
+ * Not `mergeMap` over one promise per item: with tens of thousands of commands in flight, mergeMap's
+ * array of inner subscriptions made every completion O(n). Here an idle lane runs its item at once
+ * (synchronously, if the work is synchronous) and a busy lane queues it; a lane is forgotten when its
+ * queue drains, so a daemon that has seen a million VMs keeps no state for them.
+ */
 export function inLanes<T, R>(keyOf: (t: T) => string, work: (t: T) => Observable<R>): OperatorFunction<T, R> {
-  const tails = new Map<string, Promise<unknown>>();
-  return mergeMap((item: T) => {
-    const key = keyOf(item);
-    const prev = tails.get(key) ?? Promise.resolve();
-    const run = prev.then(
-      () =>
-        new Promise<R>((resolve, reject) => {
-          let last: R;
-          work(item).subscribe({ next: (v) => (last = v), error: reject, complete: () => resolve(last) });
-        }),
-    );
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    tails.set(key, tail);
-    // Forget idle lanes, so a daemon that has seen a million VMs does not keep a million promises.
-    void tail.then(() => {
-      if (tails.get(key) === tail) tails.delete(key);
+  return (source) =>
+    new Observable<R>((subscriber) => {
+      const lanes = new Map<string, T[]>();
+      const active = new Set<Subscription>();
+      let sourceDone = false;
+      const finishIfIdle = () => {
+        if (sourceDone && lanes.size === 0) subscriber.complete();
+      };
+      // Run a lane's queue head; keep going while items finish synchronously (a loop, not recursion,
+      // so 50,000 queued items cannot overflow the stack); stop at the first asynchronous one, whose
+      // completion resumes the lane.
+      const drain = (key: string): void => {
+        const queue = lanes.get(key)!;
+        for (;;) {
+          let sync = true;
+          let finishedSync = false;
+          const inner = new Subscription();
+          active.add(inner);
+          inner.add(
+            work(queue[0]!).subscribe({
+              next: (v) => subscriber.next(v),
+              error: (e: unknown) => subscriber.error(e),
+              complete: () => {
+                active.delete(inner);
+                queue.shift();
+                if (sync) finishedSync = true;
+                else resume(key);
+              },
+            }),
+          );
+          sync = false;
+          if (!finishedSync) return;
+          if (queue.length === 0) {
+            lanes.delete(key);
+            finishIfIdle();
+            return;
+          }
+        }
+      };
+      const resume = (key: string): void => {
+        if (lanes.get(key)!.length === 0) {
+          lanes.delete(key);
+          finishIfIdle();
+        } else {
+          drain(key);
+        }
+      };
+      const sub = source.subscribe({
+        next: (item) => {
+          const key = keyOf(item);
+          const queue = lanes.get(key);
+          if (queue) {
+            queue.push(item);
+            return;
+          }
+          lanes.set(key, [item]);
+          drain(key);
+        },
+        error: (e: unknown) => subscriber.error(e),
+        complete: () => {
+          sourceDone = true;
+          finishIfIdle();
+        },
+      });
+      return () => {
+        sub.unsubscribe();
+        for (const s of active) s.unsubscribe();
+      };
     });
-    return from(run);
-  });
 }
 
 export class Engine {
