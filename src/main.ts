@@ -18,6 +18,7 @@ const USAGE = `usage: vmlockd <command> [options]
 
   serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
         [--virtlockd-socket PATH] [--libvirt URI] [--verify-interval SECONDS] [--on-conflict report|suspend]
+        [--metrics-address HOST:PORT]
         run the daemon in the foreground (--lockspace "" locks the images themselves)
   acquire --vm UUID [--name NAME] [--shared] [--readonly] DISK...
   release --vm UUID [DISK...]
@@ -58,6 +59,7 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v.libvirt === 'string') flags.libvirtUri = v.libvirt;
   if (typeof v['verify-interval'] === 'string') flags.verifyIntervalMs = v['verify-interval'];
   if (typeof v['on-conflict'] === 'string') flags.onConflict = v['on-conflict'];
+  if (typeof v['metrics-address'] === 'string') flags.metricsAddress = v['metrics-address'];
   return flags;
 }
 
@@ -125,6 +127,7 @@ async function main(argv: string[]): Promise<number> {
         libvirt: { type: 'string' },
         'verify-interval': { type: 'string' },
         'on-conflict': { type: 'string' },
+        'metrics-address': { type: 'string' },
       });
       const flags = configFlags(values);
       const loaded = loadConfig({ files: values.config ?? [], flags });

@@ -23,6 +23,7 @@ import { createApiServer, listenUnix, type AuditQuery } from './api-server.js';
 import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
 import { VERSION } from './version.js';
+import { startMetrics } from './metrics.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many. */
 const SNAPSHOT_EVERY = 10_000;
@@ -84,6 +85,8 @@ export class Daemon {
   engine?: Engine;
   private server?: http.Server;
   private factsSinceSnapshot = 0;
+  private readonly factCounts = new Map<string, number>();
+  private metrics?: http.Server;
   private readonly startedAt = new Date().toISOString();
   private stopping?: Promise<void>;
   private fdLimit = 0;
@@ -173,6 +176,22 @@ export class Daemon {
     });
     this.verifier.start();
     for (const start of this.sourceStarters) this.sources.push(await start(this.sourceContext(), this));
+    if (c.metricsAddress) {
+      this.metrics = await startMetrics(c.metricsAddress, {
+        factCounts: () => this.factCounts,
+        gauges: () => {
+          const st = this.status();
+          return {
+            locks_held: { help: 'Locks held by VMs on this host (one per VM and disk).', value: Number(st.locks) },
+            resources_held: { help: 'Lock files this host holds open.', value: Number(st.resources) },
+            last_seq: { help: 'Sequence number of the last journaled fact.', value: Number(st.lastSeq) },
+            seconds_since_verified: { help: 'Seconds since every held lock last checked out.', value: Number(st.sinceVerifiedMs ?? 0) / 1000 },
+            fd_limit: { help: 'RLIMIT_NOFILE soft limit (one descriptor per held lock).', value: Number(st.fdLimit) },
+          };
+        },
+      });
+      this.log.info(`metrics on http://${c.metricsAddress}/metrics`);
+    }
     if (this.loaded.files.length > 0) {
       this.watch = watchConfig(this.loaded.files, this.flags, () => this.config, { reload$: this.reload$ }).subscribe({
         next: (u) => this.onConfig(u),
@@ -275,6 +294,7 @@ export class Daemon {
 
   private afterFacts(facts: readonly Fact[]): void {
     this.factsSinceSnapshot += facts.length;
+    for (const f of facts) this.factCounts.set(f.kind, (this.factCounts.get(f.kind) ?? 0) + 1);
     if (this.factsSinceSnapshot >= SNAPSHOT_EVERY) this.snapshot();
   }
 
@@ -335,6 +355,7 @@ export class Daemon {
   private async doStop(reason: string): Promise<void> {
     this.watch?.unsubscribe();
     this.verifier?.stop();
+    this.metrics?.close();
     await Promise.all(this.sources.map((src) => src.stop().catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));
     const closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
     this.server?.closeIdleConnections();

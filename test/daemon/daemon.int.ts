@@ -304,6 +304,17 @@ test('direct mode (--lockspace "") locks byte 0 of the image itself and never th
   assert.match(missing.stderr, 'does not exist');
 });
 
+test('metrics_address serves Prometheus metrics: locks held and facts by kind', async () => {
+  const c = cluster();
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const a = await track(startDaemon({ stateDir: path.join(c.dir, 'state'), lockspace: c.lockspace, hostId: 'hv-m', extra: ['--metrics-address', `127.0.0.1:${port}`] }));
+  assert.is(a.cli(['acquire', '--vm', UUID1, c.disk('a.img')]).code, 0);
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  assert.match(text, /^vmlockd_locks_held 1$/m);
+  assert.match(text, /^vmlockd_facts_total\{kind="LockAcquired"\} 1$/m);
+  assert.match(text, /^# TYPE vmlockd_seconds_since_verified gauge$/m);
+});
+
 test('the CLI says clearly when the daemon is unreachable (exit 1)', () => {
   const r = cli(['locks', '--socket', path.join(tmpdir(), 'none.sock')]);
   assert.is(r.code, 1);
