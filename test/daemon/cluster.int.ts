@@ -2,15 +2,42 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
-import { tmpdir } from '../helpers/daemon.js';
-import { clusterSuite } from '../helpers/cluster-suite.js';
+import * as assert from 'uvu/assert';
+import { tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { clusterSuite, startHost, type ClusterSite } from '../helpers/cluster-suite.js';
 
-const local = suite('cluster (local directory)');
-clusterSuite(local, () => {
+function localSite(): ClusterSite {
   const dir = tmpdir('vmlockd-local-cluster-');
   const lockspace = path.join(dir, 'lockspace');
   const images = path.join(dir, 'images');
   fs.mkdirSync(images);
   return { lockspaceA: lockspace, lockspaceB: lockspace, images, coherentNames: true };
+}
+
+const local = suite('cluster (local directory)');
+const { running } = clusterSuite(local, localSite);
+
+local('`cluster` warns when running hosts have different lock settings, and not when only the mount path differs', async () => {
+  const site = localSite();
+  const root = tmpdir();
+  const conf = path.join(root, 'other.conf');
+  fs.writeFileSync(conf, 'auto_disk_leases = 0\n');
+  const a: TestDaemon = await startHost(site, 'a', 'hv-fp-a', root);
+  running.push(a);
+  const b: TestDaemon = await startHost(site, 'b', 'hv-fp-b', root, ['--config', conf]);
+  running.push(b);
+  const view = JSON.parse(a.cli(['cluster', '--json']).stdout);
+  assert.is(view.warnings.length, 1, JSON.stringify(view.warnings));
+  assert.match(view.warnings[0], 'lock settings differ between running hosts: ');
+  assert.match(view.warnings[0], 'hv-fp-a');
+  assert.match(view.warnings[0], 'hv-fp-b');
+  await b.kill('SIGKILL');
+  // The same lockspace through a symlink (another mount path): same lockspace id, same fingerprint.
+  const alias = path.join(root, 'alias');
+  fs.symlinkSync(site.lockspaceA, alias);
+  const c: TestDaemon = await startHost({ ...site, lockspaceB: alias }, 'b', 'hv-fp-c', root);
+  running.push(c);
+  assert.equal(JSON.parse(c.cli(['cluster', '--json']).stdout).warnings, []);
 });
+
 local.run();
