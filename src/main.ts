@@ -8,6 +8,9 @@ import { checkUuid } from './events/jsonl.js';
 import { Journal } from './journal/journal.js';
 import { call, streamEvents } from './cli/client.js';
 import { Daemon } from './cli/daemon.js';
+import { runHook } from './cli/hook.js';
+import { registerLibvirt } from './cli/libvirt-source.js';
+import { registerVirtlockd } from './cli/virtlockd-source.js';
 import { formatFacts, formatLocks, formatStatus } from './cli/format.js';
 import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey } from './watchers/config.js';
 import { canonicalPath } from './engine/resolve.js';
@@ -34,6 +37,8 @@ const USAGE = `usage: vmlockd <command> [options]
   status [--json]
   integrity [--state-dir DIR | --journal FILE]   check the journal
   config show [--config FILE]... | config check FILE...
+  hook qemu NAME OP SUBOP [EXTRA] [--socket PATH] [--fail-open] [--timeout S]
+        libvirt's qemu hook (domain XML on stdin); see docs/libvirt.md
 
 Client commands find the daemon with --socket PATH, else $VMLOCKD_SOCKET, else ./var/vmlockd.sock.
 Exit codes: 0 done; 3 refused because a lock is held; 2 bad input or usage; 1 any other failure.`;
@@ -116,6 +121,9 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE + '\n');
       return command === undefined ? 2 : 0;
 
+    case 'hook':
+      return runHook(rest);
+
     case 'serve': {
       const { values } = args(rest, {
         config: { type: 'string', multiple: true },
@@ -132,6 +140,8 @@ async function main(argv: string[]): Promise<number> {
       const flags = configFlags(values);
       const loaded = loadConfig({ files: values.config ?? [], flags });
       const daemon = new Daemon(loaded, flags);
+      registerVirtlockd(daemon);
+      registerLibvirt(daemon);
       process.on('SIGHUP', () => {
         daemon.log.info('SIGHUP received: re-reading the config');
         daemon.reload$.next('SIGHUP');

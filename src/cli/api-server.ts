@@ -9,6 +9,7 @@ import { lockRequests } from '../engine/plan.js';
 import { canonicalPath } from '../engine/resolve.js';
 import type { Command } from '../engine/types.js';
 import { checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
+import { HookRoute } from './hook-route.js';
 
 export interface ApiContext {
   readonly engine: Engine;
@@ -97,8 +98,10 @@ function commandFrom(kind: 'acquire' | 'release' | 'check', body: Record<string,
 }
 
 export function createApiServer(ctx: ApiContext): http.Server {
+  // One per server: it remembers incoming migrations between the hook's calls.
+  const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host) });
   const server = http.createServer((req, res) => {
-    handle(ctx, req, res).catch((e: unknown) => {
+    handle(ctx, req, res, hook).catch((e: unknown) => {
       const bad = e instanceof BadInputError;
       if (!bad) ctx.log('error', `API ${req.method} ${req.url} failed: ${(e as Error).stack ?? e}`);
       const reply: Reply = ctx.engine.reject('api', e, undefined);
@@ -109,7 +112,7 @@ export function createApiServer(ctx: ApiContext): http.Server {
   return server;
 }
 
-async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse, hook: HookRoute): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://vmlockd');
   const route = `${req.method} ${url.pathname}`;
   const now = new Date().toISOString();
@@ -156,6 +159,17 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
     }
     case 'POST /v1/events':
       return ingest(ctx, req, res);
+    case 'POST /v1/hook': {
+      // The qemu hook (src/cli/hook.ts): arguments and domain XML in, the decision out.
+      const body = obj(await readJson(req));
+      try {
+        const reply = await hook.handle(body);
+        return send(res, httpStatusOf(reply), reply);
+      } catch (e) {
+        if (!(e instanceof BadInputError)) throw e;
+        return send(res, 400, ctx.engine.reject('hook', e, JSON.stringify(body)));
+      }
+    }
     default:
       return send(res, 404, { status: 'error', code: 'VMLOCKD_ERR_USAGE', message: `no such endpoint: ${route}` });
   }

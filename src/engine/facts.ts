@@ -27,6 +27,8 @@ export interface FactPayloads {
   InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };
   /** A virtlockd-protocol owner's process connection closed; its locks were released. `alive`: the pid still ran. */
   OwnerGone: { readonly owner: Owner; readonly pid: number; readonly alive: boolean; readonly released: number; readonly source: string };
+  /** on_conflict applied to a VM found running without its lock (today: `suspend` through libvirt). */
+  ConflictAction: { readonly owner: Owner; readonly action: 'suspend'; readonly result: 'done' | 'failed'; readonly error?: string; readonly message: string; readonly source: string };
   ConfigChanged: { readonly changes: ReadonlyArray<{ readonly key: string; readonly from: unknown; readonly to: unknown }>; readonly fingerprint: string; readonly trigger: string };
   ConfigRejected: { readonly file?: string; readonly error?: string; readonly refused?: ReadonlyArray<{ readonly key: string; readonly reason: string }>; readonly trigger: string };
   CommandFailed: { readonly source: string; readonly code: string; readonly message: string; readonly owner?: Owner; readonly command: string };
@@ -45,6 +47,7 @@ export const FACT_KINDS: readonly FactKind[] = [
   'InputRejected',
   'CommandFailed',
   'OwnerGone',
+  'ConflictAction',
   'ConfigChanged',
   'ConfigRejected',
 ];

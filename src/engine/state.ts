@@ -106,6 +106,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'CommandFailed':
     case 'ConfigChanged':
     case 'OwnerGone':
+    case 'ConflictAction':
     case 'ConfigRejected':
     case 'DaemonStarted':
     case 'DaemonStopped':

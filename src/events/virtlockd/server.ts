@@ -493,7 +493,10 @@ export class VirtlockdServer implements RunningSource {
     const autocreate = (flags & ACQUIRE_FLAG.AUTOCREATE) !== 0;
     const file = this.fileOf(lockspace, name);
     const owner: Owner = { uuid: o.uuid, name: o.name };
-    const disk: DiskRequest = { path: file, mode: shared ? 'shared' : 'exclusive', named: { lockspace, name, create: autocreate } };
+    // The plugin sends only the SHA-256 of the disk path; when another source locked the disk by its
+    // path, the state knows it, and refusals and facts can name the disk instead of the hash.
+    const known = this.ctx.state().resources.get(this.resourceId(lockspace, name))?.ref.canonical;
+    const disk: DiskRequest = { path: known ?? file, mode: shared ? 'shared' : 'exclusive', named: { lockspace, name, create: autocreate } };
     const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: [disk], at: now(), source: SOURCE });
     switch (reply.status) {
       case 'ok': {

@@ -1,0 +1,628 @@
+// libvirt as an event source: `virsh -c URI event --all --loop --timestamp`, supervised, parsed, and
+// mapped onto lock commands; plus reconciliation with libvirt's view on every (re)connect.
+//
+// Events arrive after the fact (the VM already runs, or already stopped). So a refused acquire is
+// not a veto but a finding: the VM runs without its lock. It is journaled (LockRefused names both
+// owners) and `on_conflict` decides what else happens. The synchronous veto is the qemu hook's job.
+//
+// Ordering: every event and every reconciliation runs through ONE serial queue. A reconciliation
+// lists domains at one instant; an event that arrives while it runs is applied after it, so the
+// newer information always lands last (e.g. "running at list time" then "Stopped" -> released).
+import { spawn as nodeSpawn, execFile } from 'node:child_process';
+import * as readline from 'node:readline';
+import type { Readable } from 'node:stream';
+import { BadInputError } from '../engine/errors.js';
+import type { Reply } from '../engine/pipeline.js';
+import type { SourceContext, RunningSource } from '../engine/source.js';
+import { heldBy } from '../engine/state.js';
+import type { Owner } from '../engine/types.js';
+import { fact } from '../engine/facts.js';
+import { domainLocks, type DomainLocks } from './domain-locks.js';
+import { parseDomainXml, type DomainInfo } from './domain-xml.js';
+import { mapLifecycle, parseVirshEventLine, type LibvirtEvent } from './virsh-events.js';
+
+export type ConflictPolicy = 'report' | 'suspend';
+
+/** Lock owners whose locks this source may correct: those taken by libvirt's own sources. */
+export const LIBVIRT_SOURCES: ReadonlySet<string> = new Set(['virsh', 'virsh-reconcile', 'hook']);
+
+// ---------------------------------------------------------------------------------------------
+// Running virsh
+
+export interface VirshResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `virsh -c URI ARGS...`; never rejects (a failure is a non-zero code with stderr). */
+export type VirshRunner = (args: readonly string[]) => Promise<VirshResult>;
+
+/** virsh translates its messages: LC_ALL=C keeps every line in the form the parser knows. */
+export function virshEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, LC_ALL: 'C', LANG: 'C' };
+}
+
+export function virshRunner(uri: string, timeoutMs = 30_000): VirshRunner {
+  return (args) =>
+    new Promise((resolve) => {
+      execFile('virsh', ['-q', '-c', uri, ...args], { env: virshEnv(), timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+        const why = err && code === 1 && !stderr ? (err as Error).message : stderr;
+        resolve({ code, stdout: String(stdout), stderr: String(why ?? '') });
+      });
+    });
+}
+
+/** The first line of virsh's error output, for logs. */
+function firstError(r: VirshResult): string {
+  return (r.stderr.split('\n').find((l) => l.trim() !== '') ?? `exit status ${r.code}`).trim();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The event handler: parsed events and reconciliation -> commands
+
+export interface HandlerOptions {
+  readonly uri: string;
+  readonly ctx: SourceContext;
+  readonly virsh: VirshRunner;
+  /** Read at every conflict: the config reloads live. */
+  readonly onConflict: () => ConflictPolicy;
+  readonly now?: () => Date;
+  /** Schedule fn after ms; returns a cancel function (tests pass a fake). */
+  readonly later?: (fn: () => void, ms: number) => () => void;
+  /**
+   * Delays between retries of an acquire refused only because this same VM still holds the disk on
+   * another host: the migration source releases at "Suspended Migrated", which its host sees about
+   * when we see "Resumed Migrated". Calling that a conflict would suspend a freshly migrated VM.
+   */
+  readonly handOverRetriesMs?: readonly number[];
+}
+
+const DEFAULT_HAND_OVER_RETRIES_MS = [250, 500, 1000, 2000, 4000, 8000];
+
+function who(owner: Owner): string {
+  return owner.name ? `${owner.name} (uuid ${owner.uuid})` : owner.uuid;
+}
+
+type Refused = Extract<Reply, { status: 'refused' }>;
+
+export class LibvirtEventHandler {
+  private queue: Promise<void> = Promise.resolve();
+  private uuidByName = new Map<string, string>();
+  /** Per VM uuid: device alias -> the path locked for it, from the last dumpxml (device-removed names only the alias). */
+  private readonly aliases = new Map<string, Map<string, string>>();
+  private readonly timers = new Set<() => void>();
+  private closed = false;
+  private readonly ctx: SourceContext;
+  private readonly virsh: VirshRunner;
+  private readonly now: () => Date;
+  private readonly later: (fn: () => void, ms: number) => () => void;
+  private readonly retries: readonly number[];
+
+  constructor(private readonly opts: HandlerOptions) {
+    this.ctx = opts.ctx;
+    this.virsh = opts.virsh;
+    this.now = opts.now ?? (() => new Date());
+    this.later =
+      opts.later ??
+      ((fn, ms) => {
+        const t = setTimeout(fn, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      });
+    this.retries = opts.handOverRetriesMs ?? DEFAULT_HAND_OVER_RETRIES_MS;
+  }
+
+  /** One line of virsh output (stdout or stderr). Never throws: a bad line is journaled and skipped. */
+  line(raw: string): void {
+    const ev = parseVirshEventLine(raw);
+    switch (ev.kind) {
+      case 'garbled':
+        this.ctx.reject('virsh', new BadInputError(`virsh event line not understood: ${ev.reason}`), ev.raw);
+        return;
+      case 'noise':
+        return;
+      case 'disconnected':
+        this.ctx.log('warning', `libvirt ${this.opts.uri}: virsh lost its connection (${ev.reason})`);
+        return;
+      case 'error':
+        this.ctx.log('warning', `libvirt ${this.opts.uri}: virsh: ${ev.message}`);
+        return;
+      case 'other':
+        this.ctx.log('debug', `libvirt ${this.opts.uri}: ${ev.event} event for ${ev.domain}: no lock meaning`);
+        return;
+      case 'lifecycle':
+      case 'device-added':
+      case 'device-removed':
+        void this.enqueue(() => this.apply(ev));
+        return;
+      default: {
+        const _exhaustive: never = ev;
+        return _exhaustive;
+      }
+    }
+  }
+
+  /** Compare libvirt's domains with the locks held and correct the difference. */
+  reconcile(): Promise<void> {
+    return this.enqueue(() => this.doReconcile());
+  }
+
+  /** Resolves when everything queued so far is done (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.queue;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const cancel of this.timers) cancel();
+    this.timers.clear();
+  }
+
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(async () => {
+      if (this.closed) return;
+      try {
+        await task();
+      } catch (e) {
+        this.ctx.log('error', `libvirt ${this.opts.uri}: ${(e as Error).message}`);
+      }
+    });
+    this.queue = run;
+    return run;
+  }
+
+  private at(ev: { at: string | null }): string {
+    return ev.at ?? this.now().toISOString();
+  }
+
+  private async apply(ev: Extract<LibvirtEvent, { kind: 'lifecycle' | 'device-added' | 'device-removed' }>): Promise<void> {
+    const action = mapLifecycle(ev);
+    const what = ev.kind === 'lifecycle' ? `${ev.word} ${ev.detail}` : `${ev.kind} ${ev.alias}`;
+    this.ctx.log('debug', `libvirt ${this.opts.uri}: ${ev.domain}: ${what} -> ${action}`);
+    switch (action) {
+      case 'acquire':
+        if (ev.kind === 'device-added') return this.acquireDevice(ev.domain, ev.alias, this.at(ev));
+        return this.acquireDomain(ev.domain, this.at(ev), 'virsh', 0);
+      case 'release':
+        if (ev.kind === 'device-removed') return this.releaseDevice(ev.domain, ev.alias, this.at(ev));
+        return this.releaseDomain(ev.domain, this.at(ev));
+      case 'release-if-running':
+        return this.releaseIfGone(ev.domain, this.at(ev));
+      case 'keep':
+      case 'ignore':
+        return;
+      default: {
+        const _exhaustive: never = action;
+        return _exhaustive;
+      }
+    }
+  }
+
+  // -- reading libvirt ------------------------------------------------------------------------
+
+  private volPath = async (pool: string, volume: string): Promise<string | null> => {
+    const r = await this.virsh(['vol-path', '--pool', pool, volume]);
+    if (r.code !== 0) {
+      this.ctx.log('warning', `libvirt ${this.opts.uri}: cannot resolve volume ${pool}/${volume}: ${firstError(r)}`);
+      return null;
+    }
+    const p = r.stdout.trim();
+    return p === '' ? null : p;
+  };
+
+  /** The live XML of a domain, or null when libvirt no longer knows it. */
+  private async fetchDomain(nameOrUuid: string): Promise<DomainInfo | null> {
+    const r = await this.virsh(['dumpxml', nameOrUuid]);
+    if (r.code !== 0) {
+      this.ctx.log('debug', `libvirt ${this.opts.uri}: dumpxml ${nameOrUuid}: ${firstError(r)}`);
+      return null;
+    }
+    let info: DomainInfo;
+    try {
+      info = parseDomainXml(r.stdout);
+    } catch (e) {
+      this.ctx.reject('virsh', e, r.stdout);
+      return null;
+    }
+    this.uuidByName.set(info.name, info.uuid);
+    return info;
+  }
+
+  private async locksOf(info: DomainInfo, only?: (d: DomainInfo['disks'][number]) => boolean): Promise<DomainLocks> {
+    const locks = await domainLocks(info, this.volPath, only);
+    for (const u of locks.unprotected) {
+      this.ctx.log('info', `libvirt ${this.opts.uri}: VM ${info.name}: ${u.target} is not protected by a lock: ${u.reason}`);
+    }
+    return locks;
+  }
+
+  /** The uuid a domain name stands for: libvirt's answer if it still knows the name, else the last one seen. */
+  private async uuidOf(name: string): Promise<string | undefined> {
+    const r = await this.virsh(['domuuid', name]);
+    const fresh = r.code === 0 ? r.stdout.trim() : '';
+    if (/^[0-9a-f-]{36}$/i.test(fresh)) {
+      this.uuidByName.set(name, fresh.toLowerCase());
+      return fresh.toLowerCase();
+    }
+    const cached = this.uuidByName.get(name);
+    if (cached) return cached;
+    for (const o of this.ctx.state().owners.values()) if (o.name === name) return o.uuid;
+    return undefined;
+  }
+
+  /** Paths of locks `uuid` holds through libvirt's sources (never ones taken through the API or RPC). */
+  private libvirtHeld(uuid: string, takenBefore?: number): string[] {
+    const out: string[] = [];
+    for (const res of heldBy(this.ctx.state(), uuid)) {
+      const h = res.holders.get(uuid);
+      if (!h || !LIBVIRT_SOURCES.has(h.source)) continue;
+      if (takenBefore !== undefined && Date.parse(h.since) > takenBefore) continue;
+      out.push(h.path);
+    }
+    return out;
+  }
+
+  // -- lock changes ---------------------------------------------------------------------------
+
+  private async acquireDomain(nameOrUuid: string, at: string, source: string, attempt: number): Promise<void> {
+    const info = await this.fetchDomain(nameOrUuid);
+    // Not running any more (a later event says why): taking locks now would hold them for a stopped VM.
+    if (!info || info.id === undefined) return;
+    const locks = await this.locksOf(info);
+    this.aliases.set(info.uuid, locks.aliases);
+    if (locks.disks.length === 0) return;
+    const owner: Owner = { uuid: info.uuid, name: info.name };
+    const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source });
+    await this.afterAcquire(owner, reply, attempt, () => this.acquireDomain(info.uuid, this.now().toISOString(), source, attempt + 1));
+  }
+
+  private async acquireDevice(name: string, alias: string, at: string): Promise<void> {
+    const info = await this.fetchDomain(name);
+    if (!info || info.id === undefined) return;
+    if (!info.disks.some((d) => d.alias === alias)) {
+      this.ctx.log('debug', `libvirt ${this.opts.uri}: ${name}: device ${alias} is not a disk`);
+      return;
+    }
+    const locks = await this.locksOf(info, (d) => d.alias === alias);
+    const known = this.aliases.get(info.uuid) ?? new Map<string, string>();
+    for (const [a, p] of locks.aliases) known.set(a, p);
+    this.aliases.set(info.uuid, known);
+    if (locks.disks.length === 0) return;
+    const owner: Owner = { uuid: info.uuid, name: info.name };
+    const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source: 'virsh' });
+    await this.afterAcquire(owner, reply, this.retries.length, async () => {});
+  }
+
+  private async releaseDomain(name: string, at: string): Promise<void> {
+    const uuid = await this.uuidOf(name);
+    this.aliases.delete(uuid ?? '');
+    if (!uuid || heldBy(this.ctx.state(), uuid).length === 0) return;
+    // A stopped VM writes nothing: everything it holds goes, whichever source took it.
+    const reply = await this.ctx.submit({ kind: 'release', owner: { uuid, name }, at, source: 'virsh' });
+    if (reply.status === 'error') this.ctx.log('error', `libvirt ${this.opts.uri}: could not release the locks of VM ${name}: ${reply.message}`);
+  }
+
+  private async releaseIfGone(name: string, at: string): Promise<void> {
+    // Undefining a running persistent domain leaves it running as a transient one: it keeps its locks.
+    const r = await this.virsh(['domstate', name]);
+    if (r.code === 0 && isActiveState(r.stdout)) {
+      this.ctx.log('info', `libvirt ${this.opts.uri}: VM ${name} was undefined but still runs (now transient); it keeps its locks`);
+      return;
+    }
+    await this.releaseDomain(name, at);
+    this.uuidByName.delete(name);
+  }
+
+  private async releaseDevice(name: string, alias: string, at: string): Promise<void> {
+    const uuid = await this.uuidOf(name);
+    if (!uuid) return;
+    const known = this.aliases.get(uuid);
+    const path = known?.get(alias);
+    let paths: string[];
+    if (path !== undefined) {
+      known!.delete(alias);
+      paths = [path];
+    } else {
+      // The alias was never seen (added while vmlockd was away): release whatever libvirt-taken
+      // lock the domain's current XML no longer names.
+      const info = await this.fetchDomain(uuid);
+      if (!info) return;
+      const locks = await this.locksOf(info);
+      this.aliases.set(uuid, locks.aliases);
+      const wanted = new Set(locks.disks.map((d) => d.path));
+      paths = this.libvirtHeld(uuid).filter((p) => !wanted.has(p));
+    }
+    if (paths.length === 0) return;
+    const reply = await this.ctx.submit({ kind: 'release', owner: { uuid, name }, paths, at, source: 'virsh' });
+    if (reply.status === 'error') this.ctx.log('error', `libvirt ${this.opts.uri}: could not release ${paths.join(', ')} of VM ${name}: ${reply.message}`);
+  }
+
+  // -- refusals -------------------------------------------------------------------------------
+
+  /** Every refusal names this same VM on another host: a live migration not yet handed over. */
+  private isHandOver(owner: Owner, reply: Refused): boolean {
+    return reply.refusals.length > 0 && reply.refusals.every((r) => r.holder.owner?.uuid === owner.uuid && r.holder.host !== undefined && r.holder.host !== this.ctx.host);
+  }
+
+  private async afterAcquire(owner: Owner, reply: Reply, attempt: number, retry: () => Promise<void>): Promise<void> {
+    if (reply.status === 'ok') return;
+    if (reply.status === 'error') {
+      this.ctx.log('error', `libvirt ${this.opts.uri}: could not take the locks of VM ${who(owner)}: ${reply.message}`);
+      return;
+    }
+    if (this.isHandOver(owner, reply) && attempt < this.retries.length) {
+      const delay = this.retries[attempt]!;
+      this.ctx.log('info', `libvirt ${this.opts.uri}: VM ${who(owner)} still holds its disks on host ${reply.refusals[0]!.holder.host} (migration hand-over); retrying in ${delay} ms`);
+      const cancel = this.later(() => {
+        this.timers.delete(cancel);
+        void this.enqueue(retry);
+      }, delay);
+      this.timers.add(cancel);
+      return;
+    }
+    this.ctx.log('error', `CONFLICT: VM ${who(owner)} is running without its disk lock: ${reply.message} (on_conflict = "${this.opts.onConflict()}")`);
+    await this.applyConflictPolicy(owner, reply.message);
+  }
+
+  /**
+   * A VM runs without its lock (an event-stream acquire refused after the fact, or a lock the
+   * verifier found lost to another owner): apply on_conflict and journal what was done.
+   */
+  async applyConflictPolicy(owner: Owner, message: string): Promise<void> {
+    const policy = this.opts.onConflict();
+    switch (policy) {
+      case 'report':
+        return;
+      case 'suspend': {
+        const r = await this.virsh(['suspend', owner.uuid]);
+        const at = this.now().toISOString();
+        if (r.code === 0) {
+          this.ctx.log('error', `on_conflict = "suspend": suspended VM ${who(owner)}; resume it (virsh resume) once the disk is free`);
+          this.ctx.record([fact('ConflictAction', at, { owner, action: 'suspend', result: 'done', message, source: 'virsh' })]);
+        } else {
+          this.ctx.log('error', `on_conflict = "suspend": could not suspend VM ${who(owner)}: ${firstError(r)}`);
+          this.ctx.record([fact('ConflictAction', at, { owner, action: 'suspend', result: 'failed', error: firstError(r), message, source: 'virsh' })]);
+        }
+        return;
+      }
+      default: {
+        const _exhaustive: never = policy;
+        return _exhaustive;
+      }
+    }
+  }
+
+  // -- reconciliation -------------------------------------------------------------------------
+
+  private async doReconcile(): Promise<void> {
+    const listStart = this.now().getTime();
+    const all = await this.virsh(['list', '--all', '--uuid', '--name']);
+    if (all.code !== 0) throw new Error(`reconcile: virsh list failed: ${firstError(all)}`);
+    const names = new Map<string, string>();
+    for (const line of all.stdout.split('\n')) {
+      const m = /^\s*([0-9a-f-]{36})\s+(.+?)\s*$/i.exec(line);
+      if (m) names.set(m[2]!, m[1]!.toLowerCase());
+    }
+    this.uuidByName = names;
+    const act = await this.virsh(['list', '--uuid']);
+    if (act.code !== 0) throw new Error(`reconcile: virsh list failed: ${firstError(act)}`);
+    const active = new Set(act.stdout.split('\n').map((l) => l.trim().toLowerCase()).filter((l) => /^[0-9a-f-]{36}$/.test(l)));
+    const at = new Date(listStart).toISOString();
+    let took = 0;
+    let released = 0;
+
+    for (const uuid of active) {
+      const info = await this.fetchDomain(uuid);
+      if (!info || info.id === undefined) continue;
+      const locks = await this.locksOf(info);
+      this.aliases.set(uuid, locks.aliases);
+      const owner: Owner = { uuid: info.uuid, name: info.name };
+      if (locks.disks.length > 0) {
+        const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source: 'virsh-reconcile' });
+        if (reply.status === 'ok') took += reply.acquired.length;
+        await this.afterAcquire(owner, reply, 0, () => this.acquireDomain(uuid, this.now().toISOString(), 'virsh-reconcile', 1));
+      }
+      // Disks detached while nobody listened.
+      const wanted = new Set(locks.disks.map((d) => d.path));
+      const stale = this.libvirtHeld(uuid).filter((p) => !wanted.has(p));
+      if (stale.length > 0) released += await this.release(owner, stale, at);
+    }
+
+    for (const [uuid] of this.ctx.state().byOwner) {
+      if (active.has(uuid)) continue;
+      // A lock taken after the listing began belongs to a VM that started since (the hook's prepare).
+      const paths = this.libvirtHeld(uuid, listStart);
+      if (paths.length === 0) continue;
+      const r = await this.virsh(['domstate', uuid]);
+      if (r.code === 0 && isActiveState(r.stdout)) continue;
+      const owner = this.ctx.state().owners.get(uuid) ?? { uuid };
+      released += await this.release(owner, paths, at);
+    }
+    this.ctx.log('info', `libvirt ${this.opts.uri}: reconciled: ${active.size} active domain(s), ${took} lock(s) taken, ${released} released`);
+  }
+
+  private async release(owner: Owner, paths: string[], at: string): Promise<number> {
+    const reply = await this.ctx.submit({ kind: 'release', owner, paths, at, source: 'virsh-reconcile' });
+    if (reply.status !== 'ok') {
+      this.ctx.log('error', `libvirt ${this.opts.uri}: reconcile could not release ${paths.join(', ')} of VM ${who(owner)}: ${reply.message}`);
+      return 0;
+    }
+    this.ctx.log('info', `libvirt ${this.opts.uri}: reconcile released ${reply.released.length} lock(s) of VM ${who(owner)}, which is not running`);
+    return reply.released.length;
+  }
+}
+
+/** `virsh domstate` output of a domain that runs (or is paused, and so still owns its disks). */
+export function isActiveState(stdout: string): boolean {
+  const s = stdout.trim().split('\n')[0]?.trim() ?? '';
+  return s !== '' && !s.startsWith('shut off') && !s.startsWith('crashed');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The process supervisor
+
+/** The part of a ChildProcess the supervisor uses (tests pass a fake). */
+export interface ChildLike {
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  kill(signal?: NodeJS.Signals): boolean;
+  once(event: 'exit', cb: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  once(event: 'error', cb: (e: Error) => void): this;
+}
+
+export type SpawnFn = (cmd: string, args: readonly string[], env: NodeJS.ProcessEnv) => ChildLike;
+
+export interface SupervisorOptions {
+  readonly uri: string;
+  readonly onLine: (line: string) => void;
+  /** The listener has been up for `connectedAfterMs`: its registration is done; reconcile now. */
+  readonly onConnected: () => void;
+  readonly log: SourceContext['log'];
+  readonly spawn?: SpawnFn;
+  readonly initialDelayMs?: number;
+  readonly maxDelayMs?: number;
+  /** A run at least this long resets the backoff. */
+  readonly healthyMs?: number;
+  readonly connectedAfterMs?: number;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+export interface Supervisor {
+  stop(): Promise<void>;
+  /** Restarts so far (tests). */
+  readonly restarts: number;
+  /** The delays waited before each restart (tests). */
+  readonly delays: readonly number[];
+}
+
+const realSpawn: SpawnFn = (cmd, args, env) => nodeSpawn(cmd, [...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}
+
+export function superviseVirshEvents(opts: SupervisorOptions): Supervisor {
+  const spawn = opts.spawn ?? realSpawn;
+  const now = opts.now ?? Date.now;
+  const sleep = opts.sleep ?? abortableSleep;
+  const initial = opts.initialDelayMs ?? 500;
+  const max = opts.maxDelayMs ?? 30_000;
+  const healthy = opts.healthyMs ?? 60_000;
+  const connectedAfter = opts.connectedAfterMs ?? 500;
+  const abort = new AbortController();
+  let child: ChildLike | undefined;
+  const state = { restarts: 0, delays: [] as number[] };
+
+  const runOnce = (): Promise<{ code: number | null; signal: NodeJS.Signals | null; lastError: string }> =>
+    new Promise((resolve) => {
+      let lastError = '';
+      let settled = false;
+      const c = spawn('virsh', ['-c', opts.uri, 'event', '--all', '--loop', '--timestamp'], virshEnv());
+      child = c;
+      const timer = setTimeout(() => {
+        if (!settled && !abort.signal.aborted) opts.onConnected();
+      }, connectedAfter);
+      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        child = undefined;
+        resolve({ code, signal, lastError });
+      };
+      for (const [stream, isErr] of [[c.stdout, false], [c.stderr, true]] as const) {
+        if (!stream) continue;
+        readline.createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+          if (isErr && line.trim() !== '' && lastError === '') lastError = line.trim();
+          if (!abort.signal.aborted) opts.onLine(line);
+        });
+      }
+      c.once('error', (e) => {
+        lastError = `cannot run virsh: ${e.message}`;
+        finish(null, null);
+      });
+      c.once('exit', (code, signal) => finish(code, signal));
+    });
+
+  const loop = async (): Promise<void> => {
+    let delay = initial;
+    while (!abort.signal.aborted) {
+      const started = now();
+      const r = await runOnce();
+      if (abort.signal.aborted) break;
+      const ran = now() - started;
+      if (ran >= healthy) delay = initial;
+      state.restarts++;
+      state.delays.push(delay);
+      opts.log(
+        'warning',
+        `libvirt ${opts.uri}: the virsh event stream exited (${r.signal ? `signal ${r.signal}` : `code ${r.code}`}${r.lastError ? `: ${r.lastError}` : ''}) ` +
+          `after ${(ran / 1000).toFixed(1)} s; restart #${state.restarts} in ${(delay / 1000).toFixed(1)} s`,
+      );
+      await sleep(delay, abort.signal);
+      delay = Math.min(delay * 2, max);
+    }
+  };
+  const done = loop().catch((e: unknown) => opts.log('error', `libvirt ${opts.uri}: event stream supervisor stopped: ${(e as Error).stack ?? e}`));
+
+  return {
+    get restarts() {
+      return state.restarts;
+    },
+    get delays() {
+      return state.delays;
+    },
+    async stop() {
+      abort.abort();
+      child?.kill('SIGTERM');
+      await done;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The source: supervisor + handler
+
+export interface VirshSourceOptions {
+  readonly uri: string;
+  readonly onConflict: () => ConflictPolicy;
+  readonly virsh?: VirshRunner;
+  readonly supervisor?: Partial<Omit<SupervisorOptions, 'uri' | 'onLine' | 'onConnected' | 'log'>>;
+}
+
+export interface VirshSource extends RunningSource {
+  readonly handler: LibvirtEventHandler;
+  readonly supervisor: Supervisor;
+}
+
+export function startVirshSource(ctx: SourceContext, opts: VirshSourceOptions): VirshSource {
+  const handler = new LibvirtEventHandler({ uri: opts.uri, ctx, virsh: opts.virsh ?? virshRunner(opts.uri), onConflict: opts.onConflict });
+  ctx.log('info', `libvirt ${opts.uri}: listening to the virsh event stream`);
+  const supervisor = superviseVirshEvents({
+    ...opts.supervisor,
+    uri: opts.uri,
+    log: (level, msg) => ctx.log(level, msg),
+    onLine: (line) => handler.line(line),
+    onConnected: () => void handler.reconcile(),
+  });
+  return {
+    handler,
+    supervisor,
+    async stop() {
+      await supervisor.stop();
+      handler.close();
+      await handler.idle();
+    },
+  };
+}

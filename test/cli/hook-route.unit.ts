@@ -1,0 +1,127 @@
+// The daemon's half of the qemu hook: which hook call becomes which command, and the memory of
+// incoming migrations across hook processes. Fake engine (real decide/evolve), no I/O.
+import { readFileSync } from 'node:fs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { HookRoute } from '../../src/cli/hook-route.js';
+import { BadInputError } from '../../src/engine/errors.js';
+import { FakeContext } from '../helpers/fake-source.js';
+
+const XML = readFileSync(new URL('../events/fixtures/qemu-session-running.xml', import.meta.url), 'utf8');
+const UUID = 'b05b77c4-296e-405c-8196-3c19ad33cbf1';
+const ROOT = '/tmp/lvsess/home/root.qcow2';
+const HOT = '/tmp/lvsess/home/hot.img';
+
+function setup() {
+  const ctx = new FakeContext('hostA');
+  let now = Date.parse('2026-11-25T21:00:00Z');
+  const route = new HookRoute({ submit: (c) => ctx.submit(c), host: () => 'hostA', now: () => now, volPath: async () => null, incomingTtlMs: 60_000 });
+  const call = (op: string, subop: string, xml = XML) => route.handle({ name: 'tcg1', op, subop, extra: '-', xml });
+  return { ctx, route, call, advance: (ms: number) => (now += ms) };
+}
+
+test('given prepare begin, then every disk is acquired with source "hook"', async () => {
+  const { ctx, call } = setup();
+  const r = await call('prepare', 'begin');
+  assert.is(r.status, 'ok');
+  assert.is(r.action, 'acquire');
+  assert.equal(r.vm, { uuid: UUID, name: 'tcg1' });
+  assert.is(ctx.commands[0]!.kind, 'acquire');
+  assert.is(ctx.commands[0]!.source, 'hook');
+  assert.equal(ctx.held(UUID), [HOT, ROOT]);
+});
+
+test('given one disk held by another VM, then prepare begin is refused and takes nothing (all or nothing)', async () => {
+  const { ctx, call } = setup();
+  ctx.foreign.set(HOT, { host: 'hostB', owner: { uuid: '22222222-2222-4222-8222-222222222222', name: 'vm2' }, mode: 'exclusive' });
+  const r = await call('prepare', 'begin');
+  assert.is(r.status, 'refused');
+  assert.equal(ctx.held(UUID), []);
+});
+
+test('given release end, then everything the VM holds is released', async () => {
+  const { ctx, call } = setup();
+  await call('prepare', 'begin');
+  const r = await call('release', 'end');
+  assert.is(r.status, 'ok');
+  assert.is(ctx.commands[1]!.kind, 'release');
+  assert.equal(ctx.held(UUID), []);
+});
+
+test('given calls with no lock meaning, then no command is submitted and no XML is needed', async () => {
+  const { ctx, route } = setup();
+  for (const [op, subop] of [['start', 'begin'], ['started', 'begin'], ['stopped', 'end'], ['reconnect', 'begin'], ['attach', 'begin']] as const) {
+    const r = await route.handle({ name: 'tcg1', op, subop });
+    assert.is(r.action, 'noop');
+  }
+  assert.equal(ctx.commands, []);
+});
+
+test('given restore begin, then the disks are checked, not taken; a holder with the same uuid elsewhere still refuses', async () => {
+  const { ctx, call } = setup();
+  const ok = await call('restore', 'begin');
+  assert.is(ok.status, 'ok');
+  assert.is(ctx.commands[0]!.kind, 'check');
+  assert.equal(ctx.held(UUID), []);
+  ctx.foreign.set(ROOT, { host: 'hostB', owner: { uuid: UUID, name: 'tcg1' }, mode: 'exclusive' });
+  assert.is((await call('restore', 'begin')).status, 'refused');
+});
+
+test('given migrate begin then prepare begin (a migration destination), then both only check and the source holding the disks passes', async () => {
+  const { ctx, route, call } = setup();
+  ctx.foreign.set(ROOT, { host: 'hostB', owner: { uuid: UUID, name: 'tcg1' }, mode: 'exclusive' });
+  const m = await call('migrate', 'begin');
+  assert.is(m.status, 'ok');
+  assert.match(m.note ?? '', /migration source \(host hostB\)/);
+  assert.ok(route.isIncoming(UUID));
+  const p = await call('prepare', 'begin');
+  assert.is(p.status, 'ok');
+  assert.is(p.action, 'check');
+  assert.equal(ctx.commands.map((c) => c.kind), ['check', 'check']);
+  assert.equal(ctx.held(UUID), []);
+  assert.not.ok(route.isIncoming(UUID), 'the prepare consumed the memory');
+  // A later plain start on this host acquires again (and is refused: the VM runs on hostB).
+  assert.is((await call('prepare', 'begin')).status, 'refused');
+});
+
+test('given migrate begin and the disk held by ANOTHER VM, then the migration is refused', async () => {
+  const { ctx, call } = setup();
+  ctx.foreign.set(ROOT, { host: 'hostB', owner: { uuid: '22222222-2222-4222-8222-222222222222', name: 'vm2' }, mode: 'exclusive' });
+  assert.is((await call('migrate', 'begin')).status, 'refused');
+});
+
+test('given migrate begin long ago (expired), then prepare begin acquires', async () => {
+  const { ctx, call, advance } = setup();
+  await call('migrate', 'begin');
+  advance(61_000);
+  const p = await call('prepare', 'begin');
+  assert.is(p.action, 'acquire');
+  assert.equal(ctx.held(UUID), [HOT, ROOT]);
+});
+
+test('given migrate begin then release end (migration failed), then the memory is dropped', async () => {
+  const { route, call } = setup();
+  await call('migrate', 'begin');
+  await call('release', 'end');
+  assert.not.ok(route.isIncoming(UUID));
+});
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+test('given bad XML or missing fields, then a BadInputError names the problem', async () => {
+  const { route, call } = setup();
+  const bad = await rejection(call('prepare', 'begin', '<domain><name>x'));
+  assert.instance(bad, BadInputError);
+  assert.match(bad.message, /not well-formed/);
+  assert.match((await rejection(route.handle({ name: 'x', op: 'prepare' }))).message, /subop must be a string/);
+  assert.match((await rejection(route.handle({ driver: 'lxc', name: 'x', op: 'prepare', subop: 'begin' }))).message, /only the qemu hook/);
+});
+
+test.run();

@@ -1,0 +1,402 @@
+// The virsh event source's mapping (recorded virsh lines and real dumpxml output -> lock commands),
+// its conflict policy, reconciliation, and the process supervisor's restart backoff (fake spawn).
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Command } from '../../src/engine/types.js';
+import { LibvirtEventHandler, isActiveState, superviseVirshEvents, type ChildLike, type ConflictPolicy } from '../../src/events/virsh-stream.js';
+import { FakeContext, FakeVirsh } from '../helpers/fake-source.js';
+
+const fixture = (name: string): string => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+const TCG_XML = fixture('qemu-session-running.xml');
+const TCG_UUID = 'b05b77c4-296e-405c-8196-3c19ad33cbf1';
+const ROOT = '/tmp/lvsess/home/root.qcow2';
+const HOT = '/tmp/lvsess/home/hot.img';
+
+function setup(opts: { policy?: () => ConflictPolicy; retries?: number[] } = {}) {
+  const ctx = new FakeContext('hostA');
+  const virsh = new FakeVirsh();
+  const timers: Array<{ fn: () => void; ms: number }> = [];
+  const handler = new LibvirtEventHandler({
+    uri: 'qemu:///system',
+    ctx,
+    virsh: virsh.run,
+    onConflict: opts.policy ?? (() => 'report'),
+    now: () => new Date('2026-11-25T21:30:00.000Z'),
+    later: (fn, ms) => {
+      timers.push({ fn, ms });
+      return () => {};
+    },
+    handOverRetriesMs: opts.retries ?? [100, 200],
+  });
+  return { ctx, virsh, handler, timers };
+}
+
+function summary(cmds: Command[]): string[] {
+  return cmds.map((c) => {
+    switch (c.kind) {
+      case 'acquire':
+      case 'check':
+        return `${c.kind} ${c.source} ${c.disks.map((d) => `${d.path}:${d.mode}`).join(',')}`;
+      case 'release':
+        return `release ${c.source} ${c.paths ? c.paths.join(',') : '(all)'}`;
+      case 'observe':
+        return `observe ${c.event}`;
+    }
+  });
+}
+
+async function feed(handler: LibvirtEventHandler, lines: string[]): Promise<void> {
+  for (const l of lines) handler.line(l);
+  await handler.idle();
+}
+
+test('given the recorded qemu event stream, when replayed, then start/resume acquire, hot-unplug and stop release, pause keeps', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML).on('domuuid tcg1', TCG_UUID + '\n');
+  const lines = fixture('virsh-events-qemu-session.stdout').split('\n');
+  // Up to and including the first Stopped Destroyed.
+  const firstStop = lines.findIndex((l) => l.endsWith('Stopped Destroyed'));
+  await feed(handler, lines.slice(0, firstStop + 1));
+  assert.equal(summary(ctx.commands), [
+    `acquire virsh ${ROOT}:exclusive,${HOT}:exclusive`, // Resumed Unpaused (arrives before Started Booted)
+    `acquire virsh ${ROOT}:exclusive,${HOT}:exclusive`, // Started Booted: already held
+    `acquire virsh ${ROOT}:exclusive,${HOT}:exclusive`, // Resumed Unpaused after Suspended Paused
+    `acquire virsh ${HOT}:exclusive`, // device-added scsi0-0-0-1
+    `release virsh ${HOT}`, // device-removed scsi0-0-0-1 (the alias from the last dumpxml)
+    'release virsh (all)', // Stopped Destroyed
+  ]);
+  assert.equal(ctx.held(TCG_UUID), []);
+  const lockFacts = ctx.facts.filter((f) => f.kind === 'LockAcquired' || f.kind === 'LockReleased').map((f) => `${f.kind} ${(f.payload as { path: string }).path}`);
+  assert.equal(lockFacts, [`LockAcquired ${ROOT}`, `LockAcquired ${HOT}`, `LockReleased ${HOT}`, `LockReleased ${ROOT}`]);
+
+  // The rest: start, hot-plug, destroy, undefine.
+  virsh.fail('domuuid tcg1');
+  await feed(handler, lines.slice(firstStop + 1));
+  assert.equal(summary(ctx.commands).slice(6), [
+    `acquire virsh ${ROOT}:exclusive,${HOT}:exclusive`,
+    `acquire virsh ${ROOT}:exclusive,${HOT}:exclusive`,
+    `acquire virsh ${HOT}:exclusive`,
+    'release virsh (all)', // uuid from the last dumpxml: domuuid no longer answers
+  ]);
+  assert.equal(ctx.held(TCG_UUID), []);
+  assert.equal(ctx.rejected, []);
+});
+
+test('given a garbled line among good ones, then it is journaled as InputRejected with the raw line and the stream goes on', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML);
+  await feed(handler, [
+    "2026-11-25 21:23:34.186+0000: event 'lifecycle' for domain 'tcg1': Exploded Badly",
+    'complete nonsense',
+    "2026-11-25 21:23:34.199+0000: event 'lifecycle' for domain 'tcg1': Started Booted",
+  ]);
+  assert.is(ctx.rejected.length, 2);
+  assert.is(ctx.rejected[0]!.source, 'virsh');
+  assert.is(ctx.rejected[0]!.raw, "2026-11-25 21:23:34.186+0000: event 'lifecycle' for domain 'tcg1': Exploded Badly");
+  assert.match(ctx.rejected[0]!.message, /unknown lifecycle word "Exploded"/);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+});
+
+test('given the event time on the line, then the command carries it', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML);
+  await feed(handler, ["2026-11-25 21:23:34.199+0000: event 'lifecycle' for domain 'tcg1': Started Booted"]);
+  assert.is(ctx.commands[0]!.at, '2026-11-25T21:23:34.199Z');
+});
+
+test('given a Started event for a domain that is no longer running, then nothing is acquired', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML.replace("<domain type='qemu' id='2'>", "<domain type='qemu'>"));
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted"]);
+  assert.equal(ctx.commands, []);
+});
+
+test('given migration events, then Started Migrated keeps, Resumed Migrated acquires, Suspended Migrated and Post-copy release', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML).on('domuuid tcg1', TCG_UUID);
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Migrated"]);
+  assert.equal(ctx.commands, []);
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Resumed Migrated"]);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Suspended Paused", "event 'lifecycle' for domain 'tcg1': Suspended I/O Error"]);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Suspended Migrated"]);
+  assert.equal(ctx.held(TCG_UUID), []);
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Resumed Post-copy", "event 'lifecycle' for domain 'tcg1': Suspended Post-copy"]);
+  assert.equal(ctx.held(TCG_UUID), []);
+  assert.equal(summary(ctx.commands).map((s) => s.split(' ')[0]), ['acquire', 'release', 'acquire', 'release']);
+});
+
+test('given Undefined of a domain that still runs (now transient), then its locks stay; once gone, they go', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML).on('domstate tcg1', 'running\n').on('domuuid tcg1', TCG_UUID);
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted", "event 'lifecycle' for domain 'tcg1': Undefined Removed"]);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  virsh.fail('domstate tcg1').fail('domuuid tcg1');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Undefined Removed"]);
+  assert.equal(ctx.held(TCG_UUID), []);
+});
+
+test('given a volume disk, a lease and read-only/shareable disks, then vol-path resolves the volume and modes follow the XML', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml vm-all-disks', fixture('all-disks-running.xml')).on('vol-path --pool vmpool data.qcow2', fixture('vol-path.txt'));
+  await feed(handler, ["event 'lifecycle' for domain 'vm-all-disks': Started Booted"]);
+  const cmd = ctx.commands[0]!;
+  assert.is(cmd.kind, 'acquire');
+  const disks = cmd.kind === 'acquire' ? cmd.disks : [];
+  const byPath = Object.fromEntries(disks.map((d) => [d.path, d.mode]));
+  assert.is(byPath['/var/lib/libvirt/images/root.qcow2'], 'exclusive');
+  assert.is(byPath['/var/lib/vmlockd-test/pool/data.qcow2'], 'exclusive');
+  assert.is(byPath['/var/lib/libvirt/images/cluster-shared.img'], 'shared');
+  assert.is(byPath['/var/lib/libvirt/images/base-ro.img'], undefined);
+  const lease = disks.find((d) => d.named);
+  assert.equal(lease?.named, { lockspace: '/var/lib/libvirt/lockd/leases/somearea', name: 'somekey', create: true });
+  assert.ok(virsh.calls.includes('vol-path --pool vmpool data.qcow2'));
+  assert.ok(ctx.logs.some((l) => /not protected by a lock: network disk \(nbd/.test(l.msg)));
+});
+
+test('given a disk held by another VM on another host, when the VM starts, then the conflict is journaled with both owners and reported', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML);
+  ctx.foreign.set(ROOT, { host: 'hostB', owner: { uuid: '22222222-2222-4222-8222-222222222222', name: 'other' }, mode: 'exclusive' });
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted"]);
+  const refused = ctx.facts.find((f) => f.kind === 'LockRefused');
+  assert.ok(refused);
+  const p = refused!.payload as { owner: { uuid: string }; holder: { host: string; owner: { name: string } }; source: string };
+  assert.is(p.owner.uuid, TCG_UUID);
+  assert.is(p.holder.host, 'hostB');
+  assert.is(p.holder.owner.name, 'other');
+  assert.is(p.source, 'virsh');
+  assert.ok(ctx.logs.some((l) => l.level === 'error' && /CONFLICT: VM tcg1 .* running without its disk lock: disk \/tmp\/lvsess\/home\/root.qcow2 is held .* on host hostB/.test(l.msg)));
+  assert.not.ok(virsh.calls.some((c) => c.startsWith('suspend')));
+});
+
+test('given on_conflict changes between two conflicts, then the policy is read each time: report, then suspend (journaled)', async () => {
+  let policy: ConflictPolicy = 'report';
+  const { ctx, virsh, handler } = setup({ policy: () => policy });
+  virsh.on('dumpxml tcg1', TCG_XML).on(`suspend ${TCG_UUID}`, 'Domain tcg1 suspended\n');
+  ctx.foreign.set(ROOT, { host: 'hostB', owner: { uuid: '22222222-2222-4222-8222-222222222222', name: 'other' }, mode: 'exclusive' });
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted"]);
+  assert.not.ok(virsh.calls.includes(`suspend ${TCG_UUID}`));
+  policy = 'suspend';
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Resumed Unpaused"]);
+  assert.ok(virsh.calls.includes(`suspend ${TCG_UUID}`));
+  const said = ctx.facts.filter((f) => f.kind === 'ConflictAction' && (f.payload as { result: string }).result === 'done');
+  assert.is(said.length, 1);
+  assert.match((said[0]!.payload as { message: string }).message, /on host hostB/);
+});
+
+test('given on_conflict suspend and virsh suspend fails, then the failure is journaled and logged', async () => {
+  const { ctx, virsh, handler } = setup({ policy: () => 'suspend' });
+  virsh.on('dumpxml tcg1', TCG_XML).fail(`suspend ${TCG_UUID}`, 'error: Requested operation is not valid: domain is not running');
+  ctx.foreign.set(HOT, { host: 'hostB', mode: 'exclusive' });
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted"]);
+  const said = ctx.facts.find((f) => f.kind === 'ConflictAction' && (f.payload as { result: string }).result === 'failed');
+  assert.ok(said);
+  assert.match((said!.payload as { error: string }).error, 'domain is not running');
+  assert.ok(ctx.logs.some((l) => l.level === 'error' && /could not suspend VM tcg1/.test(l.msg)));
+});
+
+test('given the same VM still holds the disk on the migration source, then the acquire is retried, not called a conflict', async () => {
+  const { ctx, virsh, handler, timers } = setup({ policy: () => 'suspend' });
+  // The retry reads the domain again, by uuid.
+  virsh.on('dumpxml tcg1', TCG_XML).on(`dumpxml ${TCG_UUID}`, TCG_XML);
+  ctx.foreign.set(ROOT, { host: 'hostB', owner: { uuid: TCG_UUID, name: 'tcg1' }, mode: 'exclusive' });
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Resumed Migrated"]);
+  assert.is(timers.length, 1);
+  assert.is(timers[0]!.ms, 100);
+  // The source host releases; the retry takes the disks.
+  ctx.foreign.delete(ROOT);
+  timers[0]!.fn();
+  await handler.idle();
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  assert.not.ok(virsh.calls.some((c) => c.startsWith('suspend')));
+  assert.not.ok(ctx.logs.some((l) => /CONFLICT/.test(l.msg)));
+});
+
+test('given the source never releases, when the retries run out, then it is a conflict', async () => {
+  const { ctx, virsh, handler, timers } = setup({ retries: [100] });
+  // The retry reads the domain again, by uuid.
+  virsh.on('dumpxml tcg1', TCG_XML).on(`dumpxml ${TCG_UUID}`, TCG_XML);
+  ctx.foreign.set(ROOT, { host: 'hostB', owner: { uuid: TCG_UUID, name: 'tcg1' }, mode: 'exclusive' });
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Resumed Migrated"]);
+  timers[0]!.fn();
+  await handler.idle();
+  assert.is(timers.length, 1);
+  assert.ok(ctx.logs.some((l) => /CONFLICT/.test(l.msg)));
+});
+
+test('given device-removed of an alias never seen, then the held disk the current XML no longer lists is released', async () => {
+  const { ctx, virsh, handler } = setup();
+  const uuid = TCG_UUID;
+  // Held from before (e.g. by the hook), but this handler never saw the alias.
+  await ctx.submit({ kind: 'acquire', owner: { uuid, name: 'tcg1' }, disks: [{ path: ROOT, mode: 'exclusive' }, { path: HOT, mode: 'exclusive' }], at: '2026-11-25T21:00:00.000Z', source: 'hook' });
+  const withoutHot = TCG_XML.replace(/<disk type='file' device='disk'>\s*<driver[^>]*>\s*<source file='\/tmp\/lvsess\/home\/hot.img'[\s\S]*?<\/disk>/, '');
+  assert.is.not(withoutHot, TCG_XML);
+  virsh.on('dumpxml ' + uuid, withoutHot).on('domuuid tcg1', uuid);
+  await feed(handler, ["event 'device-removed' for domain 'tcg1': scsi0-0-0-1"]);
+  assert.equal(ctx.held(uuid), [ROOT]);
+});
+
+test('given state from before a reconnect, when reconciling, then running VMs get their locks and stopped ones lose only libvirt-taken locks', async () => {
+  const { ctx, virsh, handler } = setup();
+  const gone = '33333333-3333-4333-8333-333333333333';
+  const apiOwned = '44444444-4444-4444-8444-444444444444';
+  const fresh = '55555555-5555-4555-8555-555555555555';
+  const before = '2026-11-25T21:00:00.000Z';
+  await ctx.submit({ kind: 'acquire', owner: { uuid: gone, name: 'gone' }, disks: [{ path: '/img/gone.qcow2', mode: 'exclusive' }], at: before, source: 'hook' });
+  await ctx.submit({ kind: 'acquire', owner: { uuid: apiOwned, name: 'api' }, disks: [{ path: '/img/api.qcow2', mode: 'exclusive' }], at: before, source: 'api' });
+  // Taken by the hook after the listing began: a VM starting right now.
+  await ctx.submit({ kind: 'acquire', owner: { uuid: fresh, name: 'fresh' }, disks: [{ path: '/img/fresh.qcow2', mode: 'exclusive' }], at: '2026-11-25T21:30:01.000Z', source: 'hook' });
+  virsh
+    .on('list --all --uuid --name', `${TCG_UUID} tcg1\n${gone} gone\n\n`)
+    .on('list --uuid', `${TCG_UUID}\n\n`)
+    .on(`dumpxml ${TCG_UUID}`, TCG_XML)
+    .on(`domstate ${gone}`, 'shut off\n');
+  const n = ctx.commands.length;
+  await handler.reconcile();
+  assert.equal(summary(ctx.commands.slice(n)), [`acquire virsh-reconcile ${ROOT}:exclusive,${HOT}:exclusive`, 'release virsh-reconcile /img/gone.qcow2']);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  assert.equal(ctx.held(gone), []);
+  assert.equal(ctx.held(apiOwned), ['/img/api.qcow2']);
+  assert.equal(ctx.held(fresh), ['/img/fresh.qcow2']);
+  assert.ok(ctx.logs.some((l) => /reconciled: 1 active domain\(s\), 2 lock\(s\) taken, 1 released/.test(l.msg)));
+});
+
+test('given a VM listed as stopped that runs by the time of the re-check, then reconcile keeps its locks', async () => {
+  const { ctx, virsh, handler } = setup();
+  const vm = '66666666-6666-4666-8666-666666666666';
+  await ctx.submit({ kind: 'acquire', owner: { uuid: vm }, disks: [{ path: '/img/r.qcow2', mode: 'exclusive' }], at: '2026-11-25T21:00:00.000Z', source: 'virsh' });
+  virsh.on('list --all --uuid --name', `${vm} r\n`).on('list --uuid', '\n').on(`domstate ${vm}`, 'running\n');
+  await handler.reconcile();
+  assert.equal(ctx.held(vm), ['/img/r.qcow2']);
+});
+
+test('given libvirtd unreachable, when reconciling, then the failure is logged and nothing changes', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.fail('list --all --uuid --name', 'error: failed to connect to the hypervisor');
+  await handler.reconcile();
+  assert.equal(ctx.commands, []);
+  assert.ok(ctx.logs.some((l) => l.level === 'error' && /failed to connect to the hypervisor/.test(l.msg)));
+});
+
+test('isActiveState: running and paused own their disks; shut off and crashed do not', () => {
+  assert.ok(isActiveState('running\n'));
+  assert.ok(isActiveState('paused\n'));
+  assert.ok(isActiveState('in shutdown\n'));
+  assert.not.ok(isActiveState('shut off\n'));
+  assert.not.ok(isActiveState('crashed\n'));
+  assert.not.ok(isActiveState(''));
+});
+
+// -- the supervisor -----------------------------------------------------------------------------
+
+class FakeChild extends EventEmitter implements ChildLike {
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  killed = false;
+  kill(): boolean {
+    this.killed = true;
+    setImmediate(() => this.emit('exit', null, 'SIGTERM'));
+    return true;
+  }
+  exitSoon(code: number, stderr?: string): void {
+    if (stderr) this.stderr.write(stderr + '\n');
+    setImmediate(() => this.emit('exit', code, null));
+  }
+}
+
+test('given virsh keeps exiting, then it is restarted with doubling backoff up to the cap, reset after a healthy run, each restart logged', async () => {
+  let clock = 0;
+  const runFor = [0, 0, 0, 0, 0, 0, 70_000, 0, 0]; // simulated lifetime of each virsh run
+  const children: FakeChild[] = [];
+  const logs: string[] = [];
+  const lines: string[] = [];
+  let stopAfter: () => void = () => {};
+  const sup = superviseVirshEvents({
+    uri: 'test:///x',
+    onLine: (l) => lines.push(l),
+    onConnected: () => {},
+    log: (_lvl, msg) => logs.push(msg),
+    initialDelayMs: 500,
+    maxDelayMs: 4000,
+    healthyMs: 60_000,
+    connectedAfterMs: 10_000,
+    now: () => clock,
+    sleep: async () => {},
+    spawn: (cmd, args, env) => {
+      assert.is(cmd, 'virsh');
+      assert.equal(args, ['-c', 'test:///x', 'event', '--all', '--loop', '--timestamp']);
+      assert.is(env.LC_ALL, 'C');
+      const c = new FakeChild();
+      const i = children.length;
+      children.push(c);
+      if (i >= runFor.length) {
+        stopAfter();
+        return c;
+      }
+      clock += runFor[i]!;
+      c.stdout.write(`event 'lifecycle' for domain 'd${i}': Started Booted\n`);
+      c.exitSoon(1, 'error: Disconnected from test:///x due to end of file');
+      return c;
+    },
+  });
+  await new Promise<void>((r) => (stopAfter = r));
+  await sup.stop();
+  assert.equal(sup.delays, [500, 1000, 2000, 4000, 4000, 4000, 500, 1000, 2000]);
+  assert.is(sup.restarts, 9);
+  assert.is(logs.length, 9);
+  assert.match(logs[0]!, /exited \(code 1: error: Disconnected from test:\/\/\/x due to end of file\) after 0\.0 s; restart #1 in 0\.5 s/);
+  assert.ok(lines.includes("event 'lifecycle' for domain 'd3': Started Booted"));
+  assert.ok(children[children.length - 1]!.killed, 'stop() kills the running virsh');
+});
+
+test('given virsh stays up past connectedAfterMs, then onConnected fires once per run; a run that dies at once never reconciles', async () => {
+  let connected = 0;
+  const children: FakeChild[] = [];
+  const sup = superviseVirshEvents({
+    uri: 'test:///x',
+    onLine: () => {},
+    onConnected: () => connected++,
+    log: () => {},
+    connectedAfterMs: 20,
+    sleep: async () => {},
+    spawn: () => {
+      const c = new FakeChild();
+      if (children.length === 0) c.exitSoon(1, 'error: failed to connect to the hypervisor');
+      children.push(c);
+      return c;
+    },
+  });
+  await new Promise((r) => setTimeout(r, 120));
+  assert.is(children.length, 2);
+  assert.is(connected, 1);
+  await sup.stop();
+});
+
+test('given virsh cannot be run at all, then the spawn error is logged as a restart, not thrown', async () => {
+  const logs: string[] = [];
+  let n = 0;
+  const sup = superviseVirshEvents({
+    uri: 'test:///x',
+    onLine: () => {},
+    onConnected: () => {},
+    log: (_l, m) => logs.push(m),
+    sleep: async () => new Promise((r) => setTimeout(r, 5)),
+    spawn: () => {
+      n++;
+      const c = new FakeChild();
+      setImmediate(() => c.emit('error', Object.assign(new Error('spawn virsh ENOENT'), { code: 'ENOENT' })));
+      return c;
+    },
+  });
+  await new Promise((r) => setTimeout(r, 40));
+  await sup.stop();
+  assert.ok(n >= 2);
+  assert.match(logs[0]!, /cannot run virsh: spawn virsh ENOENT/);
+});
+
+test.run();
