@@ -206,9 +206,14 @@ export function clusterSuite(suite: Test, site: () => ClusterSite): { running: T
     const d = disk('a.img');
     assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', d]).code, 0);
     const file = JSON.parse(a.cli(['who', d, '--json']).stdout).file;
-    fs.unlinkSync(file);
-    // B takes the new file before A's next verification round.
-    assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'web2', d]).code, 0);
+    // Freeze A so its verifier cannot re-take the lock before B takes the new file.
+    a.proc!.kill('SIGSTOP');
+    try {
+      fs.unlinkSync(file);
+      assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'web2', d]).code, 0);
+    } finally {
+      a.proc!.kill('SIGCONT');
+    }
     const lost = await until('LeaseLost', () => journalFacts(a, 'LeaseLost')[0]);
     assert.is(lost.owner.name, 'web1');
     assert.is(lost.holder.owner.name, 'web2');
