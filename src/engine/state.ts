@@ -64,12 +64,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
       return state;
     case 'LockAcquired': {
       const p = f.payload;
-      let res = state.resources.get(p.resource);
-      if (!res) {
-        res = { ref: refOf(p), mode: p.mode, holders: new Map() };
-        state.resources.set(p.resource, res);
-        if (p.inode !== undefined) state.byInode.set(p.inode, p.resource);
-      }
+      const res = resourceOf(state, p, p.mode);
       res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source, ...(p.generation !== undefined ? { generation: p.generation } : {}) });
       indexOwner(state, p.owner.uuid, p.resource);
       if (!state.owners.has(p.owner.uuid)) state.owners.set(p.owner.uuid, p.owner);
@@ -83,12 +78,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
       // After a restart the holder is already in the state; after a lost lease it was dropped and
       // comes back. Either way the new grant's generation is the current one.
       const p = f.payload;
-      let res = state.resources.get(p.resource);
-      if (!res) {
-        res = { ref: refOf(p), mode: p.mode, holders: new Map() };
-        state.resources.set(p.resource, res);
-        if (p.inode !== undefined) state.byInode.set(p.inode, p.resource);
-      }
+      const res = resourceOf(state, p, p.mode);
       const prev = res.holders.get(p.owner.uuid);
       res.holders.set(p.owner.uuid, {
         owner: p.owner,
@@ -116,6 +106,17 @@ export function evolve(state: State, f: NewFact | Fact): State {
       return _exhaustive;
     }
   }
+}
+
+/** The resource's entry, created (and indexed by inode) on its first holder. */
+function resourceOf(state: State, p: ResourceFields, mode: Mode): ResourceState {
+  let res = state.resources.get(p.resource);
+  if (!res) {
+    res = { ref: refOf(p), mode, holders: new Map() };
+    state.resources.set(p.resource, res);
+    if (p.inode !== undefined) state.byInode.set(p.inode, p.resource);
+  }
+  return res;
 }
 
 function indexOwner(state: State, ownerUuid: string, resource: string): void {
