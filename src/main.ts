@@ -5,15 +5,14 @@ import * as fs from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ERROR_CODES, VmlockdError, exitCodeOf, type ErrorCode } from './engine/errors.js';
 import { checkUuid } from './events/jsonl.js';
-import { Journal } from './journal/journal.js';
 import { call, streamEvents } from './cli/client.js';
 import { Daemon } from './cli/daemon.js';
+import { runAudit, runJournal } from './cli/audit.js';
 import { runHook } from './cli/hook.js';
 import { registerLibvirt } from './cli/libvirt-source.js';
 import { registerVirtlockd } from './cli/virtlockd-source.js';
-import { formatFacts, formatLocks, formatStatus } from './cli/format.js';
+import { formatLocks, formatStatus } from './cli/format.js';
 import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey } from './watchers/config.js';
-import { canonicalPath } from './engine/resolve.js';
 import * as path from 'node:path';
 import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
 
@@ -32,10 +31,11 @@ const USAGE = `usage: vmlockd <command> [options]
   generation DISK [--lockspace DIR]        the disk's current fencing generation
   cluster [--json] [--lockspace DIR]       hosts (alive or gone), their locks, settings mismatches
   ingest FILE|-                            JSON-lines events, one result line per event
-  audit [--vm UUID|NAME] [--disk PATH] [--since ISO] [--until ISO] [--kind K] [--limit N] [--json]
-        [--state-dir DIR]                  read a journal directly (daemon stopped or another host's)
+  audit [--disk PATH [--at TIME|--timeline]] [--vm UUID|NAME] [--conflicts] [--since T] [--until T] [--host ID]
+        [--kind K,..] [--limit N] [--follow] [--json|--csv] [--archive] [--state-dir DIR|--journal FILE]   (audit --help)
+  journal compact --before TIME [--archive FILE] | journal verify      [--state-dir DIR | --journal FILE]
   status [--json]
-  integrity [--state-dir DIR | --journal FILE]   check the journal
+  integrity [--state-dir DIR | --journal FILE]     same as journal verify
   config show [--config FILE]... | config check FILE...
   hook qemu NAME OP SUBOP [EXTRA] [--socket PATH] [--fail-open] [--timeout S]
         libvirt's qemu hook (domain XML on stdin); see docs/libvirt.md
@@ -262,49 +262,14 @@ async function main(argv: string[]): Promise<number> {
       return worst;
     }
 
-    case 'audit': {
-      const { values } = args(rest, {
-        vm: { type: 'string' },
-        disk: { type: 'string' },
-        since: { type: 'string' },
-        until: { type: 'string' },
-        kind: { type: 'string' },
-        host: { type: 'string' },
-        limit: { type: 'string' },
-        'state-dir': { type: 'string' },
-        journal: { type: 'string' },
-      });
-      const json = !!values.json;
-      if (values['state-dir'] || values.journal) {
-        const file = values.journal ?? loadConfig({ files: [], flags: { stateDir: values['state-dir']! } }).config.journal;
-        const journal = Journal.open(file, { readonly: true, host: 'audit' });
-        try {
-          const q = auditQuery(values);
-          const facts = journal.query(q);
-          print(json, facts, () => formatFacts(facts));
-        } finally {
-          journal.close();
-        }
-        return 0;
-      }
-      const qs = new URLSearchParams();
-      for (const k of ['vm', 'disk', 'since', 'until', 'kind', 'host', 'limit'] as const) if (values[k]) qs.set(k, values[k]!);
-      const res = await call(socketOf(values), 'GET', `/v1/audit?${qs}`);
-      return finish(res, json, (b) => formatFacts(b));
-    }
+    case 'audit':
+      return runAudit(rest);
 
-    case 'integrity': {
-      const { values } = args(rest, { 'state-dir': { type: 'string' }, journal: { type: 'string' } });
-      const file = values.journal ?? loadConfig({ files: [], flags: configFlags(values) }).config.journal;
-      const journal = Journal.open(file, { readonly: true, host: 'integrity' });
-      try {
-        const r = journal.integrity();
-        print(!!values.json, { file, ...r }, () => (r.ok ? `journal ${file}: ok (${journal.lastSeq()} facts)\n` : r.problems.map((p) => `journal ${file}: ${p}\n`).join('')));
-        return r.ok ? 0 : 1;
-      } finally {
-        journal.close();
-      }
-    }
+    case 'journal':
+      return runJournal(rest);
+
+    case 'integrity':
+      return runJournal(['verify', ...rest]);
 
     case 'config': {
       const [sub, ...more] = rest;
@@ -333,28 +298,6 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new VmlockdError('VMLOCKD_ERR_USAGE', `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
-}
-
-function auditQuery(values: Record<string, string | boolean | undefined>) {
-  const q: Parameters<Journal['query']>[0] = {};
-  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  if (str('vm')) q.owner = str('vm')!;
-  if (str('disk')) q.disk = canonicalPath(str('disk')!);
-  if (str('host')) q.host = str('host')!;
-  if (str('kind')) q.kinds = str('kind')!.split(',');
-  for (const k of ['since', 'until'] as const) {
-    const v = str(k);
-    if (v === undefined) continue;
-    const t = Date.parse(v);
-    if (Number.isNaN(t)) throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `--${k} must be an ISO-8601 time such as 2026-11-25T10:00:00Z, got ${JSON.stringify(v)}`);
-    q[k] = new Date(t).toISOString();
-  }
-  if (str('limit')) {
-    const n = Number(str('limit'));
-    if (!Number.isInteger(n) || n <= 0) throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `--limit must be a positive integer, got ${JSON.stringify(str('limit'))}`);
-    q.limit = n;
-  }
-  return q;
 }
 
 export type { Config };

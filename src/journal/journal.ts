@@ -5,14 +5,17 @@ import { existsSync, mkdirSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { JournalError } from './errors.js';
 import { FACT_COLUMNS, FactQueries, isIsoMsUtc, toStoredFact } from './query.js';
-import type { DbFactRow, FactQuery, FactRow, StoredFact } from './query.js';
-import { APPEND_ONLY_TRIGGERS, SCHEMA_VERSION, migrate, readSchemaVersion, tooNew } from './schema.js';
+import type { DbFactRow, FactQuery, FactRow, ScanOptions, StoredFact } from './query.js';
+import { APPEND_ONLY_TRIGGERS, CHAIN_COLUMNS, GENESIS_HASH, SCHEMA_VERSION, chainHash, migrate, readSchemaVersion, tooNew } from './schema.js';
+import type { ChainRow } from './schema.js';
+import { compact, type CompactOptions, type CompactReport } from './compact.js';
 
-export type { FactQuery, FactRow, StoredFact } from './query.js';
+export type { FactQuery, FactRow, ScanOptions, StoredFact } from './query.js';
 export { JournalError } from './errors.js';
 export type { JournalErrorCode } from './errors.js';
-export { MIGRATIONS, SCHEMA_VERSION, migrate } from './schema.js';
-export type { Migration } from './schema.js';
+export { AUDIT_INDEXES, CHAIN_COLUMNS, GENESIS_HASH, MIGRATIONS, OWNERS_BACKFILL, SCHEMA_VERSION, chainHash, migrate } from './schema.js';
+export type { ChainRow, Migration } from './schema.js';
+export type { CompactOptions, CompactReport, HoldKinds } from './compact.js';
 
 export interface JournalOptions {
   readonly?: boolean;
@@ -22,6 +25,29 @@ export interface JournalOptions {
   synchronous?: 'NORMAL' | 'FULL';
   /** Skip the refusal to create a journal on a network/cluster filesystem. For tests and odd setups only. */
   allowNetworkFs?: boolean;
+  /** Open (or create) an archive written by `compact`, not a live journal. A writer of one kind refuses the other. */
+  archive?: boolean;
+  /** SQLite page cache in MiB (default SQLite's 2 MiB): bulk loaders and long scans want more. */
+  cacheSizeMb?: number;
+}
+
+/** The result of walking the hash chain. */
+export interface ChainReport {
+  ok: boolean;
+  /** Facts whose hash was recomputed. */
+  checked: number;
+  /** The seq and hash (hex) the walk started from: 0 and zeros, or the last fact moved to the archive. */
+  base: { seq: number; hash: string };
+  /** The last fact's seq and hash (hex): what an archive's successor must start from. */
+  head: { seq: number; hash: string };
+  firstBadSeq?: number;
+  problems: string[];
+}
+
+/** Where the chain continues from, and how far compaction has moved facts out. */
+export interface ChainBase {
+  seq: number;
+  hash: Buffer;
 }
 
 export interface IntegrityReport {
@@ -65,12 +91,16 @@ export class Journal {
   readonly readonly: boolean;
   readonly schemaVersion: number;
 
-  private readonly db: Database.Database;
+  /** @internal compact.ts reads and writes through it. */
+  readonly db: Database.Database;
   private readonly queries: FactQueries;
+  private readonly carriedQueries: FactQueries;
   private readonly stmt: {
     lastSeq: Database.Statement<[], { seq: number }>;
     readAfter: Database.Statement<[number], DbFactRow>;
     latestSnapshot: Database.Statement<[], { seq: number; state: string }>;
+    head: Database.Statement<[], { seq: number; hash: Buffer | null }>;
+    meta: Database.Statement<[string], { value: string }>;
   };
   // Present only on a writer; their absence is what makes append/writeSnapshot refuse on a reader.
   private readonly appendTx?: (rows: readonly FactRow[]) => StoredFact[];
@@ -87,10 +117,16 @@ export class Journal {
     if (synchronous !== 'NORMAL' && synchronous !== 'FULL') {
       throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `journal synchronous must be "NORMAL" or "FULL", got ${JSON.stringify(synchronous)}`);
     }
+    const cache = opts.cacheSizeMb;
+    if (cache !== undefined && (typeof cache !== 'number' || !Number.isInteger(cache) || cache < 1)) {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `journal cacheSizeMb must be a positive integer, got ${JSON.stringify(cache)}`);
+    }
     const path = resolve(file);
     const db = opts.readonly === true ? openReader(path) : openWriter(path, synchronous, opts.allowNetworkFs === true);
     try {
+      if (cache !== undefined) db.pragma(`cache_size = -${cache * 1024}`);
       const version = opts.readonly === true ? checkReaderVersion(db, path) : migrate(db, path);
+      if (opts.readonly !== true) checkRole(db, path, opts.archive === true);
       return new Journal(db, path, opts.host, opts.readonly === true, version);
     } catch (err) {
       db.close();
@@ -105,15 +141,19 @@ export class Journal {
     this.readonly = readonly;
     this.schemaVersion = schemaVersion;
     this.queries = new FactQueries(db);
+    this.carriedQueries = new FactQueries(db, 'carried');
     this.stmt = {
       lastSeq: db.prepare(`SELECT coalesce(max(seq), 0) AS seq FROM facts`),
       readAfter: db.prepare(`SELECT ${FACT_COLUMNS} FROM facts WHERE seq > ? ORDER BY seq ASC`),
       latestSnapshot: db.prepare(`SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1`),
+      head: db.prepare(`SELECT seq, hash FROM facts ORDER BY seq DESC LIMIT 1`),
+      meta: db.prepare(`SELECT value FROM meta WHERE key = ?`),
     };
     if (readonly) return;
 
-    const insertFact = db.prepare<[string, string, string, string | null, string | null, string | null, string | null, string]>(
-      `INSERT INTO facts (at, host, kind, resource, disk, owner, owner_name, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    const insertOwner = db.prepare<[string, string]>(`INSERT OR IGNORE INTO owners (name, uuid) VALUES (?, ?)`);
+    const insertFact = db.prepare<[number, string, string, string, string | null, string | null, string | null, string | null, string, Buffer]>(
+      `INSERT INTO facts (seq, at, host, kind, resource, disk, owner, owner_name, payload, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const insertSnapshot = db.prepare<[number, string, string]>(`INSERT OR REPLACE INTO snapshots (seq, at, state) VALUES (?, ?, ?)`);
     const pruneSnapshots = db.prepare<[number]>(
@@ -122,15 +162,23 @@ export class Journal {
 
     // IMMEDIATE takes the write lock at BEGIN, so a second writer (a CLI compaction) waits on
     // busy_timeout instead of failing with SQLITE_BUSY halfway through a batch.
-    const appendTx = db.transaction((rows: readonly FactRow[]): StoredFact[] =>
-      rows.map((row, i) => {
+    const appendTx = db.transaction((rows: readonly FactRow[]): StoredFact[] => {
+      // Read inside the write transaction: another writer (a second daemon on a test file, a CLI)
+      // may have appended since our last batch, and a cached head would fork the chain.
+      let { seq, hash } = this.chainHead();
+      return rows.map((row, i) => {
         const { json, kind, at, resource, disk, owner, ownerName } = checkRow(row, i);
-        const seq = Number(insertFact.run(at, host, kind, resource, disk, owner, ownerName, json).lastInsertRowid);
+        // Explicit seq: after a compaction that moved every fact, max(rowid) + 1 would restart at 1.
+        seq += 1;
+        hash = chainHash(hash, { seq, at, host, kind, resource, disk, owner, owner_name: ownerName, payload: json });
+        insertFact.run(seq, at, host, kind, resource, disk, owner, ownerName, json, hash);
+        // A lookup in a table of a few thousand rows; it writes only for a name or uuid not seen before.
+        if (owner !== null && ownerName !== null) insertOwner.run(ownerName, owner);
         // The caller folds what is returned; handing back the parsed JSON (not the caller's object)
         // makes live state equal the state a replay will build from the same rows.
         return { seq, host, kind, at, resource, disk, owner, ownerName, payload: JSON.parse(json) as unknown };
-      }),
-    );
+      });
+    });
     this.appendTx = (rows) => appendTx.immediate(rows);
     const snapshotTx = db.transaction((seq: number, at: string, state: string) => {
       insertSnapshot.run(seq, at, state);
@@ -149,9 +197,11 @@ export class Journal {
     return this.writer(this.appendTx)(rows);
   }
 
+  /** The newest fact's seq, here or (after a compaction that moved every fact) in the archive. */
   lastSeq(): number {
     this.live();
-    return this.stmt.lastSeq.get()!.seq;
+    const here = this.stmt.lastSeq.get()!.seq;
+    return here > 0 ? here : this.metaInt('archived_through');
   }
 
   /**
@@ -203,7 +253,7 @@ export class Journal {
     write(seq, new Date().toISOString(), json);
   }
 
-  /** Oldest first; every given filter must match. */
+  /** In time order (at, then seq; seq order with afterSeq); every given filter must match. */
   query(q: FactQuery): StoredFact[] {
     this.live();
     return this.queries.run(q ?? {});
@@ -213,6 +263,162 @@ export class Journal {
   queryPlan(q: FactQuery): string {
     this.live();
     return this.queries.plan(q ?? {});
+  }
+
+  /**
+   * Matching facts one at a time, oldest first or (`descending`) newest first, so a projection that
+   * has its answer stops reading. Like readAfter, finish the iterator before appending.
+   */
+  iterate(q: FactQuery, opts: ScanOptions = {}): IterableIterator<StoredFact> {
+    this.live();
+    return this.queries.iterate(q ?? {}, opts);
+  }
+
+  /** SQLite's plan for `iterate(q, opts)`. */
+  iteratePlan(q: FactQuery, opts: ScanOptions = {}): string {
+    this.live();
+    return this.queries.plan(q ?? {}, opts);
+  }
+
+  /**
+   * Facts moved to the archive that were still in force when they were moved (see `compact`):
+   * copies kept so questions about the present need not open the archive.
+   */
+  carried(q: FactQuery = {}): StoredFact[] {
+    this.live();
+    return this.carriedQueries.run(q);
+  }
+
+  /** True when a fact names this disk (live or carried): tells an unknown disk from a quiet one. */
+  knowsDisk(disk: string): boolean {
+    this.live();
+    return this.db.prepare(`SELECT 1 FROM facts WHERE disk = ? UNION ALL SELECT 1 FROM carried WHERE disk = ? LIMIT 1`).get(disk, disk) !== undefined;
+  }
+
+  /** True when a fact names this VM by uuid or name (live or carried). */
+  knowsOwner(owner: string): boolean {
+    this.live();
+    return (
+      this.db
+        .prepare(`SELECT 1 FROM owners WHERE name = @o OR uuid = @o UNION ALL SELECT 1 FROM facts WHERE owner = @o UNION ALL SELECT 1 FROM carried WHERE owner = @o LIMIT 1`)
+        .get({ o: owner }) !== undefined
+    );
+  }
+
+  /** The uuids journaled with this VM name, so a name finds facts that carry only the uuid. */
+  ownersNamed(name: string): string[] {
+    this.live();
+    return this.db.prepare(`SELECT uuid FROM owners WHERE name = ? ORDER BY uuid`).pluck().all(name) as string[];
+  }
+
+  /** The first fact still in this file (0 when empty): facts before it were compacted away. */
+  firstSeq(): number {
+    this.live();
+    return (this.db.prepare(`SELECT coalesce(min(seq), 0) AS seq FROM facts`).get() as { seq: number }).seq;
+  }
+
+  /** Facts with seq <= this were moved to the archive (0: none). */
+  archivedThrough(): number {
+    this.live();
+    return this.metaInt('archived_through');
+  }
+
+  /** The oldest `at` still in this file, or undefined when it holds no fact. */
+  oldestAt(): string | undefined {
+    this.live();
+    const row = this.db.prepare(`SELECT at FROM facts INDEXED BY facts_at ORDER BY at ASC LIMIT 1`).get() as { at: string } | undefined;
+    return row?.at;
+  }
+
+  /**
+   * The seq through which `compact` moves facts for a cut at `before`: the longest prefix of the
+   * journal whose facts are all older than `before`. A prefix, never a sieve, so the live journal
+   * stays one unbroken run of seqs and its chain still verifies.
+   */
+  compactionCut(before: string): number {
+    this.live();
+    if (!isIsoMsUtc(before)) {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `compaction cut must be ISO-8601 UTC with ms, got ${JSON.stringify(before)}`);
+    }
+    const row = this.db.prepare(`SELECT min(seq) AS seq FROM facts INDEXED BY facts_at WHERE at >= ?`).get(before) as { seq: number | null };
+    return row.seq === null ? this.lastSeq() : row.seq - 1;
+  }
+
+  /**
+   * Moves facts with seq <= throughSeq into an archive file (created if absent), keeps the ones still
+   * in force as carried copies, and deletes the moved facts here. Refuses unless a snapshot at or past
+   * throughSeq exists, so start-up never needs a moved fact. See compact.ts for the crash-safe order.
+   */
+  compact(opts: CompactOptions): CompactReport {
+    this.live();
+    this.writer(this.appendTx);
+    return compact(this, opts);
+  }
+
+  /** The seq and hash the next appended fact chains from. */
+  chainHead(): ChainBase {
+    const last = this.stmt.head.get();
+    if (last !== undefined) return { seq: last.seq, hash: last.hash ?? GENESIS_HASH };
+    return this.chainBase();
+  }
+
+  /** Where this file's chain starts: genesis, or the last fact moved out by compaction. */
+  chainBase(): ChainBase {
+    const seq = this.metaInt('chain_base_seq');
+    const hex = this.stmt.meta.get('chain_base_hash')?.value;
+    return { seq, hash: hex === undefined ? GENESIS_HASH : Buffer.from(hex, 'hex') };
+  }
+
+  /** @internal */
+  metaInt(key: string): number {
+    const raw = this.stmt.meta.get(key)?.value;
+    const n = raw === undefined ? 0 : Number(raw);
+    return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+  }
+
+  /**
+   * Recomputes every fact's hash from the chain base and compares it with the stored one. A fact
+   * rewritten behind the triggers' back shows as the first bad seq; a stored hash rewritten to match
+   * shows at the fact after it. Reports the first break and how many facts disagree.
+   */
+  verifyChain(): ChainReport {
+    this.live();
+    const base = this.chainBase();
+    const rows = this.db.prepare(`SELECT ${CHAIN_COLUMNS}, hash FROM facts ORDER BY seq ASC`).iterate() as IterableIterator<ChainRow & { hash: unknown }>;
+    let prevSeq = base.seq;
+    let prev = base.hash;
+    let checked = 0;
+    let bad = 0;
+    let first: { seq: number; reason: string } | undefined;
+    for (const row of rows) {
+      checked++;
+      let reason: string | undefined;
+      if (row.seq !== prevSeq + 1) reason = `chain broken: seq ${row.seq} follows seq ${prevSeq}`;
+      else if (!Buffer.isBuffer(row.hash)) reason = 'hash is missing';
+      else if (typeof row.payload !== 'string' || !chainHash(prev, row).equals(row.hash)) {
+        reason = 'hash does not match the fact: it, or the hash stored with it, was changed after it was written';
+      }
+      if (reason !== undefined) {
+        bad++;
+        first ??= { seq: row.seq, reason };
+      }
+      prevSeq = row.seq;
+      // Carry on from the stored hash, so one edited fact is reported once, not as every fact after it.
+      prev = Buffer.isBuffer(row.hash) ? row.hash : GENESIS_HASH;
+    }
+    const report: ChainReport = {
+      ok: first === undefined,
+      checked,
+      base: { seq: base.seq, hash: base.hash.toString('hex') },
+      head: { seq: prevSeq, hash: prev.toString('hex') },
+      problems: [],
+    };
+    if (first !== undefined) {
+      report.firstBadSeq = first.seq;
+      report.problems.push(`hash chain: first bad seq ${first.seq}: ${first.reason}`);
+      if (bad > 1) report.problems.push(`hash chain: ${bad} facts disagree in total`);
+    }
+    return report;
   }
 
   integrity(): IntegrityReport {
@@ -261,6 +467,7 @@ export class Journal {
 
   /** One streaming pass over every fact: seq gaps, payload JSON, `at` shape, kind and host present. */
   private checkFacts(): { problems: string[]; firstBadSeq?: number } {
+    const archived = this.metaInt('archived_through');
     const rows = this.db.prepare(`SELECT seq, at, host, kind, payload FROM facts ORDER BY seq ASC`).iterate() as IterableIterator<{
       seq: number;
       at: unknown;
@@ -276,6 +483,7 @@ export class Journal {
       // Facts are never deleted, so a hole means rows were removed behind the triggers' back.
       if (prev !== undefined && row.seq !== prev + 1) reasons.push(`seq gap: follows seq ${prev}`);
       if (prev === undefined && row.seq < 1) reasons.push('seq is below 1');
+      if (prev === undefined && archived > 0 && row.seq !== archived + 1) reasons.push(`first fact after compaction should be seq ${archived + 1}`);
       if (!parsesAsJson(row.payload)) reasons.push(`payload is not valid JSON (${preview(row.payload)})`);
       if (!isIsoMsUtc(row.at)) reasons.push(`at is not an ISO-8601 UTC time with ms (${preview(row.at)})`);
       if (typeof row.kind !== 'string' || row.kind === '') reasons.push(`kind is empty (${preview(row.kind)})`);
@@ -364,6 +572,22 @@ function openWriter(file: string, synchronous: 'NORMAL' | 'FULL', allowNetworkFs
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/**
+ * A writer opens a live journal or an archive, never the other: a daemon pointed at an archive
+ * would append live facts after history, and compaction into a live journal would mix two hosts' runs.
+ */
+function checkRole(db: Database.Database, file: string, archive: boolean): void {
+  const role = (db.prepare(`SELECT value FROM meta WHERE key = 'role'`).get() as { value: string } | undefined)?.value;
+  if (role === 'archive' && !archive) {
+    throw new JournalError('VMLOCKD_ERR_JOURNAL_NOT_OURS', `${file} is a vmlockd journal archive (written by journal compact), not a live journal`);
+  }
+  if (role !== 'archive' && archive) {
+    const hasFacts = db.prepare(`SELECT 1 FROM facts LIMIT 1`).get() !== undefined;
+    if (hasFacts) throw new JournalError('VMLOCKD_ERR_JOURNAL_NOT_OURS', `${file} is a live vmlockd journal, not an archive`);
+    db.prepare(`INSERT INTO meta (key, value) VALUES ('role', 'archive') ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run();
   }
 }
 

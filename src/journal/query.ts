@@ -18,14 +18,16 @@ export interface FactRow {
   payload: unknown;
 }
 
+/** Results come in time order: `at`, then `seq` for facts of the same millisecond. */
 export interface StoredFact extends FactRow {
   seq: number;
   host: string;
 }
 
 export interface FactQuery {
-  /** Matches the VM uuid OR the VM name, so an operator may type either. */
+  /** A VM uuid, or a VM name: then every uuid journaled under that name, so an operator may type either. */
   owner?: string;
+  /** Facts journaled with exactly this VM name. */
   ownerName?: string;
   disk?: string;
   resource?: string;
@@ -37,8 +39,15 @@ export interface FactQuery {
   /** Inclusive upper bound on `at`; any time Date can parse. */
   until?: string;
   limit?: number;
-  /** Only facts with seq > afterSeq: page forward with the last seq of the previous page. */
+  /**
+   * Only facts with seq > afterSeq, in seq order (the rowid range drives): what was journaled since
+   * the caller last looked (`audit --follow`), or the next page after the previous page's last seq.
+   */
   afterSeq?: number;
+  /** Only facts with seq <= untilSeq: with afterSeq, one window of new facts, read once. */
+  untilSeq?: number;
+  /** With `limit`: the newest `limit` matches instead of the oldest (still returned oldest first). */
+  newest?: boolean;
 }
 
 export interface DbFactRow {
@@ -87,7 +96,7 @@ function normaliseTime(name: 'since' | 'until', value: unknown): string {
   return new Date(t).toISOString();
 }
 
-function checkCount(name: 'limit' | 'afterSeq', value: unknown, min: number): number {
+function checkCount(name: 'limit' | 'afterSeq' | 'untilSeq', value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
     throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `query.${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
   }
@@ -103,29 +112,57 @@ function checkText(name: string, value: unknown): string {
 
 const MAX_CACHED_SHAPES = 256;
 
-type Driver = 'resource' | 'disk' | 'owner' | 'ownerName' | 'time' | 'kinds';
+type Driver = 'disk' | 'owner' | 'kinds' | 'time' | 'seq';
+
+/** The index each driver reads: (column, at), so filter, time bound and order are one range scan. */
+const DRIVER_INDEX: Record<Driver, string | undefined> = {
+  disk: 'facts_disk_at',
+  owner: 'facts_owner_at',
+  kinds: 'facts_kind_at',
+  time: 'facts_at',
+  seq: undefined,
+};
+
+/** How to read: `descending` walks newest first (lazily, for projections that stop early). */
+export interface ScanOptions {
+  descending?: boolean;
+}
 
 export class FactQueries {
   private readonly cache = new Map<string, Database.Statement>();
 
-  constructor(private readonly db: Database.Database) {}
+  constructor(
+    private readonly db: Database.Database,
+    private readonly table: 'facts' | 'carried' = 'facts',
+  ) {}
 
   run(q: FactQuery): StoredFact[] {
-    const built = this.build(q);
+    const built = this.build(q, q.newest === true && q.limit !== undefined);
     if (built === undefined) return [];
-    return (this.statement(built.sql).all(...built.params) as DbFactRow[]).map(toStoredFact);
+    const rows = (this.statement(built.sql).all(...built.params) as DbFactRow[]).map(toStoredFact);
+    return built.descending ? rows.reverse() : rows;
+  }
+
+  /** Matching facts one at a time, so a caller that has its answer stops reading. */
+  *iterate(q: FactQuery, opts: ScanOptions = {}): IterableIterator<StoredFact> {
+    const built = this.build(q, opts.descending === true);
+    if (built === undefined) return;
+    // A cached statement serves one iteration at a time; a nested or interleaved scan gets its own.
+    let stmt = this.statement(built.sql);
+    if (stmt.busy) stmt = this.db.prepare(built.sql);
+    for (const row of stmt.iterate(...built.params) as IterableIterator<DbFactRow>) yield toStoredFact(row);
   }
 
   /** SQLite's plan for a query, one line per step: lets a test pin which index answers it. */
-  plan(q: FactQuery): string {
-    const built = this.build(q);
+  plan(q: FactQuery, opts: ScanOptions = {}): string {
+    const built = this.build(q, opts.descending === true || (q.newest === true && q.limit !== undefined));
     if (built === undefined) return 'none: an empty kinds list matches nothing';
     const rows = this.db.prepare(`EXPLAIN QUERY PLAN ${built.sql}`).all(...built.params) as { detail: string }[];
     return rows.map((r) => r.detail).join(' | ');
   }
 
   /** The SQL and its parameters, or undefined when the query can match nothing. */
-  private build(q: FactQuery): { sql: string; params: unknown[] } | undefined {
+  private build(q: FactQuery, descending: boolean): { sql: string; params: unknown[]; descending: boolean } | undefined {
     if (q.kinds !== undefined) {
       if (!Array.isArray(q.kinds)) {
         throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `query.kinds must be an array of strings, got ${JSON.stringify(q.kinds)}`);
@@ -133,64 +170,94 @@ export class FactQueries {
       if (q.kinds.length === 0) return undefined;
     }
     const time = q.since !== undefined || q.until !== undefined;
-    // Without ANALYZE statistics SQLite guessed kind (9 values) over disk (thousands) for
-    // disk+kind+since, and a rowid SCAN for a bare time range: 11 ms instead of 0.1 ms on 120k facts.
-    // So the most selective filter present drives, and the others get a unary + that keeps them
-    // off their index.
+    // Without ANALYZE statistics SQLite guesses badly (kind over disk, a rowid SCAN for a time range:
+    // 11 ms instead of 0.1 ms on 120k facts), so the most selective filter present drives through its
+    // (column, at) index, named outright, and the other equalities get a unary + that keeps them off
+    // theirs. afterSeq means "what came since I last looked": the rowid range is the narrowest.
     const driver: Driver | undefined =
-      q.resource !== undefined ? 'resource'
+      q.afterSeq !== undefined ? 'seq'
       : q.disk !== undefined ? 'disk'
-      : q.owner !== undefined ? 'owner'
-      : q.ownerName !== undefined ? 'ownerName'
-      : time ? 'time'
+      : q.owner !== undefined || q.ownerName !== undefined ? 'owner'
       : q.kinds !== undefined ? 'kinds'
+      : time ? 'time'
       : undefined;
     const col = (d: Driver, column: string) => (driver === d ? column : `+${column}`);
 
     const where: string[] = [];
     const params: unknown[] = [];
+    // A VM is its uuid; a name stands for every uuid journaled under it (the owners table), so
+    // facts that carry only the uuid (a release by uuid) are found by name too.
     if (q.owner !== undefined) {
-      where.push(`(${col('owner', 'owner')} = ? OR ${col('owner', 'owner_name')} = ?)`);
+      where.push(`${col('owner', 'owner')} IN (SELECT ? UNION SELECT uuid FROM owners WHERE name = ?)`);
       const owner = checkText('owner', q.owner);
       params.push(owner, owner);
     }
-    const equals: [Driver | 'host', string, unknown][] = [
-      ['ownerName', 'owner_name', q.ownerName],
+    if (q.ownerName !== undefined) {
+      where.push(`${col('owner', 'owner')} IN (SELECT uuid FROM owners WHERE name = ?) AND +owner_name = ?`);
+      const name = checkText('ownerName', q.ownerName);
+      params.push(name, name);
+    }
+    // No index on these: a disk has one resource, and a host's journal is mostly its own host's facts.
+    const equals: [string, string, unknown][] = [
       ['disk', 'disk', q.disk],
       ['resource', 'resource', q.resource],
       ['host', 'host', q.host],
     ];
     for (const [name, column, value] of equals) {
       if (value === undefined) continue;
-      where.push(`${name === 'host' ? column : col(name, column)} = ?`);
+      where.push(`${name === 'disk' ? col('disk', column) : `+${column}`} = ?`);
       params.push(checkText(name, value));
     }
-    if (q.kinds !== undefined) {
-      where.push(`${col('kinds', 'kind')} IN (${q.kinds.map(() => '?').join(', ')})`);
-      for (const k of q.kinds) params.push(checkText('kinds[]', k));
+    // Kinds are spliced in per branch below when they drive a newest-first read with several kinds.
+    const kinds = q.kinds?.map((k) => checkText('kinds[]', k));
+    const split = driver === 'kinds' && kinds !== undefined && kinds.length > 1 && q.limit !== undefined && descending;
+    if (kinds !== undefined && !split) {
+      where.push(`${col('kinds', 'kind')} IN (${kinds.map(() => '?').join(', ')})`);
+      params.push(...kinds);
     }
+    // The time bounds stay plain: the driver's index is (column, at), so they narrow its range.
+    const timeTerm = driver === 'seq' ? '+at' : 'at';
     if (q.since !== undefined) {
-      where.push(`${col('time', 'at')} >= ?`);
+      where.push(`${timeTerm} >= ?`);
       params.push(normaliseTime('since', q.since));
     }
     if (q.until !== undefined) {
-      where.push(`${col('time', 'at')} <= ?`);
+      where.push(`${timeTerm} <= ?`);
       params.push(normaliseTime('until', q.until));
     }
     if (q.afterSeq !== undefined) {
       where.push('seq > ?');
       params.push(checkCount('afterSeq', q.afterSeq, 0));
     }
-    let sql = `SELECT ${FACT_COLUMNS} FROM facts`;
-    // ORDER BY seq with a LIMIT tempts the planner into a rowid scan; a time range is narrower.
-    if (driver === 'time') sql += ' INDEXED BY facts_at';
-    if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
-    sql += ' ORDER BY seq ASC';
-    if (q.limit !== undefined) {
-      sql += ' LIMIT ?';
-      params.push(checkCount('limit', q.limit, 1));
+    if (q.untilSeq !== undefined) {
+      where.push('seq <= ?');
+      params.push(checkCount('untilSeq', q.untilSeq, 0));
     }
-    return { sql, params };
+    const limit = q.limit === undefined ? undefined : checkCount('limit', q.limit, 1);
+    const dir = descending ? 'DESC' : 'ASC';
+    const order = driver === 'seq' ? ` ORDER BY seq ${dir}` : ` ORDER BY at ${dir}, seq ${dir}`;
+    // The carried table has only its disk index; a name there would refer to the facts table's.
+    const index = driver === undefined || this.table !== 'facts' ? undefined : DRIVER_INDEX[driver];
+    const from = (ix: string | undefined) =>
+      `SELECT ${FACT_COLUMNS} FROM ${this.table}${ix !== undefined ? ` INDEXED BY ${ix}` : driver === 'seq' ? ' NOT INDEXED' : ''}`;
+
+    if (split) {
+      // kind IN (a, b) ORDER BY at DESC would read every fact of both kinds and sort them; one
+      // newest-first range per kind, each stopping at `limit`, then a merge of at most k * limit rows.
+      const rest = where.length > 0 ? ` AND ${where.join(' AND ')}` : '';
+      const branches = kinds!.map(() => `SELECT * FROM (${from(index)} WHERE kind = ?${rest}${order} LIMIT ?)`);
+      const all: unknown[] = [];
+      for (const k of kinds!) all.push(k, ...params, limit);
+      return { sql: `${branches.join(' UNION ALL ')}${order} LIMIT ?`, params: [...all, limit], descending };
+    }
+    let sql = from(index);
+    if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
+    sql += order;
+    if (limit !== undefined) {
+      sql += ' LIMIT ?';
+      params.push(limit);
+    }
+    return { sql, params, descending };
   }
 
   private statement(sql: string): Database.Statement {

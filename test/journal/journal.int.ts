@@ -206,13 +206,14 @@ test('given facts of several owners, disks, kinds, times and hosts, when queryin
 test('given combined filters, when planned, then the most selective filter drives through its index', () => {
   const { a: j } = seedForQueries(tempFile());
   const since = '2026-01-01T00:00:00.000Z';
-  assert.match(j.queryPlan({ disk: '/d/1', kinds: ['LockAcquired'], since }), /USING INDEX facts_disk_seq \(disk=\?\)/);
-  assert.match(j.queryPlan({ resource: '/ls/r1', disk: '/d/1', owner: 'u1' }), /USING INDEX facts_resource_seq/);
-  assert.match(j.queryPlan({ owner: 'u1', kinds: ['K'], since }), /MULTI-INDEX OR.*facts_owner_seq.*facts_owner_name_seq/);
-  assert.match(j.queryPlan({ ownerName: 'beta', since }), /USING INDEX facts_owner_name_seq/);
-  assert.match(j.queryPlan({ kinds: ['K'], since, until: since, limit: 5 }), /USING INDEX facts_at/);
-  assert.match(j.queryPlan({ kinds: ['K'], limit: 5 }), /USING INDEX facts_kind_seq/);
-  assert.match(j.queryPlan({ disk: '/d/1', afterSeq: 2 }), /facts_disk_seq \(disk=\? AND seq>\?\)/);
+  assert.match(j.queryPlan({ disk: '/d/1', kinds: ['LockAcquired'], since }), /USING INDEX facts_disk_at \(disk=\? AND at>\?\)/);
+  assert.match(j.queryPlan({ resource: '/ls/r1', disk: '/d/1', owner: 'u1' }), /^SEARCH facts USING INDEX facts_disk_at \(disk=\?\)/);
+  assert.match(j.queryPlan({ owner: 'u1', kinds: ['K'], since }), /^SEARCH facts USING INDEX facts_owner_at \(owner=\? AND at>\?\).*SEARCH owners USING PRIMARY KEY \(name=\?\)/);
+  assert.match(j.queryPlan({ ownerName: 'beta', since }), /^SEARCH facts USING INDEX facts_owner_at \(owner=\? AND at>\?\)/);
+  assert.match(j.queryPlan({ kinds: ['K'], since, until: since, limit: 5 }), /USING INDEX facts_kind_at \(kind=\? AND at>\? AND at<\?\)/);
+  assert.match(j.queryPlan({ since }), /USING INDEX facts_at \(at>\?\)/);
+  assert.match(j.queryPlan({ kinds: ['K'], limit: 5 }), /USING INDEX facts_kind_at/);
+  assert.match(j.queryPlan({ disk: '/d/1', afterSeq: 2 }), /USING INTEGER PRIMARY KEY \(rowid>\?\)/);
 });
 
 test('given no file, when opening read-only, then the error names the file and nothing is created', () => {
@@ -301,21 +302,21 @@ test('given a journal written by a newer vmlockd, when opened, then it is refuse
   check.close();
 });
 
-test('given a version-1 file, when migrated with a later step, then it moves forward; a failing step leaves it at its old version', () => {
+test('given a current file, when migrated with a later step, then it moves forward; a failing step leaves it at its old version', () => {
   const file = tempFile();
   openJournal(file).close();
   const db = new Database(file);
   try {
     const failing = [...MIGRATIONS, { description: 'boom', up: 'CREATE TABLE half (x); SELECT no_such_function();' }];
     assert.throws(() => migrate(db, file, failing), /no_such_function/);
-    assert.is(db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '1');
+    assert.is(db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), String(SCHEMA_VERSION));
     assert.is(db.prepare(`SELECT name FROM sqlite_master WHERE name = 'half'`).get(), undefined, 'the half-done step was rolled back');
 
     const next = [...MIGRATIONS, { description: 'add a table', up: (d: Database.Database) => void d.exec('CREATE TABLE later (x)') }];
-    assert.is(migrate(db, file, next), 2);
-    assert.is(db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), '2');
+    assert.is(migrate(db, file, next), SCHEMA_VERSION + 1);
+    assert.is(db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).pluck().get(), String(SCHEMA_VERSION + 1));
     assert.ok(db.prepare(`SELECT name FROM sqlite_master WHERE name = 'later'`).get());
-    assert.is(migrate(db, file, next), 2, 'a second run is a no-op');
+    assert.is(migrate(db, file, next), SCHEMA_VERSION + 1, 'a second run is a no-op');
   } finally {
     db.close();
   }

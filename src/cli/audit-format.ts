@@ -1,0 +1,221 @@
+// Output of `vmlockd audit`: a readable table, CSV (RFC 4180) or JSON, and the timeline chart.
+import type { HolderInfo, Owner } from '../engine/types.js';
+import type { StoredFact } from '../journal/journal.js';
+import { otherParty, type HolderAt, type Timeline } from './audit-query.js';
+
+export type Format = 'table' | 'csv' | 'json';
+
+/** One fact flattened for a table or CSV: the fact's own party, and the other party of a conflict. */
+export interface AuditRow {
+  seq: number;
+  at: string;
+  host: string;
+  kind: string;
+  disk: string;
+  vm_uuid: string;
+  vm_name: string;
+  mode: string;
+  generation: string;
+  other_host: string;
+  other_vm_uuid: string;
+  other_vm_name: string;
+  other_mode: string;
+  other_since: string;
+  other_generation: string;
+  detail: string;
+}
+
+const CSV_COLUMNS: ReadonlyArray<keyof AuditRow> = [
+  'seq', 'at', 'host', 'kind', 'disk', 'vm_uuid', 'vm_name', 'mode', 'generation',
+  'other_host', 'other_vm_uuid', 'other_vm_name', 'other_mode', 'other_since', 'other_generation', 'detail',
+];
+
+function text(v: unknown): string {
+  return v === undefined || v === null ? '' : String(v);
+}
+
+function detailOf(f: StoredFact): string {
+  const p = (f.payload ?? {}) as Record<string, unknown>;
+  switch (f.kind) {
+    case 'LockRefused':
+      return text(p.message);
+    case 'LockAcquired':
+      return text(p.source);
+    case 'Reacquired':
+      return 'after restart';
+    case 'LockReleased':
+    case 'LeaseLost':
+      return text(p.reason);
+    case 'InputRejected':
+    case 'CommandFailed':
+      return `${text(p.source)}: ${text(p.message)}`;
+    case 'DaemonStarted':
+    case 'DaemonStopped':
+      return `pid ${text(p.pid)}, ${text(p.held)} lock(s)${p.reason ? `, ${text(p.reason)}` : ''}`;
+    case 'OwnerSeen':
+      return `${text(p.event ?? 'seen')} via ${text(p.source)}`;
+    case 'OwnerGone':
+      return `pid ${text(p.pid)}, released ${text(p.released)}`;
+    default:
+      return '';
+  }
+}
+
+export function toRow(f: StoredFact): AuditRow {
+  const p = (f.payload ?? {}) as { owner?: Owner; mode?: string; generation?: number };
+  const other: HolderInfo = otherParty(f) ?? {};
+  return {
+    seq: f.seq,
+    at: f.at,
+    host: f.host,
+    kind: f.kind,
+    disk: text(f.disk),
+    vm_uuid: text(f.owner),
+    vm_name: text(f.ownerName ?? p.owner?.name),
+    mode: text(p.mode),
+    generation: text(p.generation),
+    other_host: text(other.host),
+    other_vm_uuid: text(other.owner?.uuid),
+    other_vm_name: text(other.owner?.name),
+    other_mode: text(other.mode),
+    other_since: text(other.since),
+    other_generation: text(other.generation),
+    detail: detailOf(f),
+  };
+}
+
+export function csvField(v: unknown): string {
+  const s = text(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function csvHeader(columns: readonly string[] = CSV_COLUMNS): string {
+  return columns.join(',') + '\r\n';
+}
+
+export function csvRows(rows: readonly AuditRow[]): string {
+  return rows.map((r) => CSV_COLUMNS.map((c) => csvField(r[c])).join(',') + '\r\n').join('');
+}
+
+function vmLabel(uuid: string, name: string): string {
+  if (uuid === '' && name === '') return '-';
+  return name !== '' ? `${name} (${uuid.slice(0, 8)})` : uuid;
+}
+
+function otherLabel(r: AuditRow): string {
+  if (r.other_host === '' && r.other_vm_uuid === '' && r.other_mode === '') return '';
+  const who = r.other_vm_uuid !== '' || r.other_vm_name !== '' ? vmLabel(r.other_vm_uuid, r.other_vm_name) : 'unknown owner';
+  const bits = [r.other_mode, r.other_generation !== '' ? `gen ${r.other_generation}` : ''].filter((b) => b !== '');
+  return `${who}${r.other_host !== '' ? ` on ${r.other_host}` : ''}${bits.length ? ` (${bits.join(', ')})` : ''}`;
+}
+
+export function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n').join('');
+}
+
+export interface TableOptions {
+  /** Leave the DISK column out (every row is the same disk). */
+  oneDisk?: boolean;
+}
+
+export const TABLE_HEADER = ['SEQ', 'AT', 'HOST', 'KIND', 'VM', 'DISK', 'MODE', 'GEN', 'OTHER PARTY', 'DETAIL'];
+
+export function tableCells(r: AuditRow, opts: TableOptions = {}): string[] {
+  const cells = [String(r.seq), r.at, r.host, r.kind, vmLabel(r.vm_uuid, r.vm_name), r.disk || '-', r.mode || '-', r.generation || '-', otherLabel(r) || '-', r.detail];
+  return opts.oneDisk === true ? cells.filter((_, i) => i !== 5) : cells;
+}
+
+export function tableHeader(opts: TableOptions = {}): string[] {
+  return opts.oneDisk === true ? TABLE_HEADER.filter((_, i) => i !== 5) : TABLE_HEADER;
+}
+
+export function formatFactTable(facts: readonly StoredFact[], opts: TableOptions = {}): string {
+  if (facts.length === 0) return 'no facts match\n';
+  return table([tableHeader(opts), ...facts.map((f) => tableCells(toRow(f), opts))]);
+}
+
+export function formatFacts(facts: readonly StoredFact[], format: Format, opts: TableOptions = {}): string {
+  switch (format) {
+    case 'json':
+      return JSON.stringify(facts, null, 2) + '\n';
+    case 'csv':
+      return csvHeader() + csvRows(facts.map(toRow));
+    case 'table':
+      return formatFactTable(facts, opts);
+    default: {
+      const _exhaustive: never = format;
+      return _exhaustive;
+    }
+  }
+}
+
+const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'generation', 'since', 'resource', 'seq', 'via'] as const;
+
+export function formatHolders(disk: string, at: string, holders: readonly HolderAt[], format: Format): string {
+  switch (format) {
+    case 'json':
+      return JSON.stringify({ disk, at, holders }, null, 2) + '\n';
+    case 'csv':
+      return (
+        csvHeader(HOLDER_COLUMNS) +
+        holders
+          .map((h) => [disk, at, h.owner.uuid, h.owner.name, h.host, h.mode, h.generation, h.since, h.resource, h.seq, h.via].map(csvField).join(',') + '\r\n')
+          .join('')
+      );
+    case 'table':
+      if (holders.length === 0) return `nobody held ${disk} at ${at}\n`;
+      return (
+        `${disk} at ${at}:\n` +
+        table([
+          ['VM', 'UUID', 'HOST', 'MODE', 'GEN', 'SINCE', 'LAST FACT'],
+          ...holders.map((h) => [h.owner.name ?? '-', h.owner.uuid, h.host, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq}`]),
+        ])
+      );
+    default: {
+      const _exhaustive: never = format;
+      return _exhaustive;
+    }
+  }
+}
+
+/** The text chart: one line per VM, one column per slice of the window. */
+export function formatTimeline(t: Timeline, width: number): string {
+  const t0 = Date.parse(t.from);
+  const t1 = Math.max(Date.parse(t.to), t0 + 1);
+  const names = new Map<string, string>();
+  for (const i of t.intervals) names.set(i.owner.uuid, i.owner.name ? `${i.owner.name} (${i.owner.uuid.slice(0, 8)})` : i.owner.uuid);
+  for (const e of t.events) if (!names.has(e.owner.uuid)) names.set(e.owner.uuid, e.owner.name ? `${e.owner.name} (${e.owner.uuid.slice(0, 8)})` : e.owner.uuid);
+  const head = `${t.disk}, ${t.from} .. ${t.to}\n`;
+  if (names.size === 0) return `${head}nobody held or asked for this disk in that window\n`;
+  const label = Math.min(36, Math.max(...[...names.values()].map((n) => n.length)));
+  const cols = Math.max(10, width - label - 3);
+  const slot = (t1 - t0) / cols;
+  const col = (iso: string) => Math.min(cols - 1, Math.max(0, Math.floor((Date.parse(iso) - t0) / slot)));
+  const lines: string[] = [];
+  for (const [uuid, name] of names) {
+    const cells = Array<string>(cols).fill(' ');
+    for (const i of t.intervals) {
+      if (i.owner.uuid !== uuid) continue;
+      const a = Date.parse(i.from) < t0 ? 0 : col(i.from);
+      const b = i.to === undefined ? cols - 1 : col(i.to);
+      for (let c = a; c <= b; c++) cells[c] = i.mode === 'shared' ? '▒' : '█';
+    }
+    for (const e of t.events) if (e.owner.uuid === uuid) cells[col(e.at)] = e.kind === 'LeaseLost' ? '!' : 'x';
+    lines.push(`${name.slice(0, label).padEnd(label)} |${cells.join('')}|`);
+  }
+  const start = t.from.slice(0, 19) + 'Z';
+  const end = t.to.slice(0, 19) + 'Z';
+  const axis = `${''.padEnd(label)} |${start}${end.padStart(Math.max(0, cols - start.length))}|`;
+  const scale = `1 column = ${humanMs(slot)}`;
+  return `${head}${axis}\n${lines.join('\n')}\n${''.padEnd(label)}  █ exclusive  ▒ shared  x refused  ! lease lost  (${scale})\n`;
+}
+
+function humanMs(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;
+  if (ms < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
+  return `${(ms / 86_400_000).toFixed(1)} d`;
+}

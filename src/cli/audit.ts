@@ -1,0 +1,499 @@
+// `vmlockd audit` and `vmlockd journal compact|verify`. Both read the journal file directly,
+// read-only for audit, so they work on a stopped daemon's (or a dead host's) state directory, and a
+// long query never runs on a running daemon's event loop, where it would delay lock requests.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { VmlockdError } from '../engine/errors.js';
+import { FACT_KINDS } from '../engine/facts.js';
+import { fromRow } from '../engine/journal-port.js';
+import { canonicalPath } from '../engine/resolve.js';
+import { evolve, fromSnapshot, initialState, toSnapshot } from '../engine/state.js';
+import { Journal, JournalError, type FactQuery, type StoredFact } from '../journal/journal.js';
+import { loadConfig } from '../watchers/config.js';
+import { call } from './client.js';
+import { csvHeader, csvRows, formatFacts, formatHolders, formatTimeline, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
+import { CLOSE_KINDS, CONFLICT_KINDS, OPEN_KINDS, holdersAt, queryFacts, timeline, type AuditSources } from './audit-query.js';
+
+export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
+  questions (default: every fact that matches the filters):
+    --disk PATH --at TIME      who held the disk at that moment (owner, host, mode, generation, since)
+    --disk PATH                the disk's history: acquires, re-takes, releases, refusals, losses
+    --vm UUID|NAME             the VM's history across its disks and restarts
+    --conflicts                every refusal and lost lease, with both parties
+    --timeline --disk PATH     the disk's holders over time, as a chart
+    --follow                   the newest facts, then each new one as it is journaled (Ctrl-C stops)
+  filters: --since TIME  --until TIME  --host ID  --kind KIND[,KIND]  --limit N (default 1000 newest; 0: all)
+  output:  a table (default), --json, or --csv;  --width N for the timeline
+  journal: --state-dir DIR | --journal FILE (read-only; the daemon may be stopped),
+           else the running daemon's journal (found through --socket), else the configured one;
+           --archive also reads the facts \`journal compact\` moved out (--archive-file FILE)
+  TIME: ISO-8601 (2026-11-25T10:00:00Z), now, or a duration back like --since=-2h (s, m, h, d)`;
+
+export const JOURNAL_USAGE = `usage: vmlockd journal compact --before TIME [--archive FILE] [--dry-run] [--state-dir DIR | --journal FILE] [--json]
+         move facts older than TIME into the archive (default <journal>-archive.db); a snapshot is written first
+       vmlockd journal verify [--archive FILE] [--state-dir DIR | --journal FILE] [--json]
+         check the hash chain and the journal's integrity (and the archive's, when there is one)`;
+
+const DEFAULT_LIMIT = 1000;
+const FOLLOW_BACKLOG = 10;
+const FOLLOW_POLL_MS = 200;
+const STATUS_TIMEOUT_MS = 2000;
+const HOLDS = { open: OPEN_KINDS, close: CLOSE_KINDS };
+
+function usage(message: string, text: string): VmlockdError {
+  return new VmlockdError('VMLOCKD_ERR_USAGE', `${message}\n\n${text}`);
+}
+
+function bad(message: string): VmlockdError {
+  return new VmlockdError('VMLOCKD_ERR_BAD_INPUT', message);
+}
+
+const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** ISO-8601 (any offset), `now`, or `-<n><s|m|h|d>` before now, as ISO UTC with ms. */
+export function parseTime(flag: string, value: string, now = Date.now()): string {
+  if (value === 'now') return new Date(now).toISOString();
+  const rel = /^-(\d+)([smhd])$/.exec(value);
+  if (rel) return new Date(now - Number(rel[1]) * UNITS[rel[2]!]!).toISOString();
+  // Date.parse accepts "1" or "March" too; an operator's time must at least look like a date.
+  const t = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : NaN;
+  if (Number.isNaN(t)) {
+    throw bad(`--${flag} must be an ISO-8601 time such as 2026-11-25T10:00:00Z, "now", or a duration back such as --${flag}=-2h; got ${JSON.stringify(value)}`);
+  }
+  return new Date(t).toISOString();
+}
+
+function parseLimit(value: string | undefined, fallback: number): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw bad(`--limit must be an integer >= 0 (0: no limit), got ${JSON.stringify(value)}`);
+  return n === 0 ? undefined : n;
+}
+
+/** `<dir>/<name>-archive.db` beside the journal. */
+export function archivePathFor(journalFile: string): string {
+  const ext = path.extname(journalFile);
+  return path.join(path.dirname(journalFile), `${path.basename(journalFile, ext)}-archive${ext || '.db'}`);
+}
+
+interface JournalFlags {
+  'state-dir'?: string | undefined;
+  journal?: string | undefined;
+  socket?: string | undefined;
+  config?: string[] | undefined;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** --journal, else --state-dir's journal, else the running daemon's (asked over its socket), else the configured one. */
+export async function resolveJournalFile(v: JournalFlags): Promise<{ file: string; from: string }> {
+  if (v.journal !== undefined) return { file: path.resolve(v.journal), from: '--journal' };
+  if (v['state-dir'] !== undefined) {
+    return { file: loadConfig({ files: [], flags: { stateDir: v['state-dir'] } }).config.journal, from: '--state-dir' };
+  }
+  const configured = loadConfig({ files: v.config ?? [], flags: {} }).config;
+  const socket = v.socket ?? process.env.VMLOCKD_SOCKET ?? configured.socket;
+  try {
+    const r = await withTimeout(call(socket, 'GET', '/v1/status'), STATUS_TIMEOUT_MS);
+    const journal = (r?.body as { journal?: unknown } | null | undefined)?.journal;
+    if (r?.status === 200 && typeof journal === 'string' && journal !== '') return { file: path.resolve(journal), from: `the daemon at ${socket}` };
+  } catch {
+    // no daemon there: the configured journal is the one a stopped daemon wrote
+  }
+  return { file: configured.journal, from: 'the configuration' };
+}
+
+function openReadOnly(file: string, what: string, from: string): Journal {
+  try {
+    return Journal.open(file, { host: 'audit', readonly: true });
+  } catch (e) {
+    if (e instanceof JournalError && e.code === 'VMLOCKD_ERR_JOURNAL_MISSING') {
+      throw bad(`no ${what} at ${file} (from ${from}); pass --state-dir DIR or --journal FILE`);
+    }
+    throw e;
+  }
+}
+
+interface Opened extends AuditSources {
+  readonly file: string;
+  readonly archiveFile: string;
+  close(): void;
+}
+
+async function openSources(v: JournalFlags & { archive?: boolean | undefined; 'archive-file'?: string | undefined }): Promise<Opened> {
+  const { file, from } = await resolveJournalFile(v);
+  const live = openReadOnly(file, 'journal', from);
+  const archiveFile = v['archive-file'] !== undefined ? path.resolve(v['archive-file']) : archivePathFor(file);
+  let archive: Journal | undefined;
+  try {
+    if (v.archive === true || v['archive-file'] !== undefined) archive = openReadOnly(archiveFile, 'journal archive', v['archive-file'] ? '--archive-file' : 'beside the journal');
+  } catch (e) {
+    live.close();
+    throw e;
+  }
+  return {
+    file,
+    archiveFile,
+    live,
+    ...(archive ? { archive } : {}),
+    close() {
+      archive?.close();
+      live.close();
+    },
+  };
+}
+
+function archiveHint(src: Opened): string {
+  if (src.archive !== undefined) return '';
+  if (src.live.archivedThrough() === 0) return '';
+  return `; facts up to seq ${src.live.archivedThrough()} were moved to ${src.archiveFile}: add --archive to read them`;
+}
+
+/** The disk as the journal names it: canonical (symlinks resolved here), else the path as typed. */
+function resolveDisk(src: Opened, raw: string): string {
+  const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
+  for (const c of candidates) {
+    if (src.live.knowsDisk(c) || src.archive?.knowsDisk(c) === true) return c;
+  }
+  const where = src.archive ? `${src.file} or its archive` : src.file;
+  throw bad(`unknown disk ${JSON.stringify(raw)}: no fact in ${where} names ${candidates.join(' or ')}${archiveHint(src)}`);
+}
+
+/** The VM as typed, once the journal is known to name it (the query expands a name to its uuids). */
+function resolveVm(src: Opened, vm: string): string {
+  if (src.live.knowsOwner(vm) || src.archive?.knowsOwner(vm) === true) return vm;
+  const where = src.archive ? `${src.file} or its archive` : src.file;
+  throw bad(`unknown VM ${JSON.stringify(vm)}: no fact in ${where} names it by uuid or name${archiveHint(src)}`);
+}
+
+function parseKinds(value: string): string[] {
+  const kinds = value.split(',').map((k) => k.trim()).filter((k) => k !== '');
+  const known = FACT_KINDS as readonly string[];
+  const unknown = kinds.filter((k) => !known.includes(k));
+  if (kinds.length === 0 || unknown.length > 0) {
+    throw bad(`--kind must name fact kinds from ${known.join(', ')}; got ${JSON.stringify(value)}`);
+  }
+  return kinds;
+}
+
+const AUDIT_OPTIONS = {
+  vm: { type: 'string' },
+  disk: { type: 'string' },
+  at: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  kind: { type: 'string' },
+  host: { type: 'string' },
+  limit: { type: 'string' },
+  conflicts: { type: 'boolean' },
+  timeline: { type: 'boolean' },
+  follow: { type: 'boolean', short: 'f' },
+  json: { type: 'boolean' },
+  csv: { type: 'boolean' },
+  width: { type: 'string' },
+  archive: { type: 'boolean' },
+  'archive-file': { type: 'string' },
+  'state-dir': { type: 'string' },
+  journal: { type: 'string' },
+  socket: { type: 'string' },
+  config: { type: 'string', multiple: true },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** parseArgs' own messages (unknown option, missing value) as a usage error: exit 2, with the usage. */
+function parse<T>(run: () => T, text: string): T {
+  try {
+    return run();
+  } catch (e) {
+    throw usage((e as Error).message, text);
+  }
+}
+
+export async function runAudit(argv: string[]): Promise<number> {
+  const { values: v, positionals } = parse(() => parseArgs({ args: argv, options: AUDIT_OPTIONS, allowPositionals: true, strict: true }), AUDIT_USAGE);
+  if (v.help === true) {
+    process.stdout.write(AUDIT_USAGE + '\n');
+    return 0;
+  }
+  if (positionals.length > 0) throw usage(`audit takes no positional arguments, got ${JSON.stringify(positionals)}`, AUDIT_USAGE);
+  if (v.json === true && v.csv === true) throw usage('choose one of --json and --csv', AUDIT_USAGE);
+  const format: Format = v.json === true ? 'json' : v.csv === true ? 'csv' : 'table';
+  if (v.at !== undefined && v.disk === undefined) throw usage('--at needs --disk PATH: it answers who held that disk at that moment', AUDIT_USAGE);
+  if (v.timeline === true && v.disk === undefined) throw usage('--timeline needs --disk PATH', AUDIT_USAGE);
+  if (v.at !== undefined && v.timeline === true) throw usage('choose one of --at and --timeline', AUDIT_USAGE);
+  if (v.follow === true && (v.at !== undefined || v.timeline === true)) throw usage('--follow streams facts; it cannot follow --at or --timeline', AUDIT_USAGE);
+  if (v.conflicts === true && v.kind !== undefined) throw usage('--conflicts already chooses the kinds (LockRefused, LeaseLost); leave out --kind', AUDIT_USAGE);
+
+  const now = Date.now();
+  const at = v.at === undefined ? undefined : parseTime('at', v.at, now);
+  const since = v.since === undefined ? undefined : parseTime('since', v.since, now);
+  const until = v.until === undefined ? undefined : parseTime('until', v.until, now);
+  if (since !== undefined && until !== undefined && since > until) throw bad(`--since ${since} is after --until ${until}`);
+  const kinds = v.conflicts === true ? [...CONFLICT_KINDS] : v.kind !== undefined ? parseKinds(v.kind) : undefined;
+  const limit = parseLimit(v.limit, v.follow === true ? FOLLOW_BACKLOG : DEFAULT_LIMIT);
+  const width = v.width === undefined ? (process.stdout.columns ?? 100) : Number(v.width);
+  if (!Number.isInteger(width) || width < 30) throw bad(`--width must be an integer >= 30, got ${JSON.stringify(v.width)}`);
+
+  const src = await openSources(v);
+  try {
+    const disk = v.disk === undefined ? undefined : resolveDisk(src, v.disk);
+    const vm = v.vm === undefined ? undefined : resolveVm(src, v.vm);
+
+    if (at !== undefined) {
+      process.stdout.write(formatHolders(disk!, at, holdersAt(src, disk!, at), format));
+      return 0;
+    }
+    if (v.timeline === true) {
+      const first = queryFacts(src, { disk: disk!, limit: 1 })[0];
+      const from = since ?? first?.at ?? new Date(now).toISOString();
+      const to = until ?? new Date(now).toISOString();
+      const t = timeline(src, disk!, from, to);
+      process.stdout.write(format === 'table' ? formatTimeline(t, width) : format === 'json' ? JSON.stringify(t, null, 2) + '\n' : timelineCsv(t));
+      return 0;
+    }
+    const q: FactQuery = {
+      ...(disk !== undefined ? { disk } : {}),
+      ...(vm !== undefined ? { owner: vm } : {}),
+      ...(v.host !== undefined ? { host: v.host } : {}),
+      ...(kinds !== undefined ? { kinds } : {}),
+      ...(since !== undefined ? { since } : {}),
+      ...(until !== undefined ? { until } : {}),
+    };
+    const facts = queryFacts(src, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) });
+    const opts = { oneDisk: disk !== undefined };
+    if (v.follow === true) return await follow(src.live, q, facts, format, opts);
+    process.stdout.write(formatFacts(facts, format, opts));
+    if (limit !== undefined && facts.length === limit) {
+      process.stderr.write(`vmlockd: showing the newest ${limit} matching facts; --limit 0 shows all, --since/--until narrow the window\n`);
+    }
+    return 0;
+  } finally {
+    src.close();
+  }
+}
+
+function timelineCsv(t: ReturnType<typeof timeline>): string {
+  const rows = t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.generation ?? ''].map((c) => csvCell(c)).join(',') + '\r\n');
+  return csvHeader(['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'generation']) + rows.join('');
+}
+
+function csvCell(v: unknown): string {
+  const s = v === undefined || v === null ? '' : String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/**
+ * Prints the backlog, then polls the journal for facts past the last seq seen. A read-only WAL reader
+ * sees each commit of the running daemon at its next read, so polling by seq misses nothing and
+ * takes no lock the daemon waits on.
+ */
+async function follow(
+  live: Journal,
+  q: FactQuery,
+  backlog: readonly StoredFact[],
+  format: Format,
+  opts: { oneDisk: boolean },
+): Promise<number> {
+  const out = (s: string) => process.stdout.write(s);
+  const print = (facts: readonly StoredFact[]) => {
+    if (facts.length === 0) return;
+    if (format === 'json') out(facts.map((f) => JSON.stringify(f)).join('\n') + '\n');
+    else if (format === 'csv') out(csvRows(facts.map(toRow)));
+    else out(table(facts.map((f) => tableCells(toRow(f), opts))));
+  };
+  if (format === 'csv') out(csvHeader());
+  if (format === 'table') out(table([tableHeader(opts)]));
+  print(backlog);
+  let last = live.lastSeq();
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const stop = () => {
+    stopped = true;
+    wake?.();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.stdout.once('error', stop);
+  try {
+    while (!stopped) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, FOLLOW_POLL_MS);
+      });
+      if (stopped) break;
+      const top = live.lastSeq();
+      if (top <= last) continue;
+      print(live.query({ ...q, afterSeq: last, untilSeq: top }));
+      last = top;
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+  return 0;
+}
+
+const JOURNAL_OPTIONS = {
+  before: { type: 'string' },
+  archive: { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  'state-dir': { type: 'string' },
+  journal: { type: 'string' },
+  socket: { type: 'string' },
+  config: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** `vmlockd journal compact|verify` (`vmlockd integrity` is `journal verify`). */
+export async function runJournal(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
+    process.stdout.write(JOURNAL_USAGE + '\n');
+    return sub === undefined ? 2 : 0;
+  }
+  const { values: v, positionals } = parse(() => parseArgs({ args: rest, options: JOURNAL_OPTIONS, allowPositionals: true, strict: true }), JOURNAL_USAGE);
+  if (v.help === true) {
+    process.stdout.write(JOURNAL_USAGE + '\n');
+    return 0;
+  }
+  if (positionals.length > 0) throw usage(`journal ${sub} takes no positional arguments, got ${JSON.stringify(positionals)}`, JOURNAL_USAGE);
+  switch (sub) {
+    case 'verify':
+      if (v.before !== undefined || v['dry-run'] === true) throw usage('--before and --dry-run belong to journal compact', JOURNAL_USAGE);
+      return verify(v);
+    case 'compact':
+      return compactCommand(v);
+    default:
+      throw usage(`journal needs "compact" or "verify", got ${JSON.stringify(sub)}`, JOURNAL_USAGE);
+  }
+}
+
+interface JournalValues extends JournalFlags {
+  before?: string | undefined;
+  archive?: string | undefined;
+  'dry-run'?: boolean | undefined;
+  json?: boolean | undefined;
+}
+
+interface FileReport {
+  file: string;
+  ok: boolean;
+  facts: number;
+  firstSeq: number;
+  lastSeq: number;
+  problems: string[];
+  firstBadSeq?: number;
+}
+
+function checkOne(j: Journal): FileReport {
+  const integrity = j.integrity();
+  const chain = j.verifyChain();
+  const problems = [...integrity.problems, ...chain.problems];
+  const bads = [integrity.firstBadSeq, chain.firstBadSeq].filter((s): s is number => s !== undefined);
+  const report: FileReport = { file: j.file, ok: problems.length === 0, facts: chain.checked, firstSeq: j.firstSeq(), lastSeq: j.lastSeq(), problems };
+  if (bads.length > 0) report.firstBadSeq = Math.min(...bads);
+  return report;
+}
+
+async function verify(v: JournalValues): Promise<number> {
+  const { file, from } = await resolveJournalFile(v);
+  const live = openReadOnly(file, 'journal', from);
+  const reports: Array<FileReport & { role: 'journal' | 'archive' }> = [];
+  try {
+    reports.push({ role: 'journal', ...checkOne(live) });
+    const archiveFile = v.archive !== undefined ? path.resolve(v.archive) : archivePathFor(file);
+    const archivedThrough = live.archivedThrough();
+    if (v.archive !== undefined || fs.existsSync(archiveFile)) {
+      const archive = openReadOnly(archiveFile, 'journal archive', v.archive !== undefined ? '--archive' : 'beside the journal');
+      try {
+        const r = { role: 'archive' as const, ...checkOne(archive) };
+        // The two files are one chain: the archive must end exactly where the journal's chain starts.
+        const base = live.chainBase();
+        const head = archive.chainHead();
+        if (head.seq < archivedThrough) r.problems.push(`archive ends at seq ${head.seq}, but the journal moved facts through seq ${archivedThrough}`);
+        else if (archivedThrough > 0 && head.seq === base.seq && !head.hash.equals(base.hash)) {
+          r.problems.push(`archive's last fact (seq ${head.seq}) is not the one the journal's chain continues from`);
+        }
+        r.ok = r.problems.length === 0;
+        reports.push(r);
+      } finally {
+        archive.close();
+      }
+    } else if (archivedThrough > 0) {
+      reports[0]!.problems.push(`facts through seq ${archivedThrough} were moved to an archive, but ${archiveFile} is missing (--archive FILE names it)`);
+      reports[0]!.ok = false;
+    }
+  } finally {
+    live.close();
+  }
+  const ok = reports.every((r) => r.ok);
+  if (v.json === true) process.stdout.write(JSON.stringify({ file, ok, reports }, null, 2) + '\n');
+  else {
+    for (const r of reports) {
+      const range = r.facts === 0 ? 'no facts' : `${r.facts} facts, seq ${r.firstSeq}..${r.lastSeq}`;
+      if (r.ok) process.stdout.write(`${r.role} ${r.file}: ok (${range}, hash chain intact)\n`);
+      else for (const p of r.problems) process.stdout.write(`${r.role} ${r.file}: ${p}\n`);
+    }
+  }
+  return ok ? 0 : 1;
+}
+
+async function compactCommand(v: JournalValues): Promise<number> {
+  if (v.before === undefined) throw usage('journal compact needs --before TIME', JOURNAL_USAGE);
+  const before = parseTime('before', v.before);
+  const { file } = await resolveJournalFile(v);
+  if (!fs.existsSync(file)) throw bad(`no journal at ${file}; pass --state-dir DIR or --journal FILE`);
+  const archive = v.archive !== undefined ? path.resolve(v.archive) : archivePathFor(file);
+  // A writer connection beside a running daemon's: WAL lets both in, and every step below is a
+  // short transaction, so the daemon's appends wait milliseconds at most.
+  const journal = Journal.open(file, { host: 'journal-compact' });
+  try {
+    const from = journal.archivedThrough();
+    const cut = journal.compactionCut(before);
+    const say = (text: string, obj: Record<string, unknown>) =>
+      process.stdout.write(v.json === true ? JSON.stringify({ journal: file, archive, before, ...obj }, null, 2) + '\n' : text);
+    if (cut <= from) {
+      say(`nothing to compact: no fact in ${file} is older than ${before}${from > 0 ? ` beyond seq ${from}, already archived` : ''}\n`, { moved: 0, throughSeq: from });
+      return 0;
+    }
+    if (v['dry-run'] === true) {
+      say(`would move facts seq ${from + 1}..${cut} (${cut - from}) from ${file} to ${archive}\n`, { dryRun: true, wouldMove: cut - from, throughSeq: cut });
+      return 0;
+    }
+    ensureSnapshot(journal, cut);
+    const r = journal.compact({ throughSeq: cut, archive, holds: HOLDS });
+    say(
+      `moved facts seq ${from + 1}..${r.throughSeq} to ${r.archive} (${r.moved} copied, ${r.deleted} deleted, ${r.carried} still in force kept as carried copies); ` +
+        `the journal starts at seq ${r.firstLiveSeq || '(empty)'}\n`,
+      { ...r },
+    );
+    return 0;
+  } finally {
+    journal.close();
+  }
+}
+
+/**
+ * Start-up folds the newest snapshot and the facts after it; once facts through `cut` are gone,
+ * that snapshot must be at or past `cut`. Folds exactly as the daemon's loadState does.
+ */
+function ensureSnapshot(journal: Journal, cut: number): void {
+  const snap = journal.latestSnapshot();
+  if (snap !== undefined && snap.seq >= cut) return;
+  const state = snap ? fromSnapshot(snap.state) : initialState();
+  if (snap) state.seq = snap.seq;
+  for (const row of journal.readAfter(state.seq)) evolve(state, fromRow(row));
+  journal.writeSnapshot(state.seq, toSnapshot(state));
+}

@@ -1,0 +1,210 @@
+// Compaction: move an old prefix of the journal into an archive file, so the live journal stays
+// small while history stays readable (`audit --archive`) and verifiable (the chain continues).
+//
+// Order, chosen so a crash at any point loses nothing and a rerun finishes the job:
+//   1. copy the prefix into the archive, page by page, each page durable (synchronous=FULL) before
+//      the next is read;
+//   2. in ONE journal transaction: raise meta.archived_through (which the delete trigger reads), record
+//      the chain base (seq and hash of the last moved fact) and replace the carried facts;
+//   3. delete the moved facts in short transactions, so a running daemon's appends wait milliseconds.
+// A crash after 1 leaves facts in both files (the rerun skips what the archive has); after 2 the
+// rerun deletes the rest.
+import type Database from 'better-sqlite3';
+import { JournalError } from './errors.js';
+import { CHAIN_COLUMNS, type ChainRow } from './schema.js';
+import type { Journal } from './journal.js';
+
+/** Which kinds open and close a hold of (resource, owner): facts in force are carried past a compaction. */
+export interface HoldKinds {
+  readonly open: readonly string[];
+  readonly close: readonly string[];
+}
+
+export interface CompactOptions {
+  /** Move every fact with seq <= throughSeq. */
+  readonly throughSeq: number;
+  /** The archive file; created (as an archive) when absent. */
+  readonly archive: string;
+  readonly holds: HoldKinds;
+  /** Rows per copy page (default 10,000); deletes go in fifths of it, each its own short transaction. */
+  readonly pageSize?: number;
+}
+
+export interface CompactReport {
+  archive: string;
+  /** Facts now in the archive that were in the journal before this run. */
+  moved: number;
+  /** Facts deleted from the journal by this run (a resumed run may delete facts an earlier run copied). */
+  deleted: number;
+  /** Facts kept as carried copies (their holds were still open at the cut). */
+  carried: number;
+  throughSeq: number;
+  /** The first fact left in the journal (0 when none is). */
+  firstLiveSeq: number;
+}
+
+type FullRow = ChainRow & { hash: Buffer | null };
+
+const DEFAULT_PAGE = 10_000;
+
+export function compact(journal: Journal, opts: CompactOptions): CompactReport {
+  const { throughSeq, archive: archiveFile } = opts;
+  const page = opts.pageSize ?? DEFAULT_PAGE;
+  if (!Number.isSafeInteger(throughSeq) || throughSeq < 1) {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `compact throughSeq must be an integer >= 1, got ${JSON.stringify(throughSeq)}`);
+  }
+  if (!Number.isSafeInteger(page) || page < 1) {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `compact pageSize must be an integer >= 1, got ${JSON.stringify(page)}`);
+  }
+  const db = journal.db;
+  const last = journal.lastSeq();
+  if (throughSeq > last) {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `compact through seq ${throughSeq} is beyond the last fact seq ${last} in ${journal.file}`);
+  }
+  requireSnapshot(journal, throughSeq);
+  const archivedThrough = journal.archivedThrough();
+  if (throughSeq <= archivedThrough) {
+    return { archive: archiveFile, moved: 0, deleted: deleteMoved(db, archivedThrough, Math.max(1, Math.floor(page / 5))), carried: countCarried(db), throughSeq: archivedThrough, firstLiveSeq: journal.firstSeq() };
+  }
+
+  // The constructor is not importable here without a cycle; the instance's class is the same one.
+  const JournalClass = journal.constructor as typeof Journal;
+  const archive = JournalClass.open(archiveFile, { host: journal.host, archive: true, synchronous: 'FULL' });
+  let moved = 0;
+  let carried: FullRow[];
+  try {
+    const archiveHead = archive.chainHead();
+    // The archive must end exactly where this journal's moved facts end (or later, after a crash
+    // between copy and delete): anything else is another host's archive or a lost one.
+    if (archiveHead.seq < archivedThrough) {
+      throw new JournalError(
+        'VMLOCKD_ERR_BAD_INPUT',
+        `archive ${archiveFile} ends at seq ${archiveHead.seq}, but ${journal.file} has moved facts through seq ${archivedThrough}: wrong archive file`,
+      );
+    }
+    if (archiveHead.seq > 0) {
+      // Its last fact must be ours: the chain base once deleted here, or a fact still here after a
+      // crash between copy and delete.
+      const ours = archiveHead.seq === archivedThrough ? journal.chainBase().hash : rowHash(db, archiveHead.seq);
+      if (ours === undefined || !ours.equals(archiveHead.hash)) {
+        throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `archive ${archiveFile} does not continue ${journal.file}: their facts at seq ${archiveHead.seq} differ`);
+      }
+    }
+
+    const tracker = new HoldTracker(opts.holds);
+    for (const row of db.prepare(`SELECT ${CHAIN_COLUMNS}, hash FROM carried ORDER BY seq ASC`).iterate() as IterableIterator<FullRow>) tracker.see(row);
+
+    const readPage = db.prepare<[number, number, number], FullRow>(
+      `SELECT ${CHAIN_COLUMNS}, hash FROM facts WHERE seq > ? AND seq <= ? ORDER BY seq ASC LIMIT ?`,
+    );
+    const insert = archive.db.prepare(
+      `INSERT INTO facts (${CHAIN_COLUMNS}, hash) VALUES (@seq, @at, @host, @kind, @resource, @disk, @owner, @owner_name, @payload, @hash)`,
+    );
+    const insertOwner = archive.db.prepare(`INSERT OR IGNORE INTO owners (name, uuid) VALUES (?, ?)`);
+    const copy = archive.db.transaction((rows: FullRow[]) => {
+      for (const r of rows) {
+        insert.run(r);
+        if (r.owner !== null && r.owner_name !== null) insertOwner.run(r.owner_name, r.owner);
+      }
+    });
+    let after = archivedThrough;
+    for (;;) {
+      const rows = readPage.all(after, throughSeq, page);
+      if (rows.length === 0) break;
+      for (const r of rows) tracker.see(r);
+      const fresh = rows.filter((r) => r.seq > archiveHead.seq);
+      if (fresh.length > 0) {
+        copy.immediate(fresh);
+        moved += fresh.length;
+      }
+      after = rows[rows.length - 1]!.seq;
+    }
+    if (after !== throughSeq) {
+      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `compact read facts up to seq ${after}, expected ${throughSeq}: ${journal.file} has a hole`);
+    }
+    carried = tracker.inForce();
+  } finally {
+    archive.close();
+  }
+
+  const lastMovedHash = rowHash(db, throughSeq);
+  const setMeta = db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
+  const insertCarried = db.prepare(`INSERT INTO carried (${CHAIN_COLUMNS}, hash) VALUES (@seq, @at, @host, @kind, @resource, @disk, @owner, @owner_name, @payload, @hash)`);
+  db.transaction(() => {
+    // Re-checked under the write lock: the snapshot must still cover the cut when the cut takes effect.
+    requireSnapshot(journal, throughSeq);
+    setMeta.run('archived_through', String(throughSeq));
+    setMeta.run('chain_base_seq', String(throughSeq));
+    setMeta.run('chain_base_hash', (lastMovedHash ?? Buffer.alloc(32)).toString('hex'));
+    db.prepare('DELETE FROM carried').run();
+    for (const row of carried) insertCarried.run(row);
+  }).immediate();
+
+  const deleted = deleteMoved(db, throughSeq, Math.max(1, Math.floor(page / 5)));
+  return { archive: archiveFile, moved, deleted, carried: carried.length, throughSeq, firstLiveSeq: journal.firstSeq() };
+}
+
+function requireSnapshot(journal: Journal, throughSeq: number): void {
+  const snap = journal.db.prepare(`SELECT max(seq) AS seq FROM snapshots`).get() as { seq: number | null };
+  if (snap.seq === null || snap.seq < throughSeq) {
+    throw new JournalError(
+      'VMLOCKD_ERR_BAD_INPUT',
+      `compact through seq ${throughSeq} needs a snapshot at seq ${throughSeq} or later first ` +
+        `(newest is ${snap.seq ?? 'none'}): start-up would otherwise need the moved facts`,
+    );
+  }
+}
+
+function rowHash(db: Database.Database, seq: number): Buffer | undefined {
+  const row = db.prepare(`SELECT hash FROM facts WHERE seq = ?`).get(seq) as { hash: Buffer | null } | undefined;
+  return row?.hash ?? undefined;
+}
+
+function countCarried(db: Database.Database): number {
+  return (db.prepare(`SELECT count(*) AS n FROM carried`).get() as { n: number }).n;
+}
+
+/**
+ * Deletes facts <= throughSeq (the trigger allows exactly those), a page per transaction: each holds
+ * the write lock for tens of milliseconds, so a running daemon's appends wait that long at most.
+ */
+function deleteMoved(db: Database.Database, throughSeq: number, page: number): number {
+  const del = db.prepare(`DELETE FROM facts WHERE seq IN (SELECT seq FROM facts WHERE seq <= ? ORDER BY seq LIMIT ?)`);
+  let deleted = 0;
+  for (;;) {
+    const n = db.transaction(() => del.run(throughSeq, page).changes).immediate();
+    deleted += n;
+    if (n < page) return deleted;
+  }
+}
+
+/**
+ * Which facts are still in force after the moved range: per (resource, owner), the open facts since
+ * its last close. A lock taken, re-taken at two restarts and still held keeps all three: the first
+ * gives `since`, the last the current mode and generation.
+ */
+class HoldTracker {
+  private readonly open: ReadonlySet<string>;
+  private readonly close: ReadonlySet<string>;
+  private readonly held = new Map<string, FullRow[]>();
+
+  constructor(kinds: HoldKinds) {
+    this.open = new Set(kinds.open);
+    this.close = new Set(kinds.close);
+  }
+
+  see(row: FullRow): void {
+    if (row.resource === null || row.owner === null) return;
+    const key = `${row.resource}\u0000${row.owner}`;
+    if (this.close.has(row.kind)) this.held.delete(key);
+    else if (this.open.has(row.kind)) {
+      const list = this.held.get(key);
+      if (list === undefined) this.held.set(key, [row]);
+      else list.push(row);
+    }
+  }
+
+  inForce(): FullRow[] {
+    return [...this.held.values()].flat().sort((a, b) => a.seq - b.seq);
+  }
+}
