@@ -17,6 +17,8 @@ export interface ApiContext {
   locks(): unknown[];
   audit(q: AuditQuery): unknown[];
   log(level: 'info' | 'warning' | 'error', msg: string): void;
+  /** virtlockd's lease rules from the live config (auto_disk_leases, require_lease_for_disks). */
+  leaseRules?(): { autoDiskLeases: boolean; requireLeaseForDisks: boolean };
 }
 
 export interface AuditQuery {
@@ -99,7 +101,7 @@ function commandFrom(kind: 'acquire' | 'release' | 'check', body: Record<string,
 
 export function createApiServer(ctx: ApiContext): http.Server {
   // One per server: it remembers incoming migrations between the hook's calls.
-  const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host) });
+  const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host), ...(ctx.leaseRules ? { leaseRules: ctx.leaseRules } : {}) });
   const server = http.createServer((req, res) => {
     handle(ctx, req, res, hook).catch((e: unknown) => {
       const bad = e instanceof BadInputError;

@@ -160,6 +160,7 @@ export class Daemon {
       status: () => this.status(),
       locks: () => lockView(engine.state),
       audit: (q) => this.audit(q),
+      leaseRules: () => ({ autoDiskLeases: this.config.autoDiskLeases, requireLeaseForDisks: this.config.requireLeaseForDisks }),
       log: (level, msg) => this.log.log(level, msg),
     });
     await listenUnix(this.server, c.socket);

@@ -28,7 +28,12 @@ export interface HookRouteDeps {
   now?: () => number;
   volPath?: VolPathResolver;
   incomingTtlMs?: number;
+  /** virtlockd's lease rules (qemu-lockd.conf), read at every call: they reload live. */
+  leaseRules?(): { autoDiskLeases: boolean; requireLeaseForDisks: boolean };
 }
+
+/** libvirt's lockd plugin's text for require_lease_for_disks (it refuses with CONFIG_UNSUPPORTED). */
+export const NO_LEASE_MESSAGE = 'Read/write, exclusive access, disks were present, but no leases specified';
 
 export type HookReply = Reply & {
   readonly action: HookAction;
@@ -86,8 +91,14 @@ export class HookRoute {
       return { ...reply, ...base };
     }
 
-    const locks = await domainLocks(info, this.volPath);
+    const found = await domainLocks(info, this.volPath);
+    const rules = this.deps.leaseRules?.() ?? { autoDiskLeases: true, requireLeaseForDisks: false };
+    // auto_disk_leases = 0: like the lockd plugin, lock only the domain's <lease> elements.
+    const locks = rules.autoDiskLeases ? found : { ...found, disks: found.disks.filter((d) => d.named !== undefined) };
     const withPlan = { ...base, unprotected: locks.unprotected };
+    if (call.action === 'acquire' && rules.requireLeaseForDisks && info.leases.length === 0 && found.disks.some((d) => d.mode === 'exclusive')) {
+      return { status: 'error', code: 'VMLOCKD_ERR_CONFIG', message: `${NO_LEASE_MESSAGE} (require_lease_for_disks = 1)`, ...withPlan };
+    }
     if (call.action === 'check') {
       if (call.op === 'migrate') this.remember(owner.uuid);
       const reply = await this.check(owner, locks.disks, at, call.op === 'migrate');

@@ -12,10 +12,10 @@ const UUID = 'b05b77c4-296e-405c-8196-3c19ad33cbf1';
 const ROOT = '/tmp/lvsess/home/root.qcow2';
 const HOT = '/tmp/lvsess/home/hot.img';
 
-function setup() {
+function setup(rules = { autoDiskLeases: true, requireLeaseForDisks: false }) {
   const ctx = new FakeContext('hostA');
   let now = Date.parse('2026-11-25T21:00:00Z');
-  const route = new HookRoute({ submit: (c) => ctx.submit(c), host: () => 'hostA', now: () => now, volPath: async () => null, incomingTtlMs: 60_000 });
+  const route = new HookRoute({ submit: (c) => ctx.submit(c), host: () => 'hostA', now: () => now, volPath: async () => null, incomingTtlMs: 60_000, leaseRules: () => rules });
   const call = (op: string, subop: string, xml = XML) => route.handle({ name: 'tcg1', op, subop, extra: '-', xml });
   return { ctx, route, call, advance: (ms: number) => (now += ms) };
 }
@@ -29,6 +29,22 @@ test('given prepare begin, then every disk is acquired with source "hook"', asyn
   assert.is(ctx.commands[0]!.kind, 'acquire');
   assert.is(ctx.commands[0]!.source, 'hook');
   assert.equal(ctx.held(UUID), [HOT, ROOT]);
+});
+
+test('given require_lease_for_disks = 1 and no <lease>, then prepare begin fails with the lockd plugin\'s message and takes nothing', async () => {
+  const { ctx, call } = setup({ autoDiskLeases: false, requireLeaseForDisks: true });
+  const r = await call('prepare', 'begin');
+  assert.is(r.status, 'error');
+  assert.is(r.status === 'error' && r.code, 'VMLOCKD_ERR_CONFIG');
+  assert.match(r.status === 'error' ? r.message : '', 'Read/write, exclusive access, disks were present, but no leases specified');
+  assert.is(ctx.commands.length, 0);
+});
+
+test('given auto_disk_leases = 0 without require_lease_for_disks, then disks take no automatic lock', async () => {
+  const { ctx, call } = setup({ autoDiskLeases: false, requireLeaseForDisks: false });
+  const r = await call('prepare', 'begin');
+  assert.is(r.status, 'ok');
+  assert.equal(ctx.held(UUID), []);
 });
 
 test('given one disk held by another VM, then prepare begin is refused and takes nothing (all or nothing)', async () => {
