@@ -19,7 +19,16 @@ import { resolveCommand, type NamingRules } from './resolve.js';
 import { evolve, type State } from './state.js';
 import type { Command, Intent, VmEvent } from './types.js';
 
-export type Reply = Outcome | { readonly status: 'error'; readonly code: string; readonly message: string };
+export type Reply =
+  | Outcome
+  | {
+      readonly status: 'error';
+      readonly code: string;
+      readonly message: string;
+      /** For a failed system call: its errno name (ENOENT, EBADFD) and which call ("open", "fcntl(F_OFD_SETLK)"). */
+      readonly errno?: string;
+      readonly syscall?: string;
+    };
 
 interface Job {
   readonly command: Command;
@@ -270,7 +279,14 @@ export class Engine {
       e instanceof BadInputError
         ? fact('InputRejected', c.at, { source: c.source, code, message, raw: JSON.stringify(c) })
         : fact('CommandFailed', c.at, { source: c.source, code, message, owner: c.owner, command: c.kind });
-    const reply: Reply = { status: 'error', code, message };
+    const cause = (e as { cause?: NodeJS.ErrnoException }).cause;
+    const reply: Reply = {
+      status: 'error',
+      code,
+      message,
+      ...(typeof cause?.code === 'string' ? { errno: cause.code } : {}),
+      ...(typeof cause?.syscall === 'string' ? { syscall: cause.syscall } : {}),
+    };
     this.enqueue([f], { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => job.done(reply));
   }
 }

@@ -559,11 +559,10 @@ export class VirtlockdServer implements RunningSource {
 
   /** An engine error as virtlockd would have reported the same failure. */
   private engineError(reply: Extract<Reply, { status: 'error' }>, file: string, autocreate: boolean): RpcErrorSpec {
-    const errCode = /: (E[A-Z0-9]+)[:,]/.exec(reply.message)?.[1];
-    const errno = errnoOf(errCode);
+    const errno = errnoOf(reply.errno);
     if (reply.code === 'VMLOCKD_ERR_IO' && errno !== undefined) {
-      if (reply.message.startsWith('cannot open')) return openFailed(file, errno, undefined, { autocreate });
-      if (reply.message.startsWith('cannot lock')) return lockFailed(file, errno);
+      if (reply.syscall === 'open') return openFailed(file, errno, undefined, { autocreate });
+      if (reply.syscall?.startsWith('fcntl')) return lockFailed(file, errno);
     }
     if (reply.code === 'VMLOCKD_ERR_BAD_INPUT') return invalidArg(reply.message);
     return internalError(reply.message);
