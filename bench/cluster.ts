@@ -2,16 +2,13 @@
 //   node --import tsx bench/cluster.ts [--quick] [--gluster-state DIR]
 // The GlusterFS volume comes from .ci/gluster-up.sh (DIR/gluster/env); without one the local
 // figures are printed alone and the run says why.
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { who } from '../src/cli/cluster-view.js';
+import { ROOT, startBenchDaemon } from './lib.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'dist', 'main.js');
 const QUICK = process.argv.includes('--quick');
 const SAMPLES = QUICK ? 300 : 2000;
 const stateArg = process.argv.indexOf('--gluster-state');
@@ -23,20 +20,6 @@ function glusterMount(): string | string[] {
   if (!fs.existsSync(file)) return [`${file} does not exist`];
   const line = fs.readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith('GLUSTER_MNT_A='));
   return line ? line.slice('GLUSTER_MNT_A='.length) : [`${file} has no GLUSTER_MNT_A`];
-}
-
-async function daemon(dir: string, lockspace: string): Promise<{ proc: ChildProcess; socket: string }> {
-  const socket = path.join(dir, 'd.sock');
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--state-dir', path.join(dir, 'state'), '--lockspace', lockspace, '--socket', socket, '--host-id', `bench-${path.basename(dir)}`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d;
-      if (out.includes('listening on')) resolve();
-    });
-    proc.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
-  });
-  return { proc, socket };
 }
 
 function post(agent: http.Agent, socket: string, p: string, body: unknown): Promise<number> {
@@ -59,7 +42,7 @@ async function measure(label: string, lockspace: string): Promise<{ label: strin
   fs.mkdirSync(images);
   const disk = path.join(images, 'bench.qcow2');
   fs.writeFileSync(disk, 'x');
-  const { proc, socket } = await daemon(dir, lockspace);
+  const { proc, socket } = await startBenchDaemon(dir, lockspace, `bench-${path.basename(dir)}`);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const vm = { uuid: '00000000-0000-4000-8000-00000000beef', name: 'bench' };
   const acq: number[] = [];

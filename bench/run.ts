@@ -3,18 +3,15 @@
 //
 //   npm run bench          full run, rewrites the table in bench/README.md
 //   npm run bench:quick    a smaller run (< 1 min), prints the table only
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { native } from '../src/engine/native.js';
 import { AUDIT_INDEXES } from '../src/journal/schema.js';
+import { MAIN, ROOT, startBenchDaemon } from './lib.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'dist', 'main.js');
 const QUICK = process.argv.includes('--quick');
 const N = {
   ofd: QUICK ? 200_000 : 1_000_000,
@@ -80,22 +77,6 @@ function rawSqliteRows(dir: string): number {
   const ms = performance.now() - t0;
   db.close();
   return rate(N.sqlite, ms);
-}
-
-async function startDaemon(dir: string): Promise<{ proc: ChildProcess; socket: string }> {
-  const socket = path.join(dir, 'vmlockd.sock');
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--state-dir', path.join(dir, 'state'), '--lockspace', path.join(dir, 'lockspace'), '--socket', socket, '--host-id', 'bench'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d;
-      if (out.includes('listening on')) resolve();
-    });
-    proc.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
-  });
-  return { proc, socket };
 }
 
 function uuid(i: number): string {
@@ -189,7 +170,7 @@ async function main(): Promise<void> {
   process.stderr.write(`bench${QUICK ? ' (quick)' : ''} in ${dir}\n`);
   const ofd = rawOfdPairs(dir);
   const sqlite = rawSqliteRows(dir);
-  const { proc, socket } = await startDaemon(dir);
+  const { proc, socket } = await startBenchDaemon(dir, path.join(dir, 'lockspace'), 'bench');
   try {
     const ing = await ingest(socket, dir);
     const cps = rate(ing.commands, ing.ms);

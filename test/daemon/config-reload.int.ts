@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UUID1, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { UUID1, startDaemon, tmpdir, type TestDaemon, until } from '../helpers/daemon.js';
 
 const BASE = `# vmlockd test config
 log_level = 3
@@ -19,15 +19,6 @@ function status(d: TestDaemon): Record<string, any> {
   return JSON.parse(r.stdout);
 }
 
-async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function facts(d: TestDaemon, kind: string): any[] {
   const db = new Database(path.join(d.opts.stateDir, 'journal.db'), { readonly: true });

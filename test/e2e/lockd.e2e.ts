@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MAIN, ROOT, TestDaemon, tmpdir } from '../helpers/daemon.js';
+import { MAIN, ROOT, TestDaemon, tmpdir, until } from '../helpers/daemon.js';
 
 const STATE = process.env.VMLOCKD_E2E_LIBVIRT_STATE;
 const HOOK_FIXTURE = path.join(ROOT, 'test', 'e2e', 'fixtures', 'qemu-hook');
@@ -44,15 +44,6 @@ function skipReason(): string | null {
   return null;
 }
 
-async function until<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 interface LockRow {
   name: string;

@@ -6,7 +6,9 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, type TestDaemon } from './daemon.js';
+import { UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, until, type TestDaemon } from './daemon.js';
+
+export { until };
 
 export interface ClusterSite {
   /** The lockspace as host A mounts it, and as host B mounts it (the same directory for a local run). */
@@ -38,15 +40,6 @@ export function journalFacts(d: TestDaemon, kind: string): any[] {
   }
 }
 
-export async function until<T>(what: string, probe: () => T | undefined | false | null, timeoutMs = 15_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 export function startHost(site: ClusterSite, which: 'a' | 'b', id: string, stateRoot: string, extra: string[] = []): Promise<TestDaemon> {
   return startDaemon({
