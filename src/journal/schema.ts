@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { JournalError } from './errors.js';
+import type { DbFactRow } from './query.js';
 
 export interface Migration {
   readonly description: string;
@@ -46,18 +47,8 @@ const DELETE_TRIGGER = `CREATE TRIGGER facts_no_delete BEFORE DELETE ON facts
 /** The columns the hash chain covers, in the order they are hashed. */
 export const CHAIN_COLUMNS = 'seq, at, host, kind, resource, disk, owner, owner_name, payload';
 
-export interface ChainRow {
-  seq: number;
-  at: string;
-  host: string;
-  kind: string;
-  resource: string | null;
-  disk: string | null;
-  owner: string | null;
-  owner_name: string | null;
-  /** The stored JSON text, hashed as stored (re-serialising could reorder nothing, but would hide a rewrite). */
-  payload: string;
-}
+/** A stored fact row as SQLite returns it; the chain hashes the payload JSON text as stored. */
+export type ChainRow = DbFactRow;
 
 /** The hash before the first fact: 32 zero bytes. */
 export const GENESIS_HASH: Buffer = Buffer.alloc(32);
