@@ -11,7 +11,10 @@ export type JournalErrorCode =
   | 'VMLOCKD_ERR_JOURNAL_READONLY'
   | 'VMLOCKD_ERR_JOURNAL_CLOSED'
   | 'VMLOCKD_ERR_JOURNAL_NETWORK_FS'
-  | 'VMLOCKD_ERR_JOURNAL_NO_WAL';
+  | 'VMLOCKD_ERR_JOURNAL_NO_WAL'
+  | 'VMLOCKD_ERR_JOURNAL_WRITE'
+  | 'VMLOCKD_ERR_JOURNAL_CORRUPT'
+  | 'VMLOCKD_ERR_JOURNAL_FORKED';
 
 export class JournalError extends Error {
   override readonly name = 'JournalError';

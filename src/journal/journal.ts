@@ -1,7 +1,7 @@
 // The SQLite event store. It stores generic rows and knows nothing of the engine's fact kinds:
 // the engine appends, replays and asks audit questions through this class only.
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, statfsSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, statfsSync, writeSync, constants as fsConstants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { JournalError } from './errors.js';
 import { FACT_COLUMNS, FactQueries, isIsoMsUtc, toStoredFact } from './query.js';
@@ -29,7 +29,46 @@ export interface JournalOptions {
   archive?: boolean;
   /** SQLite page cache in MiB (default SQLite's 2 MiB): bulk loaders and long scans want more. */
   cacheSizeMb?: number;
+  /**
+   * Staged appends (the daemon, the journal's only writer): `append` returns once its facts are
+   * written to a staging file beside the database with one write(2) (as durable as a
+   * synchronous=NORMAL commit: they survive a crash of this process), and a timer moves them into
+   * SQLite in batches. Every read through this Journal moves pending facts in first; opening the
+   * journal as a writer moves any a crashed process left behind. See docs/decisions/0006.
+   */
+  staged?: boolean | StageOptions;
 }
+
+export interface StageOptions {
+  /** How long a staged fact may wait for its SQLite batch (default 2 ms). */
+  flushMs?: number;
+  /** Most facts moved into SQLite per batch, so a burst does not block the event loop for long (default 500). */
+  batchRows?: number;
+  /** A batch that could not be written to SQLite (it stays staged and is retried). */
+  onError?: (e: Error) => void;
+}
+
+/** A fact with its seq and hash assigned: what is staged and what is inserted. */
+interface ChainedRow {
+  seq: number;
+  at: string;
+  /** The appending process's host id (a restart may run under another). */
+  host: string;
+  kind: string;
+  resource: string | null;
+  disk: string | null;
+  owner: string | null;
+  ownerName: string | null;
+  json: string;
+  hash: Buffer;
+}
+
+/** The staging file: one JSON array per fact and line; see `stageLine`. */
+export function stageFileOf(journalFile: string): string {
+  return `${journalFile}-stage`;
+}
+/** Truncate the staging file once everything in it is in SQLite and it has grown past this. */
+const STAGE_RESET_BYTES = 1 << 20;
 
 /** The result of walking the hash chain. */
 export interface ChainReport {
@@ -104,6 +143,19 @@ export class Journal {
   };
   // Present only on a writer; their absence is what makes append/writeSnapshot refuse on a reader.
   private readonly appendTx?: (rows: readonly FactRow[]) => StoredFact[];
+  private readonly insertStaged?: (rows: readonly ChainedRow[]) => void;
+  /** Staged mode: the staging file, the facts written there but not yet to SQLite, the chain head. */
+  private stage?: {
+    readonly file: string;
+    readonly fd: number;
+    size: number;
+    pending: ChainedRow[];
+    head: ChainBase;
+    timer?: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate };
+    readonly flushMs: number;
+    readonly batchRows: number;
+    readonly onError: (e: Error) => void;
+  };
   private readonly snapshotTx?: (seq: number, at: string, state: string) => void;
 
   static open(file: string, opts: JournalOptions): Journal {
@@ -127,7 +179,10 @@ export class Journal {
       if (cache !== undefined) db.pragma(`cache_size = -${cache * 1024}`);
       const version = opts.readonly === true ? checkReaderVersion(db, path) : migrate(db, path);
       if (opts.readonly !== true) checkRole(db, path, opts.archive === true);
-      return new Journal(db, path, opts.host, opts.readonly === true, version);
+      const journal = new Journal(db, path, opts.host, opts.readonly === true, version);
+      // Any writer moves what a crashed daemon left staged, so the facts are where readers look.
+      if (opts.readonly !== true) journal.recoverStage(opts.staged);
+      return journal;
     } catch (err) {
       db.close();
       throw err;
@@ -162,24 +217,34 @@ export class Journal {
 
     // IMMEDIATE takes the write lock at BEGIN, so a second writer (a CLI compaction) waits on
     // busy_timeout instead of failing with SQLITE_BUSY halfway through a batch.
+    const insertRows = (rows: readonly ChainedRow[]): void => {
+      for (const r of rows) {
+        insertFact.run(r.seq, r.at, r.host, r.kind, r.resource, r.disk, r.owner, r.ownerName, r.json, r.hash);
+        // A lookup in a table of a few thousand rows; it writes only for a name or uuid not seen before.
+        if (r.owner !== null && r.ownerName !== null) insertOwner.run(r.ownerName, r.owner);
+      }
+    };
     const appendTx = db.transaction((rows: readonly FactRow[]): StoredFact[] => {
       // Read inside the write transaction: another writer (a second daemon on a test file, a CLI)
       // may have appended since our last batch, and a cached head would fork the chain.
-      let { seq, hash } = this.chainHead();
-      return rows.map((row, i) => {
-        const { json, kind, at, resource, disk, owner, ownerName } = checkRow(row, i);
-        // Explicit seq: after a compaction that moved every fact, max(rowid) + 1 would restart at 1.
-        seq += 1;
-        hash = chainHash(hash, { seq, at, host, kind, resource, disk, owner, owner_name: ownerName, payload: json });
-        insertFact.run(seq, at, host, kind, resource, disk, owner, ownerName, json, hash);
-        // A lookup in a table of a few thousand rows; it writes only for a name or uuid not seen before.
-        if (owner !== null && ownerName !== null) insertOwner.run(ownerName, owner);
-        // The caller folds what is returned; handing back the parsed JSON (not the caller's object)
-        // makes live state equal the state a replay will build from the same rows.
-        return { seq, host, kind, at, resource, disk, owner, ownerName, payload: JSON.parse(json) as unknown };
-      });
+      const chained = chainRows(rows, this.chainHead(), host);
+      insertRows(chained);
+      return chained.map(stored);
     });
     this.appendTx = (rows) => appendTx.immediate(rows);
+    // Staged facts already carry their seq and hash; they must continue the chain exactly.
+    const insertStagedTx = db.transaction((rows: readonly ChainedRow[]): void => {
+      const head = this.chainHead();
+      const first = rows[0]!;
+      if (first.seq !== head.seq + 1) {
+        throw new JournalError(
+          'VMLOCKD_ERR_JOURNAL_FORKED',
+          `journal ${this.file}: staged fact seq ${first.seq} does not follow the last stored seq ${head.seq}; another process wrote to this journal`,
+        );
+      }
+      insertRows(rows);
+    });
+    this.insertStaged = (rows) => insertStagedTx.immediate(rows);
     const snapshotTx = db.transaction((seq: number, at: string, state: string) => {
       insertSnapshot.run(seq, at, state);
       pruneSnapshots.run(KEEP_SNAPSHOTS);
@@ -189,12 +254,120 @@ export class Journal {
 
   /** Appends all rows in ONE transaction: all are durable when this returns, or none is written. */
   append(rows: readonly FactRow[]): StoredFact[] {
-    this.live();
+    this.open();
     if (!Array.isArray(rows)) {
       throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `append expects an array of fact rows, got ${typeof rows}`);
     }
     if (rows.length === 0) return [];
-    return this.writer(this.appendTx)(rows);
+    const append = this.writer(this.appendTx);
+    const st = this.stage;
+    if (st === undefined) return append(rows);
+    // Staged: checked and chained here, written with one write(2); nothing changes if either fails.
+    const chained = chainRows(rows, st.head, this.host);
+    const buf = Buffer.from(chained.map((r, i) => stageLine(r, chained.length - 1 - i)).join(''));
+    let off = 0;
+    try {
+      while (off < buf.length) off += writeSync(st.fd, buf, off, buf.length - off);
+    } catch (cause) {
+      // A partial line would hide every later one from recovery: cut it off again.
+      try {
+        ftruncateSync(st.fd, st.size);
+      } catch {
+        // the next open drops a torn last line anyway
+      }
+      throw new JournalError('VMLOCKD_ERR_JOURNAL_WRITE', `cannot write to the journal's staging file ${st.file}: ${String(cause)}`, { cause });
+    }
+    st.size += buf.length;
+    const last = chained[chained.length - 1]!;
+    st.head = { seq: last.seq, hash: last.hash };
+    for (const r of chained) st.pending.push(r);
+    this.scheduleStageFlush(st.pending.length > st.batchRows);
+    return chained.map(stored);
+  }
+
+  /** Staged mode: facts acknowledged but not yet in SQLite. */
+  get pendingCount(): number {
+    return this.stage?.pending.length ?? 0;
+  }
+
+  /**
+   * Staged mode: move staged facts into SQLite now (at most `limit`), in one transaction. On failure
+   * they stay staged (and in the staging file) and the error is thrown.
+   */
+  flushStaged(limit = Infinity): void {
+    const st = this.stage;
+    if (st === undefined || st.pending.length === 0) return;
+    const n = Math.min(limit, st.pending.length);
+    const batch = n === st.pending.length ? st.pending : st.pending.slice(0, n);
+    this.writer(this.insertStaged)(batch);
+    st.pending = n === st.pending.length ? [] : st.pending.slice(n);
+    if (st.pending.length === 0 && st.size >= STAGE_RESET_BYTES) {
+      ftruncateSync(st.fd, 0);
+      st.size = 0;
+    }
+  }
+
+  private scheduleStageFlush(soon: boolean): void {
+    const st = this.stage!;
+    if (st.timer !== undefined) {
+      // A backlog (a burst, start-up's re-takes) does not wait for the timer.
+      if (!soon || st.timer.kind === 'immediate') return;
+      clearTimeout(st.timer.handle as NodeJS.Timeout);
+    }
+    const run = () => {
+      st.timer = undefined;
+      if (!this.db.open) return;
+      try {
+        this.flushStaged(st.batchRows);
+      } catch (e) {
+        st.onError(e as Error);
+        const handle = setTimeout(run, Math.max(st.flushMs, 100));
+        handle.unref();
+        st.timer = { kind: 'timeout', handle };
+        return;
+      }
+      // The rest of a backlog moves in further chunks, with I/O served between them.
+      if (st.pending.length > 0) st.timer = { kind: 'immediate', handle: setImmediate(run) };
+    };
+    if (soon) {
+      st.timer = { kind: 'immediate', handle: setImmediate(run) };
+    } else {
+      const handle = setTimeout(run, st.flushMs);
+      // An idle process may exit with facts still staged: close() or the next open moves them.
+      handle.unref();
+      st.timer = { kind: 'timeout', handle };
+    }
+  }
+
+  /** Open the staging file (staged mode) and move into SQLite whatever a previous process left there. */
+  private recoverStage(staged: JournalOptions['staged']): void {
+    const file = stageFileOf(this.file);
+    const enable = staged !== undefined && staged !== false;
+    if (!enable && !existsSync(file)) return;
+    const fd = openSync(file, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND, 0o600);
+    try {
+      const left = parseStage(readFileSync(file, 'utf8'), this.chainHead(), file);
+      if (left.length > 0) this.writer(this.insertStaged)(left);
+      ftruncateSync(fd, 0);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    if (!enable) {
+      closeSync(fd);
+      return;
+    }
+    const o = typeof staged === 'object' ? staged : {};
+    this.stage = {
+      file,
+      fd,
+      size: fstatSync(fd).size,
+      pending: [],
+      head: this.chainHead(),
+      flushMs: o.flushMs ?? 2,
+      batchRows: o.batchRows ?? 500,
+      onError: o.onError ?? (() => {}),
+    };
   }
 
   /** The newest fact's seq, here or (after a compaction that moved every fact) in the archive. */
@@ -462,6 +635,19 @@ export class Journal {
   }
 
   close(): void {
+    const st = this.stage;
+    if (st !== undefined && this.db.open) {
+      if (st.timer?.kind === 'timeout') clearTimeout(st.timer.handle);
+      if (st.timer?.kind === 'immediate') clearImmediate(st.timer.handle);
+      st.timer = undefined;
+      try {
+        // What cannot be moved now stays in the staging file for the next open.
+        this.flushStaged();
+      } finally {
+        closeSync(st.fd);
+        this.stage = undefined;
+      }
+    }
     if (this.db.open) this.db.close();
   }
 
@@ -499,7 +685,14 @@ export class Journal {
     return { problems, firstBadSeq: firstBad.seq };
   }
 
+  // Every read goes through here: staged facts are moved into SQLite first, so a reader in this
+  // process always sees what was acknowledged.
   private live(): void {
+    this.open();
+    if (this.stage !== undefined && this.stage.pending.length > 0) this.flushStaged();
+  }
+
+  private open(): void {
     if (!this.db.open) throw new JournalError('VMLOCKD_ERR_JOURNAL_CLOSED', `journal ${this.file} is closed`);
   }
 
@@ -660,4 +853,104 @@ function preview(value: unknown): string {
     s = String(value);
   }
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/** Check rows and give each its seq and hash, continuing the chain from `head`. Throws before anything is written. */
+function chainRows(rows: readonly FactRow[], head: ChainBase, host: string): ChainedRow[] {
+  let { seq, hash } = head;
+  return rows.map((row, i) => {
+    const { json, kind, at, resource, disk, owner, ownerName } = checkRow(row, i);
+    // Explicit seq: after a compaction that moved every fact, max(rowid) + 1 would restart at 1.
+    seq += 1;
+    hash = chainHash(hash, { seq, at, host, kind, resource, disk, owner, owner_name: ownerName, payload: json });
+    return { seq, at, host, kind, resource, disk, owner, ownerName, json, hash };
+  });
+}
+
+/**
+ * The caller folds what is returned; handing back the parsed JSON (not the caller's object) makes
+ * live state equal the state a replay will build from the same rows.
+ */
+function stored(r: ChainedRow): StoredFact {
+  return { seq: r.seq, host: r.host, kind: r.kind, at: r.at, resource: r.resource, disk: r.disk, owner: r.owner, ownerName: r.ownerName, payload: JSON.parse(r.json) as unknown };
+}
+
+/**
+ * One staged fact: a JSON array on one line; its hash is checked again on recovery. The last element
+ * counts the lines still to come in the same append, so recovery keeps an append whole or not at all.
+ */
+function stageLine(r: ChainedRow, more: number): string {
+  return `${JSON.stringify([r.seq, r.at, r.host, r.kind, r.resource, r.disk, r.owner, r.ownerName, r.json, r.hash.toString('hex'), more])}\n`;
+}
+
+/**
+ * The staged facts after `head`, each re-chained and checked against its stored hash, whole appends
+ * only. An append cut short at the end of the file (a last line torn, or its last lines missing) is
+ * a write that never returned (the process died inside it), so it was never acknowledged: it is
+ * dropped. Anything wrong before that is damage.
+ */
+function parseStage(text: string, head: ChainBase, file: string): ChainedRow[] {
+  const lines = text.split('\n');
+  const out: ChainedRow[] = [];
+  let group: ChainedRow[] = [];
+  let { seq, hash } = head;
+  const bad = (i: number, why: string) => new JournalError('VMLOCKD_ERR_JOURNAL_CORRUPT', `staging file ${file}, line ${i + 1}: ${why}`);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line === '') continue;
+    // A complete file ends with a newline, so only the piece after the last one can be torn.
+    const last = i === lines.length - 1;
+    const parsed = parseStageLine(line);
+    if (parsed === null) {
+      if (last) break;
+      throw bad(i, `not a staged fact (${preview(line)})`);
+    }
+    const { row: r, more } = parsed;
+    if (r.seq > seq) {
+      if (r.seq !== seq + 1) throw bad(i, `seq ${r.seq} does not follow seq ${seq}`);
+      const h = chainHash(hash, { seq: r.seq, at: r.at, host: r.host, kind: r.kind, resource: r.resource, disk: r.disk, owner: r.owner, owner_name: r.ownerName, payload: r.json });
+      if (!h.equals(r.hash)) {
+        if (last) break;
+        throw bad(i, `seq ${r.seq}: its hash does not match it`);
+      }
+      group.push(r);
+      seq = r.seq;
+      hash = r.hash;
+    }
+    if (more === 0) {
+      for (const g of group) out.push(g);
+      group = [];
+    }
+  }
+  return out;
+}
+
+function parseStageLine(line: string): { row: ChainedRow; more: number } | null {
+  let a: unknown;
+  try {
+    a = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(a) || a.length !== 11) return null;
+  const [seq, at, host, kind, resource, disk, owner, ownerName, json, hex, more] = a as unknown[];
+  if (typeof more !== 'number' || !Number.isSafeInteger(more) || more < 0) return null;
+  const text = (v: unknown) => typeof v === 'string';
+  const textOrNull = (v: unknown) => v === null || typeof v === 'string';
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || !text(at) || !text(host) || !text(kind) || !text(json) || !text(hex)) return null;
+  if (!textOrNull(resource) || !textOrNull(disk) || !textOrNull(owner) || !textOrNull(ownerName)) return null;
+  if (!/^[0-9a-f]{64}$/.test(hex as string)) return null;
+  const row: ChainedRow = {
+    seq,
+    at: at as string,
+    host: host as string,
+    kind: kind as string,
+    resource: resource as string | null,
+    disk: disk as string | null,
+    owner: owner as string | null,
+    ownerName: ownerName as string | null,
+    json: json as string,
+    hash: Buffer.from(hex as string, 'hex'),
+  };
+  return { row, more };
 }

@@ -67,7 +67,9 @@ export class TestDaemon {
   async start(timeoutMs = 15_000): Promise<this> {
     this.stdout = '';
     this.stderr = '';
-    const proc = spawn(process.execPath, [MAIN, ...this.args()], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // VMLOCKD_NODE_ARGS: extra Node flags for the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it.
+    const nodeArgs = process.env.VMLOCKD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    const proc = spawn(process.execPath, [...nodeArgs, MAIN, ...this.args()], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     live.add(this);
     this.exit = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
