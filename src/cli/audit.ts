@@ -9,7 +9,7 @@ import { FACT_KINDS } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
 import { canonicalPath } from '../engine/resolve.js';
 import { evolve, fromSnapshot, initialState, toSnapshot } from '../engine/state.js';
-import { Journal, JournalError, type FactQuery, type StoredFact } from '../journal/journal.js';
+import { Journal, JournalError, stageFileOf, type FactQuery, type StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { csvHeader, csvRows, formatFacts, formatHolders, formatTimeline, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
@@ -131,9 +131,27 @@ interface Opened extends AuditSources {
   close(): void;
 }
 
+/**
+ * Say so when acknowledged facts are still only in the staging file (docs/decisions/0006): after a
+ * crash they stay there until the daemon starts again. A running daemon moves them within
+ * milliseconds, so look twice before warning.
+ */
+async function warnStaged(j: Journal): Promise<void> {
+  const first = j.stagedTail();
+  if (first === null) return;
+  await new Promise((r) => setTimeout(r, 100));
+  const t = j.stagedTail();
+  if (t === null || t.firstSeq !== first.firstSeq) return;
+  process.stderr.write(
+    `vmlockd: warning: ${t.count} acknowledged fact(s) (seq ${t.firstSeq}-${t.lastSeq}) are in ${stageFileOf(j.file)} but not yet in the journal, so they are not shown; ` +
+      'the daemon moves them when it next starts\n',
+  );
+}
+
 async function openSources(v: JournalFlags & { archive?: boolean | undefined; 'archive-file'?: string | undefined }): Promise<Opened> {
   const { file, from } = await resolveJournalFile(v);
   const live = openReadOnly(file, 'journal', from);
+  await warnStaged(live);
   const archiveFile = v['archive-file'] !== undefined ? path.resolve(v['archive-file']) : archivePathFor(file);
   let archive: Journal | undefined;
   try {
@@ -410,6 +428,7 @@ function checkOne(j: Journal): FileReport {
 async function verify(v: JournalValues): Promise<number> {
   const { file, from } = await resolveJournalFile(v);
   const live = openReadOnly(file, 'journal', from);
+  await warnStaged(live);
   const reports: Array<FileReport & { role: 'journal' | 'archive' }> = [];
   try {
     reports.push({ role: 'journal', ...checkOne(live) });

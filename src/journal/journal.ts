@@ -1,7 +1,7 @@
 // The SQLite event store. It stores generic rows and knows nothing of the engine's fact kinds:
 // the engine appends, replays and asks audit questions through this class only.
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, statfsSync, writeSync, constants as fsConstants } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, statfsSync, writeSync, constants as fsConstants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { JournalError } from './errors.js';
 import { FACT_COLUMNS, FactQueries, isIsoMsUtc, toStoredFact } from './query.js';
@@ -155,6 +155,7 @@ export class Journal {
     readonly flushMs: number;
     readonly batchRows: number;
     readonly onError: (e: Error) => void;
+    readonly sync: boolean;
   };
   private readonly snapshotTx?: (seq: number, at: string, state: string) => void;
 
@@ -277,12 +278,33 @@ export class Journal {
       }
       throw new JournalError('VMLOCKD_ERR_JOURNAL_WRITE', `cannot write to the journal's staging file ${st.file}: ${String(cause)}`, { cause });
     }
+    // synchronous=FULL asks for survival of an OS crash: the staged line must reach the disk too.
+    if (st.sync) fdatasyncSync(st.fd);
     st.size += buf.length;
     const last = chained[chained.length - 1]!;
     st.head = { seq: last.seq, hash: last.hash };
     for (const r of chained) st.pending.push(r);
     this.scheduleStageFlush(st.pending.length > st.batchRows);
     return chained.map(stored);
+  }
+
+  /**
+   * Facts in the staging file beside this journal that its database does not have yet (a reader's
+   * view: a daemon is about to move them, or one crashed before it could). Null when there are none.
+   */
+  stagedTail(): { count: number; firstSeq: number; lastSeq: number } | null {
+    this.live();
+    const file = stageFileOf(this.file);
+    if (!existsSync(file)) return null;
+    let rows: ChainedRow[];
+    try {
+      rows = parseStage(readFileSync(file, 'utf8'), this.chainHead(), file);
+    } catch {
+      // Moved and truncated while we read, or damaged: the writer's open reports damage.
+      return null;
+    }
+    if (rows.length === 0) return null;
+    return { count: rows.length, firstSeq: rows[0]!.seq, lastSeq: rows[rows.length - 1]!.seq };
   }
 
   /** Staged mode: facts acknowledged but not yet in SQLite. */
@@ -367,6 +389,7 @@ export class Journal {
       flushMs: o.flushMs ?? 2,
       batchRows: o.batchRows ?? 500,
       onError: o.onError ?? (() => {}),
+      sync: this.db.pragma('synchronous', { simple: true }) === 2,
     };
   }
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Journal, JournalError, stageFileOf } from '../../src/journal/journal.js';
+import { cli } from '../helpers/daemon.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHILD = fileURLToPath(new URL('./fixtures/append-child.ts', import.meta.url));
@@ -159,6 +160,17 @@ test('given a staged journal, when closed, then every pending fact is in SQLite 
   const r = track(Journal.open(file, { host: 'r', readonly: true }));
   assert.is(r.lastSeq(), 1);
   assert.ok(statSync(stageFileOf(file)).size < 1 << 20);
+});
+
+test('given acknowledged facts only in the staging file (a crashed daemon), when vmlockd audit reads the journal, then it warns which are not shown', () => {
+  const text = stagedText();
+  const file = tempFile();
+  Journal.open(file, { host: 'h' }).close();
+  writeFileSync(stageFileOf(file), text);
+  const r = cli(['audit', '--journal', file, '--conflicts', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, `5 acknowledged fact(s) (seq 1-5) are in ${stageFileOf(file)} but not yet in the journal`);
+  assert.is(readFileSync(stageFileOf(file), 'utf8'), text, 'a reader moves nothing');
 });
 
 test.run();
