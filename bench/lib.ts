@@ -9,7 +9,9 @@ export const MAIN = path.join(ROOT, 'dist', 'main.js');
 /** Start `vmlockd serve` in `dir` and resolve once it listens. */
 export async function startBenchDaemon(dir: string, lockspace: string, hostId: string): Promise<{ proc: ChildProcess; socket: string }> {
   const socket = path.join(dir, 'vmlockd.sock');
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--state-dir', path.join(dir, 'state'), '--lockspace', lockspace, '--socket', socket, '--host-id', hostId], {
+  // VMLOCKD_NODE_ARGS: extra Node flags for the daemon (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+  const nodeArgs = process.env.VMLOCKD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--state-dir', path.join(dir, 'state'), '--lockspace', lockspace, '--socket', socket, '--host-id', hostId], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {

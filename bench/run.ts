@@ -87,6 +87,11 @@ function uuid(i: number): string {
 /** End to end: JSON lines through the control API's ingest stream, as `vmlockd ingest` sends them. */
 async function ingest(socket: string, dir: string): Promise<{ commands: number; ms: number }> {
   fs.mkdirSync(path.join(dir, 'images'), { recursive: true });
+  // The images exist, as a started VM's disks do (a missing one costs resolve an ENOENT per path).
+  for (let i = 0; i < N.ingestVms; i++) {
+    const img = path.join(dir, 'images', `disk${i}.qcow2`);
+    if (!fs.existsSync(img)) fs.closeSync(fs.openSync(img, 'w'));
+  }
   const lines: string[] = [];
   // Windows of 5,000 VMs: all start, then all stop, so at most 5,000 locks (descriptors) are held at once.
   const WINDOW = 5000;
@@ -172,9 +177,13 @@ async function main(): Promise<void> {
   const sqlite = rawSqliteRows(dir);
   const { proc, socket } = await startBenchDaemon(dir, path.join(dir, 'lockspace'), 'bench');
   try {
-    const ing = await ingest(socket, dir);
-    const cps = rate(ing.commands, ing.ms);
-    rows.push({ what: `ingest: lock commands/s end to end (${fmt(ing.commands)} events, journaled)`, value: fmt(cps), baseline: `${fmt(sqlite)} raw batched SQLite rows/s`, ratio: `${((cps / sqlite) * 100).toFixed(0)}%`, target: '>= 100,000/s or >= 60% of raw SQLite' });
+    // The first pass creates one lock file per disk (a new file in the lockspace: what a disk's very
+    // first lock costs); the second finds them, as on a host whose disks have been locked before.
+    for (const pass of ['first pass, creates every lock file', 'second pass, lock files exist'] as const) {
+      const ing = await ingest(socket, dir);
+      const cps = rate(ing.commands, ing.ms);
+      rows.push({ what: `ingest: lock commands/s end to end (${fmt(ing.commands)} events, journaled; ${pass})`, value: fmt(cps), baseline: `${fmt(sqlite)} raw batched SQLite rows/s`, ratio: `${((cps / sqlite) * 100).toFixed(0)}%`, target: '>= 100,000/s or >= 60% of raw SQLite' });
+    }
     rows.push({ what: 'raw OFD lock+unlock pairs/s (binding, one fd)', value: fmt(ofd), baseline: '-', ratio: '-', target: '-' });
     const rt = await roundTrips(socket, dir);
     const p50 = pct(rt.acquire, 50);

@@ -2,6 +2,7 @@
 // vmlockd: the command line. `serve` runs the daemon; every other command talks to it over its socket
 // (or, for `audit --state-dir` and `integrity`, reads a journal directly).
 import * as fs from 'node:fs';
+import * as v8 from 'node:v8';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ERROR_CODES, VmlockdError, exitCodeOf, type ErrorCode } from './engine/errors.js';
 import { checkUuid } from './events/jsonl.js';
@@ -125,6 +126,10 @@ async function main(argv: string[]): Promise<number> {
       return runHook(rest);
 
     case 'serve': {
+      // A long-lived daemon: keep V8's young generation at its initial size. Start-up's burst (one
+      // held-lock entry, fact and record per re-taken lock) otherwise grows it to 16 MiB semi-spaces
+      // that V8 never gives back (about 20 MB of resident memory; docs/decisions/0006, bench/README.md).
+      v8.setFlagsFromString('--semi-space-growth-factor=1');
       const { values } = args(rest, {
         config: { type: 'string', multiple: true },
         'state-dir': { type: 'string' },
