@@ -477,7 +477,7 @@ function rssMb(pid: number): number {
 }
 
 /** Spawn `vmlockd serve`, time spawn -> "listening on", read RSS then and 1 s later, SIGTERM. */
-async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[] = []): Promise<{ ms: number; rss: number; settled: number; retaken: number }> {
+async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[] = []): Promise<{ ms: number; rss: number; settled: number; retaken: number; moved: number }> {
   const sock = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-start-')), 'd.sock');
   const t0 = performance.now();
   const proc = spawn(process.execPath, [...nodeFlags, MAIN, 'serve', '--state-dir', stateDir, '--lockspace', lockspace, '--socket', sock, '--host-id', HOST], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -493,7 +493,22 @@ async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[
     void exited.then(() => reject(new Error(`daemon exited before listening:\n${out}\n${err}`)));
   });
   const rss = rssMb(proc.pid!);
-  await new Promise((r) => setTimeout(r, 1000));
+  // A large re-take is staged (durable) and moves into SQLite in batches while the daemon serves:
+  // time until the staging file holds nothing the database lacks.
+  const reader = Journal.open(path.join(stateDir, 'journal.db'), { host: 'bench', readonly: true });
+  let moved = NaN;
+  try {
+    for (let i = 0; i < 1500; i++) {
+      if (reader.stagedTail() === null) {
+        moved = performance.now() - t0;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    reader.close();
+  }
+  await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (performance.now() - t0 - elapsed))));
   const settled = rssMb(proc.pid!);
   proc.kill('SIGTERM');
   await exited;
@@ -503,7 +518,7 @@ async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[
   const started = j.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0];
   j.close();
   const retaken = (started?.payload as { held?: number } | undefined)?.held ?? -1;
-  return { ms: elapsed, rss, settled, retaken };
+  return { ms: elapsed, rss, settled, retaken, moved };
 }
 
 async function startup(n: number, dir: string, rows: Row[]): Promise<void> {
@@ -521,7 +536,7 @@ async function startup(n: number, dir: string, rows: Row[]): Promise<void> {
   fs.rmSync(empty, { recursive: true, force: true });
   const runs = [];
   for (let i = 0; i < STARTS; i++) runs.push(await startOnce(path.join(dir, 'state'), path.join(dir, 'lockspace')));
-  const med = <K extends 'ms' | 'rss' | 'settled'>(list: Array<Record<K, number>>, k: K) => list.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(list.length / 2)]!;
+  const med = <K extends 'ms' | 'rss' | 'settled' | 'moved'>(list: Array<Record<K, number>>, k: K) => list.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(list.length / 2)]!;
   const retaken = runs.map((r) => r.retaken);
   if (retaken.some((r) => r !== HELD_TARGET)) process.stderr.write(`warning: re-took ${retaken.join(', ')} locks, expected ${HELD_TARGET} each start\n`);
   rows.push({
@@ -536,14 +551,11 @@ async function startup(n: number, dir: string, rows: Row[]): Promise<void> {
     baseline: `${Math.round(med(emptyRuns, 'rss'))} / ${Math.round(med(emptyRuns, 'settled'))} MB empty state dir`,
     target: '<= 150 MB',
   });
-  // V8 keeps the young generation it grew during the start-up burst; a smaller cap gives it back.
-  const capped = [];
-  for (let i = 0; i < STARTS; i++) capped.push(await startOnce(path.join(dir, 'state'), path.join(dir, 'lockspace'), ['--max-semi-space-size=4']));
   rows.push({
-    what: `${size}: the same start with \`node --max-semi-space-size=4\`: time; memory at "listening on" / 1 s later`,
-    value: `${Math.round(med(capped, 'ms'))} ms; ${Math.round(med(capped, 'rss'))} / ${Math.round(med(capped, 'settled'))} MB`,
-    baseline: 'the default start above',
-    target: '<= 1 s; <= 150 MB',
+    what: `${size}: spawn to every start-up fact moved from the staging file into SQLite (batches while serving)`,
+    value: `${Math.round(med(runs, 'moved'))} ms`,
+    baseline: `${Math.round(med(runs, 'ms'))} ms to "listening on" (above)`,
+    target: '-',
   });
 }
 

@@ -102,9 +102,12 @@ function runWorker(socket: string, ls: string, uid: number, clients: number, pai
 
 interface Row {
   readonly scenario: string;
-  readonly real: WorkerResult | null;
-  readonly ours: WorkerResult;
+  /** One per round; empty when virtlockd is not installed. */
+  readonly real: WorkerResult[];
+  readonly ours: WorkerResult[];
 }
+
+const ROUNDS = QUICK ? 1 : 3;
 
 const SCENARIOS = [
   { name: '1 client', clients: 1, pairs: QUICK ? 2_000 : 20_000 },
@@ -128,16 +131,29 @@ const rate = (r: WorkerResult): number => (r.pairs / r.ms) * 1000;
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 const ms2 = (n: number): string => n.toFixed(3);
 
+/** The round with the median rate. */
+function median(rs: WorkerResult[]): WorkerResult {
+  return [...rs].sort((a, b) => rate(a) - rate(b))[rs.length >> 1]!;
+}
+
+function spread(rs: WorkerResult[]): string {
+  if (rs.length < 2) return '';
+  const r = rs.map(rate).sort((a, b) => a - b);
+  return ` [${int(r[0]!)}-${int(r[r.length - 1]!)}]`;
+}
+
 function table(rows: Row[]): string {
   const lines = [
     '| scenario | virtlockd pairs/s | vmlockd pairs/s | vmlockd / virtlockd | virtlockd acquire p50 / p99 (ms) | vmlockd acquire p50 / p99 (ms) |',
     '|---|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
-    const real = r.real ? int(rate(r.real)) : 'n/a';
-    const ratio = r.real ? `${(rate(r.ours) / rate(r.real)).toFixed(2)}×` : 'n/a';
-    const realLat = r.real ? `${ms2(r.real.p50)} / ${ms2(r.real.p99)}` : 'n/a';
-    lines.push(`| ${r.scenario} (${int(r.ours.pairs)} pairs) | ${real} | ${int(rate(r.ours))} | ${ratio} | ${realLat} | ${ms2(r.ours.p50)} / ${ms2(r.ours.p99)} |`);
+    const ours = median(r.ours);
+    const real = r.real.length > 0 ? median(r.real) : null;
+    const realRate = real ? `${int(rate(real))}${spread(r.real)}` : 'n/a';
+    const ratio = real ? `${(rate(ours) / rate(real)).toFixed(2)}×` : 'n/a';
+    const realLat = real ? `${ms2(real.p50)} / ${ms2(real.p99)}` : 'n/a';
+    lines.push(`| ${r.scenario} (${int(ours.pairs)} pairs) | ${realRate} | ${int(rate(ours))}${spread(r.ours)} | ${ratio} | ${realLat} | ${ms2(ours.p50)} / ${ms2(ours.p99)} |`);
   }
   return lines.join('\n');
 }
@@ -147,9 +163,24 @@ async function main(): Promise<void> {
   if (skip) process.stderr.write(`bench/protocol: virtlockd column skipped: ${skip}\n`);
   const rows: Row[] = [];
   for (const s of SCENARIOS) {
-    // Alternate which runs first, so neither always gets the warmer machine.
-    const real = skip ? null : await measure(virtlockdTarget(), s.clients, s.pairs);
-    const ours = await measure(vmlockdTarget({ hostId: 'bench' }), s.clients, s.pairs);
+    const real: WorkerResult[] = [];
+    const ours: WorkerResult[] = [];
+    // Several rounds, alternating which runs first: the baseline moves a lot between runs here.
+    for (let r = 0; r < ROUNDS; r++) {
+      const runReal = async () => {
+        if (!skip) real.push(await measure(virtlockdTarget(), s.clients, s.pairs));
+      };
+      const runOurs = async () => {
+        ours.push(await measure(vmlockdTarget({ hostId: 'bench' }), s.clients, s.pairs));
+      };
+      if (r % 2 === 0) {
+        await runReal();
+        await runOurs();
+      } else {
+        await runOurs();
+        await runReal();
+      }
+    }
     rows.push({ scenario: s.name, real, ours });
   }
   const when = new Date().toISOString().slice(0, 10);
@@ -159,7 +190,8 @@ async function main(): Promise<void> {
     `virtlockd ${skip ? 'not installed' : '/usr/sbin/virtlockd'}). Each pair is ACQUIRE (AUTOCREATE, exclusive) + RELEASE over one ` +
     'connection per client, one outstanding call per connection; vmlockd journals OwnerSeen, LockAcquired and LockReleased ' +
     '(SQLite WAL, synchronous=NORMAL) before each reply. virtlockd unlinks and re-creates the lease file on every pair; vmlockd ' +
-    'keeps it (docs/protocol.md, D2).';
+    `keeps it (docs/protocol.md, D2). ${ROUNDS} rounds per scenario, alternating which daemon runs first; the table gives the ` +
+    'median round and, in brackets, the slowest and fastest.';
   const out = `${header}\n\n${table(rows)}\n`;
   process.stdout.write(out);
   if (!QUICK) {
