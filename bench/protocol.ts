@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     `Protocol benchmark (${QUICK ? 'quick' : 'full'} run, ${when}; ${os.cpus().length} × ${cpu}, Node ${process.version}, ` +
     `virtlockd ${skip ? 'not installed' : '/usr/sbin/virtlockd'}). Each pair is ACQUIRE (AUTOCREATE, exclusive) + RELEASE over one ` +
     'connection per client, one outstanding call per connection; vmlockd journals OwnerSeen, LockAcquired and LockReleased ' +
-    '(SQLite WAL, synchronous=NORMAL) before each reply. virtlockd unlinks and re-creates the lease file on every pair; vmlockd ' +
+    'before each reply (staged: one write to the journal\'s staging file, SQLite in batches; docs/decisions/0006). virtlockd unlinks and re-creates the lease file on every pair; vmlockd ' +
     `keeps it (docs/protocol.md, D2). ${ROUNDS} rounds per scenario, alternating which daemon runs first; the table gives the ` +
     'median round and, in brackets, the slowest and fastest.';
   const out = `${header}\n\n${table(rows)}\n`;

@@ -1,6 +1,7 @@
 // The SQLite event store. It stores generic rows and knows nothing of the engine's fact kinds:
 // the engine appends, replays and asks audit questions through this class only.
 import Database from 'better-sqlite3';
+import fsExt from 'fs-ext';
 import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, statfsSync, writeSync, constants as fsConstants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { JournalError } from './errors.js';
@@ -367,6 +368,16 @@ export class Journal {
     const enable = staged !== undefined && staged !== false;
     if (!enable && !existsSync(file)) return;
     const fd = openSync(file, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND, 0o600);
+    // A staged writer holds an flock on its staging file while it is open: a second writer (a
+    // `journal compact` beside the running daemon) must leave the daemon's staged facts to it.
+    try {
+      fsExt.flockSync(fd, 'exnb');
+    } catch (e) {
+      closeSync(fd);
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN' && (e as NodeJS.ErrnoException).code !== 'EWOULDBLOCK') throw e;
+      if (!enable) return;
+      throw new JournalError('VMLOCKD_ERR_JOURNAL_FORKED', `journal ${this.file} is already open for staged appends by another process`);
+    }
     try {
       const left = parseStage(readFileSync(file, 'utf8'), this.chainHead(), file);
       if (left.length > 0) this.writer(this.insertStaged)(left);

@@ -162,6 +162,23 @@ test('given a staged journal, when closed, then every pending fact is in SQLite 
   assert.ok(statSync(stageFileOf(file)).size < 1 << 20);
 });
 
+test('given a running staged writer, when a second writer (journal compact) opens the journal, then it leaves the staged facts to their owner', () => {
+  const file = tempFile();
+  const daemon = track(Journal.open(file, { host: 'h', staged: { flushMs: 3_600_000 } }));
+  daemon.append([row(1), row(2)]);
+  const second = Journal.open(file, { host: 'compact' });
+  assert.is(second.lastSeq(), 0, 'the second writer did not move the daemon\'s staged facts');
+  second.close();
+  daemon.flushStaged();
+  assert.is(daemon.lastSeq(), 2);
+  try {
+    Journal.open(file, { host: 'h2', staged: true }).close();
+    assert.unreachable('two staged writers on one journal');
+  } catch (e) {
+    assert.is((e as JournalError).code, 'VMLOCKD_ERR_JOURNAL_FORKED');
+  }
+});
+
 test('given acknowledged facts only in the staging file (a crashed daemon), when vmlockd audit reads the journal, then it warns which are not shown', () => {
   const text = stagedText();
   const file = tempFile();
