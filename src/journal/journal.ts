@@ -254,7 +254,11 @@ export class Journal {
     this.snapshotTx = (seq, at, state) => snapshotTx.immediate(seq, at, state);
   }
 
-  /** Appends all rows in ONE transaction: all are durable when this returns, or none is written. */
+  /**
+   * Appends all rows, all or none: durable when this returns. Unstaged: ONE SQLite transaction.
+   * Staged: ONE write(2) to the staging file (recovery keeps or drops the rows of one call together);
+   * they reach SQLite a few milliseconds later, or at the next read through this object.
+   */
   append(rows: readonly FactRow[]): StoredFact[] {
     this.open();
     if (!Array.isArray(rows)) {
