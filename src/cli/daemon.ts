@@ -33,6 +33,20 @@ const SNAPSHOT_DELAY_MS = 2_000;
 const START_FLUSH_ROWS = 1_000;
 const STOP_DEADLINE_MS = 4_500;
 
+/**
+ * VMLOCKD_JOURNAL_FLUSH_MS: how long a staged fact may wait before it is moved into SQLite (default
+ * 2 ms). Larger values batch more; tests set it very high so facts stay staged until a crash.
+ */
+function stageFlushMs(): { flushMs?: number } {
+  const raw = process.env.VMLOCKD_JOURNAL_FLUSH_MS;
+  if (raw === undefined || raw === '') return {};
+  const ms = Number(raw);
+  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 2_147_483_647) {
+    throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `VMLOCKD_JOURNAL_FLUSH_MS must be a whole number of milliseconds from 1 to 2147483647, got ${JSON.stringify(raw)}`);
+  }
+  return { flushMs: ms };
+}
+
 /** Fold the journal: newest snapshot, then every fact after it. */
 export function loadState(journal: Journal): State {
   const snap = journal.latestSnapshot();
@@ -127,7 +141,10 @@ export class Daemon {
       // of a large journal; SQLite's default 2 MiB cache spills and re-reads pages (10k rows into a
       // 10M-fact journal: 1.1 s with 2 MiB, 0.34 s with 8 MiB; bench/README.md).
       cacheSizeMb: 8,
-      staged: { onError: (e) => this.log.error(`journal: staged facts could not be moved into SQLite (kept staged, retrying): ${e.message}`) },
+      staged: {
+        onError: (e) => this.log.error(`journal: staged facts could not be moved into SQLite (kept staged, retrying): ${e.message}`),
+        ...stageFlushMs(),
+      },
     });
     this.journal = journal;
     const state = loadState(journal);

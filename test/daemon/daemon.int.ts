@@ -177,6 +177,36 @@ test('SIGKILL then restart: the daemon re-takes every lock it held (journal: Rea
   assert.is(b.cli(['acquire', '--vm', UUID3, d1]).code, 3);
 });
 
+test('SIGKILL while the acquisitions are only in the staging file: the restart moves them into SQLite and re-takes the locks', async () => {
+  const c = cluster();
+  // Staged facts wait an hour for SQLite, so everything after start-up is only in journal.db-stage.
+  process.env.VMLOCKD_JOURNAL_FLUSH_MS = '3600000';
+  let a: TestDaemon;
+  try {
+    a = await track(host(c, 'hv-a'));
+  } finally {
+    delete process.env.VMLOCKD_JOURNAL_FLUSH_MS;
+  }
+  const d1 = c.disk('a.img');
+  assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'staged', d1]).code, 0);
+  assert.equal(facts(a.opts.stateDir, 'LockAcquired'), [], 'acknowledged, but not yet in SQLite');
+  assert.ok(fs.statSync(path.join(a.opts.stateDir, 'journal.db-stage')).size > 0);
+  await a.kill('SIGKILL');
+  assert.is(kernelHolder(path.join(c.lockspace, sha256Hex(d1))), null);
+  await a.start();
+  running.push(a);
+  assert.is(kernelHolder(path.join(c.lockspace, sha256Hex(d1))), 'write', 're-taken from the staged fact');
+  assert.equal(facts(a.opts.stateDir, 'LockAcquired').map((f) => f.payload.disk), [d1]);
+  assert.equal(facts(a.opts.stateDir, 'Reacquired').map((f) => f.payload.disk), [d1]);
+});
+
+test('VMLOCKD_JOURNAL_FLUSH_MS that is not a whole number of milliseconds stops the start with a message naming it', async () => {
+  const c = cluster();
+  const r = cli(['serve', '--state-dir', path.join(c.dir, 'state'), '--lockspace', c.lockspace, '--socket', path.join(c.dir, 'd.sock')], { env: { VMLOCKD_JOURNAL_FLUSH_MS: 'soon' } });
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, 'VMLOCKD_JOURNAL_FLUSH_MS must be a whole number of milliseconds');
+});
+
 test('a lock another host took while the daemon was down becomes LeaseLost, loudly, and is not stolen back', async () => {
   const c = cluster();
   const a = await track(host(c, 'hv-a'));
