@@ -128,7 +128,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       // A long-lived daemon: keep V8's young generation at its initial size. Start-up's burst (one
       // held-lock entry, fact and record per re-taken lock) otherwise grows it to 16 MiB semi-spaces
-      // that V8 never gives back (about 20 MB of resident memory; docs/decisions/0006, bench/README.md).
+      // that V8 never gives back (about 20 MB of resident memory; docs/decisions/0007).
       v8.setFlagsFromString('--semi-space-growth-factor=1');
       const { values } = args(rest, {
         config: { type: 'string', multiple: true },

@@ -672,21 +672,24 @@ export class Journal {
     return report;
   }
 
+  /** Closes the database; staged facts are moved into SQLite first (if that fails they stay staged for the next open, and the error is thrown after closing). */
   close(): void {
     const st = this.stage;
+    let failed: unknown;
     if (st !== undefined && this.db.open) {
       if (st.timer?.kind === 'timeout') clearTimeout(st.timer.handle);
       if (st.timer?.kind === 'immediate') clearImmediate(st.timer.handle);
       st.timer = undefined;
       try {
-        // What cannot be moved now stays in the staging file for the next open.
         this.flushStaged();
-      } finally {
-        closeSync(st.fd);
-        this.stage = undefined;
+      } catch (e) {
+        failed = e;
       }
+      closeSync(st.fd);
+      this.stage = undefined;
     }
     if (this.db.open) this.db.close();
+    if (failed !== undefined) throw failed;
   }
 
   /** One streaming pass over every fact: seq gaps, payload JSON, `at` shape, kind and host present. */
