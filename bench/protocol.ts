@@ -161,8 +161,8 @@ interface Row {
 const ROUNDS = QUICK ? 1 : 3;
 
 const SCENARIOS = [
-  { name: '1 client', clients: 1, pairs: QUICK ? 2_000 : 20_000 },
-  { name: '16 concurrent clients', clients: 16, pairs: QUICK ? 200 : 2_000 },
+  { name: '1 client', clients: 1, pairs: QUICK ? 1_000 : 20_000 },
+  { name: '16 concurrent clients', clients: 16, pairs: QUICK ? 100 : 2_000 },
 ];
 
 async function measure(target: ProtocolTarget, clients: number, pairs: number): Promise<WorkerResult> {

@@ -16,8 +16,8 @@ const QUICK = process.argv.includes('--quick');
 const N = {
   ofd: QUICK ? 200_000 : 1_000_000,
   sqlite: QUICK ? 100_000 : 500_000,
-  ingestVms: QUICK ? 20_000 : 100_000,
-  rtt: QUICK ? 2_000 : 10_000,
+  ingestVms: QUICK ? 10_000 : 100_000,
+  rtt: QUICK ? 1_000 : 10_000,
 };
 
 interface Row {
