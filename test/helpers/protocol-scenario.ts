@@ -106,8 +106,11 @@ function ownerProcess(body: string): { pid: Promise<number>; done: Promise<{ cod
 /** Retries an acquire until it succeeds or `ms` pass (a close is processed asynchronously). */
 async function acquireEventually(label: string, c: Conn, ls: string, name: string, flags: number, ms: number): Promise<void> {
   const until = Date.now() + ms;
+  // Every attempt carries the same serial: how many attempts a daemon needed (the close rule runs
+  // asynchronously) must not show in this reply's bytes or in the serials of the calls after it.
+  const serial = c.serial++;
   for (;;) {
-    const r = await c.acquire(label, ls, name, flags);
+    const r = await raw(label, c.c, encodeCall(PROC.ACQUIRE_RESOURCE, serial, { path: ls, name, flags }));
     if (isOk(r) || Date.now() > until) return;
     await sleep(100);
   }
