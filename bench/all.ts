@@ -8,9 +8,8 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT, writeReadmeSection } from './lib.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.argv.includes('--quick');
 /** In order; a missing file is skipped (some are written alongside this one). */
 const BENCHMARKS = ['run.ts', 'audit.ts', 'cluster.ts', 'protocol.ts', 'hook.ts'];
@@ -47,14 +46,11 @@ function main(): number {
   const stamp = `${QUICK ? 'Quick run' : 'Last \`npm run bench\`'}: ${new Date().toISOString().slice(0, 16)}Z.`;
   process.stdout.write(`\n${stamp}\n\n${table}\n`);
   if (!QUICK) {
-    const readme = path.join(ROOT, 'bench', 'README.md');
-    const text = fs.readFileSync(readme, 'utf8');
-    const start = '<!-- bench:all:start -->';
-    const end = '<!-- bench:all:end -->';
-    const i = text.indexOf(start);
-    const j = text.indexOf(end);
-    if (i >= 0 && j > i) fs.writeFileSync(readme, `${text.slice(0, i + start.length)}\n${stamp}\n\n${table}\n${text.slice(j)}`);
-    else process.stderr.write(`bench/README.md lacks the ${start} ... ${end} markers; summary not written\n`);
+    try {
+      writeReadmeSection('bench:all', `${stamp}\n\n${table}`);
+    } catch (e) {
+      process.stderr.write(`${(e as Error).message}; summary not written\n`);
+    }
   }
   return outcomes.some((o) => o.status === 'failed') ? 1 : 0;
 }

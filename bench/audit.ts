@@ -14,7 +14,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { CONFLICT_KINDS, DISK_KINDS, LOCK_KINDS, holdersAt, queryFacts, timeline, type AuditSources } from '../src/cli/audit-query.js';
 import { fact, type NewFact } from '../src/engine/facts.js';
@@ -23,9 +22,8 @@ import { sha256Hex } from '../src/engine/resolve.js';
 import { evolve, initialState, toSnapshot, type State } from '../src/engine/state.js';
 import type { HolderInfo, Mode, Owner } from '../src/engine/types.js';
 import { AUDIT_INDEXES, GENESIS_HASH, Journal, OWNERS_BACKFILL, chainHash } from '../src/journal/journal.js';
+import { MAIN, ROOT, writeReadmeSection } from './lib.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'dist', 'main.js');
 const OUT = path.join(ROOT, 'bench', 'out');
 const QUICK = process.argv.includes('--quick');
 /** `--startup`: only the daemon start-up rows (time, memory), printed. */
@@ -608,15 +606,7 @@ async function main(): Promise<void> {
   const stamp = `Measured ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), Node ${process.version}${QUICK ? ', quick run' : ''}; ${RUNS} runs per query, random disks, VMs and times, warm page cache.`;
   process.stdout.write(`${stamp}\n\n${table}\n`);
   if (!QUICK && !STARTUP_ONLY) {
-    const readme = path.join(ROOT, 'bench', 'README.md');
-    const text = fs.readFileSync(readme, 'utf8');
-    const start = '<!-- bench:audit:start -->';
-    const end = '<!-- bench:audit:end -->';
-    const i = text.indexOf(start);
-    const j = text.indexOf(end);
-    if (i < 0 || j < 0) throw new Error(`bench/README.md lacks the ${start} ... ${end} markers`);
-    fs.writeFileSync(readme, `${text.slice(0, i + start.length)}\n${stamp}\n\n${table}\n${text.slice(j)}`);
-    process.stderr.write('bench/README.md updated\n');
+    writeReadmeSection('bench:audit', `${stamp}\n\n${table}`);
   }
 }
 

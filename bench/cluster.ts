@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { who } from '../src/cli/cluster-view.js';
-import { ROOT, startBenchDaemon } from './lib.js';
+import { startBenchDaemon, writeReadmeSection } from './lib.js';
 
 const QUICK = process.argv.includes('--quick');
 const SAMPLES = QUICK ? 300 : 2000;
@@ -88,15 +88,7 @@ async function main(): Promise<void> {
   const stamp = `Measured ${new Date().toISOString().slice(0, 16)}Z, ${SAMPLES} samples each, acquire through the control socket (keep-alive), \`who\` in-process (the CLI's code path without the process start).`;
   process.stdout.write(`${stamp}\n\n${table}\n${notes.map((n) => `\n(${n})`).join('')}\n`);
   if (!QUICK && notes.length === 0) {
-    const readme = path.join(ROOT, 'bench', 'README.md');
-    const text = fs.readFileSync(readme, 'utf8');
-    const start = '<!-- bench:cluster:start -->';
-    const end = '<!-- bench:cluster:end -->';
-    const i = text.indexOf(start);
-    const j = text.indexOf(end);
-    const section = `${start}\n${stamp}\n\n${table}\n${end}`;
-    fs.writeFileSync(readme, i >= 0 && j >= 0 ? text.slice(0, i) + section + text.slice(j + end.length) : `${text.trimEnd()}\n\n## Cluster: GlusterFS beside a local directory\n\n${section}\n`);
-    process.stderr.write('bench/README.md updated\n');
+    writeReadmeSection('bench:cluster', `${stamp}\n\n${table}`);
   }
 }
 

@@ -9,10 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { MAIN, ROOT, writeReadmeSection } from './lib.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const MAIN = path.join(ROOT, 'dist', 'main.js');
 const HOOK_MAIN = path.join(ROOT, 'dist', 'cli', 'hook-main.js');
 const QUICK = process.argv.includes('--quick');
 const SAMPLES = QUICK ? 25 : 200;
@@ -121,15 +119,7 @@ async function main(): Promise<void> {
   process.stdout.write(table + '\n');
 
   if (!QUICK) {
-    const readme = path.join(ROOT, 'bench', 'README.md');
-    const text = fs.readFileSync(readme, 'utf8');
-    const start = '<!-- bench:hook:start -->';
-    const end = '<!-- bench:hook:end -->';
-    const i = text.indexOf(start);
-    const j = text.indexOf(end);
-    if (i < 0 || j < i) throw new Error(`bench/README.md has no ${start} ... ${end} markers`);
-    fs.writeFileSync(readme, text.slice(0, i + start.length) + '\n' + table + '\n' + text.slice(j));
-    process.stdout.write(`wrote the table into ${readme}\n`);
+    writeReadmeSection('bench:hook', table);
   }
 }
 

@@ -1,5 +1,6 @@
-// Shared by the benchmarks: a real daemon process on a fresh state dir.
+// Shared by the benchmarks: a real daemon process on a fresh state dir, and bench/README.md's sections.
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,4 +24,21 @@ export async function startBenchDaemon(dir: string, lockspace: string, hostId: s
     proc.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
   });
   return { proc, socket };
+}
+
+/**
+ * Replace what stands between `<!-- STEM:start -->` and `<!-- STEM:end -->` in bench/README.md with
+ * `body`. Each benchmark owns one such section; a README without its markers is an error, so one
+ * benchmark can never overwrite another's figures.
+ */
+export function writeReadmeSection(stem: string, body: string): void {
+  const readme = path.join(ROOT, 'bench', 'README.md');
+  const text = fs.readFileSync(readme, 'utf8');
+  const start = `<!-- ${stem}:start -->`;
+  const end = `<!-- ${stem}:end -->`;
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < i) throw new Error(`bench/README.md lacks the ${start} ... ${end} markers`);
+  fs.writeFileSync(readme, `${text.slice(0, i + start.length)}\n${body.trimEnd()}\n${text.slice(j)}`);
+  process.stderr.write(`bench/README.md: ${stem} section updated\n`);
 }

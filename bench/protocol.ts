@@ -9,15 +9,15 @@
 // (as nobody when we are root) on a private socket, so its worker runs as nobody too.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LockClient } from '../src/events/virtlockd/client.js';
 import { FrameReader, MSG_TYPE, STATUS, decodeHeader, encodeFrame } from '../src/events/virtlockd/codec.js';
 import { virtlockdSkipReason, virtlockdTarget, vmlockdTarget, type ProtocolTarget } from '../test/helpers/protocol-suite.js';
+import { ROOT, writeReadmeSection } from './lib.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);
 const QUICK = process.argv.includes('--quick');
 
@@ -255,13 +255,7 @@ async function main(): Promise<void> {
   const out = `${header}\n\n${table(rows)}\n`;
   process.stdout.write(out);
   if (!QUICK) {
-    const readme = path.join(ROOT, 'bench', 'README.md');
-    const text = readFileSync(readme, 'utf8');
-    const start = '<!-- bench:protocol:start -->';
-    const end = '<!-- bench:protocol:end -->';
-    const section = `${start}\n${out}${end}`;
-    const next = text.includes(start) && text.includes(end) ? text.replace(new RegExp(`${start}[\\s\\S]*?${end}`), section) : `${text.trimEnd()}\n\n${section}\n`;
-    writeFileSync(readme, next);
+    writeReadmeSection('bench:protocol', out);
   }
 }
 

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { native } from '../src/engine/native.js';
 import { AUDIT_INDEXES } from '../src/journal/schema.js';
-import { MAIN, ROOT, startBenchDaemon } from './lib.js';
+import { MAIN, startBenchDaemon, writeReadmeSection } from './lib.js';
 
 const QUICK = process.argv.includes('--quick');
 const N = {
@@ -241,15 +241,7 @@ async function main(): Promise<void> {
   const stamp = `Measured ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), Node ${process.version}${QUICK ? ', quick run' : ''}.`;
   process.stdout.write(`${stamp}\n\n${table}\n`);
   if (!QUICK) {
-    const readme = path.join(ROOT, 'bench', 'README.md');
-    const text = fs.readFileSync(readme, 'utf8');
-    const start = '<!-- bench:start -->';
-    const end = '<!-- bench:end -->';
-    const i = text.indexOf(start);
-    const j = text.indexOf(end);
-    if (i < 0 || j < 0) throw new Error(`bench/README.md lacks the ${start} ... ${end} markers`);
-    fs.writeFileSync(readme, `${text.slice(0, i + start.length)}\n${stamp}\n\n${table}\n${text.slice(j)}`);
-    process.stderr.write('bench/README.md updated\n');
+    writeReadmeSection('bench', `${stamp}\n\n${table}`);
   }
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -1,7 +1,6 @@
 // The composition root of `vmlockd serve`: config -> journal -> state -> locker -> pipeline -> servers -> shutdown.
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { config as rxConfig } from 'rxjs';
 import { VmlockdError } from '../engine/errors.js';
@@ -24,6 +23,7 @@ import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
 import { VERSION } from './version.js';
 import { startMetrics } from './metrics.js';
+import { socketAnswers } from '../events/socket-probe.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many. */
 const SNAPSHOT_EVERY = 10_000;
@@ -77,16 +77,6 @@ export function lockView(state: State): Array<Record<string, unknown>> {
   return out;
 }
 
-async function socketInUse(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(socketPath);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 /** Keys a running daemon cannot change: they name its identity and its files. */
 const RESTART_ONLY: ReadonlySet<string> = new Set(['hostId', 'stateDir', 'journal', 'socket', 'virtlockdSocket', 'metricsAddress']);
@@ -129,7 +119,7 @@ export class Daemon {
     const c = this.config;
     fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
     this.guard = acquireInstanceGuard(c.stateDir);
-    if (await socketInUse(c.socket)) {
+    if (await socketAnswers(c.socket)) {
       throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `socket ${c.socket} is already served by another process; choose another --socket`);
     }
     fs.mkdirSync(path.dirname(c.journal), { recursive: true, mode: 0o700 });

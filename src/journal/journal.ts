@@ -260,7 +260,7 @@ export class Journal {
    * they reach SQLite a few milliseconds later, or at the next read through this object.
    */
   append(rows: readonly FactRow[]): StoredFact[] {
-    this.open();
+    this.checkOpen();
     if (!Array.isArray(rows)) {
       throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `append expects an array of fact rows, got ${typeof rows}`);
     }
@@ -729,11 +729,11 @@ export class Journal {
   // Every read goes through here: staged facts are moved into SQLite first, so a reader in this
   // process always sees what was acknowledged.
   private live(): void {
-    this.open();
+    this.checkOpen();
     if (this.stage !== undefined && this.stage.pending.length > 0) this.flushStaged();
   }
 
-  private open(): void {
+  private checkOpen(): void {
     if (!this.db.open) throw new JournalError('VMLOCKD_ERR_JOURNAL_CLOSED', `journal ${this.file} is closed`);
   }
 

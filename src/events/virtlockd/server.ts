@@ -46,6 +46,7 @@ import {
 } from './codec.js';
 import { processAlive, processStartTime } from './pids.js';
 import { ServerRegistry } from './registry.js';
+import { socketAnswers } from '../socket-probe.js';
 
 /** The `source` of every command and fact this server produces. */
 export const SOURCE = 'virtlockd';
@@ -183,7 +184,7 @@ export class VirtlockdServer implements RunningSource {
     // users out of libvirt's other sockets in it. The socket itself is 0600.
     fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o755 });
     if (fs.existsSync(p)) {
-      if (await answers(p)) {
+      if (await socketAnswers(p)) {
         throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `virtlockd socket ${p} is already served by another process (a running virtlockd?); stop it first`);
       }
       fs.unlinkSync(p);
@@ -690,16 +691,6 @@ function lockedElsewhere(file: string): string | null {
   }
 }
 
-function answers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(socketPath);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 export async function startVirtlockdServer(opts: VirtlockdServerOptions): Promise<VirtlockdServer> {
   const s = new VirtlockdServer(opts);
