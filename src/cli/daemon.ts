@@ -285,6 +285,7 @@ export class Daemon {
       this.config = config;
       this.log.level = config.logLevel;
       this.engine.setRules({ fileLockspaceDir: config.fileLockspaceDir });
+      if (applied.some((d) => d.key === 'verifyIntervalMs')) this.verifier?.reschedule();
       for (const d of applied) this.log.info(`config: ${confName(d.key)} changed from ${JSON.stringify(d.from)} to ${JSON.stringify(d.to)}`);
       this.engine.record([fact('ConfigChanged', at, { changes: applied, fingerprint: this.fingerprint(), trigger: 'watch' })]);
       this.hostLock?.heartbeat(at, this.fingerprint());

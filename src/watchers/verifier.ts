@@ -43,8 +43,11 @@ export class Verifier {
   /** Locks lost to an error (not to another owner): retried every round until retaken or taken by another. */
   private readonly pending = new Map<string, Pending>();
 
+  private readonly startedAt: string;
+
   constructor(private readonly deps: VerifierDeps) {
     this.lastOkAt = this.now().toISOString();
+    this.startedAt = this.lastOkAt;
   }
 
   private now(): Date {
@@ -52,21 +55,36 @@ export class Verifier {
   }
 
   start(): void {
+    this.arm(this.deps.intervalMs());
+  }
+
+  private arm(delayMs: number): void {
     const tick = () => {
       try {
         this.round();
       } catch (e) {
         this.deps.log('error', `lock verification failed: ${(e as Error).stack ?? e}`);
       }
-      this.timer = setTimeout(tick, this.deps.intervalMs());
-      this.timer.unref();
+      this.arm(this.deps.intervalMs());
     };
-    this.timer = setTimeout(tick, this.deps.intervalMs());
+    this.timer = setTimeout(tick, delayMs);
     this.timer.unref();
+  }
+
+  /**
+   * verify_interval changed: re-arm now, counted from the last round (or the start), so a shorter
+   * interval does not wait out a timer set with the old one (600 s -> 1 s would otherwise wait 600 s).
+   */
+  reschedule(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    const last = Date.parse(this.lastRunAt ?? this.startedAt);
+    this.arm(Math.max(0, last + this.deps.intervalMs() - this.now().getTime()));
   }
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   /** Milliseconds since every held lock last checked out. */

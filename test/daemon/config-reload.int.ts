@@ -36,11 +36,11 @@ test.after.each(async () => {
   daemon = undefined;
 });
 
-async function setup(logLevel = 3): Promise<{ dir: string; conf: string; d: TestDaemon }> {
+async function setup(logLevel = 3, edit: (text: string) => string = (t) => t): Promise<{ dir: string; conf: string; d: TestDaemon }> {
   const dir = tmpdir();
   const conf = path.join(dir, 'vmlockd.conf');
   // The lockspace comes from the file: a --lockspace flag would override the file and hide its changes.
-  base = BASE.replace('log_level = 3', `log_level = ${logLevel}`) + `file_lockspace_dir = "${path.join(dir, 'ls')}"\n`;
+  base = edit(BASE.replace('log_level = 3', `log_level = ${logLevel}`)) + `file_lockspace_dir = "${path.join(dir, 'ls')}"\n`;
   fs.writeFileSync(conf, base);
   daemon = await startDaemon({ stateDir: path.join(dir, 'state'), hostId: 'hv-a', extra: ['--config', conf] });
   return { dir, conf, d: daemon };
@@ -114,6 +114,17 @@ test('rename-replace and delete-recreate of the file are both picked up', async 
   await new Promise((r) => setTimeout(r, 200));
   fs.writeFileSync(conf, base.replace('max_clients = 1024', 'max_clients = 20'));
   await until('delete-recreate', () => status(d).maxClients === 20);
+});
+
+test('verify_interval shortened live applies at once, not after the old interval (600 s -> 1 s)', async () => {
+  // Started with 600 s: the first round's timer is armed for 600 s.
+  const { conf, d } = await setup(3, (t) => t.replace('verify_interval = 10', 'verify_interval = 600'));
+  assert.is(status(d).verifyIntervalMs, 600_000);
+  const before = status(d).verifiedAt as string;
+  fs.writeFileSync(conf, base.replace('verify_interval = 600', 'verify_interval = 1'));
+  await until('1 s in force', () => status(d).verifyIntervalMs === 1000);
+  // Every round with nothing lost moves verifiedAt; with the old 600 s timer still armed none runs.
+  await until('a verification round under the new interval', () => (status(d).verifiedAt as string) > before, 20_000);
 });
 
 test('SIGHUP re-reads the config', async () => {
