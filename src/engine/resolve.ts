@@ -71,17 +71,44 @@ function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named
   return { path: req.path, mode: req.mode, resource: { id, name, lockspace, kind: 'file', canonical: known ?? id, create } };
 }
 
-export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State): ResolvedDisk {
+/**
+ * The canonical path that already stands for this inode, if any: a path held on this host, or one
+ * named earlier in the same command (`inCommand`, inode -> canonical path).
+ *
+ * A held path counts only while it still names that inode: a disk deleted under its lock can hand
+ * its inode number to a new file at once (ext4 does), and that new file is another disk.
+ */
+function aliasOf(inode: string, canonical: string, state: State, inCommand: Map<string, string> | undefined): string | undefined {
+  const earlier = inCommand?.get(inode);
+  if (earlier !== undefined) return earlier;
+  const ids = state.byInode.get(inode);
+  if (ids === undefined) return undefined;
+  let found: string | undefined;
+  for (const id of ids) {
+    const held = state.resources.get(id);
+    if (!held) continue;
+    if (held.ref.canonical === canonical) return canonical;
+    // Prefer the lexically first held path, so the answer does not depend on the order of facts.
+    if ((found === undefined || held.ref.canonical < found) && inodeOf(held.ref.canonical) === inode) found = held.ref.canonical;
+  }
+  return found;
+}
+
+/**
+ * Resolve one disk. `inCommand` carries the inodes already resolved by the same command, so two
+ * hard links named together become one resource (and are merged by `decide`).
+ */
+export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, string>): ResolvedDisk {
   if (req.named) return resolveNamed({ ...req, named: req.named }, state);
   const given = checkDiskPath(req.path, 'disk path');
   let canonical = canonicalPath(given);
   const inode = inodeOf(canonical);
   // A bind mount or hard link reaches the same inode under a path realpath cannot unify:
-  // while one alias is held on this host, every other alias is the same resource.
+  // while one alias is held on this host (or named earlier in this command), every other alias is
+  // the same resource.
   if (inode !== undefined) {
-    const heldId = state.byInode.get(inode);
-    const held = heldId !== undefined ? state.resources.get(heldId) : undefined;
-    if (held && held.ref.canonical !== canonical) canonical = held.ref.canonical;
+    canonical = aliasOf(inode, canonical, state, inCommand) ?? canonical;
+    inCommand?.set(inode, canonical);
   }
   let resource: ResourceRef;
   if (rules.fileLockspaceDir !== null) {
@@ -106,17 +133,21 @@ export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State):
 export function resolveCommand(cmd: Command, rules: NamingRules, state: State): ResolvedCommand {
   switch (cmd.kind) {
     case 'acquire':
-    case 'check':
-      return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state)) };
-    case 'release':
+    case 'check': {
+      const inCommand = new Map<string, string>();
+      return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state, inCommand)) };
+    }
+    case 'release': {
       if (cmd.paths === undefined && cmd.named === undefined) return cmd;
+      const inCommand = new Map<string, string>();
       return {
         ...cmd,
         resolved: [
-          ...(cmd.paths ?? []).map((p) => resolveDisk({ path: p, mode: 'exclusive' }, rules, state)),
-          ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state)),
+          ...(cmd.paths ?? []).map((p) => resolveDisk({ path: p, mode: 'exclusive' }, rules, state, inCommand)),
+          ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state, inCommand)),
         ],
       };
+    }
     case 'observe':
       return cmd;
     default: {

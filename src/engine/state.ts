@@ -25,8 +25,13 @@ export interface State {
   readonly resources: Map<string, ResourceState>;
   /** Every owner seen, keyed by uuid. */
   readonly owners: Map<string, Owner>;
-  /** "dev:ino" of held disks -> resource id, so an alias the path rules cannot see maps to the same resource. */
-  readonly byInode: Map<string, string>;
+  /**
+   * "dev:ino" of held disks -> ids of the resources recorded with it, so an alias the path rules
+   * cannot see (a hard link, a bind mount) maps to the same resource. A set, not one id: two
+   * resources can carry one inode (a disk deleted under its lock whose inode was reused, a journal
+   * written before aliases were unified), and releasing one must not unindex the other.
+   */
+  readonly byInode: Map<string, Set<string>>;
   /** Owner uuid -> ids of the resources it holds, so a release does not scan every lock. */
   readonly byOwner: Map<string, Set<string>>;
   /** The seq of the last fact folded in (0 for none). */
@@ -114,9 +119,15 @@ function resourceOf(state: State, p: ResourceFields, mode: Mode): ResourceState 
   if (!res) {
     res = { ref: refOf(p), mode, holders: new Map() };
     state.resources.set(p.resource, res);
-    if (p.inode !== undefined) state.byInode.set(p.inode, p.resource);
+    if (p.inode !== undefined) indexInode(state, p.inode, p.resource);
   }
   return res;
+}
+
+function indexInode(state: State, inode: string, resource: string): void {
+  let set = state.byInode.get(inode);
+  if (!set) state.byInode.set(inode, (set = new Set()));
+  set.add(resource);
 }
 
 function indexOwner(state: State, ownerUuid: string, resource: string): void {
@@ -134,7 +145,11 @@ function dropHolder(state: State, resource: string, ownerUuid: string): void {
   if (owned?.size === 0) state.byOwner.delete(ownerUuid);
   if (res.holders.size === 0) {
     state.resources.delete(resource);
-    if (res.ref.inode !== undefined) state.byInode.delete(res.ref.inode);
+    if (res.ref.inode !== undefined) {
+      const ids = state.byInode.get(res.ref.inode);
+      ids?.delete(resource);
+      if (ids?.size === 0) state.byInode.delete(res.ref.inode);
+    }
   }
 }
 
@@ -176,7 +191,7 @@ export function fromSnapshot(json: unknown): State {
   for (const r of s.resources) {
     state.resources.set(r.ref.id, { ref: r.ref, mode: r.mode, holders: new Map(r.holders.map((h) => [h.owner.uuid, h])) });
     for (const h of r.holders) indexOwner(state, h.owner.uuid, r.ref.id);
-    if (r.ref.inode !== undefined) state.byInode.set(r.ref.inode, r.ref.id);
+    if (r.ref.inode !== undefined) indexInode(state, r.ref.inode, r.ref.id);
   }
   return state;
 }

@@ -45,9 +45,19 @@ test('given an inode on the fact, the alias index maps it to the resource until 
   const f = acquired(vm1, '/img/a');
   const withInode = { ...f, payload: { ...f.payload, inode: '1:2' } } as NewFact;
   const s = given(withInode);
-  assert.is(s.byInode.get('1:2'), ref('/img/a').id);
+  assert.equal([...s.byInode.get('1:2')!], [ref('/img/a').id]);
   evolve(s, released(vm1, '/img/a'));
   assert.is(s.byInode.size, 0);
+});
+
+test('given two resources recorded with one inode, releasing one keeps the other indexed', () => {
+  const a = acquired(vm1, '/img/a');
+  const b = acquired(vm2, '/img/b');
+  const s = given({ ...a, payload: { ...a.payload, inode: '1:2' } } as NewFact, { ...b, payload: { ...b.payload, inode: '1:2' } } as NewFact);
+  evolve(s, released(vm1, '/img/a'));
+  assert.equal([...s.byInode.get('1:2')!], [ref('/img/b').id]);
+  const snap = fromSnapshot(JSON.parse(JSON.stringify(toSnapshot(s))));
+  assert.equal([...snap.byInode.get('1:2')!], [ref('/img/b').id]);
 });
 
 test('a snapshot round trip gives the same state, and folding the rest after it equals folding everything', () => {
