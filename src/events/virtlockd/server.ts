@@ -60,8 +60,10 @@ export interface VirtlockdServerOptions {
   readonly ctx: SourceContext;
   /** Peers with any other uid are refused. Default: 0 for a root daemon, else this process's euid (as virtlockd). */
   readonly allowedUid?: number;
-  /** How often owners whose connection a restart cut are checked for having exited (ms). */
+  /** How often owners with no connection of their own open are checked for having exited (ms). */
   readonly ownerPollMs?: number;
+  /** How long the rest of a frame may take once its first byte arrived (ms); then the connection is closed. */
+  readonly frameTimeoutMs?: number;
   readonly peerCred?: NativeBinding['peerCred'];
 }
 
@@ -79,6 +81,10 @@ interface Conn {
   readonly queue: Buffer[];
   restricted: boolean;
   owner: RegisteredOwner | null;
+  /** The owner pid this connection is the own connection of (peer pid == registered pid), if any. */
+  ownPid: number | null;
+  /** Closes the connection when a started frame does not complete in time. */
+  frameTimer: NodeJS.Timeout | null;
   busy: boolean;
   closed: boolean;
   /** Settles when the call being dispatched is answered (the close rule waits for it). */
@@ -88,6 +94,11 @@ interface Conn {
 type Outcome = Buffer | null | 'close';
 
 const now = (): string => new Date().toISOString();
+
+/** How long the rest of a started frame may take (ms) unless the options say otherwise. */
+export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
+/** Owner pids remembered as gone (their own connection closed): enough for every VM of a host. */
+const GONE_OWNERS_MAX = 4096;
 
 function errnoOf(code: string | undefined): number | undefined {
   return code === undefined ? undefined : (osConstants.errno as Record<string, number | undefined>)[code];
@@ -125,13 +136,13 @@ export class VirtlockdServer implements RunningSource {
   private readonly allowedUid: number;
   private readonly peerCred: NativeBinding['peerCred'];
   private registry!: ServerRegistry;
+  /** Owner pid -> how many of its own connections (peer pid == registered pid) are open. */
+  private readonly ownConns = new Map<number, number>();
   /**
-   * Shared acquires stacked on a holding already there (virtlockd lists the pid again, so N shared
-   * acquires need N releases): resource id -> owner uuid -> occurrences beyond the first.
+   * Owner pids whose own connection closed or whose process exited, and whose locks were released:
+   * an acquire for them that was in flight, or comes later, must not leave a lock behind.
    */
-  private readonly stacked = new Map<string, Map<string, number>>();
-  /** Owners whose own connection a restart cut: watched until their pid exits. */
-  private readonly orphans = new Set<string>();
+  private readonly goneOwners = new Set<number>();
   private pollTimer?: NodeJS.Timeout;
   private stopping = false;
 
@@ -155,7 +166,7 @@ export class VirtlockdServer implements RunningSource {
 
   async start(): Promise<void> {
     this.registry = ServerRegistry.load(this.opts.registryFile, (m) => this.ctx.log('warning', m));
-    this.adoptOrphans();
+    this.adoptHoldings();
     await this.listen();
     const poll = this.opts.ownerPollMs ?? 2000;
     this.pollTimer = setInterval(() => void this.pollOrphans(), poll);
@@ -169,6 +180,7 @@ export class VirtlockdServer implements RunningSource {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of this.conns) c.socket.destroy();
     await closed;
+    this.registry.close();
     try {
       fs.unlinkSync(this.opts.socketPath);
     } catch {
@@ -233,6 +245,8 @@ export class VirtlockdServer implements RunningSource {
       queue: [],
       restricted: false,
       owner: null,
+      ownPid: null,
+      frameTimer: null,
       busy: false,
       closed: false,
       idle: Promise.resolve(),
@@ -242,12 +256,15 @@ export class VirtlockdServer implements RunningSource {
     socket.once('close', () => {
       conn.closed = true;
       this.conns.delete(conn);
+      this.clearFrameTimer(conn);
+      this.setOwnPid(conn, null);
       void this.onClose(conn).catch((e: unknown) => this.ctx.log('error', `virtlockd close rule failed: ${(e as Error).stack ?? e}`));
     });
   }
 
   private onData(conn: Conn, chunk: Buffer): void {
-    for (const f of conn.reader.push(chunk)) {
+    const frames = conn.reader.push(chunk);
+    for (const f of frames) {
       if (f.kind === 'fatal') {
         this.rejectFrame(conn, f.message, chunk.subarray(0, 64));
         conn.socket.destroy();
@@ -255,7 +272,43 @@ export class VirtlockdServer implements RunningSource {
       }
       conn.queue.push(f.bytes);
     }
+    // A started frame gets a bounded time to complete, counted from its first byte (virtlockd waits
+    // forever, so 1,000 half-sent frames would hold 1,000 connections and their buffers).
+    if (conn.reader.pending === 0) this.clearFrameTimer(conn);
+    else if (frames.length > 0 || !conn.frameTimer) this.armFrameTimer(conn);
     if (conn.queue.length > 0 && !conn.busy) conn.idle = this.drain(conn);
+  }
+
+  private armFrameTimer(conn: Conn): void {
+    this.clearFrameTimer(conn);
+    const ms = this.opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
+    conn.frameTimer = setTimeout(() => {
+      conn.frameTimer = null;
+      if (conn.closed) return;
+      // A call being answered pauses reading: the client is waiting for us, not we for it.
+      if (conn.busy) return this.armFrameTimer(conn);
+      const msg = `a frame was started but not completed within ${ms} ms (${conn.reader.pending} bytes received); closing the connection`;
+      this.ctx.log('warning', `virtlockd socket: pid ${conn.clientPid}: ${msg}`);
+      this.rejectFrame(conn, msg, Buffer.alloc(0));
+      conn.socket.destroy();
+    }, ms);
+    conn.frameTimer.unref();
+  }
+
+  private clearFrameTimer(conn: Conn): void {
+    if (conn.frameTimer) clearTimeout(conn.frameTimer);
+    conn.frameTimer = null;
+  }
+
+  /** Count `conn` as the own connection of `pid` (or of none). */
+  private setOwnPid(conn: Conn, pid: number | null): void {
+    if (conn.ownPid !== null) {
+      const n = (this.ownConns.get(conn.ownPid) ?? 1) - 1;
+      if (n <= 0) this.ownConns.delete(conn.ownPid);
+      else this.ownConns.set(conn.ownPid, n);
+    }
+    conn.ownPid = pid;
+    if (pid !== null) this.ownConns.set(pid, (this.ownConns.get(pid) ?? 0) + 1);
   }
 
   // One outstanding call per connection, as virtlockd (nrequests_client_max = 1): the next frame is
@@ -356,7 +409,7 @@ export class VirtlockdServer implements RunningSource {
         const o = call.owner;
         const owner: RegisteredOwner = { uuid: uuidString(o.uuid), name: o.name, id: o.id, pid: o.pid };
         conn.owner = owner;
-        this.persist(() => this.registry.setOwner({ uuid: owner.uuid, name: owner.name, pid: owner.pid, start: processStartTime(owner.pid) }));
+        this.registered(conn, owner);
         return null;
       }
       case PROC.RESTRICT:
@@ -498,19 +551,29 @@ export class VirtlockdServer implements RunningSource {
     // path, the state knows it, and refusals and facts can name the disk instead of the hash.
     const known = this.ctx.state().resources.get(this.resourceId(lockspace, name))?.ref.canonical;
     const disk: DiskRequest = { path: known ?? file, mode: shared ? 'shared' : 'exclusive', named: { lockspace, name, create: autocreate } };
+    if (this.goneOwners.has(o.pid)) return this.ownerIsGone(o, file);
     const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: [disk], at: now(), source: SOURCE });
     switch (reply.status) {
       case 'ok': {
         const id = reply.acquired[0]?.resource ?? reply.already[0]?.resource;
         if (reply.acquired.length > 0) {
-          if (id !== undefined) this.unstack(id, o.uuid);
+          if (id === undefined) return null;
+          this.registry.setPids(id, o.uuid, [o.pid]);
+          // The close rule (or the watch) released this owner while the acquire was in flight (a
+          // hot-plug on libvirtd's connection as QEMU exits): give the lock back at once.
+          if (this.goneOwners.has(o.pid)) {
+            await this.releasePid(o.pid, [id], 'its owner left while the acquire was in flight');
+            return this.ownerIsGone(o, file);
+          }
           return null;
         }
         const res = id !== undefined ? this.ctx.state().resources.get(id) : undefined;
         // Already ours. virtlockd lists a shared holder again (one release each) and refuses any
         // other repeat: acquire is not re-entrant.
         if (res && shared && res.mode === 'shared') {
-          this.stack(res.ref.id, o.uuid);
+          if (res.holders.get(o.uuid)?.source === SOURCE) {
+            this.registry.setPids(res.ref.id, o.uuid, [...this.registry.pidsOf(res.ref.id, o.uuid), o.pid]);
+          }
           return null;
         }
         const holder = res ? this.holderText(res) : undefined;
@@ -552,10 +615,43 @@ export class VirtlockdServer implements RunningSource {
     const res = this.ctx.state().resources.get(id);
     if (!res || res.holders.size === 0) return notLocked(name);
     if (!res.holders.has(o.uuid)) return ownerNotHolding(o.pid);
-    if (this.unstackOne(id, o.uuid)) return null;
+    // Keyed by the owner pid that took it, as virtlockd: another pid of the same VM does not hold it.
+    const pids = this.registry.pidsOf(id, o.uuid);
+    if (pids && pids.length > 0) {
+      const i = pids.indexOf(o.pid);
+      if (i < 0) return ownerNotHolding(o.pid);
+      if (pids.length > 1) {
+        this.registry.setPids(id, o.uuid, pids.filter((_, j) => j !== i));
+        return null;
+      }
+    }
     const named: DiskRequest = { path: this.fileOf(lockspace, name), mode: res.mode, named: { lockspace, name, create: false } };
     const reply = await this.ctx.submit({ kind: 'release', owner: { uuid: o.uuid, name: o.name }, named: [named], at: now(), source: SOURCE });
-    return reply.status === 'error' ? this.engineError(reply, named.path, false) : null;
+    if (reply.status === 'error') return this.engineError(reply, named.path, false);
+    this.registry.setPids(id, o.uuid, []);
+    return null;
+  }
+
+  private ownerIsGone(o: RegisteredOwner, file: string): RpcErrorSpec {
+    const msg = `owner ${o.pid} (VM ${o.name}, uuid ${o.uuid}) has gone: its own connection closed or its process exited, and its locks were released; not locking ${file}`;
+    this.ctx.log('warning', `virtlockd: ${msg}`);
+    return internalError(msg);
+  }
+
+  /**
+   * A REGISTER. The connection whose peer is the owner pid itself is the owner's own (QEMU keeps it
+   * for its whole life): the close rule watches it. An owner registered by another process (libvirtd)
+   * while no own connection is open (a restart cut it) is watched by pid instead. Both are written
+   * to the registry so a restart keeps watching them.
+   */
+  private registered(conn: Conn, o: RegisteredOwner): void {
+    const own = conn.clientPid === o.pid && o.pid > 0;
+    this.setOwnPid(conn, own ? o.pid : null);
+    if (own) this.goneOwners.delete(o.pid);
+    if (!own && (o.pid <= 0 || this.ownConns.has(o.pid) || this.registry.owners.get(o.pid)?.uuid === o.uuid)) return;
+    const start = processStartTime(o.pid);
+    if (!own && start === null) return; // no such process: nothing will ever exit to be watched
+    this.registry.setOwner({ uuid: o.uuid, name: o.name, pid: o.pid, start });
   }
 
   /** An engine error as virtlockd would have reported the same failure. */
@@ -569,69 +665,83 @@ export class VirtlockdServer implements RunningSource {
     return internalError(reply.message);
   }
 
-  private stack(id: string, uuid: string): void {
-    let m = this.stacked.get(id);
-    if (!m) this.stacked.set(id, (m = new Map()));
-    m.set(uuid, (m.get(uuid) ?? 0) + 1);
-  }
-
-  private unstackOne(id: string, uuid: string): boolean {
-    const m = this.stacked.get(id);
-    const n = m?.get(uuid) ?? 0;
-    if (n === 0) return false;
-    if (n === 1) {
-      m!.delete(uuid);
-      if (m!.size === 0) this.stacked.delete(id);
-    } else m!.set(uuid, n - 1);
-    return true;
-  }
-
-  private unstack(id: string, uuid: string): void {
-    const m = this.stacked.get(id);
-    m?.delete(uuid);
-    if (m?.size === 0) this.stacked.delete(id);
-  }
-
   // ── owners leaving ─────────────────────────────────────────────────────────────────────────
 
-  /** Resources this owner holds through this protocol (not those another source took for it). */
-  private holdings(uuid: string): ResourceState[] {
+  /** Resource ids (per owner uuid) whose protocol holding lists `pid`, pruning entries the state no longer holds. */
+  private holdingsOfPid(pid: number): Map<string, string[]> {
     const state = this.ctx.state();
-    const out: ResourceState[] = [];
-    for (const id of state.byOwner.get(uuid) ?? []) {
-      const res = state.resources.get(id);
-      if (res && res.holders.get(uuid)?.source === SOURCE) out.push(res);
+    const out = new Map<string, string[]>();
+    for (const [id, m] of [...this.registry.holds]) {
+      for (const [uuid, pids] of [...m]) {
+        if (state.resources.get(id)?.holders.get(uuid)?.source !== SOURCE) {
+          this.registry.setPids(id, uuid, []);
+          continue;
+        }
+        if (!pids.includes(pid)) continue;
+        let l = out.get(uuid);
+        if (!l) out.set(uuid, (l = []));
+        l.push(id);
+      }
     }
     return out;
   }
 
   /**
+   * Take `pid` off the given holdings (or every holding it is on); a holding no pid is left on is
+   * released. Returns how many locks were released.
+   */
+  private async releasePid(pid: number, only: readonly string[] | null, why: string): Promise<number> {
+    const state = this.ctx.state();
+    let released = 0;
+    for (const [uuid, ids] of this.holdingsOfPid(pid)) {
+      const last: ResourceState[] = [];
+      for (const id of ids) {
+        if (only && !only.includes(id)) continue;
+        // Every occurrence goes (virtlockd drops one and leaks the stacked rest).
+        const left = this.registry.pidsOf(id, uuid).filter((p) => p !== pid);
+        this.registry.setPids(id, uuid, left);
+        const res = state.resources.get(id);
+        if (left.length === 0 && res) last.push(res);
+      }
+      if (last.length === 0) continue;
+      const owner: Owner = { uuid, ...(state.owners.get(uuid)?.name !== undefined ? { name: state.owners.get(uuid)!.name! } : {}) };
+      const named = last.map((res): DiskRequest => ({ path: res.holders.get(uuid)!.path, mode: res.mode, named: { lockspace: res.ref.lockspace, name: res.ref.name, create: false } }));
+      const reply = await this.ctx.submit({ kind: 'release', owner, named, at: now(), source: SOURCE });
+      if (reply.status === 'ok') {
+        released += reply.released.length;
+        for (const res of last) this.registry.setPids(res.ref.id, uuid, []);
+      } else {
+        this.ctx.log('error', `releasing the locks of owner pid ${pid} (uuid ${uuid}) ${why} failed: ${reply.message}`);
+        // Back on the list, so the watch tries again.
+        for (const res of last) this.registry.setPids(res.ref.id, uuid, [...this.registry.pidsOf(res.ref.id, uuid), pid]);
+      }
+    }
+    return released;
+  }
+
+  /**
    * virtlockd's close rule: the connection whose peer is the owner's own process (QEMU keeps it open
-   * for its whole life) closed, so the VM is gone: release what it holds. Unlike virtlockd, every
-   * stacked shared occurrence goes, and the process is never signalled.
+   * for its whole life) closed, so that QEMU is gone: release what that pid took, and only that (an
+   * old QEMU's connection inherited by a child must not free a newer QEMU's lease of the same VM).
+   * Unlike virtlockd, every stacked shared occurrence goes, and the process is never signalled.
    */
   private async onClose(conn: Conn): Promise<void> {
     if (this.stopping) return;
     await conn.idle;
     const o = conn.owner;
-    if (!o || this.stopping || conn.clientPid !== o.pid) return;
+    if (!o || this.stopping || conn.clientPid !== o.pid || o.pid <= 0) return;
+    // Another own connection of the same pid still open: that process still holds its token.
+    if (this.ownConns.has(o.pid)) return;
     await this.ownerGone(o, processAlive(o.pid), 'its connection closed');
   }
 
   private async ownerGone(o: { uuid: string; name: string; pid: number }, alive: boolean, why: string): Promise<void> {
+    this.goneOwners.add(o.pid);
+    if (this.goneOwners.size > GONE_OWNERS_MAX) this.goneOwners.delete(this.goneOwners.values().next().value as number);
+    const released = await this.releasePid(o.pid, null, why);
     const owner: Owner = { uuid: o.uuid, name: o.name };
-    const held = this.holdings(o.uuid);
-    let released = 0;
-    if (held.length > 0) {
-      const named = held.map((res): DiskRequest => ({ path: res.holders.get(o.uuid)!.path, mode: res.mode, named: { lockspace: res.ref.lockspace, name: res.ref.name, create: false } }));
-      const reply = await this.ctx.submit({ kind: 'release', owner, named, at: now(), source: SOURCE });
-      if (reply.status === 'ok') released = reply.released.length;
-      else this.ctx.log('error', `releasing the locks of VM ${o.name} (${o.uuid}, pid ${o.pid}) failed: ${reply.message}`);
-    }
-    for (const res of held) this.unstack(res.ref.id, o.uuid);
     this.ctx.record([fact('OwnerGone', now(), { owner, pid: o.pid, alive, released, source: SOURCE })]);
-    this.orphans.delete(o.uuid);
-    if (this.holdings(o.uuid).length === 0) this.persist(() => this.registry.dropOwner(o.uuid));
+    if (this.holdingsOfPid(o.pid).size === 0) this.registry.dropOwner(o.pid);
     if (alive) {
       this.ctx.log(
         'warning',
@@ -644,29 +754,49 @@ export class VirtlockdServer implements RunningSource {
   }
 
   /**
-   * After a restart no owner's own connection survives, so the close rule can no longer fire for the
-   * locks the daemon re-took: watch those owners' pids instead, and release when the process is gone.
+   * At start: every protocol holding needs the owner pid that took it. A registry written before
+   * pids were kept per holding (or a crash inside the save delay) leaves some without: give them
+   * the pid the registry knows for their VM, so the watch still releases them.
    */
-  private adoptOrphans(): void {
-    for (const rec of [...this.registry.owners.values()]) {
-      if (this.holdings(rec.uuid).length > 0) this.orphans.add(rec.uuid);
-      else this.persist(() => this.registry.dropOwner(rec.uuid));
+  private adoptHoldings(): void {
+    const state = this.ctx.state();
+    const pidOfUuid = new Map<string, number>();
+    for (const rec of this.registry.owners.values()) pidOfUuid.set(rec.uuid, rec.pid);
+    for (const res of state.resources.values()) {
+      for (const [uuid, h] of res.holders) {
+        if (h.source !== SOURCE || this.registry.pidsOf(res.ref.id, uuid).length > 0) continue;
+        const pid = pidOfUuid.get(uuid);
+        if (pid === undefined) {
+          this.ctx.log('warning', `virtlockd: no owner pid is known for ${res.ref.id} held by VM ${h.owner.name ?? ''} (${uuid}); it stays held until released`);
+          continue;
+        }
+        this.registry.setPids(res.ref.id, uuid, [pid]);
+      }
     }
+    this.holdingsOfPid(-1); // prunes holdings the journal no longer has
   }
 
+  /**
+   * Owners with no own connection open (a restart cut it, or only libvirtd registered them) are
+   * watched by pid: when the process is gone, what it took is released. Owners that hold nothing
+   * are still watched (a suspended VM re-acquires later); dead ones are pruned.
+   */
   private polling = false;
   private async pollOrphans(): Promise<void> {
     if (this.polling || this.stopping) return;
     this.polling = true;
     try {
-      for (const uuid of [...this.orphans]) {
-        const rec = this.registry.owners.get(uuid);
-        if (!rec || this.holdings(uuid).length === 0) {
-          this.orphans.delete(uuid);
+      for (const rec of [...this.registry.owners.values()]) {
+        if (this.stopping) return;
+        if (this.ownConns.has(rec.pid) || processAlive(rec.pid, rec.start)) continue;
+        if (this.holdingsOfPid(rec.pid).size === 0) {
+          this.registry.dropOwner(rec.pid);
           continue;
         }
-        if (!processAlive(rec.pid, rec.start)) await this.ownerGone(rec, false, 'its process exited after vmlockd restarted');
+        await this.ownerGone(rec, false, 'its process exited while no connection of its own was open');
       }
+    } catch (e) {
+      this.ctx.log('error', `virtlockd owner watch failed: ${(e as Error).stack ?? e}`);
     } finally {
       this.polling = false;
     }
