@@ -41,17 +41,59 @@ const USAGE = `usage: vmlockd <command> [options]
   hook qemu NAME OP SUBOP [EXTRA] [--socket PATH] [--fail-open] [--timeout S]
         libvirt's qemu hook (domain XML on stdin); see docs/libvirt.md
 
-Client commands find the daemon with --socket PATH, else $VMLOCKD_SOCKET, else ./var/vmlockd.sock.
+Client commands find the daemon with --socket PATH, else $VMLOCKD_SOCKET, else socket = (or state_dir =)
+in the --config FILE(s), else ./var/vmlockd.sock. Every command answers --help.
 Exit codes: 0 done; 3 refused because a lock is held; 2 bad input or usage; 1 any other failure.`;
 
-const COMMON = { socket: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+const COMMON = {
+  socket: { type: 'string' },
+  config: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
-function args<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
-  try {
-    return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new VmlockdError('VMLOCKD_ERR_USAGE', `${(e as Error).message}\n\n${USAGE}`);
+const DEFAULT_SOCKET = 'vmlockd.sock in the default state directory (./var/vmlockd.sock)';
+
+/** Each command's own usage, for `vmlockd COMMAND --help` and its usage errors. */
+function usageOf(command: string): string {
+  const lines = USAGE.split('\n');
+  const at = lines.findIndex((l) => l.trimStart().startsWith(command === 'integrity' ? 'integrity' : command + ' ') || l.trim() === command);
+  if (at < 0) return USAGE;
+  const out = [lines[at]!.trimStart()];
+  // Continuation lines (deeper indent) belong to the same command; `locks --cluster` and friends too.
+  for (let i = at + 1; i < lines.length; i++) {
+    const l = lines[i]!;
+    if (/^ {4,}/.test(l)) out.push(l.trim());
+    else if (l.trimStart().startsWith(command + ' ')) out.push(l.trimStart());
+    else break;
   }
+  return `usage: vmlockd ${out.join('\n       ')}\n\nClient commands find the daemon with --socket PATH, else $VMLOCKD_SOCKET, else socket = in --config FILE, else ${DEFAULT_SOCKET}.`;
+}
+
+let currentCommand = '';
+
+/**
+ * Parse a command's options strictly: unknown flags, a single-valued flag given twice and (unless
+ * `positionals` allows them) positional arguments are usage errors (exit 2).
+ */
+function args<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, positionals: 'none' | 'some' = 'some') {
+  const all = { ...COMMON, ...options } as NonNullable<ParseArgsConfig['options']>;
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: all, allowPositionals: true, strict: true, tokens: true });
+  } catch (e) {
+    throw new VmlockdError('VMLOCKD_ERR_USAGE', `${(e as Error).message}\n\n${usageOf(currentCommand)}`);
+  }
+  const seen = new Set<string>();
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== 'option' || all[t.name]?.multiple === true) continue;
+    if (seen.has(t.name)) throw new VmlockdError('VMLOCKD_ERR_USAGE', `--${t.name} is given more than once\n\n${usageOf(currentCommand)}`);
+    seen.add(t.name);
+  }
+  if (positionals === 'none' && parsed.positionals.length > 0) {
+    throw new VmlockdError('VMLOCKD_ERR_USAGE', `${currentCommand} takes no positional arguments, got ${JSON.stringify(parsed.positionals)}\n\n${usageOf(currentCommand)}`);
+  }
+  return parsed as unknown as ReturnType<typeof parseArgs<{ args: string[]; options: typeof COMMON & T; allowPositionals: true; strict: true }>>;
 }
 
 function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, string | number | boolean | null>> {
@@ -69,10 +111,11 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   return flags;
 }
 
-function socketOf(v: { socket?: string | undefined }): string {
+/** The one way every client command finds the daemon: --socket, $VMLOCKD_SOCKET, --config's socket, the default. */
+function socketOf(v: { socket?: string | undefined; config?: string[] | undefined }): string {
   if (v.socket) return v.socket;
   if (process.env.VMLOCKD_SOCKET) return process.env.VMLOCKD_SOCKET;
-  return loadConfig({ files: [], flags: {} }).config.socket;
+  return loadConfig({ files: v.config ?? [], flags: {} }).config.socket;
 }
 
 /** The lockspace to read: --lockspace, else the running daemon's, else the config's. */
@@ -99,7 +142,11 @@ function finish(res: { status: number; body: unknown }, json: boolean, ok: (body
     print(json, body, () => ok(body));
     return 0;
   }
-  if (json) process.stdout.write(JSON.stringify(body, null, 2) + '\n');
+  if (json) {
+    // Every failure carries its stable code, a refusal too (docs/errors.md).
+    const code = body?.code ?? (body?.status === 'refused' ? 'VMLOCKD_ERR_LOCK_HELD' : 'VMLOCKD_ERR_INTERNAL');
+    process.stdout.write(JSON.stringify({ ...body, status: body?.status ?? 'error', code }, null, 2) + '\n');
+  }
   if (body?.status === 'refused') {
     process.stderr.write(`vmlockd: refused: ${body.message}\n`);
     return 3;
@@ -112,8 +159,17 @@ function diskLines(verb: string, list: Array<{ path: string; mode: string; disk:
   return list.map((d) => `${verb} ${d.path} (${d.mode}${d.disk !== d.path ? `, as ${d.disk}` : ''})\n`).join('');
 }
 
+/** Commands whose --help this file answers (audit and journal answer their own, with more detail). */
+const OWN_HELP = new Set(['serve', 'acquire', 'release', 'check', 'locks', 'who', 'generation', 'cluster', 'ingest', 'status', 'integrity', 'config', 'hook']);
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  currentCommand = command ?? '';
+  // --help never runs the command (no daemon started, no ./var created), wherever it stands.
+  if (command !== undefined && OWN_HELP.has(command) && rest.some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(usageOf(command) + '\n');
+    return 0;
+  }
   switch (command) {
     case undefined:
     case 'help':
@@ -141,7 +197,7 @@ async function main(argv: string[]): Promise<number> {
         'verify-interval': { type: 'string' },
         'on-conflict': { type: 'string' },
         'metrics-address': { type: 'string' },
-      });
+      }, 'none');
       const flags = configFlags(values);
       const loaded = loadConfig({ files: values.config ?? [], flags });
       const daemon = new Daemon(loaded, flags);
@@ -171,7 +227,13 @@ async function main(argv: string[]): Promise<number> {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
-      await daemon.start();
+      try {
+        await daemon.start();
+      } catch (e) {
+        // start() gave back what it took; anything still open (a watcher, a timer) must not keep
+        // a daemon that failed to start alive.
+        process.exit(reportError(e, false));
+      }
       return new Promise<number>(() => {}); // runs until a signal
     }
 
@@ -209,7 +271,7 @@ async function main(argv: string[]): Promise<number> {
     }
 
     case 'locks': {
-      const { values } = args(rest, { cluster: { type: 'boolean' }, lockspace: { type: 'string' }, config: { type: 'string', multiple: true } });
+      const { values } = args(rest, { cluster: { type: 'boolean' }, lockspace: { type: 'string' } }, 'none');
       if (values.cluster) {
         const lockspace = await lockspaceOf(values);
         if (lockspace === null) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'locks --cluster needs a file lockspace (direct mode keeps no shared records)');
@@ -223,7 +285,7 @@ async function main(argv: string[]): Promise<number> {
 
     case 'who':
     case 'generation': {
-      const { values, positionals } = args(rest, { lockspace: { type: 'string' }, config: { type: 'string', multiple: true } });
+      const { values, positionals } = args(rest, { lockspace: { type: 'string' } });
       if (positionals.length !== 1) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs exactly one DISK path`);
       const answer = who(positionals[0]!, await lockspaceOf(values));
       if (command === 'generation') print(!!values.json, { disk: answer.canonical, generation: answer.generation, state: answer.state }, () => `${answer.generation}\n`);
@@ -232,7 +294,7 @@ async function main(argv: string[]): Promise<number> {
     }
 
     case 'cluster': {
-      const { values } = args(rest, { lockspace: { type: 'string' }, config: { type: 'string', multiple: true } });
+      const { values } = args(rest, { lockspace: { type: 'string' } }, 'none');
       const lockspace = await lockspaceOf(values);
       if (lockspace === null) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'cluster needs a file lockspace (direct mode keeps no shared records)');
       const view = clusterView(lockspace);
@@ -241,7 +303,7 @@ async function main(argv: string[]): Promise<number> {
     }
 
     case 'status': {
-      const { values } = args(rest, {});
+      const { values } = args(rest, {}, 'none');
       const res = await call(socketOf(values), 'GET', '/v1/status');
       return finish(res, !!values.json, (b) => formatStatus(b));
     }
@@ -250,7 +312,19 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = args(rest, {});
       if (positionals.length !== 1) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'ingest needs exactly one FILE, or - for standard input');
       const file = positionals[0]!;
-      const input = file === '-' ? process.stdin : fs.createReadStream(file);
+      let input: NodeJS.ReadableStream & import('node:stream').Readable;
+      if (file === '-') input = process.stdin;
+      else {
+        // Opened before the daemon is called, so a missing or unreadable file is one line, exit 2.
+        let fd: number;
+        try {
+          fd = fs.openSync(file, 'r');
+          if (fs.fstatSync(fd).isDirectory()) throw Object.assign(new Error(`EISDIR: is a directory, open '${file}'`), { code: 'EISDIR' });
+        } catch (e) {
+          throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `ingest: cannot read ${file}: ${(e as Error).message}`);
+        }
+        input = fs.createReadStream('', { fd });
+      }
       let worst = 0;
       await streamEvents(socketOf(values), input, (line) => {
         process.stdout.write(line + '\n');
@@ -287,12 +361,11 @@ async function main(argv: string[]): Promise<number> {
       }
       if (sub === 'show') {
         const { values } = args(more, {
-          config: { type: 'string', multiple: true },
           'state-dir': { type: 'string' },
           lockspace: { type: 'string' },
           'host-id': { type: 'string' },
           journal: { type: 'string' },
-        });
+        }, 'none');
         const loaded = loadConfig({ files: values.config ?? [], flags: configFlags(values) });
         print(!!values.json, loaded, () => formatConfig(loaded));
         return 0;
@@ -307,15 +380,32 @@ async function main(argv: string[]): Promise<number> {
 
 export type { Config };
 
-main(process.argv.slice(2)).then(
+/**
+ * An error in one line on stderr (and, with --json, as JSON with its stable code on stdout); returns
+ * the exit code. A stack only for what can only be a bug (TypeError and friends) or with VMLOCKD_DEBUG=1.
+ */
+function reportError(e: unknown, json: boolean): number {
+  const raw = (e as { code?: unknown })?.code;
+  const code: string =
+    typeof raw === 'string' && raw.startsWith('VMLOCKD_ERR_') ? raw : typeof raw === 'string' && /^E[A-Z]+$/.test(raw) ? 'VMLOCKD_ERR_IO' : 'VMLOCKD_ERR_INTERNAL';
+  const message = e instanceof Error ? e.message : String(e);
+  const exit = code in ERROR_CODES ? ERROR_CODES[code as ErrorCode].exit : exitCodeOf(code);
+  if (json) {
+    // The usage text stays on stderr; the JSON carries the one-line reason.
+    process.stdout.write(JSON.stringify({ status: 'error', code, message: message.split('\n\n')[0] }, null, 2) + '\n');
+  }
+  process.stderr.write(`vmlockd: ${message}\n`);
+  const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError || !(e instanceof Error);
+  if (bug || process.env.VMLOCKD_DEBUG === '1') process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
+  return exit;
+}
+
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => {
     process.exitCode = code;
   },
   (e: unknown) => {
-    const code = e instanceof VmlockdError ? e.code : (e as { code?: string })?.code;
-    const known = typeof code === 'string' && code in ERROR_CODES;
-    process.stderr.write(`vmlockd: ${(e as Error).message ?? e}\n`);
-    if (!known && !(e instanceof VmlockdError)) process.stderr.write(`${(e as Error).stack ?? ''}\n`);
-    process.exitCode = known ? ERROR_CODES[code as ErrorCode].exit : exitCodeOf((e as { code?: string })?.code);
+    process.exitCode = reportError(e, argv.includes('--json'));
   },
 );

@@ -46,6 +46,12 @@ export function call(socketPath: string, method: string, urlPath: string, body?:
 /** Stream JSON lines to /v1/events; `onLine` gets each result line as it arrives. */
 export function streamEvents(socketPath: string, input: Readable, onLine: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      reject(e);
+    };
     const req = http.request({ socketPath, method: 'POST', path: '/v1/events', headers: { 'content-type': 'application/x-ndjson' } }, (res) => {
       let rest = '';
       res.setEncoding('utf8');
@@ -59,12 +65,18 @@ export function streamEvents(socketPath: string, input: Readable, onLine: (line:
       });
       res.on('end', () => {
         if (rest) onLine(rest);
+        settled = true;
         resolve();
       });
-      res.on('error', reject);
+      res.on('error', fail);
     });
-    req.on('error', (e) => reject(unreachable(socketPath, e)));
-    input.on('error', reject);
+    req.on('error', (e) => fail(unreachable(socketPath, e)));
+    // A file that cannot be read ends the request (and the command) with one error, not a hang.
+    input.on('error', (e) => {
+      input.unpipe(req);
+      req.destroy();
+      fail(new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `cannot read the events: ${e.message}`, { cause: e }));
+    });
     input.pipe(req);
   });
 }

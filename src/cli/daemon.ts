@@ -24,6 +24,8 @@ import { Logger } from './log.js';
 import { VERSION } from './version.js';
 import { startMetrics } from './metrics.js';
 import { socketAnswers } from '../events/socket-probe.js';
+import { JournalWatch } from './journal-watch.js';
+import { startFailure } from './start-failure.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many. */
 const SNAPSHOT_EVERY = 10_000;
@@ -99,6 +101,10 @@ export class Daemon {
   private readonly startedAt = new Date().toISOString();
   private stopping?: Promise<void>;
   private fdLimit = 0;
+  /** This process bound the control socket (so a stop may remove it). */
+  private ownsSocket = false;
+  /** The start failed: the stop that cleans up writes no snapshot and says nothing more. */
+  private startFailed = false;
   private hostLock?: HostLock;
   private lockspaceId?: string;
   private verifier?: Verifier;
@@ -106,6 +112,8 @@ export class Daemon {
   readonly conflictHandlers: Array<(c: Conflict) => void> = [];
 
   readonly log: Logger;
+  /** A full or read-only state directory: rate-limited log lines, status and metrics (journal-watch.ts). */
+  readonly journalWatch: JournalWatch;
 
   constructor(
     readonly loaded: LoadedConfig,
@@ -113,9 +121,26 @@ export class Daemon {
   ) {
     this.config = loaded.config;
     this.log = new Logger(this.config.logLevel);
+    this.journalWatch = new JournalWatch((level, msg) => this.log.log(level, msg), () => this.journal?.health());
   }
 
+  /**
+   * Start everything the config asks for, or nothing: a part that fails (the journal on a full disk,
+   * the metrics port in use, an impossible virtlockd socket path) stops the start, and what was
+   * already taken is given back before the error is thrown (one line, see start-failure.ts).
+   */
   async start(): Promise<void> {
+    try {
+      await this.startAll();
+    } catch (e) {
+      const err = startFailure(e, this.config);
+      this.startFailed = true;
+      await this.stop(`start failed: ${err.message}`).catch((x: unknown) => this.log.warn(`cleaning up after a failed start: ${(x as Error).message}`));
+      throw err;
+    }
+  }
+
+  private async startAll(): Promise<void> {
     const c = this.config;
     fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
     this.guard = acquireInstanceGuard(c.stateDir);
@@ -132,7 +157,8 @@ export class Daemon {
       // 10M-fact journal: 1.1 s with 2 MiB, 0.34 s with 8 MiB; bench/README.md).
       cacheSizeMb: 8,
       staged: {
-        onError: (e) => this.log.error(`journal: staged facts could not be moved into SQLite (kept staged, retrying): ${e.message}`),
+        onError: (e) => this.journalWatch.sqliteFailed(e),
+        onRecover: (what) => this.journalWatch.recovered(what),
         ...stageFlushMs(),
       },
     });
@@ -158,7 +184,7 @@ export class Daemon {
       state,
       reload: () => loadState(journal),
       onFacts: (facts) => this.afterFacts(facts),
-      log: (level, msg) => this.log.log(level, msg),
+      log: (level, msg) => this.journalWatch.engineLog(level, msg),
     });
     this.engine = engine;
 
@@ -185,10 +211,11 @@ export class Daemon {
       log: (level, msg) => this.log.log(level, msg),
     });
     await listenUnix(this.server, c.socket);
+    this.ownsSocket = true;
     this.verifier = new Verifier({
       locker,
       state: () => engine.state,
-      record: (facts) => void engine.record(facts),
+      record: (facts) => this.journalWatch.record((f) => engine.record(f), facts),
       intervalMs: () => this.config.verifyIntervalMs,
       beforeRound: (now) => this.hostLock?.heartbeat(now, this.fingerprint()),
       onConflict: (conflict) => {
@@ -209,6 +236,7 @@ export class Daemon {
             last_seq: { help: 'Sequence number of the last journaled fact.', value: Number(st.lastSeq) },
             seconds_since_verified: { help: 'Seconds since every held lock last checked out.', value: Number(st.sinceVerifiedMs ?? 0) / 1000 },
             fd_limit: { help: 'RLIMIT_NOFILE soft limit (one descriptor per held lock).', value: Number(st.fdLimit) },
+            ...this.journalWatch.gauges(),
           };
         },
       });
@@ -223,7 +251,15 @@ export class Daemon {
     // A start with few locks is wholly in SQLite before we say we listen, so a reader of the file
     // sees it at once; a large re-take (thousands of locks) moves in the background, in batches,
     // while we serve: the staging file already holds it durably.
-    if (journal.pendingCount <= START_FLUSH_ROWS) journal.flushStaged();
+    if (journal.pendingCount <= START_FLUSH_ROWS) {
+      try {
+        journal.flushStaged();
+      } catch (e) {
+        // SQLite is full but the staging file took the start's facts: serve (the locks stay held);
+        // the background move retries until the disk has room (status shows it meanwhile).
+        this.journalWatch.sqliteFailed(e as Error);
+      }
+    }
     const where = c.fileLockspaceDir === null ? 'direct (image files)' : c.fileLockspaceDir;
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
@@ -240,7 +276,7 @@ export class Daemon {
       submit: (cmd) => engine.submit(cmd),
       submitEvent: (ev) => engine.submitEvent(ev),
       reject: (source, error, raw) => engine.reject(source, error, raw),
-      record: (facts) => void engine.record(facts),
+      record: (facts) => this.journalWatch.record((f) => engine.record(f), facts),
       state: () => engine.state,
       log: (level, msg) => this.log.log(level, msg),
     };
@@ -255,7 +291,7 @@ export class Daemon {
     const at = new Date().toISOString();
     if (u.kind === 'rejected') {
       this.log.error(`config rejected, the running config stays in force: ${u.error}`);
-      this.engine.record([fact('ConfigRejected', at, { file: u.file, error: u.error, trigger: 'watch' })]);
+      this.record([fact('ConfigRejected', at, { file: u.file, error: u.error, trigger: 'watch' })]);
       return;
     }
     const locksHeld = (this.locker?.size ?? 0) > 0;
@@ -287,13 +323,17 @@ export class Daemon {
       this.engine.setRules({ fileLockspaceDir: config.fileLockspaceDir });
       if (applied.some((d) => d.key === 'verifyIntervalMs')) this.verifier?.reschedule();
       for (const d of applied) this.log.info(`config: ${confName(d.key)} changed from ${JSON.stringify(d.from)} to ${JSON.stringify(d.to)}`);
-      this.engine.record([fact('ConfigChanged', at, { changes: applied, fingerprint: this.fingerprint(), trigger: 'watch' })]);
+      this.record([fact('ConfigChanged', at, { changes: applied, fingerprint: this.fingerprint(), trigger: 'watch' })]);
       this.hostLock?.heartbeat(at, this.fingerprint());
     }
     if (refused.length > 0) {
       for (const r of refused) this.log.warn(`config: ${r.reason}`);
-      this.engine.record([fact('ConfigRejected', at, { refused, trigger: 'watch' })]);
+      this.record([fact('ConfigRejected', at, { refused, trigger: 'watch' })]);
     }
+  }
+
+  private record(facts: readonly NewFact[]): void {
+    if (this.engine) this.journalWatch.record((f) => this.engine!.record(f), facts);
   }
 
   private moveHostLock(dir: string | null, at: string): void {
@@ -337,8 +377,13 @@ export class Daemon {
     if (this.snapshotTimer !== undefined) clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
     if (!this.journal || !this.engine) return;
-    this.journal.writeSnapshot(this.engine.state.seq, toSnapshot(this.engine.state));
-    this.factsSinceSnapshot = 0;
+    try {
+      this.journal.writeSnapshot(this.engine.state.seq, toSnapshot(this.engine.state));
+      this.factsSinceSnapshot = 0;
+    } catch (e) {
+      // A full disk: the facts are journaled; the snapshot only shortens the next start's replay.
+      this.journalWatch.limited('snapshot', 'warning', `journal: snapshot not written (retried after more facts): ${(e as Error).message}`);
+    }
   }
 
   /** The lock-relevant settings' fingerprint, published in the host record for `vmlockd cluster`. */
@@ -375,6 +420,7 @@ export class Daemon {
       verifiedAt: this.verifier?.lastOkAt ?? null,
       sinceVerifiedMs: this.verifier ? this.verifier.sinceLastOkMs() : null,
       hostFile: this.hostLock?.file ?? null,
+      journalTrouble: this.journalWatch.status(),
     };
   }
 
@@ -404,17 +450,31 @@ export class Daemon {
       const held = this.locker?.size ?? 0;
       // The kernel drops our locks when this process exits; the journal keeps them as held, so
       // the next start re-takes them (or records LeaseLost). That is what lets a restart spare the VMs.
-      this.engine.record([fact('DaemonStopped', new Date().toISOString(), { pid: process.pid, reason, held })]);
-      this.snapshot();
+      const stopped = [fact('DaemonStopped', new Date().toISOString(), { pid: process.pid, reason, held })];
+      if (this.startFailed) {
+        try {
+          this.engine.record(stopped);
+        } catch {
+          // the start's own error says what is wrong
+        }
+      } else this.record(stopped);
+      if (!this.startFailed) this.snapshot();
       if (held > 0) this.log.info(`stopping with ${held} lock(s) held; they will be re-taken at the next start`);
     }
-    this.journal?.close();
+    try {
+      this.journal?.close();
+    } catch (e) {
+      // Facts that could not move into SQLite stay in the staging file; the next start moves them.
+      if (!this.startFailed) this.log.warn(`journal: ${(e as Error).message}`);
+    }
     this.locker?.closeAll();
     this.hostLock?.release(new Date().toISOString());
-    try {
-      fs.unlinkSync(this.config.socket);
-    } catch {
-      // already gone
+    if (this.ownsSocket) {
+      try {
+        fs.unlinkSync(this.config.socket);
+      } catch {
+        // already gone
+      }
     }
     this.guard?.release();
   }

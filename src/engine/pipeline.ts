@@ -255,11 +255,20 @@ export class Engine {
     try {
       stored = appendFacts(this.opts.journal, facts);
     } catch (e) {
+      // Locks this batch took are given back before anyone is answered; releases were not done yet
+      // (a description closes only on commit), so those locks stay held.
       for (const p of [...batch].reverse()) p.prepared.abort();
       this.state = this.opts.reload();
-      const message = `the journal could not record the facts, so nothing was done: ${(e as Error).message}`;
-      this.opts.log?.('error', message);
-      for (const p of batch) p.done({ status: 'error', code: 'VMLOCKD_ERR_JOURNAL', message });
+      const why = (e as Error).message;
+      const errno = (e as { errno?: unknown }).errno ?? (e as { cause?: { code?: unknown } }).cause?.code;
+      this.opts.log?.('error', `the journal could not record the facts, so nothing was done: ${why}`);
+      for (const p of batch) {
+        const o = p.prepared.outcome;
+        const kept = o.status === 'ok' && o.released.length > 0 ? `; still held: ${o.released.map((d) => d.path).join(', ')}` : '';
+        const taken = o.status === 'ok' && o.acquired.length > 0 ? '; no lock was taken' : '';
+        const message = `the journal could not record the facts, so nothing was done${taken}${kept}: ${why}`;
+        p.done({ status: 'error', code: 'VMLOCKD_ERR_JOURNAL', message, ...(typeof errno === 'string' ? { errno } : {}) });
+      }
       return;
     }
     if (stored.length > 0) this.state.seq = stored[stored.length - 1]!.seq;

@@ -47,6 +47,26 @@ export interface StageOptions {
   batchRows?: number;
   /** A batch that could not be written to SQLite (it stays staged and is retried). */
   onError?: (e: Error) => void;
+  /** Writes succeed again after a failure (`health()` is clear once more). */
+  onRecover?: (what: 'stage' | 'sqlite') => void;
+}
+
+/** A write the journal could not make: since when, why, and the errno (ENOSPC, EROFS, EIO...). */
+export interface WriteFailure {
+  readonly since: string;
+  readonly message: string;
+  readonly errno: string | null;
+  readonly attempts: number;
+}
+
+/** What `health()` reports: staging writes (acknowledgements) and moves into SQLite, each failing or not. */
+export interface JournalHealth {
+  /** Appends are refused: nothing new can be made durable. */
+  readonly stage: WriteFailure | null;
+  /** Staged facts cannot move into SQLite; they stay durable in the staging file meanwhile. */
+  readonly sqlite: WriteFailure | null;
+  /** Facts acknowledged (staged) but not yet in SQLite. */
+  readonly pending: number;
 }
 
 /** A fact with its seq and hash assigned: what is staged and what is inserted. */
@@ -156,7 +176,10 @@ export class Journal {
     readonly flushMs: number;
     readonly batchRows: number;
     readonly onError: (e: Error) => void;
+    readonly onRecover: (what: 'stage' | 'sqlite') => void;
     readonly sync: boolean;
+    stageFailure: WriteFailure | null;
+    sqliteFailure: WriteFailure | null;
   };
   private readonly snapshotTx?: (seq: number, at: string, state: string) => void;
 
@@ -274,6 +297,8 @@ export class Journal {
     let off = 0;
     try {
       while (off < buf.length) off += writeSync(st.fd, buf, off, buf.length - off);
+      // synchronous=FULL asks for survival of an OS crash: the staged line must reach the disk too.
+      if (st.sync) fdatasyncSync(st.fd);
     } catch (cause) {
       // A partial line would hide every later one from recovery: cut it off again.
       try {
@@ -281,10 +306,14 @@ export class Journal {
       } catch {
         // the next open drops a torn last line anyway
       }
-      throw new JournalError('VMLOCKD_ERR_JOURNAL_WRITE', `cannot write to the journal's staging file ${st.file}: ${String(cause)}`, { cause });
+      const e = writeError(`cannot write to the journal's staging file ${st.file}`, cause);
+      st.stageFailure = failure(st.stageFailure, e);
+      throw e;
     }
-    // synchronous=FULL asks for survival of an OS crash: the staged line must reach the disk too.
-    if (st.sync) fdatasyncSync(st.fd);
+    if (st.stageFailure !== null) {
+      st.stageFailure = null;
+      st.onRecover('stage');
+    }
     st.size += buf.length;
     const last = chained[chained.length - 1]!;
     st.head = { seq: last.seq, hash: last.hash };
@@ -317,6 +346,12 @@ export class Journal {
     return this.stage?.pending.length ?? 0;
   }
 
+  /** Staged mode: whether appends and moves into SQLite currently fail (a full or read-only disk). */
+  health(): JournalHealth {
+    const st = this.stage;
+    return { stage: st?.stageFailure ?? null, sqlite: st?.sqliteFailure ?? null, pending: st?.pending.length ?? 0 };
+  }
+
   /**
    * Staged mode: move staged facts into SQLite now (at most `limit`), in one transaction. On failure
    * they stay staged (and in the staging file) and the error is thrown.
@@ -326,8 +361,20 @@ export class Journal {
     if (st === undefined || st.pending.length === 0) return;
     const n = Math.min(limit, st.pending.length);
     const batch = n === st.pending.length ? st.pending : st.pending.slice(0, n);
-    this.writer(this.insertStaged)(batch);
+    try {
+      this.writer(this.insertStaged)(batch);
+    } catch (cause) {
+      // A fork or a closed journal is not a disk condition: pass it on as it is.
+      if (cause instanceof JournalError) throw cause;
+      const e = writeError(`cannot move staged facts into SQLite ${this.file} (they stay durable in ${st.file})`, cause);
+      st.sqliteFailure = failure(st.sqliteFailure, e);
+      throw e;
+    }
     st.pending = n === st.pending.length ? [] : st.pending.slice(n);
+    if (st.sqliteFailure !== null) {
+      st.sqliteFailure = null;
+      st.onRecover('sqlite');
+    }
     if (st.pending.length === 0 && st.size >= STAGE_RESET_BYTES) {
       ftruncateSync(st.fd, 0);
       st.size = 0;
@@ -337,8 +384,9 @@ export class Journal {
   private scheduleStageFlush(soon: boolean): void {
     const st = this.stage!;
     if (st.timer !== undefined) {
-      // A backlog (a burst, start-up's re-takes) does not wait for the timer.
-      if (!soon || st.timer.kind === 'immediate') return;
+      // A backlog (a burst, start-up's re-takes) does not wait for the timer; a failing SQLite
+      // (a full disk) does: its retry timer is the only one.
+      if (!soon || st.timer.kind === 'immediate' || st.sqliteFailure !== null) return;
       clearTimeout(st.timer.handle as NodeJS.Timeout);
     }
     const run = () => {
@@ -348,7 +396,8 @@ export class Journal {
         this.flushStaged(st.batchRows);
       } catch (e) {
         st.onError(e as Error);
-        const handle = setTimeout(run, Math.max(st.flushMs, 100));
+        // Retried until the disk has room again: soon, but not in a tight loop.
+        const handle = setTimeout(run, Math.max(st.flushMs, st.sqliteFailure !== null ? 500 : 100));
         handle.unref();
         st.timer = { kind: 'timeout', handle };
         return;
@@ -404,15 +453,19 @@ export class Journal {
       flushMs: o.flushMs ?? 2,
       batchRows: o.batchRows ?? 500,
       onError: o.onError ?? (() => {}),
+      onRecover: o.onRecover ?? (() => {}),
+      stageFailure: null,
+      sqliteFailure: null,
       sync: this.db.pragma('synchronous', { simple: true }) === 2,
     };
   }
 
   /** The newest fact's seq, here or (after a compaction that moved every fact) in the archive. */
   lastSeq(): number {
-    this.live();
+    this.live(true);
+    const staged = this.stage?.pending.length ? this.stage.head.seq : 0;
     const here = this.stmt.lastSeq.get()!.seq;
-    return here > 0 ? here : this.metaInt('archived_through');
+    return Math.max(staged, here > 0 ? here : this.metaInt('archived_through'));
   }
 
   /**
@@ -420,7 +473,7 @@ export class Journal {
    * the iterator is open: finish (or `return()`) it before appending.
    */
   readAfter(seq: number): IterableIterator<StoredFact> {
-    this.live();
+    this.live(true);
     checkSeq('readAfter seq', seq);
     return this.replay(seq);
   }
@@ -432,11 +485,18 @@ export class Journal {
     const stmt = this.stmt.readAfter.busy
       ? this.db.prepare<[number], DbFactRow>(`SELECT ${FACT_COLUMNS} FROM facts WHERE seq > ? ORDER BY seq ASC`)
       : this.stmt.readAfter;
-    for (const row of stmt.iterate(seq)) yield toStoredFact(row);
+    let last = seq;
+    for (const row of stmt.iterate(seq)) {
+      last = row.seq;
+      yield toStoredFact(row);
+    }
+    // Facts SQLite could not take yet (a full disk): acknowledged, so part of the state.
+    const pending = this.stage?.pending ?? [];
+    for (const r of pending) if (r.seq > last) yield stored(r);
   }
 
   latestSnapshot(): { seq: number; state: unknown } | undefined {
-    this.live();
+    this.live(true);
     const row = this.stmt.latestSnapshot.get();
     if (row === undefined) return undefined;
     return { seq: row.seq, state: JSON.parse(row.state) as unknown };
@@ -445,6 +505,8 @@ export class Journal {
   /** Records the state folded up to and including `seq`; keeps only the newest few snapshots. */
   writeSnapshot(seq: number, state: unknown): void {
     this.live();
+    // A snapshot past what SQLite holds would let a replay skip facts: everything staged goes first.
+    this.flushStaged();
     const write = this.writer(this.snapshotTx);
     checkSeq('writeSnapshot seq', seq);
     const last = this.lastSeq();
@@ -466,7 +528,7 @@ export class Journal {
 
   /** In time order (at, then seq; seq order with afterSeq); every given filter must match. */
   query(q: FactQuery): StoredFact[] {
-    this.live();
+    this.live(true);
     return this.queries.run(q ?? {});
   }
 
@@ -727,10 +789,19 @@ export class Journal {
   }
 
   // Every read goes through here: staged facts are moved into SQLite first, so a reader in this
-  // process always sees what was acknowledged.
-  private live(): void {
+  // process always sees what was acknowledged. `tolerant` (replay, lastSeq, audit queries): when
+  // SQLite cannot take them (a full disk) the read goes on; replay and lastSeq add the staged facts
+  // themselves, an audit query misses them until the disk has room again.
+  private live(tolerant = false): void {
     this.checkOpen();
-    if (this.stage !== undefined && this.stage.pending.length > 0) this.flushStaged();
+    if (this.stage === undefined || this.stage.pending.length === 0) return;
+    if (!tolerant) return this.flushStaged();
+    try {
+      this.flushStaged();
+    } catch (e) {
+      if (!(e instanceof JournalError) || e.code !== 'VMLOCKD_ERR_JOURNAL_WRITE') throw e;
+      this.stage.onError(e);
+    }
   }
 
   private checkOpen(): void {
@@ -743,6 +814,30 @@ export class Journal {
     }
     return fn;
   }
+}
+
+/** The errno a failed write stands for: Node's code, or SQLite's translated (SQLITE_FULL is ENOSPC). */
+export function errnoOf(cause: unknown): string | null {
+  const code = (cause as { code?: unknown })?.code;
+  if (typeof code !== 'string') return null;
+  if (code.startsWith('SQLITE_FULL')) return 'ENOSPC';
+  if (code.startsWith('SQLITE_READONLY')) return 'EROFS';
+  if (code.startsWith('SQLITE_IOERR')) return 'EIO';
+  return code;
+}
+
+function writeError(what: string, cause: unknown): JournalError {
+  const errno = errnoOf(cause);
+  const why = cause instanceof Error ? cause.message : String(cause);
+  const named = errno !== null && !why.includes(errno) ? `${errno}: ${why}` : why;
+  const e = new JournalError('VMLOCKD_ERR_JOURNAL_WRITE', `${what}: ${named}`, { cause });
+  (e as { errno?: string | null }).errno = errno;
+  return e;
+}
+
+function failure(prev: WriteFailure | null, e: JournalError): WriteFailure {
+  const errno = (e as { errno?: string | null }).errno ?? null;
+  return { since: prev?.since ?? new Date().toISOString(), message: e.message, errno, attempts: (prev?.attempts ?? 0) + 1 };
 }
 
 function openReader(file: string): Database.Database {

@@ -1,0 +1,25 @@
+// One clear line for a start that failed, whatever failed: the daemon's own errors keep their code;
+// a system or SQLite error is named by what it was doing and its errno (a full disk says ENOSPC).
+import { VmlockdError } from '../engine/errors.js';
+import { JournalError, errnoOf } from '../journal/journal.js';
+import type { Config } from '../watchers/config.js';
+
+export function startFailure(e: unknown, c: Config): Error {
+  if (e instanceof JournalError && e.code === 'VMLOCKD_ERR_JOURNAL_WRITE') return new JournalError(e.code, `cannot start: ${e.message}`, { cause: e.cause });
+  if (e instanceof VmlockdError || e instanceof JournalError) return e;
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('SQLITE_')) {
+    const errno = errnoOf(err);
+    const what = errno === 'ENOSPC' ? 'ENOSPC: no space left on the state directory' : errno ?? code;
+    return new JournalError('VMLOCKD_ERR_JOURNAL_WRITE', `cannot start: the journal ${c.journal} cannot be written (${what}; SQLite said: ${err.message})`, { cause: err });
+  }
+  if ((code === 'EEXIST' || code === 'ENOTDIR') && (err as { syscall?: string }).syscall === 'mkdir') {
+    return new VmlockdError('VMLOCKD_ERR_CONFIG', `cannot start: ${(err as { path?: string }).path ?? 'a configured directory'} (or a parent of it) exists and is not a directory`, { cause: err });
+  }
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+    // Node's message already names the call and the path ("ENOTDIR: not a directory, mkdir '/etc/passwd'").
+    return new VmlockdError('VMLOCKD_ERR_IO', `cannot start: ${err.message}`, { cause: err });
+  }
+  return err;
+}
