@@ -10,6 +10,8 @@ import { Locker } from '../engine/locker.js';
 import { native } from '../engine/native.js';
 import { HostLock, lockspaceId } from '../engine/locker-hosts.js';
 import { Verifier, type Conflict } from '../watchers/verifier.js';
+import { namingMismatchMessage } from '../engine/naming-check.js';
+import type { NamingRules } from '../engine/resolve.js';
 import { Engine } from '../engine/pipeline.js';
 import type { RunningSource, SourceContext } from '../engine/source.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
@@ -79,6 +81,11 @@ export function lockView(state: State): Array<Record<string, unknown>> {
   return out;
 }
 
+
+/** The naming rules a config gives (file lockspace or direct mode, LVM and SCSI lockspaces). */
+export function namingRules(c: Config): NamingRules {
+  return { fileLockspaceDir: c.fileLockspaceDir, lvmLockspaceDir: c.lvmLockspaceDir, scsiLockspaceDir: c.scsiLockspaceDir };
+}
 
 /** Keys a running daemon cannot change: they name its identity and its files. */
 const RESTART_ONLY: ReadonlySet<string> = new Set(['hostId', 'stateDir', 'journal', 'socket', 'virtlockdSocket', 'metricsAddress']);
@@ -164,6 +171,12 @@ export class Daemon {
     });
     this.journal = journal;
     const state = loadState(journal);
+    const renamed = namingMismatchMessage(state, namingRules(c));
+    if (renamed !== null) {
+      journal.close();
+      this.guard.release();
+      throw new VmlockdError('VMLOCKD_ERR_NAMING_CHANGED', renamed);
+    }
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
     if (c.fileLockspaceDir !== null) fs.mkdirSync(c.fileLockspaceDir, { recursive: true, mode: 0o700 });
@@ -180,7 +193,7 @@ export class Daemon {
       host: c.hostId,
       journal,
       locker,
-      rules: { fileLockspaceDir: c.fileLockspaceDir },
+      rules: namingRules(c),
       state,
       reload: () => loadState(journal),
       onFacts: (facts) => this.afterFacts(facts),
@@ -320,7 +333,7 @@ export class Daemon {
     if (applied.length > 0) {
       this.config = config;
       this.log.level = config.logLevel;
-      this.engine.setRules({ fileLockspaceDir: config.fileLockspaceDir });
+      this.engine.setRules(namingRules(config));
       if (applied.some((d) => d.key === 'verifyIntervalMs')) this.verifier?.reschedule();
       for (const d of applied) this.log.info(`config: ${confName(d.key)} changed from ${JSON.stringify(d.from)} to ${JSON.stringify(d.to)}`);
       this.record([fact('ConfigChanged', at, { changes: applied, fingerprint: this.fingerprint(), trigger: 'watch' })]);

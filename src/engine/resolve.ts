@@ -10,6 +10,10 @@ import type { Command, DiskRequest, ResolvedCommand, ResolvedDisk, ResourceRef }
 export interface NamingRules {
   /** File lockspace directory; null means direct mode (lock byte 0 of the image itself). */
   readonly fileLockspaceDir: string | null;
+  /** lvm_lockspace_dir: `/dev` disks named by their LV UUID in this directory (virtlockd's rule). */
+  readonly lvmLockspaceDir?: string | null;
+  /** scsi_lockspace_dir: `/dev` disks named by their SCSI id in this directory. */
+  readonly scsiLockspaceDir?: string | null;
 }
 
 export function sha256Hex(s: string): string {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sha256Hex } from '../../src/engine/resolve.js';
-import { UUID1, UUID2, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { UUID1, UUID2, cli, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
 
 const running: TestDaemon[] = [];
 async function daemon(dir: string, id: string, extra: string[] = []): Promise<TestDaemon> {
@@ -105,6 +105,41 @@ test('a disk whose held path no longer names its inode is another disk (rename, 
   }
   const other = d.cli(['acquire', '--vm', UUID2, y]);
   assert.is(other.code, 0, `y.qcow2 is not the deleted b.qcow2: ${other.stdout}${other.stderr}`);
+});
+
+test('a start whose lockspace or naming differs from the held locks\' is refused in one line (exit 1); the same start with the old setting goes on', async () => {
+  const c = images();
+  const disk = c.disk('d.qcow2');
+  const ls1 = path.join(c.dir, 'ls1');
+  const stateDir = path.join(c.dir, 'state');
+  const start = (lockspace: string) => startDaemon({ stateDir, lockspace, hostId: 'hv-a' });
+  const d1 = await start(ls1);
+  running.push(d1);
+  assert.is(d1.cli(['acquire', '--vm', UUID1, disk]).code, 0);
+  assert.is((await d1.kill('SIGTERM')).code, 0);
+  for (const [lockspace, now] of [
+    [path.join(c.dir, 'ls2'), `file lockspace ${path.join(c.dir, 'ls2')}`],
+    ['', 'direct mode'],
+  ] as const) {
+    const r = cli(['serve', '--state-dir', stateDir, '--socket', path.join(stateDir, 'vmlockd.sock'), '--host-id', 'hv-a', '--lockspace', lockspace]);
+    assert.is(r.code, 1, `lockspace ${JSON.stringify(lockspace)}: ${r.stdout}${r.stderr}`);
+    assert.not.match(r.stdout, 'listening on');
+    const lines = r.stderr.trim().split('\n');
+    assert.is(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, `disk ${disk}: held in file lockspace ${ls1}, this start names it in ${now}`);
+    assert.match(lines[0]!, `--lockspace ${ls1}`);
+  }
+  // Nothing was taken under the new names, and the old setting still starts and re-takes the lock.
+  assert.not.ok(fs.existsSync(path.join(c.dir, 'ls2', sha256Hex(disk))));
+  const d2 = await start(ls1);
+  running.push(d2);
+  assert.is(d2.cli(['acquire', '--vm', UUID2, disk]).code, 3);
+  assert.is(d2.cli(['release', '--vm', UUID1]).code, 0);
+  assert.is((await d2.kill('SIGTERM')).code, 0);
+  // With nothing held, the new lockspace is fine.
+  const d3 = await start(path.join(c.dir, 'ls2'));
+  running.push(d3);
+  assert.is(d3.cli(['acquire', '--vm', UUID2, disk]).code, 0);
 });
 
 test.run();
