@@ -11,7 +11,7 @@
 import { BadInputError } from '../engine/errors.js';
 import type { Reply } from '../engine/pipeline.js';
 import type { Command, DiskRequest, Owner } from '../engine/types.js';
-import { domainLocks, type VolPathResolver } from '../events/domain-locks.js';
+import { applyLeaseRules, DEFAULT_LEASE_RULES, domainLocks, type LeaseRules, type VolPathResolver } from '../events/domain-locks.js';
 import type { Unprotected } from '../events/domain-xml.js';
 import { parseDomainXml } from '../events/domain-xml.js';
 import { parseHookArgs, type HookAction } from '../events/hook-args.js';
@@ -29,7 +29,7 @@ export interface HookRouteDeps {
   volPath?: VolPathResolver;
   incomingTtlMs?: number;
   /** virtlockd's lease rules (qemu-lockd.conf), read at every call: they reload live. */
-  leaseRules?(): { autoDiskLeases: boolean; requireLeaseForDisks: boolean };
+  leaseRules?(): LeaseRules;
 }
 
 /** libvirt's lockd plugin's text for require_lease_for_disks (it refuses with CONFIG_UNSUPPORTED). */
@@ -92,9 +92,9 @@ export class HookRoute {
     }
 
     const found = await domainLocks(info, this.volPath);
-    const rules = this.deps.leaseRules?.() ?? { autoDiskLeases: true, requireLeaseForDisks: false };
+    const rules = this.deps.leaseRules?.() ?? DEFAULT_LEASE_RULES;
     // auto_disk_leases = 0: like the lockd plugin, lock only the domain's <lease> elements.
-    const locks = rules.autoDiskLeases ? found : { ...found, disks: found.disks.filter((d) => d.named !== undefined) };
+    const locks = applyLeaseRules(found, rules);
     const withPlan = { ...base, unprotected: locks.unprotected };
     if (call.action === 'acquire' && rules.requireLeaseForDisks && info.leases.length === 0 && found.disks.some((d) => d.mode === 'exclusive')) {
       return { status: 'error', code: 'VMLOCKD_ERR_CONFIG', message: `${NO_LEASE_MESSAGE} (require_lease_for_disks = 1)`, ...withPlan };

@@ -52,7 +52,15 @@ export class LibvirtFollower implements RunningSource {
       if (uri === undefined) return;
       const start = this.opts.start ?? startVirshSource;
       // Read at every conflict, not once: on_conflict reloads live too.
-      this.current = { uri, source: start(this.ctx, { uri, onConflict: () => this.config().onConflict }) };
+      this.current = {
+        uri,
+        source: start(this.ctx, {
+          uri,
+          onConflict: () => this.config().onConflict,
+          // The hook's rule (api-server), so every libvirt source locks the same disks.
+          leaseRules: () => ({ autoDiskLeases: this.config().autoDiskLeases, requireLeaseForDisks: this.config().requireLeaseForDisks }),
+        }),
+      };
     });
     return this.chain;
   }

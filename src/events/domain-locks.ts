@@ -12,6 +12,12 @@ export type VolPathResolver = (pool: string, volume: string) => Promise<string |
 export interface DomainLocks {
   readonly disks: DiskRequest[];
   readonly unprotected: Unprotected[];
+  /**
+   * Volume disks the resolver could not resolve right now (vol-path failed: pool inactive, storage
+   * driver restarting). Their path is unknown, not "not wanted": a caller must not release a held
+   * lock on the grounds that these locks do not list it.
+   */
+  readonly unresolved: Unprotected[];
   /** Device alias (what device-added/removed events name) -> the path locked for that disk. */
   readonly aliases: Map<string, string>;
 }
@@ -43,5 +49,27 @@ export async function domainLocks(info: DomainInfo, volPath?: VolPathResolver, o
     mode: 'exclusive',
     named: { lockspace: l.lockspace, name: l.name, create: true },
   }));
-  return { disks: [...lockRequests(plan.lock), ...leases], unprotected: plan.unprotected, aliases };
+  const unresolved = plan.unprotected.filter((u) => disks.some((d) => d.target === u.target && d.type === 'volume' && d.pool !== undefined && d.volume !== undefined && vols.get(`${d.pool}\0${d.volume}`) === null));
+  return { disks: [...lockRequests(plan.lock), ...leases], unprotected: plan.unprotected, unresolved, aliases };
+}
+
+/** virtlockd's lease rules (qemu-lockd.conf), the part that decides which disks get a lock. */
+export interface LeaseRules {
+  readonly autoDiskLeases: boolean;
+  readonly requireLeaseForDisks: boolean;
+}
+
+export const DEFAULT_LEASE_RULES: LeaseRules = { autoDiskLeases: true, requireLeaseForDisks: false };
+
+/**
+ * The one rule for which of a domain's locks are taken, used by every libvirt source (the hook, the
+ * event stream, reconcile): with auto_disk_leases = 0 only the domain's <lease> elements are locked,
+ * as libvirt's lockd plugin does; otherwise every lockable disk and every lease.
+ */
+export function applyLeaseRules(locks: DomainLocks, rules: LeaseRules): DomainLocks {
+  if (rules.autoDiskLeases) return locks;
+  const disks = locks.disks.filter((d) => d.named !== undefined);
+  const kept = new Set(disks.map((d) => d.path));
+  const aliases = new Map([...locks.aliases].filter(([, p]) => kept.has(p)));
+  return { ...locks, disks, aliases, unresolved: [] };
 }

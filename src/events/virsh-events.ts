@@ -59,7 +59,7 @@ export type LibvirtEvent =
   | { readonly kind: 'noise'; readonly raw: string }
   | { readonly kind: 'garbled'; readonly raw: string; readonly reason: string };
 
-export type LifecycleAction = 'acquire' | 'release' | 'release-if-running' | 'keep' | 'ignore';
+export type LifecycleAction = 'acquire' | 'release' | 'release-if-gone' | 'keep' | 'ignore';
 
 const TIMESTAMP_RE = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{3})([+-])(\d{2})(\d{2}): /;
 const EVENT_RE = /^event '([^']*)' for domain (.*)$/;
@@ -158,7 +158,10 @@ export function parseVirshEventLine(line: string): LibvirtEvent {
  * locks follow running vCPUs, so they are taken on start/resume and dropped on stop/crash.
  * - 'acquire': take the domain's disks (device-added: that one disk).
  * - 'release': drop the domain's disks (device-removed: that one disk).
- * - 'release-if-running': the domain is gone from the host's definitions; drop whatever it still holds.
+ * - 'release-if-gone': the domain may have stopped (Stopped, Crashed, Undefined); drop its locks only
+ *   once libvirt says (domstate, by uuid) that it no longer runs. An event names the domain only, so
+ *   a late Stopped of an earlier run, a crash kernel loading (Crashed Crashloaded) or an in-place
+ *   restart after a panic (on_crash=restart) must not release the locks of a QEMU that runs.
  * - 'keep': the domain lives on paused; its locks stay as they are.
  * - 'ignore': no lock meaning.
  */
@@ -194,9 +197,8 @@ function mapWord(ev: LifecycleEvent): LifecycleAction {
       return 'acquire';
     case 'Stopped':
     case 'Crashed':
-      return 'release';
     case 'Undefined':
-      return 'release-if-running';
+      return 'release-if-gone';
     case 'Suspended':
       // The migration source pauses for the hand-over; the destination resumes and takes the disks.
       return ev.detail === 'Migrated' || ev.detail === 'Post-copy' ? 'release' : 'keep';

@@ -17,7 +17,7 @@ import type { SourceContext, RunningSource } from '../engine/source.js';
 import { heldBy } from '../engine/state.js';
 import type { Owner } from '../engine/types.js';
 import { fact } from '../engine/facts.js';
-import { domainLocks, type DomainLocks } from './domain-locks.js';
+import { applyLeaseRules, DEFAULT_LEASE_RULES, domainLocks, type DomainLocks, type LeaseRules } from './domain-locks.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
 import { mapLifecycle, parseVirshEventLine, type LibvirtEvent } from './virsh-events.js';
 
@@ -77,9 +77,40 @@ export interface HandlerOptions {
    * when we see "Resumed Migrated". Calling that a conflict would suspend a freshly migrated VM.
    */
   readonly handOverRetriesMs?: readonly number[];
+  /** virtlockd's lease rules, read at every use (auto_disk_leases = 0: only <lease> elements are locked). */
+  readonly leaseRules?: () => LeaseRules;
+  /**
+   * Delays before another reconcile after one that failed or could not finish (libvirt unreachable,
+   * a volume or domain state that could not be read); the last one repeats.
+   */
+  readonly reconcileRetriesMs?: readonly number[];
+  /** A reconcile this long after the last one, so nothing missed stays wrong for long; 0: none. */
+  readonly periodicReconcileMs?: number;
 }
 
 const DEFAULT_HAND_OVER_RETRIES_MS = [250, 500, 1000, 2000, 4000, 8000];
+const DEFAULT_RECONCILE_RETRIES_MS = [2000, 5000, 15_000, 30_000, 60_000];
+const DEFAULT_PERIODIC_RECONCILE_MS = 5 * 60_000;
+
+/** What libvirt says about one domain right now. */
+export type DomainState =
+  | { readonly kind: 'active'; readonly state: string }
+  | { readonly kind: 'gone'; readonly state: string }
+  | { readonly kind: 'unknown'; readonly error: string };
+
+/** virsh's words when the domain does not exist (as opposed to libvirt not answering). */
+const NO_DOMAIN_RE = /Domain not found|failed to get domain|no domain with matching/i;
+
+/** Read `virsh domstate` output or failure: only "shut off" or "no such domain" mean the domain is gone. */
+export function domainStateOf(r: VirshResult): DomainState {
+  if (r.code === 0) {
+    const state = r.stdout.trim().split('\n')[0]?.trim() ?? '';
+    if (state === '') return { kind: 'unknown', error: 'virsh domstate printed nothing' };
+    return isActiveState(state) ? { kind: 'active', state } : { kind: 'gone', state };
+  }
+  const error = firstError(r);
+  return NO_DOMAIN_RE.test(r.stderr) ? { kind: 'gone', state: error } : { kind: 'unknown', error };
+}
 
 function who(owner: Owner): string {
   return owner.name ? `${owner.name} (uuid ${owner.uuid})` : owner.uuid;
@@ -93,6 +124,11 @@ export class LibvirtEventHandler {
   /** Per VM uuid: device alias -> the path locked for it, from the last dumpxml (device-removed names only the alias). */
   private readonly aliases = new Map<string, Map<string, string>>();
   private readonly timers = new Set<() => void>();
+  /** The one scheduled reconcile (a retry or the periodic one), with when it is due. */
+  private nextReconcile: { cancel: () => void; due: number } | undefined;
+  private reconcileFailures = 0;
+  /** Set while a reconcile or event could not finish: the next reconcile is a retry, not a periodic one. */
+  private incomplete: string | undefined;
   private closed = false;
   private readonly ctx: SourceContext;
   private readonly virsh: VirshRunner;
@@ -112,6 +148,10 @@ export class LibvirtEventHandler {
         return () => clearTimeout(t);
       });
     this.retries = opts.handOverRetriesMs ?? DEFAULT_HAND_OVER_RETRIES_MS;
+  }
+
+  private rules(): LeaseRules {
+    return this.opts.leaseRules?.() ?? DEFAULT_LEASE_RULES;
   }
 
   /** One line of virsh output (stdout or stderr). Never throws: a bad line is journaled and skipped. */
@@ -144,9 +184,55 @@ export class LibvirtEventHandler {
     }
   }
 
-  /** Compare libvirt's domains with the locks held and correct the difference. */
+  /**
+   * Compare libvirt's domains with the locks held and correct the difference. One that fails or
+   * cannot finish (something libvirt could not tell us now) is retried with backoff; after one
+   * that finished, the next runs `periodicReconcileMs` later.
+   */
   reconcile(): Promise<void> {
-    return this.enqueue(() => this.doReconcile());
+    return this.enqueue(async () => {
+      this.incomplete = undefined;
+      try {
+        await this.doReconcile();
+      } catch (e) {
+        this.incomplete = (e as Error).message;
+        this.ctx.log('error', `libvirt ${this.opts.uri}: ${(e as Error).message}`);
+      }
+      if (this.incomplete === undefined) {
+        this.reconcileFailures = 0;
+        const every = this.opts.periodicReconcileMs ?? DEFAULT_PERIODIC_RECONCILE_MS;
+        if (every > 0) this.scheduleReconcile(every, true);
+        return;
+      }
+      const retries = this.opts.reconcileRetriesMs ?? DEFAULT_RECONCILE_RETRIES_MS;
+      const delay = retries[Math.min(this.reconcileFailures, retries.length - 1)]!;
+      this.reconcileFailures++;
+      this.ctx.log('warning', `libvirt ${this.opts.uri}: reconcile incomplete (${this.incomplete}); retrying in ${(delay / 1000).toFixed(1)} s`);
+      this.scheduleReconcile(delay, true);
+    });
+  }
+
+  /** Something libvirt could not tell us now: reconcile again soon (keeping what is held meanwhile). */
+  private retrySoon(why: string): void {
+    this.incomplete ??= why;
+    const retries = this.opts.reconcileRetriesMs ?? DEFAULT_RECONCILE_RETRIES_MS;
+    this.scheduleReconcile(retries[0]!, false);
+  }
+
+  /** Schedule a reconcile in `ms`; an earlier one already scheduled wins unless `replace`. */
+  private scheduleReconcile(ms: number, replace: boolean): void {
+    if (this.closed) return;
+    const due = this.now().getTime() + ms;
+    if (this.nextReconcile && !replace && this.nextReconcile.due <= due) return;
+    this.nextReconcile?.cancel();
+    this.nextReconcile = undefined;
+    const cancel = this.later(() => {
+      this.timers.delete(cancel);
+      if (this.nextReconcile?.cancel === cancel) this.nextReconcile = undefined;
+      void this.reconcile();
+    }, ms);
+    this.timers.add(cancel);
+    this.nextReconcile = { cancel, due };
   }
 
   /** Resolves when everything queued so far is done (tests, shutdown). */
@@ -188,8 +274,8 @@ export class LibvirtEventHandler {
       case 'release':
         if (ev.kind === 'device-removed') return this.releaseDevice(ev.domain, ev.alias, this.at(ev));
         return this.releaseDomain(ev.domain, this.at(ev));
-      case 'release-if-running':
-        return this.releaseIfGone(ev.domain, this.at(ev));
+      case 'release-if-gone':
+        return this.releaseIfGone(ev.domain, this.at(ev), what);
       case 'keep':
       case 'ignore':
         return;
@@ -212,11 +298,19 @@ export class LibvirtEventHandler {
     return p === '' ? null : p;
   };
 
-  /** The live XML of a domain, or null when libvirt no longer knows it. */
-  private async fetchDomain(nameOrUuid: string): Promise<DomainInfo | null> {
+  /**
+   * The live XML of a domain, or null when it cannot be had. A domain libvirt no longer knows is
+   * null quietly (a later event says why); any other failure is logged and a reconcile retries.
+   */
+  private async fetchDomain(nameOrUuid: string, why: string): Promise<DomainInfo | null> {
     const r = await this.virsh(['dumpxml', nameOrUuid]);
     if (r.code !== 0) {
-      this.ctx.log('debug', `libvirt ${this.opts.uri}: dumpxml ${nameOrUuid}: ${firstError(r)}`);
+      if (NO_DOMAIN_RE.test(r.stderr)) {
+        this.ctx.log('debug', `libvirt ${this.opts.uri}: dumpxml ${nameOrUuid}: ${firstError(r)}`);
+      } else {
+        this.ctx.log('warning', `libvirt ${this.opts.uri}: ${why}: virsh dumpxml ${nameOrUuid} failed (${firstError(r)}); a reconcile retries`);
+        this.retrySoon(`dumpxml ${nameOrUuid} failed`);
+      }
       return null;
     }
     let info: DomainInfo;
@@ -224,6 +318,7 @@ export class LibvirtEventHandler {
       info = parseDomainXml(r.stdout);
     } catch (e) {
       this.ctx.reject('virsh', e, r.stdout);
+      this.ctx.log('warning', `libvirt ${this.opts.uri}: ${why}: the XML of ${nameOrUuid} was rejected (${(e as Error).message}); nothing changes for it`);
       return null;
     }
     this.uuidByName.set(info.name, info.uuid);
@@ -231,8 +326,9 @@ export class LibvirtEventHandler {
   }
 
   private async locksOf(info: DomainInfo, only?: (d: DomainInfo['disks'][number]) => boolean): Promise<DomainLocks> {
-    const locks = await domainLocks(info, this.volPath, only);
+    const locks = applyLeaseRules(await domainLocks(info, this.volPath, only), this.rules());
     for (const u of locks.unprotected) {
+      if (!this.rules().autoDiskLeases && !u.target.startsWith('lease:')) continue;
       this.ctx.log('info', `libvirt ${this.opts.uri}: VM ${info.name}: ${u.target} is not protected by a lock: ${u.reason}`);
     }
     return locks;
@@ -267,11 +363,12 @@ export class LibvirtEventHandler {
   // -- lock changes ---------------------------------------------------------------------------
 
   private async acquireDomain(nameOrUuid: string, at: string, source: string, attempt: number): Promise<void> {
-    const info = await this.fetchDomain(nameOrUuid);
+    const info = await this.fetchDomain(nameOrUuid, `cannot take the locks of VM ${nameOrUuid}`);
     // Not running any more (a later event says why): taking locks now would hold them for a stopped VM.
     if (!info || info.id === undefined) return;
     const locks = await this.locksOf(info);
     this.aliases.set(info.uuid, locks.aliases);
+    if (locks.unresolved.length > 0) this.retrySoon(`VM ${info.name}: ${locks.unresolved.map((u) => u.target).join(', ')} not resolved`);
     if (locks.disks.length === 0) return;
     const owner: Owner = { uuid: info.uuid, name: info.name };
     const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source });
@@ -279,7 +376,7 @@ export class LibvirtEventHandler {
   }
 
   private async acquireDevice(name: string, alias: string, at: string): Promise<void> {
-    const info = await this.fetchDomain(name);
+    const info = await this.fetchDomain(name, `cannot take the lock of device ${alias} of VM ${name}`);
     if (!info || info.id === undefined) return;
     if (!info.disks.some((d) => d.alias === alias)) {
       this.ctx.log('debug', `libvirt ${this.opts.uri}: ${name}: device ${alias} is not a disk`);
@@ -289,30 +386,73 @@ export class LibvirtEventHandler {
     const known = this.aliases.get(info.uuid) ?? new Map<string, string>();
     for (const [a, p] of locks.aliases) known.set(a, p);
     this.aliases.set(info.uuid, known);
+    if (locks.unresolved.length > 0) this.retrySoon(`VM ${info.name}: device ${alias} not resolved`);
     if (locks.disks.length === 0) return;
     const owner: Owner = { uuid: info.uuid, name: info.name };
     const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source: 'virsh' });
     await this.afterAcquire(owner, reply, this.retries.length, async () => {});
   }
 
+  /** The migration source hands the disks over (Suspended Migrated / Post-copy): release them all. */
   private async releaseDomain(name: string, at: string): Promise<void> {
     const uuid = await this.uuidOf(name);
-    this.aliases.delete(uuid ?? '');
     if (!uuid || heldBy(this.ctx.state(), uuid).length === 0) return;
-    // A stopped VM writes nothing: everything it holds goes, whichever source took it.
+    this.aliases.delete(uuid);
     const reply = await this.ctx.submit({ kind: 'release', owner: { uuid, name }, at, source: 'virsh' });
     if (reply.status === 'error') this.ctx.log('error', `libvirt ${this.opts.uri}: could not release the locks of VM ${name}: ${reply.message}`);
   }
 
-  private async releaseIfGone(name: string, at: string): Promise<void> {
-    // Undefining a running persistent domain leaves it running as a transient one: it keeps its locks.
-    const r = await this.virsh(['domstate', name]);
-    if (r.code === 0 && isActiveState(r.stdout)) {
-      this.ctx.log('info', `libvirt ${this.opts.uri}: VM ${name} was undefined but still runs (now transient); it keeps its locks`);
-      return;
+  /** `virsh domstate` of one domain, read as running / gone / could not tell. */
+  private async domainState(nameOrUuid: string): Promise<DomainState> {
+    return domainStateOf(await this.virsh(['domstate', nameOrUuid]));
+  }
+
+  /**
+   * Stopped, Crashed or Undefined of domain `name`: release what the domain held, but only for an
+   * incarnation libvirt says is gone. The event names the domain only; the uuids it may stand for
+   * are libvirt's current one for the name and every owner of that name holding libvirt-taken
+   * locks (a transient VM's name reused by another uuid). Each is asked about by uuid:
+   * - running, paused, crashed with QEMU kept (on_crash=preserve), restarting after a panic
+   *   (on_crash=restart), a crash kernel loading (Crashed Crashloaded), or a newer run the hook has
+   *   just locked: it keeps its locks; the event is of an earlier run or QEMU lives on;
+   * - shut off, or unknown to libvirt: released;
+   * - libvirt cannot tell now (domstate failed otherwise): kept, and a reconcile retries.
+   */
+  private async releaseIfGone(name: string, at: string, what: string): Promise<void> {
+    const named = await this.uuidOf(name);
+    const candidates = new Map<string, boolean>(); // uuid -> release every lock (true) or libvirt-taken ones only
+    let namedRuns = false;
+    if (named) candidates.set(named, true);
+    for (const o of this.ctx.state().owners.values()) {
+      if (o.name === name && !candidates.has(o.uuid) && this.libvirtHeld(o.uuid).length > 0) candidates.set(o.uuid, false);
     }
-    await this.releaseDomain(name, at);
-    this.uuidByName.delete(name);
+    for (const [uuid, all] of candidates) {
+      if (heldBy(this.ctx.state(), uuid).length === 0) {
+        this.aliases.delete(uuid);
+        continue;
+      }
+      const owner: Owner = this.ctx.state().owners.get(uuid) ?? { uuid, name };
+      const st = await this.domainState(uuid);
+      switch (st.kind) {
+        case 'active':
+          if (uuid === named) namedRuns = true;
+          this.ctx.log('info', `libvirt ${this.opts.uri}: ${what} for VM ${who(owner)}, but libvirt says it is ${st.state}: an event of an earlier run, or its QEMU lives on; it keeps its locks`);
+          continue;
+        case 'unknown':
+          this.ctx.log('warning', `libvirt ${this.opts.uri}: ${what} for VM ${who(owner)}, but virsh domstate failed (${st.error}): keeping its locks until libvirt says it is gone; a reconcile retries`);
+          this.retrySoon(`domstate ${uuid} failed`);
+          if (uuid === named) namedRuns = true;
+          continue;
+        case 'gone':
+          break;
+      }
+      this.aliases.delete(uuid);
+      // A stopped VM writes nothing: everything it holds goes, whichever source took it.
+      const paths = all ? undefined : this.libvirtHeld(uuid);
+      const reply = await this.ctx.submit({ kind: 'release', owner, ...(paths ? { paths } : {}), at, source: 'virsh' });
+      if (reply.status === 'error') this.ctx.log('error', `libvirt ${this.opts.uri}: could not release the locks of VM ${who(owner)}: ${reply.message}`);
+    }
+    if (what.startsWith('Undefined') && !namedRuns) this.uuidByName.delete(name);
   }
 
   private async releaseDevice(name: string, alias: string, at: string): Promise<void> {
@@ -326,11 +466,19 @@ export class LibvirtEventHandler {
       paths = [path];
     } else {
       // The alias was never seen (added while vmlockd was away): release whatever libvirt-taken
-      // lock the domain's current XML no longer names.
-      const info = await this.fetchDomain(uuid);
+      // lock the domain's current XML no longer names, if the XML says which disks it wants.
+      const info = await this.fetchDomain(uuid, `device-removed ${alias} of VM ${name}`);
       if (!info) return;
       const locks = await this.locksOf(info);
       this.aliases.set(uuid, locks.aliases);
+      if (locks.unresolved.length > 0) {
+        this.ctx.log(
+          'warning',
+          `libvirt ${this.opts.uri}: device-removed ${alias} of VM ${name}: ${locks.unresolved.map((u) => u.target).join(', ')} cannot be resolved now, so which disk went is unknown; keeping its locks, a reconcile retries`,
+        );
+        this.retrySoon(`VM ${name}: volume not resolved`);
+        return;
+      }
       const wanted = new Set(locks.disks.map((d) => d.path));
       paths = this.libvirtHeld(uuid).filter((p) => !wanted.has(p));
     }
@@ -412,10 +560,16 @@ export class LibvirtEventHandler {
     const at = new Date(listStart).toISOString();
     let took = 0;
     let released = 0;
+    const kept: string[] = [];
 
     for (const uuid of active) {
-      const info = await this.fetchDomain(uuid);
-      if (!info || info.id === undefined) continue;
+      const info = await this.fetchDomain(uuid, 'reconcile');
+      if (!info) {
+        // Listed as running, XML not readable now: what it holds stays (fetchDomain scheduled a retry).
+        if (this.libvirtHeld(uuid).length > 0) kept.push(uuid);
+        continue;
+      }
+      if (info.id === undefined) continue;
       const locks = await this.locksOf(info);
       this.aliases.set(uuid, locks.aliases);
       const owner: Owner = { uuid: info.uuid, name: info.name };
@@ -424,9 +578,21 @@ export class LibvirtEventHandler {
         if (reply.status === 'ok') took += reply.acquired.length;
         await this.afterAcquire(owner, reply, 0, () => this.acquireDomain(uuid, this.now().toISOString(), 'virsh-reconcile', 1));
       }
-      // Disks detached while nobody listened.
+      // Disks detached while nobody listened. A disk whose path cannot be resolved now is unknown,
+      // not unwanted: with any such disk, nothing of this VM counts as stale.
       const wanted = new Set(locks.disks.map((d) => d.path));
       const stale = this.libvirtHeld(uuid).filter((p) => !wanted.has(p));
+      if (stale.length > 0 && locks.unresolved.length > 0) {
+        this.ctx.log(
+          'warning',
+          `libvirt ${this.opts.uri}: VM ${who(owner)}: ${locks.unresolved.map((u) => `${u.target} (${u.reason})`).join(', ')}; ` +
+            `keeping its ${stale.length} other held lock(s) (${stale.join(', ')}) until the volume resolves; a reconcile retries`,
+        );
+        kept.push(uuid);
+        this.retrySoon(`VM ${info.name}: volume not resolved`);
+        continue;
+      }
+      if (locks.unresolved.length > 0) this.retrySoon(`VM ${info.name}: volume not resolved`);
       if (stale.length > 0) released += await this.release(owner, stale, at);
     }
 
@@ -435,12 +601,22 @@ export class LibvirtEventHandler {
       // A lock taken after the listing began belongs to a VM that started since (the hook's prepare).
       const paths = this.libvirtHeld(uuid, listStart);
       if (paths.length === 0) continue;
-      const r = await this.virsh(['domstate', uuid]);
-      if (r.code === 0 && isActiveState(r.stdout)) continue;
       const owner = this.ctx.state().owners.get(uuid) ?? { uuid };
+      const st = await this.domainState(uuid);
+      if (st.kind === 'active') continue;
+      if (st.kind === 'unknown') {
+        this.ctx.log('warning', `libvirt ${this.opts.uri}: reconcile: VM ${who(owner)} is not listed as running, but virsh domstate failed (${st.error}): keeping its locks; a reconcile retries`);
+        kept.push(uuid);
+        this.retrySoon(`domstate ${uuid} failed`);
+        continue;
+      }
       released += await this.release(owner, paths, at);
     }
-    this.ctx.log('info', `libvirt ${this.opts.uri}: reconciled: ${active.size} active domain(s), ${took} lock(s) taken, ${released} released`);
+    this.ctx.log(
+      'info',
+      `libvirt ${this.opts.uri}: reconciled: ${active.size} active domain(s), ${took} lock(s) taken, ${released} released` +
+        (kept.length > 0 ? `, the locks of ${kept.length} VM(s) kept as unknown (${kept.join(', ')})` : ''),
+    );
   }
 
   private async release(owner: Owner, paths: string[], at: string): Promise<number> {
@@ -454,10 +630,15 @@ export class LibvirtEventHandler {
   }
 }
 
-/** `virsh domstate` output of a domain that runs (or is paused, and so still owns its disks). */
+/**
+ * `virsh domstate` output of a domain whose QEMU still exists and so still owns its disks: running,
+ * paused, in shutdown, pmsuspended, and "crashed" (libvirt keeps a crashed domain's QEMU with
+ * on_crash=preserve; with destroy or restart the state is "shut off" or running again). Only
+ * "shut off" means no QEMU.
+ */
 export function isActiveState(stdout: string): boolean {
   const s = stdout.trim().split('\n')[0]?.trim() ?? '';
-  return s !== '' && !s.startsWith('shut off') && !s.startsWith('crashed');
+  return s !== '' && !s.startsWith('shut off');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -597,6 +778,8 @@ export function superviseVirshEvents(opts: SupervisorOptions): Supervisor {
 export interface VirshSourceOptions {
   readonly uri: string;
   readonly onConflict: () => ConflictPolicy;
+  /** Which disks get locks: the same rule as the hook's (qemu-lockd.conf, read at every use). */
+  readonly leaseRules?: () => LeaseRules;
   readonly virsh?: VirshRunner;
   readonly supervisor?: Partial<Omit<SupervisorOptions, 'uri' | 'onLine' | 'onConnected' | 'log'>>;
 }
@@ -607,7 +790,13 @@ export interface VirshSource extends RunningSource {
 }
 
 export function startVirshSource(ctx: SourceContext, opts: VirshSourceOptions): VirshSource {
-  const handler = new LibvirtEventHandler({ uri: opts.uri, ctx, virsh: opts.virsh ?? virshRunner(opts.uri), onConflict: opts.onConflict });
+  const handler = new LibvirtEventHandler({
+    uri: opts.uri,
+    ctx,
+    virsh: opts.virsh ?? virshRunner(opts.uri),
+    onConflict: opts.onConflict,
+    ...(opts.leaseRules ? { leaseRules: opts.leaseRules } : {}),
+  });
   ctx.log('info', `libvirt ${opts.uri}: listening to the virsh event stream`);
   const supervisor = superviseVirshEvents({
     ...opts.supervisor,

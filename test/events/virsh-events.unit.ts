@@ -163,8 +163,7 @@ test('mapLifecycle: the mapping of every word and detail', () => {
     switch (word) {
       case 'Started': return detail === 'Migrated' ? 'keep' : 'acquire';
       case 'Resumed': return 'acquire';
-      case 'Stopped': case 'Crashed': return 'release';
-      case 'Undefined': return 'release-if-running';
+      case 'Stopped': case 'Crashed': case 'Undefined': return 'release-if-gone';
       case 'Suspended': return detail === 'Migrated' || detail === 'Post-copy' ? 'release' : 'keep';
       default: return 'ignore';
     }
@@ -180,9 +179,10 @@ test('mapLifecycle: spot checks of the brief', () => {
   assert.is(mapLifecycle(lc('Started', 'Booted')), 'acquire');
   assert.is(mapLifecycle(lc('Started', 'Restored')), 'acquire');
   assert.is(mapLifecycle(lc('Resumed', 'Post-copy')), 'acquire');
-  assert.is(mapLifecycle(lc('Stopped', 'Migrated')), 'release');
-  assert.is(mapLifecycle(lc('Crashed', 'Panicked')), 'release');
-  assert.is(mapLifecycle(lc('Undefined', 'Removed')), 'release-if-running');
+  assert.is(mapLifecycle(lc('Stopped', 'Migrated')), 'release-if-gone');
+  assert.is(mapLifecycle(lc('Crashed', 'Panicked')), 'release-if-gone');
+  assert.is(mapLifecycle(lc('Crashed', 'Crashloaded')), 'release-if-gone');
+  assert.is(mapLifecycle(lc('Undefined', 'Removed')), 'release-if-gone');
   assert.is(mapLifecycle(lc('Suspended', 'Migrated')), 'release');
   assert.is(mapLifecycle(lc('Suspended', 'Post-copy')), 'release');
   assert.is(mapLifecycle(lc('Suspended', 'Post-copy Error')), 'keep');
@@ -251,7 +251,7 @@ test('given the recorded qemu stream, then start gives Resumed before Started an
     'Stopped Destroyed',
   ]);
   assert.equal(events.filter((e) => e.kind !== 'noise').map(mapLifecycle).slice(0, 9), [
-    'ignore', 'acquire', 'acquire', 'keep', 'acquire', 'acquire', 'release', 'ignore', 'release',
+    'ignore', 'acquire', 'acquire', 'keep', 'acquire', 'acquire', 'release', 'ignore', 'release-if-gone',
   ]);
 });
 

@@ -132,10 +132,10 @@ test('given migration events, then Started Migrated keeps, Resumed Migrated acqu
 
 test('given Undefined of a domain that still runs (now transient), then its locks stay; once gone, they go', async () => {
   const { ctx, virsh, handler } = setup();
-  virsh.on('dumpxml tcg1', TCG_XML).on('domstate tcg1', 'running\n').on('domuuid tcg1', TCG_UUID);
+  virsh.on('dumpxml tcg1', TCG_XML).on(`domstate ${TCG_UUID}`, 'running\n').on('domuuid tcg1', TCG_UUID);
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted", "event 'lifecycle' for domain 'tcg1': Undefined Removed"]);
   assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
-  virsh.fail('domstate tcg1').fail('domuuid tcg1');
+  virsh.fail(`domstate ${TCG_UUID}`, `error: failed to get domain '${TCG_UUID}'`).fail('domuuid tcg1');
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Undefined Removed"]);
   assert.equal(ctx.held(TCG_UUID), []);
 });
@@ -283,13 +283,141 @@ test('given libvirtd unreachable, when reconciling, then the failure is logged a
   assert.ok(ctx.logs.some((l) => l.level === 'error' && /failed to connect to the hypervisor/.test(l.msg)));
 });
 
-test('isActiveState: running and paused own their disks; shut off and crashed do not', () => {
+test('isActiveState: running, paused and crashed (QEMU kept, on_crash=preserve) own their disks; shut off does not', () => {
   assert.ok(isActiveState('running\n'));
   assert.ok(isActiveState('paused\n'));
   assert.ok(isActiveState('in shutdown\n'));
+  assert.ok(isActiveState('crashed\n'));
   assert.not.ok(isActiveState('shut off\n'));
-  assert.not.ok(isActiveState('crashed\n'));
   assert.not.ok(isActiveState(''));
+});
+
+// -- issue 17: releases only for an incarnation libvirt says is gone; unknown is not "not wanted" --
+
+const ALL_XML = fixture('all-disks-running.xml');
+const ALL_UUID = '0b6d4c56-3f1c-4b8e-9f6a-2d7e1c5a9b01';
+const VOL = fixture('vol-path.txt').trim();
+
+test('given Crashed Crashloaded (crash kernel loaded, QEMU runs), then the locks stay; Crashed Panicked with on_crash=restart too; gone: released', async () => {
+  const { ctx, virsh, handler } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML).on('domuuid tcg1', TCG_UUID).on(`domstate ${TCG_UUID}`, 'running\n');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted", "event 'lifecycle' for domain 'tcg1': Crashed Crashloaded"]);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  assert.ok(ctx.logs.some((l) => /Crashed Crashloaded for VM tcg1 .* libvirt says it is running: .* it keeps its locks/.test(l.msg)));
+  // on_crash=restart: libvirt resets the guest in place; domstate says running again.
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Crashed Panicked"]);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  // on_crash=preserve: the crashed domain's QEMU is kept.
+  virsh.on(`domstate ${TCG_UUID}`, 'crashed\n');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Crashed Panicked"]);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  // on_crash=destroy: shut off.
+  virsh.on(`domstate ${TCG_UUID}`, 'shut off\n');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Crashed Panicked"]);
+  assert.equal(ctx.held(TCG_UUID), []);
+});
+
+test('given a late Stopped of an earlier run while libvirt says the domain runs, then the new run keeps the lock the hook took', async () => {
+  const { ctx, virsh, handler } = setup();
+  await ctx.submit({ kind: 'acquire', owner: { uuid: TCG_UUID, name: 'tcg1' }, disks: [{ path: ROOT, mode: 'exclusive' }], at: '2026-11-25T21:29:00.000Z', source: 'hook' });
+  virsh.on('domuuid tcg1', TCG_UUID).on(`domstate ${TCG_UUID}`, 'running\n');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Stopped Destroyed"]);
+  assert.equal(ctx.held(TCG_UUID), [ROOT]);
+  assert.not.ok(ctx.commands.some((c) => c.kind === 'release'));
+});
+
+test('given a transient name reused by another uuid, when the old run\'s Stopped arrives, then the old uuid\'s lock goes and the new one\'s stays', async () => {
+  const { ctx, virsh, handler } = setup();
+  const oldUuid = '77777777-7777-4777-8777-777777777777';
+  await ctx.submit({ kind: 'acquire', owner: { uuid: oldUuid, name: 'web' }, disks: [{ path: '/img/old.qcow2', mode: 'exclusive' }], at: '2026-11-25T21:00:00.000Z', source: 'hook' });
+  await ctx.submit({ kind: 'acquire', owner: { uuid: TCG_UUID, name: 'web' }, disks: [{ path: ROOT, mode: 'exclusive' }], at: '2026-11-25T21:29:00.000Z', source: 'hook' });
+  virsh.on('domuuid web', TCG_UUID).on(`domstate ${TCG_UUID}`, 'running\n').fail(`domstate ${oldUuid}`, `error: failed to get domain '${oldUuid}'`);
+  await feed(handler, ["event 'lifecycle' for domain 'web': Stopped Destroyed"]);
+  assert.equal(ctx.held(oldUuid), []);
+  assert.equal(ctx.held(TCG_UUID), [ROOT]);
+});
+
+test('given libvirt cannot answer domstate, then Stopped and Undefined keep the locks, say so, and schedule a reconcile', async () => {
+  const { ctx, virsh, handler, timers } = setup();
+  await ctx.submit({ kind: 'acquire', owner: { uuid: TCG_UUID, name: 'tcg1' }, disks: [{ path: ROOT, mode: 'exclusive' }], at: '2026-11-25T21:00:00.000Z', source: 'virsh' });
+  virsh.on('domuuid tcg1', TCG_UUID).fail(`domstate ${TCG_UUID}`, 'error: failed to connect to the hypervisor');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Undefined Removed", "event 'lifecycle' for domain 'tcg1': Stopped Destroyed"]);
+  assert.equal(ctx.held(TCG_UUID), [ROOT]);
+  assert.ok(ctx.logs.some((l) => l.level === 'warning' && /Undefined Removed for VM tcg1 .*domstate failed \(error: failed to connect to the hypervisor\): keeping its locks/.test(l.msg)));
+  assert.is(timers.length, 1, 'one reconcile scheduled');
+});
+
+test('given vol-path fails during a reconcile, then the held volume lock is kept (unknown, not unwanted) and a retry releases nothing it still wants', async () => {
+  const { ctx, virsh, handler, timers } = setup();
+  await ctx.submit({ kind: 'acquire', owner: { uuid: ALL_UUID, name: 'vm-all-disks' }, disks: [{ path: VOL, mode: 'exclusive' }], at: '2026-11-25T21:00:00.000Z', source: 'hook' });
+  virsh
+    .on('list --all --uuid --name', `${ALL_UUID} vm-all-disks\n`)
+    .on('list --uuid', `${ALL_UUID}\n`)
+    .on(`dumpxml ${ALL_UUID}`, ALL_XML)
+    .fail('vol-path --pool vmpool data.qcow2', "error: failed to get pool 'vmpool'\nerror: Storage pool not found: no storage pool with matching name 'vmpool'");
+  await handler.reconcile();
+  assert.ok(ctx.held(ALL_UUID).includes(VOL), 'the volume lock stays');
+  assert.not.ok(ctx.commands.some((c) => c.kind === 'release'));
+  assert.ok(ctx.logs.some((l) => l.level === 'warning' && /vdc .*could not be resolved.*keeping its 1 other held lock\(s\)/.test(l.msg)));
+  assert.ok(ctx.logs.some((l) => /the locks of 1 VM\(s\) kept as unknown/.test(l.msg)));
+  assert.ok(timers.length >= 1);
+  const retry = timers[timers.length - 1]!;
+  assert.is(retry.ms, 2000);
+  // The pool is back: the retry resolves the volume and keeps it.
+  virsh.on('vol-path --pool vmpool data.qcow2', VOL + '\n');
+  retry.fn();
+  await handler.idle();
+  assert.ok(ctx.held(ALL_UUID).includes(VOL));
+  assert.not.ok(ctx.commands.some((c) => c.kind === 'release'));
+  assert.is(timers[timers.length - 1]!.ms, 5 * 60_000, 'a complete reconcile schedules the periodic one');
+});
+
+test('given device-removed of an unknown alias while a volume cannot be resolved, then nothing is released', async () => {
+  const { ctx, virsh, handler } = setup();
+  await ctx.submit({ kind: 'acquire', owner: { uuid: ALL_UUID, name: 'vm-all-disks' }, disks: [{ path: VOL, mode: 'exclusive' }], at: '2026-11-25T21:00:00.000Z', source: 'hook' });
+  virsh.on('domuuid vm-all-disks', ALL_UUID).on(`dumpxml ${ALL_UUID}`, ALL_XML).fail('vol-path --pool vmpool data.qcow2', 'error: failed to get pool');
+  await feed(handler, ["event 'device-removed' for domain 'vm-all-disks': virtio-disk9"]);
+  assert.equal(ctx.held(ALL_UUID), [VOL]);
+  assert.ok(ctx.logs.some((l) => /device-removed virtio-disk9 .*cannot be resolved now.*keeping its locks/.test(l.msg)));
+});
+
+test('given auto_disk_leases = 0, then Started and reconcile lock only the <lease>, as the hook does', async () => {
+  const ctxOpts = setup();
+  const { ctx, virsh } = ctxOpts;
+  const handler = new LibvirtEventHandler({ uri: 'qemu:///system', ctx, virsh: virsh.run, onConflict: () => 'report', leaseRules: () => ({ autoDiskLeases: false, requireLeaseForDisks: false }), later: () => () => {} });
+  virsh.on('dumpxml vm-all-disks', ALL_XML).on('vol-path --pool vmpool data.qcow2', VOL);
+  await feed(handler, ["event 'lifecycle' for domain 'vm-all-disks': Started Booted"]);
+  const acq = ctx.commands.filter((c) => c.kind === 'acquire');
+  assert.is(acq.length, 1);
+  assert.equal(acq[0]!.kind === 'acquire' && acq[0]!.disks.map((d) => d.path), ['/var/lib/libvirt/lockd/leases/somearea/somekey']);
+  assert.not.ok(ctx.logs.some((l) => /vdc is not protected/.test(l.msg)));
+  virsh.on('list --all --uuid --name', `${ALL_UUID} vm-all-disks\n`).on('list --uuid', `${ALL_UUID}\n`).on(`dumpxml ${ALL_UUID}`, ALL_XML);
+  await handler.reconcile();
+  assert.equal(ctx.held(ALL_UUID), ['/var/lib/libvirt/lockd/leases/somearea/somekey']);
+});
+
+test('given Started and dumpxml fails for another reason than "no such domain", then it is logged and a reconcile is scheduled', async () => {
+  const { ctx, virsh, handler, timers } = setup();
+  virsh.fail('dumpxml tcg1', 'error: Timed out during operation: cannot acquire state change lock');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted"]);
+  assert.ok(ctx.logs.some((l) => l.level === 'warning' && /cannot take the locks of VM tcg1: virsh dumpxml tcg1 failed \(error: Timed out/.test(l.msg)));
+  assert.is(timers.length, 1);
+  assert.is(timers[0]!.ms, 2000);
+});
+
+test('given a reconcile fails, then it is retried with backoff; once it succeeds, the periodic one follows', async () => {
+  const { ctx, virsh, handler, timers } = setup();
+  virsh.fail('list --all --uuid --name', 'error: failed to connect to the hypervisor');
+  await handler.reconcile();
+  assert.equal(timers.map((t) => t.ms), [2000]);
+  timers[0]!.fn();
+  await handler.idle();
+  assert.equal(timers.map((t) => t.ms), [2000, 5000]);
+  virsh.on('list --all --uuid --name', '\n').on('list --uuid', '\n');
+  timers[1]!.fn();
+  await handler.idle();
+  assert.equal(timers.map((t) => t.ms), [2000, 5000, 300_000]);
+  assert.ok(ctx.logs.some((l) => /reconciled: 0 active/.test(l.msg)));
 });
 
 // -- the supervisor -----------------------------------------------------------------------------

@@ -30,6 +30,8 @@ export interface DaemonOptions {
   readonly hostId?: string;
   readonly socket?: string;
   readonly extra?: string[];
+  /** Extra environment for the daemon process (e.g. a PATH with a scripted `virsh` first). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Every daemon a test started dies with the test run, even after a failed assertion. */
@@ -69,7 +71,7 @@ export class TestDaemon {
     this.stderr = '';
     // VMLOCKD_NODE_ARGS: extra Node flags for the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it.
     const nodeArgs = process.env.VMLOCKD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-    const proc = spawn(process.execPath, [...nodeArgs, MAIN, ...this.args()], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [...nodeArgs, MAIN, ...this.args()], { stdio: ['ignore', 'pipe', 'pipe'], ...(this.opts.env ? { env: { ...process.env, ...this.opts.env } } : {}) });
     this.proc = proc;
     live.add(this);
     this.exit = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));

@@ -1,0 +1,174 @@
+// issue 17, with real daemons: two or three vmlockd processes ("hosts") on one lockspace, each
+// listening to its own scripted `virsh` (test/helpers/scripted-virsh.ts) for the event orders and
+// libvirt failures a real libvirtd cannot produce on demand. Each test is a case where the libvirt
+// sources used to lose a running VM's lock (and another host then got the disk).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ROOT, TestDaemon, tmpdir, until } from '../helpers/daemon.js';
+import { ScriptedVirsh } from '../helpers/scripted-virsh.js';
+
+const TEMPLATE = fs.readFileSync(path.join(ROOT, 'test', 'e2e', 'fixtures', 'domain-template.xml'), 'utf8');
+const U1 = 'a1111111-1111-4111-8111-111111111111';
+const U2 = 'a2222222-2222-4222-8222-222222222222';
+const U3 = 'a3333333-3333-4333-8333-333333333333';
+
+/** Domain XML; `id` makes it the live XML of a running domain (what dumpxml prints). */
+function xml(name: string, uuid: string, disk: string, id?: number): string {
+  const x = TEMPLATE.replace('NAME', name).replace('UUID', uuid).replace('DISK', disk);
+  return id === undefined ? x : x.replace("<domain type='qemu'>", `<domain type='qemu' id='${id}'>`);
+}
+
+function volumeXml(name: string, uuid: string, id: number): string {
+  return xml(name, uuid, 'unused', id).replace(
+    /<disk type='file' device='disk'>[\s\S]*?<\/disk>/,
+    "<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/><source pool='vmpool' volume='data.qcow2'/><target dev='vda' bus='virtio'/></disk>",
+  );
+}
+
+interface Host {
+  readonly d: TestDaemon;
+  readonly virsh: ScriptedVirsh;
+}
+
+let root: string;
+let lockspace: string;
+const running: TestDaemon[] = [];
+let n = 0;
+
+test.before.each(() => {
+  root = tmpdir('vmlockd-libvirt-src-');
+  lockspace = path.join(root, 'lockspace');
+  fs.mkdirSync(lockspace);
+});
+
+test.after.each(async () => {
+  for (const d of running.splice(0)) await d.kill('SIGKILL');
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+function log(d: TestDaemon): string {
+  return d.stdout + d.stderr;
+}
+
+/** A host with a libvirt event stream (scripted virsh) or, with `libvirt: false`, the hook alone. */
+async function host(id: string, opts: { libvirt?: boolean } = {}): Promise<Host> {
+  n++;
+  const dir = path.join(root, `${id}-${n}`);
+  fs.mkdirSync(dir);
+  const virsh = new ScriptedVirsh(path.join(dir, 'virsh'));
+  virsh.on('list --all --uuid --name', '\n').on('list --uuid', '\n');
+  const libvirt = opts.libvirt ?? true;
+  const conf = path.join(dir, 'vmlockd.conf');
+  fs.writeFileSync(conf, `log_level = "info"\n${libvirt ? 'libvirt_uri = "test:///scripted"\n' : ''}`);
+  const d = new TestDaemon({
+    stateDir: path.join(dir, 'state'),
+    lockspace,
+    hostId: id,
+    env: virsh.env(),
+    extra: ['--config', conf],
+  });
+  running.push(d);
+  await d.start();
+  if (libvirt) await until(`${id}: first reconcile`, () => /reconciled:/.test(log(d)));
+  return { d, virsh };
+}
+
+function disk(name: string): string {
+  const p = path.join(root, name);
+  if (!fs.existsSync(p)) fs.writeFileSync(p, 'image');
+  return p;
+}
+
+function hook(h: Host, name: string, uuid: string, diskPath: string, op: string, subop = 'begin') {
+  return h.d.cli(['hook', 'qemu', name, op, subop, '-'], { input: xml(name, uuid, diskPath) });
+}
+
+const SENTINEL = 'a5555555-5555-4555-8555-555555555555';
+
+function held(h: Host): Array<{ disk: string; vm: { uuid: string } }> {
+  return (JSON.parse(h.d.cli(['locks', '--json']).stdout) as Array<{ disk: string; vm: { uuid: string } }>).filter((l) => l.vm.uuid !== SENTINEL);
+}
+
+let marks = 0;
+/** Wait until every event emitted so far is handled: the handler is one serial queue, so a sentinel VM's Started locks its disk only after them. */
+async function settled(h: Host): Promise<void> {
+  const name = `sentinel${++marks}`;
+  h.virsh.on(`dumpxml ${name}`, xml(name, SENTINEL, disk(`${name}.img`), 99));
+  h.virsh.emit(name, 'Started Booted');
+  await until(`the events before ${name} handled`, () => (JSON.parse(h.d.cli(['locks', '--json']).stdout) as Array<{ disk: string }>).some((l) => l.disk.endsWith(`${name}.img`)));
+}
+
+test('17.1: given Crashed Crashloaded while QEMU runs (crash kernel writing the vmcore), then the lock stays and another host cannot start on the disk', async () => {
+  const a = await host('hv-a');
+  const b = await host('hv-b', { libvirt: false });
+  const img = disk('web1.qcow2');
+  assert.is(hook(a, 'web1', U1, img, 'prepare').code, 0);
+  a.virsh.on('domuuid web1', U1 + '\n').on(`domstate ${U1}`, 'running\n');
+  a.virsh.emit('web1', 'Crashed Crashloaded');
+  await settled(a);
+  assert.is(held(a).length, 1);
+  await until('the log says why', () => /Crashed Crashloaded for VM web1 .* keeps its locks/.test(log(a.d)));
+  const r = hook(b, 'web2', U2, img, 'prepare');
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /held exclusively by VM web1/);
+  // The domain is really gone (on_crash=destroy): now it goes.
+  a.virsh.on(`domstate ${U1}`, 'shut off\n');
+  a.virsh.emit('web1', 'Crashed Panicked');
+  await until('released after shut off', () => held(a).length === 0);
+  assert.is(hook(b, 'web2', U2, img, 'prepare').code, 0);
+});
+
+test('17.2: given vol-path fails during a reconnect\'s reconcile, then the running VM keeps its volume lock and another host is refused', async () => {
+  const a = await host('hv-a');
+  const b = await host('hv-b', { libvirt: false });
+  const vol = disk('data.qcow2');
+  a.virsh
+    .on('list --all --uuid --name', `${U1} web1\n`)
+    .on('list --uuid', `${U1}\n`)
+    .on(`dumpxml ${U1}`, volumeXml('web1', U1, 7))
+    .on('vol-path --pool vmpool data.qcow2', vol + '\n');
+  const reconciles = (): number => (log(a.d).match(/reconciled:/g) ?? []).length;
+  a.virsh.disconnect();
+  await until('the reconnect reconcile takes the volume', () => reconciles() === 2 && held(a).some((l) => l.disk === vol), 20_000);
+  // The storage driver restarts: vol-path fails once, exactly when libvirtd reconnects.
+  a.virsh.fail('vol-path --pool vmpool data.qcow2', "error: failed to get pool 'vmpool'\nerror: Storage pool not found: no storage pool with matching name 'vmpool'");
+  a.virsh.disconnect();
+  await until('the next reconcile', () => reconciles() === 3, 20_000);
+  assert.ok(held(a).some((l) => l.disk === vol), 'still held');
+  const r = hook(b, 'web2', U2, vol, 'prepare');
+  assert.is(r.code, 3, r.stderr);
+  await until('the log says so', () => /kept as unknown/.test(log(a.d)));
+});
+
+test('17.3: given a late Stopped of the earlier run after the hook locked the new one, then the lock stays (domstate says running)', async () => {
+  const a = await host('hv-a');
+  const b = await host('hv-b', { libvirt: false });
+  const img = disk('web1.qcow2');
+  assert.is(hook(a, 'web1', U1, img, 'prepare').code, 0);
+  a.virsh.on('domuuid web1', U1 + '\n').on(`domstate ${U1}`, 'running\n');
+  a.virsh.emit('web1', 'Stopped Destroyed');
+  await settled(a);
+  assert.is(held(a).length, 1);
+  assert.is(hook(b, 'web2', U2, img, 'prepare').code, 3);
+});
+
+test('17.3: given a transient name reused by another uuid, when the old run\'s Stopped arrives, then the old uuid\'s lock does not leak and the new one\'s stays', async () => {
+  const a = await host('hv-a');
+  const b = await host('hv-b', { libvirt: false });
+  const oldImg = disk('old.qcow2');
+  const newImg = disk('new.qcow2');
+  assert.is(hook(a, 'web', U1, oldImg, 'prepare').code, 0);
+  // The old transient run ends while its release end is lost (vmlockd restarted, hook failed); a new
+  // transient domain with the same name and another uuid starts.
+  assert.is(hook(a, 'web', U3, newImg, 'prepare').code, 0);
+  a.virsh.on('domuuid web', U3 + '\n').on(`domstate ${U3}`, 'running\n');
+  a.virsh.emit('web', 'Stopped Destroyed');
+  await settled(a);
+  assert.equal(held(a).map((l) => l.vm.uuid), [U3]);
+  assert.is(hook(b, 'other', U2, oldImg, 'prepare').code, 0, 'the old disk is free');
+  assert.is(hook(b, 'other2', 'a4444444-4444-4444-8444-444444444444', newImg, 'prepare').code, 3, 'the new run keeps its disk');
+});
+
+test.run();
