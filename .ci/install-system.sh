@@ -14,7 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # qemu-utils ships qemu-img (qemu-system-x86 does not); the tests create qcow2 images with it.
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client)
+# e2fsprogs, mount: test/engine/odirect.int.ts mounts ext4 on a loop device (O_DIRECT alignment).
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount)
 
 # Which of the packages are not installed yet (dpkg status, no network).
 missing=()

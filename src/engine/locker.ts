@@ -11,6 +11,7 @@ import { fact, type NewFact } from './facts.js';
 import type { ResourceFields } from './facts.js';
 import { refusalMessage } from './messages.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
+import { readAligned, writeAligned } from './aligned-io.js';
 import type { State } from './state.js';
 import type { HolderInfo, Intent, Mode, Owner, ResolvedDisk, ResourceRef } from './types.js';
 import {
@@ -343,7 +344,7 @@ export class Locker {
     try {
       ino = fs.fstatSync(h.fd).ino;
       // A whole record, not one byte: under O_DIRECT a GlusterFS brick refuses unaligned sizes (EINVAL).
-      fs.readSync(h.fd, Buffer.alloc(RECORD_SIZE), 0, RECORD_SIZE, 0);
+      readAligned(h.fd, RECORD_SIZE, 0);
     } catch (e) {
       return why('the lock file descriptor failed', e);
     }
@@ -422,10 +423,10 @@ export class Locker {
       try {
         if (h.mode === 'exclusive') {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
-          fs.writeSync(h.fd, encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}) }), 0, RECORD_SIZE, 0);
+          writeAligned(h.fd, encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}) }), 0);
           if (this.syncRecords) fs.fdatasyncSync(h.fd);
         } else if (h.slot !== undefined) {
-          fs.writeSync(h.fd, emptySlot(), 0, RECORD_SIZE, slotOffset(h.slot));
+          writeAligned(h.fd, emptySlot(), slotOffset(h.slot));
         }
       } catch {
         // A broken cluster-filesystem descriptor: the lock is gone anyway.
@@ -486,16 +487,15 @@ export class Locker {
   /** Under the lock just taken: bump the generation (exclusive) or claim a shared slot. */
   private writeRecord(fd: number, ref: ResourceRef, mode: Mode, taker: Taker, vms: Array<Owner & { since: string }>): { gen?: number; slot?: number } {
     if (mode === 'exclusive') {
-      const head = Buffer.alloc(RECORD_SIZE);
-      fs.readSync(fd, head, 0, RECORD_SIZE, 0);
+      const head = readAligned(fd, RECORD_SIZE, 0);
       const gen = nextGeneration(decodeExclusive(head));
-      fs.writeSync(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0, RECORD_SIZE, 0);
+      writeAligned(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0);
       if (this.syncRecords) fs.fdatasyncSync(fd);
       return { gen };
     }
     for (let i = 0; i < SLOT_COUNT; i++) {
       if (!this.native.ofdSetLk(fd, 'write', slotOffset(i), RECORD_SIZE)) continue;
-      fs.writeSync(fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vms }), 0, RECORD_SIZE, slotOffset(i));
+      writeAligned(fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vms }), slotOffset(i));
       if (this.syncRecords) fs.fdatasyncSync(fd);
       return { slot: i };
     }
@@ -506,7 +506,7 @@ export class Locker {
   private rewriteSlot(h: Held): void {
     if (h.slot === undefined || h.ref.kind !== 'file') return;
     try {
-      fs.writeSync(h.fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, vms: [...h.vms.values()] }), 0, RECORD_SIZE, slotOffset(h.slot));
+      writeAligned(h.fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, vms: [...h.vms.values()] }), slotOffset(h.slot));
     } catch {
       // The record is for humans; the verifier catches a broken descriptor.
     }
@@ -571,8 +571,8 @@ export class Locker {
 
 /** Read the holders a lock file's records name, trusting only records backed by a lock. */
 function readHolders(nat: NativeBinding, fd: number, state: 'exclusive' | 'shared'): { holders: HolderInfo[]; disk?: string; generation: number } {
-  const buf = Buffer.alloc(FILE_SPAN);
-  const n = fs.readSync(fd, buf, 0, FILE_SPAN, 0);
+  const buf = readAligned(fd, FILE_SPAN, 0);
+  const n = buf.length;
   const head = decodeExclusive(buf.subarray(0, Math.min(n, RECORD_SIZE)));
   const generation = head?.gen ?? 0;
   const disk = head?.disk || undefined;
@@ -613,8 +613,8 @@ export function inspectLockFile(file: string, opts: { direct?: boolean } = {}, n
     const c = nat.ofdGetLk(fd, 'write', LOCK_START, LOCK_LEN);
     const state = c === null ? 'free' : c.type === 'write' ? 'exclusive' : 'shared';
     if (state === 'free') {
-      const head = Buffer.alloc(RECORD_SIZE);
-      const n = fs.readSync(fd, head, 0, RECORD_SIZE, 0);
+      const head = readAligned(fd, RECORD_SIZE, 0);
+      const n = head.length;
       const rec = decodeExclusive(head.subarray(0, n));
       return { file, state, generation: rec?.gen ?? 0, holders: [], ...(rec?.disk ? { disk: rec.disk } : {}) };
     }
