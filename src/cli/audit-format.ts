@@ -1,7 +1,7 @@
 // Output of `vmlockd audit`: a readable table, CSV (RFC 4180) or JSON, and the timeline chart.
 import type { HolderInfo, Owner } from '../engine/types.js';
 import type { StoredFact } from '../journal/journal.js';
-import { otherParty, type HolderAt, type Timeline } from './audit-query.js';
+import { otherParty, type HoldersAnswer, type Timeline } from './audit-query.js';
 
 export type Format = 'table' | 'csv' | 'json';
 
@@ -153,10 +153,26 @@ export function formatFacts(facts: readonly StoredFact[], format: Format, opts: 
 
 const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'generation', 'since', 'resource', 'seq', 'via'] as const;
 
-export function formatHolders(disk: string, at: string, holders: readonly HolderAt[], format: Format): string {
+/** What a stop or a crash around the moment did, in one line (empty when neither). */
+function boundaryNote(a: HoldersAnswer): string {
+  const lines: string[] = [];
+  if (a.stopped !== undefined) {
+    lines.push(`vmlockd on this host stopped at ${a.stopped.at}${a.stopped.restarted ? ` and started again at ${a.stopped.restarted}` : ''}: every lock it held was dropped at the stop${a.holders.length > 0 ? ' except those the next start adopted (listed)' : ''}`);
+  }
+  if (a.crash !== undefined) {
+    lines.push(
+      `vmlockd on this host crashed between ${a.crash.after} and ${a.crash.before}: ${a.crash.holds.length} hold(s) ended at the crash, ` +
+        `at a moment not journaled, so whether they lasted until ${a.at} is unknown (--timeline shows them "until crash")`,
+    );
+  }
+  return lines.map((l) => `note: ${l}\n`).join('');
+}
+
+export function formatHolders(a: HoldersAnswer, format: Format): string {
+  const { disk, at, holders } = a;
   switch (format) {
     case 'json':
-      return JSON.stringify({ disk, at, holders }, null, 2) + '\n';
+      return JSON.stringify(a, null, 2) + '\n';
     case 'csv':
       return (
         csvHeader(HOLDER_COLUMNS) +
@@ -165,13 +181,14 @@ export function formatHolders(disk: string, at: string, holders: readonly Holder
           .join('')
       );
     case 'table':
-      if (holders.length === 0) return `nobody held ${disk} at ${at}\n`;
+      if (holders.length === 0) return `nobody held ${disk} at ${at} through this host\n${boundaryNote(a)}`;
       return (
         `${disk} at ${at}:\n` +
         table([
           ['VM', 'UUID', 'HOST', 'MODE', 'GEN', 'SINCE', 'LAST FACT'],
           ...holders.map((h) => [h.owner.name ?? '-', h.owner.uuid, h.host, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq}`]),
-        ])
+        ]) +
+        boundaryNote(a)
       );
     default: {
       const _exhaustive: never = format;
@@ -201,6 +218,8 @@ export function formatTimeline(t: Timeline, width: number): string {
       const a = Date.parse(i.from) < t0 ? 0 : col(i.from);
       const b = i.to === undefined ? cols - 1 : col(i.to);
       for (let c = a; c <= b; c++) cells[c] = i.mode === 'shared' ? '▒' : '█';
+      // Until a crash: held surely until `to`, then ended at a moment between it and crashBefore.
+      if (i.end === 'crash' && i.crashBefore !== undefined) for (let c = b + 1; c <= col(i.crashBefore); c++) if (cells[c] === ' ') cells[c] = '?';
     }
     for (const e of t.events) if (e.owner.uuid === uuid) cells[col(e.at)] = e.kind === 'LeaseLost' ? '!' : 'x';
     lines.push(`${name.slice(0, label).padEnd(label)} |${cells.join('')}|`);
@@ -209,7 +228,7 @@ export function formatTimeline(t: Timeline, width: number): string {
   const end = t.to.slice(0, 19) + 'Z';
   const axis = `${''.padEnd(label)} |${start}${end.padStart(Math.max(0, cols - start.length))}|`;
   const scale = `1 column = ${humanMs(slot)}`;
-  return `${head}${axis}\n${lines.join('\n')}\n${''.padEnd(label)}  █ exclusive  ▒ shared  x refused  ! lease lost  (${scale})\n`;
+  return `${head}${axis}\n${lines.join('\n')}\n${''.padEnd(label)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  (${scale})\n`;
 }
 
 function humanMs(ms: number): string {

@@ -4,6 +4,7 @@
 import type { FactKind, FactPayloads } from '../engine/facts.js';
 import type { HolderInfo, Mode, Owner } from '../engine/types.js';
 import type { FactQuery, Journal, StoredFact } from '../journal/journal.js';
+import { isIsoMsUtc } from '../journal/query.js';
 
 export const OPEN_KINDS: readonly FactKind[] = ['LockAcquired', 'Reacquired'];
 export const CLOSE_KINDS: readonly FactKind[] = ['LockReleased', 'LeaseLost'];
@@ -35,31 +36,51 @@ export interface HolderAt {
 
 type LockPayload = FactPayloads['LockAcquired'] | FactPayloads['Reacquired'];
 
-/** (at, seq) order, the order every audit answer is given in. */
+/**
+ * Journal order (seq), the order every audit answer is given in. Since 12.6 a fact's `at` is the
+ * daemon's clock when it journaled the fact, never earlier than the fact before it, so for facts
+ * journaled by this version (at, seq) order and seq order agree; for older facts that carry a
+ * client's time, seq decides.
+ */
 export function compareFacts(a: StoredFact, b: StoredFact): number {
-  return a.at < b.at ? -1 : a.at > b.at ? 1 : a.seq - b.seq;
+  return a.seq - b.seq;
 }
 
 /**
- * Facts matching `q` from every source, oldest first. With `limit`, the newest `limit` of them:
- * each source gives its newest `limit` and the merge keeps the newest overall.
+ * Facts matching `q` from every source, in journal order. With `limit`, the newest `limit` of them:
+ * each source gives its newest `limit` and the merge keeps the newest overall. A fact in both files
+ * (a compaction interrupted between its copy and its delete) is given once.
  */
 export function queryFacts(src: AuditSources, q: FactQuery): StoredFact[] {
   const fromLive = src.live.query(q);
-  if (src.archive === undefined) return fromLive;
-  const all = [...src.archive.query(q), ...fromLive].sort(compareFacts);
+  if (src.archive === undefined) return fromLive.sort(compareFacts);
+  const all = dedup([...src.archive.query(q), ...fromLive].sort(compareFacts));
   if (q.limit === undefined) return all;
   return q.newest === true ? all.slice(-q.limit) : all.slice(0, q.limit);
 }
 
-/** Newest first, lazily, across sources. */
+function dedup(sorted: StoredFact[]): StoredFact[] {
+  return sorted.filter((f, i) => i === 0 || sorted[i - 1]!.seq !== f.seq);
+}
+
+/** Newest first, lazily, across sources; a seq seen in two files is given once. */
 function* newestFirst(iterators: Array<Iterator<StoredFact>>): Generator<StoredFact> {
   // An unfinished journal iterator keeps its statement (and the connection) busy: close them all.
   try {
-    yield* merged(iterators);
+    let last: number | undefined;
+    for (const f of merged(iterators)) {
+      if (f.seq === last) continue;
+      last = f.seq;
+      yield f;
+    }
   } finally {
     for (const it of iterators) it.return?.();
   }
+}
+
+/** Newest (at, seq) first: each source's index walk is in that order. */
+function newer(a: StoredFact, b: StoredFact): number {
+  return a.at < b.at ? -1 : a.at > b.at ? 1 : a.seq - b.seq;
 }
 
 function* merged(iterators: Array<Iterator<StoredFact>>): Generator<StoredFact> {
@@ -69,7 +90,7 @@ function* merged(iterators: Array<Iterator<StoredFact>>): Generator<StoredFact> 
     for (let i = 0; i < heads.length; i++) {
       const h = heads[i]!;
       if (h.done === true) continue;
-      if (best < 0 || compareFacts(h.value, (heads[best] as IteratorYieldResult<StoredFact>).value) > 0) best = i;
+      if (best < 0 || newer(h.value, (heads[best] as IteratorYieldResult<StoredFact>).value) > 0) best = i;
     }
     if (best < 0) return;
     const value = (heads[best] as IteratorYieldResult<StoredFact>).value;
@@ -83,40 +104,184 @@ function modeOf(f: StoredFact): Mode | undefined {
   return m === 'exclusive' || m === 'shared' ? m : undefined;
 }
 
+/**
+ * The zero-gap hook (issue 11): a lock a restarted daemon adopted (from systemd's descriptor store or
+ * a `--takeover` hand-off) was never dropped, so its hold continues through the restart instead of
+ * ending at the stop or the crash. The adopting start journals it as one of these kinds, or as a
+ * `Reacquired` whose payload says how it came (`via: "fdstore" | "takeover"`, or `adopted: true`).
+ * Every other re-take after a restart is a new hold: the kernel dropped the lock in between.
+ */
+export const ADOPT_KINDS: readonly string[] = ['LockAdopted', 'Adopted'];
+
+export function continuesHold(f: StoredFact): boolean {
+  if (ADOPT_KINDS.includes(f.kind)) return true;
+  if (f.kind !== 'Reacquired') return false;
+  const p = (f.payload ?? {}) as { via?: unknown; adopted?: unknown };
+  return p.adopted === true || p.via === 'fdstore' || p.via === 'takeover' || p.via === 'adopted';
+}
+
+const isOpen = (f: StoredFact) => (OPEN_KINDS as readonly string[]).includes(f.kind) || ADOPT_KINDS.includes(f.kind);
+const isClose = (f: StoredFact) => (CLOSE_KINDS as readonly string[]).includes(f.kind);
+const HOLD_KINDS: readonly string[] = [...LOCK_KINDS, ...ADOPT_KINDS];
+const RUN_KINDS: readonly string[] = ['DaemonStarted', 'DaemonStopped'];
+
 interface Run {
   latest: StoredFact;
   start: StoredFact;
-  /** The start is found: a LockAcquired, or a close before the earliest re-take. */
+  /** The start is found: a grant or a re-take that is not an adoption. */
   done: boolean;
 }
 
-/**
- * Who held `disk` at `at`: per (resource, owner), the newest lock fact at or before `at` decides;
- * a grant (LockAcquired, Reacquired) means held, a release or loss means not.
- *
- * The walk goes back in time over the disk's facts and stops as soon as no older fact can add a
- * holder: at the first exclusive grant (nobody else held the disk across it), or on passing the
- * newest daemon start before `at` (a starting daemon journals a Reacquired or a LeaseLost for every
- * lock it held, so every hold alive then shows up after it). A hold found by its re-take then gets
- * its start (`since`) from the VM's own facts, which are few between a grant and its re-takes,
- * where the disk's may be thousands (a shared disk's other VMs).
- */
+/** How the daemon's runs frame a moment: the run it falls in, and how that run ended. */
+export interface RunBounds {
+  /** The newest DaemonStarted at or before the moment. */
+  readonly start?: StoredFact;
+  /** That run's clean stop, at or before the moment: every lock was dropped then. */
+  readonly stopped?: StoredFact;
+  /** The next DaemonStarted after the moment. */
+  readonly next?: StoredFact;
+  /** The last fact before `next`: a run that does not end in DaemonStopped crashed after it. */
+  readonly lastBeforeNext?: StoredFact;
+}
+
+/** Like queryFacts, and without the archive also the carried copies (the run boundaries at the cut). */
+function withCarried(src: AuditSources, q: FactQuery): StoredFact[] {
+  const found = queryFacts(src, q);
+  if (src.archive !== undefined || src.live.archivedThrough() === 0) return found;
+  const all = dedup([...src.live.carried(q), ...found].sort(compareFacts));
+  if (q.limit === undefined) return all;
+  return q.newest === true ? all.slice(-q.limit) : all.slice(0, q.limit);
+}
+
+function newestOf(src: AuditSources, q: FactQuery): StoredFact | undefined {
+  return withCarried(src, { ...q, limit: 1, newest: true })[0];
+}
+
+/** The fact with this seq, from whichever file still has it (or its carried copy). */
+function factAt(src: AuditSources, seq: number): StoredFact | undefined {
+  if (seq < 1) return undefined;
+  const q: FactQuery = { afterSeq: seq - 1, untilSeq: seq };
+  return src.live.query(q)[0] ?? src.archive?.query(q)[0] ?? src.live.carried(q)[0];
+}
+
+export function runBounds(src: AuditSources, at: string): RunBounds {
+  const start = newestOf(src, { kinds: ['DaemonStarted'], until: at });
+  const floor = start?.seq ?? 0;
+  const stop = newestOf(src, { kinds: ['DaemonStopped'], until: at });
+  const stopped = stop !== undefined && stop.seq > floor ? stop : undefined;
+  // The first start after the moment (and after `start`: `at` is nondecreasing along the journal).
+  const next = withCarried(src, { kinds: ['DaemonStarted'], since: at, limit: 4 }).find((f) => f.seq > floor && f.at > at);
+  const lastBeforeNext = next === undefined ? undefined : factAt(src, next.seq - 1);
+  return { ...(start ? { start } : {}), ...(stopped ? { stopped } : {}), ...(next ? { next } : {}), ...(lastBeforeNext ? { lastBeforeNext } : {}) };
+}
+
+/** Who held a disk at a moment, and what a stop or a crash around it did to the holds. */
+export interface HoldersAnswer {
+  readonly disk: string;
+  readonly at: string;
+  readonly holders: HolderAt[];
+  /** The moment falls after a clean stop and before the next start: the kernel dropped every lock at the stop. */
+  readonly stopped?: { readonly at: string; readonly restarted?: string };
+  /**
+   * The moment falls after the last fact of a run that crashed and before the next start: these holds
+   * ended at the crash, at a moment between `after` and their `before` (the restart, or sooner when a
+   * LeaseLost's other party took the disk earlier), so whether they lasted until `at` is unknown.
+   */
+  readonly crash?: { readonly after: string; readonly before: string; readonly holds: ReadonlyArray<HolderAt & { readonly before: string }> };
+}
+
+/** Who held `disk` at `at` (see holdersAnswer); the holders only. */
 export function holdersAt(src: AuditSources, disk: string, at: string): HolderAt[] {
-  const q: FactQuery = { disk, kinds: [...LOCK_KINDS], until: at };
-  const restartSeq = newestRestart(src, at);
+  return holdersAnswer(src, disk, at).holders;
+}
+
+/**
+ * Who held `disk` at `at`. A hold is a lock this host's daemon had: it begins with a LockAcquired or
+ * a Reacquired and ends with a LockReleased or a LeaseLost (at the LeaseLost's evidence: the other
+ * party's `since` when it took the disk earlier), at a clean stop (DaemonStopped), or at a crash (the
+ * kernel drops every lock of a dead process): the last fact before the next DaemonStarted. A re-take
+ * after a restart opens a new hold; an adoption (continuesHold) continues the old one.
+ */
+export function holdersAnswer(src: AuditSources, disk: string, at: string): HoldersAnswer {
+  const b = runBounds(src, at);
+  const floor = b.start?.seq ?? 0;
+  const adoptedBy = (h: HolderAt) => b.next !== undefined && adoptedAt(src, disk, h, b.next);
+  if (b.stopped !== undefined) {
+    const atStop = holdsAt(src, disk, b.stopped.at, floor, b.stopped.seq);
+    return { disk, at, holders: atStop.filter(adoptedBy), stopped: { at: b.stopped.at, ...(b.next ? { restarted: b.next.at } : {}) } };
+  }
+  const last = b.lastBeforeNext;
+  if (b.next !== undefined && last !== undefined && at > last.at && last.kind !== 'DaemonStopped') {
+    const atCrash = holdsAt(src, disk, last.at, floor, last.seq);
+    const holders: HolderAt[] = [];
+    const ended: Array<HolderAt & { before: string }> = [];
+    for (const h of atCrash) {
+      if (adoptedBy(h)) {
+        holders.push(h);
+        continue;
+      }
+      // A LeaseLost at the restart whose other party took the disk before `at` proves the hold over by then.
+      const lost = nextFactOf(src, disk, h, b.next.seq - 1);
+      const evidence = lost?.kind === 'LeaseLost' ? evidenceAt(lost, last.at) : undefined;
+      const before = evidence !== undefined && evidence < b.next.at ? evidence : b.next.at;
+      if (before > at) ended.push({ ...h, before });
+    }
+    return { disk, at, holders, ...(ended.length > 0 ? { crash: { after: last.at, before: b.next.at, holds: ended } } : {}) };
+  }
+  // Inside a run: a hold lost while running ended by its LeaseLost's evidence, which may precede `at`.
+  const holders = holdsAt(src, disk, at, floor).filter((h) => {
+    const f = nextFactOf(src, disk, h, h.seq);
+    if (f === undefined || f.kind !== 'LeaseLost') return true;
+    const evidence = evidenceAt(f, h.since);
+    return evidence === undefined || evidence > at;
+  });
+  return { disk, at, holders };
+}
+
+/**
+ * When a LeaseLost shows the lock was gone: the other party's `since` (it took the disk then, so our
+ * lock had ended), when that lies after `after` and before the LeaseLost itself.
+ */
+function evidenceAt(f: StoredFact, after: string): string | undefined {
+  const since = (f.payload as { holder?: { since?: unknown } } | null)?.holder?.since;
+  if (typeof since !== 'string' || !isIsoMsUtc(since)) return undefined;
+  return since > after && since < f.at ? since : undefined;
+}
+
+/** The first hold fact of the hold's (resource, VM) after seq `after`. */
+function nextFactOf(src: AuditSources, disk: string, h: HolderAt, after: number): StoredFact | undefined {
+  const at = factAt(src, after)?.at;
+  const q: FactQuery = { disk, resource: h.resource, owner: h.owner.uuid, kinds: [...HOLD_KINDS], ...(at !== undefined ? { since: at } : {}) };
+  return queryFacts(src, { ...q, limit: 8 }).find((f) => f.seq > after);
+}
+
+/** Did the start `next` adopt this hold (the first fact of its key after the start continues it)? */
+function adoptedAt(src: AuditSources, disk: string, h: HolderAt, next: StoredFact): boolean {
+  const f = nextFactOf(src, disk, h, next.seq);
+  return f !== undefined && continuesHold(f);
+}
+
+/**
+ * The holds of `disk` at `at` within one run: per (resource, VM) the newest hold fact at or before
+ * `at` (and at or before seq `ceil`) decides. The walk goes back in time over the disk's facts and
+ * stops at the run's DaemonStarted (`floor`: every hold alive later was re-taken or adopted after
+ * it) or at the first exclusive grant (nobody else held the disk across it).
+ */
+function holdsAt(src: AuditSources, disk: string, at: string, floor: number, ceil?: number): HolderAt[] {
+  const q: FactQuery = { disk, kinds: [...HOLD_KINDS], until: at, ...(ceil !== undefined ? { untilSeq: ceil } : {}) };
   const seen = new Map<string, Run | 'closed'>();
   const walk = newestFirst(sourcesFor(src, q));
   try {
     for (const f of walk) {
-      if (restartSeq !== undefined && f.seq < restartSeq) break;
+      if (f.seq < floor) break;
       if (f.resource == null || f.owner == null) continue;
       const key = `${f.resource}\u0000${f.owner}`;
-      const open = (OPEN_KINDS as readonly string[]).includes(f.kind);
+      const open = isOpen(f);
       const run = seen.get(key);
-      if (run === undefined) seen.set(key, open ? { latest: f, start: f, done: f.kind === 'LockAcquired' } : 'closed');
+      if (run === undefined) seen.set(key, open ? { latest: f, start: f, done: !continuesHold(f) } : 'closed');
       else if (run !== 'closed' && !run.done) {
         if (open) run.start = f;
-        if (!open || f.kind === 'LockAcquired') run.done = true;
+        if (!open || !continuesHold(f)) run.done = true;
       }
       if (open && modeOf(f) === 'exclusive') break;
     }
@@ -147,26 +312,19 @@ function sourcesFor(src: AuditSources, q: FactQuery): Array<Iterator<StoredFact>
   const iterators: Array<Iterator<StoredFact>> = [src.live.iterate(q, { descending: true })];
   if (src.archive !== undefined) iterators.push(src.archive.iterate(q, { descending: true }));
   // Without the archive, the facts compaction carried (holds still open at the cut) stand in for it.
-  else iterators.push(src.live.carried(q).sort(compareFacts).reverse()[Symbol.iterator]());
+  else iterators.push(src.live.carried(q).sort(newer).reverse()[Symbol.iterator]());
   return iterators;
 }
 
-/** The seq of the newest DaemonStarted at or before `at`, where one is journaled. */
-function newestRestart(src: AuditSources, at: string): number | undefined {
-  const q: FactQuery = { kinds: ['DaemonStarted'], until: at, limit: 1, newest: true };
-  const found = src.live.query(q)[0] ?? src.archive?.query(q)[0];
-  return found?.seq;
-}
-
-/** Walks the VM's own facts back from the run's earliest re-take to the grant that began it. */
+/** Walks the VM's own facts back from an adoption to the grant or re-take that began the hold. */
 function findStart(src: AuditSources, run: Run): void {
-  const walk = newestFirst(sourcesFor(src, { owner: run.latest.owner!, kinds: [...LOCK_KINDS], until: run.start.at }));
+  const walk = newestFirst(sourcesFor(src, { owner: run.latest.owner!, kinds: [...HOLD_KINDS], until: run.start.at }));
   try {
     for (const f of walk) {
       if (f.resource !== run.latest.resource || f.owner !== run.latest.owner || f.seq >= run.start.seq) continue;
-      if ((CLOSE_KINDS as readonly string[]).includes(f.kind)) break;
+      if (isClose(f)) break;
       run.start = f;
-      if (f.kind === 'LockAcquired') break;
+      if (!continuesHold(f)) break;
     }
   } finally {
     walk.return(undefined);
@@ -184,9 +342,13 @@ export interface Interval {
   readonly owner: Owner;
   readonly mode: Mode;
   readonly from: string;
-  /** undefined: still held at the end of the window. */
+  /** undefined: still held at the end of the window. After a crash: the last moment it surely held. */
   readonly to?: string;
   readonly generation: number | null;
+  /** How the hold ended (absent while held): released, lost, the daemon stopped, or it crashed. */
+  readonly end?: 'released' | 'lost' | 'stopped' | 'crash';
+  /** end = crash: the crash came after `to` and before this (the restart, or the other party's grant). */
+  readonly crashBefore?: string;
 }
 
 export interface TimelineEvent {
@@ -204,40 +366,86 @@ export interface Timeline {
   readonly events: TimelineEvent[];
 }
 
-/** The disk's holders over [from, to]: who held it at `from`, then every change until `to`. */
+interface OpenHold {
+  owner: Owner;
+  mode: Mode;
+  from: string;
+  generation: number | null;
+  /** Set at a stop or a crash: the hold ends there unless the next start adopts it. */
+  pending?: { end: 'stopped' | 'crash'; at: string; before?: string; started?: boolean };
+}
+
+/**
+ * The disk's holders over [from, to]: who held it at `from`, then every change until `to`, folded in
+ * journal order with the daemon's starts and stops: a stop ends every hold at the DaemonStopped, a
+ * start not preceded by a stop ends them at the crash (after the run's last fact, before the start),
+ * unless the start adopted the lock (continuesHold).
+ */
 export function timeline(src: AuditSources, disk: string, from: string, to: string): Timeline {
   const intervals: Interval[] = [];
-  const open = new Map<string, { owner: Owner; mode: Mode; from: string; generation: number | null }>();
+  const open = new Map<string, OpenHold>();
   for (const h of holdersAt(src, disk, from)) {
     open.set(`${h.resource}\u0000${h.owner.uuid}`, { owner: h.owner, mode: h.mode, from: h.since, generation: h.generation });
   }
+  const close = (key: string, cur: OpenHold, at: string, end: Interval['end']) => {
+    open.delete(key);
+    if (cur.pending !== undefined) {
+      intervals.push({ owner: cur.owner, mode: cur.mode, from: cur.from, generation: cur.generation, to: cur.pending.at, end: cur.pending.end, ...(cur.pending.before ? { crashBefore: cur.pending.before } : {}) });
+    } else intervals.push({ owner: cur.owner, mode: cur.mode, from: cur.from, generation: cur.generation, to: at, ...(end ? { end } : {}) });
+  };
   const events: TimelineEvent[] = [];
-  const facts = queryFacts(src, { disk, kinds: [...DISK_KINDS], since: from, until: to });
+  const facts = dedup(
+    [...queryFacts(src, { disk, kinds: [...DISK_KINDS, ...ADOPT_KINDS], since: from, until: to }), ...queryFacts(src, { kinds: [...RUN_KINDS], since: from, until: to })].sort(compareFacts),
+  );
+  let stoppedSinceStart = false;
   for (const f of facts) {
+    if (f.kind === 'DaemonStopped' || f.kind === 'DaemonStarted') {
+      if (f.at === from) continue;
+      // Holds a start has already passed without adopting or re-taking them ended at their boundary.
+      for (const [key, cur] of [...open]) if (cur.pending?.started === true) close(key, cur, f.at, undefined);
+      if (f.kind === 'DaemonStopped') {
+        stoppedSinceStart = true;
+        for (const cur of open.values()) cur.pending ??= { end: 'stopped', at: f.at };
+        continue;
+      }
+      if (!stoppedSinceStart) {
+        const last = factAt(src, f.seq - 1);
+        for (const cur of open.values()) cur.pending ??= { end: 'crash', at: last?.at ?? f.at, before: f.at };
+      }
+      for (const cur of open.values()) if (cur.pending !== undefined) cur.pending.started = true;
+      stoppedSinceStart = false;
+      continue;
+    }
     if (f.resource == null || f.owner == null) continue;
     // holdersAt(from) has folded the grants and releases at exactly `from`; their events still show.
     if (f.at === from && f.kind !== 'LockRefused' && f.kind !== 'LeaseLost') continue;
     const key = `${f.resource}\u0000${f.owner}`;
     const p = f.payload as { owner?: Owner; mode?: Mode; generation?: number; holder?: HolderInfo };
     const owner = p.owner ?? { uuid: f.owner };
-    switch (f.kind) {
-      case 'LockAcquired':
-      case 'Reacquired': {
-        const cur = open.get(key);
-        // A re-take continues the hold it restores; a grant always starts a new one.
-        if (cur !== undefined && f.kind === 'Reacquired') {
-          if (typeof p.generation === 'number') cur.generation = p.generation;
-          break;
-        }
-        if (cur !== undefined) intervals.push({ ...cur, to: f.at });
-        open.set(key, { owner, mode: p.mode ?? 'exclusive', from: f.at, generation: typeof p.generation === 'number' ? p.generation : null });
-        break;
+    const cur = open.get(key);
+    if (isOpen(f)) {
+      if (cur !== undefined && continuesHold(f)) {
+        delete cur.pending;
+        if (typeof p.generation === 'number') cur.generation = p.generation;
+        continue;
       }
+      // A grant, or a re-take after a stop, a crash or a loss: a new hold.
+      if (cur !== undefined) close(key, cur, f.at, undefined);
+      open.set(key, { owner, mode: p.mode ?? 'exclusive', from: f.at, generation: typeof p.generation === 'number' ? p.generation : null });
+      continue;
+    }
+    switch (f.kind) {
       case 'LockReleased':
       case 'LeaseLost': {
-        const cur = f.at === from ? undefined : open.get(key);
-        if (cur !== undefined) intervals.push({ ...cur, to: f.at });
-        open.delete(key);
+        if (cur !== undefined && f.at !== from) {
+          if (f.kind === 'LeaseLost' && cur.pending?.end === 'crash') {
+            // The other party's grant bounds the crash sooner than the restart.
+            const ev = evidenceAt(f, cur.pending.at);
+            if (ev !== undefined && ev < (cur.pending.before ?? f.at)) cur.pending.before = ev;
+          }
+          const ev = f.kind === 'LeaseLost' && cur.pending === undefined ? evidenceAt(f, cur.from) : undefined;
+          close(key, cur, ev ?? f.at, f.kind === 'LeaseLost' ? 'lost' : 'released');
+        }
         if (f.kind === 'LeaseLost') events.push({ at: f.at, kind: 'LeaseLost', owner, ...(p.holder ? { other: p.holder } : {}) });
         break;
       }
@@ -248,7 +456,10 @@ export function timeline(src: AuditSources, disk: string, from: string, to: stri
         break;
     }
   }
-  for (const cur of open.values()) intervals.push({ ...cur });
+  for (const [key, cur] of [...open]) {
+    if (cur.pending !== undefined) close(key, cur, cur.pending.at, undefined);
+    else intervals.push({ owner: cur.owner, mode: cur.mode, from: cur.from, generation: cur.generation });
+  }
   intervals.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
   return { disk, from, to, intervals, events };
 }

@@ -9,11 +9,11 @@ import { FACT_KINDS } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
 import { canonicalPath } from '../engine/resolve.js';
 import { evolve, fromSnapshot, initialState, toSnapshot } from '../engine/state.js';
-import { Journal, JournalError, stageFileOf, type FactQuery, type StoredFact } from '../journal/journal.js';
+import { Journal, JournalError, stageFileOf, type FactQuery, type HoldKinds, type StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { csvHeader, csvRows, formatFacts, formatHolders, formatTimeline, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
-import { CLOSE_KINDS, CONFLICT_KINDS, OPEN_KINDS, holdersAt, queryFacts, timeline, type AuditSources } from './audit-query.js';
+import { ADOPT_KINDS, CLOSE_KINDS, CONFLICT_KINDS, OPEN_KINDS, continuesHold, holdersAnswer, queryFacts, timeline, type AuditSources } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
   questions (default: every fact that matches the filters):
@@ -39,7 +39,13 @@ const DEFAULT_LIMIT = 1000;
 const FOLLOW_BACKLOG = 10;
 const FOLLOW_POLL_MS = 200;
 const STATUS_TIMEOUT_MS = 2000;
-const HOLDS = { open: OPEN_KINDS, close: CLOSE_KINDS };
+const HOLDS: HoldKinds = {
+  open: [...OPEN_KINDS, ...ADOPT_KINDS],
+  close: CLOSE_KINDS,
+  started: 'DaemonStarted',
+  stopped: 'DaemonStopped',
+  continues: (kind, payload) => continuesHold({ kind, payload } as StoredFact),
+};
 
 function usage(message: string, text: string): VmlockdError {
   return new VmlockdError('VMLOCKD_ERR_USAGE', `${message}\n\n${text}`);
@@ -269,7 +275,7 @@ export async function runAudit(argv: string[]): Promise<number> {
     const vm = v.vm === undefined ? undefined : resolveVm(src, v.vm);
 
     if (at !== undefined) {
-      process.stdout.write(formatHolders(disk!, at, holdersAt(src, disk!, at), format));
+      process.stdout.write(formatHolders(holdersAnswer(src, disk!, at), format));
       return 0;
     }
     if (v.timeline === true) {
@@ -302,8 +308,8 @@ export async function runAudit(argv: string[]): Promise<number> {
 }
 
 function timelineCsv(t: ReturnType<typeof timeline>): string {
-  const rows = t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.generation ?? ''].map((c) => csvCell(c)).join(',') + '\r\n');
-  return csvHeader(['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'generation']) + rows.join('');
+  const rows = t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? ''].map((c) => csvCell(c)).join(',') + '\r\n');
+  return csvHeader(['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation']) + rows.join('');
 }
 
 function csvCell(v: unknown): string {

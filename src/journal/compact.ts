@@ -18,6 +18,13 @@ import type { Journal } from './journal.js';
 export interface HoldKinds {
   readonly open: readonly string[];
   readonly close: readonly string[];
+  /**
+   * The daemon's start and clean-stop kinds. A stop, or a start without a stop before it (a crash),
+   * ends every hold unless the start's first fact for it continues it (`continues`: an adoption).
+   */
+  readonly started?: string;
+  readonly stopped?: string;
+  continues?(kind: string, payload: unknown): boolean;
 }
 
 export interface CompactOptions {
@@ -180,31 +187,70 @@ function deleteMoved(db: Database.Database, throughSeq: number, page: number): n
 
 /**
  * Which facts are still in force after the moved range: per (resource, owner), the open facts since
- * its last close. A lock taken, re-taken at two restarts and still held keeps all three: the first
- * gives `since`, the last the current mode and generation.
+ * its last close: a grant, then any adoptions that continued it through restarts (the first gives
+ * `since`, the last the current mode and generation). A re-take after a restart starts over. Holds a
+ * stop or crash interrupted stay until the next start says whether it adopted them. Also kept: the
+ * newest DaemonStarted, the DaemonStopped after it, and the last moved fact, so audit can tell
+ * without the archive whether a moment after the cut falls in a stop or a crash.
  */
 class HoldTracker {
   private readonly open: ReadonlySet<string>;
   private readonly close: ReadonlySet<string>;
-  private readonly held = new Map<string, FullRow[]>();
+  /** 0: held; 1: interrupted by a stop; 2: interrupted, and a start has begun (its facts decide). */
+  private readonly held = new Map<string, { rows: FullRow[]; pending: 0 | 1 | 2 }>();
+  private lastStart?: FullRow;
+  private lastStop?: FullRow;
+  private last?: FullRow;
 
-  constructor(kinds: HoldKinds) {
+  constructor(private readonly kinds: HoldKinds) {
     this.open = new Set(kinds.open);
     this.close = new Set(kinds.close);
   }
 
   see(row: FullRow): void {
+    this.last = row;
+    if (row.kind === this.kinds.stopped) {
+      this.lastStop = row;
+      for (const [key, h] of this.held) {
+        if (h.pending === 2) this.held.delete(key);
+        else h.pending = 1;
+      }
+      return;
+    }
+    if (row.kind === this.kinds.started) {
+      this.lastStart = row;
+      for (const [key, h] of this.held) {
+        if (h.pending === 2) this.held.delete(key);
+        else h.pending = 2;
+      }
+      return;
+    }
     if (row.resource === null || row.owner === null) return;
     const key = `${row.resource}\u0000${row.owner}`;
     if (this.close.has(row.kind)) this.held.delete(key);
     else if (this.open.has(row.kind)) {
-      const list = this.held.get(key);
-      if (list === undefined) this.held.set(key, [row]);
-      else list.push(row);
+      const h = this.held.get(key);
+      const continues = this.kinds.continues?.(row.kind, parsePayload(row.payload)) === true;
+      // Without restart kinds (older callers) every open fact continues the hold, as before.
+      if (h !== undefined && (continues || this.kinds.started === undefined)) {
+        h.rows.push(row);
+        h.pending = 0;
+      } else this.held.set(key, { rows: [row], pending: 0 });
     }
   }
 
   inForce(): FullRow[] {
-    return [...this.held.values()].flat().sort((a, b) => a.seq - b.seq);
+    const rows = [...this.held.values()].flatMap((h) => h.rows);
+    for (const r of [this.lastStart, this.lastStop, this.last]) if (r !== undefined) rows.push(r);
+    const bySeq = new Map(rows.map((r) => [r.seq, r]));
+    return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+  }
+}
+
+function parsePayload(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
   }
 }

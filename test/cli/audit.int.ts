@@ -178,14 +178,20 @@ test('given a stopped daemon, when its state dir is audited, verified and compac
   await s.daemon.kill('SIGTERM');
   const dir = ['--state-dir', s.stateDir];
 
-  const held = json<{ holders: Holder[] }>(cli(['audit', '--disk', b, '--at', 'now', '--json', ...dir]), 'stopped: at now');
-  assert.equal(held.holders.map((h) => h.owner.name), ['beta']);
+  // The kernel dropped every lock when the daemon stopped: nobody holds b now (issue 18.1).
+  const held = json<{ holders: Holder[]; stopped?: { at: string } }>(cli(['audit', '--disk', b, '--at', 'now', '--json', ...dir]), 'stopped: at now');
+  assert.equal(held.holders, []);
+  assert.ok(held.stopped !== undefined, 'the answer says the daemon stopped');
+  assert.match(ok(cli(['audit', '--disk', b, '--at', 'now', ...dir]), 'table'), /^nobody held .*\nnote: vmlockd on this host stopped at /);
+  const before = json<{ holders: Holder[] }>(cli(['audit', '--disk', b, '--at', t.afterAlphaStopped, '--json', ...dir]), 'before the stop');
+  assert.equal(before.holders.map((h) => h.owner.name), ['beta']);
   assert.match(ok(cli(['journal', 'verify', ...dir]), 'verify'), /^journal .*journal\.db: ok \(\d+ facts, seq 1\.\.\d+, hash chain intact\)\n$/);
 
   const compact = ok(cli(['journal', 'compact', '--before', 'now', ...dir]), 'compact');
   assert.match(compact, /moved facts seq 1\.\.\d+ to .*journal-archive\.db/);
-  const after = json<{ holders: Holder[] }>(cli(['audit', '--disk', b, '--at', 'now', '--json', ...dir]), 'compacted: at now');
-  assert.equal(after.holders.map((h) => h.owner.name), ['beta'], 'the carried grant still answers');
+  const after = json<{ holders: Holder[]; stopped?: unknown }>(cli(['audit', '--disk', b, '--at', 'now', '--json', ...dir]), 'compacted: at now');
+  assert.equal(after.holders, [], 'the carried stop still ends the hold');
+  assert.ok(after.stopped !== undefined);
   const noHistory = cli(['audit', '--disk', s.disk('a.qcow2'), '--at', t.whileAlphaHeld, '--json', ...dir]);
   assert.is(noHistory.code, 2, 'a.qcow2 is only in the archive now');
   assert.match(noHistory.stderr, /add --archive to read them/);
@@ -203,6 +209,55 @@ test('given a stopped daemon, when its state dir is audited, verified and compac
   const retaken = json<Array<{ kind: string }>>(again.cli(['audit', '--kind', 'Reacquired', '--json']), 're-take journaled');
   assert.is(retaken.length, 1);
   assert.match(ok(again.cli(['journal', 'verify']), 'verify with the daemon running'), /journal .*: ok/);
+});
+
+test('given h1 SIGKILLed while holding a disk and h2 taking it, when h1 restarts with LeaseLost, then audit at the gap names nobody on h1 and the timeline ends the hold at the crash', async () => {
+  const s = await setup();
+  const d = s.disk('shared.qcow2');
+  const lockspace = path.join(s.dir, 'lockspace');
+  ok(s.daemon.cli(['acquire', '--vm', UUID1, '--name', 'vm-on-h1', d]), 'h1 takes the disk');
+  await pause(20);
+  const whileHeld = now();
+  await pause(20);
+  await s.daemon.kill('SIGKILL');
+  const h2 = await startDaemon({ stateDir: path.join(s.dir, 'state-h2'), lockspace, hostId: 'host-b' });
+  running.push(h2);
+  ok(h2.cli(['acquire', '--vm', UUID2, '--name', 'vm-on-h2', d]), 'h2 takes the disk once h1 is dead');
+  await pause(20);
+  const gap = now();
+  await pause(20);
+  const h1 = await startDaemon({ stateDir: s.stateDir, lockspace, hostId: 'host-a' });
+  running.push(h1);
+  const lost = json<Array<{ kind: string; at: string }>>(h1.cli(['audit', '--kind', 'LeaseLost', '--json']), 'LeaseLost journaled');
+  assert.is(lost.length, 1);
+  const dir = ['--state-dir', s.stateDir];
+
+  const atGap = cli(['audit', '--disk', d, '--at', gap, '--json', ...dir]);
+  const answer = json<{ holders: Holder[]; crash?: unknown }>(atGap, 'at the gap');
+  assert.equal(answer.holders, [], 'h1 lost the lock when it died');
+  assert.not.match(atGap.stdout, /vm-on-h1|11111111-1111-4111-8111-111111111111/, 'h1\'s VM is not named at the gap');
+  assert.not.match(ok(cli(['audit', '--disk', d, '--at', gap, ...dir]), 'table at the gap'), /vm-on-h1/);
+  // The grant is h1's last fact before the crash: from it on, the journal cannot tell when the lock
+  // ended, only that it did by h2's grant; the answer says so instead of naming a holder.
+  const granted = json<Array<{ at: string }>>(cli(['audit', '--disk', d, '--kind', 'LockAcquired', '--json', ...dir]), 'the grant')[0]!.at;
+  const atGrant = json<{ holders: Holder[] }>(cli(['audit', '--disk', d, '--at', granted, '--json', ...dir]), 'at the grant');
+  assert.equal(atGrant.holders.map((h) => h.owner.name), ['vm-on-h1']);
+  const inWindow = json<{ holders: Holder[]; crash?: { holds: Holder[] } }>(cli(['audit', '--disk', d, '--at', whileHeld, '--json', ...dir]), 'in the crash window');
+  assert.equal(inWindow.holders, []);
+  assert.equal(inWindow.crash?.holds.map((h) => h.owner.name), ['vm-on-h1']);
+  assert.match(ok(cli(['audit', '--disk', d, '--at', whileHeld, ...dir]), 'table in the window'), /note: vmlockd on this host crashed between /);
+
+  const t = json<{ intervals: Array<{ owner: { name?: string }; from: string; to?: string; end?: string; crashBefore?: string }> }>(
+    cli(['audit', '--timeline', '--disk', d, '--json', ...dir]),
+    'timeline',
+  );
+  assert.is(t.intervals.length, 1, JSON.stringify(t.intervals));
+  const hold = t.intervals[0]!;
+  assert.is(hold.owner.name, 'vm-on-h1');
+  assert.is(hold.end, 'crash');
+  assert.ok(hold.to !== undefined && hold.to < gap, `the hold ends before the gap: ${hold.to}`);
+  assert.ok(hold.crashBefore !== undefined && hold.crashBefore <= gap, `the crash is bounded by h2's grant: ${hold.crashBefore}`);
+  assert.match(ok(cli(['audit', '--timeline', '--disk', d, '--width', '90', ...dir]), 'chart'), /\? until a crash/);
 });
 
 test('given a fact rewritten in a stopped daemon\'s journal, when verified, then the first bad seq is named and the exit code is 1', async () => {
