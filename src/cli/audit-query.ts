@@ -105,19 +105,20 @@ function modeOf(f: StoredFact): Mode | undefined {
 }
 
 /**
- * The zero-gap hook (issue 11): a lock a restarted daemon adopted (from systemd's descriptor store or
- * a `--takeover` hand-off) was never dropped, so its hold continues through the restart instead of
- * ending at the stop or the crash. The adopting start journals it as one of these kinds, or as a
- * `Reacquired` whose payload says how it came (`via: "fdstore" | "takeover"`, or `adopted: true`).
- * Every other re-take after a restart is a new hold: the kernel dropped the lock in between.
+ * The zero-gap hook (issue 11): a lock a restarted daemon adopted (a descriptor systemd's store handed
+ * back, or one the previous daemon handed over with `serve --takeover`) was never dropped, so its hold
+ * continues through the restart instead of ending at the stop or the crash. The adopting start
+ * journals it as a `Reacquired` with `how: "adopted" | "taken-over"` (the zero-gap branch's payload);
+ * ADOPT_KINDS names any separate kind a later version journals for it. Every other re-take after a
+ * restart is a new hold: the kernel dropped the lock in between.
  */
-export const ADOPT_KINDS: readonly string[] = ['LockAdopted', 'Adopted'];
+export const ADOPT_KINDS: readonly string[] = [];
 
-export function continuesHold(f: StoredFact): boolean {
+export function continuesHold(f: Pick<StoredFact, 'kind' | 'payload'>): boolean {
   if (ADOPT_KINDS.includes(f.kind)) return true;
   if (f.kind !== 'Reacquired') return false;
-  const p = (f.payload ?? {}) as { via?: unknown; adopted?: unknown };
-  return p.adopted === true || p.via === 'fdstore' || p.via === 'takeover' || p.via === 'adopted';
+  const how = (f.payload as { how?: unknown } | null)?.how;
+  return how === 'adopted' || how === 'taken-over';
 }
 
 const isOpen = (f: StoredFact) => (OPEN_KINDS as readonly string[]).includes(f.kind) || ADOPT_KINDS.includes(f.kind);

@@ -44,7 +44,7 @@ const HOLDS: HoldKinds = {
   close: CLOSE_KINDS,
   started: 'DaemonStarted',
   stopped: 'DaemonStopped',
-  continues: (kind, payload) => continuesHold({ kind, payload } as StoredFact),
+  continues: (kind, payload) => continuesHold({ kind, payload }),
 };
 
 function usage(message: string, text: string): VmlockdError {

@@ -211,7 +211,7 @@ test('given a lock lost while running, when asked after the other party took it,
 
 test('given a restart that adopted the lock (zero-gap), when asked in the gap and after, then the hold continues from its grant', () => {
   const j = journalIn(tempDir());
-  const adopted = fact('Reacquired', T(4), { ...rows([F.reacquired(T(4), VM.alpha, '/d/1')])[0]!.payload as object, via: "fdstore" } as never);
+  const adopted = fact('Reacquired', T(4), { ...rows([F.reacquired(T(4), VM.alpha, '/d/1')])[0]!.payload as object, how: "adopted" } as never);
   j.append(rows([F.acquired(T(1), VM.alpha, '/d/1', 'exclusive', 1), stopped(T(2)), F.other(T(4)), adopted]));
   const src = { live: j };
   assert.equal(who(holdersAt(src, '/d/1', T(3))), [`alpha:exclusive:${T(1)}:1:LockAcquired`], 'the descriptor store kept the lock through the stop');
