@@ -241,7 +241,7 @@ class HoldTracker {
 
   inForce(): FullRow[] {
     const rows = [...this.held.values()].flatMap((h) => h.rows);
-    for (const r of [this.lastStart, this.lastStop, this.last]) if (r !== undefined) rows.push(r);
+    if (this.kinds.started !== undefined) for (const r of [this.lastStart, this.lastStop, this.last]) if (r !== undefined) rows.push(r);
     const bySeq = new Map(rows.map((r) => [r.seq, r]));
     return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
   }
