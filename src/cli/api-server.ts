@@ -2,13 +2,12 @@
 // nothing here touches a lock file.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as readline from 'node:readline';
 import { BadInputError, ERROR_CODES, type ErrorCode } from '../engine/errors.js';
 import type { Engine, Reply } from '../engine/pipeline.js';
 import { lockRequests } from '../engine/plan.js';
 import { canonicalPath } from '../engine/resolve.js';
 import type { Command } from '../engine/types.js';
-import { checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
+import { MAX_JSON_DEPTH, MAX_LINE_BYTES, boundedLines, checkDepth, checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
 import { HookRoute } from './hook-route.js';
 
 export interface ApiContext {
@@ -31,7 +30,25 @@ export interface AuditQuery {
   host?: string;
 }
 
-const MAX_BODY = 1 << 20;
+/** A request body's limit: far beyond any acquire, release or check. */
+export const MAX_BODY = 1 << 20;
+/** /v1/hook carries a whole domain XML (the hook reads at most 64 MiB of it; JSON escaping adds some). */
+export const MAX_HOOK_BODY = 80 << 20;
+/** A body over its limit is read (and dropped) up to this much, so the client gets its 413, not a reset. */
+const MAX_DRAIN = 128 << 20;
+
+/** A body over the limit: HTTP 413 naming the limit. */
+class TooLargeError extends BadInputError {
+  constructor(readonly limit: number, route: string) {
+    super(`request body for ${route} is larger than the limit of ${limit} bytes (${limit >> 20} MiB)`);
+  }
+}
+
+/** The request was cut off by its client: nobody is left to answer. */
+function aborted(req: http.IncomingMessage, e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return !req.complete && (req.destroyed || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (e as Error)?.message === 'aborted');
+}
 
 export function httpStatusOf(reply: Reply): number {
   if (reply.status === 'ok') return 200;
@@ -46,27 +63,39 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function readJson(req: http.IncomingMessage): Promise<unknown> {
+function readJson(req: http.IncomingMessage, route: string, limit = MAX_BODY): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let over = false;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) {
-        reject(new BadInputError(`request body is larger than ${MAX_BODY} bytes`));
-        req.destroy();
-        return;
+      if (size > limit && !over) {
+        over = true;
+        chunks.length = 0;
       }
-      chunks.push(c);
+      if (!over) chunks.push(c);
+      else if (size > MAX_DRAIN) {
+        // Not a client that made a mistake: answer now and close.
+        reject(new TooLargeError(limit, route));
+      }
     });
     req.on('end', () => {
+      if (over) return reject(new TooLargeError(limit, route));
       const text = Buffer.concat(chunks).toString('utf8');
       if (text.trim() === '') return resolve({});
+      let v: unknown;
       try {
-        resolve(JSON.parse(text));
+        v = JSON.parse(text);
       } catch (e) {
-        reject(new BadInputError(`request body is not valid JSON: ${(e as Error).message}`));
+        return reject(new BadInputError(`request body is not valid JSON: ${(e as Error).message}`));
       }
+      try {
+        checkDepth(v, MAX_JSON_DEPTH, 'request body');
+      } catch (e) {
+        return reject(e);
+      }
+      resolve(v);
     });
     req.on('error', reject);
   });
@@ -104,10 +133,21 @@ export function createApiServer(ctx: ApiContext): http.Server {
   const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host), ...(ctx.leaseRules ? { leaseRules: ctx.leaseRules } : {}) });
   const server = http.createServer((req, res) => {
     handle(ctx, req, res, hook).catch((e: unknown) => {
+      if (!(e instanceof BadInputError) && aborted(req, e)) {
+        // The client went away mid-request: nothing to answer, nothing to change, no stack.
+        ctx.log('info', `API ${req.method} ${req.url}: the client closed the connection before the request was complete`);
+        return;
+      }
       const bad = e instanceof BadInputError;
       if (!bad) ctx.log('error', `API ${req.method} ${req.url} failed: ${(e as Error).stack ?? e}`);
       const reply: Reply = ctx.engine.reject('api', e, undefined);
-      if (!res.headersSent) send(res, bad ? 400 : 500, bad ? reply : { status: 'error', code: 'VMLOCKD_ERR_INTERNAL', message: (e as Error).message });
+      if (res.headersSent) return;
+      if (e instanceof TooLargeError) {
+        res.setHeader('connection', 'close');
+        if (!req.complete) res.once('finish', () => req.destroy());
+        return send(res, 413, reply);
+      }
+      send(res, bad ? 400 : 500, bad ? reply : { status: 'error', code: 'VMLOCKD_ERR_INTERNAL', message: (e as Error).message });
     });
   });
   server.keepAliveTimeout = 60_000;
@@ -149,7 +189,7 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
     case 'POST /v1/release':
     case 'POST /v1/check': {
       const kind = url.pathname.slice(4) as 'acquire' | 'release' | 'check';
-      const body = obj(await readJson(req));
+      const body = obj(await readJson(req, route));
       let reply: Reply;
       try {
         reply = await ctx.engine.submit(commandFrom(kind, body, now));
@@ -163,7 +203,7 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
       return ingest(ctx, req, res);
     case 'POST /v1/hook': {
       // The qemu hook (src/cli/hook.ts): arguments and domain XML in, the decision out.
-      const body = obj(await readJson(req));
+      const body = obj(await readJson(req, route, MAX_HOOK_BODY));
       try {
         const reply = await hook.handle(body);
         return send(res, httpStatusOf(reply), reply);
@@ -183,8 +223,6 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
  */
 async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-  const rl = readline.createInterface({ input: req, crlfDelay: Infinity });
-  const pending: Array<Promise<string>> = [];
   let lineNo = 0;
   let writing: Promise<void> = Promise.resolve();
   const MAX_IN_FLIGHT = 8192;
@@ -196,10 +234,20 @@ async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
       if (!res.write(text + '\n')) await new Promise((r) => res.once('drain', r));
     });
   };
-  for await (const line of rl) {
+  // Lines are bounded (MAX_LINE_BYTES): an over-long one is answered as bad input and the stream goes on.
+  for await (const item of boundedLines(req, MAX_LINE_BYTES)) {
     lineNo++;
     const n = lineNo;
     let p: Promise<string>;
+    if ('tooLong' in item) {
+      const e = new BadInputError(`line ${n} is ${item.tooLong} bytes long, over the limit of ${MAX_LINE_BYTES} bytes per line; skipped (is this a JSON-lines file?)`);
+      const reply = ctx.engine.reject('jsonl', e, undefined);
+      p = Promise.resolve(JSON.stringify({ line: n, ...reply }));
+      inFlight++;
+      flushOne(p);
+      continue;
+    }
+    const line = item.line;
     try {
       const event = parseEventLine(line, 'jsonl', new Date().toISOString());
       if (event === null) continue;
@@ -209,7 +257,6 @@ async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
       p = Promise.resolve(JSON.stringify({ line: n, ...reply }));
     }
     inFlight++;
-    pending.push(p);
     flushOne(p);
     if (inFlight >= MAX_IN_FLIGHT) await writing;
   }

@@ -185,5 +185,6 @@ export async function runHook(argv: string[], io: HookIo = { stdin: process.stdi
     return 3;
   }
   io.stderr.write(`vmlockd: cannot ${verb(op)} VM ${name}: ${body.message ?? `vmlockd answered HTTP ${answer.status}`}\n`);
-  return answer.status === 400 ? 2 : 1;
+  // 400: bad input; 413: a domain XML over the daemon's limit (also bad input).
+  return answer.status === 400 || answer.status === 413 ? 2 : 1;
 }

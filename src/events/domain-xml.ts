@@ -206,7 +206,15 @@ export function parseDomainXml(xml: string): DomainInfo {
   if (valid !== true) {
     throw new BadInputError(`domain XML is not well-formed: ${valid.err.msg} (line ${valid.err.line}, column ${valid.err.col})`);
   }
-  const doc = parser.parse(xml) as XmlNode;
+  // libvirt never writes a DOCTYPE: entities (XXE, billion laughs) are refused as bad input.
+  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw new BadInputError('domain XML must not contain a DOCTYPE or ENTITY declaration (libvirt writes none)');
+  let doc: XmlNode;
+  try {
+    doc = parser.parse(xml) as XmlNode;
+  } catch (e) {
+    // The parser's own refusals (entities, nesting) are bad input too, never an internal error.
+    throw new BadInputError(`domain XML refused by the parser: ${(e as Error).message}`);
+  }
   let domain = doc['domain'];
   if (domain === undefined && isNode(doc['domstatus'])) domain = doc['domstatus']['domain'];
   if (!isNode(domain)) {

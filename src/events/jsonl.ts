@@ -73,6 +73,73 @@ export function toVmEvent(v: unknown, source: string, now: string): VmEvent {
   return { type, vm, disks, at, source };
 }
 
+/** The longest line any JSON-lines source accepts (bytes, without its newline). */
+export const MAX_LINE_BYTES = 1 << 20;
+/** The deepest nesting of arrays and objects accepted in one JSON value (an event needs 3). */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * A decoded JSON value nested deeper than `max` is bad input: deeper values serve no event or request,
+ * and walking them recursively (JSON.stringify in an error message) would overflow the stack.
+ */
+export function checkDepth(v: unknown, max = MAX_JSON_DEPTH, what = 'JSON'): void {
+  // Iterative: the check itself must not recurse.
+  const stack: Array<[unknown, number]> = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    if (d > max) throw new BadInputError(`${what} is nested deeper than ${max} levels`);
+    for (const child of Array.isArray(x) ? x : Object.values(x)) if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
+  }
+}
+
+export type BoundedLine = { readonly line: string } | { readonly tooLong: number };
+
+/**
+ * Split a byte stream into lines of at most `max` bytes, holding no more than that in memory: an
+ * over-long line is skipped up to its newline and reported once as `{ tooLong: bytes }` (so a file
+ * without newlines, a disk image given by mistake, costs one buffer, not its size). A last line
+ * without a newline counts as a line.
+ */
+export async function* boundedLines(input: AsyncIterable<Buffer | string>, max = MAX_LINE_BYTES): AsyncGenerator<BoundedLine> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  let skipping = false;
+  let skipped = 0;
+  for await (const raw of input) {
+    let chunk = typeof raw === 'string' ? Buffer.from(raw) : raw;
+    for (;;) {
+      const nl = chunk.indexOf(0x0a);
+      const piece = nl < 0 ? chunk : chunk.subarray(0, nl);
+      if (skipping) skipped += piece.length;
+      else if (size + piece.length > max) {
+        skipping = true;
+        skipped = size + piece.length;
+        parts = [];
+        size = 0;
+      } else if (piece.length > 0) {
+        // Copied: the stream may reuse its buffer.
+        parts.push(Buffer.from(piece));
+        size += piece.length;
+      }
+      if (nl < 0) break;
+      if (skipping) yield { tooLong: skipped };
+      else yield { line: stripCr(Buffer.concat(parts, size).toString('utf8')) };
+      parts = [];
+      size = 0;
+      skipping = false;
+      skipped = 0;
+      chunk = chunk.subarray(nl + 1);
+    }
+  }
+  if (skipping) yield { tooLong: skipped };
+  else if (size > 0) yield { line: stripCr(Buffer.concat(parts, size).toString('utf8')) };
+}
+
+function stripCr(s: string): string {
+  return s.endsWith('\r') ? s.slice(0, -1) : s;
+}
+
 /** Parse one line of JSON-lines input. Blank lines yield null. */
 export function parseEventLine(line: string, source: string, now: string): VmEvent | null {
   const text = line.trim();
@@ -83,5 +150,6 @@ export function parseEventLine(line: string, source: string, now: string): VmEve
   } catch (e) {
     throw new BadInputError(`not valid JSON: ${(e as Error).message}`);
   }
+  checkDepth(v, MAX_JSON_DEPTH, 'the event');
   return toVmEvent(v, source, now);
 }
