@@ -15,7 +15,8 @@ fi
 
 # qemu-utils ships qemu-img (qemu-system-x86 does not); the tests create qcow2 images with it.
 # e2fsprogs, mount: test/engine/odirect.int.ts mounts ext4 on a loop device (O_DIRECT alignment).
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount)
+# systemd: the fd-store test runs a real (confined) user manager, test/helpers/systemd-sandbox.
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd)
 
 # Which of the packages are not installed yet (dpkg status, no network).
 missing=()
@@ -89,7 +90,7 @@ if [ -d /run/systemd/system ]; then
   systemctl mask virtlockd.socket virtlockd-admin.socket virtlockd.service 2>/dev/null || true
 fi
 
-for bin in /usr/bin/virsh /usr/sbin/libvirtd /usr/sbin/virtlogd /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/sbin/glusterd /usr/sbin/glusterfs; do
+for bin in /lib/systemd/systemd /usr/bin/virsh /usr/sbin/libvirtd /usr/sbin/virtlogd /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/sbin/glusterd /usr/sbin/glusterfs; do
   [ -x "$bin" ] || { echo "install-system.sh: expected $bin after install, it is missing" >&2; exit 1; }
 done
 log "done (kvm: $([ -e /dev/kvm ] && echo present || echo absent))"

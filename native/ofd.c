@@ -1,10 +1,20 @@
 /*
- * vmlockd native binding: the three system calls Node cannot make.
+ * vmlockd native binding: the system calls Node cannot make.
  *
  *   ofdSetLk(fd, type, start, len)  -> true when granted, false when held elsewhere
  *   ofdGetLk(fd, type, start, len)  -> null when free, else { type, start, len, pid }
  *   peerCred(fd)                    -> { pid, uid, gid } of a connected AF_UNIX socket
  *   raiseNoFile()                   -> { soft, hard }: RLIMIT_NOFILE soft limit raised to the hard one
+ *   dgramSocket()                   -> fd of a new AF_UNIX datagram socket (close-on-exec), for sd_notify
+ *   unixConnect(path)               -> fd of a new blocking AF_UNIX stream socket connected to path
+ *   sendFds(fd, addr, data, fds)    -> bytes sent: sendmsg with the fds as SCM_RIGHTS (at most 253);
+ *                                      addr null on a connected socket, else a path ('@' = abstract name)
+ *   recvFds(fd, maxBytes, timeoutMs)-> { data: Buffer, fds: number[] }: recvmsg (fds close-on-exec);
+ *                                      data empty at end of stream; throws ETIMEDOUT after timeoutMs
+ *   getFd(fd) / setFd(fd, flags)    -> F_GETFD / F_SETFD (FD_CLOEXEC is 1)
+ *   dupFd(fd)                       -> F_DUPFD_CLOEXEC
+ *   fstatId(fd)                     -> { dev, ino, type }: dev and ino as decimal strings, type "file",
+ *                                      "socket", "dir" or "other"
  *
  * type is "read", "write" or "unlock". Every call is non-blocking: a lock that is held
  * is an answer (false), never a wait, so no libuv thread is ever parked on a lock.
@@ -13,9 +23,16 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <node_api.h>
 
 #ifndef F_OFD_GETLK
@@ -23,7 +40,8 @@
 #define F_OFD_SETLK 37
 #endif
 
-static const char *errno_name(int e) {
+/* The errno's name; an errno not named here is reported by its number ("errno 77"). */
+static const char *errno_name(int e, char *buf, size_t n) {
   switch (e) {
     case EBADF: return "EBADF";
     case EINVAL: return "EINVAL";
@@ -38,16 +56,32 @@ static const char *errno_name(int e) {
     case EINTR: return "EINTR";
     case ENOTSOCK: return "ENOTSOCK";
     case EOPNOTSUPP: return "EOPNOTSUPP";
-    default: return "EUNKNOWN";
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EAGAIN: return "EAGAIN";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ENOBUFS: return "ENOBUFS";
+    case ENOMEM: return "ENOMEM";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ETOOMANYREFS: return "ETOOMANYREFS";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EPIPE: return "EPIPE";
+    case ECONNRESET: return "ECONNRESET";
+    default: snprintf(buf, n, "errno %d", e); return buf;
   }
 }
 
 static napi_value throw_errno(napi_env env, const char *syscall, int e) {
   napi_value msg, code, err, num;
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s: %s (%s)", syscall, strerror(e), errno_name(e));
+  char buf[256], name[32];
+  const char *en = errno_name(e, name, sizeof name);
+  snprintf(buf, sizeof buf, "%s: %s (%s)", syscall, strerror(e), en);
   napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &msg);
-  napi_create_string_utf8(env, errno_name(e), NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, en, NAPI_AUTO_LENGTH, &code);
   napi_create_error(env, code, msg, &err);
   napi_create_int32(env, -e, &num);
   napi_set_named_property(env, err, "errno", num);
@@ -160,12 +194,236 @@ static napi_value raise_nofile(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static int arg_fd(napi_env env, napi_value v, int *fd) {
+  if (napi_get_value_int32(env, v, fd) != napi_ok || *fd < 0) { napi_throw_type_error(env, "EINVAL", "fd must be a non-negative number"); return -1; }
+  return 0;
+}
+
+/* An AF_UNIX address from a path; a leading '@' names an abstract socket (sd_notify's convention). */
+static int unix_addr(napi_env env, napi_value v, struct sockaddr_un *sa, socklen_t *len) {
+  char path[sizeof sa->sun_path + 1];
+  size_t n = 0;
+  if (napi_get_value_string_utf8(env, v, path, sizeof path, &n) != napi_ok || n == 0) { napi_throw_type_error(env, "EINVAL", "address must be a non-empty string"); return -1; }
+  if (n >= sizeof sa->sun_path) { napi_throw_type_error(env, "ENAMETOOLONG", "socket address too long"); return -1; }
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  memcpy(sa->sun_path, path, n);
+  if (path[0] == '@') sa->sun_path[0] = '\0';
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '@' ? 0 : 1));
+  return 0;
+}
+
+static napi_value dgram_socket(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_UNIX, SOCK_DGRAM)", errno);
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+static napi_value unix_connect(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  struct sockaddr_un sa;
+  socklen_t len;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) { napi_throw_type_error(env, "EINVAL", "expected (path)"); return NULL; }
+  if (unix_addr(env, argv[0], &sa, &len) != 0) return NULL;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket(AF_UNIX, SOCK_STREAM)", errno);
+  int rc;
+  do { rc = connect(fd, (struct sockaddr *)&sa, len); } while (rc != 0 && errno == EINTR);
+  if (rc != 0) { int e = errno; close(fd); return throw_errno(env, "connect", e); }
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+#define MAX_FDS 253 /* SCM_MAX_FD */
+
+static napi_value send_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], result;
+  int fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 4) { napi_throw_type_error(env, "EINVAL", "expected (fd, addr, data, fds)"); return NULL; }
+  if (arg_fd(env, argv[0], &fd) != 0) return NULL;
+  struct sockaddr_un sa;
+  socklen_t salen = 0;
+  napi_valuetype t;
+  napi_typeof(env, argv[1], &t);
+  if (t != napi_null && t != napi_undefined && unix_addr(env, argv[1], &sa, &salen) != 0) return NULL;
+  void *data = NULL;
+  size_t dlen = 0;
+  bool isbuf = false;
+  char *str = NULL;
+  napi_is_buffer(env, argv[2], &isbuf);
+  if (isbuf) napi_get_buffer_info(env, argv[2], &data, &dlen);
+  else {
+    if (napi_get_value_string_utf8(env, argv[2], NULL, 0, &dlen) != napi_ok) { napi_throw_type_error(env, "EINVAL", "data must be a string or a Buffer"); return NULL; }
+    str = malloc(dlen + 1);
+    if (!str) return throw_errno(env, "malloc", ENOMEM);
+    napi_get_value_string_utf8(env, argv[2], str, dlen + 1, &dlen);
+    data = str;
+  }
+  uint32_t nfds = 0;
+  bool isarr = false;
+  napi_is_array(env, argv[3], &isarr);
+  if (!isarr || napi_get_array_length(env, argv[3], &nfds) != napi_ok) { free(str); napi_throw_type_error(env, "EINVAL", "fds must be an array"); return NULL; }
+  if (nfds > MAX_FDS) { free(str); napi_throw_range_error(env, "EINVAL", "at most 253 descriptors per message"); return NULL; }
+  int fds[MAX_FDS];
+  for (uint32_t i = 0; i < nfds; i++) {
+    napi_value el;
+    napi_get_element(env, argv[3], i, &el);
+    if (arg_fd(env, el, &fds[i]) != 0) { free(str); return NULL; }
+  }
+  union { char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)]; struct cmsghdr align; } u;
+  struct iovec iov = { .iov_base = data, .iov_len = dlen };
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  if (salen > 0) { msg.msg_name = &sa; msg.msg_namelen = salen; }
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    memset(u.buf, 0, sizeof u.buf);
+    msg.msg_control = u.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  ssize_t n;
+  do { n = sendmsg(fd, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+  int e = errno;
+  free(str);
+  if (n < 0) return throw_errno(env, "sendmsg", e);
+  napi_create_int64(env, (int64_t)n, &result);
+  return result;
+}
+
+static napi_value recv_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result, v, arr;
+  int fd, timeout = -1;
+  uint32_t max = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) { napi_throw_type_error(env, "EINVAL", "expected (fd, maxBytes, timeoutMs)"); return NULL; }
+  if (arg_fd(env, argv[0], &fd) != 0) return NULL;
+  if (napi_get_value_uint32(env, argv[1], &max) != napi_ok || max == 0 || max > (1u << 24)) { napi_throw_type_error(env, "EINVAL", "maxBytes must be 1..16 MiB"); return NULL; }
+  if (napi_get_value_int32(env, argv[2], &timeout) != napi_ok) { napi_throw_type_error(env, "EINVAL", "timeoutMs must be a number"); return NULL; }
+  struct pollfd p = { .fd = fd, .events = POLLIN };
+  int rc;
+  do { rc = poll(&p, 1, timeout); } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return throw_errno(env, "poll", errno);
+  if (rc == 0) return throw_errno(env, "recvmsg", ETIMEDOUT);
+  char *data = malloc(max);
+  if (!data) return throw_errno(env, "malloc", ENOMEM);
+  union { char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)]; struct cmsghdr align; } u;
+  struct iovec iov = { .iov_base = data, .iov_len = max };
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  ssize_t n;
+  do { n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); } while (n < 0 && errno == EINTR);
+  if (n < 0) { int e = errno; free(data); return throw_errno(env, "recvmsg", e); }
+  napi_create_array(env, &arr);
+  uint32_t k = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *got = (int *)CMSG_DATA(c);
+    for (size_t i = 0; i < cnt; i++) {
+      napi_create_int32(env, got[i], &v);
+      napi_set_element(env, arr, k++, v);
+    }
+  }
+  napi_create_object(env, &result);
+  void *copy;
+  napi_create_buffer_copy(env, (size_t)n, data, &copy, &v);
+  free(data);
+  napi_set_named_property(env, result, "data", v);
+  napi_set_named_property(env, result, "fds", arr);
+  napi_get_boolean(env, (msg.msg_flags & MSG_CTRUNC) != 0, &v);
+  napi_set_named_property(env, result, "truncated", v);
+  return result;
+}
+
+static napi_value get_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || arg_fd(env, argv[0], &fd) != 0) return NULL;
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return throw_errno(env, "fcntl(F_GETFD)", errno);
+  napi_create_int32(env, flags, &result);
+  return result;
+}
+
+static napi_value set_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int fd, flags;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || arg_fd(env, argv[0], &fd) != 0) return NULL;
+  if (napi_get_value_int32(env, argv[1], &flags) != napi_ok) { napi_throw_type_error(env, "EINVAL", "flags must be a number"); return NULL; }
+  if (fcntl(fd, F_SETFD, flags) != 0) return throw_errno(env, "fcntl(F_SETFD)", errno);
+  return NULL;
+}
+
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || arg_fd(env, argv[0], &fd) != 0) return NULL;
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (nfd < 0) return throw_errno(env, "fcntl(F_DUPFD_CLOEXEC)", errno);
+  napi_create_int32(env, nfd, &result);
+  return result;
+}
+
+static napi_value fstat_id(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, v;
+  int fd;
+  struct stat st;
+  char buf[32];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || arg_fd(env, argv[0], &fd) != 0) return NULL;
+  if (fstat(fd, &st) != 0) return throw_errno(env, "fstat", errno);
+  napi_create_object(env, &result);
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)st.st_dev);
+  napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, result, "dev", v);
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)st.st_ino);
+  napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, result, "ino", v);
+  const char *type = S_ISREG(st.st_mode) ? "file" : S_ISSOCK(st.st_mode) ? "socket" : S_ISDIR(st.st_mode) ? "dir" : "other";
+  napi_create_string_utf8(env, type, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, result, "type", v);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"ofdSetLk", NULL, ofd_setlk, NULL, NULL, NULL, napi_default, NULL},
     {"ofdGetLk", NULL, ofd_getlk, NULL, NULL, NULL, napi_default, NULL},
     {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
     {"raiseNoFile", NULL, raise_nofile, NULL, NULL, NULL, napi_default, NULL},
+    {"dgramSocket", NULL, dgram_socket, NULL, NULL, NULL, napi_default, NULL},
+    {"unixConnect", NULL, unix_connect, NULL, NULL, NULL, napi_default, NULL},
+    {"sendFds", NULL, send_fds, NULL, NULL, NULL, napi_default, NULL},
+    {"recvFds", NULL, recv_fds, NULL, NULL, NULL, napi_default, NULL},
+    {"getFd", NULL, get_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"setFd", NULL, set_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"dupFd", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"fstatId", NULL, fstat_id, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -28,6 +28,7 @@ import { startMetrics } from './metrics.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
 import { startFailure } from './start-failure.js';
+import { ServiceLink, bootId } from '../daemon/service.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many. */
 const SNAPSHOT_EVERY = 10_000;
@@ -115,6 +116,8 @@ export class Daemon {
   private hostLock?: HostLock;
   private lockspaceId?: string;
   private verifier?: Verifier;
+  /** systemd: sd_notify, the descriptor store, descriptors handed back at start (src/daemon/service.ts). */
+  service?: ServiceLink;
   /** Called for every lost-lock conflict; the libvirt source adds `virsh suspend` for on_conflict=suspend. */
   readonly conflictHandlers: Array<(c: Conflict) => void> = [];
 
@@ -149,6 +152,7 @@ export class Daemon {
 
   private async startAll(): Promise<void> {
     const c = this.config;
+    this.service = new ServiceLink((level, msg) => this.log.log(level, msg));
     fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
     this.guard = acquireInstanceGuard(c.stateDir);
     if (await socketAnswers(c.socket)) {
@@ -180,7 +184,7 @@ export class Daemon {
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
     if (c.fileLockspaceDir !== null) fs.mkdirSync(c.fileLockspaceDir, { recursive: true, mode: 0o700 });
-    const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir, syncRecords: onSharedFs(c.fileLockspaceDir) });
+    const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir, syncRecords: onSharedFs(c.fileLockspaceDir), ...(this.service.store ? { store: this.service.store } : {}) });
     this.locker = locker;
 
     // rxjs reports an error no subscriber handles here instead of throwing it out of a timer.
@@ -208,10 +212,15 @@ export class Daemon {
       this.lockspaceId = lockspaceId(c.fileLockspaceDir);
       this.hostLock = HostLock.acquire(c.fileLockspaceDir, { host: c.hostId, started: at, version: VERSION, fingerprint: this.fingerprint(), lockspace: c.fileLockspaceDir });
     }
+    // Descriptors systemd's store handed back first: those locks never went away (invariant 9).
+    const adoption = this.service.adoptInto(locker, state, at);
     const { facts, lost } = locker.reacquire(state, at);
-    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size });
-    engine.record([started, ...facts]);
+    const s = this.service.start;
+    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(bootId() ? { bootId: bootId()! } : {}) });
+    engine.record([started, ...adoption.facts, ...facts]);
+    for (const f of adoption.lost) this.warnLost(f);
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
+    this.service.counted(retaken, lost.length);
     if (retaken > 0) this.log.info(`re-took ${retaken} lock(s) held before the restart`);
     for (const f of lost) this.warnLost(f);
 
@@ -277,6 +286,13 @@ export class Daemon {
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
+    this.service.ready(() => this.statusLine());
+  }
+
+  private statusLine(): string {
+    const st = this.status();
+    const v = st.verifiedAt ? `last verified ${String(st.verifiedAt)}` : 'not verified yet';
+    return `${String(st.locks)} lock(s) on ${String(st.resources)} resource(s); ${v}`;
   }
 
   /** Sources started after the control API listens (virtlockd protocol server, virsh event stream). */
@@ -300,6 +316,12 @@ export class Daemon {
    * reason, and journal both. Never re-names a held resource.
    */
   private onConfig(u: ConfigUpdate): void {
+    if (!this.engine) return;
+    if (this.service) this.service.reloading(() => this.applyConfig(u));
+    else this.applyConfig(u);
+  }
+
+  private applyConfig(u: ConfigUpdate): void {
     if (!this.engine) return;
     const at = new Date().toISOString();
     if (u.kind === 'rejected') {
@@ -434,6 +456,7 @@ export class Daemon {
       sinceVerifiedMs: this.verifier ? this.verifier.sinceLastOkMs() : null,
       hostFile: this.hostLock?.file ?? null,
       journalTrouble: this.journalWatch.status(),
+      started: this.service?.info() ?? null,
     };
   }
 
@@ -449,6 +472,7 @@ export class Daemon {
   }
 
   private async doStop(reason: string): Promise<void> {
+    this.service?.stopping(reason);
     this.watch?.unsubscribe();
     this.verifier?.stop();
     this.metrics?.close();
@@ -480,7 +504,9 @@ export class Daemon {
       // Facts that could not move into SQLite stay in the staging file; the next start moves them.
       if (!this.startFailed) this.log.warn(`journal: ${(e as Error).message}`);
     }
+    // Close only, never unlock: a copy in systemd's store keeps each lock through a restart.
     this.locker?.closeAll();
+    this.service?.close();
     this.hostLock?.release(new Date().toISOString());
     if (this.ownsSocket) {
       try {

@@ -16,13 +16,26 @@ export interface ResourceFields {
 }
 
 export interface FactPayloads {
-  DaemonStarted: { readonly pid: number; readonly version: string; readonly lockspace: string | null; readonly held: number };
+  DaemonStarted: {
+    readonly pid: number;
+    readonly version: string;
+    readonly lockspace: string | null;
+    readonly held: number;
+    /** How the locks came back: fresh (re-taken), store (systemd's descriptor store), takeover. */
+    readonly start?: 'fresh' | 'store' | 'takeover';
+    /** Locks held through handed-back descriptors, and handed-back descriptors closed with why. */
+    readonly adopted?: number;
+    readonly dropped?: ReadonlyArray<{ readonly name: string; readonly reason: string }>;
+    /** /proc/sys/kernel/random/boot_id */
+    readonly bootId?: string;
+  };
   DaemonStopped: { readonly pid: number; readonly reason: string; readonly held: number };
   OwnerSeen: { readonly owner: Owner; readonly event?: string; readonly source: string };
   LockAcquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly generation?: number };
   LockRefused: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly holder: HolderInfo; readonly message: string };
   LockReleased: ResourceFields & { readonly owner: Owner; readonly source: string; readonly reason: string };
-  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number };
+  /** how: 'adopted' (a descriptor systemd's store handed back), 'taken-over' (from the previous daemon); absent: taken again. */
+  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number; readonly how?: 'adopted' | 'taken-over' };
   LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string };
   InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };
   /** A virtlockd-protocol owner's process connection closed; its locks were released. `alive`: the pid still ran. */

@@ -4,6 +4,7 @@
 // length 1 (virtlockd's byte; QEMU's own image locks sit at bytes 100+ and 200+). OFD locks belong
 // to the description, not the process, so nothing else this process opens or closes can drop them,
 // and two descriptions conflict even inside one process. See docs/decisions/0001-ofd-locks-native-binding.md.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { VmlockdError } from './errors.js';
@@ -98,6 +99,43 @@ interface Accumulator {
   refuse: (disk: ResolvedDisk, owner: Intent['owner'], holder: HolderInfo) => void;
 }
 
+/**
+ * Where the descriptors of held locks are kept outside this process (systemd's file descriptor
+ * store, src/daemon/service.ts): told after each lock is taken, and before a release closes one.
+ */
+export interface DescriptorStore {
+  store(name: string, fd: number): void;
+  remove(name: string): void;
+}
+
+/** A descriptor handed back at start (LISTEN_FDS or a takeover), with the name it was stored under. */
+export interface PassedFd {
+  readonly fd: number;
+  readonly name: string;
+}
+
+/** What adopt() did with the descriptors handed back. */
+export interface Adoption {
+  readonly facts: NewFact[];
+  readonly lost: NewFact[];
+  /** Resources held again through a handed-back description. */
+  readonly adopted: number;
+  /** Descriptors closed (and removed from the store): name and why. */
+  readonly dropped: Array<{ name: string; reason: string }>;
+}
+
+/**
+ * The name a lock file's descriptor is stored under: FDNAME allows at most 255 printable ASCII
+ * characters without ':', and a lock file path may hold anything, so a digest of the path.
+ */
+export function fdName(resource: string): string {
+  return `lock-${createHash('sha256').update(resource).digest('hex').slice(0, 40)}`;
+}
+
+export function isLockFdName(name: string): boolean {
+  return /^lock-[0-9a-f]{40}$/.test(name);
+}
+
 type TakeResult =
   | { readonly ok: true; readonly fd: number; readonly slot?: number; readonly gen?: number }
   | { readonly ok: false; readonly holder: HolderInfo };
@@ -126,6 +164,8 @@ function result(d: ResolvedDisk): DiskResult {
 
 export class Locker {
   private readonly held = new Map<string, Held>();
+  /** Resources adopt() already recorded as lost: reacquire() leaves them alone. */
+  private readonly settled = new Set<string>();
   private readonly native: NativeBinding;
 
   /**
@@ -133,13 +173,15 @@ export class Locker {
    * (GlusterFS write-behind), so another host would read an old record and an old generation.
    */
   private readonly syncRecords: boolean;
+  private readonly store: DescriptorStore | undefined;
 
   constructor(
     readonly host: string,
-    options: { native?: NativeBinding; fileLockspaceDir?: string | null; syncRecords?: boolean } = {},
+    options: { native?: NativeBinding; fileLockspaceDir?: string | null; syncRecords?: boolean; store?: DescriptorStore } = {},
   ) {
     this.native = options.native ?? defaultNative;
     this.syncRecords = options.syncRecords ?? false;
+    this.store = options.store;
     if (options.fileLockspaceDir) fs.mkdirSync(options.fileLockspaceDir, { recursive: true, mode: 0o700 });
   }
 
@@ -241,6 +283,7 @@ export class Locker {
             });
             generation = r.gen;
             taken.push(disk.resource.id);
+            this.store?.store(fdName(disk.resource.id), r.fd);
           } else {
             this.joinRecord(disk.resource.id, owner, ctx.at);
           }
@@ -287,7 +330,7 @@ export class Locker {
     const facts: NewFact[] = [];
     const lost: NewFact[] = [];
     for (const res of state.resources.values()) {
-      if (this.held.has(res.ref.id)) continue;
+      if (this.held.has(res.ref.id) || this.settled.has(res.ref.id)) continue;
       const holders = [...res.holders.values()];
       const first = holders[0]!;
       let r: TakeResult;
@@ -318,9 +361,155 @@ export class Locker {
           ...(r.slot !== undefined ? { slot: r.slot } : {}),
           ...(r.gen !== undefined ? { gen: r.gen } : {}),
         });
+        this.store?.store(fdName(res.ref.id), r.fd);
       }
     }
     return { facts, lost };
+  }
+
+  /**
+   * At start, before reacquire(): hold again, through the very same open file descriptions, the
+   * locks whose descriptors were handed back (systemd's store, a takeover). A description counts
+   * only if the journal holds its resource, the descriptor's (dev, inode) is the lock file's on disk
+   * now, and re-asserting the lock on it succeeds; anything else is closed and removed from the
+   * store, and reacquire() re-takes the resource as after any restart. Never unlocks: another copy
+   * of the description (the store's) must keep the lock.
+   */
+  adopt(state: State, passed: readonly PassedFd[], at: string, how: 'adopted' | 'taken-over'): Adoption {
+    const facts: NewFact[] = [];
+    const lost: NewFact[] = [];
+    const dropped: Array<{ name: string; reason: string }> = [];
+    const byName = new Map<string, State['resources'] extends Map<string, infer R> ? R : never>();
+    for (const res of state.resources.values()) byName.set(fdName(res.ref.id), res);
+    const seen = new Set<string>();
+    let adopted = 0;
+    const close = (p: PassedFd, reason: string, remove: boolean) => {
+      dropped.push({ name: p.name, reason });
+      if (remove) this.store?.remove(p.name);
+      try {
+        fs.closeSync(p.fd);
+      } catch {
+        // already unusable
+      }
+    };
+    for (const p of passed) {
+      const res = byName.get(p.name);
+      if (!res || res.holders.size === 0) {
+        close(p, 'the journal holds no lock on this resource', true);
+        continue;
+      }
+      if (seen.has(p.name)) {
+        // A second description of one resource: keep the first; the store gets it back below.
+        close(p, 'a second descriptor of a resource already adopted', false);
+        this.store?.remove(p.name);
+        const kept = this.held.get(res.ref.id);
+        if (kept) this.store?.store(p.name, kept.fd);
+        continue;
+      }
+      seen.add(p.name);
+      let mismatch: string | null = null;
+      try {
+        const mine = this.native.fstatId(p.fd);
+        const onDisk = fs.statSync(res.ref.id, { bigint: true });
+        if (mine.type !== 'file') mismatch = `the descriptor is not a regular file (${mine.type})`;
+        else if (mine.dev !== String(onDisk.dev) || mine.ino !== String(onDisk.ino)) mismatch = 'the lock file on disk is another file now (replaced)';
+      } catch (e) {
+        mismatch = `the lock file cannot be checked: ${errnoName(e)}`;
+      }
+      if (mismatch !== null) {
+        close(p, mismatch, true);
+        continue;
+      }
+      const type = res.mode === 'exclusive' ? 'write' : 'read';
+      let granted: boolean;
+      try {
+        granted = this.native.ofdSetLk(p.fd, type, LOCK_START, LOCK_LEN);
+      } catch (e) {
+        close(p, `re-asserting the lock failed: ${errnoName(e)}`, true);
+        continue;
+      }
+      const holders = [...res.holders.values()];
+      if (!granted) {
+        const holder = this.conflictOn(p.fd, type, res.ref.kind === 'file');
+        close(p, 'another owner holds the lock', true);
+        for (const h of holders) {
+          const f = fact('LeaseLost', at, { ...resourceFields(res.ref, h.path), owner: h.owner, mode: h.mode, holder, reason: 'another owner held the lock when its handed-back descriptor was adopted' });
+          facts.push(f);
+          lost.push(f);
+        }
+        // reacquire() must not try again: the loss is recorded.
+        this.settled.add(res.ref.id);
+        continue;
+      }
+      const vms = holders.map((h) => ({ ...h.owner, since: h.since }));
+      let gen: number | undefined;
+      let slot: number | undefined;
+      if (res.ref.kind === 'file') {
+        try {
+          ({ gen, slot } = this.ownRecord(p.fd, res.ref.id, res.mode));
+        } catch {
+          // The record is for other hosts' readers; the lock is what counts.
+        }
+      }
+      const h: Held = { fd: p.fd, mode: res.mode, ref: res.ref, since: holders[0]!.since, vms: new Map(vms.map((v) => [v.uuid, v])), ...(slot !== undefined ? { slot } : {}), ...(gen !== undefined ? { gen } : {}) };
+      this.held.set(res.ref.id, h);
+      if (res.ref.kind === 'file') this.refreshRecord(h);
+      adopted++;
+      for (const o of holders) {
+        facts.push(fact('Reacquired', at, { ...resourceFields(res.ref, o.path), owner: o.owner, mode: o.mode, how, ...(gen !== undefined ? { generation: gen } : {}) }));
+      }
+    }
+    return { facts, lost, adopted, dropped };
+  }
+
+  /** The descriptors of every held lock, by store name (for a takeover). */
+  descriptors(): PassedFd[] {
+    return [...this.held].map(([id, h]) => ({ name: fdName(id), fd: h.fd }));
+  }
+
+  /** In an adopted description: the generation our exclusive record carries, or the shared slot this description locks. */
+  private ownRecord(fd: number, file: string, mode: Mode): { gen?: number; slot?: number } {
+    const buf = Buffer.alloc(FILE_SPAN);
+    const n = fs.readSync(fd, buf, 0, FILE_SPAN, 0);
+    if (mode === 'exclusive') {
+      const head = decodeExclusive(buf.subarray(0, Math.min(n, RECORD_SIZE)));
+      return head && head.mode === 'exclusive' && head.host === this.host ? { gen: head.gen } : {};
+    }
+    for (let i = 0; i < SLOT_COUNT; i++) {
+      const off = slotOffset(i);
+      if (off >= n) break;
+      const rec = decodeShared(buf.subarray(off, off + RECORD_SIZE));
+      // Our own description's locks never conflict with it: a slot we lock reads as free from here.
+      if (rec && rec.host === this.host && this.native.ofdGetLk(fd, 'write', off, RECORD_SIZE) === null) {
+        let other: number | undefined;
+        try {
+          other = fs.openSync(file, fs.constants.O_RDONLY);
+          if (this.native.ofdGetLk(other, 'write', off, RECORD_SIZE) !== null) return { slot: i };
+        } catch {
+          // fall through
+        } finally {
+          if (other !== undefined) fs.closeSync(other);
+        }
+      }
+    }
+    return {};
+  }
+
+  /** The adopted record names the old process; write this one's pid (same generation). */
+  private refreshRecord(h: Held): void {
+    if (h.mode === 'shared') {
+      this.rewriteSlot(h);
+      return;
+    }
+    if (h.gen === undefined) return;
+    const first = h.vms.values().next().value as (Owner & { since: string }) | undefined;
+    if (!first) return;
+    try {
+      fs.writeSync(h.fd, encodeExclusive({ v: 1, mode: 'exclusive', gen: h.gen, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, vm: { uuid: first.uuid, ...(first.name ? { name: first.name } : {}) } }), 0, RECORD_SIZE, 0);
+      if (this.syncRecords) fs.fdatasyncSync(h.fd);
+    } catch {
+      // The record is for humans and other hosts' readers; the verifier checks the descriptor.
+    }
   }
 
   /**
@@ -402,17 +591,33 @@ export class Locker {
         ...(r.slot !== undefined ? { slot: r.slot } : {}),
         ...(r.gen !== undefined ? { gen: r.gen } : {}),
       });
+      this.store?.store(fdName(ref.id), r.fd);
       return { ok: true, ...(r.gen !== undefined ? { gen: r.gen } : {}) };
     } catch (e) {
       return { ok: false, holder: {}, error: (e as Error).message };
     }
   }
 
-  /** Close every description (the kernel drops the locks). Used at exit and by tests. */
+  /**
+   * Close every description, without unlocking: at a stop or after a takeover. A lock whose
+   * description has another copy (systemd's store, the daemon that took over) stays held; the
+   * others go with the last close.
+   */
   closeAll(): void {
-    for (const id of [...this.held.keys()]) this.drop(id);
+    for (const [id, h] of [...this.held]) {
+      this.held.delete(id);
+      try {
+        fs.closeSync(h.fd);
+      } catch {
+        // EBADF/EIO on a lost cluster-filesystem descriptor
+      }
+    }
   }
 
+  /**
+   * Let a lock go: a release, an abort, a lost description. It is unlocked (F_UNLCK drops it for
+   * every copy of the description, the store's too) and removed from the store before the close.
+   */
   private drop(id: string, release = false): void {
     const h = this.held.get(id);
     if (!h) return;
@@ -432,6 +637,12 @@ export class Locker {
         // A broken cluster-filesystem descriptor: the lock is gone anyway.
       }
     }
+    try {
+      this.native.ofdSetLk(h.fd, 'unlock', 0, 0);
+    } catch {
+      // A broken descriptor holds nothing.
+    }
+    this.store?.remove(fdName(id));
     try {
       fs.closeSync(h.fd);
     } catch {

@@ -22,7 +22,28 @@ export interface NativeBinding {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   /** Raise RLIMIT_NOFILE's soft limit to the hard limit (one descriptor per held lock). */
   raiseNoFile(): { soft: number; hard: number };
+  /** A new AF_UNIX datagram socket (close-on-exec), for sd_notify. */
+  dgramSocket(): number;
+  /** A new blocking AF_UNIX stream socket connected to `path` ('@' = abstract name). */
+  unixConnect(path: string): number;
+  /**
+   * sendmsg: `data` with `fds` as SCM_RIGHTS (at most 253), to `addr` (a path, '@' = abstract) or,
+   * with addr null, on a connected socket. Returns the bytes sent.
+   */
+  sendFds(fd: number, addr: string | null, data: string | Buffer, fds: readonly number[]): number;
+  /** poll then recvmsg; received descriptors are close-on-exec. data is empty at end of stream. Throws ETIMEDOUT. */
+  recvFds(fd: number, maxBytes: number, timeoutMs: number): { data: Buffer; fds: number[]; truncated: boolean };
+  /** fcntl(F_GETFD) */
+  getFd(fd: number): number;
+  /** fcntl(F_SETFD) */
+  setFd(fd: number, flags: number): void;
+  /** fcntl(F_DUPFD_CLOEXEC) */
+  dupFd(fd: number): number;
+  /** fstat: the (dev, inode) that identify the file behind a descriptor. */
+  fstatId(fd: number): { dev: string; ino: string; type: 'file' | 'socket' | 'dir' | 'other' };
 }
+
+export const FD_CLOEXEC = 1;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // src/engine or dist/engine: the binding sits two levels up in native/build.

@@ -1,0 +1,222 @@
+// The daemon's side of its service manager (systemd, docs/operations.md): the sd_notify protocol
+// (READY, STATUS, STOPPING, RELOADING, WATCHDOG), the file descriptor store that keeps every lock's
+// open file description alive while the daemon restarts (FDSTORE / FDSTOREREMOVE), and the
+// descriptors handed back at start (LISTEN_FDS). No libsystemd: an AF_UNIX datagram to
+// $NOTIFY_SOCKET through the native binding. Invariant 9: a held lock outlives the daemon's restart.
+import * as fs from 'node:fs';
+import { isLockFdName, type Adoption, type DescriptorStore, type Locker, type PassedFd } from '../engine/locker.js';
+import type { State } from '../engine/state.js';
+import { FD_CLOEXEC, native as defaultNative, type NativeBinding } from '../engine/native.js';
+
+/** SCM_MAX_FD: the kernel refuses more descriptors in one message. */
+export const MAX_FDS_PER_MESSAGE = 253;
+const SD_LISTEN_FDS_START = 3;
+
+export type Logf = (level: 'debug' | 'info' | 'warning' | 'error', msg: string) => void;
+
+/** sd_notify: one datagram per call to $NOTIFY_SOCKET ('@' = abstract name). */
+export class Notifier {
+  readonly addr: string | null;
+  private fd: number | undefined;
+  /** The first failure is logged; later ones only counted (a gone manager would flood the log). */
+  failures = 0;
+
+  constructor(
+    env: NodeJS.ProcessEnv = process.env,
+    private readonly log: Logf = () => {},
+    private readonly nat: NativeBinding = defaultNative,
+  ) {
+    this.addr = env.NOTIFY_SOCKET ? env.NOTIFY_SOCKET : null;
+    // Children (virsh) must not talk to our manager as if they were us.
+    delete env.NOTIFY_SOCKET;
+  }
+
+  get enabled(): boolean {
+    return this.addr !== null;
+  }
+
+  /** Send `text` (KEY=VALUE lines) with `fds` (at most 253). false when it could not be sent. */
+  send(text: string, fds: readonly number[] = []): boolean {
+    if (this.addr === null) return false;
+    if (fds.length > MAX_FDS_PER_MESSAGE) throw new RangeError(`at most ${MAX_FDS_PER_MESSAGE} descriptors per notify message, got ${fds.length}`);
+    try {
+      this.fd ??= this.nat.dgramSocket();
+      this.nat.sendFds(this.fd, this.addr, text, fds);
+      return true;
+    } catch (e) {
+      if (this.failures++ === 0) this.log('error', `sd_notify to ${this.addr} failed (${text.split('\n')[0]}): ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  close(): void {
+    if (this.fd === undefined) return;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // nothing to do
+    }
+    this.fd = undefined;
+  }
+}
+
+/** systemd's file descriptor store, as the locker sees it. */
+export class FdStore implements DescriptorStore {
+  stored = 0;
+  removed = 0;
+  constructor(private readonly notifier: Notifier) {}
+
+  store(name: string, fd: number): void {
+    if (this.notifier.send(`FDSTORE=1\nFDNAME=${name}`, [fd])) this.stored++;
+  }
+
+  remove(name: string): void {
+    if (this.notifier.send(`FDSTOREREMOVE=1\nFDNAME=${name}`)) this.removed++;
+  }
+}
+
+/**
+ * The descriptors systemd hands this process at start (sd_listen_fds): LISTEN_PID must be ours,
+ * LISTEN_FDS of them from fd 3, named by LISTEN_FDNAMES. Each becomes close-on-exec (systemd
+ * passes them inheritable; a virsh child must not keep a lock alive). The variables are removed
+ * so no child takes the descriptors for its own.
+ */
+export function listenFds(env: NodeJS.ProcessEnv = process.env, nat: NativeBinding = defaultNative, pid = process.pid): PassedFd[] {
+  const forPid = env.LISTEN_PID;
+  const count = env.LISTEN_FDS;
+  const names = env.LISTEN_FDNAMES;
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDS;
+  delete env.LISTEN_FDNAMES;
+  if (forPid === undefined || count === undefined || Number(forPid) !== pid) return [];
+  const n = Number(count);
+  if (!Number.isSafeInteger(n) || n <= 0) return [];
+  const nameList = names ? names.split(':') : [];
+  const out: PassedFd[] = [];
+  for (let i = 0; i < n; i++) {
+    const fd = SD_LISTEN_FDS_START + i;
+    try {
+      nat.setFd(fd, nat.getFd(fd) | FD_CLOEXEC);
+    } catch {
+      continue; // not open after all
+    }
+    out.push({ fd, name: nameList[i] ?? 'unknown' });
+  }
+  return out;
+}
+
+/** /proc/sys/kernel/random/boot_id: a new value each boot. */
+export function bootId(): string | undefined {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How this daemon's locks came back at start, for `vmlockd status`. */
+export interface StartInfo {
+  how: 'fresh' | 'store' | 'takeover';
+  adopted: number;
+  retaken: number;
+  lost: number;
+  dropped: number;
+}
+
+/**
+ * The service manager link of one daemon: notifier, descriptor store, watchdog and status lines.
+ * Does nothing (and costs nothing) when $NOTIFY_SOCKET is not set.
+ */
+export class ServiceLink {
+  readonly notifier: Notifier;
+  readonly store: FdStore | undefined;
+  /** Descriptors handed back by the manager at this start. */
+  readonly passed: PassedFd[];
+  start: StartInfo = { how: 'fresh', adopted: 0, retaken: 0, lost: 0, dropped: 0 };
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly log: Logf,
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
+    this.passed = listenFds(env);
+    const watchdogUsec = Number(env.WATCHDOG_USEC ?? 0);
+    const watchdogFor = env.WATCHDOG_PID === undefined || Number(env.WATCHDOG_PID) === process.pid;
+    delete env.WATCHDOG_USEC;
+    delete env.WATCHDOG_PID;
+    this.notifier = new Notifier(env, log);
+    // The store only helps under a manager that keeps it; without one each message would fail.
+    this.store = this.notifier.enabled ? new FdStore(this.notifier) : undefined;
+    this.watchdogMs = watchdogFor && Number.isFinite(watchdogUsec) && watchdogUsec > 0 ? Math.max(1, Math.floor(watchdogUsec / 2000)) : 0;
+  }
+
+  /** Half of WATCHDOG_USEC, in ms; 0 when no watchdog is asked for. */
+  readonly watchdogMs: number;
+
+  /** READY=1 once the start's locks are held; then STATUS= every few seconds and WATCHDOG=1 as asked. */
+  ready(status: () => string): void {
+    if (!this.notifier.enabled) return;
+    this.notifier.send(`READY=1\nSTATUS=${status()}\nMAINPID=${process.pid}`);
+    const every = this.watchdogMs > 0 ? Math.min(this.watchdogMs, 5_000) : 5_000;
+    let last = '';
+    this.timer = setInterval(() => {
+      const s = status();
+      const lines = [...(this.watchdogMs > 0 ? ['WATCHDOG=1'] : []), ...(s !== last ? [`STATUS=${s}`] : [])];
+      last = s;
+      if (lines.length > 0) this.notifier.send(lines.join('\n'));
+    }, every);
+    this.timer.unref();
+  }
+
+  /** Around a config reload: RELOADING=1 before, READY=1 after (the same turn of the event loop). */
+  reloading<T>(fn: () => T): T {
+    if (!this.notifier.enabled) return fn();
+    this.notifier.send('RELOADING=1');
+    try {
+      return fn();
+    } finally {
+      this.notifier.send('READY=1');
+    }
+  }
+
+  stopping(reason: string): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.notifier.send(`STOPPING=1\nSTATUS=stopping (${reason}); locks stay held by the descriptor store until the service stops`);
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.notifier.close();
+  }
+
+  /**
+   * Adopt the lock descriptors handed back at this start (before any re-take). Descriptors that
+   * are not locks (socket activation's, handled elsewhere) stay in `passed`.
+   */
+  adoptInto(locker: Locker, state: State, at: string): Adoption {
+    const locks = this.passed.filter((p) => isLockFdName(p.name));
+    const others = this.passed.filter((p) => !isLockFdName(p.name));
+    this.passed.length = 0;
+    this.passed.push(...others);
+    if (locks.length === 0) return { facts: [], lost: [], adopted: 0, dropped: [] };
+    const a = locker.adopt(state, locks, at, 'adopted');
+    this.start = { ...this.start, how: 'store', adopted: a.adopted, dropped: a.dropped.length, lost: a.lost.length };
+    this.log('info', `adopted ${a.adopted} lock(s) from the descriptor store` + (a.dropped.length > 0 ? `; closed ${a.dropped.length}: ${a.dropped.map((d) => `${d.name} (${d.reason})`).join(', ')}` : ''));
+    return a;
+  }
+
+  counted(retaken: number, lost: number): void {
+    this.start = { ...this.start, retaken, lost: this.start.lost + lost };
+  }
+
+  /** For `vmlockd status`. */
+  info(): Record<string, unknown> {
+    return {
+      ...this.start,
+      notifySocket: this.notifier.addr,
+      fdStore: this.store ? { stored: this.store.stored, removed: this.store.removed } : null,
+      watchdogMs: this.watchdogMs || null,
+    };
+  }
+}
