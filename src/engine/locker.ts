@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { VmlockdError } from './errors.js';
+import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type NewFact } from './facts.js';
 import type { ResourceFields } from './facts.js';
 import { refusalMessage } from './messages.js';
@@ -30,6 +30,7 @@ import {
   slotOffset,
   type Inspection,
 } from './holder-record.js';
+import { mayWriteRecords, openLockFile } from './locker-files.js';
 
 const LOCK_START = 0;
 const LOCK_LEN = 1;
@@ -539,7 +540,7 @@ export class Locker {
     }
     let fd2: number;
     try {
-      fd2 = fs.openSync(h.ref.id, fs.constants.O_RDONLY);
+      fd2 = fs.openSync(h.ref.id, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'the lock file was removed (unlinked) behind the holder';
       return why('the lock file cannot be opened again', e);
@@ -626,7 +627,7 @@ export class Locker {
     // which readers ignore because no lock backs it.
     if (release && h.ref.kind === 'file') {
       try {
-        if (h.mode === 'exclusive') {
+        if (h.mode === 'exclusive' && h.gen !== undefined) {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
           writeAligned(h.fd, encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}) }), 0);
           if (this.syncRecords) fs.fdatasyncSync(h.fd);
@@ -664,8 +665,9 @@ export class Locker {
     for (let attempt = 0; attempt < 5; attempt++) {
       let fd: number;
       try {
-        fd = fs.openSync(ref.id, this.openFlags(ref, mode), 0o600);
+        fd = openLockFile(ref.id, this.openFlags(ref, mode), { blockDevice: ref.kind === 'direct' });
       } catch (e) {
+        if (e instanceof BadInputError) throw e;
         throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
       }
       let granted: boolean;
@@ -697,6 +699,8 @@ export class Locker {
 
   /** Under the lock just taken: bump the generation (exclusive) or claim a shared slot. */
   private writeRecord(fd: number, ref: ResourceRef, mode: Mode, taker: Taker, vms: Array<Owner & { since: string }>): { gen?: number; slot?: number } {
+    // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
+    if (!mayWriteRecords(fd)) return {};
     if (mode === 'exclusive') {
       const head = readAligned(fd, RECORD_SIZE, 0);
       const gen = nextGeneration(decodeExclusive(head));
@@ -745,7 +749,7 @@ export class Locker {
     }
     let fd: number;
     try {
-      fd = fs.openSync(ref.id, fs.constants.O_RDONLY);
+      fd = fs.openSync(ref.id, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${ref.id}: ${(e as Error).message}`, { cause: e });
@@ -815,7 +819,7 @@ export function inspectLockFile(file: string, opts: { direct?: boolean } = {}, n
   let fd: number;
   try {
     // direct: bypass this client's page cache on a cluster filesystem, or we may read an old record.
-    fd = fs.openSync(file, fs.constants.O_RDONLY | (opts.direct ? fs.constants.O_DIRECT : 0));
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | (opts.direct ? fs.constants.O_DIRECT : 0));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { file, state: 'free', generation: 0, holders: [] };
     throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${file}: ${(e as Error).message}`, { cause: e });

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { BadInputError, VmlockdError } from '../../engine/errors.js';
 import { fact } from '../../engine/facts.js';
 import { refusalMessage } from '../../engine/messages.js';
+import { createLeaseFile, deleteLeaseFile } from '../../engine/locker-files.js';
 import { native, type NativeBinding } from '../../engine/native.js';
 import type { Reply } from '../../engine/pipeline.js';
 import { canonicalPath } from '../../engine/resolve.js';
@@ -509,9 +510,9 @@ export class VirtlockdServer implements RunningSource {
     if (res && res.holders.size > 0) return this.busy(name, res);
     const file = this.fileOf(lockspace, name);
     try {
-      // Opening and closing another description leaves every OFD lock on the file in place.
-      fs.closeSync(fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600));
+      createLeaseFile(file);
     } catch (e) {
+      if (e instanceof BadInputError) return this.badInput(e.message);
       return createResourceFailed(file, e as NodeJS.ErrnoException);
     }
     return null;
@@ -528,14 +529,13 @@ export class VirtlockdServer implements RunningSource {
     if (res && res.holders.size > 0) return this.busy(name, res);
     const file = this.fileOf(lockspace, name);
     // Unlinking a lease another host holds would let a third host lock a fresh inode beside it
-    // (docs/decisions/0004): look for a lock first.
-    const elsewhere = lockedElsewhere(file);
-    if (elsewhere) return busyNaming(name, `lock file ${file} is locked (${elsewhere}) by another process or host`);
+    // (docs/decisions/0004): the locker unlinks it only under a lock of its own.
     try {
-      fs.unlinkSync(file);
+      const r = deleteLeaseFile(file);
+      if (r.status === 'locked') return busyNaming(name, `lock file ${file} is locked (${r.by}) by another process or host`);
     } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      if (err.code !== 'ENOENT') return deleteFailed(file, err.errno ?? -5);
+      if (e instanceof BadInputError) return this.badInput(e.message);
+      return deleteFailed(file, (e as NodeJS.ErrnoException).errno ?? -5);
     }
     return null;
   }
@@ -802,25 +802,6 @@ export class VirtlockdServer implements RunningSource {
     }
   }
 }
-
-/** A lock on byte 0 held by anyone (another host, virtlockd, another vmlockd): a description, or null. */
-function lockedElsewhere(file: string): string | null {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY);
-  } catch {
-    return null;
-  }
-  try {
-    const c = native.ofdGetLk(fd, 'write', 0, 1);
-    return c ? `${c.type === 'write' ? 'exclusive' : 'shared'}${c.pid > 0 ? `, pid ${c.pid}` : ''}` : null;
-  } catch {
-    return null;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 
 export async function startVirtlockdServer(opts: VirtlockdServerOptions): Promise<VirtlockdServer> {
   const s = new VirtlockdServer(opts);

@@ -1,0 +1,109 @@
+// Part of the locker (invariant 4: only src/engine/locker*.ts opens lock files): opening a lock file
+// without ever blocking the event loop, deciding whether a file may carry holder records, and the
+// lease-file operations of the virtlockd protocol (CREATE_RESOURCE, DELETE_RESOURCE).
+import * as fs from 'node:fs';
+import { BadInputError } from './errors.js';
+import { FILE_SPAN, RECORD_SIZE, decodeExclusive, decodeShared } from './holder-record.js';
+import { native as defaultNative, type NativeBinding } from './native.js';
+
+const LOCK_START = 0;
+const LOCK_LEN = 1;
+
+function kindOf(st: fs.Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+/**
+ * open(2) with O_NONBLOCK, then refuse anything but a regular file (and a block device when
+ * `blockDevice`, for a disk locked in place). Without O_NONBLOCK a read-only open of a FIFO waits
+ * for a writer, on the event loop, and every connection of the daemon waits with it. O_NONBLOCK
+ * changes nothing for a regular file or a block device.
+ */
+export function openLockFile(file: string, flags: number, opts: { mode?: number; blockDevice?: boolean } = {}): number {
+  const fd = fs.openSync(file, flags | fs.constants.O_NONBLOCK, opts.mode ?? 0o600);
+  let st: fs.Stats;
+  try {
+    st = fs.fstatSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+  if (st.isFile() || (opts.blockDevice === true && st.isBlockDevice())) return fd;
+  fs.closeSync(fd);
+  throw new BadInputError(`${file} is ${kindOf(st)}: only a regular file${opts.blockDevice ? ' or a block device' : ''} can be locked`);
+}
+
+function blank(block: Buffer): boolean {
+  for (const b of block) if (b !== 0 && b !== 0x20 && b !== 0x0a) return false;
+  return true;
+}
+
+/**
+ * May holder records be written into this lock file? Only into one that is empty or holds nothing
+ * but vmlockd's own records (a lease vmlockd or virtlockd created): never into a disk image or any
+ * other file a lockspace name happens to point to (a qcow2 in a directory lockspace). Every lease
+ * vmlockd writes is at most FILE_SPAN bytes, in RECORD_SIZE blocks.
+ */
+export function mayWriteRecords(fd: number): boolean {
+  const size = fs.fstatSync(fd).size;
+  if (size === 0) return true;
+  if (size > FILE_SPAN || size % RECORD_SIZE !== 0) return false;
+  const block = Buffer.alloc(RECORD_SIZE);
+  for (let off = 0; off < size; off += RECORD_SIZE) {
+    const n = fs.readSync(fd, block, 0, RECORD_SIZE, off);
+    if (n !== RECORD_SIZE) return false;
+    if (blank(block)) continue;
+    const ours = off === 0 ? decodeExclusive(block) !== undefined : decodeShared(block) !== undefined;
+    if (!ours) return false;
+  }
+  return true;
+}
+
+/** CREATE_RESOURCE: make sure the lease file exists (another description: every OFD lock on it stays). */
+export function createLeaseFile(file: string): void {
+  fs.closeSync(openLockFile(file, fs.constants.O_RDWR | fs.constants.O_CREAT));
+}
+
+export type DeleteResult =
+  | { readonly status: 'deleted' }
+  | { readonly status: 'missing' }
+  | { readonly status: 'locked'; readonly by: string };
+
+/**
+ * DELETE_RESOURCE: unlink a lease file that no one holds. The file is locked (exclusive, on its
+ * own description) before the unlink and unlocked after it, so no other host or process can take
+ * the lock between the check and the unlink; one that opened the old inode meanwhile finds it
+ * unlinked when it re-checks the path after locking (the locker's inode check), as virtlockd does.
+ */
+export function deleteLeaseFile(file: string, nat: NativeBinding = defaultNative): DeleteResult {
+  let fd: number;
+  try {
+    fd = openLockFile(file, fs.constants.O_RDWR);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing' };
+    throw e;
+  }
+  try {
+    if (!nat.ofdSetLk(fd, 'write', LOCK_START, LOCK_LEN)) {
+      const c = nat.ofdGetLk(fd, 'write', LOCK_START, LOCK_LEN);
+      return { status: 'locked', by: c ? `${c.type === 'write' ? 'exclusive' : 'shared'}${c.pid > 0 ? `, pid ${c.pid}` : ''}` : 'briefly' };
+    }
+    let same = false;
+    try {
+      same = fs.fstatSync(fd).ino === fs.statSync(file).ino;
+    } catch {
+      return { status: 'missing' };
+    }
+    // Replaced after our open: the new file is someone else's; leave it.
+    if (!same) return { status: 'locked', by: 'a new file created at the same path meanwhile' };
+    fs.unlinkSync(file);
+    return { status: 'deleted' };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
