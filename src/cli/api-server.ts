@@ -117,8 +117,10 @@ function paths(v: unknown, field: string): string[] | undefined {
 
 function commandFrom(kind: 'acquire' | 'release' | 'check', body: Record<string, unknown>, now: string): Command {
   const owner = checkOwner(body.vm);
-  const at = body.at === undefined ? now : checkTime(body.at, 'at');
-  const source = typeof body.source === 'string' ? body.source : 'api';
+  // The daemon's own clock and label, never the body's: a body saying `source: "virtlockd"` would put
+  // the lock under a protocol connection's close rule, and an `at` would back-date the journal.
+  const at = now;
+  const source = 'api';
   if (kind === 'release') {
     const p = paths(body.disks, 'disks');
     return p === undefined ? { kind, owner, at, source } : { kind, owner, paths: p, at, source };

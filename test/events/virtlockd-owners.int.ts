@@ -4,68 +4,13 @@
 // never leaves a lock behind (issue 16, items 11 and 12, and the hot-plug race).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
-import { LockClient, LockRpcError } from '../../src/events/virtlockd/client.js';
-import { TestDaemon, tmpdir } from '../helpers/daemon.js';
+import { LockClient } from '../../src/events/virtlockd/client.js';
+import { tmpdir } from '../helpers/daemon.js';
+import { UUID_A, UUID_B, audit, locks, rpcError, serve, sleep, until } from '../helpers/protocol-serve.js';
 import { RemoteClient } from '../helpers/remote-client.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const UUID_A = '00112233-4455-6677-8899-aabbccddeeff';
-const UUID_B = 'ffeeddcc-bbaa-9988-7766-554433221100';
-
-interface Served {
-  readonly daemon: TestDaemon;
-  readonly socket: string;
-}
-
-async function serve(dir: string): Promise<Served> {
-  const socket = path.join(dir, 'run', 'virtlockd-sock');
-  const daemon = new TestDaemon({
-    stateDir: path.join(dir, 'state'),
-    socket: path.join(dir, 'vmlockd.sock'),
-    lockspace: path.join(dir, 'lockspace'),
-    hostId: 'hv1',
-    extra: ['--virtlockd-socket', socket],
-  });
-  await daemon.start();
-  for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
-  if (!existsSync(socket)) {
-    await daemon.kill('SIGKILL');
-    assert.unreachable(`no virtlockd socket at ${socket}\n${daemon.stderr}`);
-  }
-  return { daemon, socket };
-}
-
-function audit(d: TestDaemon, kind: string): Array<{ payload: Record<string, any> }> {
-  const r = d.cli(['audit', '--json', '--kind', kind, '--limit', '1000']);
-  assert.is(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout);
-}
-
-function locks(d: TestDaemon): Array<[string, string, string]> {
-  const r = d.cli(['locks', '--json']);
-  assert.is(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as Array<Record<string, any>>).map((l): [string, string, string] => [path.basename(l.resource), l.mode, l.vm.uuid]).sort();
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await sleep(100);
-  }
-  assert.unreachable(`timed out waiting for ${what}`);
-}
-
-async function rpcError(p: Promise<unknown>): Promise<LockRpcError> {
-  const e = await p.then(
-    () => null,
-    (x: unknown) => x,
-  );
-  assert.instance(e, LockRpcError);
-  return e as LockRpcError;
-}
 
 test('given two QEMU pids of one VM, when the old one\'s own connection closes, then only the locks that pid took are released', async () => {
   const dir = tmpdir('vmlockd-vo-');
@@ -185,6 +130,52 @@ test('given an owner whose own connection closed, when libvirtd\'s hot-plug acqu
     } finally {
       await qemu2.kill();
     }
+  } finally {
+    await qemu.kill();
+    await s.daemon.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** POST a JSON body to the control API over its Unix socket. */
+function post(socketPath: string, route: string, body: unknown): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = http.request({ socketPath, path: route, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null') }));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+test('given a control API acquire whose body says source virtlockd and an old at, then the daemon labels it api and stamps its own time, so no protocol close rule frees it', async () => {
+  const dir = tmpdir('vmlockd-vo-');
+  const s = await serve(dir);
+  const qemu = await RemoteClient.spawn(s.socket);
+  try {
+    const disk = path.join(dir, 'images', 'web.img');
+    mkdirSync(path.dirname(disk));
+    writeFileSync(disk, '');
+    const before = Date.now();
+    const r = await post(path.join(dir, 'vmlockd.sock'), '/v1/acquire', {
+      vm: { uuid: UUID_A, name: 'vm-a' },
+      disks: [{ path: disk, readonly: false, shareable: false }],
+      source: 'virtlockd',
+      at: '2001-01-01T00:00:00.000Z',
+    });
+    assert.is(r.status, 200, JSON.stringify(r.body));
+    const acquired = audit(s.daemon, 'LockAcquired');
+    assert.equal(acquired.map((f) => f.payload.source), ['api']);
+    const at = Date.parse((acquired[0] as unknown as { at: string }).at);
+    assert.ok(at >= before - 5000, `journaled at the daemon's time, not the body's: ${(acquired[0] as unknown as { at: string }).at}`);
+    // A protocol owner of the same VM comes and goes: the API's lock is not the protocol's to free.
+    assert.equal(await qemu.do({ op: 'register', uuid: UUID_A, name: 'vm-a', pid: 'self' }), { ok: true });
+    assert.equal(await qemu.do({ op: 'close' }), { ok: true });
+    await until('the close rule', () => audit(s.daemon, 'OwnerGone').length > 0);
+    assert.equal(locks(s.daemon).map((l) => [l[1], l[2]]), [['exclusive', UUID_A]], 'still held');
   } finally {
     await qemu.kill();
     await s.daemon.kill('SIGTERM');
