@@ -2,6 +2,7 @@
 // without ever blocking the event loop, deciding whether a file may carry holder records, and the
 // lease-file operations of the virtlockd protocol (CREATE_RESOURCE, DELETE_RESOURCE).
 import * as fs from 'node:fs';
+import { readAligned } from './aligned-io.js';
 import { BadInputError } from './errors.js';
 import { FILE_SPAN, RECORD_SIZE, decodeExclusive, decodeShared } from './holder-record.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
@@ -53,10 +54,11 @@ export function mayWriteRecords(fd: number): boolean {
   const size = fs.fstatSync(fd).size;
   if (size === 0) return true;
   if (size > FILE_SPAN || size % RECORD_SIZE !== 0) return false;
-  const block = Buffer.alloc(RECORD_SIZE);
+  // Through the page-aligned buffer: a lock file on a cluster filesystem is open O_DIRECT.
+  const all = readAligned(fd, size, 0);
+  if (all.length !== size) return false;
   for (let off = 0; off < size; off += RECORD_SIZE) {
-    const n = fs.readSync(fd, block, 0, RECORD_SIZE, off);
-    if (n !== RECORD_SIZE) return false;
+    const block = all.subarray(off, off + RECORD_SIZE);
     if (blank(block)) continue;
     const ours = off === 0 ? decodeExclusive(block) !== undefined : decodeShared(block) !== undefined;
     if (!ours) return false;
