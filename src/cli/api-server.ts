@@ -132,7 +132,7 @@ function commandFrom(kind: 'acquire' | 'release' | 'check', body: Record<string,
 
 export function createApiServer(ctx: ApiContext): http.Server {
   // One per server: it remembers incoming migrations between the hook's calls.
-  const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host), ...(ctx.leaseRules ? { leaseRules: ctx.leaseRules } : {}) });
+  const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host), log: (level, msg) => ctx.log(level, msg), ...(ctx.leaseRules ? { leaseRules: ctx.leaseRules } : {}) });
   const server = http.createServer((req, res) => {
     handle(ctx, req, res, hook).catch((e: unknown) => {
       if (!(e instanceof BadInputError) && aborted(req, e)) {

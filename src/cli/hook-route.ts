@@ -3,11 +3,15 @@
 // decides acquire / release / check, and remembers incoming migrations across hook processes.
 //
 // Why the memory: on a migration DESTINATION libvirt runs `migrate begin` and then `prepare begin`
-// while the source still runs and holds the disks. Acquiring at that prepare would be refused and
-// abort every live migration; so a prepare that follows a migrate begin of the same uuid only
-// checks, and the destination takes the disks when the VM resumes here ("Resumed Migrated" on the
-// event stream). The memory is in-process: if vmlockd restarts between the two calls, the prepare
-// acquires, is refused, and the migration fails safe (nothing runs without a lock).
+// while the source still runs and holds the disks. A prepare that follows an ACCEPTED migrate begin
+// of the same uuid (within 30 s: libvirt runs both in one Prepare call) tries to acquire; if
+// the only holder is this same VM on another host (the source), it passes and starts a hand-over:
+// the daemon keeps trying to take the disks until it has them (the source releases them when the
+// migration is over there, at its `release end` / `Stopped Migrated`), the VM's release end here
+// cancels it, or another owner turns out to hold them (a conflict). So a migrated VM gets its lock
+// with the hook alone, and the source's lock covers it until then (docs/decisions/0009).
+// The memory is used once and is in-process: if vmlockd restarts between the two calls, the
+// prepare acquires, is refused, and the migration fails safe (nothing runs without a lock).
 import { BadInputError } from '../engine/errors.js';
 import type { Reply } from '../engine/pipeline.js';
 import type { Command, DiskRequest, Owner } from '../engine/types.js';
@@ -17,9 +21,19 @@ import { parseDomainXml } from '../events/domain-xml.js';
 import { parseHookArgs, type HookAction } from '../events/hook-args.js';
 import { volumePathFromPoolFiles } from '../events/pool-xml.js';
 
-/** Longer than any gap between `migrate begin` and `prepare begin` of one migration (milliseconds). */
-const INCOMING_TTL_MS = 10 * 60_000;
+/**
+ * Longer than any gap between `migrate begin` and `prepare begin` of one migration (milliseconds):
+ * libvirt runs them back to back in one Prepare call. Short, so a migration that failed between
+ * the two (no hook follows) cannot turn a later ordinary start into a hand-over.
+ */
+const INCOMING_TTL_MS = 30_000;
 const MAX_INCOMING = 10_000;
+/** How long a destination waits for the source to let go of the disks (a long post-copy migration). */
+const HAND_OVER_TTL_MS = 30 * 60_000;
+/** Attempt n of a hand-over waits this long first: 50 ms for the first 2 s, then 500 ms. */
+function handOverDelay(attempt: number): number {
+  return attempt < 40 ? 50 : 500;
+}
 
 export interface HookRouteDeps {
   submit(cmd: Command): Promise<Reply>;
@@ -30,6 +44,10 @@ export interface HookRouteDeps {
   incomingTtlMs?: number;
   /** virtlockd's lease rules (qemu-lockd.conf), read at every call: they reload live. */
   leaseRules?(): LeaseRules;
+  log?(level: 'info' | 'warning' | 'error', msg: string): void;
+  /** Schedule fn after ms; returns a cancel function (tests pass a fake). */
+  later?(fn: () => void, ms: number): () => void;
+  handOverTtlMs?: number;
 }
 
 /** libvirt's lockd plugin's text for require_lease_for_disks (it refuses with CONFIG_UNSUPPORTED). */
@@ -55,8 +73,19 @@ function okEmpty(): Extract<Reply, { status: 'ok' }> {
   return { status: 'ok', acquired: [], released: [], already: [], free: [] };
 }
 
+function who(owner: Owner): string {
+  return owner.name ? `${owner.name} (uuid ${owner.uuid})` : owner.uuid;
+}
+
+/** Every refusal names this same VM on another host than `host`: the migration source. */
+function onlySource(reply: Extract<Reply, { status: 'refused' }>, owner: Owner, host: string): boolean {
+  return reply.refusals.length > 0 && reply.refusals.every((r) => r.holder.owner?.uuid === owner.uuid && r.holder.host !== undefined && r.holder.host !== host);
+}
+
 export class HookRoute {
   private readonly incoming = new Map<string, number>();
+  /** Destinations waiting for the source to let go: uuid -> cancel. */
+  private readonly handOvers = new Map<string, () => void>();
   private readonly now: () => number;
   private readonly ttl: number;
   private readonly volPath: VolPathResolver;
@@ -67,7 +96,18 @@ export class HookRoute {
     this.volPath = deps.volPath ?? ((p, v) => volumePathFromPoolFiles(p, v));
   }
 
-  /** Whether a migrate begin of `uuid` was seen and has not been consumed or expired (tests). */
+  /** Whether a hand-over of `uuid` is under way (tests). */
+  isHandingOver(uuid: string): boolean {
+    return this.handOvers.has(uuid);
+  }
+
+  /** Stop every hand-over (daemon stop). */
+  close(): void {
+    for (const cancel of this.handOvers.values()) cancel();
+    this.handOvers.clear();
+  }
+
+  /** Whether an accepted migrate begin of `uuid` was seen and has not been consumed or expired (tests). */
   isIncoming(uuid: string): boolean {
     const until = this.incoming.get(uuid);
     return until !== undefined && until > this.now();
@@ -86,7 +126,9 @@ export class HookRoute {
     const base = { action: call.action, op, vm: owner };
 
     if (call.action === 'release') {
+      // The VM stopped here (or its incoming migration or start failed): forget both.
       this.incoming.delete(owner.uuid);
+      this.handOvers.get(owner.uuid)?.();
       const reply = await this.deps.submit({ kind: 'release', owner, at, source: 'hook' });
       return { ...reply, ...base };
     }
@@ -100,19 +142,84 @@ export class HookRoute {
       return { status: 'error', code: 'VMLOCKD_ERR_CONFIG', message: `${NO_LEASE_MESSAGE} (require_lease_for_disks = 1)`, ...withPlan };
     }
     if (call.action === 'check') {
-      if (call.op === 'migrate') this.remember(owner.uuid);
       const reply = await this.check(owner, locks.disks, at, call.op === 'migrate');
+      // Remembered only once accepted: a refused migration leaves nothing behind.
+      if (call.op === 'migrate') {
+        if (reply.status === 'ok') this.remember(owner.uuid);
+        else this.incoming.delete(owner.uuid);
+      }
       return { ...reply, ...withPlan };
     }
 
     // prepare begin
-    if (this.takeIncoming(owner.uuid)) {
-      const reply = await this.check(owner, locks.disks, at, true);
-      return { ...reply, ...withPlan, action: 'check', note: 'incoming migration: the disks are checked now and taken when the VM resumes on this host (event stream)' };
-    }
+    const incoming = this.takeIncoming(owner.uuid);
     if (locks.disks.length === 0) return { ...okEmpty(), ...withPlan };
     const reply = await this.deps.submit({ kind: 'acquire', owner, disks: locks.disks, at, source: 'hook' });
-    return { ...reply, ...withPlan };
+    if (!incoming || reply.status !== 'refused' || !onlySource(reply, owner, this.deps.host())) return { ...reply, ...withPlan };
+    // The migration destination, before its QEMU exists: the source still runs and holds the disks.
+    const hosts = [...new Set(reply.refusals.map((r) => r.holder.host))].join(', ');
+    this.startHandOver(owner, locks.disks, hosts);
+    return {
+      ...okEmpty(),
+      free: reply.refusals.map(({ holder: _h, message: _m, ...d }) => d),
+      ...withPlan,
+      action: 'check',
+      note: `incoming migration: held by this VM on the migration source (host ${hosts}); this host takes the disks as soon as the source lets go`,
+    };
+  }
+
+  /**
+   * The destination's half of a migration hand-over: take the disks as soon as the source (this
+   * same VM on another host) lets go. Ends when they are taken, when the VM's release end here
+   * cancels it, when another owner holds them (a conflict, logged), or after HAND_OVER_TTL_MS.
+   */
+  private startHandOver(owner: Owner, disks: DiskRequest[], hosts: string): void {
+    this.handOvers.get(owner.uuid)?.();
+    const later =
+      this.deps.later ??
+      ((fn: () => void, ms: number) => {
+        const t = setTimeout(fn, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      });
+    const log = this.deps.log ?? (() => {});
+    const ttl = this.deps.handOverTtlMs ?? HAND_OVER_TTL_MS;
+    const started = this.now();
+    let stopped = false;
+    let cancelTimer: () => void = () => {};
+    const cancel = (): void => {
+      stopped = true;
+      cancelTimer();
+      if (this.handOvers.get(owner.uuid) === cancel) this.handOvers.delete(owner.uuid);
+    };
+    this.handOvers.set(owner.uuid, cancel);
+    log('info', `hook: VM ${who(owner)} migrates in; waiting for host ${hosts} to hand its disks over`);
+    const attempt = async (n: number): Promise<void> => {
+      if (stopped) return;
+      const reply = await this.deps.submit({ kind: 'acquire', owner, disks, at: new Date(this.now()).toISOString(), source: 'hook' });
+      if (stopped) {
+        // The VM's release end came while this attempt ran: give back what it took.
+        if (reply.status === 'ok' && reply.acquired.length > 0) await this.deps.submit({ kind: 'release', owner, at: new Date(this.now()).toISOString(), source: 'hook' });
+        return;
+      }
+      if (reply.status === 'ok') {
+        cancel();
+        log('info', `hook: VM ${who(owner)}: migration hand-over done, this host holds its disks (${((this.now() - started) / 1000).toFixed(2)} s after prepare)`);
+        return;
+      }
+      if (reply.status === 'refused' && onlySource(reply, owner, this.deps.host())) {
+        if (this.now() - started >= ttl) {
+          cancel();
+          log('error', `hook: VM ${who(owner)}: the migration source never let go of its disks in ${Math.round(ttl / 1000)} s; this host does not hold them: ${reply.message}`);
+          return;
+        }
+        cancelTimer = later(() => void attempt(n + 1), handOverDelay(n));
+        return;
+      }
+      cancel();
+      log('error', `CONFLICT: VM ${who(owner)} migrated in, but its disks are not this VM's to take over: ${reply.message}`);
+    };
+    cancelTimer = later(() => void attempt(0), handOverDelay(0));
   }
 
   /** A check; with `migration`, refusals that only name this same VM on another host (the source) pass. */
@@ -120,9 +227,7 @@ export class HookRoute {
     if (disks.length === 0) return { ...okEmpty() };
     const reply = await this.deps.submit({ kind: 'check', owner, disks, at, source: 'hook' });
     if (reply.status !== 'refused' || !migration) return reply;
-    const host = this.deps.host();
-    const fromSource = reply.refusals.every((r) => r.holder.owner?.uuid === owner.uuid && r.holder.host !== undefined && r.holder.host !== host);
-    if (!fromSource) return reply;
+    if (!onlySource(reply, owner, this.deps.host())) return reply;
     const hosts = [...new Set(reply.refusals.map((r) => r.holder.host))].join(', ');
     return {
       ...okEmpty(),

@@ -200,8 +200,11 @@ function mapWord(ev: LifecycleEvent): LifecycleAction {
     case 'Undefined':
       return 'release-if-gone';
     case 'Suspended':
-      // The migration source pauses for the hand-over; the destination resumes and takes the disks.
-      return ev.detail === 'Migrated' || ev.detail === 'Post-copy' ? 'release' : 'keep';
+      // Paused, and on a migration source paused for the hand-over (Migrated, Post-copy): the source
+      // keeps its locks until the migration is over there (Stopped Migrated, its release end hook),
+      // which is after the destination resumed; so no third host can take the disks in between and
+      // the destination takes them as soon as they are free (docs/decisions/0009).
+      return 'keep';
     case 'Defined':
     case 'PMSuspended':
       return 'ignore';

@@ -270,10 +270,12 @@ export class LibvirtEventHandler {
     switch (action) {
       case 'acquire':
         if (ev.kind === 'device-added') return this.acquireDevice(ev.domain, ev.alias, this.at(ev));
-        return this.acquireDomain(ev.domain, this.at(ev), 'virsh', 0);
+        // Only a migration's resume can meet this same VM still holding its disks on another host
+        // (the source, until its Confirm); a boot or an unpause that meets it is a second copy.
+        return this.acquireDomain(ev.domain, this.at(ev), 'virsh', ev.kind === 'lifecycle' && ev.word === 'Resumed' && (ev.detail === 'Migrated' || ev.detail === 'Post-copy') ? 0 : this.retries.length);
       case 'release':
         if (ev.kind === 'device-removed') return this.releaseDevice(ev.domain, ev.alias, this.at(ev));
-        return this.releaseDomain(ev.domain, this.at(ev));
+        return this.releaseIfGone(ev.domain, this.at(ev), what);
       case 'release-if-gone':
         return this.releaseIfGone(ev.domain, this.at(ev), what);
       case 'keep':
@@ -391,15 +393,6 @@ export class LibvirtEventHandler {
     const owner: Owner = { uuid: info.uuid, name: info.name };
     const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source: 'virsh' });
     await this.afterAcquire(owner, reply, this.retries.length, async () => {});
-  }
-
-  /** The migration source hands the disks over (Suspended Migrated / Post-copy): release them all. */
-  private async releaseDomain(name: string, at: string): Promise<void> {
-    const uuid = await this.uuidOf(name);
-    if (!uuid || heldBy(this.ctx.state(), uuid).length === 0) return;
-    this.aliases.delete(uuid);
-    const reply = await this.ctx.submit({ kind: 'release', owner: { uuid, name }, at, source: 'virsh' });
-    if (reply.status === 'error') this.ctx.log('error', `libvirt ${this.opts.uri}: could not release the locks of VM ${name}: ${reply.message}`);
   }
 
   /** `virsh domstate` of one domain, read as running / gone / could not tell. */

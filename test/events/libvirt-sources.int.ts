@@ -171,4 +171,52 @@ test('17.3: given a transient name reused by another uuid, when the old run\'s S
   assert.is(hook(b, 'other2', 'a4444444-4444-4444-8444-444444444444', newImg, 'prepare').code, 3, 'the new run keeps its disk');
 });
 
+test('17.4: given web1 running on h1, when h2 gets migrate begin + prepare begin and then boots it (not a migration), then h2 reports the conflict at once instead of waiting for a hand-over', async () => {
+  const h1 = await host('hv-1', { libvirt: false });
+  const h2 = await host('hv-2');
+  const img = disk('web1.qcow2');
+  assert.is(hook(h1, 'web1', U1, img, 'prepare').code, 0);
+  assert.is(hook(h2, 'web1', U1, img, 'migrate').code, 0);
+  assert.is(hook(h2, 'web1', U1, img, 'prepare').code, 0);
+  // What runs on h2 booted (an HA manager's start), it did not migrate in.
+  h2.virsh.on('dumpxml web1', xml('web1', U1, img, 3));
+  h2.virsh.emit('web1', 'Started Booted');
+  await until('the conflict reported', () => /CONFLICT: VM web1 .* is running without its disk lock: .* on host hv-1/.test(log(h2.d)), 5000);
+  assert.not.match(log(h2.d), /web1 .* \(migration hand-over\); retrying/);
+  assert.equal(held(h2), []);
+  // A failed incoming migration's release end forgets it: a later start is an ordinary acquire.
+  assert.is(hook(h2, 'web1', U1, img, 'release', 'end').code, 0);
+  const r = hook(h2, 'web1', U1, img, 'prepare');
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /held exclusively by VM web1 .* on host hv-1/);
+});
+
+test('17.5: given a live migration with the hook alone, then the destination gets the lock once the source lets go, the source holds it until then, and a third host is refused throughout', async () => {
+  const src = await host('hv-src');
+  const dst = await host('hv-dst', { libvirt: false });
+  const third = await host('hv-3', { libvirt: false });
+  const img = disk('web1.qcow2');
+  const intruder = () => hook(third, 'intruder', U2, img, 'prepare');
+  assert.is(hook(src, 'web1', U1, img, 'prepare').code, 0);
+  // Destination: libvirt's Prepare runs migrate begin then prepare begin while the source runs.
+  assert.is(hook(dst, 'web1', U1, img, 'migrate').code, 0);
+  const p = hook(dst, 'web1', U1, img, 'prepare');
+  assert.is(p.code, 0, p.stderr);
+  assert.is(intruder().code, 3, 'refused while the source runs');
+  // The source pauses at the end of the memory copy: it keeps its lock (was: released here).
+  src.virsh.on('domuuid web1', U1 + '\n').on(`domstate ${U1}`, 'paused\n');
+  src.virsh.emit('web1', 'Suspended Migrated');
+  await settled(src);
+  assert.equal(held(src).map((l) => l.vm.uuid), [U1]);
+  assert.is(intruder().code, 3, 'refused while the source is paused for the hand-over');
+  assert.equal(held(dst), [], 'the destination waits');
+  // The destination resumed; the source's Confirm kills its QEMU: Stopped Migrated.
+  src.virsh.on(`domstate ${U1}`, 'shut off\n');
+  src.virsh.emit('web1', 'Stopped Migrated');
+  await until('the destination holds web1\'s disk', () => held(dst).some((l) => l.vm.uuid === U1));
+  assert.equal(held(src), []);
+  assert.is(intruder().code, 3, 'refused: the destination holds it');
+  await until('the log says so', () => /migration hand-over done, this host holds its disks/.test(log(dst.d)));
+});
+
 test.run();

@@ -164,7 +164,7 @@ test('mapLifecycle: the mapping of every word and detail', () => {
       case 'Started': return detail === 'Migrated' ? 'keep' : 'acquire';
       case 'Resumed': return 'acquire';
       case 'Stopped': case 'Crashed': case 'Undefined': return 'release-if-gone';
-      case 'Suspended': return detail === 'Migrated' || detail === 'Post-copy' ? 'release' : 'keep';
+      case 'Suspended': return 'keep';
       default: return 'ignore';
     }
   };
@@ -183,8 +183,8 @@ test('mapLifecycle: spot checks of the brief', () => {
   assert.is(mapLifecycle(lc('Crashed', 'Panicked')), 'release-if-gone');
   assert.is(mapLifecycle(lc('Crashed', 'Crashloaded')), 'release-if-gone');
   assert.is(mapLifecycle(lc('Undefined', 'Removed')), 'release-if-gone');
-  assert.is(mapLifecycle(lc('Suspended', 'Migrated')), 'release');
-  assert.is(mapLifecycle(lc('Suspended', 'Post-copy')), 'release');
+  assert.is(mapLifecycle(lc('Suspended', 'Migrated')), 'keep');
+  assert.is(mapLifecycle(lc('Suspended', 'Post-copy')), 'keep');
   assert.is(mapLifecycle(lc('Suspended', 'Post-copy Error')), 'keep');
   assert.is(mapLifecycle(lc('Suspended', 'I/O Error')), 'keep');
   assert.is(mapLifecycle(lc('Shutdown', 'Finished')), 'ignore');

@@ -114,20 +114,22 @@ test('given a Started event for a domain that is no longer running, then nothing
   assert.equal(ctx.commands, []);
 });
 
-test('given migration events, then Started Migrated keeps, Resumed Migrated acquires, Suspended Migrated and Post-copy release', async () => {
+test('given migration events, then Started Migrated keeps, Resumed Migrated acquires; the source keeps through Suspended Migrated/Post-copy and releases at Stopped Migrated', async () => {
   const { ctx, virsh, handler } = setup();
-  virsh.on('dumpxml tcg1', TCG_XML).on('domuuid tcg1', TCG_UUID);
+  virsh.on('dumpxml tcg1', TCG_XML).on('domuuid tcg1', TCG_UUID).on(`domstate ${TCG_UUID}`, 'paused\n');
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Migrated"]);
   assert.equal(ctx.commands, []);
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Resumed Migrated"]);
   assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Suspended Paused", "event 'lifecycle' for domain 'tcg1': Suspended I/O Error"]);
   assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
-  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Suspended Migrated"]);
+  // The source pauses for the hand-over: it keeps its locks until the migration is over here.
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Suspended Migrated", "event 'lifecycle' for domain 'tcg1': Suspended Post-copy"]);
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  virsh.on(`domstate ${TCG_UUID}`, 'shut off\n');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Stopped Migrated"]);
   assert.equal(ctx.held(TCG_UUID), []);
-  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Resumed Post-copy", "event 'lifecycle' for domain 'tcg1': Suspended Post-copy"]);
-  assert.equal(ctx.held(TCG_UUID), []);
-  assert.equal(summary(ctx.commands).map((s) => s.split(' ')[0]), ['acquire', 'release', 'acquire', 'release']);
+  assert.equal(summary(ctx.commands).map((s) => s.split(' ')[0]), ['acquire', 'release']);
 });
 
 test('given Undefined of a domain that still runs (now transient), then its locks stay; once gone, they go', async () => {
@@ -215,6 +217,15 @@ test('given the same VM still holds the disk on the migration source, then the a
   assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
   assert.not.ok(virsh.calls.some((c) => c.startsWith('suspend')));
   assert.not.ok(ctx.logs.some((l) => /CONFLICT/.test(l.msg)));
+});
+
+test('17.4: given the same VM holds the disk on another host and this one BOOTS (not a migration), then it is a conflict at once, not a hand-over', async () => {
+  const { ctx, virsh, handler, timers } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML);
+  ctx.foreign.set(ROOT, { host: 'hostB', owner: { uuid: TCG_UUID, name: 'tcg1' }, mode: 'exclusive' });
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Booted"]);
+  assert.is(timers.length, 0);
+  assert.ok(ctx.logs.some((l) => /CONFLICT: VM tcg1/.test(l.msg)));
 });
 
 test('given the source never releases, when the retries run out, then it is a conflict', async () => {
