@@ -11,6 +11,7 @@ import { native } from '../engine/native.js';
 import { HostLock, lockspaceId } from '../engine/locker-hosts.js';
 import { Verifier, type Conflict } from '../watchers/verifier.js';
 import { namingMismatchMessage } from '../engine/naming-check.js';
+import { lookupBlockdevNames, runCommand } from '../events/blockdev-names.js';
 import type { NamingRules } from '../engine/resolve.js';
 import { Engine } from '../engine/pipeline.js';
 import type { RunningSource, SourceContext } from '../engine/source.js';
@@ -183,7 +184,7 @@ export class Daemon {
     }
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
-    if (c.fileLockspaceDir !== null) fs.mkdirSync(c.fileLockspaceDir, { recursive: true, mode: 0o700 });
+    for (const dir of [c.fileLockspaceDir, c.lvmLockspaceDir, c.scsiLockspaceDir]) if (dir) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir, syncRecords: onSharedFs(c.fileLockspaceDir), ...(this.service.store ? { store: this.service.store } : {}) });
     this.locker = locker;
 
@@ -198,6 +199,7 @@ export class Daemon {
       journal,
       locker,
       rules: namingRules(c),
+      blockdevNames: (paths, rules) => lookupBlockdevNames(paths, { lvmDir: rules.lvmLockspaceDir ?? null, scsiDir: rules.scsiLockspaceDir ?? null }, runCommand),
       state,
       reload: () => loadState(journal),
       onFacts: (facts) => this.afterFacts(facts),

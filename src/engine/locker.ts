@@ -625,7 +625,7 @@ export class Locker {
     this.held.delete(id);
     // A release says so in the record before the lock goes; a crash or an abort leaves the record,
     // which readers ignore because no lock backs it.
-    if (release && h.ref.kind === 'file') {
+    if (release && h.ref.kind !== 'direct') {
       try {
         if (h.mode === 'exclusive' && h.gen !== undefined) {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
@@ -678,7 +678,7 @@ export class Locker {
         throw new VmlockdError('VMLOCKD_ERR_IO', `cannot lock ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
       }
       if (!granted) {
-        const holder = this.conflictOn(fd, type, ref.kind === 'file');
+        const holder = this.conflictOn(fd, type, ref.kind !== 'direct');
         fs.closeSync(fd);
         return { ok: false, holder };
       }
@@ -719,7 +719,7 @@ export class Locker {
   }
 
   private rewriteSlot(h: Held): void {
-    if (h.slot === undefined || h.ref.kind !== 'file') return;
+    if (h.slot === undefined || h.ref.kind === 'direct') return;
     try {
       writeAligned(h.fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, vms: [...h.vms.values()] }), slotOffset(h.slot));
     } catch {
@@ -756,7 +756,7 @@ export class Locker {
     }
     try {
       const c = this.native.ofdGetLk(fd, mode === 'exclusive' ? 'write' : 'read', LOCK_START, LOCK_LEN);
-      return c ? this.conflictOn(fd, mode === 'exclusive' ? 'write' : 'read', ref.kind === 'file') : null;
+      return c ? this.conflictOn(fd, mode === 'exclusive' ? 'write' : 'read', ref.kind !== 'direct') : null;
     } finally {
       fs.closeSync(fd);
     }

@@ -8,14 +8,14 @@
 //
 // Group commit: the facts of every command handled in one turn of the event loop are journaled in
 // one SQLite transaction before any of those commands is answered (invariant 1).
-import { defer, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from 'rxjs';
+import { defer, from, map, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from 'rxjs';
 import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type Fact, type NewFact } from './facts.js';
 import { appendFacts, type JournalPort } from './journal-port.js';
 import type { Locker, Outcome, Prepared } from './locker.js';
 import { decide } from './decide.js';
 import { plan } from './plan.js';
-import { resolveCommand, type NamingRules } from './resolve.js';
+import { blockdevPaths, resolveCommand, type BlockdevNames, type NamingRules } from './resolve.js';
 import { evolve, type State } from './state.js';
 import type { Command, Intent, VmEvent } from './types.js';
 
@@ -51,6 +51,8 @@ export interface EngineOptions {
   /** Called with every batch of durable facts, after the commands are answered. */
   readonly onFacts?: (facts: readonly Fact[]) => void;
   readonly log?: (level: 'info' | 'warning' | 'error', msg: string) => void;
+  /** Looks up the LVM / SCSI names of `/dev` disks (runs lvs, scsi_id); without it such disks are refused. */
+  readonly blockdevNames?: (paths: readonly string[], rules: NamingRules) => Promise<BlockdevNames>;
   /** Largest number of facts in one group commit. */
   readonly maxBatch?: number;
 }
@@ -156,7 +158,13 @@ export class Engine {
         inLanes(
           (job) => job.command.owner.uuid,
           (job) =>
-            defer(() => of(this.handle(job))).pipe(
+            defer(() => {
+              // A /dev disk under an LVM or SCSI lockspace is named by running lvs / scsi_id: look
+              // those up first, off the critical section; every other command stays synchronous.
+              const paths = this.opts.blockdevNames ? blockdevPaths(job.command, this.opts.rules) : [];
+              if (paths.length === 0) return of(this.handle(job));
+              return from(this.opts.blockdevNames!(paths, this.opts.rules)).pipe(map((names) => this.handle(job, names)));
+            }).pipe(
               // Per command: one failure becomes a fact and a reply; the lane and the pipeline live on.
               catchError((e: unknown) => of(this.fail(job, e))),
             ),
@@ -215,9 +223,9 @@ export class Engine {
     this.subscription.unsubscribe();
   }
 
-  private handle(job: Job): void {
+  private handle(job: Job, blockdev?: BlockdevNames): void {
     const { command } = job;
-    const resolved = resolveCommand(command, this.opts.rules, this.state);
+    const resolved = resolveCommand(command, this.opts.rules, this.state, blockdev);
     const intents = decide(resolved, this.state, this.opts.host);
     // A resource released earlier in this batch still has its description open until the batch
     // commits; taking it again now would conflict with ourselves. Commit the batch first.

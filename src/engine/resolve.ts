@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BadInputError } from './errors.js';
+import { BadInputError, VmlockdError } from './errors.js';
 import type { State } from './state.js';
 import type { Command, DiskRequest, ResolvedCommand, ResolvedDisk, ResourceRef } from './types.js';
 
@@ -14,6 +14,33 @@ export interface NamingRules {
   readonly lvmLockspaceDir?: string | null;
   /** scsi_lockspace_dir: `/dev` disks named by their SCSI id in this directory. */
   readonly scsiLockspaceDir?: string | null;
+}
+
+/** A `/dev` disk's name in the LVM or SCSI lockspace, looked up before resolution (it runs lvs / scsi_id). */
+export interface BlockdevNameRef {
+  readonly kind: 'lvm' | 'scsi';
+  readonly lockspace: string;
+  readonly name: string;
+}
+
+/** Disk path as given -> its block-device name, or the error that refuses it. */
+export type BlockdevNames = ReadonlyMap<string, BlockdevNameRef | Error>;
+
+/** Does this path take its name from its block-device identity under these rules? (libvirt's "/dev" prefix test) */
+export function needsBlockdevName(p: string, rules: NamingRules): boolean {
+  return p.startsWith('/dev') && !!(rules.lvmLockspaceDir || rules.scsiLockspaceDir);
+}
+
+/** The disk paths of a command that need a block-device name looked up first. */
+export function blockdevPaths(cmd: Command, rules: NamingRules): string[] {
+  if (!rules.lvmLockspaceDir && !rules.scsiLockspaceDir) return [];
+  const paths =
+    cmd.kind === 'acquire' || cmd.kind === 'check'
+      ? cmd.disks.filter((d) => !d.named).map((d) => d.path)
+      : cmd.kind === 'release'
+        ? [...(cmd.paths ?? [])]
+        : [];
+  return paths.filter((p) => typeof p === 'string' && needsBlockdevName(p, rules));
 }
 
 export function sha256Hex(s: string): string {
@@ -34,6 +61,9 @@ export function checkDiskPath(p: unknown, field = 'path'): string {
  * whose symlinks are still resolved.
  */
 export function canonicalPath(p: string): string {
+  // A device path keeps its own name: realpath would turn /dev/vg/lv or /dev/disk/by-id/... into
+  // /dev/dm-N or /dev/sdX, numbers local to each host, and two hosts would name one disk apart.
+  if (p.startsWith('/dev/')) return path.resolve(p);
   try {
     return fs.realpathSync.native(p);
   } catch (e) {
@@ -48,6 +78,8 @@ export function canonicalPath(p: string): string {
 function inodeOf(p: string): string | undefined {
   try {
     const st = fs.statSync(p, { bigint: true });
+    // A block device is its device number, whichever device node (and so inode) names it.
+    if (st.isBlockDevice()) return `blk:${st.rdev}`;
     return `${st.dev}:${st.ino}`;
   } catch {
     return undefined;
@@ -102,9 +134,10 @@ function aliasOf(inode: string, canonical: string, state: State, inCommand: Map<
  * Resolve one disk. `inCommand` carries the inodes already resolved by the same command, so two
  * hard links named together become one resource (and are merged by `decide`).
  */
-export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, string>): ResolvedDisk {
+export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, string>, blockdev?: BlockdevNames): ResolvedDisk {
   if (req.named) return resolveNamed({ ...req, named: req.named }, state);
   const given = checkDiskPath(req.path, 'disk path');
+  if (needsBlockdevName(given, rules)) return resolveBlockdev(req, given, blockdev, state);
   let canonical = canonicalPath(given);
   const inode = inodeOf(canonical);
   // A bind mount or hard link reaches the same inode under a path realpath cannot unify:
@@ -134,12 +167,38 @@ export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, 
   return { path: given, mode: req.mode, resource };
 }
 
-export function resolveCommand(cmd: Command, rules: NamingRules, state: State): ResolvedCommand {
+/** A `/dev` disk under an LVM or SCSI lockspace: named by its LV UUID or SCSI id, as virtlockd names it. */
+function resolveBlockdev(req: DiskRequest, given: string, blockdev: BlockdevNames | undefined, state: State): ResolvedDisk {
+  const found = blockdev?.get(given);
+  const canonical = canonicalPath(given);
+  const inode = inodeOf(canonical);
+  if (found === undefined || found instanceof Error) {
+    // A disk held under its identity stays nameable (a release must not fail because lvs does now).
+    for (const res of state.resources.values()) {
+      if ((res.ref.kind === 'lvm' || res.ref.kind === 'scsi') && (res.ref.canonical === canonical || (inode !== undefined && res.ref.inode === inode))) {
+        return { path: given, mode: req.mode, resource: res.ref };
+      }
+    }
+    if (found === undefined) throw new VmlockdError('VMLOCKD_ERR_INTERNAL', `block device ${given} was not looked up before resolution`);
+    throw found;
+  }
+  const resource: ResourceRef = {
+    id: path.join(found.lockspace, found.name),
+    name: found.name,
+    lockspace: found.lockspace,
+    kind: found.kind,
+    canonical,
+    ...(inode !== undefined ? { inode } : {}),
+  };
+  return { path: given, mode: req.mode, resource };
+}
+
+export function resolveCommand(cmd: Command, rules: NamingRules, state: State, blockdev?: BlockdevNames): ResolvedCommand {
   switch (cmd.kind) {
     case 'acquire':
     case 'check': {
       const inCommand = new Map<string, string>();
-      return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state, inCommand)) };
+      return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state, inCommand, blockdev)) };
     }
     case 'release': {
       if (cmd.paths === undefined && cmd.named === undefined) return cmd;
@@ -147,8 +206,8 @@ export function resolveCommand(cmd: Command, rules: NamingRules, state: State): 
       return {
         ...cmd,
         resolved: [
-          ...(cmd.paths ?? []).map((p) => resolveDisk({ path: p, mode: 'exclusive' }, rules, state, inCommand)),
-          ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state, inCommand)),
+          ...(cmd.paths ?? []).map((p) => resolveDisk({ path: p, mode: 'exclusive' }, rules, state, inCommand, blockdev)),
+          ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state, inCommand, blockdev)),
         ],
       };
     }

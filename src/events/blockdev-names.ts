@@ -7,7 +7,8 @@
 //      `/lib/udev/scsi_id --replace-whitespace --whitelisted --device PATH`;
 //   3. otherwise null: the caller falls back to file (SHA-256) or direct naming.
 // A step whose command exits non-zero or prints nothing falls through to the next, as in libvirt.
-import { BadInputError } from '../engine/errors.js';
+import { execFile } from 'node:child_process';
+import { BadInputError, VmlockdError } from '../engine/errors.js';
 
 export type RunCommand = (cmd: string, args: string[]) => Promise<{ stdout: string; code: number }>;
 
@@ -76,3 +77,54 @@ export async function blockdevResourceName(path: string, dirs: BlockdevDirs, run
   }
   return null;
 }
+
+/** Is this disk path named by its block-device identity under these dirs? (libvirt's "/dev" prefix test) */
+export function namedAsBlockdev(path: string, dirs: BlockdevDirs): boolean {
+  return path.startsWith('/dev') && !!(dirs.lvmDir || dirs.scsiDir);
+}
+
+/**
+ * The block-device names of every path that needs one, or the error that refuses it.
+ *
+ * Fail closed: with an LVM or SCSI lockspace configured, a `/dev` disk whose LV UUID and SCSI id
+ * cannot be read is refused, not named by its path. virtlockd would fall back to file naming for a
+ * disk that is neither an LV nor a SCSI LUN; but a disk whose identity failed to read only this
+ * once (lvs locking trouble, a udev race) would then get another lock file than its peers give it,
+ * and two hosts could both hold one LV. A command that cannot run (lvs not installed) is an I/O error.
+ */
+export async function lookupBlockdevNames(paths: readonly string[], dirs: BlockdevDirs, run: RunCommand): Promise<Map<string, BlockdevName | Error>> {
+  const out = new Map<string, BlockdevName | Error>();
+  for (const p of new Set(paths)) {
+    if (!namedAsBlockdev(p, dirs)) continue;
+    try {
+      const name = await blockdevResourceName(p, dirs, run);
+      const tried = [dirs.lvmDir ? 'no LV UUID from lvs' : '', dirs.scsiDir ? 'no SCSI id from scsi_id' : ''].filter(Boolean).join(' and ');
+      const set = [dirs.lvmDir ? 'lvm_lockspace_dir' : '', dirs.scsiDir ? 'scsi_lockspace_dir' : ''].filter(Boolean).join(' / ');
+      out.set(
+        p,
+        name ??
+          new BadInputError(
+            `block device ${p} has no identity vmlockd can read (${tried}); with ${set} set, a /dev disk is named only by that identity, as its peers name it, so it is refused rather than locked under another name`,
+          ),
+      );
+    } catch (e) {
+      out.set(p, e instanceof VmlockdError ? e : new VmlockdError('VMLOCKD_ERR_IO', `cannot read the identity of block device ${p}: ${(e as Error).message}`, { cause: e }));
+    }
+  }
+  return out;
+}
+
+/** Timeout for one lvs / scsi_id run. */
+const RUN_TIMEOUT_MS = 30_000;
+
+/** Run a command without a shell; rejects only when it cannot run at all (not installed, timeout). */
+export const runCommand: RunCommand = (cmd, args) =>
+  new Promise((resolve, reject) => {
+    execFile(cmd, args, { encoding: 'utf8', timeout: RUN_TIMEOUT_MS, maxBuffer: 1024 * 1024 }, (err, stdout) => {
+      if (err && (typeof (err as NodeJS.ErrnoException).code === 'string' || err.killed)) {
+        reject(new Error(`${cmd} could not run: ${err.killed ? `timed out after ${RUN_TIMEOUT_MS} ms` : err.message}`));
+        return;
+      }
+      resolve({ stdout: String(stdout), code: err ? (typeof err.code === 'number' ? err.code : 1) : 0 });
+    });
+  });

@@ -142,4 +142,65 @@ test('a start whose lockspace or naming differs from the held locks\' is refused
   assert.is(d3.cli(['acquire', '--vm', UUID2, disk]).code, 0);
 });
 
+/** Block device nodes this machine has (loop devices), for the LVM naming test. */
+function blockDevices(): string[] {
+  return ['/dev/loop5', '/dev/loop6', '/dev/loop7', '/dev/loop4'].filter((p) => {
+    try {
+      return fs.statSync(p).isBlockDevice();
+    } catch {
+      return false;
+    }
+  });
+}
+
+test('lvm_lockspace_dir: /dev disks are named by LV UUID (lvs, as virtlockd), two paths of one LV on two hosts conflict, and an unreadable identity is refused', async () => {
+  const devs = blockDevices();
+  if (devs.length < 3) {
+    console.log(`  SKIPPED: needs 3 block devices among /dev/loop4-7, found ${devs.length}`);
+    return;
+  }
+  const [lvA, lvB, notLv] = devs as [string, string, string];
+  const c = images();
+  // A scripted lvs earlier on PATH: this machine has no device-mapper. It prints the recorded output
+  // (libvirt's example UUID, two-space padded) for both paths of "one LV", and fails like lvs does
+  // for a device that is not an LV.
+  const bin = path.join(c.dir, 'bin');
+  fs.mkdirSync(bin);
+  fs.writeFileSync(
+    path.join(bin, 'lvs'),
+    `#!/bin/sh\nfor last; do :; done\ncase "$last" in\n  ${lvA}|${lvB}) printf '  06UgP5-2rhb-w3Bo-3mdR-WeoL-pytO-SAa2ky\\n' ;;\n  *) echo "  Volume group not found" >&2; exit 5 ;;\nesac\n`,
+    { mode: 0o755 },
+  );
+  const savedPath = process.env.PATH;
+  process.env.PATH = `${bin}:${savedPath}`;
+  try {
+    const lvmDir = path.join(c.dir, 'lvmvolumes');
+    const conf = path.join(c.dir, 'vmlockd.conf');
+    fs.writeFileSync(conf, `lvm_lockspace_dir = "${lvmDir}"\n`);
+    const a = await daemon(c.dir, 'hv-a', ['--config', conf]);
+    const b = await daemon(c.dir, 'hv-b', ['--config', conf]);
+    const r = a.cli(['acquire', '--vm', UUID1, lvA]);
+    assert.is(r.code, 0, r.stdout + r.stderr);
+    assert.equal(fs.readdirSync(lvmDir), ['06UgP5-2rhb-w3Bo-3mdR-WeoL-pytO-SAa2ky']);
+    const locks = JSON.parse(a.cli(['locks', '--json']).stdout) as Array<{ kind: string; lockspace: string; disk: string }>;
+    assert.equal(locks.map((l) => [l.kind, l.lockspace, l.disk]), [['lvm', lvmDir, lvA]]);
+    // The same LV reached by another path on another host: the same lock file, so refused.
+    const other = b.cli(['acquire', '--vm', UUID2, lvB]);
+    assert.is(other.code, 3, other.stdout + other.stderr);
+    // Not an LV and no SCSI lockspace: refused as bad input, no lock file anywhere for it.
+    const refused = a.cli(['acquire', '--vm', UUID2, notLv]);
+    assert.is(refused.code, 2, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, `block device ${notLv} has no identity vmlockd can read (no LV UUID from lvs)`);
+    assert.not.ok(fs.existsSync(path.join(c.dir, 'lockspace', sha256Hex(notLv))));
+    // Files outside /dev keep file-lockspace naming.
+    assert.is(a.cli(['acquire', '--vm', UUID2, c.disk('plain.img')]).code, 0);
+    assert.ok(fs.existsSync(path.join(c.dir, 'lockspace', sha256Hex(path.join(c.dir, 'images', 'plain.img')))));
+    // Released by the path it was taken with.
+    assert.is(a.cli(['release', '--vm', UUID1, lvA]).code, 0);
+    assert.is(b.cli(['acquire', '--vm', UUID2, lvB]).code, 0);
+  } finally {
+    process.env.PATH = savedPath;
+  }
+});
+
 test.run();

@@ -5,9 +5,12 @@
 // fed through an injected command runner.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { VmlockdError } from '../../src/engine/errors.js';
+import { BadInputError, VmlockdError } from '../../src/engine/errors.js';
+import { canonicalPath, resolveCommand } from '../../src/engine/resolve.js';
+import { initialState } from '../../src/engine/state.js';
 import {
   blockdevResourceName,
+  lookupBlockdevNames,
   LVS_COMMAND,
   lvsArgs,
   parseLvsUuid,
@@ -131,6 +134,36 @@ test('given the runner itself fails (lvs missing), then the error propagates ins
   } catch (e) {
     assert.match((e as Error).message, /ENOENT/);
   }
+});
+
+test('lookupBlockdevNames fails closed: no identity is bad input, a command that cannot run is an I/O error', async () => {
+  const table: Record<string, { stdout: string; code: number }> = { '/dev/vg/lv': { stdout: LVS_OUT, code: 0 }, '/dev/vdb': { stdout: '', code: 5 } };
+  const run: RunCommand = async (cmd, args) => {
+    if (cmd === SCSI_ID_COMMAND) throw new Error('spawn /lib/udev/scsi_id ENOENT');
+    return table[args[args.length - 1]!]!;
+  };
+  const lvmOnly = await lookupBlockdevNames(['/dev/vg/lv', '/dev/vdb', '/img/a.qcow2'], { lvmDir: DIRS.lvmDir }, run);
+  assert.equal(lvmOnly.get('/dev/vg/lv'), { kind: 'lvm', lockspace: DIRS.lvmDir, name: '06UgP5-2rhb-w3Bo-3mdR-WeoL-pytO-SAa2ky' });
+  assert.instance(lvmOnly.get('/dev/vdb'), BadInputError);
+  assert.match((lvmOnly.get('/dev/vdb') as Error).message, 'block device /dev/vdb has no identity vmlockd can read (no LV UUID from lvs); with lvm_lockspace_dir set');
+  assert.not.ok(lvmOnly.has('/img/a.qcow2'));
+  const both = await lookupBlockdevNames(['/dev/vdb'], DIRS, run);
+  assert.is((both.get('/dev/vdb') as VmlockdError).code, 'VMLOCKD_ERR_IO');
+});
+
+test('resolution names a /dev disk by the looked-up identity, refuses it without one, and never by realpath (/dev/dm-N)', () => {
+  const rules = { fileLockspaceDir: '/ls', lvmLockspaceDir: DIRS.lvmDir };
+  const names = new Map<string, { kind: 'lvm'; lockspace: string; name: string } | Error>([
+    ['/dev/vg/lv', { kind: 'lvm', lockspace: DIRS.lvmDir, name: 'UUID-1' }],
+    ['/dev/vdb', new BadInputError('no identity')],
+  ]);
+  const cmd = (path: string) => ({ kind: 'acquire' as const, owner: { uuid: 'u' }, disks: [{ path, mode: 'exclusive' as const }], at: 'now', source: 'test' });
+  const r = resolveCommand(cmd('/dev/vg/lv'), rules, initialState(), names);
+  assert.equal(r.kind === 'acquire' && r.resolved[0]!.resource.id, `${DIRS.lvmDir}/UUID-1`);
+  assert.throws(() => resolveCommand(cmd('/dev/vdb'), rules, initialState(), names), /no identity/);
+  // /dev/fd is a symlink to /proc/self/fd: a device path keeps its own name.
+  assert.is(canonicalPath('/dev/fd'), '/dev/fd');
+  assert.is(canonicalPath('/dev//disk/../fd'), '/dev/fd');
 });
 
 test.run();
