@@ -1,12 +1,27 @@
 // Wires the virtlockd protocol server into `vmlockd serve` when --virtlockd-socket / virtlockd_socket
 // is set. The server reaches the engine only through the SourceContext the daemon hands it.
 import * as path from 'node:path';
+import { VmlockdError } from '../engine/errors.js';
 import type { RunningSource, SourceContext } from '../engine/source.js';
-import { startVirtlockdServer } from '../events/virtlockd/server.js';
+import { DEFAULT_FRAME_TIMEOUT_MS, startVirtlockdServer } from '../events/virtlockd/server.js';
 import type { Daemon } from './daemon.js';
 
 /** File in the state directory that keeps the protocol's lockspaces and owner pids across restarts. */
 export const REGISTRY_FILE = 'virtlockd-server.json';
+
+/**
+ * VMLOCKD_VIRTLOCKD_FRAME_TIMEOUT_MS: how long the rest of a protocol frame may take once its first
+ * byte arrived (default 30000); then the connection is closed. Read at start.
+ */
+export function frameTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.VMLOCKD_VIRTLOCKD_FRAME_TIMEOUT_MS;
+  if (raw === undefined || raw === '') return DEFAULT_FRAME_TIMEOUT_MS;
+  const ms = Number(raw);
+  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 2_147_483_647) {
+    throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `VMLOCKD_VIRTLOCKD_FRAME_TIMEOUT_MS must be a whole number of milliseconds from 1 to 2147483647, got ${JSON.stringify(raw)}`);
+  }
+  return ms;
+}
 
 export function registerVirtlockd(daemon: Daemon): void {
   if (!daemon.config.virtlockdSocket) return;
@@ -16,6 +31,7 @@ export function registerVirtlockd(daemon: Daemon): void {
       socketPath,
       registryFile: path.join(d.config.stateDir, REGISTRY_FILE),
       maxClients: d.config.maxClients,
+      frameTimeoutMs: frameTimeoutMs(),
       ctx,
     });
     ctx.log('info', `virtlockd protocol on ${socketPath} (peers with uid ${process.geteuid?.() === 0 ? 0 : process.geteuid?.()} only)`);

@@ -15,7 +15,7 @@ export interface Served {
   readonly socket: string;
 }
 
-export async function serve(dir: string, extra: readonly string[] = []): Promise<Served> {
+export async function serve(dir: string, extra: readonly string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Served> {
   const socket = path.join(dir, 'run', 'virtlockd-sock');
   const daemon = new TestDaemon({
     stateDir: path.join(dir, 'state'),
@@ -23,6 +23,7 @@ export async function serve(dir: string, extra: readonly string[] = []): Promise
     lockspace: path.join(dir, 'lockspace'),
     hostId: 'hv1',
     extra: ['--virtlockd-socket', socket, ...extra],
+    env,
   });
   await daemon.start();
   for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
