@@ -7,7 +7,8 @@
  *   raiseNoFile()                   -> { soft, hard }: RLIMIT_NOFILE soft limit raised to the hard one
  *   dgramSocket()                   -> fd of a new AF_UNIX datagram socket (close-on-exec), for sd_notify
  *   unixConnect(path)               -> fd of a new blocking AF_UNIX stream socket connected to path
- *   sendFds(fd, addr, data, fds)    -> bytes sent: sendmsg with the fds as SCM_RIGHTS (at most 253);
+ *   sendFds(fd, addr, data, fds)    -> bytes sent: sendmsg with the fds as SCM_RIGHTS (at most 253;
+ *                                      a full non-blocking socket is waited for, up to 10 s);
  *                                      addr null on a connected socket, else a path ('@' = abstract name)
  *   recvFds(fd, maxBytes, timeoutMs)-> { data: Buffer, fds: number[] }: recvmsg (fds close-on-exec);
  *                                      data empty at end of stream; throws ETIMEDOUT after timeoutMs
@@ -295,7 +296,16 @@ static napi_value send_fds(napi_env env, napi_callback_info info) {
     memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
   }
   ssize_t n;
-  do { n = sendmsg(fd, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+  for (;;) {
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n >= 0 || errno == EINTR) { if (n >= 0) break; continue; }
+    if (errno != EAGAIN) break;
+    /* A non-blocking socket (one of Node's) that is full: wait until it drains, at most 10 s. */
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    int rc;
+    do { rc = poll(&p, 1, 10000); } while (rc < 0 && errno == EINTR);
+    if (rc <= 0) { if (rc == 0) errno = ETIMEDOUT; break; }
+  }
   int e = errno;
   free(str);
   if (n < 0) return throw_errno(env, "sendmsg", e);

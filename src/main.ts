@@ -16,13 +16,15 @@ import { formatLocks, formatStatus } from './cli/format.js';
 import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey } from './watchers/config.js';
 import * as path from 'node:path';
 import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
+import { takeOver } from './daemon/takeover.js';
 
 const USAGE = `usage: vmlockd <command> [options]
 
   serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
         [--virtlockd-socket PATH] [--libvirt URI] [--verify-interval SECONDS] [--on-conflict report|suspend]
-        [--metrics-address HOST:PORT]
-        run the daemon in the foreground (--lockspace "" locks the images themselves)
+        [--metrics-address HOST:PORT] [--takeover]
+        run the daemon in the foreground (--lockspace "" locks the images themselves);
+        --takeover: take the locks over from the daemon running on the same state directory, no gap
   acquire --vm UUID [--name NAME] [--shared] [--readonly] DISK...
   release --vm UUID [DISK...]
   check --vm UUID [--shared] DISK...       would these disks be granted now? (takes nothing)
@@ -197,8 +199,10 @@ async function main(argv: string[]): Promise<number> {
         'verify-interval': { type: 'string' },
         'on-conflict': { type: 'string' },
         'metrics-address': { type: 'string' },
+        takeover: { type: 'boolean' },
       }, 'none');
-      const flags = configFlags(values);
+      const { takeover, ...configValues } = values;
+      const flags = configFlags(configValues);
       const loaded = loadConfig({ files: values.config ?? [], flags });
       const daemon = new Daemon(loaded, flags);
       registerVirtlockd(daemon);
@@ -228,6 +232,9 @@ async function main(argv: string[]): Promise<number> {
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
       try {
+        // --takeover: the running daemon on this state directory hands its lock descriptors over
+        // and exits (src/daemon/takeover.ts); none running: a normal start.
+        if (takeover) daemon.takenOver = takeOver(loaded.config.stateDir, (level, msg) => daemon.log.log(level, msg));
         await daemon.start();
       } catch (e) {
         // start() gave back what it took; anything still open (a watcher, a timer) must not keep

@@ -30,6 +30,7 @@ import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
 import { startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from '../daemon/service.js';
+import { listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many. */
 const SNAPSHOT_EVERY = 10_000;
@@ -119,6 +120,9 @@ export class Daemon {
   private verifier?: Verifier;
   /** systemd: sd_notify, the descriptor store, descriptors handed back at start (src/daemon/service.ts). */
   service?: ServiceLink;
+  /** `serve --takeover`: what the previous daemon handed over; the hand-off socket of this one. */
+  takenOver?: TakenOver;
+  private handoff?: HandoffServer;
   /** Called for every lost-lock conflict; the libvirt source adds `virsh suspend` for on_conflict=suspend. */
   readonly conflictHandlers: Array<(c: Conflict) => void> = [];
 
@@ -154,6 +158,7 @@ export class Daemon {
   private async startAll(): Promise<void> {
     const c = this.config;
     this.service = new ServiceLink((level, msg) => this.log.log(level, msg));
+    if (this.takenOver) this.service.takenOver = this.takenOver.fds;
     fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
     this.guard = acquireInstanceGuard(c.stateDir);
     if (await socketAnswers(c.socket)) {
@@ -288,6 +293,7 @@ export class Daemon {
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
+    this.handoff = await listenHandoff(c.stateDir, { descriptors: () => locker.descriptors(), stop: (r) => this.stop(r) }, (level, msg) => this.log.log(level, msg));
     this.service.ready(() => this.statusLine());
   }
 
@@ -506,7 +512,8 @@ export class Daemon {
       // Facts that could not move into SQLite stay in the staging file; the next start moves them.
       if (!this.startFailed) this.log.warn(`journal: ${(e as Error).message}`);
     }
-    // Close only, never unlock: a copy in systemd's store keeps each lock through a restart.
+    // Close only, never unlock: a copy in systemd's store (or the daemon taking over) keeps each lock.
+    this.handoff?.beforeClose();
     this.locker?.closeAll();
     this.service?.close();
     this.hostLock?.release(new Date().toISOString());
@@ -518,5 +525,6 @@ export class Daemon {
       }
     }
     this.guard?.release();
+    this.handoff?.afterStop();
   }
 }

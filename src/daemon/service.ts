@@ -133,6 +133,8 @@ export class ServiceLink {
   /** Descriptors handed back by the manager at this start. */
   readonly passed: PassedFd[];
   start: StartInfo = { how: 'fresh', adopted: 0, retaken: 0, lost: 0, dropped: 0 };
+  /** Descriptors `serve --takeover` received from the previous daemon (src/daemon/takeover.ts). */
+  takenOver: PassedFd[] = [];
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -195,6 +197,15 @@ export class ServiceLink {
    * are not locks (socket activation's, handled elsewhere) stay in `passed`.
    */
   adoptInto(locker: Locker, state: State, at: string): Adoption {
+    if (this.takenOver.length > 0) {
+      const a = locker.adopt(state, this.takenOver, at, 'taken-over');
+      this.start = { ...this.start, how: 'takeover', adopted: a.adopted, dropped: a.dropped.length, lost: a.lost.length };
+      this.log('info', `took over ${a.adopted} lock(s) from the previous daemon` + (a.dropped.length > 0 ? `; closed ${a.dropped.length}` : ''));
+      // Under systemd too (a takeover inside the unit): the store learns the descriptors now ours.
+      for (const p of locker.descriptors()) this.store?.store(p.name, p.fd);
+      this.takenOver = [];
+      return a;
+    }
     const locks = this.passed.filter((p) => isLockFdName(p.name));
     const others = this.passed.filter((p) => !isLockFdName(p.name));
     this.passed.length = 0;

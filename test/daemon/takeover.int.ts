@@ -1,0 +1,121 @@
+// Invariant 9 without systemd: `vmlockd serve --takeover` takes the running daemon's lock
+// descriptors over (SCM_RIGHTS); another host hammering `acquire` on the held disks through the
+// whole hand-off gets none, 20 times over; the old daemon exits 0.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { call } from '../../src/cli/client.js';
+import { native } from '../../src/engine/native.js';
+import { TestDaemon, UUID1, UUID2, UUID3, tmpdir, until } from '../helpers/daemon.js';
+
+const test = suite('serve --takeover: a hand-off with no gap');
+const running: TestDaemon[] = [];
+let hammering = false;
+
+test.after.each(async () => {
+  hammering = false;
+  for (const d of running.splice(0)) await d.kill('SIGKILL');
+});
+
+function site() {
+  const root = tmpdir('vmlockd-takeover-');
+  const lockspace = path.join(root, 'lockspace');
+  const images = path.join(root, 'images');
+  fs.mkdirSync(images);
+  const disks = [1, 2, 3, 4].map((i) => path.join(images, `d${i}.qcow2`));
+  for (const d of disks) fs.writeFileSync(d, '');
+  const a = { stateDir: path.join(root, 'state-a'), lockspace, hostId: 'hv-to-a', socket: path.join(root, 'a.sock') };
+  return { root, lockspace, images, disks, a };
+}
+
+function hammer(socket: string, disks: string[]) {
+  const out = { attempts: 0, stolen: [] as string[] };
+  hammering = true;
+  const done = (async () => {
+    while (hammering) {
+      for (const d of disks) {
+        try {
+          const r = await call(socket, 'POST', '/v1/acquire', { vm: { uuid: UUID2, name: 'vm-b' }, disks: [{ path: d }] });
+          out.attempts++;
+          if (r.status === 200 && (r.body as { status?: string }).status === 'ok') out.stolen.push(d);
+        } catch {
+          if (!hammering) return;
+        }
+      }
+    }
+  })();
+  return { out, stop: async () => ((hammering = false), await done) };
+}
+
+test('another host hammering acquire on 4 held disks gets none through 20 take-overs; each old daemon exits 0', async () => {
+  const s = site();
+  let cur = new TestDaemon(s.a);
+  running.push(await cur.start());
+  const acq = cur.cli(['acquire', '--vm', UUID1, '--name', 'vm-a', ...s.disks]);
+  assert.is(acq.code, 0, acq.stderr);
+  const other = new TestDaemon({ stateDir: path.join(s.root, 'state-b'), lockspace: s.lockspace, hostId: 'hv-to-b', socket: path.join(s.root, 'b.sock') });
+  running.push(await other.start());
+
+  let total = 0;
+  for (let i = 0; i < 20; i++) {
+    const h = hammer(other.socket, s.disks);
+    await until('the hammer running', () => h.out.attempts >= 4);
+    const next = new TestDaemon({ ...s.a, extra: ['--takeover'] });
+    running.push(next);
+    await next.start(30_000);
+    const exit = await cur.exit!;
+    assert.equal(exit, { code: 0, signal: null }, `old daemon: ${cur.stderr}`);
+    const seen = h.out.attempts;
+    await until('the hammer after the hand-off', () => h.out.attempts >= seen + 4);
+    await h.stop();
+    total += h.out.attempts;
+    assert.equal(h.out.stolen, [], `round ${i}: another host acquired ${h.out.stolen.join(', ')} during the hand-off`);
+    const st = JSON.parse(next.cli(['status', '--json']).stdout);
+    assert.is(st.locks, 4);
+    assert.equal({ how: st.started.how, adopted: st.started.adopted, retaken: st.started.retaken, lost: st.started.lost }, { how: 'takeover', adopted: 4, retaken: 0, lost: 0 }, `round ${i}`);
+    cur = next;
+  }
+  assert.ok(total >= 20 * 8, `the hammer ran (${total} attempts)`);
+  // The last daemon still holds all four: the other host is refused; after its stop, it gets them.
+  await cur.kill('SIGTERM');
+  await until('the other host acquiring every disk after the stop', () => other.cli(['acquire', '--vm', UUID2, ...s.disks]).code === 0);
+});
+
+test('a new daemon that goes away half-way leaves the old one serving with every lock', async () => {
+  const s = site();
+  const cur = new TestDaemon(s.a);
+  running.push(await cur.start());
+  assert.is(cur.cli(['acquire', '--vm', UUID1, ...s.disks]).code, 0);
+  // The new daemon's half of the protocol, then gone before STOP.
+  const fd = native.unixConnect(path.join(s.a.stateDir, 'handoff.sock'));
+  native.sendFds(fd, null, 'TAKEOVER\n', []);
+  let text = '';
+  const got: number[] = [];
+  while (!text.includes('END\n')) {
+    const r = native.recvFds(fd, 1 << 16, 10_000);
+    assert.ok(r.data.length > 0, 'end of stream before END');
+    text += r.data.toString('utf8');
+    got.push(...r.fds);
+  }
+  assert.is(got.length, 4);
+  for (const f of [...got, fd]) fs.closeSync(f);
+  // Closing our copies unlocked nothing: the old daemon still holds and serves.
+  await until('the old daemon noticing', () => cur.stderr.includes('went away before taking over') || cur.stdout.includes('went away'), 10_000).catch(() => undefined);
+  const other = new TestDaemon({ stateDir: path.join(s.root, 'state-b'), lockspace: s.lockspace, hostId: 'hv-to-b', socket: path.join(s.root, 'b.sock') });
+  running.push(await other.start());
+  for (const d of s.disks) assert.is(other.cli(['acquire', '--vm', UUID2, d]).code, 3, `${d} should still be held`);
+  const more = path.join(s.images, 'd5.qcow2');
+  fs.writeFileSync(more, '');
+  assert.is(cur.cli(['acquire', '--vm', UUID3, more]).code, 0, 'the old daemon still serves');
+  assert.is(JSON.parse(cur.cli(['status', '--json']).stdout).locks, 5);
+});
+
+test('--takeover with no daemon running starts normally', async () => {
+  const s = site();
+  const d = new TestDaemon({ ...s.a, extra: ['--takeover'] });
+  running.push(await d.start());
+  assert.is(JSON.parse(d.cli(['status', '--json']).stdout).started.how, 'fresh');
+});
+
+test.run();
