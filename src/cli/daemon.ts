@@ -28,7 +28,7 @@ import { VERSION } from './version.js';
 import { startMetrics } from './metrics.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
-import { startFailure } from './start-failure.js';
+import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from '../daemon/service.js';
 import { listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
 
@@ -157,6 +157,7 @@ export class Daemon {
 
   private async startAll(): Promise<void> {
     const c = this.config;
+    checkSocketPaths(c);
     this.service = new ServiceLink((level, msg) => this.log.log(level, msg));
     if (this.takenOver) this.service.takenOver = this.takenOver.fds;
     fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });

@@ -23,3 +23,21 @@ export function startFailure(e: unknown, c: Config): Error {
   }
   return err;
 }
+
+/** sun_path holds 108 bytes with its NUL: a longer path would be cut short silently by the kernel call. */
+const MAX_SOCKET_PATH = 107;
+
+/** A socket path the kernel cannot bind as given is bad input, named before anything is started. */
+export function checkSocketPaths(c: Config): void {
+  const sockets: Array<[string, string | null | undefined]> = [
+    ['socket (--socket)', c.socket],
+    ['virtlockd_socket (--virtlockd-socket)', c.virtlockdSocket],
+  ];
+  for (const [what, p] of sockets) {
+    if (!p) continue;
+    const n = Buffer.byteLength(p);
+    if (n > MAX_SOCKET_PATH) {
+      throw new VmlockdError('VMLOCKD_ERR_CONFIG', `${what} ${p} is ${n} bytes long; a Unix socket path holds at most ${MAX_SOCKET_PATH} bytes: choose a shorter one`);
+    }
+  }
+}
