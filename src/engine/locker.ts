@@ -768,7 +768,7 @@ export class Locker {
       if (!c) return {};
       const mode: Mode = c.type === 'write' ? 'exclusive' : 'shared';
       if (!records) return { mode };
-      const found = readHolders(this.native, fd, c.type === 'write' ? 'exclusive' : 'shared');
+      const found = readHolders(this.native, fd, c.type === 'write' ? 'exclusive' : 'shared', c.pid);
       return found.holders[0] ?? { mode };
     } catch {
       return {};
@@ -784,8 +784,13 @@ export class Locker {
   }
 }
 
-/** Read the holders a lock file's records name, trusting only records backed by a lock. */
-function readHolders(nat: NativeBinding, fd: number, state: 'exclusive' | 'shared'): { holders: HolderInfo[]; disk?: string; generation: number } {
+/**
+ * Read the holders a lock file's records name, trusting only records backed by a lock.
+ * `lockPid` is what F_OFD_GETLK said of the lock on byte 0: -1 for an OFD lock (a vmlockd), a pid
+ * for a classic POSIX lock (virtlockd, which writes no record). An exclusive record under a classic
+ * lock is a dead vmlockd's leftover (SIGKILL leaves it), not the holder's: it names nobody.
+ */
+function readHolders(nat: NativeBinding, fd: number, state: 'exclusive' | 'shared', lockPid: number): { holders: HolderInfo[]; disk?: string; generation: number } {
   const buf = readAligned(fd, FILE_SPAN, 0);
   const n = buf.length;
   const head = decodeExclusive(buf.subarray(0, Math.min(n, RECORD_SIZE)));
@@ -794,7 +799,7 @@ function readHolders(nat: NativeBinding, fd: number, state: 'exclusive' | 'share
   if (state === 'exclusive') {
     // A record says "exclusive" only while its writer held the write lock; a record left "free"
     // (or none) under a write lock means a holder that writes none: virtlockd.
-    const holders = head && head.mode === 'exclusive' ? holdersOfExclusive(head) : [];
+    const holders = head && head.mode === 'exclusive' && lockPid < 0 ? holdersOfExclusive(head) : [];
     return { holders, generation, ...(disk ? { disk } : {}) };
   }
   const holders: HolderInfo[] = [];
@@ -833,7 +838,7 @@ export function inspectLockFile(file: string, opts: { direct?: boolean } = {}, n
       const rec = decodeExclusive(head.subarray(0, n));
       return { file, state, generation: rec?.gen ?? 0, holders: [], ...(rec?.disk ? { disk: rec.disk } : {}) };
     }
-    const found = readHolders(nat, fd, state);
+    const found = readHolders(nat, fd, state, c?.pid ?? -1);
     return { file, state, generation: found.generation, holders: found.holders, ...(found.disk ? { disk: found.disk } : {}) };
   } finally {
     fs.closeSync(fd);
