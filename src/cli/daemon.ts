@@ -91,7 +91,9 @@ export function namingRules(c: Config): NamingRules {
 }
 
 /** Keys a running daemon cannot change: they name its identity and its files. */
-const RESTART_ONLY: ReadonlySet<string> = new Set(['hostId', 'stateDir', 'journal', 'socket', 'virtlockdSocket', 'metricsAddress']);
+// max_clients too: the protocol server sizes its listener once, at start (a reload that claimed to
+// change it would be reported but not in force).
+const RESTART_ONLY: ReadonlySet<string> = new Set(['hostId', 'stateDir', 'journal', 'socket', 'virtlockdSocket', 'metricsAddress', 'maxClients']);
 
 export class Daemon {
   config: Config;

@@ -53,7 +53,6 @@ test('each live key changes in the running daemon and is journaled as ConfigChan
     ['log_level = 3', 'log_level = 1', 'debug'],
     ['on_conflict = "report"', 'on_conflict = "suspend"', 'suspend'],
     ['verify_interval = 10', 'verify_interval = 3', 3000],
-    ['max_clients = 1024', 'max_clients = 64', 64],
   ];
   const field: Record<string, string> = { log_level: 'logLevel', on_conflict: 'onConflict', verify_interval: 'verifyIntervalMs', max_clients: 'maxClients' };
   let text = base;
@@ -67,7 +66,17 @@ test('each live key changes in the running daemon and is journaled as ConfigChan
   fs.writeFileSync(conf, text);
   await until('libvirt_uri', () => status(d).libvirtUri === 'test+unix:///default');
   const changes = facts(d, 'ConfigChanged').flatMap((f) => f.changes.map((c: { key: string }) => c.key));
-  assert.equal(changes, ['logLevel', 'onConflict', 'verifyIntervalMs', 'maxClients', 'libvirtUri']);
+  assert.equal(changes, ['logLevel', 'onConflict', 'verifyIntervalMs', 'libvirtUri']);
+});
+
+test('max_clients changed live is refused (it needs a restart), not reported as applied', async () => {
+  const { conf, d } = await setup();
+  fs.writeFileSync(conf, base.replace('max_clients = 1024', 'max_clients = 64'));
+  const refused = await until('ConfigRejected for max_clients', () => facts(d, 'ConfigRejected')[0]);
+  assert.equal(refused.refused.map((r: { key: string }) => r.key), ['maxClients']);
+  assert.match(refused.refused[0].reason, 'needs a restart');
+  assert.is(status(d).maxClients, 1024);
+  assert.is(facts(d, 'ConfigChanged').length, 0);
 });
 
 test('an invalid file is kept out: ConfigRejected with file:line, and the running config stays', async () => {
@@ -107,13 +116,13 @@ test('a lockspace change while locks are held is refused with the reason and app
 test('rename-replace and delete-recreate of the file are both picked up', async () => {
   const { dir, conf, d } = await setup();
   const tmp = path.join(dir, 'vmlockd.conf.tmp');
-  fs.writeFileSync(tmp, base.replace('max_clients = 1024', 'max_clients = 10'));
+  fs.writeFileSync(tmp, base.replace('on_conflict = "report"', 'on_conflict = "suspend"'));
   fs.renameSync(tmp, conf);
-  await until('rename-replace', () => status(d).maxClients === 10);
+  await until('rename-replace', () => status(d).onConflict === 'suspend');
   fs.unlinkSync(conf);
   await new Promise((r) => setTimeout(r, 200));
-  fs.writeFileSync(conf, base.replace('max_clients = 1024', 'max_clients = 20'));
-  await until('delete-recreate', () => status(d).maxClients === 20);
+  fs.writeFileSync(conf, base);
+  await until('delete-recreate', () => status(d).onConflict === 'report');
 });
 
 test('verify_interval shortened live applies at once, not after the old interval (600 s -> 1 s)', async () => {
