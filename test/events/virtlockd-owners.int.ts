@@ -183,4 +183,26 @@ test('given a control API acquire whose body says source virtlockd and an old at
   }
 });
 
+test('given a protocol lease the verifier re-took after its lock file was removed, when the owner\'s own connection closes, then it is released', async () => {
+  const dir = tmpdir('vmlockd-vo-');
+  const ls = path.join(dir, 'files');
+  const s = await serve(dir, ['--verify-interval', '1']);
+  const qemu = await RemoteClient.spawn(s.socket);
+  try {
+    assert.equal(await qemu.do({ op: 'register', uuid: UUID_A, name: 'vm-a', pid: 'self' }), { ok: true });
+    assert.equal(await qemu.do({ op: 'createLockspace', path: ls }), { ok: true });
+    assert.equal(await qemu.do({ op: 'acquire', path: ls, name: 'disk0', autocreate: true }), { ok: true });
+    rmSync(path.join(ls, 'disk0'));
+    await until('the verifier to re-take the lease', () => audit(s.daemon, 'Reacquired').length > 0, 30_000);
+    assert.equal(locks(s.daemon), [['disk0', 'exclusive', UUID_A]]);
+    assert.equal(await qemu.do({ op: 'close' }), { ok: true });
+    await until('the re-taken lease to be released by the close rule', () => locks(s.daemon).length === 0);
+    assert.equal(audit(s.daemon, 'OwnerGone').map((f) => f.payload.released), [1]);
+  } finally {
+    await qemu.kill();
+    await s.daemon.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

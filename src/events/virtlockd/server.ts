@@ -96,6 +96,15 @@ type Outcome = Buffer | null | 'close';
 
 const now = (): string => new Date().toISOString();
 
+/**
+ * A holding this server took: labelled virtlockd, or `reacquire` after the verifier re-took it on a
+ * lost lock (the engine does not keep the source through that yet; issue 16.4). Only holdings this
+ * server took have owner pids, so an API lock re-taken by the verifier is never claimed.
+ */
+function takenHere(source: string | undefined): boolean {
+  return source === SOURCE || source === 'reacquire';
+}
+
 /** How long the rest of a started frame may take (ms) unless the options say otherwise. */
 export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
 /** Owner pids remembered as gone (their own connection closed): enough for every VM of a host. */
@@ -571,7 +580,7 @@ export class VirtlockdServer implements RunningSource {
         // Already ours. virtlockd lists a shared holder again (one release each) and refuses any
         // other repeat: acquire is not re-entrant.
         if (res && shared && res.mode === 'shared') {
-          if (res.holders.get(o.uuid)?.source === SOURCE) {
+          if (takenHere(res.holders.get(o.uuid)?.source)) {
             this.registry.setPids(res.ref.id, o.uuid, [...this.registry.pidsOf(res.ref.id, o.uuid), o.pid]);
           }
           return null;
@@ -673,7 +682,7 @@ export class VirtlockdServer implements RunningSource {
     const out = new Map<string, string[]>();
     for (const [id, m] of [...this.registry.holds]) {
       for (const [uuid, pids] of [...m]) {
-        if (state.resources.get(id)?.holders.get(uuid)?.source !== SOURCE) {
+        if (!takenHere(state.resources.get(id)?.holders.get(uuid)?.source)) {
           this.registry.setPids(id, uuid, []);
           continue;
         }
