@@ -30,6 +30,7 @@ import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from '../daemon/service.js';
+import { rebootReleases } from '../daemon/boot.js';
 import { listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many. */
@@ -222,11 +223,19 @@ export class Daemon {
       this.lockspaceId = lockspaceId(c.fileLockspaceDir);
       this.hostLock = HostLock.acquire(c.fileLockspaceDir, { host: c.hostId, started: at, version: VERSION, fingerprint: this.fingerprint(), lockspace: c.fileLockspaceDir });
     }
+    // A new boot: owners no live process stands for are gone with it (after_reboot, src/daemon/boot.ts).
+    const boot = bootId();
+    const prevBoot = journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload as { bootId?: string } | undefined;
+    const rebooted = rebootReleases(state, prevBoot?.bootId, boot, c.afterReboot, at);
+    if (rebooted.length > 0) {
+      engine.record(rebooted);
+      this.log.warn(`the host rebooted: released ${rebooted.length} lock(s) of owners taken through the control API or JSON lines (after_reboot = release)`);
+    }
     // Descriptors systemd's store handed back first: those locks never went away (invariant 9).
     const adoption = this.service.adoptInto(locker, state, at);
     const { facts, lost } = locker.reacquire(state, at);
     const s = this.service.start;
-    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(bootId() ? { bootId: bootId()! } : {}) });
+    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}) });
     engine.record([started, ...adoption.facts, ...facts]);
     for (const f of adoption.lost) this.warnLost(f);
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;

@@ -105,10 +105,13 @@ export function listenFds(env: NodeJS.ProcessEnv = process.env, nat: NativeBindi
   return out;
 }
 
-/** /proc/sys/kernel/random/boot_id: a new value each boot. */
+/**
+ * /proc/sys/kernel/random/boot_id: a new value each boot. VMLOCKD_BOOT_ID_FILE reads it from another
+ * file instead (tests simulate a reboot with it).
+ */
 export function bootId(): string | undefined {
   try {
-    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+    return fs.readFileSync(process.env.VMLOCKD_BOOT_ID_FILE || '/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
   } catch {
     return undefined;
   }

@@ -36,6 +36,8 @@ export interface Config {
   onConflict: OnConflict;
   verifyIntervalMs: number;
   metricsAddress: string | null;
+  /** After a reboot: release (default) or retake the locks of owners no live process stands for (control API, JSON lines). */
+  afterReboot: 'release' | 'retake';
 }
 
 export type ConfigKey = keyof Config;
@@ -260,6 +262,17 @@ const KEY_SPECS = [
         ? { ok: true, value: raw.value }
         : { ok: false, expected: '"report" or "suspend"' },
     fallback: (): OnConflict => 'report',
+    toConf: str,
+  }),
+  spec({
+    key: 'afterReboot',
+    conf: 'after_reboot',
+    flag: '--after-reboot',
+    check: (raw): Check<'release' | 'retake'> =>
+      raw.type === 'string' && (raw.value === 'release' || raw.value === 'retake')
+        ? { ok: true, value: raw.value }
+        : { ok: false, expected: '"release" or "retake"' },
+    fallback: (): 'release' | 'retake' => 'release',
     toConf: str,
   }),
   spec({

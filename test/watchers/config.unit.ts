@@ -58,6 +58,7 @@ test('given no files and no flags, then every key has its documented default', (
     virtlockdSocket: null,
     libvirtUri: null,
     onConflict: 'report',
+    afterReboot: 'release',
     verifyIntervalMs: 10_000,
     metricsAddress: null,
   } satisfies Config);
