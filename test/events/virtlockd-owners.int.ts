@@ -205,4 +205,33 @@ test('given a protocol lease the verifier re-took after its lock file was remove
   }
 });
 
+test('given hot-plug acquires on libvirtd\'s connection racing the close of QEMU\'s own connection, then no lock survives any of them', async () => {
+  const dir = tmpdir('vmlockd-vo-');
+  const ls = path.join(dir, 'files');
+  const s = await serve(dir);
+  // libvirtd in its own process; this test process plays QEMU (its own connection registers its pid).
+  const lv = await RemoteClient.spawn(s.socket);
+  try {
+    assert.equal(await lv.do({ op: 'createLockspace', path: ls }), { ok: true });
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const own = await LockClient.connect(s.socket);
+      await own.register({ uuid: UUID_A, name: 'vm-a', id: 1, pid: process.pid });
+      assert.equal(await lv.do({ op: 'register', uuid: UUID_A, name: 'vm-a', pid: process.pid }), { ok: true });
+      const acquire = lv.do({ op: 'acquire', path: ls, name: `hot${i}`, autocreate: true });
+      if (i % 4 !== 0) await sleep(i % 4);
+      await own.close();
+      const r = await acquire;
+      outcomes.add(r.ok ? 'granted before the close' : r.message.includes('has gone') ? 'refused or given back' : r.message);
+      await until(`the close rule of round ${i}`, () => audit(s.daemon, 'OwnerGone').length === i + 1);
+      await until(`round ${i} to leave no lock`, () => locks(s.daemon).length === 0, 10_000);
+    }
+    for (const o of outcomes) assert.ok(o === 'granted before the close' || o === 'refused or given back', o);
+  } finally {
+    await lv.kill();
+    await s.daemon.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();
