@@ -142,6 +142,13 @@ test('SIGKILL (Restart=always) and `systemctl restart` leave another host nothin
     assert.equal({ how: st.started.how, adopted: st.started.adopted, retaken: st.started.retaken, lost: st.started.lost }, { how: 'store', adopted: 4, retaken: 0, lost: 0 });
   }
 
+  // STATUS= reaches the manager; a reload (ExecReload: SIGHUP; RELOADING=1 ... READY=1) ends active.
+  await until('the STATUS= line', () => /StatusText=4 lock\(s\)/.test(ctl('show', '-p', 'StatusText', UNIT).out));
+  const rl = ctl('reload', UNIT);
+  assert.is(rl.code, 0, rl.out);
+  await until('active after the reload', () => activeState() === 'active');
+  assert.is(statusOf()!.locks, 4);
+
   // The journal tells how: DaemonStarted start=store, Reacquired how=adopted.
   const facts = JSON.parse(cli(['audit', '--kind', 'DaemonStarted,Reacquired,LeaseLost', '--json', '--limit', '0', '--socket', socket]).stdout) as Array<{ kind: string; payload: Record<string, unknown> }>;
   const starts = facts.filter((f) => f.kind === 'DaemonStarted').map((f) => f.payload.start);
