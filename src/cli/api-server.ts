@@ -9,6 +9,18 @@ import { canonicalPath } from '../engine/resolve.js';
 import type { Command } from '../engine/types.js';
 import { MAX_JSON_DEPTH, MAX_LINE_BYTES, boundedLines, checkDepth, checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
 import { HookRoute } from './hook-route.js';
+import { native } from '../engine/native.js';
+
+/**
+ * Who may use the control API, from the peer's credentials (SO_PEERCRED), not only the socket file's
+ * mode: root, the daemon's own uid, or a member (primary group) of the socket file's group, which an
+ * operator sets with chgrp (and mode 0660) to let a group of operators in.
+ */
+export function peerAllowed(cred: { uid: number; gid: number }, daemonUid: number, socketGid: number | null): boolean {
+  return cred.uid === 0 || cred.uid === daemonUid || (socketGid !== null && cred.gid === socketGid);
+}
+
+const refusedPeers = new WeakMap<object, string>();
 
 export interface ApiContext {
   readonly engine: Engine;
@@ -134,6 +146,12 @@ export function createApiServer(ctx: ApiContext): http.Server {
   // One per server: it remembers incoming migrations between the hook's calls.
   const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host), log: (level, msg) => ctx.log(level, msg), ...(ctx.leaseRules ? { leaseRules: ctx.leaseRules } : {}) });
   const server = http.createServer((req, res) => {
+    const denied = refusedPeers.get(req.socket);
+    if (denied !== undefined) {
+      // Logged at connection, not journaled: an unprivileged caller must not be able to fill the journal.
+      res.setHeader('connection', 'close');
+      return send(res, 403, { status: 'error', code: 'VMLOCKD_ERR_DENIED', message: denied });
+    }
     handle(ctx, req, res, hook).catch((e: unknown) => {
       if (!(e instanceof BadInputError) && aborted(req, e)) {
         // The client went away mid-request: nothing to answer, nothing to change, no stack.
@@ -153,6 +171,30 @@ export function createApiServer(ctx: ApiContext): http.Server {
     });
   });
   server.keepAliveTimeout = 60_000;
+  const daemonUid = process.geteuid?.() ?? 0;
+  server.on('connection', (socket: import('node:net').Socket) => {
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return; // not a Unix socket (tests on TCP): nothing to check
+    let cred: { uid: number; gid: number; pid: number };
+    try {
+      cred = native.peerCred(fd);
+    } catch (e) {
+      refusedPeers.set(socket, `the control API cannot read the caller's credentials: ${(e as Error).message}`);
+      return;
+    }
+    let socketGid: number | null = null;
+    try {
+      const addr = server.address();
+      if (typeof addr === 'string') socketGid = fs.statSync(addr).gid;
+    } catch {
+      // the socket file is gone (a stop): only root and our uid
+    }
+    if (!peerAllowed(cred, daemonUid, socketGid)) {
+      const message = `permission denied: uid ${cred.uid} (gid ${cred.gid}, pid ${cred.pid}) may not use the vmlockd control API; allowed are root, uid ${daemonUid} and the socket's group${socketGid !== null ? ` (gid ${socketGid})` : ''}`;
+      refusedPeers.set(socket, message);
+      ctx.log('warning', `API: refused a connection: ${message}`);
+    }
+  });
   return server;
 }
 

@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   VMLOCKD_ERR_ALREADY_RUNNING: { exit: 1, message: 'another vmlockd runs on this state directory' },
   VMLOCKD_ERR_IO: { exit: 1, message: 'an I/O operation failed' },
   VMLOCKD_ERR_JOURNAL: { exit: 1, message: 'the journal could not record the fact' },
+  VMLOCKD_ERR_DENIED: { exit: 1, message: 'the caller may not use the control API' },
   VMLOCKD_ERR_NAMING_CHANGED: { exit: 1, message: 'the journal holds locks named under other naming rules than this start' },
   VMLOCKD_ERR_INTERNAL: { exit: 1, message: 'internal error' },
 } as const;
