@@ -13,7 +13,7 @@ import { runHook } from './cli/hook.js';
 import { registerLibvirt } from './cli/libvirt-source.js';
 import { registerVirtlockd } from './cli/virtlockd-source.js';
 import { formatLocks, formatStatus } from './cli/format.js';
-import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey } from './watchers/config.js';
+import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey, type LoadedConfig } from './watchers/config.js';
 import * as path from 'node:path';
 import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
 import { takeOver } from './daemon/takeover.js';
@@ -204,9 +204,27 @@ async function main(argv: string[]): Promise<number> {
       const { takeover, ...configValues } = values;
       const flags = configFlags(configValues);
       const loaded = loadConfig({ files: values.config ?? [], flags });
-      const daemon = new Daemon(loaded, flags);
-      registerVirtlockd(daemon);
-      registerLibvirt(daemon);
+      // A take-over that fails after this daemon stopped serves again through a new Daemon holding
+      // the same descriptors (src/daemon/takeover.ts): the factory wires each one the same way.
+      const make = (from: LoadedConfig): Daemon => {
+        const d = new Daemon(from, flags);
+        registerVirtlockd(d);
+        registerLibvirt(d);
+        d.resume = async (fds) => {
+          let again = from;
+          try {
+            again = loadConfig({ files: values.config ?? [], flags });
+          } catch (e) {
+            d.log.warn(`serving again with the config this daemon started with: ${(e as Error).message}`);
+          }
+          const next = make(again);
+          next.takenOver = { fds, found: true, complete: true, confirm: () => {}, abandon: () => {} };
+          daemon = next;
+          await next.start();
+        };
+        return d;
+      };
+      let daemon = make(loaded);
       process.on('SIGHUP', () => {
         daemon.log.info('SIGHUP received: re-reading the config');
         daemon.reload$.next('SIGHUP');
@@ -236,7 +254,10 @@ async function main(argv: string[]): Promise<number> {
         // and exits (src/daemon/takeover.ts); none running: a normal start.
         if (takeover) daemon.takenOver = takeOver(loaded.config.stateDir, (level, msg) => daemon.log.log(level, msg));
         await daemon.start();
+        // Only now may the old daemon close its copies of the locks and exit.
+        daemon.takenOver?.confirm();
       } catch (e) {
+        daemon.takenOver?.abandon();
         // start() gave back what it took; anything still open (a watcher, a timer) must not keep
         // a daemon that failed to start alive.
         process.exit(reportError(e, false));

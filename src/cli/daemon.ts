@@ -6,7 +6,7 @@ import { config as rxConfig } from 'rxjs';
 import { VmlockdError } from '../engine/errors.js';
 import { fact, type Fact, type NewFact } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
-import { Locker } from '../engine/locker.js';
+import { Locker, type PassedFd } from '../engine/locker.js';
 import { native } from '../engine/native.js';
 import { HostLock, lockspaceId } from '../engine/locker-hosts.js';
 import { Verifier, type Conflict } from '../watchers/verifier.js';
@@ -126,6 +126,8 @@ export class Daemon {
   /** `serve --takeover`: what the previous daemon handed over; the hand-off socket of this one. */
   takenOver?: TakenOver;
   private handoff?: HandoffServer;
+  /** A take-over failed after this daemon stopped: start serving again from these (its own) descriptors (src/main.ts). */
+  resume?: (fds: PassedFd[]) => Promise<void>;
   /** Called for every lost-lock conflict; the libvirt source adds `virsh suspend` for on_conflict=suspend. */
   readonly conflictHandlers: Array<(c: Conflict) => void> = [];
 
@@ -305,7 +307,11 @@ export class Daemon {
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
-    this.handoff = await listenHandoff(c.stateDir, { descriptors: () => locker.descriptors(), stop: (r) => this.stop(r) }, (level, msg) => this.log.log(level, msg));
+    this.handoff = await listenHandoff(
+      c.stateDir,
+      { descriptors: () => locker.descriptors(), stop: (r) => this.stop(r), resume: (fds) => (this.resume ? this.resume(fds) : Promise.reject(new Error('no way to serve again'))) },
+      (level, msg) => this.log.log(level, msg),
+    );
     this.service.ready(() => this.statusLine());
   }
 
@@ -525,8 +531,8 @@ export class Daemon {
       if (!this.startFailed) this.log.warn(`journal: ${(e as Error).message}`);
     }
     // Close only, never unlock: a copy in systemd's store (or the daemon taking over) keeps each lock.
-    this.handoff?.beforeClose();
-    this.locker?.closeAll();
+    // A take-over keeps them open until the new daemon is up (src/daemon/takeover.ts).
+    if (!this.handoff?.handingOver) this.locker?.closeAll();
     this.service?.close();
     this.hostLock?.release(new Date().toISOString());
     if (this.ownsSocket) {

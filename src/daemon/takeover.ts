@@ -8,15 +8,22 @@
 //   new -> old  TAKEOVER
 //   old -> new  FDS ... (every held lock, in one turn of the event loop)  END
 //   new -> old  STOP
-//   old         stops as on SIGTERM (answers requests in flight, journals DaemonStopped), and just
-//               before it closes its descriptors sends the locks taken meanwhile:
-//   old -> new  FDS ...  DONE      then exits 0
-// If the new daemon goes away before STOP, the old one has changed nothing and keeps serving. If the
-// old one dies after END, the new one adopts what it received and re-takes the rest from the journal.
+//   old         stops as on SIGTERM (answers requests in flight, journals DaemonStopped, closes its
+//               journal, gives back the instance guard and the host file) but keeps every lock
+//               descriptor open, then sends the locks taken meanwhile:
+//   old -> new  FDS ...  DONE
+//   new         starts (the config and naming checks, the sockets, metrics, the journal); once up:
+//   new -> old  UP                 the old one closes its descriptors (no unlock) and exits 0
+// Fail-safe (invariant 9): until UP the old daemon holds every lock through its own descriptors. If
+// the new one goes away before STOP, the old one has changed nothing and keeps serving; if it fails
+// or dies after STOP but before UP (a config the journal refuses, a port in use, SIGKILL), the old
+// one starts serving again from its own descriptors (resume()). If the old one dies after END, the
+// new one adopts what it received and re-takes the rest from the journal.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { PassedFd } from '../engine/locker.js';
+import { VmlockdError } from '../engine/errors.js';
 import { native as defaultNative, type NativeBinding } from '../engine/native.js';
 import { MAX_FDS_PER_MESSAGE, type Logf } from './service.js';
 
@@ -30,9 +37,9 @@ interface Handle {
 
 /** The running daemon's side. */
 export interface HandoffServer {
-  /** Called by the stop path just before the locker closes its descriptors. */
-  beforeClose(): void;
-  /** Called at the very end of the stop path. */
+  /** A stop for a take-over: the locker must keep its descriptors open (the old daemon holds them until UP). */
+  readonly handingOver: boolean;
+  /** Called at the very end of the stop path (the guard and the journal given back). */
   afterStop(): void;
   close(): void;
 }
@@ -40,6 +47,11 @@ export interface HandoffServer {
 export interface HandoffDaemon {
   descriptors(): PassedFd[];
   stop(reason: string): Promise<void>;
+  /**
+   * The new daemon went away after STOP without saying UP: serve again, adopting these descriptors
+   * (this daemon's own, never closed). Rejects when that start fails too.
+   */
+  resume(fds: PassedFd[]): Promise<void>;
 }
 
 function sendBatches(nat: NativeBinding, fd: number, fds: readonly PassedFd[], end: string): void {
@@ -59,6 +71,23 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
   }
   let active: { socket: net.Socket; fd: number; sent: Set<string> } | undefined;
   let stopping = false;
+  /** The stop for the take-over has finished (DONE sent). */
+  let stopped = false;
+  /** The new daemon's end of the hand-off closed. */
+  let gone = false;
+  let confirmed = false;
+  let kept: PassedFd[] = [];
+  const resume = async (): Promise<void> => {
+    const fds = kept;
+    kept = [];
+    log('error', `takeover: the new daemon failed or died before it was up; serving again with every lock (${fds.length} descriptor(s) never closed)`);
+    try {
+      await daemon.resume(fds);
+    } catch (e) {
+      log('error', `takeover: serving again failed: ${(e as Error).message}`);
+      process.exit(1);
+    }
+  };
   const server = net.createServer((socket) => {
     const fd = (socket as unknown as { _handle?: Handle })._handle?.fd;
     let uid = -1;
@@ -95,19 +124,30 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
         } else if (line === 'STOP' && active && !stopping) {
           stopping = true;
           void daemon.stop('takeover').then(
-            () => process.exit(0),
+            () => {
+              stopped = true;
+              if (gone) void resume();
+            },
             (e: unknown) => {
               log('error', `takeover: stopping failed: ${(e as Error).message}`);
               process.exit(1);
             },
           );
+        } else if (line === 'UP' && stopping && !confirmed) {
+          confirmed = true;
+          log('info', 'takeover: the new daemon is up; exiting (its copies keep every lock)');
+          process.exit(0);
         }
       }
     });
     socket.on('close', () => {
-      if (active?.socket === socket && !stopping) {
+      if (active?.socket !== socket) return;
+      if (!stopping) {
         log('warning', 'takeover: the new daemon went away before taking over; still serving with every lock');
         active = undefined;
+      } else if (!confirmed) {
+        gone = true;
+        if (stopped) void resume();
       }
     });
     socket.on('error', () => {});
@@ -125,19 +165,21 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
     process.umask(old);
   }
   return {
-    beforeClose: () => {
-      if (!stopping || !active) return;
-      // Locks taken (or taken again) since END: a description the new daemon does not have yet.
-      const more = daemon.descriptors().filter((f) => !active!.sent.has(`${f.name}/${f.fd}`));
-      try {
-        sendBatches(nat, active.fd, more, 'DONE');
-        log('info', `takeover: handed over; ${more.length} lock descriptor(s) taken meanwhile sent too`);
-      } catch (e) {
-        log('error', `takeover: the last descriptors could not be sent (the new daemon re-takes them): ${(e as Error).message}`);
-      }
+    get handingOver() {
+      return stopping && active !== undefined;
     },
     afterStop: () => {
       server.close();
+      if (!stopping || !active) return;
+      kept = daemon.descriptors();
+      // Locks taken (or taken again) since END: a description the new daemon does not have yet.
+      const more = kept.filter((f) => !active!.sent.has(`${f.name}/${f.fd}`));
+      try {
+        sendBatches(nat, active.fd, more, 'DONE');
+        log('info', `takeover: handed over (${more.length} lock descriptor(s) taken meanwhile sent too); holding every lock until the new daemon is up`);
+      } catch (e) {
+        log('error', `takeover: the last descriptors could not be sent (the new daemon re-takes them): ${(e as Error).message}`);
+      }
     },
     close: () => server.close(),
   };
@@ -150,7 +192,17 @@ export interface TakenOver {
   readonly found: boolean;
   /** The old daemon said DONE (else it died half-way, or timed out). */
   readonly complete: boolean;
+  /**
+   * Tell the old daemon this one is up (UP): only then does it close its copies and exit. Never
+   * called when the start fails: the old daemon sees the hand-off close and serves again.
+   */
+  confirm(): void;
+  /** The start failed: close the hand-off now (the old daemon serves again). */
+  abandon(): void;
 }
+
+/** The errno codes of a connect that mean "no daemon listens there". */
+const NOBODY = new Set(['ENOENT', 'ECONNREFUSED']);
 
 class LineReader {
   private text = '';
@@ -184,12 +236,21 @@ class LineReader {
  */
 export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number } = {}, nat: NativeBinding = defaultNative): TakenOver {
   const timeoutMs = opts.timeoutMs ?? 30_000;
+  // A take-over that cannot run must say so, never start "fresh" beside a running daemon.
+  const missing = (['unixConnect', 'sendFds', 'recvFds', 'peerCred'] as const).filter((k) => typeof nat[k] !== 'function');
+  if (missing.length > 0) {
+    throw new VmlockdError('VMLOCKD_ERR_IO', `takeover: the native binding is older than this vmlockd (no ${missing.join(', ')}); rebuild it (npm install runs node-gyp rebuild -C native) and try again; the running daemon keeps serving`);
+  }
   let fd: number;
   try {
     fd = nat.unixConnect(handoffPath(stateDir));
   } catch (e) {
-    log('info', `takeover: no daemon to take over from (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); starting normally`);
-    return { fds: [], found: false, complete: false };
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === undefined || !NOBODY.has(code)) {
+      throw new VmlockdError('VMLOCKD_ERR_IO', `takeover: cannot reach ${handoffPath(stateDir)}: ${(e as Error).message}; the running daemon (if any) keeps serving`);
+    }
+    log('info', `takeover: no daemon to take over from (${code}); starting normally`);
+    return { fds: [], found: false, complete: false, confirm: () => {}, abandon: () => {} };
   }
   const byName = new Map<string, number>();
   const reader = new LineReader(nat, fd);
@@ -224,16 +285,21 @@ export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number
     }
     log('warning', `takeover: the old daemon stopped answering half-way (${(e as Error).message}); adopting the ${byName.size} descriptor(s) received and re-taking the rest`);
   }
-  // Wait for the old daemon's end of stream (it exits after DONE), so its state directory is free.
-  try {
-    while (reader.next(timeoutMs) !== null) {
-      // drain
+  // The hand-off stays open until this daemon is up (confirm) or gives up (abandon, or its exit).
+  let open = true;
+  const end = (msg: string | null): void => {
+    if (!open) return;
+    open = false;
+    if (msg !== null && complete) {
+      try {
+        nat.sendFds(fd, null, msg, []);
+      } catch (e) {
+        log('warning', `takeover: could not tell the old daemon we are up (${(e as Error).message}); it has stopped already`);
+      }
     }
-  } catch {
-    // timed out: the instance guard will say if it still runs
-  }
-  closeQuietly(fd);
-  return { fds: [...byName].map(([name, f]) => ({ name, fd: f })), found: true, complete };
+    closeQuietly(fd);
+  };
+  return { fds: [...byName].map(([name, f]) => ({ name, fd: f })), found: true, complete, confirm: () => end('UP\n'), abandon: () => end(null) };
 }
 
 function closeQuietly(fd: number): void {

@@ -2,12 +2,13 @@
 // descriptors over (SCM_RIGHTS); another host hammering `acquire` on the held disks through the
 // whole hand-off gets none, 20 times over; the old daemon exits 0.
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call } from '../../src/cli/client.js';
 import { native } from '../../src/engine/native.js';
-import { TestDaemon, UUID1, UUID2, UUID3, tmpdir, until } from '../helpers/daemon.js';
+import { TestDaemon, UUID1, UUID2, UUID3, cli, tmpdir, until } from '../helpers/daemon.js';
 
 const test = suite('serve --takeover: a hand-off with no gap');
 const running: TestDaemon[] = [];
@@ -109,6 +110,89 @@ test('a new daemon that goes away half-way leaves the old one serving with every
   fs.writeFileSync(more, '');
   assert.is(cur.cli(['acquire', '--vm', UUID3, more]).code, 0, 'the old daemon still serves');
   assert.is(JSON.parse(cur.cli(['status', '--json']).stdout).locks, 5);
+});
+
+/** The old daemon after a take-over that failed: the same process, serving again, every lock held. */
+async function stillHolding(s: ReturnType<typeof site>, cur: TestDaemon, what: string): Promise<void> {
+  await until(`the old daemon serving again (${what})`, () => cur.cli(['status', '--json']).code === 0, 20_000);
+  assert.is(cur.proc!.exitCode, null, `the old daemon exited: ${cur.stderr}`);
+  const st = JSON.parse(cur.cli(['status', '--json']).stdout);
+  assert.is(st.pid, cur.proc!.pid, 'the old process serves');
+  assert.is(st.locks, 4);
+  const other = new TestDaemon({ stateDir: path.join(s.root, 'state-b'), lockspace: s.lockspace, hostId: 'hv-to-b', socket: path.join(s.root, 'b.sock') });
+  running.push(await other.start());
+  for (const d of s.disks) assert.is(other.cli(['acquire', '--vm', UUID2, d]).code, 3, `${what}: another host acquired ${d}`);
+  const more = path.join(s.images, 'd5.qcow2');
+  fs.writeFileSync(more, '');
+  assert.is(cur.cli(['acquire', '--vm', UUID3, more]).code, 0, 'the old daemon takes commands again');
+  // And it can still hand over afterwards.
+  const next = new TestDaemon({ ...s.a, extra: ['--takeover'] });
+  running.push(next);
+  await next.start(30_000);
+  assert.equal(await cur.exit!, { code: 0, signal: null }, cur.stderr);
+  assert.is(JSON.parse(next.cli(['status', '--json']).stdout).locks, 5);
+  for (const d of s.disks) assert.is(other.cli(['acquire', '--vm', UUID2, d]).code, 3, `${what}: another host acquired ${d} after the second take-over`);
+}
+
+function oneLine(r: { stderr: string }, re: RegExp): void {
+  const lines = r.stderr.trim().split('\n');
+  assert.is(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, re, r.stderr);
+}
+
+test('a take-over the journal refuses (naming changed) exits 1 in one line; the old daemon keeps serving with every lock', async () => {
+  const s = site();
+  const cur = new TestDaemon(s.a);
+  running.push(await cur.start());
+  assert.is(cur.cli(['acquire', '--vm', UUID1, ...s.disks]).code, 0);
+  const r = cli(new TestDaemon({ ...s.a, lockspace: path.join(s.root, 'lockspace-8'), extra: ['--takeover'] }).args());
+  assert.is(r.code, 1, r.stdout + r.stderr);
+  oneLine(r, /naming|lockspace/i);
+  await stillHolding(s, cur, 'naming changed');
+});
+
+test('a take-over whose metrics port is in use exits 1 in one line; the old daemon keeps serving with every lock', async () => {
+  const s = site();
+  const cur = new TestDaemon(s.a);
+  running.push(await cur.start());
+  assert.is(cur.cli(['acquire', '--vm', UUID1, ...s.disks]).code, 0);
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  try {
+    const port = (busy.address() as net.AddressInfo).port;
+    const r = cli(new TestDaemon({ ...s.a, extra: ['--takeover', '--metrics-address', `127.0.0.1:${port}`] }).args());
+    assert.is(r.code, 1, r.stdout + r.stderr);
+    oneLine(r, /EADDRINUSE/);
+  } finally {
+    busy.close();
+  }
+  await stillHolding(s, cur, 'metrics port in use');
+});
+
+test('a new daemon that dies after STOP, before it is up, leaves the old one holding every lock; it serves again', async () => {
+  const s = site();
+  const cur = new TestDaemon(s.a);
+  running.push(await cur.start());
+  assert.is(cur.cli(['acquire', '--vm', UUID1, ...s.disks]).code, 0);
+  // The new daemon's half of the protocol up to DONE, then gone (as a SIGKILL would close it).
+  const fd = native.unixConnect(path.join(s.a.stateDir, 'handoff.sock'));
+  const got: number[] = [];
+  const read = (until: string) => {
+    let text = '';
+    while (!text.includes(`${until}\n`)) {
+      const r = native.recvFds(fd, 1 << 16, 20_000);
+      assert.ok(r.data.length > 0, `end of stream before ${until}`);
+      text += r.data.toString('utf8');
+      got.push(...r.fds);
+    }
+  };
+  native.sendFds(fd, null, 'TAKEOVER\n', []);
+  read('END');
+  native.sendFds(fd, null, 'STOP\n', []);
+  read('DONE');
+  // The old daemon has stopped serving; our copies are the only other holders. Close them all.
+  for (const f of [...got, fd]) fs.closeSync(f);
+  await stillHolding(s, cur, 'new daemon gone before UP');
 });
 
 test('--takeover with no daemon running starts normally', async () => {
