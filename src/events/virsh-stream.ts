@@ -86,11 +86,19 @@ export interface HandlerOptions {
   readonly reconcileRetriesMs?: readonly number[];
   /** A reconcile this long after the last one, so nothing missed stays wrong for long; 0: none. */
   readonly periodicReconcileMs?: number;
+  /**
+   * After a (re)connect's reconcile, another this much later. virsh says nothing when its event
+   * registration is in place, so a change in the gap before it would be neither an event nor (if
+   * the first listing ran first) in a listing; the second listing, well after the registration,
+   * shows it.
+   */
+  readonly settleReconcileMs?: number;
 }
 
 const DEFAULT_HAND_OVER_RETRIES_MS = [250, 500, 1000, 2000, 4000, 8000];
 const DEFAULT_RECONCILE_RETRIES_MS = [2000, 5000, 15_000, 30_000, 60_000];
 const DEFAULT_PERIODIC_RECONCILE_MS = 5 * 60_000;
+const DEFAULT_SETTLE_RECONCILE_MS = 5000;
 
 /** What libvirt says about one domain right now. */
 export type DomainState =
@@ -127,6 +135,8 @@ export class LibvirtEventHandler {
   /** The one scheduled reconcile (a retry or the periodic one), with when it is due. */
   private nextReconcile: { cancel: () => void; due: number } | undefined;
   private reconcileFailures = 0;
+  /** The next finished reconcile schedules the settle one (after a connect) instead of the periodic one. */
+  private settle = false;
   /** Set while a reconcile or event could not finish: the next reconcile is a retry, not a periodic one. */
   private incomplete: string | undefined;
   private closed = false;
@@ -184,6 +194,12 @@ export class LibvirtEventHandler {
     }
   }
 
+  /** virsh's event stream (re)connected: reconcile now and once more when its registration has surely settled. */
+  connected(): Promise<void> {
+    this.settle = true;
+    return this.reconcile();
+  }
+
   /**
    * Compare libvirt's domains with the locks held and correct the difference. One that fails or
    * cannot finish (something libvirt could not tell us now) is retried with backoff; after one
@@ -200,7 +216,8 @@ export class LibvirtEventHandler {
       }
       if (this.incomplete === undefined) {
         this.reconcileFailures = 0;
-        const every = this.opts.periodicReconcileMs ?? DEFAULT_PERIODIC_RECONCILE_MS;
+        const every = this.settle ? (this.opts.settleReconcileMs ?? DEFAULT_SETTLE_RECONCILE_MS) : (this.opts.periodicReconcileMs ?? DEFAULT_PERIODIC_RECONCILE_MS);
+        this.settle = false;
         if (every > 0) this.scheduleReconcile(every, true);
         return;
       }
@@ -796,7 +813,7 @@ export function startVirshSource(ctx: SourceContext, opts: VirshSourceOptions): 
     uri: opts.uri,
     log: (level, msg) => ctx.log(level, msg),
     onLine: (line) => handler.line(line),
-    onConnected: () => void handler.reconcile(),
+    onConnected: () => void handler.connected(),
   });
   return {
     handler,

@@ -129,17 +129,15 @@ test('17.2: given vol-path fails during a reconnect\'s reconcile, then the runni
     .on('list --uuid', `${U1}\n`)
     .on(`dumpxml ${U1}`, volumeXml('web1', U1, 7))
     .on('vol-path --pool vmpool data.qcow2', vol + '\n');
-  const reconciles = (): number => (log(a.d).match(/reconciled:/g) ?? []).length;
   a.virsh.disconnect();
-  await until('the reconnect reconcile takes the volume', () => reconciles() === 2 && held(a).some((l) => l.disk === vol), 20_000);
-  // The storage driver restarts: vol-path fails once, exactly when libvirtd reconnects.
+  await until('the reconnect reconcile takes the volume', () => held(a).some((l) => l.disk === vol), 20_000);
+  // The storage driver restarts: vol-path fails, exactly when libvirtd reconnects.
   a.virsh.fail('vol-path --pool vmpool data.qcow2', "error: failed to get pool 'vmpool'\nerror: Storage pool not found: no storage pool with matching name 'vmpool'");
   a.virsh.disconnect();
-  await until('the next reconcile', () => reconciles() === 3, 20_000);
+  await until('a reconcile that could not resolve the volume', () => /kept as unknown/.test(log(a.d)) || !held(a).some((l) => l.disk === vol), 20_000);
   assert.ok(held(a).some((l) => l.disk === vol), 'still held');
   const r = hook(b, 'web2', U2, vol, 'prepare');
   assert.is(r.code, 3, r.stderr);
-  await until('the log says so', () => /kept as unknown/.test(log(a.d)));
 });
 
 test('17.3: given a late Stopped of the earlier run after the hook locked the new one, then the lock stays (domstate says running)', async () => {

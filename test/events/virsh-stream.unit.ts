@@ -431,6 +431,19 @@ test('given a reconcile fails, then it is retried with backoff; once it succeeds
   assert.ok(ctx.logs.some((l) => /reconciled: 0 active/.test(l.msg)));
 });
 
+test('given virsh (re)connected, then a reconcile runs now and once more 5 s later (a change before its registration shows there), then every 5 minutes', async () => {
+  const { ctx, virsh, handler, timers } = setup();
+  virsh.on('list --all --uuid --name', '\n').on('list --uuid', '\n');
+  await handler.connected();
+  assert.equal(timers.map((t) => t.ms), [5000]);
+  // A VM started in the gap before the registration: no event, but the second listing has it.
+  virsh.on('list --all --uuid --name', `${TCG_UUID} tcg1\n`).on('list --uuid', `${TCG_UUID}\n`).on(`dumpxml ${TCG_UUID}`, TCG_XML);
+  timers[0]!.fn();
+  await handler.idle();
+  assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
+  assert.equal(timers.map((t) => t.ms), [5000, 300_000]);
+});
+
 // -- the supervisor -----------------------------------------------------------------------------
 
 class FakeChild extends EventEmitter implements ChildLike {
