@@ -11,8 +11,9 @@ test('a descriptor sent with SCM_RIGHTS refers to the same open file description
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmlockd-native-'));
   const sock = path.join(dir, 's');
   const file = path.join(dir, 'lock');
+  let server: net.Server | undefined;
   const got = new Promise<number>((resolve, reject) => {
-    const server = net.createServer((c) => {
+    server = net.createServer((c) => {
       const fd = (c as unknown as { _handle: { fd: number } })._handle.fd;
       try {
         const r = native.recvFds(fd, 4096, 5000);
@@ -23,17 +24,24 @@ test('a descriptor sent with SCM_RIGHTS refers to the same open file description
         reject(e);
       }
       c.destroy();
-      server.close();
+      server?.close();
     });
     server.listen(sock);
   });
   await new Promise((r) => setTimeout(r, 50));
   const fd = fs.openSync(file, 'w+');
-  assert.ok(native.ofdSetLk(fd, 'write', 0, 1));
-  const conn = native.unixConnect(sock);
-  native.sendFds(conn, null, 'FDS one\n', [fd]);
-  const copy = await got;
-  fs.closeSync(conn);
+  let copy: number;
+  try {
+    assert.ok(native.ofdSetLk(fd, 'write', 0, 1));
+    const conn = native.unixConnect(sock);
+    native.sendFds(conn, null, 'FDS one\n', [fd]);
+    copy = await got;
+    fs.closeSync(conn);
+  } finally {
+    // A failure above (an old build of the binding, say) must fail the test, not leave the server
+    // listening and the runner waiting for ever.
+    server?.close();
+  }
   fs.closeSync(fd);
   // The sender's copy is closed: the lock lives on through the received one.
   const probe = fs.openSync(file, 'r');
