@@ -23,8 +23,20 @@ export function formatLocks(locks: LockRow[]): string {
   ]);
 }
 
+/** One `key: value` line per field; a nested object prints its fields inline (`k=v, ...`), never `[object Object]`. */
 export function formatStatus(s: Record<string, unknown>): string {
   return Object.entries(s)
-    .map(([k, v]) => `${k}: ${v === null ? '-' : String(v)}\n`)
+    .map(([k, v]) => `${k}: ${statusValue(v)}\n`)
     .join('');
+}
+
+function statusValue(v: unknown): string {
+  if (v === null || v === undefined) return '-';
+  if (Array.isArray(v)) return v.map(statusValue).join(', ');
+  if (typeof v === 'object') {
+    return Object.entries(v as Record<string, unknown>)
+      .map(([k, x]) => `${k}=${x !== null && typeof x === 'object' ? JSON.stringify(x) : statusValue(x)}`)
+      .join(', ');
+  }
+  return String(v);
 }
