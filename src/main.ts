@@ -25,7 +25,7 @@ const USAGE = `usage: vmlockd <command> [options]
         [--metrics-address HOST:PORT] [--takeover]
         run the daemon in the foreground (--lockspace "" locks the images themselves);
         --takeover: take the locks over from the daemon running on the same state directory, no gap
-  acquire --vm UUID [--name NAME] [--shared] [--readonly] DISK...
+  acquire --vm UUID [--name NAME] [--shared] [--readonly] [--create] DISK...
   release --vm UUID [DISK...]
   check --vm UUID [--shared] DISK...       would these disks be granted now? (takes nothing)
   locks [--json]                           locks this daemon holds
@@ -272,11 +272,12 @@ async function main(argv: string[]): Promise<number> {
         name: { type: 'string' },
         shared: { type: 'boolean' },
         readonly: { type: 'boolean' },
+        create: { type: 'boolean' },
       });
       if (!values.vm) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs --vm UUID`);
       if (positionals.length === 0) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs at least one DISK path`);
       const vm = { uuid: checkUuid(values.vm, '--vm'), ...(values.name ? { name: values.name } : {}) };
-      const disks = positionals.map((p) => ({ path: p, readonly: !!values.readonly, shareable: !!values.shared }));
+      const disks = positionals.map((p) => ({ path: p, readonly: !!values.readonly, shareable: !!values.shared, ...(values.create ? { create: true } : {}) }));
       if (values.readonly) {
         // Read-only disks take no lock (as with virtlockd); say so rather than silently succeed.
         print(!!values.json, { status: 'ok', acquired: [], skipped: positionals }, () => positionals.map((p) => `not locked (read-only) ${p}\n`).join(''));

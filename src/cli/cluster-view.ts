@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { VmlockdError } from '../engine/errors.js';
 import { inspectLockFile } from '../engine/locker.js';
 import { HOSTS_DIR, listHosts, type HostEntry } from '../engine/locker-hosts.js';
-import { resolveDisk } from '../engine/resolve.js';
+import { diskIdentity, resolveDisk } from '../engine/resolve.js';
 import { initialState } from '../engine/state.js';
 import type { HolderInfo } from '../engine/types.js';
 import type { Inspection } from '../engine/holder-record.js';
@@ -18,10 +18,36 @@ export interface WhoAnswer extends Inspection {
   readonly name: string;
 }
 
+/**
+ * Who holds a disk. Never "free" when it cannot know: a missing or unreadable lockspace is an error,
+ * and a disk whose own lock file is free is looked up among the held lock files by identity, as
+ * `acquire` unifies aliases (a hard link or bind mount of a held disk is that disk, while the held
+ * path still names the same inode).
+ */
 export function who(disk: string, lockspace: string | null): WhoAnswer {
+  if (lockspace !== null) checkLockspace(lockspace, disk);
   const r = resolveDisk({ path: disk, mode: 'exclusive' }, { fileLockspaceDir: lockspace }, initialState());
   const inspection = inspectLockFile(r.resource.id, { direct: r.resource.kind === 'file' && onSharedFs(path.dirname(r.resource.id)) });
+  if (inspection.state === 'free' && lockspace !== null && r.resource.inode !== undefined) {
+    const alias = heldAlias(lockspace, r.resource.inode, r.resource.id);
+    if (alias) return { ...alias, path: disk, canonical: alias.disk!, name: path.basename(alias.file) };
+  }
   return { ...inspection, path: disk, canonical: r.resource.canonical, name: r.resource.name };
+}
+
+function checkLockspace(lockspace: string, disk: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(lockspace);
+  } catch (e) {
+    throw new VmlockdError('VMLOCKD_ERR_IO', `cannot tell who holds ${disk}: lockspace ${lockspace} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+  }
+  if (!st.isDirectory()) throw new VmlockdError('VMLOCKD_ERR_IO', `cannot tell who holds ${disk}: lockspace ${lockspace} is not a directory`);
+}
+
+/** A held lock file whose recorded disk is this identity (another path of the same disk). */
+function heldAlias(lockspace: string, identity: string, own: string): Inspection | undefined {
+  return clusterLocks(lockspace).find((i) => i.file !== own && i.disk !== undefined && diskIdentity(i.disk) === identity);
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;

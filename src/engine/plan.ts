@@ -3,7 +3,7 @@ import type { Command, DiskRequest, DiskSpec, VmEvent } from './types.js';
 
 /** Read-only disks take no lock; shareable disks take a shared one. */
 export function lockRequests(disks: readonly DiskSpec[]): DiskRequest[] {
-  return disks.filter((d) => !d.readonly).map((d) => ({ path: d.path, mode: d.shareable ? 'shared' : 'exclusive' }));
+  return disks.filter((d) => !d.readonly).map((d) => ({ path: d.path, mode: d.shareable ? 'shared' : 'exclusive', ...(d.create !== undefined ? { create: d.create } : {}) }));
 }
 
 export function plan(event: VmEvent): Command[] {

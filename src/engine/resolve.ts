@@ -52,6 +52,9 @@ export function checkDiskPath(p: unknown, field = 'path'): string {
   if (!path.isAbsolute(p)) throw new BadInputError(`${field} must be an absolute path, got ${JSON.stringify(p)}`);
   if (p.includes('\0')) throw new BadInputError(`${field} must not contain a NUL byte, got ${JSON.stringify(p)}`);
   if (p.length > 4096) throw new BadInputError(`${field} is longer than PATH_MAX (4096 bytes)`);
+  // U+FFFD is what a decoder puts for invalid UTF-8 (a domain XML in another encoding): the path it
+  // leaves names no file, and locking it would protect nothing.
+  if (p.includes('\uFFFD')) throw new BadInputError(`${field} contains U+FFFD (invalid UTF-8 in the source?), got ${JSON.stringify(p)}`);
   return p;
 }
 
@@ -73,6 +76,11 @@ export function canonicalPath(p: string): string {
   const parent = path.dirname(lexical);
   if (parent === lexical) return lexical;
   return path.join(canonicalPath(parent), path.basename(lexical));
+}
+
+/** The identity `resolveDisk` unifies aliases by ("dev:ino", or "blk:rdev" for a block device), if the disk exists. */
+export function diskIdentity(p: string): string | undefined {
+  return inodeOf(p);
 }
 
 function inodeOf(p: string): string | undefined {
@@ -137,6 +145,7 @@ function aliasOf(inode: string, canonical: string, state: State, inCommand: Map<
 export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, string>, blockdev?: BlockdevNames): ResolvedDisk {
   if (req.named) return resolveNamed({ ...req, named: req.named }, state);
   const given = checkDiskPath(req.path, 'disk path');
+  if (req.create !== undefined) checkExists(given, req.create);
   if (needsBlockdevName(given, rules)) return resolveBlockdev(req, given, blockdev, state);
   let canonical = canonicalPath(given);
   const inode = inodeOf(canonical);
@@ -165,6 +174,24 @@ export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, 
     resource = { id: canonical, name: canonical, lockspace: '', kind: 'direct', canonical, inode };
   }
   return { path: given, mode: req.mode, resource };
+}
+
+/**
+ * The front doors' rule (control API, CLI, JSON lines): a disk must exist unless the caller says it
+ * will be created, and is never a directory. The libvirt sources and the virtlockd protocol may name
+ * disks that do not exist yet (autocreate leases) and do not ask for this.
+ */
+function checkExists(given: string, create: boolean): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(given);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new VmlockdError('VMLOCKD_ERR_IO', `cannot stat disk ${given}: ${(e as Error).message}`, { cause: e });
+    if (create) return;
+    throw new BadInputError(`disk ${given} does not exist; a lock on a mistyped path protects nothing (say the disk will be created: --create, or "create": true)`);
+  }
+  if (st.isDirectory()) throw new BadInputError(`disk ${given} is a directory, not a disk image`);
 }
 
 /** A `/dev` disk under an LVM or SCSI lockspace: named by its LV UUID or SCSI id, as virtlockd names it. */

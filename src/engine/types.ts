@@ -14,6 +14,12 @@ export interface DiskSpec {
   readonly path: string;
   readonly readonly: boolean;
   readonly shareable: boolean;
+  /**
+   * Set by the front doors that check a disk exists (control API, CLI, JSON lines): false means the
+   * disk must exist and be no directory; true means the caller says it will be created. Undefined
+   * (libvirt sources) means no such check.
+   */
+  readonly create?: boolean;
 }
 
 export const VM_EVENT_TYPES = [
@@ -46,6 +52,8 @@ export interface VmEvent {
 export interface DiskRequest {
   readonly path: string;
   readonly mode: Mode;
+  /** As DiskSpec.create: false = must exist (and be no directory), true = will be created, undefined = not checked. */
+  readonly create?: boolean;
   /**
    * A resource the requester has already named (the virtlockd protocol sends a lockspace and a
    * resource name, not a disk path). `lockspace` "" is virtlockd's default lockspace: `name` is the

@@ -53,7 +53,8 @@ export function checkDisks(v: unknown, field = 'disks'): DiskSpec[] {
     if (typeof d.path !== 'string' || !d.path.startsWith('/') || d.path.includes('\0')) {
       throw new BadInputError(`${f}.path must be an absolute path, got ${show(d.path)}`);
     }
-    return { path: d.path, readonly: checkBool(d.readonly, `${f}.readonly`), shareable: checkBool(d.shareable, `${f}.shareable`) };
+    // create: the caller says the disk will be created; otherwise it must exist (a typo protects nothing).
+    return { path: d.path, readonly: checkBool(d.readonly, `${f}.readonly`), shareable: checkBool(d.shareable, `${f}.shareable`), create: checkBool(d.create, `${f}.create`) };
   });
 }
 

@@ -203,4 +203,64 @@ test('lvm_lockspace_dir: /dev disks are named by LV UUID (lvs, as virtlockd), tw
   }
 });
 
+test('who and generation resolve a hard link of a held disk as acquire does, and fail in one line (exit 1) when the lockspace is missing', async () => {
+  const c = images();
+  const a = c.disk('a');
+  const a3 = path.join(c.dir, 'images', 'a3');
+  fs.linkSync(a, a3);
+  const lockspace = path.join(c.dir, 'lockspace');
+  const d = await daemon(c.dir, 'hv-a');
+  assert.is(d.cli(['acquire', '--vm', UUID1, '--name', 'web1', a]).code, 0);
+  assert.is(d.cli(['acquire', '--vm', UUID2, a3]).code, 3, 'acquire refuses the link');
+  const w = cli(['who', a3, '--lockspace', lockspace, '--json']);
+  assert.is(w.code, 0, w.stderr);
+  const answer = JSON.parse(w.stdout) as { state: string; canonical: string; path: string; holders: Array<{ owner?: { uuid: string } }> };
+  assert.is(answer.state, 'exclusive', 'who must not say free for a hard link of a held disk');
+  assert.is(answer.canonical, a);
+  assert.is(answer.path, a3);
+  assert.is(answer.holders[0]?.owner?.uuid, UUID1);
+  const g = cli(['generation', a3, '--lockspace', lockspace]);
+  assert.is(g.stdout.trim(), '1', g.stdout + g.stderr);
+  for (const cmd of ['who', 'generation']) {
+    const missing = cli([cmd, a, '--lockspace', path.join(c.dir, 'no-such-lockspace')]);
+    assert.is(missing.code, 1, `${cmd}: ${missing.stdout}${missing.stderr}`);
+    assert.is(missing.stdout, '');
+    assert.is(missing.stderr.trim().split('\n').length, 1, missing.stderr);
+    assert.match(missing.stderr, `cannot tell who holds ${a}: lockspace ${path.join(c.dir, 'no-such-lockspace')} cannot be read (ENOENT)`);
+  }
+});
+
+test('acquire refuses a missing disk or a directory as bad input (exit 2) unless --create / "create": true says it will be created; invalid UTF-8 is refused', async () => {
+  const c = images();
+  const d = await daemon(c.dir, 'hv-a');
+  const missing = path.join(c.dir, 'nonexistent-dir', 'foo.img');
+  const r = d.cli(['acquire', '--vm', UUID1, missing]);
+  assert.is(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, `disk ${missing} does not exist`);
+  const dir = d.cli(['acquire', '--vm', UUID1, path.join(c.dir, 'images')]);
+  assert.is(dir.code, 2, dir.stdout + dir.stderr);
+  assert.match(dir.stderr, 'is a directory, not a disk image');
+  assert.is(d.cli(['acquire', '--vm', UUID1, '--create', path.join(c.dir, 'images')]).code, 2, 'a directory is never a disk');
+  assert.equal(lockedVms(d), [], 'no lock taken by a refused command');
+  const created = d.cli(['acquire', '--vm', UUID1, '--create', missing]);
+  assert.is(created.code, 0, created.stdout + created.stderr);
+  // The JSON-lines door: the same rule, and "create": true as the explicit equivalent.
+  const later = path.join(c.dir, 'images', 'later.img');
+  const lines = [
+    { type: 'started', vm: { uuid: UUID2 }, disks: [{ path: later }] },
+    { type: 'started', vm: { uuid: UUID2 }, disks: [{ path: later, create: true }] },
+    { type: 'started', vm: { uuid: UUID2 }, disks: [{ path: path.join(c.dir, 'images', 'bad-\uFFFD.img'), create: true }] },
+  ];
+  const ing = d.cli(['ingest', '-'], { input: lines.map((l) => JSON.stringify(l)).join('\n') + '\n' });
+  const out = ing.stdout.trim().split('\n').map((l) => JSON.parse(l) as { status: string; code?: string; message?: string });
+  assert.is(out[0]!.code, 'VMLOCKD_ERR_BAD_INPUT', ing.stdout);
+  assert.match(out[0]!.message!, `disk ${later} does not exist`);
+  assert.is(out[1]!.status, 'ok', ing.stdout);
+  assert.is(out[2]!.code, 'VMLOCKD_ERR_BAD_INPUT', ing.stdout);
+  assert.match(out[2]!.message!, 'U+FFFD');
+  // Releasing a disk that has gone since is still allowed.
+  fs.rmSync(path.join(c.dir, 'nonexistent-dir'), { recursive: true, force: true });
+  assert.is(d.cli(['release', '--vm', UUID1, missing]).code, 0);
+});
+
 test.run();
