@@ -16,7 +16,8 @@ fi
 # qemu-utils ships qemu-img (qemu-system-x86 does not); the tests create qcow2 images with it.
 # e2fsprogs, mount: test/engine/odirect.int.ts mounts ext4 on a loop device (O_DIRECT alignment).
 # systemd: the fd-store test runs a real (confined) user manager, test/helpers/systemd-sandbox.
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd)
+# python3 and util-linux (prlimit): the verifier tests drop a daemon's lock (pidfd_getfd) and cap its descriptors.
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux)
 
 # Which of the packages are not installed yet (dpkg status, no network).
 missing=()

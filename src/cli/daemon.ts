@@ -33,13 +33,27 @@ import { ServiceLink, bootId } from '../daemon/service.js';
 import { rebootReleases } from '../daemon/boot.js';
 import { listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
 
-/** Snapshot after this many facts, so start-up replays at most this many. */
-const SNAPSHOT_EVERY = 10_000;
+/** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
+const SNAPSHOT_EVERY = snapshotEvery();
 /** How long after the threshold the snapshot is written (staged facts move into SQLite meanwhile). */
 const SNAPSHOT_DELAY_MS = 2_000;
 /** Start-up facts moved into SQLite before "listening on" when there are at most this many. */
 const START_FLUSH_ROWS = 1_000;
 const STOP_DEADLINE_MS = 4_500;
+/** After a failed snapshot (a busy or full journal), the next try. */
+const SNAPSHOT_RETRY_MS = 5_000;
+
+let lastResortInstalled = false;
+/**
+ * The last resort: an error that escaped every timer's and callback's own error path is logged,
+ * and the process, with every lock it holds, carries on. Dying would drop every VM's lock at once.
+ */
+function installLastResort(log: Logger): void {
+  if (lastResortInstalled) return;
+  lastResortInstalled = true;
+  process.on('uncaughtException', (e) => log.error(`uncaught error (vmlockd carries on; its locks stay held): ${(e as Error).stack ?? e}`));
+  process.on('unhandledRejection', (e) => log.error(`unhandled rejection (vmlockd carries on; its locks stay held): ${(e as Error)?.stack ?? e}`));
+}
 
 /**
  * VMLOCKD_JOURNAL_FLUSH_MS: how long a staged fact may wait before it is moved into SQLite (default
@@ -53,6 +67,11 @@ function stageFlushMs(): { flushMs?: number } {
     throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `VMLOCKD_JOURNAL_FLUSH_MS must be a whole number of milliseconds from 1 to 2147483647, got ${JSON.stringify(raw)}`);
   }
   return { flushMs: ms };
+}
+
+function snapshotEvery(): number {
+  const n = Number(process.env.VMLOCKD_SNAPSHOT_EVERY ?? '');
+  return Number.isSafeInteger(n) && n >= 1 ? n : 10_000;
 }
 
 /** Fold the journal: newest snapshot, then every fact after it. */
@@ -109,6 +128,7 @@ export class Daemon {
   private server?: http.Server;
   private factsSinceSnapshot = 0;
   private snapshotTimer: NodeJS.Timeout | undefined;
+  private snapshotFailures = 0;
   private readonly factCounts = new Map<string, number>();
   private metrics?: http.Server;
   private readonly startedAt = new Date().toISOString();
@@ -196,9 +216,10 @@ export class Daemon {
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
     for (const dir of [c.fileLockspaceDir, c.lvmLockspaceDir, c.scsiLockspaceDir]) if (dir) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir, syncRecords: onSharedFs(c.fileLockspaceDir), ...(this.service.store ? { store: this.service.store } : {}) });
+    const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir, syncRecords: onSharedFs(c.fileLockspaceDir), generationFloor: (disk) => journal.maxGeneration(disk), ...(this.service.store ? { store: this.service.store } : {}) });
     this.locker = locker;
 
+    installLastResort(this.log);
     // rxjs reports an error no subscriber handles here instead of throwing it out of a timer.
     rxConfig.onUnhandledError = (e: unknown) => {
       this.log.error(`unhandled pipeline error: ${(e as Error).stack ?? e}`);
@@ -214,6 +235,7 @@ export class Daemon {
       state,
       reload: () => loadState(journal),
       onFacts: (facts) => this.afterFacts(facts),
+      onCommand: (cmd) => this.verifier?.commandSeen(cmd),
       log: (level, msg) => this.journalWatch.engineLog(level, msg),
     });
     this.engine = engine;
@@ -260,7 +282,12 @@ export class Daemon {
       state: () => engine.state,
       record: (facts) => this.journalWatch.record((f) => engine.record(f), facts),
       intervalMs: () => this.config.verifyIntervalMs,
-      beforeRound: (now) => this.hostLock?.heartbeat(now, this.fingerprint()),
+      beforeRound: (now) => {
+        // Re-establishes the host file after a cluster-filesystem remount (or throws, loudly); the
+        // round's lock checks that follow re-verify this host's own locks.
+        const notice = this.hostLock?.heartbeat(now, this.fingerprint());
+        if (notice) this.log.warn(notice);
+      },
       onConflict: (conflict) => {
         for (const h of this.conflictHandlers) h(conflict);
       },
@@ -278,6 +305,9 @@ export class Daemon {
             resources_held: { help: 'Lock files this host holds open.', value: Number(st.resources) },
             last_seq: { help: 'Sequence number of the last journaled fact.', value: Number(st.lastSeq) },
             seconds_since_verified: { help: 'Seconds since every held lock last checked out.', value: Number(st.sinceVerifiedMs ?? 0) / 1000 },
+            verify_errors_total: { help: 'Lock checks that failed with an error (not a loss) since start.', value: Number(st.verifyErrors ?? 0) },
+            unverified_locks: { help: 'Held locks whose last check failed with an error.', value: Number(st.unverified ?? 0) },
+            snapshot_failures_total: { help: 'Journal snapshots that failed (retried later) since start.', value: Number(st.snapshotFailures ?? 0) },
             fd_limit: { help: 'RLIMIT_NOFILE soft limit (one descriptor per held lock).', value: Number(st.fdLimit) },
             ...this.journalWatch.gauges(),
           };
@@ -385,7 +415,11 @@ export class Daemon {
       if (applied.some((d) => d.key === 'verifyIntervalMs')) this.verifier?.reschedule();
       for (const d of applied) this.log.info(`config: ${confName(d.key)} changed from ${JSON.stringify(d.from)} to ${JSON.stringify(d.to)}`);
       this.record([fact('ConfigChanged', at, { changes: applied, fingerprint: this.fingerprint(), trigger: 'watch' })]);
-      this.hostLock?.heartbeat(at, this.fingerprint());
+      try {
+        this.hostLock?.heartbeat(at, this.fingerprint());
+      } catch (e) {
+        this.log.error(`host heartbeat failed: ${(e as Error).message}`);
+      }
     }
     if (refused.length > 0) {
       for (const r of refused) this.log.warn(`config: ${r.reason}`);
@@ -421,6 +455,7 @@ export class Daemon {
   }
 
   private afterFacts(facts: readonly Fact[]): void {
+    this.verifier?.factsSeen(facts);
     this.factsSinceSnapshot += facts.length;
     for (const f of facts) this.factCounts.set(f.kind, (this.factCounts.get(f.kind) ?? 0) + 1);
     // Not now: a snapshot moves every staged fact into SQLite first, and after start-up's re-takes
@@ -438,12 +473,20 @@ export class Daemon {
     if (this.snapshotTimer !== undefined) clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
     if (!this.journal || !this.engine) return;
+    const journal = this.journal;
+    const state = this.engine.state;
     try {
-      this.journal.writeSnapshot(this.engine.state.seq, toSnapshot(this.engine.state));
+      // Never wait out SQLite's busy timeout here: the snapshot can wait, the event loop cannot.
+      journal.nonBlocking(() => journal.writeSnapshot(state.seq, toSnapshot(state)));
       this.factsSinceSnapshot = 0;
     } catch (e) {
-      // A full disk: the facts are journaled; the snapshot only shortens the next start's replay.
-      this.journalWatch.limited('snapshot', 'warning', `journal: snapshot not written (retried after more facts): ${(e as Error).message}`);
+      // The facts are journaled; a snapshot only shortens the next start's replay: a failed one
+      // (SQLITE_BUSY, SQLITE_FULL) must never take the daemon and its locks down. Retried later.
+      this.snapshotFailures++;
+      this.journalWatch.limited('snapshot', 'warning', `journal: snapshot not written, the daemon carries on with its locks held (retried in ${SNAPSHOT_RETRY_MS / 1000} s): ${(e as Error).message}`);
+      if (this.stopping) return;
+      this.snapshotTimer = setTimeout(() => this.snapshot(), SNAPSHOT_RETRY_MS);
+      this.snapshotTimer.unref();
     }
   }
 
@@ -480,9 +523,14 @@ export class Daemon {
       fdLimit: this.fdLimit,
       verifiedAt: this.verifier?.lastOkAt ?? null,
       sinceVerifiedMs: this.verifier ? this.verifier.sinceLastOkMs() : null,
+      verifyErrors: this.verifier?.errorsTotal ?? 0,
+      unverified: this.verifier?.unverified.size ?? 0,
+      pendingRetakes: this.verifier?.pendingCount ?? 0,
+      snapshotFailures: this.snapshotFailures,
       hostFile: this.hostLock?.file ?? null,
       journalTrouble: this.journalWatch.status(),
       started: this.service?.info() ?? null,
+      hostFileProblem: this.hostLock?.problem ?? null,
     };
   }
 

@@ -34,8 +34,11 @@ export interface FactPayloads {
   LockAcquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly generation?: number };
   LockRefused: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly holder: HolderInfo; readonly message: string };
   LockReleased: ResourceFields & { readonly owner: Owner; readonly source: string; readonly reason: string };
-  /** how: 'adopted' (a descriptor systemd's store handed back), 'taken-over' (from the previous daemon); absent: taken again. */
-  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number; readonly how?: 'adopted' | 'taken-over' };
+  /**
+   * how: 'adopted' (a descriptor systemd's store handed back), 'taken-over' (from the previous daemon); absent: taken again.
+   * source: the holding's own source (virtlockd, api, libvirt...), kept through a re-take after a loss.
+   */
+  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number; readonly how?: 'adopted' | 'taken-over'; readonly source?: string };
   LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string };
   InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };
   /** A virtlockd-protocol owner's process connection closed; its locks were released. `alive`: the pid still ran. */

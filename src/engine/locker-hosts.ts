@@ -59,27 +59,23 @@ export function checkHostId(id: string): string {
 
 export class HostLock {
   private constructor(
-    private readonly fd: number,
+    private fd: number,
     readonly file: string,
     private record: HostRecord,
+    private readonly nat: NativeBinding,
   ) {}
+
+  /** Why the host file's lock is not known to be held right now (undefined: it is). */
+  problem: string | undefined;
 
   /** Take this host's file; a second daemon with the same host id anywhere in the cluster is refused. */
   static acquire(lockspace: string, rec: Omit<HostRecord, 'v' | 'machine' | 'pid' | 'heartbeat'>, nat: NativeBinding = defaultNative): HostLock {
     const dir = path.join(lockspace, HOSTS_DIR);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, checkHostId(rec.host));
-    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-    if (!nat.ofdSetLk(fd, 'write', 0, 1)) {
-      const buf = Buffer.alloc(HOST_RECORD_SIZE);
-      const n = fs.readSync(fd, buf, 0, HOST_RECORD_SIZE, 0);
-      fs.closeSync(fd);
-      const other = decode(buf.subarray(0, n));
-      const where = other ? `on machine ${other.machine} (pid ${other.pid}, started ${other.started})` : 'on another machine (no record)';
-      throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `host id ${rec.host} is already in use by a vmlockd running ${where} with lockspace ${lockspace}; give each host its own --host-id`);
-    }
+    const fd = lockHostFile(file, rec.host, lockspace, nat);
     const record: HostRecord = { v: 1, ...rec, machine: os.hostname(), pid: process.pid, heartbeat: rec.started };
-    const lock = new HostLock(fd, file, record);
+    const lock = new HostLock(fd, file, record, nat);
     lock.write();
     return lock;
   }
@@ -88,9 +84,104 @@ export class HostLock {
     fs.writeSync(this.fd, encode(this.record), 0, HOST_RECORD_SIZE, 0);
   }
 
-  heartbeat(at: string, fingerprint: string): void {
+  /**
+   * Write the heartbeat and make sure the host file is still ours: its lock held by this
+   * description, on the file the path names. After a cluster-filesystem client died and the
+   * lockspace was mounted again (ENOTCONN, EBADFD), or the file was removed, the file and its lock
+   * are taken again on a fresh description. Returns a notice when that happened; throws, loudly,
+   * when it cannot (the filesystem is still away, or another daemon now runs with this host id).
+   */
+  heartbeat(at: string, fingerprint: string): string | undefined {
     this.record = { ...this.record, heartbeat: at, fingerprint };
+    let why: string | undefined;
+    try {
+      this.write();
+    } catch (e) {
+      why = `writing it failed: ${errnoOf(e)}`;
+    }
+    why ??= this.whyNotHeld();
+    if (why === undefined) {
+      this.problem = undefined;
+      return undefined;
+    }
+    try {
+      this.reestablish(why);
+    } catch (e) {
+      this.problem = (e as Error).message;
+      throw e;
+    }
+    this.problem = undefined;
+    return `host file ${this.file} re-established (${why}): this host id is protected again`;
+  }
+
+  /** undefined while this description holds the lock on the file the path names. */
+  private whyNotHeld(): string | undefined {
+    let ino: number;
+    try {
+      ino = fs.statSync(this.file).ino;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'it was removed';
+      throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file} cannot be checked (will retry): ${errnoOf(e)}`, { cause: e });
+    }
+    let fd2: number;
+    try {
+      fd2 = fs.openSync(this.file, fs.constants.O_RDONLY);
+    } catch (e) {
+      throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file} cannot be checked (will retry): ${errnoOf(e)}`, { cause: e });
+    }
+    try {
+      // From a second description our own lock shows as a conflict; nothing there means it is gone.
+      if (this.nat.ofdGetLk(fd2, 'write', 0, 1) === null) return 'its lock was gone';
+    } catch (e) {
+      throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file} cannot be checked (will retry): ${errnoOf(e)}`, { cause: e });
+    } finally {
+      fs.closeSync(fd2);
+    }
+    try {
+      if (fs.fstatSync(this.fd).ino !== ino) return 'it was replaced';
+      // A no-op while this description holds it; fails if another does; re-takes it if it was dropped.
+      if (!this.nat.ofdSetLk(this.fd, 'write', 0, 1)) return 'another process holds its lock';
+    } catch (e) {
+      return `its descriptor failed: ${errnoOf(e)}`;
+    }
+    return undefined;
+  }
+
+  /** A fresh description, locked before the old one is closed. */
+  private reestablish(why: string): void {
+    fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    let fd: number;
+    try {
+      fd = lockHostFile(this.file, this.record.host, this.record.lockspace, this.nat);
+    } catch (e) {
+      if (e instanceof VmlockdError && e.code === 'VMLOCKD_ERR_ALREADY_RUNNING' && this.stillHolds()) {
+        throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file}: ${why}, but its lock still holds (will retry)`);
+      }
+      if (e instanceof VmlockdError && e.code === 'VMLOCKD_ERR_ALREADY_RUNNING') {
+        throw new VmlockdError(
+          'VMLOCKD_ERR_ALREADY_RUNNING',
+          `HOST ID NOT PROTECTED: this daemon lost its host file (${why}) and cannot take it back: ${e.message}. ` +
+            'Two daemons now run with one host id; stop one of them.',
+        );
+      }
+      throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file} lost (${why}) and cannot be re-established yet (will retry): ${(e as Error).message}`, { cause: e });
+    }
+    const old = this.fd;
+    this.fd = fd;
     this.write();
+    try {
+      fs.closeSync(old);
+    } catch {
+      // a dead cluster-filesystem descriptor
+    }
+  }
+
+  private stillHolds(): boolean {
+    try {
+      return fs.fstatSync(this.fd).ino === fs.statSync(this.file).ino && this.nat.ofdSetLk(this.fd, 'write', 0, 1);
+    } catch {
+      return false;
+    }
   }
 
   release(at: string): void {
@@ -106,6 +197,35 @@ export class HostLock {
       // the kernel drops the lock with the process
     }
   }
+}
+
+/** Open and write-lock a host file; refused, naming the holder, when another daemon holds it. */
+function lockHostFile(file: string, host: string, lockspace: string, nat: NativeBinding): number {
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+  let granted: boolean;
+  try {
+    granted = nat.ofdSetLk(fd, 'write', 0, 1);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+  if (!granted) {
+    const buf = Buffer.alloc(HOST_RECORD_SIZE);
+    let n = 0;
+    try {
+      n = fs.readSync(fd, buf, 0, HOST_RECORD_SIZE, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const other = decode(buf.subarray(0, n));
+    const where = other ? `on machine ${other.machine} (pid ${other.pid}, started ${other.started})` : 'on another machine (no record)';
+    throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `host id ${host} is already in use by a vmlockd running ${where} with lockspace ${lockspace}; give each host its own --host-id`);
+  }
+  return fd;
+}
+
+function errnoOf(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
 }
 
 /** Every host that ever registered in this lockspace, alive or gone. */

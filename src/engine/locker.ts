@@ -43,6 +43,16 @@ export interface DiskResult {
   readonly mode: Mode;
 }
 
+/** A held lock that did not check out: `lost` on evidence, `error` when the check itself failed. */
+export interface Verification {
+  readonly resource: string;
+  readonly status: 'lost' | 'error';
+  readonly reason: string;
+}
+
+/** Errnos of a description whose locks the filesystem dropped (a dead FUSE client; a GlusterFS brick restart with strict-locks). */
+const DEAD_DESCRIPTION: ReadonlySet<string> = new Set(['ENOTCONN', 'EBADFD', 'EBADF']);
+
 export interface Refusal extends DiskResult {
   readonly holder: HolderInfo;
   readonly message: string;
@@ -176,11 +186,17 @@ export class Locker {
   private readonly syncRecords: boolean;
   private readonly store: DescriptorStore | undefined;
 
+  /** The highest generation the journal gave a disk, for a lock file without a readable record. */
+  private readonly generationFloor: ((disk: string) => number) | undefined;
+  /** The highest generation this process handed out per resource (facts may still be staged). */
+  private readonly highestGen = new Map<string, number>();
+
   constructor(
     readonly host: string,
-    options: { native?: NativeBinding; fileLockspaceDir?: string | null; syncRecords?: boolean; store?: DescriptorStore } = {},
+    options: { native?: NativeBinding; fileLockspaceDir?: string | null; syncRecords?: boolean; store?: DescriptorStore; generationFloor?: (disk: string) => number } = {},
   ) {
     this.native = options.native ?? defaultNative;
+    this.generationFloor = options.generationFloor;
     this.syncRecords = options.syncRecords ?? false;
     this.store = options.store;
     if (options.fileLockspaceDir) fs.mkdirSync(options.fileLockspaceDir, { recursive: true, mode: 0o700 });
@@ -345,7 +361,7 @@ export class Locker {
       for (const h of holders) {
         const fields = resourceFields(res.ref, h.path);
         if (r.ok) {
-          facts.push(fact('Reacquired', at, { ...fields, owner: h.owner, mode: h.mode, ...(r.gen !== undefined ? { generation: r.gen } : {}) }));
+          facts.push(fact('Reacquired', at, { ...fields, owner: h.owner, mode: h.mode, source: h.source, ...(r.gen !== undefined ? { generation: r.gen } : {}) }));
         } else {
           const f = fact('LeaseLost', at, { ...fields, owner: h.owner, mode: h.mode, holder: r.holder, reason });
           facts.push(f);
@@ -515,43 +531,64 @@ export class Locker {
 
   /**
    * Check that every held lock still holds. A cluster filesystem can drop locks behind our back
-   * (GlusterFS brick restart: EBADFD with strict-locks; NFSv4 lost lease: EIO; a dead FUSE client:
-   * ENOTCONN; virtlockd unlinking the file: an orphaned inode).
+   * (GlusterFS brick restart: EBADFD with strict-locks, or a silent reopen without the lock without
+   * them; NFSv4 lost lease: EIO; a dead FUSE client: ENOTCONN; virtlockd unlinking the file: an
+   * orphaned inode).
+   *
+   * `lost` only on evidence that the lock is gone: the file is gone or replaced, nothing holds it,
+   * another description holds it, or our own description is dead (ENOTCONN, EBADFD: the filesystem
+   * dropped its locks) while the file is reachable again. Anything else (EMFILE, EIO, a mount that
+   * does not answer) is an `error`: it says nothing about the lock, so it is retried, not reported lost.
    */
-  verify(): Array<{ resource: string; reason: string }> {
-    const lost: Array<{ resource: string; reason: string }> = [];
+  verify(): Verification[] {
+    const out: Verification[] = [];
     for (const [id, h] of this.held) {
-      const reason = this.check(h);
-      if (reason !== null) lost.push({ resource: id, reason });
+      const v = this.check(h);
+      if (v !== null) out.push({ resource: id, ...v });
     }
-    return lost;
+    return out;
   }
 
-  private check(h: Held): string | null {
+  private check(h: Held): { status: 'lost' | 'error'; reason: string } | null {
     const type = h.mode === 'exclusive' ? 'write' : 'read';
     const why = (what: string, e: unknown) => `${what}: ${errnoName(e)}`;
-    let ino: number;
+    const lost = (reason: string) => ({ status: 'lost' as const, reason });
+    const error = (reason: string) => ({ status: 'error' as const, reason });
+    let ino: number | undefined;
+    let ownError: unknown;
     try {
       ino = fs.fstatSync(h.fd).ino;
       // A whole record, not one byte: under O_DIRECT a GlusterFS brick refuses unaligned sizes (EINVAL).
       readAligned(h.fd, RECORD_SIZE, 0);
     } catch (e) {
-      return why('the lock file descriptor failed', e);
+      ownError = e;
     }
     let fd2: number;
     try {
       fd2 = fs.openSync(h.ref.id, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'the lock file was removed (unlinked) behind the holder';
-      return why('the lock file cannot be opened again', e);
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return lost('the lock file was removed (unlinked) behind the holder');
+      if (ownError !== undefined) return error(why('the lock file descriptor failed', ownError) + `, and ${why('the lock file cannot be opened again', e)}`);
+      return error(why('the lock file cannot be opened again', e));
     }
     try {
-      if (fs.fstatSync(fd2).ino !== ino) return 'the lock file was replaced (unlinked and created again)';
+      if (ino !== undefined && fs.fstatSync(fd2).ino !== ino) return lost('the lock file was replaced (unlinked and created again)');
       // From a second description our own lock shows as a conflict; nothing there means it is gone.
       const c = this.native.ofdGetLk(fd2, 'write', LOCK_START, LOCK_LEN);
-      if (c === null) return 'the lock is gone: nothing holds the lock file any more';
+      if (c === null) return lost('the lock is gone: nothing holds the lock file any more');
+      if (ownError !== undefined) {
+        // Someone holds it, and our description cannot be used: a dead one (the filesystem says its
+        // locks are gone) means that someone is another owner; any other error says nothing.
+        if (DEAD_DESCRIPTION.has(errnoName(ownError))) return lost(why('the lock file descriptor is dead and another owner holds the lock', ownError));
+        return error(why('the lock file descriptor failed', ownError));
+      }
+      // Shared: other hosts' read locks hide whether ours is still there; the write lock on our
+      // record slot (same description) goes with it, so its absence is the evidence.
+      if (h.mode === 'shared' && h.slot !== undefined && h.ref.kind === 'file' && this.native.ofdGetLk(fd2, 'write', slotOffset(h.slot), RECORD_SIZE) === null) {
+        return lost('our shared (read) lock is gone; another holder\'s read lock remains');
+      }
     } catch (e) {
-      return why('checking from a second description failed', e);
+      return error(why('checking from a second description failed', e));
     } finally {
       try {
         fs.closeSync(fd2);
@@ -560,42 +597,74 @@ export class Locker {
       }
     }
     try {
-      // Re-asserting a lock this description holds is a no-op; if it was lost, this re-takes it,
-      // or fails because another owner has it now.
-      if (!this.native.ofdSetLk(h.fd, type, LOCK_START, LOCK_LEN)) return 'another owner holds the lock now';
+      // Re-asserting a lock this description holds is a no-op; if another description holds it
+      // now, this fails: that is the evidence.
+      if (!this.native.ofdSetLk(h.fd, type, LOCK_START, LOCK_LEN)) return lost('another owner holds the lock now');
     } catch (e) {
-      return why('re-asserting the lock failed', e);
+      return error(why('re-asserting the lock failed', e));
     }
     return null;
   }
 
   /**
-   * Take a lock again on a fresh description (after a loss), for the given local holders. The old
-   * description, if any, is closed without touching its record.
+   * Take a lock again on a fresh description (after a loss), for the given local holders. The new
+   * description is opened and locked BEFORE the old one is closed, so there is no moment at which
+   * neither holds it. If the new one is refused and the old one can still re-assert the lock, the
+   * lock was never lost: it is kept (`kept`). The old description is closed without touching its record.
    */
   retake(
     ref: ResourceRef,
     mode: Mode,
     vms: Array<Owner & { since: string }>,
     at: string,
-  ): { ok: true; gen?: number } | { ok: false; holder: HolderInfo; error?: string } {
-    this.drop(ref.id);
+  ): { ok: true; gen?: number; kept?: boolean } | { ok: false; holder: HolderInfo; error?: string } {
+    const old = this.held.get(ref.id);
+    let r: TakeResult;
     try {
-      const r = this.take(ref, mode, { owner: vms[0]!, at }, vms);
-      if (!r.ok) return r;
-      this.held.set(ref.id, {
-        fd: r.fd,
-        mode,
-        ref,
-        since: at,
-        vms: new Map(vms.map((v) => [v.uuid, v])),
-        ...(r.slot !== undefined ? { slot: r.slot } : {}),
-        ...(r.gen !== undefined ? { gen: r.gen } : {}),
-      });
-      this.store?.store(fdName(ref.id), r.fd);
-      return { ok: true, ...(r.gen !== undefined ? { gen: r.gen } : {}) };
+      r = this.take(ref, mode, { owner: vms[0]!, at }, vms);
     } catch (e) {
+      if (old && this.stillHolds(old)) return { ok: true, kept: true, ...(old.gen !== undefined ? { gen: old.gen } : {}) };
+      this.drop(ref.id);
       return { ok: false, holder: {}, error: (e as Error).message };
+    }
+    if (!r.ok) {
+      if (old && this.stillHolds(old)) return { ok: true, kept: true, ...(old.gen !== undefined ? { gen: old.gen } : {}) };
+      this.drop(ref.id);
+      return r;
+    }
+    this.held.set(ref.id, {
+      fd: r.fd,
+      mode,
+      ref,
+      since: at,
+      vms: new Map(vms.map((v) => [v.uuid, v])),
+      ...(r.slot !== undefined ? { slot: r.slot } : {}),
+      ...(r.gen !== undefined ? { gen: r.gen } : {}),
+    });
+    if (old) {
+      // The old description may live on in systemd's store too: unlock it, not only close it.
+      try {
+        this.native.ofdSetLk(old.fd, 'unlock', 0, 0);
+      } catch {
+        // a dead cluster-filesystem descriptor holds nothing
+      }
+      this.store?.remove(fdName(ref.id));
+      try {
+        fs.closeSync(old.fd);
+      } catch {
+        // a dead cluster-filesystem descriptor: nothing left to release
+      }
+    }
+    this.store?.store(fdName(ref.id), r.fd);
+    return { ok: true, ...(r.gen !== undefined ? { gen: r.gen } : {}) };
+  }
+
+  /** The old description still holds the lock on the file the path names now. */
+  private stillHolds(h: Held): boolean {
+    try {
+      return this.sameInode(h.fd, h.ref.id) && this.native.ofdSetLk(h.fd, h.mode === 'exclusive' ? 'write' : 'read', LOCK_START, LOCK_LEN);
+    } catch {
+      return false;
     }
   }
 
@@ -623,6 +692,8 @@ export class Locker {
     const h = this.held.get(id);
     if (!h) return;
     this.held.delete(id);
+    // From here the journal (its facts are moved into SQLite within milliseconds) keeps the floor.
+    this.highestGen.delete(id);
     // A release says so in the record before the lock goes; a crash or an abort leaves the record,
     // which readers ignore because no lock backs it.
     if (release && h.ref.kind !== 'direct') {
@@ -703,7 +774,11 @@ export class Locker {
     if (!mayWriteRecords(fd)) return {};
     if (mode === 'exclusive') {
       const head = readAligned(fd, RECORD_SIZE, 0);
-      const gen = nextGeneration(decodeExclusive(head));
+      const prev = decodeExclusive(head);
+      // Generations never go backwards: a deleted or damaged record does not restart the count.
+      const floor = Math.max(this.highestGen.get(ref.id) ?? 0, prev ? 0 : (this.generationFloor?.(ref.canonical) ?? 0));
+      const gen = Math.max(nextGeneration(prev), floor + 1);
+      this.highestGen.set(ref.id, gen);
       writeAligned(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0);
       if (this.syncRecords) fs.fdatasyncSync(fd);
       return { gen };

@@ -17,7 +17,7 @@ import { decide } from './decide.js';
 import { plan } from './plan.js';
 import { blockdevPaths, resolveCommand, type BlockdevNames, type NamingRules } from './resolve.js';
 import { evolve, type State } from './state.js';
-import type { Command, Intent, VmEvent } from './types.js';
+import type { Command, Intent, ResolvedCommand, VmEvent } from './types.js';
 
 export type Reply =
   | Outcome
@@ -50,6 +50,8 @@ export interface EngineOptions {
   readonly reload: () => State;
   /** Called with every batch of durable facts, after the commands are answered. */
   readonly onFacts?: (facts: readonly Fact[]) => void;
+  /** Called with every resolved command before it is decided (the verifier cancels a pending re-take on a release). */
+  readonly onCommand?: (command: ResolvedCommand) => void;
   readonly log?: (level: 'info' | 'warning' | 'error', msg: string) => void;
   /** Looks up the LVM / SCSI names of `/dev` disks (runs lvs, scsi_id); without it such disks are refused. */
   readonly blockdevNames?: (paths: readonly string[], rules: NamingRules) => Promise<BlockdevNames>;
@@ -226,6 +228,7 @@ export class Engine {
   private handle(job: Job, blockdev?: BlockdevNames): void {
     const { command } = job;
     const resolved = resolveCommand(command, this.opts.rules, this.state, blockdev);
+    this.opts.onCommand?.(resolved);
     const intents = decide(resolved, this.state, this.opts.host);
     // A resource released earlier in this batch still has its description open until the batch
     // commits; taking it again now would conflict with ourselves. Commit the batch first.

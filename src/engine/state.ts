@@ -90,7 +90,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
         mode: p.mode,
         since: prev?.since ?? f.at,
         path: p.path,
-        source: prev?.source ?? 'reacquire',
+        source: prev?.source ?? p.source ?? 'reacquire',
         ...(p.generation !== undefined ? { generation: p.generation } : prev?.generation !== undefined ? { generation: prev.generation } : {}),
       });
       indexOwner(state, p.owner.uuid, p.resource);

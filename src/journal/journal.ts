@@ -180,6 +180,8 @@ export class Journal {
     readonly sync: boolean;
     stageFailure: WriteFailure | null;
     sqliteFailure: WriteFailure | null;
+    /** The last move into SQLite failed: retry without blocking. */
+    failing?: boolean;
   };
   private readonly snapshotTx?: (seq: number, at: string, state: string) => void;
 
@@ -393,9 +395,14 @@ export class Journal {
       st.timer = undefined;
       if (!this.db.open) return;
       try {
-        this.flushStaged(st.batchRows);
+        // After a failure, retries do not wait out the busy timeout each time (a busy journal
+        // would freeze the event loop); the facts are durable in the staging file meanwhile.
+        if (st.failing) this.nonBlocking(() => this.flushStaged(st.batchRows));
+        else this.flushStaged(st.batchRows);
+        st.failing = false;
       } catch (e) {
         st.onError(e as Error);
+        st.failing = true;
         // Retried until the disk has room again: soon, but not in a tight loop.
         const handle = setTimeout(run, Math.max(st.flushMs, st.sqliteFailure !== null ? 500 : 100));
         handle.unref();
@@ -524,6 +531,36 @@ export class Journal {
       throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `snapshot state at seq ${seq} is not JSON-serialisable, got ${typeof state}`);
     }
     write(seq, new Date().toISOString(), json);
+  }
+
+  /**
+   * The highest fencing generation any fact in SQLite gave `disk` (0 if none), so a lock file that
+   * was deleted or damaged never restarts the count. Does not move staged facts: the caller keeps
+   * the generations it handed out itself.
+   */
+  maxGeneration(disk: string): number {
+    this.checkOpen();
+    this.maxGenStmt ??= this.db.prepare(
+      `SELECT max(CAST(json_extract(payload, '$.generation') AS INTEGER)) AS gen FROM facts WHERE disk = ? AND kind IN ('LockAcquired', 'Reacquired')`,
+    );
+    const row = this.maxGenStmt.get(disk) as { gen: number | null } | undefined;
+    return row?.gen ?? 0;
+  }
+  private maxGenStmt?: Database.Statement;
+
+  /**
+   * Run `fn` with SQLite's busy timeout at 0: a write that finds another process holding the write
+   * lock fails at once (SQLITE_BUSY) instead of blocking the event loop for the whole timeout.
+   * For background writes that can be retried later (the snapshot, staged-fact retries).
+   */
+  nonBlocking<T>(fn: () => T): T {
+    this.checkOpen();
+    this.db.pragma('busy_timeout = 0');
+    try {
+      return fn();
+    } finally {
+      if (this.db.open) this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
   }
 
   /** In time order (at, then seq; seq order with afterSeq); every given filter must match. */

@@ -1,10 +1,13 @@
-// Held-lock verification: on an interval, check every held lock from a second description; on any
-// loss record LeaseLost, try to take the lock again, and if another owner has it, record the
-// conflict with both owners and hand it to the on_conflict policy. Never steals a lock back.
+// Held-lock verification: on an interval, check every held lock from a second description; on
+// evidence of a loss record LeaseLost, try to take the lock again, and if another owner has it,
+// record the conflict with both owners and hand it to the on_conflict policy. Never steals a lock
+// back. A check that fails (EMFILE, EIO, a mount that does not answer) is not a loss: it is logged,
+// counted and retried. A pending re-take ends with any newer fact about its resource or a release.
 import { fact, type NewFact } from '../engine/facts.js';
 import type { Locker } from '../engine/locker.js';
 import { resourceFields } from '../engine/locker.js';
 import type { State } from '../engine/state.js';
+import type { ResolvedCommand } from '../engine/types.js';
 import type { HolderInfo, Mode, Owner, ResourceRef } from '../engine/types.js';
 
 export interface Conflict {
@@ -29,19 +32,38 @@ export interface VerifierDeps {
   now?(): Date;
 }
 
+interface PendingHolder {
+  readonly owner: Owner;
+  readonly since: string;
+  readonly path: string;
+  /** The holding's source (virtlockd, api, libvirt...): a re-take keeps it, so its release rules still apply. */
+  readonly source: string;
+}
+
 interface Pending {
   readonly ref: ResourceRef;
   readonly mode: Mode;
-  readonly holders: Array<{ owner: Owner; since: string; path: string }>;
+  holders: PendingHolder[];
 }
+
+/** Facts the verifier itself writes; any other fact naming a resource is newer news about it. */
+const OWN_KINDS: ReadonlySet<string> = new Set(['LeaseLost', 'Reacquired']);
+
+/** A check that failed is logged again at most this often while its reason stays the same. */
+const ERROR_LOG_EVERY_MS = 60_000;
 
 export class Verifier {
   /** When every held lock last checked out (or start-up, before the first round). */
   lastOkAt: string;
   lastRunAt?: string;
+  /** Checks that failed with an error (not a loss) since start: the metric verify_errors_total. */
+  errorsTotal = 0;
+  /** Locks whose last check failed with an error, by resource: the reason. */
+  readonly unverified = new Map<string, string>();
   private timer?: NodeJS.Timeout;
-  /** Locks lost to an error (not to another owner): retried every round until retaken or taken by another. */
+  /** Locks lost (on evidence) whose re-take failed with an error: retried every round until retaken, taken by another, or cancelled. */
   private readonly pending = new Map<string, Pending>();
+  private lastErrorLogAt = 0;
 
   private readonly startedAt: string;
 
@@ -92,7 +114,40 @@ export class Verifier {
     return this.now().getTime() - Date.parse(this.lastOkAt);
   }
 
-  round(): { lost: number; retaken: number; conflicts: number } {
+  /** Re-takes waiting for the lock file to become usable again. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Durable facts from anyone: a newer fact about a pending resource ends its re-take. */
+  factsSeen(facts: readonly { kind: string; payload: unknown }[]): void {
+    if (this.pending.size === 0) return;
+    for (const f of facts) {
+      if (OWN_KINDS.has(f.kind)) continue;
+      const resource = (f.payload as { resource?: unknown } | null)?.resource;
+      if (typeof resource !== 'string') continue;
+      const p = this.pending.get(resource);
+      if (!p) continue;
+      this.pending.delete(resource);
+      this.deps.log('warning', `the pending re-take of ${p.ref.canonical} for ${names(p.holders)} is cancelled: a newer ${f.kind} names that disk`);
+    }
+  }
+
+  /** A release by an owner whose lock is waiting to be re-taken: it no longer wants it, so it must not come back. */
+  commandSeen(cmd: ResolvedCommand): void {
+    if (this.pending.size === 0 || cmd.kind !== 'release') return;
+    const named = cmd.resolved === undefined ? undefined : new Set(cmd.resolved.map((d) => d.resource.id));
+    for (const [id, p] of [...this.pending]) {
+      if (named !== undefined && !named.has(id)) continue;
+      const left = p.holders.filter((h) => h.owner.uuid !== cmd.owner.uuid);
+      if (left.length === p.holders.length) continue;
+      this.deps.log('warning', `the pending re-take of ${p.ref.canonical} for VM ${cmd.owner.name ?? cmd.owner.uuid} is cancelled: it released the disk`);
+      if (left.length === 0) this.pending.delete(id);
+      else p.holders = left;
+    }
+  }
+
+  round(): { lost: number; retaken: number; conflicts: number; errors: number } {
     const at = this.now().toISOString();
     this.lastRunAt = at;
     try {
@@ -110,17 +165,27 @@ export class Verifier {
     const attempt = (p: Pending, reason: string | null) => {
       const vms = p.holders.map((h) => ({ ...h.owner, since: h.since }));
       const r = locker.retake(p.ref, p.mode, vms, at);
-      if (reason !== null) {
-        // The loss itself, with whoever holds the disk now when we know.
+      if (r.ok && r.kept) {
+        // The old description still holds the lock: nothing was lost.
+        this.pending.delete(p.ref.id);
+        if (reason !== null) this.deps.log('info', `lock on ${p.ref.canonical} looked lost (${reason}) but still holds`);
+        return;
+      }
+      if (reason !== null || (!r.ok && r.error === undefined)) {
+        // The loss itself, with whoever holds the disk now when we know; for a re-take that was
+        // pending, only once another owner is found, so the conflict names both owners.
+        const why = reason ?? 'taken by another owner before vmlockd could take it again';
         for (const h of p.holders) {
-          facts.push(fact('LeaseLost', at, { ...resourceFields(p.ref, h.path), owner: h.owner, mode: p.mode, holder: r.ok ? {} : r.holder, reason }));
+          facts.push(fact('LeaseLost', at, { ...resourceFields(p.ref, h.path), owner: h.owner, mode: p.mode, holder: r.ok ? {} : r.holder, reason: why }));
         }
       }
       if (r.ok) {
         retaken++;
         this.pending.delete(p.ref.id);
         for (const h of p.holders) {
-          facts.push(fact('Reacquired', at, { ...resourceFields(p.ref, h.path), owner: h.owner, mode: p.mode, ...(r.gen !== undefined ? { generation: r.gen } : {}) }));
+          facts.push(
+            fact('Reacquired', at, { ...resourceFields(p.ref, h.path), owner: h.owner, mode: p.mode, source: h.source, ...(r.gen !== undefined ? { generation: r.gen } : {}) }),
+          );
         }
         this.deps.log('warning', `lock on ${p.ref.canonical} was lost (${reason ?? 'earlier'}) and has been taken again`);
       } else if (r.error === undefined) {
@@ -132,13 +197,46 @@ export class Verifier {
       }
     };
 
-    for (const { resource, reason } of locker.verify()) {
-      const res = state.resources.get(resource);
+    // Re-takes pending from earlier rounds (this round's losses are not in the state's facts yet).
+    const earlier = [...this.pending.values()];
+    const errors: Array<{ disk: string; reason: string }> = [];
+    const fresh: Array<{ disk: string; reason: string }> = [];
+    const checked = locker.verify();
+    const failing = new Set<string>();
+    for (const v of checked) {
+      const res = state.resources.get(v.resource);
       if (!res) continue;
-      const holders = [...res.holders.values()].map((h) => ({ owner: h.owner, since: h.since, path: h.path }));
-      attempt({ ref: res.ref, mode: res.mode, holders }, reason);
+      if (v.status === 'error') {
+        failing.add(v.resource);
+        errors.push({ disk: res.ref.canonical, reason: v.reason });
+        if (this.unverified.get(v.resource) !== v.reason) fresh.push({ disk: res.ref.canonical, reason: v.reason });
+        this.unverified.set(v.resource, v.reason);
+        continue;
+      }
+      const holders = [...res.holders.values()].map((h) => ({ owner: h.owner, since: h.since, path: h.path, source: h.source }));
+      attempt({ ref: res.ref, mode: res.mode, holders }, v.reason);
     }
-    for (const p of [...this.pending.values()]) if (!locker.isHeld(p.ref.id)) attempt(p, null);
+    const recovered = [...this.unverified.keys()].filter((id) => !failing.has(id));
+    for (const id of recovered) this.unverified.delete(id);
+    if (recovered.length > 0) this.deps.log('warning', `${recovered.length} lock(s) that could not be checked check out again`);
+    this.errorsTotal += errors.length;
+    const nowMs = this.now().getTime();
+    if (errors.length > 0 && (fresh.length > 0 || nowMs - this.lastErrorLogAt >= ERROR_LOG_EVERY_MS)) {
+      this.lastErrorLogAt = nowMs;
+      const shown = fresh.length > 0 ? fresh : errors;
+      this.deps.log(
+        'error',
+        `cannot verify ${errors.length} held lock(s) (not a loss: the check itself failed; retrying every round): ${shown[0]!.reason} (disk ${shown[0]!.disk})` +
+          (errors.length > 1 ? ` and ${errors.length - 1} more` : ''),
+      );
+    }
+
+    for (const p of earlier) {
+      if (this.pending.get(p.ref.id) !== p) continue;
+      // Anyone holding it in the state now (a newer acquire) ends the re-take: never bring it back over them.
+      if (state.resources.has(p.ref.id)) this.pending.delete(p.ref.id);
+      else if (!locker.isHeld(p.ref.id)) attempt(p, null);
+    }
 
     if (facts.length > 0) this.deps.record(facts);
     for (const c of conflicts) {
@@ -147,7 +245,11 @@ export class Verifier {
       this.deps.onConflict(c);
     }
     const lost = facts.filter((f) => f.kind === 'LeaseLost').length;
-    if (lost === 0 && this.pending.size === 0) this.lastOkAt = at;
-    return { lost, retaken, conflicts: conflicts.length };
+    if (lost === 0 && this.pending.size === 0 && errors.length === 0) this.lastOkAt = at;
+    return { lost, retaken, conflicts: conflicts.length, errors: errors.length };
   }
+}
+
+function names(holders: readonly PendingHolder[]): string {
+  return holders.map((h) => `VM ${h.owner.name ?? h.owner.uuid}`).join(', ');
 }
