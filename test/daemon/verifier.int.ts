@@ -79,13 +79,13 @@ test('16.5: a release cancels a pending re-take: the lock never comes back for a
   fs.unlinkSync(file);
   fs.mkdirSync(file);
   await until('the re-take pending', () => a.stderr.includes('cannot be taken again yet'));
-  assert.is(status(a).pendingRetakes, 1);
   const rel = a.cli(['release', '--vm', UUID1]);
   assert.is(rel.code, 0, rel.stderr);
-  await until('the cancellation', () => a.stderr.includes('pending re-take') && a.stderr.includes('cancelled'));
   fs.rmdirSync(file);
   await cleanRounds(a, 3);
   assert.equal(journalFacts(a, 'Reacquired'), []);
+  assert.ok(a.stderr.includes('pending re-take') && a.stderr.includes('cancelled'), a.stderr);
+  assert.is(status(a).pendingRetakes, 0);
   assert.is(JSON.parse(a.cli(['who', d, '--json']).stdout).state, 'free');
   // Another VM takes the disk and lets it go: still no re-take for web1.
   assert.is(a.cli(['acquire', '--vm', UUID2, '--name', 'web2', d]).code, 0);
@@ -144,14 +144,14 @@ test('16.6: EMFILE is an error, not a loss: no LeaseLost, logged once, counted, 
   // Only descriptors 0-2 may be opened: every new open fails with EMFILE, the held ones keep working.
   prlimitNofile(pid, '3:');
   try {
-    await until('the verification error', () => a.stderr.includes('cannot verify 5 held lock(s)'));
+    await until('a verification round under EMFILE', () => a.stderr.includes('EMFILE'));
     await pause(3500);
   } finally {
     prlimitNofile(pid, before);
   }
   assert.equal(journalFacts(a, 'LeaseLost'), []);
   assert.equal(journalFacts(a, 'Reacquired'), []);
-  assert.is(a.stderr.split('cannot verify').length - 1, 1, a.stderr);
+  assert.is(a.stderr.split('cannot verify 5 held lock(s)').length - 1, 1, a.stderr);
   await until('the locks check out again', () => a.stderr.includes('check out again'));
   const st = status(a);
   assert.ok(st.verifyErrors >= 5, JSON.stringify(st));
@@ -171,7 +171,7 @@ test('16.10: a conflict found after a round that could not check is journaled na
   const before = nofileOf(pid);
   prlimitNofile(pid, '3:');
   try {
-    await until('the verification error', () => a.stderr.includes('cannot verify 1 held lock(s)'));
+    await until('a verification round under EMFILE', () => a.stderr.includes('EMFILE'));
     // While A cannot check, its lock file is removed and host B takes the disk.
     fs.unlinkSync(file);
     assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'web2', d]).code, 0);
@@ -266,7 +266,8 @@ test('16.7: a snapshot that finds the journal busy (SQLITE_BUSY) does not kill t
       assert.is(a.cli(['release', '--vm', UUID1]).code, 0);
     }
     assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', d]).code, 0);
-    await until('the failed snapshot', () => a.stderr.includes('snapshot not written'), 30_000);
+    await until('the snapshot attempt', () => a.stderr.includes('snapshot not written') || a.proc!.exitCode !== null || a.proc!.signalCode !== null, 30_000);
+    assert.is(a.proc!.exitCode, null, `the daemon died: ${a.stderr}`);
     // The event loop keeps running: verification rounds go on while the journal stays busy.
     const seen = new Set<string>();
     const t0 = Date.now();
@@ -298,7 +299,7 @@ test('16.9: a host file whose lock was dropped is re-established, and a second d
   assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', d]).code, 0);
   const hostFile = status(a).hostFile;
   dropLock(a.proc!.pid!, hostFile);
-  await until('the host file re-established', () => a.stderr.includes('re-established'));
+  await cleanRounds(a, 2);
   const dup = await startDaemon({ stateDir: path.join(root, 'state-dup'), lockspace: path.join(root, 'ls'), hostId: 'h1' }).then(
     (x) => {
       running.push(x);
@@ -307,6 +308,7 @@ test('16.9: a host file whose lock was dropped is re-established, and a second d
     (e: Error) => e.message,
   );
   assert.match(dup, /host id h1 is already in use/);
+  assert.ok(a.stderr.includes('re-established'), a.stderr);
   const cluster = JSON.parse(a.cli(['cluster', '--json']).stdout);
   assert.ok(JSON.stringify(cluster).includes('h1'));
   assert.is(status(a).hostFileProblem, null);
