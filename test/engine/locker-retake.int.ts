@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Locker } from '../../src/engine/locker.js';
-import { native, type NativeBinding } from '../../src/engine/native.js';
+import { native } from '../../src/engine/native.js';
 import type { Mode, ResourceRef } from '../../src/engine/types.js';
 import { UUID1, tmpdir } from '../helpers/daemon.js';
 
@@ -17,22 +17,25 @@ function setup(mode: Mode) {
   /** Whether anything held byte 0 each time a lock was asked for on byte 0 after the first grant. */
   const heldAtAsk: boolean[] = [];
   let watching = false;
-  const watched: NativeBinding = {
-    ofdGetLk: (fd, type, start, len) => native.ofdGetLk(fd, type, start, len),
-    raiseNoFile: () => native.raiseNoFile(),
-    peerCred: (fd) => native.peerCred(fd),
-    ofdSetLk(fd, type, start, len) {
-      if (watching && start === 0 && type !== 'unlock') {
-        const probe = fs.openSync(ref.id, fs.constants.O_RDONLY);
-        try {
-          heldAtAsk.push(native.ofdGetLk(probe, 'write', 0, 1) !== null);
-        } finally {
-          fs.closeSync(probe);
-        }
+  // Every call goes to the real binding; ofdSetLk looks at the file first.
+  const ofdSetLk = (fd: number, type: 'read' | 'write' | 'unlock', start: number, len: number): boolean => {
+    if (watching && start === 0 && type !== 'unlock') {
+      const probe = fs.openSync(ref.id, fs.constants.O_RDONLY);
+      try {
+        heldAtAsk.push(native.ofdGetLk(probe, 'write', 0, 1) !== null);
+      } finally {
+        fs.closeSync(probe);
       }
-      return native.ofdSetLk(fd, type, start, len);
-    },
+    }
+    return native.ofdSetLk(fd, type, start, len);
   };
+  const watched = new Proxy({} as typeof native, {
+    get: (_t, k) => {
+      if (k === 'ofdSetLk') return ofdSetLk;
+      const v = Reflect.get(native, k) as unknown;
+      return typeof v === 'function' ? v.bind(native) : v;
+    },
+  });
   const locker = new Locker('h1', { native: watched });
   const p = locker.prepare([{ kind: 'lock', how: 'take', disk: { path: ref.canonical, mode, resource: ref }, owner: { uuid: UUID1, name: 'web1' } }], {
     at: new Date().toISOString(),
