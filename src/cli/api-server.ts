@@ -130,16 +130,18 @@ function paths(v: unknown, field: string): string[] | undefined {
 function commandFrom(kind: 'acquire' | 'release' | 'check', body: Record<string, unknown>, now: string): Command {
   const owner = checkOwner(body.vm);
   // The daemon's own clock and label, never the body's: a body saying `source: "virtlockd"` would put
-  // the lock under a protocol connection's close rule, and an `at` would back-date the journal.
+  // the lock under a protocol connection's close rule, and an `at` would back-date the journal. The
+  // body's `at` is kept beside the daemon's time as the client's (issue 12.6).
   const at = now;
+  const clientAt = body.at === undefined ? {} : { clientAt: checkTime(body.at, 'at') };
   const source = 'api';
   if (kind === 'release') {
     const p = paths(body.disks, 'disks');
-    return p === undefined ? { kind, owner, at, source } : { kind, owner, paths: p, at, source };
+    return p === undefined ? { kind, owner, at, ...clientAt, source } : { kind, owner, paths: p, at, ...clientAt, source };
   }
   const disks = checkDisks(body.disks);
   if (disks.length === 0) throw new BadInputError(`disks must list at least one disk to ${kind}`);
-  return { kind, owner, disks: lockRequests(disks), at, source };
+  return { kind, owner, disks: lockRequests(disks), at, ...clientAt, source };
 }
 
 export function createApiServer(ctx: ApiContext): http.Server {

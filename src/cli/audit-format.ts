@@ -23,11 +23,13 @@ export interface AuditRow {
   other_since: string;
   other_generation: string;
   detail: string;
+  /** The time the client gave for the event, when it gave one (`at` is the daemon's). */
+  client_at: string;
 }
 
 const CSV_COLUMNS: ReadonlyArray<keyof AuditRow> = [
   'seq', 'at', 'host', 'kind', 'disk', 'vm_uuid', 'vm_name', 'mode', 'generation',
-  'other_host', 'other_vm_uuid', 'other_vm_name', 'other_mode', 'other_since', 'other_generation', 'detail',
+  'other_host', 'other_vm_uuid', 'other_vm_name', 'other_mode', 'other_since', 'other_generation', 'detail', 'client_at',
 ];
 
 function text(v: unknown): string {
@@ -81,6 +83,7 @@ export function toRow(f: StoredFact): AuditRow {
     other_since: text(other.since),
     other_generation: text(other.generation),
     detail: detailOf(f),
+    client_at: text((f.payload as { clientAt?: unknown } | null)?.clientAt),
   };
 }
 
@@ -123,7 +126,8 @@ export interface TableOptions {
 export const TABLE_HEADER = ['SEQ', 'AT', 'HOST', 'KIND', 'VM', 'DISK', 'MODE', 'GEN', 'OTHER PARTY', 'DETAIL'];
 
 export function tableCells(r: AuditRow, opts: TableOptions = {}): string[] {
-  const cells = [String(r.seq), r.at, r.host, r.kind, vmLabel(r.vm_uuid, r.vm_name), r.disk || '-', r.mode || '-', r.generation || '-', otherLabel(r) || '-', r.detail];
+  const detail = r.client_at !== '' ? `${r.detail}${r.detail ? ' ' : ''}(client's time ${r.client_at})` : r.detail;
+  const cells = [String(r.seq), r.at, r.host, r.kind, vmLabel(r.vm_uuid, r.vm_name), r.disk || '-', r.mode || '-', r.generation || '-', otherLabel(r) || '-', detail];
   return opts.oneDisk === true ? cells.filter((_, i) => i !== 5) : cells;
 }
 

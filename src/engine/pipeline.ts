@@ -150,6 +150,8 @@ export class Engine {
   private readonly maxBatch: number;
 
   private readonly opts: EngineOptions;
+  /** The newest `at` given to a fact: facts' times never go back along the journal (issue 18.2). */
+  private lastAt = '';
 
   constructor(opts: EngineOptions) {
     this.opts = { ...opts };
@@ -194,7 +196,7 @@ export class Engine {
   reject(source: string, error: unknown, raw?: string): Reply {
     const code = error instanceof VmlockdError ? error.code : 'VMLOCKD_ERR_BAD_INPUT';
     const message = error instanceof Error ? error.message : String(error);
-    const f = fact('InputRejected', new Date().toISOString(), {
+    const f = fact('InputRejected', this.now(), {
       source,
       code,
       message,
@@ -207,7 +209,7 @@ export class Engine {
   /** Journal facts produced outside a command (start-up, recovery, shutdown) and fold them in. */
   record(facts: readonly NewFact[]): Fact[] {
     this.flush();
-    const stored = appendFacts(this.opts.journal, facts);
+    const stored = appendFacts(this.opts.journal, this.monotone(facts));
     for (const f of stored) evolve(this.state, f);
     this.opts.onFacts?.(stored);
     return stored;
@@ -233,8 +235,26 @@ export class Engine {
     // A resource released earlier in this batch still has its description open until the batch
     // commits; taking it again now would conflict with ourselves. Commit the batch first.
     if (intents.some((i) => this.takesHeld(i))) this.flush();
-    const prepared = this.opts.locker.prepare(intents, { at: command.at, source: command.source });
-    this.enqueue(prepared.facts, prepared, job.done);
+    // The daemon's clock, not the command's `at`: a client's clock or a late report must not put a
+    // fact before the ones journaled ahead of it (the state follows the journal's order; so does audit).
+    const prepared = this.opts.locker.prepare(intents, { at: this.now(), source: command.source });
+    this.enqueue(withClientAt(prepared.facts, command.clientAt), prepared, job.done);
+  }
+
+  /** Now, on the daemon's clock, never before the last fact's time. */
+  private now(): string {
+    const t = new Date().toISOString();
+    if (t > this.lastAt) this.lastAt = t;
+    return this.lastAt;
+  }
+
+  /** Facts made elsewhere (start-up, the verifier, shutdown) keep the journal's times nondecreasing too. */
+  private monotone(facts: readonly NewFact[]): NewFact[] {
+    return facts.map((f) => {
+      if (f.at < this.lastAt) return { ...f, at: this.lastAt } as NewFact;
+      this.lastAt = f.at;
+      return f;
+    });
   }
 
   private takesHeld(i: Intent): boolean {
@@ -244,6 +264,7 @@ export class Engine {
   private enqueue(facts: readonly NewFact[], prepared: Prepared, done: (r: Reply) => void): void {
     // Later commands of this batch must see this one's effect before it is durable, or two of them
     // could both be granted one resource; if the commit fails the state is rebuilt from the journal.
+    facts = this.monotone(facts);
     for (const f of facts) evolve(this.state, f);
     this.batch.push({ prepared, done });
     this.batchFacts.push(...facts);
@@ -297,8 +318,8 @@ export class Engine {
     const c = job.command;
     const f =
       e instanceof BadInputError
-        ? fact('InputRejected', c.at, { source: c.source, code, message, raw: JSON.stringify(c) })
-        : fact('CommandFailed', c.at, { source: c.source, code, message, owner: c.owner, command: c.kind });
+        ? fact('InputRejected', this.now(), { source: c.source, code, message, raw: JSON.stringify(c) })
+        : fact('CommandFailed', this.now(), { source: c.source, code, message, owner: c.owner, command: c.kind });
     const cause = (e as { cause?: NodeJS.ErrnoException }).cause;
     const reply: Reply = {
       status: 'error',
@@ -307,6 +328,12 @@ export class Engine {
       ...(typeof cause?.code === 'string' ? { errno: cause.code } : {}),
       ...(typeof cause?.syscall === 'string' ? { syscall: cause.syscall } : {}),
     };
-    this.enqueue([f], { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => job.done(reply));
+    this.enqueue(withClientAt([f], c.clientAt), { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => job.done(reply));
   }
+}
+
+/** The client's own time for the command, kept in each fact's payload as `clientAt` (never used for order). */
+function withClientAt(facts: readonly NewFact[], clientAt: string | undefined): readonly NewFact[] {
+  if (clientAt === undefined) return facts;
+  return facts.map((f) => ({ ...f, payload: { ...f.payload, clientAt } }) as unknown as NewFact);
 }

@@ -44,6 +44,12 @@ export interface VmEvent {
   readonly disks: readonly DiskSpec[];
   /** ISO time at which the source saw the event. */
   readonly at: string;
+  /**
+   * The time the client said the event happened, when it said one (`at` in a JSON line or an API
+   * body). Kept beside the daemon's time, never used for order: a client's clock or a late report
+   * must not reorder the journal (issue 12.6).
+   */
+  readonly clientAt?: string;
   /** Which source produced it: "jsonl", "api", "virsh", "hook", "virtlockd". */
   readonly source: string;
 }
@@ -68,6 +74,7 @@ export type Command =
       readonly owner: Owner;
       readonly disks: readonly DiskRequest[];
       readonly at: string;
+      readonly clientAt?: string;
       readonly source: string;
     }
   | {
@@ -78,6 +85,7 @@ export type Command =
       /** Resources named by the requester (virtlockd protocol), released like `paths`. */
       readonly named?: readonly DiskRequest[];
       readonly at: string;
+      readonly clientAt?: string;
       readonly source: string;
     }
   | {
@@ -86,6 +94,7 @@ export type Command =
       readonly owner: Owner;
       readonly disks: readonly DiskRequest[];
       readonly at: string;
+      readonly clientAt?: string;
       readonly source: string;
     }
   | {
@@ -94,6 +103,7 @@ export type Command =
       readonly owner: Owner;
       readonly event: VmEventType;
       readonly at: string;
+      readonly clientAt?: string;
       readonly source: string;
     };
 

@@ -70,8 +70,9 @@ export function toVmEvent(v: unknown, source: string, now: string): VmEvent {
   const vm = checkOwner(v.vm);
   const disks = checkDisks(v.disks);
   if (NEEDS_DISKS.has(type) && v.disks === undefined) throw new BadInputError(`disks is required for a ${type} event`);
-  const at = v.at === undefined ? now : checkTime(v.at, 'at');
-  return { type, vm, disks, at, source };
+  // The daemon's time orders and filters the journal; the client's own `at` is kept beside it.
+  const clientAt = v.at === undefined ? undefined : checkTime(v.at, 'at');
+  return { type, vm, disks, at: now, ...(clientAt !== undefined ? { clientAt } : {}), source };
 }
 
 /** The longest line any JSON-lines source accepts (bytes, without its newline). */

@@ -110,7 +110,7 @@ test('given a running daemon\'s journal, when asking for a disk\'s and a VM\'s h
   assert.is(byUuid.length, vm.length);
 
   const csv = ok(s.daemon.cli(['audit', '--conflicts', '--csv']), 'conflicts').trim().split('\r\n');
-  assert.is(csv[0], 'seq,at,host,kind,disk,vm_uuid,vm_name,mode,generation,other_host,other_vm_uuid,other_vm_name,other_mode,other_since,other_generation,detail');
+  assert.is(csv[0], 'seq,at,host,kind,disk,vm_uuid,vm_name,mode,generation,other_host,other_vm_uuid,other_vm_name,other_mode,other_since,other_generation,detail,client_at');
   assert.is(csv.length, 2, csv.join('\n'));
   const cells = csv[1]!.split(',');
   assert.equal([cells[3], cells[5], cells[6], cells[9], cells[10], cells[11], cells[12]], ['LockRefused', UUID2, 'beta', 'host-a', UUID1, 'alpha', 'exclusive']);
@@ -258,6 +258,37 @@ test('given h1 SIGKILLed while holding a disk and h2 taking it, when h1 restarts
   assert.ok(hold.to !== undefined && hold.to < gap, `the hold ends before the gap: ${hold.to}`);
   assert.ok(hold.crashBefore !== undefined && hold.crashBefore <= gap, `the crash is bounded by h2's grant: ${hold.crashBefore}`);
   assert.match(ok(cli(['audit', '--timeline', '--disk', d, '--width', '90', ...dir]), 'chart'), /\? until a crash/);
+});
+
+test('given late events dated in the past, when they are ingested, then facts carry the daemon\'s time in journal order, the client\'s time beside it, and locks and audit agree', async () => {
+  const s = await setup();
+  const d = s.disk('late.qcow2');
+  const e = s.disk('early.qcow2');
+  const minuteAgo = new Date(Date.now() - 60_000).toISOString();
+  const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000).toISOString();
+  const ingest = (lines: object[]) => ok(s.daemon.cli(['ingest', '-'], { input: lines.map((l) => JSON.stringify(l)).join('\n') + '\n' }), 'ingest');
+  // A started now, then a stopped dated a minute ago (a late report): nothing is held.
+  ingest([{ type: 'started', vm: { uuid: UUID1, name: 'late' }, disks: [{ path: d }] }]);
+  ingest([{ type: 'stopped', vm: { uuid: UUID1 }, at: minuteAgo }]);
+  // The reverse: a stopped, then a started dated two days ago: held.
+  ingest([{ type: 'stopped', vm: { uuid: UUID2 } }]);
+  ingest([{ type: 'started', vm: { uuid: UUID2, name: 'early' }, disks: [{ path: e }], at: twoDaysAgo }]);
+  await pause(20);
+
+  const locks = json<Array<{ vm: { uuid: string } }>>(s.daemon.cli(['locks', '--json']), 'locks');
+  assert.equal(locks.map((l) => l.vm.uuid), [UUID2]);
+  assert.equal(json<{ holders: Holder[] }>(s.daemon.cli(['audit', '--disk', d, '--at', 'now', '--json']), 'late at now').holders, [], 'audit agrees with locks');
+  assert.equal(json<{ holders: Holder[] }>(s.daemon.cli(['audit', '--disk', e, '--at', 'now', '--json']), 'early at now').holders.map((h) => h.owner.uuid), [UUID2]);
+
+  const facts = json<Array<{ seq: number; at: string; kind: string; payload: { clientAt?: string } }>>(s.daemon.cli(['audit', '--since=-1h', '--json', '--limit', '0']), 'since -1h');
+  const kinds = facts.filter((f) => f.kind.startsWith('Lock')).map((f) => [f.kind, f.payload.clientAt ?? '-']);
+  assert.equal(kinds, [['LockAcquired', '-'], ['LockReleased', minuteAgo], ['LockAcquired', twoDaysAgo]], 'found by the daemon\'s time, each with the client\'s time beside');
+  for (let i = 1; i < facts.length; i++) {
+    assert.ok(facts[i]!.seq > facts[i - 1]!.seq && facts[i]!.at >= facts[i - 1]!.at, 'journal order, times nondecreasing');
+  }
+  const csv = ok(s.daemon.cli(['audit', '--disk', e, '--csv']), 'csv').trim().split('\r\n');
+  assert.ok(csv[1]!.endsWith(`,${twoDaysAgo}`), csv.join('\n'));
+  assert.match(ok(s.daemon.cli(['audit', '--disk', d]), 'table'), new RegExp(`client's time ${minuteAgo.replace(/\./g, '\\.')}`));
 });
 
 test('given a fact rewritten in a stopped daemon\'s journal, when verified, then the first bad seq is named and the exit code is 1', async () => {
