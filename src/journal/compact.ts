@@ -7,8 +7,10 @@
 //   2. in ONE journal transaction: raise meta.archived_through (which the delete trigger reads), record
 //      the chain base (seq and hash of the last moved fact) and replace the carried facts;
 //   3. delete the moved facts in short transactions, so a running daemon's appends wait milliseconds.
-// A crash after 1 leaves facts in both files (the rerun skips what the archive has); after 2 the
-// rerun deletes the rest.
+// A crash after 1 leaves facts in both files (the rerun skips what the archive has, readers of both
+// files give each seq once); after 2 the rerun, or the next writer's open, deletes the rest. The run
+// is recorded first (meta.compaction_through, compaction_archive), so `journal verify` and the next
+// `journal compact` know a compaction was interrupted and where, and the next run finishes it.
 import type Database from 'better-sqlite3';
 import { JournalError } from './errors.js';
 import { CHAIN_COLUMNS, type ChainRow } from './schema.js';
@@ -74,6 +76,7 @@ export function compact(journal: Journal, opts: CompactOptions): CompactReport {
     return { archive: archiveFile, moved: 0, deleted: deleteMoved(db, archivedThrough, Math.max(1, Math.floor(page / 5))), carried: countCarried(db), throughSeq: archivedThrough, firstLiveSeq: journal.firstSeq() };
   }
 
+  const setMeta = db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
   // The constructor is not importable here without a cycle; the instance's class is the same one.
   const JournalClass = journal.constructor as typeof Journal;
   const archive = JournalClass.open(archiveFile, { host: journal.host, archive: true, synchronous: 'FULL' });
@@ -114,7 +117,12 @@ export function compact(journal: Journal, opts: CompactOptions): CompactReport {
         if (r.owner !== null && r.owner_name !== null) insertOwner.run(r.owner_name, r.owner);
       }
     });
+    db.transaction(() => {
+      setMeta.run('compaction_through', String(throughSeq));
+      setMeta.run('compaction_archive', archiveFile);
+    }).immediate();
     let after = archivedThrough;
+    let copyPages = 0;
     for (;;) {
       const rows = readPage.all(after, throughSeq, page);
       if (rows.length === 0) break;
@@ -123,6 +131,7 @@ export function compact(journal: Journal, opts: CompactOptions): CompactReport {
       if (fresh.length > 0) {
         copy.immediate(fresh);
         moved += fresh.length;
+        testKill('copy', ++copyPages);
       }
       after = rows[rows.length - 1]!.seq;
     }
@@ -135,7 +144,6 @@ export function compact(journal: Journal, opts: CompactOptions): CompactReport {
   }
 
   const lastMovedHash = rowHash(db, throughSeq);
-  const setMeta = db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
   const insertCarried = db.prepare(`INSERT INTO carried (${CHAIN_COLUMNS}, hash) VALUES (@seq, @at, @host, @kind, @resource, @disk, @owner, @owner_name, @payload, @hash)`);
   db.transaction(() => {
     // Re-checked under the write lock: the snapshot must still cover the cut when the cut takes effect.
@@ -146,6 +154,7 @@ export function compact(journal: Journal, opts: CompactOptions): CompactReport {
     db.prepare('DELETE FROM carried').run();
     for (const row of carried) insertCarried.run(row);
   }).immediate();
+  testKill('meta', 1);
 
   const deleted = deleteMoved(db, throughSeq, Math.max(1, Math.floor(page / 5)));
   return { archive: archiveFile, moved, deleted, carried: carried.length, throughSeq, firstLiveSeq: journal.firstSeq() };
@@ -178,11 +187,57 @@ function countCarried(db: Database.Database): number {
 function deleteMoved(db: Database.Database, throughSeq: number, page: number): number {
   const del = db.prepare(`DELETE FROM facts WHERE seq IN (SELECT seq FROM facts WHERE seq <= ? ORDER BY seq LIMIT ?)`);
   let deleted = 0;
-  for (;;) {
+  for (let pages = 1; ; pages++) {
     const n = db.transaction(() => del.run(throughSeq, page).changes).immediate();
     deleted += n;
-    if (n < page) return deleted;
+    if (n < page) break;
+    testKill('delete', pages);
   }
+  // Done: nothing of this run is left to finish.
+  db.prepare(`DELETE FROM meta WHERE key IN ('compaction_through', 'compaction_archive') AND
+              coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'compaction_through'), 0) <= ?`).run(throughSeq);
+  return deleted;
+}
+
+/** Where an interrupted compaction stands: what the journal recorded before it copied, and what is left. */
+export interface CompactionState {
+  /** The run's cut and archive, when a run started and has not finished. */
+  readonly through?: number;
+  readonly archive?: string;
+  /** Facts at or below archived_through still in the journal: the delete phase was cut short. */
+  readonly undeleted: number;
+}
+
+export function compactionState(db: Database.Database): CompactionState {
+  const meta = (k: string) => (db.prepare(`SELECT value FROM meta WHERE key = ?`).get(k) as { value: string } | undefined)?.value;
+  const archived = Number(meta('archived_through') ?? 0);
+  const undeleted = (db.prepare(`SELECT count(*) AS n FROM facts WHERE seq <= ?`).get(archived) as { n: number }).n;
+  const through = meta('compaction_through');
+  const archive = meta('compaction_archive');
+  return { ...(through !== undefined ? { through: Number(through) } : {}), ...(archive !== undefined ? { archive } : {}), undeleted };
+}
+
+/**
+ * Finishes the delete phase of a compaction that died in it (the facts are durable in the archive:
+ * archived_through was raised only after the copy). Run by every writer's open of a live journal,
+ * so the next daemon start repairs it. A copy phase cut short needs the archive and is finished by
+ * the next `journal compact`; until then readers of both files give each seq once.
+ */
+export function finishDeletes(db: Database.Database): number {
+  const archived = (db.prepare(`SELECT CAST(value AS INTEGER) AS v FROM meta WHERE key = 'archived_through'`).get() as { v: number } | undefined)?.v ?? 0;
+  if (archived === 0 || db.prepare(`SELECT 1 FROM facts WHERE seq <= ? LIMIT 1`).get(archived) === undefined) return 0;
+  return deleteMoved(db, archived, Math.floor(DEFAULT_PAGE / 5));
+}
+
+/**
+ * Test-only (VMLOCKD_TEST_COMPACT_KILL=phase:n, phase copy|meta|delete): the process SIGKILLs itself
+ * after the n-th page of that phase, so a test can leave a compaction cut short exactly there.
+ */
+function testKill(phase: 'copy' | 'meta' | 'delete', n: number): void {
+  const want = process.env.VMLOCKD_TEST_COMPACT_KILL;
+  if (want === undefined || want === '') return;
+  const [p, k] = want.split(':');
+  if (p === phase && Number(k ?? 1) === n) process.kill(process.pid, 'SIGKILL');
 }
 
 /**

@@ -9,14 +9,14 @@ import { FACT_COLUMNS, FactQueries, isIsoMsUtc, toStoredFact } from './query.js'
 import type { DbFactRow, FactQuery, FactRow, ScanOptions, StoredFact } from './query.js';
 import { APPEND_ONLY_TRIGGERS, CHAIN_COLUMNS, GENESIS_HASH, SCHEMA_VERSION, chainHash, migrate, readSchemaVersion, tooNew } from './schema.js';
 import type { ChainRow } from './schema.js';
-import { compact, type CompactOptions, type CompactReport } from './compact.js';
+import { compact, compactionState, finishDeletes, type CompactionState, type CompactOptions, type CompactReport } from './compact.js';
 
 export type { FactQuery, FactRow, ScanOptions, StoredFact } from './query.js';
 export { JournalError } from './errors.js';
 export type { JournalErrorCode } from './errors.js';
 export { AUDIT_INDEXES, CHAIN_COLUMNS, GENESIS_HASH, MIGRATIONS, OWNERS_BACKFILL, SCHEMA_VERSION, chainHash, migrate } from './schema.js';
 export type { ChainRow, Migration } from './schema.js';
-export type { CompactOptions, CompactReport, HoldKinds } from './compact.js';
+export type { CompactionState, CompactOptions, CompactReport, HoldKinds } from './compact.js';
 
 export interface JournalOptions {
   readonly?: boolean;
@@ -209,6 +209,8 @@ export class Journal {
       const journal = new Journal(db, path, opts.host, opts.readonly === true, version);
       // Any writer moves what a crashed daemon left staged, so the facts are where readers look.
       if (opts.readonly !== true) journal.recoverStage(opts.staged);
+      // A compaction that died in its delete phase is finished by the next writer (compact.ts).
+      if (opts.readonly !== true && opts.archive !== true) finishDeletes(db);
       return journal;
     } catch (err) {
       db.close();
@@ -665,6 +667,12 @@ export class Journal {
     return compact(this, opts);
   }
 
+  /** Where an interrupted compaction stands (nothing pending: no `through`, undeleted 0). */
+  compactionState(): CompactionState {
+    this.live();
+    return compactionState(this.db);
+  }
+
   /** The seq and hash the next appended fact chains from. */
   chainHead(): ChainBase {
     const last = this.stmt.head.get();
@@ -701,6 +709,9 @@ export class Journal {
     let bad = 0;
     let first: { seq: number; reason: string } | undefined;
     for (const row of rows) {
+      // Already archived and still here: a compaction died in its delete phase. The archive's own
+      // chain covers them; they are not tampering (compactionState() reports them).
+      if (base.seq > 0 && row.seq <= base.seq) continue;
       checked++;
       let reason: string | undefined;
       if (row.seq !== prevSeq + 1) reason = `chain broken: seq ${row.seq} follows seq ${prevSeq}`;
@@ -809,7 +820,8 @@ export class Journal {
       // Facts are never deleted, so a hole means rows were removed behind the triggers' back.
       if (prev !== undefined && row.seq !== prev + 1) reasons.push(`seq gap: follows seq ${prev}`);
       if (prev === undefined && row.seq < 1) reasons.push('seq is below 1');
-      if (prev === undefined && archived > 0 && row.seq !== archived + 1) reasons.push(`first fact after compaction should be seq ${archived + 1}`);
+      // Facts at or below archived_through still here: a compaction's delete phase was cut short.
+      if (prev === undefined && archived > 0 && row.seq > archived + 1) reasons.push(`first fact after compaction should be seq ${archived + 1}`);
       if (!parsesAsJson(row.payload)) reasons.push(`payload is not valid JSON (${preview(row.payload)})`);
       if (!isIsoMsUtc(row.at)) reasons.push(`at is not an ISO-8601 UTC time with ms (${preview(row.at)})`);
       if (typeof row.kind !== 'string' || row.kind === '') reasons.push(`kind is empty (${preview(row.kind)})`);
