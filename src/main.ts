@@ -14,6 +14,7 @@ import { registerLibvirt } from './cli/libvirt-source.js';
 import { registerVirtlockd } from './cli/virtlockd-source.js';
 import { formatLocks, formatStatus } from './cli/format.js';
 import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey, type LoadedConfig } from './watchers/config.js';
+import { formatShownConfig, showConfig } from './cli/config-show.js';
 import * as path from 'node:path';
 import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
 import { takeOver } from './daemon/takeover.js';
@@ -395,8 +396,9 @@ async function main(argv: string[]): Promise<number> {
           'host-id': { type: 'string' },
           journal: { type: 'string' },
         }, 'none');
-        const loaded = loadConfig({ files: values.config ?? [], flags: configFlags(values) });
-        print(!!values.json, loaded, () => formatConfig(loaded));
+        // A running daemon answers with the config in effect; the files are compared against it.
+        const shown = await showConfig({ socket: socketOf(values), ...(values.config !== undefined ? { files: values.config } : {}), flags: configFlags(values) });
+        print(!!values.json, shown, () => formatShownConfig(shown));
         return 0;
       }
       throw new VmlockdError('VMLOCKD_ERR_USAGE', `config needs "show" or "check", got ${JSON.stringify(sub ?? '')}`);

@@ -520,6 +520,9 @@ export class Daemon {
       fingerprint: this.fingerprint(),
       lockspaceId: this.lockspaceId ?? null,
       configFiles: this.loaded.files,
+      // `config show` prints these: the config in effect (flags and live reloads included).
+      config: c,
+      configSources: this.loaded.sources,
       fdLimit: this.fdLimit,
       verifiedAt: this.verifier?.lastOkAt ?? null,
       sinceVerifiedMs: this.verifier ? this.verifier.sinceLastOkMs() : null,

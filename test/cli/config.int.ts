@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cli, tmpdir } from '../helpers/daemon.js';
+import { cli, startDaemon, tmpdir, until, type TestDaemon } from '../helpers/daemon.js';
 
 test('config check: exit 0 for good files, exit 2 with file:line for a bad one', () => {
   const dir = tmpdir();
@@ -31,6 +31,37 @@ test('config show: later files override earlier ones, flags override files, and 
   assert.match(r.stdout, new RegExp(`max_clients = 20\\s+# ${b.replace(/[.]/g, '\\.')}:1`));
   assert.match(r.stdout, new RegExp(`log_level = .*# ${a.replace(/[.]/g, '\\.')}:2`));
   assert.match(r.stdout, /host_id = "hv9"\s+# --host-id/);
+});
+
+let daemon: TestDaemon | undefined;
+test.after.each(async () => {
+  await daemon?.kill('SIGKILL');
+  daemon = undefined;
+});
+
+test('config show with a running daemon: the config in effect (flags, live changes), marking what the files say differently', async () => {
+  const dir = tmpdir();
+  const conf = path.join(dir, 'vmlockd.conf');
+  fs.writeFileSync(conf, 'verify_interval = 10\n');
+  daemon = await startDaemon({ stateDir: path.join(dir, 'state'), lockspace: path.join(dir, 'ls'), hostId: 'h1', extra: ['--config', conf] });
+  const d = daemon;
+  // A live change that applies, and one a running daemon refuses (host_id needs a restart).
+  fs.writeFileSync(conf, 'verify_interval = 5\nhost_id = "other"\n');
+  await until('the reload', () => {
+    const st = JSON.parse(d.cli(['status', '--json']).stdout) as { verifyIntervalMs: number };
+    return st.verifyIntervalMs === 5000;
+  });
+  const r = cli(['config', 'show', '--socket', d.socket]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^# in effect in the running daemon \(pid \d+\); files: .*vmlockd\.conf; \d+ key\(s\) differ from the files/);
+  assert.match(r.stdout, /host_id = "h1"\s+# in effect in the daemon \(pid \d+\), from --host-id; the files say "other" \(.*vmlockd\.conf:2\)/);
+  assert.match(r.stdout, /verify_interval = 5\s+# .*vmlockd\.conf:1\n/);
+  const j = JSON.parse(cli(['config', 'show', '--socket', d.socket, '--json']).stdout) as { from: string; config: { hostId: string }; differences: Array<{ key: string; files: unknown }> };
+  assert.is(j.from, 'daemon');
+  assert.is(j.config.hostId, 'h1');
+  assert.equal(j.differences.find((x) => x.key === 'hostId')?.files, 'other', 'the refused host_id is what the file says, not what is in effect');
+  assert.not.ok(j.differences.some((x) => x.key === 'verifyIntervalMs'), 'the applied change is in both');
+  assert.ok(j.differences.some((x) => x.key === 'fileLockspaceDir'), 'a start flag differs from the files and is marked');
 });
 
 test.run();
