@@ -396,7 +396,7 @@ export function timeline(src: AuditSources, disk: string, from: string, to: stri
   };
   const events: TimelineEvent[] = [];
   const facts = dedup(
-    [...queryFacts(src, { disk, kinds: [...DISK_KINDS, ...ADOPT_KINDS], since: from, until: to }), ...queryFacts(src, { kinds: [...RUN_KINDS], since: from, until: to })].sort(compareFacts),
+    [...withCarried(src, { disk, kinds: [...DISK_KINDS, ...ADOPT_KINDS], since: from, until: to }), ...withCarried(src, { kinds: [...RUN_KINDS], since: from, until: to })].sort(compareFacts),
   );
   let stoppedSinceStart = false;
   for (const f of facts) {

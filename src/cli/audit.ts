@@ -62,8 +62,11 @@ export function parseTime(flag: string, value: string, now = Date.now()): string
   if (value === 'now') return new Date(now).toISOString();
   const rel = /^-(\d+)([smhd])$/.exec(value);
   if (rel) return new Date(now - Number(rel[1]) * UNITS[rel[2]!]!).toISOString();
-  // Date.parse accepts "1" or "March" too; an operator's time must at least look like a date.
-  const t = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : NaN;
+  // Date.parse accepts "1" or "March" too; an operator's time must at least look like a date. One
+  // rule for a missing offset: UTC, for a date alone (as Date.parse does) and for a date and time
+  // (which Date.parse would read as local time).
+  const noOffset = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(value);
+  const t = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(noOffset ? `${value}Z` : value) : NaN;
   if (Number.isNaN(t)) {
     throw bad(`--${flag} must be an ISO-8601 time such as 2026-11-25T10:00:00Z, "now", or a duration back such as --${flag}=-2h; got ${JSON.stringify(value)}`);
   }
@@ -178,6 +181,17 @@ async function openSources(v: JournalFlags & { archive?: boolean | undefined; 'a
   };
 }
 
+/** The compaction cut, when facts were moved out and the archive is not being read. */
+function cutOf(src: Opened): { seq: number; at: string } | undefined {
+  if (src.archive !== undefined) return undefined;
+  const seq = src.live.archivedThrough();
+  if (seq === 0) return undefined;
+  // The last moved fact is carried (since 18.3); else the first fact left bounds the cut from above.
+  const last = src.live.carried({ afterSeq: seq - 1, untilSeq: seq })[0];
+  const at = last?.at ?? src.live.query({ afterSeq: seq, limit: 1 })[0]?.at;
+  return at === undefined ? undefined : { seq, at };
+}
+
 function archiveHint(src: Opened): string {
   if (src.archive !== undefined) return '';
   if (src.live.archivedThrough() === 0) return '';
@@ -194,11 +208,33 @@ function resolveDisk(src: Opened, raw: string): string {
   throw bad(`unknown disk ${JSON.stringify(raw)}: no fact in ${where} names ${candidates.join(' or ')}${archiveHint(src)}`);
 }
 
-/** The VM as typed, once the journal is known to name it (the query expands a name to its uuids). */
-function resolveVm(src: Opened, vm: string): string {
-  if (src.live.knowsOwner(vm) || src.archive?.knowsOwner(vm) === true) return vm;
+const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+
+/** A uuid in any case, with or without dashes, as acquire stores it: lower case, dashed. */
+export function normaliseUuid(v: string): string {
+  if (!UUID_RE.test(v)) return v;
+  const h = v.replace(/-/g, '').toLowerCase();
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * The VM as the journal names it: a uuid (normalised), or a name used by exactly one VM. A name two
+ * VMs used at different times is refused with both uuids, so histories are never silently merged.
+ */
+function resolveVm(src: Opened, typed: string): string {
+  const vm = normaliseUuid(typed);
+  if (vm !== typed || UUID_RE.test(typed)) {
+    if (src.live.knowsOwner(vm) || src.archive?.knowsOwner(vm) === true) return vm;
+  } else {
+    const uuids = [...new Set([...src.live.ownersNamed(vm), ...(src.archive?.ownersNamed(vm) ?? [])])].sort();
+    if (uuids.length > 1) {
+      throw bad(`VM name ${JSON.stringify(vm)} was used by ${uuids.length} VMs (${uuids.join(', ')}); ask for one with --vm UUID`);
+    }
+    if (uuids.length === 1) return uuids[0]!;
+    if (src.live.knowsOwner(vm) || src.archive?.knowsOwner(vm) === true) return vm;
+  }
   const where = src.archive ? `${src.file} or its archive` : src.file;
-  throw bad(`unknown VM ${JSON.stringify(vm)}: no fact in ${where} names it by uuid or name${archiveHint(src)}`);
+  throw bad(`unknown VM ${JSON.stringify(typed)}: no fact in ${where} names it by uuid or name${archiveHint(src)}`);
 }
 
 function parseKinds(value: string): string[] {
@@ -274,12 +310,23 @@ export async function runAudit(argv: string[]): Promise<number> {
     const disk = v.disk === undefined ? undefined : resolveDisk(src, v.disk);
     const vm = v.vm === undefined ? undefined : resolveVm(src, v.vm);
 
+    // Without --archive, say when the question reaches back before the compaction cut.
+    const cut = cutOf(src);
+    const reachesBack = (t: string | undefined) => cut !== undefined && (t === undefined || t < cut.at);
+    const beforeCut = (what: string) =>
+      process.stderr.write(
+        `vmlockd: note: ${what} reaches before the compaction cut (facts through seq ${cut!.seq}, up to ${cut!.at}, were moved to ${src.archiveFile}); ` +
+          'this answer uses only the holds carried past the cut: add --archive for the history before it\n',
+      );
     if (at !== undefined) {
+      if (reachesBack(at)) beforeCut(`--at ${at}`);
       process.stdout.write(formatHolders(holdersAnswer(src, disk!, at), format));
       return 0;
     }
     if (v.timeline === true) {
-      const first = queryFacts(src, { disk: disk!, limit: 1 })[0];
+      if (reachesBack(since)) beforeCut('the timeline');
+      const carried = src.archive === undefined ? src.live.carried({ disk: disk!, limit: 1 })[0] : undefined;
+      const first = carried ?? queryFacts(src, { disk: disk!, limit: 1 })[0];
       const from = since ?? first?.at ?? new Date(now).toISOString();
       const to = until ?? new Date(now).toISOString();
       const t = timeline(src, disk!, from, to);
@@ -294,7 +341,8 @@ export async function runAudit(argv: string[]): Promise<number> {
       ...(since !== undefined ? { since } : {}),
       ...(until !== undefined ? { until } : {}),
     };
-    const facts = queryFacts(src, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) });
+    if (v.follow !== true && reachesBack(since)) beforeCut('the question');
+    const facts = withNames(src, queryFacts(src, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) }));
     const opts = { oneDisk: disk !== undefined };
     if (v.follow === true) return await follow(src.live, q, facts, format, opts);
     process.stdout.write(formatFacts(facts, format, opts));
@@ -305,6 +353,23 @@ export async function runAudit(argv: string[]): Promise<number> {
   } finally {
     src.close();
   }
+}
+
+/** Facts journaled with the uuid alone (a release by uuid) get the VM's name from the owners table. */
+function withNames(src: AuditSources, facts: StoredFact[]): StoredFact[] {
+  const cache = new Map<string, string | undefined>();
+  const nameOf = (uuid: string): string | undefined => {
+    if (!cache.has(uuid)) {
+      const q = (j: Journal) => j.db.prepare(`SELECT name FROM owners WHERE uuid = ? ORDER BY name LIMIT 1`).pluck().get(uuid) as string | undefined;
+      cache.set(uuid, q(src.live) ?? (src.archive ? q(src.archive) : undefined));
+    }
+    return cache.get(uuid);
+  };
+  return facts.map((f) => {
+    if (f.owner == null || f.ownerName != null) return f;
+    const name = nameOf(f.owner);
+    return name === undefined ? f : { ...f, ownerName: name };
+  });
 }
 
 function timelineCsv(t: ReturnType<typeof timeline>): string {
@@ -414,6 +479,8 @@ interface JournalValues extends JournalFlags {
 interface FileReport {
   file: string;
   ok: boolean;
+  /** Not problems: a compaction cut short, which the next `journal compact` (or daemon start) finishes. */
+  notes?: string[];
   facts: number;
   firstSeq: number;
   lastSeq: number;
@@ -438,6 +505,14 @@ async function verify(v: JournalValues): Promise<number> {
   const reports: Array<FileReport & { role: 'journal' | 'archive' }> = [];
   try {
     reports.push({ role: 'journal', ...checkOne(live) });
+    const pending = live.compactionState();
+    const notes: string[] = [];
+    if (pending.undeleted > 0) {
+      notes.push(`${pending.undeleted} fact(s) at or below seq ${live.archivedThrough()} are already in the archive and still here: a compaction was cut short in its delete phase; the next \`vmlockd journal compact\` or daemon start removes them`);
+    } else if (pending.through !== undefined) {
+      notes.push(`a compaction through seq ${pending.through} into ${pending.archive ?? 'its archive'} was cut short while copying; the facts are all still here (readers give each seq once); run \`vmlockd journal compact\` again to finish it`);
+    }
+    if (notes.length > 0) reports[0]!.notes = notes;
     const archiveFile = v.archive !== undefined ? path.resolve(v.archive) : archivePathFor(file);
     const archivedThrough = live.archivedThrough();
     if (v.archive !== undefined || fs.existsSync(archiveFile)) {
@@ -470,6 +545,7 @@ async function verify(v: JournalValues): Promise<number> {
       const range = r.facts === 0 ? 'no facts' : `${r.facts} facts, seq ${r.firstSeq}..${r.lastSeq}`;
       if (r.ok) process.stdout.write(`${r.role} ${r.file}: ok (${range}, hash chain intact)\n`);
       else for (const p of r.problems) process.stdout.write(`${r.role} ${r.file}: ${p}\n`);
+      for (const n of r.notes ?? []) process.stdout.write(`${r.role} ${r.file}: note: ${n}\n`);
     }
   }
   return ok ? 0 : 1;
@@ -485,6 +561,16 @@ async function compactCommand(v: JournalValues): Promise<number> {
   // short transaction, so the daemon's appends wait milliseconds at most.
   const journal = Journal.open(file, { host: 'journal-compact' });
   try {
+    // A run cut short in its copy phase is finished first, into the archive it was writing (its
+    // delete phase, if cut short, was finished by the open above).
+    const pending = journal.compactionState();
+    if (pending.through !== undefined && pending.through > journal.archivedThrough() && v['dry-run'] !== true) {
+      const into = pending.archive ?? archive;
+      ensureSnapshot(journal, pending.through);
+      const r = journal.compact({ throughSeq: pending.through, archive: into, holds: HOLDS });
+      const resumed = `finished an interrupted compaction: facts through seq ${r.throughSeq} are in ${into} (${r.moved} copied now, ${r.deleted} deleted)\n`;
+      if (v.json !== true) process.stdout.write(resumed);
+    }
     const from = journal.archivedThrough();
     const cut = journal.compactionCut(before);
     const say = (text: string, obj: Record<string, unknown>) =>

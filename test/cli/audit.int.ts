@@ -192,6 +192,14 @@ test('given a stopped daemon, when its state dir is audited, verified and compac
   const after = json<{ holders: Holder[]; stopped?: unknown }>(cli(['audit', '--disk', b, '--at', 'now', '--json', ...dir]), 'compacted: at now');
   assert.equal(after.holders, [], 'the carried stop still ends the hold');
   assert.ok(after.stopped !== undefined);
+  // Before the cut, without --archive: the carried holds answer, and the answer says it reaches back.
+  const back = cli(['audit', '--disk', b, '--at', t.afterAlphaStopped, '--json', ...dir]);
+  assert.equal(json<{ holders: Holder[] }>(back, 'carried at a moment before the cut').holders.map((h) => h.owner.name), ['beta']);
+  assert.match(back.stderr, /note: --at .* reaches before the compaction cut .*add --archive/);
+  const tl = cli(['audit', '--timeline', '--disk', b, '--json', ...dir]);
+  const intervals = json<{ intervals: Array<{ owner: { name?: string }; end?: string }> }>(tl, 'timeline from carried holds').intervals;
+  assert.equal(intervals.map((i) => [i.owner.name, i.end]), [['beta', 'stopped']], 'the carried hold is drawn, ended by the stop');
+  assert.match(tl.stderr, /note: the timeline reaches before the compaction cut/);
   const noHistory = cli(['audit', '--disk', s.disk('a.qcow2'), '--at', t.whileAlphaHeld, '--json', ...dir]);
   assert.is(noHistory.code, 2, 'a.qcow2 is only in the archive now');
   assert.match(noHistory.stderr, /add --archive to read them/);
@@ -289,6 +297,22 @@ test('given late events dated in the past, when they are ingested, then facts ca
   const csv = ok(s.daemon.cli(['audit', '--disk', e, '--csv']), 'csv').trim().split('\r\n');
   assert.ok(csv[1]!.endsWith(`,${twoDaysAgo}`), csv.join('\n'));
   assert.match(ok(s.daemon.cli(['audit', '--disk', d]), 'table'), new RegExp(`client's time ${minuteAgo.replace(/\./g, '\\.')}`));
+});
+
+test('given a VM asked by an upper-case uuid without dashes, a name two VMs used, and a release by uuid, then audit normalises, refuses to merge, and names the VM in CSV', async () => {
+  const s = await setup();
+  const d = s.disk('names.qcow2');
+  ok(s.daemon.cli(['acquire', '--vm', UUID1, '--name', 'dup', d]), 'first dup');
+  ok(s.daemon.cli(['release', '--vm', UUID1]), 'release by uuid');
+  ok(s.daemon.cli(['acquire', '--vm', UUID3, '--name', 'dup', d]), 'second dup');
+  const byUuid = json<Array<{ owner: string }>>(s.daemon.cli(['audit', '--vm', UUID1.replace(/-/g, '').toUpperCase(), '--json']), 'upper-case uuid');
+  assert.ok(byUuid.length >= 2 && byUuid.every((f) => f.owner === UUID1), JSON.stringify(byUuid));
+  const merged = s.daemon.cli(['audit', '--vm', 'dup']);
+  assert.is(merged.code, 2, merged.stdout + merged.stderr);
+  assert.match(merged.stderr, new RegExp(`VM name "dup" was used by 2 VMs \\(${UUID1}, ${UUID3}\\); ask for one with --vm UUID`));
+  const csv = ok(s.daemon.cli(['audit', '--vm', UUID1, '--kind', 'LockReleased', '--csv']), 'csv').trim().split('\r\n');
+  assert.is(csv.length, 2, csv.join('\n'));
+  assert.is(csv[1]!.split(',')[6], 'dup', 'the release by uuid still names the VM');
 });
 
 test('given a fact rewritten in a stopped daemon\'s journal, when verified, then the first bad seq is named and the exit code is 1', async () => {
