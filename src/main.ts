@@ -13,7 +13,7 @@ import { runHook } from './cli/hook.js';
 import { registerLibvirt } from './cli/libvirt-source.js';
 import { registerVirtlockd } from './cli/virtlockd-source.js';
 import { formatLocks, formatStatus } from './cli/format.js';
-import { checkConfigFiles, formatConfig, loadConfig, type Config, type ConfigKey, type LoadedConfig } from './watchers/config.js';
+import { checkConfigFiles, loadConfig, type Config, type ConfigKey, type LoadedConfig } from './watchers/config.js';
 import { formatShownConfig, showConfig } from './cli/config-show.js';
 import * as path from 'node:path';
 import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
