@@ -254,14 +254,26 @@ export function listHosts(lockspace: string, nat: NativeBinding = defaultNative)
 
 const ID_FILE = '.vmlockd-lockspace-id';
 
-/** The lockspace's own id, created by the first daemon that uses it (O_EXCL: one winner). */
+/**
+ * The lockspace's own id, created by the first daemon that uses it. The id is written whole into a
+ * file of this daemon's own, which is then hard-linked to the shared name: link(2) never replaces
+ * an existing name (one winner), and a reader never sees the name before its content (a plain
+ * O_EXCL create left an empty file visible between the create and the write, and a second daemon
+ * starting at that moment refused to start).
+ */
 export function lockspaceId(lockspace: string): string {
   const file = path.join(lockspace, ID_FILE);
   fs.mkdirSync(lockspace, { recursive: true, mode: 0o700 });
-  try {
-    fs.writeFileSync(file, randomUUID() + '\n', { flag: 'wx', mode: 0o644 });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  if (!fs.existsSync(file)) {
+    const mine = `${file}.${process.pid}.${randomUUID()}`;
+    fs.writeFileSync(mine, randomUUID() + '\n', { flag: 'wx', mode: 0o644 });
+    try {
+      fs.linkSync(mine, file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    } finally {
+      fs.rmSync(mine, { force: true });
+    }
   }
   const id = fs.readFileSync(file, 'utf8').trim();
   if (!/^[0-9a-f-]{36}$/.test(id)) throw new VmlockdError('VMLOCKD_ERR_IO', `${file} does not hold a lockspace id (got ${JSON.stringify(id.slice(0, 40))}); remove it to create a new one`);
