@@ -20,6 +20,7 @@ import type { Unprotected } from '../events/domain-xml.js';
 import { parseDomainXml } from '../events/domain-xml.js';
 import { parseHookArgs, type HookAction } from '../events/hook-args.js';
 import { volumePathFromPoolFiles } from '../events/pool-xml.js';
+import { localLibvirt, type DomainState } from '../events/virsh-stream.js';
 
 /**
  * Longer than any gap between `migrate begin` and `prepare begin` of one migration (milliseconds):
@@ -28,8 +29,21 @@ import { volumePathFromPoolFiles } from '../events/pool-xml.js';
  */
 const INCOMING_TTL_MS = 30_000;
 const MAX_INCOMING = 10_000;
-/** How long a destination waits for the source to let go of the disks (a long post-copy migration). */
+/**
+ * How long a destination waits for the source to let go of the disks. With a libvirt URI, virsh
+ * domstate ends the wait as soon as the VM is not on this host, so this only bounds a long
+ * (post-copy) migration. With the hook alone nothing tells that the migration failed without a
+ * `release end` here (libvirtd crashed, a hook call lost): the wait is the bound (decision 0009).
+ */
 const HAND_OVER_TTL_MS = 30 * 60_000;
+const HAND_OVER_HOOK_ONLY_TTL_MS = 5 * 60_000;
+/**
+ * From prepare begin until QEMU exists, libvirt may say "shut off" (or not know the domain) for an
+ * incoming migration: domstate counts only this long after prepare. Checked at most every
+ * DOMSTATE_EVERY_MS, not at every attempt (virsh is a process).
+ */
+const DOMSTATE_GRACE_MS = 10_000;
+const DOMSTATE_EVERY_MS = 2000;
 /** Attempt n of a hand-over waits this long first: 50 ms for the first 2 s, then 500 ms. */
 function handOverDelay(attempt: number): number {
   return attempt < 40 ? 50 : 500;
@@ -48,6 +62,14 @@ export interface HookRouteDeps {
   /** Schedule fn after ms; returns a cancel function (tests pass a fake). */
   later?(fn: () => void, ms: number): () => void;
   handOverTtlMs?: number;
+  /** The wait without a libvirt URI (libvirt() answers undefined). */
+  handOverHookOnlyTtlMs?: number;
+  /**
+   * This host's libvirt: `state` is `virsh domstate`; undefined when no libvirt URI is configured
+   * (default: the running event stream's, events/virsh-stream.ts).
+   */
+  libvirt?(): { state(uuid: string): Promise<DomainState> } | undefined;
+  domstateGraceMs?: number;
 }
 
 /** libvirt's lockd plugin's text for require_lease_for_disks (it refuses with CONFIG_UNSUPPORTED). */
@@ -171,7 +193,10 @@ export class HookRoute {
   /**
    * The destination's half of a migration hand-over: take the disks as soon as the source (this
    * same VM on another host) lets go. Ends when they are taken, when the VM's release end here
-   * cancels it, when another owner holds them (a conflict, logged), or after HAND_OVER_TTL_MS.
+   * cancels it, when another owner holds them (a conflict, logged), when virsh domstate says the VM
+   * is not on this host (the incoming migration is over: it failed, or libvirtd lost it), or after
+   * the bound (HAND_OVER_TTL_MS with a libvirt URI, HAND_OVER_HOOK_ONLY_TTL_MS without). Disks it
+   * took for a VM that domstate then says is not here are released again.
    */
   private startHandOver(owner: Owner, disks: DiskRequest[], hosts: string): void {
     this.handOvers.get(owner.uuid)?.();
@@ -183,9 +208,14 @@ export class HookRoute {
         return () => clearTimeout(t);
       });
     const log = this.deps.log ?? (() => {});
-    const ttl = this.deps.handOverTtlMs ?? HAND_OVER_TTL_MS;
+    const libvirt = this.deps.libvirt ? this.deps.libvirt() : localLibvirt();
+    const ttl = libvirt ? (this.deps.handOverTtlMs ?? HAND_OVER_TTL_MS) : (this.deps.handOverHookOnlyTtlMs ?? HAND_OVER_HOOK_ONLY_TTL_MS);
+    const grace = this.deps.domstateGraceMs ?? DOMSTATE_GRACE_MS;
     const started = this.now();
+    const since = (): string => `${((this.now() - started) / 1000).toFixed(2)} s after prepare`;
+    let lastProbe = -Infinity;
     let stopped = false;
+    let refusals = 0;
     let cancelTimer: () => void = () => {};
     const cancel = (): void => {
       stopped = true;
@@ -193,9 +223,47 @@ export class HookRoute {
       if (this.handOvers.get(owner.uuid) === cancel) this.handOvers.delete(owner.uuid);
     };
     this.handOvers.set(owner.uuid, cancel);
-    log('info', `hook: VM ${who(owner)} migrates in; waiting for host ${hosts} to hand its disks over`);
+    log(
+      'info',
+      `hook: VM ${who(owner)} migrates in; waiting for host ${hosts} to hand its disks over (at most ${Math.round(ttl / 1000)} s${libvirt ? ', or until virsh domstate says the VM is not on this host' : '; no libvirt_uri, so nothing else ends the wait'})`,
+    );
+    /** Whether libvirt says the VM is not on this host (only after the grace: QEMU may not exist yet). */
+    const probe = async (): Promise<DomainState | undefined> => {
+      if (!libvirt || this.now() - started < grace) return undefined;
+      lastProbe = this.now();
+      return libvirt.state(owner.uuid);
+    };
+    /** The disks are taken: keep them only while the VM is on this host (domstate, when known). */
+    const verify = async (): Promise<void> => {
+      if (stopped) return;
+      if (!libvirt) return cancel();
+      const wait = started + grace - this.now();
+      if (wait > 0) {
+        cancelTimer = later(() => void verify(), wait);
+        return;
+      }
+      const st = await probe();
+      if (stopped) return;
+      cancel();
+      if (st?.kind !== 'gone') {
+        log('info', `hook: VM ${who(owner)}: ${st?.kind === 'active' ? `virsh domstate says it is on this host (${st.state})` : `virsh domstate failed (${st?.kind === 'unknown' ? st.error : 'no answer'}), so`}: it keeps the disks taken in the hand-over`);
+        return;
+      }
+      const gone = st;
+      await this.deps.submit({ kind: 'release', owner, at: new Date(this.now()).toISOString(), source: 'hook' });
+      log('warning', `hook: VM ${who(owner)}: took its disks in the migration hand-over, but virsh domstate says the VM is not on this host (${gone.state}): released them again (${since()})`);
+    };
     const attempt = async (n: number): Promise<void> => {
       if (stopped) return;
+      if (libvirt && this.now() - lastProbe >= DOMSTATE_EVERY_MS) {
+        const gone = await probe();
+        if (stopped) return;
+        if (gone?.kind === 'gone') {
+          cancel();
+          log('warning', `hook: VM ${who(owner)}: stopped waiting for the migration hand-over from host ${hosts} (${since()}, ${refusals} refusals): virsh domstate says the VM is not on this host (${gone.state}), so no incoming migration is in progress; this host does not hold its disks`);
+          return;
+        }
+      }
       const reply = await this.deps.submit({ kind: 'acquire', owner, disks, at: new Date(this.now()).toISOString(), source: 'hook' });
       if (stopped) {
         // The VM's release end came while this attempt ran: give back what it took.
@@ -203,14 +271,15 @@ export class HookRoute {
         return;
       }
       if (reply.status === 'ok') {
-        cancel();
-        log('info', `hook: VM ${who(owner)}: migration hand-over done, this host holds its disks (${((this.now() - started) / 1000).toFixed(2)} s after prepare)`);
+        log('info', `hook: VM ${who(owner)}: migration hand-over done, this host holds its disks (${since()})`);
+        await verify();
         return;
       }
       if (reply.status === 'refused' && onlySource(reply, owner, this.deps.host())) {
+        refusals++;
         if (this.now() - started >= ttl) {
           cancel();
-          log('error', `hook: VM ${who(owner)}: the migration source never let go of its disks in ${Math.round(ttl / 1000)} s; this host does not hold them: ${reply.message}`);
+          log('error', `hook: VM ${who(owner)}: stopped waiting for the migration hand-over: host ${hosts} did not let go of its disks in ${Math.round(ttl / 1000)} s (${refusals} refusals); this host does not hold them: ${reply.message}`);
           return;
         }
         cancelTimer = later(() => void attempt(n + 1), handOverDelay(n));

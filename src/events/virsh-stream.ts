@@ -799,11 +799,26 @@ export interface VirshSource extends RunningSource {
   readonly supervisor: Supervisor;
 }
 
+/**
+ * The running event stream's `virsh domstate`, for the hook's migration hand-over (cli/hook-route):
+ * one daemon has at most one libvirt source, and the hook must not wait for the disks of a VM that
+ * libvirt says is not on this host. Unset without a libvirt URI.
+ */
+let current: { readonly uri: string; readonly state: (nameOrUuid: string) => Promise<DomainState> } | undefined;
+
+/** This host's libvirt (`state`: virsh domstate through the configured URI); undefined when no libvirt URI is configured. */
+export function localLibvirt(): { readonly uri: string; state(nameOrUuid: string): Promise<DomainState> } | undefined {
+  return current;
+}
+
 export function startVirshSource(ctx: SourceContext, opts: VirshSourceOptions): VirshSource {
+  const virsh = opts.virsh ?? virshRunner(opts.uri);
+  const mine = { uri: opts.uri, state: async (id: string) => domainStateOf(await virsh(['domstate', id])) };
+  current = mine;
   const handler = new LibvirtEventHandler({
     uri: opts.uri,
     ctx,
-    virsh: opts.virsh ?? virshRunner(opts.uri),
+    virsh,
     onConflict: opts.onConflict,
     ...(opts.leaseRules ? { leaseRules: opts.leaseRules } : {}),
   });
@@ -819,6 +834,7 @@ export function startVirshSource(ctx: SourceContext, opts: VirshSourceOptions): 
     handler,
     supervisor,
     async stop() {
+      if (current === mine) current = undefined;
       await supervisor.stop();
       handler.close();
       await handler.idle();

@@ -217,4 +217,56 @@ test('17.5: given a live migration with the hook alone, then the destination get
   await until('the log says so', () => /migration hand-over done, this host holds its disks/.test(log(dst.d)));
 });
 
+test('17.5 review: given an incoming migration whose VM is not on the destination (its libvirtd lost it, no release end came), then the destination stops waiting, says why, and does not take the disk when the source lets go', async () => {
+  const p1 = await host('hv-p1', { libvirt: false });
+  const p2 = await host('hv-p2');
+  const third = await host('hv-3', { libvirt: false });
+  const img = disk('web1.qcow2');
+  assert.is(hook(p1, 'web1', U1, img, 'prepare').code, 0);
+  assert.is(hook(p2, 'web1', U1, img, 'migrate').code, 0);
+  assert.is(hook(p2, 'web1', U1, img, 'prepare').code, 0);
+  // p2's libvirt does not know web1 (the scripted virsh answers "Domain not found" to its domstate).
+  await until('p2 stops waiting and says why', () => /web1 .*stopped waiting for the migration hand-over from host hv-p1 .*virsh domstate says the VM is not on this host/.test(log(p2.d)), 30_000);
+  assert.ok(p2.virsh.calls().includes(`domstate ${U1}`));
+  // Later p1's VM stops: the disk is free, and p2 (with no VM) does not take it.
+  assert.is(hook(p1, 'web1', U1, img, 'release', 'end').code, 0);
+  const r = hook(third, 'web1', U1, img, 'prepare');
+  assert.is(r.code, 0, `the VM can start again elsewhere: ${r.stderr}`);
+  assert.equal(held(p2), []);
+});
+
+test('17.5 review: given the destination took the disk in the hand-over but libvirt then says the VM is not on this host, then it releases it again', async () => {
+  const p1 = await host('hv-p1', { libvirt: false });
+  const p2 = await host('hv-p2');
+  const img = disk('web1.qcow2');
+  assert.is(hook(p1, 'web1', U1, img, 'prepare').code, 0);
+  assert.is(hook(p2, 'web1', U1, img, 'migrate').code, 0);
+  assert.is(hook(p2, 'web1', U1, img, 'prepare').code, 0);
+  // The source lets go at once (before domstate counts on p2): p2 takes the disk.
+  assert.is(hook(p1, 'web1', U1, img, 'release', 'end').code, 0);
+  await until('p2 took the disk', () => held(p2).some((l) => l.vm.uuid === U1) || /released them again/.test(log(p2.d)));
+  // ... but web1 is not on p2 (domstate: not found): released, and the log says why.
+  await until('p2 released it again', () => held(p2).length === 0 && /web1 .*took its disks in the migration hand-over, but virsh domstate says the VM is not on this host .*released them again/.test(log(p2.d)), 30_000);
+  const again = await host('hv-4', { libvirt: false });
+  assert.is(hook(again, 'web1', U1, img, 'prepare').code, 0, 'the VM can start elsewhere');
+});
+
+test('17.5 review: given a long incoming migration that libvirt says is in progress here (paused), then the destination keeps waiting past the domstate grace and keeps the disk it takes (running)', async () => {
+  const p1 = await host('hv-p1', { libvirt: false });
+  const p2 = await host('hv-p2');
+  const img = disk('web1.qcow2');
+  p2.virsh.on(`domstate ${U1}`, 'paused\n');
+  assert.is(hook(p1, 'web1', U1, img, 'prepare').code, 0);
+  assert.is(hook(p2, 'web1', U1, img, 'migrate').code, 0);
+  assert.is(hook(p2, 'web1', U1, img, 'prepare').code, 0);
+  await until('p2 asked libvirt twice', () => p2.virsh.calls().filter((c) => c === `domstate ${U1}`).length >= 2, 30_000);
+  assert.not.match(log(p2.d), /stopped waiting/);
+  p2.virsh.on(`domstate ${U1}`, 'running\n');
+  assert.is(hook(p1, 'web1', U1, img, 'release', 'end').code, 0);
+  await until('p2 holds the disk', () => held(p2).some((l) => l.vm.uuid === U1));
+  await until('p2 checked that the VM is here', () => /web1 .*virsh domstate says it is on this host \(running\): it keeps the disks/.test(log(p2.d)) || /released them again/.test(log(p2.d)));
+  assert.not.match(log(p2.d), /released them again/);
+  assert.ok(held(p2).some((l) => l.vm.uuid === U1));
+});
+
 test.run();
