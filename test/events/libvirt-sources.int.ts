@@ -195,6 +195,8 @@ test('17.5: given a live migration with the hook alone, then the destination get
   const third = await host('hv-3', { libvirt: false });
   const img = disk('web1.qcow2');
   const intruder = () => hook(third, 'intruder', U2, img, 'prepare');
+  // web1 runs on the source: a reconcile there (5 s after the connect) must see it so.
+  src.virsh.on('domuuid web1', U1 + '\n').on(`domstate ${U1}`, 'running\n');
   assert.is(hook(src, 'web1', U1, img, 'prepare').code, 0);
   // Destination: libvirt's Prepare runs migrate begin then prepare begin while the source runs.
   assert.is(hook(dst, 'web1', U1, img, 'migrate').code, 0);
@@ -202,7 +204,7 @@ test('17.5: given a live migration with the hook alone, then the destination get
   assert.is(p.code, 0, p.stderr);
   assert.is(intruder().code, 3, 'refused while the source runs');
   // The source pauses at the end of the memory copy: it keeps its lock (was: released here).
-  src.virsh.on('domuuid web1', U1 + '\n').on(`domstate ${U1}`, 'paused\n');
+  src.virsh.on(`domstate ${U1}`, 'paused\n');
   src.virsh.emit('web1', 'Suspended Migrated');
   await settled(src);
   assert.equal(held(src).map((l) => l.vm.uuid), [U1]);
