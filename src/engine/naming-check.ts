@@ -38,10 +38,12 @@ function isBlockPath(canonical: string): boolean {
  * one that is neither an LV nor a SCSI disk falls through to file (or direct) naming, as in virtlockd.
  * Without I/O the check cannot tell which, so any of these counts as the same naming.
  */
-function rulesFor(canonical: string, rules: NamingRules): Array<{ kind: 'file' | 'direct' | 'lvm' | 'scsi'; lockspace: string }> {
+function rulesFor(canonical: string, heldKind: string, rules: NamingRules): Array<{ kind: 'file' | 'direct' | 'lvm' | 'scsi'; lockspace: string }> {
   const out: Array<{ kind: 'file' | 'direct' | 'lvm' | 'scsi'; lockspace: string }> = [];
-  if (isBlockPath(canonical) && rules.lvmLockspaceDir) out.push({ kind: 'lvm', lockspace: rules.lvmLockspaceDir });
-  if (isBlockPath(canonical) && rules.scsiLockspaceDir) out.push({ kind: 'scsi', lockspace: rules.scsiLockspaceDir });
+  // A block device outside /dev (a device node made elsewhere) was held under its identity: that is a block path too.
+  const block = isBlockPath(canonical) || heldKind === 'lvm' || heldKind === 'scsi';
+  if (block && rules.lvmLockspaceDir) out.push({ kind: 'lvm', lockspace: rules.lvmLockspaceDir });
+  if (block && rules.scsiLockspaceDir) out.push({ kind: 'scsi', lockspace: rules.scsiLockspaceDir });
   out.push(rules.fileLockspaceDir === null ? { kind: 'direct', lockspace: '' } : { kind: 'file', lockspace: rules.fileLockspaceDir });
   return out;
 }
@@ -84,7 +86,7 @@ export function namingMismatches(state: State, rules: NamingRules): NamingMismat
   const out: NamingMismatch[] = [];
   for (const res of state.resources.values()) {
     if (res.holders.size === 0 || requesterNamed(res)) continue;
-    const wants = rulesFor(res.ref.canonical, rules);
+    const wants = rulesFor(res.ref.canonical, res.ref.kind, rules);
     if (wants.some((w) => w.kind === res.ref.kind && same(w.lockspace, res.ref.lockspace))) continue;
     const now = wants.map((w) => describe(w.kind, w.lockspace)).join(' or ');
     out.push({ disk: res.ref.canonical, held: describe(res.ref.kind, res.ref.lockspace), now, flag: flagFor(res.ref.kind, res.ref.lockspace) });

@@ -26,9 +26,38 @@ export interface BlockdevNameRef {
 /** Disk path as given -> its block-device name, or the error that refuses it. */
 export type BlockdevNames = ReadonlyMap<string, BlockdevNameRef | Error>;
 
-/** Does this path take its name from its block-device identity under these rules? (libvirt's "/dev" prefix test) */
+/**
+ * Does this path take its name from its block-device identity under these rules? A `/dev` path does
+ * (libvirt's prefix test), and so does any path whose canonical form is a block device (a symlink to
+ * an LV, a device node made outside /dev): otherwise one LV would get a second lock file by its path.
+ */
 export function needsBlockdevName(p: string, rules: NamingRules): boolean {
-  return p.startsWith('/dev') && !!(rules.lvmLockspaceDir || rules.scsiLockspaceDir);
+  if (!rules.lvmLockspaceDir && !rules.scsiLockspaceDir) return false;
+  if (p.startsWith('/dev')) return true;
+  try {
+    return path.isAbsolute(p) && fs.statSync(p).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The path to ask lvs / scsi_id about for a block device: the path itself under /dev, or the first
+ * /dev path its symlinks lead to (those tools name devices under /dev). A device node outside /dev
+ * is asked about as it is (and is refused if its identity does not read).
+ */
+export function blockdevLookupPath(p: string): string {
+  let cur = path.resolve(p);
+  for (let hops = 0; hops < 40 && !cur.startsWith('/dev/'); hops++) {
+    try {
+      cur = path.join(fs.realpathSync.native(path.dirname(cur)), path.basename(cur));
+      if (cur.startsWith('/dev/') || !fs.lstatSync(cur).isSymbolicLink()) break;
+      cur = path.resolve(path.dirname(cur), fs.readlinkSync(cur));
+    } catch {
+      break;
+    }
+  }
+  return cur;
 }
 
 /** The disk paths of a command that need a block-device name looked up first. */
@@ -95,14 +124,20 @@ function inodeOf(p: string): string | undefined {
 }
 
 /** A resource named by the requester (virtlockd protocol): a lockspace directory and a name in it. */
-function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named']> }, state: State): ResolvedDisk {
+function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named']> }, state: State, inCommand?: Map<string, ResourceRef>): ResolvedDisk {
   const { lockspace, name, create } = req.named;
   if (lockspace === '') {
     // virtlockd's default lockspace: the name is the file to lock (a direct lease on the image).
     const file = checkDiskPath(name, 'resource name in the default lockspace');
     const canonical = canonicalPath(file);
     const inode = inodeOf(canonical);
-    return { path: req.path, mode: req.mode, resource: { id: canonical, name, lockspace: '', kind: 'direct', canonical, ...(inode !== undefined ? { inode } : {}), create } };
+    // An image this host holds under another name (a file-lockspace lock taken through the API, a
+    // hard link) is that resource: a direct lease beside it would let two owners hold one disk.
+    const held = inode !== undefined ? aliasOf(inode, canonical, state, inCommand) : undefined;
+    if (held !== undefined) return { path: req.path, mode: req.mode, resource: held };
+    const resource: ResourceRef = { id: canonical, name, lockspace: '', kind: 'direct', canonical, ...(inode !== undefined ? { inode } : {}), create };
+    if (inode !== undefined) inCommand?.set(inode, resource);
+    return { path: req.path, mode: req.mode, resource };
   }
   checkDiskPath(lockspace, 'lockspace');
   // virtlockd accepts "../x" here and opens whatever it names; a resource name is one file name.
@@ -116,24 +151,26 @@ function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named
 }
 
 /**
- * The canonical path that already stands for this inode, if any: a path held on this host, or one
- * named earlier in the same command (`inCommand`, inode -> canonical path).
+ * The resource that already stands for this inode, if any: one held on this host, or one named
+ * earlier in the same command (`inCommand`, inode -> resource). It is that resource itself, whatever
+ * naming produced it (a direct lease of the virtlockd protocol, a file-lockspace lock, an LV's UUID):
+ * naming the same disk anew under the current rules would give it a second lock file.
  *
  * A held path counts only while it still names that inode: a disk deleted under its lock can hand
  * its inode number to a new file at once (ext4 does), and that new file is another disk.
  */
-function aliasOf(inode: string, canonical: string, state: State, inCommand: Map<string, string> | undefined): string | undefined {
+function aliasOf(inode: string, canonical: string, state: State, inCommand: Map<string, ResourceRef> | undefined): ResourceRef | undefined {
   const earlier = inCommand?.get(inode);
   if (earlier !== undefined) return earlier;
   const ids = state.byInode.get(inode);
   if (ids === undefined) return undefined;
-  let found: string | undefined;
-  for (const id of ids) {
+  let found: ResourceRef | undefined;
+  for (const id of [...ids].sort()) {
     const held = state.resources.get(id);
     if (!held) continue;
-    if (held.ref.canonical === canonical) return canonical;
+    if (held.ref.canonical === canonical) return held.ref;
     // Prefer the lexically first held path, so the answer does not depend on the order of facts.
-    if ((found === undefined || held.ref.canonical < found) && inodeOf(held.ref.canonical) === inode) found = held.ref.canonical;
+    if ((found === undefined || held.ref.canonical < found.canonical) && inodeOf(held.ref.canonical) === inode) found = held.ref;
   }
   return found;
 }
@@ -142,22 +179,21 @@ function aliasOf(inode: string, canonical: string, state: State, inCommand: Map<
  * Resolve one disk. `inCommand` carries the inodes already resolved by the same command, so two
  * hard links named together become one resource (and are merged by `decide`).
  */
-export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, string>, blockdev?: BlockdevNames): ResolvedDisk {
-  if (req.named) return resolveNamed({ ...req, named: req.named }, state);
+export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, ResourceRef>, blockdev?: BlockdevNames): ResolvedDisk {
+  if (req.named) return resolveNamed({ ...req, named: req.named }, state, inCommand);
   const given = checkDiskPath(req.path, 'disk path');
   if (req.create !== undefined) checkExists(given, req.create);
-  if (needsBlockdevName(given, rules)) return resolveBlockdev(req, given, blockdev, state);
-  let canonical = canonicalPath(given);
+  const canonical = canonicalPath(given);
   const inode = inodeOf(canonical);
-  // A bind mount or hard link reaches the same inode under a path realpath cannot unify:
-  // while one alias is held on this host (or named earlier in this command), every other alias is
-  // the same resource.
-  if (inode !== undefined) {
-    canonical = aliasOf(inode, canonical, state, inCommand) ?? canonical;
-    inCommand?.set(inode, canonical);
-  }
+  // A bind mount, hard link, symlink or device node reaches the same inode under a path realpath
+  // cannot unify: while one alias is held on this host (or named earlier in this command), every
+  // other alias is that same resource.
+  const held = inode !== undefined ? aliasOf(inode, canonical, state, inCommand) : undefined;
+  if (held !== undefined) return { path: given, mode: req.mode, resource: held };
   let resource: ResourceRef;
-  if (rules.fileLockspaceDir !== null) {
+  if (needsBlockdevName(given, rules)) {
+    resource = resolveBlockdev(given, canonical, inode, blockdev, state);
+  } else if (rules.fileLockspaceDir !== null) {
     const name = sha256Hex(canonical);
     resource = {
       id: path.join(rules.fileLockspaceDir, name),
@@ -173,6 +209,7 @@ export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, 
     }
     resource = { id: canonical, name: canonical, lockspace: '', kind: 'direct', canonical, inode };
   }
+  if (inode !== undefined) inCommand?.set(inode, resource);
   return { path: given, mode: req.mode, resource };
 }
 
@@ -194,22 +231,20 @@ function checkExists(given: string, create: boolean): void {
   if (st.isDirectory()) throw new BadInputError(`disk ${given} is a directory, not a disk image`);
 }
 
-/** A `/dev` disk under an LVM or SCSI lockspace: named by its LV UUID or SCSI id, as virtlockd names it. */
-function resolveBlockdev(req: DiskRequest, given: string, blockdev: BlockdevNames | undefined, state: State): ResolvedDisk {
+/** A block device under an LVM or SCSI lockspace: named by its LV UUID or SCSI id, as virtlockd names it. */
+function resolveBlockdev(given: string, canonical: string, inode: string | undefined, blockdev: BlockdevNames | undefined, state: State): ResourceRef {
   const found = blockdev?.get(given);
-  const canonical = canonicalPath(given);
-  const inode = inodeOf(canonical);
   if (found === undefined || found instanceof Error) {
     // A disk held under its identity stays nameable (a release must not fail because lvs does now).
     for (const res of state.resources.values()) {
       if ((res.ref.kind === 'lvm' || res.ref.kind === 'scsi') && (res.ref.canonical === canonical || (inode !== undefined && res.ref.inode === inode))) {
-        return { path: given, mode: req.mode, resource: res.ref };
+        return res.ref;
       }
     }
     if (found === undefined) throw new VmlockdError('VMLOCKD_ERR_INTERNAL', `block device ${given} was not looked up before resolution`);
     throw found;
   }
-  const resource: ResourceRef = {
+  return {
     id: path.join(found.lockspace, found.name),
     name: found.name,
     lockspace: found.lockspace,
@@ -217,19 +252,18 @@ function resolveBlockdev(req: DiskRequest, given: string, blockdev: BlockdevName
     canonical,
     ...(inode !== undefined ? { inode } : {}),
   };
-  return { path: given, mode: req.mode, resource };
 }
 
 export function resolveCommand(cmd: Command, rules: NamingRules, state: State, blockdev?: BlockdevNames): ResolvedCommand {
   switch (cmd.kind) {
     case 'acquire':
     case 'check': {
-      const inCommand = new Map<string, string>();
+      const inCommand = new Map<string, ResourceRef>();
       return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state, inCommand, blockdev)) };
     }
     case 'release': {
       if (cmd.paths === undefined && cmd.named === undefined) return cmd;
-      const inCommand = new Map<string, string>();
+      const inCommand = new Map<string, ResourceRef>();
       return {
         ...cmd,
         resolved: [

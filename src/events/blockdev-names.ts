@@ -9,6 +9,7 @@
 // A step whose command exits non-zero or prints nothing falls through to the next, as in libvirt.
 import { execFile } from 'node:child_process';
 import { BadInputError, VmlockdError } from '../engine/errors.js';
+import { blockdevLookupPath, needsBlockdevName } from '../engine/resolve.js';
 
 export type RunCommand = (cmd: string, args: string[]) => Promise<{ stdout: string; code: number }>;
 
@@ -78,11 +79,6 @@ export async function blockdevResourceName(path: string, dirs: BlockdevDirs, run
   return null;
 }
 
-/** Is this disk path named by its block-device identity under these dirs? (libvirt's "/dev" prefix test) */
-export function namedAsBlockdev(path: string, dirs: BlockdevDirs): boolean {
-  return path.startsWith('/dev') && !!(dirs.lvmDir || dirs.scsiDir);
-}
-
 /**
  * The block-device names of every path that needs one, or the error that refuses it.
  *
@@ -95,9 +91,10 @@ export function namedAsBlockdev(path: string, dirs: BlockdevDirs): boolean {
 export async function lookupBlockdevNames(paths: readonly string[], dirs: BlockdevDirs, run: RunCommand): Promise<Map<string, BlockdevName | Error>> {
   const out = new Map<string, BlockdevName | Error>();
   for (const p of new Set(paths)) {
-    if (!namedAsBlockdev(p, dirs)) continue;
+    if (!needsBlockdevName(p, { fileLockspaceDir: null, lvmLockspaceDir: dirs.lvmDir ?? null, scsiLockspaceDir: dirs.scsiDir ?? null })) continue;
     try {
-      const name = await blockdevResourceName(p, dirs, run);
+      // A symlink outside /dev is asked about by the /dev path it leads to (lvs names devices there).
+      const name = await blockdevResourceName(blockdevLookupPath(p), dirs, run);
       const tried = [dirs.lvmDir ? 'no LV UUID from lvs' : '', dirs.scsiDir ? 'no SCSI id from scsi_id' : ''].filter(Boolean).join(' and ');
       const set = [dirs.lvmDir ? 'lvm_lockspace_dir' : '', dirs.scsiDir ? 'scsi_lockspace_dir' : ''].filter(Boolean).join(' / ');
       out.set(

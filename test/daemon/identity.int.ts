@@ -1,10 +1,13 @@
 // Resource identity against real daemons and real files: one inode is one resource however many
 // paths name it (hard links), and an inode match counts only while the held path still names it.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sha256Hex } from '../../src/engine/resolve.js';
+import { LockClient } from '../../src/events/virtlockd/client.js';
+import { rpcError, serve } from '../helpers/protocol-serve.js';
 import { UUID1, UUID2, cli, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
 
 const running: TestDaemon[] = [];
@@ -261,6 +264,85 @@ test('acquire refuses a missing disk or a directory as bad input (exit 2) unless
   // Releasing a disk that has gone since is still allowed.
   fs.rmSync(path.join(c.dir, 'nonexistent-dir'), { recursive: true, force: true });
   assert.is(d.cli(['release', '--vm', UUID1, missing]).code, 0);
+});
+
+test('one image in direct lockspace (virtlockd protocol) and by path (API) is one resource, whichever takes it first', async () => {
+  for (const protocolFirst of [true, false]) {
+    const c = images();
+    const img = c.disk('direct3.img');
+    const { daemon: d, socket } = await serve(c.dir);
+    running.push(d);
+    const client = await LockClient.connect(socket);
+    try {
+      await client.register({ uuid: UUID1, name: 'vm-proto', id: 1, pid: 4242 });
+      if (protocolFirst) {
+        await client.acquire('', img, { autocreate: true });
+        const api = d.cli(['acquire', '--vm', UUID2, img]);
+        assert.is(api.code, 3, `the API VM must not get a disk the protocol VM holds: ${api.stdout}${api.stderr}`);
+      } else {
+        assert.is(d.cli(['acquire', '--vm', UUID2, img]).code, 0);
+        const e = await rpcError(client.acquire('', img, { autocreate: true }));
+        assert.ok(e, 'the protocol VM must not get a disk the API VM holds');
+      }
+      assert.equal(lockedVms(d), [protocolFirst ? UUID1 : UUID2]);
+    } finally {
+      await client.close();
+    }
+    await d.kill('SIGKILL');
+  }
+});
+
+test('lvm_lockspace_dir: a symlink or device node outside /dev to a held LV is that LV, in either order', async () => {
+  const devs = blockDevices();
+  if (devs.length < 1) {
+    console.log('  SKIPPED: needs a block device among /dev/loop4-7');
+    return;
+  }
+  const lv = devs[0]!;
+  const c = images();
+  const bin = path.join(c.dir, 'bin');
+  fs.mkdirSync(bin);
+  // The scripted lvs answers for the /dev path only, as real lvs names devices under /dev.
+  fs.writeFileSync(path.join(bin, 'lvs'), `#!/bin/sh\nfor last; do :; done\ncase "$last" in\n  ${lv}) printf '  06UgP5-2rhb-w3Bo-3mdR-WeoL-pytO-SAa2ky\\n' ;;\n  *) echo "  Volume group not found" >&2; exit 5 ;;\nesac\n`, { mode: 0o755 });
+  const link = path.join(c.dir, 'images', 'lo.link');
+  fs.symlinkSync(lv, link);
+  const node = path.join(c.dir, 'images', 'lo.node');
+  const st = fs.statSync(lv);
+  const mknod = spawnSync('mknod', [node, 'b', String(Math.floor(st.rdev / 256) & 0xfff), String((st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00))]);
+  const haveNode = mknod.status === 0 && fs.statSync(node).isBlockDevice() && fs.statSync(node).rdev === st.rdev;
+  const savedPath = process.env.PATH;
+  process.env.PATH = `${bin}:${savedPath}`;
+  try {
+    const lvmDir = path.join(c.dir, 'lvmvolumes');
+    const conf = path.join(c.dir, 'vmlockd.conf');
+    fs.writeFileSync(conf, `lvm_lockspace_dir = "${lvmDir}"\n`);
+    const d = await daemon(c.dir, 'hv-a', ['--config', conf]);
+    const others = haveNode ? [link, node] : [link];
+    for (const other of others) {
+      // /dev path first, then the alias outside /dev.
+      assert.is(d.cli(['acquire', '--vm', UUID1, lv]).code, 0);
+      const r = d.cli(['acquire', '--vm', UUID2, other]);
+      assert.is(r.code, 3, `${other}: ${r.stdout}${r.stderr}`);
+      assert.equal(lockedVms(d), [UUID1]);
+      assert.is(d.cli(['release', '--vm', UUID1]).code, 0);
+      // The alias first: named by the LV's identity too, so the /dev path is refused.
+      const first = d.cli(['acquire', '--vm', UUID2, other]);
+      if (other === link) {
+        assert.is(first.code, 0, first.stdout + first.stderr);
+        assert.is(d.cli(['acquire', '--vm', UUID1, lv]).code, 3);
+        assert.equal(lockedVms(d), [UUID2]);
+        assert.is(d.cli(['release', '--vm', UUID2]).code, 0);
+      } else {
+        // A node outside /dev whose identity lvs cannot read is refused, never named by its path.
+        assert.is(first.code, 2, first.stdout + first.stderr);
+      }
+    }
+    assert.not.ok(fs.existsSync(path.join(c.dir, 'lockspace', sha256Hex(lv))), 'no file-lockspace lock for the LV');
+    assert.not.ok(fs.existsSync(path.join(c.dir, 'lockspace', sha256Hex(node))), 'no file-lockspace lock for the node');
+    if (!haveNode) console.log('  (mknod failed: the device-node case was not run)');
+  } finally {
+    process.env.PATH = savedPath;
+  }
 });
 
 test.run();
