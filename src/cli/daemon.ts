@@ -1,6 +1,7 @@
 // The composition root of `vmlockd serve`: config -> journal -> state -> locker -> pipeline -> servers -> shutdown.
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { config as rxConfig } from 'rxjs';
 import { VmlockdError } from '../engine/errors.js';
@@ -21,7 +22,7 @@ import { onSharedFs } from './shared-fs.js';
 import { Subject, type Subscription } from 'rxjs';
 import { classifyChange, confName, fingerprint, type Config, type ConfigFlags, type LoadedConfig } from '../watchers/config.js';
 import { watchConfig, type ConfigUpdate } from '../watchers/config-watcher.js';
-import { createApiServer, listenUnix, type AuditQuery } from './api-server.js';
+import { createApiServer, type AuditQuery } from './api-server.js';
 import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
 import { VERSION } from './version.js';
@@ -32,6 +33,7 @@ import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from '../daemon/service.js';
 import { rebootReleases } from '../daemon/boot.js';
 import { listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
+import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from '../daemon/listeners.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -54,6 +56,8 @@ function installLastResort(log: Logger): void {
   process.on('uncaughtException', (e) => log.error(`uncaught error (vmlockd carries on; its locks stay held): ${(e as Error).stack ?? e}`));
   process.on('unhandledRejection', (e) => log.error(`unhandled rejection (vmlockd carries on; its locks stay held): ${(e as Error)?.stack ?? e}`));
 }
+/** A take-over: how long connections accepted just before the stop get to send their request. */
+const HANDOVER_GRACE_MS = 100;
 
 /**
  * VMLOCKD_JOURNAL_FLUSH_MS: how long a staged fact may wait before it is moved into SQLite (default
@@ -146,6 +150,8 @@ export class Daemon {
   /** `serve --takeover`: what the previous daemon handed over; the hand-off socket of this one. */
   takenOver?: TakenOver;
   private handoff?: HandoffServer;
+  /** Listening sockets the previous daemon handed over (control, virtlockd, metrics). */
+  inherited?: InheritedListeners;
   /** A take-over failed after this daemon stopped: start serving again from these (its own) descriptors (src/main.ts). */
   resume?: (fds: PassedFd[]) => Promise<void>;
   /** Called for every lost-lock conflict; the libvirt source adds `virsh suspend` for on_conflict=suspend. */
@@ -184,10 +190,13 @@ export class Daemon {
     const c = this.config;
     checkSocketPaths(c);
     this.service = new ServiceLink((level, msg) => this.log.log(level, msg));
-    if (this.takenOver) this.service.takenOver = this.takenOver.fds;
+    if (this.takenOver) {
+      this.service.takenOver = this.takenOver.fds.filter((f) => !isListenerName(f.name));
+      this.inherited = new InheritedListeners(this.takenOver.fds);
+    }
     fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
     this.guard = acquireInstanceGuard(c.stateDir);
-    if (await socketAnswers(c.socket)) {
+    if (!this.inherited?.has('control', c.socket) && (await socketAnswers(c.socket))) {
       throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `socket ${c.socket} is already served by another process; choose another --socket`);
     }
     fs.mkdirSync(path.dirname(c.journal), { recursive: true, mode: 0o700 });
@@ -275,8 +284,11 @@ export class Daemon {
       leaseRules: () => ({ autoDiskLeases: this.config.autoDiskLeases, requireLeaseForDisks: this.config.requireLeaseForDisks }),
       log: (level, msg) => this.log.log(level, msg),
     });
-    await listenUnix(this.server, c.socket);
-    this.ownsSocket = true;
+    // The control socket the previous daemon handed over (its queue kept), else bound here.
+    const controlFd = this.inherited?.take('control', c.socket);
+    await listenUnixPath(this.server, c.socket, controlFd);
+    // An inherited path is removed by a failed start only if the daemon it came from is gone too.
+    this.ownsSocket = controlFd === undefined;
     this.verifier = new Verifier({
       locker,
       state: () => engine.state,
@@ -312,7 +324,7 @@ export class Daemon {
             ...this.journalWatch.gauges(),
           };
         },
-      });
+      }, this.inherited?.take('metrics', c.metricsAddress));
       this.log.info(`metrics on http://${c.metricsAddress}/metrics`);
     }
     if (this.loaded.files.length > 0) {
@@ -333,16 +345,33 @@ export class Daemon {
         this.journalWatch.sqliteFailed(e as Error);
       }
     }
+    for (const name of this.inherited?.closeRest() ?? []) this.log.info(`takeover: closed the handed-over ${name} (this start serves another address)`);
+    this.ownsSocket = true;
     const where = c.fileLockspaceDir === null ? 'direct (image files)' : c.fileLockspaceDir;
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
     this.handoff = await listenHandoff(
       c.stateDir,
-      { descriptors: () => locker.descriptors(), stop: (r) => this.stop(r), resume: (fds) => (this.resume ? this.resume(fds) : Promise.reject(new Error('no way to serve again'))) },
+      { descriptors: () => locker.descriptors(), listeners: () => this.listenerFds(), stop: (r) => this.stop(r), resume: (fds) => (this.resume ? this.resume(fds) : Promise.reject(new Error('no way to serve again'))) },
       (level, msg) => this.log.log(level, msg),
     );
     this.service.ready(() => this.statusLine());
+  }
+
+  /** Copies of every listening socket, for a take-over (src/daemon/listeners.ts). */
+  private listenerFds(): PassedFd[] {
+    const out: PassedFd[] = [];
+    const add = (kind: ListenerKind, addr: string, fd: number | undefined) => {
+      if (fd !== undefined) out.push({ name: listenerName(kind, addr), fd: native.dupFd(fd) });
+    };
+    add('control', this.config.socket, serverFd(this.server));
+    if (this.config.metricsAddress) add('metrics', this.config.metricsAddress, serverFd(this.metrics));
+    for (const src of this.sources) {
+      const l = src.listener?.();
+      if (l) add(l.kind, l.addr, l.fd);
+    }
+    return out;
   }
 
   private statusLine(): string {
@@ -553,8 +582,16 @@ export class Daemon {
     this.watch?.unsubscribe();
     this.verifier?.stop();
     this.metrics?.close();
-    await Promise.all(this.sources.map((src) => src.stop().catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));
-    const closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
+    const handingOver = this.handoff?.handingOver ?? false;
+    await Promise.all(this.sources.map((src) => src.stop({ handingOver }).catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));
+    let closed: Promise<void>;
+    if (handingOver && this.server) {
+      // Stop accepting, but keep the connections accepted just now: http's close() would drop them
+      // as idle before their request is read. The next daemon accepts from the same queue.
+      const server = this.server;
+      closed = new Promise<void>((r) => net.Server.prototype.close.call(server, () => r()));
+      await new Promise((r) => setTimeout(r, HANDOVER_GRACE_MS));
+    } else closed = this.server ? new Promise<void>((r) => this.server!.close(() => r())) : Promise.resolve();
     this.server?.closeIdleConnections();
     const deadline = new Promise<void>((r) => setTimeout(r, STOP_DEADLINE_MS / 2).unref());
     await Promise.race([closed, deadline]);
@@ -586,7 +623,7 @@ export class Daemon {
     if (!this.handoff?.handingOver) this.locker?.closeAll();
     this.service?.close();
     this.hostLock?.release(new Date().toISOString());
-    if (this.ownsSocket) {
+    if (this.ownsSocket && !handingOver) {
       try {
         fs.unlinkSync(this.config.socket);
       } catch {

@@ -18,7 +18,8 @@ export function renderMetrics(src: MetricsSource): string {
   return lines.join('\n') + '\n';
 }
 
-export async function startMetrics(address: string, src: MetricsSource): Promise<http.Server> {
+/** inherited: a listening descriptor for `address` handed over by `serve --takeover`, served instead of binding. */
+export async function startMetrics(address: string, src: MetricsSource, inherited?: number): Promise<http.Server> {
   const i = address.lastIndexOf(':');
   const host = address.slice(0, i).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(i + 1));
@@ -32,7 +33,8 @@ export async function startMetrics(address: string, src: MetricsSource): Promise
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new VmlockdError('VMLOCKD_ERR_IO', `cannot serve metrics on ${address}: ${e.message}`, { cause: e })));
-    server.listen(port, host, () => resolve());
+    if (inherited !== undefined) server.listen({ fd: inherited }, () => resolve());
+    else server.listen(port, host, () => resolve());
   });
   return server;
 }

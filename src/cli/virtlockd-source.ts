@@ -23,6 +23,10 @@ export function frameTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   return ms;
 }
 
+function inherited(fd: number | undefined): { listenFd?: number } {
+  return fd === undefined ? {} : { listenFd: fd };
+}
+
 export function registerVirtlockd(daemon: Daemon): void {
   if (!daemon.config.virtlockdSocket) return;
   daemon.sourceStarters.push(async (ctx: SourceContext, d: Daemon): Promise<RunningSource> => {
@@ -33,6 +37,7 @@ export function registerVirtlockd(daemon: Daemon): void {
       maxClients: d.config.maxClients,
       frameTimeoutMs: frameTimeoutMs(),
       ctx,
+      ...inherited(d.inherited?.take('virtlockd', socketPath)),
     });
     ctx.log('info', `virtlockd protocol on ${socketPath} (peers with uid ${process.geteuid?.() === 0 ? 0 : process.geteuid?.()} only)`);
     return server;

@@ -46,6 +46,8 @@ export interface HandoffServer {
 
 export interface HandoffDaemon {
   descriptors(): PassedFd[];
+  /** Copies (dups) of the listening sockets, named by kind and address (src/daemon/listeners.ts). */
+  listeners(): PassedFd[];
   stop(reason: string): Promise<void>;
   /**
    * The new daemon went away after STOP without saying UP: serve again, adopting these descriptors
@@ -77,9 +79,11 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
   let gone = false;
   let confirmed = false;
   let kept: PassedFd[] = [];
+  let listening: PassedFd[] = [];
   const resume = async (): Promise<void> => {
-    const fds = kept;
+    const fds = [...kept, ...listening];
     kept = [];
+    listening = [];
     log('error', `takeover: the new daemon failed or died before it was up; serving again with every lock (${fds.length} descriptor(s) never closed)`);
     try {
       await daemon.resume(fds);
@@ -123,6 +127,13 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
           log('info', `takeover: sent ${fds.length} lock descriptor(s) to pid ${nat.peerCred(fd).pid}`);
         } else if (line === 'STOP' && active && !stopping) {
           stopping = true;
+          // Copies taken before the stop closes the servers: each listening socket, and the clients
+          // waiting in its queue, live on through them.
+          try {
+            listening = daemon.listeners();
+          } catch (e) {
+            log('warning', `takeover: the listening sockets cannot be handed over (the new daemon binds its own): ${(e as Error).message}`);
+          }
           void daemon.stop('takeover').then(
             () => {
               stopped = true;
@@ -175,8 +186,8 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
       // Locks taken (or taken again) since END: a description the new daemon does not have yet.
       const more = kept.filter((f) => !active!.sent.has(`${f.name}/${f.fd}`));
       try {
-        sendBatches(nat, active.fd, more, 'DONE');
-        log('info', `takeover: handed over (${more.length} lock descriptor(s) taken meanwhile sent too); holding every lock until the new daemon is up`);
+        sendBatches(nat, active.fd, [...more, ...listening], 'DONE');
+        log('info', `takeover: handed over (${more.length} lock descriptor(s) taken meanwhile sent too, ${listening.length} listening socket(s)); holding every lock until the new daemon is up`);
       } catch (e) {
         log('error', `takeover: the last descriptors could not be sent (the new daemon re-takes them): ${(e as Error).message}`);
       }

@@ -22,6 +22,11 @@ export interface SourceContext {
 }
 
 export interface RunningSource {
-  /** Stop accepting input; resolve once closed. */
-  stop(): Promise<void>;
+  /**
+   * Stop accepting input; resolve once closed. handingOver: a `serve --takeover` hand-off, whose new
+   * daemon serves the same listening socket: leave its path in place.
+   */
+  stop(opts?: { handingOver?: boolean }): Promise<void>;
+  /** The listening socket this source serves, for a take-over to hand over (src/daemon/listeners.ts). */
+  listener?(): { kind: 'virtlockd'; addr: string; fd: number } | undefined;
 }

@@ -2,6 +2,7 @@
 // descriptors over (SCM_RIGHTS); another host hammering `acquire` on the held disks through the
 // whole hand-off gets none, 20 times over; the old daemon exits 0.
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { suite } from 'uvu';
@@ -193,6 +194,92 @@ test('a new daemon that dies after STOP, before it is up, leaves the old one hol
   // The old daemon has stopped serving; our copies are the only other holders. Close them all.
   for (const f of [...got, fd]) fs.closeSync(f);
   await stillHolding(s, cur, 'new daemon gone before UP');
+});
+
+/**
+ * Connect to `target` every few ms; count each outcome (a connection that opened, or its error code).
+ * Each connection is dropped at once, but stays in the listen queue until a daemon accepts it: a
+ * tight loop would fill the queue while no daemon accepts (EAGAIN on a Unix socket), which says
+ * nothing about the hand-off.
+ */
+function connectLoop(target: () => net.NetConnectOpts) {
+  const seen = new Map<string, number>();
+  let on = true;
+  const done = (async () => {
+    while (on) {
+      const code = await new Promise<string>((resolve) => {
+        const c = net.connect(target());
+        c.setTimeout(60_000, () => (c.destroy(), resolve('timeout')));
+        c.once('connect', () => (c.destroy(), resolve('ok')));
+        c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      });
+      seen.set(code, (seen.get(code) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  return { seen, stop: async () => ((on = false), await done) };
+}
+
+test('clients connecting through take-overs wait in the listen queue: no ENOENT or ECONNREFUSED on the control, virtlockd and metrics sockets', async () => {
+  const s = site();
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const vsock = path.join(s.root, 'virtlockd-sock');
+  const extra = ['--virtlockd-socket', vsock, '--metrics-address', `127.0.0.1:${port}`];
+  let cur = new TestDaemon({ ...s.a, extra });
+  running.push(await cur.start());
+  assert.is(cur.cli(['acquire', '--vm', UUID1, ...s.disks]).code, 0);
+  const loops = {
+    control: connectLoop(() => ({ path: s.a.socket })),
+    virtlockd: connectLoop(() => ({ path: vsock })),
+    metrics: connectLoop(() => ({ host: '127.0.0.1', port })),
+  };
+  // And whole requests on the control socket: each answered.
+  const answered = { ok: 0, failed: [] as string[] };
+  let asking = true;
+  const asker = (async () => {
+    while (asking) {
+      // A new connection per request, as each `vmlockd` CLI process makes.
+      const r = await new Promise<string>((resolve) => {
+        const req = http.request({ socketPath: s.a.socket, path: '/v1/status', agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode === 200 ? 'ok' : `status ${res.statusCode}`));
+          res.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+        });
+        req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+        req.end();
+      });
+      if (r === 'ok') answered.ok++;
+      else answered.failed.push(r);
+    }
+  })();
+  try {
+    for (let i = 0; i < 3; i++) {
+      const before = Object.fromEntries(Object.entries(loops).map(([k, l]) => [k, l.seen.get('ok') ?? 0]));
+      const next = new TestDaemon({ ...s.a, extra: [...extra, '--takeover'] });
+      running.push(next);
+      await next.start(30_000);
+      assert.equal(await cur.exit!, { code: 0, signal: null }, cur.stderr);
+      cur = next;
+      for (const [k, l] of Object.entries(loops)) await until(`${k} connections after take-over ${i}`, () => (l.seen.get('ok') ?? 0) >= before[k]! + 5, 30_000);
+      const st = JSON.parse(cur.cli(['status', '--json']).stdout);
+      assert.equal([st.started.how, st.started.adopted, st.locks], ['takeover', 4, 4], `take-over ${i}`);
+    }
+  } finally {
+    asking = false;
+    await asker;
+    for (const l of Object.values(loops)) await l.stop();
+  }
+  for (const [k, l] of Object.entries(loops)) {
+    const bad = [...l.seen].filter(([code]) => code !== 'ok');
+    assert.equal(bad, [], `${k}: ${JSON.stringify([...l.seen])}`);
+  }
+  // A client that waits for its answer (as libvirt and the CLI do) gets one, every time.
+  assert.ok(answered.ok > 0);
+  assert.equal(answered.failed, [], 'control requests');
+  assert.is(JSON.parse(cur.cli(['status', '--json']).stdout).locks, 4);
 });
 
 test('--takeover with no daemon running starts normally', async () => {

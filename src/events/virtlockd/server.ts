@@ -48,6 +48,7 @@ import {
 import { processAlive, processStartTime } from './pids.js';
 import { ServerRegistry } from './registry.js';
 import { socketAnswers } from '../socket-probe.js';
+import { listenUnixPath, serverFd } from '../../daemon/listeners.js';
 
 /** The `source` of every command and fact this server produces. */
 export const SOURCE = 'virtlockd';
@@ -66,6 +67,8 @@ export interface VirtlockdServerOptions {
   /** How long the rest of a frame may take once its first byte arrived (ms); then the connection is closed. */
   readonly frameTimeoutMs?: number;
   readonly peerCred?: NativeBinding['peerCred'];
+  /** A listening descriptor handed over by `serve --takeover` for socketPath: served instead of binding. */
+  readonly listenFd?: number;
 }
 
 interface RegisteredOwner {
@@ -184,18 +187,25 @@ export class VirtlockdServer implements RunningSource {
   }
 
   /** Stop listening and drop every connection. Locks stay held: a closing daemon is not a closing VM. */
-  async stop(): Promise<void> {
+  async stop(opts: { handingOver?: boolean } = {}): Promise<void> {
     this.stopping = true;
     if (this.pollTimer) clearInterval(this.pollTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of this.conns) c.socket.destroy();
     await closed;
     this.registry.close();
+    // A take-over: the next daemon serves this path through the listener handed to it.
+    if (opts.handingOver) return;
     try {
       fs.unlinkSync(this.opts.socketPath);
     } catch {
       // already gone
     }
+  }
+
+  listener(): { kind: 'virtlockd'; addr: string; fd: number } | undefined {
+    const fd = serverFd(this.server);
+    return fd === undefined ? undefined : { kind: 'virtlockd', addr: this.opts.socketPath, fd };
   }
 
   // ── socket ─────────────────────────────────────────────────────────────────────────────────
@@ -204,6 +214,11 @@ export class VirtlockdServer implements RunningSource {
     const p = this.opts.socketPath;
     // 0755 like libvirt's own /run/libvirt: a 0700 directory made here first would lock non-root
     // users out of libvirt's other sockets in it. The socket itself is 0600.
+    if (this.opts.listenFd !== undefined) {
+      // Handed over by the daemon this one took over from: the same socket, its queue kept.
+      await listenUnixPath(this.server, p, this.opts.listenFd);
+      return;
+    }
     fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o755 });
     if (fs.existsSync(p)) {
       if (await socketAnswers(p)) {
@@ -211,19 +226,7 @@ export class VirtlockdServer implements RunningSource {
       }
       fs.unlinkSync(p);
     }
-    const old = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        this.server.once('error', reject);
-        this.server.listen(p, () => {
-          this.server.off('error', reject);
-          resolve();
-        });
-      });
-    } finally {
-      process.umask(old);
-    }
-    fs.chmodSync(p, 0o600);
+    await listenUnixPath(this.server, p);
   }
 
   private accept(socket: net.Socket): void {
