@@ -107,7 +107,10 @@ export function canonicalPath(p: string): string {
   return path.join(canonicalPath(parent), path.basename(lexical));
 }
 
-/** The identity `resolveDisk` unifies aliases by ("dev:ino", or "blk:rdev" for a block device), if the disk exists. */
+/**
+ * The identity `resolveDisk` unifies aliases by, if the disk exists: "dev:ino:btime" (btime the
+ * birth time in ns, statx; "dev:ino" where the filesystem records none), or "blk:rdev" for a block device.
+ */
 export function diskIdentity(p: string): string | undefined {
   return inodeOf(p);
 }
@@ -117,10 +120,18 @@ function inodeOf(p: string): string | undefined {
     const st = fs.statSync(p, { bigint: true });
     // A block device is its device number, whichever device node (and so inode) names it.
     if (st.isBlockDevice()) return `blk:${st.rdev}`;
-    return `${st.dev}:${st.ino}`;
+    // The birth time tells a renamed disk (same inode, same birth) from a new file that reused a
+    // deleted disk's inode number (a new birth).
+    return st.birthtimeNs > 0n ? `${st.dev}:${st.ino}:${st.birthtimeNs}` : `${st.dev}:${st.ino}`;
   } catch {
     return undefined;
   }
+}
+
+/** "dev:ino" of a "dev:ino:btime" identity: how a journal written before birth times recorded it. */
+function withoutBirth(inode: string): string | undefined {
+  const parts = inode.split(':');
+  return parts.length === 3 && parts[0] !== 'blk' ? `${parts[0]}:${parts[1]}` : undefined;
 }
 
 /** A resource named by the requester (virtlockd protocol): a lockspace directory and a name in it. */
@@ -156,21 +167,29 @@ function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named
  * naming produced it (a direct lease of the virtlockd protocol, a file-lockspace lock, an LV's UUID):
  * naming the same disk anew under the current rules would give it a second lock file.
  *
- * A held path counts only while it still names that inode: a disk deleted under its lock can hand
- * its inode number to a new file at once (ext4 does), and that new file is another disk.
+ * Same dev, inode and birth time is the same disk even when the held path no longer names it (a
+ * disk renamed under its lock: QEMU still writes it through its descriptor). Without a birth time
+ * (a filesystem that records none, a lock journalled before birth times were) a held disk's inode
+ * counts only while its held path still names it: a disk deleted under its lock can hand its inode
+ * number to a new file at once (ext4 does), and that new file is another disk.
  */
 function aliasOf(inode: string, canonical: string, state: State, inCommand: Map<string, ResourceRef> | undefined): ResourceRef | undefined {
   const earlier = inCommand?.get(inode);
   if (earlier !== undefined) return earlier;
-  const ids = state.byInode.get(inode);
-  if (ids === undefined) return undefined;
+  const legacy = withoutBirth(inode);
   let found: ResourceRef | undefined;
-  for (const id of [...ids].sort()) {
-    const held = state.resources.get(id);
-    if (!held) continue;
-    if (held.ref.canonical === canonical) return held.ref;
-    // Prefer the lexically first held path, so the answer does not depend on the order of facts.
-    if ((found === undefined || held.ref.canonical < found.canonical) && inodeOf(held.ref.canonical) === inode) found = held.ref;
+  for (const key of legacy !== undefined ? [inode, legacy] : [inode]) {
+    const ids = state.byInode.get(key);
+    if (ids === undefined) continue;
+    const born = withoutBirth(key) !== undefined;
+    for (const id of [...ids].sort()) {
+      const held = state.resources.get(id);
+      if (!held) continue;
+      if (held.ref.canonical === canonical) return held.ref;
+      // Prefer the lexically first held path, so the answer does not depend on the order of facts.
+      if ((found === undefined || held.ref.canonical < found.canonical) && (born || inodeOf(held.ref.canonical) === inode)) found = held.ref;
+    }
+    if (found !== undefined) return found;
   }
   return found;
 }

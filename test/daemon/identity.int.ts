@@ -84,21 +84,27 @@ test('hard links across commands: releasing one alias of a disk held through two
   assert.is(r.code, 3, r.stdout + r.stderr);
 });
 
-test('a disk whose held path no longer names its inode is another disk (rename, or rm and an inode reused)', async () => {
+test('a disk renamed under its lock is still that disk (same inode and birth time); a new file that reuses a deleted disk\'s inode is another disk', async () => {
   const c = images();
   const a = c.disk('a.qcow2');
   const z = path.join(c.dir, 'images', 'z.qcow2');
+  assert.ok(fs.statSync(a).birthtimeMs > 0, 'this filesystem records birth times');
   const d = await daemon(c.dir, 'hv-a');
   assert.is(d.cli(['acquire', '--vm', UUID1, a]).code, 0);
-  // The held path is gone and another path names the inode: not "already held (as a.qcow2)".
+  // Renamed while held (QEMU keeps writing through its descriptor): the new name is the held disk.
   fs.renameSync(a, z);
-  const r = d.cli(['acquire', '--vm', UUID1, z]);
-  assert.is(r.code, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, `acquired ${z}`);
-  assert.ok(fs.existsSync(path.join(c.dir, 'lockspace', sha256Hex(z))), 'z has a lock file of its own');
+  const r = d.cli(['acquire', '--vm', UUID2, z]);
+  assert.is(r.code, 3, `another VM must not get the renamed held disk: ${r.stdout}${r.stderr}`);
+  assert.match(d.cli(['acquire', '--vm', UUID1, z]).stdout, 'already');
+  assert.not.ok(fs.existsSync(path.join(c.dir, 'lockspace', sha256Hex(z))), 'no second lock file for the renamed disk');
+  assert.equal(lockedVms(d), [UUID1]);
+  // The journal keeps the birth time: after a SIGKILL and restart the renamed disk is still held.
+  await d.kill('SIGKILL');
+  const d2 = await daemon(c.dir, 'hv-a');
+  assert.is(d2.cli(['acquire', '--vm', UUID2, z]).code, 3, 'the restarted daemon knows the renamed disk');
   // A new file that reuses a deleted held disk's inode (ext4 hands it out at once).
   const b = c.disk('b.qcow2');
-  assert.is(d.cli(['acquire', '--vm', UUID1, b]).code, 0);
+  assert.is(d2.cli(['acquire', '--vm', UUID1, b]).code, 0);
   const ino = fs.statSync(b).ino;
   fs.rmSync(b);
   const y = c.disk('y.qcow2');
@@ -106,7 +112,7 @@ test('a disk whose held path no longer names its inode is another disk (rename, 
     console.log(`  (the filesystem did not reuse inode ${ino} for y.qcow2; the rename case above covers the rule)`);
     return;
   }
-  const other = d.cli(['acquire', '--vm', UUID2, y]);
+  const other = d2.cli(['acquire', '--vm', UUID2, y]);
   assert.is(other.code, 0, `y.qcow2 is not the deleted b.qcow2: ${other.stdout}${other.stderr}`);
 });
 
