@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { VmlockdError } from '../engine/errors.js';
 import { inspectLockFile } from '../engine/locker.js';
+import { mountWarnings, readMounts } from '../engine/host-mounts.js';
 import { HOSTS_DIR, listHosts, type HostEntry } from '../engine/locker-hosts.js';
 import { diskIdentity, resolveDisk } from '../engine/resolve.js';
 import { initialState } from '../engine/state.js';
@@ -117,6 +118,9 @@ export function clusterView(lockspace: string): ClusterView {
   for (const h of hosts) {
     if (!h.alive && (byHost.get(h.host)?.length ?? 0) > 0) warnings.push(`host ${h.host} is gone but its records still name locks: those locks are held by another process on that host`);
   }
+  // One shared filesystem mounted at different paths (across the hosts alive now): a disk named by
+  // two paths gets two lock files in lockspace mode.
+  warnings.push(...mountWarnings(readMounts(lockspace, hosts.filter((h) => h.alive).map((h) => h.host))));
   const known = new Set(hosts.map((h) => h.host));
   for (const host of byHost.keys()) {
     if (!known.has(host)) warnings.push(`locks are held by host ${host}, which has no host file in ${path.join(lockspace, HOSTS_DIR)}`);

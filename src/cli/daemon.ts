@@ -9,6 +9,7 @@ import { fact, type Fact, type NewFact } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
 import { Locker, type PassedFd } from '../engine/locker.js';
 import { native } from '../engine/native.js';
+import { publishMounts } from '../engine/host-mounts.js';
 import { HostLock, lockspaceId } from '../engine/locker-hosts.js';
 import { Verifier, type Conflict } from '../watchers/verifier.js';
 import { namingMismatchMessage } from '../engine/naming-check.js';
@@ -255,6 +256,9 @@ export class Daemon {
     if (c.fileLockspaceDir !== null) {
       this.lockspaceId = lockspaceId(c.fileLockspaceDir);
       this.hostLock = HostLock.acquire(c.fileLockspaceDir, { host: c.hostId, started: at, version: VERSION, fingerprint: this.fingerprint(), lockspace: c.fileLockspaceDir });
+      // For `vmlockd cluster`'s check that every host mounts a shared filesystem at one path.
+      const notPublished = publishMounts(c.fileLockspaceDir, c.hostId);
+      if (notPublished !== undefined) this.log.warn(`cannot publish this host's mounts in ${c.fileLockspaceDir}: ${notPublished}`);
     }
     // A new boot: owners no live process stands for are gone with it (after_reboot, src/daemon/boot.ts).
     const boot = bootId();
@@ -467,6 +471,7 @@ export class Daemon {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       id = lockspaceId(dir);
       next = HostLock.acquire(dir, { host: this.config.hostId, started: this.startedAt, version: VERSION, fingerprint: fingerprint(this.config, id), lockspace: dir });
+      publishMounts(dir, this.config.hostId);
     }
     this.hostLock?.release(at);
     this.hostLock = next;

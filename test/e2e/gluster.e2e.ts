@@ -173,6 +173,23 @@ if (typeof found === 'string') {
     assert.is(b.cli(['acquire', '--vm', '33333333-3333-4333-8333-333333333333', da]).code, 3);
     assert.is(a.cli(['acquire', '--vm', '33333333-3333-4333-8333-333333333333', db]).code, 3);
   });
+
+  gluster('one volume mounted at two paths: vmlockd cluster warns, naming both mount points (a disk named by two paths gets two lock files)', async () => {
+    const s = site();
+    const root = tmpdir('vmlockd-gluster-');
+    const a: TestDaemon = await startHost(s, 'a', 'hv-ma', root);
+    running.push(a);
+    const b: TestDaemon = await startHost(s, 'b', 'hv-mb', root);
+    running.push(b);
+    // Both daemons publish this machine's mounts, where the volume is mounted at A's and at B's path.
+    const published = JSON.parse(fs.readFileSync(path.join(s.lockspaceA, '.mounts', 'hv-ma.json'), 'utf8')) as { mounts: Array<{ mountpoint: string }> };
+    assert.ok(published.mounts.some((m) => m.mountpoint === env.GLUSTER_MNT_A), JSON.stringify(published));
+    const view = JSON.parse(b.cli(['cluster', '--json']).stdout) as { warnings: string[] };
+    const w = view.warnings.find((x) => x.includes('mounted at different paths'));
+    assert.ok(w, JSON.stringify(view.warnings));
+    assert.match(w!, `${env.GLUSTER_MNT_A} on hv-ma, hv-mb`);
+    assert.match(w!, `${env.GLUSTER_MNT_B} on hv-ma, hv-mb`);
+  });
 }
 
 gluster.run();
