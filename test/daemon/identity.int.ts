@@ -351,4 +351,22 @@ test('lvm_lockspace_dir: a symlink or device node outside /dev to a held LV is t
   }
 });
 
+test('a direct lease (virtlockd protocol) shared with an API VM on one image is released by its RELEASE, not only at disconnect', async () => {
+  const c = images();
+  const img = c.disk('shared.img');
+  const { daemon: d, socket } = await serve(c.dir);
+  running.push(d);
+  assert.is(d.cli(['acquire', '--vm', UUID2, '--shared', img]).code, 0);
+  const client = await LockClient.connect(socket);
+  try {
+    await client.register({ uuid: UUID1, name: 'vm-proto', id: 1, pid: 4242 });
+    await client.acquire('', img, { shared: true, autocreate: true });
+    assert.equal(lockedVms(d).sort(), [UUID1, UUID2].sort());
+    await client.release('', img);
+    assert.equal(lockedVms(d), [UUID2], 'the protocol VM released its share; the API VM keeps its own');
+  } finally {
+    await client.close();
+  }
+});
+
 test.run();

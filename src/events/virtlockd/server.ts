@@ -12,7 +12,7 @@ import { refusalMessage } from '../../engine/messages.js';
 import { createLeaseFile, deleteLeaseFile } from '../../engine/locker-files.js';
 import { native, type NativeBinding } from '../../engine/native.js';
 import type { Reply } from '../../engine/pipeline.js';
-import { canonicalPath } from '../../engine/resolve.js';
+import { canonicalPath, diskIdentity } from '../../engine/resolve.js';
 import type { RunningSource, SourceContext } from '../../engine/source.js';
 import type { ResourceState } from '../../engine/state.js';
 import type { DiskRequest, Owner } from '../../engine/types.js';
@@ -497,8 +497,16 @@ export class VirtlockdServer implements RunningSource {
   }
 
   /** The engine's resource id for a named resource (see resolveNamed in src/engine/resolve.ts). */
-  private resourceId(lockspace: string, name: string): string {
-    return lockspace === '' ? canonicalPath(name) : path.join(lockspace, name);
+  private resourceId(lockspace: string, name: string, ownerUuid?: string): string {
+    if (lockspace !== '') return path.join(lockspace, name);
+    const canonical = canonicalPath(name);
+    const state = this.ctx.state();
+    if (state.resources.has(canonical)) return canonical;
+    // The image may be held under another name (a file-lockspace lock by path, a hard link): the
+    // engine then gave this lease that resource (resolveNamed), so look it up by identity too.
+    const identity = diskIdentity(canonical);
+    const ids = identity === undefined ? [] : [...(state.byInode.get(identity) ?? [])].sort();
+    return ids.find((id) => ownerUuid !== undefined && state.resources.get(id)?.holders.has(ownerUuid)) ?? ids[0] ?? canonical;
   }
 
   private fileOf(lockspace: string, name: string): string {
@@ -623,7 +631,7 @@ export class VirtlockdServer implements RunningSource {
   private async release(o: RegisteredOwner, lockspace: string, name: string): Promise<RpcErrorSpec | null> {
     // A name that could never be acquired is simply not in the table.
     if (this.nameProblem(lockspace, name)) return notLocked(name);
-    const id = this.resourceId(lockspace, name);
+    const id = this.resourceId(lockspace, name, o.uuid);
     const res = this.ctx.state().resources.get(id);
     if (!res || res.holders.size === 0) return notLocked(name);
     if (!res.holders.has(o.uuid)) return ownerNotHolding(o.pid);
