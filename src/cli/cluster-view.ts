@@ -120,7 +120,9 @@ export function clusterView(lockspace: string): ClusterView {
   }
   // One shared filesystem mounted at different paths (across the hosts alive now): a disk named by
   // two paths gets two lock files in lockspace mode.
-  warnings.push(...mountWarnings(readMounts(lockspace, hosts.filter((h) => h.alive).map((h) => h.host))));
+  const alive = hosts.filter((h) => h.alive);
+  const paths = new Map(alive.map((h) => [h.host, [h.record?.lockspace ?? lockspace, ...(byHost.get(h.host) ?? []).map((l) => l.disk)]]));
+  warnings.push(...mountWarnings(readMounts(lockspace, alive.map((h) => h.host)), paths));
   const known = new Set(hosts.map((h) => h.host));
   for (const host of byHost.keys()) {
     if (!known.has(host)) warnings.push(`locks are held by host ${host}, which has no host file in ${path.join(lockspace, HOSTS_DIR)}`);

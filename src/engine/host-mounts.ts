@@ -40,15 +40,40 @@ export function sharedMounts(mountinfo: string): SharedMount[] {
   return out;
 }
 
+function under(p: string, mountpoint: string): boolean {
+  return p === mountpoint || p.startsWith(mountpoint === '/' ? '/' : `${mountpoint}/`);
+}
+
+/** The mount (of `mounts`) a path lies in: the longest mount point that contains it. */
+function mountOf(p: string, mounts: readonly SharedMount[]): SharedMount | undefined {
+  let best: SharedMount | undefined;
+  for (const m of mounts) if (under(p, m.mountpoint) && (best === undefined || m.mountpoint.length > best.mountpoint.length)) best = m;
+  return best;
+}
+
+const keyOf = (m: SharedMount) => `${m.source}\0${m.root}`;
+
 /**
  * Warnings for filesystems (source and root) that the hosts mount at more than one path: on one host
- * twice, or on two hosts at different places. `byHost`: host id -> its shared mounts.
+ * twice, or on two hosts at different places. `byHost`: host id -> its shared mounts. `paths`: host
+ * id -> the paths that matter on that host (the lockspace as it mounts it, the disks it holds): only
+ * a filesystem holding one of them is reported, so a share that stores no disk of this lockspace
+ * (mounted twice for another purpose) says nothing.
  */
-export function mountWarnings(byHost: ReadonlyMap<string, readonly SharedMount[]>): string[] {
+export function mountWarnings(byHost: ReadonlyMap<string, readonly SharedMount[]>, paths: ReadonlyMap<string, readonly string[]>): string[] {
+  const relevant = new Set<string>();
+  for (const [host, ps] of paths) {
+    const mounts = byHost.get(host) ?? [];
+    for (const p of ps) {
+      const m = mountOf(p, mounts);
+      if (m) relevant.add(keyOf(m));
+    }
+  }
   const groups = new Map<string, { fs: SharedMount; at: Map<string, Set<string>> }>();
   for (const [host, mounts] of byHost) {
     for (const m of mounts) {
-      const key = `${m.source}\0${m.root}`;
+      const key = keyOf(m);
+      if (!relevant.has(key)) continue;
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { fs: m, at: new Map() }));
       let hosts = g.at.get(m.mountpoint);

@@ -21,19 +21,28 @@ test('sharedMounts keeps network and cluster filesystems, with octal escapes und
 
 test('one filesystem at one path everywhere: no warning', () => {
   const m = sharedMounts(H1);
-  assert.equal(mountWarnings(new Map([['h1', m], ['h2', m]])), []);
+  assert.equal(mountWarnings(new Map([['h1', m], ['h2', m]]), new Map([['h1', ['/images/a.qcow2']], ['h2', ['/images/a.qcow2']]])), []);
 });
 
 test('one filesystem at two paths on two hosts, or twice on one host: a warning naming both', () => {
   const h2 = sharedMounts(H1.replace(' /images ', ' /mnt/images '));
-  const w = mountWarnings(new Map([['h1', sharedMounts(H1)], ['h2', h2]]));
+  const w = mountWarnings(new Map([['h1', sharedMounts(H1)], ['h2', h2]]), new Map([['h1', ['/images/a.qcow2']]]));
   assert.is(w.length, 1);
   assert.match(w[0]!, 'fuse.glusterfs localhost:/vmlockd is mounted at different paths: /images on h1; /mnt/images on h2');
   const twice = sharedMounts(`${H1}\n70 22 0:52 / /srv/images rw - fuse.glusterfs localhost:/vmlockd rw`);
-  assert.match(mountWarnings(new Map([['h1', twice]]))[0]!, '/images on h1; /srv/images on h1');
+  assert.match(mountWarnings(new Map([['h1', twice]]), new Map([['h1', ['/srv/images/ls']]]))[0]!, '/images on h1; /srv/images on h1');
   // A subdirectory of the volume bind-mounted elsewhere is another tree (another root): not the same paths.
   const sub = sharedMounts(`${H1}\n71 22 0:52 /vm1 /srv/vm1 rw - fuse.glusterfs localhost:/vmlockd rw`);
-  assert.equal(mountWarnings(new Map([['h1', sub]])), []);
+  assert.equal(mountWarnings(new Map([['h1', sub]]), new Map([['h1', ['/images/x', '/srv/vm1/y']]])), []);
+});
+
+test('a filesystem that holds neither the lockspace nor a held disk is not reported, however it is mounted', () => {
+  const h2 = sharedMounts(H1.replace(' /images ', ' /mnt/images '));
+  const byHost = new Map([['h1', sharedMounts(H1)], ['h2', h2]]);
+  // The lockspace on the NFS share (one path everywhere), disks on local storage.
+  assert.equal(mountWarnings(byHost, new Map([['h1', ['/var/lib/lock space/ls', '/var/lib/libvirt/images/a.img']], ['h2', ['/var/lib/lock space/ls']]])), []);
+  // The longest mount point wins: a local path under / is not on a share mounted elsewhere.
+  assert.equal(mountWarnings(byHost, new Map([['h1', ['/tmp/ls']]])), []);
 });
 
 test.run();
