@@ -51,7 +51,6 @@ function heldAlias(lockspace: string, identity: string, own: string): Inspection
   return clusterLocks(lockspace).find((i) => i.file !== own && i.disk !== undefined && diskIdentity(i.disk) === identity);
 }
 
-const SHA256 = /^[0-9a-f]{64}$/;
 
 /** Every held resource in the lockspace, with its holders. */
 export function clusterLocks(lockspace: string): Inspection[] {
@@ -66,7 +65,16 @@ export function clusterLocks(lockspace: string): Inspection[] {
   for (const name of names.sort()) {
     if (name === HOSTS_DIR || name.startsWith('.')) continue;
     const file = path.join(lockspace, name);
-    if (!SHA256.test(name) && !fs.statSync(file).isFile()) continue;
+    // Every lock file (vmlockd's or virtlockd's) is a regular file: a directory, FIFO or symlink
+    // placed in the lockspace is no lock anyone holds, and must not sink the whole view.
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed since readdir
+      throw e;
+    }
+    if (!st.isFile()) continue;
     const i = inspectLockFile(file, { direct });
     if (i.state !== 'free') out.push(i);
   }

@@ -1,9 +1,10 @@
 // The cross-host suite on a plain local directory: two daemons, one lockspace.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { UUID1, tmpdir, type TestDaemon } from '../helpers/daemon.js';
 import { clusterSuite, startHost, type ClusterSite } from '../helpers/cluster-suite.js';
 
 function localSite(): ClusterSite {
@@ -38,6 +39,25 @@ local('`cluster` warns when running hosts have different lock settings, and not 
   const c: TestDaemon = await startHost({ ...site, lockspaceB: alias }, 'b', 'hv-fp-c', root);
   running.push(c);
   assert.equal(JSON.parse(c.cli(['cluster', '--json']).stdout).warnings, []);
+});
+
+local('a directory, FIFO or symlink named like a lock file in the lockspace does not sink locks --cluster or cluster', async () => {
+  const site = localSite();
+  const root = tmpdir();
+  const a: TestDaemon = await startHost(site, 'a', 'hv-odd-a', root);
+  running.push(a);
+  const disk = path.join(site.images, 'odd.img');
+  fs.writeFileSync(disk, 'x');
+  assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', disk]).code, 0);
+  fs.mkdirSync(path.join(site.lockspaceA, 'a'.repeat(64)));
+  execFileSync('mkfifo', [path.join(site.lockspaceA, 'b'.repeat(64))]);
+  fs.symlinkSync(disk, path.join(site.lockspaceA, 'c'.repeat(64)));
+  const all = a.cli(['locks', '--cluster', '--json']);
+  assert.is(all.code, 0, all.stderr);
+  assert.equal(JSON.parse(all.stdout).map((l: { disk: string }) => l.disk), [disk]);
+  const view = a.cli(['cluster', '--json']);
+  assert.is(view.code, 0, view.stderr);
+  assert.equal(JSON.parse(view.stdout).hosts.find((h: { host: string }) => h.host === 'hv-odd-a').locks.map((l: { disk: string }) => l.disk), [disk]);
 });
 
 local.run();
