@@ -163,7 +163,12 @@ function boundaryNote(a: HoldersAnswer): string {
   if (a.stopped !== undefined) {
     lines.push(`vmlockd on this host stopped at ${a.stopped.at}${a.stopped.restarted ? ` and started again at ${a.stopped.restarted}` : ''}: every lock it held was dropped at the stop${a.holders.length > 0 ? ' except those the next start adopted (listed)' : ''}`);
   }
-  if (a.crash !== undefined) {
+  if (a.crash?.notRestarted === true) {
+    lines.push(
+      `vmlockd on this host is not running and did not stop cleanly: its last fact is at ${a.crash.after}. ${a.crash.holds.length} hold(s) ended when it died, ` +
+        `unless a service manager's descriptor store (systemd) keeps them until the next start adopts them; the journal cannot tell which, so whether they lasted until ${a.at} is unknown`,
+    );
+  } else if (a.crash !== undefined) {
     lines.push(
       `vmlockd on this host crashed between ${a.crash.after} and ${a.crash.before}: ${a.crash.holds.length} hold(s) ended at the crash, ` +
         `at a moment not journaled, so whether they lasted until ${a.at} is unknown (--timeline shows them "until crash")`,

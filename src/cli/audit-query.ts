@@ -17,6 +17,12 @@ export const DISK_KINDS: readonly FactKind[] = ['LockAcquired', 'Reacquired', 'L
 export interface AuditSources {
   readonly live: Journal;
   readonly archive?: Journal;
+  /**
+   * The daemon writing this journal is not running and did not stop cleanly: its pid file names a
+   * process that is gone (checked at `checkedAt`). Its last run's holds ended when it died, unless a
+   * service manager's descriptor store kept them, and nothing journaled says which: see holdersAnswer.
+   */
+  readonly daemonGone?: { readonly pid: number; readonly checkedAt: string };
 }
 
 /** One holder of a disk at a moment. */
@@ -188,7 +194,13 @@ export interface HoldersAnswer {
    * ended at the crash, at a moment between `after` and their `before` (the restart, or sooner when a
    * LeaseLost's other party took the disk earlier), so whether they lasted until `at` is unknown.
    */
-  readonly crash?: { readonly after: string; readonly before: string; readonly holds: ReadonlyArray<HolderAt & { readonly before: string }> };
+  readonly crash?: {
+    readonly after: string;
+    readonly before: string;
+    readonly holds: ReadonlyArray<HolderAt & { readonly before: string }>;
+    /** The daemon has not started again: `before` is when that was checked, not a restart. */
+    readonly notRestarted?: true;
+  };
 }
 
 /** Who held `disk` at `at` (see holdersAnswer); the holders only. */
@@ -210,6 +222,17 @@ export function holdersAnswer(src: AuditSources, disk: string, at: string): Hold
   if (b.stopped !== undefined) {
     const atStop = holdsAt(src, disk, b.stopped.at, floor, b.stopped.seq);
     return { disk, at, holders: atStop.filter(adoptedBy), stopped: { at: b.stopped.at, ...(b.next ? { restarted: b.next.at } : {}) } };
+  }
+  // The last run crashed and no start followed yet (the daemon is gone now): after its last fact the
+  // journal cannot say whether a hold lasted (the kernel dropped it at the death, or systemd's
+  // descriptor store kept it until the next start adopts it). Say so; never name them as holders.
+  if (b.next === undefined && src.daemonGone !== undefined) {
+    const end = withCarried(src, { limit: 1, newest: true })[0];
+    if (end !== undefined && end.kind !== 'DaemonStopped' && at > end.at) {
+      const before = src.daemonGone.checkedAt;
+      const holds = holdsAt(src, disk, end.at, floor, end.seq).map((h) => ({ ...h, before }));
+      if (holds.length > 0) return { disk, at, holders: [], crash: { after: end.at, before, holds, notRestarted: true } };
+    }
   }
   const last = b.lastBeforeNext;
   if (b.next !== undefined && last !== undefined && at > last.at && last.kind !== 'DaemonStopped') {

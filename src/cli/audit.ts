@@ -157,6 +157,30 @@ async function warnStaged(j: Journal): Promise<void> {
   );
 }
 
+/**
+ * Is the daemon of this state directory gone without a clean stop? Its pid file (the instance guard,
+ * src/cli/instance-guard.ts) is emptied at a clean stop and keeps the pid after a crash. Only read,
+ * never locked: a probe of the guard's flock could make a daemon starting at that moment refuse.
+ * undefined when a daemon runs, stopped cleanly, or the file is not there (a journal elsewhere).
+ */
+function daemonGone(stateDir: string): { pid: number; checkedAt: string } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(stateDir, 'vmlockd.pid'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+  const pid = Number(text);
+  if (!/^[1-9][0-9]*$/.test(text) || !Number.isSafeInteger(pid)) return undefined;
+  try {
+    process.kill(pid, 0);
+    return undefined; // alive (or a reused pid: then the old answer, which names the holders)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') return undefined;
+  }
+  return { pid, checkedAt: new Date().toISOString() };
+}
+
 async function openSources(v: JournalFlags & { archive?: boolean | undefined; 'archive-file'?: string | undefined }): Promise<Opened> {
   const { file, from } = await resolveJournalFile(v);
   const live = openReadOnly(file, 'journal', from);
@@ -169,11 +193,13 @@ async function openSources(v: JournalFlags & { archive?: boolean | undefined; 'a
     live.close();
     throw e;
   }
+  const gone = daemonGone(path.dirname(file));
   return {
     file,
     archiveFile,
     live,
     ...(archive ? { archive } : {}),
+    ...(gone ? { daemonGone: gone } : {}),
     close() {
       archive?.close();
       live.close();
