@@ -369,4 +369,30 @@ test('a direct lease (virtlockd protocol) shared with an API VM on one image is 
   }
 });
 
+test('a protocol RELEASE frees the lease it took, even when its name has since become a link of another held image', async () => {
+  const c = images();
+  const m = c.disk('m.img');
+  const p = c.disk('p.img');
+  const m2 = path.join(path.dirname(m), 'm2.img');
+  fs.linkSync(m, m2);
+  const { daemon: d, socket } = await serve(c.dir);
+  running.push(d);
+  assert.is(d.cli(['acquire', '--vm', UUID2, '--shared', m]).code, 0);
+  const client = await LockClient.connect(socket);
+  try {
+    await client.register({ uuid: UUID1, name: 'vm-proto', id: 1, pid: 4242 });
+    await client.acquire('', p, { autocreate: true });
+    await client.acquire('', m2, { shared: true, autocreate: true }); // the same image as m: m's resource
+    fs.rmSync(m2);
+    fs.linkSync(p, m2); // the name now reaches p
+    await client.release('', m2);
+    // The share of m went; the exclusive lease of p stays with the protocol VM.
+    assert.is(d.cli(['acquire', '--vm', '33333333-3333-4333-8333-333333333333', p]).code, 3, 'p is still the protocol VM\'s');
+    const locks = JSON.parse(d.cli(['locks', '--json']).stdout) as Array<{ vm: { uuid: string }; disk: string }>;
+    assert.equal(locks.filter((l) => l.vm.uuid === UUID1).map((l) => path.basename(l.disk)), ['p.img']);
+  } finally {
+    await client.close();
+  }
+});
+
 test.run();

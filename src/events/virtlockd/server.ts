@@ -142,6 +142,10 @@ export function busyNaming(name: string, detail: string | undefined): RpcErrorSp
   return { ...base, message: `resource busy: ${str2}`, str2 };
 }
 
+function leaseKey(lockspace: string, name: string, uuid: string): string {
+  return `${lockspace}\0${name}\0${uuid}`;
+}
+
 export class VirtlockdServer implements RunningSource {
   private readonly server: net.Server;
   private readonly conns = new Set<Conn>();
@@ -156,6 +160,12 @@ export class VirtlockdServer implements RunningSource {
    * an acquire for them that was in flight, or comes later, must not leave a lock behind.
    */
   private readonly goneOwners = new Set<number>();
+  /**
+   * (lockspace, name, owner uuid) -> the resource the engine gave that lease at ACQUIRE. A RELEASE
+   * goes to that resource: looking the name up again by the file's identity would find another
+   * resource when the name has since been made a link of another held image.
+   */
+  private readonly leaseIds = new Map<string, string>();
   private pollTimer?: NodeJS.Timeout;
   private stopping = false;
 
@@ -578,6 +588,7 @@ export class VirtlockdServer implements RunningSource {
         const id = reply.acquired[0]?.resource ?? reply.already[0]?.resource;
         if (reply.acquired.length > 0) {
           if (id === undefined) return null;
+          this.leaseIds.set(leaseKey(lockspace, name, o.uuid), id);
           this.registry.setPids(id, o.uuid, [o.pid]);
           // The close rule (or the watch) released this owner while the acquire was in flight (a
           // hot-plug on libvirtd's connection as QEMU exits): give the lock back at once.
@@ -631,7 +642,10 @@ export class VirtlockdServer implements RunningSource {
   private async release(o: RegisteredOwner, lockspace: string, name: string): Promise<RpcErrorSpec | null> {
     // A name that could never be acquired is simply not in the table.
     if (this.nameProblem(lockspace, name)) return notLocked(name);
-    const id = this.resourceId(lockspace, name, o.uuid);
+    const key = leaseKey(lockspace, name, o.uuid);
+    const mapped = this.leaseIds.get(key);
+    const byName = this.resourceId(lockspace, name, o.uuid);
+    const id = mapped !== undefined && this.ctx.state().resources.get(mapped)?.holders.has(o.uuid) ? mapped : byName;
     const res = this.ctx.state().resources.get(id);
     if (!res || res.holders.size === 0) return notLocked(name);
     if (!res.holders.has(o.uuid)) return ownerNotHolding(o.pid);
@@ -646,8 +660,13 @@ export class VirtlockdServer implements RunningSource {
       }
     }
     const named: DiskRequest = { path: this.fileOf(lockspace, name), mode: res.mode, named: { lockspace, name, create: false } };
-    const reply = await this.ctx.submit({ kind: 'release', owner: { uuid: o.uuid, name: o.name }, named: [named], at: now(), source: SOURCE });
+    // The lease's own resource, by the path it holds, when the name alone would now resolve elsewhere.
+    const reply =
+      id !== byName
+        ? await this.ctx.submit({ kind: 'release', owner: { uuid: o.uuid, name: o.name }, paths: [res.ref.canonical], at: now(), source: SOURCE })
+        : await this.ctx.submit({ kind: 'release', owner: { uuid: o.uuid, name: o.name }, named: [named], at: now(), source: SOURCE });
     if (reply.status === 'error') return this.engineError(reply, named.path, false);
+    this.leaseIds.delete(key);
     this.registry.setPids(id, o.uuid, []);
     return null;
   }
