@@ -116,10 +116,21 @@ export function publishMounts(lockspace: string, host: string, mountinfo?: strin
 /** Every host's published mounts (hosts that never published, or whose file is unreadable, are left out). */
 export function readMounts(lockspace: string, hosts: readonly string[]): Map<string, SharedMount[]> {
   const out = new Map<string, SharedMount[]>();
+  const str = (x: unknown): x is string => typeof x === 'string' && x !== '';
   for (const host of hosts) {
+    const file = path.join(lockspace, MOUNTS_DIR, `${host}.json`);
     try {
-      const j = JSON.parse(fs.readFileSync(path.join(lockspace, MOUNTS_DIR, `${host}.json`), 'utf8')) as { mounts?: SharedMount[] };
-      if (Array.isArray(j.mounts)) out.set(host, j.mounts.filter((m) => typeof m?.source === 'string' && typeof m.mountpoint === 'string'));
+      // Only a regular file of bounded size: a FIFO there would block the read for ever.
+      const st = fs.lstatSync(file);
+      if (!st.isFile() || st.size > 1 << 20) continue;
+      const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { mounts?: unknown };
+      if (!Array.isArray(j?.mounts)) continue;
+      out.set(
+        host,
+        (j.mounts as Array<Partial<Record<keyof SharedMount, unknown>> | null>).filter(
+          (m): m is SharedMount => m !== null && typeof m === 'object' && str(m.source) && str(m.root) && str(m.fstype) && str(m.mountpoint),
+        ),
+      );
     } catch {
       // Not published (an older daemon, a host that never started here): nothing to compare.
     }

@@ -238,8 +238,17 @@ export function listHosts(lockspace: string, nat: NativeBinding = defaultNative)
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
-  return names.map((host) => {
-    const fd = fs.openSync(path.join(dir, host), fs.constants.O_RDONLY);
+  // Host files are regular files: anything else placed in .hosts (a directory, a FIFO that would
+  // block the open) is no host and must not sink or hang the whole view.
+  const regular = names.filter((host) => {
+    try {
+      return fs.lstatSync(path.join(dir, host)).isFile();
+    } catch {
+      return false;
+    }
+  });
+  return regular.map((host) => {
+    const fd = fs.openSync(path.join(dir, host), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     try {
       const alive = nat.ofdGetLk(fd, 'write', 0, 1) !== null;
       const buf = Buffer.alloc(HOST_RECORD_SIZE);

@@ -55,9 +55,16 @@ local('a directory, FIFO or symlink named like a lock file in the lockspace does
   const all = a.cli(['locks', '--cluster', '--json']);
   assert.is(all.code, 0, all.stderr);
   assert.equal(JSON.parse(all.stdout).map((l: { disk: string }) => l.disk), [disk]);
+  // The same in .hosts and .mounts: a directory or a FIFO (whose open would block) is no host.
+  fs.mkdirSync(path.join(site.lockspaceA, '.hosts', 'evil-dir'));
+  execFileSync('mkfifo', [path.join(site.lockspaceA, '.hosts', 'evil-fifo')]);
+  fs.rmSync(path.join(site.lockspaceA, '.mounts', 'hv-odd-a.json'));
+  execFileSync('mkfifo', [path.join(site.lockspaceA, '.mounts', 'hv-odd-a.json')]);
   const view = a.cli(['cluster', '--json']);
   assert.is(view.code, 0, view.stderr);
-  assert.equal(JSON.parse(view.stdout).hosts.find((h: { host: string }) => h.host === 'hv-odd-a').locks.map((l: { disk: string }) => l.disk), [disk]);
+  const parsed = JSON.parse(view.stdout) as { hosts: Array<{ host: string; locks: Array<{ disk: string }> }> };
+  assert.equal(parsed.hosts.map((h) => h.host), ['hv-odd-a']);
+  assert.equal(parsed.hosts[0]!.locks.map((l) => l.disk), [disk]);
 });
 
 local.run();
