@@ -158,27 +158,34 @@ async function warnStaged(j: Journal): Promise<void> {
 }
 
 /**
- * Is the daemon of this state directory gone without a clean stop? Its pid file (the instance guard,
- * src/cli/instance-guard.ts) is emptied at a clean stop and keeps the pid after a crash. Only read,
- * never locked: a probe of the guard's flock could make a daemon starting at that moment refuse.
- * undefined when a daemon runs, stopped cleanly, or the file is not there (a journal elsewhere).
+ * Is the daemon that writes this journal gone? Its pid is in the newest DaemonStarted and in the
+ * state directory's `vmlockd.pid` when that sits beside the journal (the instance guard: emptied at a
+ * clean stop, kept after a crash, rewritten by the next start). Gone when every pid known is a
+ * process that no longer exists. Only read, never locked: probing the guard's flock could make a
+ * daemon starting at that moment refuse. A pid reused by another process reads as alive, and audit
+ * must run in the daemon's pid namespace (elsewhere its pid is not visible): both give the answer
+ * without the crash caveat. Whether the last run ended cleanly is the journal's to say (holdersAnswer).
  */
-function daemonGone(stateDir: string): { pid: number; checkedAt: string } | undefined {
-  let text: string;
+function daemonGone(journalDir: string, live: Journal): { pid: number; checkedAt: string } | undefined {
+  const pids = new Set<number>();
+  const started = live.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload as { pid?: unknown } | undefined;
+  if (typeof started?.pid === 'number' && Number.isSafeInteger(started.pid) && started.pid > 0) pids.add(started.pid);
   try {
-    text = fs.readFileSync(path.join(stateDir, 'vmlockd.pid'), 'utf8').trim();
+    const text = fs.readFileSync(path.join(journalDir, 'vmlockd.pid'), 'utf8').trim();
+    if (/^[1-9][0-9]{0,9}$/.test(text)) pids.add(Number(text));
   } catch {
-    return undefined;
+    // no guard beside the journal (--journal elsewhere): the journal's own pid decides
   }
-  const pid = Number(text);
-  if (!/^[1-9][0-9]*$/.test(text) || !Number.isSafeInteger(pid)) return undefined;
-  try {
-    process.kill(pid, 0);
-    return undefined; // alive (or a reused pid: then the old answer, which names the holders)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') return undefined;
+  if (pids.size === 0) return undefined;
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 0);
+      return undefined; // alive, or not ours to signal (EPERM): a process with that pid exists
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') return undefined;
+    }
   }
-  return { pid, checkedAt: new Date().toISOString() };
+  return { pid: [...pids][0]!, checkedAt: new Date().toISOString() };
 }
 
 async function openSources(v: JournalFlags & { archive?: boolean | undefined; 'archive-file'?: string | undefined }): Promise<Opened> {
@@ -193,7 +200,7 @@ async function openSources(v: JournalFlags & { archive?: boolean | undefined; 'a
     live.close();
     throw e;
   }
-  const gone = daemonGone(path.dirname(file));
+  const gone = daemonGone(path.dirname(file), live);
   return {
     file,
     archiveFile,

@@ -243,6 +243,24 @@ test('given a daemon SIGKILLed while holding a disk and not started again, audit
   assert.equal(json<{ holders: Holder[] }>(cli(['audit', '--disk', d, '--at', whileRunning, '--json', ...dir]), 'after the grant').holders, []);
 });
 
+test('given a daemon whose journal lives outside its state directory SIGKILLed and not restarted, audit --journal names no holder after its last fact', async () => {
+  const dir = tmpdir('vmlockd-audit-');
+  dirs.push(dir);
+  fs.mkdirSync(path.join(dir, 'images'));
+  fs.mkdirSync(path.join(dir, 'elsewhere'));
+  const journal = path.join(dir, 'elsewhere', 'j.db');
+  const d = await startDaemon({ stateDir: path.join(dir, 'state'), lockspace: path.join(dir, 'lockspace'), hostId: 'host-j', extra: ['--journal', journal] });
+  running.push(d);
+  const disk = path.join(dir, 'images', 'j.qcow2');
+  fs.writeFileSync(disk, 'image');
+  ok(d.cli(['acquire', '--vm', UUID1, '--name', 'vm-j', disk]), 'takes the disk');
+  await d.kill('SIGKILL');
+  await pause(20);
+  const answer = json<{ holders: Holder[]; crash?: { notRestarted?: boolean } }>(cli(['audit', '--journal', journal, '--disk', disk, '--at', now(), '--json']), 'after the crash');
+  assert.equal(answer.holders, []);
+  assert.is(answer.crash?.notRestarted, true);
+});
+
 test('given h1 SIGKILLed while holding a disk and h2 taking it, when h1 restarts with LeaseLost, then audit at the gap names nobody on h1 and the timeline ends the hold at the crash', async () => {
   const s = await setup();
   const d = s.disk('shared.qcow2');
