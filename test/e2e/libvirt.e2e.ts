@@ -259,8 +259,10 @@ if (reason !== null) {
     daemons.push(d);
     await d.start();
     const t2disk = path.join(dir, 't2.img');
+    fs.writeFileSync(t2disk, ''); // acquire through the CLI refuses a disk that does not exist (issue 12.5)
     const other = randomUUID();
-    assert.is(d.cli(['acquire', '--vm', other, '--name', 'holder', t2disk]).code, 0);
+    const held = d.cli(['acquire', '--vm', other, '--name', 'holder', t2disk]);
+    assert.is(held.code, 0, held.stderr);
     define(dir, TEST, testDomainXml(t2.name, t2.uuid, t2disk), t2.name);
     domains.push([TEST, t2.name]);
     assert.is(virsh(TEST, 'start', t2.name).code, 0);
