@@ -11,7 +11,10 @@ import * as assert from 'uvu/assert';
 import { call } from '../../src/cli/client.js';
 import { MAIN, ROOT, TestDaemon, UUID1, UUID2, cli, tmpdir, until } from '../helpers/daemon.js';
 
-const SANDBOX = path.join(ROOT, 'test', 'helpers', 'systemd-sandbox');
+// The workplace's own sandbox tool (../shared/tools) where it exists; on a machine without it, the
+// byte-identical copy kept in the project (CI runs on a clean clone that has no ../shared).
+const SHARED_SANDBOX = path.join(ROOT, '..', 'shared', 'tools', 'systemd-sandbox');
+const SANDBOX = fs.existsSync(SHARED_SANDBOX) ? SHARED_SANDBOX : path.join(ROOT, 'test', 'helpers', 'systemd-sandbox');
 const UNIT = 'vmlockd.service';
 
 function sandbox(cmd: 'start' | 'stop' | 'ctl', dir: string, ...args: string[]): { code: number; out: string } {
