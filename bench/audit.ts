@@ -23,6 +23,7 @@ import { evolve, initialState, toSnapshot, type State } from '../src/engine/stat
 import type { HolderInfo, Mode, Owner } from '../src/engine/types.js';
 import { AUDIT_INDEXES, GENESIS_HASH, Journal, OWNERS_BACKFILL, chainHash } from '../src/journal/journal.js';
 import { MAIN, ROOT, writeReadmeSection } from './lib.js';
+import { mulberry32 } from '../test/helpers/prng.js';
 
 const OUT = path.join(ROOT, 'bench', 'out');
 const QUICK = process.argv.includes('--quick');
@@ -44,17 +45,6 @@ interface Row {
 }
 
 // ---------------------------------------------------------------- generation
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Disk {
   readonly path: string;

@@ -11,21 +11,10 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TestDaemon, cli, tmpdir, until } from '../helpers/daemon.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 const SEED = Number(process.env.VMLOCKD_CHAOS_SEED ?? Date.now() % 1_000_000);
 const SECONDS = Number(process.env.VMLOCKD_CHAOS_SECONDS ?? 45);
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function call(socketPath: string, method: string, urlPath: string, body?: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -64,7 +53,7 @@ function kernelLocks(pid: number, lockspace: string): Set<string> {
 }
 
 test(`multi-host chaos (seed ${SEED})`, async () => {
-  const rnd = prng(SEED);
+  const rnd = mulberry32(SEED);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const dir = tmpdir('vmlockd-chaos-');
   const lockspace = path.join(dir, 'lockspace');
