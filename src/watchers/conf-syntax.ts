@@ -176,11 +176,21 @@ function parseKey(cur: Cursor): string {
   return word;
 }
 
-function parseValue(cur: Cursor, key: string): ConfValue {
+/**
+ * How deep [ lists ] may nest. No key takes more than a flat list; the parser is recursive, so without
+ * a bound a file of 20,000 "[" overflowed the stack ("Maximum call stack size exceeded" with a stack
+ * trace, exit 1) instead of naming the line.
+ */
+export const MAX_LIST_DEPTH = 32;
+
+function parseValue(cur: Cursor, key: string, depth = 0): ConfValue {
   if (cur.eof || isEol(cur.peek()) || cur.peek() === '#' || cur.peek() === ';') cur.fail(`missing value for "${key}"`);
   const c = cur.peek();
   if (c === '"' || c === "'") return { type: 'string', value: parseString(cur) };
-  if (c === '[') return parseList(cur, key);
+  if (c === '[') {
+    if (depth >= MAX_LIST_DEPTH) cur.fail(`lists for "${key}" are nested deeper than ${MAX_LIST_DEPTH} levels`);
+    return parseList(cur, key, depth + 1);
+  }
   const word = cur.token(' \t\r\n#,];');
   if (/^[+-]?[0-9]+$/.test(word)) {
     const value = Number(word);
@@ -218,7 +228,7 @@ function textBetween(cur: Cursor, start: number): string {
   return cur.text.slice(start, cur.pos);
 }
 
-function parseList(cur: Cursor, key: string): ConfValue {
+function parseList(cur: Cursor, key: string, depth: number): ConfValue {
   const startLine = cur.line;
   const items: ConfValue[] = [];
   const unterminated = (): never => cur.fail(`unterminated list: "[" opened here is never closed with "]"`, startLine);
@@ -230,7 +240,7 @@ function parseList(cur: Cursor, key: string): ConfValue {
   while (cur.peek() !== ']') {
     if (cur.eof) unterminated();
     noComment();
-    items.push(parseValue(cur, key));
+    items.push(parseValue(cur, key, depth));
     cur.skipBlanksAndEol();
     if (cur.eof) unterminated();
     noComment();

@@ -20,6 +20,18 @@ test('config check: exit 0 for good files, exit 2 with file:line for a bad one',
   assert.match(r.stdout + r.stderr, 'did you mean "file_lockspace_dir"');
 });
 
+test('config check and serve: a file of deeply nested lists is one clear line with the file and line, exit 2, no stack', () => {
+  const dir = tmpdir();
+  const deep = path.join(dir, 'deep.conf');
+  fs.writeFileSync(deep, `max_clients = ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`);
+  for (const args of [['config', 'check', deep], ['serve', '--config', deep, '--state-dir', path.join(dir, 'state')]]) {
+    const r = cli(args);
+    assert.is(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, `${deep}:1: lists for "max_clients" are nested deeper than 32 levels`);
+    assert.not.match(r.stdout + r.stderr, /RangeError|call stack|    at /);
+  }
+});
+
 test('config show: later files override earlier ones, flags override files, and each value says where it came from', () => {
   const dir = tmpdir();
   const a = path.join(dir, 'a.conf');

@@ -165,4 +165,12 @@ test('renderValue writes what parseConf reads back, and describeValue names the 
   assert.is(describeValue({ type: 'list', items: [s('a')] }), 'list [ "a" ]');
 });
 
+test('lists nested past the limit are a syntax problem on their line, not a stack overflow (found by fuzzing)', () => {
+  const deep = 20_000;
+  assert.is(problem(`a = 1\nmax_clients = ${'['.repeat(deep)}${']'.repeat(deep)}\n`), `${F}:2: lists for "max_clients" are nested deeper than 32 levels`);
+  assert.is(problem(`x = ${'['.repeat(deep)}`), `${F}:1: lists for "x" are nested deeper than 32 levels`);
+  // Up to the limit they still parse.
+  assert.is(ok(`x = ${'['.repeat(32)}${']'.repeat(32)}`).length, 1);
+});
+
 test.run();
