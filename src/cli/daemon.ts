@@ -264,8 +264,10 @@ export class Daemon {
     const boot = bootId();
     const prevBoot = journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload as { bootId?: string } | undefined;
     const rebooted = rebootReleases(state, prevBoot?.bootId, boot, c.afterReboot, at);
+    // Folded in now, so neither adoption nor the re-take holds them again; journaled below, after
+    // DaemonStarted, so audit reads the start in order (folding a release twice changes nothing).
+    for (const f of rebooted) evolve(state, f);
     if (rebooted.length > 0) {
-      engine.record(rebooted);
       this.log.warn(`the host rebooted: released ${rebooted.length} lock(s) of owners taken through the control API or JSON lines (after_reboot = release)`);
     }
     // Descriptors systemd's store handed back first: those locks never went away (invariant 9).
@@ -273,7 +275,7 @@ export class Daemon {
     const { facts, lost } = locker.reacquire(state, at);
     const s = this.service.start;
     const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}) });
-    engine.record([started, ...adoption.facts, ...facts]);
+    engine.record([started, ...rebooted, ...adoption.facts, ...facts]);
     for (const f of adoption.lost) this.warnLost(f);
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);

@@ -194,6 +194,8 @@ export class VirtlockdServer implements RunningSource {
     const poll = this.opts.ownerPollMs ?? 2000;
     this.pollTimer = setInterval(() => void this.pollOrphans(), poll);
     this.pollTimer.unref();
+    // At once too: owners that exited while no daemon ran (a crash, a reboot) let go now, not a poll later.
+    void this.pollOrphans();
   }
 
   /** Stop listening and drop every connection. Locks stay held: a closing daemon is not a closing VM. */
