@@ -54,6 +54,12 @@ if [ -n "$pid" ]; then
   fail "a glusterd is already running (pid $(echo $pid)); run .ci/gluster-down.sh for its STATE_DIR first"
 fi
 for m in "$MNT_A" "$MNT_B"; do
+  # A FUSE mount whose client died (a run killed half-way) answers stat with
+  # ENOTCONN: `mountpoint` cannot see it and mkdir fails. Detach it lazily.
+  if grep -qF " $m fuse" /proc/mounts && ! stat "$m" >/dev/null 2>&1; then
+    log "$m: stale FUSE mount (client gone), detaching"
+    umount -l "$m" || fail "$m: cannot detach the stale mount"
+  fi
   if mountpoint -q "$m"; then fail "$m is already mounted; run .ci/gluster-down.sh $STATE_DIR first"; fi
 done
 
