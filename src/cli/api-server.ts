@@ -200,8 +200,31 @@ export function createApiServer(ctx: ApiContext): http.Server {
   return server;
 }
 
+/** `?disk=` of /v1/audit: an absolute path, canonical as the journal names it; never a 500 (a NUL made realpath throw). */
+function auditDisk(disk: string): string {
+  if (!disk.startsWith('/') || disk.includes('\0')) throw new BadInputError(`disk must be an absolute path, got ${JSON.stringify(disk.slice(0, 200))}`);
+  try {
+    return canonicalPath(disk);
+  } catch (e) {
+    throw new BadInputError(`disk ${JSON.stringify(disk.slice(0, 200))} cannot be resolved: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The request target as a URL. Parsed as a path below a fixed origin, never as a URL of its own:
+ * `new URL('//', base)` reads "//" as a host and threw "Invalid URL", a 500 with a stack in the log
+ * (found by fuzzing), and `//v1/status` would have lost its first segment to the host.
+ */
+export function requestUrl(target: string): URL {
+  try {
+    return new URL(`http://vmlockd${target.startsWith('/') ? '' : '/'}${target}`);
+  } catch {
+    throw new BadInputError(`request target ${JSON.stringify(target.slice(0, 200))} is not a valid path`);
+  }
+}
+
 async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse, hook: HookRoute): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://vmlockd');
+  const url = requestUrl(req.url ?? '/');
   const route = `${req.method} ${url.pathname}`;
   const now = new Date().toISOString();
   switch (route) {
@@ -219,7 +242,7 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
       const kind = url.searchParams.get('kind');
       const host = url.searchParams.get('host');
       if (vm) q.owner = vm;
-      if (disk) q.disk = canonicalPath(disk);
+      if (disk) q.disk = auditDisk(disk);
       if (since) q.since = checkTime(since, 'since');
       if (until) q.until = checkTime(until, 'until');
       if (host) q.host = host;

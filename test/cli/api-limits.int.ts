@@ -81,6 +81,33 @@ test('deeply nested JSON is bad input (400), never a 500 with a stack', async ()
   assert.not.match(d.stderr, /\n\s+at /);
 });
 
+test('a request target that is not a plain path ("//", "//v1/status") is answered 404 naming it, not a 500 with a stack (found by fuzzing)', async () => {
+  for (const target of ['//', '//v1/status', '///v1/acquire']) {
+    const r = await post(target, '{}');
+    assert.is(r.status, 404, `${target}: ${r.text}`);
+    const body = JSON.parse(r.text);
+    assert.is(body.code, 'VMLOCKD_ERR_USAGE');
+    assert.is(body.message, `no such endpoint: POST ${target}`);
+  }
+  assert.not.match(d.stderr, /Invalid URL|\n\s+at /);
+});
+
+test('GET /v1/audit with a disk that holds a NUL or is relative is bad input (400) naming it, not a 500 (found by fuzzing)', async () => {
+  for (const [q, what] of [['disk=%00', '"\\u0000"'], ['disk=%2Fa%00b', '"/a\\u0000b"'], ['disk=rel', '"rel"']] as const) {
+    const r = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      http.get({ socketPath: d.socket, path: `/v1/audit?${q}` }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      }).on('error', reject);
+    });
+    assert.is(r.status, 400, `${q}: ${r.text}`);
+    assert.is(JSON.parse(r.text).code, 'VMLOCKD_ERR_BAD_INPUT');
+    assert.is(JSON.parse(r.text).message, `disk must be an absolute path, got ${what}`);
+  }
+  assert.not.match(d.stderr, /\n\s+at /);
+});
+
 test('a body over 1 MiB gets a 413 naming the limit, not a reset', async () => {
   const r = await post('/v1/acquire', Buffer.alloc(3 << 20, 'a'));
   assert.is(r.status, 413);
