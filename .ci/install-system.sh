@@ -17,7 +17,8 @@ fi
 # e2fsprogs, mount: test/engine/odirect.int.ts mounts ext4 on a loop device (O_DIRECT alignment).
 # systemd: the fd-store test runs a real (confined) user manager, test/helpers/systemd-sandbox.
 # python3 and util-linux (prlimit): the verifier tests drop a daemon's lock (pidfd_getfd) and cap its descriptors.
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux)
+# strace: the socket-activation test reads what the daemon sends systemd (the sandbox has no journal).
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace)
 
 # Which of the packages are not installed yet (dpkg status, no network).
 missing=()
@@ -91,7 +92,7 @@ if [ -d /run/systemd/system ]; then
   systemctl mask virtlockd.socket virtlockd-admin.socket virtlockd.service 2>/dev/null || true
 fi
 
-for bin in /lib/systemd/systemd /usr/bin/virsh /usr/sbin/libvirtd /usr/sbin/virtlogd /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/sbin/glusterd /usr/sbin/glusterfs; do
+for bin in /lib/systemd/systemd /usr/bin/strace /usr/bin/virsh /usr/sbin/libvirtd /usr/sbin/virtlogd /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/sbin/glusterd /usr/sbin/glusterfs; do
   [ -x "$bin" ] || { echo "install-system.sh: expected $bin after install, it is missing" >&2; exit 1; }
 done
 log "done (kvm: $([ -e /dev/kvm ] && echo present || echo absent))"

@@ -34,6 +34,7 @@ import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from '../daemon/service.js';
 import { rebootReleases } from '../daemon/boot.js';
 import { listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
+import { socketActivation } from '../daemon/activation.js';
 import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from '../daemon/listeners.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
@@ -141,6 +142,10 @@ export class Daemon {
   private fdLimit = 0;
   /** This process bound the control socket (so a stop may remove it). */
   private ownsSocket = false;
+  /** The control socket is systemd's (socket activation): a stop leaves its queue to the next start. */
+  private controlFromManager = false;
+  /** The last config reload's outcome, for systemd's status line (STATUS=). */
+  private reloadNote?: string;
   /** The start failed: the stop that cleans up writes no snapshot and says nothing more. */
   private startFailed = false;
   private hostLock?: HostLock;
@@ -194,6 +199,12 @@ export class Daemon {
     if (this.takenOver) {
       this.service.takenOver = this.takenOver.fds.filter((f) => !isListenerName(f.name));
       this.inherited = new InheritedListeners(this.takenOver.fds);
+    } else {
+      // systemd's listening sockets (vmlockd.socket, vmlockd-virtlockd.socket), before the lock
+      // descriptors of the same LISTEN_FDS are adopted (src/daemon/activation.ts).
+      const act = socketActivation(this.service.passed, c, (level, msg) => this.log.log(level, msg));
+      this.inherited = act?.listeners;
+      this.service.sockets = act?.kinds ?? [];
     }
     fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
     this.guard = acquireInstanceGuard(c.stateDir);
@@ -295,6 +306,7 @@ export class Daemon {
     await listenUnixPath(this.server, c.socket, controlFd);
     // An inherited path is removed by a failed start only if the daemon it came from is gone too.
     this.ownsSocket = controlFd === undefined;
+    this.controlFromManager = controlFd !== undefined && this.inherited?.managed === true;
     this.verifier = new Verifier({
       locker,
       state: () => engine.state,
@@ -352,7 +364,7 @@ export class Daemon {
       }
     }
     for (const name of this.inherited?.closeRest() ?? []) this.log.info(`takeover: closed the handed-over ${name} (this start serves another address)`);
-    this.ownsSocket = true;
+    this.ownsSocket = !this.controlFromManager;
     const where = c.fileLockspaceDir === null ? 'direct (image files)' : c.fileLockspaceDir;
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
@@ -383,7 +395,7 @@ export class Daemon {
   private statusLine(): string {
     const st = this.status();
     const v = st.verifiedAt ? `last verified ${String(st.verifiedAt)}` : 'not verified yet';
-    return `${String(st.locks)} lock(s) on ${String(st.resources)} resource(s); ${v}`;
+    return `${String(st.locks)} lock(s) on ${String(st.resources)} resource(s); ${v}${this.reloadNote ? `; ${this.reloadNote}` : ''}`;
   }
 
   /** Sources started after the control API listens (virtlockd protocol server, virsh event stream). */
@@ -417,6 +429,7 @@ export class Daemon {
     const at = new Date().toISOString();
     if (u.kind === 'rejected') {
       this.log.error(`config rejected, the running config stays in force: ${u.error}`);
+      this.reloadNote = `config rejected at ${at} (the running config stays)`;
       this.record([fact('ConfigRejected', at, { file: u.file, error: u.error, trigger: 'watch' })]);
       return;
     }
@@ -443,6 +456,7 @@ export class Daemon {
       applied.push(d);
     }
     const config = next as unknown as Config;
+    this.reloadNote = `config reloaded at ${at}: ${applied.length} change(s) applied` + (refused.length > 0 ? `, ${refused.length} refused` : '');
     if (applied.length > 0) {
       this.config = config;
       this.log.level = config.logLevel;
@@ -592,9 +606,10 @@ export class Daemon {
     const handingOver = this.handoff?.handingOver ?? false;
     await Promise.all(this.sources.map((src) => src.stop({ handingOver }).catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));
     let closed: Promise<void>;
-    if (handingOver && this.server) {
+    if ((handingOver || this.controlFromManager) && this.server) {
       // Stop accepting, but keep the connections accepted just now: http's close() would drop them
-      // as idle before their request is read. The next daemon accepts from the same queue.
+      // as idle before their request is read. The next daemon (taking over, or started by systemd
+      // on the same socket) accepts from the same queue.
       const server = this.server;
       closed = new Promise<void>((r) => net.Server.prototype.close.call(server, () => r()));
       await new Promise((r) => setTimeout(r, HANDOVER_GRACE_MS));

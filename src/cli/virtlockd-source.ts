@@ -23,8 +23,8 @@ export function frameTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   return ms;
 }
 
-function inherited(fd: number | undefined): { listenFd?: number } {
-  return fd === undefined ? {} : { listenFd: fd };
+function inherited(fd: number | undefined, managed: boolean): { listenFd?: number; keepPath?: boolean } {
+  return fd === undefined ? {} : { listenFd: fd, ...(managed ? { keepPath: true } : {}) };
 }
 
 export function registerVirtlockd(daemon: Daemon): void {
@@ -37,7 +37,7 @@ export function registerVirtlockd(daemon: Daemon): void {
       maxClients: d.config.maxClients,
       frameTimeoutMs: frameTimeoutMs(),
       ctx,
-      ...inherited(d.inherited?.take('virtlockd', socketPath)),
+      ...inherited(d.inherited?.take('virtlockd', socketPath), d.inherited?.managed === true),
     });
     ctx.log('info', `virtlockd protocol on ${socketPath} (peers with uid ${process.geteuid?.() === 0 ? 0 : process.geteuid?.()} only)`);
     return server;

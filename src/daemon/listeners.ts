@@ -20,11 +20,17 @@ export function isListenerName(name: string): boolean {
   return name.startsWith(PREFIX);
 }
 
-/** Listening sockets received from the previous daemon, each used at most once. */
+/** Listening sockets received from the previous daemon (or from systemd), each used at most once. */
 export class InheritedListeners {
   private readonly byName = new Map<string, number>();
+  /**
+   * Passed by the service manager (socket activation, src/daemon/activation.ts): the manager owns
+   * them and their paths, so this daemon never unlinks them, even when it stops for good.
+   */
+  readonly managed: boolean;
 
-  constructor(passed: readonly PassedFd[]) {
+  constructor(passed: readonly PassedFd[], opts: { managed?: boolean } = {}) {
+    this.managed = opts.managed ?? false;
     for (const p of passed) if (isListenerName(p.name)) this.byName.set(p.name, p.fd);
   }
 

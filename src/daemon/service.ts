@@ -138,7 +138,10 @@ export class ServiceLink {
   start: StartInfo = { how: 'fresh', adopted: 0, retaken: 0, lost: 0, dropped: 0 };
   /** Descriptors `serve --takeover` received from the previous daemon (src/daemon/takeover.ts). */
   takenOver: PassedFd[] = [];
+  /** The listening sockets systemd passed and this daemon serves (src/daemon/activation.ts). */
+  sockets: string[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private status: (() => string) | undefined;
 
   constructor(
     private readonly log: Logf,
@@ -161,6 +164,7 @@ export class ServiceLink {
   /** READY=1 once the start's locks are held; then STATUS= every few seconds and WATCHDOG=1 as asked. */
   ready(status: () => string): void {
     if (!this.notifier.enabled) return;
+    this.status = status;
     this.notifier.send(`READY=1\nSTATUS=${status()}\nMAINPID=${process.pid}`);
     const every = this.watchdogMs > 0 ? Math.min(this.watchdogMs, 5_000) : 5_000;
     let last = '';
@@ -173,14 +177,17 @@ export class ServiceLink {
     this.timer.unref();
   }
 
-  /** Around a config reload: RELOADING=1 before, READY=1 after (the same turn of the event loop). */
+  /**
+   * Around a config reload: RELOADING=1 before, READY=1 after (the same turn of the event loop), each
+   * with a STATUS= line; the one after tells the reload's outcome (the daemon's status line does).
+   */
   reloading<T>(fn: () => T): T {
     if (!this.notifier.enabled) return fn();
-    this.notifier.send('RELOADING=1');
+    this.notifier.send('RELOADING=1\nSTATUS=reloading the config');
     try {
       return fn();
     } finally {
-      this.notifier.send('READY=1');
+      this.notifier.send(`READY=1${this.status ? `\nSTATUS=${this.status()}` : ''}`);
     }
   }
 
@@ -231,6 +238,7 @@ export class ServiceLink {
       notifySocket: this.notifier.addr,
       fdStore: this.store ? { stored: this.store.stored, removed: this.store.removed } : null,
       watchdogMs: this.watchdogMs || null,
+      sockets: this.sockets,
     };
   }
 }

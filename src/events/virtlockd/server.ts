@@ -69,6 +69,8 @@ export interface VirtlockdServerOptions {
   readonly peerCred?: NativeBinding['peerCred'];
   /** A listening descriptor handed over by `serve --takeover` for socketPath: served instead of binding. */
   readonly listenFd?: number;
+  /** listenFd is systemd's (socket activation): never unlink its path. */
+  readonly keepPath?: boolean;
 }
 
 interface RegisteredOwner {
@@ -206,8 +208,9 @@ export class VirtlockdServer implements RunningSource {
     for (const c of this.conns) c.socket.destroy();
     await closed;
     this.registry.close();
-    // A take-over: the next daemon serves this path through the listener handed to it.
-    if (opts.handingOver) return;
+    // A take-over: the next daemon serves this path through the listener handed to it. A socket of
+    // systemd's (socket activation): its path is the socket unit's, bound while this daemon is down.
+    if (opts.handingOver || this.opts.keepPath) return;
     try {
       fs.unlinkSync(this.opts.socketPath);
     } catch {
