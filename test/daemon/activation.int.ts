@@ -1,0 +1,113 @@
+// Socket activation without a service manager (test/helpers/socket-activate.py passes listening
+// sockets as systemd does: LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID): the daemon serves the socket it
+// was given, never unlinks or re-binds its path, tells it by name or by path, and one that does not
+// match the config is logged and closed, the daemon binding its configured path itself.
+// The same under the real systemd: systemd-sockets.int.ts.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { unixSocketByInode } from '../../src/daemon/activation.js';
+import { LockClient } from '../../src/events/virtlockd/client.js';
+import { MAIN, ROOT, UUID1, cli, tmpdir, until } from '../helpers/daemon.js';
+
+const test = suite('socket activation: the daemon serves the sockets it is given');
+const LAUNCHER = path.join(ROOT, 'test', 'helpers', 'socket-activate.py');
+
+interface Activated {
+  proc: ChildProcess;
+  out: () => string;
+  exit: Promise<number | null>;
+}
+const running: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+test.after.each(() => {
+  for (const p of running.splice(0)) p.kill('SIGKILL');
+});
+
+async function activate(sockets: Record<string, string>, serveArgs: string[]): Promise<Activated> {
+  const specs = Object.entries(sockets).map(([name, p]) => `${name}=${p}`);
+  const proc = spawn('python3', [LAUNCHER, ...specs, '--', process.execPath, MAIN, 'serve', ...serveArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.push(proc);
+  let out = '';
+  proc.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  proc.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  let exited = false;
+  void exit.then(() => (exited = true));
+  await until('the daemon listening', () => out.includes('listening on') || exited, 30_000);
+  assert.ok(!exited, `the daemon exited: ${out}`);
+  return { proc, out: () => out, exit };
+}
+
+function site() {
+  const root = tmpdir('vmlockd-act-');
+  const disk = path.join(root, 'd1.qcow2');
+  fs.writeFileSync(disk, '');
+  const args = (socket: string, more: string[] = []) => ['--state-dir', path.join(root, 'state'), '--socket', socket, '--lockspace', path.join(root, 'lockspace'), '--host-id', 'hv-act', ...more];
+  return { root, disk, args };
+}
+
+test('the control and virtlockd sockets passed by name are served as they are; a stop leaves their paths', async () => {
+  const s = site();
+  const control = path.join(s.root, 'control.sock');
+  const vsock = path.join(s.root, 'virtlockd-sock');
+  const d = await activate({ control, virtlockd: vsock }, s.args(control, ['--virtlockd-socket', vsock]));
+  const inodes = [fs.statSync(control).ino, fs.statSync(vsock).ino];
+  const acq = cli(['acquire', '--vm', UUID1, s.disk, '--socket', control]);
+  assert.is(acq.code, 0, acq.stderr);
+  const st = JSON.parse(cli(['status', '--json', '--socket', control]).stdout);
+  assert.equal(st.started.sockets, ['control', 'virtlockd']);
+  const lv = await LockClient.connect(vsock);
+  await lv.createLockspace(path.join(s.root, 'proto'));
+  await lv.close();
+  // The same sockets: the daemon bound nothing of its own over them.
+  assert.equal([fs.statSync(control).ino, fs.statSync(vsock).ino], inodes);
+  d.proc.kill('SIGTERM');
+  assert.is(await d.exit, 0, d.out());
+  // The paths are the socket units' (systemd binds them again only when the unit restarts).
+  assert.equal([fs.statSync(control).ino, fs.statSync(vsock).ino], inodes, 'a stop unlinked a socket it was given');
+});
+
+test('a socket named otherwise (FileDescriptorName= left out) is taken by its path', async () => {
+  const s = site();
+  const control = path.join(s.root, 'control.sock');
+  const d = await activate({ 'vmlockd.socket': control }, s.args(control));
+  const st = JSON.parse(cli(['status', '--json', '--socket', control]).stdout);
+  assert.equal(st.started.sockets, ['control']);
+  d.proc.kill('SIGTERM');
+  assert.is(await d.exit, 0, d.out());
+  assert.ok(fs.existsSync(control));
+});
+
+test('a passed socket the config does not name is logged with both paths and closed; the daemon binds its own', async () => {
+  const s = site();
+  const stray = path.join(s.root, 'stray.sock');
+  const control = path.join(s.root, 'control.sock');
+  const d = await activate({ control: stray }, s.args(control));
+  assert.match(d.out(), `socket activation: descriptor 3 named "control" (${stray}) is bound to ${stray} but the config's socket (--socket) is ${control}`);
+  const st = JSON.parse(cli(['status', '--json', '--socket', control]).stdout);
+  assert.equal(st.started.sockets, []);
+  // Its own socket: removed at the stop, as without socket activation.
+  d.proc.kill('SIGTERM');
+  assert.is(await d.exit, 0, d.out());
+  assert.not.ok(fs.existsSync(control));
+});
+
+test('/proc/net/unix: a listening stream socket, an unbound one, a datagram one', () => {
+  const table = [
+    'Num       RefCount Protocol Flags    Type St Inode Path',
+    '0000000000000000: 00000002 00000000 00010000 0001 01 4242 /run/vmlockd/vmlockd.sock',
+    '0000000000000000: 00000003 00000000 00000000 0001 03 4343',
+    '0000000000000000: 00000002 00000000 00000000 0002 01 4444 @/abstract name',
+  ].join('\n');
+  assert.equal(unixSocketByInode(table, 4242), { path: '/run/vmlockd/vmlockd.sock', stream: true, listening: true });
+  assert.equal(unixSocketByInode(table, 4343), { path: '', stream: true, listening: false });
+  assert.equal(unixSocketByInode(table, 4444), { path: '@/abstract name', stream: false, listening: false });
+  assert.is(unixSocketByInode(table, 1), undefined);
+});
+
+test.run();
