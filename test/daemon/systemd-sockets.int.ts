@@ -3,7 +3,7 @@
 // in a confined user manager (test/helpers/systemd.ts). Clients hammer the control socket (as
 // `vmlockd acquire` and the qemu hook do) and the virtlockd-compatible socket (as libvirt's lockd
 // plugin does) through a SIGKILL (Restart=always), `systemctl restart` and a watchdog kill of a
-// SIGSTOPped daemon: none may meet ENOENT or ECONNREFUSED, every answer is the right one, and
+// SIGSTOPped daemon (the qemu hook and `vmlockd acquire` as real processes too): none may meet ENOENT or ECONNREFUSED, every answer is the right one, and
 // another host gets none of the held disks. Then: the watchdog leaves a healthy daemon alone,
 // STATUS= and RELOADING=1 around a reload, and a stop of the service leaves the socket to start it again.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -14,7 +14,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call } from '../../src/cli/client.js';
 import { LockClient, LockRpcError } from '../../src/events/virtlockd/client.js';
-import { MAIN, TestDaemon, UUID1, UUID2, UUID3, cli, tmpdir, until } from '../helpers/daemon.js';
+import { MAIN, ROOT, TestDaemon, UUID1, UUID2, UUID3, cli, tmpdir, until } from '../helpers/daemon.js';
 import { Sandbox, setUnitKey, shippedUnit, traceSends } from '../helpers/systemd.js';
 
 const SERVICE = 'vmlockd.service';
@@ -75,14 +75,18 @@ function units(root: string, state: string, lockspace: string, conf: string): Re
 
 type Tally = Map<string, number>;
 
-function cliAsync(args: string[]): Promise<{ code: number | null; stderr: string }> {
+function cliAsync(args: string[], stdin?: string, main = MAIN): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(process.execPath, [main, ...args], { stdio: [stdin === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'], env: { ...process.env, VMLOCKD_SOCKET: '' } });
     let stderr = '';
     p.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
     p.on('close', (code) => resolve({ code, stderr }));
+    if (stdin !== undefined) p.stdin!.end(stdin);
   });
 }
+
+const HOOK = path.join(ROOT, 'dist', 'cli', 'hook-main.js');
+const TEMPLATE = fs.readFileSync(path.join(ROOT, 'test', 'e2e', 'fixtures', 'domain-template.xml'), 'utf8');
 
 /** POST /v1/acquire on a connection of its own; 'ok', a wrong answer, or the error's code. */
 function acquireOnce(socketPath: string, disks: string[]): Promise<string> {
@@ -165,7 +169,7 @@ test('clients of both sockets wait through SIGKILL, restart and a watchdog kill;
   const phases = ['steady'];
   const setPhase = (p: string) => void phases.push(p);
   const now = () => phases.length - 1;
-  const seen = { cli: new Map<string, Tally>(), control: new Map<string, Tally>(), virtlockd: new Map<string, Tally>() };
+  const seen = { cli: new Map<string, Tally>(), hook: new Map<string, Tally>(), control: new Map<string, Tally>(), virtlockd: new Map<string, Tally>() };
   // An answer counts in the event its request overlapped (a request sent just before a SIGKILL dies
   // with the daemon), else in the phase it was sent in.
   const tally = (which: keyof typeof seen, i0: number, what: string) => {
@@ -181,6 +185,15 @@ test('clients of both sockets wait through SIGKILL, restart and a watchdog kill;
         const p = now();
         const r = await cliAsync(['acquire', '--vm', UUID1, '--name', 'vm-a', ...disks, '--socket', control]);
         tally('cli', p, r.code === 0 ? 'ok' : `exit ${r.code}: ${r.stderr.trim()}`);
+      }
+    })(),
+    // libvirt's qemu hook starting VM a (prepare begin, the domain XML on stdin): its disk, ok again.
+    (async () => {
+      const xml = TEMPLATE.replace('NAME', 'vm-a').replace('UUID', UUID1).replace('DISK', disks[0]!);
+      while (on) {
+        const p = now();
+        const r = await cliAsync(['qemu', 'vm-a', 'prepare', 'begin', '-', '--socket', control], xml, HOOK);
+        tally('hook', p, r.code === 0 ? 'ok' : `exit ${r.code}: ${r.stderr.trim()}`);
       }
     })(),
     // The same request, a new connection each time (as each CLI process makes), many more of them.
@@ -224,7 +237,7 @@ test('clients of both sockets wait through SIGKILL, restart and a watchdog kill;
   const waitAnswers = async (p: string) => {
     setPhase(`after ${p}`);
     const a = `after ${p}`;
-    await until(`answers on both sockets after ${p}`, () => answered('cli', a, 'ok') >= 1 && answered('control', a, 'ok') >= 3 && answered('virtlockd', a, 'busy') >= 3, 60_000);
+    await until(`answers on both sockets after ${p}`, () => answered('cli', a, 'ok') >= 1 && answered('hook', a, 'ok') >= 1 && answered('control', a, 'ok') >= 3 && answered('virtlockd', a, 'busy') >= 3, 60_000);
   };
   // While the clients run, nothing here may block this process's event loop (no spawnSync).
   const mainPidAsync = async () => Number((await s.showAsync(SERVICE, 'MainPID')) || 0);
