@@ -3,8 +3,8 @@
 // in a confined user manager (test/helpers/systemd.ts). Clients hammer the control socket (as
 // `vmlockd acquire` and the qemu hook do) and the virtlockd-compatible socket (as libvirt's lockd
 // plugin does) through a SIGKILL (Restart=always), `systemctl restart` and a watchdog kill of a
-// SIGSTOPped daemon (the qemu hook and `vmlockd acquire` as real processes too): none may meet ENOENT or ECONNREFUSED, every answer is the right one, and
-// another host gets none of the held disks. Then: the watchdog leaves a healthy daemon alone,
+// SIGSTOPped daemon (the qemu hook and `vmlockd acquire` as real processes too): none may meet
+// ENOENT or ECONNREFUSED, every answer is the right one, and another host gets none of the held disks. Then: the watchdog leaves a healthy daemon alone,
 // STATUS= and RELOADING=1 around a reload, and a stop of the service leaves the socket to start it again.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
