@@ -87,8 +87,10 @@ test('a passed socket the config does not name is logged with both paths and clo
   const s = site();
   const stray = path.join(s.root, 'stray.sock');
   const control = path.join(s.root, 'control.sock');
-  const d = await activate({ control: stray }, s.args(control));
+  const vsock = path.join(s.root, 'virtlockd-sock');
+  const d = await activate({ control: stray, virtlockd: vsock }, s.args(control));
   assert.match(d.out(), `socket activation: descriptor 3 named "control" (${stray}) is bound to ${stray} but the config's socket (--socket) is ${control}`);
+  assert.match(d.out(), `socket activation: descriptor 4 named "virtlockd" (${vsock}) is a virtlockd socket but virtlockd_socket (--virtlockd-socket) is unset: set it to ${vsock}`);
   const st = JSON.parse(cli(['status', '--json', '--socket', control]).stdout);
   assert.equal(st.started.sockets, []);
   // Its own socket: removed at the stop, as without socket activation.
