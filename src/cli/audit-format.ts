@@ -45,7 +45,10 @@ function detailOf(f: StoredFact): string {
       return text(p.source);
     case 'Reacquired':
       return 'after restart';
-    case 'LockReleased':
+    case 'LockReleased': {
+      const to = p.handedTo as { host?: string; until?: string } | undefined;
+      return to ? `${text(p.reason)}; reserved for the migration to host ${text(to.host)} until ${text(to.until)}` : text(p.reason);
+    }
     case 'LeaseLost':
       return text(p.reason);
     case 'InputRejected':
@@ -58,6 +61,10 @@ function detailOf(f: StoredFact): string {
       return `${text(p.event ?? 'seen')} via ${text(p.source)}`;
     case 'OwnerGone':
       return `pid ${text(p.pid)}, released ${text(p.released)}`;
+    case 'HandOverWaiting':
+      return `migration hand-over from host ${text(p.from)}: waiting for ${Array.isArray(p.disks) ? p.disks.length : 0} disk(s) via ${text(p.source)}`;
+    case 'HandOverEnded':
+      return `migration hand-over ${text(p.outcome)}${p.detail ? `: ${text(p.detail)}` : ''}`;
     default:
       return '';
   }

@@ -14,7 +14,7 @@
 // prepare acquires, is refused, and the migration fails safe (nothing runs without a lock).
 import { BadInputError } from '../engine/errors.js';
 import type { Reply } from '../engine/pipeline.js';
-import type { Command, DiskRequest, Owner } from '../engine/types.js';
+import type { Command, DiskRequest, HandOverOutcome, Owner } from '../engine/types.js';
 import { applyLeaseRules, DEFAULT_LEASE_RULES, domainLocks, type LeaseRules, type VolPathResolver } from '../events/domain-locks.js';
 import type { Unprotected } from '../events/domain-xml.js';
 import { parseDomainXml } from '../events/domain-xml.js';
@@ -99,15 +99,19 @@ function who(owner: Owner): string {
   return owner.name ? `${owner.name} (uuid ${owner.uuid})` : owner.uuid;
 }
 
-/** Every refusal names this same VM on another host than `host`: the migration source. */
+/**
+ * Every refusal names this same VM holding the disk on another host than `host`: the migration
+ * source. A reservation for this VM on another host is not a source: that host is the VM's
+ * destination, and this one is not.
+ */
 function onlySource(reply: Extract<Reply, { status: 'refused' }>, owner: Owner, host: string): boolean {
-  return reply.refusals.length > 0 && reply.refusals.every((r) => r.holder.owner?.uuid === owner.uuid && r.holder.host !== undefined && r.holder.host !== host);
+  return reply.refusals.length > 0 && reply.refusals.every((r) => r.holder.owner?.uuid === owner.uuid && r.holder.host !== undefined && r.holder.host !== host && r.holder.reservation === undefined);
 }
 
 export class HookRoute {
   private readonly incoming = new Map<string, number>();
-  /** Destinations waiting for the source to let go: uuid -> cancel. */
-  private readonly handOvers = new Map<string, () => void>();
+  /** Destinations waiting for the source to let go: uuid -> end the wait (journaled with why, unless the daemon stops). */
+  private readonly handOvers = new Map<string, (outcome?: HandOverOutcome, detail?: string) => Promise<void>>();
   private readonly now: () => number;
   private readonly ttl: number;
   private readonly volPath: VolPathResolver;
@@ -125,7 +129,7 @@ export class HookRoute {
 
   /** Stop every hand-over (daemon stop). */
   close(): void {
-    for (const cancel of this.handOvers.values()) cancel();
+    for (const cancel of this.handOvers.values()) void cancel();
     this.handOvers.clear();
   }
 
@@ -150,7 +154,7 @@ export class HookRoute {
     if (call.action === 'release') {
       // The VM stopped here (or its incoming migration or start failed): forget both.
       this.incoming.delete(owner.uuid);
-      this.handOvers.get(owner.uuid)?.();
+      await this.handOvers.get(owner.uuid)?.('cancelled', `the VM's ${op} hook came on this host (its incoming migration failed or it stopped)`);
       const reply = await this.deps.submit({ kind: 'release', owner, at, source: 'hook' });
       return { ...reply, ...base };
     }
@@ -176,11 +180,12 @@ export class HookRoute {
     // prepare begin
     const incoming = this.takeIncoming(owner.uuid);
     if (locks.disks.length === 0) return { ...okEmpty(), ...withPlan };
-    const reply = await this.deps.submit({ kind: 'acquire', owner, disks: locks.disks, at, source: 'hook' });
+    // An incoming migration's refusal by its own source is the wait below, journaled once as HandOverWaiting.
+    const reply = await this.deps.submit({ kind: 'acquire', owner, disks: locks.disks, at, source: 'hook', ...(incoming ? { quiet: true } : {}) });
     if (!incoming || reply.status !== 'refused' || !onlySource(reply, owner, this.deps.host())) return { ...reply, ...withPlan };
     // The migration destination, before its QEMU exists: the source still runs and holds the disks.
     const hosts = [...new Set(reply.refusals.map((r) => r.holder.host))].join(', ');
-    this.startHandOver(owner, locks.disks, hosts);
+    await this.startHandOver(owner, locks.disks, hosts);
     return {
       ...okEmpty(),
       free: reply.refusals.map(({ holder: _h, message: _m, ...d }) => d),
@@ -198,8 +203,8 @@ export class HookRoute {
    * the bound (HAND_OVER_TTL_MS with a libvirt URI, HAND_OVER_HOOK_ONLY_TTL_MS without). Disks it
    * took for a VM that domstate then says is not here are released again.
    */
-  private startHandOver(owner: Owner, disks: DiskRequest[], hosts: string): void {
-    this.handOvers.get(owner.uuid)?.();
+  private async startHandOver(owner: Owner, disks: DiskRequest[], hosts: string): Promise<void> {
+    await this.handOvers.get(owner.uuid)?.('cancelled', 'a new prepare of the same VM replaced this wait');
     const later =
       this.deps.later ??
       ((fn: () => void, ms: number) => {
@@ -213,16 +218,30 @@ export class HookRoute {
     const grace = this.deps.domstateGraceMs ?? DOMSTATE_GRACE_MS;
     const started = this.now();
     const since = (): string => `${((this.now() - started) / 1000).toFixed(2)} s after prepare`;
+    const iso = (): string => new Date(this.now()).toISOString();
     let lastProbe = -Infinity;
     let stopped = false;
     let refusals = 0;
     let cancelTimer: () => void = () => {};
-    const cancel = (): void => {
+    /**
+     * End the wait once: stop the timer, withdraw the hand-over request and journal how it ended
+     * (HandOverEnded). Without an outcome (the daemon stops) nothing is journaled: the locker
+     * withdraws every request as it closes.
+     */
+    const end = async (outcome?: HandOverOutcome, detail?: string): Promise<void> => {
+      if (stopped) return;
       stopped = true;
       cancelTimer();
-      if (this.handOvers.get(owner.uuid) === cancel) this.handOvers.delete(owner.uuid);
+      if (this.handOvers.get(owner.uuid) === end) this.handOvers.delete(owner.uuid);
+      if (outcome === undefined) return;
+      const r = await this.deps.submit({ kind: 'hand-over', step: 'end', owner, disks, outcome, detail: `${detail ?? outcome} (${since()}, ${refusals} attempt(s) refused)`, at: iso(), source: 'hook' });
+      if (r.status === 'error') log('warning', `hook: VM ${who(owner)}: could not record the end of the migration hand-over: ${r.message}`);
     };
-    this.handOvers.set(owner.uuid, cancel);
+    this.handOvers.set(owner.uuid, end);
+    // One fact for the whole wait, and the request that makes the source's release reserve the
+    // disks for this host and VM (decision 0009); the attempts below journal nothing.
+    const waiting = await this.deps.submit({ kind: 'hand-over', step: 'wait', owner, disks, from: hosts, at: iso(), source: 'hook' });
+    if (waiting.status === 'error') log('warning', `hook: VM ${who(owner)}: could not file the hand-over request (${waiting.message}); waiting without a reservation`);
     log(
       'info',
       `hook: VM ${who(owner)} migrates in; waiting for host ${hosts} to hand its disks over (at most ${Math.round(ttl / 1000)} s${libvirt ? ', or until virsh domstate says the VM is not on this host' : '; no libvirt_uri, so nothing else ends the wait'})`,
@@ -233,24 +252,33 @@ export class HookRoute {
       lastProbe = this.now();
       return libvirt.state(owner.uuid);
     };
-    /** The disks are taken: keep them only while the VM is on this host (domstate, when known). */
+    /**
+     * The disks are taken: keep them only while the VM is on this host (domstate, when known). The
+     * VM's release end, or a daemon stop, meanwhile ends this check (the wait itself is over).
+     */
+    let verifying = true;
+    const stopVerify = async (): Promise<void> => {
+      verifying = false;
+      cancelTimer();
+      if (this.handOvers.get(owner.uuid) === stopVerify) this.handOvers.delete(owner.uuid);
+    };
     const verify = async (): Promise<void> => {
-      if (stopped) return;
-      if (!libvirt) return cancel();
+      if (!verifying) return;
+      if (!libvirt) return stopVerify();
       const wait = started + grace - this.now();
       if (wait > 0) {
         cancelTimer = later(() => void verify(), wait);
         return;
       }
       const st = await probe();
-      if (stopped) return;
-      cancel();
+      if (!verifying) return;
+      await stopVerify();
       if (st?.kind !== 'gone') {
         log('info', `hook: VM ${who(owner)}: ${st?.kind === 'active' ? `virsh domstate says it is on this host (${st.state})` : `virsh domstate failed (${st?.kind === 'unknown' ? st.error : 'no answer'}), so`}: it keeps the disks taken in the hand-over`);
         return;
       }
       const gone = st;
-      await this.deps.submit({ kind: 'release', owner, at: new Date(this.now()).toISOString(), source: 'hook' });
+      await this.deps.submit({ kind: 'release', owner, at: iso(), source: 'hook' });
       log('warning', `hook: VM ${who(owner)}: took its disks in the migration hand-over, but virsh domstate says the VM is not on this host (${gone.state}): released them again (${since()})`);
     };
     const attempt = async (n: number): Promise<void> => {
@@ -259,18 +287,24 @@ export class HookRoute {
         const gone = await probe();
         if (stopped) return;
         if (gone?.kind === 'gone') {
-          cancel();
+          await end('gone', `virsh domstate says the VM is not on this host (${gone.state})`);
           log('warning', `hook: VM ${who(owner)}: stopped waiting for the migration hand-over from host ${hosts} (${since()}, ${refusals} refusals): virsh domstate says the VM is not on this host (${gone.state}), so no incoming migration is in progress; this host does not hold its disks`);
           return;
         }
       }
-      const reply = await this.deps.submit({ kind: 'acquire', owner, disks, at: new Date(this.now()).toISOString(), source: 'hook' });
+      // Quiet: a refusal here is the wait journaled once above, not news.
+      const reply = await this.deps.submit({ kind: 'acquire', owner, disks, at: iso(), source: 'hook', quiet: true });
       if (stopped) {
         // The VM's release end came while this attempt ran: give back what it took.
-        if (reply.status === 'ok' && reply.acquired.length > 0) await this.deps.submit({ kind: 'release', owner, at: new Date(this.now()).toISOString(), source: 'hook' });
+        if (reply.status === 'ok' && reply.acquired.length > 0) await this.deps.submit({ kind: 'release', owner, at: iso(), source: 'hook' });
         return;
       }
       if (reply.status === 'ok') {
+        this.handOvers.set(owner.uuid, stopVerify);
+        stopped = true;
+        cancelTimer();
+        const r = await this.deps.submit({ kind: 'hand-over', step: 'end', owner, disks, outcome: 'taken', detail: `this host holds the disks (${since()}, ${refusals} attempt(s) refused)`, at: iso(), source: 'hook' });
+        if (r.status === 'error') log('warning', `hook: VM ${who(owner)}: could not record the end of the migration hand-over: ${r.message}`);
         log('info', `hook: VM ${who(owner)}: migration hand-over done, this host holds its disks (${since()})`);
         await verify();
         return;
@@ -278,14 +312,15 @@ export class HookRoute {
       if (reply.status === 'refused' && onlySource(reply, owner, this.deps.host())) {
         refusals++;
         if (this.now() - started >= ttl) {
-          cancel();
+          await end('timeout', `host ${hosts} did not let go of the disks in ${Math.round(ttl / 1000)} s: ${reply.message}`);
           log('error', `hook: VM ${who(owner)}: stopped waiting for the migration hand-over: host ${hosts} did not let go of its disks in ${Math.round(ttl / 1000)} s (${refusals} refusals); this host does not hold them: ${reply.message}`);
           return;
         }
         cancelTimer = later(() => void attempt(n + 1), handOverDelay(n));
         return;
       }
-      cancel();
+      if (reply.status === 'refused') refusals++;
+      await end('conflict', reply.message);
       log('error', `CONFLICT: VM ${who(owner)} migrated in, but its disks are not this VM's to take over: ${reply.message}`);
     };
     cancelTimer = later(() => void attempt(0), handOverDelay(0));
@@ -294,7 +329,8 @@ export class HookRoute {
   /** A check; with `migration`, refusals that only name this same VM on another host (the source) pass. */
   private async check(owner: Owner, disks: DiskRequest[], at: string, migration: boolean): Promise<Reply & { note?: string }> {
     if (disks.length === 0) return { ...okEmpty() };
-    const reply = await this.deps.submit({ kind: 'check', owner, disks, at, source: 'hook' });
+    // A migration's check refused only by its source (this VM on another host) is the expected case: not journaled as a refusal.
+    const reply = await this.deps.submit({ kind: 'check', owner, disks, at, source: 'hook', ...(migration ? { quiet: true } : {}) });
     if (reply.status !== 'refused' || !migration) return reply;
     if (!onlySource(reply, owner, this.deps.host())) return reply;
     const hosts = [...new Set(reply.refusals.map((r) => r.holder.host))].join(', ');

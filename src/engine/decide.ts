@@ -17,6 +17,8 @@ export function decide(cmd: ResolvedCommand, state: State, host: string): Intent
       return [...seen, ...decideRelease(cmd, state)];
     case 'observe':
       return seen;
+    case 'hand-over':
+      return [...seen, ...decideHandOver(cmd, state)];
     default: {
       const _exhaustive: never = cmd;
       return _exhaustive;
@@ -66,6 +68,19 @@ function decideAcquire(disks: ResolvedDisk[], owner: Owner, state: State, host: 
   }
   // All or nothing: one refusal means no lock is taken for this command.
   return refusals.length > 0 ? refusals : out;
+}
+
+/**
+ * A destination's wait for a migration hand-over: ask only for the exclusive disks this owner does
+ * not hold yet (a shared one needs no hand-over: both sides may hold it); withdraw every one.
+ */
+function decideHandOver(cmd: Extract<ResolvedCommand, { kind: 'hand-over' }>, state: State): Intent[] {
+  const disks = mergeDuplicates(cmd.resolved);
+  if (cmd.step === 'end') {
+    return [{ kind: 'withdraw', disks, owner: cmd.owner, outcome: cmd.outcome ?? 'cancelled', ...(cmd.detail !== undefined ? { detail: cmd.detail } : {}) }];
+  }
+  const wanted = disks.filter((d) => d.mode === 'exclusive' && !state.resources.get(d.resource.id)?.holders.has(cmd.owner.uuid));
+  return [{ kind: 'await', disks: wanted, owner: cmd.owner, from: cmd.from ?? '' }];
 }
 
 function decideRelease(cmd: Extract<ResolvedCommand, { kind: 'release' }>, state: State): Intent[] {

@@ -1,5 +1,5 @@
 // Facts: what happened, as journaled. The state of the daemon is the fold of these.
-import type { HolderInfo, LockspaceKind, Mode, Owner } from './types.js';
+import type { HandOverOutcome, HolderInfo, LockspaceKind, Mode, Owner } from './types.js';
 
 /** The resource fields every lock fact carries, so audit queries need no join. */
 export interface ResourceFields {
@@ -33,7 +33,21 @@ export interface FactPayloads {
   OwnerSeen: { readonly owner: Owner; readonly event?: string; readonly source: string };
   LockAcquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly generation?: number };
   LockRefused: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly holder: HolderInfo; readonly message: string };
-  LockReleased: ResourceFields & { readonly owner: Owner; readonly source: string; readonly reason: string };
+  /** handedTo: a migration destination waited for this disk; the release reserved it for that host and VM (decision 0009). */
+  LockReleased: ResourceFields & { readonly owner: Owner; readonly source: string; readonly reason: string; readonly handedTo?: { readonly host: string; readonly owner: Owner; readonly until: string } };
+  /**
+   * A migration destination waits for the source (this VM on another host) to let go of the disks;
+   * journaled once, however often it tries. `requested`: the disks whose hand-over request it
+   * holds (the source's release reserves those for it); the others it takes when they are free.
+   */
+  HandOverWaiting: {
+    readonly owner: Owner;
+    readonly from: string;
+    readonly disks: ReadonlyArray<{ readonly resource: string; readonly disk: string; readonly path: string; readonly requested: boolean; readonly why?: string }>;
+    readonly source: string;
+  };
+  /** The wait ended: how, and the disks whose requests were withdrawn. */
+  HandOverEnded: { readonly owner: Owner; readonly outcome: HandOverOutcome; readonly detail?: string; readonly withdrawn: number; readonly source: string };
   /**
    * how: 'adopted' (a descriptor systemd's store handed back), 'taken-over' (from the previous daemon); absent: taken again.
    * source: the holding's own source (virtlockd, api, libvirt...), kept through a re-take after a loss.
@@ -58,6 +72,8 @@ export const FACT_KINDS: readonly FactKind[] = [
   'LockAcquired',
   'LockRefused',
   'LockReleased',
+  'HandOverWaiting',
+  'HandOverEnded',
   'Reacquired',
   'LeaseLost',
   'InputRejected',

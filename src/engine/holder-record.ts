@@ -9,6 +9,13 @@
 //                            taking an OFD write lock on the slot's bytes, so shared holders on
 //                            several hosts each keep an entry without clobbering the others. A slot
 //                            whose bytes are not locked is stale (its host died) and is ignored.
+//   [16896, +512)            the hand-over request (HANDOVER_OFFSET): a migration destination waiting
+//                            for the source to let go claims it by taking an OFD write lock on its
+//                            bytes and names itself (host, VM). The holder's release then writes
+//                            "free, reserved for that host and VM" into the exclusive record, and
+//                            every other taker refuses while the request is still locked (its
+//                            writer alive and waiting) and the reservation has not expired
+//                            (docs/decisions/0009). Unlocked, it is stale and ignored.
 // Each record is one JSON object padded with spaces to its region size and ended by "\n", so a
 // reader can `cat` a lock file. `v` versions the format.
 import type { HolderInfo, Mode, Owner } from './types.js';
@@ -17,6 +24,16 @@ export const RECORD_SIZE = 512;
 export const SLOT_COUNT = 32;
 export const FILE_SPAN = RECORD_SIZE * (1 + SLOT_COUNT);
 export const RECORD_VERSION = 1;
+/** Where a migration destination's hand-over request lives, after the shared slots. */
+export const HANDOVER_OFFSET = FILE_SPAN;
+/** The largest lock file vmlockd writes: the records, the slots and the hand-over request. */
+export const LEASE_SPAN = FILE_SPAN + RECORD_SIZE;
+/**
+ * How long a reservation the source's release writes lasts at most (milliseconds). It ends sooner
+ * when the destination takes the disk, withdraws its request (its wait ended) or dies (its request
+ * lock goes with its process); this bounds a destination that lives on but never comes to take it.
+ */
+export const RESERVATION_TTL_MS = 60_000;
 
 export function slotOffset(i: number): number {
   return RECORD_SIZE * (1 + i);
@@ -31,6 +48,30 @@ export interface ExclusiveRecord {
   readonly since: string;
   readonly disk: string;
   readonly vm?: Owner;
+  /** A free record only: the release handed the disk over to a migration destination. */
+  readonly reserved?: Reservation;
+}
+
+/** "Free, but only for this VM on this host": written by a migration source's release. */
+export interface Reservation {
+  /** The destination host. */
+  readonly host: string;
+  readonly vm: Owner;
+  /** The source host that released the disk. */
+  readonly from: string;
+  /** When the source released it, and when the reservation lapses at the latest (ISO times). */
+  readonly since: string;
+  readonly until: string;
+}
+
+/** A migration destination's request: "reserve this disk for VM vm on host host when you let go". */
+export interface HandOverRequest {
+  readonly v: number;
+  readonly mode: 'handover';
+  readonly host: string;
+  readonly pid: number;
+  readonly since: string;
+  readonly vm: Owner;
 }
 
 export interface SharedRecord {
@@ -59,10 +100,21 @@ function pad(json: string): Buffer {
 /** Encode, shortening names and the disk path until it fits (a record must never fail to write). */
 export function encodeExclusive(r: ExclusiveRecord): Buffer {
   for (const n of [1024, 200, 64, 16]) {
-    const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host: clip(r.host, n), vm: r.vm && { uuid: r.vm.uuid, name: clip(r.vm.name, n) } });
+    const reserved = r.reserved && { ...r.reserved, host: clip(r.reserved.host, n), from: clip(r.reserved.from, n), vm: { uuid: r.reserved.vm.uuid, name: clip(r.reserved.vm.name, n) } };
+    const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host: clip(r.host, n), vm: r.vm && { uuid: r.vm.uuid, name: clip(r.vm.name, n) }, reserved });
     if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json);
   }
-  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: clip(r.host, 16), pid: r.pid, since: r.since, disk: '' }));
+  // A reservation must survive the shortening: it is what keeps a third host out.
+  const reserved = r.reserved && { host: r.reserved.host.slice(0, 64), from: '', since: r.reserved.since, until: r.reserved.until, vm: { uuid: r.reserved.vm.uuid } };
+  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: clip(r.host, 16), pid: r.pid, since: r.since, disk: '', ...(reserved ? { reserved } : {}) }));
+}
+
+export function encodeRequest(r: HandOverRequest): Buffer {
+  for (const n of [1024, 200, 64]) {
+    const json = JSON.stringify({ ...r, host: clip(r.host, n), vm: { uuid: r.vm.uuid, name: clip(r.vm.name, n) } });
+    if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json);
+  }
+  return pad(JSON.stringify({ v: r.v, mode: r.mode, host: r.host.slice(0, 64), pid: r.pid, since: r.since, vm: { uuid: r.vm.uuid } }));
 }
 
 export function encodeShared(r: SharedRecord): Buffer {
@@ -106,6 +158,7 @@ export function decodeExclusive(buf: Buffer): ExclusiveRecord | undefined {
   const r = parse(buf.subarray(0, RECORD_SIZE));
   if (!r || (r.mode !== 'exclusive' && r.mode !== 'free') || typeof r.gen !== 'number') return undefined;
   const vm = owner(r.vm);
+  const reserved = r.mode === 'free' ? reservation(r.reserved) : undefined;
   return {
     v: RECORD_VERSION,
     mode: r.mode,
@@ -115,7 +168,52 @@ export function decodeExclusive(buf: Buffer): ExclusiveRecord | undefined {
     since: String(r.since ?? ''),
     disk: String(r.disk ?? ''),
     ...(vm ? { vm } : {}),
+    ...(reserved ? { reserved } : {}),
   };
+}
+
+function reservation(v: unknown): Reservation | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  const vm = owner(o.vm);
+  if (!vm || typeof o.host !== 'string' || o.host === '' || typeof o.until !== 'string' || Number.isNaN(Date.parse(o.until))) return undefined;
+  return { host: o.host, vm, from: String(o.from ?? ''), since: String(o.since ?? ''), until: o.until };
+}
+
+/** The hand-over request region, or undefined if it holds none. */
+export function decodeRequest(buf: Buffer): HandOverRequest | undefined {
+  const r = parse(buf.subarray(0, RECORD_SIZE));
+  if (!r || r.mode !== 'handover' || typeof r.host !== 'string' || r.host === '') return undefined;
+  const vm = owner(r.vm);
+  if (!vm) return undefined;
+  return { v: RECORD_VERSION, mode: 'handover', host: r.host, pid: Number(r.pid ?? 0), since: String(r.since ?? ''), vm };
+}
+
+/**
+ * The source's release of a disk its VM `vm` held exclusively: the reservation to write into the
+ * free record, if a destination waits for this same VM. `request` is the hand-over request, given
+ * only when its bytes are locked (its writer is alive and waiting).
+ */
+export function reservationOnRelease(vm: Owner | undefined, thisHost: string, request: HandOverRequest | undefined, nowMs: number, ttlMs = RESERVATION_TTL_MS): Reservation | undefined {
+  if (!vm || !request || request.vm.uuid !== vm.uuid || request.host === thisHost) return undefined;
+  const name = request.vm.name ?? vm.name;
+  return { host: request.host, vm: { uuid: request.vm.uuid, ...(name !== undefined ? { name } : {}) }, from: thisHost, since: new Date(nowMs).toISOString(), until: new Date(nowMs + ttlMs).toISOString() };
+}
+
+/**
+ * A taker (this host, this VM) has just been granted byte 0 of a lock file whose exclusive record is
+ * `record`: the reservation that refuses it, if any. A reservation counts only for another host or
+ * VM than the taker, before its `until`, and while the destination's request still stands (locked,
+ * naming the same host and VM: `request` is given only when its bytes are locked). A dead or
+ * withdrawn destination, or one whose time ran out, reserves nothing.
+ */
+export function reservationAgainst(record: ExclusiveRecord | undefined, taker: { readonly host: string; readonly uuid: string }, request: HandOverRequest | undefined, nowMs: number): Reservation | undefined {
+  const r = record?.mode === 'free' ? record.reserved : undefined;
+  if (!r) return undefined;
+  if (r.host === taker.host && r.vm.uuid === taker.uuid) return undefined;
+  if (!(Date.parse(r.until) > nowMs)) return undefined;
+  if (!request || request.host !== r.host || request.vm.uuid !== r.vm.uuid) return undefined;
+  return r;
 }
 
 export function decodeShared(buf: Buffer): SharedRecord | undefined {

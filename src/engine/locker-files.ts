@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { readAligned } from './aligned-io.js';
 import { BadInputError } from './errors.js';
-import { FILE_SPAN, RECORD_SIZE, decodeExclusive, decodeShared } from './holder-record.js';
+import { HANDOVER_OFFSET, LEASE_SPAN, RECORD_SIZE, decodeExclusive, decodeRequest, decodeShared } from './holder-record.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
 
 const LOCK_START = 0;
@@ -48,19 +48,20 @@ function blank(block: Buffer): boolean {
  * May holder records be written into this lock file? Only into one that is empty or holds nothing
  * but vmlockd's own records (a lease vmlockd or virtlockd created): never into a disk image or any
  * other file a lockspace name happens to point to (a qcow2 in a directory lockspace). Every lease
- * vmlockd writes is at most FILE_SPAN bytes, in RECORD_SIZE blocks.
+ * vmlockd writes is at most LEASE_SPAN bytes, in RECORD_SIZE blocks (the last one a migration
+ * destination's hand-over request).
  */
 export function mayWriteRecords(fd: number): boolean {
   const size = fs.fstatSync(fd).size;
   if (size === 0) return true;
-  if (size > FILE_SPAN || size % RECORD_SIZE !== 0) return false;
+  if (size > LEASE_SPAN || size % RECORD_SIZE !== 0) return false;
   // Through the page-aligned buffer: a lock file on a cluster filesystem is open O_DIRECT.
   const all = readAligned(fd, size, 0);
   if (all.length !== size) return false;
   for (let off = 0; off < size; off += RECORD_SIZE) {
     const block = all.subarray(off, off + RECORD_SIZE);
     if (blank(block)) continue;
-    const ours = off === 0 ? decodeExclusive(block) !== undefined : decodeShared(block) !== undefined;
+    const ours = off === 0 ? decodeExclusive(block) !== undefined : off === HANDOVER_OFFSET ? decodeRequest(block) !== undefined : decodeShared(block) !== undefined;
     if (!ours) return false;
   }
   return true;

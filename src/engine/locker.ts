@@ -17,6 +17,13 @@ import type { State } from './state.js';
 import type { HolderInfo, Intent, Mode, Owner, ResolvedDisk, ResourceRef } from './types.js';
 import {
   FILE_SPAN,
+  HANDOVER_OFFSET,
+  decodeRequest,
+  encodeRequest,
+  reservationAgainst,
+  reservationOnRelease,
+  type HandOverRequest,
+  type Reservation,
   RECORD_SIZE,
   SLOT_COUNT,
   decodeExclusive,
@@ -82,6 +89,8 @@ export interface Prepared {
 export interface Context {
   readonly at: string;
   readonly source: string;
+  /** A refusal journals nothing (a waiting migration destination's repeated attempt). */
+  readonly quiet?: boolean;
 }
 
 interface Held {
@@ -107,6 +116,8 @@ interface Accumulator {
   taken: string[];
   toClose: string[];
   leaving: Array<{ id: string; owner: string }>;
+  /** Hand-over requests this command made (withdrawn again if its facts cannot be journaled). */
+  requested: Array<{ id: string; owner: string }>;
   refuse: (disk: ResolvedDisk, owner: Intent['owner'], holder: HolderInfo) => void;
 }
 
@@ -145,6 +156,11 @@ export function fdName(resource: string): string {
 
 export function isLockFdName(name: string): boolean {
   return /^lock-[0-9a-f]{40}$/.test(name);
+}
+
+/** The refusal a reservation gives: the destination named as the holder-to-be. */
+function reservationHolder(r: Reservation): HolderInfo {
+  return { host: r.host, owner: r.vm, mode: 'exclusive', since: r.since, reservation: { from: r.from, since: r.since, until: r.until } };
 }
 
 type TakeResult =
@@ -190,12 +206,19 @@ export class Locker {
   private readonly generationFloor: ((disk: string) => number) | undefined;
   /** The highest generation this process handed out per resource (facts may still be staged). */
   private readonly highestGen = new Map<string, number>();
+  /**
+   * Hand-over requests this host holds as a migration destination: resource id -> the description
+   * whose write lock on the request bytes keeps the request standing, and the waiting owner.
+   */
+  private readonly requests = new Map<string, { fd: number; owner: string }>();
+  private readonly now: () => number;
 
   constructor(
     readonly host: string,
-    options: { native?: NativeBinding; fileLockspaceDir?: string | null; syncRecords?: boolean; store?: DescriptorStore; generationFloor?: (disk: string) => number } = {},
+    options: { native?: NativeBinding; fileLockspaceDir?: string | null; syncRecords?: boolean; store?: DescriptorStore; generationFloor?: (disk: string) => number; now?: () => number } = {},
   ) {
     this.native = options.native ?? defaultNative;
+    this.now = options.now ?? Date.now;
     this.generationFloor = options.generationFloor;
     this.syncRecords = options.syncRecords ?? false;
     this.store = options.store;
@@ -225,20 +248,26 @@ export class Locker {
     const taken: string[] = [];
     const toClose: string[] = [];
     const leaving: Array<{ id: string; owner: string }> = [];
+    const requested: Array<{ id: string; owner: string }> = [];
 
     const refuse = (disk: ResolvedDisk, owner: Intent['owner'], holder: HolderInfo) => {
       const message = refusalMessage(disk.path, holder);
       refusals.push({ ...result(disk), holder, message });
+      // Quiet: an attempt of a waiting migration destination, refused because its own VM still
+      // holds the disk on the source host, journals nothing (HandOverWaiting said it once). Any
+      // other refusal is news and journaled as ever.
+      if (ctx.quiet && holder.owner?.uuid === owner.uuid && holder.host !== undefined && holder.host !== this.host && holder.reservation === undefined) return;
       facts.push(
         fact('LockRefused', ctx.at, { ...resourceFields(disk.resource, disk.path), owner, mode: disk.mode, source: ctx.source, holder, message }),
       );
     };
 
     try {
-      this.applyAll(intents, ctx, { facts, acquired, released, already, free, refusals, taken, toClose, leaving, refuse });
+      this.applyAll(intents, ctx, { facts, acquired, released, already, free, refusals, taken, toClose, leaving, requested, refuse });
     } catch (e) {
       // An I/O failure half-way must not leave this command's earlier locks behind.
       for (const id of taken) this.drop(id);
+      for (const r of requested) this.withdraw(r.id, r.owner);
       throw e;
     }
 
@@ -259,15 +288,21 @@ export class Locker {
       commit: () => {
         for (const l of leaving) this.leaveRecord(l.id, l.owner);
         for (const id of toClose) this.drop(id, true);
+        // A waiting destination that has its disk: its request has done its work.
+        for (const id of taken) {
+          const owner = this.held.get(id)?.vms.keys().next().value;
+          if (owner !== undefined) this.withdraw(id, owner);
+        }
       },
       abort: () => {
         for (const id of taken) this.drop(id);
+        for (const r of requested) this.withdraw(r.id, r.owner);
       },
     };
   }
 
   private applyAll(intents: readonly Intent[], ctx: Context, acc: Accumulator): void {
-    const { facts, acquired, released, already, free, refusals, taken, toClose, leaving, refuse } = acc;
+    const { facts, acquired, released, already, free, refusals, taken, toClose, leaving, requested, refuse } = acc;
     for (const intent of intents) {
       if (refusals.length > 0 && intent.kind === 'lock') break;
       switch (intent.kind) {
@@ -317,18 +352,37 @@ export class Locker {
           break;
         }
         case 'probe': {
-          const holder = this.probe(intent.disk.resource, intent.disk.mode);
+          const holder = this.probe(intent.disk.resource, intent.disk.mode, intent.owner);
           if (holder) refuse(intent.disk, intent.owner, holder);
           else free.push(result(intent.disk));
           break;
         }
         case 'unlock': {
           const { resource, path, owner } = intent;
-          const mode = this.held.get(resource.id)?.mode ?? 'exclusive';
+          const h = this.held.get(resource.id);
+          const mode = h?.mode ?? 'exclusive';
           released.push({ path, disk: resource.canonical, resource: resource.id, name: resource.name, mode });
-          facts.push(fact('LockReleased', ctx.at, { ...resourceFields(resource, path), owner, source: ctx.source, reason: ctx.source }));
+          // A migration destination waiting for this VM's disk: the release (at commit) reserves it for it.
+          const to = intent.how === 'drop' && h ? this.reservationOnDrop(h) : undefined;
+          const handedTo = to ? { handedTo: { host: to.host, owner: to.vm, until: to.until } } : {};
+          facts.push(fact('LockReleased', ctx.at, { ...resourceFields(resource, path), owner, source: ctx.source, reason: ctx.source, ...handedTo }));
           if (intent.how === 'drop') toClose.push(resource.id);
           else leaving.push({ id: resource.id, owner: owner.uuid });
+          break;
+        }
+        case 'await': {
+          const disks = intent.disks.map((d) => {
+            const r = this.request(d.resource, intent.owner, ctx.at);
+            if (r.requested && r.made) requested.push({ id: d.resource.id, owner: intent.owner.uuid });
+            return { resource: d.resource.id, disk: d.resource.canonical, path: d.path, requested: r.requested, ...(r.why !== undefined ? { why: r.why } : {}) };
+          });
+          facts.push(fact('HandOverWaiting', ctx.at, { owner: intent.owner, from: intent.from, disks, source: ctx.source }));
+          break;
+        }
+        case 'withdraw': {
+          let withdrawn = 0;
+          for (const d of intent.disks) if (this.withdraw(d.resource.id, intent.owner.uuid)) withdrawn++;
+          facts.push(fact('HandOverEnded', ctx.at, { owner: intent.owner, outcome: intent.outcome, ...(intent.detail !== undefined ? { detail: intent.detail } : {}), withdrawn, source: ctx.source }));
           break;
         }
         default: {
@@ -337,6 +391,89 @@ export class Locker {
         }
       }
     }
+  }
+
+  /**
+   * A migration destination's request (decision 0009): claim the lock file's hand-over bytes with
+   * an OFD write lock on a description of its own and name this host and VM there, so the source's
+   * release reserves the disk for it. The lock is what makes the request count: it goes with this
+   * process, so a destination that dies reserves nothing. `made`: this call opened it.
+   */
+  private request(ref: ResourceRef, owner: Owner, at: string): { requested: boolean; made?: boolean; why?: string } {
+    if (ref.kind === 'direct') return { requested: false, why: 'a disk locked in place carries no records' };
+    const prev = this.requests.get(ref.id);
+    if (prev) return prev.owner === owner.uuid ? { requested: true } : { requested: false, why: 'another VM of this host waits for it' };
+    if (this.held.has(ref.id)) return { requested: false, why: 'this host holds it' };
+    let fd: number;
+    try {
+      fd = openLockFile(ref.id, this.openFlags(ref, 'exclusive'));
+    } catch (e) {
+      return { requested: false, why: `cannot open the lock file: ${(e as Error).message}` };
+    }
+    const fail = (why: string) => {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // nothing held
+      }
+      return { requested: false, why };
+    };
+    try {
+      if (!mayWriteRecords(fd)) return fail('the lock file is not a vmlockd lease (it carries no records)');
+      if (!this.native.ofdSetLk(fd, 'write', HANDOVER_OFFSET, RECORD_SIZE)) return fail('another destination waits for it');
+      writeAligned(fd, encodeRequest({ v: 1, mode: 'handover', host: this.host, pid: process.pid, since: at, vm: owner }), HANDOVER_OFFSET);
+      if (this.syncRecords) fs.fdatasyncSync(fd);
+    } catch (e) {
+      return fail(`cannot write the request: ${errnoName(e)}`);
+    }
+    this.requests.set(ref.id, { fd, owner: owner.uuid });
+    return { requested: true, made: true };
+  }
+
+  /** Withdraw this owner's hand-over request for a resource: blank it and let its bytes go. */
+  private withdraw(id: string, ownerUuid: string): boolean {
+    const r = this.requests.get(id);
+    if (!r || r.owner !== ownerUuid) return false;
+    this.requests.delete(id);
+    try {
+      writeAligned(r.fd, emptySlot(), HANDOVER_OFFSET);
+      if (this.syncRecords) fs.fdatasyncSync(r.fd);
+    } catch {
+      // the lock is what counts; a blank is for readers
+    }
+    try {
+      this.native.ofdSetLk(r.fd, 'unlock', HANDOVER_OFFSET, RECORD_SIZE);
+    } catch {
+      // a broken descriptor holds nothing
+    }
+    try {
+      fs.closeSync(r.fd);
+    } catch {
+      // nothing left to release
+    }
+    return true;
+  }
+
+  /** Whether this host waits as a migration destination for a resource (tests, status). */
+  isRequested(resource: string): boolean {
+    return this.requests.has(resource);
+  }
+
+  /** The hand-over request in a lock file, if one stands (its bytes locked by another description). */
+  private liveRequest(fd: number): HandOverRequest | undefined {
+    try {
+      if (!this.native.ofdGetLk(fd, 'write', HANDOVER_OFFSET, RECORD_SIZE)) return undefined;
+      return decodeRequest(readAligned(fd, RECORD_SIZE, HANDOVER_OFFSET));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The reservation a release of this exclusive holding writes (a destination waits for its VM). */
+  private reservationOnDrop(h: Held): Reservation | undefined {
+    if (h.mode !== 'exclusive' || h.gen === undefined || h.ref.kind === 'direct') return undefined;
+    const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
+    return reservationOnRelease(last && { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) }, this.host, this.liveRequest(h.fd), this.now());
   }
 
   /**
@@ -674,6 +811,8 @@ export class Locker {
    * others go with the last close.
    */
   closeAll(): void {
+    // A hand-over request is this process's alone: its wait ends with it.
+    for (const [id, r] of [...this.requests]) this.withdraw(id, r.owner);
     for (const [id, h] of [...this.held]) {
       this.held.delete(id);
       try {
@@ -700,7 +839,9 @@ export class Locker {
       try {
         if (h.mode === 'exclusive' && h.gen !== undefined) {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
-          writeAligned(h.fd, encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}) }), 0);
+          // Written under our lock on byte 0, so every taker after us reads it before it writes.
+          const reserved = this.reservationOnDrop(h);
+          writeAligned(h.fd, encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}), ...(reserved ? { reserved } : {}) }), 0);
           if (this.syncRecords) fs.fdatasyncSync(h.fd);
         } else if (h.slot !== undefined) {
           writeAligned(h.fd, emptySlot(), slotOffset(h.slot));
@@ -758,23 +899,36 @@ export class Locker {
         fs.closeSync(fd);
         continue;
       }
+      let rec: ReturnType<Locker['writeRecord']>;
       try {
-        return { ok: true, fd, ...this.writeRecord(fd, ref, mode, taker, vms ?? [{ ...taker.owner, since: taker.at }]) };
+        rec = this.writeRecord(fd, ref, mode, taker, vms ?? [{ ...taker.owner, since: taker.at }]);
       } catch (e) {
         fs.closeSync(fd);
         throw new VmlockdError('VMLOCKD_ERR_IO', `cannot write the holder record of ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
       }
+      if ('reserved' in rec) {
+        // Reserved for a migration's destination: our lock on byte 0 goes with this description.
+        fs.closeSync(fd);
+        return { ok: false, holder: reservationHolder(rec.reserved) };
+      }
+      return { ok: true, fd, ...rec };
     }
     throw new VmlockdError('VMLOCKD_ERR_IO', `lock file ${ref.id} kept being replaced while locking it`);
   }
 
-  /** Under the lock just taken: bump the generation (exclusive) or claim a shared slot. */
-  private writeRecord(fd: number, ref: ResourceRef, mode: Mode, taker: Taker, vms: Array<Owner & { since: string }>): { gen?: number; slot?: number } {
+  /**
+   * Under the lock just taken: bump the generation (exclusive) or claim a shared slot; or, when the
+   * free record reserves the disk for a migration's destination that still waits (and that is not
+   * this taker), write nothing and say so.
+   */
+  private writeRecord(fd: number, ref: ResourceRef, mode: Mode, taker: Taker, vms: Array<Owner & { since: string }>): { gen?: number; slot?: number } | { reserved: Reservation } {
     // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
     if (!mayWriteRecords(fd)) return {};
+    const head = readAligned(fd, RECORD_SIZE, 0);
+    const prev = decodeExclusive(head);
+    const reserved = prev?.reserved ? reservationAgainst(prev, { host: this.host, uuid: taker.owner.uuid }, this.liveRequest(fd), this.now()) : undefined;
+    if (reserved) return { reserved };
     if (mode === 'exclusive') {
-      const head = readAligned(fd, RECORD_SIZE, 0);
-      const prev = decodeExclusive(head);
       // Generations never go backwards: a deleted or damaged record does not restart the count.
       const floor = Math.max(this.highestGen.get(ref.id) ?? 0, prev ? 0 : (this.generationFloor?.(ref.canonical) ?? 0));
       const gen = Math.max(nextGeneration(prev), floor + 1);
@@ -816,7 +970,7 @@ export class Locker {
   }
 
   /** Would `mode` be granted now? Looks from a fresh description that takes no lock. */
-  private probe(ref: ResourceRef, mode: Mode): HolderInfo | null {
+  private probe(ref: ResourceRef, mode: Mode, owner: Owner): HolderInfo | null {
     const mine = this.held.get(ref.id);
     if (mine) {
       if (mine.mode === 'exclusive' || mode === 'exclusive') return { host: this.host, mode: mine.mode };
@@ -831,7 +985,12 @@ export class Locker {
     }
     try {
       const c = this.native.ofdGetLk(fd, mode === 'exclusive' ? 'write' : 'read', LOCK_START, LOCK_LEN);
-      return c ? this.conflictOn(fd, mode === 'exclusive' ? 'write' : 'read', ref.kind !== 'direct') : null;
+      if (c) return this.conflictOn(fd, mode === 'exclusive' ? 'write' : 'read', ref.kind !== 'direct');
+      if (ref.kind === 'direct') return null;
+      // Free: but perhaps reserved for a migration's destination.
+      const prev = decodeExclusive(readAligned(fd, RECORD_SIZE, 0));
+      const reserved = prev?.reserved ? reservationAgainst(prev, { host: this.host, uuid: owner.uuid }, this.liveRequest(fd), this.now()) : undefined;
+      return reserved ? reservationHolder(reserved) : null;
     } finally {
       fs.closeSync(fd);
     }

@@ -7,6 +7,15 @@ function modeWord(mode: Mode | undefined): string {
 
 /** e.g. `disk /images/a.qcow2 is held exclusively by VM web1 (uuid ...) on host hv2 since 2026-11-25T10:00:00Z (generation 7)` */
 export function refusalMessage(disk: string, holder: HolderInfo): string {
+  if (holder.reservation) {
+    // Free in the kernel, but its holder handed it to a migration's destination (decision 0009).
+    const r = holder.reservation;
+    const vm = holder.owner ? (holder.owner.name ? `VM ${holder.owner.name} (uuid ${holder.owner.uuid})` : `VM ${holder.owner.uuid}`) : 'a VM';
+    return (
+      `disk ${disk} is reserved for ${vm} on host ${holder.host ?? '?'}: a live migration hands it over` +
+      `${r.from ? ` from host ${r.from}` : ''} (released ${r.since}); nobody else may take it until that host takes it or stops waiting, at the latest ${r.until}`
+    );
+  }
   const parts = [`disk ${disk} is held`];
   const how = modeWord(holder.mode);
   if (how) parts.push(how === 'shared' ? 'shared' : how);

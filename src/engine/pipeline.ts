@@ -237,7 +237,8 @@ export class Engine {
     if (intents.some((i) => this.takesHeld(i))) this.flush();
     // The daemon's clock, not the command's `at`: a client's clock or a late report must not put a
     // fact before the ones journaled ahead of it (the state follows the journal's order; so does audit).
-    const prepared = this.opts.locker.prepare(intents, { at: this.now(), source: command.source });
+    const quiet = (command.kind === 'acquire' || command.kind === 'check') && command.quiet === true;
+    const prepared = this.opts.locker.prepare(intents, { at: this.now(), source: command.source, ...(quiet ? { quiet } : {}) });
     this.enqueue(withClientAt(prepared.facts, command.clientAt), prepared, job.done);
   }
 

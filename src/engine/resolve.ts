@@ -64,7 +64,7 @@ export function blockdevLookupPath(p: string): string {
 export function blockdevPaths(cmd: Command, rules: NamingRules): string[] {
   if (!rules.lvmLockspaceDir && !rules.scsiLockspaceDir) return [];
   const paths =
-    cmd.kind === 'acquire' || cmd.kind === 'check'
+    cmd.kind === 'acquire' || cmd.kind === 'check' || cmd.kind === 'hand-over'
       ? cmd.disks.filter((d) => !d.named).map((d) => d.path)
       : cmd.kind === 'release'
         ? [...(cmd.paths ?? [])]
@@ -276,7 +276,8 @@ function resolveBlockdev(given: string, canonical: string, inode: string | undef
 export function resolveCommand(cmd: Command, rules: NamingRules, state: State, blockdev?: BlockdevNames): ResolvedCommand {
   switch (cmd.kind) {
     case 'acquire':
-    case 'check': {
+    case 'check':
+    case 'hand-over': {
       const inCommand = new Map<string, ResourceRef>();
       return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state, inCommand, blockdev)) };
     }

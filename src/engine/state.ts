@@ -97,6 +97,8 @@ export function evolve(state: State, f: NewFact | Fact): State {
       return state;
     }
     case 'LockRefused':
+    case 'HandOverWaiting':
+    case 'HandOverEnded':
     case 'InputRejected':
     case 'CommandFailed':
     case 'ConfigChanged':

@@ -76,6 +76,11 @@ export type Command =
       readonly at: string;
       readonly clientAt?: string;
       readonly source: string;
+      /**
+       * A repeated attempt whose refusal is already known and journaled once (a migration
+       * destination waiting for the hand-over, HandOverWaiting): a refusal journals nothing.
+       */
+      readonly quiet?: boolean;
     }
   | {
       readonly kind: 'release';
@@ -96,6 +101,27 @@ export type Command =
       readonly at: string;
       readonly clientAt?: string;
       readonly source: string;
+      /** As for acquire: a migration's check, refused only by its own source, journals nothing. */
+      readonly quiet?: boolean;
+    }
+  | {
+      /**
+       * A migration destination waits for the source (this same VM on another host) to let go of
+       * the disks ('wait': ask the source's release to reserve them for this host and VM, journal
+       * HandOverWaiting) or stops waiting ('end': withdraw the ask, journal HandOverEnded with why).
+       */
+      readonly kind: 'hand-over';
+      readonly step: 'wait' | 'end';
+      readonly owner: Owner;
+      readonly disks: readonly DiskRequest[];
+      /** wait: the hosts that hold the disks (the source). */
+      readonly from?: string;
+      /** end: how the wait ended, and the details for the journal. */
+      readonly outcome?: HandOverOutcome;
+      readonly detail?: string;
+      readonly at: string;
+      readonly clientAt?: string;
+      readonly source: string;
     }
   | {
       /** A lifecycle event that changes no lock but is worth recording (defined, suspended). */
@@ -106,6 +132,13 @@ export type Command =
       readonly clientAt?: string;
       readonly source: string;
     };
+
+/**
+ * How a destination's wait for a migration hand-over ended: it took the disks; its VM's release
+ * came (a failed incoming migration); libvirt says the VM is not here; the bound ran out; another
+ * owner holds the disks; the daemon stopped.
+ */
+export type HandOverOutcome = 'taken' | 'cancelled' | 'gone' | 'timeout' | 'conflict' | 'stopped';
 
 /** How a resource is named in the lockspace (see docs/architecture.md, "Resource identity"). */
 export type LockspaceKind = 'file' | 'direct' | 'lvm' | 'scsi';
@@ -140,6 +173,7 @@ export type ResolvedCommand =
   | (Extract<Command, { kind: 'acquire' }> & { readonly resolved: readonly ResolvedDisk[] })
   | (Extract<Command, { kind: 'check' }> & { readonly resolved: readonly ResolvedDisk[] })
   | (Extract<Command, { kind: 'release' }> & { readonly resolved?: readonly ResolvedDisk[] })
+  | (Extract<Command, { kind: 'hand-over' }> & { readonly resolved: readonly ResolvedDisk[] })
   | Extract<Command, { kind: 'observe' }>;
 
 /** Who holds a resource, as far as this host can tell. */
@@ -150,6 +184,11 @@ export interface HolderInfo {
   readonly since?: string;
   readonly generation?: number;
   readonly pid?: number;
+  /**
+   * The disk is free but reserved for a migration's destination (host, owner above are the
+   * destination's); nobody else may take it until it does, stops waiting, or this lapses.
+   */
+  readonly reservation?: { readonly from: string; readonly since: string; readonly until: string };
 }
 
 /** What `decide` asks the locker to do. Intents of one command are applied all or nothing. */
@@ -172,4 +211,8 @@ export type Intent =
   | { readonly kind: 'probe'; readonly disk: ResolvedDisk; readonly owner: Owner }
   | { readonly kind: 'refuse'; readonly disk: ResolvedDisk; readonly owner: Owner; readonly holder: HolderInfo }
   | { readonly kind: 'already'; readonly disk: ResolvedDisk; readonly owner: Owner }
-  | { readonly kind: 'see'; readonly owner: Owner };
+  | { readonly kind: 'see'; readonly owner: Owner }
+  /** Ask the holders of these disks to reserve them for this host and owner when they let go. */
+  | { readonly kind: 'await'; readonly disks: readonly ResolvedDisk[]; readonly owner: Owner; readonly from: string }
+  /** Withdraw that ask, recording how the wait ended. */
+  | { readonly kind: 'withdraw'; readonly disks: readonly ResolvedDisk[]; readonly owner: Owner; readonly outcome: HandOverOutcome; readonly detail?: string };

@@ -390,7 +390,10 @@ export class LibvirtEventHandler {
     if (locks.unresolved.length > 0) this.retrySoon(`VM ${info.name}: ${locks.unresolved.map((u) => u.target).join(', ')} not resolved`);
     if (locks.disks.length === 0) return;
     const owner: Owner = { uuid: info.uuid, name: info.name };
-    const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source });
+    // A retry of a migration's resume while the source still holds the disks: its refusal was
+    // journaled by the first attempt; the last one is journaled again (a conflict then).
+    const quiet = attempt > 0 && attempt < this.retries.length;
+    const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source, ...(quiet ? { quiet } : {}) });
     await this.afterAcquire(owner, reply, attempt, () => this.acquireDomain(info.uuid, this.now().toISOString(), source, attempt + 1));
   }
 

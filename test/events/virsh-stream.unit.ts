@@ -44,6 +44,8 @@ function summary(cmds: Command[]): string[] {
         return `release ${c.source} ${c.paths ? c.paths.join(',') : '(all)'}`;
       case 'observe':
         return `observe ${c.event}`;
+      case 'hand-over':
+        return `hand-over ${c.step}`;
     }
   });
 }

@@ -20,6 +20,7 @@ function resolveCommand(cmd: Command): ResolvedCommand {
   switch (cmd.kind) {
     case 'acquire':
     case 'check':
+    case 'hand-over':
       return { ...cmd, resolved: cmd.disks.map(resolve) };
     case 'release':
       return cmd.paths === undefined ? cmd : { ...cmd, resolved: cmd.paths.map((p) => resolve({ path: p, mode: 'exclusive' })) };
@@ -95,6 +96,9 @@ export class FakeContext implements SourceContext {
               reason: cmd.source,
             }),
           );
+          break;
+        case 'await':
+        case 'withdraw':
           break;
       }
     }
