@@ -9,7 +9,11 @@
 // the daemon keeps trying to take the disks until it has them (the source releases them when the
 // migration is over there, at its `release end` / `Stopped Migrated`), the VM's release end here
 // cancels it, or another owner turns out to hold them (a conflict). So a migrated VM gets its lock
-// with the hook alone, and the source's lock covers it until then (docs/decisions/0009).
+// with the hook alone, and the source's lock covers it until then (docs/decisions/0009). While it
+// waits, a hand-over request in each lock file (the `hand-over` command, the locker's `await`) makes
+// the source's release reserve the disk for this host and VM, so no third host can take it in the
+// instant between that release and this host's next attempt. The wait journals HandOverWaiting and
+// HandOverEnded; its attempts are quiet (their refusal by the source journals nothing).
 // The memory is used once and is in-process: if vmlockd restarts between the two calls, the
 // prepare acquires, is refused, and the migration fails safe (nothing runs without a lock).
 import { BadInputError } from '../engine/errors.js';
