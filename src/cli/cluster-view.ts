@@ -152,7 +152,12 @@ export function formatWho(w: WhoAnswer): string {
   const head = `${w.canonical}${w.canonical !== w.path ? ` (as ${w.path})` : ''}\n  lock file ${w.file}\n`;
   switch (w.state) {
     case 'free':
-      return `${head}  free${w.generation ? ` (generation ${w.generation})` : ''}\n`;
+      return (
+        `${head}  free${w.generation ? ` (generation ${w.generation})` : ''}\n` +
+        (w.reserved
+          ? `  reserved for the migration hand-over of VM ${w.reserved.vm.name ?? w.reserved.vm.uuid}${w.reserved.vm.name ? ` (uuid ${w.reserved.vm.uuid})` : ''} to host ${w.reserved.host}${w.reserved.from ? ` from host ${w.reserved.from}` : ''} since ${w.reserved.since}, until that host takes it or stops waiting, at the latest ${w.reserved.until}\n`
+          : '')
+      );
     case 'exclusive':
       return `${head}  held exclusively by ${w.holders[0] ? describeHolder(w.holders[0]) : 'a holder that writes no record (virtlockd?)'}\n  generation ${w.generation}\n`;
     case 'shared':

@@ -17,6 +17,7 @@
 // The memory is used once and is in-process: if vmlockd restarts between the two calls, the
 // prepare acquires, is refused, and the migration fails safe (nothing runs without a lock).
 import { BadInputError } from '../engine/errors.js';
+import { isHandOverRefusal } from '../engine/holder-record.js';
 import type { Reply } from '../engine/pipeline.js';
 import type { Command, DiskRequest, HandOverOutcome, Owner } from '../engine/types.js';
 import { applyLeaseRules, DEFAULT_LEASE_RULES, domainLocks, type LeaseRules, type VolPathResolver } from '../events/domain-locks.js';
@@ -104,12 +105,13 @@ function who(owner: Owner): string {
 }
 
 /**
- * Every refusal names this same VM holding the disk on another host than `host`: the migration
- * source. A reservation for this VM on another host is not a source: that host is the VM's
+ * Every refusal names this same VM holding the disk on another host than `host` (the migration
+ * source), or a reservation for this VM on this host (another host's taker reading it at that
+ * instant). A reservation for this VM on another host is no source: that host is the VM's
  * destination, and this one is not.
  */
 function onlySource(reply: Extract<Reply, { status: 'refused' }>, owner: Owner, host: string): boolean {
-  return reply.refusals.length > 0 && reply.refusals.every((r) => r.holder.owner?.uuid === owner.uuid && r.holder.host !== undefined && r.holder.host !== host && r.holder.reservation === undefined);
+  return reply.refusals.length > 0 && reply.refusals.every((r) => isHandOverRefusal(r.holder, owner, host));
 }
 
 export class HookRoute {

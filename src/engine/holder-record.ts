@@ -242,6 +242,8 @@ export interface Inspection {
   readonly generation: number;
   /** One entry per holder the records name; empty when the holder left no record (virtlockd). */
   readonly holders: HolderInfo[];
+  /** Free, but reserved for a migration's destination that still waits (decision 0009). */
+  readonly reserved?: Reservation;
 }
 
 export function holdersOfExclusive(r: ExclusiveRecord): HolderInfo[] {
@@ -251,4 +253,14 @@ export function holdersOfExclusive(r: ExclusiveRecord): HolderInfo[] {
 export function holdersOfShared(r: SharedRecord): HolderInfo[] {
   if (r.vms.length === 0) return [{ host: r.host, mode: 'shared', since: r.since, pid: r.pid }];
   return r.vms.map((vm) => ({ host: r.host, owner: { uuid: vm.uuid, ...(vm.name ? { name: vm.name } : {}) }, mode: 'shared' as Mode, since: vm.since, pid: r.pid }));
+}
+
+/**
+ * A refusal a waiting migration destination expects: this same VM holds the disk on another host
+ * (the source), or the disk is reserved for this very VM on this host and another host's taker
+ * holds byte 0 for the instant it reads that reservation.
+ */
+export function isHandOverRefusal(holder: HolderInfo, owner: Owner, host: string): boolean {
+  if (holder.owner?.uuid !== owner.uuid || holder.host === undefined) return false;
+  return holder.reservation === undefined ? holder.host !== host : holder.host === host;
 }

@@ -20,6 +20,7 @@ import {
   HANDOVER_OFFSET,
   decodeRequest,
   encodeRequest,
+  isHandOverRefusal,
   reservationAgainst,
   reservationOnRelease,
   type HandOverRequest,
@@ -256,7 +257,7 @@ export class Locker {
       // Quiet: an attempt of a waiting migration destination, refused because its own VM still
       // holds the disk on the source host, journals nothing (HandOverWaiting said it once). Any
       // other refusal is news and journaled as ever.
-      if (ctx.quiet && holder.owner?.uuid === owner.uuid && holder.host !== undefined && holder.host !== this.host && holder.reservation === undefined) return;
+      if (ctx.quiet && isHandOverRefusal(holder, owner, this.host)) return;
       facts.push(
         fact('LockRefused', ctx.at, { ...resourceFields(disk.resource, disk.path), owner, mode: disk.mode, source: ctx.source, holder, message }),
       );
@@ -461,12 +462,7 @@ export class Locker {
 
   /** The hand-over request in a lock file, if one stands (its bytes locked by another description). */
   private liveRequest(fd: number): HandOverRequest | undefined {
-    try {
-      if (!this.native.ofdGetLk(fd, 'write', HANDOVER_OFFSET, RECORD_SIZE)) return undefined;
-      return decodeRequest(readAligned(fd, RECORD_SIZE, HANDOVER_OFFSET));
-    } catch {
-      return undefined;
-    }
+    return readRequest(this.native, fd);
   }
 
   /** The reservation a release of this exclusive holding writes (a destination waits for its VM). */
@@ -1033,7 +1029,10 @@ function readHolders(nat: NativeBinding, fd: number, state: 'exclusive' | 'share
   if (state === 'exclusive') {
     // A record says "exclusive" only while its writer held the write lock; a record left "free"
     // (or none) under a write lock means a holder that writes none: virtlockd.
-    const holders = head && head.mode === 'exclusive' && lockPid < 0 ? holdersOfExclusive(head) : [];
+    // A free record reserved for a migration's destination, under a vmlockd's lock: a taker is
+    // reading the reservation this very moment (refused and about to let go, or the destination
+    // about to write its own record). Name the reservation: it is whom the disk goes to.
+    const holders = !head || lockPid >= 0 ? [] : head.mode === 'exclusive' ? holdersOfExclusive(head) : head.reserved ? [reservationHolder(head.reserved)] : [];
     return { holders, generation, ...(disk ? { disk } : {}) };
   }
   const holders: HolderInfo[] = [];
@@ -1048,6 +1047,16 @@ function readHolders(nat: NativeBinding, fd: number, state: 'exclusive' | 'share
     sharedDisk ||= rec.disk || undefined;
   }
   return { holders, generation, ...(sharedDisk ? { disk: sharedDisk } : {}) };
+}
+
+/** The hand-over request of a lock file, if it stands (its bytes locked by some description). */
+function readRequest(nat: NativeBinding, fd: number): HandOverRequest | undefined {
+  try {
+    if (!nat.ofdGetLk(fd, 'write', HANDOVER_OFFSET, RECORD_SIZE)) return undefined;
+    return decodeRequest(readAligned(fd, RECORD_SIZE, HANDOVER_OFFSET));
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -1070,7 +1079,9 @@ export function inspectLockFile(file: string, opts: { direct?: boolean } = {}, n
       const head = readAligned(fd, RECORD_SIZE, 0);
       const n = head.length;
       const rec = decodeExclusive(head.subarray(0, n));
-      return { file, state, generation: rec?.gen ?? 0, holders: [], ...(rec?.disk ? { disk: rec.disk } : {}) };
+      // A reservation as any other host's taker would see it now (nobody is the destination here).
+      const reserved = rec?.reserved ? reservationAgainst(rec, { host: '', uuid: '' }, readRequest(nat, fd), Date.now()) : undefined;
+      return { file, state, generation: rec?.gen ?? 0, holders: [], ...(rec?.disk ? { disk: rec.disk } : {}), ...(reserved ? { reserved } : {}) };
     }
     const found = readHolders(nat, fd, state, c?.pid ?? -1);
     return { file, state, generation: found.generation, holders: found.holders, ...(found.disk ? { disk: found.disk } : {}) };

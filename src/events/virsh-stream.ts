@@ -12,6 +12,7 @@ import { spawn as nodeSpawn, execFile } from 'node:child_process';
 import * as readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { BadInputError } from '../engine/errors.js';
+import { isHandOverRefusal } from '../engine/holder-record.js';
 import type { Reply } from '../engine/pipeline.js';
 import type { SourceContext, RunningSource } from '../engine/source.js';
 import { heldBy } from '../engine/state.js';
@@ -504,7 +505,7 @@ export class LibvirtEventHandler {
 
   /** Every refusal names this same VM on another host: a live migration not yet handed over. */
   private isHandOver(owner: Owner, reply: Refused): boolean {
-    return reply.refusals.length > 0 && reply.refusals.every((r) => r.holder.owner?.uuid === owner.uuid && r.holder.host !== undefined && r.holder.host !== this.ctx.host);
+    return reply.refusals.length > 0 && reply.refusals.every((r) => isHandOverRefusal(r.holder, owner, this.ctx.host));
   }
 
   private async afterAcquire(owner: Owner, reply: Reply, attempt: number, retry: () => Promise<void>): Promise<void> {

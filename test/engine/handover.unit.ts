@@ -11,6 +11,7 @@ import {
   decodeRequest,
   encodeExclusive,
   encodeRequest,
+  isHandOverRefusal,
   reservationAgainst,
   reservationOnRelease,
   type ExclusiveRecord,
@@ -96,6 +97,16 @@ test('given a reservation refusal, then the message names the disk, the VM, the 
     m,
     `disk /img/a is reserved for VM web1 (uuid ${vm1.uuid}) on host dst: a live migration hands it over from host src (released ${AT}); nobody else may take it until that host takes it or stops waiting, at the latest 2026-11-25T10:01:00.000Z`,
   );
+});
+
+test('given a waiting destination (web1 on dst), then the refusals it waits through are web1 held on another host and web1 reserved for dst; anything else is a conflict', () => {
+  const res = { from: 'src', since: AT, until: AT };
+  assert.ok(isHandOverRefusal({ host: 'src', owner: vm1, mode: 'exclusive' }, vm1, 'dst'));
+  assert.ok(isHandOverRefusal({ host: 'dst', owner: vm1, mode: 'exclusive', reservation: res }, vm1, 'dst'));
+  assert.not.ok(isHandOverRefusal({ host: 'dst', owner: vm1, mode: 'exclusive' }, vm1, 'dst'), 'held on this host: a local conflict');
+  assert.not.ok(isHandOverRefusal({ host: 'h4', owner: vm1, mode: 'exclusive', reservation: res }, vm1, 'dst'), 'reserved for another destination');
+  assert.not.ok(isHandOverRefusal({ host: 'src', owner: vm2, mode: 'exclusive' }, vm1, 'dst'), 'another VM');
+  assert.not.ok(isHandOverRefusal({ mode: 'exclusive' }, vm1, 'dst'), 'no record (virtlockd)');
 });
 
 const handOver = (step: 'wait' | 'end', ...resolved: ResolvedDisk[]): ResolvedCommand => ({
