@@ -23,7 +23,7 @@ const USAGE = `usage: vmlockd <command> [options]
 
   serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
         [--virtlockd-socket PATH] [--libvirt URI] [--verify-interval SECONDS] [--on-conflict report|suspend]
-        [--metrics-address HOST:PORT] [--takeover]
+        [--metrics-address HOST:PORT] [--journal-sync fdatasync|write] [--takeover]
         run the daemon in the foreground (--lockspace "" locks the images themselves);
         --takeover: take the locks over from the daemon running on the same state directory, no gap
   acquire --vm UUID [--name NAME] [--shared] [--readonly] [--create] DISK...
@@ -111,6 +111,7 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v['verify-interval'] === 'string') flags.verifyIntervalMs = v['verify-interval'];
   if (typeof v['on-conflict'] === 'string') flags.onConflict = v['on-conflict'];
   if (typeof v['metrics-address'] === 'string') flags.metricsAddress = v['metrics-address'];
+  if (typeof v['journal-sync'] === 'string') flags.journalSync = v['journal-sync'];
   return flags;
 }
 
@@ -200,6 +201,7 @@ async function main(argv: string[]): Promise<number> {
         'verify-interval': { type: 'string' },
         'on-conflict': { type: 'string' },
         'metrics-address': { type: 'string' },
+        'journal-sync': { type: 'string' },
         takeover: { type: 'boolean' },
       }, 'none');
       const { takeover, ...configValues } = values;

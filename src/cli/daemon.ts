@@ -223,6 +223,7 @@ export class Daemon {
       staged: {
         onError: (e) => this.journalWatch.sqliteFailed(e),
         onRecover: (what) => this.journalWatch.recovered(what),
+        sync: c.journalSync === 'fdatasync',
         ...stageFlushMs(),
       },
     });

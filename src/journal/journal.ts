@@ -49,6 +49,14 @@ export interface StageOptions {
   onError?: (e: Error) => void;
   /** Writes succeed again after a failure (`health()` is clear once more). */
   onRecover?: (what: 'stage' | 'sqlite') => void;
+  /**
+   * fdatasync the staging file before `append` returns (one per append, so a group of commands
+   * shares one), and the SQLite WAL before the staging file is ever cut back: an acknowledged fact
+   * then survives the state directory's filesystem failing (an ext4 error remounting it read-only,
+   * a power loss), not only the process. Default: on under synchronous=FULL, else off. See
+   * docs/decisions/0002.
+   */
+  sync?: boolean;
 }
 
 /** A write the journal could not make: since when, why, and the errno (ENOSPC, EROFS, EIO...). */
@@ -178,6 +186,8 @@ export class Journal {
     readonly onError: (e: Error) => void;
     readonly onRecover: (what: 'stage' | 'sqlite') => void;
     readonly sync: boolean;
+    /** A failed append's bytes could not be cut off again: no append until they are. */
+    torn: boolean;
     stageFailure: WriteFailure | null;
     sqliteFailure: WriteFailure | null;
     /** The last move into SQLite failed: retry without blocking. */
@@ -300,15 +310,24 @@ export class Journal {
     const buf = Buffer.from(chained.map((r, i) => stageLine(r, chained.length - 1 - i)).join(''));
     let off = 0;
     try {
+      // A failed append whose bytes are still there would sit before this one, with the same seqs.
+      if (st.torn) {
+        ftruncateSync(st.fd, st.size);
+        st.torn = false;
+      }
       while (off < buf.length) off += writeSync(st.fd, buf, off, buf.length - off);
-      // synchronous=FULL asks for survival of an OS crash: the staged line must reach the disk too.
+      // Survival of a filesystem failure or an OS crash: the staged lines must reach the disk too.
       if (st.sync) fdatasyncSync(st.fd);
     } catch (cause) {
-      // A partial line would hide every later one from recovery: cut it off again.
-      try {
-        ftruncateSync(st.fd, st.size);
-      } catch {
-        // the next open drops a torn last line anyway
+      // A partial line would hide every later one from recovery, and whole lines of an append that
+      // was refused would be taken for the next one's (same seqs): cut them off again.
+      if (off > 0 || st.sync) {
+        try {
+          ftruncateSync(st.fd, st.size);
+        } catch {
+          // Read-only (EROFS) or failing: refuse every append until the cut succeeds.
+          st.torn = true;
+        }
       }
       const e = writeError(`cannot write to the journal's staging file ${st.file}`, cause);
       st.stageFailure = failure(st.stageFailure, e);
@@ -380,8 +399,19 @@ export class Journal {
       st.onRecover('sqlite');
     }
     if (st.pending.length === 0 && st.size >= STAGE_RESET_BYTES) {
-      ftruncateSync(st.fd, 0);
-      st.size = 0;
+      // Synced mode: the staged lines are the only synced copy of the facts until SQLite's WAL is.
+      let synced = true;
+      if (st.sync) {
+        try {
+          syncWal(this.file);
+        } catch {
+          synced = false; // keep the staged copy; cut at a later move
+        }
+      }
+      if (synced) {
+        ftruncateSync(st.fd, 0);
+        st.size = 0;
+      }
     }
   }
 
@@ -443,6 +473,8 @@ export class Journal {
     try {
       const left = parseStage(readFileSync(file, 'utf8'), this.chainHead(), file);
       if (left.length > 0) this.writer(this.insertStaged)(left);
+      // What was moved must be on disk before its only synced copy is cut (a NORMAL commit is not).
+      if (left.length > 0 && (typeof staged === 'object' ? staged.sync : undefined) !== false) syncWal(this.file);
       ftruncateSync(fd, 0);
     } catch (e) {
       closeSync(fd);
@@ -465,7 +497,8 @@ export class Journal {
       onRecover: o.onRecover ?? (() => {}),
       stageFailure: null,
       sqliteFailure: null,
-      sync: this.db.pragma('synchronous', { simple: true }) === 2,
+      torn: false,
+      sync: o.sync ?? this.db.pragma('synchronous', { simple: true }) === 2,
     };
   }
 
@@ -862,6 +895,25 @@ export class Journal {
       throw new JournalError('VMLOCKD_ERR_JOURNAL_READONLY', `journal ${this.file} was opened read-only; it cannot be written`);
     }
     return fn;
+  }
+}
+
+/**
+ * fdatasync SQLite's WAL (a synchronous=NORMAL commit is written there but not synced; a checkpoint
+ * syncs the WAL before and the database after it, so the WAL is the only unsynced part).
+ */
+function syncWal(journalFile: string): void {
+  let fd: number;
+  try {
+    fd = openSync(`${journalFile}-wal`, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

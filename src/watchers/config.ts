@@ -38,6 +38,12 @@ export interface Config {
   metricsAddress: string | null;
   /** After a reboot: release (default) or retake the locks of owners no live process stands for (control API, JSON lines). */
   afterReboot: 'release' | 'retake';
+  /**
+   * What a reply waits for: `fdatasync` (default) the journal's staging file is on disk, so an
+   * acknowledged lock survives the state directory's filesystem failing; `write` only in the
+   * kernel (survives the process; a filesystem failure can lose the last seconds). See decision 0002.
+   */
+  journalSync: 'fdatasync' | 'write';
 }
 
 export type ConfigKey = keyof Config;
@@ -273,6 +279,17 @@ const KEY_SPECS = [
         ? { ok: true, value: raw.value }
         : { ok: false, expected: '"release" or "retake"' },
     fallback: (): 'release' | 'retake' => 'release',
+    toConf: str,
+  }),
+  spec({
+    key: 'journalSync',
+    conf: 'journal_sync',
+    flag: '--journal-sync',
+    check: (raw): Check<'fdatasync' | 'write'> =>
+      raw.type === 'string' && (raw.value === 'fdatasync' || raw.value === 'write')
+        ? { ok: true, value: raw.value }
+        : { ok: false, expected: '"fdatasync" or "write"' },
+    fallback: (): 'fdatasync' | 'write' => 'fdatasync',
     toConf: str,
   }),
   spec({
