@@ -30,6 +30,7 @@ import { VERSION } from './version.js';
 import { startMetrics } from './metrics.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
+import { recoverForgotten, scanDirs } from '../daemon/found.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from '../daemon/service.js';
 import { rebootReleases } from '../daemon/boot.js';
@@ -282,16 +283,20 @@ export class Daemon {
     if (rebooted.length > 0) {
       this.log.warn(`the host rebooted: released ${rebooted.length} lock(s) of owners taken through the control API or JSON lines (after_reboot = release)`);
     }
+    // Grants the journal forgot (its filesystem failed): found in the lockspace's records, re-taken below.
+    const found = recoverForgotten(journal, state, { host: c.hostId, dirs: scanDirs(c, (d) => onSharedFs(d)), bootId: boot, at }, (level, msg) => this.log.log(level, msg));
     // Descriptors systemd's store handed back first: those locks never went away (invariant 9).
     const adoption = this.service.adoptInto(locker, state, at);
     const { facts, lost } = locker.reacquire(state, at);
+    if (found.count > 0) this.service.start = { ...this.service.start, found: found.count };
     const s = this.service.start;
-    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}) });
-    engine.record([started, ...rebooted, ...adoption.facts, ...facts]);
+    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}) });
+    engine.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)]);
     for (const f of adoption.lost) this.warnLost(f);
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);
     if (retaken > 0) this.log.info(`re-took ${retaken} lock(s) held before the restart`);
+    if (c.journalSync === 'write') this.log.warn(`journal_sync = "write": a reply waits for write(2) only; if ${path.dirname(c.journal)}'s filesystem fails, locks granted in the last seconds before it can be forgotten (docs/decisions/0002)`);
     for (const f of lost) this.warnLost(f);
 
     this.server = createApiServer({

@@ -124,6 +124,8 @@ export interface StartInfo {
   retaken: number;
   lost: number;
   dropped: number;
+  /** Grants the journal had lost, found again in the lockspace (src/daemon/found.ts). */
+  found?: number;
 }
 
 /**

@@ -28,6 +28,8 @@ export interface FactPayloads {
     readonly dropped?: ReadonlyArray<{ readonly name: string; readonly reason: string }>;
     /** /proc/sys/kernel/random/boot_id */
     readonly bootId?: string;
+    /** Grants the journal had lost, found again in the lockspace (held again or LeaseLost, each with found: true). */
+    readonly found?: number;
   };
   DaemonStopped: { readonly pid: number; readonly reason: string; readonly held: number };
   OwnerSeen: { readonly owner: Owner; readonly event?: string; readonly source: string };
@@ -52,8 +54,9 @@ export interface FactPayloads {
    * how: 'adopted' (a descriptor systemd's store handed back), 'taken-over' (from the previous daemon); absent: taken again.
    * source: the holding's own source (virtlockd, api, libvirt...), kept through a re-take after a loss.
    */
-  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number; readonly how?: 'adopted' | 'taken-over'; readonly source?: string };
-  LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string };
+  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number; readonly how?: 'adopted' | 'taken-over'; readonly source?: string; readonly found?: boolean };
+  /** found: a grant the journal had lost, found again in the lockspace's holder records (src/engine/locker-found.ts); so for Reacquired. */
+  LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string; readonly found?: boolean };
   InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };
   /** A virtlockd-protocol owner's process connection closed; its locks were released. `alive`: the pid still ran. */
   OwnerGone: { readonly owner: Owner; readonly pid: number; readonly alive: boolean; readonly released: number; readonly source: string };
