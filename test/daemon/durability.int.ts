@@ -41,7 +41,7 @@ function failingExt4(base: string): FailingFs | string {
   if (mkfs.code !== 0) return `mkfs.ext4 failed: ${mkfs.out}`;
   const loop = run('losetup', ['-f', '--show', image]);
   if (loop.code !== 0) return `losetup failed (no loop devices in this kernel, or not root): ${loop.out}`;
-  const dev = loop.out.split('\n')[0]!;
+  let dev = loop.out.split('\n')[0]!;
   const mount = () => run('mount', ['-t', 'ext4', '-o', 'errors=remount-ro', dev, dir]);
   const m = mount();
   if (m.code !== 0) {
@@ -56,21 +56,33 @@ function failingExt4(base: string): FailingFs | string {
   }
   return {
     dir,
-    dev,
+    get dev() {
+      return dev;
+    },
     fault: () => fs.writeFileSync(trigger, '1'),
     repair: () => {
       const u = run('umount', [dir]);
       if (u.code !== 0) throw new Error(`umount ${dir}: ${u.out}`);
       // Right after umount the device can still be open for a moment (udev probing it): retry.
       let f = run('e2fsck', ['-y', dev]);
-      for (let k = 0; k < 20 && f.code === 8 && /in use/.test(f.out); k++) {
+      for (let k = 0; k < 6 && f.code === 8 && /in use/.test(f.out); k++) {
         spawnSync('sleep', ['0.5']);
         f = run('e2fsck', ['-y', dev]);
       }
+      if (f.code === 8 && /in use/.test(f.out)) {
+        // Still mounted elsewhere: a mount namespace made meanwhile (another test's `unshare
+        // --mount`) keeps its own copy of the mount, and with it the errored filesystem. Repair the
+        // image file and mount it through a new loop device (the old one goes when that copy does).
+        run('losetup', ['-d', dev]);
+        f = run('e2fsck', ['-y', image]);
+        const again = run('losetup', ['-f', '--show', image]);
+        if (again.code !== 0) throw new Error(`losetup after repair: ${again.out}`);
+        dev = again.out.split('\n')[0]!;
+      }
       // 0: clean, 1: errors corrected; anything else is a repair that did not work.
       if (f.code !== 0 && f.code !== 1) throw new Error(`e2fsck -y ${dev} exited ${f.code}: ${f.out}`);
-      const again = mount();
-      if (again.code !== 0) throw new Error(`mount ${dev} after repair: ${again.out}`);
+      const mounted = mount();
+      if (mounted.code !== 0) throw new Error(`mount ${dev} after repair: ${mounted.out}`);
       return f.out;
     },
     cleanup: () => {
