@@ -17,7 +17,7 @@ import { checkConfigFiles, loadConfig, type Config, type ConfigKey, type LoadedC
 import { formatShownConfig, showConfig } from './cli/config-show.js';
 import * as path from 'node:path';
 import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
-import { takeOver } from './daemon/takeover.js';
+import { servingAgain, takeOver } from './daemon/takeover.js';
 
 const USAGE = `usage: vmlockd <command> [options]
 
@@ -213,7 +213,7 @@ async function main(argv: string[]): Promise<number> {
         const d = new Daemon(from, flags);
         registerVirtlockd(d);
         registerLibvirt(d);
-        d.resume = async (fds) => {
+        d.resume = async (fds, conns) => {
           let again = from;
           try {
             again = loadConfig({ files: values.config ?? [], flags });
@@ -221,7 +221,7 @@ async function main(argv: string[]): Promise<number> {
             d.log.warn(`serving again with the config this daemon started with: ${(e as Error).message}`);
           }
           const next = make(again);
-          next.takenOver = { fds, found: true, complete: true, confirm: () => {}, abandon: () => {} };
+          next.takenOver = servingAgain(fds, conns);
           daemon = next;
           await next.start();
         };

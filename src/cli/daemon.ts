@@ -16,7 +16,7 @@ import { namingMismatchMessage } from '../engine/naming-check.js';
 import { lookupBlockdevNames, runCommand } from '../events/blockdev-names.js';
 import type { NamingRules } from '../engine/resolve.js';
 import { Engine } from '../engine/pipeline.js';
-import type { RunningSource, SourceContext } from '../engine/source.js';
+import type { HandedConnection, RunningSource, SourceContext } from '../engine/source.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
 import { Journal } from '../journal/journal.js';
 import { onSharedFs } from './shared-fs.js';
@@ -34,7 +34,7 @@ import { recoverForgotten, scanDirs } from '../daemon/found.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from '../daemon/service.js';
 import { rebootReleases } from '../daemon/boot.js';
-import { listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
+import { closeConns, listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
 import { socketActivation } from '../daemon/activation.js';
 import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from '../daemon/listeners.js';
 
@@ -160,7 +160,11 @@ export class Daemon {
   /** Listening sockets the previous daemon handed over (control, virtlockd, metrics). */
   inherited?: InheritedListeners;
   /** A take-over failed after this daemon stopped: start serving again from these (its own) descriptors (src/main.ts). */
-  resume?: (fds: PassedFd[]) => Promise<void>;
+  resume?: (fds: PassedFd[], conns: HandedConnection[]) => Promise<void>;
+  /** Client connections the previous daemon handed over, until the source serving their address takes them. */
+  private handedConns: HandedConnection[] = [];
+  /** How many of those a source took (for `vmlockd status`). */
+  private connsAdopted = 0;
   /** Called for every lost-lock conflict; the libvirt source adds `virsh suspend` for on_conflict=suspend. */
   readonly conflictHandlers: Array<(c: Conflict) => void> = [];
 
@@ -200,6 +204,7 @@ export class Daemon {
     if (this.takenOver) {
       this.service.takenOver = this.takenOver.fds.filter((f) => !isListenerName(f.name));
       this.inherited = new InheritedListeners(this.takenOver.fds);
+      this.handedConns = [...this.takenOver.conns];
     } else {
       // systemd's listening sockets (vmlockd.socket, vmlockd-virtlockd.socket), before the lock
       // descriptors of the same LISTEN_FDS are adopted (src/daemon/activation.ts).
@@ -331,6 +336,10 @@ export class Daemon {
     });
     this.verifier.start();
     for (const start of this.sourceStarters) this.sources.push(await start(this.sourceContext(), this));
+    if (this.handedConns.length > 0) {
+      this.log.info(`takeover: closed ${this.handedConns.length} client connection(s) handed over (this start serves no such socket)`);
+      closeConns(this.handedConns.splice(0));
+    }
     if (c.metricsAddress) {
       this.metrics = await startMetrics(c.metricsAddress, {
         factCounts: () => this.factCounts,
@@ -377,10 +386,24 @@ export class Daemon {
     );
     this.handoff = await listenHandoff(
       c.stateDir,
-      { descriptors: () => locker.descriptors(), listeners: () => this.listenerFds(), stop: (r) => this.stop(r), resume: (fds) => (this.resume ? this.resume(fds) : Promise.reject(new Error('no way to serve again'))) },
+      {
+        descriptors: () => locker.descriptors(),
+        listeners: () => this.listenerFds(),
+        connections: () => this.sources.flatMap((src) => src.handedConnections?.() ?? []),
+        stop: (r) => this.stop(r),
+        resume: (fds, conns) => (this.resume ? this.resume(fds, conns) : Promise.reject(new Error('no way to serve again'))),
+      },
       (level, msg) => this.log.log(level, msg),
     );
     this.service.ready(() => this.statusLine());
+  }
+
+  /** The client connections handed over for this kind and address (each taken once). */
+  takeConnections(kind: HandedConnection['kind'], addr: string): HandedConnection[] {
+    const mine = this.handedConns.filter((c) => c.kind === kind && c.addr === addr);
+    this.handedConns = this.handedConns.filter((c) => !mine.includes(c));
+    this.connsAdopted += mine.length;
+    return mine;
   }
 
   /** Copies of every listening socket, for a take-over (src/daemon/listeners.ts). */
@@ -588,7 +611,9 @@ export class Daemon {
       snapshotFailures: this.snapshotFailures,
       hostFile: this.hostLock?.file ?? null,
       journalTrouble: this.journalWatch.status(),
-      started: this.service?.info() ?? null,
+      // How this start got its locks (fresh, store, takeover; resumed: a failed take-over's old
+      // daemon serving again) and, for a take-over, how many protocol client connections came along.
+      started: this.service ? { ...this.service.info(), ...(this.takenOver?.resumed ? { how: 'resumed' } : {}), connections: this.connsAdopted } : null,
       hostFileProblem: this.hostLock?.problem ?? null,
     };
   }
@@ -610,7 +635,8 @@ export class Daemon {
     this.verifier?.stop();
     this.metrics?.close();
     const handingOver = this.handoff?.handingOver ?? false;
-    await Promise.all(this.sources.map((src) => src.stop({ handingOver }).catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));
+    const connections = this.handoff?.handsConnections ?? false;
+    await Promise.all(this.sources.map((src) => src.stop({ handingOver, connections }).catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));
     let closed: Promise<void>;
     if ((handingOver || this.controlFromManager) && this.server) {
       // Stop accepting, but keep the connections accepted just now: http's close() would drop them

@@ -38,6 +38,8 @@ export function registerVirtlockd(daemon: Daemon): void {
       frameTimeoutMs: frameTimeoutMs(),
       ctx,
       ...inherited(d.inherited?.take('virtlockd', socketPath), d.inherited?.managed === true),
+      // Clients of the daemon this one took over from: read from once it has let go (UP).
+      adopt: { conns: d.takeConnections('virtlockd', socketPath), readFrom: d.takenOver?.up ?? Promise.resolve() },
     });
     ctx.log('info', `virtlockd protocol on ${socketPath} (peers with uid ${process.geteuid?.() === 0 ? 0 : process.geteuid?.()} only)`);
     return server;

@@ -4,14 +4,18 @@
 // unlocking anything. Invariant 9. Only the same uid may ask (SO_PEERCRED).
 //
 // Protocol (text lines; descriptor batches of at most 253, each line "FDS name name ...\n" carries
-// its descriptors):
-//   new -> old  TAKEOVER
+// its descriptors; "CONN <base64 JSON>\n" carries one established client connection and its state):
+//   new -> old  TAKEOVER conns     ("conns": this daemon adopts client connections; a plain
+//                                   TAKEOVER from an older vmlockd gets none, they are closed)
 //   old -> new  FDS ... (every held lock, in one turn of the event loop)  END
 //   new -> old  STOP
 //   old         stops as on SIGTERM (answers requests in flight, journals DaemonStopped, closes its
 //               journal, gives back the instance guard and the host file) but keeps every lock
 //               descriptor open, then sends the locks taken meanwhile:
-//   old -> new  FDS ...  DONE
+//   old -> new  FDS ...  CONN ...  DONE   (the established virtlockd-protocol connections too:
+//                                          the call in flight answered, what was read but not
+//                                          answered carried in the state; they are not read from
+//                                          again until UP, by either daemon)
 //   new         starts (the config and naming checks, the sockets, metrics, the journal); once up:
 //   new -> old  UP                 the old one closes its descriptors (no unlock) and exits 0
 // Fail-safe (invariant 9): until UP the old daemon holds every lock through its own descriptors. If
@@ -23,9 +27,48 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { PassedFd } from '../engine/locker.js';
+import type { HandedConnection } from '../engine/source.js';
 import { VmlockdError } from '../engine/errors.js';
 import { native as defaultNative, type NativeBinding } from '../engine/native.js';
 import { MAX_FDS_PER_MESSAGE, type Logf } from './service.js';
+
+/**
+ * How long the old daemon waits, from TAKEOVER, for the new one's UP (VMLOCKD_TAKEOVER_TIMEOUT_MS,
+ * default 120 s: a 10,000-lock take-over is up in about 10 s on a loaded 2-core machine). Then the
+ * hand-off is abandoned: the new daemon is killed (SIGKILL) and the old one serves on.
+ */
+export const DEFAULT_TAKEOVER_TIMEOUT_MS = 120_000;
+
+export function takeoverTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.VMLOCKD_TAKEOVER_TIMEOUT_MS;
+  if (raw === undefined || raw === '') return DEFAULT_TAKEOVER_TIMEOUT_MS;
+  const ms = Number(raw);
+  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 2_147_483_647) {
+    throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `VMLOCKD_TAKEOVER_TIMEOUT_MS must be a whole number of milliseconds from 1 to 2147483647, got ${JSON.stringify(raw)}`);
+  }
+  return ms;
+}
+
+/** A process that has exited: gone from /proc, or a zombie (its descriptors and flocks closed). */
+function exited(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true;
+  }
+}
+
+/** Resolves once `pid` has exited, or after `ms` whatever it does. */
+async function whenExited(pid: number, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!exited(pid)) {
+    if (Date.now() >= end) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
 
 export function handoffPath(stateDir: string): string {
   return path.join(stateDir, 'handoff.sock');
@@ -39,6 +82,8 @@ interface Handle {
 export interface HandoffServer {
   /** A stop for a take-over: the locker must keep its descriptors open (the old daemon holds them until UP). */
   readonly handingOver: boolean;
+  /** The new daemon adopts established client connections: a take-over's stop keeps them open. */
+  readonly handsConnections: boolean;
   /** Called at the very end of the stop path (the guard and the journal given back). */
   afterStop(): void;
   close(): void;
@@ -48,12 +93,33 @@ export interface HandoffDaemon {
   descriptors(): PassedFd[];
   /** Copies (dups) of the listening sockets, named by kind and address (src/daemon/listeners.ts). */
   listeners(): PassedFd[];
+  /** After stop(): the client connections the sources kept open for the next daemon. */
+  connections(): HandedConnection[];
   stop(reason: string): Promise<void>;
   /**
    * The new daemon went away after STOP without saying UP: serve again, adopting these descriptors
-   * (this daemon's own, never closed). Rejects when that start fails too.
+   * and connections (this daemon's own, never closed). Rejects when that start fails too.
    */
-  resume(fds: PassedFd[]): Promise<void>;
+  resume(fds: PassedFd[], conns: HandedConnection[]): Promise<void>;
+}
+
+const CAP_CONNS = 'conns';
+
+/** Send `data` whole (a stream socket may take part of it), the descriptors with its first byte. */
+function sendAll(nat: NativeBinding, fd: number, data: Buffer, fds: number[]): void {
+  let off = nat.sendFds(fd, null, data, fds);
+  while (off < data.length) off += nat.sendFds(fd, null, data.subarray(off), []);
+}
+
+function sendConns(nat: NativeBinding, fd: number, conns: readonly HandedConnection[]): void {
+  for (const c of conns) {
+    const body = Buffer.from(JSON.stringify({ kind: c.kind, addr: c.addr, state: c.state })).toString('base64');
+    sendAll(nat, fd, Buffer.from(`CONN ${body}\n`), [c.fd]);
+  }
+}
+
+function closeConns(conns: readonly HandedConnection[]): void {
+  for (const c of conns) closeQuietly(c.fd);
 }
 
 function sendBatches(nat: NativeBinding, fd: number, fds: readonly PassedFd[], end: string): void {
@@ -64,7 +130,7 @@ function sendBatches(nat: NativeBinding, fd: number, fds: readonly PassedFd[], e
   nat.sendFds(fd, null, `${end}\n`, []);
 }
 
-export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log: Logf, nat: NativeBinding = defaultNative): Promise<HandoffServer> {
+export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log: Logf, nat: NativeBinding = defaultNative, timeoutMs = takeoverTimeoutMs()): Promise<HandoffServer> {
   const file = handoffPath(stateDir);
   try {
     fs.unlinkSync(file);
@@ -80,17 +146,58 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
   let confirmed = false;
   let kept: PassedFd[] = [];
   let listening: PassedFd[] = [];
+  let conns: HandedConnection[] = [];
+  /** The new daemon said TAKEOVER conns. */
+  let withConns = false;
+  /** The new daemon's pid (SO_PEERCRED), and the deadline for its UP. */
+  let peerPid = 0;
+  let deadline: NodeJS.Timeout | undefined;
+  /** The deadline passed: an UP that comes now is not believed (the new daemon is being killed). */
+  let timedOut = false;
+  let resuming = false;
   const resume = async (): Promise<void> => {
+    if (resuming) return;
+    resuming = true;
+    if (deadline) clearTimeout(deadline);
+    // Its instance guard and copies must be gone before this daemon takes the state directory again.
+    if (peerPid > 0 && !(await whenExited(peerPid, 10_000))) log('warning', `takeover: the new daemon (pid ${peerPid}) has not exited yet; serving again anyway`);
     const fds = [...kept, ...listening];
+    const again = conns;
     kept = [];
     listening = [];
-    log('error', `takeover: the new daemon failed or died before it was up; serving again with every lock (${fds.length} descriptor(s) never closed)`);
+    conns = [];
+    log('error', `takeover: the new daemon failed or died before it was up; serving again with every lock (${fds.length} descriptor(s) never closed, ${again.length} client connection(s))`);
     try {
-      await daemon.resume(fds);
+      await daemon.resume(fds, again);
     } catch (e) {
       log('error', `takeover: serving again failed: ${(e as Error).message}`);
       process.exit(1);
     }
+  };
+  /**
+   * No UP in time (the new daemon hangs, or is stopped): decided once, here. The new daemon is
+   * killed (it may hold the state directory, the journal and sockets handed to it; an UP it sends
+   * later must find nobody) and this daemon serves on: at once if it never stopped, else once the
+   * new one has exited (resume()).
+   */
+  const giveUp = (socket: net.Socket): void => {
+    if (confirmed || active?.socket !== socket) return;
+    timedOut = true;
+    log('error', `takeover: the new daemon (pid ${peerPid}) was not up within ${timeoutMs} ms; killing it and serving on with every lock`);
+    try {
+      if (peerPid > 0) process.kill(peerPid, 'SIGKILL');
+    } catch (e) {
+      log('warning', `takeover: killing pid ${peerPid}: ${(e as Error).message}`);
+    }
+    if (!stopping) {
+      active = undefined;
+      timedOut = false;
+      socket.destroy();
+      return;
+    }
+    gone = true;
+    socket.destroy();
+    if (stopped) void resume();
   };
   const server = net.createServer((socket) => {
     const fd = (socket as unknown as { _handle?: Handle })._handle?.fd;
@@ -100,7 +207,7 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
     } catch {
       // refused below
     }
-    if (fd === undefined || fd < 0 || uid !== process.getuid?.() || active || stopping) {
+    if (fd === undefined || fd < 0 || uid !== process.getuid?.() || active || stopping || timedOut) {
       log('warning', `takeover: refused a hand-off request (${uid !== process.getuid?.() ? `uid ${uid} is not ours` : 'one is already under way'})`);
       socket.destroy();
       return;
@@ -113,7 +220,9 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
       while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
-        if (line === 'TAKEOVER' && !active) {
+        const takeover = line === 'TAKEOVER' || line.startsWith('TAKEOVER ');
+        if (takeover && !active) {
+          withConns = line.split(' ').slice(1).includes(CAP_CONNS);
           // One synchronous turn: no command runs between the snapshot of the locks and the send.
           const fds = daemon.descriptors();
           try {
@@ -124,7 +233,9 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
             return;
           }
           active = { socket, fd, sent: new Set(fds.map((f) => `${f.name}/${f.fd}`)) };
-          log('info', `takeover: sent ${fds.length} lock descriptor(s) to pid ${nat.peerCred(fd).pid}`);
+          peerPid = nat.peerCred(fd).pid;
+          log('info', `takeover: sent ${fds.length} lock descriptor(s) to pid ${peerPid}`);
+          deadline = setTimeout(() => giveUp(socket), timeoutMs);
         } else if (line === 'STOP' && active && !stopping) {
           stopping = true;
           // Copies taken before the stop closes the servers: each listening socket, and the clients
@@ -144,7 +255,7 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
               process.exit(1);
             },
           );
-        } else if (line === 'UP' && stopping && !confirmed) {
+        } else if (line === 'UP' && stopping && !confirmed && !timedOut) {
           confirmed = true;
           log('info', 'takeover: the new daemon is up; exiting (its copies keep every lock)');
           process.exit(0);
@@ -160,6 +271,7 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
         gone = true;
         if (stopped) void resume();
       }
+      if (deadline && !stopping) clearTimeout(deadline);
     });
     socket.on('error', () => {});
   });
@@ -179,15 +291,20 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
     get handingOver() {
       return stopping && active !== undefined;
     },
+    get handsConnections() {
+      return stopping && active !== undefined && withConns;
+    },
     afterStop: () => {
       server.close();
       if (!stopping || !active) return;
       kept = daemon.descriptors();
+      conns = withConns ? daemon.connections() : [];
       // Locks taken (or taken again) since END: a description the new daemon does not have yet.
       const more = kept.filter((f) => !active!.sent.has(`${f.name}/${f.fd}`));
       try {
+        sendConns(nat, active.fd, conns);
         sendBatches(nat, active.fd, [...more, ...listening], 'DONE');
-        log('info', `takeover: handed over (${more.length} lock descriptor(s) taken meanwhile sent too, ${listening.length} listening socket(s)); holding every lock until the new daemon is up`);
+        log('info', `takeover: handed over (${more.length} lock descriptor(s) taken meanwhile sent too, ${listening.length} listening socket(s), ${conns.length} client connection(s)); holding every lock until the new daemon is up`);
       } catch (e) {
         log('error', `takeover: the last descriptors could not be sent (the new daemon re-takes them): ${(e as Error).message}`);
       }
@@ -199,6 +316,12 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
 /** What `serve --takeover` got from the running daemon. */
 export interface TakenOver {
   readonly fds: PassedFd[];
+  /** Established client connections, not to be read from before `up` settles. */
+  readonly conns: HandedConnection[];
+  /** Settles once the old daemon has been told UP (at once for a daemon serving again). */
+  readonly up: Promise<void>;
+  /** A failed take-over's old daemon serving again (not a new process). */
+  readonly resumed?: boolean;
   /** false: no daemon answered on the hand-off socket (a normal start). */
   readonly found: boolean;
   /** The old daemon said DONE (else it died half-way, or timed out). */
@@ -230,7 +353,7 @@ class LineReader {
       if (i >= 0) {
         const line = this.text.slice(0, i);
         this.text = this.text.slice(i + 1);
-        const n = line.startsWith('FDS ') ? line.split(' ').length - 1 : 0;
+        const n = line.startsWith('FDS ') ? line.split(' ').length - 1 : line.startsWith('CONN ') ? 1 : 0;
         return { line, fds: this.queue.splice(0, n) };
       }
       const r = this.nat.recvFds(this.fd, 1 << 20, timeoutMs);
@@ -261,15 +384,29 @@ export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number
       throw new VmlockdError('VMLOCKD_ERR_IO', `takeover: cannot reach ${handoffPath(stateDir)}: ${(e as Error).message}; the running daemon (if any) keeps serving`);
     }
     log('info', `takeover: no daemon to take over from (${code}); starting normally`);
-    return { fds: [], found: false, complete: false, confirm: () => {}, abandon: () => {} };
+    return { fds: [], conns: [], up: Promise.resolve(), found: false, complete: false, confirm: () => {}, abandon: () => {} };
   }
   const byName = new Map<string, number>();
+  const conns: HandedConnection[] = [];
   const reader = new LineReader(nat, fd);
   const collect = (until: string): boolean => {
     for (;;) {
       const m = reader.next(timeoutMs);
       if (m === null) return false;
       if (m.line === until) return true;
+      if (m.line.startsWith('CONN ')) {
+        const got = m.fds[0];
+        if (got === undefined) continue;
+        try {
+          const c = JSON.parse(Buffer.from(m.line.slice(5), 'base64').toString('utf8')) as { kind?: unknown; addr?: unknown; state?: unknown };
+          if (c.kind !== 'virtlockd' || typeof c.addr !== 'string') throw new Error(`unknown kind ${JSON.stringify(c.kind)}`);
+          conns.push({ kind: c.kind, addr: c.addr, fd: got, state: c.state });
+        } catch (e) {
+          log('warning', `takeover: a client connection handed over is unreadable (${(e as Error).message}); closed`);
+          closeQuietly(got);
+        }
+        continue;
+      }
       if (!m.line.startsWith('FDS ')) continue;
       const names = m.line.split(' ').slice(1);
       names.forEach((name, k) => {
@@ -284,7 +421,7 @@ export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number
   };
   let complete = false;
   try {
-    nat.sendFds(fd, null, 'TAKEOVER\n', []);
+    nat.sendFds(fd, null, `TAKEOVER ${CAP_CONNS}\n`, []);
     if (!collect('END')) throw new Error('the running daemon closed the hand-off before sending its locks');
     nat.sendFds(fd, null, 'STOP\n', []);
     // The old daemon stops as on SIGTERM (answering requests in flight) and sends what it took meanwhile.
@@ -298,9 +435,12 @@ export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number
   }
   // The hand-off stays open until this daemon is up (confirm) or gives up (abandon, or its exit).
   let open = true;
+  let markUp: () => void = () => {};
+  const up = new Promise<void>((resolve) => (markUp = resolve));
   const end = (msg: string | null): void => {
     if (!open) return;
     open = false;
+    if (msg !== null) markUp();
     if (msg !== null && complete) {
       try {
         nat.sendFds(fd, null, msg, []);
@@ -310,8 +450,15 @@ export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number
     }
     closeQuietly(fd);
   };
-  return { fds: [...byName].map(([name, f]) => ({ name, fd: f })), found: true, complete, confirm: () => end('UP\n'), abandon: () => end(null) };
+  return { fds: [...byName].map(([name, f]) => ({ name, fd: f })), conns, up, found: true, complete, confirm: () => end('UP\n'), abandon: () => end(null) };
 }
+
+/** The old daemon of a failed take-over serving again, from its own descriptors and connections. */
+export function servingAgain(fds: PassedFd[], conns: HandedConnection[]): TakenOver {
+  return { fds, conns, up: Promise.resolve(), resumed: true, found: true, complete: true, confirm: () => {}, abandon: () => {} };
+}
+
+export { closeConns };
 
 function closeQuietly(fd: number): void {
   try {

@@ -26,7 +26,22 @@ export interface RunningSource {
    * Stop accepting input; resolve once closed. handingOver: a `serve --takeover` hand-off, whose new
    * daemon serves the same listening socket: leave its path in place.
    */
-  stop(opts?: { handingOver?: boolean }): Promise<void>;
+  stop(opts?: { handingOver?: boolean; connections?: boolean }): Promise<void>;
   /** The listening socket this source serves, for a take-over to hand over (src/daemon/listeners.ts). */
   listener?(): { kind: 'virtlockd'; addr: string; fd: number } | undefined;
+  /**
+   * After stop({ handingOver, connections }): the established client connections kept for the next
+   * daemon (a descriptor of each, this process's own, and what the protocol knew of it).
+   */
+  handedConnections?(): HandedConnection[];
+}
+
+/** A client connection a take-over hands to the next daemon (src/daemon/takeover.ts). */
+export interface HandedConnection {
+  readonly kind: 'virtlockd';
+  /** The socket path it was accepted on: the next daemon adopts it only if it serves that path. */
+  readonly addr: string;
+  readonly fd: number;
+  /** The protocol's state of the connection, as JSON (the source that made it reads it back). */
+  readonly state: unknown;
 }

@@ -216,6 +216,15 @@ export class FrameReader {
     return out;
   }
 
+  /** Every byte received but not yet returned as a frame, taken out (the reader starts afresh). */
+  takePending(): Buffer {
+    const all = Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [];
+    this.buffered = 0;
+    this.want = null;
+    return all;
+  }
+
   private fail(reason: 'too_short' | 'too_long', length: number, message: string): Frame {
     this.dead = true;
     this.chunks = [];

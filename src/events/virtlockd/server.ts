@@ -13,7 +13,7 @@ import { createLeaseFile, deleteLeaseFile } from '../../engine/locker-files.js';
 import { native, type NativeBinding } from '../../engine/native.js';
 import type { Reply } from '../../engine/pipeline.js';
 import { canonicalPath, diskIdentity } from '../../engine/resolve.js';
-import type { RunningSource, SourceContext } from '../../engine/source.js';
+import type { HandedConnection, RunningSource, SourceContext } from '../../engine/source.js';
 import type { ResourceState } from '../../engine/state.js';
 import type { DiskRequest, Owner } from '../../engine/types.js';
 import {
@@ -71,6 +71,33 @@ export interface VirtlockdServerOptions {
   readonly listenFd?: number;
   /** listenFd is systemd's (socket activation): never unlink its path. */
   readonly keepPath?: boolean;
+  /**
+   * Established connections handed over by `serve --takeover` (accepted on socketPath by the previous
+   * daemon), served from their state on. None is read before `readFrom` settles: until the previous
+   * daemon let go (UP), it may still serve them again itself.
+   */
+  readonly adopt?: { readonly conns: readonly HandedConnection[]; readonly readFrom: Promise<void> };
+}
+
+/** What a take-over carries of one connection (HandedConnection.state). */
+export interface ConnState {
+  readonly v: 1;
+  /** The peer's pid and uid (SO_PEERCRED when it was accepted). */
+  readonly pid: number;
+  readonly uid: number;
+  readonly restricted: boolean;
+  readonly owner: { uuid: string; name: string; id: number; pid: number } | null;
+  /** Bytes received and not yet answered: whole frames queued behind the call in flight, then a partial one (base64). */
+  readonly pending: string;
+}
+
+function connState(x: unknown): ConnState | string {
+  const o = x as Partial<ConnState> | null;
+  if (typeof o !== 'object' || o === null || o.v !== 1) return 'unknown state version';
+  if (!Number.isSafeInteger(o.pid) || !Number.isSafeInteger(o.uid) || typeof o.restricted !== 'boolean' || typeof o.pending !== 'string') return 'malformed state';
+  const w = o.owner;
+  if (w !== null && (typeof w !== 'object' || typeof w.uuid !== 'string' || typeof w.name !== 'string' || !Number.isSafeInteger(w.id) || !Number.isSafeInteger(w.pid))) return 'malformed owner';
+  return o as ConnState;
 }
 
 interface RegisteredOwner {
@@ -95,6 +122,8 @@ interface Conn {
   closed: boolean;
   /** Settles when the call being dispatched is answered (the close rule waits for it). */
   idle: Promise<void>;
+  /** A take-over is handing this connection on: answer the call in flight, read but dispatch nothing more. */
+  handingOver: boolean;
 }
 
 type Outcome = Buffer | null | 'close';
@@ -170,6 +199,10 @@ export class VirtlockdServer implements RunningSource {
   private readonly leaseIds = new Map<string, string>();
   private pollTimer?: NodeJS.Timeout;
   private stopping = false;
+  /** Connections kept open for the next daemon by a take-over's stop. */
+  private handed: HandedConnection[] = [];
+  /** Connections adopted from the previous daemon at start. */
+  adoptedConnections = 0;
 
   constructor(private readonly opts: VirtlockdServerOptions) {
     this.ctx = opts.ctx;
@@ -193,6 +226,7 @@ export class VirtlockdServer implements RunningSource {
     this.registry = ServerRegistry.load(this.opts.registryFile, (m) => this.ctx.log('warning', m));
     this.adoptHoldings();
     await this.listen();
+    for (const h of this.opts.adopt?.conns ?? []) this.adoptConn(h, this.opts.adopt!.readFrom);
     const poll = this.opts.ownerPollMs ?? 2000;
     this.pollTimer = setInterval(() => void this.pollOrphans(), poll);
     this.pollTimer.unref();
@@ -200,11 +234,18 @@ export class VirtlockdServer implements RunningSource {
     void this.pollOrphans();
   }
 
-  /** Stop listening and drop every connection. Locks stay held: a closing daemon is not a closing VM. */
-  async stop(opts: { handingOver?: boolean } = {}): Promise<void> {
+  /**
+   * Stop listening and drop every connection. Locks stay held: a closing daemon is not a closing VM.
+   * A take-over that carries connections keeps each one open instead (handedConnections()).
+   */
+  async stop(opts: { handingOver?: boolean; connections?: boolean } = {}): Promise<void> {
     this.stopping = true;
     if (this.pollTimer) clearInterval(this.pollTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (opts.handingOver && opts.connections) {
+      const kept = await Promise.all([...this.conns].map((c) => this.handOver(c)));
+      this.handed = kept.filter((h): h is HandedConnection => h !== null);
+    }
     for (const c of this.conns) c.socket.destroy();
     await closed;
     this.registry.close();
@@ -216,6 +257,94 @@ export class VirtlockdServer implements RunningSource {
     } catch {
       // already gone
     }
+  }
+
+  handedConnections(): HandedConnection[] {
+    return this.handed;
+  }
+
+  /**
+   * Keep `conn` for the next daemon: the call in flight is answered and its reply flushed, nothing
+   * more is dispatched, and what was read but not answered travels with it. The socket object is
+   * destroyed; a copy of its descriptor (no shutdown: the peer sees nothing) stays open.
+   */
+  private async handOver(conn: Conn): Promise<HandedConnection | null> {
+    conn.handingOver = true;
+    this.clearFrameTimer(conn);
+    await conn.idle;
+    const s = conn.socket;
+    if (!conn.closed && s.writableLength > 0) {
+      await new Promise<void>((resolve) => {
+        s.once('drain', resolve);
+        s.once('close', resolve);
+      });
+    }
+    if (conn.closed || conn.reader.failed || s.destroyed) return null;
+    // One synchronous stretch from here to the destroy: libuv reads nothing more from this socket,
+    // so every byte is either in what we take here or still in the kernel for the next daemon.
+    let chunk: Buffer | null;
+    while ((chunk = s.read() as Buffer | null) !== null) this.onData(conn, chunk);
+    if (conn.closed || conn.reader.failed) return null;
+    const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (fd === undefined || fd < 0) return null;
+    let copy: number;
+    try {
+      copy = native.dupFd(fd);
+    } catch (e) {
+      this.ctx.log('warning', `virtlockd socket: pid ${conn.clientPid}: cannot keep the connection for the next daemon: ${(e as Error).message}`);
+      return null;
+    }
+    const pending = Buffer.concat([...conn.queue, conn.reader.takePending()]);
+    conn.queue.length = 0;
+    const state: ConnState = {
+      v: 1,
+      pid: conn.clientPid,
+      uid: this.allowedUid,
+      restricted: conn.restricted,
+      owner: conn.owner ? { ...conn.owner } : null,
+      pending: pending.toString('base64'),
+    };
+    s.destroy();
+    return { kind: 'virtlockd', addr: this.opts.socketPath, fd: copy, state };
+  }
+
+  /** A connection the previous daemon handed over: served as if accepted here, from its state on. */
+  private adoptConn(h: HandedConnection, readFrom: Promise<void>): void {
+    const st = connState(h.state);
+    const drop = (why: string) => {
+      this.ctx.log('warning', `virtlockd socket: a connection handed over was closed: ${why}`);
+      try {
+        fs.closeSync(h.fd);
+      } catch {
+        // already closed
+      }
+    };
+    if (typeof st === 'string') return drop(st);
+    let cred: { pid: number; uid: number };
+    try {
+      cred = this.peerCred(h.fd);
+    } catch (e) {
+      return drop(`cannot read its peer credentials: ${(e as Error).message}`);
+    }
+    if (cred.uid !== this.allowedUid) return drop(`its peer has uid ${cred.uid}`);
+    let socket: net.Socket;
+    try {
+      // pauseOnCreate: nothing is read before readFrom settles (Node's option, not in its types).
+      socket = new net.Socket({ fd: h.fd, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
+    } catch (e) {
+      return drop((e as Error).message);
+    }
+    const conn = this.track(socket, cred.pid);
+    conn.restricted = st.restricted;
+    conn.owner = st.owner;
+    if (st.owner && st.owner.pid > 0 && cred.pid === st.owner.pid) this.setOwnPid(conn, st.owner.pid);
+    this.adoptedConnections++;
+    const pending = Buffer.from(st.pending, 'base64');
+    void readFrom.then(() => {
+      if (conn.closed || this.stopping) return;
+      socket.resume();
+      if (pending.length > 0) this.onData(conn, pending);
+    });
   }
 
   listener(): { kind: 'virtlockd'; addr: string; fd: number } | undefined {
@@ -266,9 +395,14 @@ export class VirtlockdServer implements RunningSource {
       socket.destroy();
       return;
     }
+    this.track(socket, cred.pid);
+  }
+
+  private track(socket: net.Socket, clientPid: number): Conn {
+    socket.on('error', () => undefined);
     const conn: Conn = {
       socket,
-      clientPid: cred.pid,
+      clientPid,
       reader: new FrameReader(),
       queue: [],
       restricted: false,
@@ -278,6 +412,7 @@ export class VirtlockdServer implements RunningSource {
       busy: false,
       closed: false,
       idle: Promise.resolve(),
+      handingOver: false,
     };
     this.conns.add(conn);
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
@@ -288,6 +423,7 @@ export class VirtlockdServer implements RunningSource {
       this.setOwnPid(conn, null);
       void this.onClose(conn).catch((e: unknown) => this.ctx.log('error', `virtlockd close rule failed: ${(e as Error).stack ?? e}`));
     });
+    return conn;
   }
 
   private onData(conn: Conn, chunk: Buffer): void {
@@ -300,6 +436,8 @@ export class VirtlockdServer implements RunningSource {
       }
       conn.queue.push(f.bytes);
     }
+    // Being handed over: what was read travels with the connection; the next daemon answers it.
+    if (conn.handingOver) return;
     // A started frame gets a bounded time to complete, counted from its first byte (virtlockd waits
     // forever, so 1,000 half-sent frames would hold 1,000 connections and their buffers).
     if (conn.reader.pending === 0) this.clearFrameTimer(conn);
@@ -345,7 +483,7 @@ export class VirtlockdServer implements RunningSource {
     conn.busy = true;
     conn.socket.pause();
     try {
-      while (conn.queue.length > 0 && !conn.closed) {
+      while (conn.queue.length > 0 && !conn.closed && !conn.handingOver) {
         const out = await this.handleFrame(conn, conn.queue.shift()!);
         if (out === 'close') {
           conn.socket.destroy();
@@ -355,7 +493,7 @@ export class VirtlockdServer implements RunningSource {
       }
     } finally {
       conn.busy = false;
-      if (!conn.closed) conn.socket.resume();
+      if (!conn.closed && !conn.handingOver) conn.socket.resume();
     }
   }
 
