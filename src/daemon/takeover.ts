@@ -182,6 +182,18 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
    */
   const giveUp = (socket: net.Socket): void => {
     if (confirmed || active?.socket !== socket) return;
+    // An UP already sent, not yet read (the deadline's timer ran first): believed, never killed.
+    try {
+      const r = nat.recvFds(active.fd, 1 << 16, 0);
+      for (const f of r.fds) closeQuietly(f);
+      if (stopping && r.data.toString('utf8').split('\n').includes('UP')) {
+        confirmed = true;
+        log('info', 'takeover: the new daemon is up (at the deadline); exiting (its copies keep every lock)');
+        process.exit(0);
+      }
+    } catch {
+      // nothing more was sent
+    }
     timedOut = true;
     log('error', `takeover: the new daemon (pid ${peerPid}) was not up within ${timeoutMs} ms; killing it and serving on with every lock`);
     try {

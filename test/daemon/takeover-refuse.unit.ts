@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, type NativeBinding } from '../../src/engine/native.js';
-import { takeOver } from '../../src/daemon/takeover.js';
+import { DEFAULT_TAKEOVER_TIMEOUT_MS, takeOver, takeoverTimeoutMs } from '../../src/daemon/takeover.js';
 import { tmpdir } from '../helpers/daemon.js';
 
 const quiet = () => {};
@@ -48,6 +48,15 @@ test('no daemon (no socket, or a stale socket file nobody listens on) is a norma
   // A regular file there is not a socket: ECONNREFUSED from connect(2) as well.
   assert.ok(!(r instanceof Error), String(r));
   assert.is((r as { found: boolean }).found, false);
+});
+
+test('VMLOCKD_TAKEOVER_TIMEOUT_MS: default 120 s, a whole number of ms, anything else an error naming it', () => {
+  assert.is(takeoverTimeoutMs({}), DEFAULT_TAKEOVER_TIMEOUT_MS);
+  assert.is(DEFAULT_TAKEOVER_TIMEOUT_MS, 120_000);
+  assert.is(takeoverTimeoutMs({ VMLOCKD_TAKEOVER_TIMEOUT_MS: '2500' }), 2500);
+  for (const bad of ['0', '-1', '1.5', 'soon', '99999999999']) {
+    assert.throws(() => takeoverTimeoutMs({ VMLOCKD_TAKEOVER_TIMEOUT_MS: bad }), (e: Error & { code?: string }) => e.code === 'VMLOCKD_ERR_BAD_INPUT' && e.message.includes('VMLOCKD_TAKEOVER_TIMEOUT_MS'));
+  }
 });
 
 test.run();

@@ -490,4 +490,20 @@ test('given XdrWriter, then strings pad to 4, over-max strings and out-of-range 
   assert.throws(() => encodeCall(PROC.REGISTER, 0, { owner: { uuid: 'xyz', name: 'a', id: 1, pid: 1 } }), /32 hex digits/);
 });
 
+test('given whole frames and half a frame pushed, when takePending, then the half comes out and a new reader fed it completes the frame (a take-over\'s hand-on)', () => {
+  const a = encodeCall(PROC.RESTRICT, 1, { flags: 0 });
+  const b = encodeCall(PROC.CREATE_LOCKSPACE, 2, { path: '/var/lib/libvirt/lockd/files' });
+  const r = new FrameReader();
+  const out = r.push(Buffer.concat([a, b.subarray(0, 9)]));
+  assert.is(out.length, 1);
+  const rest = r.takePending();
+  assert.equal([rest.length, r.pending], [9, 0]);
+  assert.equal(r.push(Buffer.alloc(0)), []);
+  const next = new FrameReader();
+  assert.equal(next.push(rest), []);
+  const done = next.push(b.subarray(9));
+  assert.is(done.length, 1);
+  assert.ok(done[0]!.kind === 'frame' && done[0]!.bytes.equals(b));
+});
+
 test.run();
