@@ -438,6 +438,7 @@ export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number
     nat.sendFds(fd, null, 'STOP\n', []);
     // The old daemon stops as on SIGTERM (answering requests in flight) and sends what it took meanwhile.
     complete = collect('DONE');
+    if (!complete) log('warning', `takeover: the old daemon went away half-way (the hand-off closed before DONE); adopting the ${byName.size} descriptor(s) received and re-taking the rest`);
   } catch (e) {
     if (byName.size === 0) {
       closeQuietly(fd);

@@ -218,4 +218,44 @@ test('a new daemon SIGSTOPped half-way: the old one gives up after VMLOCKD_TAKEO
   await until('the close rule in the new daemon', () => !held(next).some((h) => h.startsWith('00112233')));
 });
 
+test('the old daemon SIGKILLed half-way: the new one adopts what it received, says so in status, and another host gets nothing', async () => {
+  const s = site();
+  const conf = path.join(s.root, 'vmlockd.conf');
+  fs.writeFileSync(conf, 'log_level = "info"\n');
+  s.opts.extra.push('--config', conf);
+  let cur = new TestDaemon(s.opts);
+  running.push(await cur.start());
+  const images = path.join(s.root, 'images');
+  fs.mkdirSync(images);
+  const disks = [1, 2, 3, 4].map((i) => path.join(images, `d${i}.img`));
+  for (const d of disks) fs.writeFileSync(d, '');
+  assert.is(cur.cli(['acquire', '--vm', UUID_A, ...disks]).code, 0);
+  const other = new TestDaemon({ stateDir: path.join(s.root, 'state-b'), lockspace: s.opts.lockspace, hostId: 'hv-tc-b', socket: path.join(s.root, 'b.sock') });
+  running.push(await other.start());
+  let halfway: TestDaemon | undefined;
+  for (let attempt = 0; attempt < 3 && !halfway; attempt++) {
+    const old = cur;
+    const next = new TestDaemon({ ...s.opts, extra: [...s.opts.extra, '--takeover'] });
+    running.push(next);
+    // The old daemon has sent its locks (END) and is about to stop: freeze it there, then kill it.
+    const onErr = (d: Buffer | string) => {
+      if (String(d).includes('takeover: sent')) old.proc!.kill('SIGSTOP');
+    };
+    old.proc!.stderr!.on('data', onErr);
+    const up = next.start(60_000);
+    await until('the locks sent', () => old.stderr.includes('takeover: sent'), 60_000);
+    old.proc!.stderr!.off('data', onErr);
+    old.proc!.kill('SIGKILL');
+    await up;
+    cur = next;
+    if (next.stderr.includes('went away half-way')) halfway = next;
+  }
+  assert.ok(halfway, 'the old daemon could be killed half-way');
+  const st = JSON.parse(halfway.cli(['status', '--json']).stdout);
+  assert.equal([st.locks, st.started.how, st.started.adopted, st.started.retaken, st.started.lost], [4, 'takeover', 4, 0, 0], JSON.stringify(st.started));
+  for (const d of disks) assert.is(other.cli(['acquire', '--vm', UUID2, d]).code, 3, `${d} should be held by the new daemon`);
+  // The human form says it too.
+  assert.match(halfway.cli(['status']).stdout, /started: how=takeover, adopted=4, retaken=0/);
+});
+
 test.run();
