@@ -16,7 +16,7 @@ import { isHandOverRefusal } from '../engine/holder-record.js';
 import type { Reply } from '../engine/pipeline.js';
 import type { SourceContext, RunningSource } from '../engine/source.js';
 import { heldBy } from '../engine/state.js';
-import type { Owner } from '../engine/types.js';
+import type { DiskRequest, HandOverOutcome, Owner } from '../engine/types.js';
 import { fact } from '../engine/facts.js';
 import { applyLeaseRules, DEFAULT_LEASE_RULES, domainLocks, type DomainLocks, type LeaseRules } from './domain-locks.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
@@ -94,9 +94,16 @@ export interface HandlerOptions {
    * shows it.
    */
   readonly settleReconcileMs?: number;
+  /** The bound on an incoming migration's hand-over request (DEFAULT_INCOMING_WAIT_MS). */
+  readonly incomingWaitMs?: number;
 }
 
 const DEFAULT_HAND_OVER_RETRIES_MS = [250, 500, 1000, 2000, 4000, 8000];
+/**
+ * How long an incoming migration seen on the event stream (Started Migrated) keeps its hand-over
+ * request at most, when neither its resume, a conflict nor its stop ends it first.
+ */
+const DEFAULT_INCOMING_WAIT_MS = 30 * 60_000;
 const DEFAULT_RECONCILE_RETRIES_MS = [2000, 5000, 15_000, 30_000, 60_000];
 const DEFAULT_PERIODIC_RECONCILE_MS = 5 * 60_000;
 const DEFAULT_SETTLE_RECONCILE_MS = 5000;
@@ -146,6 +153,13 @@ export class LibvirtEventHandler {
   private readonly now: () => Date;
   private readonly later: (fn: () => void, ms: number) => () => void;
   private readonly retries: readonly number[];
+  /**
+   * Incoming migrations (Started Migrated) waiting for the source to let go: uuid -> their disks
+   * and the timer that bounds the wait. Their hand-over request makes the source's release reserve
+   * the disks for this host (decision 0009); the resume's acquire, a conflict or the domain's stop
+   * ends it (HandOverEnded).
+   */
+  private readonly waits = new Map<string, { owner: Owner; disks: DiskRequest[]; cancel: () => void }>();
 
   constructor(private readonly opts: HandlerOptions) {
     this.ctx = opts.ctx;
@@ -262,6 +276,8 @@ export class LibvirtEventHandler {
     this.closed = true;
     for (const cancel of this.timers) cancel();
     this.timers.clear();
+    // The locker withdraws every request as the daemon stops.
+    this.waits.clear();
   }
 
   private enqueue(task: () => Promise<void>): Promise<void> {
@@ -285,6 +301,8 @@ export class LibvirtEventHandler {
     const action = mapLifecycle(ev);
     const what = ev.kind === 'lifecycle' ? `${ev.word} ${ev.detail}` : `${ev.kind} ${ev.alias}`;
     this.ctx.log('debug', `libvirt ${this.opts.uri}: ${ev.domain}: ${what} -> ${action}`);
+    // An incoming migration's QEMU exists (Prepare is over); it takes the disks at its resume.
+    if (ev.kind === 'lifecycle' && ev.word === 'Started' && ev.detail === 'Migrated') return this.awaitIncoming(ev.domain, this.at(ev));
     switch (action) {
       case 'acquire':
         if (ev.kind === 'device-added') return this.acquireDevice(ev.domain, ev.alias, this.at(ev));
@@ -416,6 +434,45 @@ export class LibvirtEventHandler {
     await this.afterAcquire(owner, reply, this.retries.length, async () => {});
   }
 
+  /**
+   * Started Migrated: file the hand-over request for the domain's disks (the `hand-over` command),
+   * so that the source's release reserves them for this host and VM and no third host can take
+   * them before this host's resume takes them.
+   */
+  private async awaitIncoming(name: string, at: string): Promise<void> {
+    const info = await this.fetchDomain(name, `incoming migration of VM ${name}`);
+    if (!info || info.id === undefined) return;
+    const locks = await this.locksOf(info);
+    this.aliases.set(info.uuid, locks.aliases);
+    if (locks.disks.length === 0) return;
+    const owner: Owner = { uuid: info.uuid, name: info.name };
+    if (this.waits.has(owner.uuid)) return;
+    const reply = await this.ctx.submit({ kind: 'hand-over', step: 'wait', owner, disks: locks.disks, from: '', at, source: 'virsh' });
+    if (reply.status === 'error') {
+      this.ctx.log('warning', `libvirt ${this.opts.uri}: VM ${who(owner)} migrates in, but its hand-over request could not be filed: ${reply.message}`);
+      return;
+    }
+    const bound = this.opts.incomingWaitMs ?? DEFAULT_INCOMING_WAIT_MS;
+    const cancel = this.later(() => {
+      this.timers.delete(cancel);
+      void this.enqueue(() => this.endWait(owner.uuid, 'timeout', `no resume or stop of the incoming VM in ${Math.round(bound / 1000)} s`));
+    }, bound);
+    this.timers.add(cancel);
+    this.waits.set(owner.uuid, { owner, disks: locks.disks, cancel });
+    this.ctx.log('info', `libvirt ${this.opts.uri}: VM ${who(owner)} migrates in; its disks are reserved for this host when the source lets go`);
+  }
+
+  /** End an incoming migration's wait (withdraw its hand-over request, journal HandOverEnded). */
+  private async endWait(uuid: string, outcome: HandOverOutcome, detail: string): Promise<void> {
+    const w = this.waits.get(uuid);
+    if (!w) return;
+    this.waits.delete(uuid);
+    w.cancel();
+    this.timers.delete(w.cancel);
+    const r = await this.ctx.submit({ kind: 'hand-over', step: 'end', owner: w.owner, disks: w.disks, outcome, detail, at: this.now().toISOString(), source: 'virsh' });
+    if (r.status === 'error') this.ctx.log('warning', `libvirt ${this.opts.uri}: VM ${who(w.owner)}: could not record the end of the migration hand-over: ${r.message}`);
+  }
+
   /** `virsh domstate` of one domain, read as running / gone / could not tell. */
   private async domainState(nameOrUuid: string): Promise<DomainState> {
     return domainStateOf(await this.virsh(['domstate', nameOrUuid]));
@@ -434,6 +491,11 @@ export class LibvirtEventHandler {
    */
   private async releaseIfGone(name: string, at: string, what: string): Promise<void> {
     const named = await this.uuidOf(name);
+    if (named && this.waits.has(named)) {
+      // An incoming migration that failed here (Stopped Failed): its wait ends once libvirt says so.
+      const st = await this.domainState(named);
+      if (st.kind === 'gone') await this.endWait(named, 'gone', `${what}; virsh domstate says ${st.state}`);
+    }
     const candidates = new Map<string, boolean>(); // uuid -> release every lock (true) or libvirt-taken ones only
     let namedRuns = false;
     if (named) candidates.set(named, true);
@@ -509,7 +571,7 @@ export class LibvirtEventHandler {
   }
 
   private async afterAcquire(owner: Owner, reply: Reply, attempt: number, retry: () => Promise<void>): Promise<void> {
-    if (reply.status === 'ok') return;
+    if (reply.status === 'ok') return this.endWait(owner.uuid, 'taken', 'this host holds the disks');
     if (reply.status === 'error') {
       this.ctx.log('error', `libvirt ${this.opts.uri}: could not take the locks of VM ${who(owner)}: ${reply.message}`);
       return;
@@ -524,6 +586,7 @@ export class LibvirtEventHandler {
       this.timers.add(cancel);
       return;
     }
+    await this.endWait(owner.uuid, 'conflict', reply.message);
     this.ctx.log('error', `CONFLICT: VM ${who(owner)} is running without its disk lock: ${reply.message} (on_conflict = "${this.opts.onConflict()}")`);
     await this.applyConflictPolicy(owner, reply.message);
   }

@@ -10,6 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { ROOT, TestDaemon, tmpdir, until } from '../helpers/daemon.js';
+import { ScriptedVirsh } from '../helpers/scripted-virsh.js';
 
 const TEMPLATE = fs.readFileSync(path.join(ROOT, 'test', 'e2e', 'fixtures', 'domain-template.xml'), 'utf8');
 const U1 = 'b1111111-1111-4111-8111-111111111111';
@@ -34,15 +35,17 @@ test.after.each(async () => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-/** A host with the hook alone (no libvirt URI). */
-async function host(id: string): Promise<TestDaemon> {
+/** A host with the hook alone (no libvirt URI), or with `virsh` a scripted libvirt event stream. */
+async function host(id: string, virsh?: ScriptedVirsh): Promise<TestDaemon> {
   const dir = path.join(root, id);
   fs.mkdirSync(dir);
   const conf = path.join(dir, 'vmlockd.conf');
-  fs.writeFileSync(conf, 'log_level = "info"\n');
-  const d = new TestDaemon({ stateDir: path.join(dir, 'state'), lockspace, hostId: id, extra: ['--config', conf] });
+  fs.writeFileSync(conf, `log_level = "info"\n${virsh ? 'libvirt_uri = "test:///scripted"\n' : ''}`);
+  const d = new TestDaemon({ stateDir: path.join(dir, 'state'), lockspace, hostId: id, extra: ['--config', conf], ...(virsh ? { env: virsh.env() } : {}) });
   running.push(d);
-  return d.start();
+  await d.start();
+  if (virsh) await until(`${id}: first reconcile`, () => /reconciled:/.test(log(d)));
+  return d;
 }
 
 function hook(d: TestDaemon, name: string, uuid: string, disk: string, op: string, subop = 'begin') {
@@ -258,6 +261,42 @@ test('17.5: given a destination that hangs (SIGSTOP) after the source released t
   const t = hook(third, 'intruder', U2, img, 'prepare');
   assert.is(t.code, 0, t.stderr);
   assert.equal(held(third).map((l) => l.vm.uuid), [U2]);
+});
+
+test('17.5: given a destination with the event stream alone (no hook), when a third host hammers acquire through the hand-over, then Started Migrated\'s request keeps it out and the destination\'s resume takes the disk', async () => {
+  const img = disk('web1.qcow2');
+  const virsh = new ScriptedVirsh(path.join(root, 'dst-virsh'));
+  const live = xml('web1', U1, img).replace("<domain type='qemu'>", "<domain type='qemu' id='7'>");
+  virsh.on('list --all --uuid --name', '\n').on('list --uuid', '\n').on('dumpxml web1', live).on(`dumpxml ${U1}`, live).on('domuuid web1', U1 + '\n').on(`domstate ${U1}`, 'paused\n');
+  const src = await host('hv-src');
+  const dst = await host('hv-dst', virsh);
+  const third = await host('hv-3');
+  assert.is(hook(src, 'web1', U1, img, 'prepare').code, 0);
+  const h = hammer(third, img);
+  let r: HammerResult;
+  try {
+    // Prepare is over on the destination: its QEMU waits for the memory.
+    virsh.emit('web1', 'Started Migrated');
+    await until('the destination files its hand-over request', () => facts(dst, 'HandOverWaiting').length === 1);
+    // Finish: the destination resumes while the source still holds the disk (until its Confirm).
+    virsh.on(`domstate ${U1}`, 'running\n');
+    virsh.emit('web1', 'Resumed Migrated');
+    await until('the destination\'s resume was refused by the source and retries', () => /still holds its disks on host hv-src \(migration hand-over\); retrying in 1000 ms/.test(log(dst)), 20_000);
+    assert.equal(held(dst), []);
+    // The source's Confirm.
+    assert.is(hook(src, 'web1', U1, img, 'release', 'end').code, 0);
+    await until('the destination holds web1\'s disk or reports a conflict', () => held(dst).some((l) => l.vm.uuid === U1) || /CONFLICT/.test(log(dst)), 30_000);
+    const after = h.attempts();
+    await until('more attempts after the hand-over', () => h.attempts() >= after + 40, 20_000);
+  } finally {
+    r = await h.stop();
+  }
+  assert.equal(r.wins, [], `the third host got the disk ${r.wins.length} time(s) in ${r.attempts} attempts`);
+  assert.ok(held(dst).some((l) => l.vm.uuid === U1), 'the destination holds the disk');
+  assert.not.match(log(dst), /CONFLICT/);
+  assert.equal((facts(src, 'LockReleased')[0]!.payload.handedTo as { host: string }).host, 'hv-dst');
+  const ended = facts(dst, 'HandOverEnded');
+  assert.equal(ended.map((f) => f.payload.outcome), ['taken']);
 });
 
 test.run();

@@ -116,11 +116,12 @@ test('given a Started event for a domain that is no longer running, then nothing
   assert.equal(ctx.commands, []);
 });
 
-test('given migration events, then Started Migrated keeps, Resumed Migrated acquires; the source keeps through Suspended Migrated/Post-copy and releases at Stopped Migrated', async () => {
+test('given migration events, then Started Migrated files the hand-over request (no lock yet), Resumed Migrated acquires and ends the wait; the source keeps through Suspended Migrated/Post-copy and releases at Stopped Migrated', async () => {
   const { ctx, virsh, handler } = setup();
   virsh.on('dumpxml tcg1', TCG_XML).on('domuuid tcg1', TCG_UUID).on(`domstate ${TCG_UUID}`, 'paused\n');
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Migrated"]);
-  assert.equal(ctx.commands, []);
+  assert.equal(summary(ctx.commands), ['hand-over wait']);
+  assert.equal(ctx.held(TCG_UUID), []);
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Resumed Migrated"]);
   assert.equal(ctx.held(TCG_UUID), [HOT, ROOT]);
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Suspended Paused", "event 'lifecycle' for domain 'tcg1': Suspended I/O Error"]);
@@ -131,7 +132,22 @@ test('given migration events, then Started Migrated keeps, Resumed Migrated acqu
   virsh.on(`domstate ${TCG_UUID}`, 'shut off\n');
   await feed(handler, ["event 'lifecycle' for domain 'tcg1': Stopped Migrated"]);
   assert.equal(ctx.held(TCG_UUID), []);
-  assert.equal(summary(ctx.commands).map((s) => s.split(' ')[0]), ['acquire', 'release']);
+  assert.equal(summary(ctx.commands).map((s) => s.split(' ').slice(0, 2).join(' ')), ['hand-over wait', 'acquire virsh', 'hand-over end', 'release virsh']);
+  assert.equal(ctx.commands.filter((c) => c.kind === 'hand-over').map((c) => c.kind === 'hand-over' && c.outcome), [false, 'taken'].map((o) => o || undefined));
+});
+
+test('given an incoming migration that fails here (Stopped Failed, domstate shut off), then its wait ends as gone; one that never resumes ends at the bound', async () => {
+  const { ctx, virsh, handler, timers } = setup();
+  virsh.on('dumpxml tcg1', TCG_XML).on('domuuid tcg1', TCG_UUID).on(`domstate ${TCG_UUID}`, 'shut off\n');
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Migrated", "event 'lifecycle' for domain 'tcg1': Stopped Failed"]);
+  const ends = ctx.commands.filter((c) => c.kind === 'hand-over' && c.step === 'end');
+  assert.equal(ends.map((c) => c.kind === 'hand-over' && c.outcome), ['gone']);
+  // Again, and this time nothing follows: the bound's timer ends it.
+  await feed(handler, ["event 'lifecycle' for domain 'tcg1': Started Migrated"]);
+  timers[timers.length - 1]!.fn();
+  await handler.idle();
+  const all = ctx.commands.filter((c) => c.kind === 'hand-over' && c.step === 'end');
+  assert.equal(all.map((c) => c.kind === 'hand-over' && c.outcome), ['gone', 'timeout']);
 });
 
 test('given Undefined of a domain that still runs (now transient), then its locks stay; once gone, they go', async () => {
