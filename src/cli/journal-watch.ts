@@ -47,7 +47,7 @@ export class JournalWatch {
 
   /** The engine's log: a refused command on a failing journal is logged like the rest, at most once a minute. */
   engineLog(level: Level, msg: string): void {
-    if (msg.startsWith('the journal could not record')) this.limited('refused', level, msg);
+    if (msg.startsWith('the journal could not record')) this.limited('refused', level, msg + hint(msg));
     else this.log(level, msg);
   }
 
@@ -82,4 +82,12 @@ export class JournalWatch {
       journal_pending_facts: { help: 'Facts acknowledged in the staging file but not yet in SQLite.', value: h?.pending ?? 0 },
     };
   }
+}
+
+/** What an operator does about it, for the errnos that need one. */
+function hint(msg: string): string {
+  if (/\bEROFS\b/.test(msg)) {
+    return " (the state directory's filesystem is read-only, e.g. ext4 after an error: every held lock stays held and every command that changes one is refused; an errored ext4 needs the daemon stopped, umount, e2fsck and mount: docs/operations.md, \"A failing state directory\")";
+  }
+  return '';
 }

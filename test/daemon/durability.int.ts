@@ -245,6 +245,7 @@ test('the daemon stays up while its state directory is read-only: refuses new co
     await sleep(1500);
     for (const i of held) assert.ok(kernelHeld(lockspace, disk(i)), `d${i} dropped while the state directory was read-only`);
     assert.is(d.proc!.exitCode, null, `the daemon died on a read-only state directory:\n${d.stderr}`);
+    assert.match(d.stderr, /filesystem is read-only.*every held lock stays held/);
     // A stop that cannot journal its last facts still stops.
     const exit = await d.kill('SIGTERM');
     assert.is(exit.signal, null, `SIGTERM on a read-only state directory: ${JSON.stringify(exit)}\n${d.stderr}`);
