@@ -9,8 +9,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Locker } from '../../src/engine/locker.js';
 import { findForgotten } from '../../src/engine/locker-found.js';
+import { native } from '../../src/engine/native.js';
 import { resolveDisk } from '../../src/engine/resolve.js';
-import { initialState } from '../../src/engine/state.js';
+import { evolve, initialState } from '../../src/engine/state.js';
 import type { Intent, Owner, ResourceRef } from '../../src/engine/types.js';
 import { tmpdir } from '../helpers/daemon.js';
 
@@ -96,6 +97,37 @@ test('a missing lockspace is no error; an unreadable lock file is reported, not 
   // root reads a 0000 file anyway; anyone else gets EACCES, reported with the file's name.
   if (asRoot) assert.is(scan.facts.length, 1);
   else assert.match(scan.unusable.join('\n'), new RegExp(path.basename(t.ref.id)));
+});
+
+test('a found grant whose description systemd\'s store kept is adopted through that description, never dropped', () => {
+  const { lockspace, take } = setup();
+  const a = new Locker('host-a', { fileLockspaceDir: lockspace });
+  const t = take(a, 1);
+  // The store's copies (a dup is the same open file description), then the daemon dies.
+  const stored = a.descriptors().map((p) => ({ name: p.name, fd: native.dupFd(p.fd) }));
+  a.closeAll();
+
+  // The restarted daemon's journal lost the grant: its state is empty, and the scan finds it.
+  const state = initialState();
+  const at = new Date(Date.now() + 1000).toISOString();
+  const scan = findForgotten([{ dir: lockspace, kind: 'file' }], 'host-a', (id) => (state.resources.get(id)?.holders.size ?? 0) > 0, () => 0, at);
+  assert.is(scan.facts.length, 1);
+  for (const f of scan.facts) evolve(state, f);
+  const again = new Locker('host-a', { fileLockspaceDir: lockspace });
+  const adoption = again.adopt(state, stored, at, 'adopted');
+  assert.equal(adoption.dropped, []);
+  assert.is(adoption.adopted, 1);
+  assert.equal(
+    adoption.facts.map((f) => [f.kind, (f.payload as { resource: string }).resource]),
+    [['Reacquired', t.ref.id]],
+  );
+  assert.equal(again.reacquire(state, at).facts, []);
+  // Held all along: another host cannot take it.
+  const b = new Locker('host-b', { fileLockspaceDir: lockspace });
+  const d = resolveDisk({ path: t.ref.canonical, mode: 'exclusive' }, { fileLockspaceDir: lockspace }, initialState());
+  const p = b.prepare([{ kind: 'lock', disk: d, owner: owner(9), how: 'take' } as Intent], { at, source: 'test' });
+  assert.is(p.outcome.status, 'refused');
+  again.closeAll();
 });
 
 test.run();
