@@ -26,7 +26,19 @@ function kindOf(st: fs.Stats): string {
  * changes nothing for a regular file or a block device.
  */
 export function openLockFile(file: string, flags: number, opts: { mode?: number; blockDevice?: boolean } = {}): number {
-  const fd = fs.openSync(file, flags | fs.constants.O_NONBLOCK, opts.mode ?? 0o600);
+  // A lock file in a lockspace is never reached through a symlink: the daemon runs as root, and
+  // one planted under a lock file's name would make it create or lock and write a file elsewhere.
+  // A disk locked in place (blockDevice) keeps its own name, which may be a symlink (/dev/vg/lv).
+  const nofollow = opts.blockDevice === true ? 0 : fs.constants.O_NOFOLLOW;
+  let fd: number;
+  try {
+    fd = fs.openSync(file, flags | fs.constants.O_NONBLOCK | nofollow, opts.mode ?? 0o600);
+  } catch (e) {
+    if (nofollow !== 0 && (e as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new BadInputError(`${file} is a symbolic link: a lock file in a lockspace is never followed through one (remove it)`);
+    }
+    throw e;
+  }
   let st: fs.Stats;
   try {
     st = fs.fstatSync(fd);

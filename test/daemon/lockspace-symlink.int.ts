@@ -1,0 +1,40 @@
+// A symlink planted in the lockspace under a disk's lock-file name: the daemon (root) must never
+// follow it, neither to create a file elsewhere nor to lock and write records into one.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { sha256Hex } from '../../src/engine/resolve.js';
+import { UUID1, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+
+const running: TestDaemon[] = [];
+test.after.each(async () => {
+  for (const d of running.splice(0)) await d.kill('SIGKILL');
+});
+
+test('a symlink named like a lock file is refused as bad input: nothing created or written through it, no lock taken', async () => {
+  const dir = tmpdir();
+  const lockspace = path.join(dir, 'lockspace');
+  fs.mkdirSync(lockspace);
+  fs.mkdirSync(path.join(dir, 'images'));
+  const a = await startDaemon({ stateDir: path.join(dir, 'state'), lockspace, hostId: 'hv-a' });
+  running.push(a);
+  const dangling = path.join(dir, 'victim-created');
+  const empty = path.join(dir, 'victim-empty');
+  fs.writeFileSync(empty, '');
+  for (const [name, target] of [['a.img', dangling], ['b.img', empty]] as const) {
+    const disk = path.join(dir, 'images', name);
+    fs.writeFileSync(disk, 'image');
+    fs.symlinkSync(target, path.join(lockspace, sha256Hex(disk)));
+    const r = a.cli(['acquire', '--vm', UUID1, disk]);
+    assert.is(r.code, 2, `${name}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, 'symbolic link');
+    assert.match(r.stderr, sha256Hex(disk));
+  }
+  assert.not.ok(fs.existsSync(dangling), 'the daemon created a file through a dangling symlink');
+  assert.is(fs.statSync(empty).size, 0, 'the daemon wrote a holder record through a symlink');
+  assert.equal(JSON.parse(a.cli(['locks', '--json']).stdout), []);
+  assert.is(a.cli(['status']).code, 0);
+});
+
+test.run();
