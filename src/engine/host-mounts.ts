@@ -105,7 +105,10 @@ export function publishMounts(lockspace: string, host: string, mountinfo?: strin
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     const file = path.join(dir, `${host}.json`);
     const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ v: 1, host, mounts: sharedMounts(text) }) + '\n', { mode: 0o644 });
+    // Never through a link planted at the temporary name (the daemon runs as root): remove whatever
+    // is there, then create the file exclusively (O_EXCL fails on a symlink, dangling or not).
+    fs.rmSync(tmp, { force: true });
+    fs.writeFileSync(tmp, JSON.stringify({ v: 1, host, mounts: sharedMounts(text) }) + '\n', { mode: 0o644, flag: 'wx' });
     fs.renameSync(tmp, file);
     return undefined;
   } catch (e) {

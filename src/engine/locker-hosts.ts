@@ -201,7 +201,8 @@ export class HostLock {
 
 /** Open and write-lock a host file; refused, naming the holder, when another daemon holds it. */
 function lockHostFile(file: string, host: string, lockspace: string, nat: NativeBinding): number {
-  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+  // O_NOFOLLOW: a symlink planted at this host's name is refused (ELOOP), never written through.
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
   let granted: boolean;
   try {
     granted = nat.ofdSetLk(fd, 'write', 0, 1);

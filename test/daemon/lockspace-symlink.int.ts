@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sha256Hex } from '../../src/engine/resolve.js';
-import { UUID1, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { TestDaemon, UUID1, cli, startDaemon, tmpdir } from '../helpers/daemon.js';
 
 const running: TestDaemon[] = [];
 test.after.each(async () => {
@@ -35,6 +35,20 @@ test('a symlink named like a lock file is refused as bad input: nothing created 
   assert.is(fs.statSync(empty).size, 0, 'the daemon wrote a holder record through a symlink');
   assert.equal(JSON.parse(a.cli(['locks', '--json']).stdout), []);
   assert.is(a.cli(['status']).code, 0);
+});
+
+test('a symlink planted at this host\'s file in .hosts stops the start in one line and creates nothing', async () => {
+  const dir = tmpdir();
+  const lockspace = path.join(dir, 'lockspace');
+  fs.mkdirSync(path.join(lockspace, '.hosts'), { recursive: true });
+  const victim = path.join(dir, 'victim');
+  fs.symlinkSync(victim, path.join(lockspace, '.hosts', 'hv-b'));
+  const d = new TestDaemon({ stateDir: path.join(dir, 'state'), lockspace, hostId: 'hv-b' });
+  const r = cli(d.args());
+  assert.is(r.code, 1, r.stdout + r.stderr);
+  assert.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, 'ELOOP');
+  assert.not.ok(fs.existsSync(victim), 'the daemon created a file through the planted host-file link');
 });
 
 test.run();
