@@ -4,6 +4,7 @@
 // hold protects nothing, a held lock the daemon does not list can never be released.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { native } from '../../src/engine/native.js';
 
 /** Paths (as /proc/PID/fd resolves them) of every locked file in `dirs` (all files when omitted). */
 export function kernelLockedFiles(pid: number, dirs?: readonly string[]): Set<string> {
@@ -41,4 +42,23 @@ export function listedVsKernel(pid: number, listed: ReadonlyArray<{ resource: st
   const kernel = kernelLockedFiles(pid, dirs);
   const names = new Set(listed.map((l) => l.resource));
   return { notHeld: [...names].filter((r) => !kernel.has(r)), notListed: [...kernel].filter((k) => !names.has(k)) };
+}
+
+/**
+ * Whether anyone holds a lock on byte 0 of `file`, asked from a fresh open file description (an OFD
+ * F_GETLK: it takes nothing and disturbs nothing). On FUSE (GlusterFS) locks live in the filesystem,
+ * not in the kernel's lock lists, so /proc/PID/fdinfo shows none: this asks the filesystem itself.
+ */
+export function lockedByAnyone(file: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  try {
+    return native.ofdGetLk(fd, 'write', 0, 1) !== null;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
