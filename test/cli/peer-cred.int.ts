@@ -62,10 +62,14 @@ test('a foreign uid on the virtlockd socket is closed without a frame and journa
     assert.ok(rejected.some((f) => /uid 65534/.test(String(f.payload.message))), JSON.stringify(rejected).slice(0, 500));
     // Root (the daemon's own uid) is served on the same socket.
     const root = await RemoteClient.spawn(vsock);
-    assert.equal(await root.do({ op: 'register', uuid: UUID1, name: 'vm', id: 1, pid: 'self' }), { ok: true });
-    assert.equal(await root.do({ op: 'acquire', path: '', name: img }), { ok: true });
-    assert.is((JSON.parse(d.cli(['locks', '--json']).stdout) as unknown[]).length, 1);
-    await root.do({ op: 'close' });
+    try {
+      assert.equal(await root.do({ op: 'register', uuid: UUID1, name: 'vm', id: 1, pid: 'self' }), { ok: true });
+      assert.equal(await root.do({ op: 'acquire', path: '', name: img }), { ok: true });
+      assert.is((JSON.parse(d.cli(['locks', '--json']).stdout) as unknown[]).length, 1);
+    } finally {
+      // The client process reads its stdin until killed: left running, it keeps the test runner alive.
+      await root.kill();
+    }
     assert.is(d.proc!.exitCode, null);
   } finally {
     await d.kill('SIGKILL');
