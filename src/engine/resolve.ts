@@ -81,10 +81,22 @@ export function checkDiskPath(p: unknown, field = 'path'): string {
   if (!path.isAbsolute(p)) throw new BadInputError(`${field} must be an absolute path, got ${JSON.stringify(p)}`);
   if (p.includes('\0')) throw new BadInputError(`${field} must not contain a NUL byte, got ${JSON.stringify(p)}`);
   if (p.length > 4096) throw new BadInputError(`${field} is longer than PATH_MAX (4096 bytes)`);
+  refuseProc(p, field);
   // U+FFFD is what a decoder puts for invalid UTF-8 (a domain XML in another encoding): the path it
   // leaves names no file, and locking it would protect nothing.
   if (p.includes('\uFFFD')) throw new BadInputError(`${field} contains U+FFFD (invalid UTF-8 in the source?), got ${JSON.stringify(p)}`);
   return p;
+}
+
+/**
+ * /proc/self/fd/N, /proc/PID/root/...: resolved in the daemon they name its own descriptors or
+ * another process's view, not the disk the VM opens; a lock on that protects nothing.
+ */
+function refuseProc(p: string, field: string): void {
+  const lexical = path.resolve(p);
+  if (lexical === '/proc' || lexical.startsWith('/proc/')) {
+    throw new BadInputError(`${field} ${p} is under /proc, which resolves inside vmlockd, not in the VM: name the disk by its own path`);
+  }
 }
 
 /**
@@ -93,13 +105,20 @@ export function checkDiskPath(p: unknown, field = 'path'): string {
  * whose symlinks are still resolved.
  */
 export function canonicalPath(p: string): string {
+  refuseProc(p, 'disk path');
   // A device path keeps its own name: realpath would turn /dev/vg/lv or /dev/disk/by-id/... into
   // /dev/dm-N or /dev/sdX, numbers local to each host, and two hosts would name one disk apart.
   if (p.startsWith('/dev/')) return path.resolve(p);
   try {
     return fs.realpathSync.native(p);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTDIR') throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'ELOOP' || code === 'ENAMETOOLONG' || code === 'EPERM') {
+      throw new BadInputError(`cannot resolve disk path ${p}: ${code}`);
+    }
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') {
+      throw new VmlockdError('VMLOCKD_ERR_IO', `cannot resolve disk path ${p}: ${(e as Error).message}`, { cause: e });
+    }
   }
   const lexical = path.resolve(p);
   const parent = path.dirname(lexical);
@@ -243,6 +262,7 @@ function checkExists(given: string, create: boolean): void {
     st = fs.statSync(given);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'ELOOP' || code === 'ENAMETOOLONG' || code === 'EPERM') throw new BadInputError(`cannot stat disk ${given}: ${code}`);
     if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new VmlockdError('VMLOCKD_ERR_IO', `cannot stat disk ${given}: ${(e as Error).message}`, { cause: e });
     if (create) return;
     throw new BadInputError(`disk ${given} does not exist; a lock on a mistyped path protects nothing (say the disk will be created: --create, or "create": true)`);

@@ -1,5 +1,6 @@
-// A symlink planted in the lockspace under a disk's lock-file name: the daemon (root) must never
-// follow it, neither to create a file elsewhere nor to lock and write records into one.
+// Paths that would make the root daemon act somewhere else: a symlink planted in the lockspace
+// under a lock file's or host file's name, a disk named through /proc (which resolves inside the
+// daemon, not the VM).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
@@ -49,6 +50,18 @@ test('a symlink planted at this host\'s file in .hosts stops the start in one li
   assert.is(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.match(r.stderr, 'ELOOP');
   assert.not.ok(fs.existsSync(victim), 'the daemon created a file through the planted host-file link');
+});
+
+test('a disk named through /proc is refused as bad input naming /proc; nothing is locked', async () => {
+  const dir = tmpdir();
+  const a = await startDaemon({ stateDir: path.join(dir, 'state'), lockspace: path.join(dir, 'lockspace'), hostId: 'hv-a' });
+  running.push(a);
+  for (const disk of ['/proc/self/fd/0', '/proc/1/root/etc/hostname', '/proc/../proc/self/exe']) {
+    const r = a.cli(['acquire', '--vm', UUID1, disk]);
+    assert.is(r.code, 2, `${disk}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, '/proc');
+  }
+  assert.equal(JSON.parse(a.cli(['locks', '--json']).stdout), []);
 });
 
 test.run();
