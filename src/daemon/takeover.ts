@@ -49,15 +49,40 @@ export function takeoverTimeoutMs(env: NodeJS.ProcessEnv = process.env): number 
   return ms;
 }
 
-/** A process that has exited: gone from /proc, or a zombie (its descriptors and flocks closed). */
-function exited(pid: number): boolean {
+/**
+ * A process that has exited: gone from /proc, or a zombie whose every thread is dead. Not the
+ * thread-group leader's state alone: Node's leader shows Z while its worker threads are still
+ * exiting, and they share the descriptor table, so the instance guard's flock is still held then
+ * (found by test: "another vmlockd is already running" right after the old daemon's SIGKILL).
+ */
+export function exited(pid: number): boolean {
+  let tids: string[];
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' || state === 'X';
+    tids = fs.readdirSync(`/proc/${pid}/task`);
   } catch {
     return true;
   }
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      if (state !== 'Z' && state !== 'X') return false;
+    } catch {
+      // that thread is gone
+    }
+  }
+  return true;
+}
+
+/** Blocks until `pid` has exited (true), or `ms` passed (false). For the new daemon, before it starts. */
+function waitExitedSync(pid: number, ms: number): boolean {
+  const end = Date.now() + ms;
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  while (!exited(pid)) {
+    if (Date.now() >= end) return false;
+    Atomics.wait(cell, 0, 0, 20);
+  }
+  return true;
 }
 
 /** Resolves once `pid` has exited, or after `ms` whatever it does. */
@@ -313,6 +338,9 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
       conns = withConns ? daemon.connections() : [];
       // Locks taken (or taken again) since END: a description the new daemon does not have yet.
       const more = kept.filter((f) => !active!.sent.has(`${f.name}/${f.fd}`));
+      // The new daemon went away (or was given up on) during the stop: its socket is closed, and its
+      // descriptor number may already name another file. Nothing is sent; resume() serves these.
+      if (gone || active.socket.destroyed) return;
       try {
         sendConns(nat, active.fd, conns);
         sendBatches(nat, active.fd, [...more, ...listening], 'DONE');
@@ -432,6 +460,12 @@ export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number
     }
   };
   let complete = false;
+  let oldPid = 0;
+  try {
+    oldPid = nat.peerCred(fd).pid;
+  } catch {
+    // unknown: nothing to wait for below
+  }
   try {
     nat.sendFds(fd, null, `TAKEOVER ${CAP_CONNS}\n`, []);
     if (!collect('END')) throw new Error('the running daemon closed the hand-off before sending its locks');
@@ -446,6 +480,9 @@ export function takeOver(stateDir: string, log: Logf, opts: { timeoutMs?: number
     }
     log('warning', `takeover: the old daemon stopped answering half-way (${(e as Error).message}); adopting the ${byName.size} descriptor(s) received and re-taking the rest`);
   }
+  // An old daemon that went away half-way may still be exiting: its hand-off socket closes before
+  // its instance guard does. Start only once it is gone (found by test: "another vmlockd is running").
+  if (!complete && oldPid > 0 && !waitExitedSync(oldPid, 10_000)) log('warning', `takeover: the old daemon (pid ${oldPid}) has not exited yet`);
   // The hand-off stays open until this daemon is up (confirm) or gives up (abandon, or its exit).
   let open = true;
   let markUp: () => void = () => {};

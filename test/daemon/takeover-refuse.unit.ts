@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, type NativeBinding } from '../../src/engine/native.js';
-import { DEFAULT_TAKEOVER_TIMEOUT_MS, takeOver, takeoverTimeoutMs } from '../../src/daemon/takeover.js';
+import { spawnSync } from 'node:child_process';
+import { DEFAULT_TAKEOVER_TIMEOUT_MS, exited, takeOver, takeoverTimeoutMs } from '../../src/daemon/takeover.js';
 import { tmpdir } from '../helpers/daemon.js';
 
 const quiet = () => {};
@@ -57,6 +58,13 @@ test('VMLOCKD_TAKEOVER_TIMEOUT_MS: default 120 s, a whole number of ms, anything
   for (const bad of ['0', '-1', '1.5', 'soon', '99999999999']) {
     assert.throws(() => takeoverTimeoutMs({ VMLOCKD_TAKEOVER_TIMEOUT_MS: bad }), (e: Error & { code?: string }) => e.code === 'VMLOCKD_ERR_BAD_INPUT' && e.message.includes('VMLOCKD_TAKEOVER_TIMEOUT_MS'));
   }
+});
+
+test('exited(): this process (with its threads) is alive; a child that has exited and was reaped is not', () => {
+  assert.is(exited(process.pid), false);
+  const r = spawnSync(process.execPath, ['-e', '0']);
+  assert.is(r.status, 0);
+  assert.is(exited(r.pid!), true);
 });
 
 test.run();

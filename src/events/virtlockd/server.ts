@@ -141,6 +141,8 @@ function takenHere(source: string | undefined): boolean {
 
 /** How long the rest of a started frame may take (ms) unless the options say otherwise. */
 export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
+/** A take-over: how long a connection's last reply may take to flush before it is dropped instead. */
+const HANDOVER_FLUSH_MS = 5_000;
 /** Owner pids remembered as gone (their own connection closed): enough for every VM of a host. */
 const GONE_OWNERS_MAX = 4096;
 
@@ -274,10 +276,18 @@ export class VirtlockdServer implements RunningSource {
     await conn.idle;
     const s = conn.socket;
     if (!conn.closed && s.writableLength > 0) {
+      // A client that reads none of its replies must not hold the hand-off up: bounded, then dropped.
+      let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         s.once('drain', resolve);
         s.once('close', resolve);
+        timer = setTimeout(resolve, HANDOVER_FLUSH_MS);
       });
+      clearTimeout(timer);
+      if (s.writableLength > 0) {
+        this.ctx.log('warning', `virtlockd socket: pid ${conn.clientPid} read no reply for ${HANDOVER_FLUSH_MS} ms; its connection is closed, not handed over`);
+        return null;
+      }
     }
     if (conn.closed || conn.reader.failed || s.destroyed) return null;
     // One synchronous stretch from here to the destroy: libuv reads nothing more from this socket,
