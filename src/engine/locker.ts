@@ -18,6 +18,7 @@ import type { HolderInfo, Intent, Mode, Owner, ResolvedDisk, ResourceRef } from 
 import {
   FILE_SPAN,
   HANDOVER_OFFSET,
+  LEASE_SPAN,
   decodeRequest,
   encodeRequest,
   isHandOverRefusal,
@@ -888,6 +889,10 @@ export class Locker {
       if (!granted) {
         const holder = this.conflictOn(fd, type, ref.kind !== 'direct');
         fs.closeSync(fd);
+        // Nobody holds it by the time we look: a holder of an instant (another host's taker that
+        // held byte 0 only to read a migration's reservation, and gave it back; on a cluster
+        // filesystem each lock call is a round trip, so that instant is long). Try again.
+        if (holder.mode === undefined && attempt < 4) continue;
         return { ok: false, holder };
       }
       if (ref.kind === 'direct') return { ok: true, fd };
@@ -930,6 +935,10 @@ export class Locker {
       const gen = Math.max(nextGeneration(prev), floor + 1);
       this.highestGen.set(ref.id, gen);
       writeAligned(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0);
+      // Room for a migration destination's hand-over request from the start: a cluster
+      // filesystem's client caches the file's size, and a direct read beyond the end it believes
+      // in returns nothing, so the release would miss a request another mount just wrote there.
+      if (fs.fstatSync(fd).size < LEASE_SPAN) fs.ftruncateSync(fd, LEASE_SPAN);
       if (this.syncRecords) fs.fdatasyncSync(fd);
       return { gen };
     }

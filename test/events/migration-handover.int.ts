@@ -22,17 +22,32 @@ function xml(name: string, uuid: string, disk: string): string {
 
 let root: string;
 let lockspace: string;
+/** The destination's view of the lockspace: the same directory, or through a second mount. */
+let lockspaceDst: string;
+/**
+ * VMLOCKD_HANDOVER_MOUNTS=A:B runs these tests on a cluster filesystem mounted twice (e.g. the
+ * GlusterFS mounts of .ci/gluster-up.sh): the destination reaches the lockspace through B, the
+ * source and the third host through A.
+ */
+const MOUNTS = process.env.VMLOCKD_HANDOVER_MOUNTS?.split(':');
 const running: TestDaemon[] = [];
 
 test.before.each(() => {
   root = tmpdir('vmlockd-handover-');
   lockspace = path.join(root, 'lockspace');
+  lockspaceDst = lockspace;
+  if (MOUNTS) {
+    const name = path.basename(root);
+    lockspace = path.join(MOUNTS[0]!, name);
+    lockspaceDst = path.join(MOUNTS[1]!, name);
+  }
   fs.mkdirSync(lockspace);
 });
 
 test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill('SIGKILL');
   fs.rmSync(root, { recursive: true, force: true });
+  if (MOUNTS) fs.rmSync(lockspace, { recursive: true, force: true });
 });
 
 /** A host with the hook alone (no libvirt URI), or with `virsh` a scripted libvirt event stream. */
@@ -41,7 +56,7 @@ async function host(id: string, virsh?: ScriptedVirsh): Promise<TestDaemon> {
   fs.mkdirSync(dir);
   const conf = path.join(dir, 'vmlockd.conf');
   fs.writeFileSync(conf, `log_level = "info"\n${virsh ? 'libvirt_uri = "test:///scripted"\n' : ''}`);
-  const d = new TestDaemon({ stateDir: path.join(dir, 'state'), lockspace, hostId: id, extra: ['--config', conf], ...(virsh ? { env: virsh.env() } : {}) });
+  const d = new TestDaemon({ stateDir: path.join(dir, 'state'), lockspace: id === 'hv-dst' ? lockspaceDst : lockspace, hostId: id, extra: ['--config', conf], ...(virsh ? { env: virsh.env() } : {}) });
   running.push(d);
   await d.start();
   if (virsh) await until(`${id}: first reconcile`, () => /reconciled:/.test(log(d)));
