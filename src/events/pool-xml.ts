@@ -15,7 +15,8 @@ const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@_
 
 /** The volume path a pool XML document implies, or null when the pool type does not name volumes by path. */
 export function volumePathFromPoolXml(xml: string, volume: string): string | null {
-  if (volume === '' || volume.includes('/')) return null;
+  // '.' and '..' would name the pool directory or its parent, not a volume in it (found by fuzzing).
+  if (volume === '' || volume === '.' || volume === '..' || volume.includes('/')) return null;
   let doc: Record<string, unknown>;
   try {
     doc = parser.parse(xml) as Record<string, unknown>;

@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { BadInputError } from '../../src/engine/errors.js';
 import { lockPlan, parseDomainXml } from '../../src/events/domain-xml.js';
 import { volumePathFromPoolXml } from '../../src/events/pool-xml.js';
-import { fuzzParams } from '../helpers/fuzz.js';
+import { assertProperty, fuzzParams } from '../helpers/fuzz.js';
 
 const params = fuzzParams(150);
 
@@ -62,8 +62,8 @@ function parseOrRefuse(xml: string): ReturnType<typeof parseDomainXml> | BadInpu
   }
 }
 
-test('fuzz: a domain written as libvirt writes it parses to its name, uuid, disks and leases', () => {
-  fc.assert(
+test('fuzz: a domain written as libvirt writes it parses to its name, uuid, disks and leases', async () => {
+  await assertProperty(
     fc.property(text, uuid, fc.uniqueArray(genDisk, { selector: (d) => d.target, maxLength: 4 }), fc.array(genLease, { maxLength: 2 }), (name, id, disks, leases) => {
       const info = parseDomainXml(domainXml(name, id, disks, leases));
       assert.is(info.name, name);
@@ -92,7 +92,7 @@ test('fuzz: a domain written as libvirt writes it parses to its name, uuid, disk
   );
 });
 
-test('fuzz: any text, and valid domains with characters inserted, deleted or swapped, parse or are refused naming the problem', () => {
+test('fuzz: any text, and valid domains with characters inserted, deleted or swapped, parse or are refused naming the problem', async () => {
   const valid = fc.tuple(text, uuid, fc.array(genDisk, { maxLength: 3 }), fc.array(genLease, { maxLength: 1 })).map(([n, u, d, l]) => domainXml(n, u, d, l));
   const mutated = fc
     .tuple(valid, fc.array(fc.tuple(fc.nat(), fc.nat({ max: 3 }), fc.constantFrom('<', '>', '/', '"', "'", '&', '=', '!', '?', ' ', 'a', '<!DOCTYPE x>', ']]>', '<![CDATA[', '&#0;', '&#x110000;', '\u0000', '\uffff', '\ud800')), { maxLength: 5 }))
@@ -105,7 +105,7 @@ test('fuzz: any text, and valid domains with characters inserted, deleted or swa
       return s;
     });
   const nested = fc.nat({ max: 3000 }).map((n) => `<domain><name>x</name><uuid>11111111-1111-4111-8111-111111111111</uuid><devices>${'<disk>'.repeat(n)}${'</disk>'.repeat(n)}</devices></domain>`);
-  fc.assert(
+  await assertProperty(
     fc.property(fc.oneof(fc.string({ maxLength: 120 }), mutated, nested), (xml) => {
       const r = parseOrRefuse(xml);
       if (!(r instanceof BadInputError)) {
@@ -119,16 +119,18 @@ test('fuzz: any text, and valid domains with characters inserted, deleted or swa
   );
 });
 
-test('fuzz: pool XML of any shape yields a path under its target or null, never an exception', () => {
+test('fuzz: pool XML of any shape yields a path under its target or null, never an exception', async () => {
   const pool = fc
     .tuple(fc.constantFrom('dir', 'fs', 'netfs', 'logical', 'iscsi', ''), fc.option(absPath, { nil: null }), fc.string({ maxLength: 30 }))
     .map(([type, target, junk]) => `<pool type="${type}"><name>p</name>${target !== null ? `<target><path>${esc(target)}</path></target>` : ''}${junk}</pool>`);
-  fc.assert(
-    fc.property(fc.oneof(pool, fc.string({ maxLength: 80 })), fc.oneof(text, fc.constant(''), fc.constant('a/b'), fc.constant('..')), (xml, volume) => {
+  await assertProperty(
+    fc.property(fc.oneof(pool, fc.string({ maxLength: 80 })), fc.oneof(text, fc.constant(''), fc.constant('a/b'), fc.constant('..'), fc.constant('.')), (xml, volume) => {
       const p = volumePathFromPoolXml(xml, volume);
       if (p !== null) {
+        // Always a name inside the pool's target directory, never the directory or its parent.
         assert.ok(p.startsWith('/'), p);
         assert.not.ok(volume.includes('/'));
+        assert.is(p.split('/').at(-1), volume);
       }
     }),
     params,

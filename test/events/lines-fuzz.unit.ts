@@ -10,7 +10,7 @@ import { VM_EVENT_TYPES } from '../../src/engine/types.js';
 import { parseHookArgs } from '../../src/events/hook-args.js';
 import { boundedLines, parseEventLine } from '../../src/events/jsonl.js';
 import { LIFECYCLE_DETAILS, LIFECYCLE_WORDS, mapLifecycle, parseVirshEventLine, type LifecycleWord } from '../../src/events/virsh-events.js';
-import { fuzzParams } from '../helpers/fuzz.js';
+import { assertProperty, fuzzParams } from '../helpers/fuzz.js';
 
 const params = fuzzParams();
 const NOW = '2026-11-30T06:00:00.000Z';
@@ -45,8 +45,8 @@ function parseOrBadInput(line: string): ReturnType<typeof parseEventLine> | BadI
   }
 }
 
-test('fuzz: JSON lines of any text, any JSON value or a deeply nested one parse or are refused naming the field', () => {
-  fc.assert(
+test('fuzz: JSON lines of any text, any JSON value or a deeply nested one parse or are refused naming the field', async () => {
+  await assertProperty(
     fc.property(
       fc.oneof(
         fc.string({ maxLength: 80 }),
@@ -62,8 +62,8 @@ test('fuzz: JSON lines of any text, any JSON value or a deeply nested one parse 
   );
 });
 
-test('fuzz: a valid event parses to itself (uuid canonical, the daemon\'s time first, the client\'s kept)', () => {
-  fc.assert(
+test('fuzz: a valid event parses to itself (uuid canonical, the daemon\'s time first, the client\'s kept)', async () => {
+  await assertProperty(
     fc.property(validEvent, (ev) => {
       const got = parseEventLine(JSON.stringify(ev), 'jsonl', NOW);
       assert.ok(got !== null);
@@ -85,9 +85,9 @@ test('fuzz: a valid event parses to itself (uuid canonical, the daemon\'s time f
   );
 });
 
-test('fuzz: one field of a valid event replaced by anything: accepted, or refused naming that field', () => {
+test('fuzz: one field of a valid event replaced by anything: accepted, or refused naming that field', async () => {
   const fields = ['type', 'vm', 'vm.uuid', 'vm.name', 'disks', 'disks.0', 'disks.0.path', 'disks.0.readonly', 'disks.0.shareable', 'disks.0.create', 'at'] as const;
-  fc.assert(
+  await assertProperty(
     fc.property(validEvent, fc.constantFrom(...fields), fc.jsonValue({ maxDepth: 2 }), (ev, field, value) => {
       const e = structuredClone(ev) as Record<string, unknown>;
       const parts = field.split('.');
@@ -140,7 +140,7 @@ function model(all: Buffer, max: number): Array<{ line: string } | { tooLong: nu
 
 test('fuzz: boundedLines matches the model whatever the chunking, and never holds a line over its limit', async () => {
   const bytes = fc.array(fc.oneof(fc.constant(0x0a), fc.constant(0x0d), fc.integer({ min: 0, max: 255 })), { maxLength: 200 });
-  await fc.assert(
+  await assertProperty(
     fc.asyncProperty(bytes, fc.array(fc.nat({ max: 200 }), { maxLength: 10 }), fc.integer({ min: 1, max: 40 }), async (raw, cuts, max) => {
       const all = Buffer.from(raw);
       const points = [...new Set(cuts.map((c) => c % (all.length + 1)))].sort((a, b) => a - b);
@@ -173,8 +173,8 @@ const stamp = fc
 const domainName = fc.string({ minLength: 1, maxLength: 24 }).filter((s) => !/[/\n\r]/.test(s) && s.trim() === s && s.length > 0);
 const lifecycle = fc.constantFrom(...LIFECYCLE_WORDS).chain((word: LifecycleWord) => fc.tuple(fc.constant(word), fc.constantFrom(...LIFECYCLE_DETAILS[word], 'unknown')));
 
-test('fuzz: any virsh output line parses to a known kind without throwing; garbled lines say why', () => {
-  fc.assert(
+test('fuzz: any virsh output line parses to a known kind without throwing; garbled lines say why', async () => {
+  await assertProperty(
     fc.property(
       fc.oneof(
         fc.string({ maxLength: 100 }),
@@ -193,8 +193,8 @@ test('fuzz: any virsh output line parses to a known kind without throwing; garbl
   );
 });
 
-test('fuzz: a lifecycle line as virsh prints it parses back to its time, domain, word and detail', () => {
-  fc.assert(
+test('fuzz: a lifecycle line as virsh prints it parses back to its time, domain, word and detail', async () => {
+  await assertProperty(
     fc.property(stamp, domainName, lifecycle, (s, name, [word, detail]) => {
       const ev = parseVirshEventLine(`${s.text}: event 'lifecycle' for domain '${name}': ${word} ${detail}\n`);
       assert.equal(ev, { kind: 'lifecycle', at: s.iso, domain: name, word, detail }, JSON.stringify(name));
@@ -203,8 +203,8 @@ test('fuzz: a lifecycle line as virsh prints it parses back to its time, domain,
   );
 });
 
-test('fuzz: device events as virsh prints them parse back to their domain and alias', () => {
-  fc.assert(
+test('fuzz: device events as virsh prints them parse back to their domain and alias', async () => {
+  await assertProperty(
     fc.property(stamp, domainName, fc.constantFrom('device-added', 'device-removed'), fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/), (s, name, type, alias) => {
       const ev = parseVirshEventLine(`${s.text}: event '${type}' for domain '${name}': ${alias}`);
       assert.equal(ev, { kind: type, at: s.iso, domain: name, alias });
@@ -215,8 +215,8 @@ test('fuzz: device events as virsh prints them parse back to their domain and al
 
 // ── qemu hook arguments ──────────────────────────────────────────────────────────────────────
 
-test('fuzz: the qemu hook\'s arguments parse or are refused naming what is missing', () => {
-  fc.assert(
+test('fuzz: the qemu hook\'s arguments parse or are refused naming what is missing', async () => {
+  await assertProperty(
     fc.property(fc.array(fc.string({ maxLength: 12 }), { maxLength: 6 }), (argv) => {
       try {
         const call = parseHookArgs(argv);

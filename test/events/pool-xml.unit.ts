@@ -22,6 +22,8 @@ test('given a logical pool, then the volume is target/name', () => {
 
 test('given a volume name that would leave the pool directory, or garbage XML, then null', () => {
   assert.is(volumePathFromPoolXml(POOL, '../etc/passwd'), null);
+  assert.is(volumePathFromPoolXml(POOL, '..'), null);
+  assert.is(volumePathFromPoolXml(POOL, '.'), null);
   assert.is(volumePathFromPoolXml('<<<', 'x'), null);
 });
 

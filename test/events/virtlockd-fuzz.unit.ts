@@ -26,7 +26,7 @@ import {
   type RpcErrorSpec,
 } from '../../src/events/virtlockd/codec.js';
 import { XdrDecodeError, XdrReader, XdrWriter } from '../../src/events/virtlockd/xdr.js';
-import { fuzzParams } from '../helpers/fuzz.js';
+import { assertProperty, fuzzParams } from '../helpers/fuzz.js';
 
 const params = fuzzParams();
 
@@ -80,8 +80,8 @@ const hostileFrame: fc.Arbitrary<Buffer> = fc.oneof(
 
 type Op = 'u32' | 'i32' | 'opaque' | 'string' | 'strict' | 'optional';
 
-test('fuzz: any sequence of XDR reads over any bytes returns values or throws XdrDecodeError naming offset and cause', () => {
-  fc.assert(
+test('fuzz: any sequence of XDR reads over any bytes returns values or throws XdrDecodeError naming offset and cause', async () => {
+  await assertProperty(
     fc.property(
       fc.uint8Array({ maxLength: 96 }),
       fc.array(fc.tuple(fc.constantFrom<Op>('u32', 'i32', 'opaque', 'string', 'strict', 'optional'), fc.integer({ min: 0, max: 40 })), { maxLength: 12 }),
@@ -113,8 +113,8 @@ test('fuzz: any sequence of XDR reads over any bytes returns values or throws Xd
   );
 });
 
-test('fuzz: XDR strings, opaques and integers round-trip through writer and reader', () => {
-  fc.assert(
+test('fuzz: XDR strings, opaques and integers round-trip through writer and reader', async () => {
+  await assertProperty(
     fc.property(u32, i32, fc.uint8Array({ maxLength: 33 }), lockString, fc.option(u32, { nil: null }), (a, b, opaque, s, opt) => {
       const buf = new XdrWriter()
         .u32(a)
@@ -150,8 +150,8 @@ function chunked(buf: Buffer, cuts: number[]): Buffer[] {
   return out;
 }
 
-test('fuzz: FrameReader yields the same frames whatever the chunking', () => {
-  fc.assert(
+test('fuzz: FrameReader yields the same frames whatever the chunking', async () => {
+  await assertProperty(
     fc.property(fc.array(fc.tuple(validCall, u32), { minLength: 1, maxLength: 5 }), fc.array(fc.nat(), { maxLength: 20 }), (calls, cuts) => {
       const frames = calls.map(([c, serial]) => encodeCall(c.proc as ProcNumber, serial, c as never));
       const reader = new FrameReader();
@@ -170,8 +170,8 @@ test('fuzz: FrameReader yields the same frames whatever the chunking', () => {
   );
 });
 
-test('fuzz: FrameReader on random bytes never throws; a bad length word is one fatal result naming the length, then nothing', () => {
-  fc.assert(
+test('fuzz: FrameReader on random bytes never throws; a bad length word is one fatal result naming the length, then nothing', async () => {
+  await assertProperty(
     fc.property(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 8 }), fc.boolean(), (chunks, hostileLength) => {
       const reader = new FrameReader();
       const first = Buffer.alloc(4);
@@ -202,8 +202,8 @@ test('fuzz: FrameReader on random bytes never throws; a bad length word is one f
 
 // ── calls ────────────────────────────────────────────────────────────────────────────────────
 
-test('fuzz: every valid call round-trips through encodeCall and decodeCall', () => {
-  fc.assert(
+test('fuzz: every valid call round-trips through encodeCall and decodeCall', async () => {
+  await assertProperty(
     fc.property(validCall, u32, (c, serial) => {
       const d = decodeCall(encodeCall(c.proc as ProcNumber, serial, c as never));
       assert.is(d.kind, 'call');
@@ -223,8 +223,8 @@ test('fuzz: every valid call round-trips through encodeCall and decodeCall', () 
   );
 });
 
-test('fuzz: decodeCall of hostile frames never throws; every error names what was wrong', () => {
-  fc.assert(
+test('fuzz: decodeCall of hostile frames never throws; every error names what was wrong', async () => {
+  await assertProperty(
     fc.property(hostileFrame, (frame) => {
       const d = decodeCall(frame);
       switch (d.kind) {
@@ -259,8 +259,8 @@ test('fuzz: decodeCall of hostile frames never throws; every error names what wa
   );
 });
 
-test('fuzz: a valid call cut short is refused as undecodable, with the offset where it ran out', () => {
-  fc.assert(
+test('fuzz: a valid call cut short is refused as undecodable, with the offset where it ran out', async () => {
+  await assertProperty(
     fc.property(validCall, fc.integer({ min: 1, max: 200 }), (c, cut) => {
       const full = encodeCall(c.proc as ProcNumber, 1, c as never);
       const keep = Math.max(MIN_FRAME_BYTES, full.length - cut);
@@ -278,8 +278,8 @@ test('fuzz: a valid call cut short is refused as undecodable, with the offset wh
   );
 });
 
-test('fuzz: a lock name that is not UTF-8 or holds a NUL is refused, never decoded to another name', () => {
-  fc.assert(
+test('fuzz: a lock name that is not UTF-8 or holds a NUL is refused, never decoded to another name', async () => {
+  await assertProperty(
     fc.property(fc.uint8Array({ minLength: 1, maxLength: 24 }), fc.boolean(), (raw, nul) => {
       const bytes = Buffer.from(raw);
       if (nul) bytes[bytes.length >> 1] = 0;
@@ -317,8 +317,8 @@ const errorSpec: fc.Arbitrary<RpcErrorSpec> = fc.record({
   int2: i32,
 });
 
-test('fuzz: error replies round-trip; any bytes after an ERROR header decode or throw XdrDecodeError only', () => {
-  fc.assert(
+test('fuzz: error replies round-trip; any bytes after an ERROR header decode or throw XdrDecodeError only', async () => {
+  await assertProperty(
     fc.property(errorSpec, header, (spec, h) => {
       const d = decodeReply(encodeErrorReply(h, spec));
       assert.is(d.kind, 'error');
@@ -330,7 +330,7 @@ test('fuzz: error replies round-trip; any bytes after an ERROR header decode or 
     }),
     params,
   );
-  fc.assert(
+  await assertProperty(
     fc.property(header, fc.uint8Array({ maxLength: 120 }), (h, payload) => {
       try {
         decodeReply(encodeFrame({ ...h, status: 1 }, Buffer.from(payload)));

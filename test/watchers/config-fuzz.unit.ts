@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConf, renderValue, type ConfValue } from '../../src/watchers/conf-syntax.js';
 import { CONFIG_KEYS, ConfigError, buildConfig, confName } from '../../src/watchers/config.js';
-import { fuzzParams } from '../helpers/fuzz.js';
+import { assertProperty, fuzzParams } from '../helpers/fuzz.js';
 
 const params = fuzzParams();
 const FILE = '/etc/vmlockd/vmlockd.conf';
@@ -20,8 +20,8 @@ const confText = fc.oneof(
   fc.nat({ max: 20_000 }).map((n) => `x = ${'['.repeat(n)}`),
 );
 
-test('fuzz: any conf text parses to entries and at most one problem on a line of the file, never an exception', () => {
-  fc.assert(
+test('fuzz: any conf text parses to entries and at most one problem on a line of the file, never an exception', async () => {
+  await assertProperty(
     fc.property(confText, (text) => {
       const p = parseConf(text, FILE);
       const lines = text.split('\n').length;
@@ -48,8 +48,8 @@ const confValue: fc.Arbitrary<ConfValue> = fc.letrec<{ v: ConfValue }>((tie) => 
   ),
 })).v;
 
-test('fuzz: a value rendered by renderValue reads back as itself', () => {
-  fc.assert(
+test('fuzz: a value rendered by renderValue reads back as itself', async () => {
+  await assertProperty(
     fc.property(fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,10}$/), confValue, (key, value) => {
       const p = parseConf(`${key} = ${renderValue(value)}\n`, FILE);
       assert.is(p.error, null, JSON.stringify(value));
@@ -60,9 +60,9 @@ test('fuzz: a value rendered by renderValue reads back as itself', () => {
   );
 });
 
-test('fuzz: any value for any known key builds a config or a ConfigError naming the file, the line and the key', () => {
+test('fuzz: any value for any known key builds a config or a ConfigError naming the file, the line and the key', async () => {
   const known = CONFIG_KEYS.map(confName);
-  fc.assert(
+  await assertProperty(
     fc.property(
       fc.array(fc.tuple(fc.oneof(fc.constantFrom(...known), fc.stringMatching(/^[a-z][a-z_]{0,20}$/)), confValue), { maxLength: 5 }),
       (entries) => {
