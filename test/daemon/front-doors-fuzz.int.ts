@@ -27,15 +27,11 @@ import {
   type ProcNumber,
 } from '../../src/events/virtlockd/codec.js';
 import { UUID1, tmpdir } from '../helpers/daemon.js';
-import { assertProperty } from '../helpers/fuzz.js';
+import { assertProperty, fuzzParams } from '../helpers/fuzz.js';
 import { listedVsKernel } from '../helpers/kernel-locks.js';
 import { serve, type Served } from '../helpers/protocol-serve.js';
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 0) || undefined;
-const params = (runs: number): fc.Parameters<unknown> => ({
-  numRuns: RUNS ?? runs,
-  ...(process.env.FUZZ_SEED !== undefined ? { seed: Number(process.env.FUZZ_SEED) } : {}),
-});
+const params = (runs: number): fc.Parameters<unknown> => fuzzParams(runs);
 /** How many inputs each front door was given (printed at the end, for bench/README.md). */
 const counts: Record<string, number> = {};
 const count = (door: string) => (counts[door] = (counts[door] ?? 0) + 1);
