@@ -192,11 +192,21 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
     listening = [];
     conns = [];
     log('error', `takeover: the new daemon failed or died before it was up; serving again with every lock (${fds.length} descriptor(s) never closed, ${again.length} client connection(s))`);
-    try {
-      await daemon.resume(fds, again);
-    } catch (e) {
-      log('error', `takeover: serving again failed: ${(e as Error).message}`);
-      process.exit(1);
+    // The state directory still locked (a process we could not see exit) fails the start before any
+    // descriptor is touched: try again for a while rather than exit with every lock.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await daemon.resume(fds, again);
+        return;
+      } catch (e) {
+        if ((e as { code?: unknown }).code === 'VMLOCKD_ERR_ALREADY_RUNNING' && attempt < 20) {
+          log('warning', `takeover: serving again: ${(e as Error).message}; trying again`);
+          await new Promise((r) => setTimeout(r, 500));
+          continue;
+        }
+        log('error', `takeover: serving again failed: ${(e as Error).message}`);
+        process.exit(1);
+      }
     }
   };
   /**

@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LockClient } from '../../src/events/virtlockd/client.js';
 import { ACQUIRE_FLAG, PROC, decodeReply, encodeCall } from '../../src/events/virtlockd/codec.js';
+import fsExt from 'fs-ext';
 import { native } from '../../src/engine/native.js';
 import { TestDaemon, UUID2, tmpdir, until } from '../helpers/daemon.js';
 import { UUID_A, UUID_B } from '../helpers/protocol-serve.js';
@@ -259,6 +260,43 @@ test('the old daemon SIGKILLed half-way: the new one adopts what it received, sa
   for (const d of disks) assert.is(other.cli(['acquire', '--vm', UUID2, d]).code, 3, `${d} should be held by the new daemon`);
   // The human form says it too.
   assert.match(halfway.cli(['status']).stdout, /started: how=takeover, adopted=4, retaken=0/);
+});
+
+test('serving again waits while the state directory is still locked (a new daemon not yet fully gone) instead of exiting with every lock', async () => {
+  const s = site();
+  const cur = new TestDaemon(s.opts);
+  running.push(await cur.start());
+  const images = path.join(s.root, 'images');
+  fs.mkdirSync(images);
+  const disk = path.join(images, 'd.img');
+  fs.writeFileSync(disk, '');
+  assert.is(cur.cli(['acquire', '--vm', UUID_A, disk]).code, 0);
+  // This process plays a new daemon that got as far as the instance guard, then went away while
+  // something of it (here: this process) still holds the guard for a moment.
+  const fd = native.unixConnect(path.join(s.opts.stateDir, 'handoff.sock'));
+  const got: number[] = [];
+  let text = '';
+  const read = (end: string) => {
+    while (!text.includes(`${end}\n`)) {
+      const r = native.recvFds(fd, 1 << 16, 20_000);
+      assert.ok(r.data.length > 0, `end of stream before ${end}`);
+      text += r.data.toString('utf8');
+      got.push(...r.fds);
+    }
+  };
+  native.sendFds(fd, null, 'TAKEOVER conns\n', []);
+  read('END');
+  native.sendFds(fd, null, 'STOP\n', []);
+  read('DONE');
+  const guard = fs.openSync(path.join(s.opts.stateDir, 'vmlockd.pid'), 'r+');
+  fsExt.flockSync(guard, 'exnb');
+  for (const f of [...got, fd]) fs.closeSync(f);
+  await until('the old daemon trying again', () => cur.stderr.includes('trying again'), 20_000);
+  fs.closeSync(guard);
+  await until('the old daemon serving again', () => cur.cli(['status', '--json']).code === 0, 20_000);
+  assert.is(cur.proc!.exitCode, null, cur.stderr);
+  const st = JSON.parse(cur.cli(['status', '--json']).stdout);
+  assert.equal([st.pid, st.locks, st.started.how], [cur.proc!.pid, 1, 'resumed']);
 });
 
 test.run();
