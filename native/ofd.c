@@ -9,13 +9,18 @@
  *   unixConnect(path)               -> fd of a new blocking AF_UNIX stream socket connected to path
  *   sendFds(fd, addr, data, fds)    -> bytes sent: sendmsg with the fds as SCM_RIGHTS (at most 253;
  *                                      a full non-blocking socket is waited for, up to 10 s);
- *                                      addr null on a connected socket, else a path ('@' = abstract name)
+ *                                      addr null on a connected socket, else a path ('@' = abstract name);
+ *                                      a 5th argument true: never wait (MSG_DONTWAIT), a full queue throws EAGAIN
  *   recvFds(fd, maxBytes, timeoutMs)-> { data: Buffer, fds: number[] }: recvmsg (fds close-on-exec);
  *                                      data empty at end of stream; throws ETIMEDOUT after timeoutMs
  *   getFd(fd) / setFd(fd, flags)    -> F_GETFD / F_SETFD (FD_CLOEXEC is 1)
  *   dupFd(fd)                       -> F_DUPFD_CLOEXEC
  *   fstatId(fd)                     -> { dev, ino, type }: dev and ino as decimal strings, type "file",
  *                                      "socket", "dir" or "other"
+ *   sockInfo(fd)                    -> { family, type, listening, path } of a socket, from the descriptor itself
+ *                                      (getsockname, SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN): family "unix" or "other",
+ *                                      type "stream", "dgram", "seqpacket" or "other"; path of a Unix socket
+ *                                      ('@name' abstract, '' unbound), null for another family
  *
  * type is "read", "write" or "unlock". Every call is non-blocking: a lock that is held
  * is an answer (false), never a wait, so no libuv thread is ever parked on a lock.
@@ -243,11 +248,13 @@ static napi_value unix_connect(napi_env env, napi_callback_info info) {
 #define MAX_FDS 253 /* SCM_MAX_FD */
 
 static napi_value send_fds(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], result;
+  size_t argc = 5;
+  napi_value argv[5], result;
   int fd;
+  bool nowait = false;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 4) { napi_throw_type_error(env, "EINVAL", "expected (fd, addr, data, fds)"); return NULL; }
+  if (argc >= 5) napi_get_value_bool(env, argv[4], &nowait);
   if (arg_fd(env, argv[0], &fd) != 0) return NULL;
   struct sockaddr_un sa;
   socklen_t salen = 0;
@@ -297,9 +304,9 @@ static napi_value send_fds(napi_env env, napi_callback_info info) {
   }
   ssize_t n;
   for (;;) {
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL | (nowait ? MSG_DONTWAIT : 0));
     if (n >= 0 || errno == EINTR) { if (n >= 0) break; continue; }
-    if (errno != EAGAIN) break;
+    if (errno != EAGAIN || nowait) break;
     /* A non-blocking socket (one of Node's) that is full: wait until it drains, at most 10 s. */
     struct pollfd p = { .fd = fd, .events = POLLOUT };
     int rc;
@@ -420,6 +427,50 @@ static napi_value fstat_id(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value sock_info(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result, v;
+  int fd, domain = 0, type = 0, acc = 0;
+  socklen_t ol;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || arg_fd(env, argv[0], &fd) != 0) return NULL;
+  ol = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &ol) != 0) return throw_errno(env, "getsockopt(SO_DOMAIN)", errno);
+  ol = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) != 0) return throw_errno(env, "getsockopt(SO_TYPE)", errno);
+  ol = sizeof acc;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &ol) != 0) acc = 0;
+  napi_create_object(env, &result);
+  napi_create_string_utf8(env, domain == AF_UNIX ? "unix" : "other", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, result, "family", v);
+  napi_create_string_utf8(env, type == SOCK_STREAM ? "stream" : type == SOCK_DGRAM ? "dgram" : type == SOCK_SEQPACKET ? "seqpacket" : "other", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, result, "type", v);
+  napi_get_boolean(env, acc != 0, &v);
+  napi_set_named_property(env, result, "listening", v);
+  if (domain == AF_UNIX) {
+    struct sockaddr_un sa;
+    socklen_t len = sizeof sa;
+    memset(&sa, 0, sizeof sa);
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) return throw_errno(env, "getsockname", errno);
+    size_t n = len > offsetof(struct sockaddr_un, sun_path) ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+    char path[sizeof sa.sun_path + 1];
+    if (n > 0 && sa.sun_path[0] == '\0') {
+      path[0] = '@';
+      memcpy(path + 1, sa.sun_path + 1, n - 1);
+      path[n] = '\0';
+    } else {
+      memcpy(path, sa.sun_path, n);
+      path[n] = '\0';
+      path[strnlen(path, n)] = '\0';
+    }
+    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v);
+  } else {
+    napi_get_null(env, &v);
+  }
+  napi_set_named_property(env, result, "path", v);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"ofdSetLk", NULL, ofd_setlk, NULL, NULL, NULL, napi_default, NULL},
@@ -434,6 +485,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"setFd", NULL, set_fd, NULL, NULL, NULL, napi_default, NULL},
     {"dupFd", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
     {"fstatId", NULL, fstat_id, NULL, NULL, NULL, napi_default, NULL},
+    {"sockInfo", NULL, sock_info, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

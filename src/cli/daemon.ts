@@ -201,11 +201,15 @@ export class Daemon {
     const c = this.config;
     checkSocketPaths(c);
     this.service = new ServiceLink((level, msg) => this.log.log(level, msg));
+    // systemd handed descriptors back (sockets, the store's locks): a failed start now loops into the
+    // start limit and systemd empties the store, freeing every lock. Degraded but up beats that.
+    let handedBack = false;
     if (this.takenOver) {
       this.service.takenOver = this.takenOver.fds.filter((f) => !isListenerName(f.name));
       this.inherited = new InheritedListeners(this.takenOver.fds);
       this.handedConns = [...this.takenOver.conns];
     } else {
+      handedBack = this.service.passed.length > 0;
       // systemd's listening sockets (vmlockd.socket, vmlockd-virtlockd.socket), before the lock
       // descriptors of the same LISTEN_FDS are adopted (src/daemon/activation.ts).
       const act = socketActivation(this.service.passed, c, (level, msg) => this.log.log(level, msg));
@@ -214,8 +218,11 @@ export class Daemon {
     }
     fs.mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
     this.guard = acquireInstanceGuard(c.stateDir);
+    let controlUnserved = false;
     if (!this.inherited?.has('control', c.socket) && (await socketAnswers(c.socket))) {
-      throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `socket ${c.socket} is already served by another process; choose another --socket`);
+      if (!handedBack) throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `socket ${c.socket} is already served by another process; choose another --socket`);
+      this.log.error(`socket ${c.socket} is already served by another process, and systemd handed this start descriptors (its sockets, the store's locks): serving no control socket rather than failing the start (that would empty the store and free every lock); fix the socket unit or the config, then systemctl restart vmlockd`);
+      controlUnserved = true;
     }
     fs.mkdirSync(path.dirname(c.journal), { recursive: true, mode: 0o700 });
     // Staged: a fact is acknowledged once written to the staging file; a timer moves facts into
@@ -314,9 +321,9 @@ export class Daemon {
     });
     // The control socket the previous daemon handed over (its queue kept), else bound here.
     const controlFd = this.inherited?.take('control', c.socket);
-    await listenUnixPath(this.server, c.socket, controlFd);
+    if (!controlUnserved) await listenUnixPath(this.server, c.socket, controlFd);
     // An inherited path is removed by a failed start only if the daemon it came from is gone too.
-    this.ownsSocket = controlFd === undefined;
+    this.ownsSocket = controlFd === undefined && !controlUnserved;
     this.controlFromManager = controlFd !== undefined && this.inherited?.managed === true;
     this.verifier = new Verifier({
       locker,
@@ -379,7 +386,7 @@ export class Daemon {
       }
     }
     for (const name of this.inherited?.closeRest() ?? []) this.log.info(`takeover: closed the handed-over ${name} (this start serves another address)`);
-    this.ownsSocket = !this.controlFromManager;
+    this.ownsSocket = !this.controlFromManager && !controlUnserved;
     const where = c.fileLockspaceDir === null ? 'direct (image files)' : c.fileLockspaceDir;
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,

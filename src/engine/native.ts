@@ -28,9 +28,10 @@ export interface NativeBinding {
   unixConnect(path: string): number;
   /**
    * sendmsg: `data` with `fds` as SCM_RIGHTS (at most 253), to `addr` (a path, '@' = abstract) or,
-   * with addr null, on a connected socket. Returns the bytes sent.
+   * with addr null, on a connected socket. Returns the bytes sent. A full non-blocking socket is
+   * waited for (up to 10 s), unless `dontWait`: then it throws EAGAIN at once (MSG_DONTWAIT).
    */
-  sendFds(fd: number, addr: string | null, data: string | Buffer, fds: readonly number[]): number;
+  sendFds(fd: number, addr: string | null, data: string | Buffer, fds: readonly number[], dontWait?: boolean): number;
   /** poll then recvmsg; received descriptors are close-on-exec. data is empty at end of stream. Throws ETIMEDOUT. */
   recvFds(fd: number, maxBytes: number, timeoutMs: number): { data: Buffer; fds: number[]; truncated: boolean };
   /** fcntl(F_GETFD) */
@@ -41,6 +42,11 @@ export interface NativeBinding {
   dupFd(fd: number): number;
   /** fstat: the (dev, inode) that identify the file behind a descriptor. */
   fstatId(fd: number): { dev: string; ino: string; type: 'file' | 'socket' | 'dir' | 'other' };
+  /**
+   * A socket as its descriptor says (getsockname, SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN): in any network
+   * namespace. path: a Unix socket's bound path ('@name' abstract, '' unbound), null for another family.
+   */
+  sockInfo(fd: number): { family: 'unix' | 'other'; type: 'stream' | 'dgram' | 'seqpacket' | 'other'; listening: boolean; path: string | null };
 }
 
 export const FD_CLOEXEC = 1;

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { unixSocketByInode } from '../../src/daemon/activation.js';
+import { samePath, unixListener } from '../../src/daemon/activation.js';
 import { LockClient } from '../../src/events/virtlockd/client.js';
 import { MAIN, ROOT, UUID1, cli, tmpdir, until } from '../helpers/daemon.js';
 
@@ -83,33 +83,56 @@ test('a socket named otherwise (FileDescriptorName= left out) is taken by its pa
   assert.ok(fs.existsSync(control));
 });
 
-test('a passed socket the config does not name is logged with both paths and closed; the daemon binds its own', async () => {
+test('a named socket bound elsewhere than the config says is served anyway under its name, with both paths logged (never a failed start)', async () => {
   const s = site();
   const stray = path.join(s.root, 'stray.sock');
   const control = path.join(s.root, 'control.sock');
   const vsock = path.join(s.root, 'virtlockd-sock');
   const d = await activate({ control: stray, virtlockd: vsock }, s.args(control));
-  assert.match(d.out(), `socket activation: descriptor 3 named "control" (${stray}) is bound to ${stray} but the config's socket (--socket) is ${control}`);
+  assert.match(d.out(), `socket activation: descriptor 3 named "control" (${stray}) is bound to ${stray} but the config's socket (--socket) is ${control}: serving it as the control socket anyway`);
   assert.match(d.out(), `socket activation: descriptor 4 named "virtlockd" (${vsock}) is a virtlockd socket but virtlockd_socket (--virtlockd-socket) is unset: set it to ${vsock}`);
-  const st = JSON.parse(cli(['status', '--json', '--socket', control]).stdout);
-  assert.equal(st.started.sockets, []);
-  // Its own socket: removed at the stop, as without socket activation.
+  const st = JSON.parse(cli(['status', '--json', '--socket', stray]).stdout);
+  assert.equal(st.started.sockets, ['control']);
+  assert.not.ok(fs.existsSync(control));
   d.proc.kill('SIGTERM');
   assert.is(await d.exit, 0, d.out());
-  assert.not.ok(fs.existsSync(control));
+  // systemd's: left in place.
+  assert.ok(fs.existsSync(stray));
 });
 
-test('/proc/net/unix: a listening stream socket, an unbound one, a datagram one', () => {
-  const table = [
-    'Num       RefCount Protocol Flags    Type St Inode Path',
-    '0000000000000000: 00000002 00000000 00010000 0001 01 4242 /run/vmlockd/vmlockd.sock',
-    '0000000000000000: 00000003 00000000 00000000 0001 03 4343',
-    '0000000000000000: 00000002 00000000 00000000 0002 01 4444 @/abstract name',
-  ].join('\n');
-  assert.equal(unixSocketByInode(table, 4242), { path: '/run/vmlockd/vmlockd.sock', stream: true, listening: true });
-  assert.equal(unixSocketByInode(table, 4343), { path: '', stream: true, listening: false });
-  assert.equal(unixSocketByInode(table, 4444), { path: '@/abstract name', stream: false, listening: false });
-  assert.is(unixSocketByInode(table, 1), undefined);
+test('swapped FileDescriptorName= (control on the virtlockd path and back): each served as its path says', async () => {
+  const s = site();
+  const control = path.join(s.root, 'control.sock');
+  const vsock = path.join(s.root, 'virtlockd-sock');
+  const d = await activate({ virtlockd: control, control: vsock }, s.args(control, ['--virtlockd-socket', vsock]));
+  assert.match(d.out(), 'served as the control socket (swap FileDescriptorName= in the socket units)');
+  const acq = cli(['acquire', '--vm', UUID1, s.disk, '--socket', control]);
+  assert.is(acq.code, 0, acq.stderr);
+  const lv = await LockClient.connect(vsock);
+  await lv.createLockspace(path.join(s.root, 'proto'));
+  await lv.close();
+  d.proc.kill('SIGTERM');
+  assert.is(await d.exit, 0, d.out());
+});
+
+test('a passed socket is read from its descriptor: path, stream, listening (any network namespace)', async () => {
+  const root = tmpdir('vmlockd-act-');
+  const p = path.join(root, 'x.sock');
+  const net = await import('node:net');
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(p, () => r()));
+  const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd;
+  assert.equal(unixListener(fd), { path: p, stream: true, listening: true });
+  srv.close();
+  const f = fs.openSync(path.join(root, 'plain'), 'w');
+  assert.is(unixListener(f), undefined);
+  fs.closeSync(f);
+  // The same file through a symlinked directory (/var/run -> /run), or not at all.
+  fs.symlinkSync(root, path.join(root + '-alias'));
+  fs.writeFileSync(path.join(root, 'y'), '');
+  assert.ok(samePath(path.join(root, 'y'), path.join(root + '-alias', 'y')));
+  assert.not.ok(samePath(path.join(root, 'y'), path.join(root, 'z')));
+  assert.not.ok(samePath('@abstract', '@abstract'));
 });
 
 test.run();
