@@ -75,33 +75,76 @@ export class FdStore implements DescriptorStore {
   }
 }
 
+/** The soft RLIMIT_NOFILE (/proc/self/limits): no descriptor number reaches it. */
+export function softNoFile(read: () => string = () => fs.readFileSync('/proc/self/limits', 'utf8')): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(read());
+    if (m && m[1] !== 'unlimited') return Number(m[1]);
+  } catch {
+    // no /proc: the kernel's usual ceiling
+  }
+  return 1_048_576;
+}
+
 /**
  * The descriptors systemd hands this process at start (sd_listen_fds): LISTEN_PID must be ours,
- * LISTEN_FDS of them from fd 3, named by LISTEN_FDNAMES. Each becomes close-on-exec (systemd
- * passes them inheritable; a virsh child must not keep a lock alive). The variables are removed
- * so no child takes the descriptors for its own.
+ * LISTEN_FDS of them from fd 3, named by LISTEN_FDNAMES. The count is not trusted: it is bounded
+ * by the soft RLIMIT_NOFILE and by the names given, and a descriptor is taken only when it is open
+ * (F_GETFD) and a socket or a regular file (fstat), the only kinds systemd passes here. Anything else
+ * is left alone, never closed: Node's own epoll, eventfd and signal pipe take the lowest free numbers
+ * from 3 when fewer were passed than counted. (Node marks inherited descriptors close-on-exec at its
+ * start, so that flag proves nothing.) Each taken one becomes close-on-exec (a virsh child must not keep a lock
+ * alive). The variables are removed so no child takes the descriptors for its own.
  */
-export function listenFds(env: NodeJS.ProcessEnv = process.env, nat: NativeBinding = defaultNative, pid = process.pid): PassedFd[] {
+export function listenFds(env: NodeJS.ProcessEnv = process.env, nat: NativeBinding = defaultNative, pid = process.pid, log: Logf = () => {}, limit = softNoFile()): PassedFd[] {
   const forPid = env.LISTEN_PID;
   const count = env.LISTEN_FDS;
   const names = env.LISTEN_FDNAMES;
   delete env.LISTEN_PID;
   delete env.LISTEN_FDS;
   delete env.LISTEN_FDNAMES;
-  if (forPid === undefined || count === undefined || Number(forPid) !== pid) return [];
-  const n = Number(count);
-  if (!Number.isSafeInteger(n) || n <= 0) return [];
+  if (forPid === undefined || count === undefined) return [];
+  if (Number(forPid) !== pid) {
+    log('warning', `LISTEN_PID=${forPid} is not this process (${pid}): the descriptors are another's, none taken`);
+    return [];
+  }
+  let n = Number(count);
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    if (count !== '0') log('warning', `LISTEN_FDS=${JSON.stringify(count)} is not a count: no descriptor taken`);
+    return [];
+  }
   const nameList = names ? names.split(':') : [];
+  const bound = Math.min(Math.max(0, limit - SD_LISTEN_FDS_START), names ? nameList.length : Infinity);
+  if (n > bound) {
+    log('error', `LISTEN_FDS=${n} is more than ${names ? `the ${nameList.length} name(s) in LISTEN_FDNAMES` : `the descriptor limit (${limit})`} allows: only ${bound} looked at`);
+    n = bound;
+  }
   const out: PassedFd[] = [];
+  const refused: string[] = [];
   for (let i = 0; i < n; i++) {
     const fd = SD_LISTEN_FDS_START + i;
+    let flags: number;
+    let type: string;
     try {
-      nat.setFd(fd, nat.getFd(fd) | FD_CLOEXEC);
+      flags = nat.getFd(fd);
+      type = nat.fstatId(fd).type;
     } catch {
-      continue; // not open after all
+      refused.push(`${fd} (not open)`);
+      continue;
+    }
+    if (type !== 'socket' && type !== 'file') {
+      refused.push(`${fd} (a ${type}: Node's own)`);
+      continue;
+    }
+    try {
+      nat.setFd(fd, flags | FD_CLOEXEC);
+    } catch {
+      refused.push(`${fd} (not open)`);
+      continue;
     }
     out.push({ fd, name: nameList[i] ?? 'unknown' });
   }
+  if (refused.length > 0) log('error', `LISTEN_FDS=${count} counts descriptors that were not passed; left alone: ${refused.slice(0, 8).join(', ')}${refused.length > 8 ? ` and ${refused.length - 8} more` : ''}`);
   return out;
 }
 
@@ -149,7 +192,7 @@ export class ServiceLink {
     private readonly log: Logf,
     env: NodeJS.ProcessEnv = process.env,
   ) {
-    this.passed = listenFds(env);
+    this.passed = listenFds(env, defaultNative, process.pid, log);
     const watchdogUsec = Number(env.WATCHDOG_USEC ?? 0);
     const watchdogFor = env.WATCHDOG_PID === undefined || Number(env.WATCHDOG_PID) === process.pid;
     delete env.WATCHDOG_USEC;

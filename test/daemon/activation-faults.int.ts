@@ -1,4 +1,4 @@
-// Review findings (review1, not fixes): each test fails on main as of cf6ae12 and passes once fixed.
+// Socket activation and service-manager faults found by review (review1): each failed on main as of cf6ae12.
 // A keeper process holds a copy of each passed socket, as systemd does (test/helpers/socket-activate-keep.py).
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MAIN, ROOT, UUID1, cli, tmpdir, until } from '../helpers/daemon.js';
 
-const test = suite('review1: socket activation, takeover, LISTEN_FDS, NOTIFY_SOCKET');
+const test = suite('socket activation faults: aliases, namespaces, takeover, LISTEN_FDS, NOTIFY_SOCKET');
 const KEEP = path.join(ROOT, 'test', 'helpers', 'socket-activate-keep.py');
 const running: ChildProcess[] = [];
 const keepers: number[] = [];
@@ -88,6 +88,17 @@ test('HIGH: LISTEN_FDS larger than what was passed: the daemon must not close de
   const disk = path.join(s.root, 'd1');
   fs.writeFileSync(disk, '');
   assert.is(cli(['acquire', '--vm', UUID1, disk, '--socket', c]).code, 0);
+  d.proc.kill('SIGTERM');
+  assert.is(await d.exit, 0, `SIGTERM must stop it cleanly:\n${d.out()}`);
+});
+
+test('LISTEN_FDS=3000000: bounded by the descriptor limit (no spin), nothing of Node's closed', async () => {
+  const s = site();
+  const c = path.join(s.root, 'c.sock');
+  const d = run('sh', ['-c', `LISTEN_PID=$$ LISTEN_FDS=3000000 exec "$0" "$@"`, process.execPath, MAIN, 'serve', ...s.args(c)]);
+  await listening(d);
+  assert.not.ok(d.exited(), d.out());
+  assert.match(d.out(), /LISTEN_FDS=3000000 is more than the descriptor limit \(\d+\) allows/);
   d.proc.kill('SIGTERM');
   assert.is(await d.exit, 0, `SIGTERM must stop it cleanly:\n${d.out()}`);
 });
