@@ -92,7 +92,7 @@ test('HIGH: LISTEN_FDS larger than what was passed: the daemon must not close de
   assert.is(await d.exit, 0, `SIGTERM must stop it cleanly:\n${d.out()}`);
 });
 
-test('LISTEN_FDS=3000000: bounded by the descriptor limit (no spin), nothing of Node's closed', async () => {
+test('LISTEN_FDS=3000000: bounded by the descriptor limit (no spin), nothing of Node\'s closed', async () => {
   const s = site();
   const c = path.join(s.root, 'c.sock');
   const d = run('sh', ['-c', `LISTEN_PID=$$ LISTEN_FDS=3000000 exec "$0" "$@"`, process.execPath, MAIN, 'serve', ...s.args(c)]);
