@@ -14,12 +14,38 @@ const SD_LISTEN_FDS_START = 3;
 
 export type Logf = (level: 'debug' | 'info' | 'warning' | 'error', msg: string) => void;
 
-/** sd_notify: one datagram per call to $NOTIFY_SOCKET ('@' = abstract name). */
+/** A message the manager's queue had no room for yet; `fds` are this notifier's own copies. */
+interface Pending {
+  readonly text: string;
+  readonly fds: number[];
+  /** FDNAME= of an FDSTORE message: dropped if the lock goes before it is delivered. */
+  readonly storeName?: string;
+}
+
+/** How often a backlog is retried (ms). */
+const RETRY_MS = 100;
+/** A backlog beyond this drops its oldest descriptor-less messages first, then refuses new ones. */
+const MAX_BACKLOG = 50_000;
+
+/**
+ * sd_notify: one datagram per call to $NOTIFY_SOCKET ('@' = abstract name). Never blocks the event
+ * loop: a manager that does not read (frozen, busy, a stale variable) fills its queue
+ * (net.unix.max_dgram_qlen, 10 by default) and the send fails with EAGAIN at once (MSG_DONTWAIT);
+ * the message then waits in a backlog, in order, retried from a timer. A lock whose FDSTORE is still
+ * in the backlog when the daemon dies is not in the store: the next start re-takes it from the journal
+ * (or reports LeaseLost if another took it meanwhile). A lock released before its FDSTORE went out is
+ * dropped from the backlog (its descriptor copy closed), so the backlog never holds a lock.
+ */
 export class Notifier {
   readonly addr: string | null;
   private fd: number | undefined;
   /** The first failure is logged; later ones only counted (a gone manager would flood the log). */
   failures = 0;
+  /** Messages waiting for room in the manager's queue (in order). */
+  private backlog: Pending[] = [];
+  /** Messages that had to wait, since start. */
+  deferred = 0;
+  private retry: NodeJS.Timeout | undefined;
 
   constructor(
     env: NodeJS.ProcessEnv = process.env,
@@ -35,28 +61,110 @@ export class Notifier {
     return this.addr !== null;
   }
 
-  /** Send `text` (KEY=VALUE lines) with `fds` (at most 253). false when it could not be sent. */
-  send(text: string, fds: readonly number[] = []): boolean {
+  /** Messages waiting for the manager to read its queue. */
+  get pending(): number {
+    return this.backlog.length;
+  }
+
+  /**
+   * Send `text` (KEY=VALUE lines) with `fds` (at most 253), now or, when the manager's queue is full,
+   * later in order. false when it cannot be sent at all. `periodic`: a STATUS/WATCHDOG line, not worth
+   * a place in a backlog (the next one says the same).
+   */
+  send(text: string, fds: readonly number[] = [], opts: { storeName?: string; periodic?: boolean } = {}): boolean {
     if (this.addr === null) return false;
     if (fds.length > MAX_FDS_PER_MESSAGE) throw new RangeError(`at most ${MAX_FDS_PER_MESSAGE} descriptors per notify message, got ${fds.length}`);
+    if (this.backlog.length > 0) {
+      if (opts.periodic) return true;
+      return this.defer(text, fds, opts.storeName);
+    }
+    const r = this.trySend(text, fds);
+    if (r === 'sent') return true;
+    if (r === 'failed') return false;
+    if (opts.periodic) return true;
+    return this.defer(text, fds, opts.storeName);
+  }
+
+  /** A released lock's FDSTORE that never went out: dropped (its copy closed). */
+  dropStore(name: string): void {
+    this.backlog = this.backlog.filter((m) => {
+      if (m.storeName !== name) return true;
+      for (const fd of m.fds) closeQuietly(fd);
+      return false;
+    });
+  }
+
+  private trySend(text: string, fds: readonly number[]): 'sent' | 'full' | 'failed' {
     try {
       this.fd ??= this.nat.dgramSocket();
-      this.nat.sendFds(this.fd, this.addr, text, fds);
-      return true;
+      this.nat.sendFds(this.fd, this.addr, text, fds, true);
+      return 'sent';
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return 'full';
       if (this.failures++ === 0) this.log('error', `sd_notify to ${this.addr} failed (${text.split('\n')[0]}): ${(e as Error).message}`);
-      return false;
+      return 'failed';
     }
   }
 
-  close(): void {
-    if (this.fd === undefined) return;
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      // nothing to do
+  private defer(text: string, fds: readonly number[], storeName?: string): boolean {
+    if (this.backlog.length >= MAX_BACKLOG) {
+      const i = this.backlog.findIndex((m) => m.fds.length === 0);
+      if (i < 0) {
+        if (this.failures++ === 0) this.log('error', `sd_notify to ${this.addr}: ${MAX_BACKLOG} messages wait already; ${text.split('\n')[0]} not sent`);
+        return false;
+      }
+      this.backlog.splice(i, 1);
     }
+    let copies: number[];
+    try {
+      copies = fds.map((fd) => this.nat.dupFd(fd));
+    } catch (e) {
+      if (this.failures++ === 0) this.log('error', `sd_notify to ${this.addr}: cannot keep ${text.split('\n')[0]} for later: ${(e as Error).message}`);
+      return false;
+    }
+    if (this.backlog.length === 0) this.log('warning', `sd_notify: ${this.addr} is not reading its messages (its queue is full); they wait here, in order, retried every ${RETRY_MS} ms (vmlockd status: fdStore.backlog)`);
+    this.backlog.push({ text, fds: copies, ...(storeName !== undefined ? { storeName } : {}) });
+    this.deferred++;
+    this.retry ??= setInterval(() => this.flush(), RETRY_MS);
+    this.retry.unref();
+    return true;
+  }
+
+  /** Send what waits, in order, until the manager's queue is full again. */
+  flush(): void {
+    while (this.backlog.length > 0) {
+      const m = this.backlog[0]!;
+      const r = this.trySend(m.text, m.fds);
+      if (r === 'full') return;
+      this.backlog.shift();
+      for (const fd of m.fds) closeQuietly(fd);
+    }
+    if (this.retry) clearInterval(this.retry);
+    this.retry = undefined;
+    this.log('info', `sd_notify: ${this.addr} reads again; the backlog is delivered`);
+  }
+
+  close(): void {
+    if (this.retry) clearInterval(this.retry);
+    this.retry = undefined;
+    if (this.backlog.length > 0) {
+      this.flush();
+      if (this.backlog.length > 0) {
+        this.log('warning', `sd_notify: ${this.backlog.length} message(s) never reached ${this.addr} (${this.backlog.filter((m) => m.storeName).length} lock(s) not in the descriptor store: the next start re-takes them from the journal)`);
+        for (const m of this.backlog.splice(0)) for (const fd of m.fds) closeQuietly(fd);
+      }
+    }
+    if (this.fd === undefined) return;
+    closeQuietly(this.fd);
     this.fd = undefined;
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // nothing to do
   }
 }
 
@@ -67,10 +175,11 @@ export class FdStore implements DescriptorStore {
   constructor(private readonly notifier: Notifier) {}
 
   store(name: string, fd: number): void {
-    if (this.notifier.send(`FDSTORE=1\nFDNAME=${name}`, [fd])) this.stored++;
+    if (this.notifier.send(`FDSTORE=1\nFDNAME=${name}`, [fd], { storeName: name })) this.stored++;
   }
 
   remove(name: string): void {
+    this.notifier.dropStore(name);
     if (this.notifier.send(`FDSTOREREMOVE=1\nFDNAME=${name}`)) this.removed++;
   }
 }
@@ -217,7 +326,7 @@ export class ServiceLink {
       const s = status();
       const lines = [...(this.watchdogMs > 0 ? ['WATCHDOG=1'] : []), ...(s !== last ? [`STATUS=${s}`] : [])];
       last = s;
-      if (lines.length > 0) this.notifier.send(lines.join('\n'));
+      if (lines.length > 0) this.notifier.send(lines.join('\n'), [], { periodic: true });
     }, every);
     this.timer.unref();
   }
@@ -281,7 +390,7 @@ export class ServiceLink {
     return {
       ...this.start,
       notifySocket: this.notifier.addr,
-      fdStore: this.store ? { stored: this.store.stored, removed: this.store.removed } : null,
+      fdStore: this.store ? { stored: this.store.stored, removed: this.store.removed, backlog: this.notifier.pending, deferred: this.notifier.deferred } : null,
       watchdogMs: this.watchdogMs || null,
       sockets: this.sockets,
     };

@@ -122,6 +122,12 @@ test('MEDIUM: a NOTIFY_SOCKET nobody reads must not stop the event loop (blockin
     });
     assert.is(r, 0, `acquire #${i} got no answer: the daemon is stuck in sendmsg to ${ns}`);
   }
+  // The messages wait in a backlog, counted in status; SIGTERM still stops the daemon.
+  const st = JSON.parse(cli(['status', '--json', '--socket', c]).stdout);
+  assert.ok(st.started.fdStore.backlog > 0, JSON.stringify(st.started.fdStore));
+  assert.match(d.out(), 'is not reading its messages');
+  d.proc.kill('SIGTERM');
+  assert.is(await d.exit, 0, d.out());
 });
 
 test.run();
