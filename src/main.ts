@@ -18,6 +18,7 @@ import { formatShownConfig, showConfig } from './cli/config-show.js';
 import * as path from 'node:path';
 import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
 import { servingAgain, takeOver } from './daemon/takeover.js';
+import { refuseTakeoverUnderManager } from './daemon/takeover-guard.js';
 
 const USAGE = `usage: vmlockd <command> [options]
 
@@ -255,6 +256,7 @@ async function main(argv: string[]): Promise<number> {
       try {
         // --takeover: the running daemon on this state directory hands its lock descriptors over
         // and exits (src/daemon/takeover.ts); none running: a normal start.
+        if (takeover) refuseTakeoverUnderManager(loaded.config.stateDir);
         if (takeover) daemon.takenOver = takeOver(loaded.config.stateDir, (level, msg) => daemon.log.log(level, msg));
         await daemon.start();
         // Only now may the old daemon close its copies of the locks and exit.

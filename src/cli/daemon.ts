@@ -324,7 +324,7 @@ export class Daemon {
     if (!controlUnserved) await listenUnixPath(this.server, c.socket, controlFd);
     // An inherited path is removed by a failed start only if the daemon it came from is gone too.
     this.ownsSocket = controlFd === undefined && !controlUnserved;
-    this.controlFromManager = controlFd !== undefined && this.inherited?.managed === true;
+    this.controlFromManager = controlFd !== undefined && this.inherited?.isManaged('control', c.socket) === true;
     this.verifier = new Verifier({
       locker,
       state: () => engine.state,
@@ -416,14 +416,15 @@ export class Daemon {
   /** Copies of every listening socket, for a take-over (src/daemon/listeners.ts). */
   private listenerFds(): PassedFd[] {
     const out: PassedFd[] = [];
-    const add = (kind: ListenerKind, addr: string, fd: number | undefined) => {
-      if (fd !== undefined) out.push({ name: listenerName(kind, addr), fd: native.dupFd(fd) });
+    // A socket of systemd's travels marked as such: the next daemon must not unlink its path either.
+    const add = (kind: ListenerKind, addr: string, fd: number | undefined, managed = false) => {
+      if (fd !== undefined) out.push({ name: listenerName(kind, addr, managed), fd: native.dupFd(fd) });
     };
-    add('control', this.config.socket, serverFd(this.server));
+    add('control', this.config.socket, serverFd(this.server), this.controlFromManager);
     if (this.config.metricsAddress) add('metrics', this.config.metricsAddress, serverFd(this.metrics));
     for (const src of this.sources) {
       const l = src.listener?.();
-      if (l) add(l.kind, l.addr, l.fd);
+      if (l) add(l.kind, l.addr, l.fd, l.managed === true);
     }
     return out;
   }

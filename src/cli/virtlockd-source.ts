@@ -37,7 +37,7 @@ export function registerVirtlockd(daemon: Daemon): void {
       maxClients: d.config.maxClients,
       frameTimeoutMs: frameTimeoutMs(),
       ctx,
-      ...inherited(d.inherited?.take('virtlockd', socketPath), d.inherited?.managed === true),
+      ...inherited(d.inherited?.take('virtlockd', socketPath), d.inherited?.isManaged('virtlockd', socketPath) === true),
       // Clients of the daemon this one took over from: read from once it has let go (UP).
       adopt: { conns: d.takeConnections('virtlockd', socketPath), readFrom: d.takenOver?.up ?? Promise.resolve() },
     });

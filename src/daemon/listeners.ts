@@ -10,10 +10,15 @@ import type { PassedFd } from '../engine/locker.js';
 export type ListenerKind = 'control' | 'virtlockd' | 'metrics';
 
 const PREFIX = 'listen-';
+/** A socket of the service manager's (socket activation), handed over by `serve --takeover`. */
+const MANAGED = 'listen-systemd-';
 
-/** The name a listening socket travels under (no spaces or ':', whatever the address holds). */
-export function listenerName(kind: ListenerKind, addr: string): string {
-  return `${PREFIX}${kind}-${encodeURIComponent(addr).replace(/:/g, '%3A')}`;
+/**
+ * The name a listening socket travels under (no spaces or ':', whatever the address holds); a
+ * managed one (systemd's: its path never unlinked) under a name that says so.
+ */
+export function listenerName(kind: ListenerKind, addr: string, managed = false): string {
+  return `${managed ? MANAGED : PREFIX}${kind}-${encodeURIComponent(addr).replace(/:/g, '%3A')}`;
 }
 
 export function isListenerName(name: string): boolean {
@@ -27,11 +32,21 @@ export class InheritedListeners {
    * Passed by the service manager (socket activation, src/daemon/activation.ts): the manager owns
    * them and their paths, so this daemon never unlinks them, even when it stops for good.
    */
-  readonly managed: boolean;
+  private readonly managed = new Set<string>();
 
   constructor(passed: readonly PassedFd[], opts: { managed?: boolean } = {}) {
-    this.managed = opts.managed ?? false;
-    for (const p of passed) if (isListenerName(p.name)) this.byName.set(p.name, p.fd);
+    for (const p of passed) {
+      if (!isListenerName(p.name)) continue;
+      // Handed over by a daemon that had it from systemd: still systemd's.
+      const name = p.name.startsWith(MANAGED) ? PREFIX + p.name.slice(MANAGED.length) : p.name;
+      this.byName.set(name, p.fd);
+      if (opts.managed || name !== p.name) this.managed.add(name);
+    }
+  }
+
+  /** The listener for this kind and address is the service manager's: never unlink its path. */
+  isManaged(kind: ListenerKind, addr: string): boolean {
+    return this.managed.has(listenerName(kind, addr));
   }
 
   /** The inherited listener for this kind and address, if any (then it is the caller's). */

@@ -28,7 +28,7 @@ export interface RunningSource {
    */
   stop(opts?: { handingOver?: boolean; connections?: boolean }): Promise<void>;
   /** The listening socket this source serves, for a take-over to hand over (src/daemon/listeners.ts). */
-  listener?(): { kind: 'virtlockd'; addr: string; fd: number } | undefined;
+  listener?(): { kind: 'virtlockd'; addr: string; fd: number; managed?: boolean } | undefined;
   /**
    * After stop({ handingOver, connections }): the established client connections kept for the next
    * daemon (a descriptor of each, this process's own, and what the protocol knew of it).

@@ -80,6 +80,22 @@ test('MEDIUM: serve --takeover of a socket-activated daemon must not unlink the 
   assert.ok(fs.existsSync(v), 'the new daemon unlinked the virtlockd socket the keeper (systemd) still listens on');
 });
 
+test('serve --takeover of a daemon systemd runs (NOTIFY_SOCKET) is refused in one line naming systemctl restart; the old one serves on', async () => {
+  const s = site();
+  const c = path.join(s.root, 'c.sock');
+  const ns = path.join(s.root, 'notify');
+  run('python3', ['-c', `import socket\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.bind(${JSON.stringify(ns)})\nwhile True: s.recv(65536)`]);
+  await until('notify socket', () => fs.existsSync(ns));
+  const a = run(process.execPath, [MAIN, 'serve', ...s.args(c)], { ...process.env, NOTIFY_SOCKET: ns });
+  await listening(a);
+  const b = run(process.execPath, [MAIN, 'serve', ...s.args(c, ['--takeover'])]);
+  await until('the takeover refused', () => b.exited(), 60_000);
+  assert.is.not(await b.exit, 0, b.out());
+  assert.match(b.out(), 'systemctl restart vmlockd');
+  assert.not.ok(a.exited(), a.out());
+  assert.is(cli(['status', '--socket', c]).code, 0);
+});
+
 test('HIGH: LISTEN_FDS larger than what was passed: the daemon must not close descriptors it was not given (SIGTERM then aborts)', async () => {
   const s = site();
   const c = path.join(s.root, 'c.sock');

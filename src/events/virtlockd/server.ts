@@ -357,9 +357,9 @@ export class VirtlockdServer implements RunningSource {
     });
   }
 
-  listener(): { kind: 'virtlockd'; addr: string; fd: number } | undefined {
+  listener(): { kind: 'virtlockd'; addr: string; fd: number; managed?: boolean } | undefined {
     const fd = serverFd(this.server);
-    return fd === undefined ? undefined : { kind: 'virtlockd', addr: this.opts.socketPath, fd };
+    return fd === undefined ? undefined : { kind: 'virtlockd', addr: this.opts.socketPath, fd, ...(this.opts.keepPath ? { managed: true } : {}) };
   }
 
   // ── socket ─────────────────────────────────────────────────────────────────────────────────
