@@ -173,6 +173,13 @@ export function createApiServer(ctx: ApiContext): http.Server {
     });
   });
   server.keepAliveTimeout = 60_000;
+  // CONNECT (a proxy tunnel): http hands it to 'connect', and without a listener closes the
+  // connection unanswered. Answered 405 naming it, as any request this API does not serve.
+  server.on('connect', (req: http.IncomingMessage, socket: import('node:stream').Duplex) => {
+    const text = JSON.stringify({ status: 'error', code: 'VMLOCKD_ERR_USAGE', message: `method CONNECT is not served by the vmlockd control API (CONNECT ${String(req.url ?? '').slice(0, 200)}); use GET or POST on /v1/...` }) + '\n';
+    socket.on('error', () => undefined);
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nallow: GET, POST\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+  });
   const daemonUid = process.geteuid?.() ?? 0;
   server.on('connection', (socket: import('node:net').Socket) => {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;

@@ -108,6 +108,20 @@ test('GET /v1/audit with a disk that holds a NUL or is relative is bad input (40
   assert.not.match(d.stderr, /\n\s+at /);
 });
 
+test('CONNECT on the control socket is answered 405 naming the method, not closed unanswered', async () => {
+  const reply = await new Promise<string>((resolve, reject) => {
+    const c = net.connect(d.socket);
+    let got = '';
+    c.on('data', (b: Buffer) => (got += b.toString('utf8')));
+    c.on('end', () => resolve(got));
+    c.on('error', reject);
+    c.write('CONNECT vmlockd:443 HTTP/1.1\r\nhost: vmlockd:443\r\n\r\n');
+  });
+  assert.match(reply, /^HTTP\/1\.1 405 /);
+  assert.match(reply, 'method CONNECT is not served');
+  assert.is(d.cli(['status']).code, 0);
+});
+
 test('a body over 1 MiB gets a 413 naming the limit, not a reset', async () => {
   const r = await post('/v1/acquire', Buffer.alloc(3 << 20, 'a'));
   assert.is(r.status, 413);
