@@ -7,17 +7,12 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ERROR_CODES, VmlockdError, exitCodeOf, type ErrorCode } from './engine/errors.js';
 import { checkUuid } from './events/jsonl.js';
 import { call, streamEvents } from './cli/client.js';
-import { Daemon } from './cli/daemon.js';
-import { runAudit, runJournal } from './cli/audit.js';
-import { runHook } from './cli/hook.js';
-import { registerLibvirt } from './cli/libvirt-source.js';
-import { registerVirtlockd } from './cli/virtlockd-source.js';
 import { formatLocks, formatStatus } from './cli/format.js';
 import { checkConfigFiles, loadConfig, type Config, type ConfigKey, type LoadedConfig } from './watchers/config.js';
-import { formatShownConfig, showConfig } from './cli/config-show.js';
 import * as path from 'node:path';
-import { clusterLocks, clusterView, formatCluster, formatClusterLocks, formatWho, who } from './cli/cluster-view.js';
-import { servingAgain, takeOver } from './daemon/takeover.js';
+import type { Daemon } from './cli/daemon.js';
+// Everything heavier than the client (the daemon, rxjs, SQLite, the XML parser, the audit) is
+// imported by the command that needs it: a client command starts in node's time plus a little.
 import { refuseTakeoverUnderManager } from './daemon/takeover-guard.js';
 
 const USAGE = `usage: vmlockd <command> [options]
@@ -184,7 +179,7 @@ async function main(argv: string[]): Promise<number> {
       return command === undefined ? 2 : 0;
 
     case 'hook':
-      return runHook(rest);
+      return (await import('./cli/hook.js')).runHook(rest);
 
     case 'serve': {
       // A long-lived daemon: keep V8's young generation at its initial size. Start-up's burst (one
@@ -208,6 +203,12 @@ async function main(argv: string[]): Promise<number> {
       const { takeover, ...configValues } = values;
       const flags = configFlags(configValues);
       const loaded = loadConfig({ files: values.config ?? [], flags });
+      const [{ Daemon }, { registerVirtlockd }, { registerLibvirt }, { servingAgain, takeOver }] = await Promise.all([
+        import('./cli/daemon.js'),
+        import('./cli/virtlockd-source.js'),
+        import('./cli/libvirt-source.js'),
+        import('./daemon/takeover.js'),
+      ]);
       // A take-over that fails after this daemon stopped serves again through a new Daemon holding
       // the same descriptors (src/daemon/takeover.ts): the factory wires each one the same way.
       const make = (from: LoadedConfig): Daemon => {
@@ -309,6 +310,7 @@ async function main(argv: string[]): Promise<number> {
       if (values.cluster) {
         const lockspace = await lockspaceOf(values);
         if (lockspace === null) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'locks --cluster needs a file lockspace (direct mode keeps no shared records)');
+        const { clusterLocks, formatClusterLocks } = await import('./cli/cluster-view.js');
         const list = clusterLocks(lockspace);
         print(!!values.json, list, () => formatClusterLocks(list));
         return 0;
@@ -321,6 +323,7 @@ async function main(argv: string[]): Promise<number> {
     case 'generation': {
       const { values, positionals } = args(rest, { lockspace: { type: 'string' } });
       if (positionals.length !== 1) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs exactly one DISK path`);
+      const { formatWho, who } = await import('./cli/cluster-view.js');
       const answer = who(positionals[0]!, await lockspaceOf(values));
       if (command === 'generation') print(!!values.json, { disk: answer.canonical, generation: answer.generation, state: answer.state }, () => `${answer.generation}\n`);
       else print(!!values.json, answer, () => formatWho(answer));
@@ -331,6 +334,7 @@ async function main(argv: string[]): Promise<number> {
       const { values } = args(rest, { lockspace: { type: 'string' } }, 'none');
       const lockspace = await lockspaceOf(values);
       if (lockspace === null) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'cluster needs a file lockspace (direct mode keeps no shared records)');
+      const { clusterView, formatCluster } = await import('./cli/cluster-view.js');
       const view = clusterView(lockspace);
       print(!!values.json, view, () => formatCluster(view));
       return 0;
@@ -376,13 +380,13 @@ async function main(argv: string[]): Promise<number> {
     }
 
     case 'audit':
-      return runAudit(rest);
+      return (await import('./cli/audit.js')).runAudit(rest);
 
     case 'journal':
-      return runJournal(rest);
+      return (await import('./cli/audit.js')).runJournal(rest);
 
     case 'integrity':
-      return runJournal(['verify', ...rest]);
+      return (await import('./cli/audit.js')).runJournal(['verify', ...rest]);
 
     case 'config': {
       const [sub, ...more] = rest;
@@ -401,6 +405,7 @@ async function main(argv: string[]): Promise<number> {
           journal: { type: 'string' },
         }, 'none');
         // A running daemon answers with the config in effect; the files are compared against it.
+        const { formatShownConfig, showConfig } = await import('./cli/config-show.js');
         const shown = await showConfig({ socket: socketOf(values), ...(values.config !== undefined ? { files: values.config } : {}), flags: configFlags(values) });
         print(!!values.json, shown, () => formatShownConfig(shown));
         return 0;
