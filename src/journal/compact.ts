@@ -148,6 +148,14 @@ export function compact(journal: Journal, opts: CompactOptions): CompactReport {
   db.transaction(() => {
     // Re-checked under the write lock: the snapshot must still cover the cut when the cut takes effect.
     requireSnapshot(journal, throughSeq);
+    // The generations the moved facts gave stay known (Journal.maxGeneration): before any delete.
+    db.prepare(
+      `INSERT INTO generation_floor (disk, gen)
+         SELECT disk, max(CAST(json_extract(payload, '$.generation') AS INTEGER)) AS g FROM facts
+          WHERE seq <= ? AND disk IS NOT NULL AND kind IN ('LockAcquired', 'Reacquired') AND json_extract(payload, '$.generation') IS NOT NULL
+          GROUP BY disk
+       ON CONFLICT(disk) DO UPDATE SET gen = max(gen, excluded.gen)`,
+    ).run(throughSeq);
     setMeta.run('archived_through', String(throughSeq));
     setMeta.run('chain_base_seq', String(throughSeq));
     setMeta.run('chain_base_hash', (lastMovedHash ?? Buffer.alloc(32)).toString('hex'));

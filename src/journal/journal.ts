@@ -570,15 +570,18 @@ export class Journal {
 
   /**
    * The highest fencing generation any fact in SQLite gave `disk` (0 if none), so a lock file that
-   * was deleted or damaged never restarts the count. Does not move staged facts: the caller keeps
-   * the generations it handed out itself.
+   * was deleted or damaged never restarts the count. Facts a compaction moved to the archive count
+   * through the generation floor it left behind (schema 3). Does not move staged facts: the caller
+   * keeps the generations it handed out itself.
    */
   maxGeneration(disk: string): number {
     this.checkOpen();
     this.maxGenStmt ??= this.db.prepare(
-      `SELECT max(CAST(json_extract(payload, '$.generation') AS INTEGER)) AS gen FROM facts WHERE disk = ? AND kind IN ('LockAcquired', 'Reacquired')`,
+      `SELECT max(
+         coalesce((SELECT max(CAST(json_extract(payload, '$.generation') AS INTEGER)) FROM facts WHERE disk = @disk AND kind IN ('LockAcquired', 'Reacquired')), 0),
+         coalesce((SELECT gen FROM generation_floor WHERE disk = @disk), 0)) AS gen`,
     );
-    const row = this.maxGenStmt.get(disk) as { gen: number | null } | undefined;
+    const row = this.maxGenStmt.get({ disk }) as { gen: number | null } | undefined;
     return row?.gen ?? 0;
   }
   private maxGenStmt?: Database.Statement;

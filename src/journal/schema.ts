@@ -161,6 +161,19 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    description: 'generation floor: the highest fencing generation per disk among the facts compaction moved out',
+    // Compaction deletes the facts it archives; without this the journal would forget which
+    // generations it gave, and a stale holder record naming this host (a lease lost, never
+    // rewritten) would look like a grant the journal forgot (decisions/0002). Written in the same
+    // transaction that raises archived_through, so before any delete.
+    up: `
+      CREATE TABLE generation_floor (
+        disk TEXT PRIMARY KEY,
+        gen  INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,5 +1,5 @@
-// Review 2 (failing tests): the "found" lockspace scan adopts exclusive records naming this host
-// that are stale, not grants the journal forgot.
+// The "found" lockspace scan (decisions/0002) must not adopt exclusive records naming this host
+// that are stale, not grants the journal forgot (found by review 2): compaction keeps the generation floor.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TestDaemon, UUID1, UUID2, cli, tmpdir } from '../helpers/daemon.js';
 
-const test = suite('review2: found scan adopts stale records');
+const test = suite("found scan: stale records after compaction");
 const running: TestDaemon[] = [];
 test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill('SIGKILL');
