@@ -159,6 +159,8 @@ export class Daemon {
   private handoff?: HandoffServer;
   /** Listening sockets the previous daemon handed over (control, virtlockd, metrics). */
   inherited?: InheritedListeners;
+  /** systemd handed this start descriptors (sockets, the store's locks): prefer degraded over a failed start. */
+  managerHandedBack = false;
   /** A take-over failed after this daemon stopped: start serving again from these (its own) descriptors (src/main.ts). */
   resume?: (fds: PassedFd[], conns: HandedConnection[]) => Promise<void>;
   /** Client connections the previous daemon handed over, until the source serving their address takes them. */
@@ -204,12 +206,14 @@ export class Daemon {
     // systemd handed descriptors back (sockets, the store's locks): a failed start now loops into the
     // start limit and systemd empties the store, freeing every lock. Degraded but up beats that.
     let handedBack = false;
+    this.managerHandedBack = false;
     if (this.takenOver) {
       this.service.takenOver = this.takenOver.fds.filter((f) => !isListenerName(f.name));
       this.inherited = new InheritedListeners(this.takenOver.fds);
       this.handedConns = [...this.takenOver.conns];
     } else {
       handedBack = this.service.passed.length > 0;
+      this.managerHandedBack = handedBack;
       // systemd's listening sockets (vmlockd.socket, vmlockd-virtlockd.socket), before the lock
       // descriptors of the same LISTEN_FDS are adopted (src/daemon/activation.ts).
       const act = socketActivation(this.service.passed, c, (level, msg) => this.log.log(level, msg));

@@ -38,6 +38,7 @@ export function registerVirtlockd(daemon: Daemon): void {
       frameTimeoutMs: frameTimeoutMs(),
       ctx,
       ...inherited(d.inherited?.take('virtlockd', socketPath), d.inherited?.isManaged('virtlockd', socketPath) === true),
+      ...(d.managerHandedBack ? { degradeIfServed: true } : {}),
       // Clients of the daemon this one took over from: read from once it has let go (UP).
       adopt: { conns: d.takeConnections('virtlockd', socketPath), readFrom: d.takenOver?.up ?? Promise.resolve() },
     });

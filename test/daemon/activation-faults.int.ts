@@ -96,6 +96,24 @@ test('serve --takeover of a daemon systemd runs (NOTIFY_SOCKET) is refused in on
   assert.is(cli(['status', '--socket', c]).code, 0);
 });
 
+test('systemd handed descriptors over and another process serves the control and virtlockd paths: the start goes on degraded (logged), never exits', async () => {
+  const s = site();
+  const c = path.join(s.root, 'c.sock');
+  const v = path.join(s.root, 'v.sock');
+  const other = run('python3', ['-c', `import socket,time\nfor p in ${JSON.stringify([c, v])}:\n  s=socket.socket(socket.AF_UNIX); s.bind(p); s.listen(8); globals()[p]=s\nopen(${JSON.stringify(path.join(s.root, 'up'))},'w').close()\ntime.sleep(600)`]);
+  await until('the other process listening', () => fs.existsSync(path.join(s.root, 'up')));
+  void other;
+  const d = activated(s.root, { stray: path.join(s.root, 'stray.sock') }, s.args(c, ['--virtlockd-socket', v]));
+  await listening(d);
+  assert.not.ok(d.exited(), `the daemon exited (under Restart=always: start limit, store emptied):\n${d.out()}`);
+  assert.match(d.out(), `socket ${c} is already served by another process, and systemd handed this start descriptors`);
+  assert.match(d.out(), `virtlockd socket ${v} is already served by another process`);
+  d.proc.kill('SIGTERM');
+  assert.is(await d.exit, 0, d.out());
+  // The other process's paths are left alone.
+  assert.ok(fs.existsSync(c) && fs.existsSync(v));
+});
+
 test('HIGH: LISTEN_FDS larger than what was passed: the daemon must not close descriptors it was not given (SIGTERM then aborts)', async () => {
   const s = site();
   const c = path.join(s.root, 'c.sock');

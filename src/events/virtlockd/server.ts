@@ -72,6 +72,12 @@ export interface VirtlockdServerOptions {
   /** listenFd is systemd's (socket activation): never unlink its path. */
   readonly keepPath?: boolean;
   /**
+   * The start must not fail (systemd handed descriptors over: a failed start empties the store): a
+   * path another process serves is logged and left alone, and the server runs without listening
+   * (owners it knows are still watched and released when they exit).
+   */
+  readonly degradeIfServed?: boolean;
+  /**
    * Established connections handed over by `serve --takeover` (accepted on socketPath by the previous
    * daemon), served from their state on. None is read before `readFrom` settles: until the previous
    * daemon let go (UP), it may still serve them again itself.
@@ -224,6 +230,9 @@ export class VirtlockdServer implements RunningSource {
     return this.conns.size;
   }
 
+  /** degradeIfServed: another process serves the path; this server does not listen. */
+  private unserved = false;
+
   async start(): Promise<void> {
     this.registry = ServerRegistry.load(this.opts.registryFile, (m) => this.ctx.log('warning', m));
     this.adoptHoldings();
@@ -253,7 +262,7 @@ export class VirtlockdServer implements RunningSource {
     this.registry.close();
     // A take-over: the next daemon serves this path through the listener handed to it. A socket of
     // systemd's (socket activation): its path is the socket unit's, bound while this daemon is down.
-    if (opts.handingOver || this.opts.keepPath) return;
+    if (opts.handingOver || this.opts.keepPath || this.unserved) return;
     try {
       fs.unlinkSync(this.opts.socketPath);
     } catch {
@@ -376,6 +385,11 @@ export class VirtlockdServer implements RunningSource {
     fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o755 });
     if (fs.existsSync(p)) {
       if (await socketAnswers(p)) {
+        if (this.opts.degradeIfServed) {
+          this.unserved = true;
+          this.ctx.log('error', `virtlockd socket ${p} is already served by another process (a running virtlockd?), and systemd handed this start descriptors: not serving it rather than failing the start (that would empty the store and free every lock); stop the other process, then systemctl restart vmlockd`);
+          return;
+        }
         throw new VmlockdError('VMLOCKD_ERR_ALREADY_RUNNING', `virtlockd socket ${p} is already served by another process (a running virtlockd?); stop it first`);
       }
       fs.unlinkSync(p);
