@@ -30,7 +30,7 @@ import { VERSION } from './version.js';
 import { startMetrics } from './metrics.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
-import { recoverForgotten, scanDirs } from '../daemon/found.js';
+import { REGISTRY_FILE, recoverForgotten, scanDirs } from '../daemon/found.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from '../daemon/service.js';
 import { rebootReleases } from '../daemon/boot.js';
@@ -300,7 +300,7 @@ export class Daemon {
       this.log.warn(`the host rebooted: released ${rebooted.length} lock(s) of owners taken through the control API or JSON lines (after_reboot = release)`);
     }
     // Grants the journal forgot (its filesystem failed): found in the lockspace's records, re-taken below.
-    const found = recoverForgotten(journal, state, { host: c.hostId, dirs: scanDirs(c, (d) => onSharedFs(d)), bootId: boot, at }, (level, msg) => this.log.log(level, msg));
+    const found = recoverForgotten(journal, state, { host: c.hostId, dirs: scanDirs(c, (d) => onSharedFs(d)), bootId: boot, at, registryFile: path.join(c.stateDir, REGISTRY_FILE), shared: (d) => onSharedFs(d) }, (level, msg) => this.log.log(level, msg));
     // Descriptors systemd's store handed back first: those locks never went away (invariant 9).
     const adoption = this.service.adoptInto(locker, state, at);
     const { facts, lost } = locker.reacquire(state, at);

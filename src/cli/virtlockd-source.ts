@@ -6,8 +6,8 @@ import type { RunningSource, SourceContext } from '../engine/source.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, startVirtlockdServer } from '../events/virtlockd/server.js';
 import type { Daemon } from './daemon.js';
 
-/** File in the state directory that keeps the protocol's lockspaces and owner pids across restarts. */
-export const REGISTRY_FILE = 'virtlockd-server.json';
+import { REGISTRY_FILE } from '../events/virtlockd/registry.js';
+export { REGISTRY_FILE };
 
 /**
  * VMLOCKD_VIRTLOCKD_FRAME_TIMEOUT_MS: how long the rest of a protocol frame may take once its first

@@ -7,6 +7,10 @@ import { findForgotten, type ScanDir } from '../engine/locker-found.js';
 import type { NewFact } from '../engine/facts.js';
 import { evolve, type State } from '../engine/state.js';
 import type { Journal } from '../journal/journal.js';
+import { REGISTRY_FILE, ServerRegistry } from '../events/virtlockd/registry.js';
+export { REGISTRY_FILE };
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 export interface FoundLocks {
   /** Lock files (resource ids) found. */
@@ -25,6 +29,33 @@ export function scanDirs(c: { fileLockspaceDir: string | null; lvmLockspaceDir: 
   return out;
 }
 
+/**
+ * The lockspaces libvirt created over the virtlockd protocol (CREATE_LOCKSPACE; explicit <lease>s
+ * live there, named by lease name) that the configured ones do not cover: known from the protocol
+ * server's registry (`registryFile`) and from the grants the journal names. A lockspace only a lost
+ * journal and registry knew cannot be known: `recoverForgotten` says so.
+ */
+export function protocolScanDirs(journal: Journal, registryFile: string | undefined, configured: readonly ScanDir[], shared: (dir: string) => boolean): ScanDir[] {
+  const real = (d: string): string => {
+    try {
+      return fs.realpathSync(d);
+    } catch {
+      return path.resolve(d);
+    }
+  };
+  const seen = new Set(configured.map((d) => real(d.dir)));
+  const out: ScanDir[] = [];
+  const names = [...(registryFile !== undefined ? ServerRegistry.lockspacesIn(registryFile) : []), ...journal.grantLockspaces()];
+  for (const dir of names) {
+    if (!path.isAbsolute(dir)) continue;
+    const r = real(dir);
+    if (seen.has(r)) continue;
+    seen.add(r);
+    out.push({ dir, kind: 'file', leases: true, direct: shared(dir) });
+  }
+  return out;
+}
+
 const NONE: FoundLocks = { resources: new Set(), mark: (f) => [...f], count: 0 };
 
 /**
@@ -36,20 +67,32 @@ const NONE: FoundLocks = { resources: new Set(), mark: (f) => [...f], count: 0 }
 export function recoverForgotten(
   journal: Journal,
   state: State,
-  opts: { host: string; dirs: readonly ScanDir[]; bootId: string | undefined; at: string },
+  opts: { host: string; dirs: readonly ScanDir[]; bootId: string | undefined; at: string; registryFile?: string; shared?: (dir: string) => boolean },
   log: (level: 'info' | 'warning' | 'error', msg: string) => void,
 ): FoundLocks {
-  if (opts.dirs.length === 0) return NONE;
   const last = journal.query({ limit: 1, newest: true })[0];
   if (last?.kind === 'DaemonStopped') return NONE;
   const prevBoot = (journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload as { bootId?: string } | undefined)?.bootId;
   if (prevBoot !== undefined && opts.bootId !== undefined && prevBoot !== opts.bootId) return NONE;
+  const protocol = protocolScanDirs(journal, opts.registryFile, opts.dirs, opts.shared ?? (() => false));
+  const dirs = [...opts.dirs, ...protocol];
+  // What cannot be scanned: a lockspace libvirt created over the protocol that only the lost
+  // journal and registry knew (libvirtd creates it again only when it restarts).
+  const blind =
+    last === undefined
+      ? `; the journal is empty (lost, or a new state directory): lockspaces libvirt created over the virtlockd protocol are known only from it and from ${opts.registryFile ?? 'the protocol registry'}, so leases in any lockspace not listed here cannot be found`
+      : '';
+  const listed = `${dirs.length} lockspace(s) (${dirs.map((d) => d.dir).join(', ') || 'none'})`;
+  if (dirs.length === 0) {
+    if (blind !== '') log('warning', `lockspace scan after an unclean stop: nothing to scan${blind}`);
+    return NONE;
+  }
   const t0 = Date.now();
-  const scan = findForgotten(opts.dirs, opts.host, (id) => state.resources.get(id)?.holders.size ? true : false, (disk) => journal.maxGeneration(disk), opts.at);
+  const scan = findForgotten(dirs, opts.host, (id) => state.resources.get(id)?.holders.size ? true : false, (disk) => journal.maxGeneration(disk), opts.at);
   for (const u of scan.unusable) log('warning', `lockspace scan for locks the journal forgot: ${u}`);
   const ms = Date.now() - t0;
   if (scan.facts.length === 0) {
-    log('info', `lockspace scan after an unclean stop: ${scan.scanned} lock file(s) read in ${ms} ms, no lock the journal forgot`);
+    log(blind !== '' ? 'warning' : 'info', `lockspace scan after an unclean stop: ${scan.scanned} lock file(s) of ${listed} read in ${ms} ms, no lock the journal forgot${blind}`);
     return NONE;
   }
   for (const f of scan.facts) evolve(state, f);
@@ -58,7 +101,7 @@ export function recoverForgotten(
   log(
     'error',
     `FOUND ${resources.size} lock(s) this host held that its journal had lost (the state directory's filesystem failed, or journal_sync = "write"); ` +
-      `taking them again, journaled with found: true: ${disks.join(', ')}`,
+      `taking them again, journaled with found: true: ${disks.join(', ')} (scanned ${listed})${blind}`,
   );
   return {
     resources,

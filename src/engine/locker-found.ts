@@ -20,6 +20,11 @@ export interface ScanDir {
   readonly kind: Exclude<LockspaceKind, 'direct'>;
   /** Read with O_DIRECT: on a cluster filesystem this client's page cache may hold an old record. */
   readonly direct?: boolean;
+  /**
+   * A lockspace of the virtlockd protocol (CREATE_LOCKSPACE): its files are named by lease name
+   * (an explicit <lease>'s key, or libvirt's SHA-256 of a disk path), not only by SHA-256.
+   */
+  readonly leases?: boolean;
 }
 
 export interface FoundScan {
@@ -46,7 +51,7 @@ export function findForgotten(
   const facts: NewFact[] = [];
   const unusable: string[] = [];
   let scanned = 0;
-  for (const { dir, kind, direct } of dirs) {
+  for (const { dir, kind, direct, leases } of dirs) {
     let entries: fs.Dirent[];
     try {
       entries = fs.readdirSync(dir, { withFileTypes: true });
@@ -57,7 +62,7 @@ export function findForgotten(
     for (const ent of entries) {
       // Lock files are regular files; .hosts, .mounts and the like are not lock files.
       if (!ent.isFile() || ent.name.startsWith('.')) continue;
-      if (kind === 'file' && !/^[0-9a-f]{64}$/.test(ent.name)) continue;
+      if (kind === 'file' && leases !== true && !/^[0-9a-f]{64}$/.test(ent.name)) continue;
       const file = path.join(dir, ent.name);
       if (known(file)) continue;
       let head: Buffer;
@@ -71,9 +76,11 @@ export function findForgotten(
       const rec = decodeExclusive(head);
       if (!rec || rec.mode !== 'exclusive' || rec.host !== host || !rec.vm || rec.disk === '') continue;
       if (rec.gen <= journalGeneration(rec.disk)) continue;
-      // A file lockspace names a disk by the SHA-256 of its canonical path: a record whose disk
-      // does not hash to the file's name was shortened to fit (a very long path) or is not ours.
-      if (kind === 'file' && sha256Hex(rec.disk) !== ent.name) {
+      // A file lockspace names a disk by the SHA-256 of its canonical path; a lease the virtlockd
+      // protocol named (an explicit <lease>, or a name libvirt hashed itself) records the lease file
+      // as its disk. A record whose disk is neither was shortened to fit (a very long path) or is
+      // not ours.
+      if (kind === 'file' && sha256Hex(rec.disk) !== ent.name && rec.disk !== file) {
         unusable.push(`${file}: its record names this host (VM ${rec.vm.uuid}, generation ${rec.gen}) but its disk path ${JSON.stringify(rec.disk)} does not name this file`);
         continue;
       }

@@ -587,6 +587,22 @@ export class Journal {
   private maxGenStmt?: Database.Statement;
 
   /**
+   * Every lockspace directory a grant in SQLite (live or carried past a compaction) named: with the
+   * virtlockd server's registry, how a start knows the lockspaces libvirt created over the protocol.
+   * Reads every grant: for the start after an unclean stop only.
+   */
+  grantLockspaces(): string[] {
+    this.checkOpen();
+    const rows = this.db
+      .prepare(
+        `SELECT DISTINCT json_extract(payload, '$.lockspace') AS ls FROM facts WHERE kind IN ('LockAcquired', 'Reacquired')
+         UNION SELECT DISTINCT json_extract(payload, '$.lockspace') FROM carried WHERE kind IN ('LockAcquired', 'Reacquired')`,
+      )
+      .all() as Array<{ ls: unknown }>;
+    return rows.map((r) => r.ls).filter((l): l is string => typeof l === 'string' && l !== '');
+  }
+
+  /**
    * Run `fn` with SQLite's busy timeout at 0: a write that finds another process holding the write
    * lock fails at once (SQLITE_BUSY) instead of blocking the event loop for the whole timeout.
    * For background writes that can be retried later (the snapshot, staged-fact retries).

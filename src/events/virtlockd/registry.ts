@@ -11,6 +11,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/** File in the state directory that keeps the protocol's lockspaces and owner pids across restarts. */
+export const REGISTRY_FILE = 'virtlockd-server.json';
+
 export interface OwnerRecord {
   readonly uuid: string;
   readonly name: string;
@@ -94,6 +97,30 @@ export class ServerRegistry {
       }
     }
     return reg;
+  }
+
+  /**
+   * The lockspaces a registry file names, read without side effects (a damaged file or line is
+   * skipped, never moved aside): for the start's scan of lock files the journal forgot.
+   */
+  static lockspacesIn(file: string): string[] {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      return [];
+    }
+    const out = new Set<string>();
+    text.split('\n').forEach((line, i) => {
+      try {
+        const v = JSON.parse(line) as Partial<Snapshot> & Partial<{ op: string; dir: unknown }>;
+        if (i === 0 && Array.isArray(v.lockspaces)) for (const l of v.lockspaces) if (typeof l === 'string') out.add(l);
+        if (i > 0 && v.op === 'lockspace' && typeof v.dir === 'string') out.add(v.dir);
+      } catch {
+        // damaged: what the rest names stands
+      }
+    });
+    return [...out];
   }
 
   private apply(c: Change): void {
