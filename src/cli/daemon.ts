@@ -284,6 +284,8 @@ export class Daemon {
     // One daemon per host id in the whole cluster: its host file stays write-locked while it runs.
     if (c.fileLockspaceDir !== null) {
       this.lockspaceId = lockspaceId(c.fileLockspaceDir);
+      // Lock files are created only while this lockspace is there (not a bare mount point): src/engine/locker.ts pinLockspace.
+      locker.pinLockspace(c.fileLockspaceDir, this.lockspaceId);
       this.hostLock = HostLock.acquire(c.fileLockspaceDir, { host: c.hostId, started: at, version: VERSION, fingerprint: this.fingerprint(), lockspace: c.fileLockspaceDir });
       // For `vmlockd cluster`'s check that every host mounts a shared filesystem at one path.
       const notPublished = publishMounts(c.fileLockspaceDir, c.hostId);
@@ -527,6 +529,7 @@ export class Daemon {
     if (dir !== null) {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       id = lockspaceId(dir);
+      this.locker?.pinLockspace(dir, id);
       next = HostLock.acquire(dir, { host: this.config.hostId, started: this.startedAt, version: VERSION, fingerprint: fingerprint(this.config, id), lockspace: dir });
       publishMounts(dir, this.config.hostId);
     }

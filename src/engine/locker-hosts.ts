@@ -149,7 +149,15 @@ export class HostLock {
 
   /** A fresh description, locked before the old one is closed. */
   private reestablish(why: string): void {
-    fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    // Never in a directory that is not the lockspace any more (a mount point left bare while the
+    // cluster filesystem is mounted again): a host file there protects the host id from nobody.
+    const away = lockspaceProblem(this.record.lockspace);
+    if (away !== undefined) throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file} lost (${why}) and cannot be re-established yet (will retry): lockspace ${this.record.lockspace}: ${away}`);
+    try {
+      fs.mkdirSync(path.dirname(this.file), { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file} lost (${why}) and cannot be re-established yet (will retry): ${errnoOf(e)}`, { cause: e });
+    }
     let fd: number;
     try {
       fd = lockHostFile(this.file, this.record.host, this.record.lockspace, this.nat);
@@ -263,6 +271,24 @@ export function listHosts(lockspace: string, nat: NativeBinding = defaultNative)
 }
 
 const ID_FILE = '.vmlockd-lockspace-id';
+
+/**
+ * Why `lockspace` is not (provably) the lockspace this daemon started with, or undefined when it is:
+ * its id file must be there and hold `expected` (any id when `expected` is undefined). Read only,
+ * never creates anything. A cluster filesystem whose client died and that is being mounted again
+ * leaves a bare local directory at the mount point (between `umount` and `mount`, or for as long as
+ * nothing remounts it): a lock file created there protects nothing, since no other host sees it.
+ */
+export function lockspaceProblem(lockspace: string, expected?: string): string | undefined {
+  let id: string;
+  try {
+    id = fs.readFileSync(path.join(lockspace, ID_FILE), 'utf8').trim();
+  } catch (e) {
+    return `its id file ${ID_FILE} cannot be read (${errnoOf(e)}): the shared filesystem is not mounted there?`;
+  }
+  if (expected !== undefined && id !== expected) return `its id file holds ${JSON.stringify(id.slice(0, 40))}, not ${expected}: another filesystem is mounted there?`;
+  return undefined;
+}
 
 /**
  * The lockspace's own id, created by the first daemon that uses it. The id is written whole into a

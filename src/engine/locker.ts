@@ -7,11 +7,13 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type NewFact } from './facts.js';
 import type { ResourceFields } from './facts.js';
 import { refusalMessage } from './messages.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
+import { lockspaceProblem } from './locker-hosts.js';
 import { readAligned, writeAligned } from './aligned-io.js';
 import type { State } from './state.js';
 import type { HolderInfo, Intent, Mode, Owner, ResolvedDisk, ResourceRef } from './types.js';
@@ -208,6 +210,8 @@ export class Locker {
   private readonly generationFloor: ((disk: string) => number) | undefined;
   /** The highest generation this process handed out per resource (facts may still be staged). */
   private readonly highestGen = new Map<string, number>();
+  /** Lockspace directory -> the id its id file held at start (pinLockspace): a lock file is only ever created in that lockspace. */
+  private readonly lockspaceIds = new Map<string, string>();
   /**
    * Hand-over requests this host holds as a migration destination: resource id -> the description
    * whose write lock on the request bytes keeps the request standing, and the waiting owner.
@@ -225,6 +229,40 @@ export class Locker {
     this.syncRecords = options.syncRecords ?? false;
     this.store = options.store;
     if (options.fileLockspaceDir) fs.mkdirSync(options.fileLockspaceDir, { recursive: true, mode: 0o700 });
+  }
+
+  /**
+   * From now on a lock file in `dir` is created only while `dir` still is the lockspace whose id
+   * file holds `id`, and a lock file missing from a `dir` that is not is no evidence of a loss. A
+   * cluster filesystem being mounted again leaves a bare local directory at its mount point for a
+   * while; a re-take there "succeeded" on a local file while another host held the disk.
+   */
+  pinLockspace(dir: string, id: string): void {
+    this.lockspaceIds.set(dir, id);
+  }
+
+  /** Why the lockspace of a lock file is not the pinned one (undefined: it is, or none is pinned). */
+  private lockspaceAway(ref: ResourceRef): string | undefined {
+    if (ref.kind === 'direct') return undefined;
+    const dir = path.dirname(ref.id);
+    const id = this.lockspaceIds.get(dir);
+    if (id === undefined) return undefined;
+    const why = lockspaceProblem(dir, id);
+    return why === undefined ? undefined : `lockspace ${dir} is not the one vmlockd started with: ${why}`;
+  }
+
+  /** Open a lock file; one that does not exist yet is created only in the pinned lockspace. */
+  private openForTake(ref: ResourceRef, flags: number): number {
+    const opts = { blockDevice: ref.kind === 'direct' };
+    if ((flags & fs.constants.O_CREAT) === 0 || !this.lockspaceIds.has(path.dirname(ref.id))) return openLockFile(ref.id, flags, opts);
+    try {
+      return openLockFile(ref.id, flags & ~fs.constants.O_CREAT, opts);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const away = this.lockspaceAway(ref);
+    if (away !== undefined) throw new Error(away);
+    return openLockFile(ref.id, flags, opts);
   }
 
   get size(): number {
@@ -701,7 +739,12 @@ export class Locker {
     try {
       fd2 = fs.openSync(h.ref.id, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return lost('the lock file was removed (unlinked) behind the holder');
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        // Missing from a directory that is not our lockspace any more (not mounted): that says nothing about the lock.
+        const away = this.lockspaceAway(h.ref);
+        if (away !== undefined) return error(`the lock file cannot be reached: ${away}` + (ownError !== undefined ? `; ${why('the lock file descriptor failed', ownError)}` : ''));
+        return lost('the lock file was removed (unlinked) behind the holder');
+      }
       if (ownError !== undefined) return error(why('the lock file descriptor failed', ownError) + `, and ${why('the lock file cannot be opened again', e)}`);
       return error(why('the lock file cannot be opened again', e));
     }
@@ -874,7 +917,7 @@ export class Locker {
     for (let attempt = 0; attempt < 5; attempt++) {
       let fd: number;
       try {
-        fd = openLockFile(ref.id, this.openFlags(ref, mode), { blockDevice: ref.kind === 'direct' });
+        fd = this.openForTake(ref, this.openFlags(ref, mode));
       } catch (e) {
         if (e instanceof BadInputError) throw e;
         throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
