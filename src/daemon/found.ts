@@ -56,24 +56,47 @@ export function protocolScanDirs(journal: Journal, registryFile: string | undefi
   return out;
 }
 
+const FAR_FUTURE = '9999-12-31T23:59:59.999Z';
+
+/**
+ * When this boot began (ISO, whole seconds): `btime` of /proc/stat (VMLOCKD_PROC_STAT_FILE names
+ * another file, for tests). Undefined when it cannot be read.
+ */
+export function bootTime(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  try {
+    const m = /^btime\s+(\d+)\s*$/m.exec(fs.readFileSync(env.VMLOCKD_PROC_STAT_FILE || '/proc/stat', 'utf8'));
+    return m ? new Date(Number(m[1]) * 1000).toISOString() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const NONE: FoundLocks = { resources: new Set(), mark: (f) => [...f], count: 0 };
 
 /**
  * Scan only when the journal may have lost grants of this boot: its last fact is not a clean stop
  * (a crash, a SIGKILL, a failed state filesystem), and the last start it records was in this boot
- * (after a reboot the VMs those grants protected are gone: after_reboot). A journal without facts
- * (lost whole, or a new state directory) is scanned too.
+ * (after a reboot the VMs those grants protected are gone: after_reboot). A journal that cannot
+ * say which boot it last ran in (lost whole, a new state directory) is scanned too, but only records
+ * written since this boot began are taken.
  */
 export function recoverForgotten(
   journal: Journal,
   state: State,
-  opts: { host: string; dirs: readonly ScanDir[]; bootId: string | undefined; at: string; registryFile?: string; shared?: (dir: string) => boolean },
+  opts: { host: string; dirs: readonly ScanDir[]; bootId: string | undefined; at: string; registryFile?: string; shared?: (dir: string) => boolean; bootTime?: string },
   log: (level: 'info' | 'warning' | 'error', msg: string) => void,
 ): FoundLocks {
   const last = journal.query({ limit: 1, newest: true })[0];
   if (last?.kind === 'DaemonStopped') return NONE;
   const prevBoot = (journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload as { bootId?: string } | undefined)?.bootId;
   if (prevBoot !== undefined && opts.bootId !== undefined && prevBoot !== opts.bootId) return NONE;
+  // Only a journal that recorded this boot's id proves the unclean stop was in this boot. Without
+  // that proof (a journal lost or new, one from before boot ids, no boot id to read), a record is
+  // taken only if written after this boot began: one from before a reboot guards a VM that died
+  // with the host, and holding it would keep HA from restarting that VM elsewhere.
+  const sameBoot = prevBoot !== undefined && opts.bootId !== undefined;
+  const bootAt = sameBoot ? undefined : (opts.bootTime ?? bootTime());
+  const notBefore = sameBoot ? undefined : (bootAt ?? FAR_FUTURE);
   const protocol = protocolScanDirs(journal, opts.registryFile, opts.dirs, opts.shared ?? (() => false));
   const dirs = [...opts.dirs, ...protocol];
   // What cannot be scanned: a lockspace libvirt created over the protocol that only the lost
@@ -88,8 +111,15 @@ export function recoverForgotten(
     return NONE;
   }
   const t0 = Date.now();
-  const scan = findForgotten(dirs, opts.host, (id) => state.resources.get(id)?.holders.size ? true : false, (disk) => journal.maxGeneration(disk), opts.at);
+  const scan = findForgotten(dirs, opts.host, (id) => state.resources.get(id)?.holders.size ? true : false, (disk) => journal.maxGeneration(disk), opts.at, notBefore);
   for (const u of scan.unusable) log('warning', `lockspace scan for locks the journal forgot: ${u}`);
+  if (scan.older.length > 0) {
+    log(
+      'warning',
+      `lockspace scan: the journal does not prove this start follows a crash in this boot, and ${scan.older.length} record(s) naming this host were written ` +
+        `${bootAt !== undefined ? `before this boot (${bootAt})` : 'at an unknown time (the boot time cannot be read)'}: not taken (their VMs died with the host): ${scan.older.join('; ')}`,
+    );
+  }
   const ms = Date.now() - t0;
   if (scan.facts.length === 0) {
     log(blind !== '' ? 'warning' : 'info', `lockspace scan after an unclean stop: ${scan.scanned} lock file(s) of ${listed} read in ${ms} ms, no lock the journal forgot${blind}`);

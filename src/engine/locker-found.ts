@@ -34,6 +34,8 @@ export interface FoundScan {
   readonly unusable: string[];
   /** Lock files read. */
   readonly scanned: number;
+  /** Records naming this host that were written before `notBefore` (an earlier boot): not taken. */
+  readonly older: string[];
 }
 
 /**
@@ -47,9 +49,12 @@ export function findForgotten(
   known: (resource: string) => boolean,
   journalGeneration: (disk: string) => number,
   at: string,
+  /** When set (ISO time): a record whose `since` is earlier, or not a time, is not taken (`older`). */
+  notBefore?: string,
 ): FoundScan {
   const facts: NewFact[] = [];
   const unusable: string[] = [];
+  const older: string[] = [];
   let scanned = 0;
   for (const { dir, kind, direct, leases } of dirs) {
     let entries: fs.Dirent[];
@@ -84,13 +89,18 @@ export function findForgotten(
         unusable.push(`${file}: its record names this host (VM ${rec.vm.uuid}, generation ${rec.gen}) but its disk path ${JSON.stringify(rec.disk)} does not name this file`);
         continue;
       }
+      // Granted before this boot (the journal cannot tell): its VM died with the host.
+      if (notBefore !== undefined && !(ISO_MS.test(rec.since) && rec.since >= notBefore)) {
+        older.push(`${file} (VM ${rec.vm.uuid}, disk ${rec.disk}, since ${JSON.stringify(rec.since)})`);
+        continue;
+      }
       const inode = diskIdentity(rec.disk);
       const ref: ResourceRef = { id: file, name: ent.name, lockspace: dir, kind, canonical: rec.disk, ...(inode !== undefined ? { inode } : {}) };
       const since = ISO_MS.test(rec.since) && rec.since < at ? rec.since : at;
       facts.push(fact('LockAcquired', since, { ...resourceFields(ref, rec.disk), owner: rec.vm, mode: 'exclusive', source: 'found', generation: rec.gen }));
     }
   }
-  return { facts, unusable, scanned };
+  return { facts, unusable, scanned, older };
 }
 
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
