@@ -216,6 +216,23 @@ export function reservationAgainst(record: ExclusiveRecord | undefined, taker: {
   return r;
 }
 
+/**
+ * A taker has just been granted byte 0 of a lock file whose record still says *exclusive*: its
+ * holder let go without a release (its daemon died, and no descriptor store kept the lock), so no
+ * reservation was written. If a migration destination's request for that same VM stands (locked:
+ * `request` is given only then) on another host than the dead holder's, the disk counts as reserved
+ * for it, as the holder's release would have written (decisions/0009): every taker but that
+ * destination's VM refuses. It lasts as long as the request (the destination's wait), which takes
+ * the disk on its next attempt; `until` is only what the refusal shows.
+ */
+export function reservationByRequest(record: ExclusiveRecord | undefined, taker: { readonly host: string; readonly uuid: string }, request: HandOverRequest | undefined, nowMs: number, ttlMs = RESERVATION_TTL_MS): Reservation | undefined {
+  if (record?.mode !== 'exclusive' || !record.vm || !request) return undefined;
+  if (request.vm.uuid !== record.vm.uuid || request.host === record.host) return undefined;
+  if (request.host === taker.host && request.vm.uuid === taker.uuid) return undefined;
+  const name = request.vm.name ?? record.vm.name;
+  return { host: request.host, vm: { uuid: request.vm.uuid, ...(name !== undefined ? { name } : {}) }, from: record.host, since: new Date(nowMs).toISOString(), until: new Date(nowMs + ttlMs).toISOString() };
+}
+
 export function decodeShared(buf: Buffer): SharedRecord | undefined {
   const r = parse(buf.subarray(0, RECORD_SIZE));
   if (!r || r.mode !== 'shared' || !Array.isArray(r.vms)) return undefined;

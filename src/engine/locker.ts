@@ -25,6 +25,7 @@ import {
   encodeRequest,
   isHandOverRefusal,
   reservationAgainst,
+  reservationByRequest,
   reservationOnRelease,
   type HandOverRequest,
   type Reservation,
@@ -970,7 +971,13 @@ export class Locker {
     if (!mayWriteRecords(fd)) return {};
     const head = readAligned(fd, RECORD_SIZE, 0);
     const prev = decodeExclusive(head);
-    const reserved = prev?.reserved ? reservationAgainst(prev, { host: this.host, uuid: taker.owner.uuid }, this.liveRequest(fd), this.now()) : undefined;
+    const who = { host: this.host, uuid: taker.owner.uuid };
+    const reserved = prev?.reserved
+      ? reservationAgainst(prev, who, this.liveRequest(fd), this.now())
+      : // A holder that died mid hand-over wrote no reservation; its destination's request stands for one.
+        prev?.mode === 'exclusive'
+        ? reservationByRequest(prev, who, this.liveRequest(fd), this.now())
+        : undefined;
     if (reserved) return { reserved };
     if (mode === 'exclusive') {
       // Generations never go backwards: a deleted or damaged record does not restart the count.

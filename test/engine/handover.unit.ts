@@ -13,6 +13,7 @@ import {
   encodeRequest,
   isHandOverRefusal,
   reservationAgainst,
+  reservationByRequest,
   reservationOnRelease,
   type ExclusiveRecord,
   type HandOverRequest,
@@ -62,6 +63,17 @@ test('given a reservation for web1 on dst whose request still stands, then a thi
   // The same VM elsewhere (the source taking it back, a second copy) is not the destination either.
   assert.equal(reservationAgainst(rec, { host: 'src', uuid: vm1.uuid }, request, T0 + 1000)?.host, 'dst');
   assert.is(reservationAgainst(rec, { host: 'dst', uuid: vm1.uuid }, request, T0 + 1000), undefined);
+});
+
+test("given an exclusive record of src whose holder died (no release, no reservation) and a standing request of dst for the same VM, then every taker but web1 on dst is refused as if reserved; no request, a request for another VM or from the holder's own host reserves nothing", () => {
+  const rec: ExclusiveRecord = { v: 1, mode: 'exclusive', gen: 4, host: 'src', pid: 1, since: AT, disk: '/img/a', vm: vm1 };
+  assert.equal(reservationByRequest(rec, { host: 'h3', uuid: vm2.uuid }, request, T0, 60_000), { host: 'dst', vm: vm1, from: 'src', since: '2026-11-30T08:00:00.000Z', until: '2026-11-30T08:01:00.000Z' });
+  assert.equal(reservationByRequest(rec, { host: 'src', uuid: vm1.uuid }, request, T0)?.host, 'dst');
+  assert.is(reservationByRequest(rec, { host: 'dst', uuid: vm1.uuid }, request, T0), undefined);
+  assert.is(reservationByRequest(rec, { host: 'h3', uuid: vm2.uuid }, undefined, T0), undefined);
+  assert.is(reservationByRequest(rec, { host: 'h3', uuid: vm2.uuid }, { ...request, vm: vm2 }, T0), undefined);
+  assert.is(reservationByRequest(rec, { host: 'h3', uuid: vm2.uuid }, { ...request, host: 'src' }, T0), undefined);
+  assert.is(reservationByRequest({ ...rec, mode: 'free' }, { host: 'h3', uuid: vm2.uuid }, request, T0), undefined);
 });
 
 test('given a reservation, when its request no longer stands (destination dead or done), names another host or VM, or its time ran out, then it refuses nobody', () => {

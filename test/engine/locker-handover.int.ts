@@ -155,4 +155,41 @@ test('given a quiet attempt of a waiting destination, then a refusal by its own 
   }
 });
 
+test('given web1 held on src and its destination waiting, when src dies without releasing (no descriptor store: byte 0 drops, the record still says exclusive), then a third host is refused as if reserved and dst takes the disk', () => {
+  const s = setup();
+  try {
+    assert.is(s.take(s.src, web1).status, 'ok');
+    s.wait(s.dst);
+    // The source daemon dies: its descriptions close, nothing rewrites the record.
+    s.src.closeAll();
+    const rec = decodeExclusive(fs.readFileSync(s.ref.id).subarray(0, RECORD_SIZE))!;
+    assert.is(rec.mode, 'exclusive');
+    assert.is(rec.reserved, undefined);
+    const refused = s.take(s.third, intruder);
+    assert.is(refused.status, 'refused', 'a third host took a disk in the middle of its hand-over');
+    if (refused.status === 'refused') {
+      assert.match(refused.message, /reserved for VM web1 .* on host dst: a live migration hands it over from host src/);
+    }
+    assert.is(s.third.isHeld(s.ref.id), false);
+    // The source's own VM coming back on src (its daemon's re-take) is refused the same way.
+    assert.is(s.take(s.src, web1).status, 'refused');
+    // The destination's VM takes it.
+    assert.is(s.take(s.dst, web1).status, 'ok');
+    assert.is(s.dst.isHeld(s.ref.id), true);
+  } finally {
+    s.done();
+  }
+});
+
+test('given src died holding web1 with no destination waiting, then a third host takes the disk', () => {
+  const s = setup();
+  try {
+    assert.is(s.take(s.src, web1).status, 'ok');
+    s.src.closeAll();
+    assert.is(s.take(s.third, intruder).status, 'ok');
+  } finally {
+    s.done();
+  }
+});
+
 test.run();
