@@ -10,7 +10,7 @@ import { fromRow } from '../engine/journal-port.js';
 import { Locker, type PassedFd } from '../engine/locker.js';
 import { native } from '../engine/native.js';
 import { publishMounts } from '../engine/host-mounts.js';
-import { HostLock, lockspaceId } from '../engine/locker-hosts.js';
+import { HostLock, listHosts, lockspaceId } from '../engine/locker-hosts.js';
 import { Verifier, type Conflict } from '../watchers/verifier.js';
 import { namingMismatchMessage } from '../engine/naming-check.js';
 import { lookupBlockdevNames, runCommand } from '../events/blockdev-names.js';
@@ -27,7 +27,7 @@ import { createApiServer, type AuditQuery } from './api-server.js';
 import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
 import { VERSION } from './version.js';
-import { startMetrics } from './metrics.js';
+import { Meters, startMetrics } from './metrics.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
 import { REGISTRY_FILE, recoverForgotten, scanDirs } from '../daemon/found.js';
@@ -136,7 +136,8 @@ export class Daemon {
   private factsSinceSnapshot = 0;
   private snapshotTimer: NodeJS.Timeout | undefined;
   private snapshotFailures = 0;
-  private readonly factCounts = new Map<string, number>();
+  /** Prometheus counters, fed from the start on (src/cli/metrics.ts). */
+  readonly meters = new Meters({ version: VERSION });
   private metrics?: http.Server;
   private readonly startedAt = new Date().toISOString();
   private stopping?: Promise<void>;
@@ -245,6 +246,7 @@ export class Daemon {
       },
     });
     this.journal = journal;
+    journal.onStageSync = this.meters.stageSync;
     const state = loadState(journal);
     const renamed = namingMismatchMessage(state, namingRules(c));
     if (renamed !== null) {
@@ -275,6 +277,7 @@ export class Daemon {
       reload: () => loadState(journal),
       onFacts: (facts) => this.afterFacts(facts),
       onCommand: (cmd) => this.verifier?.commandSeen(cmd),
+      onReply: this.meters.reply,
       log: (level, msg) => this.journalWatch.engineLog(level, msg),
     });
     this.engine = engine;
@@ -343,6 +346,7 @@ export class Daemon {
         if (notice) this.log.warn(notice);
       },
       onConflict: (conflict) => {
+        this.meters.conflict();
         for (const h of this.conflictHandlers) h(conflict);
       },
       log: (level, msg) => this.log.log(level, msg),
@@ -354,8 +358,9 @@ export class Daemon {
       closeConns(this.handedConns.splice(0));
     }
     if (c.metricsAddress) {
-      this.metrics = await startMetrics(c.metricsAddress, {
-        factCounts: () => this.factCounts,
+      this.metrics = await startMetrics(c.metricsAddress, this.meters, {
+        state: () => this.engine?.state,
+        hosts: () => (this.config.fileLockspaceDir === null ? null : { entries: listHosts(this.config.fileLockspaceDir), self: this.config.hostId, fingerprint: this.fingerprint() }),
         gauges: () => {
           const st = this.status();
           return {
@@ -363,6 +368,7 @@ export class Daemon {
             resources_held: { help: 'Lock files this host holds open.', value: Number(st.resources) },
             last_seq: { help: 'Sequence number of the last journaled fact.', value: Number(st.lastSeq) },
             seconds_since_verified: { help: 'Seconds since every held lock last checked out.', value: Number(st.sinceVerifiedMs ?? 0) / 1000 },
+            last_verified_timestamp_seconds: { help: 'Unix time at which every held lock last checked out.', value: st.verifiedAt ? Date.parse(String(st.verifiedAt)) / 1000 : 0 },
             verify_errors_total: { help: 'Lock checks that failed with an error (not a loss) since start.', value: Number(st.verifyErrors ?? 0) },
             unverified_locks: { help: 'Held locks whose last check failed with an error.', value: Number(st.unverified ?? 0) },
             snapshot_failures_total: { help: 'Journal snapshots that failed (retried later) since start.', value: Number(st.snapshotFailures ?? 0) },
@@ -551,7 +557,7 @@ export class Daemon {
   private afterFacts(facts: readonly Fact[]): void {
     this.verifier?.factsSeen(facts);
     this.factsSinceSnapshot += facts.length;
-    for (const f of facts) this.factCounts.set(f.kind, (this.factCounts.get(f.kind) ?? 0) + 1);
+    this.meters.factsSeen(facts);
     // Not now: a snapshot moves every staged fact into SQLite first, and after start-up's re-takes
     // that would block the first requests; a snapshot a moment later replays the same.
     if (this.factsSinceSnapshot >= SNAPSHOT_EVERY && this.snapshotTimer === undefined) {

@@ -1,25 +1,185 @@
-// Prometheus metrics on `metrics_address` (host:port): GET /metrics, text format 0.0.4.
+// Prometheus metrics on `metrics_address` (host:port): GET /metrics, text format 0.0.4, built with
+// prom-client on a registry of this daemon's own (never prom-client's global one). Only the daemon
+// imports this module (src/main.ts loads the daemon lazily), so client commands never load prom-client.
+//
+// Three kinds of figures: counted as they happen (commands answered per front door and their latency,
+// facts by kind, conflicts, staging-file syncs: the `Meters` the daemon feeds), read at scrape time
+// from the daemon's status (locks, journal health, verification), and read at scrape time from the
+// lockspace's host files (hosts alive / gone, settings mismatch; cached for HOSTS_TTL_MS). The names
+// and their meaning: docs/operations.md, "Metrics"; alerts on them: contrib/prometheus/vmlockd.rules.yml.
 import * as http from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VmlockdError } from '../engine/errors.js';
+import type { Fact } from '../engine/facts.js';
+import type { HostEntry } from '../engine/locker-hosts.js';
+import type { Reply } from '../engine/pipeline.js';
+import type { State } from '../engine/state.js';
+import type { Command } from '../engine/types.js';
 
 export interface MetricsSource {
+  /** Gauges read at scrape time (the status figures), named without the `vmlockd_` prefix. */
   gauges(): Record<string, { help: string; value: number }>;
-  /** Facts journaled since start, by kind. */
-  factCounts(): ReadonlyMap<string, number>;
+  /** The engine's state (locks by mode), once there is one. */
+  state(): State | undefined;
+  /** The lockspace's host entries and this host's settings fingerprint; null in direct mode. */
+  hosts(): { entries: readonly HostEntry[]; self: string; fingerprint: string } | null;
 }
 
-export function renderMetrics(src: MetricsSource): string {
-  const lines: string[] = [];
-  for (const [name, g] of Object.entries(src.gauges())) {
-    lines.push(`# HELP vmlockd_${name} ${g.help}`, `# TYPE vmlockd_${name} gauge`, `vmlockd_${name} ${g.value}`);
+/** How long a read of the lockspace's host files serves scrapes (they are on the shared filesystem). */
+const HOSTS_TTL_MS = 10_000;
+
+/** Latency buckets (seconds): an acquire is a few hundred microseconds on a local disk, more on a cluster filesystem. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const SYNC_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/**
+ * The daemon's event counters, alive from construction (before the metrics server starts, and
+ * whether or not it ever does) so no event of the start is missed.
+ */
+export class Meters {
+  readonly registry = new Registry();
+  private readonly acquisitions = new Counter({ name: 'vmlockd_acquisitions_total', help: 'Acquire commands answered with the locks held, by source (front door).', labelNames: ['source'], registers: [this.registry] });
+  private readonly refusals = new Counter({ name: 'vmlockd_refusals_total', help: 'Commands refused (a disk held by another owner), by source and command kind.', labelNames: ['source', 'kind'], registers: [this.registry] });
+  private readonly releases = new Counter({ name: 'vmlockd_releases_total', help: 'Release commands answered ok, by source (front door).', labelNames: ['source'], registers: [this.registry] });
+  private readonly errors = new Counter({ name: 'vmlockd_command_errors_total', help: 'Commands answered with an error (bad input, I/O, journal failing), by source and code.', labelNames: ['source', 'code'], registers: [this.registry] });
+  private readonly latency = new Histogram({ name: 'vmlockd_request_duration_seconds', help: 'Time from a command entering the pipeline to its reply (facts durable), by source (front door) and command kind.', labelNames: ['source', 'kind'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  private readonly facts = new Counter({ name: 'vmlockd_facts_total', help: 'Facts journaled since this daemon started, by kind.', labelNames: ['kind'], registers: [this.registry] });
+  private readonly leaseLost = new Counter({ name: 'vmlockd_lease_lost_total', help: 'LeaseLost facts journaled since start: a VM runs without a lock it had.', registers: [this.registry] });
+  private readonly conflicts = new Counter({ name: 'vmlockd_conflicts_total', help: 'Held locks the verifier found taken by another owner since start.', registers: [this.registry] });
+  private readonly syncs = new Histogram({ name: 'vmlockd_journal_sync_seconds', help: "fdatasync of the journal's staging file, one per group commit (journal_sync=fdatasync).", buckets: SYNC_BUCKETS, registers: [this.registry] });
+
+  constructor(info: { version: string }) {
+    new Gauge({ name: 'vmlockd_build_info', help: 'Always 1; the labels say which vmlockd and which Node.js run.', labelNames: ['version', 'node'], registers: [this.registry] })
+      .labels({ version: info.version, node: process.versions.node })
+      .set(1);
+    // Zero series from the start, so a rate() or an alert sees the first increase.
+    this.leaseLost.inc(0);
+    this.conflicts.inc(0);
   }
-  lines.push('# HELP vmlockd_facts_total Facts journaled since this daemon started, by kind.', '# TYPE vmlockd_facts_total counter');
-  for (const [kind, n] of [...src.factCounts()].sort()) lines.push(`vmlockd_facts_total{kind="${kind}"} ${n}`);
-  return lines.join('\n') + '\n';
+
+  /** The engine's onReply. */
+  readonly reply = (command: Command, reply: Reply, seconds: number): void => {
+    const source = command.source;
+    this.latency.labels({ source, kind: command.kind }).observe(seconds);
+    if (reply.status === 'refused') this.refusals.labels({ source, kind: command.kind }).inc();
+    else if (reply.status === 'error') this.errors.labels({ source, code: reply.code }).inc();
+    else if (command.kind === 'acquire') this.acquisitions.labels({ source }).inc();
+    else if (command.kind === 'release') this.releases.labels({ source }).inc();
+  };
+
+  /** Every batch of durable facts. */
+  readonly factsSeen = (facts: readonly Fact[]): void => {
+    for (const f of facts) {
+      this.facts.labels({ kind: f.kind }).inc();
+      if (f.kind === 'LeaseLost') this.leaseLost.inc();
+    }
+  };
+
+  readonly conflict = (): void => this.conflicts.inc();
+
+  /** The journal's onStageSync. */
+  readonly stageSync = (seconds: number): void => this.syncs.observe(seconds);
+
+  /** Add the scrape-time gauges read from `src`. Called once, when the metrics server starts. */
+  watch(src: MetricsSource): void {
+    const reg = [this.registry];
+    this.status = src.gauges;
+    for (const [name, g] of Object.entries(src.gauges())) {
+      const meters = this;
+      new Gauge({
+        name: `vmlockd_${name}`,
+        help: g.help,
+        registers: reg,
+        collect() {
+          this.set(meters.scrape?.[name]?.value ?? 0);
+        },
+      });
+    }
+    new Gauge({
+      name: 'vmlockd_locks_held_by_mode',
+      help: 'Locks held by VMs on this host, by mode (exclusive, shared).',
+      labelNames: ['mode'],
+      registers: reg,
+      collect() {
+        const n = { exclusive: 0, shared: 0 };
+        for (const r of src.state()?.resources.values() ?? []) for (const h of r.holders.values()) n[h.mode]++;
+        this.labels({ mode: 'exclusive' }).set(n.exclusive);
+        this.labels({ mode: 'shared' }).set(n.shared);
+      },
+    });
+    let cached: { at: number; hosts: ReturnType<MetricsSource['hosts']> | Error } | undefined;
+    const hosts = () => {
+      const now = Date.now();
+      if (!cached || now - cached.at > HOSTS_TTL_MS) {
+        let h: ReturnType<MetricsSource['hosts']> | Error;
+        try {
+          h = src.hosts();
+        } catch (e) {
+          h = e as Error;
+        }
+        cached = { at: now, hosts: h };
+      }
+      return cached.hosts;
+    };
+    const readErrors = new Gauge({ name: 'vmlockd_lockspace_hosts_read_failing', help: "1 while the lockspace's host files cannot be read (the host gauges are then left out), else 0.", registers: reg });
+    new Gauge({
+      name: 'vmlockd_lockspace_hosts',
+      help: "Hosts registered in the lockspace's .hosts directory: alive (a daemon holds its host file) or gone.",
+      labelNames: ['state'],
+      registers: reg,
+      collect() {
+        this.reset();
+        const h = hosts();
+        readErrors.set(h instanceof Error ? 1 : 0);
+        if (h === null || h instanceof Error) return;
+        this.labels({ state: 'alive' }).set(h.entries.filter((e) => e.alive).length);
+        this.labels({ state: 'gone' }).set(h.entries.filter((e) => !e.alive).length);
+      },
+    });
+    new Gauge({
+      name: 'vmlockd_lockspace_host_up',
+      help: "Per host id in the lockspace: 1 while a daemon holds its host file, 0 once it is gone (a host never registered is absent).",
+      labelNames: ['host'],
+      registers: reg,
+      collect() {
+        this.reset();
+        const h = hosts();
+        if (h === null || h instanceof Error) return;
+        for (const e of h.entries) this.labels({ host: e.host }).set(e.alive ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'vmlockd_lockspace_settings_mismatch',
+      help: "Alive hosts in the lockspace whose lock-relevant settings' fingerprint differs from this host's (see `vmlockd cluster`).",
+      registers: reg,
+      collect() {
+        const h = hosts();
+        if (h === null || h instanceof Error) return this.set(0);
+        this.set(h.entries.filter((e) => e.alive && e.host !== h.self && e.record !== undefined && e.record.fingerprint !== h.fingerprint).length);
+      },
+    });
+    // The process and Node.js figures under their usual names (process_cpu_seconds_total,
+    // nodejs_heap_size_used_bytes...), as every Node.js dashboard expects them.
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  private status?: MetricsSource['gauges'];
+  /** The status gauges of the scrape under way: one status read serves them all. */
+  private scrape?: ReturnType<MetricsSource['gauges']>;
+
+  async text(): Promise<string> {
+    this.scrape = this.status?.();
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.scrape = undefined;
+    }
+  }
 }
 
 /** inherited: a listening descriptor for `address` handed over by `serve --takeover`, served instead of binding. */
-export async function startMetrics(address: string, src: MetricsSource, inherited?: number): Promise<http.Server> {
+export async function startMetrics(address: string, meters: Meters, src: MetricsSource, inherited?: number): Promise<http.Server> {
+  meters.watch(src);
   const i = address.lastIndexOf(':');
   const host = address.slice(0, i).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(i + 1));
@@ -28,8 +188,10 @@ export async function startMetrics(address: string, src: MetricsSource, inherite
       res.writeHead(404).end('not found: try GET /metrics\n');
       return;
     }
-    const body = renderMetrics(src);
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(body) }).end(body);
+    meters.text().then(
+      (body) => res.writeHead(200, { 'content-type': meters.registry.contentType, 'content-length': Buffer.byteLength(body) }).end(body),
+      (e: unknown) => res.writeHead(500).end(`metrics failed: ${(e as Error).message}\n`),
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new VmlockdError('VMLOCKD_ERR_IO', `cannot serve metrics on ${address}: ${e.message}`, { cause: e })));

@@ -57,6 +57,8 @@ export interface EngineOptions {
   readonly blockdevNames?: (paths: readonly string[], rules: NamingRules) => Promise<BlockdevNames>;
   /** Largest number of facts in one group commit. */
   readonly maxBatch?: number;
+  /** Every answered command with its reply and how long it took from submit to reply (the daemon's metrics). */
+  readonly onReply?: (command: Command, reply: Reply, seconds: number) => void;
 }
 
 /**
@@ -184,7 +186,18 @@ export class Engine {
     if (this.stopped) {
       return Promise.resolve({ status: 'error', code: 'VMLOCKD_ERR_UNREACHABLE', message: 'vmlockd is stopping' });
     }
-    return new Promise<Reply>((done) => this.input.next({ command, done }));
+    const onReply = this.opts.onReply;
+    if (!onReply) return new Promise<Reply>((done) => this.input.next({ command, done }));
+    const t0 = performance.now();
+    return new Promise<Reply>((resolve) =>
+      this.input.next({
+        command,
+        done: (reply) => {
+          onReply(command, reply, (performance.now() - t0) / 1000);
+          resolve(reply);
+        },
+      }),
+    );
   }
 
   /** plan() an event and submit its commands in order; one reply per command. */

@@ -194,6 +194,8 @@ export class Journal {
     failing?: boolean;
   };
   private readonly snapshotTx?: (seq: number, at: string, state: string) => void;
+  /** Staged mode with sync: told how long each fdatasync of the staging file took (the daemon's metrics). */
+  onStageSync?: (seconds: number) => void;
 
   static open(file: string, opts: JournalOptions): Journal {
     if (typeof file !== 'string' || file === '') {
@@ -317,7 +319,11 @@ export class Journal {
       }
       while (off < buf.length) off += writeSync(st.fd, buf, off, buf.length - off);
       // Survival of a filesystem failure or an OS crash: the staged lines must reach the disk too.
-      if (st.sync) fdatasyncSync(st.fd);
+      if (st.sync) {
+        const t0 = this.onStageSync ? performance.now() : 0;
+        fdatasyncSync(st.fd);
+        this.onStageSync?.((performance.now() - t0) / 1000);
+      }
     } catch (cause) {
       // A partial line would hide every later one from recovery, and whole lines of an append that
       // was refused would be taken for the next one's (same seqs): cut them off again.
