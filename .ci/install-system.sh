@@ -18,7 +18,9 @@ fi
 # systemd: the fd-store test runs a real (confined) user manager, test/helpers/systemd-sandbox.
 # python3 and util-linux (prlimit): the verifier tests drop a daemon's lock (pidfd_getfd) and cap its descriptors.
 # strace: the socket-activation test reads what the daemon sends systemd (the sandbox has no journal).
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace)
+# prometheus: its promtool checks and unit-tests contrib/prometheus/vmlockd.rules.yml
+# (test/contrib/prometheus-rules.int.ts); its own service is never left running (below).
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus)
 
 # Which of the packages are not installed yet (dpkg status, no network).
 missing=()
@@ -92,7 +94,17 @@ if [ -d /run/systemd/system ]; then
   systemctl mask virtlockd.socket virtlockd-admin.socket virtlockd.service 2>/dev/null || true
 fi
 
-for bin in /lib/systemd/systemd /usr/bin/strace /usr/bin/virsh /usr/sbin/libvirtd /usr/sbin/virtlogd /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/sbin/glusterd /usr/sbin/glusterfs; do
+# The prometheus package's own server must not run (the tests start their own on free ports):
+# policy-rc.d kept its maintainer script from starting it; under systemd disable it as well.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus.service 2>/dev/null || true
+fi
+for pid in $(pgrep -u prometheus -x prometheus || true); do
+  log "stopping the prometheus package's server pid $pid"
+  kill "$pid" 2>/dev/null || true
+done
+
+for bin in /usr/bin/promtool /lib/systemd/systemd /usr/bin/strace /usr/bin/virsh /usr/sbin/libvirtd /usr/sbin/virtlogd /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/sbin/glusterd /usr/sbin/glusterfs; do
   [ -x "$bin" ] || { echo "install-system.sh: expected $bin after install, it is missing" >&2; exit 1; }
 done
 log "done (kvm: $([ -e /dev/kvm ] && echo present || echo absent))"

@@ -2,24 +2,16 @@
 // commands go through the control API and JSON lines; locks by mode, hosts alive and gone in the
 // lockspace, build info and Node's process metrics are served (src/cli/metrics.ts).
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UUID1, UUID2, UUID3, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { freePort } from '../helpers/ports.js';
 
 const running: TestDaemon[] = [];
 test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill('SIGKILL');
 });
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** One sample's value from the text format, or undefined when the series is absent. */
 function sample(text: string, series: string): number | undefined {
