@@ -1,6 +1,7 @@
 // contrib/prometheus: the alerting rules pass `promtool check rules` and their unit tests
 // (`promtool test rules`), and a real Prometheus server, started here on free ports with a temporary
-// config and TSDB, scrapes a running daemon, loads the rules and answers a query for its series.
+// config and TSDB, scrapes a running daemon, loads the rules and answers a query for its series
+// (and every query of the Grafana dashboard, contrib/prometheus/vmlockd.grafana.json).
 // Skips with a clear message only if promtool / prometheus are absent (.ci/install-system.sh installs
 // Debian's prometheus package); in CI a skip fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -89,6 +90,19 @@ if (!has('promtool') || !has('prometheus')) {
       for (const r of group.rules) assert.is(r.health, 'ok', JSON.stringify(r));
       const q = await api(`/api/v1/query?query=${encodeURIComponent('sum(vmlockd_acquisitions_total{job="vmlockd",source="api"})')}`);
       assert.is(q?.data?.result?.[0]?.value?.[1], '1', JSON.stringify(q));
+      // Every query of the Grafana dashboard beside the rules is valid PromQL this server answers.
+      const dash = JSON.parse(fs.readFileSync(path.join(CONTRIB, 'vmlockd.grafana.json'), 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+      let n = 0;
+      for (const p of dash.panels) {
+        for (const t of p.targets) {
+          const expr = t.expr.replaceAll('$instance', '.*');
+          const res = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`);
+          const body = (await res.json()) as { status: string; error?: string };
+          assert.is(body.status, 'success', `${p.title}: ${expr}: ${body.error}`);
+          n++;
+        }
+      }
+      assert.ok(n >= 10, `${n} dashboard queries`);
     } finally {
       if (prom && prom.exitCode === null) {
         const exited = new Promise((r) => prom!.once('exit', r));
