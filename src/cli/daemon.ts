@@ -305,7 +305,8 @@ export class Daemon {
       this.log.warn(`the host rebooted: released ${rebooted.length} lock(s) of owners taken through the control API or JSON lines (after_reboot = release)`);
     }
     // Grants the journal forgot (its filesystem failed): found in the lockspace's records, re-taken below.
-    const found = recoverForgotten(journal, state, { host: c.hostId, dirs: scanDirs(c, (d) => onSharedFs(d)), bootId: boot, at, registryFile: path.join(c.stateDir, REGISTRY_FILE), shared: (d) => onSharedFs(d) }, (level, msg) => this.log.log(level, msg));
+    const blockdevName = async (disk: string) => (await lookupBlockdevNames([disk], { lvmDir: c.lvmLockspaceDir, scsiDir: c.scsiLockspaceDir }, runCommand)).get(disk) ?? null;
+    const found = await recoverForgotten(journal, state, { host: c.hostId, dirs: scanDirs(c, (d) => onSharedFs(d)), bootId: boot, at, registryFile: path.join(c.stateDir, REGISTRY_FILE), shared: (d) => onSharedFs(d), blockdevName }, (level, msg) => this.log.log(level, msg));
     // Descriptors systemd's store handed back first: those locks never went away (invariant 9).
     const adoption = this.service.adoptInto(locker, state, at);
     const { facts, lost } = locker.reacquire(state, at);

@@ -80,12 +80,15 @@ const NONE: FoundLocks = { resources: new Set(), mark: (f) => [...f], count: 0 }
  * say which boot it last ran in (lost whole, a new state directory) is scanned too, but only records
  * written since this boot began are taken.
  */
-export function recoverForgotten(
+/** A block device's LVM or SCSI lock file name, as an acquire would name it (null: none; an Error: unreadable). */
+export type BlockdevNameOf = (disk: string) => Promise<{ readonly lockspace: string; readonly name: string } | Error | null>;
+
+export async function recoverForgotten(
   journal: Journal,
   state: State,
-  opts: { host: string; dirs: readonly ScanDir[]; bootId: string | undefined; at: string; registryFile?: string; shared?: (dir: string) => boolean; bootTime?: string },
+  opts: { host: string; dirs: readonly ScanDir[]; bootId: string | undefined; at: string; registryFile?: string; shared?: (dir: string) => boolean; bootTime?: string; blockdevName?: BlockdevNameOf },
   log: (level: 'info' | 'warning' | 'error', msg: string) => void,
-): FoundLocks {
+): Promise<FoundLocks> {
   const last = journal.query({ limit: 1, newest: true })[0];
   if (last?.kind === 'DaemonStopped') return NONE;
   const prevBoot = (journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload as { bootId?: string } | undefined)?.bootId;
@@ -120,14 +123,35 @@ export function recoverForgotten(
         `${bootAt !== undefined ? `before this boot (${bootAt})` : 'at an unknown time (the boot time cannot be read)'}: not taken (their VMs died with the host): ${scan.older.join('; ')}`,
     );
   }
+  // An LVM or SCSI lock file is named by the device's identity, not by a hash of the path its record
+  // names: a record whose disk is named otherwise now was copied or forged into that file (anyone who
+  // can write the lockspace can), or the device changed. Not taken; logged.
+  const facts: NewFact[] = [];
+  for (const f of scan.facts) {
+    const p = f.payload as { kind: string; lockspace: string; name: string; disk: string; resource: string };
+    if ((p.kind === 'lvm' || p.kind === 'scsi') && opts.blockdevName) {
+      let n: Awaited<ReturnType<BlockdevNameOf>>;
+      try {
+        n = await opts.blockdevName(p.disk);
+      } catch (e) {
+        n = e as Error;
+      }
+      if (n === null || n instanceof Error || n.lockspace !== p.lockspace || n.name !== p.name) {
+        const now = n === null ? 'has no LVM or SCSI identity' : n instanceof Error ? `cannot be named (${n.message})` : `is named ${n.name} in ${n.lockspace}`;
+        log('warning', `lockspace scan for locks the journal forgot: ${p.resource}: its record names this host and disk ${p.disk}, but that disk ${now}, not ${p.name}: not taken (a copied or forged record, or another device now)`);
+        continue;
+      }
+    }
+    facts.push(f);
+  }
   const ms = Date.now() - t0;
-  if (scan.facts.length === 0) {
+  if (facts.length === 0) {
     log(blind !== '' ? 'warning' : 'info', `lockspace scan after an unclean stop: ${scan.scanned} lock file(s) of ${listed} read in ${ms} ms, no lock the journal forgot${blind}`);
     return NONE;
   }
-  for (const f of scan.facts) evolve(state, f);
-  const resources = new Set(scan.facts.map((f) => (f.payload as { resource: string }).resource));
-  const disks = scan.facts.map((f) => (f.payload as { disk: string }).disk);
+  for (const f of facts) evolve(state, f);
+  const resources = new Set(facts.map((f) => (f.payload as { resource: string }).resource));
+  const disks = facts.map((f) => (f.payload as { disk: string }).disk);
   log(
     'error',
     `FOUND ${resources.size} lock(s) this host held that its journal had lost (the state directory's filesystem failed, or journal_sync = "write"); ` +
