@@ -19,6 +19,7 @@ const USAGE = `usage: vmlockd <command> [options]
 
   serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
         [--virtlockd-socket PATH] [--libvirt URI] [--verify-interval SECONDS] [--on-conflict report|suspend]
+        [--log-level debug|info|warning|error] [--log-format text|json]
         [--metrics-address HOST:PORT] [--journal-sync fdatasync|write] [--takeover]
         run the daemon in the foreground (--lockspace "" locks the images themselves);
         --takeover: take the locks over from the daemon running on the same state directory, no gap
@@ -108,6 +109,8 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v['on-conflict'] === 'string') flags.onConflict = v['on-conflict'];
   if (typeof v['metrics-address'] === 'string') flags.metricsAddress = v['metrics-address'];
   if (typeof v['journal-sync'] === 'string') flags.journalSync = v['journal-sync'];
+  if (typeof v['log-level'] === 'string') flags.logLevel = v['log-level'];
+  if (typeof v['log-format'] === 'string') flags.logFormat = v['log-format'];
   return flags;
 }
 
@@ -198,6 +201,8 @@ async function main(argv: string[]): Promise<number> {
         'on-conflict': { type: 'string' },
         'metrics-address': { type: 'string' },
         'journal-sync': { type: 'string' },
+        'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
         takeover: { type: 'boolean' },
       }, 'none');
       const { takeover, ...configValues } = values;

@@ -26,6 +26,7 @@ import { watchConfig, type ConfigUpdate } from '../watchers/config-watcher.js';
 import { createApiServer, type AuditQuery } from './api-server.js';
 import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
+import { logFact } from '../daemon/log-facts.js';
 import { VERSION } from './version.js';
 import { Meters, startMetrics } from './metrics.js';
 import { socketAnswers } from '../events/socket-probe.js';
@@ -180,7 +181,7 @@ export class Daemon {
     readonly flags: ConfigFlags = {},
   ) {
     this.config = loaded.config;
-    this.log = new Logger(this.config.logLevel);
+    this.log = new Logger(this.config.logLevel, { format: this.config.logFormat });
     this.journalWatch = new JournalWatch((level, msg) => this.log.log(level, msg), () => this.journal?.health());
   }
 
@@ -314,12 +315,10 @@ export class Daemon {
     const s = this.service.start;
     const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}) });
     engine.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)]);
-    for (const f of adoption.lost) this.warnLost(f);
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);
     if (retaken > 0) this.log.info(`re-took ${retaken} lock(s) held before the restart`);
     if (c.journalSync === 'write') this.log.warn(`journal_sync = "write": a reply waits for write(2) only; if ${path.dirname(c.journal)}'s filesystem fails, locks granted in the last seconds before it can be forgotten (docs/decisions/0002)`);
-    for (const f of lost) this.warnLost(f);
 
     this.server = createApiServer({
       engine,
@@ -510,6 +509,7 @@ export class Daemon {
     if (applied.length > 0) {
       this.config = config;
       this.log.level = config.logLevel;
+      this.log.format = config.logFormat;
       this.engine.setRules(namingRules(config));
       if (applied.some((d) => d.key === 'verifyIntervalMs')) this.verifier?.reschedule();
       for (const d of applied) this.log.info(`config: ${confName(d.key)} changed from ${JSON.stringify(d.from)} to ${JSON.stringify(d.to)}`);
@@ -545,20 +545,12 @@ export class Daemon {
     this.lockspaceId = id;
   }
 
-  private warnLost(f: NewFact): void {
-    if (f.kind !== 'LeaseLost') return;
-    const p = f.payload;
-    const who = p.owner.name ? `${p.owner.name} (${p.owner.uuid})` : p.owner.uuid;
-    this.log.error(
-      `LEASE LOST: disk ${p.disk} of VM ${who} was locked by another owner while vmlockd was down` +
-        `${p.holder.mode ? ` (${p.holder.mode} lock)` : ''}; vmlockd did not take it back. The VM may be running without its lock: check it now.`,
-    );
-  }
-
   private afterFacts(facts: readonly Fact[]): void {
     this.verifier?.factsSeen(facts);
     this.factsSinceSnapshot += facts.length;
     this.meters.factsSeen(facts);
+    // One line per fact worth reading, naming its seq (src/daemon/log-facts.ts); LeaseLost among them.
+    for (const f of facts) logFact(this.log, f);
     // Not now: a snapshot moves every staged fact into SQLite first, and after start-up's re-takes
     // that would block the first requests; a snapshot a moment later replays the same.
     if (this.factsSinceSnapshot >= SNAPSHOT_EVERY && this.snapshotTimer === undefined) {

@@ -31,6 +31,8 @@ export interface Config {
   requireLeaseForDisks: boolean;
   maxClients: number;
   logLevel: LogLevel;
+  /** Log lines on stderr: `text` (time level message fields) or `json` (one object a line). Under systemd the journal's native protocol is used either way (docs/operations.md). */
+  logFormat: 'text' | 'json';
   virtlockdSocket: string | null;
   libvirtUri: string | null;
   onConflict: OnConflict;
@@ -244,6 +246,15 @@ const KEY_SPECS = [
     toConf: (v) => int(LOG_LEVELS.indexOf(v) + 1),
   }),
   spec({
+    key: 'logFormat',
+    conf: 'log_format',
+    flag: '--log-format',
+    check: (raw): Check<'text' | 'json'> =>
+      raw.type === 'string' && (raw.value === 'text' || raw.value === 'json') ? { ok: true, value: raw.value } : { ok: false, expected: '"text" or "json"' },
+    fallback: (): 'text' | 'json' => 'text',
+    toConf: str,
+  }),
+  spec({
     key: 'virtlockdSocket',
     conf: 'virtlockd_socket',
     flag: '--virtlockd-socket',
@@ -345,6 +356,7 @@ export function flagName(key: ConfigKey): string {
 
 export const LIVE_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   'logLevel',
+  'logFormat',
   'onConflict',
   'verifyIntervalMs',
   'maxClients',

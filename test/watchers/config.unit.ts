@@ -55,6 +55,7 @@ test('given no files and no flags, then every key has its documented default', (
     requireLeaseForDisks: false,
     maxClients: 1024,
     logLevel: 'warning',
+    logFormat: 'text',
     virtlockdSocket: null,
     libvirtUri: null,
     onConflict: 'report',

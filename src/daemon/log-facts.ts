@@ -1,0 +1,84 @@
+// One log line per journaled fact worth an operator's eye, naming the fact's seq (so a line and
+// `vmlockd audit` join) and its disk, VM and host as fields (src/daemon/log.ts). Routine facts
+// (acquire, release, a re-take) are debug; refusals and lost input warnings; a lost lease an error.
+import type { Fact } from '../engine/facts.js';
+import type { Owner } from '../engine/types.js';
+import type { Level, LogFields, Logger } from './log.js';
+
+const who = (o: Owner): string => (o.name ? `${o.name} (${o.uuid})` : o.uuid);
+const vm = (o: Owner): string => o.name ?? o.uuid;
+
+export function logFact(log: Logger, f: Fact): void {
+  const line = describe(f);
+  if (!line || !log.enabled(line.level)) return;
+  log.log(line.level, line.msg, { event: line.event ?? f.kind, seq: f.seq, host: f.host, ...line.fields });
+}
+
+interface Line {
+  level: Level;
+  msg: string;
+  event?: string;
+  fields?: LogFields;
+}
+
+function describe(f: Fact): Line | undefined {
+  switch (f.kind) {
+    case 'LeaseLost': {
+      const p = f.payload;
+      return {
+        level: 'error',
+        msg:
+          `LEASE LOST: disk ${p.disk} of VM ${who(p.owner)} was locked by another owner while vmlockd was down` +
+          `${p.holder.mode ? ` (${p.holder.mode} lock)` : ''}${p.holder.host ? ` (holder host ${p.holder.host})` : ''}; vmlockd did not take it back. The VM may be running without its lock: check it now.`,
+        fields: { disk: p.disk, vm: vm(p.owner) },
+      };
+    }
+    case 'Reacquired': {
+      const p = f.payload;
+      if (p.found) return { level: 'warning', event: 'Found', msg: `FOUND: disk ${p.disk} of VM ${who(p.owner)} was held but the journal had forgotten it; taken again (${p.mode})`, fields: { disk: p.disk, vm: vm(p.owner) } };
+      return { level: 'debug', msg: `re-took disk ${p.disk} of VM ${who(p.owner)} (${p.mode}${p.how ? `, ${p.how}` : ''})`, fields: { disk: p.disk, vm: vm(p.owner) } };
+    }
+    case 'LockRefused': {
+      const p = f.payload;
+      return { level: 'warning', msg: `refused disk ${p.disk} to VM ${who(p.owner)}: ${p.message}`, fields: { disk: p.disk, vm: vm(p.owner) } };
+    }
+    case 'LockAcquired': {
+      const p = f.payload;
+      return { level: 'debug', msg: `locked disk ${p.disk} for VM ${who(p.owner)} (${p.mode}, ${p.source})`, fields: { disk: p.disk, vm: vm(p.owner) } };
+    }
+    case 'LockReleased': {
+      const p = f.payload;
+      return { level: 'debug', msg: `released disk ${p.disk} of VM ${who(p.owner)} (${p.reason})`, fields: { disk: p.disk, vm: vm(p.owner) } };
+    }
+    case 'DaemonStarted': {
+      const p = f.payload;
+      return { level: 'info', msg: `started (pid ${p.pid}, version ${p.version}, ${p.held} lock(s) held${p.start ? `, ${p.start} start` : ''})` };
+    }
+    case 'DaemonStopped': {
+      const p = f.payload;
+      return { level: 'info', msg: `stopped (${p.reason}; ${p.held} lock(s) held)` };
+    }
+    case 'OwnerGone': {
+      const p = f.payload;
+      return { level: 'info', msg: `owner ${who(p.owner)} (pid ${p.pid}) is gone; released ${p.released} lock(s)`, fields: { vm: vm(p.owner) } };
+    }
+    case 'ConflictAction': {
+      const p = f.payload;
+      return { level: p.result === 'done' ? 'warning' : 'error', msg: `on_conflict ${p.action} of VM ${who(p.owner)}: ${p.result}${p.error ? ` (${p.error})` : ''}`, fields: { vm: vm(p.owner) } };
+    }
+    case 'ConfigRejected': {
+      const p = f.payload;
+      return { level: 'warning', msg: `config rejected (${p.trigger})${p.error ? `: ${p.error}` : ''}` };
+    }
+    case 'CommandFailed': {
+      const p = f.payload;
+      return { level: 'warning', msg: `command failed (${p.source}, ${p.code}): ${p.message}`, ...(p.owner ? { fields: { vm: vm(p.owner) } } : {}) };
+    }
+    case 'InputRejected': {
+      const p = f.payload;
+      return { level: 'warning', msg: `input rejected (${p.source}, ${p.code}): ${p.message}` };
+    }
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,227 @@
+// The daemon's log (docs/operations.md "Logs"). One call, three ways out:
+// - under systemd (JOURNAL_STREAM names stderr's device:inode, as sd_journal documents), one datagram
+//   per line to the journal's native socket, with PRIORITY, MESSAGE_ID and VMLOCKD_* fields, so
+//   `journalctl -u vmlockd VMLOCKD_DISK=...` finds a disk's lines;
+// - log_format = "json": JSON lines through pino (time, level, msg, disk, vm, host, event, seq);
+// - log_format = "text" (the default): `time level message key=value...` for terminals.
+// A journal send that fails (socket gone, its queue full) never blocks or throws: that line goes to
+// stderr as text instead (the stream systemd also reads). Levels follow virtlockd's log_level.
+import pino from 'pino';
+import { native as defaultNative, type NativeBinding } from '../engine/native.js';
+
+export type Level = 'debug' | 'info' | 'warning' | 'error';
+export type LogFormat = 'text' | 'json';
+const RANK: Record<Level, number> = { debug: 1, info: 2, warning: 3, error: 4 };
+/** syslog priorities, as journald reads PRIORITY=. */
+const PRIORITY: Record<Level, number> = { debug: 7, info: 6, warning: 4, error: 3 };
+
+/** What a line is about. `seq`: the journaled fact it reports (`vmlockd audit` shows the same seq). */
+export interface LogFields {
+  readonly event?: string;
+  readonly disk?: string;
+  readonly vm?: string;
+  readonly host?: string;
+  readonly seq?: number;
+}
+
+/**
+ * MESSAGE_ID per event kind: fixed forever (an operator's alert or journalctl -o filter names them).
+ * Listed in docs/operations.md. Never reuse or change one; add new kinds with a fresh random id.
+ */
+export const MESSAGE_IDS: Readonly<Record<string, string>> = {
+  LeaseLost: 'b8a3517a6e6e3d9d08438a461479b371',
+  Conflict: '8b259085b3bb5453db98b55a4cac498a',
+  LockRefused: '9f3cb1f4ebec1623680588233444980c',
+  Found: '5eda340b0e5fdd0c67b17764d021b8e5',
+  Reacquired: '05fc47f36f12bb255cc45858f18f0e0a',
+  DaemonStarted: '1a0b471aa259b117f1ad32b2b59e46ed',
+  DaemonStopped: '6e56f1ac5512aae4333225e01349e240',
+  JournalFailing: '017af9f8afbf6d0615b1a6babfae6149',
+  ConflictAction: '44cbd26cf06525a94c1707b93752b59e',
+  OwnerGone: '98bdcb0eb585c40586e865f9be2f6efa',
+  ConfigRejected: 'aa989c8dd225860908394357d00754ed',
+  CommandFailed: '04b7846563905d294c69f4f1fe95a2c0',
+};
+
+export const JOURNAL_SOCKET = '/run/systemd/journal/socket';
+
+/**
+ * stderr is connected to the journal: JOURNAL_STREAM=<dev>:<ino> is stderr's own device and inode
+ * (a child that inherited the variable but not the stream must not take it).
+ */
+export function stderrIsJournal(env: NodeJS.ProcessEnv = process.env, nat: NativeBinding = defaultNative): boolean {
+  const m = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? '');
+  if (!m) return false;
+  try {
+    const st = nat.fstatId(2);
+    return st.dev === m[1] && st.ino === m[2];
+  } catch {
+    return false;
+  }
+}
+
+/** One journal entry in the native protocol: KEY=value lines; a value with a newline in the binary form. */
+export function journalEntry(fields: ReadonlyArray<readonly [string, string]>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [k, v] of fields) {
+    if (!v.includes('\n')) {
+      parts.push(Buffer.from(`${k}=${v}\n`, 'utf8'));
+      continue;
+    }
+    const value = Buffer.from(v, 'utf8');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(value.length));
+    parts.push(Buffer.from(`${k}\n`, 'utf8'), len, value, Buffer.from('\n'));
+  }
+  return Buffer.concat(parts);
+}
+
+/** Sends entries to journald's socket: one non-blocking datagram each; false when it did not go. */
+export class JournalSink {
+  private fd: number | undefined;
+  failures = 0;
+  constructor(
+    readonly addr: string,
+    private readonly nat: NativeBinding = defaultNative,
+  ) {}
+
+  send(entry: Buffer): boolean {
+    try {
+      this.fd ??= this.nat.dgramSocket();
+      this.nat.sendFds(this.fd, this.addr, entry, [], true);
+      return true;
+    } catch {
+      this.failures++;
+      return false;
+    }
+  }
+}
+
+type Sink = { kind: 'text' } | { kind: 'json'; pino: pino.Logger } | { kind: 'journal'; sink: JournalSink; fallback: Sink };
+
+export interface LoggerOptions {
+  format?: LogFormat;
+  env?: NodeJS.ProcessEnv;
+  nat?: NativeBinding;
+  /** Where text and JSON lines go (stderr). */
+  write?: (line: string) => void;
+}
+
+export class Logger {
+  private sink: Sink;
+  private readonly write: (line: string) => void;
+  private journalWarned = false;
+  constructor(
+    public level: Level = 'info',
+    private readonly opts: LoggerOptions = {},
+  ) {
+    this.write = opts.write ?? ((line) => process.stderr.write(line));
+    this.sink = this.makeSink(opts.format ?? 'text');
+  }
+
+  /** The way out in use: 'journal', 'json' or 'text'. */
+  get output(): 'journal' | LogFormat {
+    return this.sink.kind;
+  }
+
+  /** log_format changed (a reload). Under systemd the journal stays the way out. */
+  set format(f: LogFormat) {
+    if (this.sink.kind === 'journal') this.sink.fallback = this.streamSink(f);
+    else this.sink = this.streamSink(f);
+  }
+
+  private makeSink(format: LogFormat): Sink {
+    const env = this.opts.env ?? process.env;
+    const stream = this.streamSink(format);
+    if (!stderrIsJournal(env, this.opts.nat)) return stream;
+    // VMLOCKD_JOURNAL_SOCKET: tests only (a socket of their own standing in for journald's).
+    return { kind: 'journal', sink: new JournalSink(env.VMLOCKD_JOURNAL_SOCKET || JOURNAL_SOCKET, this.opts.nat), fallback: stream };
+  }
+
+  private streamSink(format: LogFormat): Sink {
+    if (format === 'text') return { kind: 'text' };
+    const write = this.write;
+    const p = pino(
+      {
+        level: 'debug',
+        base: undefined,
+        messageKey: 'msg',
+        timestamp: pino.stdTimeFunctions.isoTime,
+        // The level by name, as log_level spells it ("warning", not pino's "warn").
+        formatters: { level: (label: string) => ({ level: label === 'warn' ? 'warning' : label }) },
+      },
+      { write: (s: string) => write(s) },
+    );
+    return { kind: 'json', pino: p };
+  }
+
+  enabled(level: Level): boolean {
+    return RANK[level] >= RANK[this.level];
+  }
+
+  log(level: Level, msg: string, fields: LogFields = classify(msg)): void {
+    if (!this.enabled(level)) return;
+    this.emit(this.sink, level, msg, fields);
+  }
+
+  private emit(sink: Sink, level: Level, msg: string, f: LogFields): void {
+    switch (sink.kind) {
+      case 'text': {
+        const extra = [f.event && `event=${f.event}`, f.seq !== undefined && `seq=${f.seq}`, f.disk && `disk=${f.disk}`, f.vm && `vm=${f.vm}`, f.host && `host=${f.host}`].filter(Boolean);
+        this.write(`${new Date().toISOString()} ${level} ${msg}${extra.length > 0 ? ` [${extra.join(' ')}]` : ''}\n`);
+        return;
+      }
+      case 'json': {
+        const obj: Record<string, unknown> = {};
+        if (f.event !== undefined) obj.event = f.event;
+        if (f.seq !== undefined) obj.seq = f.seq;
+        if (f.disk !== undefined) obj.disk = f.disk;
+        if (f.vm !== undefined) obj.vm = f.vm;
+        if (f.host !== undefined) obj.host = f.host;
+        sink.pino[level === 'warning' ? 'warn' : level](obj, msg);
+        return;
+      }
+      case 'journal': {
+        const fields: Array<[string, string]> = [
+          ['MESSAGE', msg],
+          ['PRIORITY', String(PRIORITY[level])],
+          ['SYSLOG_IDENTIFIER', 'vmlockd'],
+        ];
+        const id = f.event !== undefined ? MESSAGE_IDS[f.event] : undefined;
+        if (id) fields.push(['MESSAGE_ID', id]);
+        if (f.event !== undefined) fields.push(['VMLOCKD_EVENT', f.event]);
+        if (f.seq !== undefined) fields.push(['VMLOCKD_SEQ', String(f.seq)]);
+        if (f.disk !== undefined) fields.push(['VMLOCKD_DISK', f.disk]);
+        if (f.vm !== undefined) fields.push(['VMLOCKD_VM', f.vm]);
+        if (f.host !== undefined) fields.push(['VMLOCKD_HOST', f.host]);
+        if (sink.sink.send(journalEntry(fields))) return;
+        this.emit(sink.fallback, level, msg, f);
+        if (!this.journalWarned) {
+          this.journalWarned = true;
+          this.emit(sink.fallback, 'warning', `journal socket ${sink.sink.addr} did not take a log entry: this and later failed entries go to stderr`, {});
+        }
+        return;
+      }
+    }
+  }
+
+  debug(msg: string, fields?: LogFields): void {
+    this.log('debug', msg, fields);
+  }
+  info(msg: string, fields?: LogFields): void {
+    this.log('info', msg, fields);
+  }
+  warn(msg: string, fields?: LogFields): void {
+    this.log('warning', msg, fields);
+  }
+  error(msg: string, fields?: LogFields): void {
+    this.log('error', msg, fields);
+  }
+}
+
+/** Lines logged through a plain (level, msg) callback still get their kind, from their wording. */
+export function classify(msg: string): LogFields {
+  if (msg.startsWith('CONFLICT:')) return { event: 'Conflict' };
+  if (msg.startsWith('journal:') && !msg.includes('again')) return { event: 'JournalFailing' };
+  return {};
+}
