@@ -80,6 +80,9 @@ test('metrics: acquisitions, refusals, releases and latency per front door (api,
   assert.is(sample(text, 'vmlockd_lockspace_host_up{host="hv-b"}'), 1);
   assert.is(sample(text, 'vmlockd_lockspace_settings_mismatch'), 0);
   assert.ok((sample(text, 'vmlockd_last_verified_timestamp_seconds') ?? 0) > 1.7e9);
+  // Journal: the staging file is fdatasync'ed per group commit (the default journal_sync), each timed.
+  assert.ok((sample(text, 'vmlockd_journal_sync_seconds_count') ?? 0) >= 4, 'journal syncs counted');
+  assert.is(typeof sample(text, 'vmlockd_journal_pending_facts'), 'number');
 
   // Releases through both doors.
   assert.is(a.cli(['release', '--vm', UUID1, disk('a.img')]).code, 0);
