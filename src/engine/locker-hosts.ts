@@ -63,6 +63,8 @@ export class HostLock {
     readonly file: string,
     private record: HostRecord,
     private readonly nat: NativeBinding,
+    /** The lockspace as it was at the start: the host file is re-established only there. */
+    private readonly pin: LockspacePin | undefined,
   ) {}
 
   /** Why the host file's lock is not known to be held right now (undefined: it is). */
@@ -75,7 +77,7 @@ export class HostLock {
     const file = path.join(dir, checkHostId(rec.host));
     const fd = lockHostFile(file, rec.host, lockspace, nat);
     const record: HostRecord = { v: 1, ...rec, machine: os.hostname(), pid: process.pid, heartbeat: rec.started };
-    const lock = new HostLock(fd, file, record, nat);
+    const lock = new HostLock(fd, file, record, nat, pinOf(lockspace));
     lock.write();
     return lock;
   }
@@ -151,13 +153,10 @@ export class HostLock {
   private reestablish(why: string): void {
     // Never in a directory that is not the lockspace any more (a mount point left bare while the
     // cluster filesystem is mounted again): a host file there protects the host id from nobody.
-    const away = lockspaceProblem(this.record.lockspace);
+    const away = this.pin && lockspaceProblem(this.record.lockspace, this.pin);
     if (away !== undefined) throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file} lost (${why}) and cannot be re-established yet (will retry): lockspace ${this.record.lockspace}: ${away}`);
-    try {
-      fs.mkdirSync(path.dirname(this.file), { mode: 0o700 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new VmlockdError('VMLOCKD_ERR_IO', `host file ${this.file} lost (${why}) and cannot be re-established yet (will retry): ${errnoOf(e)}`, { cause: e });
-    }
+    // On the lockspace's own filesystem a removed lockspace is made again (lock files follow it).
+    fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     let fd: number;
     try {
       fd = lockHostFile(this.file, this.record.host, this.record.lockspace, this.nat);
@@ -272,21 +271,49 @@ export function listHosts(lockspace: string, nat: NativeBinding = defaultNative)
 
 const ID_FILE = '.vmlockd-lockspace-id';
 
+/** What identifies the lockspace a daemon started with: the id in its id file and its filesystem (st_dev). */
+export interface LockspacePin {
+  readonly id: string;
+  readonly dev: number;
+}
+
+/** The lockspace's pin as it is now (undefined when its id file cannot be read). */
+export function pinOf(lockspace: string): LockspacePin | undefined {
+  try {
+    return { id: fs.readFileSync(path.join(lockspace, ID_FILE), 'utf8').trim(), dev: fs.statSync(lockspace).dev };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Why `lockspace` is not (provably) the lockspace this daemon started with, or undefined when it is:
- * its id file must be there and hold `expected` (any id when `expected` is undefined). Read only,
- * never creates anything. A cluster filesystem whose client died and that is being mounted again
- * leaves a bare local directory at the mount point (between `umount` and `mount`, or for as long as
- * nothing remounts it): a lock file created there protects nothing, since no other host sees it.
+ * Why `lockspace` is not the lockspace this daemon started with (`pin`), or undefined when it is.
+ * Read only, never creates anything. Its id file must hold the pinned id; a lockspace removed (or
+ * replaced by an empty directory) on the filesystem it lived on may be re-created, but not on
+ * another filesystem: a cluster filesystem whose client died and that is being mounted again leaves
+ * its mount point a bare local directory (between `umount` and `mount`, or for as long as nothing
+ * remounts it), and a lock file created there protects nothing, since no other host sees it.
  */
-export function lockspaceProblem(lockspace: string, expected?: string): string | undefined {
+export function lockspaceProblem(lockspace: string, pin: LockspacePin): string | undefined {
   let id: string;
   try {
     id = fs.readFileSync(path.join(lockspace, ID_FILE), 'utf8').trim();
   } catch (e) {
-    return `its id file ${ID_FILE} cannot be read (${errnoOf(e)}): the shared filesystem is not mounted there?`;
+    if (errnoOf(e) !== 'ENOENT') return `its id file ${ID_FILE} cannot be read (${errnoOf(e)})`;
+    // The nearest directory that exists: on the lockspace's own filesystem, the lockspace was removed there.
+    let dir = lockspace;
+    for (;;) {
+      try {
+        if (fs.statSync(dir).dev === pin.dev) return undefined;
+        return `its id file ${ID_FILE} is missing and ${dir} is on another filesystem than the lockspace was at start: its filesystem is not mounted there?`;
+      } catch (e2) {
+        const up = path.dirname(dir);
+        if (errnoOf(e2) !== 'ENOENT' || up === dir) return `its id file ${ID_FILE} cannot be read (ENOENT) and ${dir} cannot be checked (${errnoOf(e2)})`;
+        dir = up;
+      }
+    }
   }
-  if (expected !== undefined && id !== expected) return `its id file holds ${JSON.stringify(id.slice(0, 40))}, not ${expected}: another filesystem is mounted there?`;
+  if (id !== pin.id) return `its id file holds ${JSON.stringify(id.slice(0, 40))}, not ${pin.id}: another lockspace is mounted there?`;
   return undefined;
 }
 

@@ -13,7 +13,7 @@ import { fact, type NewFact } from './facts.js';
 import type { ResourceFields } from './facts.js';
 import { refusalMessage } from './messages.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
-import { lockspaceProblem } from './locker-hosts.js';
+import { lockspaceProblem, type LockspacePin } from './locker-hosts.js';
 import { readAligned, writeAligned } from './aligned-io.js';
 import type { State } from './state.js';
 import type { HolderInfo, Intent, Mode, Owner, ResolvedDisk, ResourceRef } from './types.js';
@@ -212,7 +212,7 @@ export class Locker {
   /** The highest generation this process handed out per resource (facts may still be staged). */
   private readonly highestGen = new Map<string, number>();
   /** Lockspace directory -> the id its id file held at start (pinLockspace): a lock file is only ever created in that lockspace. */
-  private readonly lockspaceIds = new Map<string, string>();
+  private readonly lockspaceIds = new Map<string, LockspacePin>();
   /**
    * Hand-over requests this host holds as a migration destination: resource id -> the description
    * whose write lock on the request bytes keeps the request standing, and the waiting owner.
@@ -239,16 +239,16 @@ export class Locker {
    * while; a re-take there "succeeded" on a local file while another host held the disk.
    */
   pinLockspace(dir: string, id: string): void {
-    this.lockspaceIds.set(dir, id);
+    this.lockspaceIds.set(dir, { id, dev: fs.statSync(dir).dev });
   }
 
   /** Why the lockspace of a lock file is not the pinned one (undefined: it is, or none is pinned). */
   private lockspaceAway(ref: ResourceRef): string | undefined {
     if (ref.kind === 'direct') return undefined;
     const dir = path.dirname(ref.id);
-    const id = this.lockspaceIds.get(dir);
-    if (id === undefined) return undefined;
-    const why = lockspaceProblem(dir, id);
+    const pin = this.lockspaceIds.get(dir);
+    if (pin === undefined) return undefined;
+    const why = lockspaceProblem(dir, pin);
     return why === undefined ? undefined : `lockspace ${dir} is not the one vmlockd started with: ${why}`;
   }
 

@@ -1,7 +1,7 @@
 // A lockspace whose filesystem is unmounted for a while (a cluster filesystem's client died and is
 // being mounted again): its mount point is a bare local directory. Nothing may be created there (a
 // lock file or host file on the local disk protects nothing: no other host sees it), and a lock file
-// missing from it is no evidence of a loss. A bind mount stands in for the cluster filesystem; the
+// missing from it is no evidence of a loss. A tmpfs bind-mounted there stands in for the cluster filesystem; the
 // GlusterFS suite (test/e2e/gluster.e2e.ts) does the same with a killed FUSE client.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,7 +16,7 @@ const running: TestDaemon[] = [];
 const mounts: string[] = [];
 test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill();
-  for (const m of mounts.splice(0)) spawnSync('umount', ['-l', m]);
+  for (const m of mounts.splice(0).reverse()) spawnSync('umount', ['-l', m]);
 });
 
 function bind(from: string, to: string): void {
@@ -37,6 +37,11 @@ test('lockspace unmounted for a while: no lock file or host file is created unde
   const mnt = path.join(root, 'mnt');
   fs.mkdirSync(real);
   fs.mkdirSync(mnt);
+  // Its own filesystem (as a cluster filesystem is), seen at the mount point through a bind mount
+  // that can be taken away and put back.
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', real], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mount -t tmpfs failed (the suite needs root): ${r.stderr}`);
+  mounts.push(real);
   bind(real, mnt);
   const a = await startDaemon({ stateDir: path.join(root, 'state'), lockspace: path.join(mnt, 'ls'), hostId: 'hv-bare', extra: ['--verify-interval', '1'] });
   running.push(a);
