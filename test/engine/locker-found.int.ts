@@ -87,7 +87,7 @@ test('only a record naming this host, exclusive, with a generation the journal n
 test('a missing lockspace is no error; an unreadable lock file is reported, not fatal', () => {
   const { lockspace, take } = setup();
   const none = findForgotten([{ dir: path.join(lockspace, 'absent'), kind: 'file' }], 'host-a', () => false, () => 0, new Date().toISOString());
-  assert.equal(none, { facts: [], unusable: [], scanned: 0 });
+  assert.equal(none, { facts: [], unusable: [], scanned: 0, older: [] });
   const a = new Locker('host-a', { fileLockspaceDir: lockspace });
   const t = take(a, 1);
   a.closeAll();
