@@ -110,7 +110,7 @@ export async function recoverForgotten(
       : '';
   const listed = `${dirs.length} lockspace(s) (${dirs.map((d) => d.dir).join(', ') || 'none'})`;
   if (dirs.length === 0) {
-    if (blind !== '') log('info', `lockspace scan after an unclean stop: nothing to scan${blind}`);
+    if (blind !== '') log('warning', `lockspace scan at a start with an empty journal (a first start, or a lost state directory): nothing to scan${blind}`);
     return NONE;
   }
   const t0 = Date.now();
@@ -146,8 +146,9 @@ export async function recoverForgotten(
   }
   const ms = Date.now() - t0;
   if (facts.length === 0) {
-    // Nothing found: information, not a warning (an empty journal is also every first start).
-    log('info', `lockspace scan after an unclean stop: ${scan.scanned} lock file(s) of ${listed} read in ${ms} ms, no lock the journal forgot${blind}`);
+    // An empty journal is also every first start: say so, and keep the warning for what it cannot see.
+    const when = blind !== '' ? 'at a start with an empty journal (a first start, or a lost state directory)' : 'after an unclean stop';
+    log(blind !== '' ? 'warning' : 'info', `lockspace scan ${when}: ${scan.scanned} lock file(s) of ${listed} read in ${ms} ms, no lock the journal forgot${blind}`);
     return NONE;
   }
   for (const f of facts) evolve(state, f);

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TestDaemon, UUID1, UUID2, tmpdir } from '../helpers/daemon.js';
+import { TestDaemon, UUID1, UUID2, tmpdir, until } from '../helpers/daemon.js';
 
 const test = suite('found scan: records from before this boot');
 const running: TestDaemon[] = [];
@@ -43,7 +43,7 @@ test('a new state directory after a reboot: the records from before the boot are
   const a = new TestDaemon(s.opts('hA', s.stat(Math.ceil(Date.now() / 1000) + 2)));
   running.push(await a.start());
   assert.equal(heldBy(a), [], `a record from before this boot was taken: ${a.stderr}`);
-  assert.match(a.stderr, /1 record\(s\) naming this host were written before this boot .*not taken/);
+  await until('the start log line', () => /1 record\(s\) naming this host were written before this boot .*not taken/.test(a.stderr), 15_000);
   assert.not.match(a.stderr, /FOUND/);
   const b = new TestDaemon(s.opts('hB'));
   running.push(await b.start());
@@ -55,7 +55,7 @@ test('a new state directory in the same boot: the record is found again (same bo
   const a = new TestDaemon(s.opts('hA', s.stat(Math.floor(Date.now() / 1000) - 3600)));
   running.push(await a.start());
   assert.equal(heldBy(a), [UUID1], a.stderr);
-  assert.match(a.stderr, /FOUND 1 lock/);
+  await until('the start log line', () => /FOUND 1 lock/.test(a.stderr), 15_000);
 });
 
 test("a boot time that cannot be read: nothing is taken without the journal's proof, and the log says why", async () => {
@@ -63,7 +63,7 @@ test("a boot time that cannot be read: nothing is taken without the journal's pr
   const a = new TestDaemon(s.opts('hA', { VMLOCKD_PROC_STAT_FILE: '/nonexistent/stat' }));
   running.push(await a.start());
   assert.equal(heldBy(a), []);
-  assert.match(a.stderr, /at an unknown time \(the boot time cannot be read\)/);
+  await until('the start log line', () => /at an unknown time \(the boot time cannot be read\)/.test(a.stderr), 15_000);
 });
 
 test.run();

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LEASE_SPAN, encodeExclusive } from '../../src/engine/holder-record.js';
-import { TestDaemon, UUID1, tmpdir } from '../helpers/daemon.js';
+import { TestDaemon, UUID1, tmpdir, until } from '../helpers/daemon.js';
 
 const test = suite('found scan: forged records in an LVM lockspace');
 const running: TestDaemon[] = [];
@@ -52,7 +52,7 @@ test('a record naming this host in an LVM lock file not named after its disk is 
   running.push(await d.start());
   const held = () => (JSON.parse(d.cli(['locks', '--json']).stdout) as Array<{ resource: string }>).map((l) => l.resource);
   assert.equal(held(), [], `a forged record was taken: ${d.stderr}`);
-  assert.match(d.stderr, new RegExp(`${OTHER_LV}: its record names this host and disk ${dev}, but that disk is named ${UUID_LV} in ${lvmDir}, not ${OTHER_LV}: not taken`));
+  await until('the start log line', () => new RegExp(`${OTHER_LV}: its record names this host and disk ${dev}, but that disk is named ${UUID_LV} in ${lvmDir}, not ${OTHER_LV}: not taken`).test(d.stderr), 15_000);
   await d.kill('SIGKILL');
   // Control: the same record in the LV's own file is a grant the (new) journal forgot.
   fs.rmSync(path.join(lvmDir, OTHER_LV));
@@ -61,7 +61,7 @@ test('a record naming this host in an LVM lock file not named after its disk is 
   d = new TestDaemon(opts);
   running.push(await d.start());
   assert.equal(held(), [path.join(lvmDir, UUID_LV)], d.stderr);
-  assert.match(d.stderr, /FOUND 1 lock/);
+  await until('the start log line', () => /FOUND 1 lock/.test(d.stderr), 15_000);
 });
 
 test.run();

@@ -66,7 +66,7 @@ test('a protocol lease the restored journal forgot is held again or reported Lea
   const locks = JSON.parse(d.cli(['locks', '--json']).stdout) as unknown[];
   const audit = d.cli(['audit', '--json', '--kind', 'LeaseLost,Reacquired', '--limit', '0']).stdout;
   assert.ok(locks.length > 0 && /"found":\s*true/.test(audit), `QEMU (pid ${q.pid}) still runs with lease a1 acknowledged; held now: ${JSON.stringify(locks)}; found facts: ${audit}; log: ${d.stderr}`);
-  assert.match(d.stderr, /FOUND 1 lock/);
+  await until('the start log line', () => /FOUND 1 lock/.test(d.stderr), 15_000);
 });
 
 test('a lost state directory cannot name the protocol lockspaces: the start says their leases cannot be found', async () => {
@@ -76,7 +76,8 @@ test('a lost state directory cannot name the protocol lockspaces: the start says
   fs.rmSync(s.opts.stateDir, { recursive: true });
   const d = new TestDaemon(s.opts);
   running.push(await d.start());
-  assert.match(d.stderr, /journal is empty \(lost, or a new state directory\).*cannot be found/);
+  // stderr is its own pipe: the line may arrive after "listening on" on stdout.
+  await until('the scan names what it cannot find', () => /journal is empty \(lost, or a new state directory\).*cannot be found/.test(d.stderr));
 });
 
 test.run();
