@@ -1,0 +1,440 @@
+// The published history's file format (issue 15; the contract is docs/decisions/0013 and
+// /work/issues/segment-format.md): each daemon copies its journal's facts, in seq order and with their
+// hash chain, into append-only JSON-lines segments under `<file lockspace>/.journal/<host-id>/`.
+// This module is the one encoder and the one decoder: the publisher resumes with it, `audit --cluster`
+// and `journal verify --cluster` read with it, so writer and readers can never disagree on a line.
+//
+// Pure apart from `listSegments` (one readdir) and `newJournalId` (randomness): no clock, no writes.
+import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { GENESIS_HASH, chainHash, type ChainRow } from './schema.js';
+
+/** The directory under the file lockspace that holds every host's published history. */
+export const PUBLISHED_DIR = '.journal';
+export const SEGMENT_VERSION = 1;
+/** Rotate to a new segment once the current one has reached this many bytes (config: publish_segment_bytes). */
+export const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
+
+const JOURNAL_ID_RE = /^[0-9a-f]{16}$/;
+const HEX64_RE = /^[0-9a-f]{64}$/;
+const SEGMENT_NAME_RE = /^([0-9a-f]{16})-([0-9]{16})\.seg$/;
+const ZERO_HEX = GENESIS_HASH.toString('hex');
+
+/** First line of every segment. */
+export interface SegmentHeader {
+  t: 'segment';
+  v: number;
+  host: string;
+  journal: string;
+  /** Seq of the first fact this segment holds (or would hold: a fresh segment may have none yet). */
+  first: number;
+  /** Hex chain hash of fact first-1: zeros at the genesis, the chain base after a compaction. */
+  prev: string;
+  created: string;
+}
+
+/** One journal fact: exactly the hash chain's columns (schema.ts CHAIN_COLUMNS), plus its hash. */
+export interface SegmentFact {
+  t: 'fact';
+  seq: number;
+  at: string;
+  host: string;
+  kind: string;
+  resource: string | null;
+  disk: string | null;
+  owner: string | null;
+  owner_name: string | null;
+  /** The payload JSON text exactly as the journal stores it (the chain hashes this text). */
+  payload: string;
+  hash: string;
+}
+
+/** Last line of a segment the writer rotated away from. */
+export interface SegmentSeal {
+  t: 'seal';
+  last: number;
+  hash: string;
+  count: number;
+}
+
+export type SegmentLine = SegmentHeader | SegmentFact | SegmentSeal;
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+/** True for a journal id as `newJournalId` makes them: 16 lowercase hex chars. */
+export function isJournalId(s: unknown): s is string {
+  return typeof s === 'string' && JOURNAL_ID_RE.test(s);
+}
+
+/** A fresh journal id (random, so a new local journal's seq 1 never collides with an old one's). */
+export function newJournalId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** `<lockspace>/.journal/<host-id>`: one host's published history (the host id passed config's HOST_ID check). */
+export function hostSegmentDir(lockspace: string, host: string): string {
+  // config's HOST_ID check lets '.' and '..' through: either would name another directory.
+  if (host === '' || host === '.' || host === '..' || host.includes('/')) throw new TypeError(`host id ${JSON.stringify(host)} cannot name a directory`);
+  return join(lockspace, PUBLISHED_DIR, host);
+}
+
+/** `<journal-id>-<first seq, 16 digits>.seg`: names sort by journal, then by seq. */
+export function segmentFileName(journalId: string, firstSeq: number): string {
+  if (!isJournalId(journalId)) throw new TypeError(`segment journal id must be 16 lowercase hex chars, got ${JSON.stringify(journalId)}`);
+  if (!Number.isSafeInteger(firstSeq) || firstSeq < 1) throw new TypeError(`segment first seq must be an integer >= 1, got ${JSON.stringify(firstSeq)}`);
+  return `${journalId}-${String(firstSeq).padStart(16, '0')}.seg`;
+}
+
+/** The journal id and first seq a segment's name carries; undefined for any other name (temporaries start with '.'). */
+export function parseSegmentFileName(name: string): { journalId: string; firstSeq: number } | undefined {
+  const m = SEGMENT_NAME_RE.exec(name);
+  if (m === null) return undefined;
+  const firstSeq = Number(m[2]);
+  if (!Number.isSafeInteger(firstSeq) || firstSeq < 1) return undefined;
+  return { journalId: m[1]!, firstSeq };
+}
+
+/** The temporary a segment is written as before its rename: readers skip names starting with '.'. */
+export function segmentTempName(name: string): string {
+  return `.${name}.tmp`;
+}
+
+export interface SegmentFile {
+  name: string;
+  journalId: string;
+  firstSeq: number;
+}
+
+/**
+ * A host directory's segments, by journal id then first seq; other names are ignored. A fresh
+ * readdir each call: cluster filesystems cache names, and a catch-up must see segments made since.
+ */
+export function listSegments(dir: string): SegmentFile[] {
+  const out: SegmentFile[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = parseSegmentFileName(name);
+    if (p !== undefined) out.push({ name, ...p });
+  }
+  return out.sort((a, b) => (a.journalId < b.journalId ? -1 : a.journalId > b.journalId ? 1 : a.firstSeq - b.firstSeq));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding: one line each, '\n' included. Keys in a fixed order, so the bytes are reproducible.
+
+export function encodeHeader(h: { host: string; journal: string; first: number; prev: Buffer | string; created: string }): string {
+  const prev = typeof h.prev === 'string' ? h.prev : h.prev.toString('hex');
+  const line: SegmentHeader = { t: 'segment', v: SEGMENT_VERSION, host: h.host, journal: h.journal, first: h.first, prev, created: h.created };
+  return `${JSON.stringify(line)}\n`;
+}
+
+/** A fact line from a journal row as stored (payload text as is) and its chain hash. */
+export function encodeFact(row: ChainRow, hash: Buffer | string): string {
+  const line: SegmentFact = {
+    t: 'fact',
+    seq: row.seq,
+    at: row.at,
+    host: row.host,
+    kind: row.kind,
+    resource: row.resource,
+    disk: row.disk,
+    owner: row.owner,
+    owner_name: row.owner_name,
+    payload: row.payload,
+    hash: typeof hash === 'string' ? hash : hash.toString('hex'),
+  };
+  return `${JSON.stringify(line)}\n`;
+}
+
+export function encodeSeal(s: { last: number; hash: Buffer | string; count: number }): string {
+  const line: SegmentSeal = { t: 'seal', last: s.last, hash: typeof s.hash === 'string' ? s.hash : s.hash.toString('hex'), count: s.count };
+  return `${JSON.stringify(line)}\n`;
+}
+
+/** The journal row a fact line stands for: `chainHash(prev, factRow(f))` recomputes `f.hash`. */
+export function factRow(f: SegmentFact): ChainRow {
+  return { seq: f.seq, at: f.at, host: f.host, kind: f.kind, resource: f.resource, disk: f.disk, owner: f.owner, owner_name: f.owner_name, payload: f.payload };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/** What the decoder expects of a segment's header, from its file name, directory, and predecessor. */
+export interface SegmentExpect {
+  /** The host directory the segment was found in. */
+  host?: string;
+  /** From the file name. */
+  journal?: string;
+  first?: number;
+  /** Hex hash of fact first-1 (the previous segment's seal, or the chain base the reader knows). */
+  prev?: string;
+}
+
+/**
+ * Where a decoder stands: everything needed to continue reading the same file from `offset` later
+ * (a reader's incremental catch-up stores it). Plain JSON.
+ */
+export interface SegmentDecoderState {
+  /** Bytes of complete lines consumed so far: the next read starts here. */
+  offset: number;
+  /** Complete lines consumed so far (line numbers in problems are 1-based). */
+  lines: number;
+  header: SegmentHeader | null;
+  /** Seq of the last fact read (header.first - 1 before any). */
+  lastSeq: number;
+  /** Hex hash of that fact (header.prev before any). */
+  lastHash: string;
+  /** Facts read in this segment. */
+  count: number;
+  seal: SegmentSeal | null;
+}
+
+/** A corrupt segment: where, and why. The first problem stops the decoder. */
+export interface SegmentProblem {
+  file: string;
+  /** Byte offset of the offending line's start. */
+  offset: number;
+  /** 1-based line number. */
+  line: number;
+  /** The seq the line carries, or the seq that was expected there. */
+  seq?: number;
+  reason: string;
+}
+
+export class SegmentError extends Error {
+  readonly code = 'VMLOCKD_ERR_SEGMENT_CORRUPT';
+  constructor(readonly problem: SegmentProblem) {
+    super(`${problem.file}: line ${problem.line}${problem.seq !== undefined ? ` (seq ${problem.seq})` : ''}: ${problem.reason}`);
+    this.name = 'SegmentError';
+  }
+}
+
+export function initialDecoderState(): SegmentDecoderState {
+  return { offset: 0, lines: 0, header: null, lastSeq: 0, lastHash: ZERO_HEX, count: 0, seal: null };
+}
+
+/**
+ * A streaming, validating reader of one segment file. Feed it the bytes from `state.offset` on, in
+ * chunks of any size; it returns each complete line as it is checked:
+ *   - the header against the file name, host directory and predecessor (`expect`);
+ *   - each fact: the exact fields, seq = previous + 1, and its hash recomputed from the previous one;
+ *   - the seal: last, hash and count agree with the facts; nothing may follow it.
+ * A line without its '\n' is held back as "not yet written" (a live writer, or a torn tail after a
+ * crash): `pending` says how many bytes wait. The first corrupt line sets `problem` and the decoder
+ * returns nothing more.
+ */
+export class SegmentDecoder {
+  readonly file: string;
+  private readonly expect: SegmentExpect;
+  private st: SegmentDecoderState;
+  private carry: Buffer = Buffer.alloc(0);
+  private prev: Buffer;
+  private bad: SegmentProblem | undefined;
+
+  constructor(file: string, expect: SegmentExpect = {}, resume?: SegmentDecoderState) {
+    this.file = file;
+    this.expect = expect;
+    this.st = resume === undefined ? initialDecoderState() : { ...resume };
+    this.prev = Buffer.from(this.st.lastHash, 'hex');
+  }
+
+  /** A copy of where the decoder stands (complete lines only). */
+  get state(): SegmentDecoderState {
+    return { ...this.st };
+  }
+
+  get problem(): SegmentProblem | undefined {
+    return this.bad;
+  }
+
+  /** Bytes after the last complete line (an unterminated line so far). */
+  get pending(): number {
+    return this.carry.length;
+  }
+
+  /** The seal was read: the segment is complete, its successor starts at seal.last + 1. */
+  get sealed(): boolean {
+    return this.st.seal !== null;
+  }
+
+  push(chunk: Buffer): SegmentLine[] {
+    if (this.bad !== undefined) return [];
+    const buf = this.carry.length === 0 ? chunk : Buffer.concat([this.carry, chunk]);
+    const out: SegmentLine[] = [];
+    let start = 0;
+    for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
+      const line = this.decodeLine(buf, start, nl);
+      if (line === undefined) {
+        this.carry = Buffer.alloc(0);
+        return out;
+      }
+      out.push(line);
+      start = nl + 1;
+    }
+    this.carry = start === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(start));
+    return out;
+  }
+
+  private fail(offset: number, reason: string, seq?: number): undefined {
+    this.bad = { file: this.file, offset, line: this.st.lines + 1, reason };
+    if (seq !== undefined) this.bad.seq = seq;
+    return undefined;
+  }
+
+  /** Checks one complete line (bytes start..nl, '\n' at nl) and advances the state; undefined on corruption. */
+  private decodeLine(buf: Buffer, start: number, nl: number): SegmentLine | undefined {
+    const at = this.st.offset;
+    const expectSeq = this.st.lastSeq + 1;
+    let v: unknown;
+    try {
+      v = JSON.parse(buf.toString('utf8', start, nl));
+    } catch {
+      return this.fail(at, 'line is not valid JSON', this.st.header === null ? undefined : expectSeq);
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return this.fail(at, 'line is not a JSON object');
+    const o = v as Record<string, unknown>;
+    let line: SegmentLine;
+    if (this.st.header === null) {
+      const why = headerProblem(o, this.expect);
+      if (why !== undefined) return this.fail(at, why);
+      const h = o as unknown as SegmentHeader;
+      line = h;
+      this.st.header = h;
+      this.st.lastSeq = h.first - 1;
+      this.st.lastHash = h.prev;
+      this.prev = Buffer.from(h.prev, 'hex');
+    } else if (this.st.seal !== null) {
+      return this.fail(at, `a line follows the seal of seq ${this.st.seal.last}`);
+    } else if (o.t === 'fact') {
+      const why = factProblem(o);
+      if (why !== undefined) return this.fail(at, why, typeof o.seq === 'number' ? o.seq : expectSeq);
+      const f = o as unknown as SegmentFact;
+      if (f.seq !== expectSeq) return this.fail(at, `seq ${f.seq} where seq ${expectSeq} was expected (a gap or a duplicate)`, f.seq);
+      const hash = chainHash(this.prev, factRow(f));
+      if (hash.toString('hex') !== f.hash) {
+        return this.fail(at, 'hash does not chain: the fact, its hash or the one before it was changed after it was written', f.seq);
+      }
+      line = f;
+      this.prev = hash;
+      this.st.lastSeq = f.seq;
+      this.st.lastHash = f.hash;
+      this.st.count++;
+    } else if (o.t === 'seal') {
+      const why = sealProblem(o);
+      if (why !== undefined) return this.fail(at, why);
+      const s = o as unknown as SegmentSeal;
+      if (s.last !== this.st.lastSeq || s.hash !== this.st.lastHash || s.count !== this.st.count) {
+        return this.fail(
+          at,
+          `seal says last ${s.last}, count ${s.count}, hash ${s.hash.slice(0, 12)}..., the segment has last ${this.st.lastSeq}, count ${this.st.count}, hash ${this.st.lastHash.slice(0, 12)}...`,
+          s.last,
+        );
+      }
+      line = s;
+      this.st.seal = s;
+    } else {
+      return this.fail(at, `unknown line type ${JSON.stringify(o.t)} (expected "fact" or "seal")`, expectSeq);
+    }
+    this.st.offset += nl + 1 - start;
+    this.st.lines++;
+    return line;
+  }
+}
+
+function isNullableString(v: unknown): boolean {
+  return v === null || typeof v === 'string';
+}
+
+function keysAre(o: Record<string, unknown>, keys: readonly string[]): string | undefined {
+  const have = Object.keys(o);
+  if (have.length === keys.length && keys.every((k) => Object.hasOwn(o, k))) return undefined;
+  const extra = have.filter((k) => !keys.includes(k));
+  const missing = keys.filter((k) => !Object.hasOwn(o, k));
+  return `${String(o.t)} line has ${[missing.length ? `missing field(s) ${missing.join(', ')}` : '', extra.length ? `unknown field(s) ${extra.join(', ')}` : ''].filter(Boolean).join(' and ')}`;
+}
+
+const HEADER_KEYS = ['t', 'v', 'host', 'journal', 'first', 'prev', 'created'] as const;
+const FACT_KEYS = ['t', 'seq', 'at', 'host', 'kind', 'resource', 'disk', 'owner', 'owner_name', 'payload', 'hash'] as const;
+const SEAL_KEYS = ['t', 'last', 'hash', 'count'] as const;
+
+function headerProblem(o: Record<string, unknown>, e: SegmentExpect): string | undefined {
+  if (o.t !== 'segment') return `first line is not a segment header (t is ${JSON.stringify(o.t)})`;
+  if (o.v !== SEGMENT_VERSION) return `segment format version ${JSON.stringify(o.v)}, this vmlockd reads version ${SEGMENT_VERSION}`;
+  const keys = keysAre(o, HEADER_KEYS);
+  if (keys !== undefined) return keys;
+  if (typeof o.host !== 'string' || o.host === '') return `header host must be a non-empty string, got ${JSON.stringify(o.host)}`;
+  if (!isJournalId(o.journal)) return `header journal must be 16 lowercase hex chars, got ${JSON.stringify(o.journal)}`;
+  if (typeof o.first !== 'number' || !Number.isSafeInteger(o.first) || o.first < 1) return `header first must be an integer >= 1, got ${JSON.stringify(o.first)}`;
+  if (typeof o.prev !== 'string' || !HEX64_RE.test(o.prev)) return `header prev must be 64 lowercase hex chars, got ${JSON.stringify(o.prev)}`;
+  if (typeof o.created !== 'string') return `header created must be a string, got ${JSON.stringify(o.created)}`;
+  if (e.host !== undefined && o.host !== e.host) return `header host ${JSON.stringify(o.host)} in the directory of host ${JSON.stringify(e.host)}`;
+  if (e.journal !== undefined && o.journal !== e.journal) return `header journal ${o.journal} but the file name says ${e.journal}`;
+  if (e.first !== undefined && o.first !== e.first) return `header first ${o.first} but the file name says ${e.first}`;
+  if (e.prev !== undefined && o.prev !== e.prev) {
+    return `header prev ${o.prev.slice(0, 12)}... does not continue the chain (expected ${e.prev.slice(0, 12)}..., the hash of seq ${o.first - 1})`;
+  }
+  return undefined;
+}
+
+function factProblem(o: Record<string, unknown>): string | undefined {
+  const keys = keysAre(o, FACT_KEYS);
+  if (keys !== undefined) return keys;
+  if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 1) return `fact seq must be an integer >= 1, got ${JSON.stringify(o.seq)}`;
+  for (const k of ['at', 'host', 'kind', 'payload'] as const) {
+    if (typeof o[k] !== 'string') return `fact ${k} must be a string, got ${JSON.stringify(o[k])}`;
+  }
+  for (const k of ['resource', 'disk', 'owner', 'owner_name'] as const) {
+    if (!isNullableString(o[k])) return `fact ${k} must be a string or null, got ${JSON.stringify(o[k])}`;
+  }
+  if (typeof o.hash !== 'string' || !HEX64_RE.test(o.hash)) return `fact hash must be 64 lowercase hex chars, got ${JSON.stringify(o.hash)}`;
+  return undefined;
+}
+
+function sealProblem(o: Record<string, unknown>): string | undefined {
+  const keys = keysAre(o, SEAL_KEYS);
+  if (keys !== undefined) return keys;
+  if (typeof o.last !== 'number' || !Number.isSafeInteger(o.last) || o.last < 0) return `seal last must be an integer >= 0, got ${JSON.stringify(o.last)}`;
+  if (typeof o.count !== 'number' || !Number.isSafeInteger(o.count) || o.count < 0) return `seal count must be an integer >= 0, got ${JSON.stringify(o.count)}`;
+  if (typeof o.hash !== 'string' || !HEX64_RE.test(o.hash)) return `seal hash must be 64 lowercase hex chars, got ${JSON.stringify(o.hash)}`;
+  return undefined;
+}
+
+/** The whole of one segment's bytes, decoded at once (tests, `journal verify`, the writer's resume). */
+export interface DecodedSegment {
+  header: SegmentHeader | null;
+  facts: SegmentFact[];
+  seal: SegmentSeal | null;
+  state: SegmentDecoderState;
+  /** Bytes after the last complete line: an unfinished (torn) last line. */
+  tail: number;
+  problem?: SegmentProblem;
+}
+
+export function decodeSegment(file: string, bytes: Buffer, expect: SegmentExpect = {}): DecodedSegment {
+  const d = new SegmentDecoder(file, expect);
+  const lines = d.push(bytes);
+  const out: DecodedSegment = { header: d.state.header, facts: [], seal: d.state.seal, state: d.state, tail: d.pending };
+  for (const l of lines) if (l.t === 'fact') out.facts.push(l);
+  if (d.problem !== undefined) {
+    out.problem = d.problem;
+    out.tail = bytes.length - d.state.offset;
+  }
+  return out;
+}
+
+/**
+ * Why segment `next` cannot follow segment `prev` (decoded to its seal) in one journal's chain, or
+ * undefined when it does: first = seal.last + 1 and prev = seal.hash.
+ */
+export function successorProblem(prev: SegmentDecoderState, next: SegmentHeader): string | undefined {
+  if (prev.header === null) return 'the previous segment has no header';
+  if (prev.seal === null) return `segment first ${next.first} follows a segment that was never sealed (its last seq is ${prev.lastSeq})`;
+  if (next.first !== prev.seal.last + 1) {
+    return next.first > prev.seal.last + 1
+      ? `gap: seq ${prev.seal.last + 1} to ${next.first - 1} are missing between segments`
+      : `overlap: segment starts at seq ${next.first}, the previous one ends at seq ${prev.seal.last}`;
+  }
+  if (next.prev !== prev.seal.hash) return `segment first ${next.first}: prev does not match the previous segment's seal hash`;
+  return undefined;
+}
