@@ -1,5 +1,7 @@
 // The virtlockd wire protocol, side by side: the real virtlockd and vmlockd (journaling every fact),
-// driven by the same client (LockClient) in the same kind of worker process, in one run.
+// driven by the same clients in one run: the project's Node client (LockClient, in a worker process)
+// and a C client (bench/protocol-client.c, one thread and blocking socket per connection, built with
+// `cc` at bench time), each also against a no-op server (the floor of that client kind).
 //
 //   node --import tsx bench/protocol.ts           full run; rewrites the protocol section of bench/README.md
 //   node --import tsx bench/protocol.ts --quick   a smaller run; prints the table only
@@ -7,14 +9,14 @@
 // Each client registers once, then loops ACQUIRE (AUTOCREATE, exclusive, as the plugin sends for a
 // disk) + RELEASE on its own lease; the acquire's round trip is timed. virtlockd runs unprivileged
 // (as nobody when we are root) on a private socket, so its worker runs as nobody too.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LockClient } from '../src/events/virtlockd/client.js';
-import { FrameReader, MSG_TYPE, STATUS, decodeHeader, encodeFrame } from '../src/events/virtlockd/codec.js';
+import { ACQUIRE_FLAG, FrameReader, MSG_TYPE, PROC, STATUS, decodeHeader, encodeCall, encodeFrame } from '../src/events/virtlockd/codec.js';
 import { virtlockdSkipReason, virtlockdTarget, vmlockdTarget, type ProtocolTarget } from '../test/helpers/protocol-suite.js';
 import { ROOT, writeReadmeSection } from './lib.js';
 
@@ -122,35 +124,93 @@ function noopTarget(): ProtocolTarget {
 
 // ── driver ───────────────────────────────────────────────────────────────────────────────────
 
-function runWorker(socket: string, ls: string, uid: number, clients: number, pairs: number): Promise<WorkerResult> {
+type ClientKind = 'node' | 'c';
+
+function runNodeWorker(socket: string, ls: string, uid: number, clients: number, pairs: number): Promise<WorkerResult> {
   const drop = uid === process.getuid?.() ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
   const argv = [...drop, process.execPath, '--import', 'tsx', SELF];
+  return collect(argv, {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: os.tmpdir(),
+    BENCH_WORKER: '1',
+    SOCK: socket,
+    LS: ls,
+    CLIENTS: String(clients),
+    PAIRS: String(pairs),
+    WARMUP: String(Math.min(QUICK ? 20 : 200, pairs)),
+  });
+}
+
+/** The C client: a CREATE_LOCKSPACE frame, then per client REGISTER, ACQUIRE, RELEASE (serials rewritten by the client). */
+function runCWorker(bin: string, work: string, socket: string, ls: string, uid: number, clients: number, pairs: number): Promise<WorkerResult> {
+  const frames: Buffer[] = [encodeCall(PROC.CREATE_LOCKSPACE, 0, { path: ls })];
+  for (let i = 0; i < clients; i++) {
+    const hex = (i + 1).toString(16).padStart(12, '0');
+    const owner = { uuid: `c0000000-0000-4000-8000-${hex}`, name: `cbench-${i}`, id: i + 1, pid: 910000 + i };
+    frames.push(encodeCall(PROC.REGISTER, 0, { owner, flags: 0 }));
+    frames.push(encodeCall(PROC.ACQUIRE_RESOURCE, 0, { path: ls, name: `lease-${i}`, flags: ACQUIRE_FLAG.AUTOCREATE }));
+    frames.push(encodeCall(PROC.RELEASE_RESOURCE, 0, { path: ls, name: `lease-${i}`, flags: 0 }));
+  }
+  const file = path.join(work, 'frames.bin');
+  writeFileSync(file, Buffer.concat(frames), { mode: 0o644 });
+  const drop = uid === process.getuid?.() ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
+  return collect([...drop, bin, socket, file, String(clients), String(pairs), String(Math.min(QUICK ? 20 : 200, pairs))], { PATH: process.env.PATH ?? '/usr/bin:/bin' });
+}
+
+function collect(argv: string[], env: NodeJS.ProcessEnv): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(argv[0]!, argv.slice(1), {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: os.tmpdir(),
-        BENCH_WORKER: '1',
-        SOCK: socket,
-        LS: ls,
-        CLIENTS: String(clients),
-        PAIRS: String(pairs),
-        WARMUP: String(Math.min(200, pairs)),
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const p = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout!.on('data', (d: Buffer) => (out += d));
     p.once('close', (code) => {
-      if (code !== 0) return reject(new Error(`worker exited ${code}: ${out}`));
+      if (code !== 0) return reject(new Error(`worker ${path.basename(argv.find((a) => !a.startsWith('-') && a !== 'setpriv') ?? '')} exited ${code}: ${out}`));
       resolve(JSON.parse(out.trim().split('\n').pop()!) as WorkerResult);
     });
   });
 }
 
+/** Builds bench/protocol-client.c into a directory every uid can read; null (and a note) without a C compiler. */
+function buildCClient(): string | null {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-cclient-'));
+  chmodSync(dir, 0o755);
+  const bin = path.join(dir, 'protocol-client');
+  const r = spawnSync(process.env.CC ?? 'cc', ['-O2', '-pthread', '-o', bin, path.join(ROOT, 'bench', 'protocol-client.c')], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    process.stderr.write(`bench/protocol: C client not built (${r.error?.message ?? r.stderr.trim()}); its rows are skipped\n`);
+    return null;
+  }
+  chmodSync(bin, 0o755);
+  return bin;
+}
+
+/**
+ * The sync's own cost on the file system the daemon's state directory is on (os.tmpdir(), as the
+ * targets use): a 300-byte line appended and fdatasync'd per call, as the journal's staging file does
+ * for a lone client. Per sync, in microseconds; median of `n`.
+ */
+function bareSyncUs(n: number): { p50: number; p99: number } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-sync-'));
+  const fd = openSync(path.join(dir, 'stage'), 'a');
+  const line = Buffer.from('x'.repeat(299) + '\n');
+  const t = new Float64Array(n);
+  try {
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      writeSync(fd, line);
+      fdatasyncSync(fd);
+      t[i] = (performance.now() - t0) * 1000;
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  t.sort();
+  return { p50: pct(t, 50), p99: pct(t, 99) };
+}
+
 interface Row {
   readonly scenario: string;
+  readonly kind: ClientKind;
   /** One per round; empty when virtlockd is not installed. */
   readonly real: WorkerResult[];
   readonly ours: WorkerResult[];
@@ -158,20 +218,27 @@ interface Row {
   readonly floor: WorkerResult[];
 }
 
-const ROUNDS = QUICK ? 1 : 3;
+const ROUNDS = QUICK ? 1 : Number(process.env.BENCH_ROUNDS ?? 3);
+/** BENCH_CLIENTS=1,8 limits the scenarios; BENCH_KINDS=c or node one client kind (for profiling). */
+const ONLY = process.env.BENCH_CLIENTS?.split(',').map(Number);
+const KINDS = (process.env.BENCH_KINDS?.split(',') ?? ['node', 'c']) as ClientKind[];
 
+// --quick (part of `npm run bench:quick`, under a minute in all): 1 and 16 clients, few pairs.
 const SCENARIOS = [
-  { name: '1 client', clients: 1, pairs: QUICK ? 1_000 : 20_000 },
-  { name: '16 concurrent clients', clients: 16, pairs: QUICK ? 100 : 2_000 },
-];
+  { name: '1 client', clients: 1, pairs: QUICK ? 150 : 5_000 },
+  { name: '8 concurrent clients', clients: 8, pairs: QUICK ? 0 : 1_000 },
+  { name: '16 concurrent clients', clients: 16, pairs: QUICK ? 40 : 800 },
+].filter((s) => s.pairs > 0 && (ONLY === undefined || ONLY.includes(s.clients)));
 
-async function measure(target: ProtocolTarget, clients: number, pairs: number): Promise<WorkerResult> {
+async function measure(target: ProtocolTarget, kind: ClientKind, cbin: string | null, clients: number, pairs: number): Promise<WorkerResult> {
   const info = await target.start();
   const work = mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-proto-'));
   try {
     chmodSync(work, 0o755);
     if (info.clientUid !== process.getuid?.()) chownSync(work, info.clientUid, info.clientUid);
-    return await runWorker(info.socket, path.join(work, 'files'), info.clientUid, clients, pairs);
+    const ls = path.join(work, 'files');
+    if (kind === 'c') return await runCWorker(cbin!, work, info.socket, ls, info.clientUid, clients, pairs);
+    return await runNodeWorker(info.socket, ls, info.clientUid, clients, pairs);
   } finally {
     await target.stop();
     rmSync(work, { recursive: true, force: true });
@@ -193,22 +260,30 @@ function spread(rs: WorkerResult[]): string {
   return ` [${int(r[0]!)}-${int(r[r.length - 1]!)}]`;
 }
 
+/** vmlockd / virtlockd within each round (the two ran back to back), median of the rounds, and each round's. */
+function ratios(r: Row): string {
+  if (r.real.length === 0) return 'n/a';
+  const each = r.ours.map((o, i) => rate(o) / rate(r.real[i]!));
+  const sorted = [...each].sort((a, b) => a - b);
+  const med = sorted[sorted.length >> 1]!;
+  return `${med.toFixed(2)}×${each.length > 1 ? ` (${each.map((x) => x.toFixed(2)).join(', ')})` : ''}`;
+}
+
 function table(rows: Row[]): string {
   const lines = [
-    '| scenario | no-op Node server pairs/s | virtlockd pairs/s | vmlockd pairs/s | vmlockd / virtlockd | virtlockd acquire p50 / p99 (ms) | vmlockd acquire p50 / p99 (ms) | budget per call to match virtlockd |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| scenario | client | no-op server pairs/s | virtlockd pairs/s | vmlockd pairs/s | vmlockd / virtlockd (each round) | virtlockd acquire p50 / p99 (ms) | vmlockd acquire p50 / p99 (ms) | budget per call to match virtlockd |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     const ours = median(r.ours);
     const floor = median(r.floor);
     const real = r.real.length > 0 ? median(r.real) : null;
     const realRate = real ? `${int(rate(real))}${spread(r.real)}` : 'n/a';
-    const ratio = real ? `${(rate(ours) / rate(real)).toFixed(2)}×` : 'n/a';
     const realLat = real ? `${ms2(real.p50)} / ${ms2(real.p99)}` : 'n/a';
     // What a daemon may spend per call (two calls a pair) beyond the no-op server and still keep up with virtlockd.
     const budget = real ? `${Math.round(((1 / rate(real) - 1 / rate(floor)) / 2) * 1e6)} us` : 'n/a';
     lines.push(
-      `| ${r.scenario} (${int(ours.pairs)} pairs) | ${int(rate(floor))}${spread(r.floor)} | ${realRate} | ${int(rate(ours))}${spread(r.ours)} | ${ratio} | ${realLat} | ${ms2(ours.p50)} / ${ms2(ours.p99)} | ${budget} |`,
+      `| ${r.scenario} (${int(ours.pairs)} pairs) | ${r.kind === 'c' ? 'C' : 'Node'} | ${int(rate(floor))}${spread(r.floor)} | ${realRate} | ${int(rate(ours))}${spread(r.ours)} | ${ratios(r)} | ${realLat} | ${ms2(ours.p50)} / ${ms2(ours.p99)} | ${budget} |`,
     );
   }
   return lines.join('\n');
@@ -217,44 +292,63 @@ function table(rows: Row[]): string {
 async function main(): Promise<void> {
   const skip = virtlockdSkipReason();
   if (skip) process.stderr.write(`bench/protocol: virtlockd column skipped: ${skip}\n`);
+  const cbin = KINDS.includes('c') ? buildCClient() : null;
+  const kinds = KINDS.filter((k) => k === 'node' || cbin !== null);
   const rows: Row[] = [];
+  const syncs: { p50: number; p99: number }[] = [];
   for (const s of SCENARIOS) {
-    const real: WorkerResult[] = [];
-    const ours: WorkerResult[] = [];
-    const floor: WorkerResult[] = [];
-    // Several rounds, alternating which runs first: the baseline moves a lot between runs here.
-    for (let r = 0; r < ROUNDS; r++) {
-      const runReal = async () => {
-        if (!skip) real.push(await measure(virtlockdTarget(), s.clients, s.pairs));
-      };
-      const runOurs = async () => {
-        ours.push(await measure(vmlockdTarget({ hostId: 'bench' }), s.clients, s.pairs));
-      };
-      if (r % 2 === 0) {
-        await runReal();
-        await runOurs();
-      } else {
-        await runOurs();
-        await runReal();
+    for (const kind of kinds) {
+      const real: WorkerResult[] = [];
+      const ours: WorkerResult[] = [];
+      const floor: WorkerResult[] = [];
+      // Several rounds, alternating which runs first: the baseline moves a lot between runs here.
+      for (let r = 0; r < ROUNDS; r++) {
+        const runReal = async () => {
+          if (!skip) real.push(await measure(virtlockdTarget(), kind, cbin, s.clients, s.pairs));
+        };
+        const runOurs = async () => {
+          ours.push(await measure(vmlockdTarget({ hostId: 'bench' }), kind, cbin, s.clients, s.pairs));
+        };
+        if (r % 2 === 0) {
+          await runReal();
+          await runOurs();
+        } else {
+          await runOurs();
+          await runReal();
+        }
+        floor.push(await measure(noopTarget(), kind, cbin, s.clients, s.pairs));
+        if (s.clients === 1) syncs.push(bareSyncUs(QUICK ? 100 : 500));
       }
-      floor.push(await measure(noopTarget(), s.clients, s.pairs));
+      rows.push({ scenario: s.name, kind, real, ours, floor });
+      process.stderr.write(`bench/protocol: ${s.name}, ${kind} client done\n`);
     }
-    rows.push({ scenario: s.name, real, ours, floor });
   }
-  const when = new Date().toISOString().slice(0, 10);
+  if (cbin) rmSync(path.dirname(cbin), { recursive: true, force: true });
+  const when = new Date().toISOString().slice(0, 16);
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(' / ');
   const header =
-    `Protocol benchmark (${QUICK ? 'quick' : 'full'} run, ${when}; ${os.cpus().length} × ${cpu}, Node ${process.version}, ` +
+    `Protocol benchmark (${QUICK ? 'quick' : 'full'} run, ${when}Z; ${os.cpus().length} × ${cpu}, load average at the end ${load}, Node ${process.version}, ` +
     `virtlockd ${skip ? 'not installed' : '/usr/sbin/virtlockd'}). Each pair is ACQUIRE (AUTOCREATE, exclusive) + RELEASE over one ` +
     'connection per client, one outstanding call per connection; vmlockd journals OwnerSeen, LockAcquired and LockReleased ' +
-    'before each reply (staged: one write to the journal\'s staging file, SQLite in batches; docs/decisions/0006). virtlockd unlinks and re-creates the lease file on every pair; vmlockd ' +
-    `keeps it (docs/protocol.md, D2). ${ROUNDS} rounds per scenario, alternating which daemon runs first; the table gives the ` +
-    'median round and, in brackets, the slowest and fastest. The no-op Node server answers every call at once without doing ' +
-    'anything (same client, same kind of socket): its rate is what the client and the socket allow; the last column is the time ' +
+    'before each reply, with its default `journal_sync = "fdatasync"` (the staging file is synced before the reply; docs/decisions/0002, 0006). virtlockd unlinks and re-creates the lease file on every pair; vmlockd ' +
+    `keeps it (docs/protocol.md, D2). ${ROUNDS} round(s) per scenario and client, alternating which daemon runs first; the table gives the ` +
+    'median round and, in brackets, the slowest and fastest; the ratio is taken within each round. Node client: LockClient in a worker process; ' +
+    'C client: bench/protocol-client.c, a thread with a blocking socket per connection. The no-op Node server answers every call at once without doing ' +
+    'anything (same client, same kind of socket): its rate is what that client and the socket allow; the last column is the time ' +
     'per call a daemon could spend beyond it and still match virtlockd.';
-  const out = `${header}\n\n${table(rows)}\n`;
+  let syncLine = '';
+  if (syncs.length > 0) {
+    const p50s = syncs.map((x) => x.p50).sort((a, b) => a - b);
+    const med = p50s[p50s.length >> 1]!;
+    syncLine =
+      `\n\nThe sync's own cost, same run, same file system as the state directory (${os.tmpdir()}): a bare loop appending a 300-byte line and ` +
+      `calling fdatasync takes ${int(med)} us per call (median of ${syncs.length} round(s): ${p50s.map(int).join(', ')} us; p99 ${int(syncs[syncs.length >> 1]!.p99)} us). ` +
+      `A lone client waits for one sync per call, so vmlockd's 1-client rate cannot pass ~${int(1e6 / (2 * med))} pairs/s here whatever it does between syncs.`;
+  }
+  const out = `${header}${syncLine}\n\n${table(rows)}\n`;
   process.stdout.write(out);
-  if (!QUICK) {
+  if (!QUICK && ONLY === undefined && process.env.BENCH_KINDS === undefined) {
     writeReadmeSection('bench:protocol', out);
   }
 }
