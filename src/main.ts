@@ -2,18 +2,19 @@
 // vmlockd: the command line. `serve` runs the daemon; every other command talks to it over its socket
 // (or, for `audit --state-dir` and `integrity`, reads a journal directly).
 import * as fs from 'node:fs';
-import * as v8 from 'node:v8';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ERROR_CODES, VmlockdError, exitCodeOf, type ErrorCode } from './engine/errors.js';
-import { checkUuid } from './events/jsonl.js';
+import { checkUuid } from './events/uuid.js';
 import { call, streamEvents } from './cli/client.js';
 import { formatLocks, formatStatus } from './cli/format.js';
-import { checkConfigFiles, loadConfig, type Config, type ConfigKey, type LoadedConfig } from './watchers/config.js';
+import type { Config, ConfigKey, LoadedConfig } from './watchers/config.js';
 import * as path from 'node:path';
 import type { Daemon } from './cli/daemon.js';
-// Everything heavier than the client (the daemon, rxjs, SQLite, the XML parser, the audit) is
-// imported by the command that needs it: a client command starts in node's time plus a little.
-import { refuseTakeoverUnderManager } from './daemon/takeover-guard.js';
+// A client command loads this file, errors, uuid, client, format and node:http, nothing else
+// (bench/cli-start.ts): everything heavier (the daemon, rxjs, SQLite, the XML parser, the audit,
+// even the config parser and node:crypto when --socket or $VMLOCKD_SOCKET names the socket) is
+// imported by the command that needs it. Each ES module costs about a millisecond to load here.
+const loadConfigModule = () => import('./watchers/config.js');
 
 const USAGE = `usage: vmlockd <command> [options]
 
@@ -115,9 +116,10 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
 }
 
 /** The one way every client command finds the daemon: --socket, $VMLOCKD_SOCKET, --config's socket, the default. */
-function socketOf(v: { socket?: string | undefined; config?: string[] | undefined }): string {
+async function socketOf(v: { socket?: string | undefined; config?: string[] | undefined }): Promise<string> {
   if (v.socket) return v.socket;
   if (process.env.VMLOCKD_SOCKET) return process.env.VMLOCKD_SOCKET;
+  const { loadConfig } = await loadConfigModule();
   return loadConfig({ files: v.config ?? [], flags: {} }).config.socket;
 }
 
@@ -125,12 +127,13 @@ function socketOf(v: { socket?: string | undefined; config?: string[] | undefine
 async function lockspaceOf(values: { lockspace?: string | undefined; socket?: string | undefined; config?: string[] | undefined }): Promise<string | null> {
   if (values.lockspace !== undefined) return values.lockspace === '' ? null : path.resolve(values.lockspace);
   try {
-    const r = await call(socketOf(values), 'GET', '/v1/status');
+    const r = await call(await socketOf(values), 'GET', '/v1/status');
     const ls = (r.body as { lockspace?: string | null } | null)?.lockspace;
     if (r.status === 200 && ls !== undefined) return ls;
   } catch {
     // no daemon here: fall back to the configuration
   }
+  const { loadConfig } = await loadConfigModule();
   return loadConfig({ files: values.config ?? [], flags: {} }).config.fileLockspaceDir;
 }
 
@@ -188,7 +191,7 @@ async function main(argv: string[]): Promise<number> {
       // A long-lived daemon: keep V8's young generation at its initial size. Start-up's burst (one
       // held-lock entry, fact and record per re-taken lock) otherwise grows it to 16 MiB semi-spaces
       // that V8 never gives back (about 20 MB of resident memory; docs/decisions/0007).
-      v8.setFlagsFromString('--semi-space-growth-factor=1');
+      (await import('node:v8')).setFlagsFromString('--semi-space-growth-factor=1');
       const { values } = args(rest, {
         config: { type: 'string', multiple: true },
         'state-dir': { type: 'string' },
@@ -207,12 +210,14 @@ async function main(argv: string[]): Promise<number> {
       }, 'none');
       const { takeover, ...configValues } = values;
       const flags = configFlags(configValues);
+      const { loadConfig } = await loadConfigModule();
       const loaded = loadConfig({ files: values.config ?? [], flags });
-      const [{ Daemon }, { registerVirtlockd }, { registerLibvirt }, { servingAgain, takeOver }] = await Promise.all([
+      const [{ Daemon }, { registerVirtlockd }, { registerLibvirt }, { servingAgain, takeOver }, { refuseTakeoverUnderManager }] = await Promise.all([
         import('./cli/daemon.js'),
         import('./cli/virtlockd-source.js'),
         import('./cli/libvirt-source.js'),
         import('./daemon/takeover.js'),
+        import('./daemon/takeover-guard.js'),
       ]);
       // A take-over that fails after this daemon stopped serves again through a new Daemon holding
       // the same descriptors (src/daemon/takeover.ts): the factory wires each one the same way.
@@ -294,7 +299,7 @@ async function main(argv: string[]): Promise<number> {
         print(!!values.json, { status: 'ok', acquired: [], skipped: positionals }, () => positionals.map((p) => `not locked (read-only) ${p}\n`).join(''));
         return 0;
       }
-      const res = await call(socketOf(values), 'POST', `/v1/${command}`, { vm, disks });
+      const res = await call(await socketOf(values), 'POST', `/v1/${command}`, { vm, disks });
       return finish(res, !!values.json, (b) =>
         command === 'check'
           ? diskLines('free', b.free) + diskLines('already held', b.already)
@@ -306,7 +311,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = args(rest, { vm: { type: 'string' } });
       if (!values.vm) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'release needs --vm UUID');
       const body = { vm: { uuid: checkUuid(values.vm, '--vm') }, ...(positionals.length ? { disks: positionals } : {}) };
-      const res = await call(socketOf(values), 'POST', '/v1/release', body);
+      const res = await call(await socketOf(values), 'POST', '/v1/release', body);
       return finish(res, !!values.json, (b) => (b.released.length ? diskLines('released', b.released) : 'nothing to release\n'));
     }
 
@@ -320,7 +325,7 @@ async function main(argv: string[]): Promise<number> {
         print(!!values.json, list, () => formatClusterLocks(list));
         return 0;
       }
-      const res = await call(socketOf(values), 'GET', '/v1/locks');
+      const res = await call(await socketOf(values), 'GET', '/v1/locks');
       return finish(res, !!values.json, (b) => formatLocks(b));
     }
 
@@ -347,7 +352,7 @@ async function main(argv: string[]): Promise<number> {
 
     case 'status': {
       const { values } = args(rest, {}, 'none');
-      const res = await call(socketOf(values), 'GET', '/v1/status');
+      const res = await call(await socketOf(values), 'GET', '/v1/status');
       return finish(res, !!values.json, (b) => formatStatus(b));
     }
 
@@ -369,7 +374,7 @@ async function main(argv: string[]): Promise<number> {
         input = fs.createReadStream('', { fd });
       }
       let worst = 0;
-      await streamEvents(socketOf(values), input, (line) => {
+      await streamEvents(await socketOf(values), input, (line) => {
         process.stdout.write(line + '\n');
         try {
           const r = JSON.parse(line) as { status: string; code?: string };
@@ -398,6 +403,7 @@ async function main(argv: string[]): Promise<number> {
       if (sub === 'check') {
         const { positionals, values } = args(more, {});
         if (positionals.length === 0) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'config check needs at least one FILE');
+        const { checkConfigFiles } = await loadConfigModule();
         const r = checkConfigFiles(positionals);
         print(!!values.json, r, () => (r.ok ? positionals.map((f) => `${f}: ok\n`).join('') : r.problems.map((p) => p + '\n').join('')));
         return r.ok ? 0 : 2;
@@ -411,7 +417,7 @@ async function main(argv: string[]): Promise<number> {
         }, 'none');
         // A running daemon answers with the config in effect; the files are compared against it.
         const { formatShownConfig, showConfig } = await import('./cli/config-show.js');
-        const shown = await showConfig({ socket: socketOf(values), ...(values.config !== undefined ? { files: values.config } : {}), flags: configFlags(values) });
+        const shown = await showConfig({ socket: await socketOf(values), ...(values.config !== undefined ? { files: values.config } : {}), flags: configFlags(values) });
         print(!!values.json, shown, () => formatShownConfig(shown));
         return 0;
       }

@@ -14,6 +14,14 @@ function unreachable(socketPath: string, e: unknown): VmlockdError {
   return new VmlockdError('VMLOCKD_ERR_UNREACHABLE', `cannot reach vmlockd at ${socketPath} (${why}); is \`vmlockd serve\` running? (--socket or $VMLOCKD_SOCKET choose the socket)`, { cause: e });
 }
 
+/**
+ * Options of every request to the daemon. No TLS on a Unix socket: an empty `servername` keeps node's
+ * agent from calling net.isIP on the host name, whose first call compiles the IPv6 pattern: 5-15 ms of
+ * a client command's run on this machine (bench/cli-start.ts, bench/README.md). Not in @types/node's
+ * RequestOptions, hence the spread.
+ */
+export const UNIX_REQUEST = { servername: '' } as http.RequestOptions;
+
 export function call(socketPath: string, method: string, urlPath: string, body?: unknown): Promise<ApiResponse> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -22,6 +30,7 @@ export function call(socketPath: string, method: string, urlPath: string, body?:
         socketPath,
         method,
         path: urlPath,
+        ...UNIX_REQUEST,
         headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
       },
       (res) => {
@@ -52,7 +61,7 @@ export function streamEvents(socketPath: string, input: Readable, onLine: (line:
       settled = true;
       reject(e);
     };
-    const req = http.request({ socketPath, method: 'POST', path: '/v1/events', headers: { 'content-type': 'application/x-ndjson' } }, (res) => {
+    const req = http.request({ socketPath, method: 'POST', path: '/v1/events', ...UNIX_REQUEST, headers: { 'content-type': 'application/x-ndjson' } }, (res) => {
       let rest = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {

@@ -1,26 +1,16 @@
 // JSON-lines events: `vmlockd ingest` and the control API's /v1/events.
 // Each bad line gets an error naming the field and what was received; it changes no lock.
 import { BadInputError } from '../engine/errors.js';
+import { checkUuid, show } from './uuid.js';
 import { VM_EVENT_TYPES, type DiskSpec, type Owner, type VmEvent, type VmEventType } from '../engine/types.js';
 
-const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function show(v: unknown): string {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 80 ? s.slice(0, 77) + '...' : s;
-}
-
-/** A VM uuid in its canonical lowercase dashed form. */
-export function checkUuid(v: unknown, field: string): string {
-  if (typeof v !== 'string' || !UUID_RE.test(v)) throw new BadInputError(`${field} must be a UUID, got ${show(v)}`);
-  const hex = v.replace(/-/g, '').toLowerCase();
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
+export { checkUuid };
 
 export function checkOwner(v: unknown, field = 'vm'): Owner {
   if (!isObject(v)) throw new BadInputError(`${field} must be an object with a uuid, got ${show(v)}`);
