@@ -164,20 +164,23 @@ export function formatFacts(facts: readonly StoredFact[], format: Format, opts: 
 
 const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'generation', 'since', 'resource', 'seq', 'via'] as const;
 
-/** What a stop or a crash around the moment did, in one line (empty when neither). */
-function boundaryNote(a: HoldersAnswer): string {
+/**
+ * What a stop or a crash around the moment did, in one line (empty when neither). `where` names the
+ * host: "this host" for a host's own journal, "host X" for one host of the cluster's history.
+ */
+export function boundaryNote(a: HoldersAnswer, where = 'this host'): string {
   const lines: string[] = [];
   if (a.stopped !== undefined) {
-    lines.push(`vmlockd on this host stopped at ${a.stopped.at}${a.stopped.restarted ? ` and started again at ${a.stopped.restarted}` : ''}: every lock it held was dropped at the stop${a.holders.length > 0 ? ' except those the next start adopted (listed)' : ''}`);
+    lines.push(`vmlockd on ${where} stopped at ${a.stopped.at}${a.stopped.restarted ? ` and started again at ${a.stopped.restarted}` : ''}: every lock it held was dropped at the stop${a.holders.length > 0 ? ' except those the next start adopted (listed)' : ''}`);
   }
   if (a.crash?.notRestarted === true) {
     lines.push(
-      `vmlockd on this host is not running and did not stop cleanly: its last fact is at ${a.crash.after}. ${a.crash.holds.length} hold(s) ended when it died, ` +
+      `vmlockd on ${where} is not running and did not stop cleanly: its last fact is at ${a.crash.after}. ${a.crash.holds.length} hold(s) ended when it died, ` +
         `unless a service manager's descriptor store (systemd) keeps them until the next start adopts them; the journal cannot tell which, so whether they lasted until ${a.at} is unknown`,
     );
   } else if (a.crash !== undefined) {
     lines.push(
-      `vmlockd on this host crashed between ${a.crash.after} and ${a.crash.before}: ${a.crash.holds.length} hold(s) ended at the crash, ` +
+      `vmlockd on ${where} crashed between ${a.crash.after} and ${a.crash.before}: ${a.crash.holds.length} hold(s) ended at the crash, ` +
         `at a moment not journaled, so whether they lasted until ${a.at} is unknown (--timeline shows them "until crash")`,
     );
   }
@@ -247,7 +250,7 @@ export function formatTimeline(t: Timeline, width: number): string {
   return `${head}${axis}\n${lines.join('\n')}\n${''.padEnd(label)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  (${scale})\n`;
 }
 
-function humanMs(ms: number): string {
+export function humanMs(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
   if (ms < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;

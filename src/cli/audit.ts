@@ -13,6 +13,7 @@ import { Journal, JournalError, stageFileOf, type FactQuery, type HoldKinds, typ
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { csvHeader, csvRows, formatFacts, formatHolders, formatTimeline, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
+import { runClusterAudit } from './cluster-audit.js';
 import { ADOPT_KINDS, CLOSE_KINDS, CONFLICT_KINDS, OPEN_KINDS, continuesHold, holdersAnswer, queryFacts, timeline, type AuditSources } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
@@ -23,11 +24,15 @@ export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [
     --conflicts                every refusal and lost lease, with both parties
     --timeline --disk PATH     the disk's holders over time, as a chart
     --follow                   the newest facts, then each new one as it is journaled (Ctrl-C stops)
+    --cluster                  any question above across every host's published history (a HOST column)
+    --cluster --overlaps [--disk PATH]  every interval in which VMs on two hosts both held a disk in conflicting modes
   filters: --since TIME  --until TIME  --host ID  --kind KIND[,KIND]  --limit N (default 1000 newest; 0: all)
   output:  a table (default), --json, or --csv;  --width N for the timeline
   journal: --state-dir DIR | --journal FILE (read-only; the daemon may be stopped),
            else the running daemon's journal (found through --socket), else the configured one;
            --archive also reads the facts \`journal compact\` moved out (--archive-file FILE)
+  cluster: --lockspace DIR (default: the configured file lockspace), --cache DIR (the local read cache;
+           default: beside the journal in the state directory, else $XDG_CACHE_HOME/vmlockd)
   TIME: ISO-8601 (2026-11-25T10:00:00Z), now, or a duration back like --since=-2h (s, m, h, d)`;
 
 export const JOURNAL_USAGE = `usage: vmlockd journal compact --before TIME [--archive FILE] [--dry-run] [--state-dir DIR | --journal FILE] [--json]
@@ -297,6 +302,10 @@ const AUDIT_OPTIONS = {
   width: { type: 'string' },
   archive: { type: 'boolean' },
   'archive-file': { type: 'string' },
+  cluster: { type: 'boolean' },
+  overlaps: { type: 'boolean' },
+  lockspace: { type: 'string' },
+  cache: { type: 'string' },
   'state-dir': { type: 'string' },
   journal: { type: 'string' },
   socket: { type: 'string' },
@@ -327,6 +336,16 @@ export async function runAudit(argv: string[]): Promise<number> {
   if (v.at !== undefined && v.timeline === true) throw usage('choose one of --at and --timeline', AUDIT_USAGE);
   if (v.follow === true && (v.at !== undefined || v.timeline === true)) throw usage('--follow streams facts; it cannot follow --at or --timeline', AUDIT_USAGE);
   if (v.conflicts === true && v.kind !== undefined) throw usage('--conflicts already chooses the kinds (LockRefused, LeaseLost); leave out --kind', AUDIT_USAGE);
+  if (v.cluster !== true) {
+    for (const flag of ['overlaps', 'lockspace', 'cache'] as const) if (v[flag] !== undefined) throw usage(`--${flag} belongs to --cluster`, AUDIT_USAGE);
+  } else {
+    for (const flag of ['archive', 'archive-file', 'journal', 'socket'] as const) {
+      if (v[flag] !== undefined) throw usage(`--${flag} reads one host's journal; --cluster reads every host's published history (--lockspace DIR, --cache DIR)`, AUDIT_USAGE);
+    }
+    if (v.overlaps === true && (v.at !== undefined || v.timeline === true || v.follow === true || v.vm !== undefined || v.conflicts === true || v.kind !== undefined)) {
+      throw usage('--overlaps is a question of its own: combine it only with --disk, --since and --until', AUDIT_USAGE);
+    }
+  }
 
   const now = Date.now();
   const at = v.at === undefined ? undefined : parseTime('at', v.at, now);
@@ -338,6 +357,12 @@ export async function runAudit(argv: string[]): Promise<number> {
   const width = v.width === undefined ? (process.stdout.columns ?? 100) : Number(v.width);
   if (!Number.isInteger(width) || width < 30) throw bad(`--width must be an integer >= 30, got ${JSON.stringify(v.width)}`);
 
+  if (v.cluster === true) {
+    return runClusterAudit(v, {
+      format, disk: v.disk, vm: v.vm, at, since, until, host: v.host, kinds, limit, width,
+      timeline: v.timeline === true, overlaps: v.overlaps === true, follow: v.follow === true, now,
+    });
+  }
   const src = await openSources(v);
   try {
     const disk = v.disk === undefined ? undefined : resolveDisk(src, v.disk);

@@ -1,0 +1,382 @@
+// `vmlockd audit --cluster`: the audit questions answered from every host's published history
+// (`<lockspace>/.journal/`), through the local read cache (cluster-cache.ts), brought up to date first.
+// Runs anywhere the lockspace is mounted: beside a running daemon, on a host whose daemon is stopped,
+// or on a machine that never ran one.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { VmlockdError } from '../engine/errors.js';
+import { listHosts } from '../engine/locker-hosts.js';
+import { canonicalPath } from '../engine/resolve.js';
+import type { FactQuery, StoredFact } from '../journal/journal.js';
+import { loadConfig } from '../watchers/config.js';
+import { boundaryNote, csvField, csvHeader, csvRows, formatFacts, humanMs, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
+import { ClusterCache, cacheRoot, type CatchUpReport } from './cluster-cache.js';
+import type { Overlap } from './cluster-overlaps.js';
+import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
+
+export interface ClusterFlags {
+  lockspace?: string | undefined;
+  cache?: string | undefined;
+  'state-dir'?: string | undefined;
+  config?: string[] | undefined;
+}
+
+export interface ClusterQuestion {
+  readonly format: Format;
+  readonly disk?: string | undefined;
+  readonly vm?: string | undefined;
+  readonly at?: string | undefined;
+  readonly since?: string | undefined;
+  readonly until?: string | undefined;
+  readonly host?: string | undefined;
+  readonly kinds?: string[] | undefined;
+  readonly limit?: number | undefined;
+  readonly width: number;
+  readonly timeline: boolean;
+  readonly overlaps: boolean;
+  readonly follow: boolean;
+  readonly now: number;
+}
+
+const FOLLOW_POLL_MS = 1000;
+
+function bad(message: string): VmlockdError {
+  return new VmlockdError('VMLOCKD_ERR_BAD_INPUT', message);
+}
+
+/** `--lockspace DIR`, else the configuration's file lockspace. */
+export function clusterLockspace(v: ClusterFlags): string {
+  if (v.lockspace !== undefined) {
+    const dir = path.resolve(v.lockspace);
+    if (!fs.existsSync(dir)) throw bad(`--lockspace ${JSON.stringify(v.lockspace)}: no such directory`);
+    return dir;
+  }
+  const config = loadConfig({ files: v.config ?? [], flags: v['state-dir'] !== undefined ? { stateDir: v['state-dir'] } : {} }).config;
+  if (config.fileLockspaceDir === null) throw bad('no file lockspace is configured, so there is no published history to read: pass --lockspace DIR');
+  return config.fileLockspaceDir;
+}
+
+/** The cache root for these flags: --cache, else beside the journal in the state directory, else the user's cache. */
+export function clusterCacheRoot(v: ClusterFlags): string {
+  let stateDir = v['state-dir'];
+  if (stateDir === undefined && v.cache === undefined) {
+    try {
+      stateDir = loadConfig({ files: v.config ?? [], flags: {} }).config.stateDir;
+    } catch {
+      stateDir = undefined;
+    }
+  }
+  const withJournal = stateDir !== undefined && fs.existsSync(path.join(stateDir, 'journal.db')) ? stateDir : undefined;
+  return cacheRoot({ cache: v.cache, stateDir: withJournal });
+}
+
+export interface OpenedCluster extends ClusterSources {
+  readonly lockspace: string;
+  readonly cache: ClusterCache;
+  readonly report: CatchUpReport;
+  close(): void;
+}
+
+/** Brings the cache up to date and opens every chain. Problems found on the way are said on stderr. */
+export function openCluster(v: ClusterFlags, now: number, quiet = false): OpenedCluster {
+  const lockspace = clusterLockspace(v);
+  const cache = ClusterCache.open(clusterCacheRoot(v), lockspace);
+  const report = cache.catchUp();
+  if (!quiet) warnProblems(report);
+  return { ...assemble(cache, lockspace, now), lockspace, cache, report };
+}
+
+function warnProblems(report: CatchUpReport): void {
+  for (const p of report.problems) {
+    process.stderr.write(
+      `vmlockd: warning: host ${p.host}: segment ${p.segment}${p.seq !== undefined ? ` at seq ${p.seq}` : ''}: ${p.reason}; its history is answered up to there (\`vmlockd journal verify --cluster\` checks it all)\n`,
+    );
+  }
+}
+
+function assemble(cache: ClusterCache, lockspace: string, now: number): ClusterSources & { close(): void } {
+  let alive: Map<string, boolean> | undefined;
+  try {
+    alive = new Map(listHosts(lockspace).map((h) => [h.host, h.alive]));
+  } catch {
+    alive = undefined; // the lockspace's host files cannot be read: whether a host runs is unknown
+  }
+  const byHost = new Map<string, HostHistory['chains'][number][]>();
+  const opened: Array<{ close(): void }> = [];
+  try {
+    for (const c of cache.chains()) {
+      const j = cache.openChain(c);
+      opened.push(j);
+      const list = byHost.get(c.host);
+      if (list === undefined) byHost.set(c.host, [{ chain: c, journal: j }]);
+      else list.push({ chain: c, journal: j });
+    }
+  } catch (e) {
+    for (const j of opened) j.close();
+    throw e;
+  }
+  const hosts: HostHistory[] = [...byHost].map(([host, chains]) => ({ host, alive: alive === undefined ? undefined : (alive.get(host) ?? false), chains }));
+  return {
+    hosts,
+    now: new Date(now).toISOString(),
+    close() {
+      for (const j of opened) j.close();
+    },
+  };
+}
+
+function resolveDisk(cs: ClusterSources, raw: string): string {
+  const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
+  for (const c of candidates) if (cs.hosts.some((h) => h.chains.some((x) => x.journal.knowsDisk(c)))) return c;
+  throw bad(`unknown disk ${JSON.stringify(raw)}: no fact published by any of ${cs.hosts.length} host(s) names ${candidates.join(' or ')}`);
+}
+
+const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+
+function resolveVm(cs: ClusterSources, typed: string): string {
+  const chains = cs.hosts.flatMap((h) => h.chains.map((c) => c.journal));
+  if (UUID_RE.test(typed)) {
+    const h = typed.replace(/-/g, '').toLowerCase();
+    const vm = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    if (chains.some((j) => j.knowsOwner(vm))) return vm;
+  } else {
+    const uuids = [...new Set(chains.flatMap((j) => j.ownersNamed(typed)))].sort();
+    if (uuids.length > 1) throw bad(`VM name ${JSON.stringify(typed)} was used by ${uuids.length} VMs (${uuids.join(', ')}); ask for one with --vm UUID`);
+    if (uuids.length === 1) return uuids[0]!;
+    if (chains.some((j) => j.knowsOwner(typed))) return typed;
+  }
+  throw bad(`unknown VM ${JSON.stringify(typed)}: no fact published by any of ${cs.hosts.length} host(s) names it by uuid or name`);
+}
+
+export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Promise<number> {
+  const cs = openCluster(v, q.now);
+  try {
+    if (cs.hosts.length === 0) {
+      process.stderr.write(`vmlockd: note: no host has published history under ${path.join(cs.lockspace, '.journal')} yet\n`);
+    }
+    const disk = q.disk === undefined ? undefined : resolveDisk(cs, q.disk);
+    const vm = q.vm === undefined ? undefined : resolveVm(cs, q.vm);
+    const out = (s: string) => process.stdout.write(s);
+    if (q.at !== undefined) {
+      out(formatClusterHolders(clusterHolders(cs, disk!, q.at), q.format));
+      return 0;
+    }
+    if (q.overlaps) {
+      out(formatOverlaps(clusterOverlaps(cs, disk, q.since, q.until), q.format, cs));
+      return 0;
+    }
+    if (q.timeline) {
+      const first = firstAt(cs, disk!);
+      const from = q.since ?? first ?? new Date(q.now).toISOString();
+      const to = q.until ?? new Date(q.now).toISOString();
+      const t = clusterTimeline(cs, disk!, from, to);
+      out(q.format === 'table' ? formatClusterTimeline(t, q.width) : q.format === 'json' ? JSON.stringify(t, null, 2) + '\n' : timelineCsv(t));
+      return 0;
+    }
+    const fq: FactQuery = {
+      ...(disk !== undefined ? { disk } : {}),
+      ...(vm !== undefined ? { owner: vm } : {}),
+      ...(q.host !== undefined ? { host: q.host } : {}),
+      ...(q.kinds !== undefined ? { kinds: q.kinds } : {}),
+      ...(q.since !== undefined ? { since: q.since } : {}),
+      ...(q.until !== undefined ? { until: q.until } : {}),
+    };
+    const facts = clusterFacts(cs, fq, q.limit);
+    const opts = { oneDisk: disk !== undefined };
+    if (q.follow) return await follow(v, cs, fq, facts, q.format, opts);
+    out(formatFacts(facts, q.format, opts));
+    if (q.limit !== undefined && facts.length === q.limit) {
+      process.stderr.write(`vmlockd: showing the newest ${q.limit} matching facts; --limit 0 shows all, --since/--until narrow the window\n`);
+    }
+    return 0;
+  } finally {
+    cs.close();
+  }
+}
+
+function firstAt(cs: ClusterSources, disk: string): string | undefined {
+  let first: string | undefined;
+  for (const h of cs.hosts) {
+    for (const c of h.chains) {
+      const f = c.journal.query({ disk, limit: 1 })[0];
+      if (f !== undefined && (first === undefined || f.at < first)) first = f.at;
+    }
+  }
+  return first;
+}
+
+/**
+ * The backlog, then every fact the hosts publish from now on: the cache is brought up to date each
+ * second and each chain is read past the last seq printed from it (a new chain, from its start).
+ */
+async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backlog: readonly StoredFact[], format: Format, opts: { oneDisk: boolean }): Promise<number> {
+  const out = (s: string) => process.stdout.write(s);
+  const print = (facts: readonly StoredFact[]) => {
+    if (facts.length === 0) return;
+    if (format === 'json') out(facts.map((f) => JSON.stringify(f)).join('\n') + '\n');
+    else if (format === 'csv') out(csvRows(facts.map(toRow)));
+    else out(table(facts.map((f) => tableCells(toRow(f), opts))));
+  };
+  if (format === 'csv') out(csvHeader());
+  if (format === 'table') out(table([tableHeader(opts)]));
+  print(backlog);
+  const seen = new Map<string, number>();
+  for (const h of first.hosts) for (const c of h.chains) seen.set(c.chain.file, c.chain.last?.seq ?? 0);
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const stop = () => {
+    stopped = true;
+    wake?.();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.stdout.once('error', stop);
+  try {
+    while (!stopped) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, FOLLOW_POLL_MS);
+      });
+      if (stopped) break;
+      const cs = openCluster(v, Date.now(), true);
+      try {
+        const fresh: StoredFact[] = [];
+        for (const h of cs.hosts) {
+          for (const c of h.chains) {
+            const after = seen.get(c.chain.file) ?? 0;
+            const top = c.chain.last?.seq ?? 0;
+            if (top <= after) continue;
+            fresh.push(...withNames(c.journal, c.journal.query({ ...q, afterSeq: after, untilSeq: top })));
+            seen.set(c.chain.file, top);
+          }
+        }
+        print(fresh.sort(clusterOrder));
+      } finally {
+        cs.close();
+      }
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+const HOLDER_COLUMNS = ['host', 'disk', 'at', 'vm_uuid', 'vm_name', 'mode', 'generation', 'since', 'resource', 'seq', 'via'] as const;
+
+export function formatClusterHolders(a: ClusterHolders, format: Format): string {
+  switch (format) {
+    case 'json':
+      return JSON.stringify(a, null, 2) + '\n';
+    case 'csv':
+      return (
+        csvHeader(HOLDER_COLUMNS) +
+        a.holders.map((h) => [h.host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via].map(csvField).join(',') + '\r\n').join('')
+      );
+    case 'table': {
+      const notes = a.hosts.map((x) => boundaryNote(x.answer, `host ${x.host}`)).join('');
+      if (a.holders.length === 0) return `nobody held ${a.disk} at ${a.at} on any of ${a.hosts.length} host(s) with history then\n${notes}`;
+      return (
+        `${a.disk} at ${a.at}:\n` +
+        table([
+          ['HOST', 'VM', 'UUID', 'MODE', 'GEN', 'SINCE', 'LAST FACT'],
+          ...a.holders.map((h) => [h.host, h.owner.name ?? '-', h.owner.uuid, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq}`]),
+        ]) +
+        notes
+      );
+    }
+    default: {
+      const _exhaustive: never = format;
+      return _exhaustive;
+    }
+  }
+}
+
+const OVERLAP_COLUMNS = ['disk', 'from', 'to', 'host_a', 'vm_uuid_a', 'vm_name_a', 'mode_a', 'since_a', 'end_a', 'host_b', 'vm_uuid_b', 'vm_name_b', 'mode_b', 'since_b', 'end_b'] as const;
+
+export function formatOverlaps(list: readonly Overlap[], format: Format, cs: ClusterSources): string {
+  switch (format) {
+    case 'json':
+      return JSON.stringify(list, null, 2) + '\n';
+    case 'csv':
+      return (
+        csvHeader(OVERLAP_COLUMNS) +
+        list
+          .map((o) => [o.disk, o.from, o.to, o.a.host, o.a.owner.uuid, o.a.owner.name, o.a.mode, o.a.from, o.a.to ?? '', o.b.host, o.b.owner.uuid, o.b.owner.name, o.b.mode, o.b.from, o.b.to ?? ''].map(csvField).join(',') + '\r\n')
+          .join('')
+      );
+    case 'table': {
+      if (list.length === 0) return `no overlaps: no two hosts held one disk in conflicting modes at the same time (${cs.hosts.length} host(s) read)\n`;
+      const who = (c: Overlap['a']) => `${c.owner.name ?? c.owner.uuid.slice(0, 8)} on ${c.host} (${c.mode}, ${c.from} .. ${c.to ?? 'still held'}${c.end ? `, ${c.end}` : ''})`;
+      return (
+        table([
+          ['DISK', 'FROM', 'TO', 'FIRST HOLDER', 'SECOND HOLDER'],
+          ...list.map((o) => [o.disk, o.from, o.to ?? '(both still held)', who(o.a), who(o.b)]),
+        ]) + `${list.length} overlap(s): two hosts' VMs both held the disk over these intervals, each by its own host's clock\n`
+      );
+    }
+    default: {
+      const _exhaustive: never = format;
+      return _exhaustive;
+    }
+  }
+}
+
+function timelineCsv(t: ClusterTimeline): string {
+  const rows = t.intervals.map((i) => [i.host, t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? ''].map(csvField).join(',') + '\r\n');
+  const gaps = t.gaps.map((g) => [g.host, t.disk, '', '', '', g.from, g.to ?? '', g.how === 'stopped' ? 'daemon-stopped' : 'daemon-crashed', '', ''].map(csvField).join(',') + '\r\n');
+  return csvHeader(['host', 'disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation']) + rows.join('') + gaps.join('');
+}
+
+/** The chart: per host, one line per VM and, when its daemon was down in the window, a line for that. */
+export function formatClusterTimeline(t: ClusterTimeline, width: number): string {
+  const t0 = Date.parse(t.from);
+  const t1 = Math.max(Date.parse(t.to), t0 + 1);
+  const head = `${t.disk}, ${t.from} .. ${t.to}\n`;
+  const rows = new Map<string, string>();
+  const key = (host: string, uuid: string) => `${host}\u0000${uuid}`;
+  const label = (host: string, o: { uuid: string; name?: string }) => `${host}: ${o.name ? `${o.name} (${o.uuid.slice(0, 8)})` : o.uuid}`;
+  for (const i of t.intervals) rows.set(key(i.host, i.owner.uuid), label(i.host, i.owner));
+  for (const e of t.events) if (!rows.has(key(e.host, e.owner.uuid))) rows.set(key(e.host, e.owner.uuid), label(e.host, e.owner));
+  const downHosts = [...new Set(t.gaps.map((g) => g.host))];
+  for (const h of downHosts) rows.set(key(h, ''), `${h}: daemon down`);
+  if (rows.size === 0) return `${head}nobody on any host held or asked for this disk in that window\n`;
+  const ordered = [...rows].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  const lw = Math.min(44, Math.max(...ordered.map(([, l]) => l.length)));
+  const cols = Math.max(10, width - lw - 3);
+  const slot = (t1 - t0) / cols;
+  const col = (iso: string) => Math.min(cols - 1, Math.max(0, Math.floor((Date.parse(iso) - t0) / slot)));
+  const lines: string[] = [];
+  for (const [k, name] of ordered) {
+    const [host, uuid] = k.split('\u0000') as [string, string];
+    const cells = Array<string>(cols).fill(' ');
+    if (uuid === '') {
+      for (const g of t.gaps) {
+        if (g.host !== host) continue;
+        const a = Date.parse(g.from) < t0 ? 0 : col(g.from);
+        const b = g.to === undefined ? cols - 1 : col(g.to);
+        for (let c = a; c <= b; c++) cells[c] = g.how === 'stopped' ? '-' : '~';
+      }
+    } else {
+      for (const i of t.intervals) {
+        if (i.host !== host || i.owner.uuid !== uuid) continue;
+        const a = Date.parse(i.from) < t0 ? 0 : col(i.from);
+        const b = i.to === undefined ? cols - 1 : col(i.to);
+        for (let c = a; c <= b; c++) cells[c] = i.mode === 'shared' ? '▒' : '█';
+        if (i.end === 'crash' && i.crashBefore !== undefined) for (let c = b + 1; c <= col(i.crashBefore); c++) if (cells[c] === ' ') cells[c] = '?';
+      }
+      for (const e of t.events) if (e.host === host && e.owner.uuid === uuid) cells[col(e.at)] = e.kind === 'LeaseLost' ? '!' : 'x';
+    }
+    lines.push(`${name.slice(0, lw).padEnd(lw)} |${cells.join('')}|`);
+  }
+  const start = t.from.slice(0, 19) + 'Z';
+  const end = t.to.slice(0, 19) + 'Z';
+  const axis = `${''.padEnd(lw)} |${start}${end.padStart(Math.max(0, cols - start.length))}|`;
+  return (
+    `${head}${axis}\n${lines.join('\n')}\n` +
+    `${''.padEnd(lw)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  - daemon stopped  ~ daemon crashed, down (1 column = ${humanMs(slot)})\n`
+  );
+}

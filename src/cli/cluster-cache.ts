@@ -1,0 +1,379 @@
+// The cluster audit's local read cache: every host's published history (`<lockspace>/.journal/<host>/`
+// segments, see src/journal/segment.ts) copied into SQLite, one file per (host, journal id), each in
+// the journal's own schema so the audit's queries and hold rules (audit-query.ts) run on it unchanged.
+// Brought up to date before each answer: the host directories are listed again every time (cluster
+// filesystems cache names), and each segment is read from the byte offset the cache stopped at up to
+// the end of the file, never up to a stat()ed size (cluster filesystems cache attributes too).
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { Journal, migrate } from '../journal/journal.js';
+import { AUDIT_INDEXES } from '../journal/schema.js';
+import {
+  PUBLISHED_DIR,
+  SegmentDecoder,
+  listSegments,
+  type SegmentDecoderState,
+  type SegmentFact,
+  type SegmentFile,
+  type SegmentProblem,
+} from '../journal/segment.js';
+import { pinOf } from '../engine/locker-hosts.js';
+
+/** Facts per cache transaction: big enough that the commit is amortised, small enough to keep memory flat. */
+const BATCH_FACTS = 20_000;
+const READ_CHUNK = 4 * 1024 * 1024;
+/** An empty chain cache loading at least this many segment bytes builds its indexes after the load. */
+const BULK_BYTES = 16 * 1024 * 1024;
+const STATE_KEY = 'cluster_state';
+
+/** Where a chain's cache stands, stored in its meta table in the same transaction as the facts. */
+interface ChainState {
+  host: string;
+  journal: string;
+  /** The segment being read, and the decoder's position in it. */
+  segment: string;
+  decoder: SegmentDecoderState;
+  firstAt?: string;
+  last?: { seq: number; at: string; kind: string };
+  facts: number;
+}
+
+/** One (host, journal id) chain as the cache holds it. */
+export interface CachedChain {
+  readonly host: string;
+  readonly journal: string;
+  readonly file: string;
+  /** The time of its first fact (a host's journals are ordered by it); undefined while empty. */
+  readonly firstAt?: string;
+  readonly last?: { readonly seq: number; readonly at: string; readonly kind: string };
+  readonly facts: number;
+}
+
+/** Something the catch-up could not read: named by host, segment file and seq. */
+export interface CatchUpProblem extends SegmentProblem {
+  readonly host: string;
+  readonly journal: string;
+  readonly segment: string;
+}
+
+export interface CatchUpReport {
+  readonly hosts: number;
+  readonly chains: number;
+  readonly newFacts: number;
+  readonly ms: number;
+  readonly problems: CatchUpProblem[];
+  /** Chains whose newest segment ends in an unfinished line (a live writer mid-line, or a crash tail). */
+  readonly pendingTails: number;
+}
+
+/** The cache directory for a lockspace: `root/<lockspace id>`, so two lockspaces never share a cache. */
+export function cacheDirFor(root: string, lockspace: string): string {
+  const id = pinOf(lockspace)?.id;
+  const key = id !== undefined && /^[A-Za-z0-9-]{1,64}$/.test(id) ? id : `path-${createHash('sha256').update(path.resolve(lockspace)).digest('hex').slice(0, 16)}`;
+  return path.join(root, key);
+}
+
+/**
+ * The cache root: `--cache DIR`; else `<state dir>/cluster-cache` when the state directory exists and
+ * is writable (beside the journal); else `$XDG_CACHE_HOME/vmlockd` or `~/.cache/vmlockd`.
+ */
+export function cacheRoot(opts: { cache?: string | undefined; stateDir?: string | undefined }): string {
+  if (opts.cache !== undefined) return path.resolve(opts.cache);
+  if (opts.stateDir !== undefined) {
+    try {
+      fs.accessSync(opts.stateDir, fs.constants.W_OK);
+      return path.join(opts.stateDir, 'cluster-cache');
+    } catch {
+      // not ours to write (another user's daemon): the user's cache instead
+    }
+  }
+  const xdg = process.env.XDG_CACHE_HOME;
+  return path.join(xdg !== undefined && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache'), 'vmlockd');
+}
+
+export class ClusterCache {
+  private constructor(
+    readonly dir: string,
+    readonly lockspace: string,
+  ) {}
+
+  static open(root: string, lockspace: string): ClusterCache {
+    const dir = cacheDirFor(root, lockspace);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return new ClusterCache(dir, lockspace);
+  }
+
+  /** The hosts that published anything: the directories under `<lockspace>/.journal/`, listed now. */
+  publishedHosts(): string[] {
+    try {
+      return fs
+        .readdirSync(path.join(this.lockspace, PUBLISHED_DIR), { withFileTypes: true })
+        .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+        .map((e) => e.name)
+        .sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  /** Reads every host's new segment bytes into the cache. */
+  catchUp(): CatchUpReport {
+    const t0 = performance.now();
+    const problems: CatchUpProblem[] = [];
+    let newFacts = 0;
+    let chains = 0;
+    let pendingTails = 0;
+    const hosts = this.publishedHosts();
+    for (const host of hosts) {
+      let segs: SegmentFile[];
+      try {
+        segs = listSegments(path.join(this.lockspace, PUBLISHED_DIR, host));
+      } catch {
+        continue; // removed while listing
+      }
+      const byJournal = new Map<string, SegmentFile[]>();
+      for (const s of segs) {
+        const list = byJournal.get(s.journalId);
+        if (list === undefined) byJournal.set(s.journalId, [s]);
+        else list.push(s);
+      }
+      for (const [journal, list] of byJournal) {
+        chains++;
+        let r: ReturnType<ClusterCache['catchUpChain']>;
+        try {
+          r = this.catchUpChain(host, journal, list);
+        } catch (e) {
+          if (e instanceof ConcurrentCatchUp) continue;
+          throw e;
+        }
+        newFacts += r.facts;
+        if (r.problem !== undefined) problems.push(r.problem);
+        if (r.pendingTail) pendingTails++;
+      }
+    }
+    return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, pendingTails };
+  }
+
+  private chainFile(host: string, journal: string): string {
+    return path.join(this.dir, host, `${journal}.db`);
+  }
+
+  private catchUpChain(host: string, journal: string, segs: SegmentFile[]): { facts: number; problem?: CatchUpProblem; pendingTail: boolean } {
+    const file = this.chainFile(host, journal);
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const db = new Database(file);
+    try {
+      db.pragma('journal_mode = WAL');
+      // A cache: it can always be read again from the segments, so a commit need not wait for the disk.
+      db.pragma('synchronous = OFF');
+      db.pragma('busy_timeout = 10000');
+      migrate(db, file);
+      return new ChainLoader(db, this.lockspace, host, journal, segs).run();
+    } finally {
+      db.close();
+    }
+  }
+
+  /** Every chain the cache holds, a host's oldest journal first. */
+  chains(): CachedChain[] {
+    const out: CachedChain[] = [];
+    let hosts: string[];
+    try {
+      hosts = fs.readdirSync(this.dir).sort();
+    } catch {
+      return [];
+    }
+    for (const host of hosts) {
+      let files: string[];
+      try {
+        files = fs.readdirSync(path.join(this.dir, host)).filter((f) => /^[0-9a-f]{16}\.db$/.test(f));
+      } catch {
+        continue;
+      }
+      const mine: CachedChain[] = [];
+      for (const f of files) {
+        const file = path.join(this.dir, host, f);
+        const st = readState(file);
+        if (st === undefined || st.facts === 0) continue;
+        mine.push({ host, journal: st.journal, file, ...(st.firstAt ? { firstAt: st.firstAt } : {}), ...(st.last ? { last: st.last } : {}), facts: st.facts });
+      }
+      mine.sort((a, b) => ((a.firstAt ?? '') < (b.firstAt ?? '') ? -1 : (a.firstAt ?? '') > (b.firstAt ?? '') ? 1 : 0));
+      out.push(...mine);
+    }
+    return out;
+  }
+
+  /** The chain's cache as a read-only journal: the audit's queries run on it as on a host's own. */
+  openChain(c: CachedChain): Journal {
+    return Journal.open(c.file, { host: 'audit', readonly: true });
+  }
+}
+
+function readState(file: string): ChainState | undefined {
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    db.pragma('busy_timeout = 10000');
+    const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(STATE_KEY) as { value: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.value) as ChainState);
+  } catch {
+    return undefined;
+  } finally {
+    db.close();
+  }
+}
+
+/** Loads one chain's new facts. */
+class ChainLoader {
+  private readonly insertFact: Database.Statement;
+  private readonly insertOwner: Database.Statement;
+  private readonly getState: Database.Statement;
+  private readonly putState: Database.Statement;
+  private readonly owners = new Set<string>();
+  private batch: SegmentFact[] = [];
+  private loaded = 0;
+  /** What this loader last read or wrote as the stored position: another writer changes it. */
+  private committed: string | undefined;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly lockspace: string,
+    private readonly host: string,
+    private readonly journal: string,
+    private readonly segs: SegmentFile[],
+  ) {
+    this.insertFact = db.prepare(`INSERT INTO facts (seq, at, host, kind, resource, disk, owner, owner_name, payload, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.insertOwner = db.prepare(`INSERT OR IGNORE INTO owners (name, uuid) VALUES (?, ?)`);
+    this.getState = db.prepare(`SELECT value FROM meta WHERE key = '${STATE_KEY}'`);
+    this.putState = db.prepare(`INSERT INTO meta (key, value) VALUES ('${STATE_KEY}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
+  }
+
+  private state(): ChainState | undefined {
+    const row = this.getState.get() as { value: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.value) as ChainState);
+  }
+
+  run(): { facts: number; problem?: CatchUpProblem; pendingTail: boolean } {
+    if (this.segs.length === 0) return { facts: 0, pendingTail: false };
+    const dir = path.join(this.lockspace, PUBLISHED_DIR, this.host);
+    const st = this.state();
+    this.committed = st === undefined ? undefined : `${st.segment}@${st.decoder.offset}`;
+    let seg = st === undefined ? this.segs[0]! : this.segs.find((s) => s.name === st!.segment);
+    if (seg === undefined) return { facts: 0, pendingTail: false }; // its segment is not listed (yet): come back later
+    const bulk = st === undefined && this.segs.reduce((n, s) => n + sizeHint(path.join(dir, s.name)), 0) >= BULK_BYTES;
+    if (bulk) for (const ix of AUDIT_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
+    let cur: ChainState = st ?? { host: this.host, journal: this.journal, segment: seg.name, decoder: undefined as unknown as SegmentDecoderState, facts: 0 };
+    let decoder = new SegmentDecoder(path.join(dir, seg.name), { host: this.host, journal: this.journal, first: seg.firstSeq }, st?.decoder);
+    let problem: CatchUpProblem | undefined;
+    let pendingTail = false;
+    try {
+      for (;;) {
+        const file = path.join(dir, seg.name);
+        let fd: number;
+        try {
+          fd = fs.openSync(file, 'r');
+        } catch {
+          break; // gone since the listing; the next catch-up lists again
+        }
+        try {
+          const buf = Buffer.allocUnsafe(READ_CHUNK);
+          let pos = decoder.state.offset;
+          // To the end of the file as read(2) sees it now, never to a cached st_size.
+          for (;;) {
+            const n = fs.readSync(fd, buf, 0, buf.length, pos);
+            if (n === 0) break;
+            pos += n;
+            for (const line of decoder.push(buf.subarray(0, n))) if (line.t === 'fact') this.batch.push(line);
+            if (this.batch.length >= BATCH_FACTS) cur = this.commit(cur, seg.name, decoder);
+            if (decoder.problem !== undefined) break;
+          }
+        } finally {
+          fs.closeSync(fd);
+        }
+        cur = this.commit(cur, seg.name, decoder);
+        if (decoder.problem !== undefined) {
+          problem = { ...decoder.problem, host: this.host, journal: this.journal, segment: seg.name };
+          break;
+        }
+        const d = decoder.state;
+        const next = this.segs.find((s) => s.firstSeq > seg!.firstSeq);
+        if (next === undefined) {
+          pendingTail = decoder.pending > 0;
+          break;
+        }
+        if (!decoder.sealed) {
+          // A segment the writer left without its seal, followed by another: read on only if the next
+          // one continues the chain exactly (nothing missing); `journal verify --cluster` names it.
+          if (next.firstSeq !== d.lastSeq + 1) {
+            problem = { file, offset: d.offset, line: d.lines + 1, seq: d.lastSeq + 1, reason: `segment ends at seq ${d.lastSeq} without its seal and the next segment starts at seq ${next.firstSeq}`, host: this.host, journal: this.journal, segment: seg.name };
+            break;
+          }
+        } else if (next.firstSeq !== d.seal!.last + 1) {
+          problem = { file, offset: d.offset, line: d.lines, seq: d.seal!.last + 1, reason: `gap: seq ${d.seal!.last + 1} to ${next.firstSeq - 1} are in no segment`, host: this.host, journal: this.journal, segment: seg.name };
+          break;
+        }
+        seg = next;
+        decoder = new SegmentDecoder(path.join(dir, seg.name), { host: this.host, journal: this.journal, first: seg.firstSeq, prev: d.lastHash });
+        cur = { ...cur, segment: seg.name };
+      }
+    } finally {
+      if (bulk) for (const ix of AUDIT_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
+    }
+    return { facts: this.loaded, ...(problem ? { problem } : {}), pendingTail };
+  }
+
+  /** The batch and the position after it, in one transaction: a crash never loses or repeats a fact. */
+  private commit(cur: ChainState, segment: string, decoder: SegmentDecoder): ChainState {
+    const facts = this.batch;
+    this.batch = [];
+    const next: ChainState = { ...cur, segment, decoder: decoder.state, facts: cur.facts + facts.length };
+    if (facts.length > 0) {
+      const lastFact = facts[facts.length - 1]!;
+      next.firstAt ??= facts[0]!.at;
+      next.last = { seq: lastFact.seq, at: lastFact.at, kind: lastFact.kind };
+    }
+    this.db.transaction(() => {
+      // Another audit catching up the same cache at the same moment: the one that wrote first wins;
+      // this one's facts would repeat seq numbers, so it stops here (its answer uses what is there).
+      const stored = this.state();
+      if ((stored === undefined ? undefined : `${stored.segment}@${stored.decoder.offset}`) !== this.committed) throw new ConcurrentCatchUp();
+      for (const f of facts) {
+        this.insertFact.run(f.seq, f.at, f.host, f.kind, f.resource, f.disk, f.owner, f.owner_name, f.payload, Buffer.from(f.hash, 'hex'));
+        if (f.owner !== null && f.owner_name !== null) {
+          const k = `${f.owner_name}\u0000${f.owner}`;
+          if (!this.owners.has(k)) {
+            this.owners.add(k);
+            this.insertOwner.run(f.owner_name, f.owner);
+          }
+        }
+      }
+      this.putState.run(JSON.stringify(next));
+    }).immediate();
+    this.committed = `${next.segment}@${next.decoder.offset}`;
+    this.loaded += facts.length;
+    return next;
+  }
+}
+
+export class ConcurrentCatchUp extends Error {
+  constructor() {
+    super('another process is bringing this cluster cache up to date');
+  }
+}
+
+/** A size to choose the load strategy by, never to decide where a file ends. */
+function sizeHint(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,226 @@
+// Cross-host questions that need no I/O: which owners believed they held a disk over which interval
+// (claims), where two such claims on different hosts conflict (overlaps), and when a host's daemon was
+// down (gaps). Pure functions of the facts they are given; the cluster audit reads the facts.
+import type { Mode, Owner } from '../engine/types.js';
+import type { StoredFact } from '../journal/journal.js';
+
+/** The facts a claim is folded from (plus DaemonStarted/DaemonStopped for the gaps). */
+export const CLAIM_KINDS = ['LockAcquired', 'Reacquired', 'LockReleased', 'LeaseLost'] as const;
+
+/**
+ * An owner's claim on a disk through one host: from its grant until it was told the lock was gone
+ * (LockReleased, or LeaseLost: the VM kept running on the disk until then). A daemon stop or crash
+ * does not end a claim: the VM keeps running, and the next start re-takes every lock it knew of
+ * (Reacquired) or reports it lost (LeaseLost), so the claim ends at one of those facts.
+ */
+export interface Claim {
+  readonly host: string;
+  readonly owner: Owner;
+  readonly resource: string;
+  readonly disk: string;
+  readonly mode: Mode;
+  readonly from: string;
+  /** undefined: still claimed at the end of the facts. */
+  readonly to?: string;
+  readonly end?: 'released' | 'lost' | 'journal-replaced';
+  /** The fact that opened the claim and the one that ended it (their seq in the host's journal). */
+  readonly fromSeq: number;
+  readonly toSeq?: number;
+  /** The host's journal the claim was read from (a host's new journal starts new seq numbers). */
+  readonly journal?: string;
+}
+
+interface OpenClaim {
+  owner: Owner;
+  resource: string;
+  disk: string;
+  mode: Mode;
+  from: string;
+  fromSeq: number;
+  journal?: string;
+  /** Carried over from an earlier journal of the host: ends at the new journal's start unless re-taken. */
+  carried?: string;
+}
+
+/**
+ * Folds one host's lock facts on one disk (all of its journals, oldest first, each in seq order) into
+ * claims. `journals` gives each journal's facts; a claim still open when a journal ends (its state
+ * directory was lost) continues only if the next journal re-takes it (a Reacquired, found in the
+ * lockspace), else it ends when that journal begins.
+ */
+export function claimsOf(host: string, journals: ReadonlyArray<{ journal?: string; facts: readonly StoredFact[] }>): Claim[] {
+  const out: Claim[] = [];
+  const open = new Map<string, OpenClaim>();
+  const close = (key: string, c: OpenClaim, to: string, end: NonNullable<Claim['end']>, toSeq?: number) => {
+    open.delete(key);
+    out.push({
+      host,
+      owner: c.owner,
+      resource: c.resource,
+      disk: c.disk,
+      mode: c.mode,
+      from: c.from,
+      to,
+      end,
+      fromSeq: c.fromSeq,
+      ...(toSeq !== undefined ? { toSeq } : {}),
+      ...(c.journal !== undefined ? { journal: c.journal } : {}),
+    });
+  };
+  for (const j of journals) {
+    const first = j.facts[0];
+    for (const c of open.values()) c.carried = first?.at;
+    for (const f of j.facts) {
+      if (f.resource == null || f.owner == null || f.disk == null) continue;
+      const key = `${f.resource}\u0000${f.owner}`;
+      const p = f.payload as { owner?: Owner; mode?: Mode } | null;
+      const cur = open.get(key);
+      if (cur?.carried !== undefined) {
+        if (f.kind === 'Reacquired') {
+          delete cur.carried;
+          continue;
+        }
+        close(key, cur, cur.carried, 'journal-replaced');
+      }
+      const now = open.get(key);
+      switch (f.kind) {
+        case 'LockAcquired':
+        case 'Reacquired': {
+          const mode: Mode = p?.mode === 'shared' ? 'shared' : 'exclusive';
+          if (now === undefined) {
+            open.set(key, {
+              owner: p?.owner ?? { uuid: f.owner },
+              resource: f.resource,
+              disk: f.disk,
+              mode,
+              from: f.at,
+              fromSeq: f.seq,
+              ...(j.journal !== undefined ? { journal: j.journal } : {}),
+            });
+          } else if (mode === 'exclusive') now.mode = 'exclusive';
+          break;
+        }
+        case 'LockReleased':
+        case 'LeaseLost':
+          if (now !== undefined) close(key, now, f.at, f.kind === 'LeaseLost' ? 'lost' : 'released', f.seq);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  for (const [key, c] of [...open]) {
+    if (c.carried !== undefined) close(key, c, c.carried, 'journal-replaced');
+    else {
+      out.push({
+        host,
+        owner: c.owner,
+        resource: c.resource,
+        disk: c.disk,
+        mode: c.mode,
+        from: c.from,
+        fromSeq: c.fromSeq,
+        ...(c.journal !== undefined ? { journal: c.journal } : {}),
+      });
+    }
+  }
+  return out.sort(byFrom);
+}
+
+function byFrom(a: { from: string }, b: { from: string }): number {
+  return a.from < b.from ? -1 : a.from > b.from ? 1 : 0;
+}
+
+/** Two claims on one disk, on different hosts, in conflicting modes, over a common interval. */
+export interface Overlap {
+  readonly disk: string;
+  readonly from: string;
+  /** undefined: both claims are still open. */
+  readonly to?: string;
+  readonly a: Claim;
+  readonly b: Claim;
+}
+
+export function conflicting(a: Mode, b: Mode): boolean {
+  return a === 'exclusive' || b === 'exclusive';
+}
+
+/**
+ * Every interval in which two claims of different hosts on the same disk both held it in conflicting
+ * modes (exclusive against anything). An interval of zero length (one released as the other was
+ * granted, in the same millisecond) is no overlap. Ordered by start, then host.
+ */
+export function overlaps(claims: readonly Claim[]): Overlap[] {
+  const byDisk = new Map<string, Claim[]>();
+  for (const c of claims) {
+    const list = byDisk.get(c.disk);
+    if (list === undefined) byDisk.set(c.disk, [c]);
+    else list.push(c);
+  }
+  const out: Overlap[] = [];
+  for (const [disk, list] of byDisk) {
+    // A sweep by start time: each claim is compared with the ones started before it that still run.
+    const sorted = [...list].sort(byFrom);
+    const active: Claim[] = [];
+    for (const c of sorted) {
+      for (let i = active.length - 1; i >= 0; i--) {
+        const o = active[i]!;
+        if (o.to !== undefined && o.to <= c.from) active.splice(i, 1);
+      }
+      for (const o of active) {
+        if (o.host === c.host || !conflicting(o.mode, c.mode)) continue;
+        const to = o.to === undefined ? c.to : c.to === undefined ? o.to : o.to < c.to ? o.to : c.to;
+        if (to !== undefined && to <= c.from) continue;
+        out.push({ disk, from: c.from, ...(to !== undefined ? { to } : {}), a: o, b: c });
+      }
+      active.push(c);
+    }
+  }
+  return out.sort((x, y) => byFrom(x, y) || (x.a.host < y.a.host ? -1 : x.a.host > y.a.host ? 1 : 0));
+}
+
+/** A stretch of time a host's daemon was not running, as its facts tell it. */
+export interface HostGap {
+  readonly host: string;
+  /** Clean stop: the DaemonStopped. Crash: the last fact of the run (the death came after it). */
+  readonly from: string;
+  /** The next DaemonStarted; undefined: not started again (yet). */
+  readonly to?: string;
+  /** stopped: a clean stop at `from`. crash: died between `from` and `to` (unknown when, exactly). */
+  readonly how: 'stopped' | 'crash';
+}
+
+/** A start or a stop of a host's daemon; a start also says when the fact before it was journaled. */
+export interface RunEvent {
+  readonly kind: 'DaemonStarted' | 'DaemonStopped';
+  readonly at: string;
+  /** DaemonStarted: the host's previous fact (in this journal, or the end of its previous journal). */
+  readonly prevAt?: string;
+}
+
+/**
+ * The gaps in one host's runs. `events` are its starts and stops, oldest first (across its journals);
+ * `last` is its newest fact and `alive` whether its daemon runs now (its host file is locked). A start
+ * with no stop since the previous start means the previous run crashed after its last fact; a host
+ * whose newest fact is no DaemonStopped and whose daemon is not running crashed after that fact.
+ */
+export function hostGaps(host: string, events: readonly RunEvent[], last: { readonly at: string; readonly kind: string } | undefined, alive: boolean): HostGap[] {
+  const gaps: HostGap[] = [];
+  let started = false;
+  let stop: string | undefined;
+  for (const e of events) {
+    if (e.kind === 'DaemonStopped') {
+      stop = e.at;
+      continue;
+    }
+    if (stop !== undefined) gaps.push({ host, from: stop, to: e.at, how: 'stopped' });
+    else if (started) gaps.push({ host, from: e.prevAt ?? e.at, to: e.at, how: 'crash' });
+    started = true;
+    stop = undefined;
+  }
+  if (last !== undefined) {
+    if (last.kind === 'DaemonStopped') gaps.push({ host, from: last.at, how: 'stopped' });
+    else if (!alive) gaps.push({ host, from: last.at, how: 'crash' });
+  }
+  return gaps;
+}

@@ -1,0 +1,161 @@
+// The audit questions across every host's published history. Each (host, journal) chain is a journal
+// of its own in the read cache (cluster-cache.ts), so the one-journal answers of audit-query.ts (the
+// hold rules: crash windows, stops, LeaseLost evidence, adoption) run on each chain unchanged; this
+// module picks the chain of each host that a moment falls in, tells it whether that host's daemon is
+// gone, and merges the hosts' answers.
+import type { StoredFact, FactQuery, Journal } from '../journal/journal.js';
+import { holdersAnswer, queryFacts, timeline, type AuditSources, type HolderAt, type HoldersAnswer, type Interval, type TimelineEvent } from './audit-query.js';
+import type { CachedChain } from './cluster-cache.js';
+import { CLAIM_KINDS, claimsOf, hostGaps, overlaps, type HostGap, type Overlap, type RunEvent } from './cluster-overlaps.js';
+
+export interface ChainSource {
+  readonly chain: CachedChain;
+  readonly journal: Journal;
+}
+
+/** One host's published history: its journals (a new one after a lost state directory), oldest first. */
+export interface HostHistory {
+  readonly host: string;
+  /** Its daemon runs now (its host file in the lockspace is locked); undefined: unknown. */
+  readonly alive: boolean | undefined;
+  readonly chains: readonly ChainSource[];
+}
+
+export interface ClusterSources {
+  readonly hosts: readonly HostHistory[];
+  /** When the question was asked: the end of a dead host's "not restarted" window. */
+  readonly now: string;
+}
+
+/**
+ * The one-journal sources for host `h` at moment `at`: the newest of its journals that had begun by
+ * then. When a later journal exists, the earlier one's daemon is known to be gone (the host restarted
+ * with a new state directory); when this is the newest and the host's daemon is not running, it is
+ * gone now. Either way the hold rules then say "crashed, not restarted" after its last fact.
+ */
+export function sourcesAt(h: HostHistory, at: string, now: string): AuditSources | undefined {
+  let i = -1;
+  for (let k = 0; k < h.chains.length; k++) if ((h.chains[k]!.chain.firstAt ?? '') <= at) i = k;
+  if (i < 0) return undefined;
+  const c = h.chains[i]!;
+  const later = h.chains[i + 1];
+  if (later !== undefined) return { live: c.journal, daemonGone: { pid: 0, checkedAt: later.chain.firstAt ?? now } };
+  if (h.alive === false) return { live: c.journal, daemonGone: { pid: 0, checkedAt: now } };
+  return { live: c.journal };
+}
+
+export interface ClusterHolders {
+  readonly disk: string;
+  readonly at: string;
+  /** Every host's holders, by since. */
+  readonly holders: HolderAt[];
+  /** Each host's own answer (its stop or crash notes), for the hosts that had begun by then. */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly answer: HoldersAnswer }>;
+}
+
+/** Who held `disk` at `at`, on any host. */
+export function clusterHolders(cs: ClusterSources, disk: string, at: string): ClusterHolders {
+  const hosts: Array<{ host: string; answer: HoldersAnswer }> = [];
+  for (const h of cs.hosts) {
+    const src = sourcesAt(h, at, cs.now);
+    if (src === undefined) continue;
+    hosts.push({ host: h.host, answer: holdersAnswer(src, disk, at) });
+  }
+  const holders = hosts.flatMap((x) => x.answer.holders).sort((a, b) => (a.since < b.since ? -1 : a.since > b.since ? 1 : a.host < b.host ? -1 : 1));
+  return { disk, at, holders, hosts };
+}
+
+/** Cluster order for facts of different hosts: time, then host, then the host's seq. */
+export function clusterOrder(a: StoredFact, b: StoredFact): number {
+  return a.at < b.at ? -1 : a.at > b.at ? 1 : a.host < b.host ? -1 : a.host > b.host ? 1 : a.seq - b.seq;
+}
+
+/** Facts matching `q` from every chain; with `limit`, the newest `limit` overall (oldest first). */
+export function clusterFacts(cs: ClusterSources, q: FactQuery, limit: number | undefined): StoredFact[] {
+  const all: StoredFact[] = [];
+  for (const h of cs.hosts) {
+    for (const c of h.chains) all.push(...withNames(c.journal, queryFacts({ live: c.journal }, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) })));
+  }
+  all.sort(clusterOrder);
+  return limit === undefined ? all : all.slice(-limit);
+}
+
+/** Facts journaled with the uuid alone (a release by uuid) get the VM's name from the chain's owners table. */
+export function withNames(j: Journal, facts: StoredFact[]): StoredFact[] {
+  const names = new Map<string, string | undefined>();
+  return facts.map((f) => {
+    if (f.owner == null || f.ownerName != null) return f;
+    if (!names.has(f.owner)) names.set(f.owner, nameOf(j, f.owner));
+    const name = names.get(f.owner);
+    return name === undefined ? f : { ...f, ownerName: name };
+  });
+}
+
+function nameOf(j: Journal, uuid: string): string | undefined {
+  return j.db.prepare(`SELECT name FROM owners WHERE uuid = ? ORDER BY name LIMIT 1`).pluck().get(uuid) as string | undefined;
+}
+
+export interface ClusterTimeline {
+  readonly disk: string;
+  readonly from: string;
+  readonly to: string;
+  readonly intervals: Array<Interval & { readonly host: string }>;
+  readonly events: Array<TimelineEvent & { readonly host: string }>;
+  /** When each host's daemon was down in the window. */
+  readonly gaps: HostGap[];
+}
+
+/** Each host's holders of `disk` over [from, to] (the one-journal timeline per chain) and its down gaps. */
+export function clusterTimeline(cs: ClusterSources, disk: string, from: string, to: string): ClusterTimeline {
+  const intervals: ClusterTimeline['intervals'] = [];
+  const events: ClusterTimeline['events'] = [];
+  const gaps: HostGap[] = [];
+  for (const h of cs.hosts) {
+    for (let i = 0; i < h.chains.length; i++) {
+      const c = h.chains[i]!;
+      const start = c.chain.firstAt ?? from;
+      const next = h.chains[i + 1]?.chain.firstAt;
+      const a = start > from ? start : from;
+      const b = next !== undefined && next < to ? next : to;
+      if (a > b || !c.journal.knowsDisk(disk)) continue;
+      const t = timeline({ live: c.journal }, disk, a, b);
+      for (const x of t.intervals) intervals.push({ ...x, host: h.host });
+      for (const e of t.events) events.push({ ...e, host: h.host });
+    }
+    for (const g of gapsOf(h)) if ((g.to === undefined || g.to >= from) && g.from <= to) gaps.push(g);
+  }
+  intervals.sort((x, y) => (x.from < y.from ? -1 : x.from > y.from ? 1 : x.host < y.host ? -1 : 1));
+  return { disk, from, to, intervals, events, gaps };
+}
+
+/** When host `h`'s daemon was down, from its starts and stops across its journals. */
+export function gapsOf(h: HostHistory): HostGap[] {
+  const events: RunEvent[] = [];
+  let last: StoredFact | undefined;
+  for (const c of h.chains) {
+    const prevEnd = last;
+    for (const f of c.journal.query({ kinds: ['DaemonStarted', 'DaemonStopped'] })) {
+      if (f.kind === 'DaemonStarted') {
+        const before = f.seq > 1 ? c.journal.query({ afterSeq: f.seq - 2, untilSeq: f.seq - 1 })[0] : prevEnd;
+        events.push({ kind: 'DaemonStarted', at: f.at, ...(before !== undefined ? { prevAt: before.at } : {}) });
+      } else events.push({ kind: 'DaemonStopped', at: f.at });
+    }
+    last = c.journal.query({ limit: 1, newest: true, afterSeq: Math.max(0, (c.chain.last?.seq ?? 1) - 1) })[0] ?? last;
+  }
+  return hostGaps(h.host, events, last, h.alive !== false);
+}
+
+/**
+ * Every interval in which owners on two hosts both claimed `disk` (every disk when undefined) in
+ * conflicting modes, from each host's LockAcquired/Reacquired/LockReleased/LeaseLost facts; with
+ * `since`/`until`, the overlaps that reach into that window.
+ */
+export function clusterOverlaps(cs: ClusterSources, disk: string | undefined, since?: string, until?: string): Overlap[] {
+  const claims = cs.hosts.flatMap((h) =>
+    claimsOf(
+      h.host,
+      h.chains.map((c) => ({ journal: c.chain.journal, facts: [...c.journal.iterate({ ...(disk !== undefined ? { disk } : {}), kinds: [...CLAIM_KINDS], ...(until !== undefined ? { until } : {}) })].sort((a, b) => a.seq - b.seq) })),
+    ),
+  );
+  return overlaps(claims).filter((o) => (since === undefined || o.to === undefined || o.to >= since) && (until === undefined || o.from <= until));
+}
