@@ -13,8 +13,24 @@
 // `journal compact` know a compaction was interrupted and where, and the next run finishes it.
 import type Database from 'better-sqlite3';
 import { JournalError } from './errors.js';
-import { CHAIN_COLUMNS, type ChainRow } from './schema.js';
-import type { Journal } from './journal.js';
+import { CHAIN_COLUMNS, type ChainBase, type ChainRow } from './schema.js';
+
+/**
+ * What compaction reads and writes through: the live journal, and the archive it opens. Declared
+ * here, not imported from journal.ts, so the Journal (which calls compact) and compaction do not
+ * import each other.
+ */
+export interface CompactFile {
+  /** The SQLite connection: compaction copies, records and deletes through it. */
+  readonly db: Database.Database;
+  readonly file: string;
+  lastSeq(): number;
+  archivedThrough(): number;
+  firstSeq(): number;
+  chainBase(): ChainBase;
+  chainHead(): ChainBase;
+  close(): void;
+}
 
 /** Which kinds open and close a hold of (resource, owner): facts in force are carried past a compaction. */
 export interface HoldKinds {
@@ -56,7 +72,8 @@ type FullRow = ChainRow & { hash: Buffer | null };
 
 const DEFAULT_PAGE = 10_000;
 
-export function compact(journal: Journal, opts: CompactOptions): CompactReport {
+/** `openArchive` opens (or creates) the archive file as a writer of an archive, synchronous=FULL. */
+export function compact(journal: CompactFile, opts: CompactOptions, openArchive: (file: string) => CompactFile): CompactReport {
   const { throughSeq, archive: archiveFile } = opts;
   const page = opts.pageSize ?? DEFAULT_PAGE;
   if (!Number.isSafeInteger(throughSeq) || throughSeq < 1) {
@@ -77,9 +94,7 @@ export function compact(journal: Journal, opts: CompactOptions): CompactReport {
   }
 
   const setMeta = db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
-  // The constructor is not importable here without a cycle; the instance's class is the same one.
-  const JournalClass = journal.constructor as typeof Journal;
-  const archive = JournalClass.open(archiveFile, { host: journal.host, archive: true, synchronous: 'FULL' });
+  const archive = openArchive(archiveFile);
   let moved = 0;
   let carried: FullRow[];
   try {
@@ -168,7 +183,7 @@ export function compact(journal: Journal, opts: CompactOptions): CompactReport {
   return { archive: archiveFile, moved, deleted, carried: carried.length, throughSeq, firstLiveSeq: journal.firstSeq() };
 }
 
-function requireSnapshot(journal: Journal, throughSeq: number): void {
+function requireSnapshot(journal: CompactFile, throughSeq: number): void {
   const snap = journal.db.prepare(`SELECT max(seq) AS seq FROM snapshots`).get() as { seq: number | null };
   if (snap.seq === null || snap.seq < throughSeq) {
     throw new JournalError(

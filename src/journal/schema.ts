@@ -50,6 +50,12 @@ export const CHAIN_COLUMNS = 'seq, at, host, kind, resource, disk, owner, owner_
 /** A stored fact row as SQLite returns it; the chain hashes the payload JSON text as stored. */
 export type ChainRow = DbFactRow;
 
+/** Where the chain continues from, and how far compaction has moved facts out. */
+export interface ChainBase {
+  seq: number;
+  hash: Buffer;
+}
+
 /** The hash before the first fact: 32 zero bytes. */
 export const GENESIS_HASH: Buffer = Buffer.alloc(32);
 

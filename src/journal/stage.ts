@@ -1,0 +1,376 @@
+// Staged appends (the daemon, the journal's only writer): an append is acknowledged once its facts
+// are in the staging file beside the database (one write(2)); a timer moves them into SQLite in
+// batches. This module owns that file: writing it, moving its facts, recovering what a crashed
+// process left in it. See docs/decisions/0006.
+import type Database from 'better-sqlite3';
+import fsExt from 'fs-ext';
+import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync, constants as fsConstants } from 'node:fs';
+import { JournalError } from './errors.js';
+import { failure, writeError, type WriteFailure } from './health.js';
+import type { FactRow } from './query.js';
+import { chainRows, preview, type ChainedRow } from './rows.js';
+import { chainHash, type ChainBase } from './schema.js';
+
+export interface StageOptions {
+  /** How long a staged fact may wait for its SQLite batch (default 2 ms). */
+  flushMs?: number;
+  /** Most facts moved into SQLite per batch, so a burst does not block the event loop for long (default 500). */
+  batchRows?: number;
+  /** A batch that could not be written to SQLite (it stays staged and is retried). */
+  onError?: (e: Error) => void;
+  /** Writes succeed again after a failure (`health()` is clear once more). */
+  onRecover?: (what: 'stage' | 'sqlite') => void;
+  /**
+   * fdatasync the staging file before `append` returns (one per append, so a group of commands
+   * shares one), and the SQLite WAL before the staging file is ever cut back: an acknowledged fact
+   * then survives the state directory's filesystem failing (an ext4 error remounting it read-only,
+   * a power loss), not only the process. Default: on under synchronous=FULL, else off. See
+   * docs/decisions/0002.
+   */
+  sync?: boolean;
+}
+
+/** What the staging file needs from the journal it stages for. */
+export interface StageOwner {
+  /** The journal's database file; the staging file sits beside it. */
+  readonly file: string;
+  readonly db: Database.Database;
+  /** Inserts facts that already carry their seq and hash, in one transaction (refused on a reader). */
+  insertStaged(rows: readonly ChainedRow[]): void;
+  nonBlocking<T>(fn: () => T): T;
+  chainHead(): ChainBase;
+}
+
+/** The staging file: one JSON array per fact and line; see `stageLine`. */
+export function stageFileOf(journalFile: string): string {
+  return `${journalFile}-stage`;
+}
+/** Truncate the staging file once everything in it is in SQLite and it has grown past this. */
+const STAGE_RESET_BYTES = 1 << 20;
+
+/** Staged mode: the staging file, the facts written there but not yet to SQLite, the chain head. */
+export class Stage {
+  size: number;
+  pending: ChainedRow[] = [];
+  head: ChainBase;
+  timer?: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate };
+  readonly flushMs: number;
+  readonly batchRows: number;
+  readonly onError: (e: Error) => void;
+  readonly onRecover: (what: 'stage' | 'sqlite') => void;
+  readonly sync: boolean;
+  /** A failed append's bytes could not be cut off again: no append until they are. */
+  torn = false;
+  stageFailure: WriteFailure | null = null;
+  sqliteFailure: WriteFailure | null = null;
+  /** The last move into SQLite failed: retry without blocking. */
+  failing?: boolean;
+
+  private constructor(
+    private readonly owner: StageOwner,
+    readonly file: string,
+    readonly fd: number,
+    o: StageOptions,
+  ) {
+    this.size = fstatSync(fd).size;
+    this.head = owner.chainHead();
+    this.flushMs = o.flushMs ?? 2;
+    this.batchRows = o.batchRows ?? 500;
+    this.onError = o.onError ?? (() => {});
+    this.onRecover = o.onRecover ?? (() => {});
+    this.sync = o.sync ?? owner.db.pragma('synchronous', { simple: true }) === 2;
+  }
+
+  /**
+   * Opens the staging file (staged mode) and moves into SQLite whatever a previous process left
+   * there. Returns the stage in staged mode, undefined otherwise (the file was only recovered).
+   */
+  static recover(owner: StageOwner, staged: boolean | StageOptions | undefined): Stage | undefined {
+    const file = stageFileOf(owner.file);
+    const enable = staged !== undefined && staged !== false;
+    if (!enable && !existsSync(file)) return undefined;
+    const fd = openSync(file, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND, 0o600);
+    // A staged writer holds an flock on its staging file while it is open: a second writer (a
+    // `journal compact` beside the running daemon) must leave the daemon's staged facts to it.
+    try {
+      fsExt.flockSync(fd, 'exnb');
+    } catch (e) {
+      closeSync(fd);
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN' && (e as NodeJS.ErrnoException).code !== 'EWOULDBLOCK') throw e;
+      if (!enable) return undefined;
+      throw new JournalError('VMLOCKD_ERR_JOURNAL_FORKED', `journal ${owner.file} is already open for staged appends by another process`);
+    }
+    try {
+      const left = parseStage(readFileSync(file, 'utf8'), owner.chainHead(), file);
+      if (left.length > 0) owner.insertStaged(left);
+      // What was moved must be on disk before its only synced copy is cut (a NORMAL commit is not).
+      if (left.length > 0 && (typeof staged === 'object' ? staged.sync : undefined) !== false) syncWal(owner.file);
+      ftruncateSync(fd, 0);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    if (!enable) {
+      closeSync(fd);
+      return undefined;
+    }
+    return new Stage(owner, file, fd, typeof staged === 'object' ? staged : {});
+  }
+
+  /**
+   * Checks and chains `rows` and writes them with one write(2); nothing changes if either fails.
+   * `onSync` is told how long the fdatasync took (sync mode).
+   */
+  append(rows: readonly FactRow[], host: string, onSync?: (seconds: number) => void): ChainedRow[] {
+    const chained = chainRows(rows, this.head, host);
+    const buf = Buffer.from(chained.map((r, i) => stageLine(r, chained.length - 1 - i)).join(''));
+    let off = 0;
+    try {
+      // A failed append whose bytes are still there would sit before this one, with the same seqs.
+      if (this.torn) {
+        ftruncateSync(this.fd, this.size);
+        this.torn = false;
+      }
+      while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+      // Survival of a filesystem failure or an OS crash: the staged lines must reach the disk too.
+      if (this.sync) {
+        const t0 = onSync ? performance.now() : 0;
+        fdatasyncSync(this.fd);
+        onSync?.((performance.now() - t0) / 1000);
+      }
+    } catch (cause) {
+      // A partial line would hide every later one from recovery, and whole lines of an append that
+      // was refused would be taken for the next one's (same seqs): cut them off again.
+      if (off > 0 || this.sync) {
+        try {
+          ftruncateSync(this.fd, this.size);
+        } catch {
+          // Read-only (EROFS) or failing: refuse every append until the cut succeeds.
+          this.torn = true;
+        }
+      }
+      const e = writeError(`cannot write to the journal's staging file ${this.file}`, cause);
+      this.stageFailure = failure(this.stageFailure, e);
+      throw e;
+    }
+    if (this.stageFailure !== null) {
+      this.stageFailure = null;
+      this.onRecover('stage');
+    }
+    this.size += buf.length;
+    const last = chained[chained.length - 1]!;
+    this.head = { seq: last.seq, hash: last.hash };
+    for (const r of chained) this.pending.push(r);
+    this.schedule(this.pending.length > this.batchRows);
+    return chained;
+  }
+
+  /**
+   * Moves staged facts into SQLite now (at most `limit`), in one transaction. On failure they stay
+   * staged (and in the staging file) and the error is thrown.
+   */
+  flush(limit = Infinity): void {
+    if (this.pending.length === 0) return;
+    const n = Math.min(limit, this.pending.length);
+    const batch = n === this.pending.length ? this.pending : this.pending.slice(0, n);
+    try {
+      this.owner.insertStaged(batch);
+    } catch (cause) {
+      // A fork or a closed journal is not a disk condition: pass it on as it is.
+      if (cause instanceof JournalError) throw cause;
+      const e = writeError(`cannot move staged facts into SQLite ${this.owner.file} (they stay durable in ${this.file})`, cause);
+      this.sqliteFailure = failure(this.sqliteFailure, e);
+      throw e;
+    }
+    this.pending = n === this.pending.length ? [] : this.pending.slice(n);
+    if (this.sqliteFailure !== null) {
+      this.sqliteFailure = null;
+      this.onRecover('sqlite');
+    }
+    if (this.pending.length === 0 && this.size >= STAGE_RESET_BYTES) {
+      // Synced mode: the staged lines are the only synced copy of the facts until SQLite's WAL is.
+      let synced = true;
+      if (this.sync) {
+        try {
+          syncWal(this.owner.file);
+        } catch {
+          synced = false; // keep the staged copy; cut at a later move
+        }
+      }
+      if (synced) {
+        ftruncateSync(this.fd, 0);
+        this.size = 0;
+      }
+    }
+  }
+
+  /** Stops the timer, moves what is staged into SQLite and closes the file; returns the move's error, if any. */
+  close(): unknown {
+    let failed: unknown;
+    if (this.timer?.kind === 'timeout') clearTimeout(this.timer.handle);
+    if (this.timer?.kind === 'immediate') clearImmediate(this.timer.handle);
+    this.timer = undefined;
+    try {
+      this.flush();
+    } catch (e) {
+      failed = e;
+    }
+    closeSync(this.fd);
+    return failed;
+  }
+
+  private schedule(soon: boolean): void {
+    if (this.timer !== undefined) {
+      // A backlog (a burst, start-up's re-takes) does not wait for the timer; a failing SQLite
+      // (a full disk) does: its retry timer is the only one.
+      if (!soon || this.timer.kind === 'immediate' || this.sqliteFailure !== null) return;
+      clearTimeout(this.timer.handle as NodeJS.Timeout);
+    }
+    const run = () => {
+      this.timer = undefined;
+      if (!this.owner.db.open) return;
+      try {
+        // After a failure, retries do not wait out the busy timeout each time (a busy journal
+        // would freeze the event loop); the facts are durable in the staging file meanwhile.
+        if (this.failing) this.owner.nonBlocking(() => this.flush(this.batchRows));
+        else this.flush(this.batchRows);
+        this.failing = false;
+      } catch (e) {
+        this.onError(e as Error);
+        this.failing = true;
+        // Retried until the disk has room again: soon, but not in a tight loop.
+        const handle = setTimeout(run, Math.max(this.flushMs, this.sqliteFailure !== null ? 500 : 100));
+        handle.unref();
+        this.timer = { kind: 'timeout', handle };
+        return;
+      }
+      // The rest of a backlog moves in further chunks, with I/O served between them.
+      if (this.pending.length > 0) this.timer = { kind: 'immediate', handle: setImmediate(run) };
+    };
+    if (soon) {
+      this.timer = { kind: 'immediate', handle: setImmediate(run) };
+    } else {
+      const handle = setTimeout(run, this.flushMs);
+      // An idle process may exit with facts still staged: close() or the next open moves them.
+      handle.unref();
+      this.timer = { kind: 'timeout', handle };
+    }
+  }
+}
+
+/**
+ * Facts in the staging file beside `journalFile` that its database does not have yet (a reader's
+ * view: a daemon is about to move them, or one crashed before it could). Null when there are none.
+ */
+export function stagedTail(journalFile: string, head: () => ChainBase): { count: number; firstSeq: number; lastSeq: number } | null {
+  const file = stageFileOf(journalFile);
+  if (!existsSync(file)) return null;
+  let rows: ChainedRow[];
+  try {
+    rows = parseStage(readFileSync(file, 'utf8'), head(), file);
+  } catch {
+    // Moved and truncated while we read, or damaged: the writer's open reports damage.
+    return null;
+  }
+  if (rows.length === 0) return null;
+  return { count: rows.length, firstSeq: rows[0]!.seq, lastSeq: rows[rows.length - 1]!.seq };
+}
+
+/**
+ * fdatasync SQLite's WAL (a synchronous=NORMAL commit is written there but not synced; a checkpoint
+ * syncs the WAL before and the database after it, so the WAL is the only unsynced part).
+ */
+function syncWal(journalFile: string): void {
+  let fd: number;
+  try {
+    fd = openSync(`${journalFile}-wal`, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * One staged fact: a JSON array on one line; its hash is checked again on recovery. The last element
+ * counts the lines still to come in the same append, so recovery keeps an append whole or not at all.
+ */
+function stageLine(r: ChainedRow, more: number): string {
+  return `${JSON.stringify([r.seq, r.at, r.host, r.kind, r.resource, r.disk, r.owner, r.ownerName, r.json, r.hash.toString('hex'), more])}\n`;
+}
+
+/**
+ * The staged facts after `head`, each re-chained and checked against its stored hash, whole appends
+ * only. An append cut short at the end of the file (a last line torn, or its last lines missing) is
+ * a write that never returned (the process died inside it), so it was never acknowledged: it is
+ * dropped. Anything wrong before that is damage.
+ */
+function parseStage(text: string, head: ChainBase, file: string): ChainedRow[] {
+  const lines = text.split('\n');
+  const out: ChainedRow[] = [];
+  let group: ChainedRow[] = [];
+  let { seq, hash } = head;
+  const bad = (i: number, why: string) => new JournalError('VMLOCKD_ERR_JOURNAL_CORRUPT', `staging file ${file}, line ${i + 1}: ${why}`);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line === '') continue;
+    // A complete file ends with a newline, so only the piece after the last one can be torn.
+    const last = i === lines.length - 1;
+    const parsed = parseStageLine(line);
+    if (parsed === null) {
+      if (last) break;
+      throw bad(i, `not a staged fact (${preview(line)})`);
+    }
+    const { row: r, more } = parsed;
+    if (r.seq > seq) {
+      if (r.seq !== seq + 1) throw bad(i, `seq ${r.seq} does not follow seq ${seq}`);
+      const h = chainHash(hash, { seq: r.seq, at: r.at, host: r.host, kind: r.kind, resource: r.resource, disk: r.disk, owner: r.owner, owner_name: r.ownerName, payload: r.json });
+      if (!h.equals(r.hash)) {
+        if (last) break;
+        throw bad(i, `seq ${r.seq}: its hash does not match it`);
+      }
+      group.push(r);
+      seq = r.seq;
+      hash = r.hash;
+    }
+    if (more === 0) {
+      for (const g of group) out.push(g);
+      group = [];
+    }
+  }
+  return out;
+}
+
+function parseStageLine(line: string): { row: ChainedRow; more: number } | null {
+  let a: unknown;
+  try {
+    a = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(a) || a.length !== 11) return null;
+  const [seq, at, host, kind, resource, disk, owner, ownerName, json, hex, more] = a as unknown[];
+  if (typeof more !== 'number' || !Number.isSafeInteger(more) || more < 0) return null;
+  const text = (v: unknown) => typeof v === 'string';
+  const textOrNull = (v: unknown) => v === null || typeof v === 'string';
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || !text(at) || !text(host) || !text(kind) || !text(json) || !text(hex)) return null;
+  if (!textOrNull(resource) || !textOrNull(disk) || !textOrNull(owner) || !textOrNull(ownerName)) return null;
+  if (!/^[0-9a-f]{64}$/.test(hex as string)) return null;
+  const row: ChainedRow = {
+    seq,
+    at: at as string,
+    host: host as string,
+    kind: kind as string,
+    resource: resource as string | null,
+    disk: disk as string | null,
+    owner: owner as string | null,
+    ownerName: ownerName as string | null,
+    json: json as string,
+    hash: Buffer.from(hex as string, 'hex'),
+  };
+  return { row, more };
+}
