@@ -13,7 +13,8 @@ import { Journal, JournalError, stageFileOf, type FactQuery, type HoldKinds, typ
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { csvHeader, csvRows, formatFacts, formatHolders, formatTimeline, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
-import { runClusterAudit } from './cluster-audit.js';
+import { clusterLockspace, runClusterAudit } from './cluster-audit.js';
+import { verifyCluster, type ChainReport } from './cluster-verify.js';
 import { ADOPT_KINDS, CLOSE_KINDS, CONFLICT_KINDS, OPEN_KINDS, continuesHold, holdersAnswer, queryFacts, timeline, type AuditSources } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
@@ -38,7 +39,10 @@ export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [
 export const JOURNAL_USAGE = `usage: vmlockd journal compact --before TIME [--archive FILE] [--dry-run] [--state-dir DIR | --journal FILE] [--json]
          move facts older than TIME into the archive (default <journal>-archive.db); a snapshot is written first
        vmlockd journal verify [--archive FILE] [--state-dir DIR | --journal FILE] [--json]
-         check the hash chain and the journal's integrity (and the archive's, when there is one)`;
+         check the hash chain and the journal's integrity (and the archive's, when there is one)
+       vmlockd journal verify --cluster [--lockspace DIR] [--state-dir DIR | --journal FILE] [--json]
+         check every host's published history (gaps, truncated segments, altered facts: host, segment, seq)
+         and, on a host with a journal, that its published facts match it`;
 
 const DEFAULT_LIMIT = 1000;
 const FOLLOW_BACKLOG = 10;
@@ -495,6 +499,8 @@ const JOURNAL_OPTIONS = {
   before: { type: 'string' },
   archive: { type: 'string' },
   'dry-run': { type: 'boolean' },
+  cluster: { type: 'boolean' },
+  lockspace: { type: 'string' },
   'state-dir': { type: 'string' },
   journal: { type: 'string' },
   socket: { type: 'string' },
@@ -519,8 +525,14 @@ export async function runJournal(argv: string[]): Promise<number> {
   switch (sub) {
     case 'verify':
       if (v.before !== undefined || v['dry-run'] === true) throw usage('--before and --dry-run belong to journal compact', JOURNAL_USAGE);
+      if (v.cluster === true) {
+        if (v.archive !== undefined) throw usage('--archive belongs to the local journal; verify --cluster reads the published segments', JOURNAL_USAGE);
+        return verifyClusterCommand(v);
+      }
+      if (v.lockspace !== undefined) throw usage('--lockspace belongs to verify --cluster', JOURNAL_USAGE);
       return verify(v);
     case 'compact':
+      if (v.cluster === true || v.lockspace !== undefined) throw usage('--cluster and --lockspace belong to journal verify', JOURNAL_USAGE);
       return compactCommand(v);
     default:
       throw usage(`journal needs "compact" or "verify", got ${JSON.stringify(sub)}`, JOURNAL_USAGE);
@@ -528,6 +540,8 @@ export async function runJournal(argv: string[]): Promise<number> {
 }
 
 interface JournalValues extends JournalFlags {
+  cluster?: boolean | undefined;
+  lockspace?: string | undefined;
   before?: string | undefined;
   archive?: string | undefined;
   'dry-run'?: boolean | undefined;
@@ -604,6 +618,39 @@ async function verify(v: JournalValues): Promise<number> {
       if (r.ok) process.stdout.write(`${r.role} ${r.file}: ok (${range}, hash chain intact)\n`);
       else for (const p of r.problems) process.stdout.write(`${r.role} ${r.file}: ${p}\n`);
       for (const n of r.notes ?? []) process.stdout.write(`${r.role} ${r.file}: note: ${n}\n`);
+    }
+  }
+  return ok ? 0 : 1;
+}
+
+/** `journal verify --cluster`: every published chain, and this host's against its local journal. */
+async function verifyClusterCommand(v: JournalValues): Promise<number> {
+  const lockspace = clusterLockspace(v);
+  // The local journal when there is one (run on a host): --journal, --state-dir, or the configured one.
+  let local: { host: string; journal: Journal } | undefined;
+  const config = loadConfig({ files: v.config ?? [], flags: v['state-dir'] !== undefined ? { stateDir: v['state-dir'] } : {} }).config;
+  const file = v.journal !== undefined ? path.resolve(v.journal) : config.journal;
+  if (fs.existsSync(file)) {
+    const journal = openReadOnly(file, 'journal', v.journal !== undefined ? '--journal' : 'the configuration');
+    // The host its facts name (the daemon's host id when it wrote them), else the configured one.
+    local = { host: journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.host ?? config.hostId, journal };
+  }
+  let reports: ChainReport[];
+  try {
+    reports = verifyCluster(lockspace, local);
+  } finally {
+    local?.journal.close();
+  }
+  const ok = reports.every((r) => r.ok);
+  if (v.json === true) process.stdout.write(JSON.stringify({ lockspace, ok, ...(local ? { localHost: local.host, localJournal: file } : {}), chains: reports }, null, 2) + '\n');
+  else {
+    if (reports.length === 0) process.stdout.write(`no published history under ${path.join(lockspace, '.journal')}\n`);
+    for (const r of reports) {
+      const name = `host ${r.host} journal ${r.journal}`;
+      const range = r.facts === 0 ? 'no facts' : `${r.facts} facts, seq ${r.firstSeq}..${r.lastSeq}, ${r.segments} segment(s)`;
+      if (r.ok) process.stdout.write(`${name}: ok (${range}, hash chain intact)\n`);
+      for (const p of r.problems) process.stdout.write(`${name}: segment ${p.segment}${p.seq !== undefined ? ` seq ${p.seq}` : ''}: ${p.reason}\n`);
+      for (const n of r.notes) process.stdout.write(`${name}: note: ${n}\n`);
     }
   }
   return ok ? 0 : 1;

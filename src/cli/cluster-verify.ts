@@ -1,0 +1,216 @@
+// `vmlockd journal verify --cluster`: every host's published chain read from the segments themselves
+// (never from the read cache), and, run on a host, its published facts against its local journal.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { journalIdOf } from '../journal/journal-id.js';
+import type { Journal } from '../journal/journal.js';
+import { PUBLISHED_DIR, SegmentDecoder, listSegments, type SegmentDecoderState, type SegmentFact, type SegmentFile } from '../journal/segment.js';
+
+const READ_CHUNK = 4 * 1024 * 1024;
+
+/** One problem, named by host, segment file and seq. */
+export interface ChainProblem {
+  readonly host: string;
+  readonly journal: string;
+  readonly segment: string;
+  readonly seq?: number;
+  readonly line?: number;
+  readonly reason: string;
+}
+
+export interface ChainReport {
+  readonly host: string;
+  readonly journal: string;
+  readonly segments: number;
+  readonly facts: number;
+  readonly firstSeq?: number;
+  readonly lastSeq?: number;
+  /** The hex hash of the last fact read. */
+  readonly head?: string;
+  readonly ok: boolean;
+  readonly problems: ChainProblem[];
+  readonly notes: string[];
+}
+
+/** A fact as the local comparison needs it. */
+type Seen = (f: SegmentFact, segment: string) => void;
+
+/** Reads one segment to its end with the one decoder; `onFact` sees each checked fact. */
+function readSegment(dir: string, s: SegmentFile, expect: { host: string; journal: string; first: number; prev?: string }, onFact: (f: SegmentFact) => void): SegmentDecoder {
+  const d = new SegmentDecoder(path.join(dir, s.name), expect);
+  const fd = fs.openSync(path.join(dir, s.name), 'r');
+  try {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    let pos = 0;
+    // To the end as read(2) sees it, never to a stat()ed size (cluster filesystems cache attributes).
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, pos);
+      if (n === 0) break;
+      pos += n;
+      for (const l of d.push(buf.subarray(0, n))) if (l.t === 'fact') onFact(l);
+      if (d.problem !== undefined) break;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return d;
+}
+
+/** Checks one (host, journal) chain: each segment's lines, the seals, and that each segment continues the one before. */
+export function verifyChain(lockspace: string, host: string, journal: string, segs: readonly SegmentFile[], seen?: Seen): ChainReport {
+  const dir = path.join(lockspace, PUBLISHED_DIR, host);
+  const problems: ChainProblem[] = [];
+  const notes: string[] = [];
+  let facts = 0;
+  let firstSeq: number | undefined;
+  let prev: SegmentDecoderState | undefined;
+  let prevName: string | undefined;
+  for (let i = 0; i < segs.length; i++) {
+    const s = segs[i]!;
+    const last = i === segs.length - 1;
+    if (prev !== undefined) {
+      // The previous segment must have been sealed and this one must start right after it.
+      if (prev.seal === null) {
+        problems.push({ host, journal, segment: prevName!, seq: prev.lastSeq + 1, reason: `truncated segment: it ends at seq ${prev.lastSeq} without its seal, and ${s.name} follows it` });
+        if (s.firstSeq !== prev.lastSeq + 1) problems.push({ host, journal, segment: s.name, seq: prev.lastSeq + 1, reason: `gap: seq ${prev.lastSeq + 1} to ${s.firstSeq - 1} are in no segment` });
+      } else if (s.firstSeq !== prev.seal.last + 1) {
+        problems.push({
+          host,
+          journal,
+          segment: s.name,
+          seq: prev.seal.last + 1,
+          reason: s.firstSeq > prev.seal.last + 1 ? `gap: seq ${prev.seal.last + 1} to ${s.firstSeq - 1} are in no segment` : `overlap: starts at seq ${s.firstSeq}, ${prevName} ends at seq ${prev.seal.last}`,
+        });
+      }
+    }
+    const chained = prev !== undefined && s.firstSeq === prev.lastSeq + 1;
+    const d = readSegment(dir, s, { host, journal, first: s.firstSeq, ...(chained ? { prev: prev!.lastHash } : {}) }, (f) => {
+      facts++;
+      firstSeq ??= f.seq;
+      seen?.(f, s.name);
+    });
+    if (d.problem !== undefined) {
+      const p = d.problem;
+      problems.push({ host, journal, segment: s.name, ...(p.seq !== undefined ? { seq: p.seq } : {}), line: p.line, reason: p.reason });
+      return { host, journal, segments: segs.length, facts, ...(firstSeq !== undefined ? { firstSeq } : {}), lastSeq: d.state.lastSeq, ok: false, problems, notes };
+    }
+    const st = d.state;
+    if (st.header === null) {
+      // No complete header line: a writer creates a segment whole with its header, so this is damage.
+      problems.push({ host, journal, segment: s.name, seq: s.firstSeq, reason: d.pending > 0 ? 'truncated segment: its header line is cut off' : 'empty segment: no header' });
+      return { host, journal, segments: segs.length, facts, ...(firstSeq !== undefined ? { firstSeq } : {}), ok: false, problems, notes };
+    }
+    if (d.pending > 0) {
+      if (last && st.seal === null) notes.push(`${s.name}: its last line (${d.pending} bytes after seq ${st.lastSeq}) is not finished: a writer mid-line, or a crash tail its daemon cuts off when it resumes; not corruption`);
+      else problems.push({ host, journal, segment: s.name, seq: st.lastSeq + 1, reason: `truncated segment: a cut-off line (${d.pending} bytes) after seq ${st.lastSeq}` });
+    }
+    if (i === 0 && s.firstSeq > 1) notes.push(`the published history starts at seq ${s.firstSeq} (${s.name}): the facts before it were compacted or published before this journal's publication began`);
+    prev = st;
+    prevName = s.name;
+  }
+  const lastSeq = prev?.lastSeq;
+  return {
+    host,
+    journal,
+    segments: segs.length,
+    facts,
+    ...(firstSeq !== undefined ? { firstSeq } : {}),
+    ...(lastSeq !== undefined ? { lastSeq } : {}),
+    ...(prev !== undefined ? { head: prev.lastHash } : {}),
+    ok: problems.length === 0,
+    problems,
+    notes,
+  };
+}
+
+/** Every host's chains under `<lockspace>/.journal/`. `local`: this host's journal, compared with its published chain. */
+export function verifyCluster(lockspace: string, local?: { host: string; journal: Journal }): ChainReport[] {
+  const root = path.join(lockspace, PUBLISHED_DIR);
+  let hosts: string[];
+  try {
+    hosts = fs
+      .readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+      .map((e) => e.name)
+      .sort();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') hosts = [];
+    else throw e;
+  }
+  const localId = local === undefined ? undefined : journalIdOf(local.journal);
+  const reports: ChainReport[] = [];
+  for (const host of hosts) {
+    const segs = listSegments(path.join(root, host));
+    const byJournal = new Map<string, SegmentFile[]>();
+    for (const s of segs) {
+      const l = byJournal.get(s.journalId);
+      if (l === undefined) byJournal.set(s.journalId, [s]);
+      else l.push(s);
+    }
+    for (const [journal, list] of byJournal) {
+      const mine = local !== undefined && host === local.host && journal === localId;
+      const cmp = mine ? localComparer(local!.journal) : undefined;
+      const r = verifyChain(lockspace, host, journal, list, cmp?.seen);
+      if (cmp !== undefined) {
+        const c = cmp.finish();
+        r.problems.push(...c.problems.map((p) => ({ host, journal, ...p })));
+        r.notes.push(...c.notes);
+        reports.push({ ...r, ok: r.problems.length === 0 });
+      } else reports.push(r);
+    }
+  }
+  if (local !== undefined && localId !== undefined && !reports.some((r) => r.host === local.host && r.journal === localId)) {
+    const last = local.journal.lastSeq();
+    if (last > 0) {
+      reports.push({ host: local.host, journal: localId, segments: 0, facts: 0, ok: true, problems: [], notes: [`this host's journal (${localId}, through seq ${last}) has published nothing yet`] });
+    }
+  }
+  return reports;
+}
+
+/**
+ * Compares published facts with the local journal as they stream by: every published seq the local
+ * journal still has must carry the same hash (the hash covers every column, so equal hashes are equal
+ * facts); a published seq beyond the local journal's end means the journal was replaced.
+ */
+function localComparer(j: Journal): { seen: Seen; finish(): { problems: Array<Omit<ChainProblem, 'host' | 'journal'>>; notes: string[] } } {
+  const problems: Array<Omit<ChainProblem, 'host' | 'journal'>> = [];
+  const first = j.firstSeq();
+  const last = j.lastSeq();
+  const stmt = j.db.prepare(`SELECT seq, hash FROM facts WHERE seq >= ? AND seq <= ? ORDER BY seq`);
+  let page: Array<{ seq: number; hash: Buffer | null }> = [];
+  let k = 0;
+  let published = 0;
+  let mismatches = 0;
+  const PAGE = 10_000;
+  const at = (seq: number): Buffer | null | undefined => {
+    if (seq < first || seq > last) return undefined;
+    if (k >= page.length || page[k]!.seq > seq || page[page.length - 1]!.seq < seq) {
+      page = stmt.all(seq, seq + PAGE - 1) as typeof page;
+      k = 0;
+    }
+    while (k < page.length && page[k]!.seq < seq) k++;
+    return k < page.length && page[k]!.seq === seq ? page[k]!.hash : undefined;
+  };
+  return {
+    seen(f, segment) {
+      published = f.seq;
+      if (f.seq > last) {
+        if (mismatches++ === 0) problems.push({ segment, seq: f.seq, reason: `published seq ${f.seq} is beyond the local journal's last seq ${last}: the local journal was replaced or rolled back` });
+        return;
+      }
+      const h = at(f.seq);
+      if (h === undefined) return; // compacted away locally: the archive holds it
+      if (h === null || h.toString('hex') !== f.hash) {
+        if (mismatches++ === 0) problems.push({ segment, seq: f.seq, reason: `published fact seq ${f.seq} differs from the local journal's fact ${f.seq}` });
+      }
+    },
+    finish() {
+      const notes: string[] = [];
+      if (mismatches > 1) problems.push({ segment: '-', reason: `${mismatches} published facts differ from the local journal in total` });
+      if (published < last) notes.push(`published through seq ${published}; the local journal is at seq ${last} (${last - published} not yet published: publication lag)`);
+      else notes.push(`matches the local journal (seq ${Math.max(first, 1)}..${last})`);
+      return { problems, notes };
+    },
+  };
+}
