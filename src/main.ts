@@ -15,38 +15,8 @@ import type { Daemon } from './cli/daemon.js';
 // even the config parser and node:crypto when --socket or $VMLOCKD_SOCKET names the socket) is
 // imported by the command that needs it. Each ES module costs about a millisecond to load here.
 const loadConfigModule = () => import('./watchers/config.js');
+import { USAGE } from './cli/usage.js';
 
-const USAGE = `usage: vmlockd <command> [options]
-
-  serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
-        [--virtlockd-socket PATH] [--libvirt URI] [--verify-interval SECONDS] [--on-conflict report|suspend]
-        [--log-level debug|info|warning|error] [--log-format text|json]
-        [--metrics-address HOST:PORT] [--journal-sync fdatasync|write] [--lockspace-init auto|explicit] [--takeover]
-        run the daemon in the foreground (--lockspace "" locks the images themselves);
-        --takeover: take the locks over from the daemon running on the same state directory, no gap
-  acquire --vm UUID [--name NAME] [--shared] [--readonly] [--create] DISK...
-  release --vm UUID [DISK...]
-  check --vm UUID [--shared] DISK...       would these disks be granted now? (takes nothing)
-  locks [--json]                           locks this daemon holds
-  locks --cluster [--json] [--lockspace DIR]  every held resource in the lockspace, with its holder
-  who DISK [--json] [--lockspace DIR]      who holds a disk, from any host, without taking a lock
-  generation DISK [--lockspace DIR]        the disk's current fencing generation
-  cluster [--json] [--lockspace DIR]       hosts (alive or gone), their locks, settings mismatches
-  ingest FILE|-                            JSON-lines events, one result line per event
-  audit [--disk PATH [--at TIME|--timeline]] [--vm UUID|NAME] [--conflicts] [--since T] [--until T] [--host ID]
-        [--kind K,..] [--limit N] [--follow] [--json|--csv] [--archive] [--state-dir DIR|--journal FILE]   (audit --help)
-  journal compact --before TIME [--archive FILE] | journal verify      [--state-dir DIR | --journal FILE]
-  status [--json]
-  integrity [--state-dir DIR | --journal FILE]     same as journal verify
-  config show [--config FILE]... | config check FILE...
-  lockspace init [DIR...] [--config FILE]... [--state-dir DIR] [--lockspace DIR]
-        create (or accept) a lockspace on purpose: its id file, and the id this host expects there
-  hook qemu NAME OP SUBOP [EXTRA] [--socket PATH] [--fail-open] [--timeout S]
-        libvirt's qemu hook (domain XML on stdin); see docs/libvirt.md
-
-Client commands find the daemon with --socket PATH, else $VMLOCKD_SOCKET, else socket = (or state_dir =)
-in the --config FILE(s), else ./var/vmlockd.sock. Every command answers --help.
-Exit codes: 0 done; 3 refused because a lock is held; 2 bad input or usage; 1 any other failure.`;
 
 const COMMON = {
   socket: { type: 'string' },
@@ -55,7 +25,7 @@ const COMMON = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const DEFAULT_SOCKET = 'vmlockd.sock in the default state directory (./var/vmlockd.sock)';
+const DEFAULT_SOCKET = 'vmlockd.sock in the default state directory (./var/vmlockd.sock; installed package: /run/vmlockd/vmlockd.sock)';
 
 /** Each command's own usage, for `vmlockd COMMAND --help` and its usage errors. */
 function usageOf(command: string): string {
@@ -114,7 +84,6 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v['journal-sync'] === 'string') flags.journalSync = v['journal-sync'];
   if (typeof v['log-level'] === 'string') flags.logLevel = v['log-level'];
   if (typeof v['log-format'] === 'string') flags.logFormat = v['log-format'];
-  if (typeof v['lockspace-init'] === 'string') flags.lockspaceInit = v['lockspace-init'];
   return flags;
 }
 
@@ -169,7 +138,7 @@ function diskLines(verb: string, list: Array<{ path: string; mode: string; disk:
 }
 
 /** Commands whose --help this file answers (audit and journal answer their own, with more detail). */
-const OWN_HELP = new Set(['serve', 'acquire', 'release', 'check', 'locks', 'who', 'generation', 'cluster', 'ingest', 'status', 'integrity', 'config', 'hook', 'lockspace']);
+const OWN_HELP = new Set(['serve', 'acquire', 'release', 'check', 'locks', 'who', 'generation', 'cluster', 'ingest', 'status', 'integrity', 'config', 'hook']);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -209,7 +178,6 @@ async function main(argv: string[]): Promise<number> {
         'journal-sync': { type: 'string' },
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
-        'lockspace-init': { type: 'string' },
         takeover: { type: 'boolean' },
       }, 'none');
       const { takeover, ...configValues } = values;
@@ -402,20 +370,6 @@ async function main(argv: string[]): Promise<number> {
     case 'integrity':
       return (await import('./cli/audit.js')).runJournal(['verify', ...rest]);
 
-    case 'lockspace': {
-      const [sub, ...more] = rest;
-      if (sub !== 'init') throw new VmlockdError('VMLOCKD_ERR_USAGE', `lockspace needs "init", got ${JSON.stringify(sub ?? '')}\n\n${usageOf('lockspace')}`);
-      const { values, positionals } = args(more, { 'state-dir': { type: 'string' }, lockspace: { type: 'string' } });
-      const { loadConfig } = await loadConfigModule();
-      const loaded = loadConfig({ files: values.config ?? [], flags: configFlags(values) });
-      const { configuredDirs, formatInit, initLockspaces } = await import('./cli/lockspace-init.js');
-      const dirs = positionals.length > 0 ? positionals : configuredDirs(loaded.config);
-      if (dirs.length === 0) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'lockspace init: no lockspace configured (direct mode) and no DIR given');
-      const r = initLockspaces(loaded.config.stateDir, dirs);
-      print(!!values.json, r, () => formatInit(r));
-      return 0;
-    }
-
     case 'config': {
       const [sub, ...more] = rest;
       if (sub === 'check') {
@@ -432,7 +386,14 @@ async function main(argv: string[]): Promise<number> {
           lockspace: { type: 'string' },
           'host-id': { type: 'string' },
           journal: { type: 'string' },
+          defaults: { type: 'boolean' },
         }, 'none');
+        if (values.defaults) {
+          // This installation's defaults, every key commented out (the package's vmlockd.conf): no daemon, no files.
+          const [{ formatDefaults }, { installLayout }] = await Promise.all([import('./watchers/config.js'), import('./install-layout.js')]);
+          process.stdout.write(formatDefaults(installLayout(), process.cwd()));
+          return 0;
+        }
         // A running daemon answers with the config in effect; the files are compared against it.
         const { formatShownConfig, showConfig } = await import('./cli/config-show.js');
         const shown = await showConfig({ socket: await socketOf(values), ...(values.config !== undefined ? { files: values.config } : {}), flags: configFlags(values) });

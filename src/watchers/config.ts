@@ -9,10 +9,11 @@
 // the default lockspace would make this host name disks differently from the rest of the cluster.
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { VmlockdError } from '../engine/errors.js';
+import { installLayout, type InstallLayout } from '../install-layout.js';
 import { describeValue, formatProblem, parseConf, renderValue, type ConfValue } from './conf-syntax.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error';
@@ -40,13 +41,6 @@ export interface Config {
   metricsAddress: string | null;
   /** After a reboot: release (default) or retake the locks of owners no live process stands for (control API, JSON lines). */
   afterReboot: 'release' | 'retake';
-  /**
-   * Who creates a lockspace (its `.vmlockd-lockspace-id`) that this host never knew: `auto` (default)
-   * the daemon's first start, `explicit` only `vmlockd lockspace init DIR` (a cluster filesystem's
-   * bare mount point is then never mistaken for a new lockspace, even by a first start). A lockspace
-   * this host knew is never created again either way (docs/decisions/0013).
-   */
-  lockspaceInit: 'auto' | 'explicit';
   /**
    * What a reply waits for: `fdatasync` (default) the journal's staging file is on disk, so an
    * acknowledged lock survives the state directory's filesystem failing; `write` only in the
@@ -100,8 +94,8 @@ interface KeySpec<K extends ConfigKey = ConfigKey> {
   readonly conf: string;
   readonly flag: string;
   readonly check: (raw: Raw, cwd: string) => Check<Config[K]>;
-  /** Defaults may depend on keys listed before them in KEY_SPECS. */
-  readonly fallback: (earlier: Partial<Config>, cwd: string) => Config[K];
+  /** Defaults may depend on keys listed before them in KEY_SPECS, and on the install layout (null: a checkout). */
+  readonly fallback: (earlier: Partial<Config>, cwd: string, layout: InstallLayout | null) => Config[K];
   readonly toConf: (value: Config[K]) => ConfValue;
 }
 
@@ -176,7 +170,8 @@ const KEY_SPECS = [
     conf: 'state_dir',
     flag: '--state-dir',
     check: checkPath,
-    fallback: (_, cwd) => resolve(cwd, 'var'),
+    // A checkout: ./var of the working directory; the installed package: /var/lib/vmlockd.
+    fallback: (_, cwd, layout) => layout?.stateDir ?? resolve(cwd, 'var'),
     toConf: str,
   }),
   spec({
@@ -184,7 +179,8 @@ const KEY_SPECS = [
     conf: 'socket',
     flag: '--socket',
     check: checkPath,
-    fallback: (c) => join(c.stateDir!, 'vmlockd.sock'),
+    // Installed: /run/vmlockd/vmlockd.sock (vmlockd.socket's path) while state_dir is the package's.
+    fallback: (c, _, layout) => (layout !== null && c.stateDir === layout.stateDir ? join(layout.runtimeDir, 'vmlockd.sock') : join(c.stateDir!, 'vmlockd.sock')),
     toConf: str,
   }),
   spec({
@@ -300,15 +296,6 @@ const KEY_SPECS = [
     toConf: str,
   }),
   spec({
-    key: 'lockspaceInit',
-    conf: 'lockspace_init',
-    flag: '--lockspace-init',
-    check: (raw): Check<'auto' | 'explicit'> =>
-      raw.type === 'string' && (raw.value === 'auto' || raw.value === 'explicit') ? { ok: true, value: raw.value } : { ok: false, expected: '"auto" or "explicit"' },
-    fallback: (): 'auto' | 'explicit' => 'auto',
-    toConf: str,
-  }),
-  spec({
     key: 'journalSync',
     conf: 'journal_sync',
     flag: '--journal-sync',
@@ -377,7 +364,6 @@ export const LIVE_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   'verifyIntervalMs',
   'maxClients',
   'libvirtUri',
-  'lockspaceInit',
 ]);
 
 export const LOCK_RELEVANT_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
@@ -406,15 +392,26 @@ const FINGERPRINT_KEYS: readonly ConfigKey[] = [
 /** A conf file's text, or why it could not be read. */
 export type ConfSource = { readonly file: string; readonly text: string } | { readonly file: string; readonly readError: string };
 
-/** Reads the files (relative to `cwd`) and merges them; throws ConfigError listing every problem. */
-export function loadConfig(opts: { files: readonly string[]; flags: ConfigFlags; cwd?: string }): LoadedConfig {
+/**
+ * Reads the files (relative to `cwd`) and merges them; throws ConfigError listing every problem.
+ * Installed (an install-layout marker next to dist/, src/install-layout.ts): the system defaults, and
+ * with no files given the package's config file if it exists (`layout: null` forces a checkout's).
+ */
+export function loadConfig(opts: { files: readonly string[]; flags: ConfigFlags; cwd?: string; layout?: InstallLayout | null }): LoadedConfig {
   const cwd = opts.cwd ?? process.cwd();
-  return buildConfig(readSources(opts.files, cwd), opts.flags, cwd);
+  const layout = opts.layout !== undefined ? opts.layout : installLayout();
+  return buildConfig(readSources(defaultFiles(opts.files, layout), cwd), opts.flags, cwd, layout);
+}
+
+/** The files to read: those given, else the installed package's config file when it exists (a conffile an operator may delete). */
+export function defaultFiles(files: readonly string[], layout: InstallLayout | null): readonly string[] {
+  if (files.length > 0 || layout === null) return files;
+  return existsSync(layout.configFile) ? [layout.configFile] : [];
 }
 
 /** The pure half of loadConfig: texts in, config out. */
-export function buildConfig(sources: readonly ConfSource[], flags: ConfigFlags, cwd: string): LoadedConfig {
-  const result = collect(sources, flags, cwd);
+export function buildConfig(sources: readonly ConfSource[], flags: ConfigFlags, cwd: string, layout: InstallLayout | null = null): LoadedConfig {
+  const result = collect(sources, flags, cwd, layout);
   if (result.loaded === null) throw new ConfigError(result.problems);
   return result.loaded;
 }
@@ -446,6 +443,7 @@ function collect(
   inputs: readonly ConfSource[],
   flags: ConfigFlags,
   cwd: string,
+  layout: InstallLayout | null = null,
 ): { loaded: LoadedConfig | null; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
   const explicit = new Map<ConfigKey, Setting>();
@@ -506,7 +504,7 @@ function collect(
   const sources = {} as Record<ConfigKey, string>;
   for (const s of KEY_SPECS as readonly KeySpec[]) {
     const set = explicit.get(s.key);
-    const value = set !== undefined ? set.value : s.fallback(config, cwd);
+    const value = set !== undefined ? set.value : s.fallback(config, cwd, layout);
     (config as Record<string, unknown>)[s.key] = value;
     sources[s.key] = set?.source ?? 'default';
   }
@@ -623,6 +621,28 @@ export function formatConfig(loaded: LoadedConfig): string {
   );
   for (const u of loaded.unused) lines.push(`${u.key} = ${u.value}  # ${u.source} (accepted for virtlockd, no effect)`);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * `vmlockd config show --defaults`, and the package's /etc/vmlockd/vmlockd.conf (generated from it at
+ * build time): every key commented out with its default in this layout, in `config show`'s syntax
+ * and order. host_id's default is the host name of the machine that runs it, so it is not written in.
+ */
+export function formatDefaults(layout: InstallLayout | null, cwd: string): string {
+  const loaded = buildConfig([], { hostId: 'unused' }, cwd, layout);
+  const head = [
+    `# vmlockd's configuration${layout !== null ? ` (${layout.configFile})` : ''}: libvirt's conf syntax, see vmlockd.conf(5)`,
+    '# and docs/configuration.md. Every key is shown commented out with its default; uncomment a line to',
+    '# change it. `vmlockd config show` prints what is in effect, `vmlockd config check FILE` checks a file,',
+    '# `systemctl reload vmlockd` applies the keys that may change live.',
+    '',
+  ];
+  const lines = (KEY_SPECS as readonly KeySpec[]).map((s) =>
+    s.key === 'hostId'
+      ? `#${s.conf} = ""  # default: this machine's host name (hostname); unique in the lockspace`
+      : `#${s.conf} = ${renderValue(s.toConf(loaded.config[s.key]))}  # default`,
+  );
+  return [...head, ...lines].join('\n') + '\n';
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -43,8 +43,9 @@ function loaded(args: string[]): { own: string[]; builtins: string[]; code: numb
 }
 
 // What a client command that talks to the daemon may load: the command line, its errors, the uuid
-// check, the HTTP client and the text formats. Nothing else of this project, nothing of node_modules.
-const CLIENT = ['dist/cli/client.js', 'dist/cli/format.js', 'dist/engine/errors.js', 'dist/events/uuid.js', 'dist/main.js'];
+// check, the HTTP client, the text formats and the usage table (a string). Nothing else of this
+// project, nothing of node_modules.
+const CLIENT = ['dist/cli/client.js', 'dist/cli/format.js', 'dist/cli/usage.js', 'dist/engine/errors.js', 'dist/events/uuid.js', 'dist/main.js'];
 const HEAVY = /node_modules|dist\/(daemon|journal|watchers|engine\/(?!errors))|dist\/cli\/(daemon|api-server|audit|cluster-view|metrics)/;
 
 let d: TestDaemon;
