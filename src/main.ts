@@ -9,7 +9,7 @@ import { call, streamEvents } from './cli/client.js';
 import { formatLocks, formatStatus } from './cli/format.js';
 import type { Config, ConfigKey, LoadedConfig } from './watchers/config.js';
 import * as path from 'node:path';
-import type { Daemon } from './cli/daemon.js';
+import type { Daemon } from './daemon/daemon.js';
 // A client command loads this file, errors, uuid, client, format and node:http, nothing else
 // (bench/cli-start.ts): everything heavier (the daemon, rxjs, SQLite, the XML parser, the audit,
 // even the config parser and node:crypto when --socket or $VMLOCKD_SOCKET names the socket) is
@@ -185,9 +185,9 @@ async function main(argv: string[]): Promise<number> {
       const { loadConfig } = await loadConfigModule();
       const loaded = loadConfig({ files: values.config ?? [], flags });
       const [{ Daemon }, { registerVirtlockd }, { registerLibvirt }, { servingAgain, takeOver }, { refuseTakeoverUnderManager }] = await Promise.all([
-        import('./cli/daemon.js'),
-        import('./cli/virtlockd-source.js'),
-        import('./cli/libvirt-source.js'),
+        import('./daemon/daemon.js'),
+        import('./daemon/virtlockd-source.js'),
+        import('./daemon/libvirt-source.js'),
         import('./daemon/takeover.js'),
         import('./daemon/takeover-guard.js'),
       ]);

@@ -11,7 +11,7 @@ import { diskIdentity, resolveDisk } from '../engine/resolve.js';
 import { initialState } from '../engine/state.js';
 import type { HolderInfo } from '../engine/types.js';
 import type { Inspection } from '../engine/holder-record.js';
-import { onSharedFs } from './shared-fs.js';
+import { onSharedFs } from '../engine/shared-fs.js';
 
 export interface WhoAnswer extends Inspection {
   readonly path: string;

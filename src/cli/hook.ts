@@ -7,7 +7,7 @@
 // - a refusal is ONE stderr line naming the disk, its holder and how to look closer;
 // - an unreachable daemon fails closed (the VM does not start without its locks) unless --fail-open.
 // This module is kept small (node:http and the argument mapping only): libvirt waits for it on
-// every VM start. The daemon parses the XML (POST /v1/hook, src/cli/hook-route.ts).
+// every VM start. The daemon parses the XML (POST /v1/hook, src/daemon/hook-route.ts).
 import { hookAction, type HookAction } from '../events/hook-args.js';
 
 /** The socket of the packaged set-up (contrib/libvirt-hook-qemu passes it explicitly). */

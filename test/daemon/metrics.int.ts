@@ -1,6 +1,6 @@
 // The Prometheus endpoint of a real daemon: counters and latency histograms per front door move as
 // commands go through the control API and JSON lines; locks by mode, hosts alive and gone in the
-// lockspace, build info and Node's process metrics are served (src/cli/metrics.ts).
+// lockspace, build info and Node's process metrics are served (src/daemon/metrics.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';

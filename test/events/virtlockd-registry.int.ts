@@ -7,7 +7,7 @@ import { appendFileSync, readFileSync, rmSync, statSync, writeFileSync } from 'n
 import * as path from 'node:path';
 import { LockClient } from '../../src/events/virtlockd/client.js';
 import { ServerRegistry } from '../../src/events/virtlockd/registry.js';
-import { REGISTRY_FILE } from '../../src/cli/virtlockd-source.js';
+import { REGISTRY_FILE } from '../../src/daemon/virtlockd-source.js';
 import { tmpdir } from '../helpers/daemon.js';
 import { serve } from '../helpers/protocol-serve.js';
 

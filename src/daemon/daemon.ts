@@ -19,25 +19,25 @@ import { Engine } from '../engine/pipeline.js';
 import type { HandedConnection, RunningSource, SourceContext } from '../engine/source.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
 import { Journal } from '../journal/journal.js';
-import { onSharedFs } from './shared-fs.js';
+import { onSharedFs } from '../engine/shared-fs.js';
 import { Subject, type Subscription } from 'rxjs';
 import { classifyChange, confName, fingerprint, type Config, type ConfigFlags, type LoadedConfig } from '../watchers/config.js';
 import { watchConfig, type ConfigUpdate } from '../watchers/config-watcher.js';
 import { createApiServer, type AuditQuery } from './api-server.js';
 import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
-import { logFact } from '../daemon/log-facts.js';
-import { VERSION } from './version.js';
+import { logFact } from './log-facts.js';
+import { VERSION } from '../version.js';
 import { Meters, startMetrics } from './metrics.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
-import { REGISTRY_FILE, recoverForgotten, scanDirs } from '../daemon/found.js';
+import { REGISTRY_FILE, recoverForgotten, scanDirs } from './found.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
-import { ServiceLink, bootId } from '../daemon/service.js';
-import { rebootReleases } from '../daemon/boot.js';
-import { closeConns, listenHandoff, type HandoffServer, type TakenOver } from '../daemon/takeover.js';
-import { socketActivation } from '../daemon/activation.js';
-import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from '../daemon/listeners.js';
+import { ServiceLink, bootId } from './service.js';
+import { rebootReleases } from './boot.js';
+import { closeConns, listenHandoff, type HandoffServer, type TakenOver } from './takeover.js';
+import { socketActivation } from './activation.js';
+import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from './listeners.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -137,7 +137,7 @@ export class Daemon {
   private factsSinceSnapshot = 0;
   private snapshotTimer: NodeJS.Timeout | undefined;
   private snapshotFailures = 0;
-  /** Prometheus counters, fed from the start on (src/cli/metrics.ts). */
+  /** Prometheus counters, fed from the start on (src/daemon/metrics.ts). */
   readonly meters = new Meters({ version: VERSION });
   private metrics?: http.Server;
   private readonly startedAt = new Date().toISOString();

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HookRoute } from '../../src/cli/hook-route.js';
+import { HookRoute } from '../../src/daemon/hook-route.js';
 import { BadInputError } from '../../src/engine/errors.js';
 import { FakeContext } from '../helpers/fake-source.js';
 

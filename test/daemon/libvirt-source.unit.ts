@@ -1,8 +1,8 @@
 // Live reload of libvirt_uri: the follower keeps one event stream on the configured URI.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LibvirtFollower, registerLibvirt } from '../../src/cli/libvirt-source.js';
-import type { Daemon } from '../../src/cli/daemon.js';
+import { LibvirtFollower, registerLibvirt } from '../../src/daemon/libvirt-source.js';
+import type { Daemon } from '../../src/daemon/daemon.js';
 import type { Conflict } from '../../src/watchers/verifier.js';
 import type { VirshSource } from '../../src/events/virsh-stream.js';
 import type { Config } from '../../src/watchers/config.js';
