@@ -867,7 +867,7 @@ export interface VirshSource extends RunningSource {
 }
 
 /**
- * The running event stream's `virsh domstate`, for the hook's migration hand-over (cli/hook-route):
+ * The running event stream's `virsh domstate`, for the hook's migration hand-over (daemon/hook-route):
  * one daemon has at most one libvirt source, and the hook must not wait for the disks of a VM that
  * libvirt says is not on this host. Unset without a libvirt URI.
  */
