@@ -84,6 +84,7 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v['journal-sync'] === 'string') flags.journalSync = v['journal-sync'];
   if (typeof v['log-level'] === 'string') flags.logLevel = v['log-level'];
   if (typeof v['log-format'] === 'string') flags.logFormat = v['log-format'];
+  if (typeof v['lockspace-init'] === 'string') flags.lockspaceInit = v['lockspace-init'];
   return flags;
 }
 
@@ -138,7 +139,7 @@ function diskLines(verb: string, list: Array<{ path: string; mode: string; disk:
 }
 
 /** Commands whose --help this file answers (audit and journal answer their own, with more detail). */
-const OWN_HELP = new Set(['serve', 'acquire', 'release', 'check', 'locks', 'who', 'generation', 'cluster', 'ingest', 'status', 'integrity', 'config', 'hook']);
+const OWN_HELP = new Set(['serve', 'acquire', 'release', 'check', 'locks', 'who', 'generation', 'cluster', 'ingest', 'status', 'integrity', 'config', 'hook', 'lockspace']);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -178,6 +179,7 @@ async function main(argv: string[]): Promise<number> {
         'journal-sync': { type: 'string' },
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
+        'lockspace-init': { type: 'string' },
         takeover: { type: 'boolean' },
       }, 'none');
       const { takeover, ...configValues } = values;
@@ -369,6 +371,20 @@ async function main(argv: string[]): Promise<number> {
 
     case 'integrity':
       return (await import('./cli/audit.js')).runJournal(['verify', ...rest]);
+
+    case 'lockspace': {
+      const [sub, ...more] = rest;
+      if (sub !== 'init') throw new VmlockdError('VMLOCKD_ERR_USAGE', `lockspace needs "init", got ${JSON.stringify(sub ?? '')}\n\n${usageOf('lockspace')}`);
+      const { values, positionals } = args(more, { 'state-dir': { type: 'string' }, lockspace: { type: 'string' } });
+      const { loadConfig } = await loadConfigModule();
+      const loaded = loadConfig({ files: values.config ?? [], flags: configFlags(values) });
+      const { configuredDirs, formatInit, initLockspaces } = await import('./cli/lockspace-init.js');
+      const dirs = positionals.length > 0 ? positionals : configuredDirs(loaded.config);
+      if (dirs.length === 0) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'lockspace init: no lockspace configured (direct mode) and no DIR given');
+      const r = initLockspaces(loaded.config.stateDir, dirs);
+      print(!!values.json, r, () => formatInit(r));
+      return 0;
+    }
 
     case 'config': {
       const [sub, ...more] = rest;

@@ -7,7 +7,7 @@ export const USAGE = `usage: vmlockd <command> [options]
   serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
         [--virtlockd-socket PATH] [--libvirt URI] [--verify-interval SECONDS] [--on-conflict report|suspend]
         [--log-level debug|info|warning|error] [--log-format text|json]
-        [--metrics-address HOST:PORT] [--journal-sync fdatasync|write] [--takeover]
+        [--metrics-address HOST:PORT] [--journal-sync fdatasync|write] [--lockspace-init auto|explicit] [--takeover]
         run the daemon in the foreground (--lockspace "" locks the images themselves);
         --takeover: take the locks over from the daemon running on the same state directory, no gap
   acquire --vm UUID [--name NAME] [--shared] [--readonly] [--create] DISK...
@@ -25,6 +25,8 @@ export const USAGE = `usage: vmlockd <command> [options]
   status [--json]
   integrity [--state-dir DIR | --journal FILE]     same as journal verify
   config show [--config FILE]... [--defaults] | config check FILE...
+  lockspace init [DIR...] [--config FILE]... [--state-dir DIR] [--lockspace DIR]
+        create (or accept) a lockspace on purpose: its id file, and the id this host expects there
   hook qemu NAME OP SUBOP [EXTRA] [--socket PATH] [--fail-open] [--timeout S]
         libvirt's qemu hook (domain XML on stdin); see docs/libvirt.md
 

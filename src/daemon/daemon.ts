@@ -10,7 +10,8 @@ import { fromRow } from '../engine/journal-port.js';
 import { Locker, type PassedFd } from '../engine/locker.js';
 import { native } from '../engine/native.js';
 import { publishMounts } from '../engine/host-mounts.js';
-import { HostLock, listHosts, lockspaceId } from '../engine/locker-hosts.js';
+import { HostLock, listHosts } from '../engine/locker-hosts.js';
+import { lastStartIds, lockspaceDirs, openLockspaces, type LockspaceContext } from '../daemon/lockspaces.js';
 import { Verifier, type Conflict } from '../watchers/verifier.js';
 import { namingMismatchMessage } from '../engine/naming-check.js';
 import { lookupBlockdevNames, runCommand } from '../events/blockdev-names.js';
@@ -153,6 +154,8 @@ export class Daemon {
   private startFailed = false;
   private hostLock?: HostLock;
   private lockspaceId?: string;
+  /** What opening a lockspace checks against (src/daemon/lockspaces.ts), kept for reloads. */
+  private lockspaceCtx?: LockspaceContext;
   private verifier?: Verifier;
   /** systemd: sd_notify, the descriptor store, descriptors handed back at start (src/daemon/service.ts). */
   service?: ServiceLink;
@@ -257,8 +260,13 @@ export class Daemon {
     }
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
-    for (const dir of [c.fileLockspaceDir, c.lvmLockspaceDir, c.scsiLockspaceDir]) if (dir) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // Never a new lockspace where this host knew one: a bare mount point (src/daemon/lockspaces.ts).
+    const lastStart = lastStartIds(journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload);
+    this.lockspaceCtx = { stateDir: c.stateDir, init: c.lockspaceInit, lastStart, state, log: (level, msg) => this.log.log(level, msg) };
+    const lockspaces = openLockspaces(lockspaceDirs(c), this.lockspaceCtx);
     const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir, syncRecords: onSharedFs(c.fileLockspaceDir), generationFloor: (disk) => journal.maxGeneration(disk), ...(this.service.store ? { store: this.service.store } : {}) });
+    // Lock files are created only while each lockspace is there (not a bare mount point): src/engine/locker.ts pinLockspace.
+    for (const [dir, id] of lockspaces) locker.pinLockspace(dir, id);
     this.locker = locker;
 
     installLastResort(this.log);
@@ -287,9 +295,7 @@ export class Daemon {
     const at = new Date().toISOString();
     // One daemon per host id in the whole cluster: its host file stays write-locked while it runs.
     if (c.fileLockspaceDir !== null) {
-      this.lockspaceId = lockspaceId(c.fileLockspaceDir);
-      // Lock files are created only while this lockspace is there (not a bare mount point): src/engine/locker.ts pinLockspace.
-      locker.pinLockspace(c.fileLockspaceDir, this.lockspaceId);
+      this.lockspaceId = lockspaces.get(c.fileLockspaceDir);
       this.hostLock = HostLock.acquire(c.fileLockspaceDir, { host: c.hostId, started: at, version: VERSION, fingerprint: this.fingerprint(), lockspace: c.fileLockspaceDir });
       // For `vmlockd cluster`'s check that every host mounts a shared filesystem at one path.
       const notPublished = publishMounts(c.fileLockspaceDir, c.hostId);
@@ -313,7 +319,7 @@ export class Daemon {
     const { facts, lost } = locker.reacquire(state, at);
     if (found.count > 0) this.service.start = { ...this.service.start, found: found.count };
     const s = this.service.start;
-    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}) });
+    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, lockspaces: Object.fromEntries(lockspaces), held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}) });
     engine.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)]);
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);
@@ -492,6 +498,14 @@ export class Daemon {
         refused.push({ key: d.key, reason: `${confName(d.key)} changed: needs a restart to take effect` });
         continue;
       }
+      if ((d.key === 'lvmLockspaceDir' || d.key === 'scsiLockspaceDir') && typeof d.to === 'string') {
+        try {
+          this.openLockspace(d.key === 'lvmLockspaceDir' ? 'LVM lockspace' : 'SCSI lockspace', d.to);
+        } catch (e) {
+          refused.push({ key: d.key, reason: `${confName(d.key)} cannot change: ${(e as Error).message}` });
+          continue;
+        }
+      }
       if (d.key === 'fileLockspaceDir') {
         // The host file moves with the lockspace; if this host id is taken there, keep the old one.
         try {
@@ -534,15 +548,20 @@ export class Daemon {
     let next: HostLock | undefined;
     let id: string | undefined;
     if (dir !== null) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      id = lockspaceId(dir);
-      this.locker?.pinLockspace(dir, id);
+      id = this.openLockspace('file lockspace', dir);
       next = HostLock.acquire(dir, { host: this.config.hostId, started: this.startedAt, version: VERSION, fingerprint: fingerprint(this.config, id), lockspace: dir });
       publishMounts(dir, this.config.hostId);
     }
     this.hostLock?.release(at);
     this.hostLock = next;
     this.lockspaceId = id;
+  }
+
+  /** A reload names a lockspace directory: open it as a start would (lockspaces.ts) and pin it. */
+  private openLockspace(what: string, dir: string): string {
+    const id = openLockspaces([[what, dir]], { ...this.lockspaceCtx!, state: this.engine?.state }).get(dir)!;
+    this.locker?.pinLockspace(dir, id);
+    return id;
   }
 
   private afterFacts(facts: readonly Fact[]): void {

@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   VMLOCKD_ERR_JOURNAL: { exit: 1, message: 'the journal could not record the fact' },
   VMLOCKD_ERR_DENIED: { exit: 1, message: 'the caller may not use the control API' },
   VMLOCKD_ERR_NAMING_CHANGED: { exit: 1, message: 'the journal holds locks named under other naming rules than this start' },
+  VMLOCKD_ERR_LOCKSPACE: { exit: 1, message: 'the lockspace is not the one this host knew (its filesystem is not mounted?)' },
   VMLOCKD_ERR_INTERNAL: { exit: 1, message: 'internal error' },
 } as const;
 

@@ -20,6 +20,8 @@ export interface FactPayloads {
     readonly pid: number;
     readonly version: string;
     readonly lockspace: string | null;
+    /** Each lockspace directory (file, LVM, SCSI) and the id its id file held: what the next start expects there. */
+    readonly lockspaces?: Readonly<Record<string, string>>;
     readonly held: number;
     /** How the locks came back: fresh (re-taken), store (systemd's descriptor store), takeover. */
     readonly start?: 'fresh' | 'store' | 'takeover';

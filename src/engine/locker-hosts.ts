@@ -269,7 +269,25 @@ export function listHosts(lockspace: string, nat: NativeBinding = defaultNative)
   });
 }
 
-const ID_FILE = '.vmlockd-lockspace-id';
+export const ID_FILE = '.vmlockd-lockspace-id';
+const ID_RE = /^[0-9a-f-]{36}$/;
+
+/**
+ * The id in a lockspace's id file, or undefined when there is none (the file or the directory is
+ * missing). Read only: creates nothing. Throws for an unreadable or malformed id file.
+ */
+export function readLockspaceId(lockspace: string): string | undefined {
+  const file = path.join(lockspace, ID_FILE);
+  let id: string;
+  try {
+    id = fs.readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return undefined;
+    throw new VmlockdError('VMLOCKD_ERR_IO', `${file} cannot be read: ${errnoOf(e)}`, { cause: e });
+  }
+  if (!ID_RE.test(id)) throw new VmlockdError('VMLOCKD_ERR_IO', `${file} does not hold a lockspace id (got ${JSON.stringify(id.slice(0, 40))}); remove it to create a new one`);
+  return id;
+}
 
 /** What identifies the lockspace a daemon started with: the id in its id file and its filesystem (st_dev). */
 export interface LockspacePin {
@@ -339,6 +357,6 @@ export function lockspaceId(lockspace: string): string {
     }
   }
   const id = fs.readFileSync(file, 'utf8').trim();
-  if (!/^[0-9a-f-]{36}$/.test(id)) throw new VmlockdError('VMLOCKD_ERR_IO', `${file} does not hold a lockspace id (got ${JSON.stringify(id.slice(0, 40))}); remove it to create a new one`);
+  if (!ID_RE.test(id)) throw new VmlockdError('VMLOCKD_ERR_IO', `${file} does not hold a lockspace id (got ${JSON.stringify(id.slice(0, 40))}); remove it to create a new one`);
   return id;
 }

@@ -42,6 +42,13 @@ export interface Config {
   /** After a reboot: release (default) or retake the locks of owners no live process stands for (control API, JSON lines). */
   afterReboot: 'release' | 'retake';
   /**
+   * Who creates a lockspace (its `.vmlockd-lockspace-id`) that this host never knew: `auto` (default)
+   * the daemon's first start, `explicit` only `vmlockd lockspace init DIR` (a cluster filesystem's
+   * bare mount point is then never mistaken for a new lockspace, even by a first start). A lockspace
+   * this host knew is never created again either way (docs/decisions/0015).
+   */
+  lockspaceInit: 'auto' | 'explicit';
+  /**
    * What a reply waits for: `fdatasync` (default) the journal's staging file is on disk, so an
    * acknowledged lock survives the state directory's filesystem failing; `write` only in the
    * kernel (survives the process; a filesystem failure can lose the last seconds). See decision 0002.
@@ -296,6 +303,15 @@ const KEY_SPECS = [
     toConf: str,
   }),
   spec({
+    key: 'lockspaceInit',
+    conf: 'lockspace_init',
+    flag: '--lockspace-init',
+    check: (raw): Check<'auto' | 'explicit'> =>
+      raw.type === 'string' && (raw.value === 'auto' || raw.value === 'explicit') ? { ok: true, value: raw.value } : { ok: false, expected: '"auto" or "explicit"' },
+    fallback: (): 'auto' | 'explicit' => 'auto',
+    toConf: str,
+  }),
+  spec({
     key: 'journalSync',
     conf: 'journal_sync',
     flag: '--journal-sync',
@@ -364,6 +380,7 @@ export const LIVE_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   'verifyIntervalMs',
   'maxClients',
   'libvirtUri',
+  'lockspaceInit',
 ]);
 
 export const LOCK_RELEVANT_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([

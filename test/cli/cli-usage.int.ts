@@ -16,7 +16,7 @@ const noStack = (s: string) => assert.not.match(s, /\n\s+at /, s);
 
 test('every command answers --help / -h with its own usage, exit 0, starting nothing', () => {
   const cwd = tmpdir();
-  for (const cmd of ['serve', 'acquire', 'release', 'check', 'locks', 'who', 'generation', 'cluster', 'ingest', 'status', 'config', 'integrity', 'hook', 'audit', 'journal']) {
+  for (const cmd of ['serve', 'acquire', 'release', 'check', 'locks', 'who', 'generation', 'cluster', 'ingest', 'status', 'config', 'integrity', 'hook', 'audit', 'journal', 'lockspace']) {
     for (const flag of ['--help', '-h']) {
       const r = run([cmd, flag], cwd);
       assert.is(r.code, 0, `${cmd} ${flag}: ${r.stderr}`);

@@ -190,7 +190,7 @@ test('lvm_lockspace_dir: /dev disks are named by LV UUID (lvs, as virtlockd), tw
     const b = await daemon(c.dir, 'hv-b', ['--config', conf]);
     const r = a.cli(['acquire', '--vm', UUID1, lvA]);
     assert.is(r.code, 0, r.stdout + r.stderr);
-    assert.equal(fs.readdirSync(lvmDir), ['06UgP5-2rhb-w3Bo-3mdR-WeoL-pytO-SAa2ky']);
+    assert.equal(fs.readdirSync(lvmDir).filter((n) => !n.startsWith('.')), ['06UgP5-2rhb-w3Bo-3mdR-WeoL-pytO-SAa2ky']);
     const locks = JSON.parse(a.cli(['locks', '--json']).stdout) as Array<{ kind: string; lockspace: string; disk: string }>;
     assert.equal(locks.map((l) => [l.kind, l.lockspace, l.disk]), [['lvm', lvmDir, lvA]]);
     // The same LV reached by another path on another host: the same lock file, so refused.

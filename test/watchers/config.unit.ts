@@ -60,6 +60,7 @@ test('given no files and no flags, then every key has its documented default', (
     libvirtUri: null,
     onConflict: 'report',
     afterReboot: 'release',
+    lockspaceInit: 'auto',
     journalSync: 'fdatasync',
     verifyIntervalMs: 10_000,
     metricsAddress: null,
