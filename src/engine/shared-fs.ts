@@ -2,7 +2,7 @@
 // with O_DIRECT and flushed, because each client caches file data (a FUSE page cache, GlusterFS
 // write-behind) and another host would otherwise read an old record and an old fencing generation.
 import * as fs from 'node:fs';
-import { networkFsName } from '../journal/journal.js';
+import { networkFsName } from '../journal/network-fs.js';
 
 export function onSharedFs(dir: string | null): boolean {
   if (dir === null) return false;

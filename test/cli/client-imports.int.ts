@@ -89,6 +89,13 @@ test('without --socket the config decides, and only then is the config parser lo
   assert.not.ok(r.own.some((m) => /node_modules|dist\/(daemon|journal|cli\/daemon)/.test(m)), r.own.join(', '));
 });
 
+test('who reads the lockspace without the journal: no SQLite, no daemon, no rxjs', () => {
+  const r = loaded(['who', disk, '--lockspace', path.join(dir, 'lockspace')]);
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(r.own.includes('dist/cli/cluster-view.js'), r.own.join(', '));
+  assert.not.ok(r.own.some((m) => /node_modules|dist\/(daemon|cli\/daemon|watchers)|dist\/journal\/(?!network-fs)/.test(m)), r.own.join(', '));
+});
+
 test('the hook through the command line and --help load nothing heavy', () => {
   for (const args of [['hook', 'qemu', 'vm1', 'start', 'begin', '-', '--socket', d.socket], ['--help'], ['status', '--help']]) {
     const r = loaded(args);
