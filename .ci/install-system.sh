@@ -20,7 +20,9 @@ fi
 # strace: the socket-activation test reads what the daemon sends systemd (the sandbox has no journal).
 # prometheus: its promtool checks and unit-tests contrib/prometheus/vmlockd.rules.yml
 # (test/contrib/prometheus-rules.int.ts); its own service is never left running (below).
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus)
+# bindfs: a FUSE pass-through the publication test mounts over the lockspace's .journal and freezes
+# (SIGSTOP) or kills, to hang or break the published history's filesystem (test/daemon/publish-hang.int.ts).
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus bindfs)
 
 # Which of the packages are not installed yet (dpkg status, no network).
 missing=()

@@ -82,6 +82,8 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v['on-conflict'] === 'string') flags.onConflict = v['on-conflict'];
   if (typeof v['metrics-address'] === 'string') flags.metricsAddress = v['metrics-address'];
   if (typeof v['journal-sync'] === 'string') flags.journalSync = v['journal-sync'];
+  if (typeof v.publish === 'string') flags.publish = v.publish;
+  if (typeof v['publish-segment-bytes'] === 'string') flags.publishSegmentBytes = v['publish-segment-bytes'];
   if (typeof v['log-level'] === 'string') flags.logLevel = v['log-level'];
   if (typeof v['log-format'] === 'string') flags.logFormat = v['log-format'];
   if (typeof v['lockspace-init'] === 'string') flags.lockspaceInit = v['lockspace-init'];
@@ -177,6 +179,8 @@ async function main(argv: string[]): Promise<number> {
         'on-conflict': { type: 'string' },
         'metrics-address': { type: 'string' },
         'journal-sync': { type: 'string' },
+        publish: { type: 'string' },
+        'publish-segment-bytes': { type: 'string' },
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
         'lockspace-init': { type: 'string' },

@@ -9,6 +9,7 @@ import { FACT_KINDS } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
 import { canonicalPath } from '../engine/resolve.js';
 import { evolve, fromSnapshot, initialState, toSnapshot } from '../engine/state.js';
+import { publishedThrough } from '../journal/compact.js';
 import { Journal, JournalError, stageFileOf, type FactQuery, type HoldKinds, type StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
@@ -677,9 +678,21 @@ async function compactCommand(v: JournalValues): Promise<number> {
       if (v.json !== true) process.stdout.write(resumed);
     }
     const from = journal.archivedThrough();
-    const cut = journal.compactionCut(before);
+    const timeCut = journal.compactionCut(before);
+    // Facts not yet published into the lockspace stay: the published history must never have a
+    // hole (docs/decisions/0013). They are compacted by a later run, once published.
+    const published = publishedThrough(journal.db);
+    const cut = published === undefined ? timeCut : Math.min(timeCut, Math.max(published, from));
     const say = (text: string, obj: Record<string, unknown>) =>
       process.stdout.write(v.json === true ? JSON.stringify({ journal: file, archive, before, ...obj }, null, 2) + '\n' : text);
+    if (cut < timeCut) {
+      const note = `vmlockd: note: facts after seq ${cut} are not yet published into the lockspace (publication is behind or failing: vmlockd status); they stay until a later compaction\n`;
+      process.stderr.write(note);
+    }
+    if (cut <= from && cut < timeCut) {
+      say(`nothing to compact yet: the facts older than ${before} beyond seq ${from} are not yet published into the lockspace\n`, { moved: 0, throughSeq: from, publishedThrough: published });
+      return 0;
+    }
     if (cut <= from) {
       say(`nothing to compact: no fact in ${file} is older than ${before}${from > 0 ? ` beyond seq ${from}, already archived` : ''}\n`, { moved: 0, throughSeq: from });
       return 0;

@@ -7,7 +7,7 @@ export const USAGE = `usage: vmlockd <command> [options]
   serve [--config FILE]... [--state-dir DIR] [--lockspace DIR] [--host-id ID] [--socket PATH]
         [--virtlockd-socket PATH] [--libvirt URI] [--verify-interval SECONDS] [--on-conflict report|suspend]
         [--log-level debug|info|warning|error] [--log-format text|json]
-        [--metrics-address HOST:PORT] [--journal-sync fdatasync|write] [--lockspace-init auto|explicit] [--takeover]
+        [--metrics-address HOST:PORT] [--journal-sync fdatasync|write] [--lockspace-init auto|explicit] [--publish 0|1] [--takeover]
         run the daemon in the foreground (--lockspace "" locks the images themselves);
         --takeover: take the locks over from the daemon running on the same state directory, no gap
   acquire --vm UUID [--name NAME] [--shared] [--readonly] [--create] DISK...

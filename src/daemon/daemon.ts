@@ -39,6 +39,7 @@ import { rebootReleases } from './boot.js';
 import { closeConns, listenHandoff, type HandoffServer, type TakenOver } from './takeover.js';
 import { socketActivation } from './activation.js';
 import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from './listeners.js';
+import { PUBLISH_KEYS, Publication, publishSettings } from './publisher.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -157,6 +158,8 @@ export class Daemon {
   /** What opening a lockspace checks against (src/daemon/lockspaces.ts), kept for reloads. */
   private lockspaceCtx?: LockspaceContext;
   private verifier?: Verifier;
+  /** Copies the journal into the lockspace for `audit --cluster` (src/daemon/publisher.ts). */
+  private publication?: Publication;
   /** systemd: sd_notify, the descriptor store, descriptors handed back at start (src/daemon/service.ts). */
   service?: ServiceLink;
   /** `serve --takeover`: what the previous daemon handed over; the hand-off socket of this one. */
@@ -380,6 +383,7 @@ export class Daemon {
             snapshot_failures_total: { help: 'Journal snapshots that failed (retried later) since start.', value: Number(st.snapshotFailures ?? 0) },
             fd_limit: { help: 'RLIMIT_NOFILE soft limit (one descriptor per held lock).', value: Number(st.fdLimit) },
             ...this.journalWatch.gauges(),
+            ...(this.publication?.gauges(Number(st.lastSeq)) ?? {}),
           };
         },
       }, this.inherited?.take('metrics', c.metricsAddress));
@@ -409,6 +413,8 @@ export class Daemon {
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
+    this.publication = new Publication(journal, (level, msg) => this.log.log(level, msg));
+    void this.publication.configure(publishSettings(c));
     this.handoff = await listenHandoff(
       c.stateDir,
       {
@@ -526,6 +532,7 @@ export class Daemon {
       this.log.format = config.logFormat;
       this.engine.setRules(namingRules(config));
       if (applied.some((d) => d.key === 'verifyIntervalMs')) this.verifier?.reschedule();
+      if (applied.some((d) => PUBLISH_KEYS.has(d.key))) void this.publication?.configure(publishSettings(config));
       for (const d of applied) this.log.info(`config: ${confName(d.key)} changed from ${JSON.stringify(d.from)} to ${JSON.stringify(d.to)}`);
       this.record([fact('ConfigChanged', at, { changes: applied, fingerprint: this.fingerprint(), trigger: 'watch' })]);
       try {
@@ -568,6 +575,7 @@ export class Daemon {
     this.verifier?.factsSeen(facts);
     this.factsSinceSnapshot += facts.length;
     this.meters.factsSeen(facts);
+    this.publication?.notify(this.engine?.state.seq ?? 0);
     // One line per fact worth reading, naming its seq (src/daemon/log-facts.ts); LeaseLost among them.
     for (const f of facts) logFact(this.log, f);
     // Not now: a snapshot moves every staged fact into SQLite first, and after start-up's re-takes
@@ -648,6 +656,7 @@ export class Daemon {
       // daemon serving again) and, for a take-over, how many protocol client connections came along.
       started: this.service ? { ...this.service.info(), ...(this.takenOver?.resumed ? { how: 'resumed' } : {}), connections: this.connsAdopted } : null,
       hostFileProblem: this.hostLock?.problem ?? null,
+      publication: this.publication?.status(state?.seq ?? 0) ?? null,
     };
   }
 
@@ -699,6 +708,8 @@ export class Daemon {
       if (!this.startFailed) this.snapshot();
       if (held > 0) this.log.info(`stopping with ${held} lock(s) held; they will be re-taken at the next start`);
     }
+    // Its last batch, if the lockspace answers within a moment; the next start resumes the rest.
+    await this.publication?.close();
     try {
       this.journal?.close();
     } catch (e) {

@@ -70,6 +70,17 @@ export interface CompactReport {
 
 type FullRow = ChainRow & { hash: Buffer | null };
 
+/**
+ * meta.published_through: the daemon's publisher has copied every fact through this seq into the
+ * lockspace (src/daemon/publish-worker.ts). Absent while publication is off: nothing to wait for.
+ */
+export function publishedThrough(db: Database.Database): number | undefined {
+  const row = db.prepare(`SELECT value FROM meta WHERE key = 'published_through'`).get() as { value: string } | undefined;
+  if (row === undefined) return undefined;
+  const n = Number(row.value);
+  return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+}
+
 const DEFAULT_PAGE = 10_000;
 
 /** `openArchive` opens (or creates) the archive file as a writer of an archive, synchronous=FULL. */
@@ -89,6 +100,15 @@ export function compact(journal: CompactFile, opts: CompactOptions, openArchive:
   }
   requireSnapshot(journal, throughSeq);
   const archivedThrough = journal.archivedThrough();
+  const published = publishedThrough(db);
+  if (published !== undefined && throughSeq > Math.max(published, archivedThrough)) {
+    // The publisher copies facts from this journal into the lockspace; a fact deleted here before
+    // it was copied would leave a hole in the published history. The cut waits for publication.
+    throw new JournalError(
+      'VMLOCKD_ERR_BAD_INPUT',
+      `compact through seq ${throughSeq} would remove facts not yet published into the lockspace (published through seq ${published}); cut at seq ${published} or earlier, or wait for publication (vmlockd status)`,
+    );
+  }
   if (throughSeq <= archivedThrough) {
     return { archive: archiveFile, moved: 0, deleted: deleteMoved(db, archivedThrough, Math.max(1, Math.floor(page / 5))), carried: countCarried(db), throughSeq: archivedThrough, firstLiveSeq: journal.firstSeq() };
   }

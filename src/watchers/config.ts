@@ -54,6 +54,13 @@ export interface Config {
    * kernel (survives the process; a filesystem failure can lose the last seconds). See decision 0002.
    */
   journalSync: 'fdatasync' | 'write';
+  /**
+   * Copy this host's journal (facts and hash chain) into `<file_lockspace_dir>/.journal/<host_id>/`
+   * for `audit --cluster` (docs/decisions/0013). Off the request path; nothing to do in direct mode.
+   */
+  publish: boolean;
+  /** Published segments are sealed and a new one begun at this size. */
+  publishSegmentBytes: number;
 }
 
 export type ConfigKey = keyof Config;
@@ -160,6 +167,9 @@ const HOST_PORT = /^(?:[^\s:]*|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})$/;
 const URI = /^[A-Za-z][A-Za-z0-9+.-]*:\S*$/;
 
 const VERIFY_MAX_S = 86_400;
+/** Segment sizes: small enough for tests of the rotation, at most 1 GiB (a reader re-reads one whole segment at most). */
+const PUBLISH_SEGMENT_MIN = 4096;
+const PUBLISH_SEGMENT_MAX = 1024 * 1024 * 1024;
 
 const spec = <K extends ConfigKey>(s: KeySpec<K>): KeySpec<K> => s;
 
@@ -334,6 +344,22 @@ const KEY_SPECS = [
     toConf: (v) => int(v / 1000),
   }),
   spec({
+    key: 'publish',
+    conf: 'publish',
+    flag: '--publish',
+    check: checkBool,
+    fallback: () => true,
+    toConf: (v) => int(v ? 1 : 0),
+  }),
+  spec({
+    key: 'publishSegmentBytes',
+    conf: 'publish_segment_bytes',
+    flag: '--publish-segment-bytes',
+    check: (raw) => checkInt(raw, PUBLISH_SEGMENT_MIN, PUBLISH_SEGMENT_MAX),
+    fallback: () => 8 * 1024 * 1024,
+    toConf: int,
+  }),
+  spec({
     key: 'metricsAddress',
     conf: 'metrics_address',
     flag: '--metrics-address',
@@ -381,6 +407,9 @@ export const LIVE_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   'maxClients',
   'libvirtUri',
   'lockspaceInit',
+  // Publication is a copy for readers, not a lock: on, off, or another segment size at any time.
+  'publish',
+  'publishSegmentBytes',
 ]);
 
 export const LOCK_RELEVANT_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([

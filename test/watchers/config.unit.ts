@@ -63,6 +63,8 @@ test('given no files and no flags, then every key has its documented default', (
     lockspaceInit: 'auto',
     journalSync: 'fdatasync',
     verifyIntervalMs: 10_000,
+    publish: true,
+    publishSegmentBytes: 8 * 1024 * 1024,
     metricsAddress: null,
   } satisfies Config);
   assert.ok(CONFIG_KEYS.every((k) => sources[k] === 'default'));

@@ -1,0 +1,430 @@
+// The publisher's worker thread: copies the local journal's facts, in seq order and with their
+// hashes, into `<file lockspace>/.journal/<host-id>/` segments (src/journal/segment.ts,
+// docs/decisions/0013-published-history.md). Every read of the cluster filesystem and every write to
+// it happens on this thread: when that filesystem hangs (a frozen FUSE client), this thread waits in
+// its syscall and the daemon's event loop, which answers every request, never notices. It reads the
+// journal through its own SQLite connection, from the last published seq: falling behind costs lag,
+// never memory, and there is no queue to overflow.
+import Database from 'better-sqlite3';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { lockspaceProblem, type LockspacePin } from '../engine/locker-hosts.js';
+import { GENESIS_HASH } from '../journal/schema.js';
+import {
+  PUBLISHED_DIR,
+  decodeSegment,
+  encodeFact,
+  encodeHeader,
+  encodeSeal,
+  hostSegmentDir,
+  listSegments,
+  segmentFileName,
+  segmentTempName,
+} from '../journal/segment.js';
+
+export interface PublishWorkerData {
+  journalFile: string;
+  lockspace: string;
+  pin: LockspacePin;
+  host: string;
+  journalId: string;
+  segmentBytes: number;
+  /** Least time between two writes while the backlog is small (pacing: fewer, larger writes). */
+  intervalMs: number;
+}
+
+/** Main thread -> worker. */
+export type ToWorker = { type: 'head'; seq: number } | { type: 'segmentBytes'; bytes: number } | { type: 'stop' };
+
+/** Worker -> main thread. */
+export type FromWorker =
+  | { type: 'progress'; seq: number; segment: string; bytes: number; facts: number }
+  | { type: 'idle'; seq: number }
+  | { type: 'error'; message: string; code: string | null }
+  | { type: 'notice'; message: string }
+  | { type: 'stopped'; seq: number };
+
+/** Rows read from the journal per write. */
+const BATCH_ROWS = 2_000;
+/** After a failure, the first retry; doubled each time up to the most. */
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 30_000;
+/** While the journal's staged facts are on their way into SQLite: how soon to look again. */
+const CATCH_UP_POLL_MS = 10;
+/** Idle: look at the journal this often even without a wake-up (facts appended by another process). */
+const IDLE_POLL_MS = 1_000;
+/** meta.published_through is written at most this often (and at stop). */
+const META_EVERY_MS = 1_000;
+
+interface Row {
+  seq: number;
+  at: string;
+  host: string;
+  kind: string;
+  resource: string | null;
+  disk: string | null;
+  owner: string | null;
+  owner_name: string | null;
+  payload: string;
+  hash: Buffer | null;
+}
+
+/** The open segment this thread appends to. */
+interface Current {
+  name: string;
+  fd: number;
+  offset: number;
+  count: number;
+}
+
+class PublishError extends Error {
+  constructor(message: string, readonly code: string | null = null) {
+    super(message);
+  }
+}
+
+function errnoOf(e: unknown): string | null {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : null;
+}
+
+class Publisher {
+  private readonly d: PublishWorkerData;
+  private readonly dir: string;
+  private readonly db: Database.Database;
+  private readonly rows: Database.Statement<[number, number], Row>;
+  private readonly hashAt: Database.Statement<[number], { hash: Buffer | null }>;
+  private readonly minSeq: Database.Statement<[], { seq: number | null }>;
+  private readonly maxSeq: Database.Statement<[], { seq: number | null }>;
+  private readonly meta: Database.Statement<[string], { value: string }>;
+  private readonly setMeta: Database.Statement<[string, string]>;
+  private segmentBytes: number;
+  /** Resumed from the directory since the last failure. */
+  private ready = false;
+  private cur: Current | undefined;
+  /** Last published seq and its hash (what the next fact chains from). */
+  private published = 0;
+  private publishedHash: Buffer = GENESIS_HASH;
+  /** The main thread's newest seq (staged facts reach SQLite a few ms later). */
+  private want = 0;
+  private stopping = false;
+  private wake: (() => void) | undefined;
+  private lastWrite = 0;
+  private metaWritten = -1;
+  private metaAt = 0;
+
+  constructor(d: PublishWorkerData) {
+    this.d = d;
+    this.segmentBytes = d.segmentBytes;
+    this.dir = hostSegmentDir(d.lockspace, d.host);
+    this.db = new Database(d.journalFile, { fileMustExist: true });
+    this.db.pragma('busy_timeout = 5000');
+    this.rows = this.db.prepare(`SELECT seq, at, host, kind, resource, disk, owner, owner_name, payload, hash FROM facts WHERE seq > ? ORDER BY seq ASC LIMIT ?`);
+    this.hashAt = this.db.prepare(`SELECT hash FROM facts WHERE seq = ?`);
+    this.minSeq = this.db.prepare(`SELECT min(seq) AS seq FROM facts`);
+    this.maxSeq = this.db.prepare(`SELECT max(seq) AS seq FROM facts`);
+    this.meta = this.db.prepare(`SELECT value FROM meta WHERE key = ?`);
+    this.setMeta = this.db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
+  }
+
+  onMessage(m: ToWorker): void {
+    if (m.type === 'head') this.want = Math.max(this.want, m.seq);
+    else if (m.type === 'segmentBytes') this.segmentBytes = m.bytes;
+    else if (m.type === 'stop') this.stopping = true;
+    this.wake?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        r();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        r();
+      };
+    });
+  }
+
+  async run(): Promise<void> {
+    let retry = RETRY_MIN_MS;
+    while (!this.stopping) {
+      try {
+        if (!this.ready) this.resume();
+        const wrote = this.step();
+        retry = RETRY_MIN_MS;
+        if (wrote === 'full') continue;
+        if (wrote === 'some') {
+          // Paced: with a small backlog, gather facts for a while rather than write (and sync) each few.
+          const wait = this.lastWrite + this.d.intervalMs - Date.now();
+          if (wait > 0) await this.sleepUnlessStopping(wait);
+          continue;
+        }
+        this.writeMeta(false);
+        post({ type: 'idle', seq: this.published });
+        // Facts the main thread has but SQLite not yet (staged): look again soon; else wait for a wake-up.
+        await this.sleep(this.want > this.published ? CATCH_UP_POLL_MS : IDLE_POLL_MS);
+      } catch (e) {
+        this.fail(e);
+        await this.sleepUnlessStopping(retry);
+        retry = Math.min(retry * 2, RETRY_MAX_MS);
+      }
+    }
+    try {
+      if (this.ready) {
+        this.step();
+        this.writeMeta(true);
+      }
+    } catch (e) {
+      this.fail(e);
+    }
+    this.closeCurrent();
+    this.db.close();
+    post({ type: 'stopped', seq: this.published });
+  }
+
+  private async sleepUnlessStopping(ms: number): Promise<void> {
+    // A stop ends the wait; a head message does not (pacing and back-off are the point of the wait).
+    const until = Date.now() + ms;
+    while (!this.stopping && Date.now() < until) await this.sleep(until - Date.now());
+  }
+
+  private fail(e: unknown): void {
+    const code = e instanceof PublishError ? e.code : errnoOf(e);
+    post({ type: 'error', message: (e as Error).message ?? String(e), code });
+    // Start again from what the directory holds: a failed write may have left part of its bytes.
+    this.closeCurrent();
+    this.ready = false;
+  }
+
+  private closeCurrent(): void {
+    if (this.cur !== undefined) {
+      try {
+        closeSync(this.cur.fd);
+      } catch {
+        // a descriptor on a dead mount: nothing more to do with it
+      }
+      this.cur = undefined;
+    }
+  }
+
+  /** The published position from the directory: the newest segment of this journal, its torn tail cut off. */
+  private resume(): void {
+    const problem = lockspaceProblem(this.d.lockspace, this.d.pin);
+    // Never create the history under a bare mount point: no other host would ever see it.
+    if (problem !== undefined) throw new PublishError(`the lockspace ${this.d.lockspace} is not the one this daemon started with: ${problem}`, 'VMLOCKD_ERR_LOCKSPACE_AWAY');
+    if (!existsSync(this.dir)) {
+      mkdirSync(join(this.d.lockspace, PUBLISHED_DIR), { recursive: true, mode: 0o755 });
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    }
+    const mine = listSegments(this.dir).filter((s) => s.journalId === this.d.journalId);
+    this.cur = undefined;
+    const newest = mine[mine.length - 1];
+    if (newest === undefined) {
+      // Nothing published yet: start at the first fact this journal still has.
+      const first = this.minSeq.get()?.seq ?? null;
+      this.published = first === null ? this.chainBaseSeq() : first - 1;
+      this.publishedHash = this.hashBefore(this.published + 1);
+      this.ready = true;
+      return;
+    }
+    const file = join(this.dir, newest.name);
+    // Read to EOF: never trust a cached size on a cluster filesystem.
+    const bytes = readFileSync(file);
+    const seg = decodeSegment(file, bytes, { host: this.d.host, journal: this.d.journalId, first: newest.firstSeq });
+    let keep = seg.state.offset;
+    if (seg.problem !== undefined) {
+      // Only the last line may be bad: a write cut short by a crash. Anything before it is corruption
+      // this writer must not paper over by appending after it.
+      const nl = bytes.indexOf(10, seg.problem.offset);
+      if (nl !== -1 && nl !== bytes.length - 1) {
+        throw new PublishError(`published segment is corrupt, publication stopped until it is moved aside: ${seg.problem.file}: line ${seg.problem.line}${seg.problem.seq !== undefined ? ` (seq ${seg.problem.seq})` : ''}: ${seg.problem.reason}`, 'VMLOCKD_ERR_SEGMENT_CORRUPT');
+      }
+      keep = seg.problem.offset;
+    }
+    if (seg.state.header === null || keep === 0) {
+      // A header that never became whole (the rename makes that impossible, short of a damaged
+      // filesystem): the segment holds nothing; write it again.
+      rmSync(file, { force: true });
+      this.ready = false;
+      return this.resume();
+    }
+    const lastSeq = seg.state.lastSeq;
+    const localLast = this.maxSeq.get()?.seq ?? 0;
+    if (lastSeq > Math.max(localLast, this.chainBaseSeq())) {
+      throw new PublishError(`${file} holds facts through seq ${lastSeq}, but journal ${this.d.journalId} ends at seq ${localLast}: the published history is ahead of this journal (a restored older copy?); publication stopped`, 'VMLOCKD_ERR_PUBLISH_DIVERGED');
+    }
+    if (lastSeq > 0) {
+      const local = this.hashAt.get(lastSeq)?.hash ?? null;
+      if (local !== null && local.toString('hex') !== seg.state.lastHash) {
+        throw new PublishError(`${file}: seq ${lastSeq} differs from the local journal's fact ${lastSeq} (hash ${seg.state.lastHash.slice(0, 12)}... published, ${local.toString('hex').slice(0, 12)}... here); publication stopped`, 'VMLOCKD_ERR_PUBLISH_DIVERGED');
+      }
+    }
+    this.published = lastSeq;
+    this.publishedHash = Buffer.from(seg.state.lastHash, 'hex');
+    if (seg.state.seal !== null) {
+      this.ready = true;
+      return;
+    }
+    const fd = openSync(file, 'r+');
+    try {
+      if (keep < bytes.length) {
+        ftruncateSync(fd, keep);
+        fdatasyncSync(fd);
+        post({ type: 'notice', message: `resumed ${newest.name}: cut off ${bytes.length - keep} byte(s) of an unfinished last line (a write cut short), continuing after seq ${lastSeq}` });
+      }
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    this.cur = { name: newest.name, fd, offset: keep, count: seg.state.count };
+    this.ready = true;
+  }
+
+  private chainBaseSeq(): number {
+    const raw = this.meta.get('chain_base_seq')?.value;
+    const n = raw === undefined ? 0 : Number(raw);
+    return Number.isSafeInteger(n) && n > 0 ? n : 0;
+  }
+
+  /** The hash fact `seq` chains from: fact seq-1's, the chain base's, or the genesis. */
+  private hashBefore(seq: number): Buffer {
+    if (seq <= 1) return GENESIS_HASH;
+    const h = this.hashAt.get(seq - 1)?.hash;
+    if (h != null) return h;
+    if (this.chainBaseSeq() === seq - 1) {
+      const hex = this.meta.get('chain_base_hash')?.value;
+      if (hex !== undefined) return Buffer.from(hex, 'hex');
+    }
+    throw new PublishError(`cannot find the hash of seq ${seq - 1} to start a segment at seq ${seq}`, 'VMLOCKD_ERR_PUBLISH_DIVERGED');
+  }
+
+  /** Writes one batch. 'none': nothing new in SQLite; 'some': a short batch; 'full': more are waiting. */
+  private step(): 'none' | 'some' | 'full' {
+    const rows = this.rows.all(this.published, BATCH_ROWS);
+    if (rows.length === 0) return 'none';
+    const start = rows[0]!.seq;
+    if (start !== this.published + 1) {
+      // Facts after the last published one are gone from the journal: compacted while publication
+      // was off. The history gets a hole, named (a gap between segments) rather than hidden.
+      post({ type: 'notice', message: `facts seq ${this.published + 1} to ${start - 1} were compacted before they were published: the published history has a gap there (they are in the local archive)` });
+      this.seal();
+      this.published = start - 1;
+      this.publishedHash = this.hashBefore(start);
+    }
+    if (this.cur === undefined) this.open(start);
+    const cur = this.cur!;
+    const parts: string[] = [];
+    let bytes = 0;
+    let prev = this.publishedHash;
+    let last = this.published;
+    let n = 0;
+    for (const r of rows) {
+      if (r.hash === null) throw new PublishError(`journal fact seq ${r.seq} has no hash; run vmlockd journal verify`, 'VMLOCKD_ERR_PUBLISH_DIVERGED');
+      const line = encodeFact(r, r.hash);
+      parts.push(line);
+      bytes += Buffer.byteLength(line);
+      prev = r.hash;
+      last = r.seq;
+      n++;
+      if (cur.offset + bytes >= this.segmentBytes) break;
+    }
+    const buf = Buffer.from(parts.join(''), 'utf8');
+    writeAll(cur.fd, buf, cur.offset);
+    fdatasyncSync(cur.fd);
+    cur.offset += buf.length;
+    cur.count += n;
+    this.published = last;
+    this.publishedHash = prev;
+    this.lastWrite = Date.now();
+    post({ type: 'progress', seq: last, segment: cur.name, bytes: buf.length, facts: n });
+    this.writeMeta(false);
+    if (cur.offset >= this.segmentBytes) {
+      this.seal();
+      return 'full';
+    }
+    return n === rows.length && rows.length < BATCH_ROWS ? 'some' : 'full';
+  }
+
+  /** Ends the current segment with its seal; the next batch opens a new one at published + 1. */
+  private seal(): void {
+    const cur = this.cur;
+    if (cur === undefined) return;
+    const line = Buffer.from(encodeSeal({ last: this.published, hash: this.publishedHash, count: cur.count }));
+    writeAll(cur.fd, line, cur.offset);
+    fdatasyncSync(cur.fd);
+    cur.offset += line.length;
+    this.closeCurrent();
+  }
+
+  /** A new segment at `first`: written whole as a temporary, synced, then renamed, so it appears with its header. */
+  private open(first: number): void {
+    const name = segmentFileName(this.d.journalId, first);
+    const tmp = join(this.dir, segmentTempName(name));
+    const file = join(this.dir, name);
+    const header = Buffer.from(encodeHeader({ host: this.d.host, journal: this.d.journalId, first, prev: this.publishedHash, created: new Date().toISOString() }));
+    const fd = openSync(tmp, 'w', 0o644);
+    try {
+      writeAll(fd, header, 0);
+      fdatasyncSync(fd);
+      renameSync(tmp, file);
+    } catch (e) {
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    syncDir(this.dir);
+    this.cur = { name, fd, offset: header.length, count: 0 };
+  }
+
+  /** meta.published_through: how far `journal compact` may cut (it never cuts facts not yet published). */
+  private writeMeta(force: boolean): void {
+    if (this.published === this.metaWritten) return;
+    const now = Date.now();
+    if (!force && now - this.metaAt < META_EVERY_MS) return;
+    try {
+      this.setMeta.run('published_through', String(this.published));
+      this.metaWritten = this.published;
+      this.metaAt = now;
+    } catch (e) {
+      // SQLITE_BUSY (a compaction holds the write lock): the next batch writes it.
+      post({ type: 'notice', message: `could not record published_through ${this.published} in the journal: ${(e as Error).message}` });
+    }
+  }
+}
+
+function writeAll(fd: number, buf: Buffer, position: number): void {
+  let done = 0;
+  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, position + done);
+}
+
+function syncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Some filesystems refuse fsync on a directory (EINVAL); the rename is as durable as they make it.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+function post(m: FromWorker): void {
+  parentPort?.postMessage(m);
+}
+
+if (parentPort !== null) {
+  const p = new Publisher(workerData as PublishWorkerData);
+  parentPort.on('message', (m: ToWorker) => p.onMessage(m));
+  p.run().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      post({ type: 'error', message: `publisher stopped: ${(e as Error).stack ?? String(e)}`, code: null });
+      process.exit(1);
+    },
+  );
+}
