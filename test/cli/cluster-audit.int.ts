@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, until, type TestDaemon } from '../helpers/daemon.js';
-import { publishJournal } from '../helpers/segments.js';
+import { readPublished } from '../helpers/published.js';
 
 interface Site {
   dir: string;
@@ -49,10 +49,18 @@ function journalCount(d: TestDaemon, kind: string): number {
   }
 }
 
-/** Each host's journal as its publisher would copy it (until the daemons publish by themselves). */
-const JOURNAL_IDS: Record<string, string> = { 'hv-a': 'a0000000000000a1', 'hv-b': 'b0000000000000b1', 'hv-c': 'c0000000000000c1' };
-function publish(s: Site, ...hosts: TestDaemon[]): void {
-  for (const d of hosts) publishJournal(path.join(d.opts.stateDir, 'journal.db'), s.lockspace, d.opts.hostId!, JOURNAL_IDS[d.opts.hostId!]!, { segmentBytes: 2048 });
+/** Until each host's own daemon has published its whole journal (a host to be killed: before the kill). */
+async function publish(s: Site, ...hosts: TestDaemon[]): Promise<void> {
+  for (const d of hosts) {
+    const dir = path.join(s.lockspace, '.journal', d.opts.hostId!);
+    await until(`${d.opts.hostId} published its journal`, () => {
+      const db = new Database(path.join(d.opts.stateDir, 'journal.db'), { readonly: true });
+      const last = (db.prepare('SELECT max(seq) AS n FROM facts').get() as { n: number }).n;
+      db.close();
+      const facts = readPublished(dir, d.opts.hostId!).facts;
+      return facts.length > 0 && facts[facts.length - 1]!.seq === last;
+    });
+  }
 }
 
 /** The CLI as a machine that never ran a daemon: no config, no state directory, its own cache home. */
@@ -74,7 +82,7 @@ test('three hosts: --disk --at names the holder and its host, from any host\'s h
   assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'db1', d1]).code, 0);
   assert.is(c.cli(['acquire', '--vm', UUID3, '--name', 'cache1', d2]).code, 0);
   await until('all journaled', () => journalCount(a, 'LockReleased') === 1 && journalCount(b, 'LockAcquired') === 1 && journalCount(c, 'LockAcquired') === 1);
-  publish(s, a, b, c);
+  await publish(s, a, b, c);
 
   const then = audit(s, ['--disk', d1, '--at', held, '--json']);
   assert.is(then.code, 0, then.stderr);
@@ -106,9 +114,10 @@ test('a host SIGKILLed and never restarted stays answerable: its holder before t
   assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'other', s.disk('d2.img')]).code, 0);
   await until('journaled', () => journalCount(a, 'LockAcquired') === 1 && journalCount(b, 'LockAcquired') === 1);
   const before = new Date().toISOString();
+  await publish(s, a);
   await a.kill('SIGKILL');
   running.splice(running.indexOf(a), 1);
-  publish(s, a, b);
+  await publish(s, b);
   const r1 = audit(s, ['--disk', d1, '--at', before, '--json']);
   assert.is(r1.code, 0, r1.stderr);
   const j1 = JSON.parse(r1.stdout);
@@ -130,11 +139,12 @@ test('--overlaps finds the restart gap: A held, A\'s daemon down, B granted, A r
   const d1 = s.disk('d1.img');
   assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', d1]).code, 0);
   await until('A journaled', () => journalCount(a, 'LockAcquired') === 1);
+  await publish(s, a);
   await a.kill('SIGKILL');
   assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'intruder', d1]).code, 0);
   await a.start();
   await until('LeaseLost journaled', () => journalCount(a, 'LeaseLost') === 1 && journalCount(b, 'LockAcquired') === 1);
-  publish(s, a, b);
+  await publish(s, a, b);
   const r = audit(s, ['--overlaps', '--json']);
   assert.is(r.code, 0, r.stderr);
   const o = JSON.parse(r.stdout);
