@@ -21,8 +21,10 @@ async function published(): Promise<{ dir: string; lockspace: string; a: TestDae
   const dir = tmpdir('vmlockd-cluster-verify-');
   const lockspace = path.join(dir, 'lockspace');
   fs.mkdirSync(path.join(dir, 'images'));
-  const a = await startDaemon({ stateDir: path.join(dir, 'state-a'), lockspace, hostId: 'hv-a' });
-  const b = await startDaemon({ stateDir: path.join(dir, 'state-b'), lockspace, hostId: 'hv-b' });
+  // The test writes each host's segments itself (fixed journal ids, then damaged on purpose): the
+  // daemons' own publication stays off so no second writer touches them.
+  const a = await startDaemon({ stateDir: path.join(dir, 'state-a'), lockspace, hostId: 'hv-a', extra: ['--publish', '0'] });
+  const b = await startDaemon({ stateDir: path.join(dir, 'state-b'), lockspace, hostId: 'hv-b', extra: ['--publish', '0'] });
   running.push(a, b);
   for (let i = 0; i < 6; i++) {
     const disk = path.join(dir, 'images', `d${i}.img`);
