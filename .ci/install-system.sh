@@ -22,7 +22,10 @@ fi
 # (test/contrib/prometheus-rules.int.ts); its own service is never left running (below).
 # bindfs: a FUSE pass-through the publication test mounts over the lockspace's .journal and freezes
 # (SIGSTOP) or kills, to hang or break the published history's filesystem (test/daemon/publish-hang.int.ts).
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus bindfs)
+# man-db: test/contrib/package.int.ts reads the installed vmlockd(8) and vmlockd.conf(5) with man and
+# systemd-analyze verify finds Documentation=man:vmlockd(8) through it; dpkg-deb (dpkg) and
+# deb-systemd-helper (init-system-helpers, with systemd) build and install the package.
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus bindfs man-db)
 
 # Which of the packages are not installed yet (dpkg status, no network).
 missing=()
@@ -106,7 +109,7 @@ for pid in $(pgrep -u prometheus -x prometheus || true); do
   kill "$pid" 2>/dev/null || true
 done
 
-for bin in /usr/bin/promtool /lib/systemd/systemd /usr/bin/strace /usr/bin/virsh /usr/sbin/libvirtd /usr/sbin/virtlogd /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/sbin/glusterd /usr/sbin/glusterfs; do
+for bin in /usr/bin/man /usr/bin/dpkg-deb /usr/bin/deb-systemd-helper /usr/bin/promtool /lib/systemd/systemd /usr/bin/strace /usr/bin/virsh /usr/sbin/libvirtd /usr/sbin/virtlogd /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/sbin/glusterd /usr/sbin/glusterfs; do
   [ -x "$bin" ] || { echo "install-system.sh: expected $bin after install, it is missing" >&2; exit 1; }
 done
 log "done (kvm: $([ -e /dev/kvm ] && echo present || echo absent))"
