@@ -3,7 +3,7 @@
 // writes `install-layout.json` next to dist/ (packaging/build-deb.sh); a checkout has none. The
 // marker decides, never the uid: root running `npm test` in a checkout keeps ./var, a user running
 // the installed binary gets the system paths (and a clear EACCES where it may not go).
-// docs/configuration.md "Defaults", docs/decisions/0015-debian-package.md.
+// docs/configuration.md "Defaults", docs/decisions/0013-debian-package.md.
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
