@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { config as rxConfig } from 'rxjs';
+import { config as rxConfig } from '../engine/rx.js';
 import { VmlockdError } from '../engine/errors.js';
 import { fact, type Fact, type NewFact } from '../engine/facts.js';
 import { fromRow } from '../engine/journal-port.js';
@@ -21,7 +21,7 @@ import type { HandedConnection, RunningSource, SourceContext } from '../engine/s
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
 import { Journal } from '../journal/journal.js';
 import { onSharedFs } from '../engine/shared-fs.js';
-import { Subject, type Subscription } from 'rxjs';
+import { Subject, type Subscription } from '../engine/rx.js';
 import { classifyChange, confName, fingerprint, type Config, type ConfigFlags, type LoadedConfig } from '../watchers/config.js';
 import { watchConfig, type ConfigUpdate } from '../watchers/config-watcher.js';
 import { createApiServer, type AuditQuery } from './api-server.js';

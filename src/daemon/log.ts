@@ -6,7 +6,8 @@
 // - log_format = "text" (the default): `time level message key=value...` for terminals.
 // A journal send that fails (socket gone, its queue full) never blocks or throws: that line goes to
 // stderr as text instead (the stream systemd also reads). Levels follow virtlockd's log_level.
-import pino from 'pino';
+import { createRequire } from 'node:module';
+import type pinoType from 'pino';
 import { native as defaultNative, type NativeBinding } from '../engine/native.js';
 
 export type Level = 'debug' | 'info' | 'warning' | 'error';
@@ -97,7 +98,7 @@ export class JournalSink {
   }
 }
 
-type Sink = { kind: 'text' } | { kind: 'json'; pino: pino.Logger } | { kind: 'journal'; sink: JournalSink; fallback: Sink };
+type Sink = { kind: 'text' } | { kind: 'json'; pino: pinoType.Logger } | { kind: 'journal'; sink: JournalSink; fallback: Sink };
 
 export interface LoggerOptions {
   format?: LogFormat;
@@ -141,6 +142,9 @@ export class Logger {
   private streamSink(format: LogFormat): Sink {
     if (format === 'text') return { kind: 'text' };
     const write = this.write;
+    // Loaded only for log_format = "json": pino and its dependencies are a noticeable part of the
+    // daemon's start (bench/README.md, restart with 10,000 locks), and the text formats need none of it.
+    const pino = createRequire(import.meta.url)('pino') as typeof pinoType;
     const p = pino(
       {
         level: 'debug',

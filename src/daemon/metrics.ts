@@ -8,7 +8,8 @@
 // lockspace's host files (hosts alive / gone, settings mismatch; cached for HOSTS_TTL_MS). The names
 // and their meaning: docs/operations.md, "Metrics"; alerts on them: contrib/prometheus/vmlockd.rules.yml.
 import * as http from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as Prom from 'prom-client';
 import { VmlockdError } from '../engine/errors.js';
 import type { Fact } from '../engine/facts.js';
 import type { HostEntry } from '../engine/locker-hosts.js';
@@ -24,6 +25,17 @@ export interface MetricsSource {
   /** The lockspace's host entries and this host's settings fingerprint; null in direct mode. */
   hosts(): { entries: readonly HostEntry[]; self: string; fingerprint: string } | null;
 }
+
+// prom-client's index also loads its Pushgateway (http, https, url), the cluster aggregator, Summary
+// and the default metrics' dozen collectors: 5-8x what the four classes used here cost, and the
+// largest part of the daemon's module loading before it listens (bench/README.md, restart with
+// 10,000 locks). So the classes come from their own files; the default metrics load with the
+// metrics server, the only place they are registered.
+const promRequire = createRequire(import.meta.url);
+const Registry = promRequire('prom-client/lib/registry') as typeof Prom.Registry;
+const Counter = promRequire('prom-client/lib/counter') as typeof Prom.Counter;
+const Gauge = promRequire('prom-client/lib/gauge') as typeof Prom.Gauge;
+const Histogram = promRequire('prom-client/lib/histogram') as typeof Prom.Histogram;
 
 /** How long a read of the lockspace's host files serves scrapes (they are on the shared filesystem). */
 const HOSTS_TTL_MS = 10_000;
@@ -160,7 +172,7 @@ export class Meters {
     });
     // The process and Node.js figures under their usual names (process_cpu_seconds_total,
     // nodejs_heap_size_used_bytes...), as every Node.js dashboard expects them.
-    collectDefaultMetrics({ register: this.registry });
+    (promRequire('prom-client/lib/defaultMetrics') as typeof Prom.collectDefaultMetrics)({ register: this.registry });
   }
 
   private status?: MetricsSource['gauges'];

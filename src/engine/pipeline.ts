@@ -8,7 +8,7 @@
 //
 // Group commit: the facts of every command handled in one turn of the event loop are journaled in
 // one SQLite transaction before any of those commands is answered (invariant 1).
-import { defer, from, map, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from 'rxjs';
+import { defer, from, map, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from './rx.js';
 import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type Fact, type NewFact } from './facts.js';
 import { appendFacts, type JournalPort } from './journal-port.js';

@@ -9,7 +9,7 @@
 
 import { watch } from 'chokidar';
 import { dirname, resolve } from 'node:path';
-import { EMPTY, Observable, concat, debounceTime, defer, filter, map, merge, mergeMap, of, share } from 'rxjs';
+import { EMPTY, Observable, concat, debounceTime, defer, filter, map, merge, mergeMap, of, share } from '../engine/rx.js';
 import {
   ConfigError,
   diffConfig,
