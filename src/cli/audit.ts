@@ -14,8 +14,7 @@ import { Journal, JournalError, stageFileOf, type FactQuery, type HoldKinds, typ
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { csvHeader, csvRows, formatFacts, formatHolders, formatTimeline, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
-import { clusterLockspace, runClusterAudit } from './cluster-audit.js';
-import { verifyCluster, type ChainReport } from './cluster-verify.js';
+import type { ChainReport } from './cluster-verify.js';
 import { ADOPT_KINDS, CLOSE_KINDS, CONFLICT_KINDS, OPEN_KINDS, continuesHold, holdersAnswer, queryFacts, timeline, type AuditSources } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
@@ -363,6 +362,8 @@ export async function runAudit(argv: string[]): Promise<number> {
   if (!Number.isInteger(width) || width < 30) throw bad(`--width must be an integer >= 30, got ${JSON.stringify(v.width)}`);
 
   if (v.cluster === true) {
+    // Loaded only for --cluster: the segment reader, the read cache and the lockspace's host files.
+    const { runClusterAudit } = await import('./cluster-audit.js');
     return runClusterAudit(v, {
       format, disk: v.disk, vm: v.vm, at, since, until, host: v.host, kinds, limit, width,
       timeline: v.timeline === true, overlaps: v.overlaps === true, follow: v.follow === true, now,
@@ -626,6 +627,7 @@ async function verify(v: JournalValues): Promise<number> {
 
 /** `journal verify --cluster`: every published chain, and this host's against its local journal. */
 async function verifyClusterCommand(v: JournalValues): Promise<number> {
+  const [{ clusterLockspace }, { verifyCluster }] = await Promise.all([import('./cluster-audit.js'), import('./cluster-verify.js')]);
   const lockspace = clusterLockspace(v);
   // The local journal when there is one (run on a host): --journal, --state-dir, or the configured one.
   let local: { host: string; journal: Journal } | undefined;
