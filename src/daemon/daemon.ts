@@ -40,6 +40,7 @@ import { closeConns, listenHandoff, type HandoffServer, type TakenOver } from '.
 import { socketActivation } from './activation.js';
 import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from './listeners.js';
 import { PUBLISH_KEYS, Publication, publishSettings } from './publisher.js';
+import { envMs } from './env-ms.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -70,13 +71,8 @@ const HANDOVER_GRACE_MS = 100;
  * 2 ms). Larger values batch more; tests set it very high so facts stay staged until a crash.
  */
 function stageFlushMs(): { flushMs?: number } {
-  const raw = process.env.VMLOCKD_JOURNAL_FLUSH_MS;
-  if (raw === undefined || raw === '') return {};
-  const ms = Number(raw);
-  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 2_147_483_647) {
-    throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `VMLOCKD_JOURNAL_FLUSH_MS must be a whole number of milliseconds from 1 to 2147483647, got ${JSON.stringify(raw)}`);
-  }
-  return { flushMs: ms };
+  const ms = envMs(process.env, 'VMLOCKD_JOURNAL_FLUSH_MS');
+  return ms === undefined ? {} : { flushMs: ms };
 }
 
 function snapshotEvery(): number {

@@ -30,6 +30,7 @@ import type { PassedFd } from '../engine/locker.js';
 import type { HandedConnection } from '../engine/source.js';
 import { VmlockdError } from '../engine/errors.js';
 import { native as defaultNative, type NativeBinding } from '../engine/native.js';
+import { envMs } from './env-ms.js';
 import { MAX_FDS_PER_MESSAGE, type Logf } from './service.js';
 
 /**
@@ -40,13 +41,7 @@ import { MAX_FDS_PER_MESSAGE, type Logf } from './service.js';
 export const DEFAULT_TAKEOVER_TIMEOUT_MS = 120_000;
 
 export function takeoverTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.VMLOCKD_TAKEOVER_TIMEOUT_MS;
-  if (raw === undefined || raw === '') return DEFAULT_TAKEOVER_TIMEOUT_MS;
-  const ms = Number(raw);
-  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 2_147_483_647) {
-    throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `VMLOCKD_TAKEOVER_TIMEOUT_MS must be a whole number of milliseconds from 1 to 2147483647, got ${JSON.stringify(raw)}`);
-  }
-  return ms;
+  return envMs(env, 'VMLOCKD_TAKEOVER_TIMEOUT_MS') ?? DEFAULT_TAKEOVER_TIMEOUT_MS;
 }
 
 /**

@@ -1,10 +1,10 @@
 // Wires the virtlockd protocol server into `vmlockd serve` when --virtlockd-socket / virtlockd_socket
 // is set. The server reaches the engine only through the SourceContext the daemon hands it.
 import * as path from 'node:path';
-import { VmlockdError } from '../engine/errors.js';
 import type { RunningSource, SourceContext } from '../engine/source.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, startVirtlockdServer } from '../events/virtlockd/server.js';
 import type { Daemon } from './daemon.js';
+import { envMs } from './env-ms.js';
 
 import { REGISTRY_FILE } from '../events/virtlockd/registry.js';
 export { REGISTRY_FILE };
@@ -14,13 +14,7 @@ export { REGISTRY_FILE };
  * byte arrived (default 30000); then the connection is closed. Read at start.
  */
 export function frameTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.VMLOCKD_VIRTLOCKD_FRAME_TIMEOUT_MS;
-  if (raw === undefined || raw === '') return DEFAULT_FRAME_TIMEOUT_MS;
-  const ms = Number(raw);
-  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 2_147_483_647) {
-    throw new VmlockdError('VMLOCKD_ERR_BAD_INPUT', `VMLOCKD_VIRTLOCKD_FRAME_TIMEOUT_MS must be a whole number of milliseconds from 1 to 2147483647, got ${JSON.stringify(raw)}`);
-  }
-  return ms;
+  return envMs(env, 'VMLOCKD_VIRTLOCKD_FRAME_TIMEOUT_MS') ?? DEFAULT_FRAME_TIMEOUT_MS;
 }
 
 function inherited(fd: number | undefined, managed: boolean): { listenFd?: number; keepPath?: boolean } {
