@@ -11,9 +11,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { native } from '../../src/engine/native.js';
-import { sha256Hex } from '../../src/engine/resolve.js';
 import { TestDaemon, tmpdir, until } from '../helpers/daemon.js';
+import { kernelHeld } from '../helpers/kernel-locks.js';
+import { diskImages } from '../helpers/state-dir.js';
 
 function run(cmd: string, args: string[]): { code: number; out: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000 });
@@ -92,18 +92,6 @@ function failingExt4(base: string): FailingFs | string {
   };
 }
 
-/** Whether anyone holds byte 0 of the disk's lock file, from a fresh description (OFD: disturbs nothing). */
-function kernelHeld(lockspace: string, disk: string): boolean {
-  const file = path.join(lockspace, sha256Hex(disk));
-  if (!fs.existsSync(file)) return false;
-  const fd = fs.openSync(file, 'r');
-  try {
-    return native.ofdGetLk(fd, 'write', 0, 1) !== null;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 const uuid = (v: number, i: number) => `dddddddd-000${v}-4000-8000-${String(i).padStart(12, '0')}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -141,12 +129,7 @@ async function scenario(
   });
   const state = ext4.dir;
   const lockspace = path.join(base, 'lockspace');
-  fs.mkdirSync(path.join(base, 'img'));
-  const disk = (i: number) => {
-    const p = path.join(base, 'img', `d${i}`);
-    if (!fs.existsSync(p)) fs.writeFileSync(p, 'x');
-    return p;
-  };
+  const disk = diskImages(base);
   // The socket outside the state directory, so the repair's umount does not depend on it.
   const a = new TestDaemon({ stateDir: state, lockspace, hostId: 'a', socket: path.join(base, 'a.sock'), extra });
   cleanups.push(() => a.kill('SIGKILL'));

@@ -3,69 +3,27 @@
 // removed, replaced by a new directory, or replaced by a file while locks are held. The daemon stays
 // up (or, at start, says why in one line), never claims a lock the kernel does not hold, and never lets
 // a second host take a disk it holds. (A read-only state directory: test/daemon/durability.int.ts.)
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { native } from '../../src/engine/native.js';
 import { sha256Hex } from '../../src/engine/resolve.js';
 import { TestDaemon, UUID1, UUID2, cli, tmpdir, until } from '../helpers/daemon.js';
-import { kernelLockedFiles, listedVsKernel } from '../helpers/kernel-locks.js';
+import { kernelHeld, kernelLockedFiles, listedVsKernel } from '../helpers/kernel-locks.js';
+import { fill, smallStateDir, unmountAll } from '../helpers/state-dir.js';
 
 const mounts: string[] = [];
 const daemons: TestDaemon[] = [];
 
 test.after.each(async () => {
   for (const d of daemons.splice(0)) await d.kill('SIGKILL');
-  for (const m of mounts.splice(0)) spawnSync('umount', ['-l', m]);
+  unmountAll(mounts);
 });
-
-function smallTmpfs(dir: string): void {
-  fs.mkdirSync(dir, { recursive: true });
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`mount -t tmpfs failed (the suite needs root): ${r.stderr}`);
-  mounts.push(dir);
-}
-
-function fill(dir: string): string {
-  const file = path.join(dir, 'fill');
-  const fd = fs.openSync(file, 'a');
-  const chunk = Buffer.alloc(4096, 1);
-  try {
-    for (;;) fs.writeSync(fd, chunk);
-  } catch (e) {
-    assert.is((e as NodeJS.ErrnoException).code, 'ENOSPC');
-  } finally {
-    fs.closeSync(fd);
-  }
-  return file;
-}
-
-function kernelHeld(lockspace: string, disk: string): boolean {
-  const file = path.join(lockspace, sha256Hex(disk));
-  if (!fs.existsSync(file)) return false;
-  const fd = fs.openSync(file, 'r');
-  try {
-    return native.ofdGetLk(fd, 'write', 0, 1) !== null;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 const uuid = (i: number) => `bbbbbbbb-0000-4000-8000-${String(i).padStart(12, '0')}`;
 
 test('a start with acknowledged facts still staged that SQLite cannot take (full disk) fails in one line; with space back every one is held again', async () => {
-  const dir = tmpdir();
-  const state = path.join(dir, 'state');
-  smallTmpfs(state);
-  const lockspace = path.join(dir, 'lockspace');
-  fs.mkdirSync(path.join(dir, 'img'));
-  const disk = (i: number) => {
-    const p = path.join(dir, 'img', `d${i}`);
-    if (!fs.existsSync(p)) fs.writeFileSync(p, 'x');
-    return p;
-  };
+  const { dir, state, lockspace, disk } = smallStateDir(mounts);
   const d = new TestDaemon({ stateDir: state, lockspace, socket: path.join(dir, 'vmlockd.sock') });
   daemons.push(d);
   await d.start();

@@ -3,78 +3,27 @@
 // the file, take no lock; held locks stay held; a release that cannot be journaled keeps its lock;
 // status and the metrics say so; the daemon recovers alone when space returns; a start on a full
 // disk fails in one line.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { native } from '../../src/engine/native.js';
-import { sha256Hex } from '../../src/engine/resolve.js';
-import { TestDaemon, cli, tmpdir, until } from '../helpers/daemon.js';
+import { TestDaemon, cli, until } from '../helpers/daemon.js';
+import { kernelHeld } from '../helpers/kernel-locks.js';
+import { freePort } from '../helpers/ports.js';
+import { fill, smallStateDir, unmountAll } from '../helpers/state-dir.js';
 
 const mounts: string[] = [];
 const daemons: TestDaemon[] = [];
-
-function smallTmpfs(dir: string): void {
-  fs.mkdirSync(dir, { recursive: true });
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`mount -t tmpfs failed (the suite needs root): ${r.stderr}`);
-  mounts.push(dir);
-}
-
-/** Write until the filesystem says ENOSPC. */
-function fill(dir: string): string {
-  const file = path.join(dir, 'fill');
-  const fd = fs.openSync(file, 'a');
-  const chunk = Buffer.alloc(4096, 1);
-  try {
-    for (;;) fs.writeSync(fd, chunk);
-  } catch (e) {
-    assert.is((e as NodeJS.ErrnoException).code, 'ENOSPC');
-  } finally {
-    fs.closeSync(fd);
-  }
-  return file;
-}
-
-function kernelHeld(lockspace: string, disk: string): boolean {
-  const file = path.join(lockspace, sha256Hex(disk));
-  if (!fs.existsSync(file)) return false;
-  const fd = fs.openSync(file, 'r');
-  try {
-    return native.ofdGetLk(fd, 'write', 0, 1) !== null;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 const uuid = (i: number) => `aaaaaaaa-0000-4000-8000-${String(i).padStart(12, '0')}`;
 
 test.after(async () => {
   for (const d of daemons) await d.kill('SIGKILL');
-  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  unmountAll(mounts);
 });
 
 test('a full state directory refuses what it cannot journal, keeps every held lock, and recovers alone', async () => {
-  const dir = tmpdir();
-  const state = path.join(dir, 'state');
-  smallTmpfs(state);
-  const lockspace = path.join(dir, 'lockspace');
-  fs.mkdirSync(path.join(dir, 'img'));
-  const disk = (i: number) => {
-    const p = path.join(dir, 'img', `d${i}`);
-    if (!fs.existsSync(p)) fs.writeFileSync(p, 'x');
-    return p;
-  };
+  const { dir, state, lockspace, disk } = smallStateDir(mounts);
   const port = await freePort();
   const d = new TestDaemon({ stateDir: state, lockspace, socket: path.join(dir, 'vmlockd.sock'), extra: ['--metrics-address', `127.0.0.1:${port}`] });
   daemons.push(d);

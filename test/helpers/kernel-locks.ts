@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native } from '../../src/engine/native.js';
+import { sha256Hex } from '../../src/engine/resolve.js';
 
 /** Paths (as /proc/PID/fd resolves them) of every locked file in `dirs` (all files when omitted). */
 export function kernelLockedFiles(pid: number, dirs?: readonly string[]): Set<string> {
@@ -56,6 +57,21 @@ export function lockedByAnyone(file: string): boolean {
   } catch {
     return false;
   }
+  try {
+    return native.ofdGetLk(fd, 'write', 0, 1) !== null;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Whether anyone holds byte 0 of `disk`'s lock file in `lockspace` (file lockspace naming), from a
+ * fresh description (an OFD F_GETLK: it disturbs nothing). False when there is no lock file.
+ */
+export function kernelHeld(lockspace: string, disk: string): boolean {
+  const file = path.join(lockspace, sha256Hex(disk));
+  if (!fs.existsSync(file)) return false;
+  const fd = fs.openSync(file, 'r');
   try {
     return native.ofdGetLk(fd, 'write', 0, 1) !== null;
   } finally {
