@@ -11,7 +11,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ROOT, UUID1, UUID2, UUID3, tmpdir, until } from '../helpers/daemon.js';
+import { call } from '../../src/cli/client.js';
+import { ROOT, TestDaemon, UUID1, UUID2, UUID3, tmpdir, until } from '../helpers/daemon.js';
+import { Sandbox, setUnitKey } from '../helpers/systemd.js';
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const APT = ['-y', '-q', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=300'];
@@ -35,6 +37,7 @@ const installed = (): string => sh('dpkg-query', ['-W', '-f', '${db:Status-Statu
 
 function missing(): string | null {
   if (process.getuid?.() !== 0) return 'not root (the test installs a package)';
+  if (!fs.existsSync('/lib/systemd/systemd')) return '/lib/systemd/systemd is missing (the systemd package)';
   for (const b of ['dpkg-deb', 'apt-get', 'systemd-analyze', 'man']) if (sh('sh', ['-c', `command -v ${b}`]).code !== 0) return `${b} is missing`;
   return null;
 }
@@ -57,6 +60,19 @@ if (why !== null) {
   let listing: string[] = [];
 
   const vmlockd = (...args: string[]): Ran => sh(BIN, args, { cwd });
+
+  /** `vmlockd serve` as an operator would start it by hand: no flags, from a directory of its own. */
+  const startDaemon = async (): Promise<void> => {
+    daemonLog = '';
+    daemon = spawn(BIN, ['serve'], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VMLOCKD_') && k !== 'NOTIFY_SOCKET' && !k.startsWith('LISTEN_'))) });
+    daemon.stdout!.on('data', (b: Buffer) => (daemonLog += b.toString()));
+    daemon.stderr!.on('data', (b: Buffer) => (daemonLog += b.toString()));
+    await until('the installed daemon answers on /run/vmlockd/vmlockd.sock', () => daemon!.exitCode === null && vmlockd('status').code === 0, 60_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${daemonLog}`);
+    });
+    // The line may reach this process after the socket answers.
+    await until('the listening line', () => /listening on/.test(daemonLog));
+  };
 
   const stopDaemon = async (): Promise<void> => {
     if (daemon === undefined || daemon.exitCode !== null || daemon.signalCode !== null) return;
@@ -156,14 +172,7 @@ if (why !== null) {
   });
 
   test('the installed vmlockd on its installed defaults, from another directory: acquire, a refusal, locks, audit', async () => {
-    daemon = spawn(BIN, ['serve'], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VMLOCKD_') && k !== 'NOTIFY_SOCKET' && !k.startsWith('LISTEN_'))) });
-    daemon.stdout!.on('data', (b: Buffer) => (daemonLog += b.toString()));
-    daemon.stderr!.on('data', (b: Buffer) => (daemonLog += b.toString()));
-    await until('the installed daemon answers on /run/vmlockd/vmlockd.sock', () => daemon!.exitCode === null && vmlockd('status').code === 0, 60_000).catch((e: Error) => {
-      throw new Error(`${e.message}\n${daemonLog}`);
-    });
-    // The line may reach this process after the socket answers.
-    await until('the listening line', () => /listening on/.test(daemonLog));
+    await startDaemon();
     assert.match(daemonLog, /listening on \/run\/vmlockd\/vmlockd\.sock .*lockspace \/var\/lib\/vmlockd\/lockspace, journal \/var\/lib\/vmlockd\/journal\.db/);
     const status = JSON.parse(vmlockd('status', '--json').out) as { stateDir: string; socket: string };
     assert.is(status.stateDir, '/var/lib/vmlockd');
@@ -232,6 +241,81 @@ if (why !== null) {
     assert.is(complete('vmlockd journal '), 'compact verify');
     assert.ok(complete('vmlockd serve --take').split(' ').includes('--takeover'));
     assert.is(sh('bash', ['-c', 'source /usr/share/bash-completion/completions/vmlockd; complete -p vmlockd']).out.trim(), 'complete -o filenames -F _vmlockd vmlockd');
+  });
+
+  test('under systemd (a confined manager) the installed units run /usr/bin/vmlockd serve unchanged; systemctl restart (the upgrade) leaves another host nothing', async () => {
+    await stopDaemon(); // a stop without systemd: the journal still says VM 1 holds the disk
+    const sbDir = path.join(work, 'sandbox');
+    const log = path.join(work, 'unit.log');
+    const sb = Sandbox.start(sbDir);
+    let other: TestDaemon | undefined;
+    let hammering = true;
+    try {
+      const installedUnit = (n: string): string => fs.readFileSync(`/lib/systemd/system/${n}`, 'utf8');
+      let service = installedUnit('vmlockd.service');
+      assert.match(service, /^ExecStart=\/usr\/bin\/vmlockd serve$/m);
+      // A user manager would put StateDirectory= under $HOME; postinst made /var/lib/vmlockd. No journald here.
+      service = setUnitKey(service, 'Service', 'StateDirectory', null);
+      service = setUnitKey(service, 'Service', 'StateDirectoryMode', null);
+      service = setUnitKey(service, 'Service', 'StandardOutput', `append:${log}`);
+      service = setUnitKey(service, 'Service', 'StandardError', `append:${log}`);
+      sb.install('vmlockd.service', service);
+      sb.install('vmlockd.socket', installedUnit('vmlockd.socket'));
+      assert.is(sb.ctl('daemon-reload').code, 0);
+      const st = sb.ctl('start', 'vmlockd.socket', 'vmlockd.service');
+      const unitLog = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '');
+      assert.is(st.code, 0, `${st.out}\n${unitLog()}`);
+      const socket = sb.inside('/run/vmlockd/vmlockd.sock');
+      const status = (): Record<string, any> | undefined => {
+        const r = vmlockd('status', '--json', '--socket', socket);
+        return r.code === 0 ? (JSON.parse(r.out) as Record<string, any>) : undefined;
+      };
+      const first = await until('the unit answers on its socket', () => status(), 60_000);
+      assert.is(first.stateDir, '/var/lib/vmlockd');
+      assert.is(first.socket, '/run/vmlockd/vmlockd.sock', 'the installed default is the socket unit\'s ListenStream=');
+      assert.ok(JSON.stringify(first.started?.sockets ?? '').includes('control'), `the control socket came from vmlockd.socket: ${JSON.stringify(first.started)}`);
+      const held = JSON.parse(vmlockd('locks', '--json', '--socket', socket).out) as Array<{ path: string; vm: { uuid: string } }>;
+      assert.equal(held.map((l) => [l.path, l.vm.uuid]), [[disk, UUID1]], 're-taken from the journal');
+      await until('the lock in the descriptor store', () => status()?.started?.fdStore?.stored >= 1);
+
+      // Another host on the same lockspace asks for the disk all through the restart.
+      other = await new TestDaemon({ stateDir: path.join(work, 'other'), lockspace: '/var/lib/vmlockd/lockspace', hostId: 'package-other', socket: path.join(work, 'other.sock') }).start();
+      let attempts = 0;
+      const stolen: string[] = [];
+      const hammer = (async () => {
+        while (hammering) {
+          try {
+            const r = await call(other!.socket, 'POST', '/v1/acquire', { vm: { uuid: UUID2 }, disks: [{ path: disk }] });
+            attempts++;
+            if (r.status === 200 && (r.body as { status?: string }).status === 'ok') stolen.push(disk);
+          } catch {
+            if (!hammering) return;
+          }
+        }
+      })();
+      await until('the other host was refused once', () => attempts > 0);
+      const pid = first.pid as number;
+      const re = await sb.ctlAsync('restart', 'vmlockd.service');
+      assert.is(re.code, 0, `${re.out}\n${unitLog()}`);
+      const after = await until('the restarted daemon', () => {
+        const s = status();
+        return s !== undefined && s.pid !== pid ? s : undefined;
+      }, 60_000);
+      const before = attempts;
+      await until('the other host asked again after the restart', () => attempts > before + 2);
+      hammering = false;
+      await hammer;
+      assert.equal(stolen, [], `another host got the disk during systemctl restart (${attempts} attempts)`);
+      assert.is(after.started?.how, 'store', `the restarted daemon adopted the lock from the store: ${JSON.stringify(after.started)}`);
+    } finally {
+      hammering = false;
+      await other?.kill('SIGKILL');
+      sb.ctl('stop', 'vmlockd.service', 'vmlockd.socket');
+      const r = sb.stop();
+      assert.is(r.code, 0, `systemd-sandbox stop: ${r.out}`);
+    }
+    await startDaemon(); // for the removal: a daemon run by hand, holding the disk again
+    assert.is(vmlockd('acquire', '--vm', UUID2, disk).code, 3);
   });
 
   test('apt-get remove: the package files go; the state, the journal and the conffile stay; a daemon run by hand is warned about, not killed', async () => {
