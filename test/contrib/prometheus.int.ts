@@ -29,7 +29,7 @@ if (!has('promtool') || !has('prometheus')) {
   test('promtool check rules: contrib/prometheus/vmlockd.rules.yml is valid', () => {
     const r = spawnSync('promtool', ['check', 'rules', path.join(CONTRIB, 'vmlockd.rules.yml')], { encoding: 'utf8' });
     assert.is(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /SUCCESS: 7 rules found/);
+    assert.match(r.stdout, /SUCCESS: 8 rules found/);
   });
 
   test('promtool test rules: every alert fires on its condition and not without it', () => {
@@ -86,7 +86,7 @@ if (!has('promtool') || !has('prometheus')) {
       const rules = await api('/api/v1/rules');
       const group = rules?.data?.groups?.find((g: { name: string }) => g.name === 'vmlockd');
       assert.ok(group, JSON.stringify(rules));
-      assert.is(group.rules.length, 7);
+      assert.is(group.rules.length, 8);
       for (const r of group.rules) assert.is(r.health, 'ok', JSON.stringify(r));
       const q = await api(`/api/v1/query?query=${encodeURIComponent('sum(vmlockd_acquisitions_total{job="vmlockd",source="api"})')}`);
       assert.is(q?.data?.result?.[0]?.value?.[1], '1', JSON.stringify(q));
