@@ -682,7 +682,7 @@ async function compactCommand(v: JournalValues): Promise<number> {
     const from = journal.archivedThrough();
     const timeCut = journal.compactionCut(before);
     // Facts not yet published into the lockspace stay: the published history must never have a
-    // hole (docs/decisions/0013). They are compacted by a later run, once published.
+    // hole (docs/decisions/0016). They are compacted by a later run, once published.
     const published = publishedThrough(journal.db);
     const cut = published === undefined ? timeCut : Math.min(timeCut, Math.max(published, from));
     const say = (text: string, obj: Record<string, unknown>) =>

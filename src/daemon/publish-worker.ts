@@ -1,6 +1,6 @@
 // The publisher's worker thread: copies the local journal's facts, in seq order and with their
 // hashes, into `<file lockspace>/.journal/<host-id>/` segments (src/journal/segment.ts,
-// docs/decisions/0013-published-history.md). Every read of the cluster filesystem and every write to
+// docs/decisions/0016-published-history.md). Every read of the cluster filesystem and every write to
 // it happens on this thread: when that filesystem hangs (a frozen FUSE client), this thread waits in
 // its syscall and the daemon's event loop, which answers every request, never notices. It reads the
 // journal through its own SQLite connection, from the last published seq: falling behind costs lag,

@@ -2,7 +2,7 @@
 // re-configures and stops the worker thread that does the file I/O (publish-worker.ts), tells it when
 // new facts exist, and keeps the figures `vmlockd status` and /metrics show (published seq, lag in
 // facts and seconds, bytes, errors, the last error). Nothing here touches the cluster filesystem:
-// a hung mount holds up the worker only, never a reply (docs/decisions/0013-published-history.md).
+// a hung mount holds up the worker only, never a reply (docs/decisions/0016-published-history.md).
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';

@@ -1,4 +1,4 @@
-// The published history's file format (issue 15; the contract is docs/decisions/0015 and
+// The published history's file format (issue 15; the contract is docs/decisions/0016 and
 // /work/issues/segment-format.md): each daemon copies its journal's facts, in seq order and with their
 // hash chain, into append-only JSON-lines segments under `<file lockspace>/.journal/<host-id>/`.
 // This module is the one encoder and the one decoder: the publisher resumes with it, `audit --cluster`

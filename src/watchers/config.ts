@@ -56,7 +56,7 @@ export interface Config {
   journalSync: 'fdatasync' | 'write';
   /**
    * Copy this host's journal (facts and hash chain) into `<file_lockspace_dir>/.journal/<host_id>/`
-   * for `audit --cluster` (docs/decisions/0013). Off the request path; nothing to do in direct mode.
+   * for `audit --cluster` (docs/decisions/0016). Off the request path; nothing to do in direct mode.
    */
   publish: boolean;
   /** Published segments are sealed and a new one begun at this size. */
