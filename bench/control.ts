@@ -16,9 +16,9 @@ import { startBenchDaemon, writeReadmeSection } from './lib.js';
 
 const QUICK = process.argv.includes('--quick');
 const ROUNDS = QUICK ? 1 : 3;
-const SAMPLES = QUICK ? 1_000 : 4_000;
+const SAMPLES = QUICK ? 500 : 4_000;
 const WARMUP = 200;
-const SYNCS = QUICK ? 300 : 1_000;
+const SYNCS = QUICK ? 200 : 1_000;
 type Mode = 'fdatasync' | 'write';
 
 function pct(sorted: number[], p: number): number {
