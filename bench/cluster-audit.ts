@@ -17,7 +17,7 @@ import { CONFLICT_KINDS } from '../src/cli/audit-query.js';
 import { ClusterCache } from '../src/cli/cluster-cache.js';
 import { clusterFacts, clusterHolders, clusterOverlaps, clusterTimeline, type ClusterSources, type HostHistory } from '../src/cli/cluster-query.js';
 import { GENESIS_HASH, chainHash, type ChainRow } from '../src/journal/schema.js';
-import { encodeFact } from '../src/journal/segment.js';
+import { encodeFact, encodeHeader, segmentFileName } from '../src/journal/segment.js';
 import { mulberry32 } from '../test/helpers/prng.js';
 import { segmentWriter } from '../test/helpers/segments.js';
 import { ROOT, writeReadmeSection } from './lib.js';
@@ -203,14 +203,41 @@ function time(fn: () => unknown): number {
   return performance.now() - t;
 }
 
+/**
+ * `--segments K`: only each host's first K segments of the fixture (hard links into another
+ * lockspace), the fixture's size cut down when the whole of it would take too long on this machine.
+ * The K-th segment ends in its seal: the reader waits for a next one, as at a live writer's end.
+ */
+function subset(meta: Meta, k: number): { lockspace: string; lastAt: string; live: Meta['live'] } {
+  const from = path.join(OUT, 'lockspace', '.journal');
+  const to = path.join(OUT, `lockspace-first-${k}`);
+  fs.rmSync(to, { recursive: true, force: true });
+  let lastAt = meta.firstAt;
+  const live: Meta['live'] = {};
+  for (const host of meta.hosts) {
+    fs.mkdirSync(path.join(to, '.journal', host), { recursive: true });
+    const segs = fs.readdirSync(path.join(from, host)).filter((f) => f.endsWith('.seg')).sort().slice(0, k);
+    for (const f of segs) fs.linkSync(path.join(from, host, f), path.join(to, '.journal', host, f));
+    const lastFile = path.join(to, '.journal', host, segs[segs.length - 1]!);
+    const lines = fs.readFileSync(lastFile, 'utf8').trimEnd().split('\n');
+    const lastFact = [...lines].reverse().map((l) => JSON.parse(l) as { t: string; at?: string }).find((l) => l.t === 'fact');
+    if (lastFact?.at !== undefined && lastFact.at > lastAt) lastAt = lastFact.at;
+    live[host] = { file: lastFile, size: fs.statSync(lastFile).size };
+  }
+  return { lockspace: to, lastAt, live };
+}
+
 function main(): void {
-  const meta = generate();
-  for (const x of Object.values(meta.live)) fs.truncateSync(x.file, x.size);
-  const lockspace = path.join(OUT, 'lockspace');
+  const full = generate();
+  for (const x of Object.values(full.live)) fs.truncateSync(x.file, x.size);
+  const k = process.argv.includes('--segments') ? Number(process.argv[process.argv.indexOf('--segments') + 1]) : undefined;
+  const cut = k !== undefined ? subset(full, k) : undefined;
+  const meta: Meta = cut === undefined ? full : { ...full, lastAt: cut.lastAt, live: cut.live };
+  const lockspace = cut?.lockspace ?? path.join(OUT, 'lockspace');
   const cacheRoot = path.join(OUT, 'cache');
   fs.rmSync(cacheRoot, { recursive: true, force: true });
   const rows: Array<[string, string, string]> = [];
-  const total = HOSTS * FACTS;
+  let total = HOSTS * FACTS;
 
   // 1. A fresh cache reads everything.
   const cache = ClusterCache.open(cacheRoot, lockspace);
@@ -218,10 +245,12 @@ function main(): void {
   const first = cache.catchUp();
   const cpu1 = process.cpuUsage(cpu0);
   if (first.problems.length > 0) throw new Error(JSON.stringify(first.problems));
+  total = first.newFacts;
+  const size = `${HOSTS}x${total / HOSTS >= 1e6 ? `${(total / HOSTS / 1e6).toFixed(1)}M` : `${Math.round(total / HOSTS / 1e3)}k`}`;
   const rate = (facts: number, ms: number) => Math.round(facts / (ms / 1000)).toLocaleString('en');
   const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
   rows.push([
-    `catch-up from an empty cache: ${total.toLocaleString('en')} facts, ${HOSTS} hosts (decode + hash check + insert + index build)`,
+    `catch-up from an empty cache: ${total.toLocaleString('en')} facts, ${HOSTS} hosts (decode + hash check + insert + index build)${cut ? `, the first ${k} segments of each host's ${FACTS.toLocaleString('en')}` : ''}`,
     `${rate(first.newFacts, first.ms)} facts/s wall (${(first.ms / 1000).toFixed(1)} s); ${rate(first.newFacts, cpuMs(cpu1))} facts/s of CPU time`,
     '>= 100,000 facts/s',
   ]);
@@ -231,7 +260,8 @@ function main(): void {
   rows.push(['catch-up with nothing new (re-list, read to EOF)', `p50 ${pct(idle, 50).toFixed(1)} ms, p99 ${pct(idle, 99).toFixed(1)} ms`, '-']);
   // 3. Incremental: 5,000 more facts per host appended to the live segments (indexes in place).
   const extra = 5000;
-  for (let h = 0; h < HOSTS; h++) appendFacts(lockspace, h, extra);
+  const undo: Array<() => void> = [];
+  for (let h = 0; h < HOSTS; h++) undo.push(appendFacts(meta.live[hostName(h)]!.file, h, extra));
   const cpu2 = process.cpuUsage();
   const inc = cache.catchUp();
   const cpu3 = process.cpuUsage(cpu2);
@@ -280,7 +310,7 @@ function main(): void {
     fn();
     const ts: number[] = [];
     for (let i = 0; i < RUNS; i++) ts.push(time(fn));
-    rows.push([`${HOSTS}x${FACTS >= 1e6 ? `${FACTS / 1e6}M` : `${FACTS / 1e3}k`}: ${name}`, `p50 ${pct(ts, 50).toFixed(2)} ms, p99 ${pct(ts, 99).toFixed(2)} ms`, '<= 50 ms']);
+    rows.push([`${size}: ${name}`, `p50 ${pct(ts, 50).toFixed(2)} ms, p99 ${pct(ts, 99).toFixed(2)} ms`, '<= 50 ms']);
   }
   // Every disk's whole history: a scan of every lock fact, minutes at millions of facts; measured on the smaller runs.
   if (total <= 1_000_000) {
@@ -298,6 +328,7 @@ function main(): void {
   const head = `Measured ${new Date().toISOString().slice(0, 16)}Z on ${os.cpus().length} cores (${os.cpus()[0]?.model.split(' ')[0] ?? '?'}), load average ${load} at the end (a shared machine), Node ${process.version}; ${RUNS} runs per question, random disks, VMs and times, warm page cache; segments ${(segBytes / 2 ** 30).toFixed(2)} GiB, cache ${(cacheBytes / 2 ** 30).toFixed(2)} GiB.`;
   const table = ['| figure | value | target |', '|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
   process.stdout.write(`${head}\n\n${table}\n`);
+  for (const u of undo) u();
   if (!QUICK && !CUSTOM) writeReadmeSection('bench:cluster-audit', `${head}\n\n${table}`);
 }
 
@@ -309,15 +340,23 @@ function dirBytes(dir: string): number {
   return n;
 }
 
-/** Appends `n` facts to host h's live segment, continuing its chain (read back from the segment). */
-function appendFacts(lockspace: string, h: number, n: number): void {
-  const dir = path.join(lockspace, '.journal', hostName(h));
-  const last = fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).sort().pop()!;
-  const file = path.join(dir, last);
+/**
+ * Appends `n` facts after host h's live segment `file`, continuing its chain (read back from the
+ * segment): into it, or, when it ends in its seal, into a new segment after it. Returns the undo.
+ */
+function appendFacts(file: string, h: number, n: number): () => void {
+  const size = fs.statSync(file).size;
   const text = fs.readFileSync(file, 'utf8');
   const lines = text.trimEnd().split('\n');
-  const tail = JSON.parse(lines[lines.length - 1]!) as { t: string; seq: number; at: string; hash: string };
-  let prev: Buffer = Buffer.from(tail.hash, "hex");
+  const last = JSON.parse(lines[lines.length - 1]!) as { t: string; seq?: number; last?: number; at?: string; hash: string };
+  const beforeLast = last.t === 'seal' ? (JSON.parse(lines[lines.length - 2]!) as { at: string }) : undefined;
+  const tail = { seq: last.t === 'seal' ? last.last! : last.seq!, at: beforeLast?.at ?? last.at!, hash: last.hash };
+  let target = file;
+  if (last.t === 'seal') {
+    target = path.join(path.dirname(file), segmentFileName(path.basename(file).slice(0, 16), tail.seq + 1));
+    fs.writeFileSync(target, encodeHeader({ host: hostName(h), journal: path.basename(file).slice(0, 16), first: tail.seq + 1, prev: tail.hash, created: tail.at }));
+  }
+  let prev: Buffer = Buffer.from(tail.hash, 'hex');
   let ms = Date.parse(tail.at);
   const out: string[] = [];
   for (let i = 1; i <= n; i++) {
@@ -326,7 +365,8 @@ function appendFacts(lockspace: string, h: number, n: number): void {
     prev = chainHash(prev, row);
     out.push(encodeFact(row, prev).trimEnd());
   }
-  fs.appendFileSync(file, out.join('\n') + '\n');
+  fs.appendFileSync(target, out.join('\n') + '\n');
+  return () => (target === file ? fs.truncateSync(file, size) : fs.rmSync(target));
 }
 
 main();
