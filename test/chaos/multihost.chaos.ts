@@ -9,7 +9,7 @@
 // Runs on a local lockspace (VMLOCKD_CHAOS_SECONDS, default 35) and, when .ci/gluster-up.sh's volume is
 // there (VMLOCKD_E2E_GLUSTER_STATE; CI), on the GlusterFS mounts (VMLOCKD_CHAOS_GLUSTER_SECONDS, default
 // 20): hosts h0 and h2 see the volume through mount A, h1 through mount B.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -18,6 +18,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LockClient, LockRpcError } from '../../src/events/virtlockd/client.js';
 import { TestDaemon, cli, tmpdir, until } from '../helpers/daemon.js';
+import { glusterEnv } from '../helpers/gluster.js';
 import { listedVsKernel, lockedByAnyone } from '../helpers/kernel-locks.js';
 import { mulberry32 } from '../helpers/prng.js';
 
@@ -339,24 +340,6 @@ test(`multi-host chaos on a local lockspace (seed ${SEED})`, async () => {
   const ls = path.join(tmpdir('vmlockd-chaos-ls-'), 'lockspace');
   await runChaos({ label: 'local', lockspaces: [ls, ls, ls], seconds: SECONDS });
 });
-
-function glusterEnv(): Record<string, string> | string {
-  const state = process.env.VMLOCKD_E2E_GLUSTER_STATE;
-  if (!state) return 'VMLOCKD_E2E_GLUSTER_STATE is not set (.ci/run sets it after .ci/gluster-up.sh)';
-  const file = path.join(state, 'gluster', 'env');
-  if (!fs.existsSync(file)) return `${file} does not exist: run .ci/gluster-up.sh ${state}`;
-  const env = Object.fromEntries(
-    fs
-      .readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('='))
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-  );
-  for (const k of ['GLUSTER_MNT_A', 'GLUSTER_MNT_B']) if (!env[k]) return `${file} lacks ${k}`;
-  const probe = spawnSync('stat', ['-f', '-c', '%T', env.GLUSTER_MNT_A!], { encoding: 'utf8' });
-  if (!probe.stdout.includes('fuse')) return `${env.GLUSTER_MNT_A} is not a FUSE (GlusterFS) mount: ${probe.stdout.trim() || probe.stderr.trim()}`;
-  return env;
-}
 
 const gluster = glusterEnv();
 if (typeof gluster === 'string') {

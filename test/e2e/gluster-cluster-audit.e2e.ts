@@ -4,7 +4,6 @@
 // segment to its end each time, so a new segment and appended facts show up (once mount B's caches
 // let them through), and a torn last line is left for later, not taken for corruption.
 // Needs the volume from .ci/gluster-up.sh (VMLOCKD_E2E_GLUSTER_STATE); skips with a reason otherwise.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
@@ -12,23 +11,11 @@ import * as assert from 'uvu/assert';
 import { GENESIS_HASH, chainHash, type ChainRow } from '../../src/journal/schema.js';
 import { encodeFact, encodeHeader, encodeSeal, hostSegmentDir, segmentFileName, segmentTempName } from '../../src/journal/segment.js';
 import { cli, tmpdir, until } from '../helpers/daemon.js';
+import { glusterEnv } from '../helpers/gluster.js';
 
 function mounts(): { a: string; b: string } | string {
-  const state = process.env.VMLOCKD_E2E_GLUSTER_STATE;
-  if (!state) return 'VMLOCKD_E2E_GLUSTER_STATE is not set (.ci/run sets it after .ci/gluster-up.sh)';
-  const file = path.join(state, 'gluster', 'env');
-  if (!fs.existsSync(file)) return `${file} does not exist: run .ci/gluster-up.sh ${state}`;
-  const env = Object.fromEntries(
-    fs
-      .readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('='))
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-  );
-  if (!env.GLUSTER_MNT_A || !env.GLUSTER_MNT_B) return `${file} lacks GLUSTER_MNT_A/B`;
-  const probe = spawnSync('stat', ['-f', '-c', '%T', env.GLUSTER_MNT_A], { encoding: 'utf8' });
-  if (!probe.stdout.includes('fuse')) return `${env.GLUSTER_MNT_A} is not a FUSE (GlusterFS) mount`;
-  return { a: env.GLUSTER_MNT_A, b: env.GLUSTER_MNT_B };
+  const env = glusterEnv();
+  return typeof env === 'string' ? env : { a: env.GLUSTER_MNT_A!, b: env.GLUSTER_MNT_B! };
 }
 
 const J = '9a9a9a9a9a9a9a9a';

@@ -10,26 +10,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UUID1, UUID2, tmpdir, type TestDaemon } from '../helpers/daemon.js';
 import { clusterSuite, journalFacts, startHost, until, type ClusterSite } from '../helpers/cluster-suite.js';
+import { glusterEnv } from '../helpers/gluster.js';
 
-function glusterEnv(): Record<string, string> | string {
-  const state = process.env.VMLOCKD_E2E_GLUSTER_STATE;
-  if (!state) return 'VMLOCKD_E2E_GLUSTER_STATE is not set (.ci/run sets it after .ci/gluster-up.sh)';
-  const file = path.join(state, 'gluster', 'env');
-  if (!fs.existsSync(file)) return `${file} does not exist: run .ci/gluster-up.sh ${state}`;
-  const env = Object.fromEntries(
-    fs
-      .readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('='))
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-  );
-  for (const k of ['GLUSTER_MNT_A', 'GLUSTER_MNT_B', 'GLUSTER_VOLUME']) if (!env[k]) return `${file} lacks ${k}`;
-  const probe = spawnSync('stat', ['-f', '-c', '%T', env.GLUSTER_MNT_A!], { encoding: 'utf8' });
-  if (!probe.stdout.includes('fuse')) return `${env.GLUSTER_MNT_A} is not a FUSE (GlusterFS) mount: ${probe.stdout.trim() || probe.stderr.trim()}`;
-  return env;
-}
 
-const found = glusterEnv();
+const found = glusterEnv(['GLUSTER_MNT_A', 'GLUSTER_MNT_B', 'GLUSTER_VOLUME']);
 const gluster = suite('cluster (GlusterFS, two mounts)');
 
 if (typeof found === 'string') {
