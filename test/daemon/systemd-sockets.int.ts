@@ -14,8 +14,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call } from '../../src/cli/client.js';
 import { LockClient, LockRpcError } from '../../src/events/virtlockd/client.js';
-import { MAIN, ROOT, TestDaemon, UUID1, UUID2, UUID3, cli, tmpdir, until } from '../helpers/daemon.js';
-import { Sandbox, setUnitKey, shippedUnit, traceSends } from '../helpers/systemd.js';
+import { MAIN, ROOT, TestDaemon, UUID1, UUID2, UUID3, cli, until } from '../helpers/daemon.js';
+import { Sandbox, sandboxHost, setUnitKey, shippedUnit, traceSends } from '../helpers/systemd.js';
 
 const SERVICE = 'vmlockd.service';
 const SOCKETS = ['vmlockd.socket', 'vmlockd-virtlockd.socket'];
@@ -112,13 +112,7 @@ const errCode = (e: unknown): string => {
 test('clients of both sockets wait through SIGKILL, restart and a watchdog kill; no other host gets a disk; a healthy daemon is left alone', async () => {
   assert.is(process.getuid?.(), 0, 'the systemd test runs as root (CI does)');
   const pid1Before = fs.readFileSync('/proc/1/cgroup', 'utf8');
-  const root = tmpdir('vmlockd-sa-');
-  const lockspace = path.join(root, 'lockspace');
-  const images = path.join(root, 'images');
-  fs.mkdirSync(images);
-  const disks = [1, 2, 3, 4].map((i) => path.join(images, `d${i}.qcow2`));
-  for (const d of disks) fs.writeFileSync(d, '');
-  const state = path.join(root, 'state-a');
+  const { root, lockspace, disks, state } = sandboxHost('vmlockd-sa-');
   const conf = path.join(root, 'vmlockd.conf');
   fs.writeFileSync(conf, 'log_level = 3\n');
   const protoLs = path.join(root, 'proto-lockspace');

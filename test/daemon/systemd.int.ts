@@ -3,28 +3,19 @@
 // docs/ci.md: an unconfined `systemd --user` adopts every process of the machine). Another host
 // hammers `acquire` on the held disks through a SIGKILL of the daemon (Restart=always) and a
 // `systemctl restart`: it must get nothing. After `systemctl stop` it gets everything.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call } from '../../src/cli/client.js';
-import { MAIN, ROOT, TestDaemon, UUID1, UUID2, cli, tmpdir, until } from '../helpers/daemon.js';
+import { MAIN, TestDaemon, UUID1, UUID2, cli, until } from '../helpers/daemon.js';
+import { Sandbox, sandboxHost, shippedUnit } from '../helpers/systemd.js';
 
-// The workplace's own sandbox tool (../shared/tools) where it exists; on a machine without it, the
-// byte-identical copy kept in the project (CI runs on a clean clone that has no ../shared).
-const SHARED_SANDBOX = path.join(ROOT, '..', 'shared', 'tools', 'systemd-sandbox');
-const SANDBOX = fs.existsSync(SHARED_SANDBOX) ? SHARED_SANDBOX : path.join(ROOT, 'test', 'helpers', 'systemd-sandbox');
 const UNIT = 'vmlockd.service';
-
-function sandbox(cmd: 'start' | 'stop' | 'ctl', dir: string, ...args: string[]): { code: number; out: string } {
-  const r = spawnSync(SANDBOX, [cmd, dir, ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
-}
 
 /** The shipped unit with this checkout's paths; logs to a file (no journald in the sandbox). */
 function testUnit(dir: string, state: string, socket: string, lockspace: string): string {
-  const shipped = fs.readFileSync(path.join(ROOT, 'contrib', 'systemd', UNIT), 'utf8');
+  const shipped = shippedUnit(UNIT);
   const exec = `ExecStart=${process.execPath} ${MAIN} serve --state-dir ${state} --socket ${socket} --lockspace ${lockspace} --host-id hv-sd-a`;
   let unit = shipped
     .split('\n')
@@ -41,21 +32,21 @@ function testUnit(dir: string, state: string, socket: string, lockspace: string)
 
 const test = suite('systemd: the descriptor store keeps every lock through a crash and a restart');
 
-let sbDir: string | undefined;
+let sb: Sandbox | undefined;
 let other: TestDaemon | undefined;
 let hammering = false;
 // A test process that dies half-way must not leave a manager behind.
 process.on('exit', () => {
-  if (sbDir) spawnSync(SANDBOX, ['stop', sbDir], { timeout: 20_000 });
+  sb?.stop();
 });
 
 test.after.each(async () => {
   hammering = false;
   await other?.kill('SIGKILL');
   other = undefined;
-  if (sbDir) {
-    const r = sandbox('stop', sbDir);
-    sbDir = undefined;
+  if (sb) {
+    const r = sb.stop();
+    sb = undefined;
     assert.is(r.code, 0, `systemd-sandbox stop: ${r.out}`);
   }
 });
@@ -64,21 +55,13 @@ test('SIGKILL (Restart=always) and `systemctl restart` leave another host nothin
   assert.is(process.getuid?.(), 0, 'the systemd test runs as root (CI does)');
   assert.ok(fs.existsSync('/lib/systemd/systemd'), '/lib/systemd/systemd is missing: .ci/install-system.sh installs systemd');
   const pid1Before = fs.readFileSync('/proc/1/cgroup', 'utf8');
-  const root = tmpdir('vmlockd-sd-');
-  const lockspace = path.join(root, 'lockspace');
-  const images = path.join(root, 'images');
-  fs.mkdirSync(images);
-  const disks = [1, 2, 3, 4].map((i) => path.join(images, `d${i}.qcow2`));
-  for (const d of disks) fs.writeFileSync(d, '');
-  const state = path.join(root, 'state-a');
+  const { root, lockspace, disks, state } = sandboxHost('vmlockd-sd-');
   const socket = path.join(root, 'a.sock');
 
-  sbDir = path.join(root, 'sandbox');
-  fs.mkdirSync(sbDir);
-  const started = sandbox('start', sbDir);
-  assert.is(started.code, 0, `systemd-sandbox start: ${started.out}`);
-  fs.writeFileSync(path.join(sbDir, 'units', UNIT), testUnit(root, state, socket, lockspace));
-  const ctl = (...args: string[]) => sandbox('ctl', sbDir!, ...args);
+  sb = Sandbox.start(path.join(root, 'sandbox'));
+  const s = sb;
+  s.install(UNIT, testUnit(root, state, socket, lockspace));
+  const ctl = (...args: string[]) => s.ctl(...args);
   assert.is(ctl('daemon-reload').code, 0);
   // Type=notify: `start` returns once the daemon said READY=1.
   const st = ctl('start', UNIT);
@@ -175,8 +158,8 @@ test('SIGKILL (Restart=always) and `systemctl restart` leave another host nothin
     30_000,
   );
 
-  const r = sandbox('stop', sbDir);
-  sbDir = undefined;
+  const r = s.stop();
+  sb = undefined;
   assert.is(r.code, 0, `systemd-sandbox stop: ${r.out}`);
   assert.is(fs.readFileSync('/proc/1/cgroup', 'utf8'), pid1Before, "PID 1's cgroup changed");
 });

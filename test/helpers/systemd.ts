@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, until } from './daemon.js';
+import { ROOT, tmpdir, until } from './daemon.js';
 
 // The workplace's own sandbox tool (../shared/tools) where it exists; on a machine without it, the
 // byte-identical copy kept in the project (CI runs on a clean clone that has no ../shared).
@@ -125,4 +125,19 @@ export async function traceSends(pid: number, file: string): Promise<{ stop(): P
       return fs.readFileSync(file, 'utf8');
     },
   };
+}
+
+/**
+ * The files a systemd test's daemon works on: a fresh root with a lockspace path, four empty disk
+ * images and host a's state directory. The sandbox shares the host's filesystem, so these paths
+ * mean the same inside it.
+ */
+export function sandboxHost(prefix: string): { root: string; lockspace: string; disks: string[]; state: string } {
+  const root = tmpdir(prefix);
+  const lockspace = path.join(root, 'lockspace');
+  const images = path.join(root, 'images');
+  fs.mkdirSync(images);
+  const disks = [1, 2, 3, 4].map((i) => path.join(images, `d${i}.qcow2`));
+  for (const d of disks) fs.writeFileSync(d, '');
+  return { root, lockspace, disks, state: path.join(root, 'state-a') };
 }
