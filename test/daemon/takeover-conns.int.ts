@@ -13,6 +13,7 @@ import fsExt from 'fs-ext';
 import { native } from '../../src/engine/native.js';
 import { TestDaemon, UUID2, tmpdir, until } from '../helpers/daemon.js';
 import { UUID_A, UUID_B } from '../helpers/protocol-serve.js';
+import { HandoffPlayer } from '../helpers/handoff.js';
 import { RemoteClient } from '../helpers/remote-client.js';
 
 const test = suite('serve --takeover: established virtlockd-protocol connections');
@@ -121,23 +122,9 @@ test('a new daemon gone after STOP: the old one serves its handed-over connectio
   assert.equal(await q.do({ op: 'createLockspace', path: s.leases }), { ok: true });
   assert.equal(await q.do({ op: 'acquire', path: s.leases, name: 'a1', autocreate: true }), { ok: true });
   // The new daemon's half of the protocol up to DONE (this process plays it), then gone.
-  const fd = native.unixConnect(path.join(s.opts.stateDir, 'handoff.sock'));
-  const got: number[] = [];
-  let text = '';
-  const read = (end: string) => {
-    while (!text.includes(`${end}\n`)) {
-      const r = native.recvFds(fd, 1 << 16, 20_000);
-      assert.ok(r.data.length > 0, `end of stream before ${end}`);
-      text += r.data.toString('utf8');
-      got.push(...r.fds);
-    }
-  };
-  native.sendFds(fd, null, 'TAKEOVER conns\n', []);
-  read('END');
-  native.sendFds(fd, null, 'STOP\n', []);
-  read('DONE');
-  assert.is(text.split('\n').filter((l) => l.startsWith('CONN ')).length, 1, text.slice(0, 200));
-  for (const f of [...got, fd]) fs.closeSync(f);
+  const play = new HandoffPlayer(s.opts.stateDir).upToDone('TAKEOVER conns');
+  assert.is(play.text.split('\n').filter((l) => l.startsWith('CONN ')).length, 1, play.text.slice(0, 200));
+  play.goAway();
   await until('the old daemon serving again', () => cur.cli(['status', '--json']).code === 0, 20_000);
   const st = JSON.parse(cur.cli(['status', '--json']).stdout);
   assert.equal([st.pid, st.started.how, st.started.connections], [cur.proc!.pid, 'resumed', 1]);
@@ -273,24 +260,10 @@ test('serving again waits while the state directory is still locked (a new daemo
   assert.is(cur.cli(['acquire', '--vm', UUID_A, disk]).code, 0);
   // This process plays a new daemon that got as far as the instance guard, then went away while
   // something of it (here: this process) still holds the guard for a moment.
-  const fd = native.unixConnect(path.join(s.opts.stateDir, 'handoff.sock'));
-  const got: number[] = [];
-  let text = '';
-  const read = (end: string) => {
-    while (!text.includes(`${end}\n`)) {
-      const r = native.recvFds(fd, 1 << 16, 20_000);
-      assert.ok(r.data.length > 0, `end of stream before ${end}`);
-      text += r.data.toString('utf8');
-      got.push(...r.fds);
-    }
-  };
-  native.sendFds(fd, null, 'TAKEOVER conns\n', []);
-  read('END');
-  native.sendFds(fd, null, 'STOP\n', []);
-  read('DONE');
+  const play = new HandoffPlayer(s.opts.stateDir).upToDone('TAKEOVER conns');
   const guard = fs.openSync(path.join(s.opts.stateDir, 'vmlockd.pid'), 'r+');
   fsExt.flockSync(guard, 'exnb');
-  for (const f of [...got, fd]) fs.closeSync(f);
+  play.goAway();
   await until('the old daemon trying again', () => cur.stderr.includes('trying again'), 20_000);
   fs.closeSync(guard);
   await until('the old daemon serving again', () => cur.cli(['status', '--json']).code === 0, 20_000);

@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { call } from '../../src/cli/client.js';
 import { native } from '../../src/engine/native.js';
 import { TestDaemon, UUID1, UUID2, UUID3, cli, tmpdir, until } from '../helpers/daemon.js';
+import { HandoffPlayer } from '../helpers/handoff.js';
 
 const test = suite('serve --takeover: a hand-off with no gap');
 const running: TestDaemon[] = [];
@@ -90,18 +91,11 @@ test('a new daemon that goes away half-way leaves the old one serving with every
   running.push(await cur.start());
   assert.is(cur.cli(['acquire', '--vm', UUID1, ...s.disks]).code, 0);
   // The new daemon's half of the protocol, then gone before STOP.
-  const fd = native.unixConnect(path.join(s.a.stateDir, 'handoff.sock'));
-  native.sendFds(fd, null, 'TAKEOVER\n', []);
-  let text = '';
-  const got: number[] = [];
-  while (!text.includes('END\n')) {
-    const r = native.recvFds(fd, 1 << 16, 10_000);
-    assert.ok(r.data.length > 0, 'end of stream before END');
-    text += r.data.toString('utf8');
-    got.push(...r.fds);
-  }
-  assert.is(got.length, 4);
-  for (const f of [...got, fd]) fs.closeSync(f);
+  const play = new HandoffPlayer(s.a.stateDir);
+  play.send('TAKEOVER\n');
+  play.readUntil('END', 10_000);
+  assert.is(play.got.length, 4);
+  play.goAway();
   // Closing our copies unlocked nothing: the old daemon still holds and serves.
   await until('the old daemon noticing', () => cur.stderr.includes('went away before taking over') || cur.stdout.includes('went away'), 10_000).catch(() => undefined);
   const other = new TestDaemon({ stateDir: path.join(s.root, 'state-b'), lockspace: s.lockspace, hostId: 'hv-to-b', socket: path.join(s.root, 'b.sock') });
@@ -176,23 +170,9 @@ test('a new daemon that dies after STOP, before it is up, leaves the old one hol
   running.push(await cur.start());
   assert.is(cur.cli(['acquire', '--vm', UUID1, ...s.disks]).code, 0);
   // The new daemon's half of the protocol up to DONE, then gone (as a SIGKILL would close it).
-  const fd = native.unixConnect(path.join(s.a.stateDir, 'handoff.sock'));
-  const got: number[] = [];
-  const read = (until: string) => {
-    let text = '';
-    while (!text.includes(`${until}\n`)) {
-      const r = native.recvFds(fd, 1 << 16, 20_000);
-      assert.ok(r.data.length > 0, `end of stream before ${until}`);
-      text += r.data.toString('utf8');
-      got.push(...r.fds);
-    }
-  };
-  native.sendFds(fd, null, 'TAKEOVER\n', []);
-  read('END');
-  native.sendFds(fd, null, 'STOP\n', []);
-  read('DONE');
+  const play = new HandoffPlayer(s.a.stateDir).upToDone('TAKEOVER');
   // The old daemon has stopped serving; our copies are the only other holders. Close them all.
-  for (const f of [...got, fd]) fs.closeSync(f);
+  play.goAway();
   await stillHolding(s, cur, 'new daemon gone before UP');
 });
 
