@@ -162,19 +162,29 @@ function disk(name: string): string {
   return p;
 }
 
-test('17.5: given a third host hammering acquire on the disk through a live migration, then it never gets it, the source holds it until the hand-over and the destination ends up holding it', async () => {
+/** Three hosts on the lockspace: the source runs web1 and holds its disk; the destination and a third host hold nothing. */
+async function threeHosts(): Promise<{ src: TestDaemon; dst: TestDaemon; third: TestDaemon; img: string }> {
   const src = await host('hv-src');
   const dst = await host('hv-dst');
   const third = await host('hv-3');
   const img = disk('web1.qcow2');
   assert.is(hook(src, 'web1', U1, img, 'prepare').code, 0);
+  return { src, dst, third, img };
+}
+
+/** The destination's Prepare: migrate begin, prepare begin; it waits for the source. */
+function destinationPrepares(dst: TestDaemon, img: string): void {
+  assert.is(hook(dst, 'web1', U1, img, 'migrate').code, 0);
+  const p = hook(dst, 'web1', U1, img, 'prepare');
+  assert.is(p.code, 0, p.stderr);
+}
+
+test('17.5: given a third host hammering acquire on the disk through a live migration, then it never gets it, the source holds it until the hand-over and the destination ends up holding it', async () => {
+  const { src, dst, third, img } = await threeHosts();
   const h = hammer(third, img);
   let r: HammerResult;
   try {
-    // The destination's Prepare: migrate begin, prepare begin; it waits for the source.
-    assert.is(hook(dst, 'web1', U1, img, 'migrate').code, 0);
-    const p = hook(dst, 'web1', U1, img, 'prepare');
-    assert.is(p.code, 0, p.stderr);
+    destinationPrepares(dst, img);
     // A migration of a few seconds: the destination's attempts are 500 ms apart by now.
     await until('the third host was refused for a while', () => h.attempts() >= 40, 30_000);
     await new Promise((res) => setTimeout(res, 2500));
@@ -212,16 +222,11 @@ test('17.5: given a third host hammering acquire on the disk through a live migr
 });
 
 test('17.5: given a migration aborted while the destination waits, then the source keeps the lock, the destination\'s wait and request end, and the third host cannot get the disk while the source VM runs', async () => {
-  const src = await host('hv-src');
-  const dst = await host('hv-dst');
-  const third = await host('hv-3');
-  const img = disk('web1.qcow2');
-  assert.is(hook(src, 'web1', U1, img, 'prepare').code, 0);
+  const { src, dst, third, img } = await threeHosts();
   const h = hammer(third, img);
   let r: HammerResult;
   try {
-    assert.is(hook(dst, 'web1', U1, img, 'migrate').code, 0);
-    assert.is(hook(dst, 'web1', U1, img, 'prepare').code, 0);
+    destinationPrepares(dst, img);
     await until('the third host was refused for a while', () => h.attempts() >= 40, 30_000);
     // The migration fails: libvirt kills the incoming QEMU on the destination (its release hook);
     // the source resumes its VM and never releases.
@@ -248,13 +253,8 @@ test('17.5: given a migration aborted while the destination waits, then the sour
 });
 
 test('17.5: given a destination that hangs (SIGSTOP) after the source released the disk to it, then the reservation keeps the third host out, and once the destination dies (SIGKILL) the disk is free at once', async () => {
-  const src = await host('hv-src');
-  const dst = await host('hv-dst');
-  const third = await host('hv-3');
-  const img = disk('web1.qcow2');
-  assert.is(hook(src, 'web1', U1, img, 'prepare').code, 0);
-  assert.is(hook(dst, 'web1', U1, img, 'migrate').code, 0);
-  assert.is(hook(dst, 'web1', U1, img, 'prepare').code, 0);
+  const { src, dst, third, img } = await threeHosts();
+  destinationPrepares(dst, img);
   await until('the destination waits', () => facts(dst, 'HandOverWaiting').length === 1);
   // The destination's daemon hangs: alive (its request's lock stands), but it never comes to take the disk.
   dst.proc!.kill('SIGSTOP');
