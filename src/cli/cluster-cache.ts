@@ -165,6 +165,7 @@ export class ClusterCache {
 
   private catchUpChain(host: string, journal: string, segs: SegmentFile[]): { facts: number; problem?: CatchUpProblem; pendingTail: boolean } {
     const file = this.chainFile(host, journal);
+    if (nothingNew(file, path.join(this.lockspace, PUBLISHED_DIR, host), segs)) return { facts: 0, pendingTail: false };
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const db = new Database(file);
     try {
@@ -173,7 +174,9 @@ export class ClusterCache {
       db.pragma('synchronous = OFF');
       db.pragma('busy_timeout = 10000');
       migrate(db, file);
-      return new ChainLoader(db, this.lockspace, host, journal, segs).run();
+      const r = new ChainLoader(db, this.lockspace, host, journal, segs).run();
+      writeHint(file, db);
+      return r;
     } finally {
       db.close();
     }
@@ -211,6 +214,51 @@ export class ClusterCache {
   /** The chain's cache as a read-only journal: the audit's queries run on it as on a host's own. */
   openChain(c: CachedChain): Journal {
     return Journal.open(c.file, { host: 'audit', readonly: true });
+  }
+}
+
+/**
+ * A hint beside each chain file (`<journal>.db.pos`): the segment and offset its last catch-up
+ * reached. Only to skip opening SQLite when nothing was published since (a `--follow` poll, a second
+ * question): a stale or missing hint costs the full path, never a wrong answer, since the stored
+ * state in the chain file itself is what a catch-up resumes from.
+ */
+function hintFile(file: string): string {
+  return `${file}.pos`;
+}
+
+function writeHint(file: string, db: Database.Database): void {
+  try {
+    const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(STATE_KEY) as { value: string } | undefined;
+    if (row === undefined) return;
+    const st = JSON.parse(row.value) as ChainState;
+    fs.writeFileSync(hintFile(file), JSON.stringify({ segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null }));
+  } catch {
+    // only a hint
+  }
+}
+
+/** True when the hint says the chain's newest segment was read to its end and read(2) finds nothing after it. */
+function nothingNew(file: string, dir: string, segs: readonly SegmentFile[]): boolean {
+  let hint: { segment?: unknown; offset?: unknown; sealed?: unknown };
+  try {
+    hint = JSON.parse(fs.readFileSync(hintFile(file), 'utf8')) as typeof hint;
+  } catch {
+    return false;
+  }
+  const newest = segs[segs.length - 1];
+  if (newest === undefined || newest.name !== hint.segment || typeof hint.offset !== 'number') return false;
+  if (hint.sealed === true) return true;
+  let fd: number;
+  try {
+    fd = fs.openSync(path.join(dir, newest.name), 'r');
+  } catch {
+    return false;
+  }
+  try {
+    return fs.readSync(fd, Buffer.alloc(1), 0, 1, hint.offset) === 0;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
