@@ -12,7 +12,7 @@ import { ROOT, writeReadmeSection } from './lib.js';
 
 const QUICK = process.argv.includes('--quick');
 /** In order; a missing file is skipped (some are written alongside this one). */
-const BENCHMARKS = ['run.ts', 'audit.ts', 'cluster.ts', 'cluster-audit.ts', 'protocol.ts', 'hook.ts', 'cli-start.ts', 'control.ts', 'durability.ts', 'takeover.ts'];
+const BENCHMARKS = ['run.ts', 'audit.ts', 'cluster.ts', 'cluster-audit.ts', 'protocol.ts', 'publish.ts', 'hook.ts', 'cli-start.ts', 'control.ts', 'durability.ts', 'takeover.ts'];
 
 interface Outcome {
   readonly name: string;

@@ -10,6 +10,7 @@ import type { Journal } from '../journal/journal.js';
 import { ensureJournalId } from '../journal/journal-id.js';
 import { hostSegmentDir } from '../journal/segment.js';
 import { pinOf } from '../engine/locker-hosts.js';
+import { envMs } from './env-ms.js';
 import type { FromWorker, PublishWorkerData, ToWorker } from './publish-worker.js';
 
 type Level = 'debug' | 'info' | 'warning' | 'error';
@@ -31,8 +32,7 @@ const RESTART_MS = 5_000;
 const LOG_AGAIN_MS = 60_000;
 /** Pacing: least time between two writes while the backlog is small (VMLOCKD_PUBLISH_INTERVAL_MS: tests and bench). */
 function intervalMs(): number {
-  const n = Number(process.env.VMLOCKD_PUBLISH_INTERVAL_MS ?? '');
-  return Number.isSafeInteger(n) && n >= 0 ? n : 100;
+  return envMs(process.env, 'VMLOCKD_PUBLISH_INTERVAL_MS') ?? 100;
 }
 
 function workerFile(): URL {
@@ -67,6 +67,8 @@ export class Publication {
   private lastLogged = { message: '', at: 0 };
   private restartTimer: NodeJS.Timeout | undefined;
   private head = 0;
+  /** Since when some journaled fact has waited for publication (for facts not yet in SQLite to read a time from). */
+  private behindSince: number | undefined;
   private closed = false;
   /** Serialises configure/stop: a worker is always gone before the next one starts. */
   private chain: Promise<void> = Promise.resolve();
@@ -176,6 +178,7 @@ export class Publication {
     switch (m.type) {
       case 'progress':
         this.published = m.seq;
+        if (this.published >= this.head) this.behindSince = undefined;
         this.segment = m.segment;
         this.bytesTotal += m.bytes;
         this.factsTotal += m.facts;
@@ -184,6 +187,7 @@ export class Publication {
         return;
       case 'idle':
         this.published = m.seq;
+        if (this.published >= this.head) this.behindSince = undefined;
         run.waiting = true;
         this.recovered();
         // Facts that arrived while it was busy and told us nothing new: wake it now.
@@ -229,6 +233,7 @@ export class Publication {
   /** New facts are durable up to `seq` (the daemon's afterFacts): cheap, and no message while the worker is busy. */
   notify(seq: number): void {
     if (seq > this.head) this.head = seq;
+    if (this.behindSince === undefined && this.head > this.published) this.behindSince = Date.now();
     const r = this.run;
     if (r !== undefined && r.waiting) {
       r.waiting = false;
@@ -255,8 +260,9 @@ export class Publication {
     } catch {
       at = undefined;
     }
-    // Not in SQLite yet (staged a moment ago, or compacted away): it has waited no time worth naming.
-    const seconds = at === undefined ? 0 : Math.max(0, (Date.now() - Date.parse(at)) / 1000);
+    // Not in SQLite yet (still in the journal's staging file): since when this daemon has been behind.
+    const since = at !== undefined ? Date.parse(at) : this.behindSince;
+    const seconds = since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000);
     return { facts, seconds };
   }
 
@@ -320,8 +326,11 @@ export class Publication {
     r.stopping = true;
     r.worker.postMessage({ type: 'stop' } satisfies ToWorker);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([r.exited, new Promise<void>((res) => (timer = setTimeout(res, STOP_WAIT_MS)))]);
+    const late = await Promise.race([r.exited.then(() => false), new Promise<boolean>((res) => (timer = setTimeout(() => res(true), STOP_WAIT_MS)))]);
     clearTimeout(timer);
+    // Stuck in a hung filesystem: once its syscall returns it must not write another batch (a
+    // daemon taking over may be publishing by then), so it is terminated, not left to finish.
+    if (late) void r.worker.terminate();
   }
 }
 
