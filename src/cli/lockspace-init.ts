@@ -2,11 +2,11 @@
 // when there is none and records the id as the one this host knows (state directory, lockspaces.json),
 // so the next start accepts it: a first start with lockspace_init = "explicit", or a lockspace
 // replaced on purpose (a new cluster volume). The daemon never creates a lockspace this host knew
-// (src/daemon/lockspaces.ts); this command is how an operator says "this one, really".
+// (src/engine/lockspaces.ts); this command is how an operator says "this one, really".
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { lockspaceId, readLockspaceId } from '../engine/locker-hosts.js';
-import { lockspaceDirs, readKnown, remember } from '../daemon/lockspaces.js';
+import { lockspaceDirs, readKnown, remember } from '../engine/lockspaces.js';
 import { networkFsName } from '../journal/journal.js';
 
 export interface InitResult {

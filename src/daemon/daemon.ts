@@ -11,7 +11,7 @@ import { Locker, type PassedFd } from '../engine/locker.js';
 import { native } from '../engine/native.js';
 import { publishMounts } from '../engine/host-mounts.js';
 import { HostLock, listHosts } from '../engine/locker-hosts.js';
-import { lastStartIds, lockspaceDirs, openLockspaces, type LockspaceContext } from '../daemon/lockspaces.js';
+import { lastStartIds, lockspaceDirs, openLockspaces, type LockspaceContext } from '../engine/lockspaces.js';
 import { Verifier, type Conflict } from '../watchers/verifier.js';
 import { namingMismatchMessage } from '../engine/naming-check.js';
 import { lookupBlockdevNames, runCommand } from '../events/blockdev-names.js';
@@ -151,7 +151,7 @@ export class Daemon {
   private startFailed = false;
   private hostLock?: HostLock;
   private lockspaceId?: string;
-  /** What opening a lockspace checks against (src/daemon/lockspaces.ts), kept for reloads. */
+  /** What opening a lockspace checks against (src/engine/lockspaces.ts), kept for reloads. */
   private lockspaceCtx?: LockspaceContext;
   private verifier?: Verifier;
   /** Copies the journal into the lockspace for `audit --cluster` (src/daemon/publisher.ts). */
@@ -259,7 +259,7 @@ export class Daemon {
     }
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
-    // Never a new lockspace where this host knew one: a bare mount point (src/daemon/lockspaces.ts).
+    // Never a new lockspace where this host knew one: a bare mount point (src/engine/lockspaces.ts).
     const lastStart = lastStartIds(journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload);
     this.lockspaceCtx = { stateDir: c.stateDir, init: c.lockspaceInit, lastStart, state, log: (level, msg) => this.log.log(level, msg) };
     const lockspaces = openLockspaces(lockspaceDirs(c), this.lockspaceCtx);

@@ -6,9 +6,9 @@
 // else the locks its journal holds in a directory. docs/decisions/0015-lockspace-never-made-twice.md.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { VmlockdError } from '../engine/errors.js';
-import { ID_FILE, lockspaceId, readLockspaceId } from '../engine/locker-hosts.js';
-import type { State } from '../engine/state.js';
+import { VmlockdError } from './errors.js';
+import { ID_FILE, lockspaceId, readLockspaceId } from './locker-hosts.js';
+import type { State } from './state.js';
 
 export const KNOWN_FILE = 'lockspaces.json';
 
