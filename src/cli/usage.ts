@@ -21,7 +21,9 @@ export const USAGE = `usage: vmlockd <command> [options]
   ingest FILE|-                            JSON-lines events, one result line per event
   audit [--disk PATH [--at TIME|--timeline]] [--vm UUID|NAME] [--conflicts] [--since T] [--until T] [--host ID]
         [--kind K,..] [--limit N] [--follow] [--json|--csv] [--archive] [--state-dir DIR|--journal FILE]   (audit --help)
+  audit --cluster [any question above | --overlaps [--disk PATH]] [--lockspace DIR] [--cache DIR]   every host's published history
   journal compact --before TIME [--archive FILE] | journal verify      [--state-dir DIR | --journal FILE]
+  journal verify --cluster [--lockspace DIR]  every host's published chain, and this host's against its journal
   status [--json]
   integrity [--state-dir DIR | --journal FILE]     same as journal verify
   config show [--config FILE]... [--defaults] | config check FILE...
