@@ -80,4 +80,20 @@ test('a lost state directory cannot name the protocol lockspaces: the start says
   await until('the scan names what it cannot find', () => /journal is empty \(lost, or a new state directory\).*cannot be found/.test(d.stderr));
 });
 
+test('a found protocol lease goes with its owner: its QEMU exits, the pid watch releases it (the close rule applies to found leases too)', async () => {
+  const s = await site('vmlockd-found-proto-gone-');
+  const q = await acquireLease(s);
+  await s.d.kill('SIGKILL');
+  // The journal is lost; the protocol registry (which owner pid took which lease) is not.
+  for (const f of fs.readdirSync(s.opts.stateDir)) if (f.startsWith('journal')) fs.rmSync(path.join(s.opts.stateDir, f), { recursive: true, force: true });
+  const d = new TestDaemon(s.opts);
+  running.push(await d.start());
+  await until('the lease found again', () => (JSON.parse(d.cli(['locks', '--json']).stdout) as unknown[]).length === 1);
+  await q.kill();
+  await until('the lease released once its owner is gone', () => (JSON.parse(d.cli(['locks', '--json']).stdout) as unknown[]).length === 0, 20_000).catch((e: Error) => {
+    throw new Error(`${e.message}\nheld: ${d.cli(['locks', '--json']).stdout}\nlog: ${d.stderr}`);
+  });
+  assert.match(d.cli(['audit', '--json', '--kind', 'OwnerGone', '--limit', '0']).stdout, /"released":\s*1/);
+});
+
 test.run();

@@ -137,13 +137,23 @@ type Outcome = Buffer | null | 'close';
 const now = (): string => new Date().toISOString();
 
 /**
+ * A grant the journal forgot, found again in the lockspace at start (src/daemon/found.ts). Its
+ * record names the VM, not the front door; when the protocol registry knows which owner pid took it,
+ * or knows that VM as a protocol owner, it is that owner's: the close rule and the pid watch release
+ * it when the owner goes, as they would have had the journal not forgotten it. Without an owner it
+ * stays held until its VM releases it (libvirt's events, the API) or an operator does.
+ */
+const FOUND = 'found';
+
+/**
  * A holding this server took: labelled virtlockd, or `reacquire` after the verifier re-took it on a
  * lost lock (the engine does not keep the source through that yet; issue 16.4). Only holdings this
  * server took have owner pids, so an API lock re-taken by the verifier is never claimed.
  */
 function takenHere(source: string | undefined): boolean {
-  return source === SOURCE || source === 'reacquire';
+  return source === SOURCE || source === 'reacquire' || source === FOUND;
 }
+
 
 /** How long the rest of a started frame may take (ms) unless the options say otherwise. */
 export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
@@ -970,8 +980,9 @@ export class VirtlockdServer implements RunningSource {
     for (const rec of this.registry.owners.values()) pidOfUuid.set(rec.uuid, rec.pid);
     for (const res of state.resources.values()) {
       for (const [uuid, h] of res.holders) {
-        if (h.source !== SOURCE || this.registry.pidsOf(res.ref.id, uuid).length > 0) continue;
+        if ((h.source !== SOURCE && h.source !== FOUND) || this.registry.pidsOf(res.ref.id, uuid).length > 0) continue;
         const pid = pidOfUuid.get(uuid);
+        if (pid === undefined && h.source === FOUND) continue;
         if (pid === undefined) {
           this.ctx.log('warning', `virtlockd: no owner pid is known for ${res.ref.id} held by VM ${h.owner.name ?? ''} (${uuid}); it stays held until released`);
           continue;
