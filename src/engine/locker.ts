@@ -447,7 +447,8 @@ export class Locker {
     if (this.held.has(ref.id)) return { requested: false, why: 'this host holds it' };
     let fd: number;
     try {
-      fd = openLockFile(ref.id, this.openFlags(ref, 'exclusive'));
+      // Created (O_CREAT) only in the pinned lockspace, as a take: never on a bare mount point.
+      fd = this.openForTake(ref, this.openFlags(ref, 'exclusive'));
     } catch (e) {
       return { requested: false, why: `cannot open the lock file: ${(e as Error).message}` };
     }

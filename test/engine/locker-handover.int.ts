@@ -2,12 +2,14 @@
 // Locker instances stand for three hosts (each holds its own open file descriptions, which conflict
 // with each other as other hosts' would); their clocks are given, so the reservation's time bound
 // is tested without waiting for it.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HANDOVER_OFFSET, LEASE_SPAN, RECORD_SIZE, RESERVATION_TTL_MS, decodeExclusive } from '../../src/engine/holder-record.js';
 import { Locker, inspectLockFile, type Outcome } from '../../src/engine/locker.js';
+import { lockspaceId } from '../../src/engine/locker-hosts.js';
 import type { Owner, ResolvedDisk, ResourceRef } from '../../src/engine/types.js';
 import { tmpdir } from '../helpers/daemon.js';
 
@@ -189,6 +191,41 @@ test('given src died holding web1 with no destination waiting, then a third host
     assert.is(s.take(s.third, intruder).status, 'ok');
   } finally {
     s.done();
+  }
+});
+
+test('a destination whose lockspace is not mounted (a bare mount point) makes no hand-over request there: no lock file is created, the request says why', () => {
+  const root = tmpdir('vmlockd-handover-bare-');
+  const real = path.join(root, 'real');
+  const mnt = path.join(root, 'mnt');
+  fs.mkdirSync(real);
+  fs.mkdirSync(mnt);
+  const run = (args: string[]) => {
+    const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${args.join(' ')} failed (the test needs root): ${r.stderr}`);
+  };
+  run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', real]);
+  let mounted = false;
+  const dst = new Locker('dst');
+  try {
+    run(['mount', '--bind', real, mnt]);
+    mounted = true;
+    dst.pinLockspace(mnt, lockspaceId(mnt));
+    run(['umount', '-l', mnt]);
+    mounted = false;
+    const ref: ResourceRef = { id: path.join(mnt, 'lease'), name: 'lease', lockspace: mnt, kind: 'file', canonical: path.join(root, 'web1.qcow2') };
+    const p = dst.prepare([{ kind: 'await', disks: [{ path: ref.canonical, mode: 'exclusive', resource: ref }], owner: web1, from: 'src' }], { at: AT, source: 'hook' });
+    p.commit();
+    const disks = (p.facts[0]!.payload as unknown as { disks: Array<{ requested: boolean; why?: string }> }).disks;
+    assert.is(disks[0]!.requested, false);
+    assert.match(disks[0]!.why ?? '', `lockspace ${mnt} is not the one vmlockd started with`);
+    assert.equal(fs.readdirSync(mnt), [], 'created under the bare mount point');
+    assert.not.ok(dst.isRequested(ref.id));
+  } finally {
+    dst.closeAll();
+    if (mounted) spawnSync('umount', ['-l', mnt]);
+    spawnSync('umount', ['-l', real]);
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });
 
