@@ -29,7 +29,8 @@ import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
 import { logFact } from './log-facts.js';
 import { VERSION } from '../version.js';
-import { Meters, startMetrics } from './metrics.js';
+import { Meters, type MetricsSource } from './metrics.js';
+import { MetricsEndpoint } from './metrics-endpoint.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
 import { REGISTRY_FILE, recoverForgotten, scanDirs } from './found.js';
@@ -137,7 +138,10 @@ export class Daemon {
   private snapshotFailures = 0;
   /** Prometheus counters, fed from the start on (src/daemon/metrics.ts). */
   readonly meters = new Meters({ version: VERSION });
-  private metrics?: http.Server;
+  private metricsEndpoint?: MetricsEndpoint;
+  private get metrics(): http.Server | undefined {
+    return this.metricsEndpoint?.server;
+  }
   private readonly startedAt = new Date().toISOString();
   private stopping?: Promise<void>;
   private fdLimit = 0;
@@ -257,6 +261,14 @@ export class Daemon {
       this.guard.release();
       throw new VmlockdError('VMLOCKD_ERR_NAMING_CHANGED', renamed);
     }
+    // Optional, so bound before any lock is taken: failing now drops nothing; with locks to keep it
+    // degrades instead of taking them down (src/daemon/metrics-endpoint.ts, invariant 10).
+    if (c.metricsAddress) {
+      this.metricsEndpoint = new MetricsEndpoint(c.metricsAddress, this.meters, (level, msg) => this.log.log(level, msg));
+      // A take-over that fails leaves the old daemon serving with every lock: failing is the safe way there.
+      const keep = this.takenOver === undefined && (handedBack || [...state.resources.values()].some((r) => r.holders.size > 0));
+      await this.metricsEndpoint.start(this.inherited?.take('metrics', c.metricsAddress), keep);
+    }
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
     // Never a new lockspace where this host knew one: a bare mount point (src/engine/lockspaces.ts).
@@ -362,29 +374,8 @@ export class Daemon {
       this.log.info(`takeover: closed ${this.handedConns.length} client connection(s) handed over (this start serves no such socket)`);
       closeConns(this.handedConns.splice(0));
     }
-    if (c.metricsAddress) {
-      this.metrics = await startMetrics(c.metricsAddress, this.meters, {
-        state: () => this.engine?.state,
-        hosts: () => (this.config.fileLockspaceDir === null ? null : { entries: listHosts(this.config.fileLockspaceDir), self: this.config.hostId, fingerprint: this.fingerprint() }),
-        gauges: () => {
-          const st = this.status();
-          return {
-            locks_held: { help: 'Locks held by VMs on this host (one per VM and disk).', value: Number(st.locks) },
-            resources_held: { help: 'Lock files this host holds open.', value: Number(st.resources) },
-            last_seq: { help: 'Sequence number of the last journaled fact.', value: Number(st.lastSeq) },
-            seconds_since_verified: { help: 'Seconds since every held lock last checked out.', value: Number(st.sinceVerifiedMs ?? 0) / 1000 },
-            last_verified_timestamp_seconds: { help: 'Unix time at which every held lock last checked out.', value: st.verifiedAt ? Date.parse(String(st.verifiedAt)) / 1000 : 0 },
-            verify_errors_total: { help: 'Lock checks that failed with an error (not a loss) since start.', value: Number(st.verifyErrors ?? 0) },
-            unverified_locks: { help: 'Held locks whose last check failed with an error.', value: Number(st.unverified ?? 0) },
-            snapshot_failures_total: { help: 'Journal snapshots that failed (retried later) since start.', value: Number(st.snapshotFailures ?? 0) },
-            fd_limit: { help: 'RLIMIT_NOFILE soft limit (one descriptor per held lock).', value: Number(st.fdLimit) },
-            ...this.journalWatch.gauges(),
-            ...(this.publication?.gauges(Number(st.lastSeq)) ?? {}),
-          };
-        },
-      }, this.inherited?.take('metrics', c.metricsAddress));
-      this.log.info(`metrics on http://${c.metricsAddress}/metrics`);
-    }
+    // The status gauges, now that every part they read exists (the endpoint was bound before the locks).
+    if (c.metricsAddress) this.meters.watch(this.metricsSource());
     if (this.loaded.files.length > 0) {
       this.watch = watchConfig(this.loaded.files, this.flags, () => this.config, { reload$: this.reload$ }).subscribe({
         next: (u) => this.onConfig(u),
@@ -452,7 +443,8 @@ export class Daemon {
   private statusLine(): string {
     const st = this.status();
     const v = st.verifiedAt ? `last verified ${String(st.verifiedAt)}` : 'not verified yet';
-    return `${String(st.locks)} lock(s) on ${String(st.resources)} resource(s); ${v}${this.reloadNote ? `; ${this.reloadNote}` : ''}`;
+    const m = this.metricsEndpoint?.problem ? '; METRICS NOT SERVED (see the log)' : '';
+    return `${String(st.locks)} lock(s) on ${String(st.resources)} resource(s); ${v}${this.reloadNote ? `; ${this.reloadNote}` : ''}${m}`;
   }
 
   /** Sources started after the control API listens (virtlockd protocol server, virsh event stream). */
@@ -611,6 +603,30 @@ export class Daemon {
     return fingerprint(this.config, this.lockspaceId);
   }
 
+  /** What the metrics read: the state, the lockspace's hosts, the status gauges (src/daemon/metrics.ts). */
+  private metricsSource(): MetricsSource {
+    return {
+      state: () => this.engine?.state,
+      hosts: () => (this.config.fileLockspaceDir === null ? null : { entries: listHosts(this.config.fileLockspaceDir), self: this.config.hostId, fingerprint: this.fingerprint() }),
+      gauges: () => {
+        const st = this.status();
+        return {
+          locks_held: { help: 'Locks held by VMs on this host (one per VM and disk).', value: Number(st.locks) },
+          resources_held: { help: 'Lock files this host holds open.', value: Number(st.resources) },
+          last_seq: { help: 'Sequence number of the last journaled fact.', value: Number(st.lastSeq) },
+          seconds_since_verified: { help: 'Seconds since every held lock last checked out.', value: Number(st.sinceVerifiedMs ?? 0) / 1000 },
+          last_verified_timestamp_seconds: { help: 'Unix time at which every held lock last checked out.', value: st.verifiedAt ? Date.parse(String(st.verifiedAt)) / 1000 : 0 },
+          verify_errors_total: { help: 'Lock checks that failed with an error (not a loss) since start.', value: Number(st.verifyErrors ?? 0) },
+          unverified_locks: { help: 'Held locks whose last check failed with an error.', value: Number(st.unverified ?? 0) },
+          snapshot_failures_total: { help: 'Journal snapshots that failed (retried later) since start.', value: Number(st.snapshotFailures ?? 0) },
+          fd_limit: { help: 'RLIMIT_NOFILE soft limit (one descriptor per held lock).', value: Number(st.fdLimit) },
+          ...this.journalWatch.gauges(),
+          ...(this.publication?.gauges(Number(st.lastSeq)) ?? {}),
+        };
+      },
+    };
+  }
+
   status(): Record<string, unknown> {
     const c = this.config;
     const state = this.engine?.state;
@@ -653,6 +669,7 @@ export class Daemon {
       started: this.service ? { ...this.service.info(), ...(this.takenOver?.resumed ? { how: 'resumed' } : {}), connections: this.connsAdopted } : null,
       hostFileProblem: this.hostLock?.problem ?? null,
       publication: this.publication?.status(state?.seq ?? 0) ?? null,
+      metricsProblem: this.metricsEndpoint?.problem ?? null,
     };
   }
 
@@ -671,7 +688,7 @@ export class Daemon {
     this.service?.stopping(reason);
     this.watch?.unsubscribe();
     this.verifier?.stop();
-    this.metrics?.close();
+    this.metricsEndpoint?.close();
     const handingOver = this.handoff?.handingOver ?? false;
     const connections = this.handoff?.handsConnections ?? false;
     await Promise.all(this.sources.map((src) => src.stop({ handingOver, connections }).catch((e: unknown) => this.log.warn(`stopping a source: ${(e as Error).message}`))));

@@ -198,6 +198,11 @@ export class Meters {
 /** inherited: a listening descriptor for `address` handed over by `serve --takeover`, served instead of binding. */
 export async function startMetrics(address: string, meters: Meters, src: MetricsSource, inherited?: number): Promise<http.Server> {
   meters.watch(src);
+  return listenMetrics(address, meters, inherited);
+}
+
+/** The /metrics endpoint alone (the meters already watch their source): bind, or reject naming the address. */
+export async function listenMetrics(address: string, meters: Meters, inherited?: number): Promise<http.Server> {
   const i = address.lastIndexOf(':');
   const host = address.slice(0, i).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(i + 1));

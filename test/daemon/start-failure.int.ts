@@ -5,7 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TestDaemon, UUID1, cli, tmpdir } from '../helpers/daemon.js';
+import { TestDaemon, UUID1, cli, tmpdir, until } from '../helpers/daemon.js';
 
 /**
  * One line of error, whatever log lines (timestamped, e.g. the lockspace scan's warning about an
@@ -17,16 +17,9 @@ function oneLine(r: { stderr: string }, re: RegExp): void {
   assert.match(lines[0]!, re);
 }
 
-test('metrics address in use: exit 1 in one line, the control socket is gone, the next start re-takes the locks', async () => {
+test('metrics address in use at a start with nothing to keep: exit 1 in one line, before any lock, the control socket is gone', async () => {
   const dir = tmpdir();
-  fs.mkdirSync(path.join(dir, 'img'));
-  const img = path.join(dir, 'img', 'a');
-  fs.writeFileSync(img, 'x');
   const d = new TestDaemon({ stateDir: path.join(dir, 'state'), lockspace: path.join(dir, 'ls') });
-  await d.start();
-  assert.is(d.cli(['acquire', '--vm', UUID1, img]).code, 0);
-  await d.kill('SIGTERM');
-
   const busy = net.createServer();
   await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
   const port = (busy.address() as net.AddressInfo).port;
@@ -39,9 +32,40 @@ test('metrics address in use: exit 1 in one line, the control socket is gone, th
   } finally {
     busy.close();
   }
-  await d.start();
-  const locks = JSON.parse(d.cli(['locks', '--json']).stdout) as Array<{ disk: string }>;
-  assert.equal(locks.map((l) => l.disk), [img]);
+});
+
+test('metrics address in use at a start with locks to keep: it serves and re-takes them (an optional feature never drops a lock), says METRICS NOT SERVED, and serves /metrics once the port is free', async () => {
+  const dir = tmpdir();
+  fs.mkdirSync(path.join(dir, 'img'));
+  const img = path.join(dir, 'img', 'a');
+  fs.writeFileSync(img, 'x');
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  const port = (busy.address() as net.AddressInfo).port;
+  const opts = { stateDir: path.join(dir, 'state'), lockspace: path.join(dir, 'ls') };
+  const first = new TestDaemon(opts);
+  await first.start();
+  assert.is(first.cli(['acquire', '--vm', UUID1, img]).code, 0);
+  await first.kill('SIGKILL');
+  const d = new TestDaemon({ ...opts, extra: ['--metrics-address', `127.0.0.1:${port}`], env: { VMLOCKD_METRICS_RETRY_MS: '300' } });
+  try {
+    await d.start();
+    const locks = JSON.parse(d.cli(['locks', '--json']).stdout) as Array<{ disk: string }>;
+    assert.equal(locks.map((l) => l.disk), [img]);
+    await until('the error line', () => /error METRICS NOT SERVED: cannot serve metrics on 127\.0\.0\.1:\d+: .*EADDRINUSE/.test(d.stderr));
+    assert.match(String(JSON.parse(d.cli(['status', '--json']).stdout).metricsProblem), /EADDRINUSE/);
+  } finally {
+    busy.close();
+  }
+  // until() polls synchronously: an async probe would be a (truthy) promise.
+  const deadline = Date.now() + 20_000;
+  let text = '';
+  while (!text.includes('vmlockd_locks_held 1')) {
+    assert.ok(Date.now() < deadline, `metrics not served once the port was free:\n${d.stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+    text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
+  }
+  assert.is(JSON.parse(d.cli(['status', '--json']).stdout).metricsProblem, null);
   await d.kill('SIGKILL');
 });
 
