@@ -211,8 +211,12 @@ export async function listenMetrics(address: string, meters: Meters, inherited?:
       res.writeHead(404).end('not found: try GET /metrics\n');
       return;
     }
+    // Connection: close. A scraper comes back every 15 s or more, past the 5 s keep-alive, so a kept
+    // connection is never reused, only raced: the server closes it as the client sends the next
+    // scrape on it (undici: UND_ERR_SOCKET, a failed scrape). Closing each also keeps a scrape storm
+    // from parking idle sockets (descriptors the locks need).
     meters.text().then(
-      (body) => res.writeHead(200, { 'content-type': meters.registry.contentType, 'content-length': Buffer.byteLength(body) }).end(body),
+      (body) => res.writeHead(200, { 'content-type': meters.registry.contentType, 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body),
       (e: unknown) => res.writeHead(500).end(`metrics failed: ${(e as Error).message}\n`),
     );
   });
