@@ -104,6 +104,27 @@ test('SIGKILL: the segments left behind are complete and readable; a torn last l
   assert.match(d.stderr, /cut off \d+ byte\(s\) of an unfinished last line/);
 });
 
+test('a complete last line that does not chain (a write cut short on a filesystem that zero-fills or reorders) is cut off too, not published after', async () => {
+  const s = site();
+  let d = await daemon(s);
+  await postEvents(d.socket, startStop(s.images, 0, 10));
+  await caughtUp(d);
+  await d.kill('SIGKILL');
+  const left = readPublished(s.dir, s.host);
+  const newest = path.join(s.dir, left.segments[left.segments.length - 1]!.name);
+  const last = left.facts[left.facts.length - 1]!;
+  // The next seq, whole and newline-terminated, but with the previous line's hash: it does not chain.
+  fs.appendFileSync(newest, JSON.stringify({ ...last, seq: last.seq + 1 }) + '\n');
+  assert.match(readPublished(s.dir, s.host).problems.join(), /hash does not chain/);
+  d = await daemon(s, ['--log-level', 'info']);
+  await postEvents(d.socket, startStop(s.images, 10, 10));
+  const st = await caughtUp(d);
+  const p = readPublished(s.dir, s.host);
+  assert.equal(p.problems, []);
+  assert.is(p.facts.length, st.lastSeq);
+  assert.is(mismatch(p.facts, journalHashes(s.journal)), undefined);
+});
+
 test('SIGKILL under load, again and again: no duplicate, no gap, one chain', async () => {
   const s = site();
   for (let round = 0; round < 3; round++) {
