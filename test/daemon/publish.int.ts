@@ -1,4 +1,4 @@
-// Publication of the journal into the lockspace (issue 15, docs/decisions/0013): real daemons, real
+// Publication of the journal into the lockspace (issue 15, docs/decisions/0016): real daemons, real
 // segments read back with the one decoder (src/journal/segment.ts) and compared with the journal.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
