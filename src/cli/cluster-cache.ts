@@ -15,6 +15,8 @@ import {
   PUBLISHED_DIR,
   SegmentDecoder,
   listSegments,
+  decodeSegment,
+  type SegmentCarried,
   type SegmentDecoderState,
   type SegmentFact,
   type SegmentFile,
@@ -289,6 +291,9 @@ class ChainLoader {
   private readonly putState: Database.Statement;
   private readonly owners = new Set<string>();
   private batch: SegmentFact[] = [];
+  /** Carried lines of a compacted segment (holds in force at its start): the cache's `carried` table. */
+  private carried: SegmentCarried[] = [];
+  private readonly insertCarried: Database.Statement;
   private loaded = 0;
   /** What this loader last read or wrote as the stored position: another writer changes it. */
   private committed: string | undefined;
@@ -304,6 +309,7 @@ class ChainLoader {
     this.insertFact = db.prepare(`${insert}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     // Many rows per statement: the per-call cost of binding and stepping is most of a small insert's.
     this.insertMany = db.prepare(`${insert}${Array<string>(ROWS_PER_INSERT).fill('(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`);
+    this.insertCarried = db.prepare(`INSERT OR REPLACE INTO carried (seq, at, host, kind, resource, disk, owner, owner_name, payload, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.insertOwner = db.prepare(`INSERT OR IGNORE INTO owners (name, uuid) VALUES (?, ?)`);
     this.getState = db.prepare(`SELECT value FROM meta WHERE key = '${STATE_KEY}'`);
     this.putState = db.prepare(`INSERT INTO meta (key, value) VALUES ('${STATE_KEY}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
@@ -344,7 +350,10 @@ class ChainLoader {
             const n = fs.readSync(fd, buf, 0, buf.length, pos);
             if (n === 0) break;
             pos += n;
-            for (const line of decoder.push(buf.subarray(0, n))) if (line.t === 'fact') this.batch.push(line);
+            for (const line of decoder.push(buf.subarray(0, n))) {
+              if (line.t === 'fact') this.batch.push(line);
+              else if (line.t === 'carried') this.carried.push(line);
+            }
             if (this.batch.length >= BATCH_FACTS) cur = this.commit(cur, seg.name, decoder);
             if (decoder.problem !== undefined) break;
           }
@@ -369,7 +378,9 @@ class ChainLoader {
             problem = { file, offset: d.offset, line: d.lines + 1, seq: d.lastSeq + 1, reason: `segment ends at seq ${d.lastSeq} without its seal and the next segment starts at seq ${next.firstSeq}`, host: this.host, journal: this.journal, segment: seg.name };
             break;
           }
-        } else if (next.firstSeq !== d.seal!.last + 1) {
+        } else if (next.firstSeq !== d.seal!.last + 1 && !(next.firstSeq > d.seal!.last + 1 && compactedStart(path.join(dir, next.name)))) {
+          // (A gap is the history's own statement when the next segment says it starts after facts
+          // compacted before publication: see SegmentHeader.compacted.)
           problem = { file, offset: d.offset, line: d.lines, seq: d.seal!.last + 1, reason: `gap: seq ${d.seal!.last + 1} to ${next.firstSeq - 1} are in no segment`, host: this.host, journal: this.journal, segment: seg.name };
           break;
         }
@@ -387,6 +398,8 @@ class ChainLoader {
   private commit(cur: ChainState, segment: string, decoder: SegmentDecoder): ChainState {
     const facts = this.batch;
     this.batch = [];
+    const carried = this.carried;
+    this.carried = [];
     const next: ChainState = { ...cur, segment, decoder: decoder.state, facts: cur.facts + facts.length };
     if (facts.length > 0) {
       const lastFact = facts[facts.length - 1]!;
@@ -421,7 +434,8 @@ class ChainLoader {
         const f = facts[i]!;
         this.insertFact.run(f.seq, f.at, f.host, f.kind, f.resource, f.disk, f.owner, f.owner_name, f.payload, Buffer.from(f.hash, 'hex'));
       }
-      for (const f of facts) {
+      for (const c of carried) this.insertCarried.run(c.seq, c.at, c.host, c.kind, c.resource, c.disk, c.owner, c.owner_name, c.payload, Buffer.from(c.hash, 'hex'));
+      for (const f of [...carried, ...facts]) {
         if (f.owner !== null && f.owner_name !== null) {
           const k = `${f.owner_name}\u0000${f.owner}`;
           if (!this.owners.has(k)) {
@@ -450,5 +464,22 @@ function sizeHint(file: string): number {
     return fs.statSync(file).size;
   } catch {
     return 0;
+  }
+}
+
+/** True when the segment's header (its first line) says it starts after facts compacted before publication. */
+function compactedStart(file: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, 'r');
+    const buf = Buffer.alloc(4096);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    const nl = buf.subarray(0, n).indexOf(10);
+    if (nl === -1) return false;
+    return decodeSegment(file, buf.subarray(0, nl + 1)).header?.compacted === true;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }

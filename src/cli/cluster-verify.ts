@@ -68,11 +68,16 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
   for (let i = 0; i < segs.length; i++) {
     const s = segs[i]!;
     const last = i === segs.length - 1;
+    // A gap before a segment whose header says it starts after facts compacted before publication is
+    // the writer's own statement, not damage (SegmentHeader.compacted): kept aside until the header is read.
+    const gaps: ChainProblem[] = [];
     if (prev !== undefined) {
       // The previous segment must have been sealed and this one must start right after it.
       if (prev.seal === null) {
         problems.push({ host, journal, segment: prevName!, seq: prev.lastSeq + 1, reason: `truncated segment: it ends at seq ${prev.lastSeq} without its seal, and ${s.name} follows it` });
         if (s.firstSeq !== prev.lastSeq + 1) problems.push({ host, journal, segment: s.name, seq: prev.lastSeq + 1, reason: `gap: seq ${prev.lastSeq + 1} to ${s.firstSeq - 1} are in no segment` });
+      } else if (s.firstSeq > prev.seal.last + 1) {
+        gaps.push({ host, journal, segment: s.name, seq: prev.seal.last + 1, reason: `gap: seq ${prev.seal.last + 1} to ${s.firstSeq - 1} are in no segment` });
       } else if (s.firstSeq !== prev.seal.last + 1) {
         problems.push({
           host,
@@ -89,6 +94,10 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
       firstSeq ??= f.seq;
       seen?.(f, s.name);
     });
+    if (gaps.length > 0) {
+      if (d.state.header?.compacted === true) notes.push(`${s.name}: seq ${gaps[0]!.seq} to ${s.firstSeq - 1} were compacted on the host before they were published (the segment says so and carries the holds still in force)`);
+      else problems.push(...gaps);
+    }
     if (d.problem !== undefined) {
       const p = d.problem;
       problems.push({ host, journal, segment: s.name, ...(p.seq !== undefined ? { seq: p.seq } : {}), line: p.line, reason: p.reason });

@@ -14,6 +14,7 @@ import { GENESIS_HASH } from '../journal/schema.js';
 import {
   PUBLISHED_DIR,
   decodeSegment,
+  encodeCarried,
   encodeFact,
   encodeHeader,
   encodeSeal,
@@ -96,6 +97,7 @@ class Publisher {
   private readonly rows: Database.Statement<[number, number], Row>;
   private readonly hashAt: Database.Statement<[number], { hash: Buffer | null }>;
   private readonly minSeq: Database.Statement<[], { seq: number | null }>;
+  private readonly carriedBefore: Database.Statement<[number], Row>;
   private readonly maxSeq: Database.Statement<[], { seq: number | null }>;
   private readonly meta: Database.Statement<[string], { value: string }>;
   private readonly setMeta: Database.Statement<[string, string]>;
@@ -103,6 +105,12 @@ class Publisher {
   /** Resumed from the directory since the last failure. */
   private ready = false;
   private cur: Current | undefined;
+  /**
+   * The next segment opened starts after facts compacted before they were published: it gets a
+   * `compacted` header and the journal's carried facts (the holds still in force at the cut), so the
+   * published history knows every hold the local audit knows (docs/decisions/0016).
+   */
+  private base = false;
   /** Last published seq and its hash (what the next fact chains from). */
   private published = 0;
   private publishedHash: Buffer = GENESIS_HASH;
@@ -123,6 +131,7 @@ class Publisher {
     this.rows = this.db.prepare(`SELECT seq, at, host, kind, resource, disk, owner, owner_name, payload, hash FROM facts WHERE seq > ? ORDER BY seq ASC LIMIT ?`);
     this.hashAt = this.db.prepare(`SELECT hash FROM facts WHERE seq = ?`);
     this.minSeq = this.db.prepare(`SELECT min(seq) AS seq FROM facts`);
+    this.carriedBefore = this.db.prepare(`SELECT seq, at, host, kind, resource, disk, owner, owner_name, payload, hash FROM carried WHERE seq < ? ORDER BY seq ASC`);
     this.maxSeq = this.db.prepare(`SELECT max(seq) AS seq FROM facts`);
     this.meta = this.db.prepare(`SELECT value FROM meta WHERE key = ?`);
     this.setMeta = this.db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
@@ -228,6 +237,9 @@ class Publisher {
       const first = this.minSeq.get()?.seq ?? null;
       this.published = first === null ? this.chainBaseSeq() : first - 1;
       this.publishedHash = this.hashBefore(this.published + 1);
+      // Facts before the first one still here were compacted (publication was off, or this is the
+      // upgrade that turned it on): the history starts with the holds they left in force.
+      this.base = this.published > 0;
       this.ready = true;
       return;
     }
@@ -314,6 +326,7 @@ class Publisher {
       this.seal();
       this.published = start - 1;
       this.publishedHash = this.hashBefore(start);
+      this.base = true;
     }
     if (this.cur === undefined) this.open(start);
     const cur = this.cur!;
@@ -365,7 +378,17 @@ class Publisher {
     const name = segmentFileName(this.d.journalId, first);
     const tmp = join(this.dir, segmentTempName(name));
     const file = join(this.dir, name);
-    const header = Buffer.from(encodeHeader({ host: this.d.host, journal: this.d.journalId, first, prev: this.publishedHash, created: new Date().toISOString() }));
+    const lines = [encodeHeader({ host: this.d.host, journal: this.d.journalId, first, prev: this.publishedHash, created: new Date().toISOString(), compacted: this.base })];
+    let count = 0;
+    if (this.base) {
+      for (const r of this.carriedBefore.all(first)) {
+        if (r.hash === null) throw new PublishError(`journal carried fact seq ${r.seq} has no hash; run vmlockd journal verify`, 'VMLOCKD_ERR_PUBLISH_DIVERGED');
+        lines.push(encodeCarried(r, r.hash));
+        count++;
+      }
+    }
+    // The header and the carried block appear together, whole, with the rename.
+    const header = Buffer.from(lines.join(''), 'utf8');
     const fd = openSync(tmp, 'w', 0o644);
     try {
       writeAll(fd, header, 0);
@@ -377,6 +400,8 @@ class Publisher {
       throw e;
     }
     syncDir(this.dir);
+    if (this.base) post({ type: 'notice', message: `${name} starts the published history after facts compacted before publication: it carries the ${count} fact(s) still in force (held locks)` });
+    this.base = false;
     this.cur = { name, fd, offset: header.length, count: 0 };
   }
 

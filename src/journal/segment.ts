@@ -32,6 +32,23 @@ export interface SegmentHeader {
   /** Hex chain hash of fact first-1: zeros at the genesis, the chain base after a compaction. */
   prev: string;
   created: string;
+  /**
+   * Present (always true) on a segment that starts a stretch of the history after facts the journal
+   * compacted away before they were published (publication off, or an upgrade that turned it on):
+   * `prev` is then the journal's chain base (not checkable from the published history), a gap before
+   * `first` is not corruption, and the segment's first lines after the header are `carried` lines.
+   */
+  compacted?: true;
+}
+
+/**
+ * A copy of a fact compacted before it was published that was still in force at `first` - 1 (a hold
+ * still open at the cut: the journal's `carried` rows). Only right after a `compacted` header; seq <
+ * header.first, ascending. Its hash is the original chain's, which the reader cannot recompute (its
+ * predecessor is in the host's archive only); the host's own `journal verify` checks its archive.
+ */
+export interface SegmentCarried extends Omit<SegmentFact, 't'> {
+  t: 'carried';
 }
 
 /** One journal fact: exactly the hash chain's columns (schema.ts CHAIN_COLUMNS), plus its hash. */
@@ -58,7 +75,7 @@ export interface SegmentSeal {
   count: number;
 }
 
-export type SegmentLine = SegmentHeader | SegmentFact | SegmentSeal;
+export type SegmentLine = SegmentHeader | SegmentFact | SegmentCarried | SegmentSeal;
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -123,10 +140,16 @@ export function listSegments(dir: string): SegmentFile[] {
 // ---------------------------------------------------------------------------------------------
 // Encoding: one line each, '\n' included. Keys in a fixed order, so the bytes are reproducible.
 
-export function encodeHeader(h: { host: string; journal: string; first: number; prev: Buffer | string; created: string }): string {
+export function encodeHeader(h: { host: string; journal: string; first: number; prev: Buffer | string; created: string; compacted?: boolean }): string {
   const prev = typeof h.prev === 'string' ? h.prev : h.prev.toString('hex');
   const line: SegmentHeader = { t: 'segment', v: SEGMENT_VERSION, host: h.host, journal: h.journal, first: h.first, prev, created: h.created };
+  if (h.compacted === true) line.compacted = true;
   return `${JSON.stringify(line)}\n`;
+}
+
+/** A carried line (see SegmentCarried): a compacted fact still in force, with its original hash. */
+export function encodeCarried(row: ChainRow, hash: Buffer | string): string {
+  return encodeFact(row, hash).replace(/^\{"t":"fact"/, '{"t":"carried"');
 }
 
 /** A fact line from a journal row as stored (payload text as is) and its chain hash. */
@@ -188,6 +211,10 @@ export interface SegmentDecoderState {
   /** Facts read in this segment. */
   count: number;
   seal: SegmentSeal | null;
+  /** false once anything but a carried line followed the header (absent in older stored states). */
+  carriedOpen?: boolean;
+  /** Seq of the last carried line read. */
+  carriedLast?: number;
 }
 
 /** A corrupt segment: where, and why. The first problem stops the decoder. */
@@ -316,11 +343,24 @@ export class SegmentDecoder {
         return this.fail(at, 'hash does not chain: the fact, its hash or the one before it was changed after it was written', f.seq);
       }
       line = f;
+      this.st.carriedOpen = false;
       this.prev = hash;
       this.st.lastSeq = f.seq;
       this.st.lastHash = f.hash;
       this.st.count++;
+    } else if (o.t === 'carried') {
+      const why = keysAre({ ...o, t: 'fact' }, FACT_KEYS) ?? factProblem({ ...o, t: 'fact' });
+      if (why !== undefined) return this.fail(at, why.replace(/^fact/, 'carried'), typeof o.seq === 'number' ? o.seq : undefined);
+      const c = o as unknown as SegmentCarried;
+      if (this.st.header.compacted !== true || this.st.carriedOpen === false || this.st.count > 0) {
+        return this.fail(at, 'a carried line outside the carried block (it may only follow the header of a compacted segment)', c.seq);
+      }
+      if (c.seq >= this.st.header.first) return this.fail(at, `carried seq ${c.seq} is not before the segment's first seq ${this.st.header.first}`, c.seq);
+      if (this.st.carriedLast !== undefined && c.seq <= this.st.carriedLast) return this.fail(at, `carried seq ${c.seq} after carried seq ${this.st.carriedLast} (they are in ascending order)`, c.seq);
+      line = c;
+      this.st.carriedLast = c.seq;
     } else if (o.t === 'seal') {
+      this.st.carriedOpen = false;
       const why = sealProblem(o);
       if (why !== undefined) return this.fail(at, why);
       const s = o as unknown as SegmentSeal;
@@ -361,7 +401,8 @@ const SEAL_KEYS = ['t', 'last', 'hash', 'count'] as const;
 function headerProblem(o: Record<string, unknown>, e: SegmentExpect): string | undefined {
   if (o.t !== 'segment') return `first line is not a segment header (t is ${JSON.stringify(o.t)})`;
   if (o.v !== SEGMENT_VERSION) return `segment format version ${JSON.stringify(o.v)}, this vmlockd reads version ${SEGMENT_VERSION}`;
-  const keys = keysAre(o, HEADER_KEYS);
+  if (Object.hasOwn(o, 'compacted') && o.compacted !== true) return `header compacted must be true when present, got ${JSON.stringify(o.compacted)}`;
+  const keys = keysAre(o, o.compacted === true ? [...HEADER_KEYS, 'compacted'] : HEADER_KEYS);
   if (keys !== undefined) return keys;
   if (typeof o.host !== 'string' || o.host === '') return `header host must be a non-empty string, got ${JSON.stringify(o.host)}`;
   if (!isJournalId(o.journal)) return `header journal must be 16 lowercase hex chars, got ${JSON.stringify(o.journal)}`;
@@ -371,7 +412,9 @@ function headerProblem(o: Record<string, unknown>, e: SegmentExpect): string | u
   if (e.host !== undefined && o.host !== e.host) return `header host ${JSON.stringify(o.host)} in the directory of host ${JSON.stringify(e.host)}`;
   if (e.journal !== undefined && o.journal !== e.journal) return `header journal ${o.journal} but the file name says ${e.journal}`;
   if (e.first !== undefined && o.first !== e.first) return `header first ${o.first} but the file name says ${e.first}`;
-  if (e.prev !== undefined && o.prev !== e.prev) {
+  // A compacted segment starts after facts that were never published: its prev is the journal's chain
+  // base, which only that host's archive can check.
+  if (e.prev !== undefined && o.prev !== e.prev && o.compacted !== true) {
     return `header prev ${o.prev.slice(0, 12)}... does not continue the chain (expected ${e.prev.slice(0, 12)}..., the hash of seq ${o.first - 1})`;
   }
   return undefined;
