@@ -51,8 +51,19 @@ export function openLockFile(file: string, flags: number, opts: { mode?: number;
   throw new BadInputError(`${file} is ${kindOf(st)}: only a regular file${opts.blockDevice ? ' or a block device' : ''} can be locked`);
 }
 
+const ZEROS = Buffer.alloc(RECORD_SIZE);
+
+/**
+ * Nothing but NULs, spaces and newlines. An all-zero block (every unused slot of a lease file) is
+ * one memcmp; the byte loop (an indexed loop: a for-of over a Buffer costs ~20 ns a byte, and a
+ * lease file has 32 such blocks, read at every take) only runs for the rest.
+ */
 function blank(block: Buffer): boolean {
-  for (const b of block) if (b !== 0 && b !== 0x20 && b !== 0x0a) return false;
+  if (block.length === RECORD_SIZE && block.equals(ZEROS)) return true;
+  for (let i = 0; i < block.length; i++) {
+    const b = block[i]!;
+    if (b !== 0 && b !== 0x20 && b !== 0x0a) return false;
+  }
   return true;
 }
 
@@ -64,19 +75,28 @@ function blank(block: Buffer): boolean {
  * destination's hand-over request).
  */
 export function mayWriteRecords(fd: number): boolean {
+  return readLease(fd) !== null;
+}
+
+/**
+ * The lease's bytes as read for mayWriteRecords' check (empty for an empty file), or null when the
+ * file is not one vmlockd may write records into. The taker reads its holder record from these
+ * bytes instead of reading the file again.
+ */
+export function readLease(fd: number): Buffer | null {
   const size = fs.fstatSync(fd).size;
-  if (size === 0) return true;
-  if (size > LEASE_SPAN || size % RECORD_SIZE !== 0) return false;
+  if (size === 0) return Buffer.alloc(0);
+  if (size > LEASE_SPAN || size % RECORD_SIZE !== 0) return null;
   // Through the page-aligned buffer: a lock file on a cluster filesystem is open O_DIRECT.
   const all = readAligned(fd, size, 0);
-  if (all.length !== size) return false;
+  if (all.length !== size) return null;
   for (let off = 0; off < size; off += RECORD_SIZE) {
     const block = all.subarray(off, off + RECORD_SIZE);
     if (blank(block)) continue;
     const ours = off === 0 ? decodeExclusive(block) !== undefined : off === HANDOVER_OFFSET ? decodeRequest(block) !== undefined : decodeShared(block) !== undefined;
-    if (!ours) return false;
+    if (!ours) return null;
   }
-  return true;
+  return all;
 }
 
 /** CREATE_RESOURCE: make sure the lease file exists (another description: every OFD lock on it stays). */

@@ -42,7 +42,7 @@ import {
   slotOffset,
   type Inspection,
 } from './holder-record.js';
-import { mayWriteRecords, openLockFile } from './locker-files.js';
+import { mayWriteRecords, openLockFile, readLease } from './locker-files.js';
 
 const LOCK_START = 0;
 const LOCK_LEN = 1;
@@ -969,9 +969,10 @@ export class Locker {
    */
   private writeRecord(fd: number, ref: ResourceRef, mode: Mode, taker: Taker, vms: Array<Owner & { since: string }>): { gen?: number; slot?: number } | { reserved: Reservation } {
     // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
-    if (!mayWriteRecords(fd)) return {};
-    const head = readAligned(fd, RECORD_SIZE, 0);
-    const prev = decodeExclusive(head);
+    const lease = readLease(fd);
+    if (lease === null) return {};
+    // The head block as readLease read it (a file shorter than a block decodes as no record).
+    const prev = lease.length >= RECORD_SIZE ? decodeExclusive(lease.subarray(0, RECORD_SIZE)) : undefined;
     const who = { host: this.host, uuid: taker.owner.uuid };
     const reserved = prev?.reserved
       ? reservationAgainst(prev, who, this.liveRequest(fd), this.now())
@@ -989,7 +990,8 @@ export class Locker {
       // Room for a migration destination's hand-over request from the start: a cluster
       // filesystem's client caches the file's size, and a direct read beyond the end it believes
       // in returns nothing, so the release would miss a request another mount just wrote there.
-      if (fs.fstatSync(fd).size < LEASE_SPAN) fs.ftruncateSync(fd, LEASE_SPAN);
+      // (readLease read the whole file: its length is the file's size.)
+      if (lease.length < LEASE_SPAN) fs.ftruncateSync(fd, LEASE_SPAN);
       if (this.syncRecords) fs.fdatasyncSync(fd);
       return { gen };
     }
