@@ -122,6 +122,44 @@ function noopTarget(): ProtocolTarget {
   };
 }
 
+/**
+ * BENCH_BEFORE=DIR: another build of vmlockd (DIR/dist/main.js, e.g. `git archive` of an earlier
+ * commit, built), measured in the same rounds as this one: each hot-path change is measured against
+ * the build before it in one run. Printed only.
+ */
+function beforeTarget(dir: string): ProtocolTarget {
+  let proc: ChildProcess | undefined;
+  let work = '';
+  return {
+    name: 'vmlockd',
+    async start() {
+      work = mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-before-'));
+      const socket = path.join(work, 'run', 'virtlockd-sock');
+      const argv = [path.join(dir, 'dist', 'main.js'), 'serve', '--state-dir', path.join(work, 'state'), '--socket', path.join(work, 'vmlockd.sock'), '--lockspace', path.join(work, 'lockspace'), '--host-id', 'bench', '--virtlockd-socket', socket];
+      const p = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+      proc = p;
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        p.stdout!.on('data', (d: Buffer) => {
+          out += d;
+          if (out.includes('listening on')) resolve();
+        });
+        p.once('exit', (code) => reject(new Error(`the BENCH_BEFORE daemon exited ${code}`)));
+      });
+      return { socket, clientUid: process.getuid!(), foreignUid: null };
+    },
+    async stop() {
+      const p = proc;
+      if (p && p.exitCode === null) {
+        const gone = new Promise((r) => p.once('exit', r));
+        p.kill('SIGTERM');
+        await gone;
+      }
+      rmSync(work, { recursive: true, force: true });
+    },
+  };
+}
+
 // ── driver ───────────────────────────────────────────────────────────────────────────────────
 
 type ClientKind = 'node' | 'c';
@@ -216,11 +254,14 @@ interface Row {
   readonly ours: WorkerResult[];
   /** The no-op Node server, one per round. */
   readonly floor: WorkerResult[];
+  /** BENCH_BEFORE's build, one per round (empty without it). */
+  readonly before: WorkerResult[];
 }
 
 const ROUNDS = QUICK ? 1 : Number(process.env.BENCH_ROUNDS ?? 3);
 /** BENCH_CLIENTS=1,8 limits the scenarios; BENCH_KINDS=c or node one client kind (for profiling). */
 const ONLY = process.env.BENCH_CLIENTS?.split(',').map(Number);
+const BEFORE = process.env.BENCH_BEFORE;
 const KINDS = (process.env.BENCH_KINDS?.split(',') ?? ['node', 'c']) as ClientKind[];
 
 // --quick (part of `npm run bench:quick`, under a minute in all): 1 and 16 clients, few pairs.
@@ -269,11 +310,21 @@ function ratios(r: Row): string {
   return `${med.toFixed(2)}×${each.length > 1 ? ` (${each.map((x) => x.toFixed(2)).join(', ')})` : ''}`;
 }
 
+function eachRatio(a: WorkerResult[], b: WorkerResult[]): string {
+  const each = a.map((x, i) => rate(x) / rate(b[i]!));
+  const med = [...each].sort((x, y) => x - y)[each.length >> 1]!;
+  return `${med.toFixed(2)}×${each.length > 1 ? ` (${each.map((x) => x.toFixed(2)).join(', ')})` : ''}`;
+}
+
 function table(rows: Row[]): string {
   const lines = [
     '| scenario | client | no-op server pairs/s | virtlockd pairs/s | vmlockd pairs/s | vmlockd / virtlockd (each round) | virtlockd acquire p50 / p99 (ms) | vmlockd acquire p50 / p99 (ms) | budget per call to match virtlockd |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
+  if (BEFORE) {
+    lines[0] += ' BENCH_BEFORE pairs/s | this build / before (each round) |';
+    lines[1] += '---:|---:|';
+  }
   for (const r of rows) {
     const ours = median(r.ours);
     const floor = median(r.floor);
@@ -283,7 +334,8 @@ function table(rows: Row[]): string {
     // What a daemon may spend per call (two calls a pair) beyond the no-op server and still keep up with virtlockd.
     const budget = real ? `${Math.round(((1 / rate(real) - 1 / rate(floor)) / 2) * 1e6)} us` : 'n/a';
     lines.push(
-      `| ${r.scenario} (${int(ours.pairs)} pairs) | ${r.kind === 'c' ? 'C' : 'Node'} | ${int(rate(floor))}${spread(r.floor)} | ${realRate} | ${int(rate(ours))}${spread(r.ours)} | ${ratios(r)} | ${realLat} | ${ms2(ours.p50)} / ${ms2(ours.p99)} | ${budget} |`,
+      `| ${r.scenario} (${int(ours.pairs)} pairs) | ${r.kind === 'c' ? 'C' : 'Node'} | ${int(rate(floor))}${spread(r.floor)} | ${realRate} | ${int(rate(ours))}${spread(r.ours)} | ${ratios(r)} | ${realLat} | ${ms2(ours.p50)} / ${ms2(ours.p99)} | ${budget} |` +
+        (BEFORE ? ` ${int(rate(median(r.before)))}${spread(r.before)} | ${eachRatio(r.ours, r.before)} |` : ''),
     );
   }
   return lines.join('\n');
@@ -301,6 +353,7 @@ async function main(): Promise<void> {
       const real: WorkerResult[] = [];
       const ours: WorkerResult[] = [];
       const floor: WorkerResult[] = [];
+      const before: WorkerResult[] = [];
       // Several rounds, alternating which runs first: the baseline moves a lot between runs here.
       for (let r = 0; r < ROUNDS; r++) {
         const runReal = async () => {
@@ -316,10 +369,11 @@ async function main(): Promise<void> {
           await runOurs();
           await runReal();
         }
+        if (BEFORE) before.push(await measure(beforeTarget(BEFORE), kind, cbin, s.clients, s.pairs));
         floor.push(await measure(noopTarget(), kind, cbin, s.clients, s.pairs));
         if (s.clients === 1) syncs.push(bareSyncUs(QUICK ? 100 : 500));
       }
-      rows.push({ scenario: s.name, kind, real, ours, floor });
+      rows.push({ scenario: s.name, kind, real, ours, floor, before });
       process.stderr.write(`bench/protocol: ${s.name}, ${kind} client done\n`);
     }
   }
@@ -348,7 +402,7 @@ async function main(): Promise<void> {
   }
   const out = `${header}${syncLine}\n\n${table(rows)}\n`;
   process.stdout.write(out);
-  if (!QUICK && ONLY === undefined && process.env.BENCH_KINDS === undefined) {
+  if (!QUICK && ONLY === undefined && process.env.BENCH_KINDS === undefined && !BEFORE) {
     writeReadmeSection('bench:protocol', out);
   }
 }
