@@ -262,13 +262,15 @@ const ROUNDS = QUICK ? 1 : Number(process.env.BENCH_ROUNDS ?? 3);
 /** BENCH_CLIENTS=1,8 limits the scenarios; BENCH_KINDS=c or node one client kind (for profiling). */
 const ONLY = process.env.BENCH_CLIENTS?.split(',').map(Number);
 const BEFORE = process.env.BENCH_BEFORE;
+/** BENCH_BEFORE_ONLY=1: only this build and BENCH_BEFORE's (no virtlockd, no no-op server): a quicker A/B. */
+const BEFORE_ONLY = BEFORE !== undefined && process.env.BENCH_BEFORE_ONLY === '1';
 const KINDS = (process.env.BENCH_KINDS?.split(',') ?? ['node', 'c']) as ClientKind[];
 
 // --quick (part of `npm run bench:quick`, under a minute in all): 1 and 16 clients, few pairs.
 const SCENARIOS = [
-  { name: '1 client', clients: 1, pairs: QUICK ? 150 : 5_000 },
-  { name: '8 concurrent clients', clients: 8, pairs: QUICK ? 0 : 1_000 },
-  { name: '16 concurrent clients', clients: 16, pairs: QUICK ? 40 : 800 },
+  { name: '1 client', clients: 1, pairs: QUICK ? 150 : Number(process.env.BENCH_PAIRS1 ?? 2_000) },
+  { name: '8 concurrent clients', clients: 8, pairs: QUICK ? 0 : 500 },
+  { name: '16 concurrent clients', clients: 16, pairs: QUICK ? 40 : 400 },
 ].filter((s) => s.pairs > 0 && (ONLY === undefined || ONLY.includes(s.clients)));
 
 async function measure(target: ProtocolTarget, kind: ClientKind, cbin: string | null, clients: number, pairs: number): Promise<WorkerResult> {
@@ -327,7 +329,7 @@ function table(rows: Row[]): string {
   }
   for (const r of rows) {
     const ours = median(r.ours);
-    const floor = median(r.floor);
+    const floor = r.floor.length > 0 ? median(r.floor) : ours;
     const real = r.real.length > 0 ? median(r.real) : null;
     const realRate = real ? `${int(rate(real))}${spread(r.real)}` : 'n/a';
     const realLat = real ? `${ms2(real.p50)} / ${ms2(real.p99)}` : 'n/a';
@@ -357,7 +359,7 @@ async function main(): Promise<void> {
       // Several rounds, alternating which runs first: the baseline moves a lot between runs here.
       for (let r = 0; r < ROUNDS; r++) {
         const runReal = async () => {
-          if (!skip) real.push(await measure(virtlockdTarget(), kind, cbin, s.clients, s.pairs));
+          if (!skip && !BEFORE_ONLY) real.push(await measure(virtlockdTarget(), kind, cbin, s.clients, s.pairs));
         };
         const runOurs = async () => {
           ours.push(await measure(vmlockdTarget({ hostId: 'bench' }), kind, cbin, s.clients, s.pairs));
@@ -370,7 +372,7 @@ async function main(): Promise<void> {
           await runReal();
         }
         if (BEFORE) before.push(await measure(beforeTarget(BEFORE), kind, cbin, s.clients, s.pairs));
-        floor.push(await measure(noopTarget(), kind, cbin, s.clients, s.pairs));
+        if (!BEFORE_ONLY) floor.push(await measure(noopTarget(), kind, cbin, s.clients, s.pairs));
         if (s.clients === 1) syncs.push(bareSyncUs(QUICK ? 100 : 500));
       }
       rows.push({ scenario: s.name, kind, real, ours, floor, before });
