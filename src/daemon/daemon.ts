@@ -374,6 +374,9 @@ export class Daemon {
       this.log.info(`takeover: closed ${this.handedConns.length} client connection(s) handed over (this start serves no such socket)`);
       closeConns(this.handedConns.splice(0));
     }
+    // Publication exists before the status gauges are registered: they are read from it.
+    this.publication = new Publication(journal, (level, msg) => this.log.log(level, msg));
+    void this.publication.configure(publishSettings(c));
     // The status gauges, now that every part they read exists (the endpoint was bound before the locks).
     if (c.metricsAddress) this.meters.watch(this.metricsSource());
     if (this.loaded.files.length > 0) {
@@ -400,8 +403,6 @@ export class Daemon {
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
-    this.publication = new Publication(journal, (level, msg) => this.log.log(level, msg));
-    void this.publication.configure(publishSettings(c));
     this.handoff = await listenHandoff(
       c.stateDir,
       {

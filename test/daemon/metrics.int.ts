@@ -45,6 +45,9 @@ test('metrics: acquisitions, refusals, releases and latency per front door (api,
   assert.is(sample(before, 'vmlockd_acquisitions_total{source="api"}'), undefined);
   assert.is(sample(before, 'vmlockd_lease_lost_total'), 0);
   assert.is(sample(before, 'vmlockd_conflicts_total'), 0);
+  // Publication (issue 15) is on by default: its gauges are part of the scrape.
+  assert.is(sample(before, 'vmlockd_publish_enabled'), 1);
+  assert.ok(sample(before, 'vmlockd_publish_lag_facts') !== undefined, 'vmlockd_publish_lag_facts is scraped');
 
   // hv-b holds x.img: hv-a's acquires of it are refused, whichever door they come through.
   assert.is(b.cli(['acquire', '--vm', UUID3, disk('x.img')]).code, 0);
