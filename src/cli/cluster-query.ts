@@ -119,7 +119,16 @@ export function clusterTimeline(cs: ClusterSources, disk: string, from: string, 
       const b = next !== undefined && next < to ? next : to;
       if (a > b || !c.journal.knowsDisk(disk)) continue;
       const t = timeline({ live: c.journal }, disk, a, b);
-      for (const x of t.intervals) intervals.push({ ...x, host: h.host });
+      // A later journal of the same host (its state directory was lost): this journal's run ended
+      // after its last fact and before the next journal began, at a moment nobody journaled. A hold
+      // still open at its end ended at that crash, like the one-journal crash rule, not at the window's end.
+      const last = c.chain.last?.at;
+      for (const x of t.intervals) {
+        if (next !== undefined && x.to === undefined && next <= to) {
+          const surely = last !== undefined && last >= x.from && last <= next ? last : x.from;
+          intervals.push({ ...x, to: surely, end: 'crash', crashBefore: next, host: h.host });
+        } else intervals.push({ ...x, host: h.host });
+      }
       for (const e of t.events) events.push({ ...e, host: h.host });
     }
     for (const g of gapsOf(h)) if ((g.to === undefined || g.to >= from) && g.from <= to) gaps.push(g);
