@@ -15,6 +15,13 @@ export const PUBLISHED_DIR = '.journal';
 export const SEGMENT_VERSION = 1;
 /** Rotate to a new segment once the current one has reached this many bytes (config: publish_segment_bytes). */
 export const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
+/**
+ * The longest line a reader accepts (bytes, without its newline). A fact is a few KiB: its fields come
+ * from inputs bounded per line (MAX_LINE_BYTES, 1 MiB, for JSON-lines sources; a VM name of at most
+ * 256 characters; a disk path of at most PATH_MAX), so 16 MiB leaves a wide margin for JSON escaping.
+ * A longer line is corruption: a reader stops that chain there instead of buffering it without end.
+ */
+export const SEGMENT_MAX_LINE_BYTES = 16 * 1024 * 1024;
 
 const JOURNAL_ID_RE = /^[0-9a-f]{16}$/;
 const HEX64_RE = /^[0-9a-f]{64}$/;
@@ -255,7 +262,8 @@ export class SegmentDecoder {
   readonly file: string;
   private readonly expect: SegmentExpect;
   private st: SegmentDecoderState;
-  private carry: Buffer = Buffer.alloc(0);
+  private carry: Buffer[] = [];
+  private carried = 0;
   private prev: Buffer;
   private bad: SegmentProblem | undefined;
 
@@ -277,7 +285,7 @@ export class SegmentDecoder {
 
   /** Bytes after the last complete line (an unterminated line so far). */
   get pending(): number {
-    return this.carry.length;
+    return this.carried;
   }
 
   /** The seal was read: the segment is complete, its successor starts at seal.last + 1. */
@@ -287,20 +295,54 @@ export class SegmentDecoder {
 
   push(chunk: Buffer): SegmentLine[] {
     if (this.bad !== undefined) return [];
-    const buf = this.carry.length === 0 ? chunk : Buffer.concat([this.carry, chunk]);
     const out: SegmentLine[] = [];
+    // Only the new chunk is searched for '\n' (linear in the bytes read); the carry is joined once,
+    // when its line ends, and never grows past SEGMENT_MAX_LINE_BYTES.
+    let nl = chunk.indexOf(10);
+    if (nl === -1) {
+      if (chunk.length > 0) this.carry.push(Buffer.from(chunk));
+      this.carried += chunk.length;
+      if (this.carried > SEGMENT_MAX_LINE_BYTES) this.tooLong();
+      return out;
+    }
     let start = 0;
-    for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
-      const line = this.decodeLine(buf, start, nl);
-      if (line === undefined) {
-        this.carry = Buffer.alloc(0);
+    if (this.carried > 0) {
+      if (this.carried + nl > SEGMENT_MAX_LINE_BYTES) {
+        this.tooLong();
         return out;
       }
+      const head = Buffer.concat([...this.carry, chunk.subarray(0, nl + 1)]);
+      this.carry = [];
+      this.carried = 0;
+      const line = this.decodeLine(head, 0, head.length - 1);
+      if (line === undefined) return out;
+      out.push(line);
+      start = nl + 1;
+      nl = chunk.indexOf(10, start);
+    }
+    for (; nl !== -1; nl = chunk.indexOf(10, start)) {
+      if (nl - start > SEGMENT_MAX_LINE_BYTES) {
+        this.tooLong();
+        return out;
+      }
+      const line = this.decodeLine(chunk, start, nl);
+      if (line === undefined) return out;
       out.push(line);
       start = nl + 1;
     }
-    this.carry = start === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(start));
+    if (start < chunk.length) {
+      this.carry.push(Buffer.from(chunk.subarray(start)));
+      this.carried = chunk.length - start;
+      if (this.carried > SEGMENT_MAX_LINE_BYTES) this.tooLong();
+    }
     return out;
+  }
+
+  /** The line at the decoder's offset is longer than any line a writer makes: corruption. */
+  private tooLong(): void {
+    this.carry = [];
+    this.carried = 0;
+    this.fail(this.st.offset, `line longer than SEGMENT_MAX_LINE_BYTES (${SEGMENT_MAX_LINE_BYTES} bytes) without its newline: no writer makes such a line (a fact is a few KiB); the file is damaged or not a segment`, this.st.header === null ? undefined : this.st.lastSeq + 1);
   }
 
   private fail(offset: number, reason: string, seq?: number): undefined {
