@@ -151,7 +151,10 @@ export class ClusterCache {
           r = this.catchUpChain(host, journal, list);
         } catch (e) {
           if (e instanceof ConcurrentCatchUp) continue;
-          throw e;
+          // One host's unreadable entry is that host's problem, named with its path; the others are read.
+          const hostDir = path.join(this.lockspace, PUBLISHED_DIR, host);
+          problems.push({ file: hostDir, offset: 0, line: 0, reason: `cannot read journal ${journal} (${list.map((s) => s.name).join(', ')}): ${(e as Error).message}`, host, journal, segment: list[0]?.name ?? '' });
+          continue;
         }
         newFacts += r.facts;
         if (r.problem !== undefined) problems.push(r.problem);
@@ -338,9 +341,17 @@ class ChainLoader {
         const file = path.join(dir, seg.name);
         let fd: number;
         try {
-          fd = fs.openSync(file, 'r');
-        } catch {
-          break; // gone since the listing; the next catch-up lists again
+          // Never blocks (a FIFO named like a segment) and never follows a link out of the lockspace.
+          fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') break; // gone since the listing; the next catch-up lists again
+          problem = { file, offset: decoder.state.offset, line: decoder.state.lines + 1, reason: `cannot open: ${(e as Error).message}`, host: this.host, journal: this.journal, segment: seg.name };
+          break;
+        }
+        if (!fs.fstatSync(fd).isFile()) {
+          fs.closeSync(fd);
+          problem = { file, offset: 0, line: 1, reason: 'not a regular file (a directory, FIFO, socket or device named like a segment)', host: this.host, journal: this.journal, segment: seg.name };
+          break;
         }
         try {
           const buf = Buffer.allocUnsafe(READ_CHUNK);

@@ -36,10 +36,17 @@ export interface ChainReport {
 type Seen = (f: SegmentFact, segment: string) => void;
 
 /** Reads one segment to its end with the one decoder; `onFact` sees each checked fact. */
-function readSegment(dir: string, s: SegmentFile, expect: { host: string; journal: string; first: number; prev?: string }, onFact: (f: SegmentFact) => void): SegmentDecoder {
+function readSegment(dir: string, s: SegmentFile, expect: { host: string; journal: string; first: number; prev?: string }, onFact: (f: SegmentFact) => void): SegmentDecoder | string {
   const d = new SegmentDecoder(path.join(dir, s.name), expect);
-  const fd = fs.openSync(path.join(dir, s.name), 'r');
+  let fd: number;
   try {
+    // Never blocks (a FIFO named like a segment) and never follows a link out of the lockspace.
+    fd = fs.openSync(path.join(dir, s.name), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  } catch (e) {
+    return `cannot open ${path.join(dir, s.name)}: ${(e as Error).message}`;
+  }
+  try {
+    if (!fs.fstatSync(fd).isFile()) return `${path.join(dir, s.name)} is not a regular file (a directory, FIFO, socket or device named like a segment)`;
     const buf = Buffer.allocUnsafe(READ_CHUNK);
     let pos = 0;
     // To the end as read(2) sees it, never to a stat()ed size (cluster filesystems cache attributes).
@@ -94,6 +101,10 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
       firstSeq ??= f.seq;
       seen?.(f, s.name);
     });
+    if (typeof d === 'string') {
+      problems.push(...gaps, { host, journal, segment: s.name, seq: s.firstSeq, reason: d });
+      return { host, journal, segments: segs.length, facts, ...(firstSeq !== undefined ? { firstSeq } : {}), lastSeq: prev?.lastSeq ?? s.firstSeq - 1, ok: false, problems, notes };
+    }
     if (gaps.length > 0) {
       if (d.state.header?.compacted === true) notes.push(`${s.name}: seq ${gaps[0]!.seq} to ${s.firstSeq - 1} were compacted on the host before they were published (the segment says so and carries the holds still in force)`);
       else problems.push(...gaps);
