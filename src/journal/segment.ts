@@ -263,7 +263,7 @@ export class SegmentDecoder {
   private readonly expect: SegmentExpect;
   private st: SegmentDecoderState;
   private carry: Buffer[] = [];
-  private carried = 0;
+  private carryBytes = 0;
   private prev: Buffer;
   private bad: SegmentProblem | undefined;
 
@@ -285,7 +285,7 @@ export class SegmentDecoder {
 
   /** Bytes after the last complete line (an unterminated line so far). */
   get pending(): number {
-    return this.carried;
+    return this.carryBytes;
   }
 
   /** The seal was read: the segment is complete, its successor starts at seal.last + 1. */
@@ -301,19 +301,19 @@ export class SegmentDecoder {
     let nl = chunk.indexOf(10);
     if (nl === -1) {
       if (chunk.length > 0) this.carry.push(Buffer.from(chunk));
-      this.carried += chunk.length;
-      if (this.carried > SEGMENT_MAX_LINE_BYTES) this.tooLong();
+      this.carryBytes += chunk.length;
+      if (this.carryBytes > SEGMENT_MAX_LINE_BYTES) this.tooLong();
       return out;
     }
     let start = 0;
-    if (this.carried > 0) {
-      if (this.carried + nl > SEGMENT_MAX_LINE_BYTES) {
+    if (this.carryBytes > 0) {
+      if (this.carryBytes + nl > SEGMENT_MAX_LINE_BYTES) {
         this.tooLong();
         return out;
       }
       const head = Buffer.concat([...this.carry, chunk.subarray(0, nl + 1)]);
       this.carry = [];
-      this.carried = 0;
+      this.carryBytes = 0;
       const line = this.decodeLine(head, 0, head.length - 1);
       if (line === undefined) return out;
       out.push(line);
@@ -332,8 +332,8 @@ export class SegmentDecoder {
     }
     if (start < chunk.length) {
       this.carry.push(Buffer.from(chunk.subarray(start)));
-      this.carried = chunk.length - start;
-      if (this.carried > SEGMENT_MAX_LINE_BYTES) this.tooLong();
+      this.carryBytes = chunk.length - start;
+      if (this.carryBytes > SEGMENT_MAX_LINE_BYTES) this.tooLong();
     }
     return out;
   }
@@ -341,7 +341,7 @@ export class SegmentDecoder {
   /** The line at the decoder's offset is longer than any line a writer makes: corruption. */
   private tooLong(): void {
     this.carry = [];
-    this.carried = 0;
+    this.carryBytes = 0;
     this.fail(this.st.offset, `line longer than SEGMENT_MAX_LINE_BYTES (${SEGMENT_MAX_LINE_BYTES} bytes) without its newline: no writer makes such a line (a fact is a few KiB); the file is damaged or not a segment`, this.st.header === null ? undefined : this.st.lastSeq + 1);
   }
 
