@@ -6,15 +6,12 @@
 // (decide, locker, state) runs synchronously, which makes it atomic with respect to every other lane.
 // See docs/architecture.md, "Lanes".
 //
-// Group commit: the facts of every command handled in one turn of the event loop are written to the
-// journal together; none of those commands is answered before the facts are durable (invariant 1).
-// With a journal whose sync runs off the event loop (JournalPort.appendDeferred/whenDurable), the loop goes
-// on deciding and writing the next groups while a sync runs; one sync covers every group written
-// before it started, and each group is answered when the sync covering it ends (docs/decisions/0017).
+// Group commit: the facts of every command handled in one turn of the event loop are journaled in
+// one SQLite transaction before any of those commands is answered (invariant 1).
 import { defer, from, map, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from './rx.js';
 import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type Fact, type NewFact } from './facts.js';
-import { appendFacts, stageFacts, type JournalPort } from './journal-port.js';
+import { appendFacts, type JournalPort } from './journal-port.js';
 import type { Locker, Outcome, Prepared } from './locker.js';
 import { decide } from './decide.js';
 import { plan } from './plan.js';
@@ -41,12 +38,6 @@ interface Job {
 interface Pending {
   readonly prepared: Prepared;
   readonly done: (reply: Reply) => void;
-}
-
-/** A group written to the journal and waiting for the sync that makes it durable. */
-interface Group {
-  readonly batch: Pending[];
-  readonly stored: Fact[];
 }
 
 export interface EngineOptions {
@@ -156,8 +147,6 @@ export class Engine {
   private readonly subscription: Subscription;
   private batch: Pending[] = [];
   private batchFacts: NewFact[] = [];
-  /** Groups written but not yet durable, oldest first (only with a journal that syncs off the loop). */
-  private inflight: Group[] = [];
   private flushScheduled = false;
   private stopped = false;
   private readonly maxBatch: number;
@@ -233,7 +222,6 @@ export class Engine {
   /** Journal facts produced outside a command (start-up, recovery, shutdown) and fold them in. */
   record(facts: readonly NewFact[]): Fact[] {
     this.flush();
-    this.settle();
     const stored = appendFacts(this.opts.journal, this.monotone(facts));
     for (const f of stored) evolve(this.state, f);
     this.opts.onFacts?.(stored);
@@ -249,7 +237,6 @@ export class Engine {
   stop(): void {
     this.stopped = true;
     this.flush();
-    this.settle();
     this.subscription.unsubscribe();
   }
 
@@ -258,13 +245,9 @@ export class Engine {
     const resolved = resolveCommand(command, this.opts.rules, this.state, blockdev);
     this.opts.onCommand?.(resolved);
     const intents = decide(resolved, this.state, this.opts.host);
-    // A resource released earlier in this batch (or a group still waiting for its sync) has its
-    // description open until that group is durable; taking it again now would conflict with
-    // ourselves. Make everything durable first (a sync on the loop: rare).
-    if (intents.some((i) => this.takesHeld(i))) {
-      this.flush();
-      this.settle();
-    }
+    // A resource released earlier in this batch still has its description open until the batch
+    // commits; taking it again now would conflict with ourselves. Commit the batch first.
+    if (intents.some((i) => this.takesHeld(i))) this.flush();
     // The daemon's clock, not the command's `at`: a client's clock or a late report must not put a
     // fact before the ones journaled ahead of it (the state follows the journal's order; so does audit).
     const quiet = (command.kind === 'acquire' || command.kind === 'check') && command.quiet === true;
@@ -314,81 +297,32 @@ export class Engine {
     const facts = this.batchFacts;
     this.batch = [];
     this.batchFacts = [];
-    const journal = this.opts.journal;
-    const deferred = journal.appendDeferred !== undefined && journal.whenDurable !== undefined;
     let stored: Fact[];
-    let durable = true;
     try {
-      if (deferred) ({ facts: stored, durable } = stageFacts(journal, facts));
-      else stored = appendFacts(journal, facts);
+      stored = appendFacts(this.opts.journal, facts);
     } catch (e) {
-      // Groups written before this one keep their own fate: settle them first, so the state
-      // rebuilt below holds what they made durable.
-      this.settle();
-      this.failGroups([{ batch, stored: [] }], e);
+      // Locks this batch took are given back before anyone is answered; releases were not done yet
+      // (a description closes only on commit), so those locks stay held.
+      for (const p of [...batch].reverse()) p.prepared.abort();
+      this.state = this.opts.reload();
+      const why = (e as Error).message;
+      const errno = (e as { errno?: unknown }).errno ?? (e as { cause?: { code?: unknown } }).cause?.code;
+      this.opts.log?.('error', `the journal could not record the facts, so nothing was done: ${why}`);
+      for (const p of batch) {
+        const o = p.prepared.outcome;
+        const kept = o.status === 'ok' && o.released.length > 0 ? `; still held: ${o.released.map((d) => d.path).join(', ')}` : '';
+        const taken = o.status === 'ok' && o.acquired.length > 0 ? '; no lock was taken' : '';
+        const message = `the journal could not record the facts, so nothing was done${taken}${kept}: ${why}`;
+        p.done({ status: 'error', code: 'VMLOCKD_ERR_JOURNAL', message, ...(typeof errno === 'string' ? { errno } : {}) });
+      }
       return;
     }
     if (stored.length > 0) this.state.seq = stored[stored.length - 1]!.seq;
-    const group: Group = { batch, stored };
-    if (durable && this.inflight.length === 0) return this.complete(group);
-    this.inflight.push(group);
-    journal.whenDurable!((error) => this.onDurable(group, error));
-  }
-
-  /** The sync covering `group` ended: it and every group before it are durable, or it and every later one are lost. */
-  private onDurable(group: Group, error: Error | null): void {
-    const i = this.inflight.indexOf(group);
-    if (i < 0) return; // settled already
-    if (error === null) {
-      for (const g of this.inflight.splice(0, i + 1)) this.complete(g);
-    } else {
-      this.failGroups(this.inflight.splice(0), error);
-    }
-  }
-
-  /** Make every written group durable now and answer it (or fail it); nothing in flight afterwards. */
-  private settle(): void {
-    if (this.inflight.length === 0) return;
-    try {
-      this.opts.journal.syncNow!();
-    } catch (e) {
-      // The journal called back already (onDurable); anything left is lost with the rest.
-      if (this.inflight.length > 0) this.failGroups(this.inflight.splice(0), e);
-      return;
-    }
-    for (const g of this.inflight.splice(0)) this.complete(g);
-  }
-
-  private complete(group: Group): void {
-    for (const p of group.batch) {
+    for (const p of batch) {
       p.prepared.commit();
       p.done(p.prepared.outcome);
     }
-    this.opts.onFacts?.(group.stored);
-  }
-
-  /**
-   * Facts that could not be made durable: every lock their commands took is given back before anyone
-   * is answered (releases were not done yet: a description closes only once durable, so those locks
-   * stay held), and the state is rebuilt from the journal. The commands decided since (the batch
-   * being formed) decided on that state, so they go too.
-   */
-  private failGroups(groups: readonly Group[], e: unknown): void {
-    const batch = [...groups.flatMap((g) => g.batch), ...this.batch];
-    this.batch = [];
-    this.batchFacts = [];
-    for (const p of [...batch].reverse()) p.prepared.abort();
-    this.state = this.opts.reload();
-    const why = (e as Error).message;
-    const errno = (e as { errno?: unknown }).errno ?? (e as { cause?: { code?: unknown } }).cause?.code;
-    this.opts.log?.('error', `the journal could not record the facts, so nothing was done: ${why}`);
-    for (const p of batch) {
-      const o = p.prepared.outcome;
-      const kept = o.status === 'ok' && o.released.length > 0 ? `; still held: ${o.released.map((d) => d.path).join(', ')}` : '';
-      const taken = o.status === 'ok' && o.acquired.length > 0 ? '; no lock was taken' : '';
-      const message = `the journal could not record the facts, so nothing was done${taken}${kept}: ${why}`;
-      p.done({ status: 'error', code: 'VMLOCKD_ERR_JOURNAL', message, ...(typeof errno === 'string' ? { errno } : {}) });
-    }
+    this.opts.onFacts?.(stored);
   }
 
   private fail(job: Job, e: unknown): void {

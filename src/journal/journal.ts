@@ -147,37 +147,6 @@ export class Journal implements CompactFile {
   }
 
   /**
-   * Staged sync mode: written with one write(2) like `append`, but returned before the fdatasync
-   * (`durable` false): the rows are facts (readable, moved into SQLite) only once `whenDurable`
-   * calls back without an error; a failed sync cuts them off again, with every later one. The sync
-   * runs on libuv's thread pool and covers every append written before it started. Otherwise the
-   * same as `append` (`durable` true). See docs/decisions/0017.
-   */
-  appendDeferred(rows: readonly FactRow[]): { rows: StoredFact[]; durable: boolean } {
-    const st = this.stage;
-    if (st === undefined) return { rows: this.append(rows), durable: true };
-    this.checkOpen();
-    if (!Array.isArray(rows)) {
-      throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `append expects an array of fact rows, got ${typeof rows}`);
-    }
-    if (rows.length === 0) return { rows: [], durable: true };
-    const r = st.appendDeferred(rows, this.host, this.onStageSync);
-    return { rows: r.rows.map(stored), durable: r.durable };
-  }
-
-  /** Calls back once every row appended so far is durable (null), or was cut off by a failed sync (the error). */
-  whenDurable(cb: (error: Error | null) => void): void {
-    const st = this.stage;
-    if (st === undefined) return cb(null);
-    st.whenDurable(cb);
-  }
-
-  /** Makes every deferred append durable now, on this thread (their whenDurable callbacks run first); throws if the sync fails. */
-  syncNow(): void {
-    this.stage?.syncNow(this.onStageSync);
-  }
-
-  /**
    * Facts in the staging file beside this journal that its database does not have yet (a reader's
    * view: a daemon is about to move them, or one crashed before it could). Null when there are none.
    */
@@ -208,7 +177,7 @@ export class Journal implements CompactFile {
   /** The newest fact's seq, here or (after a compaction that moved every fact) in the archive. */
   lastSeq(): number {
     this.live(true);
-    const staged = this.stage?.pending.length ? this.stage.durableHead.seq : 0;
+    const staged = this.stage?.pending.length ? this.stage.head.seq : 0;
     const here = this.reads.lastSeq();
     return Math.max(staged, here > 0 ? here : this.metaInt('archived_through'));
   }
@@ -244,8 +213,6 @@ export class Journal implements CompactFile {
   /** Records the state folded up to and including `seq`; keeps only the newest few snapshots. */
   writeSnapshot(seq: number, state: unknown): void {
     this.live();
-    // The state being saved may include deferred appends whose sync has not ended: sync them now.
-    this.syncNow();
     // A snapshot past what SQLite holds would let a replay skip facts: everything staged goes first.
     this.flushStaged();
     const write = this.writer(this.snapshotTx);

@@ -4,7 +4,7 @@
 // process left in it. See docs/decisions/0006.
 import type Database from 'better-sqlite3';
 import fsExt from 'fs-ext';
-import { closeSync, existsSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync, constants as fsConstants } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync, constants as fsConstants } from 'node:fs';
 import { JournalError } from './errors.js';
 import { failure, writeError, type WriteFailure } from './health.js';
 import type { FactRow } from './query.js';
@@ -65,21 +65,6 @@ export class Stage {
   sqliteFailure: WriteFailure | null = null;
   /** The last move into SQLite failed: retry without blocking. */
   failing?: boolean;
-  /**
-   * Sync mode: how much of the file is known to be on disk, and the chain head there. Appends
-   * written since (`unsynced`, in order) are not yet facts: they reach `pending` (and SQLite, and
-   * every reader) only once a sync covering them ends, and are cut off again if it fails.
-   */
-  durableSize: number;
-  durableHead: ChainBase;
-  private unsynced: { rows: ChainedRow[]; end: number }[] = [];
-  /** whenDurable callbacks, each with the file size it waits for, in order. */
-  private waiters: { end: number; cb: (error: Error | null) => void }[] = [];
-  /** An fdatasync on libuv's thread pool is running. */
-  private syncing = false;
-  /** Bumped when unsynced bytes are cut off (or the file closed): a sync started before is void. */
-  private epoch = 0;
-  private onSync?: (seconds: number) => void;
 
   private constructor(
     private readonly owner: StageOwner,
@@ -89,8 +74,6 @@ export class Stage {
   ) {
     this.size = fstatSync(fd).size;
     this.head = owner.chainHead();
-    this.durableSize = this.size;
-    this.durableHead = this.head;
     this.flushMs = o.flushMs ?? 2;
     this.batchRows = o.batchRows ?? 500;
     this.onError = o.onError ?? (() => {});
@@ -136,115 +119,9 @@ export class Stage {
 
   /**
    * Checks and chains `rows` and writes them with one write(2); nothing changes if either fails.
-   * Durable when it returns: in sync mode one fdatasync, which covers every deferred append written
-   * before it too (their waiters are called back before this returns). `onSync` is told how long the
-   * fdatasync took.
+   * `onSync` is told how long the fdatasync took (sync mode).
    */
   append(rows: readonly FactRow[], host: string, onSync?: (seconds: number) => void): ChainedRow[] {
-    const chained = this.write(rows, host);
-    if (this.sync) this.syncNow(onSync);
-    return chained;
-  }
-
-  /**
-   * Like append, but in sync mode returns once written (`durable` false): the rows become facts
-   * when a sync that started after this write ends (whenDurable). Syncs run on libuv's thread pool,
-   * one at a time; each covers every append written before it started (group commit across
-   * event-loop turns: the loop goes on while the disk flushes). Without sync mode: `append`.
-   */
-  appendDeferred(rows: readonly FactRow[], host: string, onSync?: (seconds: number) => void): { rows: ChainedRow[]; durable: boolean } {
-    const chained = this.write(rows, host);
-    if (!this.sync) return { rows: chained, durable: true };
-    this.onSync = onSync;
-    return { rows: chained, durable: false };
-  }
-
-  /** Calls back once every append written so far is durable (null: at once when it is), or cut off (the error). */
-  whenDurable(cb: (error: Error | null) => void): void {
-    if (this.durableSize >= this.size) return cb(null);
-    this.waiters.push({ end: this.size, cb });
-    this.kick();
-  }
-
-  /** Makes every append written so far durable on this thread (their waiters are called back first); throws, after cutting them off, if it cannot. */
-  syncNow(onSync?: (seconds: number) => void): void {
-    if (this.durableSize >= this.size) return;
-    const target = this.size;
-    const t0 = onSync ? performance.now() : 0;
-    try {
-      fdatasyncSync(this.fd);
-    } catch (cause) {
-      throw this.lose(cause);
-    }
-    onSync?.((performance.now() - t0) / 1000);
-    this.synced(target);
-  }
-
-  /** Start a sync on the thread pool if someone waits and none runs. */
-  private kick(): void {
-    if (this.syncing || this.waiters.length === 0) return;
-    if (this.durableSize >= this.size) return this.synced(this.size);
-    this.syncing = true;
-    const target = this.size;
-    const epoch = this.epoch;
-    const t0 = performance.now();
-    fdatasync(this.fd, (err) => {
-      this.syncing = false;
-      // Cut off, or synced on the loop, or closed meanwhile: this sync decides nothing.
-      if (epoch !== this.epoch) return this.kick();
-      if (err) {
-        this.lose(err);
-        return;
-      }
-      this.onSync?.((performance.now() - t0) / 1000);
-      this.synced(target);
-      this.kick();
-    });
-  }
-
-  /** The file is on disk up to `upTo`: the appends written before that become facts, and their waiters are called back. */
-  private synced(upTo: number): void {
-    if (upTo > this.durableSize) {
-      this.durableSize = upTo;
-      let moved = false;
-      while (this.unsynced.length > 0 && this.unsynced[0]!.end <= upTo) {
-        const g = this.unsynced.shift()!;
-        for (const r of g.rows) this.pending.push(r);
-        const last = g.rows[g.rows.length - 1]!;
-        this.durableHead = { seq: last.seq, hash: last.hash };
-        moved = true;
-      }
-      if (moved) this.schedule(this.pending.length > this.batchRows);
-    }
-    let n = 0;
-    while (n < this.waiters.length && this.waiters[n]!.end <= this.durableSize) n++;
-    for (const w of this.waiters.splice(0, n)) w.cb(null);
-  }
-
-  /**
-   * A sync failed: nothing written since the last good sync is known to be on disk, so all of it is
-   * cut off again (a fact that may be lost must not come back at the next start either), the chain
-   * goes back to the last durable head, and every waiter is told. Returns the error.
-   */
-  private lose(cause: unknown): Error {
-    this.epoch++;
-    try {
-      ftruncateSync(this.fd, this.durableSize);
-    } catch {
-      // Read-only (EROFS) or failing: refuse every append until the cut succeeds.
-      this.torn = true;
-    }
-    this.size = this.durableSize;
-    this.head = this.durableHead;
-    this.unsynced = [];
-    const e = writeError(`cannot write to the journal's staging file ${this.file}`, cause);
-    this.stageFailure = failure(this.stageFailure, e);
-    for (const w of this.waiters.splice(0)) w.cb(e);
-    return e;
-  }
-
-  /** Checks, chains and writes `rows` with one write(2); without sync mode they are facts at once. */
-  private write(rows: readonly FactRow[], host: string): ChainedRow[] {
     const chained = chainRows(rows, this.head, host);
     const buf = Buffer.from(chained.map((r, i) => stageLine(r, chained.length - 1 - i)).join(''));
     let off = 0;
@@ -255,6 +132,12 @@ export class Stage {
         this.torn = false;
       }
       while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
+      // Survival of a filesystem failure or an OS crash: the staged lines must reach the disk too.
+      if (this.sync) {
+        const t0 = onSync ? performance.now() : 0;
+        fdatasyncSync(this.fd);
+        onSync?.((performance.now() - t0) / 1000);
+      }
     } catch (cause) {
       // A partial line would hide every later one from recovery, and whole lines of an append that
       // was refused would be taken for the next one's (same seqs): cut them off again.
@@ -277,14 +160,8 @@ export class Stage {
     this.size += buf.length;
     const last = chained[chained.length - 1]!;
     this.head = { seq: last.seq, hash: last.hash };
-    if (this.sync) {
-      this.unsynced.push({ rows: chained, end: this.size });
-    } else {
-      for (const r of chained) this.pending.push(r);
-      this.durableSize = this.size;
-      this.durableHead = this.head;
-      this.schedule(this.pending.length > this.batchRows);
-    }
+    for (const r of chained) this.pending.push(r);
+    this.schedule(this.pending.length > this.batchRows);
     return chained;
   }
 
@@ -320,11 +197,9 @@ export class Stage {
           synced = false; // keep the staged copy; cut at a later move
         }
       }
-      // Only with nothing written since the last sync: a cut would take unsynced appends along.
-      if (synced && this.durableSize === this.size) {
+      if (synced) {
         ftruncateSync(this.fd, 0);
         this.size = 0;
-        this.durableSize = 0;
       }
     }
   }
@@ -332,20 +207,13 @@ export class Stage {
   /** Stops the timer, moves what is staged into SQLite and closes the file; returns the move's error, if any. */
   close(): unknown {
     let failed: unknown;
-    // Appends written but not yet synced: synced now (their waiters answered), or cut off.
-    try {
-      this.syncNow(this.onSync);
-    } catch (e) {
-      failed = e;
-    }
-    this.epoch++;
     if (this.timer?.kind === 'timeout') clearTimeout(this.timer.handle);
     if (this.timer?.kind === 'immediate') clearImmediate(this.timer.handle);
     this.timer = undefined;
     try {
       this.flush();
     } catch (e) {
-      failed ??= e;
+      failed = e;
     }
     closeSync(this.fd);
     return failed;
