@@ -6,16 +6,9 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TestDaemon, UUID1, cli, tmpdir, until } from '../helpers/daemon.js';
+import { oneErrorLine } from '../helpers/one-line.js';
 
-/**
- * One line of error, whatever log lines (timestamped, e.g. the lockspace scan's warning about an
- * empty journal at a first start) the start printed before it failed.
- */
-function oneLine(r: { stderr: string }, re: RegExp): void {
-  const lines = r.stderr.trim().split('\n').filter((l) => !/^\S+Z (debug|info|warning) /.test(l));
-  assert.is(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, re);
-}
+const oneLine = oneErrorLine;
 
 test('metrics address in use at a start with nothing to keep: exit 1 in one line, before any lock, the control socket is gone', async () => {
   const dir = tmpdir();
