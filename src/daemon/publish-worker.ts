@@ -6,7 +6,7 @@
 // journal through its own SQLite connection, from the last published seq: falling behind costs lag,
 // never memory, and there is no queue to overflow.
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { lockspaceProblem, type LockspacePin } from '../engine/locker-hosts.js';
@@ -229,6 +229,14 @@ class Publisher {
       mkdirSync(join(this.d.lockspace, PUBLISHED_DIR), { recursive: true, mode: 0o755 });
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
     }
+    // Every host can write the shared lockspace: a symbolic link planted at .journal or at this
+    // host's directory would make this (root) daemon write segments wherever it points.
+    for (const d of [join(this.d.lockspace, PUBLISHED_DIR), this.dir]) {
+      const st = lstatSync(d);
+      if (!st.isDirectory()) {
+        throw new PublishError(`${d} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: publication never writes through it; remove it (the daemon makes the directory itself)`, 'VMLOCKD_ERR_PUBLISH_PATH');
+      }
+    }
     const mine = listSegments(this.dir).filter((s) => s.journalId === this.d.journalId);
     this.cur = undefined;
     const newest = mine[mine.length - 1];
@@ -244,8 +252,9 @@ class Publisher {
       return;
     }
     const file = join(this.dir, newest.name);
-    // Read to EOF: never trust a cached size on a cluster filesystem.
-    const bytes = readFileSync(file);
+    // Read to EOF: never trust a cached size on a cluster filesystem. Never through a link, never a
+    // FIFO or device planted under a segment's name.
+    const bytes = readSegmentFile(file);
     const seg = decodeSegment(file, bytes, { host: this.d.host, journal: this.d.journalId, first: newest.firstSeq });
     let keep = seg.state.offset;
     if (seg.problem !== undefined) {
@@ -281,7 +290,7 @@ class Publisher {
       this.ready = true;
       return;
     }
-    const fd = openSync(file, 'r+');
+    const fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
       if (keep < bytes.length) {
         ftruncateSync(fd, keep);
@@ -389,7 +398,9 @@ class Publisher {
     }
     // The header and the carried block appear together, whole, with the rename.
     const header = Buffer.from(lines.join(''), 'utf8');
-    const fd = openSync(tmp, 'w', 0o644);
+    // A leftover (or planted) temporary goes first; O_EXCL|O_NOFOLLOW never writes through a link.
+    rmSync(tmp, { force: true });
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     try {
       writeAll(fd, header, 0);
       fdatasyncSync(fd);
@@ -418,6 +429,16 @@ class Publisher {
       // SQLITE_BUSY (a compaction holds the write lock): the next batch writes it.
       post({ type: 'notice', message: `could not record published_through ${this.published} in the journal: ${(e as Error).message}` });
     }
+  }
+}
+
+function readSegmentFile(file: string): Buffer {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile()) throw new PublishError(`${file} is not a regular file: publication stopped until it is moved aside`, 'VMLOCKD_ERR_PUBLISH_PATH');
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

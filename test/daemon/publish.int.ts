@@ -1,5 +1,6 @@
 // Publication of the journal into the lockspace (issue 15, docs/decisions/0016): real daemons, real
 // segments read back with the one decoder (src/journal/segment.ts) and compared with the journal.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { suite } from 'uvu';
@@ -80,7 +81,9 @@ test('SIGKILL: the segments left behind are complete and readable; a torn last l
   const s = site();
   let d = await daemon(s, ['--publish-segment-bytes', '65536']);
   await postEvents(d.socket, startStop(s.images, 0, 100));
-  // Killed while it may still be publishing: whatever it left must read cleanly.
+  // Killed while it may still be publishing (once it has published something: a loaded machine may
+  // not have begun yet): whatever it left must read cleanly.
+  await waitFor('some facts published', async () => ((await status(d.socket)).publication?.publishedSeq ?? 0) > 0);
   await d.kill('SIGKILL');
   const left = readPublished(s.dir, s.host);
   assert.equal(left.problems, [], 'a host killed and never restarted leaves readable segments');
@@ -101,7 +104,8 @@ test('SIGKILL: the segments left behind are complete and readable; a torn last l
   assert.is(p.facts.length, st.lastSeq, 'every fact once');
   assert.is(mismatch(p.facts, journalHashes(s.journal)), undefined);
   assert.is(p.journalIds.length, 1, 'the same journal id after a restart');
-  assert.match(d.stderr, /cut off \d+ byte\(s\) of an unfinished last line/);
+  // The notice may reach the test's stderr pipe after status says caught up.
+  await waitFor('the cut-off notice', async () => /cut off \d+ byte\(s\) of an unfinished last line/.test(d.stderr));
 });
 
 test('a complete last line that does not chain (a write cut short on a filesystem that zero-fills or reorders) is cut off too, not published after', async () => {
@@ -141,6 +145,43 @@ test('SIGKILL under load, again and again: no duplicate, no gap, one chain', asy
   assert.equal(p.problems, []);
   assert.is(p.facts.length, st.lastSeq);
   assert.is(mismatch(p.facts, journalHashes(s.journal)), undefined);
+});
+
+test('a symbolic link planted at .journal/<host-id> (or a FIFO under a segment name) is never written through: publication stops naming it, replies go on', async () => {
+  const s = site();
+  const victim = path.join(s.root, 'victim');
+  fs.mkdirSync(victim, { recursive: true });
+  fs.mkdirSync(path.join(s.ls, '.journal'), { recursive: true });
+  fs.symlinkSync(victim, s.dir);
+  const d = await daemon(s);
+  const ok = await postEvents(d.socket, startStop(s.images, 0, 10));
+  assert.ok(ok.every((x) => x === 'ok'), 'every command answered');
+  const st = await waitFor('publication to report the link', async () => {
+    const v = await status(d.socket);
+    return v.publication?.lastError ? v : undefined;
+  });
+  assert.match(st.publication.lastError.message, 'symbolic link');
+  assert.is(st.publication.lastError.code, 'VMLOCKD_ERR_PUBLISH_PATH');
+  assert.equal(fs.readdirSync(victim), [], 'a segment was written through the planted link');
+  await d.kill('SIGKILL');
+
+  // The link removed, a FIFO under this journal's next segment name: never opened as a segment.
+  fs.unlinkSync(s.dir);
+  const d2 = await daemon(s);
+  await caughtUp(d2);
+  const segs = fs.readdirSync(s.dir).filter((n) => n.endsWith('.seg'));
+  assert.ok(segs.length >= 1);
+  await d2.kill('SIGKILL');
+  const newest = segs.sort()[segs.length - 1]!;
+  fs.rmSync(path.join(s.dir, newest));
+  execFileSync('mkfifo', [path.join(s.dir, newest)]);
+  const d3 = await daemon(s);
+  assert.ok((await postEvents(d3.socket, startStop(s.images, 100, 2))).every((x) => x === 'ok'));
+  const st3 = await waitFor('publication to report the FIFO', async () => {
+    const v = await status(d3.socket);
+    return v.publication?.lastError ? v : undefined;
+  });
+  assert.match(st3.publication.lastError.message, 'not a regular file');
 });
 
 test('publish = 0 writes nothing in the lockspace; a live reload turns it on (it catches up from seq 1) and off again', async () => {
