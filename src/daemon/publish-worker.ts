@@ -323,10 +323,24 @@ class Publisher {
     throw new PublishError(`cannot find the hash of seq ${seq - 1} to start a segment at seq ${seq}`, 'VMLOCKD_ERR_PUBLISH_DIVERGED');
   }
 
+  private foreignHost(r: { seq: number; host: string }): PublishError {
+    return new PublishError(
+      `journal ${this.d.journalId} holds facts journaled under host id ${JSON.stringify(r.host)} (seq ${r.seq} onwards), but this daemon runs as ${JSON.stringify(this.d.host)}: ` +
+        `its facts are never published as another host's; publication stopped (start this state directory under its own host id, or move the state directory aside to begin a new journal, or set publish = 0)`,
+      'VMLOCKD_ERR_PUBLISH_HOST',
+    );
+  }
+
   /** Writes one batch. 'none': nothing new in SQLite; 'some': a short batch; 'full': more are waiting. */
   private step(): 'none' | 'some' | 'full' {
     const rows = this.rows.all(this.published, BATCH_ROWS);
     if (rows.length === 0) return 'none';
+    // A journal's facts are published under the host id that journaled them, never under another:
+    // the same state directory started under a new host_id would otherwise publish the old host's
+    // history a second time as this host's (a false overlap across hosts in audit --cluster).
+    const foreign = rows.findIndex((r) => r.host !== this.d.host);
+    if (foreign === 0) throw this.foreignHost(rows[0]!);
+    if (foreign > 0) rows.length = foreign;
     const start = rows[0]!.seq;
     if (start !== this.published + 1) {
       // Facts after the last published one are gone from the journal: compacted while publication

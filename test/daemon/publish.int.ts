@@ -184,6 +184,32 @@ test('a symbolic link planted at .journal/<host-id> (or a FIFO under a segment n
   assert.match(st3.publication.lastError.message, 'not a regular file');
 });
 
+test('the same state directory started under a new host id publishes nothing of the old host\'s journal as the new host\'s: publication stops naming both ids (review15: facts twice, a false overlap)', async () => {
+  const s = site('hv-old');
+  const a = await daemon(s);
+  assert.ok((await postEvents(a.socket, startStop(s.images, 0, 3, true))).every((x) => x === 'ok'));
+  await caughtUp(a);
+  await a.kill('SIGTERM');
+  running.splice(0);
+  const b = await daemon({ ...s, host: 'hv-new', dir: path.join(s.ls, '.journal', 'hv-new') });
+  assert.ok((await postEvents(b.socket, startStop(s.images, 10, 1))).every((x) => x === 'ok'), 'replies go on');
+  const st = await waitFor('publication to stop on the host id', async () => {
+    const v = await status(b.socket);
+    return v.publication?.lastError ? v : undefined;
+  });
+  assert.is(st.publication.lastError.code, 'VMLOCKD_ERR_PUBLISH_HOST');
+  assert.match(st.publication.lastError.message, '"hv-old"');
+  assert.match(st.publication.lastError.message, '"hv-new"');
+  const newDir = path.join(s.ls, '.journal', 'hv-new');
+  const segs = fs.existsSync(newDir) ? fs.readdirSync(newDir).filter((n) => n.endsWith('.seg')) : [];
+  assert.equal(segs, [], 'the old host\'s facts were published again under the new host id');
+  const home = path.join(s.root, 'auditor');
+  const env = { HOME: home, XDG_CACHE_HOME: path.join(home, '.cache'), VMLOCKD_CONFIG: '/nonexistent', VMLOCKD_SOCKET: path.join(home, 'none.sock') };
+  const ov = cli(['audit', '--cluster', '--lockspace', s.ls, '--overlaps'], { env });
+  assert.is(ov.code, 0, ov.stdout + ov.stderr);
+  assert.match(ov.stdout, /^no overlaps/, ov.stdout);
+});
+
 test('publish = 0 writes nothing in the lockspace; a live reload turns it on (it catches up from seq 1) and off again', async () => {
   const s = site();
   const conf = path.join(s.root, 'vmlockd.conf');
