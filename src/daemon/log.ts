@@ -172,7 +172,9 @@ export class Logger {
     switch (sink.kind) {
       case 'text': {
         const extra = [f.event && `event=${f.event}`, f.seq !== undefined && `seq=${f.seq}`, f.disk && `disk=${f.disk}`, f.vm && `vm=${f.vm}`, f.host && `host=${f.host}`].filter(Boolean);
-        this.write(`${new Date().toISOString()} ${level} ${msg}${extra.length > 0 ? ` [${extra.join(' ')}]` : ''}\n`);
+        // One event, one line: a disk path or VM name chosen by a client may hold a newline (or
+        // another control character) that would otherwise forge a log line of its own.
+        this.write(`${new Date().toISOString()} ${level} ${oneLine(msg)}${extra.length > 0 ? ` [${oneLine(extra.join(' '))}]` : ''}\n`);
         return;
       }
       case 'json': {
@@ -228,4 +230,10 @@ export function classify(msg: string): LogFields {
   if (msg.startsWith('CONFLICT:')) return { event: 'Conflict' };
   if (msg.startsWith('journal:') && !msg.includes('again')) return { event: 'JournalFailing' };
   return {};
+}
+
+/** Control characters written as \xNN (a backslash doubled first, so the text stays unambiguous). */
+function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\x00-\x1f\x7f\\]/.test(s) ? s.replace(/[\x00-\x1f\x7f\\]/g, (c) => (c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)) : s;
 }

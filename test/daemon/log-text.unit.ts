@@ -1,0 +1,33 @@
+// The text log keeps one event on one line, whatever a client put into a disk path or a VM name.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Logger } from '../../src/daemon/log.js';
+
+function capture(): { lines: string[]; log: Logger } {
+  const lines: string[] = [];
+  const log = new Logger('info', { format: 'text', env: {}, write: (l) => lines.push(l) });
+  return { lines, log };
+}
+
+test('a newline in a client-chosen disk path or VM name cannot forge a second log line', () => {
+  const { lines, log } = capture();
+  const forged = '/images/a.img\n2026-11-30T00:00:00.000Z error LEASE LOST: VM x lost /images/b.img';
+  log.log('warning', `refused ${forged} for VM evil\r\nname`, { disk: forged, vm: 'evil\nname' });
+  assert.is(lines.length, 1);
+  assert.is(lines[0]!.split('\n').length, 2, lines[0]); // the line's own end only
+  assert.ok(lines[0]!.endsWith('\n'));
+  assert.not.match(lines[0]!.slice(0, -1), /[\r\n]/);
+  assert.match(lines[0]!, '/images/a.img\\x0a2026-11-30');
+  assert.match(lines[0]!, 'VM evil\\x0d\\x0aname');
+  assert.match(lines[0]!, 'vm=evil\\x0aname');
+});
+
+test('a backslash is doubled, so an escaped newline and a literal "\\x0a" in a name stay apart; plain lines are unchanged', () => {
+  const { lines, log } = capture();
+  log.log('info', 'disk /images/odd\\x0a.img', {});
+  log.log('info', 'acquired /images/plain.img for VM web1', {});
+  assert.match(lines[0]!, 'disk /images/odd\\\\x0a.img');
+  assert.match(lines[1]!, / info acquired \/images\/plain\.img for VM web1\n$/);
+});
+
+test.run();
