@@ -10,7 +10,7 @@ import { closeSync, constants, existsSync, fdatasyncSync, fstatSync, fsyncSync, 
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { lockspaceProblem, type LockspacePin } from '../engine/locker-hosts.js';
-import { GENESIS_HASH } from '../journal/schema.js';
+import { GENESIS_HASH, type ChainRow } from '../journal/schema.js';
 import {
   PUBLISHED_DIR,
   decodeSegment,
@@ -58,18 +58,8 @@ const IDLE_POLL_MS = 1_000;
 /** meta.published_through is written at most this often (and at stop). */
 const META_EVERY_MS = 1_000;
 
-interface Row {
-  seq: number;
-  at: string;
-  host: string;
-  kind: string;
-  resource: string | null;
-  disk: string | null;
-  owner: string | null;
-  owner_name: string | null;
-  payload: string;
-  hash: Buffer | null;
-}
+/** A journal fact as SQLite returns it (the chain's columns) with its stored hash. */
+type Row = ChainRow & { hash: Buffer | null };
 
 /** The open segment this thread appends to. */
 interface Current {

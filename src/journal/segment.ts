@@ -59,18 +59,9 @@ export interface SegmentCarried extends Omit<SegmentFact, 't'> {
 }
 
 /** One journal fact: exactly the hash chain's columns (schema.ts CHAIN_COLUMNS), plus its hash. */
-export interface SegmentFact {
+export interface SegmentFact extends ChainRow {
   t: 'fact';
-  seq: number;
-  at: string;
-  host: string;
-  kind: string;
-  resource: string | null;
-  disk: string | null;
-  owner: string | null;
-  owner_name: string | null;
-  /** The payload JSON text exactly as the journal stores it (the chain hashes this text). */
-  payload: string;
+  /** Hex of the chain hash; `payload` is the JSON text exactly as the journal stores it (the chain hashes this text). */
   hash: string;
 }
 
