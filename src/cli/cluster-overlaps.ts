@@ -28,6 +28,11 @@ export interface Claim {
   readonly toSeq?: number;
   /** The host's journal the claim was read from (a host's new journal starts new seq numbers). */
   readonly journal?: string;
+  /**
+   * The release was a migration hand-over (LockReleased's `handedTo`, decision 0009): the release
+   * reserved the disk for this host and VM, so only that VM on that host could take it next.
+   */
+  readonly handedTo?: { readonly host: string; readonly uuid: string };
 }
 
 interface OpenClaim {
@@ -51,21 +56,23 @@ interface OpenClaim {
 export function claimsOf(host: string, journals: ReadonlyArray<{ journal?: string; facts: readonly StoredFact[] }>): Claim[] {
   const out: Claim[] = [];
   const open = new Map<string, OpenClaim>();
-  const close = (key: string, c: OpenClaim, to: string, end: NonNullable<Claim['end']>, toSeq?: number) => {
+  /** The claim as reported; `to` undefined: still open at the end of the facts. */
+  const claim = (c: OpenClaim, end?: { to: string; how: NonNullable<Claim['end']>; toSeq?: number; handedTo?: Claim['handedTo'] }): Claim => ({
+    host,
+    owner: c.owner,
+    resource: c.resource,
+    disk: c.disk,
+    mode: c.mode,
+    from: c.from,
+    ...(end !== undefined ? { to: end.to, end: end.how } : {}),
+    fromSeq: c.fromSeq,
+    ...(end?.toSeq !== undefined ? { toSeq: end.toSeq } : {}),
+    ...(c.journal !== undefined ? { journal: c.journal } : {}),
+    ...(end?.handedTo !== undefined ? { handedTo: end.handedTo } : {}),
+  });
+  const close = (key: string, c: OpenClaim, to: string, how: NonNullable<Claim['end']>, toSeq?: number, handedTo?: Claim['handedTo']) => {
     open.delete(key);
-    out.push({
-      host,
-      owner: c.owner,
-      resource: c.resource,
-      disk: c.disk,
-      mode: c.mode,
-      from: c.from,
-      to,
-      end,
-      fromSeq: c.fromSeq,
-      ...(toSeq !== undefined ? { toSeq } : {}),
-      ...(c.journal !== undefined ? { journal: c.journal } : {}),
-    });
+    out.push(claim(c, { to, how, ...(toSeq !== undefined ? { toSeq } : {}), ...(handedTo !== undefined ? { handedTo } : {}) }));
   };
   for (const j of journals) {
     const first = j.facts[0];
@@ -73,7 +80,7 @@ export function claimsOf(host: string, journals: ReadonlyArray<{ journal?: strin
     for (const f of j.facts) {
       if (f.resource == null || f.owner == null || f.disk == null) continue;
       const key = `${f.resource}\u0000${f.owner}`;
-      const p = f.payload as { owner?: Owner; mode?: Mode } | null;
+      const p = f.payload as { owner?: Owner; mode?: Mode; handedTo?: { host?: unknown; owner?: { uuid?: unknown } } } | null;
       const cur = open.get(key);
       if (cur?.carried !== undefined) {
         if (f.kind === 'Reacquired') {
@@ -102,7 +109,7 @@ export function claimsOf(host: string, journals: ReadonlyArray<{ journal?: strin
         }
         case 'LockReleased':
         case 'LeaseLost':
-          if (now !== undefined) close(key, now, f.at, f.kind === 'LeaseLost' ? 'lost' : 'released', f.seq);
+          if (now !== undefined) close(key, now, f.at, f.kind === 'LeaseLost' ? 'lost' : 'released', f.seq, f.kind === 'LockReleased' ? handOver(p?.handedTo) : undefined);
           break;
         default:
           break;
@@ -111,20 +118,13 @@ export function claimsOf(host: string, journals: ReadonlyArray<{ journal?: strin
   }
   for (const [key, c] of [...open]) {
     if (c.carried !== undefined) close(key, c, c.carried, 'journal-replaced');
-    else {
-      out.push({
-        host,
-        owner: c.owner,
-        resource: c.resource,
-        disk: c.disk,
-        mode: c.mode,
-        from: c.from,
-        fromSeq: c.fromSeq,
-        ...(c.journal !== undefined ? { journal: c.journal } : {}),
-      });
-    }
+    else out.push(claim(c));
   }
   return out.sort(byFrom);
+}
+
+function handOver(h: { host?: unknown; owner?: { uuid?: unknown } } | undefined): Claim['handedTo'] {
+  return typeof h?.host === 'string' && typeof h.owner?.uuid === 'string' ? { host: h.host, uuid: h.owner.uuid } : undefined;
 }
 
 function byFrom(a: { from: string }, b: { from: string }): number {
@@ -146,9 +146,41 @@ export function conflicting(a: Mode, b: Mode): boolean {
 }
 
 /**
+ * The hand-overs the facts prove: each claim released with `handedTo` (host H, VM U) paired with the
+ * claim of U on H on the same disk that took it over. The release reserved the disk for U on H alone
+ * (decision 0009) and both sides took the lock file's byte 0 to write their fact, so U on H took the
+ * disk after the release, whatever the two hosts' clocks say; of U's claims on H on that disk the one
+ * that began nearest the release (by the clocks, the only measure across hosts) is that take, so any
+ * skew shorter than half the time between two of U's claims on H is told apart.
+ */
+function handOvers(list: readonly Claim[]): Set<string> {
+  const pairs = new Set<string>();
+  for (const x of list) {
+    if (x.handedTo === undefined || x.to === undefined) continue;
+    const t = Date.parse(x.to);
+    let best: Claim | undefined;
+    for (const y of list) {
+      if (y.host !== x.handedTo.host || y.owner.uuid !== x.handedTo.uuid || y.host === x.host) continue;
+      if (best === undefined || Math.abs(Date.parse(y.from) - t) < Math.abs(Date.parse(best.from) - t)) best = y;
+    }
+    if (best !== undefined) pairs.add(pairKey(x, best));
+  }
+  return pairs;
+}
+
+function pairKey(x: Claim, y: Claim): string {
+  const k = (c: Claim) => `${c.host}\u0000${c.journal ?? ''}\u0000${c.fromSeq}`;
+  const a = k(x);
+  const b = k(y);
+  return a < b ? `${a}\u0001${b}` : `${b}\u0001${a}`;
+}
+
+/**
  * Every interval in which two claims of different hosts on the same disk both held it in conflicting
  * modes (exclusive against anything). An interval of zero length (one released as the other was
- * granted, in the same millisecond) is no overlap. Ordered by start, then host.
+ * granted, in the same millisecond) is no overlap, and neither is a migration hand-over the facts
+ * prove (handOvers: the source's release named the destination's host and VM), however skewed the
+ * clocks. Ordered by start, then host.
  */
 export function overlaps(claims: readonly Claim[]): Overlap[] {
   const byDisk = new Map<string, Claim[]>();
@@ -159,6 +191,7 @@ export function overlaps(claims: readonly Claim[]): Overlap[] {
   }
   const out: Overlap[] = [];
   for (const [disk, list] of byDisk) {
+    const handed = handOvers(list);
     // A sweep by start time: each claim is compared with the ones started before it that still run.
     const sorted = [...list].sort(byFrom);
     const active: Claim[] = [];
@@ -168,7 +201,7 @@ export function overlaps(claims: readonly Claim[]): Overlap[] {
         if (o.to !== undefined && o.to <= c.from) active.splice(i, 1);
       }
       for (const o of active) {
-        if (o.host === c.host || !conflicting(o.mode, c.mode)) continue;
+        if (o.host === c.host || !conflicting(o.mode, c.mode) || handed.has(pairKey(o, c))) continue;
         const to = o.to === undefined ? c.to : c.to === undefined ? o.to : o.to < c.to ? o.to : c.to;
         if (to !== undefined && to <= c.from) continue;
         out.push({ disk, from: c.from, ...(to !== undefined ? { to } : {}), a: o, b: c });

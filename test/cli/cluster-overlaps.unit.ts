@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { claimsOf, hostGaps, overlaps, type Claim } from '../../src/cli/cluster-overlaps.js';
-import type { NewFact } from '../../src/engine/facts.js';
+import { fact, type NewFact } from '../../src/engine/facts.js';
 import { toRow } from '../../src/engine/journal-port.js';
 import type { StoredFact } from '../../src/journal/journal.js';
 import { F, T, VM } from '../helpers/lock-facts.js';
@@ -55,6 +55,35 @@ test('overlaps: open claims overlap without an end; shared against exclusive con
   const b = claimsOf('hv-b', [{ facts: stored('hv-b', [F.acquired(T(3), VM.beta, '/d/1'), F.released(T(6), VM.beta, '/d/1')]) }]);
   const c = claimsOf('hv-c', [{ facts: stored('hv-c', [F.acquired(T(8), VM.gamma, '/d/1')]) }]);
   assert.equal(overlaps([...a, ...b, ...c]).map((x) => `${span(x)} ${x.a.host} ${x.b.host}`), [`${T(3)}..${T(6)} hv-a hv-b`, `${T(8)}..open hv-a hv-c`]);
+});
+
+/** The source's release of a migration: the disk reserved for `vm` on `host` (decision 0009). */
+const handedOver = (at: string, vm: (typeof VM)[keyof typeof VM], disk: string, host: string): NewFact => {
+  const r = F.released(at, vm, disk);
+  return fact('LockReleased', at, { ...(r.payload as object), handedTo: { host, owner: vm, until: at } } as never);
+};
+const ms = (t: string, delta: number) => new Date(Date.parse(t) + delta).toISOString();
+
+test('overlaps: a migration hand-over with the destination clock 300 ms (or 2 min) behind is none; without handedTo the same times are an overlap', () => {
+  for (const skew of [300, 120_000]) {
+    const a = claimsOf('hv-a', [{ facts: stored('hv-a', [F.acquired(T(1), VM.alpha, '/d/1'), handedOver(T(5), VM.alpha, '/d/1', 'hv-b')]) }]);
+    const b = claimsOf('hv-b', [{ facts: stored('hv-b', [F.acquired(ms(T(5), 50 - skew), VM.alpha, '/d/1'), F.released(T(9), VM.alpha, '/d/1')]) }]);
+    assert.equal(overlaps([...a, ...b]), [], `skew ${skew} ms`);
+  }
+  const a = claimsOf('hv-a', [{ facts: stored('hv-a', [F.acquired(T(1), VM.alpha, '/d/1'), F.released(T(5), VM.alpha, '/d/1')]) }]);
+  const b = claimsOf('hv-b', [{ facts: stored('hv-b', [F.acquired(ms(T(5), -250), VM.alpha, '/d/1')]) }]);
+  assert.equal(overlaps([...a, ...b]).map((x) => `${span(x)} ${x.a.host} ${x.b.host}`), [`${ms(T(5), -250)}..${T(5)} hv-a hv-b`]);
+});
+
+test('overlaps: a hand-over excuses only its own pair: a third host holding meanwhile, or another VM on the destination, is still found', () => {
+  const a = claimsOf('hv-a', [{ facts: stored('hv-a', [F.acquired(T(1), VM.alpha, '/d/1'), handedOver(T(5), VM.alpha, '/d/1', 'hv-b')]) }]);
+  const b = claimsOf('hv-b', [{ facts: stored('hv-b', [F.acquired(T(3), VM.beta, '/d/1'), F.released(T(4), VM.beta, '/d/1'), F.acquired(ms(T(5), -300), VM.alpha, '/d/1')]) }]);
+  const c = claimsOf('hv-c', [{ facts: stored('hv-c', [F.acquired(T(2), VM.gamma, '/d/1'), F.released(T(3, 30), VM.gamma, '/d/1')]) }]);
+  assert.equal(overlaps([...a, ...b, ...c]).map((x) => `${span(x)} ${x.a.host}/${x.a.owner.name} ${x.b.host}/${x.b.owner.name}`), [
+    `${T(2)}..${T(3, 30)} hv-a/alpha hv-c/gamma`,
+    `${T(3)}..${T(4)} hv-a/alpha hv-b/beta`,
+    `${T(3)}..${T(3, 30)} hv-c/gamma hv-b/beta`,
+  ]);
 });
 
 test('gaps: a clean stop until the next start, a crash from the last fact to the restart, a dead host from its last fact', () => {
