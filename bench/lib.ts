@@ -8,11 +8,11 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const MAIN = path.join(ROOT, 'dist', 'main.js');
 
 /** Start `vmlockd serve` in `dir` and resolve once it listens. */
-export async function startBenchDaemon(dir: string, lockspace: string, hostId: string, extra: readonly string[] = []): Promise<{ proc: ChildProcess; socket: string }> {
+export async function startBenchDaemon(dir: string, lockspace: string, hostId: string, extra: readonly string[] = [], main: string = MAIN): Promise<{ proc: ChildProcess; socket: string }> {
   const socket = path.join(dir, 'vmlockd.sock');
   // VMLOCKD_NODE_ARGS: extra Node flags for the daemon (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
   const nodeArgs = process.env.VMLOCKD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--state-dir', path.join(dir, 'state'), '--lockspace', lockspace, '--socket', socket, '--host-id', hostId, ...extra], {
+  const proc = spawn(process.execPath, [...nodeArgs, main, 'serve', '--state-dir', path.join(dir, 'state'), '--lockspace', lockspace, '--socket', socket, '--host-id', hostId, ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {

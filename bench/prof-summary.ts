@@ -44,3 +44,29 @@ console.log('\nself time:');
 for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(v).padStart(6)}  ${k}`);
 console.log('\ninclusive (project code):');
 for (const [k, v] of [...incl].filter(([k]) => / (src|dist)\//.test(k)).sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(v).padStart(6)}  ${k}`);
+
+// --under NAME (a function name, a prefix of the name shown above): what the samples under it spend,
+// per function called directly from it (inclusive), as a share of all samples.
+const ui = process.argv.indexOf('--under');
+if (ui > 0) {
+  const under = process.argv[ui + 1]!;
+  const callees = new Map<string, number>();
+  for (const n of prof.nodes) {
+    if (n.hitCount === 0) continue;
+    // The outermost frame named `under` and the frame it called.
+    let child: string | undefined;
+    let found = false;
+    let below = name(n);
+    for (let id: number | undefined = n.id; id !== undefined; id = parent.get(id)) {
+      const k = name(byId.get(id)!);
+      if (k.startsWith(under)) {
+        found = true;
+        child = id === n.id ? '(self)' : below;
+      }
+      below = k;
+    }
+    if (found) callees.set(child!, (callees.get(child!) ?? 0) + n.hitCount);
+  }
+  console.log(`\nunder ${under}:`);
+  for (const [k, v] of [...callees].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(v).padStart(6)}  ${k}`);
+}
