@@ -87,6 +87,9 @@ export function openCluster(v: ClusterFlags, now: number, quiet = false): Opened
 }
 
 function warnProblems(report: CatchUpReport): void {
+  for (const r of report.resets) {
+    process.stderr.write(`vmlockd: warning: host ${r.host}: journal ${r.journal}: segment ${r.segment}: ${r.reason}\n`);
+  }
   for (const p of report.problems) {
     process.stderr.write(
       `vmlockd: warning: host ${p.host}: segment ${p.segment}${p.seq !== undefined ? ` at seq ${p.seq}` : ''}: ${p.reason}; its history is answered up to there (\`vmlockd journal verify --cluster\` checks it all)\n`,

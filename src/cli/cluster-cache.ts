@@ -10,13 +10,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { Journal, migrate } from '../journal/journal.js';
-import { AUDIT_INDEXES } from '../journal/schema.js';
+import { AUDIT_INDEXES, GENESIS_HASH } from '../journal/schema.js';
 import {
   PUBLISHED_DIR,
   SegmentDecoder,
   listSegments,
   decodeSegment,
+  initialDecoderState,
   type SegmentCarried,
+  type SegmentHeader,
   type SegmentDecoderState,
   type SegmentFact,
   type SegmentFile,
@@ -31,6 +33,13 @@ const ROWS_PER_INSERT = 50;
 /** An empty chain cache loading at least this many segment bytes builds its indexes after the load. */
 const BULK_BYTES = 16 * 1024 * 1024;
 const STATE_KEY = 'cluster_state';
+/**
+ * Bytes before the stored offset whose hash is kept with the position: they end with the last line
+ * read, whose seq and chain hash (a fact's or a seal's, or a header's prev) stand for every fact
+ * before it, so equal bytes there mean the file still holds the history the cache read.
+ */
+const TAIL_WINDOW = 512;
+const GENESIS_HEX = GENESIS_HASH.toString('hex');
 
 /** Where a chain's cache stands, stored in its meta table in the same transaction as the facts. */
 interface ChainState {
@@ -42,6 +51,10 @@ interface ChainState {
   firstAt?: string;
   last?: { seq: number; at: string; kind: string };
   facts: number;
+  /** tailOf(segment, decoder.offset) when it was read (absent in caches written before it was kept). */
+  tail?: string;
+  /** The header of the segment the chain was first loaded from: a re-published history can link to it. */
+  base?: { first: number; prev: string };
 }
 
 /** One (host, journal id) chain as the cache holds it. */
@@ -62,12 +75,28 @@ export interface CatchUpProblem extends SegmentProblem {
   readonly segment: string;
 }
 
+/**
+ * A chain whose published history is no longer the one the cache read (a segment replaced under the
+ * same name, a host's directory moved aside and published again, a journal restored from an older
+ * copy): the cache dropped what it read from `seq` on and read what is published now.
+ */
+export interface CatchUpReset {
+  readonly host: string;
+  readonly journal: string;
+  readonly segment: string;
+  /** The first seq dropped (1: the whole chain was read again). */
+  readonly seq: number;
+  readonly reason: string;
+}
+
 export interface CatchUpReport {
   readonly hosts: number;
   readonly chains: number;
   readonly newFacts: number;
   readonly ms: number;
   readonly problems: CatchUpProblem[];
+  /** Chains read again from some seq on because what is published differs from what the cache read. */
+  readonly resets: CatchUpReset[];
   /** Chains whose newest segment ends in an unfinished line (a live writer mid-line, or a crash tail). */
   readonly pendingTails: number;
 }
@@ -127,6 +156,7 @@ export class ClusterCache {
   catchUp(): CatchUpReport {
     const t0 = performance.now();
     const problems: CatchUpProblem[] = [];
+    const resets: CatchUpReset[] = [];
     let newFacts = 0;
     let chains = 0;
     let pendingTails = 0;
@@ -158,19 +188,20 @@ export class ClusterCache {
         }
         newFacts += r.facts;
         if (r.problem !== undefined) problems.push(r.problem);
+        resets.push(...r.resets);
         if (r.pendingTail) pendingTails++;
       }
     }
-    return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, pendingTails };
+    return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, resets, pendingTails };
   }
 
   private chainFile(host: string, journal: string): string {
     return path.join(this.dir, host, `${journal}.db`);
   }
 
-  private catchUpChain(host: string, journal: string, segs: SegmentFile[]): { facts: number; problem?: CatchUpProblem; pendingTail: boolean } {
+  private catchUpChain(host: string, journal: string, segs: SegmentFile[]): LoadResult {
     const file = this.chainFile(host, journal);
-    if (nothingNew(file, path.join(this.lockspace, PUBLISHED_DIR, host), segs)) return { facts: 0, pendingTail: false };
+    if (nothingNew(file, path.join(this.lockspace, PUBLISHED_DIR, host), segs)) return { facts: 0, pendingTail: false, resets: [] };
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const db = new Database(file);
     try {
@@ -237,31 +268,59 @@ function writeHint(file: string, db: Database.Database): void {
     const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(STATE_KEY) as { value: string } | undefined;
     if (row === undefined) return;
     const st = JSON.parse(row.value) as ChainState;
-    fs.writeFileSync(hintFile(file), JSON.stringify({ segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null }));
+    fs.writeFileSync(hintFile(file), JSON.stringify({ segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null, tail: st.tail }));
   } catch {
     // only a hint
   }
 }
 
-/** True when the hint says the chain's newest segment was read to its end and read(2) finds nothing after it. */
+/** Opens a segment for reading: never blocks (a FIFO named like a segment), never follows a link out of the lockspace. */
+function openSegment(file: string): number {
+  return fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+}
+
+/**
+ * The identity of what a segment holds before `offset`: a hash of its last TAIL_WINDOW bytes there
+ * (they end with the last line read, and its seq and chain hash). Another file under the same name,
+ * or the same file cut shorter or rewritten, gives another value.
+ */
+function tailOf(fd: number, offset: number): string {
+  const start = Math.max(0, offset - TAIL_WINDOW);
+  const buf = Buffer.alloc(offset - start);
+  let n = 0;
+  while (n < buf.length) {
+    const k = fs.readSync(fd, buf, n, buf.length - n, start + n);
+    if (k === 0) return `short:${start + n}`;
+    n += k;
+  }
+  return createHash('sha256').update(buf).digest('hex').slice(0, 32);
+}
+
+/**
+ * True when the hint says the chain's newest segment was read to its end, the bytes before that end
+ * are still the ones read (the same history, not a replacement under the same name) and read(2)
+ * finds nothing after them.
+ */
 function nothingNew(file: string, dir: string, segs: readonly SegmentFile[]): boolean {
-  let hint: { segment?: unknown; offset?: unknown; sealed?: unknown };
+  let hint: { segment?: unknown; offset?: unknown; sealed?: unknown; tail?: unknown };
   try {
     hint = JSON.parse(fs.readFileSync(hintFile(file), 'utf8')) as typeof hint;
   } catch {
     return false;
   }
   const newest = segs[segs.length - 1];
-  if (newest === undefined || newest.name !== hint.segment || typeof hint.offset !== 'number') return false;
-  if (hint.sealed === true) return true;
+  if (newest === undefined || newest.name !== hint.segment || typeof hint.offset !== 'number' || typeof hint.tail !== 'string') return false;
   let fd: number;
   try {
-    fd = fs.openSync(path.join(dir, newest.name), 'r');
+    fd = openSegment(path.join(dir, newest.name));
   } catch {
     return false;
   }
   try {
-    return fs.readSync(fd, Buffer.alloc(1), 0, 1, hint.offset) === 0;
+    if (!fs.fstatSync(fd).isFile() || tailOf(fd, hint.offset) !== hint.tail) return false;
+    return hint.sealed === true || fs.readSync(fd, Buffer.alloc(1), 0, 1, hint.offset) === 0;
+  } catch {
+    return false;
   } finally {
     fs.closeSync(fd);
   }
@@ -285,6 +344,13 @@ function readState(file: string): ChainState | undefined {
   }
 }
 
+interface LoadResult {
+  facts: number;
+  problem?: CatchUpProblem;
+  pendingTail: boolean;
+  resets: CatchUpReset[];
+}
+
 /** Loads one chain's new facts. */
 class ChainLoader {
   private readonly insertFact: Database.Statement;
@@ -292,6 +358,7 @@ class ChainLoader {
   private readonly insertOwner: Database.Statement;
   private readonly getState: Database.Statement;
   private readonly putState: Database.Statement;
+  private readonly hashAt: Database.Statement;
   private readonly owners = new Set<string>();
   private batch: SegmentFact[] = [];
   /** Carried lines of a compacted segment (holds in force at its start): the cache's `carried` table. */
@@ -300,6 +367,14 @@ class ChainLoader {
   private loaded = 0;
   /** What this loader last read or wrote as the stored position: another writer changes it. */
   private committed: string | undefined;
+  /**
+   * The last seq the cache holds. A fact read at or below it (a history read again after a rewind) is
+   * compared with the cached one instead of inserted: equal hashes mean equal histories up to there.
+   */
+  private held = 0;
+  /** The first seq of the cached facts to drop in the next commit (the history differs from there). */
+  private cutFrom: number | undefined;
+  private readonly resets: CatchUpReset[] = [];
 
   constructor(
     private readonly db: Database.Database,
@@ -316,6 +391,7 @@ class ChainLoader {
     this.insertOwner = db.prepare(`INSERT OR IGNORE INTO owners (name, uuid) VALUES (?, ?)`);
     this.getState = db.prepare(`SELECT value FROM meta WHERE key = '${STATE_KEY}'`);
     this.putState = db.prepare(`INSERT INTO meta (key, value) VALUES ('${STATE_KEY}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
+    this.hashAt = db.prepare(`SELECT hash FROM facts WHERE seq = ?`).pluck();
   }
 
   private state(): ChainState | undefined {
@@ -323,17 +399,103 @@ class ChainLoader {
     return row === undefined ? undefined : (JSON.parse(row.value) as ChainState);
   }
 
-  run(): { facts: number; problem?: CatchUpProblem; pendingTail: boolean } {
-    if (this.segs.length === 0) return { facts: 0, pendingTail: false };
+  private cachedHash(seq: number): string | undefined {
+    const h = this.hashAt.get(seq) as Buffer | null | undefined;
+    return h === undefined || h === null ? undefined : h.toString('hex');
+  }
+
+  /** True when `seg` still holds, before the stored offset, the bytes the cache read there. */
+  private unchanged(dir: string, seg: SegmentFile, st: ChainState): boolean {
+    if (st.tail === undefined) return st.decoder.offset === 0;
+    let fd: number;
+    try {
+      fd = openSegment(path.join(dir, seg.name));
+    } catch {
+      return true; // the read below names why it cannot be opened
+    }
+    try {
+      return !fs.fstatSync(fd).isFile() || tailOf(fd, st.decoder.offset) === st.tail;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * The segment to read again from when the stored position is gone or no longer holds what was read:
+   * the latest one, starting at or before the first seq the cache lacks, whose header continues the
+   * cached chain (its prev is the cached hash of the fact before its first, or the chain's start).
+   * Reading it from its start compares each fact the cache holds; undefined when none links.
+   */
+  private linked(dir: string, st: ChainState): SegmentFile | undefined {
+    for (let i = this.segs.length - 1; i >= 0; i--) {
+      const s = this.segs[i]!;
+      if (s.firstSeq > this.held + 1) continue;
+      const h = headerOf(path.join(dir, s.name));
+      if (h === undefined || h.first !== s.firstSeq) continue;
+      if (h.first === 1 && h.prev === GENESIS_HEX) return s;
+      if (st.base !== undefined && st.base.first === h.first && st.base.prev === h.prev) return s;
+      if (h.first > 1 && this.cachedHash(h.first - 1) === h.prev) return s;
+    }
+    return undefined;
+  }
+
+  /** Drops every cached fact of the chain and its position: the chain is read again from its first segment. */
+  private dropAll(): void {
+    this.db.transaction(() => {
+      const stored = this.state();
+      if ((stored === undefined ? undefined : `${stored.segment}@${stored.decoder.offset}`) !== this.committed) throw new ConcurrentCatchUp();
+      this.deleteFrom(0);
+      this.db.exec(`DELETE FROM carried; DELETE FROM owners; DELETE FROM meta WHERE key = '${STATE_KEY}'`);
+    }).immediate();
+    this.owners.clear();
+    this.committed = undefined;
+    this.held = 0;
+  }
+
+  /** Deletes the cached facts from `seq` on (the journal schema's append-only trigger lifted for it: this is a cache). */
+  private deleteFrom(seq: number): void {
+    const trig = this.db.prepare(`SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'facts_no_delete'`).pluck().get() as string | undefined;
+    if (trig !== undefined) this.db.exec('DROP TRIGGER facts_no_delete');
+    this.db.prepare('DELETE FROM facts WHERE seq >= ?').run(seq);
+    this.db.prepare('DELETE FROM carried WHERE seq >= ?').run(seq);
+    if (trig !== undefined) this.db.exec(trig);
+  }
+
+  run(): LoadResult {
+    if (this.segs.length === 0) return { facts: 0, pendingTail: false, resets: [] };
     const dir = path.join(this.lockspace, PUBLISHED_DIR, this.host);
-    const st = this.state();
+    let st = this.state();
     this.committed = st === undefined ? undefined : `${st.segment}@${st.decoder.offset}`;
-    let seg = st === undefined ? this.segs[0]! : this.segs.find((s) => s.name === st!.segment);
-    if (seg === undefined) return { facts: 0, pendingTail: false }; // its segment is not listed (yet): come back later
+    this.held = (this.db.prepare('SELECT max(seq) FROM facts').pluck().get() as number | null) ?? 0;
+    let seg: SegmentFile | undefined;
+    let resume: SegmentDecoderState | undefined;
+    if (st !== undefined) {
+      const at = this.segs.find((s) => s.name === st!.segment);
+      if (at !== undefined && this.unchanged(dir, at, st)) {
+        seg = at;
+        resume = st.decoder;
+      } else {
+        // What the cache read is not what is published now (the segment replaced under its name, cut
+        // shorter, or gone: a host's history moved aside and published again). Read again from the
+        // latest segment that continues the cached chain, comparing each fact the cache holds; when
+        // none does, the whole chain again. Never resumed at a stale offset in another file.
+        seg = this.linked(dir, st);
+        if (seg === undefined) {
+          const gone = at === undefined ? `${st.segment} is no longer published` : `${st.segment} no longer holds the bytes read before offset ${st.decoder.offset}`;
+          this.resets.push({ host: this.host, journal: this.journal, segment: st.segment, seq: 1, reason: `${gone}, and no segment published now continues the ${this.held} fact(s) cached: the chain is read again from ${this.segs[0]!.name}` });
+          this.dropAll();
+          st = undefined;
+        } else {
+          st = { ...st, segment: seg.name, decoder: initialDecoderState() };
+          delete st.tail;
+        }
+      }
+    }
+    seg ??= this.segs[0]!;
     const bulk = st === undefined && this.segs.reduce((n, s) => n + sizeHint(path.join(dir, s.name)), 0) >= BULK_BYTES;
     if (bulk) for (const ix of AUDIT_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
     let cur: ChainState = st ?? { host: this.host, journal: this.journal, segment: seg.name, decoder: undefined as unknown as SegmentDecoderState, facts: 0 };
-    let decoder = new SegmentDecoder(path.join(dir, seg.name), { host: this.host, journal: this.journal, first: seg.firstSeq }, st?.decoder);
+    let decoder = new SegmentDecoder(path.join(dir, seg.name), { host: this.host, journal: this.journal, first: seg.firstSeq }, resume);
     let problem: CatchUpProblem | undefined;
     let pendingTail = false;
     try {
@@ -341,19 +503,17 @@ class ChainLoader {
         const file = path.join(dir, seg.name);
         let fd: number;
         try {
-          // Never blocks (a FIFO named like a segment) and never follows a link out of the lockspace.
-          fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+          fd = openSegment(file);
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'ENOENT') break; // gone since the listing; the next catch-up lists again
           problem = { file, offset: decoder.state.offset, line: decoder.state.lines + 1, reason: `cannot open: ${(e as Error).message}`, host: this.host, journal: this.journal, segment: seg.name };
           break;
         }
-        if (!fs.fstatSync(fd).isFile()) {
-          fs.closeSync(fd);
-          problem = { file, offset: 0, line: 1, reason: 'not a regular file (a directory, FIFO, socket or device named like a segment)', host: this.host, journal: this.journal, segment: seg.name };
-          break;
-        }
         try {
+          if (!fs.fstatSync(fd).isFile()) {
+            problem = { file, offset: 0, line: 1, reason: 'not a regular file (a directory, FIFO, socket or device named like a segment)', host: this.host, journal: this.journal, segment: seg.name };
+            break;
+          }
           const buf = Buffer.allocUnsafe(READ_CHUNK);
           let pos = decoder.state.offset;
           // To the end of the file as read(2) sees it now, never to a cached st_size.
@@ -362,16 +522,18 @@ class ChainLoader {
             if (n === 0) break;
             pos += n;
             for (const line of decoder.push(buf.subarray(0, n))) {
-              if (line.t === 'fact') this.batch.push(line);
-              else if (line.t === 'carried') this.carried.push(line);
+              if (line.t === 'fact') {
+                if (line.seq <= this.held) this.compare(line, seg.name);
+                else this.batch.push(line);
+              } else if (line.t === 'carried') this.carried.push(line);
             }
-            if (this.batch.length >= BATCH_FACTS) cur = this.commit(cur, seg.name, decoder);
+            if (this.batch.length >= BATCH_FACTS) cur = this.commit(cur, seg.name, decoder, fd);
             if (decoder.problem !== undefined) break;
           }
+          cur = this.commit(cur, seg.name, decoder, fd);
         } finally {
           fs.closeSync(fd);
         }
-        cur = this.commit(cur, seg.name, decoder);
         if (decoder.problem !== undefined) {
           problem = { ...decoder.problem, host: this.host, journal: this.journal, segment: seg.name };
           break;
@@ -402,16 +564,35 @@ class ChainLoader {
     } finally {
       if (bulk) for (const ix of AUDIT_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
     }
-    return { facts: this.loaded, ...(problem ? { problem } : {}), pendingTail };
+    return { facts: this.loaded, ...(problem ? { problem } : {}), pendingTail, resets: this.resets };
+  }
+
+  /** A fact the cache already holds a fact of that seq for: equal, or the histories part here. */
+  private compare(f: SegmentFact, segment: string): void {
+    if (this.cachedHash(f.seq) === f.hash) return;
+    this.resets.push({
+      host: this.host,
+      journal: this.journal,
+      segment,
+      seq: f.seq,
+      reason: `seq ${f.seq} published now differs from the seq ${f.seq} read before (the history was published again differently): the cache drops its seq ${f.seq} to ${this.held} and reads what is published now`,
+    });
+    this.cutFrom = f.seq;
+    this.held = f.seq - 1;
+    this.batch.push(f);
   }
 
   /** The batch and the position after it, in one transaction: a crash never loses or repeats a fact. */
-  private commit(cur: ChainState, segment: string, decoder: SegmentDecoder): ChainState {
+  private commit(cur: ChainState, segment: string, decoder: SegmentDecoder, fd: number): ChainState {
     const facts = this.batch;
     this.batch = [];
     const carried = this.carried;
     this.carried = [];
-    const next: ChainState = { ...cur, segment, decoder: decoder.state, facts: cur.facts + facts.length };
+    const cut = this.cutFrom;
+    this.cutFrom = undefined;
+    const dst = decoder.state;
+    const next: ChainState = { ...cur, segment, decoder: dst, facts: cur.facts + facts.length, tail: tailOf(fd, dst.offset) };
+    if (next.base === undefined && dst.header !== null && cur.facts === 0 && this.held === 0) next.base = { first: dst.header.first, prev: dst.header.prev };
     if (facts.length > 0) {
       const lastFact = facts[facts.length - 1]!;
       next.firstAt ??= facts[0]!.at;
@@ -422,6 +603,7 @@ class ChainLoader {
       // this one's facts would repeat seq numbers, so it stops here (its answer uses what is there).
       const stored = this.state();
       if ((stored === undefined ? undefined : `${stored.segment}@${stored.decoder.offset}`) !== this.committed) throw new ConcurrentCatchUp();
+      if (cut !== undefined) this.deleteFrom(cut);
       const many = facts.length - (facts.length % ROWS_PER_INSERT);
       const args: unknown[] = new Array(ROWS_PER_INSERT * 10);
       for (let i = 0; i < many; i += ROWS_PER_INSERT) {
@@ -455,10 +637,21 @@ class ChainLoader {
           }
         }
       }
+      if (cut !== undefined) {
+        // Facts dropped: count and ends from what the file holds now.
+        next.facts = this.db.prepare('SELECT count(*) FROM facts').pluck().get() as number;
+        const first = this.db.prepare('SELECT at FROM facts ORDER BY seq LIMIT 1').pluck().get() as string | undefined;
+        const last = this.db.prepare('SELECT seq, at, kind FROM facts ORDER BY seq DESC LIMIT 1').get() as { seq: number; at: string; kind: string } | undefined;
+        if (first === undefined) delete next.firstAt;
+        else next.firstAt = first;
+        if (last === undefined) delete next.last;
+        else next.last = last;
+      }
       this.putState.run(JSON.stringify(next));
     }).immediate();
     this.committed = `${next.segment}@${next.decoder.offset}`;
     this.loaded += facts.length;
+    if (facts.length > 0) this.held = Math.max(this.held, facts[facts.length - 1]!.seq);
     return next;
   }
 }
@@ -475,6 +668,24 @@ function sizeHint(file: string): number {
     return fs.statSync(file).size;
   } catch {
     return 0;
+  }
+}
+
+/** A segment's header (its first line), or undefined when it cannot be read or decoded. */
+function headerOf(file: string): SegmentHeader | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSegment(file);
+    if (!fs.fstatSync(fd).isFile()) return undefined;
+    const buf = Buffer.alloc(4096);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    const nl = buf.subarray(0, n).indexOf(10);
+    if (nl === -1) return undefined;
+    return decodeSegment(file, buf.subarray(0, nl + 1)).header ?? undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }
 
