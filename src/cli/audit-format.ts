@@ -25,12 +25,21 @@ export interface AuditRow {
   detail: string;
   /** The time the client gave for the event, when it gave one (`at` is the daemon's). */
   client_at: string;
+  /** audit --cluster: the id of the host's journal the fact is from (a host's new journal starts its seq at 1 again). */
+  journal: string;
 }
 
 const CSV_COLUMNS: ReadonlyArray<keyof AuditRow> = [
   'seq', 'at', 'host', 'kind', 'disk', 'vm_uuid', 'vm_name', 'mode', 'generation',
   'other_host', 'other_vm_uuid', 'other_vm_name', 'other_mode', 'other_since', 'other_generation', 'detail', 'client_at',
 ];
+/** audit --cluster: the host's journal too (seq counts within one journal); last, so the other columns keep their places. */
+const CLUSTER_CSV_COLUMNS: ReadonlyArray<keyof AuditRow> = [...CSV_COLUMNS, 'journal'];
+
+/** The fact CSV's columns for these options. */
+export function factColumns(opts: TableOptions = {}): ReadonlyArray<keyof AuditRow> {
+  return opts.journal !== undefined ? CLUSTER_CSV_COLUMNS : CSV_COLUMNS;
+}
 
 function text(v: unknown): string {
   return v === undefined || v === null ? '' : String(v);
@@ -91,6 +100,7 @@ export function toRow(f: StoredFact): AuditRow {
     other_generation: text(other.generation),
     detail: detailOf(f),
     client_at: text((f.payload as { clientAt?: unknown } | null)?.clientAt),
+    journal: text((f as { journal?: unknown }).journal),
   };
 }
 
@@ -103,8 +113,29 @@ export function csvHeader(columns: readonly string[] = CSV_COLUMNS): string {
   return columns.join(',') + '\r\n';
 }
 
-export function csvRows(rows: readonly AuditRow[]): string {
-  return rows.map((r) => CSV_COLUMNS.map((c) => csvField(r[c])).join(',') + '\r\n').join('');
+/** A whole CSV document: the header, then one line per row (each value as csvField writes it). */
+export function csvTable(columns: readonly string[], rows: ReadonlyArray<readonly unknown[]>): string {
+  return csvHeader(columns) + rows.map((r) => r.map(csvField).join(',') + '\r\n').join('');
+}
+
+/** One answer in the asked format: json is the answer itself, csv and table are built only when asked. */
+export function inFormat(format: Format, answer: unknown, csv: () => string, text: () => string): string {
+  switch (format) {
+    case 'json':
+      return JSON.stringify(answer, null, 2) + '\n';
+    case 'csv':
+      return csv();
+    case 'table':
+      return text();
+    default: {
+      const _exhaustive: never = format;
+      return _exhaustive;
+    }
+  }
+}
+
+export function csvRows(rows: readonly AuditRow[], columns: ReadonlyArray<keyof AuditRow> = CSV_COLUMNS): string {
+  return rows.map((r) => columns.map((c) => csvField(r[c])).join(',') + '\r\n').join('');
 }
 
 function vmLabel(uuid: string, name: string): string {
@@ -128,18 +159,30 @@ export function table(rows: string[][]): string {
 export interface TableOptions {
   /** Leave the DISK column out (every row is the same disk). */
   oneDisk?: boolean;
+  /**
+   * audit --cluster: each fact's journal id, in the CSV ('csv') and in the table as well ('table': some
+   * host has more than one journal, so a host's seq alone does not say which fact it is). JSON has it always.
+   */
+  journal?: 'csv' | 'table';
 }
 
 export const TABLE_HEADER = ['SEQ', 'AT', 'HOST', 'KIND', 'VM', 'DISK', 'MODE', 'GEN', 'OTHER PARTY', 'DETAIL'];
 
+/** The table's columns for these options, as indexes into TABLE_HEADER (-1: JOURNAL, after HOST). */
+function tableColumns(opts: TableOptions): number[] {
+  const cols = TABLE_HEADER.map((_, i) => i).filter((i) => !(opts.oneDisk === true && i === 5));
+  if (opts.journal === 'table') cols.splice(3, 0, -1);
+  return cols;
+}
+
 export function tableCells(r: AuditRow, opts: TableOptions = {}): string[] {
   const detail = r.client_at !== '' ? `${r.detail}${r.detail ? ' ' : ''}(client's time ${r.client_at})` : r.detail;
   const cells = [String(r.seq), r.at, r.host, r.kind, vmLabel(r.vm_uuid, r.vm_name), r.disk || '-', r.mode || '-', r.generation || '-', otherLabel(r) || '-', detail];
-  return opts.oneDisk === true ? cells.filter((_, i) => i !== 5) : cells;
+  return tableColumns(opts).map((i) => (i === -1 ? r.journal || '-' : cells[i]!));
 }
 
 export function tableHeader(opts: TableOptions = {}): string[] {
-  return opts.oneDisk === true ? TABLE_HEADER.filter((_, i) => i !== 5) : TABLE_HEADER;
+  return tableColumns(opts).map((i) => (i === -1 ? 'JOURNAL' : TABLE_HEADER[i]!));
 }
 
 export function formatFactTable(facts: readonly StoredFact[], opts: TableOptions = {}): string {
@@ -152,7 +195,7 @@ export function formatFacts(facts: readonly StoredFact[], format: Format, opts: 
     case 'json':
       return JSON.stringify(facts, null, 2) + '\n';
     case 'csv':
-      return csvHeader() + csvRows(facts.map(toRow));
+      return csvHeader(factColumns(opts)) + csvRows(facts.map(toRow), factColumns(opts));
     case 'table':
       return formatFactTable(facts, opts);
     default: {
@@ -189,31 +232,20 @@ export function boundaryNote(a: HoldersAnswer, where = 'this host'): string {
 
 export function formatHolders(a: HoldersAnswer, format: Format): string {
   const { disk, at, holders } = a;
-  switch (format) {
-    case 'json':
-      return JSON.stringify(a, null, 2) + '\n';
-    case 'csv':
-      return (
-        csvHeader(HOLDER_COLUMNS) +
-        holders
-          .map((h) => [disk, at, h.owner.uuid, h.owner.name, h.host, h.mode, h.generation, h.since, h.resource, h.seq, h.via].map(csvField).join(',') + '\r\n')
-          .join('')
-      );
-    case 'table':
-      if (holders.length === 0) return `nobody held ${disk} at ${at} through this host\n${boundaryNote(a)}`;
-      return (
-        `${disk} at ${at}:\n` +
-        table([
-          ['VM', 'UUID', 'HOST', 'MODE', 'GEN', 'SINCE', 'LAST FACT'],
-          ...holders.map((h) => [h.owner.name ?? '-', h.owner.uuid, h.host, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq}`]),
-        ]) +
-        boundaryNote(a)
-      );
-    default: {
-      const _exhaustive: never = format;
-      return _exhaustive;
-    }
-  }
+  return inFormat(
+    format,
+    a,
+    () => csvTable(HOLDER_COLUMNS, holders.map((h) => [disk, at, h.owner.uuid, h.owner.name, h.host, h.mode, h.generation, h.since, h.resource, h.seq, h.via])),
+    () =>
+      holders.length === 0
+        ? `nobody held ${disk} at ${at} through this host\n${boundaryNote(a)}`
+        : `${disk} at ${at}:\n` +
+          table([
+            ['VM', 'UUID', 'HOST', 'MODE', 'GEN', 'SINCE', 'LAST FACT'],
+            ...holders.map((h) => [h.owner.name ?? '-', h.owner.uuid, h.host, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq}`]),
+          ]) +
+          boundaryNote(a),
+  );
 }
 
 /** The text chart: one line per VM, one column per slice of the window. */

@@ -13,7 +13,8 @@ import { publishedThrough } from '../journal/compact.js';
 import { Journal, JournalError, stageFileOf, type FactQuery, type HoldKinds, type StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
-import { csvHeader, csvRows, formatFacts, formatHolders, formatTimeline, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
+import { csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
+import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
 import { ADOPT_KINDS, CLOSE_KINDS, CONFLICT_KINDS, OPEN_KINDS, continuesHold, holdersAnswer, queryFacts, timeline, type AuditSources } from './audit-query.js';
 
@@ -437,13 +438,10 @@ function withNames(src: AuditSources, facts: StoredFact[]): StoredFact[] {
 }
 
 function timelineCsv(t: ReturnType<typeof timeline>): string {
-  const rows = t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? ''].map((c) => csvCell(c)).join(',') + '\r\n');
-  return csvHeader(['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation']) + rows.join('');
-}
-
-function csvCell(v: unknown): string {
-  const s = v === undefined || v === null ? '' : String(v);
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  return csvTable(
+    ['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation'],
+    t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '']),
+  );
 }
 
 /**
@@ -458,42 +456,16 @@ async function follow(
   format: Format,
   opts: { oneDisk: boolean },
 ): Promise<number> {
-  const out = (s: string) => process.stdout.write(s);
-  const print = (facts: readonly StoredFact[]) => {
-    if (facts.length === 0) return;
-    if (format === 'json') out(facts.map((f) => JSON.stringify(f)).join('\n') + '\n');
-    else if (format === 'csv') out(csvRows(facts.map(toRow)));
-    else out(table(facts.map((f) => tableCells(toRow(f), opts))));
-  };
-  if (format === 'csv') out(csvHeader());
-  if (format === 'table') out(table([tableHeader(opts)]));
-  print(backlog);
+  const stream = factStream(format, opts);
+  stream.start();
+  stream.print(backlog);
   let last = live.lastSeq();
-  let stopped = false;
-  let wake: (() => void) | undefined;
-  const stop = () => {
-    stopped = true;
-    wake?.();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  process.stdout.once('error', stop);
-  try {
-    while (!stopped) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, FOLLOW_POLL_MS);
-      });
-      if (stopped) break;
-      const top = live.lastSeq();
-      if (top <= last) continue;
-      print(live.query({ ...q, afterSeq: last, untilSeq: top }));
-      last = top;
-    }
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-  }
+  await followLoop(() => {
+    const top = live.lastSeq();
+    if (top <= last) return;
+    stream.print(live.query({ ...q, afterSeq: last, untilSeq: top }));
+    last = top;
+  }, FOLLOW_POLL_MS);
   return 0;
 }
 

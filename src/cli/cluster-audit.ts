@@ -9,7 +9,8 @@ import { listHosts } from '../engine/locker-hosts.js';
 import { canonicalPath } from '../engine/resolve.js';
 import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
-import { boundaryNote, csvField, csvHeader, csvRows, formatFacts, humanMs, table, tableCells, tableHeader, toRow, type Format } from './audit-format.js';
+import { boundaryNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
+import { factStream, followLoop } from './follow.js';
 import { ClusterCache, cacheRoot, type CatchUpReport } from './cluster-cache.js';
 import type { Overlap } from './cluster-overlaps.js';
 import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
@@ -185,7 +186,8 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
       ...(q.until !== undefined ? { until: q.until } : {}),
     };
     const facts = clusterFacts(cs, fq, q.limit);
-    const opts = { oneDisk: disk !== undefined };
+    // Each fact's journal: always in CSV and JSON; in the table when some host has more than one journal.
+    const opts: TableOptions = { oneDisk: disk !== undefined, journal: cs.hosts.some((h) => h.chains.length > 1) ? 'table' : 'csv' };
     if (q.follow) return await follow(v, cs, fq, facts, q.format, opts);
     out(formatFacts(facts, q.format, opts));
     if (q.limit !== undefined && facts.length === q.limit) {
@@ -212,106 +214,66 @@ function firstAt(cs: ClusterSources, disk: string): string | undefined {
  * The backlog, then every fact the hosts publish from now on: the cache is brought up to date each
  * second and each chain is read past the last seq printed from it (a new chain, from its start).
  */
-async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backlog: readonly StoredFact[], format: Format, opts: { oneDisk: boolean }): Promise<number> {
-  const out = (s: string) => process.stdout.write(s);
-  const print = (facts: readonly StoredFact[]) => {
-    if (facts.length === 0) return;
-    if (format === 'json') out(facts.map((f) => JSON.stringify(f)).join('\n') + '\n');
-    else if (format === 'csv') out(csvRows(facts.map(toRow)));
-    else out(table(facts.map((f) => tableCells(toRow(f), opts))));
-  };
-  if (format === 'csv') out(csvHeader());
-  if (format === 'table') out(table([tableHeader(opts)]));
-  print(backlog);
+async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backlog: readonly StoredFact[], format: Format, opts: TableOptions): Promise<number> {
+  const stream = factStream(format, opts);
+  stream.start();
+  stream.print(backlog);
   const seen = new Map<string, number>();
   for (const h of first.hosts) for (const c of h.chains) seen.set(c.chain.file, c.chain.last?.seq ?? 0);
-  let stopped = false;
-  let wake: (() => void) | undefined;
-  const stop = () => {
-    stopped = true;
-    wake?.();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  process.stdout.once('error', stop);
-  try {
-    while (!stopped) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, FOLLOW_POLL_MS);
-      });
-      if (stopped) break;
-      const cs = openCluster(v, Date.now(), true);
-      try {
-        const fresh: StoredFact[] = [];
-        for (const h of cs.hosts) {
-          for (const c of h.chains) {
-            const after = seen.get(c.chain.file) ?? 0;
-            const top = c.chain.last?.seq ?? 0;
-            if (top <= after) continue;
-            fresh.push(...withNames(c.journal, c.journal.query({ ...q, afterSeq: after, untilSeq: top })));
-            seen.set(c.chain.file, top);
-          }
+  await followLoop(() => {
+    const cs = openCluster(v, Date.now(), true);
+    try {
+      const fresh: StoredFact[] = [];
+      for (const h of cs.hosts) {
+        for (const c of h.chains) {
+          const after = seen.get(c.chain.file) ?? 0;
+          const top = c.chain.last?.seq ?? 0;
+          if (top <= after) continue;
+          fresh.push(...withNames(c.journal, c.journal.query({ ...q, afterSeq: after, untilSeq: top })).map((f) => ({ ...f, journal: c.chain.journal })));
+          seen.set(c.chain.file, top);
         }
-        print(fresh.sort(clusterOrder));
-      } finally {
-        cs.close();
       }
+      stream.print(fresh.sort(clusterOrder));
+    } finally {
+      cs.close();
     }
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-  }
+  }, FOLLOW_POLL_MS);
   return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Output
 
-const HOLDER_COLUMNS = ['host', 'disk', 'at', 'vm_uuid', 'vm_name', 'mode', 'generation', 'since', 'resource', 'seq', 'via'] as const;
+const HOLDER_COLUMNS = ['host', 'disk', 'at', 'vm_uuid', 'vm_name', 'mode', 'generation', 'since', 'resource', 'seq', 'via', 'journal'] as const;
 
 export function formatClusterHolders(a: ClusterHolders, format: Format): string {
-  switch (format) {
-    case 'json':
-      return JSON.stringify(a, null, 2) + '\n';
-    case 'csv':
-      return (
-        csvHeader(HOLDER_COLUMNS) +
-        a.holders.map((h) => [h.host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via].map(csvField).join(',') + '\r\n').join('')
-      );
-    case 'table': {
+  return inFormat(
+    format,
+    a,
+    () => csvTable(HOLDER_COLUMNS, a.holders.map((h) => [h.host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via, h.journal])),
+    () => {
       const notes = a.hosts.map((x) => boundaryNote(x.answer, `host ${x.host}`)).join('');
       if (a.holders.length === 0) return `nobody held ${a.disk} at ${a.at} on any of ${a.hosts.length} host(s) with history then\n${notes}`;
       return (
         `${a.disk} at ${a.at}:\n` +
         table([
           ['HOST', 'VM', 'UUID', 'MODE', 'GEN', 'SINCE', 'LAST FACT'],
-          ...a.holders.map((h) => [h.host, h.owner.name ?? '-', h.owner.uuid, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq}`]),
+          ...a.holders.map((h) => [h.host, h.owner.name ?? '-', h.owner.uuid, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq} (journal ${h.journal})`]),
         ]) +
         notes
       );
-    }
-    default: {
-      const _exhaustive: never = format;
-      return _exhaustive;
-    }
-  }
+    },
+  );
 }
 
 const OVERLAP_COLUMNS = ['disk', 'from', 'to', 'host_a', 'vm_uuid_a', 'vm_name_a', 'mode_a', 'since_a', 'end_a', 'host_b', 'vm_uuid_b', 'vm_name_b', 'mode_b', 'since_b', 'end_b'] as const;
 
 export function formatOverlaps(list: readonly Overlap[], format: Format, cs: ClusterSources): string {
-  switch (format) {
-    case 'json':
-      return JSON.stringify(list, null, 2) + '\n';
-    case 'csv':
-      return (
-        csvHeader(OVERLAP_COLUMNS) +
-        list
-          .map((o) => [o.disk, o.from, o.to, o.a.host, o.a.owner.uuid, o.a.owner.name, o.a.mode, o.a.from, o.a.to ?? '', o.b.host, o.b.owner.uuid, o.b.owner.name, o.b.mode, o.b.from, o.b.to ?? ''].map(csvField).join(',') + '\r\n')
-          .join('')
-      );
-    case 'table': {
+  return inFormat(
+    format,
+    list,
+    () => csvTable(OVERLAP_COLUMNS, list.map((o) => [o.disk, o.from, o.to, o.a.host, o.a.owner.uuid, o.a.owner.name, o.a.mode, o.a.from, o.a.to ?? '', o.b.host, o.b.owner.uuid, o.b.owner.name, o.b.mode, o.b.from, o.b.to ?? ''])),
+    () => {
       if (list.length === 0) return `no overlaps: no two hosts held one disk in conflicting modes at the same time (${cs.hosts.length} host(s) read)\n`;
       const who = (c: Overlap['a']) => `${c.owner.name ?? c.owner.uuid.slice(0, 8)} on ${c.host} (${c.mode}, ${c.from} .. ${c.to ?? 'still held'}${c.end ? `, ${c.end}` : ''})`;
       return (
@@ -320,18 +282,15 @@ export function formatOverlaps(list: readonly Overlap[], format: Format, cs: Clu
           ...list.map((o) => [o.disk, o.from, o.to ?? '(both still held)', who(o.a), who(o.b)]),
         ]) + `${list.length} overlap(s): two hosts' VMs both held the disk over these intervals, each by its own host's clock\n`
       );
-    }
-    default: {
-      const _exhaustive: never = format;
-      return _exhaustive;
-    }
-  }
+    },
+  );
 }
 
 function timelineCsv(t: ClusterTimeline): string {
-  const rows = t.intervals.map((i) => [i.host, t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? ''].map(csvField).join(',') + '\r\n');
-  const gaps = t.gaps.map((g) => [g.host, t.disk, '', '', '', g.from, g.to ?? '', g.how === 'stopped' ? 'daemon-stopped' : 'daemon-crashed', '', ''].map(csvField).join(',') + '\r\n');
-  return csvHeader(['host', 'disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation']) + rows.join('') + gaps.join('');
+  return csvTable(['host', 'disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation'], [
+    ...t.intervals.map((i) => [i.host, t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '']),
+    ...t.gaps.map((g) => [g.host, t.disk, '', '', '', g.from, g.to ?? '', g.how === 'stopped' ? 'daemon-stopped' : 'daemon-crashed', '', '']),
+  ]);
 }
 
 /** The chart: per host, one line per VM and, when its daemon was down in the window, a line for that. */

@@ -33,35 +33,36 @@ export interface ClusterSources {
  * with a new state directory); when this is the newest and the host's daemon is not running, it is
  * gone now. Either way the hold rules then say "crashed, not restarted" after its last fact.
  */
-export function sourcesAt(h: HostHistory, at: string, now: string): AuditSources | undefined {
+export function sourcesAt(h: HostHistory, at: string, now: string): (AuditSources & { readonly journal: string }) | undefined {
   let i = -1;
   for (let k = 0; k < h.chains.length; k++) if ((h.chains[k]!.chain.firstAt ?? '') <= at) i = k;
   if (i < 0) return undefined;
   const c = h.chains[i]!;
   const later = h.chains[i + 1];
-  if (later !== undefined) return { live: c.journal, daemonGone: { pid: 0, checkedAt: later.chain.firstAt ?? now } };
-  if (h.alive === false) return { live: c.journal, daemonGone: { pid: 0, checkedAt: now } };
-  return { live: c.journal };
+  const journal = c.chain.journal;
+  if (later !== undefined) return { live: c.journal, journal, daemonGone: { pid: 0, checkedAt: later.chain.firstAt ?? now } };
+  if (h.alive === false) return { live: c.journal, journal, daemonGone: { pid: 0, checkedAt: now } };
+  return { live: c.journal, journal };
 }
 
 export interface ClusterHolders {
   readonly disk: string;
   readonly at: string;
-  /** Every host's holders, by since. */
-  readonly holders: HolderAt[];
+  /** Every host's holders, by since; `journal`: the host's journal the hold is read from (its seq counts there). */
+  readonly holders: Array<HolderAt & { readonly journal: string }>;
   /** Each host's own answer (its stop or crash notes), for the hosts that had begun by then. */
   readonly hosts: ReadonlyArray<{ readonly host: string; readonly answer: HoldersAnswer }>;
 }
 
 /** Who held `disk` at `at`, on any host. */
 export function clusterHolders(cs: ClusterSources, disk: string, at: string): ClusterHolders {
-  const hosts: Array<{ host: string; answer: HoldersAnswer }> = [];
+  const hosts: Array<{ host: string; journal: string; answer: HoldersAnswer }> = [];
   for (const h of cs.hosts) {
     const src = sourcesAt(h, at, cs.now);
     if (src === undefined) continue;
-    hosts.push({ host: h.host, answer: holdersAnswer(src, disk, at) });
+    hosts.push({ host: h.host, journal: src.journal, answer: holdersAnswer(src, disk, at) });
   }
-  const holders = hosts.flatMap((x) => x.answer.holders).sort((a, b) => (a.since < b.since ? -1 : a.since > b.since ? 1 : a.host < b.host ? -1 : 1));
+  const holders = hosts.flatMap((x) => x.answer.holders.map((h) => ({ ...h, journal: x.journal }))).sort((a, b) => (a.since < b.since ? -1 : a.since > b.since ? 1 : a.host < b.host ? -1 : 1));
   return { disk, at, holders, hosts };
 }
 
@@ -71,10 +72,13 @@ export function clusterOrder(a: StoredFact, b: StoredFact): number {
 }
 
 /** Facts matching `q` from every chain; with `limit`, the newest `limit` overall (oldest first). */
-export function clusterFacts(cs: ClusterSources, q: FactQuery, limit: number | undefined): StoredFact[] {
-  const all: StoredFact[] = [];
+/** A fact of the cluster's history: `journal` is the id of the host's journal it is from (seq counts within it). */
+export type ClusterFact = StoredFact & { readonly journal: string };
+
+export function clusterFacts(cs: ClusterSources, q: FactQuery, limit: number | undefined): ClusterFact[] {
+  const all: ClusterFact[] = [];
   for (const h of cs.hosts) {
-    for (const c of h.chains) all.push(...withNames(c.journal, queryFacts({ live: c.journal }, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) })));
+    for (const c of h.chains) all.push(...withNames(c.journal, queryFacts({ live: c.journal }, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) })).map((f) => ({ ...f, journal: c.chain.journal })));
   }
   all.sort(clusterOrder);
   return limit === undefined ? all : all.slice(-limit);

@@ -71,6 +71,25 @@ test('one host, two journals, a disk held across the loss, then released; anothe
   const d = bar('db1');
   const both = [...w].filter((ch, i) => ch === '\u2588' && d[i] === '\u2588').length;
   assert.is(both, 0, `the timeline shows web1 (hv-a) and db1 (hv-b) both holding the disk in ${both} column(s)`);
+
+  // Which journal each row is from: hv-a has two, each counting seq from 1 (review15, item 3).
+  const ids = fs.readdirSync(path.join(ls, '.journal', 'hv-a')).filter((n) => n.endsWith('.seg')).map((n) => n.slice(0, 16));
+  const [j1, j2] = [...new Set(ids)];
+  assert.ok(j1 !== undefined && j2 !== undefined, `hv-a has two journals: ${ids.join(', ')}`);
+  const csv = q(['--disk', disk, '--csv']).stdout.trim().split('\r\n');
+  const head = csv[0]!.split(',');
+  const jc = head.indexOf('journal');
+  assert.ok(jc > 0, `a journal column in the CSV header: ${csv[0]}`);
+  const hostCol = head.indexOf('host');
+  const aJournals = new Set(csv.slice(1).map((l) => l.split(',')).filter((c) => c[hostCol] === 'hv-a').map((c) => c[jc]));
+  assert.equal([...aJournals].sort(), [j1, j2].sort(), 'hv-a rows name both of its journals');
+  const json = JSON.parse(q(['--disk', disk, '--json']).stdout) as Array<{ host: string; journal?: string }>;
+  assert.ok(json.every((f) => typeof f.journal === 'string' && f.journal.length === 16), 'every JSON fact names its journal');
+  const table = q(['--disk', disk]).stdout.split('\n');
+  assert.match(table[0]!, /\bJOURNAL\b/, 'the table has a JOURNAL column when a host has two journals');
+  assert.ok(table.some((l) => l.includes(j1!)) && table.some((l) => l.includes(j2!)), 'both journal ids in the table');
+  const holders = q(['--disk', disk, '--at', after, '--csv']).stdout;
+  assert.match(holders.split('\r\n')[0]!, /,journal$/, 'the holders CSV names the journal');
 });
 
 test.run();
