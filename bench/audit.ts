@@ -22,6 +22,7 @@ import { sha256Hex } from '../src/engine/resolve.js';
 import { evolve, initialState, toSnapshot, type State } from '../src/engine/state.js';
 import type { HolderInfo, Mode, Owner } from '../src/engine/types.js';
 import { AUDIT_INDEXES, GENESIS_HASH, Journal, OWNERS_BACKFILL, chainHash } from '../src/journal/journal.js';
+import { initLockspaces } from '../src/cli/lockspace-init.js';
 import { MAIN, ROOT, writeReadmeSection } from './lib.js';
 import { mulberry32 } from '../test/helpers/prng.js';
 
@@ -321,12 +322,26 @@ function cached(n: number): { dir: string; meta: Meta } {
   try {
     const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as Meta;
     // Facts record the lockspace's absolute path: a moved checkout needs a fresh journal.
-    if (meta.version === GENERATOR_VERSION && meta.lockspace === path.join(dir, 'lockspace') && meta.facts >= n) return { dir, meta };
+    if (meta.version === GENERATOR_VERSION && meta.lockspace === path.join(dir, 'lockspace') && meta.facts >= n) {
+      acceptLockspace(dir);
+      return { dir, meta };
+    }
   } catch {
     // not generated yet
   }
   process.stderr.write(`generating ${n.toLocaleString('en-US')} facts in ${dir} (cached for later runs)\n`);
-  return { dir, meta: generate(dir, n) };
+  const meta = generate(dir, n);
+  acceptLockspace(dir);
+  return { dir, meta };
+}
+
+/**
+ * The generated lockspace has its id file and the state directory knows it (`vmlockd lockspace
+ * init`): a daemon refuses a lockspace without one when its journal holds locks there (a cluster
+ * filesystem that is not mounted). Idempotent: a fixture generated before that check gets it here.
+ */
+function acceptLockspace(dir: string): void {
+  initLockspaces(path.join(dir, 'state'), [path.join(dir, 'lockspace')]);
 }
 
 // ---------------------------------------------------------------- measurement

@@ -113,6 +113,12 @@ function lockSyscallsPerCommand(dir: string, n: number): number {
   return ((performance.now() - t0) * 1000) / n / 2;
 }
 
+/** A process's user+system CPU milliseconds so far (/proc/PID/stat, clock ticks of 10 ms). */
+function procCpuMs(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').slice(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 function uuid(i: number): string {
   const h = i.toString(16).padStart(12, '0');
   return `00000000-0000-4000-8000-${h}`;
@@ -246,7 +252,11 @@ async function main(): Promise<void> {
     // The first pass creates one lock file per disk (a new file in the lockspace: what a disk's very
     // first lock costs); the second finds them, as on a host whose disks have been locked before.
     for (const pass of ['first pass, creates every lock file', 'second pass, lock files exist'] as const) {
+      const c0 = process.cpuUsage();
+      const d0 = procCpuMs(proc.pid!);
       const ing = await ingest(socket, dir);
+      const c1 = process.cpuUsage(c0);
+      if (process.env.BENCH_CPU) process.stderr.write(`ingest ${pass}: ${ing.ms.toFixed(0)} ms wall, daemon CPU ${(procCpuMs(proc.pid!) - d0).toFixed(0)} ms, bench client CPU ${((c1.user + c1.system) / 1000).toFixed(0)} ms\n`);
       const cps = rate(ing.commands, ing.ms);
       rows.push({ what: `ingest: lock commands/s end to end (${fmt(ing.commands)} events, journaled; ${pass})`, value: fmt(cps), baseline: `${fmt(sqlite)} raw batched SQLite rows/s`, ratio: `${((cps / sqlite) * 100).toFixed(0)}%`, target: '>= 100,000/s or >= 60% of raw SQLite' });
     }

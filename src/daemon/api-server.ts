@@ -6,8 +6,9 @@ import { BadInputError, ERROR_CODES, type ErrorCode } from '../engine/errors.js'
 import type { Engine, Reply } from '../engine/pipeline.js';
 import { lockRequests } from '../engine/plan.js';
 import { canonicalPath } from '../engine/resolve.js';
-import type { Command } from '../engine/types.js';
-import { MAX_JSON_DEPTH, MAX_LINE_BYTES, boundedLines, checkDepth, checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
+import type { Command, VmEvent } from '../engine/types.js';
+import type { BoundedLine } from '../events/jsonl.js';
+import { LineSplitter, MAX_JSON_DEPTH, MAX_LINE_BYTES, checkDepth, checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
 import { HookRoute } from './hook-route.js';
 import { native } from '../engine/native.js';
 
@@ -296,48 +297,133 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
 /**
  * JSON lines in, one JSON result line out per input line, in order. Lines are submitted as they
  * arrive (lanes keep each VM's events in order) and answered as their facts become durable.
+ *
+ * Per chunk, not per line: every line of a chunk is split, parsed and submitted in one synchronous
+ * pass (no promise per line), and the answers that are ready, in order, go out in one write per
+ * turn of the event loop (one group commit answers hundreds of lines at once). At most
+ * MAX_IN_FLIGHT lines wait for an answer; past that, or while the client does not read its answers
+ * (the response's buffer is full), the request is not read on.
  */
 async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  const answers = new OrderedAnswers(res);
+  const splitter = new LineSplitter(MAX_LINE_BYTES);
   let lineNo = 0;
-  let writing: Promise<void> = Promise.resolve();
-  const MAX_IN_FLIGHT = 8192;
-  let inFlight = 0;
-  const flushOne = (p: Promise<string>) => {
-    writing = writing.then(async () => {
-      const text = await p;
-      inFlight--;
-      if (!res.write(text + '\n')) await new Promise((r) => res.once('drain', r));
-    });
-  };
-  // Lines are bounded (MAX_LINE_BYTES): an over-long one is answered as bad input and the stream goes on.
-  for await (const item of boundedLines(req, MAX_LINE_BYTES)) {
-    lineNo++;
-    const n = lineNo;
-    let p: Promise<string>;
+  const take = (item: BoundedLine): void => {
+    const n = ++lineNo;
     if ('tooLong' in item) {
       const e = new BadInputError(`line ${n} is ${item.tooLong} bytes long, over the limit of ${MAX_LINE_BYTES} bytes per line; skipped (is this a JSON-lines file?)`);
-      const reply = ctx.engine.reject('jsonl', e, undefined);
-      p = Promise.resolve(JSON.stringify({ line: n, ...reply }));
-      inFlight++;
-      flushOne(p);
-      continue;
+      answers.put(answers.slot(), JSON.stringify({ line: n, ...ctx.engine.reject('jsonl', e, undefined) }));
+      return;
     }
     const line = item.line;
+    let event: VmEvent | null;
     try {
-      const event = parseEventLine(line, 'jsonl', new Date().toISOString());
-      if (event === null) continue;
-      p = ctx.engine.submitEvent(event).then((replies) => JSON.stringify({ line: n, ...merge(replies) }));
+      event = parseEventLine(line, 'jsonl', new Date().toISOString());
     } catch (e) {
-      const reply = ctx.engine.reject('jsonl', e, line);
-      p = Promise.resolve(JSON.stringify({ line: n, ...reply }));
+      answers.put(answers.slot(), JSON.stringify({ line: n, ...ctx.engine.reject('jsonl', e, line) }));
+      return;
     }
-    inFlight++;
-    flushOne(p);
-    if (inFlight >= MAX_IN_FLIGHT) await writing;
+    if (event === null) return;
+    const slot = answers.slot();
+    try {
+      ctx.engine.dispatchEvent(event, (replies) => answers.put(slot, JSON.stringify({ line: n, ...merge(replies) })));
+    } catch (e) {
+      answers.put(slot, JSON.stringify({ line: n, ...ctx.engine.reject('jsonl', e, line) }));
+    }
+  };
+  for await (const chunk of req) {
+    for (const item of splitter.push(chunk as Buffer)) take(item);
+    if (answers.waiting() >= MAX_IN_FLIGHT || answers.blocked()) await answers.room(MAX_IN_FLIGHT);
   }
-  await writing;
+  const last = splitter.end();
+  if (last !== undefined) take(last);
+  await answers.done();
   res.end();
+}
+
+/** Lines waiting for their answers, at most (the request is not read on past this). */
+const MAX_IN_FLIGHT = 8192;
+
+/**
+ * The answers of one ingest stream, written in the order of their lines however they complete:
+ * `slot()` reserves the next place, `put()` fills it, and whatever is ready from the front goes out
+ * in one write, once per turn of the microtask queue (a group commit answers many lines at once).
+ */
+class OrderedAnswers {
+  private readonly ready = new Map<number, string>();
+  private next = 0;
+  private head = 0;
+  private scheduled = false;
+  private wake: (() => void) | undefined;
+  private full = false;
+
+  constructor(private readonly res: http.ServerResponse) {
+    res.on('drain', () => {
+      this.full = false;
+      this.poke();
+    });
+    res.on('close', () => this.poke());
+  }
+
+  slot(): number {
+    return this.next++;
+  }
+
+  put(slot: number, text: string): void {
+    this.ready.set(slot, text);
+    if (slot === this.head && !this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(() => this.write());
+    }
+  }
+
+  /** Lines not answered yet. */
+  waiting(): number {
+    return this.next - this.head;
+  }
+
+  /** The client is not reading its answers: the response's buffer is full. */
+  blocked(): boolean {
+    return this.full;
+  }
+
+  /** Resolves once fewer than `max` lines wait and the response takes writes again (or is gone). */
+  room(max: number): Promise<void> {
+    return this.until(() => (this.waiting() < max && !this.full) || this.res.destroyed);
+  }
+
+  /** Resolves once every line is answered and written (or the response is gone). */
+  done(): Promise<void> {
+    return this.until(() => this.waiting() === 0 || this.res.destroyed);
+  }
+
+  private until(ok: () => boolean): Promise<void> {
+    if (ok()) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.wake = () => {
+        if (!ok()) return;
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  private poke(): void {
+    this.wake?.();
+  }
+
+  private write(): void {
+    this.scheduled = false;
+    let text = '';
+    while (this.ready.has(this.head)) {
+      text += this.ready.get(this.head)! + '\n';
+      this.ready.delete(this.head);
+      this.head++;
+    }
+    if (text !== '' && !this.res.destroyed && !this.res.write(text)) this.full = true;
+    this.poke();
+  }
 }
 
 /** One event may plan several commands; its result is the first failure, else everything done. */

@@ -8,7 +8,7 @@
 //
 // Group commit: the facts of every command handled in one turn of the event loop are journaled in
 // one SQLite transaction before any of those commands is answered (invariant 1).
-import { defer, from, map, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from './rx.js';
+import { from, map, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from './rx.js';
 import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type Fact, type NewFact } from './facts.js';
 import { appendFacts, type JournalPort } from './journal-port.js';
@@ -68,8 +68,14 @@ export interface EngineOptions {
  * array of inner subscriptions made every completion O(n). Here an idle lane runs its item at once
  * (synchronously, if the work is synchronous) and a busy lane queues it; a lane is forgotten when its
  * queue drains, so a daemon that has seen a million VMs keeps no state for them.
+ *
+ * `work` may return `SYNC_DONE` instead of an Observable: the item was handled synchronously and
+ * emits nothing (the engine's common case), so no inner Observable or Subscription is made for it.
  */
-export function inLanes<T, R>(keyOf: (t: T) => string, work: (t: T) => Observable<R>): OperatorFunction<T, R> {
+/** What `inLanes`' work returns for an item it handled synchronously, emitting nothing. */
+export const SYNC_DONE = Symbol('sync-done');
+
+export function inLanes<T, R>(keyOf: (t: T) => string, work: (t: T) => Observable<R> | typeof SYNC_DONE): OperatorFunction<T, R> {
   return (source) =>
     new Observable<R>((subscriber) => {
       const lanes = new Map<string, T[]>();
@@ -84,12 +90,28 @@ export function inLanes<T, R>(keyOf: (t: T) => string, work: (t: T) => Observabl
       const drain = (key: string): void => {
         const queue = lanes.get(key)!;
         for (;;) {
+          let w: Observable<R> | typeof SYNC_DONE;
+          try {
+            w = work(queue[0]!);
+          } catch (e) {
+            subscriber.error(e);
+            return;
+          }
+          if (w === SYNC_DONE) {
+            queue.shift();
+            if (queue.length === 0) {
+              lanes.delete(key);
+              finishIfIdle();
+              return;
+            }
+            continue;
+          }
           let sync = true;
           let finishedSync = false;
           const inner = new Subscription();
           active.add(inner);
           inner.add(
-            work(queue[0]!).subscribe({
+            w.subscribe({
               next: (v) => subscriber.next(v),
               error: (e: unknown) => subscriber.error(e),
               complete: () => {
@@ -163,17 +185,27 @@ export class Engine {
       .pipe(
         inLanes(
           (job) => job.command.owner.uuid,
-          (job) =>
-            defer(() => {
-              // A /dev disk under an LVM or SCSI lockspace is named by running lvs / scsi_id: look
-              // those up first, off the critical section; every other command stays synchronous.
-              const paths = this.opts.blockdevNames ? blockdevPaths(job.command, this.opts.rules) : [];
-              if (paths.length === 0) return of(this.handle(job));
-              return from(this.opts.blockdevNames!(paths, this.opts.rules)).pipe(map((names) => this.handle(job, names)));
-            }).pipe(
+          (job) => {
+            // A /dev disk under an LVM or SCSI lockspace is named by running lvs / scsi_id: look
+            // those up first, off the critical section; every other command stays synchronous, and
+            // is handled here without an Observable of its own (SYNC_DONE).
+            let paths: string[];
+            try {
+              paths = this.opts.blockdevNames ? blockdevPaths(job.command, this.opts.rules) : [];
+              if (paths.length === 0) {
+                this.handle(job);
+                return SYNC_DONE;
+              }
+            } catch (e) {
               // Per command: one failure becomes a fact and a reply; the lane and the pipeline live on.
+              this.fail(job, e);
+              return SYNC_DONE;
+            }
+            return from(this.opts.blockdevNames!(paths, this.opts.rules)).pipe(
+              map((names) => this.handle(job, names)),
               catchError((e: unknown) => of(this.fail(job, e))),
-            ),
+            );
+          },
         ),
       )
       .subscribe({
@@ -183,26 +215,48 @@ export class Engine {
 
   /** Submit one command; resolves once its facts are durable (or it was refused / failed). */
   submit(command: Command): Promise<Reply> {
-    if (this.stopped) {
-      return Promise.resolve({ status: 'error', code: 'VMLOCKD_ERR_UNREACHABLE', message: 'vmlockd is stopping' });
-    }
+    return new Promise<Reply>((resolve) => this.dispatch(command, resolve));
+  }
+
+  /**
+   * `submit` without a promise: `done` is called once the command's facts are durable (or it was
+   * refused / failed), possibly before this returns.
+   */
+  dispatch(command: Command, done: (reply: Reply) => void): void {
+    if (this.stopped) return done({ status: 'error', code: 'VMLOCKD_ERR_UNREACHABLE', message: 'vmlockd is stopping' });
     const onReply = this.opts.onReply;
-    if (!onReply) return new Promise<Reply>((done) => this.input.next({ command, done }));
+    if (!onReply) return this.input.next({ command, done });
     const t0 = performance.now();
-    return new Promise<Reply>((resolve) =>
-      this.input.next({
-        command,
-        done: (reply) => {
-          onReply(command, reply, (performance.now() - t0) / 1000);
-          resolve(reply);
-        },
-      }),
-    );
+    this.input.next({
+      command,
+      done: (reply) => {
+        onReply(command, reply, (performance.now() - t0) / 1000);
+        done(reply);
+      },
+    });
   }
 
   /** plan() an event and submit its commands in order; one reply per command. */
   async submitEvent(event: VmEvent): Promise<Reply[]> {
     return Promise.all(plan(event).map((c) => this.submit(c)));
+  }
+
+  /**
+   * `submitEvent` without promises (the JSON-lines ingest, one call per line): `done` gets one reply
+   * per planned command, in order, once every one is answered.
+   */
+  dispatchEvent(event: VmEvent, done: (replies: Reply[]) => void): void {
+    const commands = plan(event);
+    if (commands.length === 0) return done([]);
+    if (commands.length === 1) return this.dispatch(commands[0]!, (r) => done([r]));
+    const replies: Reply[] = new Array<Reply>(commands.length);
+    let left = commands.length;
+    commands.forEach((c, i) =>
+      this.dispatch(c, (r) => {
+        replies[i] = r;
+        if (--left === 0) done(replies);
+      }),
+    );
   }
 
   /** Journal a rejected input (bad line, bad frame) so it shows in the audit trail. Changes no lock. */

@@ -91,41 +91,74 @@ export type BoundedLine = { readonly line: string } | { readonly tooLong: number
  * Split a byte stream into lines of at most `max` bytes, holding no more than that in memory: an
  * over-long line is skipped up to its newline and reported once as `{ tooLong: bytes }` (so a file
  * without newlines, a disk image given by mistake, costs one buffer, not its size). A last line
- * without a newline counts as a line.
+ * without a newline counts as a line (`end()`).
+ *
+ * Synchronous, one call per chunk: the control API's /v1/events takes every line of a chunk in one
+ * go (no promise per line). A line that lies whole inside one chunk is decoded straight from it; only
+ * a line split across chunks is copied (the stream may reuse its buffer).
  */
-export async function* boundedLines(input: AsyncIterable<Buffer | string>, max = MAX_LINE_BYTES): AsyncGenerator<BoundedLine> {
-  let parts: Buffer[] = [];
-  let size = 0;
-  let skipping = false;
-  let skipped = 0;
-  for await (const raw of input) {
-    let chunk = typeof raw === 'string' ? Buffer.from(raw) : raw;
+export class LineSplitter {
+  private parts: Buffer[] = [];
+  private size = 0;
+  private skipping = false;
+  private skipped = 0;
+
+  constructor(private readonly max = MAX_LINE_BYTES) {}
+
+  /** The lines this chunk completes, in order. */
+  push(raw: Buffer | string): BoundedLine[] {
+    const chunk = typeof raw === 'string' ? Buffer.from(raw) : raw;
+    const out: BoundedLine[] = [];
+    let start = 0;
     for (;;) {
-      const nl = chunk.indexOf(0x0a);
-      const piece = nl < 0 ? chunk : chunk.subarray(0, nl);
-      if (skipping) skipped += piece.length;
-      else if (size + piece.length > max) {
-        skipping = true;
-        skipped = size + piece.length;
-        parts = [];
-        size = 0;
-      } else if (piece.length > 0) {
-        // Copied: the stream may reuse its buffer.
-        parts.push(Buffer.from(piece));
-        size += piece.length;
+      const nl = chunk.indexOf(0x0a, start);
+      const end = nl < 0 ? chunk.length : nl;
+      const len = end - start;
+      if (!this.skipping && this.size === 0 && nl >= 0 && len <= this.max) {
+        // The common case: the whole line is in this chunk.
+        out.push({ line: stripCr(chunk.toString('utf8', start, end)) });
+        start = nl + 1;
+        continue;
+      }
+      if (this.skipping) this.skipped += len;
+      else if (this.size + len > this.max) {
+        this.skipping = true;
+        this.skipped = this.size + len;
+        this.parts = [];
+        this.size = 0;
+      } else if (len > 0) {
+        this.parts.push(Buffer.from(chunk.subarray(start, end)));
+        this.size += len;
       }
       if (nl < 0) break;
-      if (skipping) yield { tooLong: skipped };
-      else yield { line: stripCr(Buffer.concat(parts, size).toString('utf8')) };
-      parts = [];
-      size = 0;
-      skipping = false;
-      skipped = 0;
-      chunk = chunk.subarray(nl + 1);
+      out.push(this.take());
+      start = nl + 1;
     }
+    return out;
   }
-  if (skipping) yield { tooLong: skipped };
-  else if (size > 0) yield { line: stripCr(Buffer.concat(parts, size).toString('utf8')) };
+
+  /** The last line, if the stream did not end with a newline. */
+  end(): BoundedLine | undefined {
+    if (!this.skipping && this.size === 0) return undefined;
+    return this.take();
+  }
+
+  private take(): BoundedLine {
+    const item: BoundedLine = this.skipping ? { tooLong: this.skipped } : { line: stripCr(Buffer.concat(this.parts, this.size).toString('utf8')) };
+    this.parts = [];
+    this.size = 0;
+    this.skipping = false;
+    this.skipped = 0;
+    return item;
+  }
+}
+
+/** `LineSplitter` over an async stream, one line at a time (`vmlockd ingest`'s reader). */
+export async function* boundedLines(input: AsyncIterable<Buffer | string>, max = MAX_LINE_BYTES): AsyncGenerator<BoundedLine> {
+  const splitter = new LineSplitter(max);
+  for await (const raw of input) yield* splitter.push(raw);
+  const last = splitter.end();
+  if (last !== undefined) yield last;
 }
 
 function stripCr(s: string): string {

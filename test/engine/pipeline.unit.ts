@@ -2,7 +2,7 @@ import { Subject, from, map, of, take, throwError, type Observable } from 'rxjs'
 import { TestScheduler } from 'rxjs/testing';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { inLanes } from '../../src/engine/pipeline.js';
+import { SYNC_DONE, inLanes } from '../../src/engine/pipeline.js';
 
 interface Item {
   key: string;
@@ -76,6 +76,50 @@ test('an error from the work reaches the subscriber (the engine catches per comm
   let error: unknown;
   from([{ key: 'a', n: 1 }])
     .pipe(inLanes((i: Item) => i.key, () => throwError(() => new Error('boom'))))
+    .subscribe({ error: (e: unknown) => (error = e) });
+  assert.match(String(error), 'boom');
+});
+
+test('work handled synchronously (SYNC_DONE) runs at once, keeps each lane in order, and waits behind an asynchronous item of its lane', () => {
+  const input = new Subject<Item>();
+  const gate = new Subject<number>();
+  const done: number[] = [];
+  let completed = false;
+  input
+    .pipe(
+      inLanes(
+        (i) => i.key,
+        (i) => {
+          if (i.n === 2) return gate.pipe(take(1), map(() => (done.push(i.n), i.n)));
+          done.push(i.n);
+          return SYNC_DONE;
+        },
+      ),
+    )
+    .subscribe({ complete: () => (completed = true) });
+  input.next({ key: 'a', n: 1 });
+  input.next({ key: 'a', n: 2 });
+  input.next({ key: 'a', n: 3 });
+  input.next({ key: 'b', n: 4 });
+  // 3 waits behind 2 in lane a; 4 (lane b) runs at once.
+  assert.equal(done, [1, 4]);
+  gate.next(0);
+  assert.equal(done, [1, 4, 2, 3]);
+  input.complete();
+  assert.ok(completed);
+});
+
+test('work that throws synchronously is an error for the subscriber, as a failing Observable is', () => {
+  let error: unknown;
+  from([{ key: 'a', n: 1 }])
+    .pipe(
+      inLanes(
+        (i: Item) => i.key,
+        (): typeof SYNC_DONE => {
+          throw new Error('boom');
+        },
+      ),
+    )
     .subscribe({ error: (e: unknown) => (error = e) });
   assert.match(String(error), 'boom');
 });
