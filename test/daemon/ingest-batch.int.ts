@@ -35,6 +35,7 @@ function rawIngest(socket: string, body: string): Promise<string[]> {
     c.on('data', (b: Buffer) => parts.push(b));
     c.on('error', reject);
     c.on('end', () => {
+      c.end();
       const raw = Buffer.concat(parts).toString('latin1');
       const head = raw.indexOf('\r\n\r\n');
       if (!/^HTTP\/1\.1 200/.test(raw) || !/transfer-encoding: chunked/i.test(raw.slice(0, head))) return reject(new Error(`unexpected response: ${raw.slice(0, 300)}`));
@@ -42,7 +43,8 @@ function rawIngest(socket: string, body: string): Promise<string[]> {
       let at = head + 4;
       for (;;) {
         const eol = raw.indexOf('\r\n', at);
-        const size = parseInt(raw.slice(at, eol), 16);
+        const size = eol < 0 ? NaN : parseInt(raw.slice(at, eol), 16);
+        if (!Number.isSafeInteger(size) || eol + 2 + size > raw.length) return reject(new Error(`response cut off after ${chunks.length} chunks: ...${JSON.stringify(raw.slice(at, at + 200))}`));
         if (size === 0) break;
         chunks.push(Buffer.from(raw.slice(eol + 2, eol + 2 + size), 'latin1').toString('utf8'));
         at = eol + 2 + size + 2;
@@ -50,7 +52,8 @@ function rawIngest(socket: string, body: string): Promise<string[]> {
       resolve(chunks);
     });
     c.write(`POST /v1/events HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
-    c.end(body);
+    // Not end(): a half-closed connection lets node's server cut the response short.
+    c.write(body);
   });
 }
 
