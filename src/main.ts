@@ -189,7 +189,16 @@ async function main(argv: string[]): Promise<number> {
       const { takeover, ...configValues } = values;
       const flags = configFlags(configValues);
       const { loadConfig } = await loadConfigModule();
-      const loaded = loadConfig({ files: values.config ?? [], flags });
+      const { storedLocksNote } = await import('./daemon/start-failure.js');
+      const held = storedLocksNote();
+      let loaded: LoadedConfig;
+      try {
+        loaded = loadConfig({ files: values.config ?? [], flags });
+      } catch (e) {
+        // A config rejected at a restart: the stored locks must not look forgotten (review14).
+        if (held !== '' && e instanceof Error) e.message += held;
+        throw e;
+      }
       const [{ Daemon }, { registerVirtlockd }, { registerLibvirt }, { servingAgain, takeOver }, { refuseTakeoverUnderManager }] = await Promise.all([
         import('./daemon/daemon.js'),
         import('./daemon/virtlockd-source.js'),
@@ -252,6 +261,7 @@ async function main(argv: string[]): Promise<number> {
         daemon.takenOver?.confirm();
       } catch (e) {
         daemon.takenOver?.abandon();
+        if (held !== '' && e instanceof Error) e.message += held;
         // start() gave back what it took; anything still open (a watcher, a timer) must not keep
         // a daemon that failed to start alive.
         process.exit(reportError(e, false));

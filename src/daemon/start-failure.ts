@@ -24,6 +24,19 @@ export function startFailure(e: unknown, c: Config): Error {
   return err;
 }
 
+/**
+ * A start that fails while systemd handed it stored lock descriptors (LISTEN_FDNAMES, read before
+ * they are taken): those locks stay held in systemd's store while the unit restarts (the shipped unit
+ * never gives up: StartLimitIntervalSec=0), and go the moment the unit is stopped. Say so, loudly,
+ * with each failed start; '' when no lock was passed. (docs/operations.md, "A config the daemon rejects")
+ */
+export function storedLocksNote(env: NodeJS.ProcessEnv = process.env, pid = process.pid): string {
+  if (env.LISTEN_PID === undefined || Number(env.LISTEN_PID) !== pid || !env.LISTEN_FDNAMES) return '';
+  const n = env.LISTEN_FDNAMES.split(':').filter((name) => name.startsWith('lock-')).length;
+  if (n === 0) return '';
+  return `\nvmlockd: ${n} held disk lock(s) wait in systemd's file descriptor store: they stay held while systemd restarts this unit, and are FREED by \`systemctl stop vmlockd\`. Fix the cause (\`vmlockd config check /etc/vmlockd/vmlockd.conf\`); the next restart adopts them.`;
+}
+
 /** sun_path holds 108 bytes with its NUL: a longer path would be cut short silently by the kernel call. */
 const MAX_SOCKET_PATH = 107;
 
