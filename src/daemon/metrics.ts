@@ -202,11 +202,20 @@ export async function startMetrics(address: string, meters: Meters, src: Metrics
 }
 
 /** The /metrics endpoint alone (the meters already watch their source): bind, or reject naming the address. */
+/** Concurrent /metrics connections (a Prometheus pair and a curl need a handful). */
+export const METRICS_MAX_CONNECTIONS = 16;
+const METRICS_HEADERS_MS = 5_000;
+const METRICS_REQUEST_MS = 10_000;
+
 export async function listenMetrics(address: string, meters: Meters, inherited?: number): Promise<http.Server> {
   const i = address.lastIndexOf(':');
   const host = address.slice(0, i).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(i + 1));
-  const server = http.createServer((req, res) => {
+  // No client of /metrics may starve the lock path of descriptors (review14: half-open connections
+  // ran the daemon out of them, and an acquire failed with EMFILE): at most METRICS_MAX_CONNECTIONS
+  // at once (the rest are closed as they are accepted), a request's headers within 5 s and the whole
+  // request within 10 s, idle sockets closed after 10 s, all checked every second.
+  const server = http.createServer({ headersTimeout: METRICS_HEADERS_MS, requestTimeout: METRICS_REQUEST_MS, connectionsCheckingInterval: 1000, keepAlive: false }, (req, res) => {
     if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
       res.writeHead(404).end('not found: try GET /metrics\n');
       return;
@@ -220,6 +229,9 @@ export async function listenMetrics(address: string, meters: Meters, inherited?:
       (e: unknown) => res.writeHead(500).end(`metrics failed: ${(e as Error).message}\n`),
     );
   });
+  server.maxConnections = METRICS_MAX_CONNECTIONS;
+  server.setTimeout(METRICS_REQUEST_MS, (socket) => socket.destroy());
+  server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new VmlockdError('VMLOCKD_ERR_IO', `cannot serve metrics on ${address}: ${e.message}`, { cause: e })));
     if (inherited !== undefined) server.listen({ fd: inherited }, () => resolve());
