@@ -483,10 +483,10 @@ function rssMb(pid: number): number {
 }
 
 /** Spawn `vmlockd serve`, time spawn -> "listening on", read RSS then and 1 s later, SIGTERM. */
-async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[] = []): Promise<{ ms: number; rss: number; settled: number; retaken: number; moved: number }> {
+async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[] = [], main = MAIN): Promise<{ ms: number; rss: number; settled: number; retaken: number; moved: number }> {
   const sock = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-start-')), 'd.sock');
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [...nodeFlags, MAIN, 'serve', '--state-dir', stateDir, '--lockspace', lockspace, '--socket', sock, '--host-id', HOST], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...nodeFlags, main, 'serve', '--state-dir', stateDir, '--lockspace', lockspace, '--socket', sock, '--host-id', HOST], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
@@ -546,6 +546,18 @@ async function startup(n: number, dir: string, rows: Row[], when: string): Promi
   for (let i = 0; i < STARTS; i++) emptyRuns.push(await startOnce(path.join(empty, 'state'), path.join(empty, 'lockspace')));
   fs.rmSync(empty, { recursive: true, force: true });
   const runs = [];
+  const before = process.env.BENCH_BEFORE;
+  if (before !== undefined) {
+    // BENCH_BEFORE=DIR: another build's restarts on the same fixture, alternating with this build's
+    // (which goes first alternates too); spawn to "listening on", this build / before per pair.
+    const pairs = Number(process.env.BENCH_ROUNDS ?? 4);
+    for (let i = 0; i < pairs; i++) {
+      const order = i % 2 === 0 ? ['this', 'before'] : ['before', 'this'];
+      const t: Record<string, number> = {};
+      for (const b of order) t[b] = (await startOnce(path.join(dir, 'state'), path.join(dir, 'lockspace'), [], b === 'this' ? MAIN : path.join(before, 'dist', 'main.js'))).ms;
+      process.stdout.write(`restart pair ${i + 1}: this build ${Math.round(t.this!)} ms, before ${Math.round(t.before!)} ms, ratio ${(t.this! / t.before!).toFixed(2)}x (load ${os.loadavg()[0]!.toFixed(1)})\n`);
+    }
+  }
   for (let i = 0; i < STARTS; i++) runs.push(await startOnce(path.join(dir, 'state'), path.join(dir, 'lockspace')));
   const med = <K extends 'ms' | 'rss' | 'settled' | 'moved'>(list: Array<Record<K, number>>, k: K) => list.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(list.length / 2)]!;
   const retaken = runs.map((r) => r.retaken);

@@ -37,6 +37,17 @@ export function readAligned(fd: number, size: number, position: number): Buffer 
   return Buffer.from(buf.subarray(0, n));
 }
 
+/**
+ * Read up to `size` bytes at `position` into the scratch area itself, without a copy: the view is
+ * valid only until the next aligned read or write (a check that looks at every byte once, such as
+ * readLease's, needs no Buffer of its own: at start-up that was 16.5 KiB per lock file to collect).
+ */
+export function readAlignedView(fd: number, size: number, position: number): Buffer {
+  const buf = area(size);
+  const n = fs.readSync(fd, buf, 0, size, position);
+  return buf.subarray(0, n);
+}
+
 /** Write all of `data` at `position`; returns the bytes written. */
 export function writeAligned(fd: number, data: Buffer, position: number): number {
   const buf = area(data.length);

@@ -2,9 +2,9 @@
 // without ever blocking the event loop, deciding whether a file may carry holder records, and the
 // lease-file operations of the virtlockd protocol (CREATE_RESOURCE, DELETE_RESOURCE).
 import * as fs from 'node:fs';
-import { readAligned } from './aligned-io.js';
+import { readAlignedView } from './aligned-io.js';
 import { BadInputError } from './errors.js';
-import { HANDOVER_OFFSET, LEASE_SPAN, RECORD_SIZE, decodeExclusive, decodeRequest, decodeShared } from './holder-record.js';
+import { HANDOVER_OFFSET, LEASE_SPAN, RECORD_SIZE, decodeExclusive, decodeRequest, decodeShared, type ExclusiveRecord } from './holder-record.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
 
 const LOCK_START = 0;
@@ -78,25 +78,38 @@ export function mayWriteRecords(fd: number): boolean {
   return readLease(fd) !== null;
 }
 
+/** What readLease found in a lease: its size and its head block's holder record, if any. */
+export interface Lease {
+  readonly size: number;
+  readonly head: ExclusiveRecord | undefined;
+}
+
 /**
- * The lease's bytes as read for mayWriteRecords' check (empty for an empty file), or null when the
- * file is not one vmlockd may write records into. The taker reads its holder record from these
- * bytes instead of reading the file again.
+ * The lease as read for mayWriteRecords' check (size 0 for an empty file), or null when the file is
+ * not one vmlockd may write records into. The taker takes the head's holder record from here instead
+ * of reading the file again. The bytes are looked at in the scratch area, never copied, and the head
+ * is decoded once (the check needs it decoded anyway).
  */
-export function readLease(fd: number): Buffer | null {
+export function readLease(fd: number): Lease | null {
   const size = fs.fstatSync(fd).size;
-  if (size === 0) return Buffer.alloc(0);
+  if (size === 0) return { size: 0, head: undefined };
   if (size > LEASE_SPAN || size % RECORD_SIZE !== 0) return null;
   // Through the page-aligned buffer: a lock file on a cluster filesystem is open O_DIRECT.
-  const all = readAligned(fd, size, 0);
+  const all = readAlignedView(fd, size, 0);
   if (all.length !== size) return null;
+  let head: ExclusiveRecord | undefined;
   for (let off = 0; off < size; off += RECORD_SIZE) {
     const block = all.subarray(off, off + RECORD_SIZE);
     if (blank(block)) continue;
-    const ours = off === 0 ? decodeExclusive(block) !== undefined : off === HANDOVER_OFFSET ? decodeRequest(block) !== undefined : decodeShared(block) !== undefined;
+    if (off === 0) {
+      head = decodeExclusive(block);
+      if (head === undefined) return null;
+      continue;
+    }
+    const ours = off === HANDOVER_OFFSET ? decodeRequest(block) !== undefined : decodeShared(block) !== undefined;
     if (!ours) return null;
   }
-  return all;
+  return { size, head };
 }
 
 /** CREATE_RESOURCE: make sure the lease file exists (another description: every OFD lock on it stays). */

@@ -971,8 +971,8 @@ export class Locker {
     // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
     const lease = readLease(fd);
     if (lease === null) return {};
-    // The head block as readLease read it (a file shorter than a block decodes as no record).
-    const prev = lease.length >= RECORD_SIZE ? decodeExclusive(lease.subarray(0, RECORD_SIZE)) : undefined;
+    // The head block's record as readLease decoded it (none in an empty file or a blank head).
+    const prev = lease.head;
     const who = { host: this.host, uuid: taker.owner.uuid };
     const reserved = prev?.reserved
       ? reservationAgainst(prev, who, this.liveRequest(fd), this.now())
@@ -990,8 +990,8 @@ export class Locker {
       // Room for a migration destination's hand-over request from the start: a cluster
       // filesystem's client caches the file's size, and a direct read beyond the end it believes
       // in returns nothing, so the release would miss a request another mount just wrote there.
-      // (readLease read the whole file: its length is the file's size.)
-      if (lease.length < LEASE_SPAN) fs.ftruncateSync(fd, LEASE_SPAN);
+      // (readLease read the whole file: its size is the file's.)
+      if (lease.size < LEASE_SPAN) fs.ftruncateSync(fd, LEASE_SPAN);
       if (this.syncRecords) fs.fdatasyncSync(fd);
       return { gen };
     }

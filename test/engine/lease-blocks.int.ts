@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { encodeExclusive, LEASE_SPAN, RECORD_SIZE } from '../../src/engine/holder-record.js';
+import { readAligned } from '../../src/engine/aligned-io.js';
+import { decodeExclusive, encodeExclusive, LEASE_SPAN, RECORD_SIZE } from '../../src/engine/holder-record.js';
 import { mayWriteRecords, readLease } from '../../src/engine/locker-files.js';
 import { tmpdir } from '../helpers/daemon.js';
 
@@ -19,20 +20,39 @@ function file(bytes: Buffer): number {
 
 const record = encodeExclusive({ v: 1, mode: 'exclusive', gen: 7, host: 'h1', pid: 1, since: '2026-11-30T10:00:00.000Z', disk: '/d/disk.img', vm: { uuid: '11111111-1111-4111-8111-111111111111', name: 'vm1' } });
 
-test('an empty file may carry records; readLease gives no bytes', () => {
+test('an empty file may carry records; readLease gives size 0 and no head record', () => {
   const fd = file(Buffer.alloc(0));
-  assert.is(readLease(fd)?.length, 0);
+  assert.equal(readLease(fd), { size: 0, head: undefined });
   assert.ok(mayWriteRecords(fd));
 });
 
-test('a lease span of a record and zero blocks may carry records; readLease gives the whole span', () => {
+test('a lease span of a record and zero blocks may carry records; readLease gives its size and the decoded head record', () => {
   const b = Buffer.alloc(LEASE_SPAN);
   record.copy(b, 0);
   const fd = file(b);
   const got = readLease(fd);
   assert.ok(got !== null);
-  assert.is(got.length, LEASE_SPAN);
-  assert.ok(got.subarray(0, RECORD_SIZE).equals(record));
+  assert.is(got.size, LEASE_SPAN);
+  assert.equal(got.head, decodeExclusive(record));
+  assert.is(got.head?.gen, 7);
+});
+
+test('the head record readLease gives is its own: later aligned I/O (the scratch area it read through) does not change it', () => {
+  const b = Buffer.alloc(LEASE_SPAN);
+  record.copy(b, 0);
+  const got = readLease(file(b));
+  const other = Buffer.alloc(LEASE_SPAN, 0x41);
+  fs.writeFileSync(path.join(dir, 'other'), other);
+  const fd2 = fs.openSync(path.join(dir, 'other'), 'r');
+  readAligned(fd2, LEASE_SPAN, 0);
+  fs.closeSync(fd2);
+  assert.is(got?.head?.gen, 7);
+  assert.is(got?.head?.host, 'h1');
+});
+
+test('a blank head block (a freshly truncated lease) is no record, and the lease may carry records', () => {
+  const got = readLease(file(Buffer.alloc(LEASE_SPAN)));
+  assert.equal(got, { size: LEASE_SPAN, head: undefined });
 });
 
 test('blocks of spaces and newlines count as blank (the byte loop, not only the all-zero compare)', () => {
