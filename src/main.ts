@@ -84,6 +84,7 @@ function configFlags(v: Record<string, unknown>): Partial<Record<ConfigKey, stri
   if (typeof v['journal-sync'] === 'string') flags.journalSync = v['journal-sync'];
   if (typeof v.publish === 'string') flags.publish = v.publish;
   if (typeof v['publish-segment-bytes'] === 'string') flags.publishSegmentBytes = v['publish-segment-bytes'];
+  if (typeof v['publish-retain-days'] === 'string') flags.publishRetainDays = v['publish-retain-days'];
   if (typeof v['log-level'] === 'string') flags.logLevel = v['log-level'];
   if (typeof v['log-format'] === 'string') flags.logFormat = v['log-format'];
   if (typeof v['lockspace-init'] === 'string') flags.lockspaceInit = v['lockspace-init'];
@@ -181,6 +182,7 @@ async function main(argv: string[]): Promise<number> {
         'journal-sync': { type: 'string' },
         publish: { type: 'string' },
         'publish-segment-bytes': { type: 'string' },
+        'publish-retain-days': { type: 'string' },
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
         'lockspace-init': { type: 'string' },

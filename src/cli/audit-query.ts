@@ -4,6 +4,7 @@
 import type { FactKind, FactPayloads } from '../engine/facts.js';
 import type { HolderInfo, Mode, Owner } from '../engine/types.js';
 import type { FactQuery, Journal, StoredFact } from '../journal/journal.js';
+import type { HoldKinds } from '../journal/compact.js';
 import { isIsoMsUtc } from '../journal/query.js';
 
 export const OPEN_KINDS: readonly FactKind[] = ['LockAcquired', 'Reacquired'];
@@ -126,6 +127,15 @@ export function continuesHold(f: Pick<StoredFact, 'kind' | 'payload'>): boolean 
   const how = (f.payload as { how?: unknown } | null)?.how;
   return how === 'adopted' || how === 'taken-over';
 }
+
+/** The hold rules compaction and publication's pruning carry past a cut (the holds still in force). */
+export const HOLD_RULES: HoldKinds = {
+  open: [...OPEN_KINDS, ...ADOPT_KINDS],
+  close: CLOSE_KINDS,
+  started: 'DaemonStarted',
+  stopped: 'DaemonStopped',
+  continues: (kind, payload) => continuesHold({ kind, payload }),
+};
 
 const isOpen = (f: StoredFact) => (OPEN_KINDS as readonly string[]).includes(f.kind) || ADOPT_KINDS.includes(f.kind);
 const isClose = (f: StoredFact) => (CLOSE_KINDS as readonly string[]).includes(f.kind);

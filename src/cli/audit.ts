@@ -10,13 +10,13 @@ import { fromRow } from '../engine/journal-port.js';
 import { canonicalPath } from '../engine/resolve.js';
 import { evolve, fromSnapshot, initialState, toSnapshot } from '../engine/state.js';
 import { publishedThrough } from '../journal/compact.js';
-import { Journal, JournalError, stageFileOf, type FactQuery, type HoldKinds, type StoredFact } from '../journal/journal.js';
+import { Journal, JournalError, stageFileOf, type FactQuery, type StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
-import { ADOPT_KINDS, CLOSE_KINDS, CONFLICT_KINDS, OPEN_KINDS, continuesHold, holdersAnswer, queryFacts, timeline, type AuditSources } from './audit-query.js';
+import { CONFLICT_KINDS, HOLD_RULES, holdersAnswer, queryFacts, timeline, type AuditSources } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
   questions (default: every fact that matches the filters):
@@ -49,13 +49,6 @@ const DEFAULT_LIMIT = 1000;
 const FOLLOW_BACKLOG = 10;
 const FOLLOW_POLL_MS = 200;
 const STATUS_TIMEOUT_MS = 2000;
-const HOLDS: HoldKinds = {
-  open: [...OPEN_KINDS, ...ADOPT_KINDS],
-  close: CLOSE_KINDS,
-  started: 'DaemonStarted',
-  stopped: 'DaemonStopped',
-  continues: (kind, payload) => continuesHold({ kind, payload }),
-};
 
 function usage(message: string, text: string): VmlockdError {
   return new VmlockdError('VMLOCKD_ERR_USAGE', `${message}\n\n${text}`);
@@ -647,7 +640,7 @@ async function compactCommand(v: JournalValues): Promise<number> {
     if (pending.through !== undefined && pending.through > journal.archivedThrough() && v['dry-run'] !== true) {
       const into = pending.archive ?? archive;
       ensureSnapshot(journal, pending.through);
-      const r = journal.compact({ throughSeq: pending.through, archive: into, holds: HOLDS });
+      const r = journal.compact({ throughSeq: pending.through, archive: into, holds: HOLD_RULES });
       const resumed = `finished an interrupted compaction: facts through seq ${r.throughSeq} are in ${into} (${r.moved} copied now, ${r.deleted} deleted)\n`;
       if (v.json !== true) process.stdout.write(resumed);
     }
@@ -676,7 +669,7 @@ async function compactCommand(v: JournalValues): Promise<number> {
       return 0;
     }
     ensureSnapshot(journal, cut);
-    const r = journal.compact({ throughSeq: cut, archive, holds: HOLDS });
+    const r = journal.compact({ throughSeq: cut, archive, holds: HOLD_RULES });
     say(
       `moved facts seq ${from + 1}..${r.throughSeq} to ${r.archive} (${r.moved} copied, ${r.deleted} deleted, ${r.carried} still in force kept as carried copies); ` +
         `the journal starts at seq ${r.firstLiveSeq || '(empty)'}\n`,

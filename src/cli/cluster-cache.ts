@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { Journal, migrate } from '../journal/journal.js';
 import { AUDIT_INDEXES, GENESIS_HASH } from '../journal/schema.js';
+import { readPruned } from '../journal/segment-pruned.js';
 import {
   PUBLISHED_DIR,
   SegmentDecoder,
@@ -492,6 +493,9 @@ class ChainLoader {
       }
     }
     seg ??= this.segs[0]!;
+    // Read from the chain's first segment: the holds in force where the host's daemon pruned the
+    // segments before it (retention: its pruned-through marker carries them) are its carried facts.
+    if (st === undefined) this.carried.push(...prunedCarried(dir, this.host, this.journal, seg.firstSeq));
     const bulk = st === undefined && this.segs.reduce((n, s) => n + sizeHint(path.join(dir, s.name)), 0) >= BULK_BYTES;
     if (bulk) for (const ix of AUDIT_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
     let cur: ChainState = st ?? { host: this.host, journal: this.journal, segment: seg.name, decoder: undefined as unknown as SegmentDecoderState, facts: 0 };
@@ -687,6 +691,12 @@ function headerOf(file: string): SegmentHeader | undefined {
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
+}
+
+/** The pruned-through marker's carried facts before `first` (none without a readable marker: verify names a bad one). */
+function prunedCarried(dir: string, host: string, journal: string, first: number): SegmentCarried[] {
+  const p = readPruned(dir, host, journal);
+  return p === undefined || typeof p === 'string' ? [] : p.carried.filter((c) => c.seq < first);
 }
 
 /** True when the segment's header (its first line) says it starts after facts compacted before publication. */

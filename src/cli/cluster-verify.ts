@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { journalIdOf } from '../journal/journal-id.js';
 import type { Journal } from '../journal/journal.js';
 import { PUBLISHED_DIR, SegmentDecoder, listSegments, type SegmentDecoderState, type SegmentFact, type SegmentFile } from '../journal/segment.js';
+import { prunedFileName, readPruned, type PrunedRead } from '../journal/segment-pruned.js';
 
 const READ_CHUNK = 4 * 1024 * 1024;
 
@@ -27,6 +28,8 @@ export interface ChainReport {
   readonly lastSeq?: number;
   /** The hex hash of the last fact read. */
   readonly head?: string;
+  /** The host's daemon removed the segments through this seq on purpose (retention: its pruned-through marker). */
+  readonly prunedThrough?: number;
   readonly ok: boolean;
   readonly problems: ChainProblem[];
   readonly notes: string[];
@@ -63,11 +66,20 @@ function readSegment(dir: string, s: SegmentFile, expect: { host: string; journa
   return d;
 }
 
-/** Checks one (host, journal) chain: each segment's lines, the seals, and that each segment continues the one before. */
-export function verifyChain(lockspace: string, host: string, journal: string, segs: readonly SegmentFile[], seen?: Seen): ChainReport {
+/**
+ * Checks one (host, journal) chain: each segment's lines, the seals, and that each segment continues
+ * the one before. Its head: a chain starts at seq 1, or right after the owner's pruned-through marker
+ * (`pruned`, read from the directory when not given: the first kept segment must chain from its hash),
+ * or with a segment whose header says it starts after facts compacted before publication. Anything
+ * else is a missing head, named with the seq range and the first segment present.
+ */
+export function verifyChain(lockspace: string, host: string, journal: string, segs: readonly SegmentFile[], seen?: Seen, pruned: PrunedRead | string | undefined = readPruned(path.join(lockspace, PUBLISHED_DIR, host), host, journal)): ChainReport {
   const dir = path.join(lockspace, PUBLISHED_DIR, host);
   const problems: ChainProblem[] = [];
   const notes: string[] = [];
+  const markerName = prunedFileName(journal);
+  if (typeof pruned === 'string') problems.push({ host, journal, segment: markerName, reason: `pruned-through marker unreadable: ${pruned}` });
+  const marker = typeof pruned === 'string' ? undefined : pruned?.marker;
   let facts = 0;
   let firstSeq: number | undefined;
   let prev: SegmentDecoderState | undefined;
@@ -78,6 +90,28 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
     // A gap before a segment whose header says it starts after facts compacted before publication is
     // the writer's own statement, not damage (SegmentHeader.compacted): kept aside until the header is read.
     const gaps: ChainProblem[] = [];
+    /** The chain's head may chain from the marker's hash (checked by the decoder). */
+    let headPrev: string | undefined;
+    if (i === 0) {
+      const from = marker === undefined ? 1 : marker.through + 1;
+      if (s.firstSeq > from) {
+        gaps.push({
+          host,
+          journal,
+          segment: s.name,
+          seq: from,
+          reason:
+            marker === undefined
+              ? `missing head: seq ${from} to ${s.firstSeq - 1} are in no segment and no pruned-through marker (${markerName}) says the host's daemon removed them; the first segment present is ${s.name}`
+              : `missing segments: seq ${from} to ${s.firstSeq - 1} are in no segment; the host's daemon pruned only through seq ${marker.through} (${markerName}); the first segment present is ${s.name}`,
+        });
+      } else if (marker !== undefined && s.firstSeq === from) {
+        headPrev = marker.hash;
+        notes.push(`seq 1 to ${marker.through} were pruned by the host's daemon at ${marker.at} (retention, ${markerName}); the chain is checked from ${s.name}, whose header continues the marker's hash`);
+      } else if (marker !== undefined) {
+        notes.push(`${markerName} says seq 1 to ${marker.through} were pruned, but ${s.name} (from seq ${s.firstSeq}) is still there: a prune its daemon had not finished; checked as it is`);
+      }
+    }
     if (prev !== undefined) {
       // The previous segment must have been sealed and this one must start right after it.
       if (prev.seal === null) {
@@ -96,7 +130,7 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
       }
     }
     const chained = prev !== undefined && s.firstSeq === prev.lastSeq + 1;
-    const d = readSegment(dir, s, { host, journal, first: s.firstSeq, ...(chained ? { prev: prev!.lastHash } : {}) }, (f) => {
+    const d = readSegment(dir, s, { host, journal, first: s.firstSeq, ...(chained ? { prev: prev!.lastHash } : headPrev !== undefined ? { prev: headPrev } : {}) }, (f) => {
       facts++;
       firstSeq ??= f.seq;
       seen?.(f, s.name);
@@ -124,7 +158,6 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
       if (last && st.seal === null) notes.push(`${s.name}: its last line (${d.pending} bytes after seq ${st.lastSeq}) is not finished: a writer mid-line, or a crash tail its daemon cuts off when it resumes; not corruption`);
       else problems.push({ host, journal, segment: s.name, seq: st.lastSeq + 1, reason: `truncated segment: a cut-off line (${d.pending} bytes) after seq ${st.lastSeq}` });
     }
-    if (i === 0 && s.firstSeq > 1) notes.push(`the published history starts at seq ${s.firstSeq} (${s.name}): the facts before it were compacted or published before this journal's publication began`);
     prev = st;
     prevName = s.name;
   }
@@ -137,6 +170,7 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
     ...(firstSeq !== undefined ? { firstSeq } : {}),
     ...(lastSeq !== undefined ? { lastSeq } : {}),
     ...(prev !== undefined ? { head: prev.lastHash } : {}),
+    ...(marker !== undefined ? { prunedThrough: marker.through } : {}),
     ok: problems.length === 0,
     problems,
     notes,

@@ -6,11 +6,14 @@
 // journal through its own SQLite connection, from the last published seq: falling behind costs lag,
 // never memory, and there is no queue to overflow.
 import Database from 'better-sqlite3';
-import { closeSync, constants, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { lockspaceProblem, type LockspacePin } from '../engine/locker-hosts.js';
+import { HOLD_RULES } from '../cli/audit-query.js';
+import { HoldTracker } from '../journal/compact.js';
 import { GENESIS_HASH, type ChainRow } from '../journal/schema.js';
+import { encodePruned, prunedFileName, readPruned } from '../journal/segment-pruned.js';
 import {
   PUBLISHED_DIR,
   decodeSegment,
@@ -22,6 +25,11 @@ import {
   listSegments,
   segmentFileName,
   segmentTempName,
+  SegmentDecoder,
+  type SegmentCarried,
+  type SegmentDecoderState,
+  type SegmentFact,
+  type SegmentFile,
 } from '../journal/segment.js';
 
 export interface PublishWorkerData {
@@ -33,10 +41,14 @@ export interface PublishWorkerData {
   segmentBytes: number;
   /** Least time between two writes while the backlog is small (pacing: fewer, larger writes). */
   intervalMs: number;
+  /** Retention (config publish_retain_days, in ms): sealed segments whose last fact is older are pruned; 0 keeps all. */
+  retainMs: number;
+  /** How often, at most, to look for segments to prune. */
+  pruneEveryMs: number;
 }
 
 /** Main thread -> worker. */
-export type ToWorker = { type: 'head'; seq: number } | { type: 'segmentBytes'; bytes: number } | { type: 'stop' };
+export type ToWorker = { type: 'head'; seq: number } | { type: 'segmentBytes'; bytes: number } | { type: 'retain'; ms: number } | { type: 'stop' };
 
 /** Worker -> main thread. */
 export type FromWorker =
@@ -44,6 +56,7 @@ export type FromWorker =
   | { type: 'idle'; seq: number }
   | { type: 'error'; message: string; code: string | null }
   | { type: 'notice'; message: string }
+  | { type: 'pruned'; through: number; segments: number; carried: number }
   | { type: 'stopped'; seq: number };
 
 /** Rows read from the journal per write. */
@@ -111,10 +124,14 @@ class Publisher {
   private lastWrite = 0;
   private metaWritten = -1;
   private metaAt = 0;
+  private retainMs: number;
+  /** When pruning was last looked at (0: not yet since the start). */
+  private prunedAt = 0;
 
   constructor(d: PublishWorkerData) {
     this.d = d;
     this.segmentBytes = d.segmentBytes;
+    this.retainMs = d.retainMs;
     this.dir = hostSegmentDir(d.lockspace, d.host);
     this.db = new Database(d.journalFile, { fileMustExist: true });
     this.db.pragma('busy_timeout = 5000');
@@ -130,6 +147,10 @@ class Publisher {
   onMessage(m: ToWorker): void {
     if (m.type === 'head') this.want = Math.max(this.want, m.seq);
     else if (m.type === 'segmentBytes') this.segmentBytes = m.bytes;
+    else if (m.type === 'retain') {
+      this.retainMs = m.ms;
+      this.prunedAt = 0;
+    }
     else if (m.type === 'stop') this.stopping = true;
     this.wake?.();
   }
@@ -163,6 +184,7 @@ class Publisher {
           continue;
         }
         this.writeMeta(false);
+        this.maybePrune();
         post({ type: 'idle', seq: this.published });
         // Facts the main thread has but SQLite not yet (staged): look again soon; else wait for a wake-up.
         await this.sleep(this.want > this.published ? CATCH_UP_POLL_MS : IDLE_POLL_MS);
@@ -420,6 +442,102 @@ class Publisher {
     this.cur = { name, fd, offset: header.length, count: 0 };
   }
 
+  /** Retention, when due: a failure is said and tried again at the next due time; publication goes on. */
+  private maybePrune(): void {
+    if (this.retainMs <= 0 || Date.now() - this.prunedAt < this.d.pruneEveryMs) return;
+    this.prunedAt = Date.now();
+    try {
+      this.prune(Date.now() - this.retainMs);
+    } catch (e) {
+      post({ type: 'notice', message: `retention: pruning old segments failed, tried again later: ${(e as Error).message}` });
+    }
+  }
+
+  /**
+   * Removes this journal's oldest sealed segments whose newest fact is older than `cutoff`, never the
+   * newest segment (the one appended to, or the one resumed from). First writes the pruned-through
+   * marker (segment-pruned.ts): the last removed seq, its chain hash (the first kept segment chains
+   * from it: journal verify --cluster checks the kept history from there) and the holds still in force
+   * at the cut, carried by compaction's rule (HoldTracker, fed with the previous marker's carried facts
+   * and every removed fact), so a reader that starts at the first kept segment still sees a hold that
+   * began before the cut. Refuses when the history does not start where a marker (or seq 1) says:
+   * pruning on top of a missing head would hide it from verify.
+   */
+  private prune(cutoff: number): void {
+    const mine = listSegments(this.dir).filter((s) => s.journalId === this.d.journalId);
+    if (mine.length < 2) return;
+    const before = readPruned(this.dir, this.d.host, this.d.journalId);
+    if (typeof before === 'string') throw new PublishError(`not pruning: ${before} (move it aside to let retention go on)`);
+    let tracker = new HoldTracker(HOLD_RULES);
+    for (const c of before?.carried ?? []) tracker.see(fullRow(c));
+    let expect = before === undefined ? 1 : before.marker.through + 1;
+    let through: { seq: number; hash: string } | undefined;
+    const remove: SegmentFile[] = [];
+    /** Segments the marker already covers (a prune cut short after writing it): removed now. */
+    const covered: SegmentFile[] = [];
+    for (const s of mine.slice(0, -1)) {
+      if (before !== undefined && s.firstSeq <= before.marker.through) {
+        covered.push(s);
+        continue;
+      }
+      const seg = this.readWhole(s);
+      if (seg.header === null || seg.seal === null) break; // damaged or unsealed: kept, verify names it
+      if (s.firstSeq !== expect) {
+        if (seg.header.compacted !== true) {
+          throw new PublishError(`not pruning: ${s.name} starts at seq ${s.firstSeq}, but the published history before it ends at seq ${expect - 1}: a gap or a missing head (journal verify --cluster names it), which pruning would hide`);
+        }
+        // Compacted before publication: the holds in force after the hole are the segment's carried lines.
+        tracker = new HoldTracker(HOLD_RULES);
+      }
+      if (seg.lastAt === undefined || Date.parse(seg.lastAt) >= cutoff) break;
+      for (const c of seg.carried) tracker.see(fullRow(c));
+      for (const f of seg.facts) tracker.see(fullRow(f));
+      remove.push(s);
+      through = { seq: seg.seal.last, hash: seg.seal.hash };
+      expect = seg.seal.last + 1;
+    }
+    for (const s of covered) rmSync(join(this.dir, s.name), { force: true });
+    if (through === undefined) return;
+    const carried = tracker.inForce();
+    const name = prunedFileName(this.d.journalId);
+    const text = encodePruned(
+      { host: this.d.host, journal: this.d.journalId, through: through.seq, hash: through.hash, at: new Date().toISOString(), removed: (before?.marker.removed ?? 0) + remove.length },
+      carried.map((r) => ({ row: r, hash: r.hash! })),
+    );
+    writeWhole(this.dir, name, Buffer.from(text, 'utf8'));
+    for (const s of remove) rmSync(join(this.dir, s.name), { force: true });
+    syncDir(this.dir);
+    post({ type: 'pruned', through: through.seq, segments: remove.length, carried: carried.length });
+    post({ type: 'notice', message: `retention: removed ${remove.length} published segment(s) through seq ${through.seq} (their facts older than the retention); ${name} records the cut and carries ${carried.length} fact(s) still in force` });
+  }
+
+  /** One segment decoded whole, streaming (a segment may be up to publish_segment_bytes). */
+  private readWhole(s: SegmentFile): { header: SegmentDecoderState['header']; seal: SegmentDecoderState['seal']; facts: SegmentFact[]; carried: SegmentCarried[]; lastAt: string | undefined } {
+    const file = join(this.dir, s.name);
+    const d = new SegmentDecoder(file, { host: this.d.host, journal: this.d.journalId, first: s.firstSeq });
+    const facts: SegmentFact[] = [];
+    const carried: SegmentCarried[] = [];
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      if (!fstatSync(fd).isFile()) return { header: null, seal: null, facts, carried, lastAt: undefined };
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      for (let pos = 0; ; ) {
+        const n = readSync(fd, buf, 0, buf.length, pos);
+        if (n === 0) break;
+        pos += n;
+        for (const l of d.push(buf.subarray(0, n))) {
+          if (l.t === 'fact') facts.push(l);
+          else if (l.t === 'carried') carried.push(l);
+        }
+        if (d.problem !== undefined) return { header: null, seal: null, facts, carried, lastAt: undefined };
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const st = d.state;
+    return { header: st.header, seal: d.pending > 0 ? null : st.seal, facts, carried, lastAt: facts[facts.length - 1]?.at ?? st.header?.created };
+  }
+
   /** meta.published_through: how far `journal compact` may cut (it never cuts facts not yet published). */
   private writeMeta(force: boolean): void {
     if (this.published === this.metaWritten) return;
@@ -434,6 +552,29 @@ class Publisher {
       post({ type: 'notice', message: `could not record published_through ${this.published} in the journal: ${(e as Error).message}` });
     }
   }
+}
+
+/** A segment's fact line as the hold tracker takes journal rows. */
+function fullRow(f: SegmentFact | SegmentCarried): ChainRow & { hash: Buffer | null } {
+  return { seq: f.seq, at: f.at, host: f.host, kind: f.kind, resource: f.resource, disk: f.disk, owner: f.owner, owner_name: f.owner_name, payload: f.payload, hash: Buffer.from(f.hash, 'hex') };
+}
+
+/** A small file written whole: a temporary (created O_EXCL|O_NOFOLLOW), synced, renamed over `name`. */
+function writeWhole(dir: string, name: string, bytes: Buffer): void {
+  const tmp = join(dir, `.${name}.tmp`);
+  rmSync(tmp, { force: true });
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  try {
+    writeAll(fd, bytes, 0);
+    fdatasyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, join(dir, name));
+  syncDir(dir);
 }
 
 function readSegmentFile(file: string): Buffer {

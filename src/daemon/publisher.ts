@@ -22,6 +22,8 @@ export interface PublishSettings {
   host: string;
   /** config `publish_segment_bytes`. */
   segmentBytes: number;
+  /** config `publish_retain_days` (0: keep every segment). */
+  retainDays: number;
 }
 
 /** How long a stop waits for the worker's last batch before leaving it behind. */
@@ -33,6 +35,15 @@ const LOG_AGAIN_MS = 60_000;
 /** Pacing: least time between two writes while the backlog is small (VMLOCKD_PUBLISH_INTERVAL_MS: tests and bench). */
 function intervalMs(): number {
   return envMs(process.env, 'VMLOCKD_PUBLISH_INTERVAL_MS') ?? 100;
+}
+
+/** Retention in ms: the config's days, or VMLOCKD_PUBLISH_RETAIN_MS (tests: segments a few seconds old). */
+function retainMs(days: number): number {
+  return envMs(process.env, 'VMLOCKD_PUBLISH_RETAIN_MS') ?? days * 86_400_000;
+}
+/** How often the worker looks for segments past the retention (VMLOCKD_PUBLISH_PRUNE_EVERY_MS: tests). */
+function pruneEveryMs(): number {
+  return envMs(process.env, 'VMLOCKD_PUBLISH_PRUNE_EVERY_MS') ?? 3_600_000;
 }
 
 function workerFile(): URL {
@@ -54,7 +65,7 @@ interface Running {
 }
 
 export class Publication {
-  private settings: PublishSettings = { enabled: false, lockspace: null, host: '', segmentBytes: 0 };
+  private settings: PublishSettings = { enabled: false, lockspace: null, host: '', segmentBytes: 0, retainDays: 0 };
   private run: Running | undefined;
   private journalId: string | undefined;
   private published = 0;
@@ -62,6 +73,9 @@ export class Publication {
   private bytesTotal = 0;
   private factsTotal = 0;
   private errorsTotal = 0;
+  /** Retention: the last seq removed on purpose (its pruned-through marker), and segments removed since the start. */
+  private prunedThrough = 0;
+  private segmentsPruned = 0;
   private lastError: { at: string; message: string; code: string | null } | null = null;
   private failing = false;
   private lastLogged = { message: '', at: 0 };
@@ -97,6 +111,7 @@ export class Publication {
         r.segmentBytes = next.segmentBytes;
         r.worker.postMessage({ type: 'segmentBytes', bytes: next.segmentBytes } satisfies ToWorker);
       }
+      if (this.settings.retainDays !== next.retainDays) r.worker.postMessage({ type: 'retain', ms: retainMs(next.retainDays) } satisfies ToWorker);
       this.settings = next;
       return;
     }
@@ -139,6 +154,8 @@ export class Publication {
       journalId: this.journalId,
       segmentBytes: s.segmentBytes,
       intervalMs: intervalMs(),
+      retainMs: retainMs(s.retainDays),
+      pruneEveryMs: pruneEveryMs(),
     };
     // Its own heap, bounded: a batch is ~1 MiB, a resumed segment at most a few.
     const worker = new Worker(workerFile(), { workerData: data, name: 'vmlockd-publisher', resourceLimits: { maxOldGenerationSizeMb: 96 } });
@@ -201,6 +218,10 @@ export class Publication {
         return;
       case 'notice':
         this.log('info', `publication: ${m.message}`);
+        return;
+      case 'pruned':
+        this.prunedThrough = m.through;
+        this.segmentsPruned += m.segments;
         return;
       case 'stopped':
         this.published = m.seq;
@@ -278,6 +299,8 @@ export class Publication {
       lagFacts: on ? lag.facts : null,
       lagSeconds: on ? Math.round(lag.seconds * 1000) / 1000 : null,
       segment: on ? this.segment : null,
+      retainDays: this.settings.retainDays,
+      prunedThrough: on && this.prunedThrough > 0 ? this.prunedThrough : null,
       failing: on && this.failing,
       errors: this.errorsTotal,
       lastError: this.lastError,
@@ -295,6 +318,7 @@ export class Publication {
       publish_failing: { help: '1 while the last publication attempt failed (the lockspace away, hung, full), else 0.', value: this.on() && this.failing ? 1 : 0 },
       published_bytes_total: { help: 'Bytes of facts written into published segments since start.', value: this.bytesTotal },
       published_facts_total: { help: 'Facts written into published segments since start.', value: this.factsTotal },
+      published_segments_pruned_total: { help: 'Published segments removed by retention (publish_retain_days) since start.', value: this.segmentsPruned },
       publish_errors_total: { help: 'Publication attempts that failed since start (each is retried).', value: this.errorsTotal },
     };
   }
@@ -335,9 +359,9 @@ export class Publication {
 }
 
 /** What a config asks of publication. */
-export function publishSettings(c: { publish: boolean; fileLockspaceDir: string | null; hostId: string; publishSegmentBytes: number }): PublishSettings {
-  return { enabled: c.publish, lockspace: c.fileLockspaceDir, host: c.hostId, segmentBytes: c.publishSegmentBytes };
+export function publishSettings(c: { publish: boolean; fileLockspaceDir: string | null; hostId: string; publishSegmentBytes: number; publishRetainDays: number }): PublishSettings {
+  return { enabled: c.publish, lockspace: c.fileLockspaceDir, host: c.hostId, segmentBytes: c.publishSegmentBytes, retainDays: c.publishRetainDays };
 }
 
 /** Config keys whose change re-configures publication. */
-export const PUBLISH_KEYS: ReadonlySet<string> = new Set(['publish', 'publishSegmentBytes', 'fileLockspaceDir', 'hostId']);
+export const PUBLISH_KEYS: ReadonlySet<string> = new Set(['publish', 'publishSegmentBytes', 'publishRetainDays', 'fileLockspaceDir', 'hostId']);

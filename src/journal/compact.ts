@@ -291,7 +291,7 @@ function testKill(phase: 'copy' | 'meta' | 'delete', n: number): void {
  * newest DaemonStarted, the DaemonStopped after it, and the last moved fact, so audit can tell
  * without the archive whether a moment after the cut falls in a stop or a crash.
  */
-class HoldTracker {
+export class HoldTracker {
   private readonly open: ReadonlySet<string>;
   private readonly close: ReadonlySet<string>;
   /** 0: held; 1: interrupted by a stop; 2: interrupted, and a start has begun (its facts decide). */

@@ -61,6 +61,8 @@ export interface Config {
   publish: boolean;
   /** Published segments are sealed and a new one begun at this size. */
   publishSegmentBytes: number;
+  /** Published segments whose facts are all older than this many days are pruned by this daemon; 0 keeps all. */
+  publishRetainDays: number;
 }
 
 export type ConfigKey = keyof Config;
@@ -170,6 +172,8 @@ const VERIFY_MAX_S = 86_400;
 /** Segment sizes: small enough for tests of the rotation, at most 1 GiB (a reader re-reads one whole segment at most). */
 const PUBLISH_SEGMENT_MIN = 4096;
 const PUBLISH_SEGMENT_MAX = 1024 * 1024 * 1024;
+/** publish_retain_days: at most 100 years (0 keeps every segment). */
+const PUBLISH_RETAIN_MAX_DAYS = 36_500;
 
 const spec = <K extends ConfigKey>(s: KeySpec<K>): KeySpec<K> => s;
 
@@ -360,6 +364,14 @@ const KEY_SPECS = [
     toConf: int,
   }),
   spec({
+    key: 'publishRetainDays',
+    conf: 'publish_retain_days',
+    flag: '--publish-retain-days',
+    check: (raw) => checkInt(raw, 0, PUBLISH_RETAIN_MAX_DAYS),
+    fallback: () => 90,
+    toConf: int,
+  }),
+  spec({
     key: 'metricsAddress',
     conf: 'metrics_address',
     flag: '--metrics-address',
@@ -410,6 +422,7 @@ export const LIVE_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   // Publication is a copy for readers, not a lock: on, off, or another segment size at any time.
   'publish',
   'publishSegmentBytes',
+  'publishRetainDays',
 ]);
 
 export const LOCK_RELEVANT_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([

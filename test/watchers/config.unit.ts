@@ -65,6 +65,7 @@ test('given no files and no flags, then every key has its documented default', (
     verifyIntervalMs: 10_000,
     publish: true,
     publishSegmentBytes: 8 * 1024 * 1024,
+    publishRetainDays: 90,
     metricsAddress: null,
   } satisfies Config);
   assert.ok(CONFIG_KEYS.every((k) => sources[k] === 'default'));
