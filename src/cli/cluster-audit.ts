@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { VmlockdError } from '../engine/errors.js';
 import { listHosts } from '../engine/locker-hosts.js';
+import { readHostChanges } from '../journal/host-changed.js';
 import { canonicalPath } from '../engine/resolve.js';
 import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
@@ -107,13 +108,16 @@ function assemble(cache: ClusterCache, lockspace: string, now: number): ClusterS
   }
   const byHost = new Map<string, HostHistory['chains'][number][]>();
   const opened: Array<{ close(): void }> = [];
+  const changes = readHostChanges(lockspace);
   try {
     for (const c of cache.chains()) {
       const j = cache.openChain(c);
       opened.push(j);
+      const changed = changes.get(`${c.journal}\u0000${c.host}`);
+      const entry = { chain: c, journal: j, ...(changed !== undefined ? { changed } : {}) };
       const list = byHost.get(c.host);
-      if (list === undefined) byHost.set(c.host, [{ chain: c, journal: j }]);
-      else list.push({ chain: c, journal: j });
+      if (list === undefined) byHost.set(c.host, [entry]);
+      else list.push(entry);
     }
   } catch (e) {
     for (const j of opened) j.close();
@@ -252,7 +256,7 @@ export function formatClusterHolders(a: ClusterHolders, format: Format): string 
     a,
     () => csvTable(HOLDER_COLUMNS, a.holders.map((h) => [h.host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via, h.journal])),
     () => {
-      const notes = a.hosts.map((x) => boundaryNote(x.answer, `host ${x.host}`)).join('');
+      const notes = a.hosts.map((x) => boundaryNote(x.answer, `host ${x.host}`) + changedNote(x)).join('');
       if (a.holders.length === 0) return `nobody held ${a.disk} at ${a.at} on any of ${a.hosts.length} host(s) with history then\n${notes}`;
       return (
         `${a.disk} at ${a.at}:\n` +
@@ -263,6 +267,17 @@ export function formatClusterHolders(a: ClusterHolders, format: Format): string 
         notes
       );
     },
+  );
+}
+
+/** A host whose journal went on under another host id before the moment asked: its holds are unknown. */
+function changedNote(x: ClusterHolders['hosts'][number]): string {
+  const c = x.changed;
+  if (c === undefined) return '';
+  const last = x.unknown !== undefined && x.unknown.length > 0 ? ` (its published history last showed ${x.unknown.map((h) => `${h.owner.name ?? h.owner.uuid} holding it`).join(', ')})` : '';
+  return (
+    `note: host ${x.host}'s journal ${c.journal} went on as host ${c.to} from seq ${c.seq} at ${c.at} (the same state directory started under a new host_id); ` +
+    `those facts are not published (VMLOCKD_ERR_PUBLISH_HOST), so who held the disk through it after ${c.at} is unknown${last}\n`
   );
 }
 

@@ -22,7 +22,8 @@ export interface Claim {
   readonly from: string;
   /** undefined: still claimed at the end of the facts. */
   readonly to?: string;
-  readonly end?: 'released' | 'lost' | 'journal-replaced';
+  /** host-changed: its journal went on under another host id, unpublished (host-changed.ts): unknown after `to`. */
+  readonly end?: 'released' | 'lost' | 'journal-replaced' | 'host-changed';
   /** The fact that opened the claim and the one that ended it (their seq in the host's journal). */
   readonly fromSeq: number;
   readonly toSeq?: number;
@@ -51,9 +52,10 @@ interface OpenClaim {
  * Folds one host's lock facts on one disk (all of its journals, oldest first, each in seq order) into
  * claims. `journals` gives each journal's facts; a claim still open when a journal ends (its state
  * directory was lost) continues only if the next journal re-takes it (a Reacquired, found in the
- * lockspace), else it ends when that journal begins.
+ * lockspace), else it ends when that journal begins. A journal with `cut` went on under another
+ * host id at that time (its later facts unpublished): its claims still open end there ('host-changed').
  */
-export function claimsOf(host: string, journals: ReadonlyArray<{ journal?: string; facts: readonly StoredFact[] }>): Claim[] {
+export function claimsOf(host: string, journals: ReadonlyArray<{ journal?: string; facts: readonly StoredFact[]; cut?: string }>): Claim[] {
   const out: Claim[] = [];
   const open = new Map<string, OpenClaim>();
   /** The claim as reported; `to` undefined: still open at the end of the facts. */
@@ -115,6 +117,8 @@ export function claimsOf(host: string, journals: ReadonlyArray<{ journal?: strin
           break;
       }
     }
+    // The journal went on under another host id (unpublished): what it held after that is unknown.
+    if (j.cut !== undefined) for (const [key, c] of [...open]) if (c.journal === j.journal) close(key, c, j.cut, 'host-changed');
   }
   for (const [key, c] of [...open]) {
     if (c.carried !== undefined) close(key, c, c.carried, 'journal-replaced');

@@ -5,12 +5,19 @@
 // gone, and merges the hosts' answers.
 import type { StoredFact, FactQuery, Journal } from '../journal/journal.js';
 import { holdersAnswer, queryFacts, timeline, type AuditSources, type HolderAt, type HoldersAnswer, type Interval, type TimelineEvent } from './audit-query.js';
+import type { HostChange } from '../journal/host-changed.js';
 import type { CachedChain } from './cluster-cache.js';
 import { CLAIM_KINDS, claimsOf, hostGaps, overlaps, type HostGap, type Overlap, type RunEvent } from './cluster-overlaps.js';
 
 export interface ChainSource {
   readonly chain: CachedChain;
   readonly journal: Journal;
+  /**
+   * The journal went on under another host id from `changed.seq` (its state directory started under a
+   * new host_id; host-changed.ts): its facts from `changed.at` on are not published, so what the host
+   * held from then on is unknown, never "still held".
+   */
+  readonly changed?: HostChange;
 }
 
 /** One host's published history: its journals (a new one after a lost state directory), oldest first. */
@@ -50,17 +57,24 @@ export interface ClusterHolders {
   readonly at: string;
   /** Every host's holders, by since; `journal`: the host's journal the hold is read from (its seq counts there). */
   readonly holders: Array<HolderAt & { readonly journal: string }>;
-  /** Each host's own answer (its stop or crash notes), for the hosts that had begun by then. */
-  readonly hosts: ReadonlyArray<{ readonly host: string; readonly answer: HoldersAnswer }>;
+  /**
+   * Each host's own answer (its stop or crash notes), for the hosts that had begun by then. `changed`:
+   * by then its journal went on under another host id, unpublished: its holds are unknown (`unknown`
+   * lists those its published history still had, not counted in `holders`).
+   */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly answer: HoldersAnswer; readonly changed?: HostChange; readonly unknown?: readonly HolderAt[] }>;
 }
 
 /** Who held `disk` at `at`, on any host. */
 export function clusterHolders(cs: ClusterSources, disk: string, at: string): ClusterHolders {
-  const hosts: Array<{ host: string; journal: string; answer: HoldersAnswer }> = [];
+  const hosts: Array<{ host: string; journal: string; answer: HoldersAnswer; changed?: HostChange; unknown?: HolderAt[] }> = [];
   for (const h of cs.hosts) {
     const src = sourcesAt(h, at, cs.now);
     if (src === undefined) continue;
-    hosts.push({ host: h.host, journal: src.journal, answer: holdersAnswer(src, disk, at) });
+    const answer = holdersAnswer(src, disk, at);
+    const changed = h.chains.find((c) => c.chain.journal === src.journal)?.changed;
+    if (changed !== undefined && changed.at <= at) hosts.push({ host: h.host, journal: src.journal, answer: { ...answer, holders: [] }, changed, unknown: answer.holders });
+    else hosts.push({ host: h.host, journal: src.journal, answer });
   }
   const holders = hosts.flatMap((x) => x.answer.holders.map((h) => ({ ...h, journal: x.journal }))).sort((a, b) => (a.since < b.since ? -1 : a.since > b.since ? 1 : a.host < b.host ? -1 : 1));
   return { disk, at, holders, hosts };
@@ -167,7 +181,7 @@ export function clusterOverlaps(cs: ClusterSources, disk: string | undefined, si
   const claims = cs.hosts.flatMap((h) =>
     claimsOf(
       h.host,
-      h.chains.map((c) => ({ journal: c.chain.journal, facts: [...c.journal.iterate({ ...(disk !== undefined ? { disk } : {}), kinds: [...CLAIM_KINDS], ...(until !== undefined ? { until } : {}) })].sort((a, b) => a.seq - b.seq) })),
+      h.chains.map((c) => ({ journal: c.chain.journal, ...(c.changed !== undefined ? { cut: c.changed.at } : {}), facts: [...c.journal.iterate({ ...(disk !== undefined ? { disk } : {}), kinds: [...CLAIM_KINDS], ...(until !== undefined ? { until } : {}) })].sort((a, b) => a.seq - b.seq) })),
     ),
   );
   return overlaps(claims).filter((o) => (since === undefined || o.to === undefined || o.to >= since) && (until === undefined || o.from <= until));

@@ -14,6 +14,7 @@ import { HOLD_RULES } from '../cli/audit-query.js';
 import { HoldTracker } from '../journal/compact.js';
 import { GENESIS_HASH, type ChainRow } from '../journal/schema.js';
 import { encodePruned, prunedFileName, readPruned } from '../journal/segment-pruned.js';
+import { encodeHostChange, hostChangedFileName } from '../journal/host-changed.js';
 import {
   PUBLISHED_DIR,
   decodeSegment,
@@ -125,6 +126,7 @@ class Publisher {
   private metaWritten = -1;
   private metaAt = 0;
   private retainMs: number;
+  private hostChangeSaid = false;
   /** When pruning was last looked at (0: not yet since the start). */
   private prunedAt = 0;
 
@@ -335,6 +337,25 @@ class Publisher {
     throw new PublishError(`cannot find the hash of seq ${seq - 1} to start a segment at seq ${seq}`, 'VMLOCKD_ERR_PUBLISH_DIVERGED');
   }
 
+  /**
+   * Publication stops at a change of host id in the journal: says where, once, in this host's own
+   * directory (host-changed.ts), so readers know the history of the host id before the change ends
+   * there unpublished, not with its holds still in force. A failure here only loses the statement.
+   */
+  private sayHostChanged(): void {
+    if (this.hostChangeSaid) return;
+    try {
+      const c = this.db
+        .prepare(`SELECT f.seq AS seq, f.at AS at, f.host AS host, p.host AS prev FROM facts f JOIN facts p ON p.seq = f.seq - 1 WHERE f.seq > ? AND f.host != p.host ORDER BY f.seq LIMIT 1`)
+        .get(Math.max(this.published, 1)) as { seq: number; at: string; host: string; prev: string } | undefined;
+      if (c === undefined) return;
+      writeWhole(this.dir, hostChangedFileName(this.d.journalId), Buffer.from(encodeHostChange({ journal: this.d.journalId, from: c.prev, to: c.host, seq: c.seq, at: c.at })));
+      this.hostChangeSaid = true;
+    } catch (e) {
+      post({ type: 'notice', message: `could not record the host id change in ${this.dir}: ${(e as Error).message}` });
+    }
+  }
+
   private foreignHost(r: { seq: number; host: string }): PublishError {
     return new PublishError(
       `journal ${this.d.journalId} holds facts journaled under host id ${JSON.stringify(r.host)} (seq ${r.seq} onwards), but this daemon runs as ${JSON.stringify(this.d.host)}: ` +
@@ -351,7 +372,10 @@ class Publisher {
     // the same state directory started under a new host_id would otherwise publish the old host's
     // history a second time as this host's (a false overlap across hosts in audit --cluster).
     const foreign = rows.findIndex((r) => r.host !== this.d.host);
-    if (foreign === 0) throw this.foreignHost(rows[0]!);
+    if (foreign === 0) {
+      this.sayHostChanged();
+      throw this.foreignHost(rows[0]!);
+    }
     if (foreign > 0) rows.length = foreign;
     const start = rows[0]!.seq;
     if (start !== this.published + 1) {
