@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TestDaemon, cli, tmpdir, UUID1, UUID2 } from '../helpers/daemon.js';
-import { status } from '../helpers/published.js';
+import { publishedAll, status, waitFor } from '../helpers/published.js';
 
 const test = suite('cluster: a host renamed on the same state directory');
 const running: TestDaemon[] = [];
@@ -16,20 +16,6 @@ test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill('SIGKILL');
 });
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-const caughtUp = (d: TestDaemon) =>
-  waitFor('publication to catch up', async () => {
-    const st = await status(d.socket);
-    return st.publication?.enabled === true && st.publication.publishedSeq === st.lastSeq ? st : undefined;
-  });
 
 test('renamed between acquire and release, then another host takes the disk: no overlap, and unknown after the change', async () => {
   const root = tmpdir('vmlockd-rename-');
@@ -41,7 +27,7 @@ test('renamed between acquire and release, then another host takes the disk: no 
   const a = new TestDaemon({ stateDir, lockspace: ls, hostId: 'hv-old', env });
   running.push(await a.start());
   assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', disk]).code, 0);
-  await caughtUp(a);
+  await publishedAll(a.socket);
   await a.kill('SIGTERM');
   running.splice(0);
   const renamed = new TestDaemon({ stateDir, lockspace: ls, hostId: 'hv-new', env });
@@ -58,7 +44,7 @@ test('renamed between acquire and release, then another host takes the disk: no 
   const b = new TestDaemon({ stateDir: path.join(root, 'b-state'), lockspace: ls, hostId: 'hv-b', env });
   running.push(await b.start());
   assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'db1', disk]).code, 0);
-  await caughtUp(b);
+  await publishedAll(b.socket);
 
   const home = path.join(root, 'auditor');
   fs.mkdirSync(home, { recursive: true });

@@ -7,23 +7,13 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TestDaemon, cli, tmpdir, UUID1 } from '../helpers/daemon.js';
-import { postEvents, startStop, status } from '../helpers/published.js';
+import { postEvents, startStop, status, waitFor } from '../helpers/published.js';
 
 const test = suite('publication after a compaction done while publish = 0');
 const running: TestDaemon[] = [];
 test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill('SIGKILL');
 });
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('a hold older than a compaction done while publish = 0 is in audit --cluster (the published history starts with the carried holds)', async () => {
   const root = tmpdir('vmlockd-r15-compact-');

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TestDaemon, tmpdir } from '../helpers/daemon.js';
-import { journalHashes, mismatch, postEvents, readPublished, startStop, status } from '../helpers/published.js';
+import { journalHashes, mismatch, postEvents, readPublished, startStop, status, waitFor } from '../helpers/published.js';
 
 const test = suite('publication: a hung or vanished history filesystem delays no reply');
 
@@ -23,16 +23,6 @@ function why(): string | undefined {
   if (spawnSync('bindfs', ['--version']).status !== 0) return 'bindfs is not installed (.ci/install-system.sh)';
   if (!fs.existsSync('/dev/fuse')) return 'no /dev/fuse';
   return undefined;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function mounted(at: string): boolean {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TestDaemon, cli, tmpdir, UUID1 } from '../helpers/daemon.js';
-import { postEvents, readPublished, startStop, status } from '../helpers/published.js';
+import { postEvents, readPublished, startStop, status, waitFor, publishedAll } from '../helpers/published.js';
 
 const test = suite('published history: retention and a missing head');
 const running: TestDaemon[] = [];
@@ -13,26 +13,6 @@ test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill('SIGKILL');
 });
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-async function caughtUp(d: TestDaemon): Promise<Record<string, any>> {
-  let last: Record<string, any> = {};
-  try {
-    return await waitFor('publication to catch up', async () => {
-      last = await status(d.socket);
-      return last.publication?.publishedSeq === last.lastSeq ? last : undefined;
-    });
-  } catch (e) {
-    throw new Error(`${(e as Error).message}: ${JSON.stringify({ lastSeq: last.lastSeq, publication: last.publication })}`);
-  }
-}
 
 /** An environment for a machine that never ran a daemon (no config, no socket, its own cache). */
 function elsewhere(root: string, name: string): Record<string, string> {
@@ -49,7 +29,7 @@ test('the first segments removed by hand, no marker: verify --cluster fails nami
   const d = new TestDaemon({ stateDir, lockspace: ls, hostId: 'h1', extra: ['--publish-segment-bytes', '4096'], env: { VMLOCKD_PUBLISH_INTERVAL_MS: '20' } });
   running.push(await d.start());
   await postEvents(d.socket, startStop(path.join(root, 'images'), 0, 60));
-  await caughtUp(d);
+  await publishedAll(d.socket);
   const segs = readPublished(dir, 'h1').segments;
   assert.ok(segs.length >= 4, `${segs.length} segments`);
   fs.rmSync(path.join(dir, segs[0]!.name));
@@ -79,7 +59,7 @@ test('retention: old segments pruned by their owner; verify checks the kept chai
   running.push(await d.start());
   assert.is(d.cli(['acquire', '--vm', UUID1, '--name', 'longvm', disk]).code, 0);
   await postEvents(d.socket, startStop(path.join(root, 'images'), 0, 60));
-  await caughtUp(d);
+  await publishedAll(d.socket);
   const before = readPublished(dir, 'h1').segments.map((s) => s.name);
   assert.ok(before.length >= 4, `${before.length} segments`);
   const journal = before[0]!.slice(0, 16);
@@ -126,7 +106,7 @@ test('retention: old segments pruned by their owner; verify checks the kept chai
   const d2 = new TestDaemon({ stateDir, lockspace: ls, hostId: 'h1', extra: ['--publish-segment-bytes', '4096', '--publish-retain-days', '0'], env: { VMLOCKD_PUBLISH_INTERVAL_MS: '20' } });
   running.push(await d2.start());
   await postEvents(d2.socket, startStop(path.join(root, 'images'), 100, 30));
-  await caughtUp(d2);
+  await publishedAll(d2.socket);
   const kept = readPublished(dir, 'h1').segments;
   assert.ok(kept.length >= 2, `${kept.length} segments`);
   fs.rmSync(path.join(dir, kept[0]!.name));

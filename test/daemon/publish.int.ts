@@ -7,23 +7,13 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import Database from 'better-sqlite3';
 import { TestDaemon, cli, tmpdir } from '../helpers/daemon.js';
-import { journalHashes, mismatch, postEvents, readPublished, startStop, status } from '../helpers/published.js';
+import { journalHashes, mismatch, postEvents, readPublished, startStop, status, waitFor } from '../helpers/published.js';
 
 const test = suite('publication: the journal copied into <lockspace>/.journal/<host-id>/');
 const running: TestDaemon[] = [];
 test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill('SIGKILL');
 });
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function site(host = 'h1') {
   const root = tmpdir('vmlockd-publish-');

@@ -128,3 +128,27 @@ export function status(socket: string): Promise<Record<string, any>> {
     req.end();
   });
 }
+
+/** Polls `probe` (sync or async) until it returns something truthy; fails naming `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The daemon's status once every journaled fact is published (the status says where it stood otherwise). */
+export async function publishedAll(socket: string): Promise<Record<string, any>> {
+  let last: Record<string, any> = {};
+  try {
+    return await waitFor('publication to catch up', async () => {
+      last = await status(socket);
+      return last.publication?.enabled === true && last.publication.publishedSeq === last.lastSeq ? last : undefined;
+    });
+  } catch (e) {
+    throw new Error(`${(e as Error).message}: ${JSON.stringify({ lastSeq: last.lastSeq, publication: last.publication })}`);
+  }
+}
