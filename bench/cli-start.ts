@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { MAIN, startBenchDaemon, writeReadmeSection } from './lib.js';
 
 const QUICK = process.argv.includes('--quick');
-const SAMPLES = QUICK ? 15 : 100;
+const SAMPLES = QUICK ? 10 : 100;
 const VM = '11111111-1111-4111-8111-111111111111';
 
 function sign(x: number): string {
