@@ -15,6 +15,9 @@
  *                                      data empty at end of stream; throws ETIMEDOUT after timeoutMs
  *   getFd(fd) / setFd(fd, flags)    -> F_GETFD / F_SETFD (FD_CLOEXEC is 1)
  *   dupFd(fd)                       -> F_DUPFD_CLOEXEC
+ *   sealedMemfd(name, data)         -> fd of a new memfd (close-on-exec) holding data, sealed against
+ *                                      any change (shrink, grow, write, seal): journald's way for an
+ *                                      entry too big for one datagram (sent as SCM_RIGHTS)
  *   fstatId(fd)                     -> { dev, ino, type }: dev and ino as decimal strings, type "file",
  *                                      "socket", "dir" or "other"
  *   sockInfo(fd)                    -> { family, type, listening, path } of a socket, from the descriptor itself
@@ -34,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -405,6 +409,33 @@ static napi_value dup_fd(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value sealed_memfd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char name[64];
+  size_t nlen = 0;
+  bool isbuf = false;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &nlen) != napi_ok) { napi_throw_type_error(env, "EINVAL", "expected (name, data)"); return NULL; }
+  napi_is_buffer(env, argv[1], &isbuf);
+  if (!isbuf) { napi_throw_type_error(env, "EINVAL", "data must be a Buffer"); return NULL; }
+  void *data = NULL;
+  size_t dlen = 0;
+  napi_get_buffer_info(env, argv[1], &data, &dlen);
+  int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return throw_errno(env, "memfd_create", errno);
+  size_t off = 0;
+  while (off < dlen) {
+    ssize_t n = write(fd, (char *)data + off, dlen - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { int e = n < 0 ? errno : EIO; close(fd); return throw_errno(env, "write(memfd)", e); }
+    off += (size_t)n;
+  }
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) { int e = errno; close(fd); return throw_errno(env, "fcntl(F_ADD_SEALS)", e); }
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 static napi_value fstat_id(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], result, v;
@@ -484,6 +515,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"getFd", NULL, get_fd, NULL, NULL, NULL, napi_default, NULL},
     {"setFd", NULL, set_fd, NULL, NULL, NULL, napi_default, NULL},
     {"dupFd", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"sealedMemfd", NULL, sealed_memfd, NULL, NULL, NULL, napi_default, NULL},
     {"fstatId", NULL, fstat_id, NULL, NULL, NULL, napi_default, NULL},
     {"sockInfo", NULL, sock_info, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -622,6 +622,7 @@ export class Daemon {
           snapshot_failures_total: { help: 'Journal snapshots that failed (retried later) since start.', value: Number(st.snapshotFailures ?? 0) },
           fd_limit: { help: 'RLIMIT_NOFILE soft limit (one descriptor per held lock).', value: Number(st.fdLimit) },
           ...this.journalWatch.gauges(),
+          ...this.log.gauges(),
           ...(this.publication?.gauges(Number(st.lastSeq)) ?? {}),
         };
       },

@@ -4,8 +4,13 @@
 //   `journalctl -u vmlockd VMLOCKD_DISK=...` finds a disk's lines;
 // - log_format = "json": JSON lines through pino (time, level, msg, disk, vm, host, event, seq);
 // - log_format = "text" (the default): `time level message key=value...` for terminals.
-// A journal send that fails (socket gone, its queue full) never blocks or throws: that line goes to
-// stderr as text instead (the stream systemd also reads). Levels follow virtlockd's log_level.
+// A journal send never blocks or throws (docs/operations.md "Logs"): an entry too big for one datagram
+// goes as a sealed memfd (journald's protocol); one the socket does not take (gone, or its queue full
+// because journald stops reading) goes to stderr as text instead (the stream systemd also reads). A
+// stderr nobody reads (journald stuck) never grows the daemon's memory without bound: past
+// MAX_STDERR_BACKLOG bytes waiting, lines are dropped and counted (vmlockd_log_entries_dropped_total).
+// Levels follow virtlockd's log_level.
+import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type pinoType from 'pino';
 import { native as defaultNative, type NativeBinding } from '../engine/native.js';
@@ -61,11 +66,15 @@ export function stderrIsJournal(env: NodeJS.ProcessEnv = process.env, nat: Nativ
   }
 }
 
-/** One journal entry in the native protocol: KEY=value lines; a value with a newline in the binary form. */
+/**
+ * One journal entry in the native protocol: KEY=value lines; a value holding a newline or a NUL (a
+ * client's disk path or VM name may) in the binary form, KEY\n<u64 LE length><value>\n, which the
+ * protocol allows for any value and which carries every byte as it is.
+ */
 export function journalEntry(fields: ReadonlyArray<readonly [string, string]>): Buffer {
   const parts: Buffer[] = [];
   for (const [k, v] of fields) {
-    if (!v.includes('\n')) {
+    if (!v.includes('\n') && !v.includes('\0')) {
       parts.push(Buffer.from(`${k}=${v}\n`, 'utf8'));
       continue;
     }
@@ -77,26 +86,66 @@ export function journalEntry(fields: ReadonlyArray<readonly [string, string]>): 
   return Buffer.concat(parts);
 }
 
-/** Sends entries to journald's socket: one non-blocking datagram each; false when it did not go. */
+/** What became of one entry: sent (in a datagram or a memfd), the socket's queue full, or another failure. */
+export type SendResult = 'sent' | 'full' | 'failed';
+
+/**
+ * Sends entries to journald's socket: one non-blocking datagram each (MSG_DONTWAIT: a journald that
+ * stops reading fills the queue, and the send says 'full' at once instead of waiting). An entry too big
+ * for one datagram (EMSGSIZE, ENOBUFS) goes as journald's protocol says: written to a sealed memfd whose
+ * descriptor is the only content of an empty datagram (SCM_RIGHTS).
+ */
 export class JournalSink {
   private fd: number | undefined;
+  /** Entries not taken for another reason than a full queue (no socket, refused). */
   failures = 0;
+  /** Entries not taken because the socket's queue was full. */
+  full = 0;
+  /** Entries sent through a memfd. */
+  viaMemfd = 0;
   constructor(
     readonly addr: string,
     private readonly nat: NativeBinding = defaultNative,
   ) {}
 
-  send(entry: Buffer): boolean {
+  send(entry: Buffer): SendResult {
     try {
       this.fd ??= this.nat.dgramSocket();
       this.nat.sendFds(this.fd, this.addr, entry, [], true);
-      return true;
-    } catch {
-      this.failures++;
-      return false;
+      return 'sent';
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code === 'EMSGSIZE' || code === 'ENOBUFS') && this.fd !== undefined) return this.sendMemfd(entry);
+      return this.failed(code);
     }
   }
+
+  private sendMemfd(entry: Buffer): SendResult {
+    let mfd: number | undefined;
+    try {
+      mfd = this.nat.sealedMemfd('vmlockd-journal-entry', entry);
+      this.nat.sendFds(this.fd!, this.addr, Buffer.alloc(0), [mfd], true);
+      this.viaMemfd++;
+      return 'sent';
+    } catch (e) {
+      return this.failed((e as NodeJS.ErrnoException).code);
+    } finally {
+      if (mfd !== undefined) fs.closeSync(mfd);
+    }
+  }
+
+  private failed(code: string | undefined): SendResult {
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
+      this.full++;
+      return 'full';
+    }
+    this.failures++;
+    return 'failed';
+  }
 }
+
+/** Bytes that may wait for stderr (a pipe or socket nobody reads) before lines are dropped. */
+export const MAX_STDERR_BACKLOG = 1 << 20;
 
 type Sink = { kind: 'text' } | { kind: 'json'; pino: pinoType.Logger } | { kind: 'journal'; sink: JournalSink; fallback: Sink };
 
@@ -104,20 +153,52 @@ export interface LoggerOptions {
   format?: LogFormat;
   env?: NodeJS.ProcessEnv;
   nat?: NativeBinding;
-  /** Where text and JSON lines go (stderr). */
-  write?: (line: string) => void;
+  /**
+   * Where text and JSON lines go; false: the line was dropped (the stream's backlog is full). Default:
+   * stderr, dropping while more than MAX_STDERR_BACKLOG bytes wait (VMLOCKD_LOG_BACKLOG_MAX: tests only).
+   */
+  write?: (line: string) => unknown;
+}
+
+/** stderr, bounded: a stream nobody reads keeps at most `max` bytes waiting in this process. */
+export function boundedStderr(max: number): (line: string) => boolean {
+  return (line) => {
+    if (process.stderr.writableLength > max) return false;
+    process.stderr.write(line);
+    return true;
+  };
 }
 
 export class Logger {
   private sink: Sink;
   private readonly write: (line: string) => void;
   private journalWarned = false;
+  /** Lines lost: neither the journal nor stderr took them. */
+  dropped = 0;
+  /** Journal entries that went to stderr instead. */
+  fellBack = 0;
   constructor(
     public level: Level = 'info',
     private readonly opts: LoggerOptions = {},
   ) {
-    this.write = opts.write ?? ((line) => process.stderr.write(line));
+    const env = opts.env ?? process.env;
+    const max = Number(env.VMLOCKD_LOG_BACKLOG_MAX) > 0 ? Number(env.VMLOCKD_LOG_BACKLOG_MAX) : MAX_STDERR_BACKLOG;
+    const out = opts.write ?? boundedStderr(max);
+    this.write = (line) => {
+      if (out(line) === false) this.dropped++;
+    };
     this.sink = this.makeSink(opts.format ?? 'text');
+  }
+
+  /** The log's own health, as metrics gauges (named without the vmlockd_ prefix). */
+  gauges(): Record<string, { help: string; value: number }> {
+    const j = this.sink.kind === 'journal' ? this.sink.sink : undefined;
+    return {
+      log_entries_dropped_total: { help: 'Log lines lost since start: the journal did not take them and stderr had too much waiting (a journald that stops reading).', value: this.dropped },
+      log_journal_fallback_total: { help: "Journal entries the journal's socket did not take (queue full, socket gone) that went to stderr instead.", value: this.fellBack },
+      log_journal_queue_full_total: { help: "Journal entries refused because the journal socket's queue was full (journald not reading).", value: j?.full ?? 0 },
+      log_journal_memfd_total: { help: 'Journal entries too big for one datagram, sent through a sealed memfd.', value: j?.viaMemfd ?? 0 },
+    };
   }
 
   /** The way out in use: 'journal', 'json' or 'text'. */
@@ -200,11 +281,14 @@ export class Logger {
         if (f.disk !== undefined) fields.push(['VMLOCKD_DISK', f.disk]);
         if (f.vm !== undefined) fields.push(['VMLOCKD_VM', f.vm]);
         if (f.host !== undefined) fields.push(['VMLOCKD_HOST', f.host]);
-        if (sink.sink.send(journalEntry(fields))) return;
+        const sent = sink.sink.send(journalEntry(fields));
+        if (sent === 'sent') return;
+        this.fellBack++;
         this.emit(sink.fallback, level, msg, f);
         if (!this.journalWarned) {
           this.journalWarned = true;
-          this.emit(sink.fallback, 'warning', `journal socket ${sink.sink.addr} did not take a log entry: this and later failed entries go to stderr`, {});
+          const why = sent === 'full' ? 'its queue is full: journald is not reading' : 'the socket is missing or refused it';
+          this.emit(sink.fallback, 'warning', `journal socket ${sink.sink.addr} did not take a log entry (${why}): this and later failed entries go to stderr while it has room, else they are dropped (counted in vmlockd_log_entries_dropped_total)`, {});
         }
         return;
       }

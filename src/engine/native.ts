@@ -40,6 +40,8 @@ export interface NativeBinding {
   setFd(fd: number, flags: number): void;
   /** fcntl(F_DUPFD_CLOEXEC) */
   dupFd(fd: number): number;
+  /** A new memfd (close-on-exec) holding `data`, sealed against any change: journald's way for an entry too big for one datagram. */
+  sealedMemfd(name: string, data: Buffer): number;
   /** fstat: the (dev, inode) that identify the file behind a descriptor. */
   fstatId(fd: number): { dev: string; ino: string; type: 'file' | 'socket' | 'dir' | 'other' };
   /**

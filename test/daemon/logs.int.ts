@@ -6,8 +6,10 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sha256Hex } from '../../src/engine/resolve.js';
-import { MESSAGE_IDS } from '../../src/daemon/log.js';
+import { JournalSink, MESSAGE_IDS, journalEntry } from '../../src/daemon/log.js';
+import { call } from '../../src/cli/client.js';
 import { MAIN, UUID1, UUID2, cli, startDaemon, tmpdir, until, type TestDaemon } from '../helpers/daemon.js';
+import { freePort } from '../helpers/ports.js';
 
 const children: ChildProcess[] = [];
 const daemons: TestDaemon[] = [];
@@ -175,6 +177,141 @@ test('JOURNAL_STREAM naming another stream (inherited, not ours): text on stderr
   r.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   await until('the DaemonStarted line', () => err.includes('event=DaemonStarted'));
   assert.not.match(err, /did not take a log entry/);
+});
+
+/** A datagram socket standing in for a journald that has stopped reading: bound, never read. */
+async function deafJournal(sockPath: string): Promise<void> {
+  const p = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("ready",flush=True)\ntime.sleep(3600)', sockPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(p);
+  let out = '';
+  p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  await until('the deaf journal socket to bind', () => out.includes('ready'));
+}
+
+/** Scrapes until `ok` holds for the vmlockd_log_* series (until() polls synchronous probes only). */
+async function scrapeUntil(what: string, port: number, ok: (m: Map<string, number>) => boolean): Promise<Map<string, number>> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const m = await scrape(port);
+    if (ok(m)) return m;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify([...m])}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function scrape(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return new Map(text.split('\n').filter((l) => l.startsWith('vmlockd_log_')).map((l) => [l.split(' ')[0]!, Number(l.split(' ')[1])]));
+}
+
+/** acquire + release of one disk, n times, through the control API: every one must be answered. */
+async function churn(sock: string, disk: string, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const a = await call(sock, 'POST', '/v1/acquire', { vm: { uuid: UUID1, name: `web${i}` }, disks: [{ path: disk }] });
+    assert.is((a.body as { status?: string }).status, 'ok', JSON.stringify(a.body));
+    const r = await call(sock, 'POST', '/v1/release', { vm: { uuid: UUID1 }, disks: [disk] });
+    assert.is((r.body as { status?: string }).status, 'ok', JSON.stringify(r.body));
+  }
+}
+
+test('a journal socket that stops reading (its queue full): entries go to stderr, one warning says why, the daemon answers on, metrics count them', async () => {
+  const dir = tmpdir();
+  const jsock = path.join(dir, 'journal.sock');
+  await deafJournal(jsock);
+  const disk = path.join(dir, 'a.img');
+  fs.writeFileSync(disk, 'image');
+  const port = await freePort();
+  const { errFile, sock } = await journalDaemon(dir, jsock, ['--metrics-address', `127.0.0.1:${port}`]);
+  await churn(sock, disk, 40);
+  const m = await scrapeUntil('the queue-full count', port, (got) => (got.get('vmlockd_log_journal_queue_full_total') ?? 0) > 0);
+  assert.ok(m.get('vmlockd_log_journal_fallback_total')! >= m.get('vmlockd_log_journal_queue_full_total')!, JSON.stringify([...m]));
+  assert.is(m.get('vmlockd_log_entries_dropped_total'), 0, 'stderr (a file) took every line the journal did not');
+  const err = fs.readFileSync(errFile, 'utf8');
+  assert.is(err.match(/did not take a log entry \(its queue is full: journald is not reading\)/g)?.length, 1, err.slice(0, 2000));
+  assert.match(err, /event=LockAcquired/);
+});
+
+test('the journal and stderr both stuck (journald hung): the daemon answers on, its stderr backlog stays bounded, lost lines are counted', async () => {
+  const dir = tmpdir();
+  const jsock = path.join(dir, 'journal.sock');
+  await deafJournal(jsock);
+  const disk = path.join(dir, 'a.img');
+  fs.writeFileSync(disk, 'image');
+  const port = await freePort();
+  const sock = path.join(dir, 'd.sock');
+  const outFile = path.join(dir, 'stdout');
+  // stderr: a stream socket (as systemd's journal stream) whose other end is held and never read.
+  const holder = spawn(
+    'python3',
+    [
+      '-c',
+      'import socket,subprocess,sys,os,time\na,b=socket.socketpair()\nst=os.fstat(b.fileno())\nenv=dict(os.environ,JOURNAL_STREAM="%d:%d"%(st.st_dev,st.st_ino))\np=subprocess.Popen(sys.argv[2:],stderr=b,stdout=open(sys.argv[1],"w"),env=env)\nb.close()\nprint(p.pid,flush=True)\ntime.sleep(3600)',
+      outFile,
+      process.execPath, MAIN, 'serve', '--state-dir', path.join(dir, 'state'), '--lockspace', path.join(dir, 'lockspace'), '--socket', sock, '--log-level', 'debug', '--metrics-address', `127.0.0.1:${port}`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VMLOCKD_JOURNAL_SOCKET: jsock, VMLOCKD_LOG_BACKLOG_MAX: '65536' } },
+  );
+  children.push(holder);
+  let pidText = '';
+  holder.stdout!.setEncoding('utf8').on('data', (d: string) => (pidText += d));
+  const pid = Number(await until('the daemon pid', () => /^\d+\n/.test(pidText) && pidText.trim()));
+  try {
+    await until('the daemon to listen', () => fs.existsSync(outFile) && fs.readFileSync(outFile, 'utf8').includes('listening on'), 30_000);
+    // Each round logs a few debug lines: far more than the socket buffers (about 200 KB) and the 64 KB backlog.
+    await churn(sock, disk, 400);
+    const m = await scrapeUntil('dropped lines counted', port, (got) => (got.get('vmlockd_log_entries_dropped_total') ?? 0) > 0);
+    assert.ok(m.get('vmlockd_log_journal_queue_full_total')! > 0, JSON.stringify([...m]));
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    assert.ok(rss < 400_000, `the daemon's resident memory stayed reasonable: ${rss} kB`);
+    assert.is(cli(['status', '--socket', sock]).code, 0, 'still answering');
+  } finally {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+
+test('an entry too big for one datagram goes as a sealed memfd (journald protocol); a NUL or newline in a value in the binary form', async () => {
+  const dir = tmpdir();
+  const jsock = path.join(dir, 'journal.sock');
+  // A real datagram socket standing in for journald's: it prints each datagram's size, the descriptors
+  // it carried, each descriptor's seals and content (base64).
+  const rx = spawn(
+    'python3',
+    [
+      '-c',
+      'import socket,sys,os,fcntl,base64,array,json\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("ready",flush=True)\nwhile True:\n  d,anc,fl,a=s.recvmsg(1<<20,socket.CMSG_SPACE(16*4))\n  fds=[]\n  for lv,ty,da in anc:\n    if lv==socket.SOL_SOCKET and ty==socket.SCM_RIGHTS:\n      fds+=list(array.array("i",da[:len(da)-len(da)%4]))\n  out=[]\n  for f in fds:\n    seals=fcntl.fcntl(f,fcntl.F_GET_SEALS)\n    os.lseek(f,0,0)\n    b=b""\n    while True:\n      c=os.read(f,1<<20)\n      if not c: break\n      b+=c\n    os.close(f)\n    out.append({"seals":seals,"data":base64.b64encode(b).decode()})\n  print(json.dumps({"len":len(d),"data":base64.b64encode(d).decode(),"fds":out}),flush=True)',
+      jsock,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  children.push(rx);
+  let got = '';
+  rx.stdout!.setEncoding('utf8').on('data', (d: string) => (got += d));
+  await until('the journal stand-in to bind', () => got.includes('ready'));
+  const received = () => got.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { len: number; data: string; fds: Array<{ seals: number; data: string }> });
+  const sink = new JournalSink(jsock);
+  const small = journalEntry([['MESSAGE', 'small'], ['VMLOCKD_VM', 'a\nb\u0000c']]);
+  assert.is(sink.send(small), 'sent');
+  const big = journalEntry([['MESSAGE', `big ${'z'.repeat(600_000)}`], ['VMLOCKD_DISK', '/d\u0000x']]);
+  assert.is(sink.send(big), 'sent');
+  const [one, two] = await until('both entries', () => received().length >= 2 && received());
+  assert.is(one!.fds.length, 0);
+  const fields = parseEntry(Buffer.from(one!.data, 'base64'));
+  assert.is(fields.get('VMLOCKD_VM'), 'a\nb\u0000c');
+  // The big one: an empty datagram carrying exactly one descriptor, a memfd sealed against any change
+  // (F_SEAL_SEAL 1 | SHRINK 2 | GROW 4 | WRITE 8), holding the whole entry.
+  assert.is(two!.len, 0);
+  assert.is(two!.fds.length, 1);
+  assert.is(two!.fds[0]!.seals & 15, 15);
+  const bigFields = parseEntry(Buffer.from(two!.fds[0]!.data, 'base64'));
+  assert.is(bigFields.get('MESSAGE')!.length, 4 + 600_000);
+  assert.is(bigFields.get('VMLOCKD_DISK'), '/d\u0000x');
+  assert.is(sink.viaMemfd, 1);
+  // The NUL went in the binary form (a text-form KEY=value line would carry it raw).
+  assert.ok(small.includes(Buffer.from('VMLOCKD_VM\n')), small.toString('latin1'));
 });
 
 test.run();
