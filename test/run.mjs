@@ -2,13 +2,16 @@
 // Runs the test tiers with uvu (through tsx) and ends with the one line CI reads: `N passed, N failed, N skipped`.
 // A suite skipped for lack of libvirtd or GlusterFS prints `  skipped: REASON` and passes one placeholder
 // test: it counts as skipped, not passed; with CI=true any skip fails the run (the suites also fail).
-// Usage: node test/run.mjs [unit|int|e2e|chaos ...]   (default: all tiers; chaos: VMLOCKD_CHAOS_SECONDS, VMLOCKD_CHAOS_SEED)
+// Usage: node test/run.mjs [unit|int|e2e|chaos|system ...]   (default: all tiers; chaos: VMLOCKD_CHAOS_SECONDS, VMLOCKD_CHAOS_SEED)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'int', 'e2e', 'chaos'];
+// system: the package under a booted systemd container (test/contrib/package-systemd.system.ts), only
+// with VMLOCKD_CI_SYSTEMD_CONTAINER=1 (its root file system is made by .ci/install-system.sh then; docs/ci.md).
+const defaults = ['unit', 'int', 'e2e', 'chaos', ...(process.env.VMLOCKD_CI_SYSTEMD_CONTAINER === '1' ? ['system'] : [])];
+const tiers = process.argv.slice(2).length ? process.argv.slice(2) : defaults;
 let passed = 0;
 let failed = 0;
 let skipped = 0;
