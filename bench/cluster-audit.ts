@@ -4,6 +4,9 @@
 //   node --import tsx bench/cluster-audit.ts            8 hosts x 1M facts; rewrites the cluster-audit section of bench/README.md
 //   node --import tsx bench/cluster-audit.ts --quick    3 hosts x 50k facts; prints only
 //   VMLOCKD_BENCH_CLUSTER=HOSTSxFACTS                   another size (e.g. 8x250000); prints only
+//   --generate-only                                     write the fixture (once) and stop
+//   VMLOCKD_BENCH_CLUSTER_DIR=DIR                       where the fixture and the cache go (default bench/out/;
+//                                                       the 8 x 1M fixture is ~4 GiB: e.g. a directory under /tmp)
 //
 // The segments are a benchmark fixture: synthetic facts (a host's VMs starting and stopping, shared
 // disks held by every host in shared mode, exclusive disks handed from host to host in time windows,
@@ -28,7 +31,7 @@ const HOSTS = CUSTOM ? Number(CUSTOM[1]) : QUICK ? 3 : 8;
 const FACTS = CUSTOM ? Number(CUSTOM[2]) : QUICK ? 50_000 : 1_000_000;
 const RUNS = QUICK ? 50 : 200;
 const GENERATOR_VERSION = 1;
-const OUT = path.join(ROOT, 'bench', 'out', `cluster-audit-${HOSTS}x${FACTS}`);
+const OUT = path.join(process.env.VMLOCKD_BENCH_CLUSTER_DIR ?? path.join(ROOT, 'bench', 'out'), `cluster-audit-${HOSTS}x${FACTS}`);
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 const GAP_MS = 3000;
 const WINDOW_MS = 6 * 3_600_000;
@@ -229,6 +232,7 @@ function subset(meta: Meta, k: number): { lockspace: string; lastAt: string; liv
 
 function main(): void {
   const full = generate();
+  if (process.argv.includes('--generate-only')) return;
   for (const x of Object.values(full.live)) fs.truncateSync(x.file, x.size);
   const k = process.argv.includes('--segments') ? Number(process.argv[process.argv.indexOf('--segments') + 1]) : undefined;
   const cut = k !== undefined ? subset(full, k) : undefined;
