@@ -371,8 +371,10 @@ export class SegmentDecoder {
       if (why !== undefined) return this.fail(at, why, typeof o.seq === 'number' ? o.seq : expectSeq);
       const f = o as unknown as SegmentFact;
       if (f.seq !== expectSeq) return this.fail(at, `seq ${f.seq} where seq ${expectSeq} was expected (a gap or a duplicate)`, f.seq);
-      const hash = chainHash(this.prev, factRow(f));
+      // (f has exactly the chain's columns besides t and hash: no copy of the row per fact.)
+      const hash = chainHash(this.prev, f);
       if (hash.toString('hex') !== f.hash) {
+        if (!HEX64_RE.test(f.hash)) return this.fail(at, `fact hash must be 64 lowercase hex chars, got ${JSON.stringify(f.hash)}`, f.seq);
         return this.fail(at, 'hash does not chain: the fact, its hash or the one before it was changed after it was written', f.seq);
       }
       line = f;
@@ -384,6 +386,7 @@ export class SegmentDecoder {
     } else if (o.t === 'carried') {
       const why = keysAre({ ...o, t: 'fact' }, FACT_KEYS) ?? factProblem({ ...o, t: 'fact' });
       if (why !== undefined) return this.fail(at, why.replace(/^fact/, 'carried'), typeof o.seq === 'number' ? o.seq : undefined);
+      if (!HEX64_RE.test(o.hash as string)) return this.fail(at, `carried hash must be 64 lowercase hex chars, got ${JSON.stringify(o.hash)}`, typeof o.seq === 'number' ? o.seq : undefined);
       const c = o as unknown as SegmentCarried;
       if (this.st.header.compacted !== true || this.st.carriedOpen === false || this.st.count > 0) {
         return this.fail(at, 'a carried line outside the carried block (it may only follow the header of a compacted segment)', c.seq);
@@ -429,6 +432,7 @@ function keysAre(o: Record<string, unknown>, keys: readonly string[]): string | 
 
 const HEADER_KEYS = ['t', 'v', 'host', 'journal', 'first', 'prev', 'created'] as const;
 const FACT_KEYS = ['t', 'seq', 'at', 'host', 'kind', 'resource', 'disk', 'owner', 'owner_name', 'payload', 'hash'] as const;
+const FACT_KEY_SET: ReadonlySet<string> = new Set(FACT_KEYS);
 const SEAL_KEYS = ['t', 'last', 'hash', 'count'] as const;
 
 function headerProblem(o: Record<string, unknown>, e: SegmentExpect): string | undefined {
@@ -453,9 +457,21 @@ function headerProblem(o: Record<string, unknown>, e: SegmentExpect): string | u
   return undefined;
 }
 
+/** True when `o` has exactly the fact line's keys (the common case, checked without arrays). */
+function hasFactKeys(o: Record<string, unknown>): boolean {
+  let n = 0;
+  for (const k in o) {
+    if (!FACT_KEY_SET.has(k)) return false;
+    n++;
+  }
+  return n === FACT_KEYS.length;
+}
+
 function factProblem(o: Record<string, unknown>): string | undefined {
-  const keys = keysAre(o, FACT_KEYS);
-  if (keys !== undefined) return keys;
+  if (!hasFactKeys(o)) {
+    const keys = keysAre(o, FACT_KEYS);
+    if (keys !== undefined) return keys;
+  }
   if (typeof o.seq !== 'number' || !Number.isSafeInteger(o.seq) || o.seq < 1) return `fact seq must be an integer >= 1, got ${JSON.stringify(o.seq)}`;
   for (const k of ['at', 'host', 'kind', 'payload'] as const) {
     if (typeof o[k] !== 'string') return `fact ${k} must be a string, got ${JSON.stringify(o[k])}`;
@@ -463,7 +479,8 @@ function factProblem(o: Record<string, unknown>): string | undefined {
   for (const k of ['resource', 'disk', 'owner', 'owner_name'] as const) {
     if (!isNullableString(o[k])) return `fact ${k} must be a string or null, got ${JSON.stringify(o[k])}`;
   }
-  if (typeof o.hash !== 'string' || !HEX64_RE.test(o.hash)) return `fact hash must be 64 lowercase hex chars, got ${JSON.stringify(o.hash)}`;
+  // Its hex form is checked where it fails to match the recomputed hash (equal to it: 64 lowercase hex chars).
+  if (typeof o.hash !== 'string') return `fact hash must be 64 lowercase hex chars, got ${JSON.stringify(o.hash)}`;
   return undefined;
 }
 
@@ -514,3 +531,4 @@ export function successorProblem(prev: SegmentDecoderState, next: SegmentHeader)
   if (next.prev !== prev.seal.hash) return `segment first ${next.first}: prev does not match the previous segment's seal hash`;
   return undefined;
 }
+
