@@ -69,7 +69,7 @@ const HANDOVER_GRACE_MS = 100;
 
 /**
  * VMLOCKD_JOURNAL_FLUSH_MS: how long a staged fact may wait before it is moved into SQLite (default
- * 2 ms). Larger values batch more; tests set it very high so facts stay staged until a crash.
+ * 20 ms). Larger values batch more; tests set it very high so facts stay staged until a crash.
  */
 function stageFlushMs(): { flushMs?: number } {
   const ms = envMs(process.env, 'VMLOCKD_JOURNAL_FLUSH_MS');

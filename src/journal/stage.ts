@@ -12,7 +12,10 @@ import { chainRows, preview, type ChainedRow } from './rows.js';
 import { chainHash, type ChainBase } from './schema.js';
 
 export interface StageOptions {
-  /** How long a staged fact may wait for its SQLite batch (default 2 ms). */
+  /**
+   * How long a staged fact may wait for its SQLite batch (default 20 ms). Each batch writes about one
+   * page per index and distinct key to the WAL, so small batches cost more per fact (bench/README.md).
+   */
   flushMs?: number;
   /** Most facts moved into SQLite per batch, so a burst does not block the event loop for long (default 500). */
   batchRows?: number;
@@ -86,7 +89,7 @@ export class Stage {
     this.size = fstatSync(fd).size;
     this.allocated = this.size;
     this.head = owner.chainHead();
-    this.flushMs = o.flushMs ?? 2;
+    this.flushMs = o.flushMs ?? 20;
     this.batchRows = o.batchRows ?? 500;
     this.onError = o.onError ?? (() => {});
     this.onRecover = o.onRecover ?? (() => {});
