@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { ClusterCache } from '../../src/cli/cluster-cache.js';
 import { GENESIS_HASH, chainHash, type ChainRow } from '../../src/journal/schema.js';
 import { encodeFact, encodeHeader, encodeSeal, hostSegmentDir, segmentFileName } from '../../src/journal/segment.js';
-import { tmpdir } from '../helpers/daemon.js';
+import { cli, tmpdir } from '../helpers/daemon.js';
 
 const J = 'c0ffee00c0ffee00';
 const H = 'hv-a';
@@ -165,6 +165,26 @@ test('a history that links nowhere to what was cached (only later segments of an
   const c = cached(cache);
   assert.equal(c.rows, expected(other.slice(10)), 'none of the old history mixed in');
   assert.equal([c.facts, c.last], [10, 20]);
+});
+
+test('audit --cluster says so: a warning naming host, journal, segment and seq, and answers from the history published now', () => {
+  const dir = tmpdir('vmlockd-cc-replaced-cli-');
+  const lockspace = path.join(dir, 'lockspace');
+  const home = path.join(dir, 'home');
+  fs.mkdirSync(home);
+  const env = { HOME: home, XDG_CACHE_HOME: path.join(home, '.cache'), VMLOCKD_CONFIG: '/nonexistent', VMLOCKD_SOCKET: path.join(home, 'none.sock') };
+  const q = () => cli(['audit', '--cluster', '--lockspace', lockspace, '--cache', path.join(dir, 'cache'), '--vm', 'web1', '--limit', '100', '--json'], { env });
+  publish(lockspace, history(10), [10], '2026-01-01T00:00:00.000Z');
+  const before = q();
+  assert.is(before.code, 0, before.stderr);
+  assert.not.match(before.stderr, /warning/);
+  moveAside(lockspace);
+  publish(lockspace, history(7, 'restored', 6), [7], '2026-01-02T00:00:00.000Z');
+  const after = q();
+  assert.is(after.code, 0, after.stderr);
+  assert.match(after.stderr, new RegExp(`warning: host ${H}: journal ${J}: segment ${segmentFileName(J, 1)}: seq 6 published now differs`));
+  const facts = JSON.parse(after.stdout) as Array<{ seq: number; payload: { v: string } }>;
+  assert.equal(facts.map((f) => `${f.seq}${f.payload.v}`), ['1', '2', '3', '4', '5', '6restored', '7restored'], 'the history published now, none of the replaced one');
 });
 
 test.run();
