@@ -30,8 +30,8 @@ PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-se
 # the package's maintainer scripts under a real systemd system manager, in a Debian container booted
 # with systemd-nspawn: systemd-container (nspawn; on Debian 12 it pulls the point release of systemd
 # itself), debootstrap (its root file system, made below), dpkg-repack (the machine's nodejs as a .deb
-# for the container). Measured here: the packages 29 s, the root file system 2 min 49 s (once: kept in
-# $VMLOCKD_CONTAINER_ROOTFS), the tier itself 1 min 15 s to 7 min 23 s on the loaded shared machine.
+# for the container). Measured here: the packages 29 s, the root file system 2 min 49 s to 8 min 41 s (load 10;
+# once: kept in $VMLOCKD_CONTAINER_ROOTFS), the tier itself 1 min 16 s to 7 min 23 s (docs/ci.md).
 CONTAINER_ROOTFS=${VMLOCKD_CONTAINER_ROOTFS:-/var/cache/vmlockd-ci/rootfs-bookworm-systemd}
 if [ "${VMLOCKD_CI_SYSTEMD_CONTAINER:-0}" = 1 ]; then
   PACKAGES+=(systemd-container debootstrap dpkg-repack)

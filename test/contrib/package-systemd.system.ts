@@ -89,6 +89,7 @@ if (why !== null) {
 
   test.after(() => {
     if (started) sh(HELPER, ['stop', box]);
+    fs.rmSync(work, { recursive: true, force: true }); // about 250 MB of packages
   });
 
   test('the .deb, an upgrade of it with a higher version, and the machine\'s nodejs as a .deb', () => {
