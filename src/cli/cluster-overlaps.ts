@@ -150,24 +150,42 @@ export function conflicting(a: Mode, b: Mode): boolean {
 }
 
 /**
+ * How far apart two hosts' clocks may be for a hand-over to be told from an overlap. The take comes
+ * within the reservation's 60 s of the release (decision 0009), so the destination's grant reads within
+ * [release - skew, release + 60 s + skew] of the source's release by the two clocks.
+ */
+export const HANDOVER_SKEW_MS = 5 * 60_000;
+const RESERVATION_MS = 60_000;
+
+/**
  * The hand-overs the facts prove: each claim released with `handedTo` (host H, VM U) paired with the
- * claim of U on H on the same disk that took it over. The release reserved the disk for U on H alone
- * (decision 0009) and both sides took the lock file's byte 0 to write their fact, so U on H took the
- * disk after the release, whatever the two hosts' clocks say; of U's claims on H on that disk the one
- * that began nearest the release (by the clocks, the only measure across hosts) is that take, so any
- * skew shorter than half the time between two of U's claims on H is told apart.
+ * claim of U on H on the same disk that is the take of THIS release. The release reserved the disk for
+ * U on H alone (decision 0009) and both sides took the lock file's byte 0 to write their fact, so U on H
+ * took the disk after the release, whatever the two hosts' clocks say. A claim is that take only if it
+ * began at or after the source's claim began, did not end before the release, and began within the
+ * window around the release (HANDOVER_SKEW_MS); of those the first (by start) is the take, and one take
+ * excuses at most one release (releases paired oldest first). A claim of U on H that ended before the
+ * release, or a hold of U on H with no grant around the release, excuses nothing: a failed migration's
+ * stale `handedTo` cannot hide a real overlap.
  */
 function handOvers(list: readonly Claim[]): Set<string> {
   const pairs = new Set<string>();
-  for (const x of list) {
-    if (x.handedTo === undefined || x.to === undefined) continue;
-    const t = Date.parse(x.to);
-    let best: Claim | undefined;
+  const used = new Set<Claim>();
+  const releases = list.filter((x) => x.handedTo !== undefined && x.to !== undefined).sort((p, q) => (p.to! < q.to! ? -1 : p.to! > q.to! ? 1 : 0));
+  for (const x of releases) {
+    const t = Date.parse(x.to!);
+    let take: Claim | undefined;
     for (const y of list) {
-      if (y.host !== x.handedTo.host || y.owner.uuid !== x.handedTo.uuid || y.host === x.host) continue;
-      if (best === undefined || Math.abs(Date.parse(y.from) - t) < Math.abs(Date.parse(best.from) - t)) best = y;
+      if (used.has(y) || y.host !== x.handedTo!.host || y.owner.uuid !== x.handedTo!.uuid || y.host === x.host) continue;
+      const from = Date.parse(y.from);
+      if (y.from < x.from || (y.to !== undefined && Date.parse(y.to) < t)) continue;
+      if (from < t - HANDOVER_SKEW_MS || from > t + RESERVATION_MS + HANDOVER_SKEW_MS) continue;
+      if (take === undefined || y.from < take.from) take = y;
     }
-    if (best !== undefined) pairs.add(pairKey(x, best));
+    if (take !== undefined) {
+      used.add(take);
+      pairs.add(pairKey(x, take));
+    }
   }
   return pairs;
 }
