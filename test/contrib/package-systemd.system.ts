@@ -237,6 +237,17 @@ console.log(JSON.stringify(log.gauges()));
     assert.is(ok('dpkg-query -W -f=\'${Version}\' vmlockd'), UPGRADE);
   });
 
+  test('an upgrade (reinstall) while the operator has stopped the daemon leaves it stopped; started again, it re-takes the lock from its journal', async () => {
+    ok('systemctl stop vmlockd.socket vmlockd.service');
+    const r = inside(`${APT} --reinstall /debs/${upDeb}`);
+    assert.is(r.code, 0, r.out + r.err);
+    assert.is(ok('systemctl is-active vmlockd.socket vmlockd.service || true'), 'inactive\ninactive\n');
+    assert.is(ok('systemctl is-enabled vmlockd.socket vmlockd.service || true'), 'enabled\nenabled\n');
+    ok('systemctl start vmlockd.socket vmlockd.service');
+    const st = await until('the daemon started again', () => status(), 60_000);
+    assert.is(st.locks, 1, JSON.stringify(st));
+  });
+
   test('apt-get remove under systemd: prerm says how many locks go and stops the units, postrm masks them; state and conffile stay', () => {
     const r = inside('apt-get remove -y -q -o DPkg::Lock::Timeout=300 vmlockd');
     assert.is(r.code, 0, r.out + r.err);
