@@ -476,6 +476,13 @@ function appendCost(rows: Row[]): void {
 
 // ---------------------------------------------------------------- start-up
 
+/** A process's user+system CPU milliseconds so far (/proc/PID/stat, 10 ms ticks). */
+function procCpuMs(pid: number): number {
+  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 function rssMb(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
@@ -483,7 +490,7 @@ function rssMb(pid: number): number {
 }
 
 /** Spawn `vmlockd serve`, time spawn -> "listening on", read RSS then and 1 s later, SIGTERM. */
-async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[] = [], main = MAIN): Promise<{ ms: number; rss: number; settled: number; retaken: number; moved: number }> {
+async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[] = [], main = MAIN): Promise<{ ms: number; rss: number; settled: number; retaken: number; moved: number; cpu: number }> {
   const sock = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-start-')), 'd.sock');
   const t0 = performance.now();
   const proc = spawn(process.execPath, [...nodeFlags, main, 'serve', '--state-dir', stateDir, '--lockspace', lockspace, '--socket', sock, '--host-id', HOST], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -491,10 +498,14 @@ async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[
   let err = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  let cpuAtListen = NaN;
   const elapsed = await new Promise<number>((resolve, reject) => {
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
-      if (out.includes('listening on')) resolve(performance.now() - t0);
+      if (out.includes('listening on')) {
+        cpuAtListen = procCpuMs(proc.pid!);
+        resolve(performance.now() - t0);
+      }
     });
     void exited.then(() => reject(new Error(`daemon exited before listening:\n${out}\n${err}`)));
   });
@@ -524,7 +535,7 @@ async function startOnce(stateDir: string, lockspace: string, nodeFlags: string[
   const started = j.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0];
   j.close();
   const retaken = (started?.payload as { held?: number } | undefined)?.held ?? -1;
-  return { ms: elapsed, rss, settled, retaken, moved };
+  return { ms: elapsed, rss, settled, retaken, moved, cpu: cpuAtListen };
 }
 
 /**
@@ -554,8 +565,15 @@ async function startup(n: number, dir: string, rows: Row[], when: string): Promi
     for (let i = 0; i < pairs; i++) {
       const order = i % 2 === 0 ? ['this', 'before'] : ['before', 'this'];
       const t: Record<string, number> = {};
-      for (const b of order) t[b] = (await startOnce(path.join(dir, 'state'), path.join(dir, 'lockspace'), [], b === 'this' ? MAIN : path.join(before, 'dist', 'main.js'))).ms;
-      process.stdout.write(`restart pair ${i + 1}: this build ${Math.round(t.this!)} ms, before ${Math.round(t.before!)} ms, ratio ${(t.this! / t.before!).toFixed(2)}x (load ${os.loadavg()[0]!.toFixed(1)})\n`);
+      const c: Record<string, number> = {};
+      for (const b of order) {
+        const r = await startOnce(path.join(dir, 'state'), path.join(dir, 'lockspace'), [], b === 'this' ? MAIN : path.join(before, 'dist', 'main.js'));
+        t[b] = r.ms;
+        c[b] = r.cpu;
+      }
+      process.stdout.write(
+        `restart pair ${i + 1}: this build ${Math.round(t.this!)} ms (CPU ${Math.round(c.this!)} ms), before ${Math.round(t.before!)} ms (CPU ${Math.round(c.before!)} ms), ratio ${(t.this! / t.before!).toFixed(2)}x wall, ${(c.this! / c.before!).toFixed(2)}x CPU (load ${os.loadavg()[0]!.toFixed(1)})\n`,
+      );
     }
   }
   for (let i = 0; i < STARTS; i++) runs.push(await startOnce(path.join(dir, 'state'), path.join(dir, 'lockspace')));
