@@ -26,9 +26,10 @@ interface Ran {
 }
 
 /** A command's result; the environment has no VMLOCKD_* and no systemd variables, as an operator's shell. */
-function sh(cmd: string, args: string[], opts: { cwd?: string; input?: string; timeout?: number } = {}): Ran {
+function sh(cmd: string, args: string[], opts: { cwd?: string; input?: string; timeout?: number; env?: Record<string, string> } = {}): Ran {
   const env: NodeJS.ProcessEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   for (const k of Object.keys(env)) if (k.startsWith('VMLOCKD_') || k === 'NOTIFY_SOCKET' || k.startsWith('LISTEN_')) delete env[k];
+  Object.assign(env, opts.env ?? {});
   const r = spawnSync(cmd, args, { cwd: opts.cwd ?? '/', input: opts.input ?? '', encoding: 'utf8', env, timeout: opts.timeout ?? 600_000, maxBuffer: 64 << 20 });
   return { code: r.status ?? -1, out: r.stdout ?? '', err: `${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
 }
@@ -318,12 +319,21 @@ if (why !== null) {
     assert.is(vmlockd('acquire', '--vm', UUID2, disk).code, 3);
   });
 
-  test('apt-get remove: the package files go; the state, the journal and the conffile stay; a daemon run by hand is warned about, not killed', async () => {
+  test('apt-get remove while the daemon holds a running VM\'s lock: refused, nothing touched (review14)', () => {
     const r = sh('apt-get', ['remove', ...APT, 'vmlockd']);
+    assert.is.not(r.code, 0, 'the removal is refused');
+    assert.match(r.out + r.err, /REFUSING to remove the package: the running vmlockd holds 1 disk lock\(s\)/);
+    assert.match(r.out + r.err, /VMLOCKD_REMOVE_WITH_LOCKS=1/);
+    assert.is(installed(), 'installed');
+    assert.is(daemon!.exitCode, null);
+    assert.is(vmlockd('acquire', '--vm', UUID2, disk).code, 3, 'the lock is still held');
+  });
+
+  test('apt-get remove with VMLOCKD_REMOVE_WITH_LOCKS=1: the package files go; the state, the journal and the conffile stay; a daemon run by hand is warned about, not killed', () => {
+    const r = sh('apt-get', ['remove', ...APT, 'vmlockd'], { env: { VMLOCKD_REMOVE_WITH_LOCKS: '1' } });
     assert.is(r.code, 0, r.out + r.err);
-    assert.match(r.out + r.err, /the running daemon holds 1 disk lock\(s\) and is not stopped \(no systemd\)/);
+    assert.match(r.out + r.err, /the running vmlockd holds 1 disk lock\(s\) of running VMs and is not stopped \(no systemd\)/);
     assert.is(daemon!.exitCode, null, 'no systemd: the package does not kill a daemon it did not start');
-    await stopDaemon();
     assert.is(installed(), 'config-files');
     for (const f of listing.filter((f) => !f.endsWith('/') && f !== '/etc/vmlockd/vmlockd.conf')) assert.not.ok(fs.existsSync(f), `${f} removed`);
     assert.not.ok(fs.existsSync('/usr/lib/vmlockd'));
@@ -331,7 +341,25 @@ if (why !== null) {
     assert.ok(fs.existsSync('/var/lib/vmlockd/journal.db'), 'the journal stays until purge');
   });
 
-  test('apt-get purge: nothing of vmlockd is left (conffile, state, socket directory, unit state)', () => {
+  test('apt-get purge while the daemon still runs: its journal, lockspace and socket are kept (review14)', () => {
+    const r = sh('apt-get', ['purge', ...APT, 'vmlockd']);
+    assert.is(r.code, 0, r.out + r.err);
+    assert.match(r.out + r.err, /still runs on \/var\/lib\/vmlockd: its journal, lockspace and socket are KEPT/);
+    assert.is(installed(), '');
+    assert.is(daemon!.exitCode, null);
+    assert.ok(fs.existsSync('/var/lib/vmlockd/journal.db'), 'the running daemon\'s journal is kept');
+    assert.ok(fs.existsSync('/run/vmlockd/vmlockd.sock'), 'the running daemon\'s control socket is kept');
+    assert.is(sh('node', [path.join(ROOT, 'dist', 'main.js'), 'locks', '--socket', '/run/vmlockd/vmlockd.sock']).code, 0, 'the daemon is still reachable');
+  });
+
+  test('apt-get purge: nothing of vmlockd is left (conffile, state, socket directory, unit state)', async () => {
+    await stopDaemon();
+    // What the kept-state message says to do once the daemon is stopped; then a purge of an
+    // installed package removes everything itself.
+    fs.rmSync('/var/lib/vmlockd', { recursive: true, force: true });
+    fs.rmSync('/run/vmlockd', { recursive: true, force: true });
+    const inst = sh('apt-get', ['install', ...APT, path.join(out, deb)]);
+    assert.is(inst.code, 0, inst.out + inst.err);
     const r = sh('apt-get', ['purge', ...APT, 'vmlockd']);
     assert.is(r.code, 0, r.out + r.err);
     assert.is(installed(), '');
