@@ -366,7 +366,7 @@ export class Daemon {
         this.meters.conflict();
         for (const h of this.conflictHandlers) h(conflict);
       },
-      log: (level, msg) => this.log.log(level, msg),
+      log: (level, msg, fields) => this.log.log(level, msg, fields),
     });
     this.verifier.start();
     for (const start of this.sourceStarters) this.sources.push(await start(this.sourceContext(), this));

@@ -52,12 +52,13 @@ export class JournalWatch {
   }
 
   /** Journal facts outside a command from a timer or a socket handler: a failure is logged, never thrown. */
-  record(record: (facts: readonly NewFact[]) => Fact[], facts: readonly NewFact[]): void {
+  record(record: (facts: readonly NewFact[]) => Fact[], facts: readonly NewFact[]): Fact[] {
     try {
-      record(facts);
+      return record(facts);
     } catch (e) {
       const kinds = [...new Set(facts.map((f) => f.kind))].join(', ');
       this.limited('refused', 'error', `journal: could not record ${kinds}: ${(e as Error).message}`);
+      return [];
     }
   }
 

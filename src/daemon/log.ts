@@ -252,10 +252,10 @@ export class Logger {
   private emit(sink: Sink, level: Level, msg: string, f: LogFields): void {
     switch (sink.kind) {
       case 'text': {
-        const extra = [f.event && `event=${f.event}`, f.seq !== undefined && `seq=${f.seq}`, f.disk && `disk=${f.disk}`, f.vm && `vm=${f.vm}`, f.host && `host=${f.host}`].filter(Boolean);
+        const extra = [f.event && `event=${fieldValue(f.event)}`, f.seq !== undefined && `seq=${f.seq}`, f.disk && `disk=${fieldValue(f.disk)}`, f.vm && `vm=${fieldValue(f.vm)}`, f.host && `host=${fieldValue(f.host)}`].filter(Boolean);
         // One event, one line: a disk path or VM name chosen by a client may hold a newline (or
         // another control character) that would otherwise forge a log line of its own.
-        this.write(`${new Date().toISOString()} ${level} ${oneLine(msg)}${extra.length > 0 ? ` [${oneLine(extra.join(' '))}]` : ''}\n`);
+        this.write(`${new Date().toISOString()} ${level} ${oneLine(msg)}${extra.length > 0 ? ` [${extra.join(' ')}]` : ''}\n`);
         return;
       }
       case 'json': {
@@ -314,6 +314,17 @@ export function classify(msg: string): LogFields {
   if (msg.startsWith('CONFLICT:')) return { event: 'Conflict' };
   if (msg.startsWith('journal:') && !msg.includes('again')) return { event: 'JournalFailing' };
   return {};
+}
+
+/**
+ * A text field's value, logfmt style: escaped as oneLine, '[' and ']' as \x5b and \x5d (the field
+ * block's bounds stay the line's last '[' and its ']'), and in double quotes (with \" inside) when it
+ * holds a space, '=' or '"' or is empty, so a client-chosen VM name or disk path never adds a field
+ * (review14: a name "web2] [event=LeaseLost seq=1" forged a LeaseLost).
+ */
+export function fieldValue(v: string): string {
+  const e = oneLine(v).replace(/[[\]]/g, (c) => (c === '[' ? '\\x5b' : '\\x5d'));
+  return e === '' || /[\s="]/.test(e) ? `"${e.replace(/"/g, '\\"')}"` : e;
 }
 
 /** Control characters written as \xNN (a backslash doubled first, so the text stays unambiguous). */

@@ -3,7 +3,7 @@
 // record the conflict with both owners and hand it to the on_conflict policy. Never steals a lock
 // back. A check that fails (EMFILE, EIO, a mount that does not answer) is not a loss: it is logged,
 // counted and retried. A pending re-take ends with any newer fact about its resource or a release.
-import { fact, type NewFact } from '../engine/facts.js';
+import { fact, type Fact, type NewFact } from '../engine/facts.js';
 import type { Locker } from '../engine/locker.js';
 import { resourceFields } from '../engine/locker.js';
 import type { State } from '../engine/state.js';
@@ -22,13 +22,15 @@ export interface Conflict {
 export interface VerifierDeps {
   readonly locker: Locker;
   state(): State;
-  record(facts: readonly NewFact[]): void;
+  /** The recorded facts (with their seq), or nothing when the journal refused them. */
+  record(facts: readonly NewFact[]): readonly Fact[] | void;
   /** Read on every round, so a config reload of verify_interval takes effect at once. */
   intervalMs(): number;
   /** Called on every round before the checks (the host heartbeat). */
   beforeRound?(at: string): void;
   onConflict(c: Conflict): void;
-  log(level: 'info' | 'warning' | 'error', msg: string): void;
+  /** fields: the log line's disk, vm, seq (src/daemon/log.ts); without them the wording classifies it. */
+  log(level: 'info' | 'warning' | 'error', msg: string, fields?: { event?: string; disk?: string; vm?: string; seq?: number }): void;
   now?(): Date;
 }
 
@@ -238,10 +240,13 @@ export class Verifier {
       else if (!locker.isHeld(p.ref.id)) attempt(p, null);
     }
 
-    if (facts.length > 0) this.deps.record(facts);
+    const recorded = facts.length > 0 ? this.deps.record(facts) ?? [] : [];
     for (const c of conflicts) {
       const who = c.holder.owner ? `VM ${c.holder.owner.name ?? c.holder.owner.uuid}${c.holder.host ? ` on host ${c.holder.host}` : ''}` : 'another owner';
-      this.deps.log('error', `CONFLICT: disk ${c.disk} lost by ${c.owners.map((o) => o.name ?? o.uuid).join(', ')} is now held by ${who}; both may be writing it`);
+      // The line reports the LeaseLost of this disk: its seq joins it with `vmlockd audit` (review14).
+      const lostFact = recorded.find((f) => f.kind === 'LeaseLost' && f.payload.disk === c.disk);
+      const vm = c.owners.map((o) => o.name ?? o.uuid).join(', ');
+      this.deps.log('error', `CONFLICT: disk ${c.disk} lost by ${vm} is now held by ${who}; both may be writing it`, { event: 'Conflict', disk: c.disk, vm, ...(lostFact ? { seq: lostFact.seq } : {}) });
       this.deps.onConflict(c);
     }
     const lost = facts.filter((f) => f.kind === 'LeaseLost').length;

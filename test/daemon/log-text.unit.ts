@@ -30,4 +30,27 @@ test('a backslash is doubled, so an escaped newline and a literal "\\x0a" in a n
   assert.match(lines[1]!, / info acquired \/images\/plain\.img for VM web1\n$/);
 });
 
+/** The field block of a text line read as a logfmt parser would: from the line's last '[' to its ']'. */
+function textFields(line: string): Map<string, string[]> {
+  const tail = line.slice(line.lastIndexOf('[') + 1, line.lastIndexOf(']'));
+  const fields = new Map<string, string[]>();
+  for (const m of tail.matchAll(/([A-Za-z_]+)=("(?:[^"\\]|\\.)*"|[^ ]*)/g)) fields.set(m[1]!, [...(fields.get(m[1]!) ?? []), m[2]!]);
+  return fields;
+}
+
+test('a VM name or disk path with spaces, "=", "[", "]" or quotes cannot add a field (review14)', () => {
+  const { lines, log } = capture();
+  log.log('warning', 'refused', { event: 'LockRefused', seq: 7, disk: '/images/my disk [1].img', vm: 'web2] [event=LeaseLost seq=1 host=h9 "x"', host: 'h1' });
+  const line = lines[0]!;
+  const f = textFields(line);
+  assert.equal(f.get('event'), ['LockRefused'], line);
+  assert.equal(f.get('seq'), ['7'], line);
+  assert.equal(f.get('host'), ['h1'], line);
+  assert.equal(f.get('vm'), ['"web2\\x5d \\x5bevent=LeaseLost seq=1 host=h9 \\"x\\""'], line);
+  assert.equal(f.get('disk'), ['"/images/my disk \\x5b1\\x5d.img"'], line);
+  // Plain values stay bare.
+  log.log('info', 'ok', { event: 'LockAcquired', vm: 'web1', disk: '/images/a.img' });
+  assert.match(lines[1]!, / \[event=LockAcquired disk=\/images\/a\.img vm=web1\]\n$/);
+});
+
 test.run();
