@@ -57,6 +57,9 @@ export class Meters {
   private readonly latency = new Histogram({ name: 'vmlockd_request_duration_seconds', help: 'Time from a command entering the pipeline to its reply (facts durable), by source (front door) and command kind.', labelNames: ['source', 'kind'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   private readonly facts = new Counter({ name: 'vmlockd_facts_total', help: 'Facts journaled since this daemon started, by kind.', labelNames: ['kind'], registers: [this.registry] });
   private readonly leaseLost = new Counter({ name: 'vmlockd_lease_lost_total', help: 'LeaseLost facts journaled since start: a VM runs without a lock it had.', registers: [this.registry] });
+  // The counter restarts with the process: a LeaseLost journaled at a start, after a process that had
+  // counted one, reads 1 -> 1 and increase() misses it (review14). The last one's time does not.
+  private readonly lastLeaseLost = new Gauge({ name: 'vmlockd_last_lease_lost_timestamp_seconds', help: 'Time of the last LeaseLost this daemon journaled (0: none since start); alert on time() - it.', registers: [this.registry] });
   private readonly conflicts = new Counter({ name: 'vmlockd_conflicts_total', help: 'Held locks the verifier found taken by another owner since start.', registers: [this.registry] });
   private readonly syncs = new Histogram({ name: 'vmlockd_journal_sync_seconds', help: "fdatasync of the journal's staging file, one per group commit (journal_sync=fdatasync).", buckets: SYNC_BUCKETS, registers: [this.registry] });
 
@@ -66,6 +69,7 @@ export class Meters {
       .set(1);
     // Zero series from the start, so a rate() or an alert sees the first increase.
     this.leaseLost.inc(0);
+    this.lastLeaseLost.set(0);
     this.conflicts.inc(0);
   }
 
@@ -88,7 +92,11 @@ export class Meters {
       let j = i + 1;
       while (j < facts.length && facts[j]!.kind === kind) j++;
       this.facts.labels({ kind }).inc(j - i);
-      if (kind === 'LeaseLost') this.leaseLost.inc(j - i);
+      if (kind === 'LeaseLost') {
+        this.leaseLost.inc(j - i);
+        const at = Date.parse(facts[j - 1]!.at);
+        this.lastLeaseLost.set((Number.isFinite(at) ? at : Date.now()) / 1000);
+      }
       i = j;
     }
   };
