@@ -248,10 +248,18 @@ console.log(JSON.stringify(log.gauges()));
     assert.is(st.locks, 1, JSON.stringify(st));
   });
 
-  test('apt-get remove under systemd: prerm says how many locks go and stops the units, postrm masks them; state and conffile stay', () => {
+  test('apt-get remove under systemd while a lock is held: refused, nothing stopped (review14)', () => {
     const r = inside('apt-get remove -y -q -o DPkg::Lock::Timeout=300 vmlockd');
+    assert.is.not(r.code, 0, r.out + r.err);
+    assert.match(r.out + r.err, /REFUSING to remove the package: the running vmlockd holds 1 disk lock\(s\)/);
+    assert.is(ok('systemctl is-active vmlockd.service || true'), 'active\n');
+    assert.is(ok("dpkg-query -W -f='${db:Status-Status}' vmlockd"), 'installed');
+  });
+
+  test('apt-get remove under systemd with VMLOCKD_REMOVE_WITH_LOCKS=1: prerm says how many locks go and stops the units, postrm masks them; state and conffile stay', () => {
+    const r = inside('VMLOCKD_REMOVE_WITH_LOCKS=1 apt-get remove -y -q -o DPkg::Lock::Timeout=300 vmlockd');
     assert.is(r.code, 0, r.out + r.err);
-    assert.match(r.out + r.err, /removing the package stops the daemon: its 1 held disk lock\(s\) are released/);
+    assert.match(r.out + r.err, /removing the package stops the daemon: the running vmlockd holds 1 disk lock\(s\) of running VMs, and they are released/);
     assert.is(ok('systemctl is-active vmlockd.socket vmlockd.service || true'), 'inactive\ninactive\n');
     assert.is(ok('systemctl is-enabled vmlockd.socket vmlockd.service || true'), 'masked\nmasked\n');
     ok('test -f /var/lib/vmlockd/journal.db && test -f /etc/vmlockd/vmlockd.conf && ! test -e /usr/lib/vmlockd');
