@@ -25,10 +25,10 @@ export interface StageOptions {
   onRecover?: (what: 'stage' | 'sqlite') => void;
   /**
    * fdatasync the staging file before `append` returns (one per append, so a group of commands
-   * shares one), and the SQLite WAL before the staging file is ever cut back: an acknowledged fact
-   * then survives the state directory's filesystem failing (an ext4 error remounting it read-only,
-   * a power loss), not only the process. Default: on under synchronous=FULL, else off. See
-   * docs/decisions/0002.
+   * shares one): an acknowledged fact then survives the state directory's filesystem failing (an
+   * ext4 error remounting it read-only, a power loss), not only the process. Default: on under
+   * synchronous=FULL, else off. See docs/decisions/0002. (SQLite's WAL is synced before the staging
+   * file is cut, in either mode: decision 0018.)
    */
   sync?: boolean;
 }
@@ -144,10 +144,13 @@ export class Stage {
       throw new JournalError('VMLOCKD_ERR_JOURNAL_FORKED', `journal ${owner.file} is already open for staged appends by another process`);
     }
     try {
-      const left = parseStage(readFileSync(file, 'utf8'), owner.chainHead(), file);
+      const text = readFileSync(file, 'utf8');
+      const left = parseStage(text, owner.chainHead(), file);
       if (left.length > 0) owner.insertStaged(left);
-      // What was moved must be on disk before its only synced copy is cut (a NORMAL commit is not).
-      if (left.length > 0 && (typeof staged === 'object' ? staged.sync : undefined) !== false) syncWal(owner.file);
+      // Every staged line, moved just now or by the process that staged it (killed before it synced
+      // its WAL: a NORMAL commit is not synced), must be durable in SQLite before its staged copy,
+      // maybe the only synced one, is cut (and zeroed and synced by preallocate). Decision 0018.
+      if (/[^\0]/.test(text)) syncWal(owner.file);
       ftruncateSync(fd, 0);
     } catch (e) {
       closeSync(fd);
@@ -234,14 +237,13 @@ export class Stage {
       this.onRecover('sqlite');
     }
     if (this.pending.length === 0 && this.size >= STAGE_RESET_BYTES) {
-      // Synced mode: the staged lines are the only synced copy of the facts until SQLite's WAL is.
+      // The staged lines may be the only synced copy of the facts until SQLite's WAL is (written
+      // back by the kernel even when not synced here): never cut them first (decision 0018).
       let synced = true;
-      if (this.sync) {
-        try {
-          syncWal(this.owner.file);
-        } catch {
-          synced = false; // keep the staged copy; cut at a later move
-        }
+      try {
+        syncWal(this.owner.file);
+      } catch {
+        synced = false; // keep the staged copy; cut at a later move
       }
       if (synced && this.sync) {
         this.preallocate();
