@@ -181,8 +181,20 @@ export function clusterOverlaps(cs: ClusterSources, disk: string | undefined, si
   const claims = cs.hosts.flatMap((h) =>
     claimsOf(
       h.host,
-      h.chains.map((c) => ({ journal: c.chain.journal, ...(c.changed !== undefined ? { cut: c.changed.at } : {}), facts: [...c.journal.iterate({ ...(disk !== undefined ? { disk } : {}), kinds: [...CLAIM_KINDS], ...(until !== undefined ? { until } : {}) })].sort((a, b) => a.seq - b.seq) })),
+      h.chains.map((c) => ({ journal: c.chain.journal, ...(c.changed !== undefined ? { cut: c.changed.at } : {}), facts: claimFacts(c.journal, disk, until) })),
     ),
   );
   return overlaps(claims).filter((o) => (since === undefined || o.to === undefined || o.to >= since) && (until === undefined || o.from <= until));
+}
+
+/**
+ * A chain's claim facts in seq order, the carried ones first: the holds in force where the host's
+ * daemon pruned its older segments (the pruned-through marker's carried facts, the cache's `carried`
+ * table) open claims like the facts they copy, so an overlap with them is found as at `--at`.
+ */
+function claimFacts(j: Journal, disk: string | undefined, until: string | undefined): StoredFact[] {
+  const q: FactQuery = { ...(disk !== undefined ? { disk } : {}), kinds: [...CLAIM_KINDS], ...(until !== undefined ? { until } : {}) };
+  const live = [...j.iterate(q)];
+  const seen = new Set(live.map((f) => f.seq));
+  return [...j.carried(q).filter((f) => !seen.has(f.seq)), ...live].sort((a, b) => a.seq - b.seq);
 }
