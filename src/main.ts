@@ -160,6 +160,11 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE + '\n');
       return command === undefined ? 2 : 0;
 
+    case '--version':
+    case 'version':
+      process.stdout.write(`vmlockd ${(await import('./version.js')).VERSION}\n`);
+      return 0;
+
     case 'hook':
       return (await import('./cli/hook.js')).runHook(rest);
 

@@ -34,5 +34,5 @@ export const USAGE = `usage: vmlockd <command> [options]
 
 Client commands find the daemon with --socket PATH, else $VMLOCKD_SOCKET, else socket = (or state_dir =)
 in the --config FILE(s), else ./var/vmlockd.sock (installed package: /etc/vmlockd/vmlockd.conf's, else
-/run/vmlockd/vmlockd.sock). Every command answers --help.
+/run/vmlockd/vmlockd.sock). Every command answers --help; vmlockd --version prints the version.
 Exit codes: 0 done; 3 refused because a lock is held; 2 bad input or usage; 1 any other failure.`;
