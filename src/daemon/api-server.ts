@@ -163,14 +163,18 @@ export function createApiServer(ctx: ApiContext): http.Server {
       }
       const bad = e instanceof BadInputError;
       if (!bad) ctx.log('error', `API ${req.method} ${req.url} failed: ${(e as Error).stack ?? e}`);
-      const reply: Reply = ctx.engine.reject('api', e, undefined);
-      if (res.headersSent) return;
-      if (e instanceof TooLargeError) {
-        res.setHeader('connection', 'close');
-        if (!req.complete) res.once('finish', () => req.destroy());
-        return send(res, 413, reply);
-      }
-      send(res, bad ? 400 : 500, bad ? reply : { status: 'error', code: 'VMLOCKD_ERR_INTERNAL', message: (e as Error).message });
+      // Answered once the InputRejected fact is durable (or with the journal's error if it is not).
+      ctx.engine.rejectThen('api', e, undefined, (reply) => {
+        if (res.headersSent || res.destroyed) return;
+        const unjournaled = reply.status === 'error' && reply.code === 'VMLOCKD_ERR_JOURNAL';
+        if (e instanceof TooLargeError) {
+          res.setHeader('connection', 'close');
+          if (!req.complete) res.once('finish', () => req.destroy());
+          return send(res, unjournaled ? httpStatusOf(reply) : 413, reply);
+        }
+        if (unjournaled) return send(res, httpStatusOf(reply), reply);
+        send(res, bad ? 400 : 500, bad ? reply : { status: 'error', code: 'VMLOCKD_ERR_INTERNAL', message: (e as Error).message });
+      });
     });
   });
   server.keepAliveTimeout = 60_000;
@@ -272,7 +276,7 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
         reply = await ctx.engine.submit(commandFrom(kind, body, now));
       } catch (e) {
         if (!(e instanceof BadInputError)) throw e;
-        reply = ctx.engine.reject('api', e, JSON.stringify(body));
+        reply = await rejected(ctx, 'api', e, JSON.stringify(body));
       }
       return send(res, httpStatusOf(reply), reply);
     }
@@ -286,7 +290,8 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
         return send(res, httpStatusOf(reply), reply);
       } catch (e) {
         if (!(e instanceof BadInputError)) throw e;
-        return send(res, 400, ctx.engine.reject('hook', e, JSON.stringify(body)));
+        const reply = await rejected(ctx, 'hook', e, JSON.stringify(body));
+        return send(res, httpStatusOf(reply), reply);
       }
     }
     default:
@@ -311,9 +316,12 @@ async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
   let lineNo = 0;
   const take = (item: BoundedLine): void => {
     const n = ++lineNo;
+    // A rejected line is answered like any command: once its InputRejected fact is durable.
+    const reject = (slot: number, e: unknown, raw: string | undefined): void =>
+      ctx.engine.rejectThen('jsonl', e, raw, (r) => answers.put(slot, JSON.stringify({ line: n, ...r })));
     if ('tooLong' in item) {
       const e = new BadInputError(`line ${n} is ${item.tooLong} bytes long, over the limit of ${MAX_LINE_BYTES} bytes per line; skipped (is this a JSON-lines file?)`);
-      answers.put(answers.slot(), JSON.stringify({ line: n, ...ctx.engine.reject('jsonl', e, undefined) }));
+      reject(answers.slot(), e, undefined);
       return;
     }
     const line = item.line;
@@ -321,7 +329,7 @@ async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
     try {
       event = parseEventLine(line, 'jsonl', new Date().toISOString());
     } catch (e) {
-      answers.put(answers.slot(), JSON.stringify({ line: n, ...ctx.engine.reject('jsonl', e, line) }));
+      reject(answers.slot(), e, line);
       return;
     }
     if (event === null) return;
@@ -329,7 +337,7 @@ async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
     try {
       ctx.engine.dispatchEvent(event, (replies) => answers.put(slot, JSON.stringify({ line: n, ...merge(replies) })));
     } catch (e) {
-      answers.put(slot, JSON.stringify({ line: n, ...ctx.engine.reject('jsonl', e, line) }));
+      reject(slot, e, line);
     }
   };
   for await (const chunk of req) {
@@ -340,6 +348,11 @@ async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
   if (last !== undefined) take(last);
   await answers.done();
   res.end();
+}
+
+/** `engine.rejectThen` as a promise: the rejection once its fact is durable, else the journal's error. */
+function rejected(ctx: ApiContext, source: string, e: unknown, raw: string | undefined): Promise<Reply> {
+  return new Promise((resolve) => ctx.engine.rejectThen(source, e, raw, resolve));
 }
 
 /** Lines waiting for their answers, at most (the request is not read on past this). */

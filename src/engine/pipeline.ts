@@ -261,6 +261,19 @@ export class Engine {
 
   /** Journal a rejected input (bad line, bad frame) so it shows in the audit trail. Changes no lock. */
   reject(source: string, error: unknown, raw?: string): Reply {
+    return this.rejected(source, error, raw, () => {});
+  }
+
+  /**
+   * `reject` for an answer that, like any command's reply, waits for its InputRejected fact's
+   * group commit: `done` gets the rejection once the fact is durable, or, if the journal could not
+   * record it, the journal's error naming the rejection (VMLOCKD_ERR_JOURNAL). Changes no lock.
+   */
+  rejectThen(source: string, error: unknown, raw: string | undefined, done: (reply: Reply) => void): void {
+    this.rejected(source, error, raw, done);
+  }
+
+  private rejected(source: string, error: unknown, raw: string | undefined, done: (reply: Reply) => void): Reply {
     const code = error instanceof VmlockdError ? error.code : 'VMLOCKD_ERR_BAD_INPUT';
     const message = error instanceof Error ? error.message : String(error);
     const f = fact('InputRejected', this.now(), {
@@ -269,8 +282,9 @@ export class Engine {
       message,
       ...(raw !== undefined ? { raw: raw.length > 4096 ? raw.slice(0, 4096) + '…' : raw } : {}),
     });
-    this.enqueue([f], { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => {});
-    return { status: 'error', code, message };
+    const reply: Reply = { status: 'error', code, message };
+    this.enqueue([f], { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, (r) => done(unrecorded(reply, r)));
+    return reply;
   }
 
   /** Journal facts produced outside a command (start-up, recovery, shutdown) and fold them in. */
@@ -396,8 +410,17 @@ export class Engine {
       ...(typeof cause?.code === 'string' ? { errno: cause.code } : {}),
       ...(typeof cause?.syscall === 'string' ? { syscall: cause.syscall } : {}),
     };
-    this.enqueue(withClientAt([f], c.clientAt), { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => job.done(reply));
+    this.enqueue(withClientAt([f], c.clientAt), { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, (r) => job.done(unrecorded(reply, r)));
   }
+}
+
+/**
+ * The reply of a refusal or failure whose fact's group commit answered `committed`: the reply itself
+ * once its fact is durable; else the journal's error, naming what was refused (no lock changed).
+ */
+function unrecorded(reply: Reply, committed: Reply): Reply {
+  if (committed.status === 'ok' || reply.status !== 'error' || committed.status !== 'error') return reply;
+  return { ...committed, message: `refused (${reply.message}), but ${committed.message}` };
 }
 
 /** The client's own time for the command, kept in each fact's payload as `clientAt` (never used for order). */

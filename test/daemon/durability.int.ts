@@ -306,4 +306,41 @@ test('SIGKILL after the facts moved into SQLite, restart at once, then an ext4 e
   assert.equal(missing.map((i) => `d${i}`), [], `acknowledged LockAcquired facts lost from the journal\n${c.stderr}`);
 });
 
+// review13b (MEDIUM): a bad /v1/events line was answered (VMLOCKD_ERR_BAD_INPUT) on a microtask,
+// before the group commit of its InputRejected fact: with the journal failing the fact was never
+// written, yet the client had its answer. The answer now waits for the fact like any reply.
+test('a bad ingest line is answered only once its InputRejected fact is durable: on a read-only journal the answer names the journal error', async () => {
+  const base = tmpdir('vmlockd-durable-');
+  const ext4 = failingExt4(base);
+  if (typeof ext4 === 'string') {
+    console.log(`  skipped: ${ext4}`);
+    return;
+  }
+  cleanups.push(() => {
+    ext4.cleanup();
+    fs.rmSync(base, { recursive: true, force: true });
+  });
+  const d = new TestDaemon({ stateDir: ext4.dir, lockspace: path.join(base, 'lockspace'), hostId: 'a', socket: path.join(base, 'a.sock') });
+  cleanups.push(() => d.kill('SIGKILL'));
+  await d.start(60_000);
+  ext4.fault();
+  const net = await import('node:net');
+  const body = '{not json\n';
+  const text = await new Promise<string>((resolve, reject) => {
+    const c = net.connect(d.socket);
+    const parts: Buffer[] = [];
+    c.on('data', (b: Buffer) => parts.push(b));
+    c.on('error', reject);
+    c.on('close', () => resolve(Buffer.concat(parts).toString('utf8')));
+    c.write(`POST /v1/events HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+  });
+  const answer = text.split('\n').find((l) => l.startsWith('{"line"'));
+  assert.ok(answer !== undefined, text);
+  const a = JSON.parse(answer!) as { line: number; status: string; code: string; message: string };
+  assert.is(a.line, 1);
+  assert.is(a.code, 'VMLOCKD_ERR_JOURNAL', `answered although its InputRejected fact could not be written: ${answer}\n${d.stderr.slice(-600)}`);
+  assert.match(a.message, /EROFS|read-only/, a.message);
+  assert.match(a.message, /refused \(/, a.message);
+});
+
 test.run();
