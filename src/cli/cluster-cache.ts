@@ -102,11 +102,30 @@ export interface CatchUpReport {
   readonly pendingTails: number;
 }
 
-/** The cache directory for a lockspace: `root/<lockspace id>`, so two lockspaces never share a cache. */
+/**
+ * The cache directory for a lockspace: `root/<lockspace id>-<where>`, where `<where>` hashes the
+ * lockspace's real path and the device and inode of its `.journal` directory. The id alone is not
+ * enough: a copied lockspace (a DR copy, a restored snapshot) carries the original's id file, and must
+ * not answer from the original's cache (facts no segment of the copy holds). A remount that changes
+ * the device number costs one full read, never a wrong answer.
+ */
 export function cacheDirFor(root: string, lockspace: string): string {
   const id = pinOf(lockspace)?.id;
-  const key = id !== undefined && /^[A-Za-z0-9-]{1,64}$/.test(id) ? id : `path-${createHash('sha256').update(path.resolve(lockspace)).digest('hex').slice(0, 16)}`;
-  return path.join(root, key);
+  let real = path.resolve(lockspace);
+  try {
+    real = fs.realpathSync(real);
+  } catch {
+    // not there (yet): the path as given
+  }
+  let where = real;
+  try {
+    const st = fs.statSync(path.join(real, PUBLISHED_DIR));
+    where += `\u0000${st.dev}:${st.ino}`;
+  } catch {
+    // no published history yet: the path alone
+  }
+  const hash = createHash('sha256').update(where).digest('hex').slice(0, 16);
+  return path.join(root, id !== undefined && /^[A-Za-z0-9-]{1,64}$/.test(id) ? `${id}-${hash}` : `path-${hash}`);
 }
 
 /**
