@@ -11,8 +11,10 @@ import { renderValue, type ConfValue } from '../../src/watchers/conf-syntax.js';
 import { CONFIG_KEYS, confName } from '../../src/watchers/config.js';
 import { UUID1, startDaemon, tmpdir } from '../helpers/daemon.js';
 import { assertProperty, fuzzParams } from '../helpers/fuzz.js';
+import { settled } from '../helpers/settled.js';
 
 function configFacts(stateDir: string): Array<{ kind: string; payload: Record<string, unknown> }> {
+  settled(stateDir);
   const db = new Database(path.join(stateDir, 'journal.db'), { readonly: true });
   try {
     return (db.prepare("SELECT kind, payload FROM facts WHERE kind IN ('ConfigChanged', 'ConfigRejected') ORDER BY seq").all() as Array<{ kind: string; payload: string }>).map((r) => ({

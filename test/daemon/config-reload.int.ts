@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UUID1, startDaemon, tmpdir, type TestDaemon, until } from '../helpers/daemon.js';
+import { settled } from '../helpers/settled.js';
 
 const BASE = `# vmlockd test config
 log_level = 3
@@ -21,6 +22,7 @@ function status(d: TestDaemon): Record<string, any> {
 
 
 function facts(d: TestDaemon, kind: string): any[] {
+  settled(d.opts.stateDir);
   const db = new Database(path.join(d.opts.stateDir, 'journal.db'), { readonly: true });
   try {
     return (db.prepare('SELECT payload FROM facts WHERE kind = ? ORDER BY seq').all(kind) as Array<{ payload: string }>).map((r) => JSON.parse(r.payload));

@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { native } from '../../src/engine/native.js';
 import { sha256Hex } from '../../src/engine/resolve.js';
 import { UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { settled } from '../helpers/settled.js';
 
 interface Cluster {
   dir: string;
@@ -44,6 +45,7 @@ function kernelHolder(file: string): string | null {
 }
 
 function facts(stateDir: string, kind?: string): Array<{ kind: string; payload: any }> {
+  settled(stateDir);
   const db = new Database(path.join(stateDir, 'journal.db'), { readonly: true });
   try {
     const rows = db.prepare('SELECT kind, payload FROM facts ORDER BY seq').all() as Array<{ kind: string; payload: string }>;

@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, until, type TestDaemon } from './daemon.js';
+import { settled } from './settled.js';
 
 export { until };
 
@@ -32,6 +33,7 @@ export interface Hosts {
 }
 
 export function journalFacts(d: TestDaemon, kind: string): any[] {
+  settled(d.opts.stateDir);
   const db = new Database(path.join(d.opts.stateDir, 'journal.db'), { readonly: true });
   try {
     return (db.prepare('SELECT payload FROM facts WHERE kind = ? ORDER BY seq').all(kind) as Array<{ payload: string }>).map((r) => JSON.parse(r.payload));

@@ -1,0 +1,20 @@
+/**
+ * Wait (synchronously) until a running daemon has moved its acknowledged facts from the staging file
+ * into SQLite (docs/decisions/0006: moves run every ~20 ms), so a test reading journal.db directly sees
+ * every fact already answered. Gives up after `timeoutMs` (a daemon killed with facts staged keeps
+ * them there until its next start) and the caller reads what SQLite holds.
+ */
+import path from 'node:path';
+import { Journal } from '../../src/journal/journal.js';
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+export function settled(stateDir: string, timeoutMs = 3_000): void {
+  const deadline = Date.now() + timeoutMs;
+  const j = Journal.open(path.join(stateDir, 'journal.db'), { host: 'test-reader', readonly: true });
+  try {
+    while (j.stagedTail() !== null && Date.now() < deadline) Atomics.wait(pause, 0, 0, 10);
+  } finally {
+    j.close();
+  }
+}
