@@ -25,7 +25,8 @@ fi
 # man-db: test/contrib/package.int.ts reads the installed vmlockd(8) and vmlockd.conf(5) with man and
 # systemd-analyze verify finds Documentation=man:vmlockd(8) through it; dpkg-deb (dpkg) and
 # deb-systemd-helper (init-system-helpers, with systemd) build and install the package.
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus bindfs man-db)
+# dpkg-dev: packaging/build-deb.sh computes the native modules' Depends (libc6, libstdc++6) with dpkg-shlibdeps.
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus bindfs man-db dpkg-dev)
 # VMLOCKD_CI_SYSTEMD_CONTAINER=1: the "system" test tier (test/contrib/package-systemd.system.ts) runs
 # the package's maintainer scripts under a real systemd system manager, in a Debian container booted
 # with systemd-nspawn: systemd-container (nspawn; on Debian 12 it pulls the point release of systemd

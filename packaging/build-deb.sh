@@ -106,7 +106,19 @@ TXT
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$STAGE/DEBIAN/"
 echo /etc/vmlockd/vmlockd.conf > "$STAGE/DEBIAN/conffiles"
 SIZE=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
-sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$SIZE/" packaging/debian/control.in > "$STAGE/DEBIAN/control"
+# The shared libraries the native .node modules link (libc6, libstdc++6), as dpkg-shlibdeps computes
+# them (it wants a debian/control beside it; Node's own symbols are the nodejs dependency's).
+SHL=$(mktemp -d)
+mkdir "$SHL/debian" && printf 'Source: vmlockd
+
+Package: vmlockd
+Architecture: any
+' > "$SHL/debian/control"
+SHLIBS=$(cd "$SHL" && find "$STAGE" -name '*.node' -print0 | xargs -0 dpkg-shlibdeps -O 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+rm -rf "$SHL"
+[ -n "$SHLIBS" ] || { echo "packaging: dpkg-shlibdeps found no library dependency of the native modules (dpkg-dev installed?)" >&2; exit 1; }
+say "native Depends: $SHLIBS"
+sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$SIZE/" -e "s/@SHLIBS@/$SHLIBS/" packaging/debian/control.in > "$STAGE/DEBIAN/control"
 (cd "$STAGE" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum > DEBIAN/md5sums)
 
 find "$STAGE" -type d -exec chmod 0755 {} +

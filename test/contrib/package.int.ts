@@ -109,6 +109,9 @@ if (why !== null) {
     assert.match(info, /^Package: vmlockd$/m);
     assert.match(info, new RegExp(`^Version: ${VERSION}$`, 'm'));
     assert.match(info, /^Depends: nodejs \(>= 20\.19\), nodejs \(<< 21\)/m);
+    // The native .node modules' libraries, computed by dpkg-shlibdeps (review14: lintian's missing-dependency-on-libc).
+    assert.match(info, /^Depends: .*, libc6 \(>= [0-9.]+\)/m);
+    assert.match(info, /^Depends: .*, libstdc\+\+6 \(>= [0-9.]+\)/m);
     const ctl = path.join(work, 'control');
     assert.is(sh('dpkg-deb', ['-e', path.join(out, deb), ctl]).code, 0);
     assert.is(fs.readFileSync(path.join(ctl, 'conffiles'), 'utf8').trim(), '/etc/vmlockd/vmlockd.conf');
