@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { journalIdOf } from '../journal/journal-id.js';
 import type { Journal } from '../journal/journal.js';
-import { PUBLISHED_DIR, SegmentDecoder, listSegments, type SegmentDecoderState, type SegmentFact, type SegmentFile } from '../journal/segment.js';
+import { PUBLISHED_DIR, SegmentDecoder, listSegments, segmentFileName, type SegmentDecoderState, type SegmentFact, type SegmentFile } from '../journal/segment.js';
 import { prunedFileName, readPruned, type PrunedRead } from '../journal/segment-pruned.js';
 
 const READ_CHUNK = 4 * 1024 * 1024;
@@ -160,6 +160,15 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
     }
     prev = st;
     prevName = s.name;
+  }
+  // A sealed newest segment: its daemon opens the next one with its next fact (publish-worker.ts), so
+  // this is normal until then; if the host journaled facts since, the segments after it were removed.
+  // Verify cannot tell which from the lockspace alone: named as a note, never silently passed.
+  if (prev?.seal != null && prevName !== undefined) {
+    const next = segmentFileName(segs[segs.length - 1]!.journalId, prev.seal.last + 1);
+    if (!fs.existsSync(path.join(dir, next))) {
+      notes.push(`${prevName} is sealed at seq ${prev.seal.last} and no segment follows it (${next} missing): normal until the host's next fact opens it; if the host journaled facts after seq ${prev.seal.last}, the segments holding them were removed`);
+    }
   }
   const lastSeq = prev?.lastSeq;
   return {
