@@ -105,10 +105,11 @@ if (why !== null) {
     assert.is(sh('dpkg-deb', ['-R', path.join(debs, deb), up]).code, 0);
     const control = path.join(up, 'DEBIAN', 'control');
     fs.writeFileSync(control, fs.readFileSync(control, 'utf8').replace(/^Version: .*$/m, `Version: ${UPGRADE}`));
-    const version = path.join(up, 'usr/lib/vmlockd/dist/version.js');
-    const src = fs.readFileSync(version, 'utf8');
-    assert.ok(src.includes(`'${VERSION}'`), src);
-    fs.writeFileSync(version, src.replace(`'${VERSION}'`, `'${UPGRADE}'`));
+    // The daemon reports package.json's version (src/version.ts reads the one installed beside dist/).
+    const manifest = path.join(up, 'usr/lib/vmlockd/package.json');
+    const pkg = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { version: string };
+    assert.is(pkg.version, VERSION);
+    fs.writeFileSync(manifest, JSON.stringify({ ...pkg, version: UPGRADE }, null, 2) + '\n');
     let r = sh('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z1', '-b', up, path.join(debs, upDeb)]);
     assert.is(r.code, 0, r.err);
     fs.rmSync(up, { recursive: true });
