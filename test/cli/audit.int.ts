@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MAIN, UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { settledJournal } from '../helpers/settled.js';
 
 const running: TestDaemon[] = [];
 const dirs: string[] = [];
@@ -254,6 +255,7 @@ test('given a daemon whose journal lives outside its state directory SIGKILLed a
   const disk = path.join(dir, 'images', 'j.qcow2');
   fs.writeFileSync(disk, 'image');
   ok(d.cli(['acquire', '--vm', UUID1, '--name', 'vm-j', disk]), 'takes the disk');
+  settledJournal(journal); // the grant is in SQLite, not only in the staging file, when the daemon dies
   await d.kill('SIGKILL');
   await pause(20);
   const answer = json<{ holders: Holder[]; crash?: { notRestarted?: boolean } }>(cli(['audit', '--journal', journal, '--disk', disk, '--at', now(), '--json']), 'after the crash');

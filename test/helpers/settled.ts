@@ -10,8 +10,13 @@ import { Journal } from '../../src/journal/journal.js';
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 export function settled(stateDir: string, timeoutMs = 3_000): void {
+  settledJournal(path.join(stateDir, 'journal.db'), timeoutMs);
+}
+
+/** The same for a journal file given by its path (`serve --journal FILE`). */
+export function settledJournal(journalFile: string, timeoutMs = 3_000): void {
   const deadline = Date.now() + timeoutMs;
-  const j = Journal.open(path.join(stateDir, 'journal.db'), { host: 'test-reader', readonly: true });
+  const j = Journal.open(journalFile, { host: 'test-reader', readonly: true });
   try {
     while (j.stagedTail() !== null && Date.now() < deadline) Atomics.wait(pause, 0, 0, 10);
   } finally {

@@ -7,9 +7,9 @@ import * as assert from 'uvu/assert';
 import { tmpdir } from './daemon.js';
 
 /** Mounts a 2 MiB tmpfs on `dir` (created if missing) and records it in `mounts` for `unmountAll`. */
-export function smallTmpfs(dir: string, mounts: string[]): void {
+export function smallTmpfs(dir: string, mounts: string[], size = '2m'): void {
   fs.mkdirSync(dir, { recursive: true });
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { encoding: 'utf8' });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`mount -t tmpfs failed (the suite needs root): ${r.stderr}`);
   mounts.push(dir);
 }
@@ -45,10 +45,10 @@ export function diskImages(dir: string): (i: number) => string {
 }
 
 /** A fresh test directory whose state directory (`<dir>/state`) is a 2 MiB tmpfs, with a lockspace path and disk images. */
-export function smallStateDir(mounts: string[]): { dir: string; state: string; lockspace: string; disk: (i: number) => string } {
+export function smallStateDir(mounts: string[], size = '2m'): { dir: string; state: string; lockspace: string; disk: (i: number) => string } {
   const dir = tmpdir();
   const state = path.join(dir, 'state');
-  smallTmpfs(state, mounts);
+  smallTmpfs(state, mounts, size);
   const lockspace = path.join(dir, 'lockspace');
   return { dir, state, lockspace, disk: diskImages(dir) };
 }
