@@ -4,29 +4,12 @@
 // nothing from before a reset.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Journal, stageFileOf } from '../../src/journal/journal.js';
 import { STAGE_PREALLOC_BYTES } from '../../src/journal/stage.js';
+import { journalFiles } from '../helpers/journal-files.js';
 
-const dirs: string[] = [];
-const open: Journal[] = [];
-function tempFile(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vmlockd-prealloc-'));
-  dirs.push(dir);
-  return join(dir, 'journal.db');
-}
-function track(j: Journal): Journal {
-  open.push(j);
-  return j;
-}
-test.after.each(() => {
-  for (const j of open.splice(0)) j.close();
-});
-test.after(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const { tempFile, track } = journalFiles(test, 'vmlockd-prealloc-');
 
 const at = (i: number) => new Date(Date.parse('2026-11-30T10:00:00.000Z') + i).toISOString();
 const row = (i: number) => ({ kind: 'LockAcquired', at: at(i), disk: `/d/${i}`, owner: `vm-${i}`, ownerName: `name-${i}`, payload: { i } });

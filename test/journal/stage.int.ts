@@ -4,33 +4,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Journal, JournalError, stageFileOf } from '../../src/journal/journal.js';
 import { cli } from '../helpers/daemon.js';
+import { journalFiles } from '../helpers/journal-files.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHILD = fileURLToPath(new URL('./fixtures/append-child.ts', import.meta.url));
 
-const dirs: string[] = [];
-const open: Journal[] = [];
-function tempFile(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vmlockd-stage-'));
-  dirs.push(dir);
-  return join(dir, 'journal.db');
-}
-function track(j: Journal): Journal {
-  open.push(j);
-  return j;
-}
-test.after.each(() => {
-  for (const j of open.splice(0)) j.close();
-});
-test.after(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const { tempFile, track } = journalFiles(test, 'vmlockd-stage-');
 
 const at = (i: number) => new Date(Date.parse('2026-11-25T10:00:00.000Z') + i).toISOString();
 const row = (i: number) => ({ kind: 'LockAcquired', at: at(i), disk: `/d/${i}`, owner: `vm-${i}`, ownerName: `name-${i}`, payload: { i } });
