@@ -217,24 +217,41 @@ function firstAt(cs: ClusterSources, disk: string): string | undefined {
 /**
  * The backlog, then every fact the hosts publish from now on: the cache is brought up to date each
  * second and each chain is read past the last seq printed from it (a new chain, from its start).
+ * A chain whose history was published again differently (the catch-up's resets) is printed again
+ * from its first differing seq, after a warning naming what was printed before and is not the
+ * history any more; a host's second journal adds the table's JOURNAL column.
  */
 async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backlog: readonly StoredFact[], format: Format, opts: TableOptions): Promise<number> {
   const stream = factStream(format, opts);
   stream.start();
   stream.print(backlog);
+  let columns = opts;
+  const key = (host: string, journal: string) => `${host}\u0000${journal}`;
   const seen = new Map<string, number>();
-  for (const h of first.hosts) for (const c of h.chains) seen.set(c.chain.file, c.chain.last?.seq ?? 0);
+  for (const h of first.hosts) for (const c of h.chains) seen.set(key(h.host, c.chain.journal), c.chain.last?.seq ?? 0);
   await followLoop(() => {
     const cs = openCluster(v, Date.now(), true);
     try {
+      for (const r of cs.report.resets) {
+        const k = key(r.host, r.journal);
+        const printed = seen.get(k) ?? 0;
+        const again = printed >= r.seq ? `; the facts printed before as seq ${r.seq} to ${printed} are not its history any more: printed again from seq ${r.seq} as published now` : '';
+        process.stderr.write(`vmlockd: warning: host ${r.host}: journal ${r.journal}: segment ${r.segment}: ${r.reason}${again}\n`);
+        if (printed >= r.seq) seen.set(k, r.seq - 1);
+      }
+      if (columns.journal === 'csv' && cs.hosts.some((h) => h.chains.length > 1)) {
+        columns = { ...columns, journal: 'table' };
+        stream.columns(columns);
+      }
       const fresh: StoredFact[] = [];
       for (const h of cs.hosts) {
         for (const c of h.chains) {
-          const after = seen.get(c.chain.file) ?? 0;
+          const k = key(h.host, c.chain.journal);
+          const after = seen.get(k) ?? 0;
           const top = c.chain.last?.seq ?? 0;
           if (top <= after) continue;
           fresh.push(...withNames(c.journal, c.journal.query({ ...q, afterSeq: after, untilSeq: top })).map((f) => ({ ...f, journal: c.chain.journal })));
-          seen.set(c.chain.file, top);
+          seen.set(k, top);
         }
       }
       stream.print(fresh.sort(clusterOrder));

@@ -4,8 +4,18 @@ import type { StoredFact } from '../journal/journal.js';
 import { csvHeader, csvRows, factColumns, table, tableCells, tableHeader, toRow, type Format, type TableOptions } from './audit-format.js';
 
 /** Writes facts as a stream in one format: the header once (`start`), then rows as they come. */
-export function factStream(format: Format, opts: TableOptions, out: (s: string) => void = (s) => process.stdout.write(s)): { start(): void; print(facts: readonly StoredFact[]): void } {
+export function factStream(format: Format, opts: TableOptions, out: (s: string) => void = (s) => process.stdout.write(s)): { start(): void; print(facts: readonly StoredFact[]): void; columns(next: TableOptions): void } {
   return {
+    /**
+     * The columns change while following (audit --cluster: a host's second journal appeared, so the
+     * table needs its JOURNAL column): the table prints a new header before the next rows; CSV and
+     * JSON carry the journal on every row already.
+     */
+    columns(next) {
+      const was = tableHeader(opts).join('\u0000');
+      opts = next;
+      if (format === 'table' && tableHeader(opts).join('\u0000') !== was) out(table([tableHeader(opts)]));
+    },
     start() {
       if (format === 'csv') out(csvHeader(factColumns(opts)));
       if (format === 'table') out(table([tableHeader(opts)]));
