@@ -645,7 +645,11 @@ export class Daemon {
       locks: state ? [...state.resources.values()].reduce((n, r) => n + r.holders.size, 0) : 0,
       resources: this.locker?.size ?? 0,
       owners: state?.owners.size ?? 0,
+      // The last acknowledged fact's seq (durable in the staging file before any reply names it).
+      // journalMovedSeq: the last fact moved on into SQLite (every ~20 ms), where another process
+      // reading journal.db (audit --journal, sqlite3) finds it; the two differ by the staged backlog.
       lastSeq: state?.seq ?? 0,
+      journalMovedSeq: Math.max(0, (state?.seq ?? 0) - (this.journal?.pendingCount ?? 0)),
       logLevel: c.logLevel,
       onConflict: c.onConflict,
       verifyIntervalMs: c.verifyIntervalMs,
