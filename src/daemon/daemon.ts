@@ -458,6 +458,7 @@ export class Daemon {
       submit: (cmd) => engine.submit(cmd),
       submitEvent: (ev) => engine.submitEvent(ev),
       reject: (source, error, raw) => engine.reject(source, error, raw),
+      rejectThen: (source, error, raw, done) => engine.rejectThen(source, error, raw, done),
       record: (facts) => this.journalWatch.record((f) => engine.record(f), facts),
       state: () => engine.state,
       log: (level, msg) => this.log.log(level, msg),

@@ -12,6 +12,12 @@ export interface SourceContext {
   submitEvent(event: VmEvent): Promise<Reply[]>;
   /** Journal a rejected input (bad line, bad frame). Changes no lock. */
   reject(source: string, error: unknown, raw?: string): Reply;
+  /**
+   * `reject` for an input that is answered (or closed): `done` gets the rejection once its
+   * InputRejected fact is durable, or the journal's error (VMLOCKD_ERR_JOURNAL) if it could not be
+   * recorded (Engine.rejectThen). Changes no lock.
+   */
+  rejectThen(source: string, error: unknown, raw: string | undefined, done: (reply: Reply) => void): void;
   /** Journal facts that are not lock changes (OwnerGone, conflicts applied, reconnects). */
   record(facts: readonly NewFact[]): void;
   /** The current state, read-only. */

@@ -343,4 +343,151 @@ test('a bad ingest line is answered only once its InputRejected fact is durable:
   assert.match(a.message, /refused \(/, a.message);
 });
 
+// The virtlockd protocol server answered a rejected frame (RPC error, INVALID_ARG, bad flags) and
+// closed a connection whose frame was too malformed to answer before the frame's InputRejected fact
+// was written: with the journal failing, the client had a definite answer for a rejection the audit
+// trail never got. Both now wait for the fact's group commit like any reply; a rejection the journal
+// could not record is answered INTERNAL_ERROR 1/51 naming it and the journal's error (docs/protocol.md D14).
+async function protocolDaemon(base: string, stateDir: string): Promise<{ d: TestDaemon; vsock: string }> {
+  const vsock = path.join(base, 'virtlockd-sock');
+  const d = new TestDaemon({ stateDir, lockspace: path.join(base, 'lockspace'), hostId: 'a', socket: path.join(base, 'a.sock'), extra: ['--virtlockd-socket', vsock] });
+  cleanups.push(() => d.kill('SIGKILL'));
+  await d.start(60_000);
+  for (let i = 0; i < 200 && !fs.existsSync(vsock); i++) await sleep(50);
+  assert.ok(fs.existsSync(vsock), `no virtlockd socket at ${vsock}\n${d.stderr}`);
+  // The start's last step binds handoff.sock in the state directory: the fault must come after it.
+  const handoff = path.join(stateDir, 'handoff.sock');
+  for (let i = 0; i < 200 && !fs.existsSync(handoff); i++) await sleep(50);
+  assert.ok(fs.existsSync(handoff), `no ${handoff}\n${d.stderr}`);
+  return { d, vsock };
+}
+
+interface RawConn {
+  readonly socket: import('node:net').Socket;
+  readonly received: Buffer[];
+  closed: boolean;
+}
+
+async function rawConn(socketPath: string): Promise<RawConn> {
+  const net = await import('node:net');
+  const socket = net.createConnection(socketPath);
+  const r: RawConn = { socket, received: [], closed: false };
+  socket.on('data', (c: Buffer) => r.received.push(c));
+  socket.on('close', () => (r.closed = true));
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return r;
+}
+
+/** A CALL to a program vmlockd does not serve: answered with an RPC error, journaled as InputRejected. */
+function wrongProgramFrame(serial: number): Buffer {
+  const b = Buffer.alloc(28);
+  b.writeUInt32BE(28, 0);
+  b.writeUInt32BE(0x12345678, 4); // prog
+  b.writeUInt32BE(1, 8); // vers
+  b.writeInt32BE(1, 12); // proc
+  b.writeInt32BE(0, 16); // CALL
+  b.writeUInt32BE(serial, 20);
+  b.writeInt32BE(0, 24); // OK
+  return b;
+}
+
+test('virtlockd protocol: a rejected frame is answered only once its InputRejected fact is durable: on a read-only journal the answer is INTERNAL_ERROR naming the journal error', async () => {
+  const base = tmpdir('vmlockd-durable-');
+  const ext4 = failingExt4(base);
+  if (typeof ext4 === 'string') {
+    console.log(`  skipped: ${ext4}`);
+    return;
+  }
+  cleanups.push(() => {
+    ext4.cleanup();
+    fs.rmSync(base, { recursive: true, force: true });
+  });
+  const { d, vsock } = await protocolDaemon(base, ext4.dir);
+  ext4.fault();
+  const { decodeReply } = await import('../../src/events/virtlockd/codec.js');
+  const { LockClient, LockRpcError } = await import('../../src/events/virtlockd/client.js');
+  // A frame the protocol answers with an RPC error (wrong program).
+  const r = await rawConn(vsock);
+  r.socket.write(wrongProgramFrame(7));
+  await until('the reply to the wrong-program frame', () => Buffer.concat(r.received).length >= 28 || r.closed, 30_000);
+  const reply = decodeReply(Buffer.concat(r.received));
+  assert.is(reply.kind, 'error');
+  const e = (reply as { error: { code: number; domain: number; message: string | null } }).error;
+  assert.is(e.code, 1, `answered ${e.code}/${e.domain} "${e.message}" although its InputRejected fact could not be written\n${d.stderr.slice(-600)}`);
+  assert.is(e.domain, 51);
+  assert.match(e.message ?? '', /refused \(bad frame from pid \d+: Cannot find program/);
+  assert.match(e.message ?? '', /EROFS|read-only/);
+  r.socket.destroy();
+  // A call the server itself refuses as INVALID_ARG (a resource name outside the lockspace).
+  const c = await LockClient.connect(vsock);
+  try {
+    // pid 0: no owner pid to watch, so the registry file (on the read-only filesystem) is not written.
+    await c.register({ uuid: 'dddddddd-0009-4000-8000-000000000001', name: 'vm1', id: 1, pid: 0 });
+    const err = await c.acquire('', 'relative/name', {}).then(
+      () => null,
+      (x: unknown) => x,
+    );
+    assert.instance(err, LockRpcError);
+    const x = err as InstanceType<typeof LockRpcError>;
+    assert.is(x.code, 1, `answered ${x.code}/${x.domain} "${x.message}" although its InputRejected fact could not be written`);
+    assert.match(x.message, /refused \(a resource in the default lockspace/);
+    assert.match(x.message, /EROFS|read-only/);
+  } finally {
+    await c.close().catch(() => undefined);
+  }
+});
+
+test('virtlockd protocol: a frame too malformed to answer closes its connection only once its InputRejected fact is durable, and an answered one is answered only then (journal filesystem frozen)', async () => {
+  const base = tmpdir('vmlockd-durable-');
+  const ext4 = failingExt4(base);
+  if (typeof ext4 === 'string') {
+    console.log(`  skipped: ${ext4}`);
+    return;
+  }
+  let frozen = false;
+  const thaw = () => {
+    if (frozen) spawnSync('fsfreeze', ['-u', ext4.dir]);
+    frozen = false;
+  };
+  cleanups.push(() => {
+    thaw();
+    ext4.cleanup();
+    fs.rmSync(base, { recursive: true, force: true });
+  });
+  const { d, vsock } = await protocolDaemon(base, ext4.dir);
+  // Let the start's facts settle into SQLite first: nothing is written while the daemon idles.
+  await sleep(1000);
+  const short = await rawConn(vsock);
+  const answered = await rawConn(vsock);
+  // fsfreeze: every write to the journal's filesystem blocks until the thaw (the kernel's own freeze).
+  const f = run('fsfreeze', ['-f', ext4.dir]);
+  if (f.code !== 0) {
+    console.log(`  skipped: fsfreeze failed: ${f.out}`);
+    return;
+  }
+  frozen = true;
+  cleanups.push(thaw);
+  const tooShort = Buffer.alloc(4);
+  tooShort.writeUInt32BE(8, 0); // a length word below the 28-byte minimum: the connection is closed
+  short.socket.write(tooShort);
+  answered.socket.write(wrongProgramFrame(9));
+  // Nothing may reach the clients while the facts cannot be written (before: the close and the reply came at once).
+  await sleep(1500);
+  const early = { closed: short.closed, replied: answered.received.length > 0 };
+  thaw();
+  assert.equal(early, { closed: false, replied: false }, 'a rejection reached its client while its InputRejected fact could not be written');
+  await until('the malformed frame\'s connection closed after the thaw', () => short.closed, 30_000);
+  await until('the wrong-program reply after the thaw', () => answered.received.length > 0, 30_000);
+  answered.socket.destroy();
+  const rejected = d.cli(['audit', '--json', '--kind', 'InputRejected', '--limit', '100']);
+  assert.is(rejected.code, 0, rejected.stderr);
+  const messages = (JSON.parse(rejected.stdout) as Array<{ payload: { message: string } }>).map((x) => x.payload.message);
+  assert.ok(messages.some((m) => /below the 28-byte minimum/.test(m)), messages.join('\n'));
+  assert.ok(messages.some((m) => /Cannot find program/.test(m)), messages.join('\n'));
+});
+
 test.run();

@@ -119,6 +119,10 @@ export class FakeContext implements SourceContext {
     return { status: 'error', code: 'VMLOCKD_ERR_BAD_INPUT', message };
   }
 
+  rejectThen(source: string, error: unknown, raw: string | undefined, done: (reply: Reply) => void): void {
+    done(this.reject(source, error, raw));
+  }
+
   record(facts: readonly NewFact[]): void {
     for (const f of facts) {
       this.facts.push(f);

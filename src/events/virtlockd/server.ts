@@ -162,6 +162,14 @@ const HANDOVER_FLUSH_MS = 5_000;
 /** Owner pids remembered as gone (their own connection closed): enough for every VM of a host. */
 const GONE_OWNERS_MAX = 4096;
 
+/**
+ * A rejection the journal could not record: INTERNAL_ERROR naming the refusal and the journal's
+ * failure (docs/protocol.md D14), instead of the rejection's own error. Null once it is durable.
+ */
+function unjournaled(r: Reply): RpcErrorSpec | null {
+  return r.status === 'error' && r.code === 'VMLOCKD_ERR_JOURNAL' ? internalError(r.message) : null;
+}
+
 function errnoOf(code: string | undefined): number | undefined {
   return code === undefined ? undefined : (osConstants.errno as Record<string, number | undefined>)[code];
 }
@@ -417,16 +425,14 @@ export class VirtlockdServer implements RunningSource {
     try {
       cred = this.peerCred((socket as unknown as { _handle: { fd: number } })._handle.fd);
     } catch (e) {
-      this.ctx.reject(SOURCE, new BadInputError(`cannot read the peer credentials of a connection: ${(e as Error).message}`));
-      socket.destroy();
+      this.closeAfter(socket, this.rejected(new BadInputError(`cannot read the peer credentials of a connection: ${(e as Error).message}`), undefined));
       return;
     }
     if (cred.uid !== this.allowedUid) {
       // virtlockd's check and text; the peer gets no frame, only the close.
       const msg = `operation forbidden: Disallowing client ${cred.pid} with uid ${cred.uid}`;
       this.ctx.log('warning', `virtlockd socket: ${msg}`);
-      this.ctx.reject(SOURCE, new BadInputError(msg));
-      socket.destroy();
+      this.closeAfter(socket, this.rejected(new BadInputError(msg), undefined));
       return;
     }
     this.track(socket, cred.pid);
@@ -461,11 +467,11 @@ export class VirtlockdServer implements RunningSource {
   }
 
   private onData(conn: Conn, chunk: Buffer): void {
+    if (conn.closed) return;
     const frames = conn.reader.push(chunk);
     for (const f of frames) {
       if (f.kind === 'fatal') {
-        this.rejectFrame(conn, f.message, chunk.subarray(0, 64));
-        conn.socket.destroy();
+        this.drop(conn, this.rejectFrame(conn, f.message, chunk.subarray(0, 64)));
         return;
       }
       conn.queue.push(f.bytes);
@@ -489,8 +495,7 @@ export class VirtlockdServer implements RunningSource {
       if (conn.busy) return this.armFrameTimer(conn);
       const msg = `a frame was started but not completed within ${ms} ms (${conn.reader.pending} bytes received); closing the connection`;
       this.ctx.log('warning', `virtlockd socket: pid ${conn.clientPid}: ${msg}`);
-      this.rejectFrame(conn, msg, Buffer.alloc(0));
-      conn.socket.destroy();
+      this.drop(conn, this.rejectFrame(conn, msg, Buffer.alloc(0)));
     }, ms);
     conn.frameTimer.unref();
   }
@@ -541,16 +546,19 @@ export class VirtlockdServer implements RunningSource {
           this.ctx.log('error', `virtlockd ${d.call.proc} failed: ${(e as Error).stack ?? e}`);
           return encodeErrorReply(d.header, internalError((e as Error).message));
         }
-      case 'error':
-        this.rejectFrame(conn, d.error.message, frame);
-        return encodeErrorReply(d.header, d.error);
+      case 'error': {
+        // Answered once its InputRejected fact is durable, as any reply (or with the journal's error).
+        const r = await this.rejectFrame(conn, d.error.message, frame);
+        return encodeErrorReply(d.header, unjournaled(r) ?? d.error);
+      }
       case 'reply':
         return d.reply;
       case 'drop':
-        if (d.header.prog !== KEEPALIVE_PROGRAM) this.rejectFrame(conn, `message of type ${d.header.type} to program ${d.header.prog} dropped (only CALLs are answered)`, frame);
+        // Not answered; the next call on this connection is read once the fact is durable.
+        if (d.header.prog !== KEEPALIVE_PROGRAM) await this.rejectFrame(conn, `message of type ${d.header.type} to program ${d.header.prog} dropped (only CALLs are answered)`, frame);
         return null;
       case 'close':
-        this.rejectFrame(conn, d.close, frame);
+        await this.rejectFrame(conn, d.close, frame);
         return 'close';
       default: {
         const _exhaustive: never = d;
@@ -559,27 +567,44 @@ export class VirtlockdServer implements RunningSource {
     }
   }
 
-  private rejectFrame(conn: Conn, message: string, raw: Buffer): void {
-    this.ctx.reject(SOURCE, new BadInputError(`bad frame from pid ${conn.clientPid}: ${message}`), raw.subarray(0, 2048).toString('hex'));
+  private rejectFrame(conn: Conn, message: string, raw: Buffer): Promise<Reply> {
+    return this.rejected(new BadInputError(`bad frame from pid ${conn.clientPid}: ${message}`), raw.subarray(0, 2048).toString('hex'));
+  }
+
+  /** Journal a rejected input; settles once its InputRejected fact is durable, or with the journal's error. */
+  private rejected(error: BadInputError, raw: string | undefined): Promise<Reply> {
+    return new Promise((resolve) => this.ctx.rejectThen(SOURCE, error, raw, resolve));
+  }
+
+  /**
+   * Close `conn` once `journaled` (the fact saying why) is durable or could not be written: nothing
+   * more is read, dispatched or answered on it meanwhile (a reply in flight is not written).
+   */
+  private drop(conn: Conn, journaled: Promise<unknown>): void {
+    conn.closed = true;
+    this.clearFrameTimer(conn);
+    this.closeAfter(conn.socket, journaled);
+  }
+
+  private closeAfter(socket: net.Socket, journaled: Promise<unknown>): void {
+    socket.pause();
+    void journaled.then(() => socket.destroy());
   }
 
   // ── dispatch ───────────────────────────────────────────────────────────────────────────────
 
   private async dispatch(conn: Conn, h: Header, call: LockCall): Promise<Buffer> {
     const refused = this.check(conn, call);
-    if (refused) return encodeErrorReply(h, refused);
+    if (refused) return encodeErrorReply(h, await refused);
     const err = await this.run(conn, call);
     return err ? encodeErrorReply(h, err) : encodeOkReply(h);
   }
 
   /** virtlockd's order: flags, restricted, registered (REGISTER: owner id), lockspace known. */
-  private check(conn: Conn, call: LockCall): RpcErrorSpec | null {
+  private check(conn: Conn, call: LockCall): RpcErrorSpec | Promise<RpcErrorSpec> | null {
     if (call.proc !== PROC.CREATE_LOCKSPACE) {
       const bad = checkFlags(call.proc, call.flags);
-      if (bad) {
-        this.ctx.reject(SOURCE, new BadInputError(bad.message));
-        return bad;
-      }
+      if (bad) return this.rejected(new BadInputError(bad.message), undefined).then((r) => unjournaled(r) ?? bad);
     }
     if (conn.restricted) return restricted();
     switch (call.proc) {
@@ -649,7 +674,7 @@ export class VirtlockdServer implements RunningSource {
     }
   }
 
-  private createLockspace(dir: string): RpcErrorSpec | null {
+  private createLockspace(dir: string): RpcErrorSpec | Promise<RpcErrorSpec> | null {
     // virtlockd would mkdir relative to its working directory; nothing names a lockspace that way.
     if (!path.isAbsolute(dir)) return this.badInput(`lockspace must be an absolute directory path, got ${JSON.stringify(dir)}`);
     try {
@@ -667,9 +692,9 @@ export class VirtlockdServer implements RunningSource {
     return null;
   }
 
-  private badInput(message: string): RpcErrorSpec {
-    this.ctx.reject(SOURCE, new BadInputError(message));
-    return invalidArg(message);
+  /** INVALID_ARG, answered once its InputRejected fact is durable (or the journal's error). */
+  private badInput(message: string): Promise<RpcErrorSpec> {
+    return this.rejected(new BadInputError(message), undefined).then((r) => unjournaled(r) ?? invalidArg(message));
   }
 
   /** The name must be one file inside a directory lockspace, or an absolute path in the default one. */
@@ -710,7 +735,7 @@ export class VirtlockdServer implements RunningSource {
     return busyNaming(name, this.holderText(res));
   }
 
-  private createResource(lockspace: string, name: string): RpcErrorSpec | null {
+  private createResource(lockspace: string, name: string): RpcErrorSpec | Promise<RpcErrorSpec> | null {
     const problem = this.nameProblem(lockspace, name);
     if (problem) return this.badInput(problem);
     const res = this.ctx.state().resources.get(this.resourceId(lockspace, name));
@@ -725,7 +750,7 @@ export class VirtlockdServer implements RunningSource {
     return null;
   }
 
-  private deleteResource(lockspace: string, name: string): RpcErrorSpec | null {
+  private deleteResource(lockspace: string, name: string): RpcErrorSpec | Promise<RpcErrorSpec> | null {
     const problem = this.nameProblem(lockspace, name);
     if (problem) return this.badInput(problem);
     if (lockspace === '') {
