@@ -306,6 +306,16 @@ test('SIGKILL after the facts moved into SQLite, restart at once, then an ext4 e
   assert.equal(missing.map((i) => `d${i}`), [], `acknowledged LockAcquired facts lost from the journal\n${c.stderr}`);
 });
 
+/**
+ * "listening on" comes before the start's last step, binding handoff.sock in the state directory: a
+ * fault before that fails the start (EROFS) and the daemon exits. Wait for it before the fault.
+ */
+async function startFinished(d: TestDaemon, stateDir: string): Promise<void> {
+  const handoff = path.join(stateDir, 'handoff.sock');
+  for (let i = 0; i < 400 && !fs.existsSync(handoff); i++) await sleep(50);
+  assert.ok(fs.existsSync(handoff), `no ${handoff}\n${d.stderr}`);
+}
+
 // review13b (MEDIUM): a bad /v1/events line was answered (VMLOCKD_ERR_BAD_INPUT) on a microtask,
 // before the group commit of its InputRejected fact: with the journal failing the fact was never
 // written, yet the client had its answer. The answer now waits for the fact like any reply.
@@ -323,6 +333,7 @@ test('a bad ingest line is answered only once its InputRejected fact is durable:
   const d = new TestDaemon({ stateDir: ext4.dir, lockspace: path.join(base, 'lockspace'), hostId: 'a', socket: path.join(base, 'a.sock') });
   cleanups.push(() => d.kill('SIGKILL'));
   await d.start(60_000);
+  await startFinished(d, ext4.dir);
   ext4.fault();
   const net = await import('node:net');
   const body = '{not json\n';
@@ -355,10 +366,7 @@ async function protocolDaemon(base: string, stateDir: string): Promise<{ d: Test
   await d.start(60_000);
   for (let i = 0; i < 200 && !fs.existsSync(vsock); i++) await sleep(50);
   assert.ok(fs.existsSync(vsock), `no virtlockd socket at ${vsock}\n${d.stderr}`);
-  // The start's last step binds handoff.sock in the state directory: the fault must come after it.
-  const handoff = path.join(stateDir, 'handoff.sock');
-  for (let i = 0; i < 200 && !fs.existsSync(handoff); i++) await sleep(50);
-  assert.ok(fs.existsSync(handoff), `no ${handoff}\n${d.stderr}`);
+  await startFinished(d, stateDir);
   return { d, vsock };
 }
 
