@@ -41,8 +41,9 @@ export const JOURNAL_USAGE = `usage: vmlockd journal compact --before TIME [--ar
          move facts older than TIME into the archive (default <journal>-archive.db); a snapshot is written first
        vmlockd journal verify [--archive FILE] [--state-dir DIR | --journal FILE] [--json]
          check the hash chain and the journal's integrity (and the archive's, when there is one)
-       vmlockd journal verify --cluster [--lockspace DIR] [--state-dir DIR | --journal FILE] [--json]
-         check every host's published history (gaps, truncated segments, altered facts: host, segment, seq)
+       vmlockd journal verify --cluster [--lockspace DIR] [--cache DIR] [--state-dir DIR | --journal FILE] [--json]
+         check every host's published history (gaps, truncated segments, altered facts: host, segment, seq;
+         with audit --cluster's read cache (--cache, default as for audit): facts it read that are gone)
          and, on a host with a journal, that its published facts match it`;
 
 const DEFAULT_LIMIT = 1000;
@@ -468,6 +469,7 @@ const JOURNAL_OPTIONS = {
   'dry-run': { type: 'boolean' },
   cluster: { type: 'boolean' },
   lockspace: { type: 'string' },
+  cache: { type: 'string' },
   'state-dir': { type: 'string' },
   journal: { type: 'string' },
   socket: { type: 'string' },
@@ -496,10 +498,10 @@ export async function runJournal(argv: string[]): Promise<number> {
         if (v.archive !== undefined) throw usage('--archive belongs to the local journal; verify --cluster reads the published segments', JOURNAL_USAGE);
         return verifyClusterCommand(v);
       }
-      if (v.lockspace !== undefined) throw usage('--lockspace belongs to verify --cluster', JOURNAL_USAGE);
+      if (v.lockspace !== undefined || v.cache !== undefined) throw usage(`--${v.lockspace !== undefined ? 'lockspace' : 'cache'} belongs to verify --cluster`, JOURNAL_USAGE);
       return verify(v);
     case 'compact':
-      if (v.cluster === true || v.lockspace !== undefined) throw usage('--cluster and --lockspace belong to journal verify', JOURNAL_USAGE);
+      if (v.cluster === true || v.lockspace !== undefined || v.cache !== undefined) throw usage('--cluster, --lockspace and --cache belong to journal verify', JOURNAL_USAGE);
       return compactCommand(v);
     default:
       throw usage(`journal needs "compact" or "verify", got ${JSON.stringify(sub)}`, JOURNAL_USAGE);
@@ -509,6 +511,7 @@ export async function runJournal(argv: string[]): Promise<number> {
 interface JournalValues extends JournalFlags {
   cluster?: boolean | undefined;
   lockspace?: string | undefined;
+  cache?: string | undefined;
   before?: string | undefined;
   archive?: string | undefined;
   'dry-run'?: boolean | undefined;
@@ -592,7 +595,7 @@ async function verify(v: JournalValues): Promise<number> {
 
 /** `journal verify --cluster`: every published chain, and this host's against its local journal. */
 async function verifyClusterCommand(v: JournalValues): Promise<number> {
-  const [{ clusterLockspace }, { verifyCluster }] = await Promise.all([import('./cluster-audit.js'), import('./cluster-verify.js')]);
+  const [{ clusterLockspace, clusterCacheRoot, vanished }, { verifyCluster }, { ClusterCache, cacheDirFor }] = await Promise.all([import('./cluster-audit.js'), import('./cluster-verify.js'), import('./cluster-cache.js')]);
   const lockspace = clusterLockspace(v);
   // The local journal when there is one (run on a host): --journal, --state-dir, or the configured one.
   let local: { host: string; journal: Journal } | undefined;
@@ -608,6 +611,20 @@ async function verifyClusterCommand(v: JournalValues): Promise<number> {
     reports = verifyCluster(lockspace, local);
   } finally {
     local?.journal.close();
+  }
+  // What the segments no longer hold, only a reader that read them before can tell: this machine's
+  // read cache, when audit --cluster made one, is brought up to date and names the facts it read
+  // that no segment holds any more (a segment cut shorter or removed).
+  const root = clusterCacheRoot(v);
+  if (fs.existsSync(cacheDirFor(root, lockspace))) {
+    const cache = ClusterCache.open(root, lockspace);
+    cache.catchUp();
+    for (const g of vanished(cache)) {
+      const i = reports.findIndex((r) => r.host === g.host && r.journal === g.journal);
+      const problem = { host: g.host, journal: g.journal, segment: g.range.segment, seq: g.range.from, reason: `${g.what} (read before by this machine's cache ${cache.dir})` };
+      if (i === -1) reports.push({ host: g.host, journal: g.journal, segments: 0, facts: 0, ok: false, problems: [problem], notes: [] });
+      else reports[i] = { ...reports[i]!, ok: false, problems: [...reports[i]!.problems, problem] };
+    }
   }
   const ok = reports.every((r) => r.ok);
   if (v.json === true) process.stdout.write(JSON.stringify({ lockspace, ok, ...(local ? { localHost: local.host, localJournal: file } : {}), chains: reports }, null, 2) + '\n');

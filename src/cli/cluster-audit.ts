@@ -12,7 +12,7 @@ import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { boundaryNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
-import { ClusterCache, cacheRoot, type CatchUpReport } from './cluster-cache.js';
+import { ClusterCache, cacheRoot, type CatchUpReport, type VanishedRange } from './cluster-cache.js';
 import type { Overlap } from './cluster-overlaps.js';
 import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
 
@@ -84,8 +84,30 @@ export function openCluster(v: ClusterFlags, now: number, quiet = false): Opened
   const lockspace = clusterLockspace(v);
   const cache = ClusterCache.open(clusterCacheRoot(v), lockspace);
   const report = cache.catchUp();
-  if (!quiet) warnProblems(report);
+  if (!quiet) {
+    warnProblems(report);
+    for (const g of vanished(cache)) process.stderr.write(`vmlockd: warning: ${g.text}\n`);
+  }
   return { ...assemble(cache, lockspace, now), lockspace, cache, report };
+}
+
+/**
+ * Facts the cache read before that no segment holds any more (cluster-cache.ts VanishedRange), one
+ * entry per range: said on every question while it lasts, since an answer leaves them out.
+ */
+export function vanished(cache: ClusterCache): Array<{ host: string; journal: string; range: VanishedRange; what: string; text: string }> {
+  const out: Array<{ host: string; journal: string; range: VanishedRange; what: string; text: string }> = [];
+  for (const c of cache.chains(true)) {
+    for (const r of c.vanished ?? []) {
+      const seqs = r.to > r.from ? `seq ${r.from} to ${r.to} (${r.fromAt} .. ${r.toAt})` : `seq ${r.from} (${r.fromAt})`;
+      const what =
+        `${seqs} were read from it before and are no longer published ` +
+        `(noticed ${r.noticed}: the segment was cut shorter or removed, or the history is being published again and is not that far yet); ` +
+        `answers leave them out: they are no published history now`;
+      out.push({ host: c.host, journal: c.journal, range: r, what, text: `host ${c.host}: journal ${c.journal}: segment ${r.segment}: ${what} (\`vmlockd journal verify --cluster\` names them too)` });
+    }
+  }
+  return out;
 }
 
 function warnProblems(report: CatchUpReport): void {
@@ -228,6 +250,8 @@ async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backl
   let columns = opts;
   const key = (host: string, journal: string) => `${host}\u0000${journal}`;
   const seen = new Map<string, number>();
+  /** Vanished ranges already said (by openCluster before the backlog, or by an earlier poll). */
+  const told = new Set(vanished(first.cache).map((g) => `${g.host}\u0000${g.journal}\u0000${g.range.from}\u0000${g.range.to}\u0000${g.range.noticed}`));
   for (const h of first.hosts) for (const c of h.chains) seen.set(key(h.host, c.chain.journal), c.chain.last?.seq ?? 0);
   await followLoop(() => {
     const cs = openCluster(v, Date.now(), true);
@@ -238,6 +262,16 @@ async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backl
         const again = printed >= r.seq ? `; the facts printed before as seq ${r.seq} to ${printed} are not its history any more: printed again from seq ${r.seq} as published now` : '';
         process.stderr.write(`vmlockd: warning: host ${r.host}: journal ${r.journal}: segment ${r.segment}: ${r.reason}${again}\n`);
         if (printed >= r.seq) seen.set(k, r.seq - 1);
+      }
+      for (const g of vanished(cs.cache)) {
+        const id = `${g.host}\u0000${g.journal}\u0000${g.range.from}\u0000${g.range.to}\u0000${g.range.noticed}`;
+        if (told.has(id)) continue;
+        told.add(id);
+        const k = key(g.host, g.journal);
+        const printed = seen.get(k) ?? 0;
+        const before = printed >= g.range.from ? `; the facts printed before as seq ${g.range.from} to ${Math.min(printed, g.range.to)} are among them; what is published at those seq numbers from now on is printed` : '';
+        process.stderr.write(`vmlockd: warning: ${g.text}${before}\n`);
+        if (printed >= g.range.from) seen.set(k, g.range.from - 1);
       }
       if (columns.journal === 'csv' && cs.hosts.some((h) => h.chains.length > 1)) {
         columns = { ...columns, journal: 'table' };

@@ -41,6 +41,10 @@ const STATE_KEY = 'cluster_state';
  */
 const TAIL_WINDOW = 512;
 const GENESIS_HEX = GENESIS_HASH.toString('hex');
+/** Facts read before that no segment holds any more (VanishedRange), with the segment and when it was noticed. */
+const VANISHED_TABLE = `CREATE TABLE IF NOT EXISTS vanished (
+  seq INTEGER PRIMARY KEY, at TEXT NOT NULL, host TEXT NOT NULL, kind TEXT NOT NULL, resource TEXT, disk TEXT,
+  owner TEXT, owner_name TEXT, payload TEXT, hash BLOB, segment TEXT NOT NULL, noticed TEXT NOT NULL)`;
 
 /** Where a chain's cache stands, stored in its meta table in the same transaction as the facts. */
 interface ChainState {
@@ -56,6 +60,26 @@ interface ChainState {
   tail?: string;
   /** The header of the segment the chain was first loaded from: a re-published history can link to it. */
   base?: { first: number; prev: string };
+  /** Facts read before that no segment holds any more (the `vanished` table), as ranges. */
+  vanished?: VanishedRange[];
+}
+
+/**
+ * Facts the cache read from a host's segments before and that are no longer published: the chain's
+ * segments now end before them (a segment cut shorter in place, the newest segment removed, a history
+ * moved aside and published again not yet that far). They are no answer's facts any more; the cache
+ * keeps them aside (its `vanished` table) to say so on every question until the same facts are
+ * published again (or others under their seq numbers, a history published again differently).
+ */
+export interface VanishedRange {
+  /** The segment the cache stood in when it read them (the last of them was read from it). */
+  readonly segment: string;
+  readonly from: number;
+  readonly to: number;
+  readonly fromAt: string;
+  readonly toAt: string;
+  /** When a catch-up found them gone. */
+  readonly noticed: string;
 }
 
 /** One (host, journal id) chain as the cache holds it. */
@@ -67,6 +91,8 @@ export interface CachedChain {
   readonly firstAt?: string;
   readonly last?: { readonly seq: number; readonly at: string; readonly kind: string };
   readonly facts: number;
+  /** Facts read before that are no longer published (see VanishedRange). */
+  readonly vanished?: readonly VanishedRange[];
 }
 
 /** Something the catch-up could not read: named by host, segment file and seq. */
@@ -238,8 +264,11 @@ export class ClusterCache {
     }
   }
 
-  /** Every chain the cache holds, a host's oldest journal first. */
-  chains(): CachedChain[] {
+  /**
+   * Every chain the cache holds, a host's oldest journal first. `all`: also the chains that hold no
+   * fact now because every fact read from them is no longer published (their `vanished`).
+   */
+  chains(all?: boolean): CachedChain[] {
     const out: CachedChain[] = [];
     let hosts: string[];
     try {
@@ -255,11 +284,11 @@ export class ClusterCache {
         continue;
       }
       const mine: CachedChain[] = [];
-      for (const f of files) {
+      for (const f of files.sort()) {
         const file = path.join(this.dir, host, f);
         const st = readState(file);
-        if (st === undefined || st.facts === 0) continue;
-        mine.push({ host, journal: st.journal, file, ...(st.firstAt ? { firstAt: st.firstAt } : {}), ...(st.last ? { last: st.last } : {}), facts: st.facts });
+        if (st === undefined || (st.facts === 0 && (all !== true || (st.vanished?.length ?? 0) === 0))) continue;
+        mine.push({ host, journal: st.journal, file, ...(st.firstAt ? { firstAt: st.firstAt } : {}), ...(st.last ? { last: st.last } : {}), facts: st.facts, ...(st.vanished?.length ? { vanished: st.vanished } : {}) });
       }
       mine.sort((a, b) => ((a.firstAt ?? '') < (b.firstAt ?? '') ? -1 : (a.firstAt ?? '') > (b.firstAt ?? '') ? 1 : 0));
       out.push(...mine);
@@ -395,6 +424,13 @@ class ChainLoader {
   /** The first seq of the cached facts to drop in the next commit (the history differs from there). */
   private cutFrom: number | undefined;
   private readonly resets: CatchUpReset[] = [];
+  /** Reading again from a segment's start (the stored position no longer holds what was read). */
+  private rereading = false;
+  /** The segment the stored position named before reading again. */
+  private stood = '';
+  /** The highest seq in the `vanished` table (0: none): only facts up to it are looked up there. */
+  private vanishedMax = 0;
+  private readonly vanishedHash: Database.Statement;
 
   constructor(
     private readonly db: Database.Database,
@@ -412,6 +448,9 @@ class ChainLoader {
     this.getState = db.prepare(`SELECT value FROM meta WHERE key = '${STATE_KEY}'`);
     this.putState = db.prepare(`INSERT INTO meta (key, value) VALUES ('${STATE_KEY}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
     this.hashAt = db.prepare(`SELECT hash FROM facts WHERE seq = ?`).pluck();
+    db.exec(VANISHED_TABLE);
+    this.vanishedHash = db.prepare(`SELECT hash FROM vanished WHERE seq = ?`).pluck();
+    this.vanishedMax = (db.prepare('SELECT max(seq) FROM vanished').pluck().get() as number | null) ?? 0;
   }
 
   private state(): ChainState | undefined {
@@ -465,8 +504,9 @@ class ChainLoader {
       const stored = this.state();
       if ((stored === undefined ? undefined : `${stored.segment}@${stored.decoder.offset}`) !== this.committed) throw new ConcurrentCatchUp();
       this.deleteFrom(0);
-      this.db.exec(`DELETE FROM carried; DELETE FROM owners; DELETE FROM meta WHERE key = '${STATE_KEY}'`);
+      this.db.exec(`DELETE FROM carried; DELETE FROM owners; DELETE FROM vanished; DELETE FROM meta WHERE key = '${STATE_KEY}'`);
     }).immediate();
+    this.vanishedMax = 0;
     this.owners.clear();
     this.committed = undefined;
     this.held = 0;
@@ -506,6 +546,8 @@ class ChainLoader {
           this.dropAll();
           st = undefined;
         } else {
+          this.stood = st.segment;
+          this.rereading = true;
           st = { ...st, segment: seg.name, decoder: initialDecoderState() };
           delete st.tail;
         }
@@ -565,6 +607,10 @@ class ChainLoader {
         const next = this.segs.find((s) => s.firstSeq > seg!.firstSeq);
         if (next === undefined) {
           pendingTail = decoder.pending > 0;
+          // Read again to the end of what is published, and the cache held facts beyond it: they are
+          // no longer published (the segment cut shorter, the newest segment removed). Never kept
+          // as published truth; kept aside and named on every question (VanishedRange).
+          if (this.rereading && this.held > d.lastSeq) cur = this.vanish(cur, d.lastSeq + 1);
           break;
         }
         if (!decoder.sealed) {
@@ -590,6 +636,81 @@ class ChainLoader {
     return { facts: this.loaded, ...(problem ? { problem } : {}), pendingTail, resets: this.resets };
   }
 
+  /** Facts dropped: count and ends from what the file holds now. */
+  private recount(next: ChainState): void {
+    next.facts = this.db.prepare('SELECT count(*) FROM facts').pluck().get() as number;
+    const first = this.db.prepare('SELECT at FROM facts ORDER BY seq LIMIT 1').pluck().get() as string | undefined;
+    const last = this.db.prepare('SELECT seq, at, kind FROM facts ORDER BY seq DESC LIMIT 1').get() as { seq: number; at: string; kind: string } | undefined;
+    if (first === undefined) delete next.firstAt;
+    else next.firstAt = first;
+    if (last === undefined) delete next.last;
+    else next.last = last;
+  }
+
+  /** The `vanished` table as ranges of consecutive seq numbers read from one segment. */
+  private vanishedRanges(): VanishedRange[] {
+    const out: Array<{ segment: string; from: number; to: number; fromAt: string; toAt: string; noticed: string }> = [];
+    for (const r of this.db.prepare('SELECT seq, at, segment, noticed FROM vanished ORDER BY seq').iterate() as IterableIterator<{ seq: number; at: string; segment: string; noticed: string }>) {
+      const l = out[out.length - 1];
+      if (l !== undefined && l.to + 1 === r.seq && l.segment === r.segment) {
+        l.to = r.seq;
+        l.toAt = r.at;
+      } else out.push({ segment: r.segment, from: r.seq, to: r.seq, fromAt: r.at, toAt: r.at, noticed: r.noticed });
+    }
+    return out;
+  }
+
+  /**
+   * The cached facts from `from` on are no longer published: moved into the `vanished` table with
+   * the segment the cache stood in, in one transaction with the position.
+   */
+  private vanish(cur: ChainState, from: number): ChainState {
+    const next: ChainState = { ...cur };
+    this.db.transaction(() => {
+      const stored = this.state();
+      if ((stored === undefined ? undefined : `${stored.segment}@${stored.decoder.offset}`) !== this.committed) throw new ConcurrentCatchUp();
+      this.db
+        .prepare(`INSERT OR REPLACE INTO vanished (seq, at, host, kind, resource, disk, owner, owner_name, payload, hash, segment, noticed) SELECT seq, at, host, kind, resource, disk, owner, owner_name, payload, hash, ?, ? FROM facts WHERE seq >= ?`)
+        .run(this.stood, new Date().toISOString(), from);
+      this.deleteFrom(from);
+      this.recount(next);
+      next.vanished = this.vanishedRanges();
+      this.putState.run(JSON.stringify(next));
+    }).immediate();
+    this.vanishedMax = (this.db.prepare('SELECT max(seq) FROM vanished').pluck().get() as number | null) ?? 0;
+    this.held = from - 1;
+    return next;
+  }
+
+  /**
+   * Facts published at seq numbers whose earlier facts had vanished: the same fact (equal hash) is
+   * simply published again; another one is a history published again differently (a reset, said
+   * once). Either way the seq is no longer counted as vanished. Inside commit()'s transaction.
+   */
+  private publishedAgain(facts: readonly SegmentFact[], segment: string, next: ChainState): void {
+    let differs: number | undefined;
+    for (const f of facts) {
+      const h = this.vanishedHash.get(f.seq) as Buffer | null | undefined;
+      if (h === undefined) continue;
+      if ((h === null ? undefined : h.toString('hex')) !== f.hash) differs ??= f.seq;
+    }
+    const lo = facts[0]!.seq;
+    const hi = facts[facts.length - 1]!.seq;
+    this.db.prepare('DELETE FROM vanished WHERE seq >= ? AND seq <= ?').run(lo, hi);
+    if (differs !== undefined) {
+      this.resets.push({
+        host: this.host,
+        journal: this.journal,
+        segment,
+        seq: differs,
+        reason: `seq ${differs} published now differs from the seq ${differs} read before and no longer published since (the history was published again differently): what is published now is the answer`,
+      });
+    }
+    const left = this.vanishedRanges();
+    if (left.length > 0) next.vanished = left;
+    else delete next.vanished;
+  }
+
   /** A fact the cache already holds a fact of that seq for: equal, or the histories part here. */
   private compare(f: SegmentFact, segment: string): void {
     if (this.cachedHash(f.seq) === f.hash) return;
@@ -613,6 +734,7 @@ class ChainLoader {
     this.carried = [];
     const cut = this.cutFrom;
     this.cutFrom = undefined;
+    const back = this.vanishedMax > 0 ? facts.filter((f) => f.seq <= this.vanishedMax) : [];
     const dst = decoder.state;
     const next: ChainState = { ...cur, segment, decoder: dst, facts: cur.facts + facts.length, tail: tailOf(fd, dst.offset) };
     if (next.base === undefined && dst.header !== null && cur.facts === 0 && this.held === 0) next.base = { first: dst.header.first, prev: dst.header.prev };
@@ -650,6 +772,7 @@ class ChainLoader {
         const f = facts[i]!;
         this.insertFact.run(f.seq, f.at, f.host, f.kind, f.resource, f.disk, f.owner, f.owner_name, f.payload, Buffer.from(f.hash, 'hex'));
       }
+      if (back.length > 0) this.publishedAgain(back, segment, next);
       for (const c of carried) this.insertCarried.run(c.seq, c.at, c.host, c.kind, c.resource, c.disk, c.owner, c.owner_name, c.payload, Buffer.from(c.hash, 'hex'));
       for (const f of [...carried, ...facts]) {
         if (f.owner !== null && f.owner_name !== null) {
@@ -660,19 +783,11 @@ class ChainLoader {
           }
         }
       }
-      if (cut !== undefined) {
-        // Facts dropped: count and ends from what the file holds now.
-        next.facts = this.db.prepare('SELECT count(*) FROM facts').pluck().get() as number;
-        const first = this.db.prepare('SELECT at FROM facts ORDER BY seq LIMIT 1').pluck().get() as string | undefined;
-        const last = this.db.prepare('SELECT seq, at, kind FROM facts ORDER BY seq DESC LIMIT 1').get() as { seq: number; at: string; kind: string } | undefined;
-        if (first === undefined) delete next.firstAt;
-        else next.firstAt = first;
-        if (last === undefined) delete next.last;
-        else next.last = last;
-      }
+      if (cut !== undefined) this.recount(next);
       this.putState.run(JSON.stringify(next));
     }).immediate();
     this.committed = `${next.segment}@${next.decoder.offset}`;
+    if (back.length > 0) this.vanishedMax = (this.db.prepare('SELECT max(seq) FROM vanished').pluck().get() as number | null) ?? 0;
     this.loaded += facts.length;
     if (facts.length > 0) this.held = Math.max(this.held, facts[facts.length - 1]!.seq);
     return next;

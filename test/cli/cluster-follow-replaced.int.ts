@@ -65,4 +65,34 @@ test('--follow across a history published again: a warning naming host, journal 
   }
 });
 
+test('--follow across a segment cut shorter in place (8..10 gone): a warning naming the printed facts that are gone, then what is published there later', async () => {
+  const root = tmpdir('vmlockd-cluster-follow-cut-');
+  const ls = path.join(root, 'lockspace');
+  const file = path.join(hostSegmentDir(ls, H), segmentFileName(J, 1));
+  const rewrite = (facts: Array<{ row: ChainRow; hash: Buffer }>) => {
+    let text = encodeHeader({ host: H, journal: J, first: 1, prev: GENESIS_HASH, created: '2026-01-01T00:00:00.000Z' });
+    for (const f of facts) text += encodeFact(f.row, f.hash);
+    fs.writeFileSync(file, text); // in place: the same inode
+  };
+  publishOne(ls, history(10));
+  const child = spawn(process.execPath, [MAIN, 'audit', '--cluster', '--lockspace', ls, '--cache', path.join(root, 'cache'), '--follow', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const lines = () => out.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as { seq: number; ownerName?: string });
+  try {
+    await until('the backlog of 10', () => lines().length >= 10, 30_000);
+    rewrite(history(7));
+    await until(`the cut said (${err})`, () => /seq 8 to 10 .* no longer published/.test(err), 30_000);
+    assert.match(err, /host hv-a: journal c0ffee00c0ffee00: segment c0ffee00c0ffee00-0*1\.seg: seq 8 to 10 .*the facts printed before as seq 8 to 10 are among them/);
+    rewrite(history(9, 'later', 8));
+    await until(`the new 8..9 followed (${out}${err})`, () => lines().length >= 12, 30_000);
+    assert.equal(lines().slice(10).map((l) => `${l.seq}:${l.ownerName}`), ['8:web1-later', '9:web1-later']);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+});
+
 test.run();
