@@ -10,6 +10,7 @@ import type { Command, VmEvent } from '../engine/types.js';
 import type { BoundedLine } from '../events/jsonl.js';
 import { LineSplitter, MAX_JSON_DEPTH, MAX_LINE_BYTES, checkDepth, checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
 import { HookRoute } from './hook-route.js';
+import type { LogFields } from './log.js';
 import { native } from '../engine/native.js';
 
 /**
@@ -28,7 +29,7 @@ export interface ApiContext {
   status(): Record<string, unknown>;
   locks(): unknown[];
   audit(q: AuditQuery): unknown[];
-  log(level: 'info' | 'warning' | 'error', msg: string): void;
+  log(level: 'info' | 'warning' | 'error', msg: string, fields?: LogFields): void;
   /** virtlockd's lease rules from the live config (auto_disk_leases, require_lease_for_disks). */
   leaseRules?(): { autoDiskLeases: boolean; requireLeaseForDisks: boolean };
 }
@@ -147,7 +148,7 @@ function commandFrom(kind: 'acquire' | 'release' | 'check', body: Record<string,
 
 export function createApiServer(ctx: ApiContext): http.Server {
   // One per server: it remembers incoming migrations between the hook's calls.
-  const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host), log: (level, msg) => ctx.log(level, msg), ...(ctx.leaseRules ? { leaseRules: ctx.leaseRules } : {}) });
+  const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host), log: (level, msg, fields) => ctx.log(level, msg, fields), ...(ctx.leaseRules ? { leaseRules: ctx.leaseRules } : {}) });
   const server = http.createServer((req, res) => {
     const denied = refusedPeers.get(req.socket);
     if (denied !== undefined) {

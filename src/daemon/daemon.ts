@@ -343,7 +343,7 @@ export class Daemon {
       locks: () => lockView(engine.state),
       audit: (q) => this.audit(q),
       leaseRules: () => ({ autoDiskLeases: this.config.autoDiskLeases, requireLeaseForDisks: this.config.requireLeaseForDisks }),
-      log: (level, msg) => this.log.log(level, msg),
+      log: (level, msg, fields) => this.log.log(level, msg, fields),
     });
     // The control socket the previous daemon handed over (its queue kept), else bound here.
     const controlFd = this.inherited?.take('control', c.socket);
@@ -461,7 +461,7 @@ export class Daemon {
       rejectThen: (source, error, raw, done) => engine.rejectThen(source, error, raw, done),
       record: (facts) => this.journalWatch.record((f) => engine.record(f), facts),
       state: () => engine.state,
-      log: (level, msg) => this.log.log(level, msg),
+      log: (level, msg, fields) => this.log.log(level, msg, fields),
     };
   }
 

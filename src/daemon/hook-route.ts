@@ -16,6 +16,7 @@
 // HandOverEnded; its attempts are quiet (their refusal by the source journals nothing).
 // The memory is used once and is in-process: if vmlockd restarts between the two calls, the
 // prepare acquires, is refused, and the migration fails safe (nothing runs without a lock).
+import { refusalConflicts, type ConflictFields } from '../engine/conflict-line.js';
 import { BadInputError } from '../engine/errors.js';
 import { isHandOverRefusal } from '../engine/holder-record.js';
 import type { Reply } from '../engine/pipeline.js';
@@ -63,7 +64,8 @@ export interface HookRouteDeps {
   incomingTtlMs?: number;
   /** virtlockd's lease rules (qemu-lockd.conf), read at every call: they reload live. */
   leaseRules?(): LeaseRules;
-  log?(level: 'info' | 'warning' | 'error', msg: string): void;
+  /** fields: a CONFLICT line's (src/engine/conflict-line.ts); without them the wording classifies the line. */
+  log?(level: 'info' | 'warning' | 'error', msg: string, fields?: ConflictFields | { vm: string }): void;
   /** Schedule fn after ms; returns a cancel function (tests pass a fake). */
   later?(fn: () => void, ms: number): () => void;
   handOverTtlMs?: number;
@@ -327,7 +329,13 @@ export class HookRoute {
       }
       if (reply.status === 'refused') refusals++;
       await end('conflict', reply.message);
-      log('error', `CONFLICT: VM ${who(owner)} migrated in, but its disks are not this VM's to take over: ${reply.message}`);
+      if (reply.status === 'error') {
+        // No disk was refused to another owner: the take itself failed (as the event stream says it).
+        log('error', `hook: VM ${who(owner)} migrated in, but its disks could not be taken: ${reply.message}; this host does not hold them`, { vm: owner.name ?? owner.uuid });
+        return;
+      }
+      // One line per refused disk, each with the disk, the VM, its holder and the LockRefused's seq.
+      for (const c of refusalConflicts(owner, reply.refusals, this.deps.host())) log('error', `CONFLICT: VM ${who(owner)} migrated in, but its disks are not this VM's to take over: ${c.message}`, c.fields);
     };
     cancelTimer = later(() => void attempt(0), handOverDelay(0));
   }

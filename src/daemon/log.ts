@@ -28,6 +28,9 @@ export interface LogFields {
   readonly vm?: string;
   readonly host?: string;
   readonly seq?: number;
+  /** CONFLICT lines: who holds the disk (its VM, its host; src/engine/conflict-line.ts). */
+  readonly holder?: string;
+  readonly holderHost?: string;
 }
 
 /**
@@ -252,7 +255,7 @@ export class Logger {
   private emit(sink: Sink, level: Level, msg: string, f: LogFields): void {
     switch (sink.kind) {
       case 'text': {
-        const extra = [f.event && `event=${fieldValue(f.event)}`, f.seq !== undefined && `seq=${f.seq}`, f.disk && `disk=${fieldValue(f.disk)}`, f.vm && `vm=${fieldValue(f.vm)}`, f.host && `host=${fieldValue(f.host)}`].filter(Boolean);
+        const extra = [f.event && `event=${fieldValue(f.event)}`, f.seq !== undefined && `seq=${f.seq}`, f.disk && `disk=${fieldValue(f.disk)}`, f.vm && `vm=${fieldValue(f.vm)}`, f.host && `host=${fieldValue(f.host)}`, f.holder && `holder=${fieldValue(f.holder)}`, f.holderHost && `holderHost=${fieldValue(f.holderHost)}`].filter(Boolean);
         // One event, one line: a disk path or VM name chosen by a client may hold a newline (or
         // another control character) that would otherwise forge a log line of its own.
         this.write(`${new Date().toISOString()} ${level} ${oneLine(msg)}${extra.length > 0 ? ` [${extra.join(' ')}]` : ''}\n`);
@@ -265,6 +268,8 @@ export class Logger {
         if (f.disk !== undefined) obj.disk = f.disk;
         if (f.vm !== undefined) obj.vm = f.vm;
         if (f.host !== undefined) obj.host = f.host;
+        if (f.holder !== undefined) obj.holder = f.holder;
+        if (f.holderHost !== undefined) obj.holderHost = f.holderHost;
         sink.pino[level === 'warning' ? 'warn' : level](obj, msg);
         return;
       }
@@ -281,6 +286,8 @@ export class Logger {
         if (f.disk !== undefined) fields.push(['VMLOCKD_DISK', f.disk]);
         if (f.vm !== undefined) fields.push(['VMLOCKD_VM', f.vm]);
         if (f.host !== undefined) fields.push(['VMLOCKD_HOST', f.host]);
+        if (f.holder !== undefined) fields.push(['VMLOCKD_HOLDER', f.holder]);
+        if (f.holderHost !== undefined) fields.push(['VMLOCKD_HOLDER_HOST', f.holderHost]);
         const sent = sink.sink.send(journalEntry(fields));
         if (sent === 'sent') return;
         this.fellBack++;

@@ -68,6 +68,8 @@ const DEAD_DESCRIPTION: ReadonlySet<string> = new Set(['ENOTCONN', 'EBADFD', 'EB
 export interface Refusal extends DiskResult {
   readonly holder: HolderInfo;
   readonly message: string;
+  /** The refusal's LockRefused fact, once journaled (src/engine/conflict-line.ts). */
+  readonly seq?: number;
 }
 
 export type Outcome =

@@ -13,6 +13,7 @@ import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type Fact, type NewFact } from './facts.js';
 import { appendFacts, type JournalPort } from './journal-port.js';
 import type { Locker, Outcome, Prepared } from './locker.js';
+import { withRefusalSeqs } from './conflict-line.js';
 import { decide } from './decide.js';
 import { plan } from './plan.js';
 import { blockdevPaths, resolveCommand, type BlockdevNames, type NamingRules } from './resolve.js';
@@ -38,6 +39,8 @@ interface Job {
 interface Pending {
   readonly prepared: Prepared;
   readonly done: (reply: Reply) => void;
+  /** How many of the batch's facts are this command's. */
+  readonly count: number;
 }
 
 export interface EngineOptions {
@@ -348,7 +351,7 @@ export class Engine {
     // could both be granted one resource; if the commit fails the state is rebuilt from the journal.
     facts = this.monotone(facts);
     for (const f of facts) evolve(this.state, f);
-    this.batch.push({ prepared, done });
+    this.batch.push({ prepared, done, count: facts.length });
     this.batchFacts.push(...facts);
     if (this.batchFacts.length >= this.maxBatch) {
       this.flush();
@@ -386,9 +389,13 @@ export class Engine {
       return;
     }
     if (stored.length > 0) this.state.seq = stored[stored.length - 1]!.seq;
+    let first = 0;
     for (const p of batch) {
+      const mine = stored.length === facts.length ? stored.slice(first, first + p.count) : [];
+      first += p.count;
       p.prepared.commit();
-      p.done(p.prepared.outcome);
+      // A refusal names the seq of its LockRefused fact (a CONFLICT log line reports it).
+      p.done(withRefusalSeqs(p.prepared.outcome, mine));
     }
     this.opts.onFacts?.(stored);
   }

@@ -1,5 +1,6 @@
 // What the composition root hands an event source (virsh stream, virtlockd server, ...): a way in
 // to the pipeline and a read-only view of the state. Sources never touch lock files or the journal.
+import type { ConflictFields } from './conflict-line.js';
 import type { NewFact } from './facts.js';
 import type { Reply } from './pipeline.js';
 import type { State } from './state.js';
@@ -24,7 +25,8 @@ export interface SourceContext {
   state(): State;
   /** This host's id. */
   readonly host: string;
-  log(level: 'debug' | 'info' | 'warning' | 'error', msg: string): void;
+  /** fields: a CONFLICT line's (src/engine/conflict-line.ts); without them the wording classifies the line. */
+  log(level: 'debug' | 'info' | 'warning' | 'error', msg: string, fields?: ConflictFields): void;
 }
 
 export interface RunningSource {

@@ -11,6 +11,7 @@
 import { spawn as nodeSpawn, execFile } from 'node:child_process';
 import * as readline from 'node:readline';
 import type { Readable } from 'node:stream';
+import { refusalConflicts } from '../engine/conflict-line.js';
 import { BadInputError } from '../engine/errors.js';
 import { isHandOverRefusal } from '../engine/holder-record.js';
 import type { Reply } from '../engine/pipeline.js';
@@ -587,7 +588,10 @@ export class LibvirtEventHandler {
       return;
     }
     await this.endWait(owner.uuid, 'conflict', reply.message);
-    this.ctx.log('error', `CONFLICT: VM ${who(owner)} is running without its disk lock: ${reply.message} (on_conflict = "${this.opts.onConflict()}")`);
+    // One line per refused disk, each with the disk, the VM, its holder and the LockRefused's seq.
+    for (const c of refusalConflicts(owner, reply.refusals, this.ctx.host)) {
+      this.ctx.log('error', `CONFLICT: VM ${who(owner)} is running without its disk lock: ${c.message} (on_conflict = "${this.opts.onConflict()}")`, c.fields);
+    }
     await this.applyConflictPolicy(owner, reply.message);
   }
 

@@ -3,6 +3,7 @@
 // record the conflict with both owners and hand it to the on_conflict policy. Never steals a lock
 // back. A check that fails (EMFILE, EIO, a mount that does not answer) is not a loss: it is logged,
 // counted and retried. A pending re-take ends with any newer fact about its resource or a release.
+import { conflictFields } from '../engine/conflict-line.js';
 import { fact, type Fact, type NewFact } from '../engine/facts.js';
 import type { Locker } from '../engine/locker.js';
 import { resourceFields } from '../engine/locker.js';
@@ -30,7 +31,7 @@ export interface VerifierDeps {
   beforeRound?(at: string): void;
   onConflict(c: Conflict): void;
   /** fields: the log line's disk, vm, seq (src/daemon/log.ts); without them the wording classifies it. */
-  log(level: 'info' | 'warning' | 'error', msg: string, fields?: { event?: string; disk?: string; vm?: string; seq?: number }): void;
+  log(level: 'info' | 'warning' | 'error', msg: string, fields?: { event?: string; disk?: string; vm?: string; seq?: number; holder?: string; holderHost?: string }): void;
   now?(): Date;
 }
 
@@ -245,8 +246,8 @@ export class Verifier {
       const who = c.holder.owner ? `VM ${c.holder.owner.name ?? c.holder.owner.uuid}${c.holder.host ? ` on host ${c.holder.host}` : ''}` : 'another owner';
       // The line reports the LeaseLost of this disk: its seq joins it with `vmlockd audit` (review14).
       const lostFact = recorded.find((f) => f.kind === 'LeaseLost' && f.payload.disk === c.disk);
-      const vm = c.owners.map((o) => o.name ?? o.uuid).join(', ');
-      this.deps.log('error', `CONFLICT: disk ${c.disk} lost by ${vm} is now held by ${who}; both may be writing it`, { event: 'Conflict', disk: c.disk, vm, ...(lostFact ? { seq: lostFact.seq } : {}) });
+      const fields = conflictFields(c.disk, c.owners, c.holder, lostFact?.seq);
+      this.deps.log('error', `CONFLICT: disk ${c.disk} lost by ${fields.vm} is now held by ${who}; both may be writing it`, fields);
       this.deps.onConflict(c);
     }
     const lost = facts.filter((f) => f.kind === 'LeaseLost').length;

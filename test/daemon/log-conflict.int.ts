@@ -40,6 +40,9 @@ test('the JSON CONFLICT line names the disk, the VM and the seq of the fact it r
   assert.is(conflict.disk, disk, `disk field on the CONFLICT line: ${line}`);
   assert.is(conflict.vm, 'web1', `vm field on the CONFLICT line: ${line}`);
   assert.type(conflict.seq, 'number', `seq on the CONFLICT line: ${line}`);
+  // The same fields as every source's CONFLICT line (test/events/conflict-lines.int.ts): who holds it.
+  assert.is(conflict.holder, 'web2', `holder on the CONFLICT line: ${line}`);
+  assert.is(conflict.holderHost, 'h2', `holderHost on the CONFLICT line: ${line}`);
   assert.ok(lost.some((l) => l.seq === conflict.seq && l.disk === disk), `the seq is the LeaseLost's: ${line}`);
 });
 

@@ -53,4 +53,13 @@ test('a VM name or disk path with spaces, "=", "[", "]" or quotes cannot add a f
   assert.match(lines[1]!, / \[event=LockAcquired disk=\/images\/a\.img vm=web1\]\n$/);
 });
 
+test('a CONFLICT line\'s holder and holderHost are fields too, quoted like the rest (a holder\'s VM name comes from its lock file)', () => {
+  const { lines, log } = capture();
+  log.log('error', 'CONFLICT: ...', { event: 'Conflict', seq: 9, disk: '/images/a.img', vm: 'web1', holder: 'web2 [x] seq=1', holderHost: 'h2' });
+  const f = textFields(lines[0]!);
+  assert.equal(f.get('holder'), ['"web2 \\x5bx\\x5d seq=1"'], lines[0]);
+  assert.equal(f.get('holderHost'), ['h2'], lines[0]);
+  assert.equal(f.get('seq'), ['9'], lines[0]);
+});
+
 test.run();
