@@ -38,6 +38,36 @@ if (!has('promtool') || !has('prometheus')) {
     assert.match(r.stdout, /SUCCESS/);
   });
 
+  test('the dashboard\'s LeaseLost panel shows a LeaseLost journaled at a restart, as VmlockdLeaseLost does (the counter reads 1 -> 1, the time gauge moves)', () => {
+    const dash = JSON.parse(fs.readFileSync(path.join(CONTRIB, 'vmlockd.grafana.json'), 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string; legendFormat?: string }> }> };
+    const target = dash.panels.flatMap((p) => p.targets).find((t) => t.legendFormat?.startsWith('LeaseLost'));
+    assert.ok(target, 'a LeaseLost query in the dashboard');
+    const expr = target.expr.replaceAll('$instance', '.*');
+    // The restart samples of vmlockd.rules.test.yml (test/contrib/alert-leaselost-restart.int.ts
+    // takes them from real daemons): a LeaseLost at minute 1, a restart at 31, another at its start.
+    const dir = tmpdir('vmlockd-grafana-');
+    try {
+      const at = (min: number, value: number) => `      - expr: '${expr.replaceAll("'", "''")}'\n        eval_time: ${min}m\n        exp_samples:\n          - labels: '{instance="hv-a:9464",job="vmlockd"}'\n            value: ${value}\n`;
+      fs.writeFileSync(
+        path.join(dir, 't.yml'),
+        `evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'vmlockd_lease_lost_total{instance="hv-a:9464",job="vmlockd"}'
+        values: '0 1x29 _ 1x30'
+      - series: 'vmlockd_last_lease_lost_timestamp_seconds{instance="hv-a:9464",job="vmlockd"}'
+        values: '0 60x29 _ 1920x30'
+    promql_expr_test:
+${at(5, 1)}${at(20, 0)}${at(34, 1)}${at(50, 0)}`,
+      );
+      const r = spawnSync('promtool', ['test', 'rules', 't.yml'], { cwd: dir, encoding: 'utf8' });
+      assert.is(r.status, 0, `${expr}\n${r.stdout}${r.stderr}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a real Prometheus scrapes a running daemon, loads the rules and answers a query for vmlockd_locks_held', async () => {
     const dir = tmpdir('vmlockd-prom-');
     const metricsPort = await freePort();
