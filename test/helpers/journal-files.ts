@@ -1,6 +1,7 @@
 /**
- * Journal files for in-process journal tests: `tempFile()` names a journal in a fresh temporary
- * directory, `track(j)` closes the journal after each test; the directories go after the file's tests.
+ * Journal files for in-process journal tests: `tempDir()` is a fresh temporary directory,
+ * `tempFile(name)` names a file (default journal.db) in a fresh one, `track(j)` closes the journal
+ * after each test; the directories go after the file's tests.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 import type { Test } from 'uvu';
 import type { Journal } from '../../src/journal/journal.js';
 
-export function journalFiles(test: Test, prefix: string): { tempFile: () => string; track: (j: Journal) => Journal } {
+export function journalFiles(test: Test, prefix: string): { tempDir: () => string; tempFile: (name?: string) => string; track: (j: Journal) => Journal } {
   const dirs: string[] = [];
   const open: Journal[] = [];
   test.after.each(() => {
@@ -17,12 +18,14 @@ export function journalFiles(test: Test, prefix: string): { tempFile: () => stri
   test.after(() => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   });
+  const tempDir = (): string => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(dir);
+    return dir;
+  };
   return {
-    tempFile: () => {
-      const dir = mkdtempSync(join(tmpdir(), prefix));
-      dirs.push(dir);
-      return join(dir, 'journal.db');
-    },
+    tempDir,
+    tempFile: (name = 'journal.db') => join(tempDir(), name),
     track: (j) => {
       open.push(j);
       return j;

@@ -2,29 +2,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Journal, MIGRATIONS, SCHEMA_VERSION, migrate } from '../../src/journal/journal.js';
+import { journalFiles } from '../helpers/journal-files.js';
 
-const dirs: string[] = [];
-const open: Journal[] = [];
-function tempFile(name = 'journal.db'): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vmlockd-chain-'));
-  dirs.push(dir);
-  return join(dir, name);
-}
+const { tempFile, track } = journalFiles(test, 'vmlockd-chain-');
 function openJournal(file: string, host = 'host-a', readonly = false): Journal {
-  const j = Journal.open(file, { host, readonly });
-  open.push(j);
-  return j;
+  return track(Journal.open(file, { host, readonly }));
 }
-test.after.each(() => {
-  for (const j of open.splice(0)) j.close();
-});
-test.after(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 
 const AT = (minute: number) => `2026-11-25T10:${String(minute).padStart(2, '0')}:00.000Z`;
 

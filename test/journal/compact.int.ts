@@ -1,31 +1,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import Database from 'better-sqlite3';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Journal, JournalError } from '../../src/journal/journal.js';
+import { journalFiles } from '../helpers/journal-files.js';
 import { F, T, VM, rows } from '../helpers/lock-facts.js';
 
 const HOLDS = { open: ['LockAcquired', 'Reacquired'], close: ['LockReleased', 'LeaseLost'] };
-const dirs: string[] = [];
-const open: Journal[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vmlockd-compact-'));
-  dirs.push(dir);
-  return dir;
-}
+const { tempDir, track } = journalFiles(test, 'vmlockd-compact-');
 function openJournal(file: string, opts: { host?: string; readonly?: boolean; archive?: boolean } = {}): Journal {
-  const j = Journal.open(file, { host: opts.host ?? 'host-a', readonly: opts.readonly ?? false, ...(opts.archive ? { archive: true } : {}) });
-  open.push(j);
-  return j;
+  return track(Journal.open(file, { host: opts.host ?? 'host-a', readonly: opts.readonly ?? false, ...(opts.archive ? { archive: true } : {}) }));
 }
-test.after.each(() => {
-  for (const j of open.splice(0)) j.close();
-});
-test.after(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 
 function throwsCode(fn: () => unknown, code: string, part: RegExp): void {
   try {

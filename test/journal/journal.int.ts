@@ -2,34 +2,20 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Journal, JournalError, MIGRATIONS, SCHEMA_VERSION, migrate, networkFsName } from '../../src/journal/journal.js';
 import type { FactRow, StoredFact } from '../../src/journal/journal.js';
+import { journalFiles } from '../helpers/journal-files.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHILD = fileURLToPath(new URL('./fixtures/append-child.ts', import.meta.url));
 
-const dirs: string[] = [];
-const open: Journal[] = [];
-function tempFile(name = 'journal.db'): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vmlockd-journal-'));
-  dirs.push(dir);
-  return join(dir, name);
-}
+const { tempFile, track } = journalFiles(test, 'vmlockd-journal-');
 function openJournal(file: string, host = 'host-a', readonly = false): Journal {
-  const j = Journal.open(file, { host, readonly });
-  open.push(j);
-  return j;
+  return track(Journal.open(file, { host, readonly }));
 }
-test.after.each(() => {
-  for (const j of open.splice(0)) j.close();
-});
-test.after(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 
 function throwsCode(fn: () => unknown, code: string, messagePart?: string | RegExp): JournalError {
   try {
