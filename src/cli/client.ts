@@ -1,7 +1,7 @@
 // The CLI's side of the control API: HTTP+JSON over the daemon's Unix socket.
-import * as http from 'node:http';
 import type { Readable } from 'node:stream';
 import { VmlockdError } from '../engine/errors.js';
+import { BadAnswer, unixRequest, type RawAnswer } from './unix-http.js';
 
 export interface ApiResponse {
   readonly status: number;
@@ -15,45 +15,36 @@ function unreachable(socketPath: string, e: unknown): VmlockdError {
 }
 
 /**
- * Options of every request to the daemon. No TLS on a Unix socket: an empty `servername` keeps node's
+ * Options of the streaming request (ingest). No TLS on a Unix socket: an empty `servername` keeps node's
  * agent from calling net.isIP on the host name, whose first call compiles the IPv6 pattern: 5-15 ms of
  * a client command's run on this machine (bench/cli-start.ts, bench/README.md). Not in @types/node's
- * RequestOptions, hence the spread.
+ * RequestOptions, hence the cast.
  */
-export const UNIX_REQUEST = { servername: '' } as http.RequestOptions;
+const UNIX_REQUEST = { servername: '' } as import('node:http').RequestOptions;
 
-export function call(socketPath: string, method: string, urlPath: string, body?: unknown): Promise<ApiResponse> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(
-      {
-        socketPath,
-        method,
-        path: urlPath,
-        ...UNIX_REQUEST,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          try {
-            resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null });
-          } catch {
-            reject(new VmlockdError('VMLOCKD_ERR_INTERNAL', `vmlockd answered ${res.statusCode} with a body that is not JSON: ${text.slice(0, 200)}`));
-          }
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', (e) => reject(unreachable(socketPath, e)));
-    req.end(payload);
-  });
+/**
+ * One request, one JSON answer. Over node:net (./unix-http.ts), not node:http: a client command
+ * spends less than half its time above node's own start that way (bench/README.md).
+ */
+export async function call(socketPath: string, method: string, urlPath: string, body?: unknown): Promise<ApiResponse> {
+  let answer: RawAnswer;
+  try {
+    answer = await unixRequest(socketPath, method, urlPath, body === undefined ? undefined : JSON.stringify(body));
+  } catch (e) {
+    if (e instanceof BadAnswer && !e.noAnswer) throw new VmlockdError('VMLOCKD_ERR_INTERNAL', `vmlockd at ${socketPath} gave no whole answer: ${e.message}`, { cause: e });
+    throw unreachable(socketPath, e);
+  }
+  try {
+    return { status: answer.status, body: answer.body ? JSON.parse(answer.body) : null };
+  } catch {
+    throw new VmlockdError('VMLOCKD_ERR_INTERNAL', `vmlockd answered ${answer.status} with a body that is not JSON: ${answer.body.slice(0, 200)}`);
+  }
 }
 
 /** Stream JSON lines to /v1/events; `onLine` gets each result line as it arrives. */
-export function streamEvents(socketPath: string, input: Readable, onLine: (line: string) => void): Promise<void> {
+export async function streamEvents(socketPath: string, input: Readable, onLine: (line: string) => void): Promise<void> {
+  // Loaded here: the one-request commands never need node:http.
+  const http = await import('node:http');
   return new Promise((resolve, reject) => {
     let settled = false;
     const fail = (e: Error) => {

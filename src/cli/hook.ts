@@ -6,7 +6,7 @@
 // - stdout stays empty: for `migrate begin` and `restore begin` libvirt reads it as replacement XML;
 // - a refusal is ONE stderr line naming the disk, its holder and how to look closer;
 // - an unreachable daemon fails closed (the VM does not start without its locks) unless --fail-open.
-// This module is kept small (node:http and the argument mapping only): libvirt waits for it on
+// This module is kept small (node:net through ./unix-http.ts and the argument mapping only): libvirt waits for it on
 // every VM start. The daemon parses the XML (POST /v1/hook, src/daemon/hook-route.ts).
 import { hookAction, type HookAction } from '../events/hook-args.js';
 
@@ -83,41 +83,20 @@ type Answer = { kind: 'reply'; status: number; body: Record<string, any> } | { k
 
 async function post(socketPath: string, body: unknown, timeoutMs: number): Promise<Answer> {
   // Loaded here, not at the top: the no-op calls (most of libvirt's hook calls) never need it.
-  const http = await import('node:http');
-  return new Promise((resolve) => {
-    const payload = JSON.stringify(body);
-    const req = http.request(
-      {
-        socketPath,
-        method: 'POST',
-        path: '/v1/hook',
-        agent: false,
-        // No TLS here: an empty servername keeps node's agent from testing the host with net.isIP,
-        // whose first call compiles the IPv6 pattern (~5-15 ms of a process this short; client.ts).
-        ...({ servername: '' } as object),
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), connection: 'close' },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          try {
-            resolve({ kind: 'reply', status: res.statusCode ?? 0, body: JSON.parse(text) });
-          } catch {
-            resolve({ kind: 'reply', status: res.statusCode ?? 0, body: { status: 'error', message: `vmlockd answered HTTP ${res.statusCode} with a body that is not JSON: ${text.slice(0, 120)}` } });
-          }
-        });
-        res.on('error', (e) => resolve({ kind: 'unreachable', why: e.message }));
-      },
-    );
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      const why = e.code === 'ENOENT' ? 'no socket there' : e.code === 'ECONNREFUSED' ? 'nothing listens on it' : e.message;
-      resolve({ kind: 'unreachable', why });
-    });
-    req.end(payload);
-  });
+  const { BadAnswer, unixRequest } = await import('./unix-http.js');
+  let answer;
+  try {
+    answer = await unixRequest(socketPath, 'POST', '/v1/hook', JSON.stringify(body), timeoutMs);
+  } catch (e) {
+    if (e instanceof BadAnswer) return { kind: 'unreachable', why: e.message };
+    const code = (e as NodeJS.ErrnoException).code;
+    return { kind: 'unreachable', why: code === 'ENOENT' ? 'no socket there' : code === 'ECONNREFUSED' ? 'nothing listens on it' : (e as Error).message };
+  }
+  try {
+    return { kind: 'reply', status: answer.status, body: JSON.parse(answer.body) as Record<string, any> };
+  } catch {
+    return { kind: 'reply', status: answer.status, body: { status: 'error', message: `vmlockd answered HTTP ${answer.status} with a body that is not JSON: ${answer.body.slice(0, 120)}` } };
+  }
 }
 
 function verb(op: string): string {
