@@ -6,6 +6,7 @@ import { journalIdOf } from '../journal/journal-id.js';
 import type { Journal } from '../journal/journal.js';
 import { PUBLISHED_DIR, SegmentDecoder, listSegments, segmentFileName, type SegmentDecoderState, type SegmentFact, type SegmentFile } from '../journal/segment.js';
 import { prunedFileName, readPruned, type PrunedRead } from '../journal/segment-pruned.js';
+import { readSuccessor, successorFileName } from '../journal/segment-successor.js';
 
 const READ_CHUNK = 4 * 1024 * 1024;
 
@@ -161,13 +162,25 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
     prev = st;
     prevName = s.name;
   }
-  // A sealed newest segment: its daemon opens the next one with its next fact (publish-worker.ts), so
-  // this is normal until then; if the host journaled facts since, the segments after it were removed.
-  // Verify cannot tell which from the lockspace alone: named as a note, never silently passed.
+  // A sealed newest segment. Its writer creates the successor right after the seal when its successor
+  // statement (<journal>.successor, segment-successor.ts) covers that seal: then a missing successor
+  // was removed, a problem. Without the statement (an older writer opened the next segment with its
+  // next fact) the lockspace alone cannot tell removal from a rotation waiting for its next fact: a note.
   if (prev?.seal != null && prevName !== undefined) {
     const next = segmentFileName(segs[segs.length - 1]!.journalId, prev.seal.last + 1);
     if (!fs.existsSync(path.join(dir, next))) {
-      notes.push(`${prevName} is sealed at seq ${prev.seal.last} and no segment follows it (${next} missing): normal until the host's next fact opens it; if the host journaled facts after seq ${prev.seal.last}, the segments holding them were removed`);
+      const said = readSuccessor(dir, journal);
+      if (said !== undefined && prev.seal.last >= said.from) {
+        problems.push({
+          host,
+          journal,
+          segment: next,
+          seq: prev.seal.last + 1,
+          reason: `missing newest segment: ${prevName} is sealed at seq ${prev.seal.last} and ${next}, which its writer creates right after that seal (${successorFileName(journal)}: every seal from seq ${said.from} on), is not there: removed, with whatever facts it held (unless the daemon died between the two writes and never restarted)`,
+        });
+      } else {
+        notes.push(`${prevName} is sealed at seq ${prev.seal.last} and no segment follows it (${next} missing): normal for a writer that opens it with the host's next fact (no ${successorFileName(journal)} covering that seal); if the host journaled facts after seq ${prev.seal.last}, the segments holding them were removed`);
+      }
     }
   }
   const lastSeq = prev?.lastSeq;

@@ -15,6 +15,7 @@ import { HoldTracker } from '../journal/compact.js';
 import { GENESIS_HASH, type ChainRow } from '../journal/schema.js';
 import { encodePruned, prunedFileName, readPruned } from '../journal/segment-pruned.js';
 import { encodeHostChange, hostChangedFileName } from '../journal/host-changed.js';
+import { encodeSuccessor, readSuccessor, successorFileName } from '../journal/segment-successor.js';
 import {
   PUBLISHED_DIR,
   decodeSegment,
@@ -127,6 +128,7 @@ class Publisher {
   private metaAt = 0;
   private retainMs: number;
   private hostChangeSaid = false;
+  private successorSaid = false;
   /** When pruning was last looked at (0: not yet since the start). */
   private prunedAt = 0;
 
@@ -262,6 +264,7 @@ class Publisher {
       // Facts before the first one still here were compacted (publication was off, or this is the
       // upgrade that turned it on): the history starts with the holds they left in force.
       this.base = this.published > 0;
+      this.stateSuccessor();
       this.ready = true;
       return;
     }
@@ -300,7 +303,11 @@ class Publisher {
     }
     this.published = lastSeq;
     this.publishedHash = Buffer.from(seg.state.lastHash, 'hex');
+    this.stateSuccessor();
     if (seg.state.seal !== null) {
+      // A seal without its successor (an older writer opened it with the next fact, or this one was
+      // stopped between the two writes): created now, as the successor statement says.
+      this.open(lastSeq + 1);
       this.ready = true;
       return;
     }
@@ -416,12 +423,32 @@ class Publisher {
     this.writeMeta(false);
     if (cur.offset >= this.segmentBytes) {
       this.seal();
+      // The successor at once, not with the next fact: a sealed newest segment without it then means
+      // it was removed (docs/decisions/0016 "Rotation"; the statement written at resume says so).
+      this.open(this.published + 1);
       return 'full';
     }
     return n === rows.length && rows.length < BATCH_ROWS ? 'some' : 'full';
   }
 
-  /** Ends the current segment with its seal; the next batch opens a new one at published + 1. */
+  /**
+   * Says once, in this host's directory, that every seal from the published position on is followed
+   * by its successor's creation (segment-successor.ts). An earlier statement (a smaller `from`) stays.
+   * A failure only loses the statement: verify then keeps calling a sealed newest segment a note.
+   */
+  private stateSuccessor(): void {
+    if (this.successorSaid) return;
+    try {
+      if (readSuccessor(this.dir, this.d.journalId) === undefined) {
+        writeWhole(this.dir, successorFileName(this.d.journalId), Buffer.from(encodeSuccessor({ journal: this.d.journalId, from: this.published, at: new Date().toISOString() })));
+      }
+      this.successorSaid = true;
+    } catch (e) {
+      post({ type: 'notice', message: `could not write the successor statement in ${this.dir}: ${(e as Error).message}` });
+    }
+  }
+
+  /** Ends the current segment with its seal; the caller opens its successor. */
   private seal(): void {
     const cur = this.cur;
     if (cur === undefined) return;
