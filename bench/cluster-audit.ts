@@ -313,8 +313,14 @@ function main(): void {
   for (const [name, fn] of questions) {
     fn();
     const ts: number[] = [];
-    for (let i = 0; i < RUNS; i++) ts.push(time(fn));
-    rows.push([`${size}: ${name}`, `p50 ${pct(ts, 50).toFixed(2)} ms, p99 ${pct(ts, 99).toFixed(2)} ms`, '<= 50 ms']);
+    const cpu: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const c = process.cpuUsage();
+      ts.push(time(fn));
+      cpu.push(cpuMs(process.cpuUsage(c)));
+    }
+    // Wall time on a shared machine is mostly waiting for a core; the CPU time is what the question costs.
+    rows.push([`${size}: ${name}`, `p50 ${pct(ts, 50).toFixed(2)} ms, p99 ${pct(ts, 99).toFixed(2)} ms (CPU time p50 ${pct(cpu, 50).toFixed(2)} ms, p99 ${pct(cpu, 99).toFixed(2)} ms)`, '<= 50 ms']);
   }
   // Every disk's whole history: a scan of every lock fact, minutes at millions of facts; measured on the smaller runs.
   if (total <= 1_000_000) {

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { Journal, migrate } from '../journal/journal.js';
 import { AUDIT_INDEXES, GENESIS_HASH } from '../journal/schema.js';
+import { RARE_KINDS, RARE_KINDS_INDEX } from '../journal/query.js';
 import { readPruned } from '../journal/segment-pruned.js';
 import {
   PUBLISHED_DIR,
@@ -45,6 +46,41 @@ const GENESIS_HEX = GENESIS_HASH.toString('hex');
 const VANISHED_TABLE = `CREATE TABLE IF NOT EXISTS vanished (
   seq INTEGER PRIMARY KEY, at TEXT NOT NULL, host TEXT NOT NULL, kind TEXT NOT NULL, resource TEXT, disk TEXT,
   owner TEXT, owner_name TEXT, payload TEXT, hash BLOB, segment TEXT NOT NULL, noticed TEXT NOT NULL)`;
+
+/**
+ * The cache's indexes, in place of the journal's AUDIT_INDEXES (same names, so the audit's queries
+ * run unchanged). A daemon's journal keeps its indexes narrow because each one costs every append;
+ * the cache is written in bulk and read by every cluster question, so its disk and VM indexes carry
+ * every column a question reads (after (column, at, seq): the order the questions walk) and answer
+ * without a table lookup per fact, which is most of a question's time once a chain no longer fits
+ * the page cache. Facts with no disk (no VM) are left out of that index: `disk = ?` implies it.
+ * RARE_KINDS_INDEX does the same for the few kinds the conflict and restart questions ask for.
+ */
+const COVERED = ['seq', 'kind', 'host', 'resource', 'disk', 'owner', 'owner_name', 'payload'];
+const covering = (column: string) => COVERED.filter((c) => c !== column && c !== 'seq').join(', ');
+export const CACHE_INDEXES: ReadonlyArray<{ readonly name: string; readonly sql: string }> = [
+  { name: 'facts_disk_at', sql: `CREATE INDEX facts_disk_at ON facts(disk, at, seq, ${covering('disk')}) WHERE disk IS NOT NULL` },
+  { name: 'facts_owner_at', sql: `CREATE INDEX facts_owner_at ON facts(owner, at, seq, ${covering('owner')}) WHERE owner IS NOT NULL` },
+  { name: 'facts_kind_at', sql: 'CREATE INDEX facts_kind_at ON facts(kind, at)' },
+  { name: 'facts_at', sql: 'CREATE INDEX facts_at ON facts(at)' },
+  { name: RARE_KINDS_INDEX, sql: `CREATE INDEX ${RARE_KINDS_INDEX} ON facts(kind, at, seq, ${covering('kind')}) WHERE ${RARE_KINDS.map((k) => `kind = '${k}'`).join(' OR ')}` },
+];
+
+/** Names the index set in each chain's hint: a cache built with other indexes is opened once to rebuild them. */
+const INDEX_TAG = createHash('sha256').update(CACHE_INDEXES.map((ix) => ix.sql).join('\n')).digest('hex').slice(0, 12);
+
+/** Replaces any index of the chain file that is not the cache's own (a journal schema's, an older cache's). */
+function ensureIndexes(db: Database.Database): void {
+  const have = new Map((db.prepare(`SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'facts'`).all() as Array<{ name: string; sql: string | null }>).map((r) => [r.name, r.sql]));
+  const stale = CACHE_INDEXES.filter((ix) => have.get(ix.name) !== ix.sql);
+  if (stale.length === 0) return;
+  db.transaction(() => {
+    for (const ix of stale) {
+      db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
+      db.exec(ix.sql);
+    }
+  }).immediate();
+}
 
 /** Where a chain's cache stands, stored in its meta table in the same transaction as the facts. */
 interface ChainState {
@@ -317,7 +353,7 @@ function writeHint(file: string, db: Database.Database): void {
     const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(STATE_KEY) as { value: string } | undefined;
     if (row === undefined) return;
     const st = JSON.parse(row.value) as ChainState;
-    fs.writeFileSync(hintFile(file), JSON.stringify({ segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null, tail: st.tail }));
+    fs.writeFileSync(hintFile(file), JSON.stringify({ segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null, tail: st.tail, ix: INDEX_TAG }));
   } catch {
     // only a hint
   }
@@ -351,14 +387,14 @@ function tailOf(fd: number, offset: number): string {
  * finds nothing after them.
  */
 function nothingNew(file: string, dir: string, segs: readonly SegmentFile[]): boolean {
-  let hint: { segment?: unknown; offset?: unknown; sealed?: unknown; tail?: unknown };
+  let hint: { segment?: unknown; offset?: unknown; sealed?: unknown; tail?: unknown; ix?: unknown };
   try {
     hint = JSON.parse(fs.readFileSync(hintFile(file), 'utf8')) as typeof hint;
   } catch {
     return false;
   }
   const newest = segs[segs.length - 1];
-  if (newest === undefined || newest.name !== hint.segment || typeof hint.offset !== 'number' || typeof hint.tail !== 'string') return false;
+  if (newest === undefined || newest.name !== hint.segment || typeof hint.offset !== 'number' || typeof hint.tail !== 'string' || hint.ix !== INDEX_TAG) return false;
   let fd: number;
   try {
     fd = openSegment(path.join(dir, newest.name));
@@ -558,7 +594,8 @@ class ChainLoader {
     // segments before it (retention: its pruned-through marker carries them) are its carried facts.
     if (st === undefined) this.carried.push(...prunedCarried(dir, this.host, this.journal, seg.firstSeq));
     const bulk = st === undefined && this.segs.reduce((n, s) => n + sizeHint(path.join(dir, s.name)), 0) >= BULK_BYTES;
-    if (bulk) for (const ix of AUDIT_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
+    if (bulk) for (const ix of [...AUDIT_INDEXES, ...CACHE_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
+    else ensureIndexes(this.db);
     let cur: ChainState = st ?? { host: this.host, journal: this.journal, segment: seg.name, decoder: undefined as unknown as SegmentDecoderState, facts: 0 };
     let decoder = new SegmentDecoder(path.join(dir, seg.name), { host: this.host, journal: this.journal, first: seg.firstSeq }, resume);
     let problem: CatchUpProblem | undefined;
@@ -631,7 +668,7 @@ class ChainLoader {
         cur = { ...cur, segment: seg.name };
       }
     } finally {
-      if (bulk) for (const ix of AUDIT_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
+      if (bulk) for (const ix of CACHE_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
     }
     return { facts: this.loaded, ...(problem ? { problem } : {}), pendingTail, resets: this.resets };
   }
