@@ -29,8 +29,8 @@ import {
 import { pinOf } from '../engine/locker-hosts.js';
 
 /** Facts per cache transaction: big enough that the commit is amortised, small enough to keep memory flat. */
-const BATCH_FACTS = 20_000;
-const READ_CHUNK = 4 * 1024 * 1024;
+const BATCH_FACTS = Number(process.env.X_BATCH ?? 20_000);
+const READ_CHUNK = Number(process.env.X_CHUNK ?? 4 * 1024 * 1024);
 const ROWS_PER_INSERT = 50;
 /** An empty chain cache loading at least this many segment bytes builds its indexes after the load. */
 const BULK_BYTES = 16 * 1024 * 1024;
@@ -60,7 +60,7 @@ const COVERED = ['seq', 'kind', 'host', 'resource', 'disk', 'owner', 'owner_name
 const covering = (column: string) => COVERED.filter((c) => c !== column && c !== 'seq').join(', ');
 export const CACHE_INDEXES: ReadonlyArray<{ readonly name: string; readonly sql: string }> = [
   { name: 'facts_disk_at', sql: `CREATE INDEX facts_disk_at ON facts(disk, at, seq, ${covering('disk')}) WHERE disk IS NOT NULL` },
-  { name: 'facts_owner_at', sql: `CREATE INDEX facts_owner_at ON facts(owner, at, seq, ${covering('owner')}) WHERE owner IS NOT NULL` },
+  { name: 'facts_owner_at', sql: process.env.X_OWNER_PLAIN ? 'CREATE INDEX facts_owner_at ON facts(owner, at)' : `CREATE INDEX facts_owner_at ON facts(owner, at, seq, ${covering('owner')}) WHERE owner IS NOT NULL` },
   { name: 'facts_kind_at', sql: 'CREATE INDEX facts_kind_at ON facts(kind, at)' },
   { name: 'facts_at', sql: 'CREATE INDEX facts_at ON facts(at)' },
   { name: RARE_KINDS_INDEX, sql: `CREATE INDEX ${RARE_KINDS_INDEX} ON facts(kind, at, seq, ${covering('kind')}) WHERE ${RARE_KINDS.map((k) => `kind = '${k}'`).join(' OR ')}` },

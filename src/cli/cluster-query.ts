@@ -92,7 +92,13 @@ export type ClusterFact = StoredFact & { readonly journal: string };
 export function clusterFacts(cs: ClusterSources, q: FactQuery, limit: number | undefined): ClusterFact[] {
   const all: ClusterFact[] = [];
   for (const h of cs.hosts) {
-    for (const c of h.chains) all.push(...withNames(c.journal, queryFacts({ live: c.journal }, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) })).map((f) => ({ ...f, journal: c.chain.journal })));
+    for (const c of h.chains) {
+      // Each fact is a fresh object from the query: tagged in place, not copied (a copy per fact was a tenth of the question).
+      for (const f of withNames(c.journal, queryFacts({ live: c.journal }, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) }))) {
+        (f as { journal?: string }).journal = c.chain.journal;
+        all.push(f as ClusterFact);
+      }
+    }
   }
   all.sort(clusterOrder);
   return limit === undefined ? all : all.slice(-limit);

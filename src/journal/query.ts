@@ -85,6 +85,12 @@ function fromRaw(r: RawFactRow): StoredFact {
   return { seq: r[0], host: r[2], kind: r[3], at: r[1], resource: r[4], disk: r[5], owner: r[6], ownerName: r[7], payload: JSON.parse(r[8]) as unknown };
 }
 
+/** The split branches' rows (each newest first) merged newest first and cut at `limit`; others as they are. */
+function merged(rows: RawFactRow[], limit: number | undefined): RawFactRow[] {
+  if (limit === undefined) return rows;
+  return rows.sort((a, b) => (a[1] < b[1] ? 1 : a[1] > b[1] ? -1 : b[0] - a[0])).slice(0, limit);
+}
+
 /** The exact shape `at` must have: lexicographic order on it is then time order. */
 const ISO_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
@@ -159,7 +165,7 @@ export class FactQueries {
   run(q: FactQuery): StoredFact[] {
     const built = this.build(q, q.newest === true && q.limit !== undefined);
     if (built === undefined) return [];
-    const rows = (this.statement(built.sql).all(...built.params) as RawFactRow[]).map(fromRaw);
+    const rows = merged(this.statement(built.sql).all(...built.params) as RawFactRow[], built.merge).map(fromRaw);
     return built.descending ? rows.reverse() : rows;
   }
 
@@ -170,6 +176,10 @@ export class FactQueries {
     // A cached statement serves one iteration at a time; a nested or interleaved scan gets its own.
     let stmt = this.statement(built.sql);
     if (stmt.busy) stmt = this.db.prepare(built.sql).raw(true);
+    if (built.merge !== undefined) {
+      for (const row of merged(stmt.all(...built.params) as RawFactRow[], built.merge)) yield fromRaw(row);
+      return;
+    }
     for (const row of stmt.iterate(...built.params) as IterableIterator<RawFactRow>) yield fromRaw(row);
   }
 
@@ -182,7 +192,7 @@ export class FactQueries {
   }
 
   /** The SQL and its parameters, or undefined when the query can match nothing. */
-  private build(q: FactQuery, descending: boolean): { sql: string; params: unknown[]; descending: boolean } | undefined {
+  private build(q: FactQuery, descending: boolean): { sql: string; params: unknown[]; descending: boolean; merge?: number } | undefined {
     if (q.kinds !== undefined) {
       if (!Array.isArray(q.kinds)) {
         throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `query.kinds must be an array of strings, got ${JSON.stringify(q.kinds)}`);
@@ -269,12 +279,13 @@ export class FactQueries {
 
     if (split) {
       // kind IN (a, b) ORDER BY at DESC would read every fact of both kinds and sort them; one
-      // newest-first range per kind, each stopping at `limit`, then a merge of at most k * limit rows.
+      // newest-first range per kind, each stopping at `limit`, then a merge of at most k * limit rows,
+      // here (SQLite's ORDER BY over the UNION ALL built a temporary b-tree: half the question's time).
       const rest = where.length > 0 ? ` AND ${where.join(' AND ')}` : '';
       const branches = kinds!.map((k) => `SELECT * FROM (${rareKind(k) ? `${from(RARE_KINDS_INDEX)} WHERE kind = '${k}'` : `${from(index)} WHERE kind = ?`}${rest}${order} LIMIT ?)`);
       const all: unknown[] = [];
       for (const k of kinds!) all.push(...(rareKind(k) ? [] : [k]), ...params, limit);
-      return { sql: `${branches.join(' UNION ALL ')}${order} LIMIT ?`, params: [...all, limit], descending };
+      return { sql: branches.join(' UNION ALL '), params: all, descending, merge: limit! };
     }
     let sql = from(rareOne ? RARE_KINDS_INDEX : index);
     if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
