@@ -619,7 +619,7 @@ async function verifyClusterCommand(v: JournalValues): Promise<number> {
   if (fs.existsSync(cacheDirFor(root, lockspace))) {
     const cache = ClusterCache.open(root, lockspace);
     cache.catchUp();
-    for (const g of vanished(cache)) {
+    for (const g of vanished(cache.chains(true))) {
       const i = reports.findIndex((r) => r.host === g.host && r.journal === g.journal);
       const problem = { host: g.host, journal: g.journal, segment: g.range.segment, seq: g.range.from, reason: `${g.what} (read before by this machine's cache ${cache.dir})` };
       if (i === -1) reports.push({ host: g.host, journal: g.journal, segments: 0, facts: 0, ok: false, problems: [problem], notes: [] });

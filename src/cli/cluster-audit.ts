@@ -12,7 +12,7 @@ import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { boundaryNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
-import { ClusterCache, cacheRoot, type CatchUpReport, type VanishedRange } from './cluster-cache.js';
+import { ClusterCache, cacheRoot, type CachedChain, type CatchUpReport, type VanishedRange } from './cluster-cache.js';
 import type { Overlap } from './cluster-overlaps.js';
 import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
 
@@ -76,6 +76,8 @@ export interface OpenedCluster extends ClusterSources {
   readonly lockspace: string;
   readonly cache: ClusterCache;
   readonly report: CatchUpReport;
+  /** Facts read before that no segment holds any more, per range. */
+  readonly vanished: Vanished[];
   close(): void;
 }
 
@@ -84,20 +86,33 @@ export function openCluster(v: ClusterFlags, now: number, quiet = false): Opened
   const lockspace = clusterLockspace(v);
   const cache = ClusterCache.open(clusterCacheRoot(v), lockspace);
   const report = cache.catchUp();
+  // Read once: the chains with facts answer, and any chain's vanished facts are said.
+  const chains = cache.chains(true);
+  const gone = vanished(chains);
   if (!quiet) {
     warnProblems(report);
-    for (const g of vanished(cache)) process.stderr.write(`vmlockd: warning: ${g.text}\n`);
+    for (const g of gone) process.stderr.write(`vmlockd: warning: ${g.text}\n`);
   }
-  return { ...assemble(cache, lockspace, now), lockspace, cache, report };
+  return { ...assemble(cache, chains.filter((c) => c.facts > 0), lockspace, now), lockspace, cache, report, vanished: gone };
+}
+
+export interface Vanished {
+  readonly host: string;
+  readonly journal: string;
+  readonly range: VanishedRange;
+  /** From the seq range on (for a message that names host, journal and segment itself). */
+  readonly what: string;
+  /** The whole warning. */
+  readonly text: string;
 }
 
 /**
  * Facts the cache read before that no segment holds any more (cluster-cache.ts VanishedRange), one
  * entry per range: said on every question while it lasts, since an answer leaves them out.
  */
-export function vanished(cache: ClusterCache): Array<{ host: string; journal: string; range: VanishedRange; what: string; text: string }> {
-  const out: Array<{ host: string; journal: string; range: VanishedRange; what: string; text: string }> = [];
-  for (const c of cache.chains(true)) {
+export function vanished(chains: readonly CachedChain[]): Vanished[] {
+  const out: Vanished[] = [];
+  for (const c of chains) {
     for (const r of c.vanished ?? []) {
       const seqs = r.to > r.from ? `seq ${r.from} to ${r.to} (${r.fromAt} .. ${r.toAt})` : `seq ${r.from} (${r.fromAt})`;
       const what =
@@ -121,7 +136,7 @@ function warnProblems(report: CatchUpReport): void {
   }
 }
 
-function assemble(cache: ClusterCache, lockspace: string, now: number): ClusterSources & { close(): void } {
+function assemble(cache: ClusterCache, chains: readonly CachedChain[], lockspace: string, now: number): ClusterSources & { close(): void } {
   let alive: Map<string, boolean> | undefined;
   try {
     alive = new Map(listHosts(lockspace).map((h) => [h.host, h.alive]));
@@ -132,7 +147,7 @@ function assemble(cache: ClusterCache, lockspace: string, now: number): ClusterS
   const opened: Array<{ close(): void }> = [];
   const changes = readHostChanges(lockspace);
   try {
-    for (const c of cache.chains()) {
+    for (const c of chains) {
       const j = cache.openChain(c);
       opened.push(j);
       const changed = changes.get(`${c.journal}\u0000${c.host}`);
@@ -251,7 +266,7 @@ async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backl
   const key = (host: string, journal: string) => `${host}\u0000${journal}`;
   const seen = new Map<string, number>();
   /** Vanished ranges already said (by openCluster before the backlog, or by an earlier poll). */
-  const told = new Set(vanished(first.cache).map((g) => `${g.host}\u0000${g.journal}\u0000${g.range.from}\u0000${g.range.to}\u0000${g.range.noticed}`));
+  const told = new Set(first.vanished.map((g) => `${g.host}\u0000${g.journal}\u0000${g.range.from}\u0000${g.range.to}\u0000${g.range.noticed}`));
   for (const h of first.hosts) for (const c of h.chains) seen.set(key(h.host, c.chain.journal), c.chain.last?.seq ?? 0);
   await followLoop(() => {
     const cs = openCluster(v, Date.now(), true);
@@ -263,7 +278,7 @@ async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backl
         process.stderr.write(`vmlockd: warning: host ${r.host}: journal ${r.journal}: segment ${r.segment}: ${r.reason}${again}\n`);
         if (printed >= r.seq) seen.set(k, r.seq - 1);
       }
-      for (const g of vanished(cs.cache)) {
+      for (const g of cs.vanished) {
         const id = `${g.host}\u0000${g.journal}\u0000${g.range.from}\u0000${g.range.to}\u0000${g.range.noticed}`;
         if (told.has(id)) continue;
         told.add(id);
