@@ -23,11 +23,6 @@ export interface NamingMismatch {
   readonly flag: string;
 }
 
-function same(a: string | null | undefined, b: string | null | undefined): boolean {
-  if (!a || !b) return !a && !b;
-  return path.resolve(a) === path.resolve(b);
-}
-
 function isBlockPath(canonical: string): boolean {
   return canonical.startsWith('/dev');
 }
@@ -76,20 +71,38 @@ function flagFor(kind: string, lockspace: string): string {
 
 /** Named by the requester (virtlockd protocol): its lockspace is the requester's, whatever our rules. */
 function requesterNamed(res: ResourceState): boolean {
-  if ([...res.holders.values()].every((h) => h.source === REQUESTER_NAMED_SOURCE)) return true;
+  let all = true;
+  for (const h of res.holders.values()) if (h.source !== REQUESTER_NAMED_SOURCE) all = false;
+  if (all) return true;
   // A file resource whose name is not the SHA-256 of its disk path was named by the requester.
   return res.ref.kind === 'file' && res.ref.name !== sha256Hex(res.ref.canonical);
 }
 
-/** Held resources that the rules in force would name differently. */
+/**
+ * Held resources that the rules in force would name differently. Run once per start over every held
+ * lock (10,000 at a large restart): the rules' two possible lists and each lockspace's resolved path
+ * are worked out once, and the SHA-256 of a disk path only for a lock the rules would name otherwise.
+ */
 export function namingMismatches(state: State, rules: NamingRules): NamingMismatch[] {
   const out: NamingMismatch[] = [];
+  const wantsBlock = rulesFor('/dev', 'file', rules);
+  const wantsFile = rulesFor('', 'file', rules);
+  const resolved = new Map<string, string>();
+  const resolve = (dir: string) => {
+    let r = resolved.get(dir);
+    if (r === undefined) resolved.set(dir, (r = path.resolve(dir)));
+    return r;
+  };
+  const matches = (w: { kind: string; lockspace: string }, kind: string, lockspace: string | null | undefined) =>
+    w.kind === kind && (!w.lockspace || !lockspace ? !w.lockspace && !lockspace : resolve(w.lockspace) === resolve(lockspace));
   for (const res of state.resources.values()) {
-    if (res.holders.size === 0 || requesterNamed(res)) continue;
-    const wants = rulesFor(res.ref.canonical, res.ref.kind, rules);
-    if (wants.some((w) => w.kind === res.ref.kind && same(w.lockspace, res.ref.lockspace))) continue;
+    if (res.holders.size === 0) continue;
+    const { kind, lockspace, canonical } = res.ref;
+    const wants = isBlockPath(canonical) || kind === 'lvm' || kind === 'scsi' ? wantsBlock : wantsFile;
+    if (wants.some((w) => matches(w, kind, lockspace))) continue;
+    if (requesterNamed(res)) continue;
     const now = wants.map((w) => describe(w.kind, w.lockspace)).join(' or ');
-    out.push({ disk: res.ref.canonical, held: describe(res.ref.kind, res.ref.lockspace), now, flag: flagFor(res.ref.kind, res.ref.lockspace) });
+    out.push({ disk: canonical, held: describe(kind, lockspace), now, flag: flagFor(kind, lockspace) });
   }
   return out;
 }

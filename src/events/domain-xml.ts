@@ -5,7 +5,7 @@
 // are skipped; shareable disks get a shared lock. Volume disks count when their pool resolves them
 // to a local path (libvirt locks the translated path too). Network disks and backing chains are
 // not locked by virtlockd either; they are reported as unprotected so an operator can see the gap.
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from './xml-parser.js';
 import { BadInputError } from '../engine/errors.js';
 import type { DiskSpec } from '../engine/types.js';
 

@@ -4,7 +4,7 @@
 // other pool types (iscsi, rbd, disk, ...) name volumes by device or URL and stay unresolved.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { XMLParser } from 'fast-xml-parser';
+import { XMLParser } from './xml-parser.js';
 
 /** Running pools first (transient ones exist only there), then the persistent definitions. */
 export const POOL_XML_DIRS = ['/run/libvirt/storage', '/etc/libvirt/storage'] as const;
