@@ -4,6 +4,8 @@
 //
 //   node --import tsx bench/cli-start.ts           full run, rewrites the cli-start table in bench/README.md
 //   node --import tsx bench/cli-start.ts --quick   fewer samples, prints only
+//   BENCH_BEFORE=DIR node --import tsx bench/cli-start.ts --quick   each command also from DIR's build
+//                                                  (another checkout, built), interleaved in the same run
 // Needs `npm run build`.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -12,7 +14,7 @@ import * as path from 'node:path';
 import { MAIN, startBenchDaemon, writeReadmeSection } from './lib.js';
 
 const QUICK = process.argv.includes('--quick');
-const SAMPLES = QUICK ? 10 : 100;
+const SAMPLES = Number(process.env.BENCH_SAMPLES ?? (QUICK ? 10 : 100));
 const VM = '11111111-1111-4111-8111-111111111111';
 
 function sign(x: number): string {
@@ -75,14 +77,30 @@ async function main(): Promise<void> {
     ['`vmlockd who` (reads the lockspace, no daemon)', [MAIN, 'who', disk, '--lockspace', path.join(dir, 'lockspace')]],
     ['`vmlockd hook qemu VM release end -` (through the daemon)', [MAIN, 'hook', 'qemu', 'vm1', 'release', 'end', '-', ...s], xml],
   ];
+  // BENCH_BEFORE=DIR: every vmlockd row twice, this build's and DIR's, in the same run: each round
+  // runs one build's commands in order (acquire before release), then the other's; who goes first alternates.
+  const before = process.env.BENCH_BEFORE;
+  const sets: number[][] = [rows.map((_, r) => r)];
+  if (before !== undefined) {
+    const other = path.join(before, 'dist', 'main.js');
+    if (!fs.existsSync(other)) throw new Error(`BENCH_BEFORE: ${other} is missing (build it first)`);
+    const n = rows.length;
+    for (let r = 1; r < n; r++) rows[r] = [`${rows[r]![0]}, this build`, rows[r]![1], rows[r]![2]];
+    for (let r = 1; r < n; r++) rows.push([`${rows[r]![0].replace(/, this build$/, '')}, before`, rows[r]![1].map((a) => (a === MAIN ? other : a)), rows[r]![2]]);
+    sets[0] = Array.from({ length: n }, (_, r) => r);
+    sets.push([0, ...Array.from({ length: n - 1 }, (_, r) => n + r)]);
+  }
   const times = rows.map(() => [] as number[]);
   const cpus = rows.map(() => [] as number[]);
   try {
     for (let i = 0; i < SAMPLES; i++) {
-      for (let r = 0; r < rows.length; r++) {
-        const t = await timed(rows[r]![1], rows[r]![2]);
-        times[r]!.push(t.wall);
-        cpus[r]!.push(t.cpu);
+      const order = i % 2 === 0 ? sets : [...sets].reverse();
+      for (const set of order) {
+        for (const r of set) {
+          const t = await timed(rows[r]![1], rows[r]![2]);
+          times[r]!.push(t.wall);
+          cpus[r]!.push(t.cpu);
+        }
       }
     }
   } finally {
@@ -103,7 +121,7 @@ async function main(): Promise<void> {
     ),
   ].join('\n');
   process.stdout.write(`${table}\n`);
-  if (!QUICK) writeReadmeSection('bench:cli-start', table);
+  if (!QUICK && before === undefined) writeReadmeSection('bench:cli-start', table);
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
