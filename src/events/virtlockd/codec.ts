@@ -267,26 +267,39 @@ export class FrameReader {
 
 /** Decodes the 24-byte header after the length word. Throws XdrDecodeError on a frame under 28 bytes. */
 export function decodeHeader(frame: Buffer): Header {
-  const r = new XdrReader(frame, LENGTH_WORD_BYTES);
   if (frame.length < MIN_FRAME_BYTES) {
     throw new XdrDecodeError('truncated', 0, `frame of ${frame.length} bytes is shorter than the ${MIN_FRAME_BYTES}-byte header`);
   }
-  return { prog: r.u32(), vers: r.u32(), proc: r.i32(), type: r.i32(), serial: r.u32(), status: r.i32() };
+  // Read in place: one object per frame (this runs for every call).
+  return {
+    prog: frame.readUInt32BE(4),
+    vers: frame.readUInt32BE(8),
+    proc: frame.readInt32BE(12),
+    type: frame.readInt32BE(16),
+    serial: frame.readUInt32BE(20),
+    status: frame.readInt32BE(24),
+  };
+}
+
+/** The length word and header of a frame of `total` bytes, written into the start of `b`. */
+function writeHeader(b: Buffer, total: number, prog: number, vers: number, proc: number, type: number, serial: number, status: number): void {
+  b.writeUInt32BE(total, 0);
+  b.writeUInt32BE(prog >>> 0, 4);
+  b.writeUInt32BE(vers >>> 0, 8);
+  b.writeInt32BE(proc | 0, 12);
+  b.writeInt32BE(type | 0, 16);
+  b.writeUInt32BE(serial >>> 0, 20);
+  b.writeInt32BE(status | 0, 24);
 }
 
 /** A whole frame: length word (counting itself), header, payload. */
-export function encodeFrame(header: Header, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const total = MIN_FRAME_BYTES + payload.length;
+export function encodeFrame(header: Header, payload?: Buffer): Buffer {
+  const total = MIN_FRAME_BYTES + (payload?.length ?? 0);
   if (total > MAX_FRAME_BYTES) throw new RangeError(`frame of ${total} bytes exceeds the ${MAX_FRAME_BYTES}-byte maximum`);
-  const w = new XdrWriter()
-    .u32(total)
-    .u32(header.prog >>> 0)
-    .u32(header.vers >>> 0)
-    .i32(header.proc | 0)
-    .i32(header.type | 0)
-    .u32(header.serial >>> 0)
-    .i32(header.status | 0);
-  return Buffer.concat([w.toBuffer(), payload], total);
+  const b = Buffer.allocUnsafe(total);
+  writeHeader(b, total, header.prog, header.vers, header.proc, header.type, header.serial, header.status);
+  if (payload) payload.copy(b, MIN_FRAME_BYTES);
+  return b;
 }
 
 // ── decoding calls ───────────────────────────────────────────────────────────────────────────
@@ -476,31 +489,63 @@ export function encodeKeepalive(proc: (typeof KEEPALIVE_PROC)[keyof typeof KEEPA
 
 // ── encoding replies ─────────────────────────────────────────────────────────────────────────
 
-function replyHeader(call: Header, status: number): Header {
-  return { prog: call.prog, vers: call.vers, proc: call.proc, type: MSG_TYPE.REPLY, serial: call.serial, status };
-}
+// Replies are encoded straight into one buffer of their final size (one allocation, one write).
 
 /** The 28-byte OK reply: prog, vers, proc and serial echoed, type REPLY, status OK, no payload. */
 export function encodeOkReply(call: Header): Buffer {
-  return encodeFrame(replyHeader(call, STATUS.OK));
+  const b = Buffer.allocUnsafe(MIN_FRAME_BYTES);
+  writeHeader(b, MIN_FRAME_BYTES, call.prog, call.vers, call.proc, MSG_TYPE.REPLY, call.serial, STATUS.OK);
+  return b;
+}
+
+/** XDR size of an optional error string (`*string<ERROR_STRING_MAX>`): presence word, length word, bytes, padding. */
+function optionalStringSize(s: string | null | undefined): number {
+  if (s === null || s === undefined) return 4;
+  const n = Buffer.byteLength(s, 'utf8');
+  if (n > ERROR_STRING_MAX) throw new RangeError(`XDR string of ${n} bytes exceeds its maximum of ${ERROR_STRING_MAX}`);
+  return 8 + n + ((4 - (n % 4)) % 4);
+}
+
+function writeOptionalString(b: Buffer, at: number, s: string | null | undefined): number {
+  if (s === null || s === undefined) {
+    b.writeUInt32BE(0, at);
+    return at + 4;
+  }
+  b.writeUInt32BE(1, at);
+  const n = b.write(s, at + 8, 'utf8');
+  b.writeUInt32BE(n, at + 4);
+  let end = at + 8 + n;
+  while (end % 4 !== 0) b[end++] = 0;
+  return end;
+}
+
+function int32(v: number, what: string): number {
+  if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new RangeError(`XDR int (${what}) must be an integer in -2147483648..2147483647, got ${v}`);
+  return v;
 }
 
 /** An ERROR reply carrying the error struct in field order, dom and net absent. */
 export function encodeErrorReply(call: Header, err: RpcErrorSpec): Buffer {
-  const str = (w: XdrWriter, s: string): void => void w.string(s, ERROR_STRING_MAX);
-  const w = new XdrWriter()
-    .i32(err.code)
-    .i32(err.domain)
-    .optional(err.message, str)
-    .i32(err.level ?? ERR_LEVEL.ERROR)
-    .u32(0) // dom: absent
-    .optional(err.str1, str)
-    .optional(err.str2, str)
-    .optional(err.str3 ?? null, str)
-    .i32(err.int1)
-    .i32(err.int2)
-    .u32(0); // net: absent
-  return encodeFrame(replyHeader(call, STATUS.ERROR), w.toBuffer());
+  // code, domain, message, level, dom (absent), str1, str2, str3, int1, int2, net (absent)
+  const str3 = err.str3 ?? null;
+  const total =
+    MIN_FRAME_BYTES + 4 + 4 + optionalStringSize(err.message) + 4 + 4 + optionalStringSize(err.str1) + optionalStringSize(err.str2) + optionalStringSize(str3) + 4 + 4 + 4;
+  if (total > MAX_FRAME_BYTES) throw new RangeError(`frame of ${total} bytes exceeds the ${MAX_FRAME_BYTES}-byte maximum`);
+  const b = Buffer.allocUnsafe(total);
+  writeHeader(b, total, call.prog, call.vers, call.proc, MSG_TYPE.REPLY, call.serial, STATUS.ERROR);
+  let at = MIN_FRAME_BYTES;
+  at = b.writeInt32BE(int32(err.code, 'code'), at);
+  at = b.writeInt32BE(int32(err.domain, 'domain'), at);
+  at = writeOptionalString(b, at, err.message);
+  at = b.writeInt32BE(int32(err.level ?? ERR_LEVEL.ERROR, 'level'), at);
+  at = b.writeUInt32BE(0, at); // dom: absent
+  at = writeOptionalString(b, at, err.str1);
+  at = writeOptionalString(b, at, err.str2);
+  at = writeOptionalString(b, at, str3);
+  at = b.writeInt32BE(int32(err.int1, 'int1'), at);
+  at = b.writeInt32BE(int32(err.int2, 'int2'), at);
+  b.writeUInt32BE(0, at); // net: absent
+  return b;
 }
 
 // ── decoding replies (client side) ───────────────────────────────────────────────────────────

@@ -128,13 +128,26 @@ interface Conn {
   closed: boolean;
   /** Settles when the call being dispatched is answered (the close rule waits for it). */
   idle: Promise<void>;
+  /** Reading is paused: a frame came while a call was being answered (a client that pipelines). */
+  paused: boolean;
   /** A take-over is handing this connection on: answer the call in flight, read but dispatch nothing more. */
   handingOver: boolean;
 }
 
 type Outcome = Buffer | null | 'close';
 
-const now = (): string => new Date().toISOString();
+// A command's `at` (the engine stamps facts with its own clock): one ISO string per millisecond,
+// not one Date and string per call.
+let nowMs = -1;
+let nowIso = '';
+const now = (): string => {
+  const t = Date.now();
+  if (t !== nowMs) {
+    nowMs = t;
+    nowIso = new Date(t).toISOString();
+  }
+  return nowIso;
+};
 
 /**
  * A grant the journal forgot, found again in the lockspace at start (src/daemon/found.ts). Its
@@ -452,6 +465,7 @@ export class VirtlockdServer implements RunningSource {
       busy: false,
       closed: false,
       idle: Promise.resolve(),
+      paused: false,
       handingOver: false,
     };
     this.conns.add(conn);
@@ -482,7 +496,15 @@ export class VirtlockdServer implements RunningSource {
     // forever, so 1,000 half-sent frames would hold 1,000 connections and their buffers).
     if (conn.reader.pending === 0) this.clearFrameTimer(conn);
     else if (frames.length > 0 || !conn.frameTimer) this.armFrameTimer(conn);
-    if (conn.queue.length > 0 && !conn.busy) conn.idle = this.drain(conn);
+    if (conn.queue.length === 0) return;
+    if (!conn.busy) conn.idle = this.drain(conn);
+    else if (!conn.paused) {
+      // A frame before the call in flight was answered: read nothing more until the queue drains.
+      // (The plugin waits for each reply, so this is rare; not pausing for every call saves a
+      // read stop and start per call.)
+      conn.paused = true;
+      conn.socket.pause();
+    }
   }
 
   private armFrameTimer(conn: Conn): void {
@@ -517,13 +539,14 @@ export class VirtlockdServer implements RunningSource {
   }
 
   // One outstanding call per connection, as virtlockd (nrequests_client_max = 1): the next frame is
-  // read only once this one is answered, so replies keep the calls' order.
+  // dispatched only once this one is answered, so replies keep the calls' order; frames that come
+  // meanwhile wait in the queue, and reading pauses (onData).
   private async drain(conn: Conn): Promise<void> {
     conn.busy = true;
-    conn.socket.pause();
     try {
       while (conn.queue.length > 0 && !conn.closed && !conn.handingOver) {
-        const out = await this.handleFrame(conn, conn.queue.shift()!);
+        const o = this.handleFrame(conn, conn.queue.shift()!);
+        const out = o instanceof Promise ? await o : o;
         if (out === 'close') {
           conn.socket.destroy();
           return;
@@ -532,20 +555,25 @@ export class VirtlockdServer implements RunningSource {
       }
     } finally {
       conn.busy = false;
-      if (!conn.closed && !conn.handingOver) conn.socket.resume();
+      if (conn.paused && !conn.closed && !conn.handingOver) {
+        conn.paused = false;
+        conn.socket.resume();
+      }
     }
   }
 
-  private async handleFrame(conn: Conn, frame: Buffer): Promise<Outcome> {
+  private handleFrame(conn: Conn, frame: Buffer): Outcome | Promise<Outcome> {
     const d = decodeCall(frame);
     switch (d.kind) {
       case 'call':
-        try {
-          return await this.dispatch(conn, d.header, d.call);
-        } catch (e) {
-          this.ctx.log('error', `virtlockd ${d.call.proc} failed: ${(e as Error).stack ?? e}`);
-          return encodeErrorReply(d.header, internalError((e as Error).message));
-        }
+        return this.dispatch(conn, d.header, d.call);
+      default:
+        return this.notACall(conn, frame, d);
+    }
+  }
+
+  private async notACall(conn: Conn, frame: Buffer, d: Exclude<ReturnType<typeof decodeCall>, { kind: 'call' }>): Promise<Outcome> {
+    switch (d.kind) {
       case 'error': {
         // Answered once its InputRejected fact is durable, as any reply (or with the journal's error).
         const r = await this.rejectFrame(conn, d.error.message, frame);
@@ -594,10 +622,16 @@ export class VirtlockdServer implements RunningSource {
   // ── dispatch ───────────────────────────────────────────────────────────────────────────────
 
   private async dispatch(conn: Conn, h: Header, call: LockCall): Promise<Buffer> {
-    const refused = this.check(conn, call);
-    if (refused) return encodeErrorReply(h, await refused);
-    const err = await this.run(conn, call);
-    return err ? encodeErrorReply(h, err) : encodeOkReply(h);
+    try {
+      const refused = this.check(conn, call);
+      if (refused) return encodeErrorReply(h, await refused);
+      const r = this.run(conn, call);
+      const err = r instanceof Promise ? await r : r;
+      return err ? encodeErrorReply(h, err) : encodeOkReply(h);
+    } catch (e) {
+      this.ctx.log('error', `virtlockd ${call.proc} failed: ${(e as Error).stack ?? e}`);
+      return encodeErrorReply(h, internalError((e as Error).message));
+    }
   }
 
   /** virtlockd's order: flags, restricted, registered (REGISTER: owner id), lockspace known. */
@@ -628,7 +662,7 @@ export class VirtlockdServer implements RunningSource {
     }
   }
 
-  private async run(conn: Conn, call: LockCall): Promise<RpcErrorSpec | null> {
+  private run(conn: Conn, call: LockCall): RpcErrorSpec | Promise<RpcErrorSpec | null> | null {
     switch (call.proc) {
       case PROC.REGISTER: {
         const o = call.owner;
@@ -710,7 +744,7 @@ export class VirtlockdServer implements RunningSource {
 
   /** The engine's resource id for a named resource (see resolveNamed in src/engine/resolve.ts). */
   private resourceId(lockspace: string, name: string, ownerUuid?: string): string {
-    if (lockspace !== '') return path.join(lockspace, name);
+    if (lockspace !== '') return this.joined(lockspace, name);
     const canonical = canonicalPath(name);
     const state = this.ctx.state();
     if (state.resources.has(canonical)) return canonical;
@@ -719,6 +753,24 @@ export class VirtlockdServer implements RunningSource {
     const identity = diskIdentity(canonical);
     const ids = identity === undefined ? [] : [...(state.byInode.get(identity) ?? [])].sort();
     return ids.find((id) => ownerUuid !== undefined && state.resources.get(id)?.holders.has(ownerUuid)) ?? ids[0] ?? canonical;
+  }
+
+  /** Normalized lockspace directories with a trailing '/', by the path a client names (a few per host). */
+  private readonly lockspacePrefix = new Map<string, string>();
+
+  /**
+   * path.join(lockspace, name) for a name that is one plain file name: the lockspace's normalized
+   * prefix is computed once, then it is one concatenation.
+   */
+  private joined(lockspace: string, name: string): string {
+    if (name === '' || name === '.' || name === '..' || name.includes('/')) return path.join(lockspace, name);
+    let prefix = this.lockspacePrefix.get(lockspace);
+    if (prefix === undefined) {
+      if (this.lockspacePrefix.size >= 1024) this.lockspacePrefix.clear();
+      prefix = path.join(lockspace, '/');
+      this.lockspacePrefix.set(lockspace, prefix);
+    }
+    return prefix + name;
   }
 
   private fileOf(lockspace: string, name: string): string {

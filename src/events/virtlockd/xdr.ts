@@ -70,8 +70,13 @@ export class XdrReader {
     return out;
   }
 
-  /** string<max> as raw bytes; the padding must be present (xdrmem refuses a short tail too). */
+  /** string<max> as raw bytes (a copy); the padding must be present (xdrmem refuses a short tail too). */
   stringBytes(max: number): Buffer {
+    return Buffer.from(this.stringView(max));
+  }
+
+  /** string<max> as a view into the frame (no copy): read it before the frame is reused. */
+  private stringView(max: number): Buffer {
     const at = this.pos;
     const len = this.u32();
     if (len > max) {
@@ -88,14 +93,14 @@ export class XdrReader {
         `XDR string at offset ${at} declares ${len} bytes (+${pad4(len)} padding), only ${left} left`,
       );
     }
-    const out = Buffer.from(this.buf.subarray(this.pos, this.pos + len));
+    const out = this.buf.subarray(this.pos, this.pos + len);
     this.pos += total;
     return out;
   }
 
   /** string<max> decoded as UTF-8; invalid sequences become U+FFFD (for display text only). */
   string(max: number): string {
-    return this.stringBytes(max).toString('utf8');
+    return this.stringView(max).toString('utf8');
   }
 
   /**
@@ -104,8 +109,8 @@ export class XdrReader {
    */
   strictString(max: number): string {
     const at = this.pos;
-    const bytes = this.stringBytes(max);
-    if (bytes.includes(0)) {
+    const bytes = this.stringView(max);
+    if (bytes.indexOf(0) !== -1) {
       throw new XdrDecodeError('embedded_nul', at, `XDR string at offset ${at} contains a NUL byte`);
     }
     try {
