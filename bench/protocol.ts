@@ -11,7 +11,7 @@
 // (as nobody when we are root) on a private socket, so its worker runs as nobody too.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
-import { chmodSync, chownSync, closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,8 @@ interface WorkerResult {
   readonly ms: number;
   readonly p50: number;
   readonly p99: number;
+  /** The daemon's main-thread CPU time per call (us), warm-up and registration included, when its pid is known. */
+  cpuUs?: number;
 }
 
 function pct(sorted: Float64Array, p: number): number {
@@ -146,7 +148,7 @@ function beforeTarget(dir: string): ProtocolTarget {
         });
         p.once('exit', (code) => reject(new Error(`the BENCH_BEFORE daemon exited ${code}`)));
       });
-      return { socket, clientUid: process.getuid!(), foreignUid: null };
+      return { socket, clientUid: process.getuid!(), foreignUid: null, ...(p.pid !== undefined ? { pid: p.pid } : {}) };
     },
     async stop() {
       const p = proc;
@@ -279,6 +281,17 @@ const SCENARIOS = [
   { name: '16 concurrent clients', clients: 16, pairs: QUICK ? 40 : 400 },
 ].filter((s) => s.pairs > 0 && (ONLY === undefined || ONLY.includes(s.clients)));
 
+/** utime + stime of a process's main thread, in microseconds (/proc; clock ticks of 10 ms). */
+function mainThreadCpuUs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+  } catch {
+    return null;
+  }
+}
+
 async function measure(target: ProtocolTarget, kind: ClientKind, cbin: string | null, clients: number, pairs: number): Promise<WorkerResult> {
   const info = await target.start();
   const work = mkdtempSync(path.join(os.tmpdir(), 'vmlockd-bench-proto-'));
@@ -286,8 +299,12 @@ async function measure(target: ProtocolTarget, kind: ClientKind, cbin: string | 
     chmodSync(work, 0o755);
     if (info.clientUid !== process.getuid?.()) chownSync(work, info.clientUid, info.clientUid);
     const ls = path.join(work, 'files');
-    if (kind === 'c') return await runCWorker(cbin!, work, info.socket, ls, info.clientUid, clients, pairs);
-    return await runNodeWorker(info.socket, ls, info.clientUid, clients, pairs);
+    const cpu0 = info.pid !== undefined ? mainThreadCpuUs(info.pid) : null;
+    const r = kind === 'c' ? await runCWorker(cbin!, work, info.socket, ls, info.clientUid, clients, pairs) : await runNodeWorker(info.socket, ls, info.clientUid, clients, pairs);
+    const cpu1 = info.pid !== undefined ? mainThreadCpuUs(info.pid) : null;
+    // Two calls a pair, the warm-up's too (registration and the lockspace are a few calls more).
+    if (cpu0 !== null && cpu1 !== null) r.cpuUs = (cpu1 - cpu0) / (2 * (r.pairs + clients * Math.min(QUICK ? 20 : 200, pairs)));
+    return r;
   } finally {
     await target.stop();
     rmSync(work, { recursive: true, force: true });
@@ -324,14 +341,22 @@ function eachRatio(a: WorkerResult[], b: WorkerResult[]): string {
   return `${med.toFixed(2)}×${each.length > 1 ? ` (${each.map((x) => x.toFixed(2)).join(', ')})` : ''}`;
 }
 
+/** Median main-thread CPU per call of each build, and each round's ratio. */
+function cpuPair(a: WorkerResult[], b: WorkerResult[]): string {
+  if (a.some((x) => x.cpuUs === undefined) || b.some((x) => x.cpuUs === undefined)) return 'n/a';
+  const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
+  const each = a.map((x, i) => x.cpuUs! / b[i]!.cpuUs!);
+  return `${int(med(a.map((x) => x.cpuUs!)))} / ${int(med(b.map((x) => x.cpuUs!)))} (${each.map((x) => x.toFixed(2)).join(', ')})`;
+}
+
 function table(rows: Row[]): string {
   const lines = [
     '| scenario | client | no-op server pairs/s | virtlockd pairs/s | vmlockd pairs/s | vmlockd / virtlockd (each round) | virtlockd acquire p50 / p99 (ms) | vmlockd acquire p50 / p99 (ms) | budget per call to match virtlockd |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   if (BEFORE) {
-    lines[0] += ' BENCH_BEFORE pairs/s | this build / before (each round) |';
-    lines[1] += '---:|---:|';
+    lines[0] += ' BENCH_BEFORE pairs/s | this build / before (each round) | main-thread CPU per call, this build / before (us; each round\'s ratio) |';
+    lines[1] += '---:|---:|---:|';
   }
   for (const r of rows) {
     const ours = median(r.ours);
@@ -343,7 +368,7 @@ function table(rows: Row[]): string {
     const budget = real ? `${Math.round(((1 / rate(real) - 1 / rate(floor)) / 2) * 1e6)} us` : 'n/a';
     lines.push(
       `| ${r.scenario} (${int(ours.pairs)} pairs) | ${r.kind === 'c' ? 'C' : 'Node'} | ${int(rate(floor))}${spread(r.floor)} | ${realRate} | ${int(rate(ours))}${spread(r.ours)} | ${ratios(r)} | ${realLat} | ${ms2(ours.p50)} / ${ms2(ours.p99)} | ${budget} |` +
-        (BEFORE ? ` ${int(rate(median(r.before)))}${spread(r.before)} | ${eachRatio(r.ours, r.before)} |` : ''),
+        (BEFORE ? ` ${int(rate(median(r.before)))}${spread(r.before)} | ${eachRatio(r.ours, r.before)} | ${cpuPair(r.ours, r.before)} |` : ''),
     );
   }
   return lines.join('\n');

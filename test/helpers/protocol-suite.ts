@@ -23,6 +23,8 @@ export interface TargetInfo {
   readonly clientUid: number;
   /** A uid the target must refuse, or null when this process cannot switch to one. */
   readonly foreignUid: number | null;
+  /** The serving process (benchmarks read its CPU time), when known. */
+  readonly pid?: number;
 }
 
 export interface ProtocolTarget {
@@ -123,7 +125,7 @@ export function vmlockdTarget(opts: { hostId?: string } = {}): ProtocolTarget & 
         await d.kill('SIGKILL');
         throw new Error(`vmlockd started but ${socket} never appeared: is registerVirtlockd(daemon) called in src/main.ts?\n${d.stderr}`);
       }
-      return { socket, clientUid: process.getuid!(), foreignUid: isRoot() ? NOBODY : null };
+      return { socket, clientUid: process.getuid!(), foreignUid: isRoot() ? NOBODY : null, ...(d.proc?.pid !== undefined ? { pid: d.proc.pid } : {}) };
     },
     async stop() {
       await d?.kill('SIGTERM');
