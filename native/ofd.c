@@ -20,6 +20,25 @@
  *                                      entry too big for one datagram (sent as SCM_RIGHTS)
  *   fstatId(fd)                     -> { dev, ino, type }: dev and ino as decimal strings, type "file",
  *                                      "socket", "dir" or "other"
+ *   takeLockFile(path, flags, opts, out, scratch, leaseSpan, recordSize)
+ *                                   -> the locker's take in one call (docs/decisions/0019): open (flags as
+ *                                      given, plus O_CLOEXEC), fstat (a regular file; a block device too with
+ *                                      TAKE_BLOCKDEV), non-blocking F_OFD_SETLK on byte 0 (TAKE_WRITE: write,
+ *                                      else read), then with TAKE_IDENTITY stat(path) against fstat(fd) (dev
+ *                                      and ino), and with TAKE_LEASE the lease read into `scratch` (page-
+ *                                      aligned, for O_DIRECT) and each block's blank check. Returns a status
+ *                                      (TAKEN 0, BUSY 1: fd left open for the JS to name the holder, REPLACED
+ *                                      2, NOT_REGULAR 3, NOENT 4) and fills the Int32Array `out`
+ *                                      (see TAKE_OUT_* below); throws on any other failure (fd closed)
+ *   writeRecord(fd, data, offset, growTo, sync)
+ *                                   -> bytes written: pwrite through a page-aligned buffer, then
+ *                                      ftruncate(growTo) when growTo > 0, then fdatasync when sync
+ *   releaseLockFile(fd, data, offset, sync, close)
+ *                                   -> the release in one call: the record (data, or null for none) written
+ *                                      at offset (and synced when sync), F_OFD_SETLK F_UNLCK of the whole
+ *                                      file, and close when close is true. Never throws for the descriptor's own failures (a
+ *                                      broken cluster-filesystem descriptor holds nothing); returns a bit
+ *                                      set of what failed (1 write, 2 sync, 4 unlock, 8 close)
  *   sockInfo(fd)                    -> { family, type, listening, path } of a socket, from the descriptor itself
  *                                      (getsockname, SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN): family "unix" or "other",
  *                                      type "stream", "dgram", "seqpacket" or "other"; path of a Unix socket
@@ -31,6 +50,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
@@ -81,7 +101,13 @@ static const char *errno_name(int e, char *buf, size_t n) {
     case ENAMETOOLONG: return "ENAMETOOLONG";
     case EPIPE: return "EPIPE";
     case ECONNRESET: return "ECONNRESET";
-    default: snprintf(buf, n, "errno %d", e); return buf;
+    default: {
+      /* glibc >= 2.32 names every errno (ELOOP, ENXIO, EROFS, ENOSPC, ...), as libuv does for Node's fs. */
+      const char *g = strerrorname_np(e);
+      if (g != NULL) return g;
+      snprintf(buf, n, "errno %d", e);
+      return buf;
+    }
   }
 }
 
@@ -502,6 +528,233 @@ static napi_value sock_info(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* ---- The locker's take and release in one call each (docs/decisions/0019-native-take.md). ---- */
+
+#define TAKE_WRITE 1    /* a write (exclusive) lock on byte 0, else a read (shared) one */
+#define TAKE_BLOCKDEV 2 /* a block device may be locked too (a disk locked in place) */
+#define TAKE_IDENTITY 4 /* after the lock: the path must still name the inode locked (dev and ino) */
+#define TAKE_LEASE 8    /* after the lock: read the lease into scratch, and say which blocks are blank */
+
+enum { TAKEN = 0, BUSY = 1, REPLACED = 2, NOT_REGULAR = 3, NOENT = 4 };
+
+/* out[]: the descriptor, the file's size (from fstat after the lock), the bytes read, the file
+ * type (st_mode & S_IFMT), whether the lease was read, then one entry per block: 1 when not blank. */
+#define TAKE_OUT_FD 0
+#define TAKE_OUT_SIZE 1
+#define TAKE_OUT_READ 2
+#define TAKE_OUT_TYPE 3
+#define TAKE_OUT_LEASE 4
+#define TAKE_OUT_BLOCKS 8
+
+/* An error thrown by a locker call: the errno's name as `code`, the syscall, and the path when one
+ * was opened, in the form Node's fs errors have ("ENOENT: no such file or directory, open '/x'"). */
+static napi_value throw_fs(napi_env env, const char *syscall, int e, const char *path) {
+  napi_value msg, code, err, num, sc;
+  char buf[4400], name[32];
+  const char *en = errno_name(e, name, sizeof name);
+  if (path) snprintf(buf, sizeof buf, "%s: %s, %s '%s'", en, strerror(e), syscall, path);
+  else snprintf(buf, sizeof buf, "%s: %s, %s", en, strerror(e), syscall);
+  napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, en, NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, msg, &err);
+  napi_create_int32(env, -e, &num);
+  napi_set_named_property(env, err, "errno", num);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
+  napi_set_named_property(env, err, "syscall", sc);
+  if (path) {
+    napi_value pv;
+    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &pv);
+    napi_set_named_property(env, err, "path", pv);
+  }
+  napi_throw(env, err);
+  return NULL;
+}
+
+static napi_value int_result(napi_env env, int v) {
+  napi_value r;
+  napi_create_int32(env, v, &r);
+  return r;
+}
+
+/* Blank: nothing but NULs, spaces and newlines (locker-files.ts's blank(): an unused block). */
+static int blank_block(const unsigned char *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != 0 && b[i] != 0x20 && b[i] != 0x0a) return 0;
+  return 1;
+}
+
+static void close_keep_errno(int fd) {
+  int e = errno;
+  close(fd);
+  errno = e;
+}
+
+static napi_value take_lock_file(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 7) { napi_throw_type_error(env, "EINVAL", "expected (path, flags, opts, out, scratch, leaseSpan, recordSize)"); return NULL; }
+  char path[4097];
+  size_t plen = 0;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0) { napi_throw_type_error(env, "EINVAL", "path must be a non-empty string"); return NULL; }
+  if (plen >= sizeof path - 1 || strlen(path) != plen) { napi_throw_type_error(env, "EINVAL", "path too long or holds a NUL"); return NULL; }
+  int32_t flags = 0, opts = 0, span = 0, rsize = 0;
+  if (napi_get_value_int32(env, argv[1], &flags) != napi_ok || napi_get_value_int32(env, argv[2], &opts) != napi_ok) { napi_throw_type_error(env, "EINVAL", "flags and opts must be numbers"); return NULL; }
+  if (napi_get_value_int32(env, argv[5], &span) != napi_ok || napi_get_value_int32(env, argv[6], &rsize) != napi_ok || rsize <= 0 || span <= 0 || span % rsize != 0) { napi_throw_type_error(env, "EINVAL", "leaseSpan must be a multiple of recordSize"); return NULL; }
+  napi_typedarray_type tt;
+  size_t olen = 0;
+  void *odata = NULL;
+  bool ista = false;
+  napi_is_typedarray(env, argv[3], &ista);
+  if (!ista || napi_get_typedarray_info(env, argv[3], &tt, &olen, &odata, NULL, NULL) != napi_ok || tt != napi_int32_array) { napi_throw_type_error(env, "EINVAL", "out must be an Int32Array"); return NULL; }
+  size_t blocks = (size_t)(span / rsize);
+  if (olen < TAKE_OUT_BLOCKS + blocks) { napi_throw_range_error(env, "EINVAL", "out is too short for the lease's blocks"); return NULL; }
+  int32_t *out = odata;
+  void *scratch = NULL;
+  size_t slen = 0;
+  bool isbuf = false;
+  napi_is_buffer(env, argv[4], &isbuf);
+  if (!isbuf || napi_get_buffer_info(env, argv[4], &scratch, &slen) != napi_ok) { napi_throw_type_error(env, "EINVAL", "scratch must be a Buffer"); return NULL; }
+  /* O_DIRECT (a cluster filesystem's lock file) needs an aligned buffer: the caller's is page-aligned (aligned-io.ts). */
+  if ((opts & TAKE_LEASE) && (slen < (size_t)span || ((uintptr_t)scratch % 4096) != 0)) { napi_throw_range_error(env, "EINVAL", "scratch must be page-aligned and hold the lease"); return NULL; }
+  memset(out, 0, sizeof(int32_t) * (TAKE_OUT_BLOCKS + blocks));
+  out[TAKE_OUT_FD] = -1;
+
+  int fd;
+  do { fd = open(path, flags | O_CLOEXEC, 0600); } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    if (errno == ENOENT) return int_result(env, NOENT);
+    return throw_fs(env, "open", errno, path);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) { close_keep_errno(fd); return throw_fs(env, "fstat", errno, NULL); }
+  out[TAKE_OUT_TYPE] = (int32_t)(st.st_mode & S_IFMT);
+  if (!S_ISREG(st.st_mode) && !((opts & TAKE_BLOCKDEV) && S_ISBLK(st.st_mode))) {
+    close(fd);
+    return int_result(env, NOT_REGULAR);
+  }
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = (opts & TAKE_WRITE) ? F_WRLCK : F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 1;
+  int rc;
+  do { rc = fcntl(fd, F_OFD_SETLK, &fl); } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    if (errno == EAGAIN || errno == EACCES) {
+      out[TAKE_OUT_FD] = fd;
+      return int_result(env, BUSY);
+    }
+    close_keep_errno(fd);
+    return throw_fs(env, "fcntl(F_OFD_SETLK)", errno, NULL);
+  }
+  out[TAKE_OUT_FD] = fd;
+  if (opts & TAKE_IDENTITY) {
+    /* virtlockd unlinks a lease file at its release: between our open and our lock the path may have
+     * come to name another file (or none). Any failure to tell counts as replaced: the JS tries again. */
+    struct stat byfd, bypath;
+    if (fstat(fd, &byfd) != 0 || stat(path, &bypath) != 0 || byfd.st_dev != bypath.st_dev || byfd.st_ino != bypath.st_ino) {
+      close(fd);
+      out[TAKE_OUT_FD] = -1;
+      return int_result(env, REPLACED);
+    }
+    st = byfd;
+  }
+  if (opts & TAKE_LEASE) {
+    if (!(opts & TAKE_IDENTITY) && fstat(fd, &st) != 0) { close_keep_errno(fd); out[TAKE_OUT_FD] = -1; return throw_fs(env, "fstat", errno, NULL); }
+    /* The size after the lock: a taker before us may have grown the file. */
+    out[TAKE_OUT_SIZE] = st.st_size > (off_t)INT32_MAX ? INT32_MAX : (int32_t)st.st_size;
+    if (st.st_size > 0 && st.st_size <= (off_t)span && st.st_size % rsize == 0) {
+      size_t want = (size_t)st.st_size;
+      ssize_t n;
+      do { n = pread(fd, scratch, want, 0); } while (n < 0 && errno == EINTR);
+      if (n < 0) { close_keep_errno(fd); out[TAKE_OUT_FD] = -1; return throw_fs(env, "read", errno, NULL); }
+      out[TAKE_OUT_READ] = (int32_t)n;
+      for (size_t off = 0, i = 0; off + (size_t)rsize <= (size_t)n; off += (size_t)rsize, i++)
+        out[TAKE_OUT_BLOCKS + i] = blank_block((const unsigned char *)scratch + off, (size_t)rsize) ? 0 : 1;
+    }
+    out[TAKE_OUT_LEASE] = 1;
+  }
+  return int_result(env, TAKEN);
+}
+
+/* One record at a time, through a page-aligned buffer (O_DIRECT). */
+static _Alignas(4096) unsigned char record_buf[4096];
+
+static int record_arg(napi_env env, napi_value v, void **data, size_t *len) {
+  bool isbuf = false;
+  napi_is_buffer(env, v, &isbuf);
+  if (!isbuf || napi_get_buffer_info(env, v, data, len) != napi_ok) { napi_throw_type_error(env, "EINVAL", "data must be a Buffer"); return -1; }
+  if (*len > sizeof record_buf) { napi_throw_range_error(env, "EINVAL", "a record is at most 4096 bytes"); return -1; }
+  return 0;
+}
+
+static napi_value write_record(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int fd;
+  int64_t offset = 0, grow = 0;
+  bool sync = false;
+  void *data;
+  size_t len;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) { napi_throw_type_error(env, "EINVAL", "expected (fd, data, offset, growTo, sync)"); return NULL; }
+  if (arg_fd(env, argv[0], &fd) != 0 || record_arg(env, argv[1], &data, &len) != 0) return NULL;
+  if (napi_get_value_int64(env, argv[2], &offset) != napi_ok || napi_get_value_int64(env, argv[3], &grow) != napi_ok || offset < 0 || grow < 0) { napi_throw_type_error(env, "EINVAL", "offset and growTo must be non-negative numbers"); return NULL; }
+  napi_get_value_bool(env, argv[4], &sync);
+  memcpy(record_buf, data, len);
+  ssize_t n;
+  do { n = pwrite(fd, record_buf, len, (off_t)offset); } while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_fs(env, "write", errno, NULL);
+  if (grow > 0) {
+    int rc;
+    do { rc = ftruncate(fd, (off_t)grow); } while (rc != 0 && errno == EINTR);
+    if (rc != 0) return throw_fs(env, "ftruncate", errno, NULL);
+  }
+  if (sync && fdatasync(fd) != 0) return throw_fs(env, "fdatasync", errno, NULL);
+  return int_result(env, (int)n);
+}
+
+static napi_value release_lock_file(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int fd;
+  int64_t offset = 0;
+  bool sync = false;
+  void *data = NULL;
+  size_t len = 0;
+  int failed = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) { napi_throw_type_error(env, "EINVAL", "expected (fd, data, offset, sync, close)"); return NULL; }
+  if (arg_fd(env, argv[0], &fd) != 0) return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[1], &t);
+  if (t != napi_null && t != napi_undefined && record_arg(env, argv[1], &data, &len) != 0) return NULL;
+  if (napi_get_value_int64(env, argv[2], &offset) != napi_ok || offset < 0) { napi_throw_type_error(env, "EINVAL", "offset must be a non-negative number"); return NULL; }
+  napi_get_value_bool(env, argv[3], &sync);
+  bool doclose = false;
+  napi_get_value_bool(env, argv[4], &doclose);
+  if (data != NULL) {
+    /* Written under our lock on byte 0, so every taker after us reads it before it writes. */
+    memcpy(record_buf, data, len);
+    ssize_t n;
+    do { n = pwrite(fd, record_buf, len, (off_t)offset); } while (n < 0 && errno == EINTR);
+    if (n < 0) failed |= 1;
+    else if (sync && fdatasync(fd) != 0) failed |= 2;
+  }
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  int rc;
+  do { rc = fcntl(fd, F_OFD_SETLK, &fl); } while (rc != 0 && errno == EINTR);
+  if (rc != 0) failed |= 4;
+  /* close(2) is not retried on EINTR: the descriptor is gone either way on Linux. */
+  if (doclose && close(fd) != 0) failed |= 8;
+  return int_result(env, failed);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"ofdSetLk", NULL, ofd_setlk, NULL, NULL, NULL, napi_default, NULL},
@@ -518,6 +771,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"sealedMemfd", NULL, sealed_memfd, NULL, NULL, NULL, napi_default, NULL},
     {"fstatId", NULL, fstat_id, NULL, NULL, NULL, napi_default, NULL},
     {"sockInfo", NULL, sock_info, NULL, NULL, NULL, napi_default, NULL},
+    {"takeLockFile", NULL, take_lock_file, NULL, NULL, NULL, napi_default, NULL},
+    {"writeRecord", NULL, write_record, NULL, NULL, NULL, napi_default, NULL},
+    {"releaseLockFile", NULL, release_lock_file, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

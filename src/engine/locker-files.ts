@@ -19,6 +19,27 @@ function kindOf(st: fs.Stats): string {
   return 'not a regular file';
 }
 
+/** kindOf from st_mode's file type bits (the native take's answer). */
+export function kindOfMode(type: number): string {
+  const { S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, S_IFDIR } = fs.constants;
+  if (type === S_IFIFO) return 'a FIFO';
+  if (type === S_IFSOCK) return 'a socket';
+  if (type === S_IFCHR) return 'a character device';
+  if (type === S_IFBLK) return 'a block device';
+  if (type === S_IFDIR) return 'a directory';
+  return 'not a regular file';
+}
+
+/** The refusal of a file that may not be locked (openLockFile's and the native take's). */
+export function notLockable(file: string, kind: string, blockDevice: boolean): BadInputError {
+  return new BadInputError(`${file} is ${kind}: only a regular file${blockDevice ? ' or a block device' : ''} can be locked`);
+}
+
+/** The refusal of a lock file name that is a symbolic link (openLockFile's and the native take's). */
+export function symlinkRefused(file: string): BadInputError {
+  return new BadInputError(`${file} is a symbolic link: a lock file in a lockspace is never followed through one (remove it)`);
+}
+
 /**
  * open(2) with O_NONBLOCK, then refuse anything but a regular file (and a block device when
  * `blockDevice`, for a disk locked in place). Without O_NONBLOCK a read-only open of a FIFO waits
@@ -35,7 +56,7 @@ export function openLockFile(file: string, flags: number, opts: { mode?: number;
     fd = fs.openSync(file, flags | fs.constants.O_NONBLOCK | nofollow, opts.mode ?? 0o600);
   } catch (e) {
     if (nofollow !== 0 && (e as NodeJS.ErrnoException).code === 'ELOOP') {
-      throw new BadInputError(`${file} is a symbolic link: a lock file in a lockspace is never followed through one (remove it)`);
+      throw symlinkRefused(file);
     }
     throw e;
   }
@@ -48,7 +69,7 @@ export function openLockFile(file: string, flags: number, opts: { mode?: number;
   }
   if (st.isFile() || (opts.blockDevice === true && st.isBlockDevice())) return fd;
   fs.closeSync(fd);
-  throw new BadInputError(`${file} is ${kindOf(st)}: only a regular file${opts.blockDevice ? ' or a block device' : ''} can be locked`);
+  throw notLockable(file, kindOf(st), opts.blockDevice === true);
 }
 
 const ZEROS = Buffer.alloc(RECORD_SIZE);
@@ -96,11 +117,22 @@ export function readLease(fd: number): Lease | null {
   if (size > LEASE_SPAN || size % RECORD_SIZE !== 0) return null;
   // Through the page-aligned buffer: a lock file on a cluster filesystem is open O_DIRECT.
   const all = readAlignedView(fd, size, 0);
+  return leaseOf(all, size, (i) => blank(all.subarray(i * RECORD_SIZE, (i + 1) * RECORD_SIZE)));
+}
+
+/**
+ * The lease check on bytes already read (`all`, `size` the file's size after the lock): null when the
+ * file is not one vmlockd may write records into. `isBlank(i)` says whether block i is blank: the
+ * byte loop here (readLease), or the native take's answer for each block (native/ofd.c, the same rule).
+ */
+export function leaseOf(all: Buffer, size: number, isBlank: (block: number) => boolean): Lease | null {
+  if (size === 0) return { size: 0, head: undefined };
+  if (size > LEASE_SPAN || size % RECORD_SIZE !== 0) return null;
   if (all.length !== size) return null;
   let head: ExclusiveRecord | undefined;
   for (let off = 0; off < size; off += RECORD_SIZE) {
+    if (isBlank(off / RECORD_SIZE)) continue;
     const block = all.subarray(off, off + RECORD_SIZE);
-    if (blank(block)) continue;
     if (off === 0) {
       head = decodeExclusive(block);
       if (head === undefined) return null;

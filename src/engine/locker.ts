@@ -42,7 +42,8 @@ import {
   slotOffset,
   type Inspection,
 } from './holder-record.js';
-import { mayWriteRecords, openLockFile, readLease } from './locker-files.js';
+import { mayWriteRecords, openLockFile, readLease, type Lease } from './locker-files.js';
+import { takeNative, type NativeTake } from './locker-native.js';
 
 const LOCK_START = 0;
 const LOCK_LEN = 1;
@@ -201,6 +202,12 @@ export class Locker {
   /** Resources adopt() already recorded as lost: reacquire() leaves them alone. */
   private readonly settled = new Set<string>();
   private readonly native: NativeBinding;
+  /**
+   * The take and the release through one native call each (decision 0019): the default. Off when a
+   * test hands in a binding of its own to watch each system call (unless it asks for it), or when
+   * the built binding predates those calls (a stale native/build).
+   */
+  private readonly oneCall: boolean;
 
   /**
    * fdatasync each holder record: on a cluster filesystem a client may keep writes in a cache
@@ -224,9 +231,10 @@ export class Locker {
 
   constructor(
     readonly host: string,
-    options: { native?: NativeBinding; fileLockspaceDir?: string | null; syncRecords?: boolean; store?: DescriptorStore; generationFloor?: (disk: string) => number; now?: () => number } = {},
+    options: { native?: NativeBinding; oneCall?: boolean; fileLockspaceDir?: string | null; syncRecords?: boolean; store?: DescriptorStore; generationFloor?: (disk: string) => number; now?: () => number } = {},
   ) {
     this.native = options.native ?? defaultNative;
+    this.oneCall = (options.oneCall ?? options.native === undefined) && typeof this.native.takeLockFile === 'function' && typeof this.native.releaseLockFile === 'function';
     this.now = options.now ?? Date.now;
     this.generationFloor = options.generationFloor;
     this.syncRecords = options.syncRecords ?? false;
@@ -879,17 +887,38 @@ export class Locker {
     this.highestGen.delete(id);
     // A release says so in the record before the lock goes; a crash or an abort leaves the record,
     // which readers ignore because no lock backs it.
+    let record: { data: Buffer; offset: number; sync: boolean } | undefined;
     if (release && h.ref.kind !== 'direct') {
       try {
         if (h.mode === 'exclusive' && h.gen !== undefined) {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
           // Written under our lock on byte 0, so every taker after us reads it before it writes.
           const reserved = this.reservationOnDrop(h);
-          writeAligned(h.fd, encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}), ...(reserved ? { reserved } : {}) }), 0);
-          if (this.syncRecords) fs.fdatasyncSync(h.fd);
+          record = { data: encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}), ...(reserved ? { reserved } : {}) }), offset: 0, sync: this.syncRecords };
         } else if (h.slot !== undefined) {
-          writeAligned(h.fd, emptySlot(), slotOffset(h.slot));
+          record = { data: emptySlot(), offset: slotOffset(h.slot), sync: false };
         }
+      } catch {
+        // No record: the lock goes all the same.
+      }
+    }
+    if (this.oneCall) {
+      // Record, unlock (and close, unless the store must hear of it first) in one call; it never
+      // throws for the descriptor's own failures: a broken cluster-filesystem descriptor holds nothing.
+      this.native.releaseLockFile(h.fd, record?.data ?? null, record?.offset ?? 0, record?.sync ?? false, this.store === undefined);
+      if (this.store === undefined) return;
+      this.store.remove(fdName(id));
+      try {
+        fs.closeSync(h.fd);
+      } catch {
+        // EBADF/EIO on close of a lost cluster-filesystem fd: the lock is gone either way.
+      }
+      return;
+    }
+    if (record !== undefined) {
+      try {
+        writeAligned(h.fd, record.data, record.offset);
+        if (record.sync) fs.fdatasyncSync(h.fd);
       } catch {
         // A broken cluster-filesystem descriptor: the lock is gone anyway.
       }
@@ -914,26 +943,65 @@ export class Locker {
     return (ref.create === false ? O_RDWR : O_RDWR | O_CREAT) | (this.syncRecords ? O_DIRECT : 0);
   }
 
+  /**
+   * One attempt's open + lock + checks through the single native call (decision 0019): the same
+   * flags, create rule, checks and error wording as lockJs, which stays for an injected binding.
+   */
+  private lockOneCall(ref: ResourceRef, mode: Mode): NativeTake {
+    const flags = this.openFlags(ref, mode);
+    const records = ref.kind !== 'direct';
+    const how = { write: mode === 'exclusive', blockDevice: !records, identity: records, lease: records };
+    try {
+      const { O_CREAT } = fs.constants;
+      // A lock file that does not exist yet is created only in the pinned lockspace (openForTake's rule).
+      if ((flags & O_CREAT) === 0 || !this.lockspaceIds.has(path.dirname(ref.id))) return takeNative(this.native, ref.id, flags, how);
+      const first = takeNative(this.native, ref.id, flags & ~O_CREAT, { ...how, missingOk: true });
+      if (first.status !== 'missing') return first;
+      const away = this.lockspaceAway(ref);
+      if (away !== undefined) throw new Error(away);
+      return takeNative(this.native, ref.id, flags, how);
+    } catch (e) {
+      if (e instanceof BadInputError) throw e;
+      const syscall = (e as NodeJS.ErrnoException).syscall;
+      if (syscall === 'fcntl(F_OFD_SETLK)') throw new VmlockdError('VMLOCKD_ERR_IO', `cannot lock ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
+      if (syscall === 'read') throw new VmlockdError('VMLOCKD_ERR_IO', `cannot write the holder record of ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
+      throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** One attempt's open + lock + inode check, one fs call at a time (an injected native binding). */
+  private lockJs(ref: ResourceRef, mode: Mode): NativeTake {
+    let fd: number;
+    try {
+      fd = this.openForTake(ref, this.openFlags(ref, mode));
+    } catch (e) {
+      if (e instanceof BadInputError) throw e;
+      throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
+    }
+    let granted: boolean;
+    try {
+      granted = this.native.ofdSetLk(fd, mode === 'exclusive' ? 'write' : 'read', LOCK_START, LOCK_LEN);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw new VmlockdError('VMLOCKD_ERR_IO', `cannot lock ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
+    }
+    if (!granted) return { status: 'busy', fd };
+    if (ref.kind !== 'direct' && !this.sameInode(fd, ref.id)) {
+      fs.closeSync(fd);
+      return { status: 'replaced' };
+    }
+    return { status: 'taken', fd };
+  }
+
   private take(ref: ResourceRef, mode: Mode, taker: Taker, vms?: Array<Owner & { since: string }>): TakeResult {
     const type = mode === 'exclusive' ? 'write' : 'read';
     // virtlockd unlinks an indirect lease file when it releases it; if that happens between our
     // open and our lock, we would hold a lock on an orphaned inode. Re-check and retry.
     for (let attempt = 0; attempt < 5; attempt++) {
-      let fd: number;
-      try {
-        fd = this.openForTake(ref, this.openFlags(ref, mode));
-      } catch (e) {
-        if (e instanceof BadInputError) throw e;
-        throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
-      }
-      let granted: boolean;
-      try {
-        granted = this.native.ofdSetLk(fd, type, LOCK_START, LOCK_LEN);
-      } catch (e) {
-        fs.closeSync(fd);
-        throw new VmlockdError('VMLOCKD_ERR_IO', `cannot lock ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
-      }
-      if (!granted) {
+      const t = this.oneCall ? this.lockOneCall(ref, mode) : this.lockJs(ref, mode);
+      if (t.status === 'replaced' || t.status === 'missing') continue;
+      const fd = t.fd;
+      if (t.status === 'busy') {
         const holder = this.conflictOn(fd, type, ref.kind !== 'direct');
         fs.closeSync(fd);
         // Nobody holds it by the time we look: a holder of an instant (another host's taker that
@@ -943,13 +1011,9 @@ export class Locker {
         return { ok: false, holder };
       }
       if (ref.kind === 'direct') return { ok: true, fd };
-      if (!this.sameInode(fd, ref.id)) {
-        fs.closeSync(fd);
-        continue;
-      }
       let rec: ReturnType<Locker['writeRecord']>;
       try {
-        rec = this.writeRecord(fd, ref, mode, taker, vms ?? [{ ...taker.owner, since: taker.at }]);
+        rec = this.writeRecord(fd, ref, mode, taker, vms ?? [{ ...taker.owner, since: taker.at }], t.lease);
       } catch (e) {
         fs.closeSync(fd);
         throw new VmlockdError('VMLOCKD_ERR_IO', `cannot write the holder record of ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
@@ -969,9 +1033,10 @@ export class Locker {
    * free record reserves the disk for a migration's destination that still waits (and that is not
    * this taker), write nothing and say so.
    */
-  private writeRecord(fd: number, ref: ResourceRef, mode: Mode, taker: Taker, vms: Array<Owner & { since: string }>): { gen?: number; slot?: number } | { reserved: Reservation } {
+  private writeRecord(fd: number, ref: ResourceRef, mode: Mode, taker: Taker, vms: Array<Owner & { since: string }>, read?: Lease | null): { gen?: number; slot?: number } | { reserved: Reservation } {
     // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
-    const lease = readLease(fd);
+    // `read`: the lease as the native take read it, under the lock just taken.
+    const lease = read === undefined ? readLease(fd) : read;
     if (lease === null) return {};
     // The head block's record as readLease decoded it (none in an empty file or a blank head).
     const prev = lease.head;
@@ -988,23 +1053,31 @@ export class Locker {
       const floor = Math.max(this.highestGen.get(ref.id) ?? 0, prev ? 0 : (this.generationFloor?.(ref.canonical) ?? 0));
       const gen = Math.max(nextGeneration(prev), floor + 1);
       this.highestGen.set(ref.id, gen);
-      writeAligned(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0);
       // Room for a migration destination's hand-over request from the start: a cluster
       // filesystem's client caches the file's size, and a direct read beyond the end it believes
       // in returns nothing, so the release would miss a request another mount just wrote there.
       // (readLease read the whole file: its size is the file's.)
-      if (lease.size < LEASE_SPAN) fs.ftruncateSync(fd, LEASE_SPAN);
-      if (this.syncRecords) fs.fdatasyncSync(fd);
+      this.putRecord(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0, lease.size < LEASE_SPAN ? LEASE_SPAN : 0);
       return { gen };
     }
     for (let i = 0; i < SLOT_COUNT; i++) {
       if (!this.native.ofdSetLk(fd, 'write', slotOffset(i), RECORD_SIZE)) continue;
-      writeAligned(fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vms }), slotOffset(i));
-      if (this.syncRecords) fs.fdatasyncSync(fd);
+      this.putRecord(fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vms }), slotOffset(i), 0);
       return { slot: i };
     }
     // More than SLOT_COUNT hosts share this disk: the lock holds, only the record is missing.
     return {};
+  }
+
+  /** A take's record: written (page-aligned), the file grown to `growTo` when > 0, synced when syncRecords. */
+  private putRecord(fd: number, data: Buffer, offset: number, growTo: number): void {
+    if (this.oneCall) {
+      this.native.writeRecord(fd, data, offset, growTo, this.syncRecords);
+      return;
+    }
+    writeAligned(fd, data, offset);
+    if (growTo > 0) fs.ftruncateSync(fd, growTo);
+    if (this.syncRecords) fs.fdatasyncSync(fd);
   }
 
   private rewriteSlot(h: Held): void {

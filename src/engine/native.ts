@@ -49,7 +49,36 @@ export interface NativeBinding {
    * namespace. path: a Unix socket's bound path ('@name' abstract, '' unbound), null for another family.
    */
   sockInfo(fd: number): { family: 'unix' | 'other'; type: 'stream' | 'dgram' | 'seqpacket' | 'other'; listening: boolean; path: string | null };
+  /**
+   * The locker's take in one call (decision 0019; only src/engine/locker*.ts calls it, invariant 4):
+   * open(path, flags | O_CLOEXEC, 0600), fstat (a regular file, or a block device with
+   * TAKE.BLOCKDEV), a non-blocking F_OFD_SETLK on byte 0 (TAKE.WRITE: write, else read); then with
+   * TAKE.IDENTITY stat(path) against fstat(fd) (dev and ino), and with TAKE.LEASE, a lease-sized
+   * file (non-empty, at most leaseSpan, whole records) read into `scratch` (page-aligned, for
+   * O_DIRECT) with each block's blank check. Returns a TAKE_STATUS and fills `out` (TAKE_OUT).
+   * BUSY leaves the descriptor open (out[FD]) for the caller to name the holder and close; every
+   * other status but TAKEN has closed it. Other failures throw (descriptor closed) with `code`
+   * (errno name), `errno` and `syscall` ('open', 'fstat', 'fcntl(F_OFD_SETLK)', 'read').
+   */
+  takeLockFile(path: string, flags: number, opts: number, out: Int32Array, scratch: Buffer, leaseSpan: number, recordSize: number): number;
+  /** A holder record: pwrite through a page-aligned buffer, ftruncate(growTo) when growTo > 0, fdatasync when sync. Bytes written. */
+  writeRecord(fd: number, data: Buffer, offset: number, growTo: number, sync: boolean): number;
+  /**
+   * The release in one call: the record (null: none) written at offset and synced when sync, the
+   * whole file unlocked (F_UNLCK), and the descriptor closed when `close`. Never throws for the
+   * descriptor's own failures; returns what failed (RELEASE_FAILED bits).
+   */
+  releaseLockFile(fd: number, data: Buffer | null, offset: number, sync: boolean, close: boolean): number;
 }
+
+/** takeLockFile's opts. */
+export const TAKE = { WRITE: 1, BLOCKDEV: 2, IDENTITY: 4, LEASE: 8 } as const;
+/** takeLockFile's result. */
+export const TAKE_STATUS = { TAKEN: 0, BUSY: 1, REPLACED: 2, NOT_REGULAR: 3, NOENT: 4 } as const;
+/** takeLockFile's `out`: the descriptor, the size after the lock, the bytes read, st_mode & S_IFMT, whether the lease was looked at, then from BLOCKS one entry per record block: 1 when not blank. */
+export const TAKE_OUT = { FD: 0, SIZE: 1, READ: 2, TYPE: 3, LEASE: 4, BLOCKS: 8 } as const;
+/** releaseLockFile's result bits. */
+export const RELEASE_FAILED = { WRITE: 1, SYNC: 2, UNLOCK: 4, CLOSE: 8 } as const;
 
 export const FD_CLOEXEC = 1;
 
