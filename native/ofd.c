@@ -101,13 +101,7 @@ static const char *errno_name(int e, char *buf, size_t n) {
     case ENAMETOOLONG: return "ENAMETOOLONG";
     case EPIPE: return "EPIPE";
     case ECONNRESET: return "ECONNRESET";
-    default: {
-      /* glibc >= 2.32 names every errno (ELOOP, ENXIO, EROFS, ENOSPC, ...), as libuv does for Node's fs. */
-      const char *g = strerrorname_np(e);
-      if (g != NULL) return g;
-      snprintf(buf, n, "errno %d", e);
-      return buf;
-    }
+    default: snprintf(buf, n, "errno %d", e); return buf;
   }
 }
 
@@ -551,7 +545,10 @@ enum { TAKEN = 0, BUSY = 1, REPLACED = 2, NOT_REGULAR = 3, NOENT = 4 };
 static napi_value throw_fs(napi_env env, const char *syscall, int e, const char *path) {
   napi_value msg, code, err, num, sc;
   char buf[4400], name[32];
-  const char *en = errno_name(e, name, sizeof name);
+  /* The locker's calls name every errno as Node's fs does (glibc >= 2.32 names them all: ELOOP,
+   * ENXIO, EROFS, ENOSPC, ...); the binding's own list, then the number, only where glibc has none. */
+  const char *en = strerrorname_np(e);
+  if (en == NULL) en = errno_name(e, name, sizeof name);
   if (path) snprintf(buf, sizeof buf, "%s: %s, %s '%s'", en, strerror(e), syscall, path);
   else snprintf(buf, sizeof buf, "%s: %s, %s", en, strerror(e), syscall);
   napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &msg);
