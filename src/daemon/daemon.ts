@@ -459,7 +459,7 @@ export class Daemon {
       submitEvent: (ev) => engine.submitEvent(ev),
       reject: (source, error, raw) => engine.reject(source, error, raw),
       rejectThen: (source, error, raw, done) => engine.rejectThen(source, error, raw, done),
-      record: (facts) => this.journalWatch.record((f) => engine.record(f), facts),
+      record: (facts) => facts.length === 0 || this.journalWatch.record((f) => engine.record(f), facts).length > 0,
       state: () => engine.state,
       log: (level, msg, fields) => this.log.log(level, msg, fields),
     };

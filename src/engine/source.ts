@@ -19,8 +19,11 @@ export interface SourceContext {
    * recorded (Engine.rejectThen). Changes no lock.
    */
   rejectThen(source: string, error: unknown, raw: string | undefined, done: (reply: Reply) => void): void;
-  /** Journal facts that are not lock changes (OwnerGone, conflicts applied, reconnects). */
-  record(facts: readonly NewFact[]): void;
+  /**
+   * Journal facts that are not lock changes (OwnerGone, conflicts applied, reconnects). True once
+   * they are durable; false if the journal could not record them (logged, never thrown).
+   */
+  record(facts: readonly NewFact[]): boolean;
   /** The current state, read-only. */
   state(): State;
   /** This host's id. */

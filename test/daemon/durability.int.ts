@@ -415,9 +415,18 @@ test('virtlockd protocol: a rejected frame is answered only once its InputReject
     fs.rmSync(base, { recursive: true, force: true });
   });
   const { d, vsock } = await protocolDaemon(base, ext4.dir);
-  ext4.fault();
   const { decodeReply } = await import('../../src/events/virtlockd/codec.js');
   const { LockClient, LockRpcError } = await import('../../src/events/virtlockd/client.js');
+  // Before the fault: a lease held, so a repeat ACQUIRE by its owner is refused (not re-entrant),
+  // which the server journals itself as LockRefused (the engine has no fact for it).
+  const ls = path.join(base, 'leases');
+  const holder = await LockClient.connect(vsock);
+  cleanups.push(() => holder.close().catch(() => undefined));
+  await holder.createLockspace(ls);
+  // pid 0: no owner pid to watch, so no registry line is needed after the fault.
+  await holder.register({ uuid: 'dddddddd-0009-4000-8000-000000000002', name: 'vm2', id: 2, pid: 0 });
+  await holder.acquire(ls, 'lease-a', { autocreate: true });
+  ext4.fault();
   // A frame the protocol answers with an RPC error (wrong program).
   const r = await rawConn(vsock);
   r.socket.write(wrongProgramFrame(7));
@@ -447,6 +456,15 @@ test('virtlockd protocol: a rejected frame is answered only once its InputReject
   } finally {
     await c.close().catch(() => undefined);
   }
+  // The repeat ACQUIRE: its refusal's LockRefused fact cannot be written, so it is not answered as a refusal.
+  const again = await holder.acquire(ls, 'lease-a', { autocreate: true }).then(
+    () => null,
+    (x: unknown) => x,
+  );
+  assert.instance(again, LockRpcError);
+  const y = again as InstanceType<typeof LockRpcError>;
+  assert.is(y.code, 1, `answered ${y.code}/${y.domain} "${y.message}" although its LockRefused fact could not be written`);
+  assert.match(y.message, /refused \(resource busy: Lockspace resource 'lease-a' is locked.*\), but the journal could not record its LockRefused fact/);
 });
 
 test('virtlockd protocol: a frame too malformed to answer closes its connection only once its InputRejected fact is durable, and an answered one is answered only then (journal filesystem frozen)', async () => {

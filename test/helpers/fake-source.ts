@@ -123,11 +123,12 @@ export class FakeContext implements SourceContext {
     done(this.reject(source, error, raw));
   }
 
-  record(facts: readonly NewFact[]): void {
+  record(facts: readonly NewFact[]): boolean {
     for (const f of facts) {
       this.facts.push(f);
       evolve(this.st, f);
     }
+    return true;
   }
 
   state(): State {

@@ -864,7 +864,8 @@ export class VirtlockdServer implements RunningSource {
         const holder = res ? this.holderText(res) : undefined;
         if (res) {
           const h = res.holders.get(o.uuid);
-          this.ctx.record([
+          // The refusal is answered once its LockRefused fact is durable, as any reply.
+          const recorded = this.ctx.record([
             fact('LockRefused', now(), {
               resource: res.ref.id,
               name: res.ref.name,
@@ -879,6 +880,7 @@ export class VirtlockdServer implements RunningSource {
               message: `${holder ?? file}: acquire is not re-entrant (the owner already holds it)`,
             }),
           ]);
+          if (!recorded) return internalError(`refused (${busyNaming(name, holder).message}), but the journal could not record its LockRefused fact (the log says why); no lock changed`);
         }
         return busyNaming(name, holder);
       }
