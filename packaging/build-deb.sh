@@ -28,6 +28,8 @@ mkdir -p "$LIB" "$STAGE/DEBIAN"
 # sources moved or went away).
 say "tsc -> $LIB/dist"
 node node_modules/typescript/bin/tsc -p tsconfig.build.json --outDir "$LIB/dist" --sourceMap false
+# Its scripts (a #! line) executable, as lintian expects (script-not-executable).
+grep -rlZ '^#!' "$LIB/dist" --include='*.js' | xargs -0 -r chmod 0755
 cp package.json "$LIB/"                       # "type": "module" for dist/, and the version
 mkdir -p "$LIB/native/build/Release"
 install -m 0644 native/build/Release/vmlockd_native.node "$LIB/native/build/Release/"
@@ -46,7 +48,30 @@ rm -rf "$LIB/node_modules/.bin" \
   "$LIB/node_modules/better-sqlite3/build/Release/test_extension.node" "$LIB/node_modules/better-sqlite3/build/deps" \
   "$LIB/node_modules/fs-ext/build/Release/obj.target" "$LIB/node_modules/fs-ext/build/Release/.deps" "$LIB/node_modules/fs-ext/tests"
 find "$LIB/node_modules" -name '*.md' -o -name '*.markdown' -o -name '*.map' | grep -v -i 'license' | xargs -r rm -f
-find "$LIB/node_modules" -mindepth 1 -maxdepth 1 -type d -name '@*' -empty -delete   # scopes npm prune emptied
+# Build debris the runtime never reads (lintian: package-contains-eslint-config-file, -npm-ignore-file,
+# -vcs-control-file, privacy-breach-generic): dotfiles (.eslintrc, .npmignore, .travis.yml,
+# .gitattributes, npm's .package-lock.json), the native addons' build files beside their .node
+# (config.gypi, binding.gyp, the C/C++ sources at their top), Makefiles, HTML pages.
+find "$LIB/node_modules" -mindepth 1 -name '.*' -prune -exec rm -rf {} +
+while IFS= read -r -d '' gyp; do
+  mod=$(dirname "$gyp")
+  rm -f "$gyp"
+  [ ! -d "$mod/build" ] || find "$mod/build" -type f ! -path "$mod/build/Release/*.node" -delete
+  find "$mod" -maxdepth 1 -type f \( -name '*.c' -o -name '*.cc' -o -name '*.cpp' -o -name '*.h' \) -delete
+done < <(find "$LIB/node_modules" -name binding.gyp -print0)
+find "$LIB/node_modules" -type f \( -name '*.html' -o -name Makefile -o -name '*.mk' \) -delete
+find "$LIB/node_modules" -mindepth 1 -type d -empty -delete   # scopes npm prune emptied, build dirs now bare
+# An executable bit only on what runs (lintian: executable-not-elf-or-script): a file without #! loses it.
+find "$LIB/node_modules" -type f -perm /111 ! -name '*.node' -print0 | while IFS= read -r -d '' f; do
+  [ "$(head -c 2 "$f")" = '#!' ] || chmod a-x "$f"
+done
+# The native modules, stripped as dh_strip does and not executable (lintian: unstripped-binary-or-object,
+# shared-library-is-executable); the load check below runs on the stripped files.
+command -v strip >/dev/null || { echo "packaging: strip is missing (binutils, which dpkg-dev pulls in)" >&2; exit 1; }
+find "$LIB" -name '*.node' -type f -print0 | while IFS= read -r -d '' f; do
+  strip --strip-unneeded --remove-section=.comment --remove-section=.note "$f"
+  chmod 0644 "$f"
+done
 for dev in typescript tsx uvu fast-check @types marked-man marked esbuild @esbuild; do
   [ ! -e "$LIB/node_modules/$dev" ] || { echo "packaging: devDependency $dev left in node_modules after npm prune" >&2; exit 1; }
 done
@@ -92,6 +117,10 @@ bash packaging/gen-docs.sh "$LIB/dist" "$STAGE" "$VERSION"
 DOC="$STAGE/usr/share/doc/vmlockd"
 mkdir -p "$DOC/decisions"
 cp README.md docs/*.md "$DOC/"
+# The Debian changelog (a native package: changelog.gz); its newest entry must be this version.
+CHANGELOG_VERSION=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
+[ "$CHANGELOG_VERSION" = "$VERSION" ] || { echo "packaging: packaging/debian/changelog's newest entry is $CHANGELOG_VERSION, package.json's version is $VERSION: add an entry (dch -v $VERSION)" >&2; exit 1; }
+gzip -9n < packaging/debian/changelog > "$DOC/changelog.gz"
 cp docs/decisions/*.md "$DOC/decisions/"
 cat > "$DOC/copyright" <<TXT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -99,6 +128,7 @@ Upstream-Name: vmlockd
 Comment: the modules under /usr/lib/vmlockd/node_modules carry their own LICENSE files.
 
 Files: *
+Copyright: 2026 vmlockd maintainers
 License: $(node -p 'require("./package.json").license')
 TXT
 

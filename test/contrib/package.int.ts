@@ -138,6 +138,26 @@ if (why !== null) {
     }
     const stray = listing.filter((f) => /node_modules\/(typescript|tsx|uvu|fast-check|@types|marked|marked-man|esbuild)\/|^\/usr\/lib\/vmlockd\/(test|bench|src)\/|^\/var\/lib\/vmlockd\/./.test(f));
     assert.equal(stray, [], 'no devDependency, test or state in the package');
+    // lintian's cheap findings stay fixed: no dotfiles or native build debris in node_modules, a
+    // Debian changelog, stripped .node files that are not executable, scripts executable, others not.
+    const debris = listing.filter((f) => /^\/usr\/lib\/vmlockd\/node_modules\/(.*\/)?\.[^/]|\/(Makefile|binding\.gyp|config\.gypi|[^/]+\.mk|[^/]+\.html)$|\/build\/Release\/(obj|\.deps)/.test(f));
+    assert.equal(debris, [], 'no dotfiles or build debris in the package');
+    assert.ok(listing.includes('/usr/share/doc/vmlockd/changelog.gz'), 'the Debian changelog (native package: changelog.gz)');
+    const tree = path.join(work, 'tree');
+    assert.is(sh('dpkg-deb', ['-x', path.join(out, deb), tree]).code, 0);
+    const changelog = sh('sh', ['-c', `zcat ${tree}/usr/share/doc/vmlockd/changelog.gz | dpkg-parsechangelog -l - -S Version`]);
+    assert.is(changelog.out.trim(), VERSION, `the changelog's newest entry is this version: ${changelog.err}`);
+    const nodes = listing.filter((f) => f.endsWith('.node'));
+    assert.is(nodes.length, 3, nodes.join(', '));
+    for (const f of nodes) {
+      assert.is(fs.statSync(tree + f).mode & 0o777, 0o644, `${f} is 0644`);
+      const sections = sh('readelf', ['-S', '--wide', tree + f]);
+      assert.is(sections.code, 0, sections.err);
+      assert.not.match(sections.out, /\.symtab|\.debug_/, `${f} is stripped`);
+    }
+    const modes = sh('sh', ['-c', `cd ${tree} && find usr/lib/vmlockd -type f -perm /111 -print0 | xargs -0 -r -n1 sh -c 'printf "%s %s\\n" "$(head -c 2 "$0")" "$0"'`]).out.split('\n').filter(Boolean);
+    assert.equal(modes.filter((l) => !l.startsWith('#! ')), [], 'an executable file in /usr/lib/vmlockd is a script');
+    assert.ok(modes.includes('#! usr/lib/vmlockd/dist/main.js'), `dist/main.js is executable: ${modes.join(', ')}`);
   });
 
   test('nodejs from dpkg satisfies Depends (the native parts are built for Node 20)', () => {
