@@ -128,8 +128,10 @@ interface Conn {
   closed: boolean;
   /** Settles when the call being dispatched is answered (the close rule waits for it). */
   idle: Promise<void>;
-  /** Reading is paused: a frame came while a call was being answered (a client that pipelines). */
+  /** Reading is paused: a frame came while a call was being answered (a client that pipelines), or replies are unread. */
   paused: boolean;
+  /** Reading resumes on the socket's 'drain': more than REPLY_BUFFER_MAX of replies were unread. */
+  awaitingDrain: boolean;
   /** A take-over is handing this connection on: answer the call in flight, read but dispatch nothing more. */
   handingOver: boolean;
 }
@@ -172,6 +174,12 @@ function takenHere(source: string | undefined): boolean {
 export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
 /** A take-over: how long a connection's last reply may take to flush before it is dropped instead. */
 const HANDOVER_FLUSH_MS = 5_000;
+/**
+ * Replies a connection may leave unread before nothing more is read from it (resumed on 'drain'):
+ * a client that sends calls and never reads the replies cannot grow the daemon (review 23b). At
+ * least net.Socket's writableHighWaterMark, so a write past it has armed 'drain'.
+ */
+export const REPLY_BUFFER_MAX = 256 * 1024;
 /** Owner pids remembered as gone (their own connection closed): enough for every VM of a host. */
 const GONE_OWNERS_MAX = 4096;
 
@@ -466,6 +474,7 @@ export class VirtlockdServer implements RunningSource {
       closed: false,
       idle: Promise.resolve(),
       paused: false,
+      awaitingDrain: false,
       handingOver: false,
     };
     this.conns.add(conn);
@@ -555,10 +564,27 @@ export class VirtlockdServer implements RunningSource {
       }
     } finally {
       conn.busy = false;
-      if (conn.paused && !conn.closed && !conn.handingOver) {
-        conn.paused = false;
-        conn.socket.resume();
+      this.resumeReading(conn);
+    }
+  }
+
+  /** Read on, unless more than REPLY_BUFFER_MAX of replies are unread: then once they drain. */
+  private resumeReading(conn: Conn): void {
+    if (conn.closed || conn.handingOver) return;
+    const s = conn.socket;
+    if (s.writableLength > REPLY_BUFFER_MAX) {
+      if (!conn.paused) s.pause();
+      conn.paused = true;
+      if (!conn.awaitingDrain) {
+        conn.awaitingDrain = true;
+        s.once('drain', () => {
+          conn.awaitingDrain = false;
+          if (!conn.busy) this.resumeReading(conn);
+        });
       }
+    } else if (conn.paused) {
+      conn.paused = false;
+      s.resume();
     }
   }
 
