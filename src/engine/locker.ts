@@ -27,6 +27,7 @@ import {
   reservationAgainst,
   reservationByRequest,
   reservationOnRelease,
+  type ExclusiveRecord,
   type HandOverRequest,
   type Reservation,
   RECORD_SIZE,
@@ -172,7 +173,7 @@ function reservationHolder(r: Reservation): HolderInfo {
 }
 
 type TakeResult =
-  | { readonly ok: true; readonly fd: number; readonly slot?: number; readonly gen?: number }
+  | { readonly ok: true; readonly fd: number; readonly slot?: number; readonly gen?: number; readonly before?: ExclusiveRecord }
   | { readonly ok: false; readonly holder: HolderInfo };
 
 /** Who takes a lock, for the holder record. */
@@ -542,8 +543,22 @@ export class Locker {
         r = { ok: false, holder: {} };
         reason = `could not be taken again: ${(e as Error).message}`;
       }
+      // Free now, but the record shows another host's grant above the one this host journaled:
+      // another VM held the disk in the gap while this host's VM (still running) lost its lock.
+      const intruder = r.ok ? gapIntruder(r.before, this.host, holders) : undefined;
       for (const h of holders) {
         const fields = resourceFields(res.ref, h.path);
+        if (r.ok && intruder) {
+          const f = fact('LeaseLost', at, {
+            ...fields,
+            owner: h.owner,
+            mode: h.mode,
+            holder: intruder,
+            reason: `taken by another owner while vmlockd was down (host ${intruder.host}, generation ${intruder.generation}) and released since: the disk was not this VM's alone in that time; taken again for it`,
+          });
+          facts.push(f);
+          lost.push(f);
+        }
         if (r.ok) {
           facts.push(fact('Reacquired', at, { ...fields, owner: h.owner, mode: h.mode, source: h.source, ...(r.gen !== undefined ? { generation: r.gen } : {}) }));
         } else {
@@ -1033,7 +1048,14 @@ export class Locker {
    * free record reserves the disk for a migration's destination that still waits (and that is not
    * this taker), write nothing and say so.
    */
-  private writeRecord(fd: number, ref: ResourceRef, mode: Mode, taker: Taker, vms: Array<Owner & { since: string }>, read?: Lease | null): { gen?: number; slot?: number } | { reserved: Reservation } {
+  private writeRecord(
+    fd: number,
+    ref: ResourceRef,
+    mode: Mode,
+    taker: Taker,
+    vms: Array<Owner & { since: string }>,
+    read?: Lease | null,
+  ): { gen?: number; slot?: number; before?: ExclusiveRecord } | { reserved: Reservation } {
     // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
     // `read`: the lease as the native take read it, under the lock just taken.
     const lease = read === undefined ? readLease(fd) : read;
@@ -1058,7 +1080,7 @@ export class Locker {
       // in returns nothing, so the release would miss a request another mount just wrote there.
       // (readLease read the whole file: its size is the file's.)
       this.putRecord(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0, lease.size < LEASE_SPAN ? LEASE_SPAN : 0);
-      return { gen };
+      return { gen, ...(prev ? { before: prev } : {}) };
     }
     for (let i = 0; i < SLOT_COUNT; i++) {
       if (!this.native.ofdSetLk(fd, 'write', slotOffset(i), RECORD_SIZE)) continue;
@@ -1235,4 +1257,17 @@ function errnoName(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   if (typeof err.errno === 'number' && (!err.code || err.code.startsWith('Unknown'))) return ERRNO_NAMES.get(-err.errno) ?? `errno ${-err.errno}`;
   return err.code ?? err.message;
+}
+
+/**
+ * The grant another host made while this one was down, when the record a re-take found proves it:
+ * an exclusive or free record of another host whose generation is above every generation this
+ * host journaled for the disk. (A record of this host's own is never one: the host file's lock
+ * makes this daemon the host's only writer.) Without a journaled generation there is no proof.
+ */
+function gapIntruder(before: ExclusiveRecord | undefined, host: string, holders: ReadonlyArray<{ readonly generation?: number }>): HolderInfo | undefined {
+  if (!before || before.host === host) return undefined;
+  const gens = holders.map((h) => h.generation).filter((g): g is number => g !== undefined);
+  if (gens.length === 0 || before.gen <= Math.max(...gens)) return undefined;
+  return { host: before.host, mode: 'exclusive', since: before.since, generation: before.gen, pid: before.pid, ...(before.vm ? { owner: before.vm } : {}) };
 }

@@ -231,6 +231,55 @@ test('a lock another host took while the daemon was down becomes LeaseLost, loud
   assert.is(a.cli(['acquire', '--vm', UUID3, disk]).code, 3);
 });
 
+// review23a: another host took the disk while this daemon was down and released it again before the
+// restart. The lock file is free, so the re-take succeeded and said nothing: the VM that kept running
+// here had shared its disk with another VM in the gap. The record's generation proves the intrusion.
+test('a lock another host took and released while the daemon was down is LeaseLost, loudly, then taken again', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const b = await track(host(c, 'hv-b'));
+  const disk = c.disk('a.img');
+  const kept = c.disk('kept.img');
+  assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', disk, kept]).code, 0);
+  await a.kill('SIGKILL');
+  assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'intruder', disk]).code, 0);
+  assert.is(b.cli(['release', '--vm', UUID2, disk]).code, 0);
+  await a.start();
+  running.push(a);
+  assert.match(a.stderr, `LEASE LOST: disk ${disk} of VM web1`);
+  const lost = facts(a.opts.stateDir, 'LeaseLost');
+  assert.is(lost.length, 1, JSON.stringify(lost));
+  assert.is(lost[0]!.payload.disk, disk);
+  assert.is(lost[0]!.payload.holder.host, 'hv-b');
+  assert.is(lost[0]!.payload.holder.owner.uuid, UUID2);
+  assert.match(lost[0]!.payload.reason, 'released');
+  // The VM still runs here: the disk is taken again for it, under a generation above the intruder's.
+  const again = facts(a.opts.stateDir, 'Reacquired');
+  assert.equal(again.map((f) => f.payload.disk).sort(), [disk, kept].sort());
+  const ofDisk = again.find((f) => f.payload.disk === disk)!;
+  assert.ok(ofDisk.payload.generation > lost[0]!.payload.holder.generation, JSON.stringify({ again: ofDisk.payload, lost: lost[0]!.payload }));
+  assert.is(b.cli(['acquire', '--vm', UUID2, disk]).code, 3);
+  // The kept disk nobody touched is no loss.
+  assert.not.match(a.stderr, `LEASE LOST: disk ${kept}`);
+});
+
+test('a restart after a SIGKILL re-takes its own locks without a LeaseLost when nobody came between', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const disk = c.disk('a.img');
+  assert.is(a.cli(['acquire', '--vm', UUID1, disk]).code, 0);
+  await a.kill('SIGKILL');
+  await a.start();
+  running.push(a);
+  assert.is(a.cli(['release', '--vm', UUID1, disk]).code, 0);
+  assert.is(a.cli(['acquire', '--vm', UUID1, disk]).code, 0);
+  await a.kill('SIGKILL');
+  await a.start();
+  running.push(a);
+  assert.equal(facts(a.opts.stateDir, 'LeaseLost'), []);
+  assert.is(facts(a.opts.stateDir, 'Reacquired').length, 2);
+});
+
 test('SIGTERM exits 0 within 5 s, journals DaemonStopped, and the next start re-takes the locks', async () => {
   const c = cluster();
   const a = await track(host(c, 'hv-a'));
