@@ -50,6 +50,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -595,10 +596,13 @@ static napi_value take_lock_file(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 7) { napi_throw_type_error(env, "EINVAL", "expected (path, flags, opts, out, scratch, leaseSpan, recordSize)"); return NULL; }
-  char path[4097];
-  size_t plen = 0;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0) { napi_throw_type_error(env, "EINVAL", "path must be a non-empty string"); return NULL; }
-  if (plen >= sizeof path - 1 || strlen(path) != plen) { napi_throw_type_error(env, "EINVAL", "path too long or holds a NUL"); return NULL; }
+  char path[PATH_MAX + 1];
+  size_t plen = 0, full = 0;
+  /* The whole length first: a copy into a buffer too small is cut at a character boundary, and the
+   * cut path would name (and with O_CREAT create, and lock) another file (review23a). */
+  if (napi_get_value_string_utf8(env, argv[0], NULL, 0, &full) != napi_ok || full == 0) { napi_throw_type_error(env, "EINVAL", "path must be a non-empty string"); return NULL; }
+  if (full >= PATH_MAX) return throw_fs(env, "open", ENAMETOOLONG, NULL);
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen != full || strlen(path) != plen) { napi_throw_type_error(env, "EINVAL", "path holds a NUL"); return NULL; }
   int32_t flags = 0, opts = 0, span = 0, rsize = 0;
   if (napi_get_value_int32(env, argv[1], &flags) != napi_ok || napi_get_value_int32(env, argv[2], &opts) != napi_ok) { napi_throw_type_error(env, "EINVAL", "flags and opts must be numbers"); return NULL; }
   if (napi_get_value_int32(env, argv[5], &span) != napi_ok || napi_get_value_int32(env, argv[6], &rsize) != napi_ok || rsize <= 0 || span <= 0 || span % rsize != 0) { napi_throw_type_error(env, "EINVAL", "leaseSpan must be a multiple of recordSize"); return NULL; }

@@ -118,6 +118,31 @@ test('errno names in errors: ENOTDIR (named by glibc), ELOOP for a symlink, with
   assert.match(e.message, /^ENOTDIR: .*, open '.*\/x'$/);
 });
 
+// review23a: the path was copied into a 4,097-byte buffer, which cuts a longer string at a character
+// boundary: a path just over PATH_MAX ending in a multi-byte character named the cut path, an
+// existing file that was then opened and locked. A path of PATH_MAX bytes or more is ENAMETOOLONG.
+test('a path of PATH_MAX bytes or more is ENAMETOOLONG, never cut to a shorter path that names another file', () => {
+  // An existing file whose path is 4,094 bytes long: nested 200-byte directory names.
+  let d = dir;
+  while (d.length + 1 + 200 + 1 + 200 < 4094) {
+    d = path.join(d, 'd'.repeat(200));
+    fs.mkdirSync(d, { recursive: true });
+  }
+  const name = 'f'.repeat(4094 - d.length - 1);
+  const cut = path.join(d, name);
+  assert.is(Buffer.byteLength(cut), 4094);
+  fs.writeFileSync(cut, '');
+  for (const tail of ['\u20ac', 'xx', 'x\u20ac']) {
+    const long = cut + tail;
+    const e = errOf(() => take(long, ALL, FLAGS | O_CREAT));
+    assert.is(e.code, 'ENAMETOOLONG', `${Buffer.byteLength(long)} bytes: ${e.message}`);
+    assert.not.ok(heldFrom(cut), 'the cut path was locked');
+  }
+  // Just under the limit it works.
+  assert.is(take(cut), TAKE_STATUS.TAKEN);
+  native.releaseLockFile(out[TAKE_OUT.FD]!, null, 0, false, true);
+});
+
 test("a symlink under a lock file's name is never followed (O_NOFOLLOW): ELOOP, the BadInputError, nothing locked at its target", () => {
   const target = fresh();
   const link = path.join(dir, `link-${n++}`);
