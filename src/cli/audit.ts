@@ -618,7 +618,15 @@ async function verifyClusterCommand(v: JournalValues): Promise<number> {
   const root = clusterCacheRoot(v);
   if (fs.existsSync(cacheDirFor(root, lockspace))) {
     const cache = ClusterCache.open(root, lockspace);
-    cache.catchUp();
+    const caught = cache.catchUp();
+    // A removed newest segment the successor statement covers, including a statement this cache
+    // read before and that is gone since (removing it too would otherwise read as an older writer).
+    for (const m of caught.missingNewest) {
+      const i = reports.findIndex((r) => r.host === m.host && r.journal === m.journal);
+      const problem = { host: m.host, journal: m.journal, segment: m.segment, ...(m.seq !== undefined ? { seq: m.seq } : {}), reason: `${m.reason} (by this machine's cache ${cache.dir})` };
+      if (i === -1) reports.push({ host: m.host, journal: m.journal, segments: 0, facts: 0, ok: false, problems: [problem], notes: [] });
+      else if (!reports[i]!.problems.some((p) => p.segment === m.segment)) reports[i] = { ...reports[i]!, ok: false, problems: [...reports[i]!.problems, problem] };
+    }
     for (const g of vanished(cache.chains(true))) {
       const i = reports.findIndex((r) => r.host === g.host && r.journal === g.journal);
       const problem = { host: g.host, journal: g.journal, segment: g.range.segment, seq: g.range.from, reason: `${g.what} (read before by this machine's cache ${cache.dir})` };

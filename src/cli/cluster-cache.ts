@@ -25,7 +25,9 @@ import {
   type SegmentFact,
   type SegmentFile,
   type SegmentProblem,
+  segmentFileName,
 } from '../journal/segment.js';
+import { readSuccessor, successorFileName } from '../journal/segment-successor.js';
 import { pinOf } from '../engine/locker-hosts.js';
 
 /**
@@ -50,6 +52,15 @@ const GENESIS_HEX = GENESIS_HASH.toString('hex');
 const VANISHED_TABLE = `CREATE TABLE IF NOT EXISTS vanished (
   seq INTEGER PRIMARY KEY, at TEXT NOT NULL, host TEXT NOT NULL, kind TEXT NOT NULL, resource TEXT, disk TEXT,
   owner TEXT, owner_name TEXT, payload TEXT, hash BLOB, segment TEXT NOT NULL, noticed TEXT NOT NULL)`;
+
+/**
+ * Every sealed segment the cache read to its seal (the chain's segments before the one it stands in):
+ * its seq range, the bytes read (its whole size), its inode and the hash of its last bytes (tailOf).
+ * Each catch-up checks them against the listing and a stat, so a segment removed, emptied, cut shorter
+ * or replaced after it was read is noticed however far behind the cache's position it lies.
+ */
+const READ_SEGMENTS_TABLE = `CREATE TABLE IF NOT EXISTS read_segments (
+  name TEXT PRIMARY KEY, first INTEGER NOT NULL, last INTEGER NOT NULL, end INTEGER NOT NULL, size INTEGER NOT NULL, ino INTEGER NOT NULL, tail TEXT NOT NULL)`;
 
 /**
  * The cache's indexes, in place of the journal's AUDIT_INDEXES (same names, so the audit's queries
@@ -168,6 +179,12 @@ export interface CatchUpReport {
   readonly resets: CatchUpReset[];
   /** Chains whose newest segment ends in an unfinished line (a live writer mid-line, or a crash tail). */
   readonly pendingTails: number;
+  /**
+   * Sealed newest segments whose successor is not there although the successor statement (read now,
+   * or read before by this cache and removed since) says its writer creates it right after the seal:
+   * removed. Also in `problems`.
+   */
+  readonly missingNewest: CatchUpProblem[];
 }
 
 /**
@@ -245,6 +262,7 @@ export class ClusterCache {
     const t0 = performance.now();
     const problems: CatchUpProblem[] = [];
     const resets: CatchUpReset[] = [];
+    const missingNewest: CatchUpProblem[] = [];
     let newFacts = 0;
     let chains = 0;
     let pendingTails = 0;
@@ -276,11 +294,15 @@ export class ClusterCache {
         }
         newFacts += r.facts;
         if (r.problem !== undefined) problems.push(r.problem);
+        if (r.missing !== undefined) {
+          problems.push(r.missing);
+          missingNewest.push(r.missing);
+        }
         resets.push(...r.resets);
         if (r.pendingTail) pendingTails++;
       }
     }
-    return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, resets, pendingTails };
+    return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, resets, pendingTails, missingNewest };
   }
 
   private chainFile(host: string, journal: string): string {
@@ -289,7 +311,9 @@ export class ClusterCache {
 
   private catchUpChain(host: string, journal: string, segs: SegmentFile[]): LoadResult {
     const file = this.chainFile(host, journal);
-    if (nothingNew(file, path.join(this.lockspace, PUBLISHED_DIR, host), segs)) return { facts: 0, pendingTail: false, resets: [] };
+    const dir = path.join(this.lockspace, PUBLISHED_DIR, host);
+    const same = nothingNew(file, dir, segs);
+    if (same !== undefined) return withMissing({ facts: 0, pendingTail: false, resets: [] }, successorMissing(file, dir, host, journal, segs, same));
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const db = new Database(file);
     try {
@@ -299,8 +323,7 @@ export class ClusterCache {
       db.pragma('busy_timeout = 10000');
       migrate(db, file);
       const r = new ChainLoader(db, this.lockspace, host, journal, segs).run();
-      writeHint(file, db);
-      return r;
+      return withMissing(r, successorMissing(file, dir, host, journal, segs, writeHint(file, db, dir, segs)));
     } finally {
       db.close();
     }
@@ -354,15 +377,51 @@ function hintFile(file: string): string {
   return `${file}.pos`;
 }
 
-function writeHint(file: string, db: Database.Database): void {
+function writeHint(file: string, db: Database.Database, dir: string, segs: readonly SegmentFile[]): ChainHint | undefined {
   try {
     const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(STATE_KEY) as { value: string } | undefined;
-    if (row === undefined) return;
+    if (row === undefined) return undefined;
     const st = JSON.parse(row.value) as ChainState;
-    fs.writeFileSync(hintFile(file), JSON.stringify({ segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null, tail: st.tail, ix: INDEX_TAG }));
+    const hint: ChainHint = { segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null, ...(st.decoder.seal !== null ? { sealedLast: st.decoder.seal.last } : {}), tail: st.tail, ix: INDEX_TAG, older: olderDigest(dir, segs) };
+    try {
+      fs.writeFileSync(hintFile(file), JSON.stringify(hint));
+    } catch {
+      // only a hint
+    }
+    return hint;
   } catch {
-    // only a hint
+    return undefined;
   }
+}
+
+interface ChainHint {
+  segment?: unknown;
+  offset?: unknown;
+  sealed?: unknown;
+  /** The seal's last seq when the segment the cache stands in is sealed. */
+  sealedLast?: unknown;
+  tail?: unknown;
+  ix?: unknown;
+  /** olderDigest() when it was written: a segment before the newest removed or changed since differs. */
+  older?: unknown;
+}
+
+/**
+ * The name, size and inode of every listed segment before the newest, hashed: one stat each. A
+ * segment behind the cache's position that was removed, cut shorter or replaced changes it, so the
+ * fast path gives way to the catch-up that checks each segment read (read_segments).
+ */
+function olderDigest(dir: string, segs: readonly SegmentFile[]): string {
+  const h = createHash('sha256');
+  for (const s of segs.slice(0, -1)) {
+    try {
+      const st = fs.lstatSync(path.join(dir, s.name));
+      h.update(`${s.name}:${st.size}:${st.ino}\n`);
+    } catch {
+      h.update(`${s.name}:gone\n`);
+    }
+  }
+  return h.digest('hex').slice(0, 32);
 }
 
 /** Opens a segment for reading: never blocks (a FIFO named like a segment), never follows a link out of the lockspace. */
@@ -392,26 +451,27 @@ function tailOf(fd: number, offset: number): string {
  * are still the ones read (the same history, not a replacement under the same name) and read(2)
  * finds nothing after them.
  */
-function nothingNew(file: string, dir: string, segs: readonly SegmentFile[]): boolean {
-  let hint: { segment?: unknown; offset?: unknown; sealed?: unknown; tail?: unknown; ix?: unknown };
+function nothingNew(file: string, dir: string, segs: readonly SegmentFile[]): ChainHint | undefined {
+  let hint: ChainHint;
   try {
-    hint = JSON.parse(fs.readFileSync(hintFile(file), 'utf8')) as typeof hint;
+    hint = JSON.parse(fs.readFileSync(hintFile(file), 'utf8')) as ChainHint;
   } catch {
-    return false;
+    return undefined;
   }
   const newest = segs[segs.length - 1];
-  if (newest === undefined || newest.name !== hint.segment || typeof hint.offset !== 'number' || typeof hint.tail !== 'string' || hint.ix !== INDEX_TAG) return false;
+  if (newest === undefined || newest.name !== hint.segment || typeof hint.offset !== 'number' || typeof hint.tail !== 'string' || hint.ix !== INDEX_TAG) return undefined;
+  if (hint.older !== olderDigest(dir, segs)) return undefined;
   let fd: number;
   try {
     fd = openSegment(path.join(dir, newest.name));
   } catch {
-    return false;
+    return undefined;
   }
   try {
-    if (!fs.fstatSync(fd).isFile() || tailOf(fd, hint.offset) !== hint.tail) return false;
-    return hint.sealed === true || fs.readSync(fd, Buffer.alloc(1), 0, 1, hint.offset) === 0;
+    if (!fs.fstatSync(fd).isFile() || tailOf(fd, hint.offset) !== hint.tail) return undefined;
+    return hint.sealed === true || fs.readSync(fd, Buffer.alloc(1), 0, 1, hint.offset) === 0 ? hint : undefined;
   } catch {
-    return false;
+    return undefined;
   } finally {
     fs.closeSync(fd);
   }
@@ -438,6 +498,8 @@ function readState(file: string): ChainState | undefined {
 interface LoadResult {
   facts: number;
   problem?: CatchUpProblem;
+  /** The chain's sealed newest segment lacks the successor its writer said it creates (successorMissing). */
+  missing?: CatchUpProblem;
   pendingTail: boolean;
   resets: CatchUpReset[];
 }
@@ -491,6 +553,7 @@ class ChainLoader {
     this.putState = db.prepare(`INSERT INTO meta (key, value) VALUES ('${STATE_KEY}', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
     this.hashAt = db.prepare(`SELECT hash FROM facts WHERE seq = ?`).pluck();
     db.exec(VANISHED_TABLE);
+    db.exec(READ_SEGMENTS_TABLE);
     this.vanishedHash = db.prepare(`SELECT hash FROM vanished WHERE seq = ?`).pluck();
     this.vanishedMax = (db.prepare('SELECT max(seq) FROM vanished').pluck().get() as number | null) ?? 0;
   }
@@ -522,15 +585,77 @@ class ChainLoader {
   }
 
   /**
+   * The first sealed segment read before (read_segments) that is no longer what was read: not listed
+   * while an older one still is (the oldest ones gone are pruned, and so is one the pruned-through
+   * marker covers), or another size or inode whose
+   * bytes up to where the cache read them differ (removed, emptied, cut shorter, replaced). One stat
+   * per segment; the bytes are read only when the stat differs (a copy put back is the same history).
+   */
+  private damaged(dir: string): { name: string; first: number } | undefined {
+    const rows = this.db.prepare('SELECT name, first, last, end, size, ino, tail FROM read_segments ORDER BY first').all() as Array<{ name: string; first: number; last: number; end: number; size: number; ino: number; tail: string }>;
+    if (rows.length === 0) return undefined;
+    const listed = new Set(this.segs.map((s) => s.name));
+    let pruned: number | undefined;
+    for (const r of rows) {
+      if (!listed.has(r.name)) {
+        // The oldest segments gone (no segment of the chain listed before it): pruned, as a reader
+        // without the cache sees it too (the chain starts at its first segment listed); its facts stay.
+        if (!this.segs.some((s) => s.firstSeq < r.first)) {
+          this.db.prepare('DELETE FROM read_segments WHERE name = ?').run(r.name);
+          continue;
+        }
+        if (pruned === undefined) {
+          const p = readPruned(dir, this.host, this.journal);
+          pruned = p === undefined || typeof p === 'string' ? 0 : p.marker.through;
+        }
+        if (r.last <= pruned) {
+          this.db.prepare('DELETE FROM read_segments WHERE name = ?').run(r.name);
+          continue;
+        }
+        return r;
+      }
+      const file = path.join(dir, r.name);
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(file);
+      } catch {
+        return r;
+      }
+      if (st.size === r.size && st.ino === r.ino) continue;
+      if (!st.isFile() || st.size < r.end) return r;
+      let same = false;
+      try {
+        const fd = openSegment(file);
+        try {
+          same = tailOf(fd, r.end) === r.tail;
+        } finally {
+          fs.closeSync(fd);
+        }
+      } catch {
+        same = false;
+      }
+      if (!same) return r;
+      this.db.prepare('UPDATE read_segments SET size = ?, ino = ? WHERE name = ?').run(st.size, st.ino, r.name);
+    }
+    return undefined;
+  }
+
+  /** A segment read to its end (sealed, or followed by the next one): checked on every later catch-up. */
+  private readThrough(seg: SegmentFile, last: number, end: number, ino: number, size: number, tail: string | undefined): void {
+    if (tail === undefined) return;
+    this.db.prepare('INSERT OR REPLACE INTO read_segments (name, first, last, end, size, ino, tail) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seg.name, seg.firstSeq, last, end, size, ino, tail);
+  }
+
+  /**
    * The segment to read again from when the stored position is gone or no longer holds what was read:
    * the latest one, starting at or before the first seq the cache lacks, whose header continues the
    * cached chain (its prev is the cached hash of the fact before its first, or the chain's start).
    * Reading it from its start compares each fact the cache holds; undefined when none links.
    */
-  private linked(dir: string, st: ChainState): SegmentFile | undefined {
+  private linked(dir: string, st: ChainState, upTo = Infinity): SegmentFile | undefined {
     for (let i = this.segs.length - 1; i >= 0; i--) {
       const s = this.segs[i]!;
-      if (s.firstSeq > this.held + 1) continue;
+      if (s.firstSeq > this.held + 1 || s.firstSeq > upTo) continue;
       const h = headerOf(path.join(dir, s.name));
       if (h === undefined || h.first !== s.firstSeq) continue;
       if (h.first === 1 && h.prev === GENESIS_HEX) return s;
@@ -560,6 +685,7 @@ class ChainLoader {
     if (trig !== undefined) this.db.exec('DROP TRIGGER facts_no_delete');
     this.db.prepare('DELETE FROM facts WHERE seq >= ?').run(seq);
     this.db.prepare('DELETE FROM carried WHERE seq >= ?').run(seq);
+    this.db.prepare('DELETE FROM read_segments WHERE last >= ?').run(seq);
     if (trig !== undefined) this.db.exec(trig);
   }
 
@@ -573,7 +699,9 @@ class ChainLoader {
     let resume: SegmentDecoderState | undefined;
     if (st !== undefined) {
       const at = this.segs.find((s) => s.name === st!.segment);
-      if (at !== undefined && this.unchanged(dir, at, st)) {
+      // A segment read before, behind the position, removed or changed since: read again from before it.
+      const damaged = this.damaged(dir);
+      if (damaged === undefined && at !== undefined && this.unchanged(dir, at, st)) {
         seg = at;
         resume = st.decoder;
       } else {
@@ -581,9 +709,9 @@ class ChainLoader {
         // shorter, or gone: a host's history moved aside and published again). Read again from the
         // latest segment that continues the cached chain, comparing each fact the cache holds; when
         // none does, the whole chain again. Never resumed at a stale offset in another file.
-        seg = this.linked(dir, st);
+        seg = this.linked(dir, st, damaged?.first);
         if (seg === undefined) {
-          const gone = at === undefined ? `${st.segment} is no longer published` : `${st.segment} no longer holds the bytes read before offset ${st.decoder.offset}`;
+          const gone = damaged !== undefined ? `${damaged.name}, read before, is no longer published as it was read` : at === undefined ? `${st.segment} is no longer published` : `${st.segment} no longer holds the bytes read before offset ${st.decoder.offset}`;
           this.resets.push({ host: this.host, journal: this.journal, segment: st.segment, seq: 1, reason: `${gone}, and no segment published now continues the ${this.held} fact(s) cached: the chain is read again from ${this.segs[0]!.name}` });
           this.dropAll();
           st = undefined;
@@ -617,8 +745,10 @@ class ChainLoader {
           problem = { file, offset: decoder.state.offset, line: decoder.state.lines + 1, reason: `cannot open: ${(e as Error).message}`, host: this.host, journal: this.journal, segment: seg.name };
           break;
         }
+        let fst: fs.Stats;
         try {
-          if (!fs.fstatSync(fd).isFile()) {
+          fst = fs.fstatSync(fd);
+          if (!fst.isFile()) {
             problem = { file, offset: 0, line: 1, reason: 'not a regular file (a directory, FIFO, socket or device named like a segment)', host: this.host, journal: this.journal, segment: seg.name };
             break;
           }
@@ -648,6 +778,7 @@ class ChainLoader {
         }
         const d = decoder.state;
         const next = this.segs.find((s) => s.firstSeq > seg!.firstSeq);
+        if (next !== undefined && d.header !== null && (decoder.sealed || next.firstSeq === d.lastSeq + 1)) this.readThrough(seg, d.lastSeq, d.offset, fst.ino, fst.size, cur.tail);
         if (next === undefined) {
           pendingTail = decoder.pending > 0;
           // Read again to the end of what is published, and the cache held facts beyond it: they are
@@ -659,8 +790,9 @@ class ChainLoader {
         if (!decoder.sealed) {
           // A segment the writer left without its seal, followed by another: read on only if the next
           // one continues the chain exactly (nothing missing); `journal verify --cluster` names it.
-          if (next.firstSeq !== d.lastSeq + 1) {
-            problem = { file, offset: d.offset, line: d.lines + 1, seq: d.lastSeq + 1, reason: `segment ends at seq ${d.lastSeq} without its seal and the next segment starts at seq ${next.firstSeq}`, host: this.host, journal: this.journal, segment: seg.name };
+          const ends = d.header !== null ? d.lastSeq : seg.firstSeq - 1;
+          if (next.firstSeq !== ends + 1) {
+            problem = { file, offset: d.offset, line: d.lines + 1, seq: ends + 1, reason: `segment ends at seq ${ends} without its seal${d.header === null ? ' (no header line: empty)' : ''} and the next segment starts at seq ${next.firstSeq}`, host: this.host, journal: this.journal, segment: seg.name };
             break;
           }
         } else if (next.firstSeq !== d.seal!.last + 1 && !(next.firstSeq > d.seal!.last + 1 && compactedStart(path.join(dir, next.name)))) {
@@ -673,6 +805,12 @@ class ChainLoader {
         decoder = new SegmentDecoder(path.join(dir, seg.name), { host: this.host, journal: this.journal, first: seg.firstSeq, prev: d.lastHash });
         cur = { ...cur, segment: seg.name };
       }
+      // Read again and stopped short of facts the cache held (a segment behind the position removed,
+      // emptied or cut shorter, a gap): the chain no longer reaches them, so they are no answer's
+      // facts; kept aside and named on every question, as at the tail.
+      // (A segment without a header line reached nothing of its own: the chain ends before its first.)
+      const reached = decoder.state.header !== null ? decoder.state.lastSeq : seg.firstSeq - 1;
+      if (problem !== undefined && this.rereading && this.held > reached) cur = this.vanish(cur, reached + 1);
     } finally {
       if (bulk) for (const ix of CACHE_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
     }
@@ -709,12 +847,17 @@ class ChainLoader {
    */
   private vanish(cur: ChainState, from: number): ChainState {
     const next: ChainState = { ...cur };
+    const noticed = new Date().toISOString();
     this.db.transaction(() => {
       const stored = this.state();
       if ((stored === undefined ? undefined : `${stored.segment}@${stored.decoder.offset}`) !== this.committed) throw new ConcurrentCatchUp();
       this.db
         .prepare(`INSERT OR REPLACE INTO vanished (seq, at, host, kind, resource, disk, owner, owner_name, payload, hash, segment, noticed) SELECT seq, at, host, kind, resource, disk, owner, owner_name, payload, hash, ?, ? FROM facts WHERE seq >= ?`)
-        .run(this.stood, new Date().toISOString(), from);
+        .run(this.stood, noticed, from);
+      // Each fact under the segment it was read from, where the cache recorded that segment.
+      this.db
+        .prepare(`UPDATE vanished SET segment = (SELECT r.name FROM read_segments r WHERE vanished.seq BETWEEN r.first AND r.last) WHERE noticed = ? AND seq >= ? AND EXISTS (SELECT 1 FROM read_segments r WHERE vanished.seq BETWEEN r.first AND r.last)`)
+        .run(noticed, from);
       this.deleteFrom(from);
       this.recount(next);
       next.vanished = this.vanishedRanges();
@@ -841,6 +984,54 @@ export class ConcurrentCatchUp extends Error {
   constructor() {
     super('another process is bringing this cluster cache up to date');
   }
+}
+
+function withMissing(r: LoadResult, missing: CatchUpProblem | undefined): LoadResult {
+  return missing === undefined ? r : { ...r, missing };
+}
+
+/**
+ * The successor statement (<journal>.successor, segment-successor.ts) as verify --cluster reads it,
+ * with this cache's memory of it (`<journal>.db.successor`: the smallest `from` ever read): a
+ * statement removed after the cache read it still covers the seals it covered (an older writer never
+ * wrote one, so without the memory its removal would read as an older writer). When it covers the
+ * seal of the segment the cache stands in, the newest listed, and the successor is not listed: the
+ * segment after the seal was removed, with whatever facts it held.
+ */
+function successorMissing(file: string, dir: string, host: string, journal: string, segs: readonly SegmentFile[], hint: ChainHint | undefined): CatchUpProblem | undefined {
+  const said = readSuccessor(dir, journal);
+  const memo = `${file}.successor`;
+  let seen: number | undefined;
+  try {
+    const o = JSON.parse(fs.readFileSync(memo, 'utf8')) as { from?: unknown };
+    if (Number.isSafeInteger(o.from)) seen = o.from as number;
+  } catch {
+    // never read one
+  }
+  if (said !== undefined && (seen === undefined || said.from < seen)) {
+    try {
+      fs.mkdirSync(path.dirname(memo), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(memo, JSON.stringify({ from: said.from, at: said.at }));
+    } catch {
+      // the memory is best effort; the statement itself is read each time
+    }
+  }
+  const from = Math.min(said?.from ?? Infinity, seen ?? Infinity);
+  const newest = segs[segs.length - 1];
+  if (!Number.isFinite(from) || hint === undefined || newest === undefined || hint.segment !== newest.name || typeof hint.sealedLast !== 'number' || hint.sealedLast < from) return undefined;
+  const next = segmentFileName(journal, hint.sealedLast + 1);
+  if (segs.some((s) => s.name === next)) return undefined;
+  const statement = said !== undefined ? `${successorFileName(journal)}: every seal from seq ${from} on` : `${successorFileName(journal)}, read before by this cache (every seal from seq ${from} on), is gone too`;
+  return {
+    file: path.join(dir, next),
+    offset: 0,
+    line: 0,
+    seq: hint.sealedLast + 1,
+    reason: `missing newest segment: ${newest.name} is sealed at seq ${hint.sealedLast} and ${next}, which its writer creates right after that seal (${statement}), is not there: removed, with whatever facts it held (unless the daemon died between the two writes and never restarted)`,
+    host,
+    journal,
+    segment: next,
+  };
 }
 
 /** A size to choose the load strategy by, never to decide where a file ends. */
