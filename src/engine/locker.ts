@@ -1133,9 +1133,12 @@ export class Locker {
     }
     let fd: number;
     try {
-      fd = fs.openSync(ref.id, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      // As a take opens it: never through a symlink under a lock file's name, never a FIFO or a
+      // device (an open alone may act on one), so the answer is the one a take would give.
+      fd = openLockFile(ref.id, fs.constants.O_RDONLY, { blockDevice: ref.kind === 'direct' });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (e instanceof VmlockdError) throw e;
       throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${ref.id}: ${(e as Error).message}`, { cause: e });
     }
     try {

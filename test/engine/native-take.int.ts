@@ -2,7 +2,7 @@
 // decision 0019) on real files and real OFD locks: each path the call can take (granted, held by
 // another open file description, no file, a hard link, a replaced file, a symlink, not a regular
 // file), the lease check against the JS one, and the Locker using it by default.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
@@ -158,6 +158,14 @@ test("a symlink under a lock file's name is never followed (O_NOFOLLOW): ELOOP, 
   const ref: ResourceRef = { id: link, name: path.basename(link), lockspace: dir, kind: 'file', canonical: '/d/x.img' };
   assert.throws(() => locker.prepare([lockIntent(ref, 'exclusive')], ctx()), (x: Error) => x instanceof BadInputError && /symbolic link/.test(x.message));
   assert.not.ok(heldFrom(target));
+  // A check (probe) answers as the take would: the same refusal, not "free" from the link's target
+  // (review23a: probe opened the name without O_NOFOLLOW).
+  const probe = { kind: 'probe', disk: { path: ref.canonical, mode: 'exclusive', resource: ref }, owner: { uuid: UUID1 } } as const;
+  assert.throws(() => locker.prepare([probe], ctx()), (x: Error) => x instanceof BadInputError && /symbolic link/.test(x.message));
+  const fifo = path.join(dir, `fifo-${n++}`);
+  execFileSync('mkfifo', [fifo]);
+  const fifoRef: ResourceRef = { ...ref, id: fifo, name: path.basename(fifo) };
+  assert.throws(() => locker.prepare([{ ...probe, disk: { ...probe.disk, resource: fifoRef } }], ctx()), (x: Error) => x instanceof BadInputError && /FIFO|fifo|pipe/.test(x.message));
   // A disk locked in place keeps its own name, which may be a symlink (/dev/vg/lv): followed.
   assert.is(take(link, TAKE.WRITE | TAKE.BLOCKDEV, O_RDWR | O_NONBLOCK), TAKE_STATUS.TAKEN);
   assert.ok(heldFrom(target));
