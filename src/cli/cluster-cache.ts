@@ -27,7 +27,7 @@ import {
   type SegmentProblem,
   segmentFileName,
 } from '../journal/segment.js';
-import { readSuccessor, successorFileName } from '../journal/segment-successor.js';
+import { readSuccessor, sealedRecently, successorFileName } from '../journal/segment-successor.js';
 import { pinOf } from '../engine/locker-hosts.js';
 
 /**
@@ -1021,6 +1021,8 @@ function successorMissing(file: string, dir: string, host: string, journal: stri
   if (!Number.isFinite(from) || hint === undefined || newest === undefined || hint.segment !== newest.name || typeof hint.sealedLast !== 'number' || hint.sealedLast < from) return undefined;
   const next = segmentFileName(journal, hint.sealedLast + 1);
   if (segs.some((s) => s.name === next)) return undefined;
+  // Sealed just now: its writer is creating the successor (or this mount does not list it yet).
+  if (sealedRecently(path.join(dir, newest.name))) return undefined;
   const statement = said !== undefined ? `${successorFileName(journal)}: every seal from seq ${from} on` : `${successorFileName(journal)}, read before by this cache (every seal from seq ${from} on), is gone too`;
   return {
     file: path.join(dir, next),

@@ -554,7 +554,7 @@ export class Locker {
             owner: h.owner,
             mode: h.mode,
             holder: intruder,
-            reason: `taken by another owner while vmlockd was down (host ${intruder.host}, generation ${intruder.generation}) and released since: the disk was not this VM's alone in that time; taken again for it`,
+            reason: `taken by another owner while vmlockd was down (host ${intruder.host}, generation ${intruder.generation}) and released since: if this VM ran on meanwhile, the disk was not its alone; taken again for it`,
           });
           facts.push(f);
           lost.push(f);
@@ -1267,16 +1267,16 @@ function errnoName(e: unknown): string {
  * an exclusive or free record of another host whose generation is above every generation this
  * host journaled for the disk. (A record of this host's own is never one: the host file's lock
  * makes this daemon the host's only writer.) Without a journaled generation there is no proof.
- * A grant to the same VM is a migration that went on in the gap (its source's release was not
- * journaled here before the crash), not another VM on the disk: no intruder.
+ * A grant to the same VM on another host counts too: the record cannot tell a migration from a
+ * second instance of the VM started there (an HA restart: split brain), and a later grant to the
+ * same VM would hide an earlier one to another VM (review23c).
  */
 export function gapIntruder(
   before: ExclusiveRecord | undefined,
   host: string,
-  holders: ReadonlyArray<{ readonly owner: Owner; readonly generation?: number }>,
+  holders: ReadonlyArray<{ readonly generation?: number }>,
 ): HolderInfo | undefined {
   if (!before || before.host === host) return undefined;
-  if (before.vm && holders.some((h) => h.owner.uuid === before.vm!.uuid)) return undefined;
   const gens = holders.map((h) => h.generation).filter((g): g is number => g !== undefined);
   if (gens.length === 0 || before.gen <= Math.max(...gens)) return undefined;
   return { host: before.host, mode: 'exclusive', since: before.since, generation: before.gen, pid: before.pid, ...(before.vm ? { owner: before.vm } : {}) };

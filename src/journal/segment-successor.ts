@@ -12,7 +12,7 @@
 // fact) cannot be told from a rotation waiting for its next fact. A separate file, not a new key in
 // the seal or the header: readers of every version decode the segments unchanged (their key checks are
 // strict), and ignore a name that is not a segment's.
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isJournalId } from './segment.js';
 
@@ -66,5 +66,25 @@ export function readSuccessor(dir: string, journal: string): SuccessorStatement 
     return undefined;
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * How long after a seal its successor may be missing and still be a rotation in progress: the writer
+ * creates it right after the seal (one fdatasync and a rename, seconds on a slow cluster filesystem),
+ * and another mount of a cluster filesystem may list a new name only after its entry cache expires.
+ * Within it a missing successor is not called removed (review23c: a live rotation was).
+ */
+export const SUCCESSOR_GRACE_MS = 60_000;
+
+/**
+ * Whether the sealed segment `file` was last written within SUCCESSOR_GRACE_MS of `now` (its mtime;
+ * one further ahead of this clock than that is not: a skewed or forged time proves nothing recent).
+ */
+export function sealedRecently(file: string, now = Date.now()): boolean {
+  try {
+    return Math.abs(now - lstatSync(file).mtimeMs) < SUCCESSOR_GRACE_MS;
+  } catch {
+    return false;
   }
 }

@@ -20,11 +20,13 @@ test('no proof, no intruder: no record, our own record, a generation not above o
   assert.is(gapIntruder(rec({ host: 'hv-a', gen: 9 }), 'hv-a', held), undefined);
   assert.is(gapIntruder(rec({ gen: 7 }), 'hv-a', held), undefined);
   assert.is(gapIntruder(rec({ gen: 3 }), 'hv-a', held), undefined);
-  assert.is(gapIntruder(rec({}), 'hv-a', [{ owner: VM1 }]), undefined);
+  assert.is(gapIntruder(rec({}), 'hv-a', [{}]), undefined);
 });
 
-test('the same VM granted on another host in the gap is a migration, not another VM on the disk', () => {
-  assert.is(gapIntruder(rec({ vm: VM1 }), 'hv-a', held), undefined);
+// review23c: the record cannot tell a migration from the same VM started again on another host (an
+// HA restart, split brain), and a later grant to the same VM hides an earlier one to another VM.
+test('the same VM granted on another host in the gap is named too: a migration and a split brain look alike', () => {
+  assert.is(gapIntruder(rec({ vm: VM1 }), 'hv-a', held)?.owner?.uuid, VM1.uuid);
 });
 
 test.run();
