@@ -7,32 +7,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UUID1, cli, startDaemon, tmpdir, until } from '../helpers/daemon.js';
-import { journalHashes, readPublished } from '../helpers/published.js';
+import { cli } from '../helpers/daemon.js';
+import { publishedRotating } from '../helpers/published.js';
 
-async function published() {
-  const root = tmpdir('vmlockd-r23b-newest-');
-  const lockspace = path.join(root, 'lockspace');
-  fs.mkdirSync(path.join(root, 'images'));
-  const a = await startDaemon({ stateDir: path.join(root, 'state-a'), lockspace, hostId: 'hv-a', extra: ['--publish-segment-bytes', '4096'] });
-  try {
-    for (let i = 0; i < 12; i++) {
-      const disk = path.join(root, 'images', `d${i}.img`);
-      fs.writeFileSync(disk, 'x');
-      assert.is(a.cli(['acquire', '--vm', UUID1, disk]).code, 0);
-    }
-    const journal = path.join(a.opts.stateDir, 'journal.db');
-    await until('published', () => {
-      const want = [...journalHashes(journal).keys()].pop();
-      const facts = readPublished(path.join(lockspace, '.journal', 'hv-a'), 'hv-a').facts;
-      return want !== undefined && facts.length >= 12 && facts[facts.length - 1]!.seq === want;
-    }, 30_000);
-  } finally {
-    await a.kill('SIGKILL');
-  }
-  const dir = path.join(lockspace, '.journal', 'hv-a');
-  return { root, lockspace, dir, segs: () => fs.readdirSync(dir).filter((n) => n.endsWith('.seg')).sort() };
-}
+const published = () => publishedRotating('vmlockd-r23b-newest-');
+
 const env = { VMLOCKD_CONFIG: '/nonexistent' };
 
 test('two newest segments removed: audit --cluster names the missing segment; once .successor is removed too, the cache that read it still does', async () => {

@@ -10,32 +10,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GENESIS_HASH, chainHash, type ChainRow } from '../../src/journal/schema.js';
 import { encodeFact, encodeHeader, encodeSeal, hostSegmentDir, segmentFileName } from '../../src/journal/segment.js';
-import { UUID1, cli, startDaemon, tmpdir, until } from '../helpers/daemon.js';
-import { journalHashes, readPublished } from '../helpers/published.js';
+import { cli, startDaemon, tmpdir, until } from '../helpers/daemon.js';
+import { publishedRotating } from '../helpers/published.js';
 
-async function published(): Promise<{ root: string; lockspace: string; dir: string; segs: () => string[] }> {
-  const root = tmpdir('vmlockd-verify-sealed-verify-');
-  const lockspace = path.join(root, 'lockspace');
-  fs.mkdirSync(path.join(root, 'images'));
-  const a = await startDaemon({ stateDir: path.join(root, 'state-a'), lockspace, hostId: 'hv-a', extra: ['--publish-segment-bytes', '4096'] });
-  try {
-    for (let i = 0; i < 12; i++) {
-      const disk = path.join(root, 'images', `d${i}.img`);
-      fs.writeFileSync(disk, 'x');
-      assert.is(a.cli(['acquire', '--vm', UUID1, disk]).code, 0);
-    }
-    const journal = path.join(a.opts.stateDir, 'journal.db');
-    await until('published', () => {
-      const want = [...journalHashes(journal).keys()].pop();
-      const facts = readPublished(path.join(lockspace, '.journal', 'hv-a'), 'hv-a').facts;
-      return want !== undefined && facts.length >= 12 && facts[facts.length - 1]!.seq === want;
-    }, 30_000);
-  } finally {
-    await a.kill('SIGKILL');
-  }
-  const dir = path.join(lockspace, '.journal', 'hv-a');
-  return { root, lockspace, dir, segs: () => fs.readdirSync(dir).filter((n) => n.endsWith('.seg')).sort() };
-}
+const published = () => publishedRotating('vmlockd-verify-sealed-verify-');
+
 const verify = (ls: string) => cli(['journal', 'verify', '--cluster', '--lockspace', ls, '--journal', '/nonexistent/journal.db']);
 
 test('the daemon creates each successor with its seal; the newest segment removed after a sealed one: verify --cluster fails naming it', async () => {

@@ -4,8 +4,10 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
+import * as assert from 'uvu/assert';
 import { Journal } from '../../src/journal/journal.js';
 import { SegmentDecoder, listSegments, successorProblem, type SegmentDecoderState, type SegmentFact } from '../../src/journal/segment.js';
+import { UUID1, startDaemon, tmpdir, until } from './daemon.js';
 
 export interface Published {
   facts: SegmentFact[];
@@ -151,4 +153,33 @@ export async function publishedAll(socket: string): Promise<Record<string, any>>
   } catch (e) {
     throw new Error(`${(e as Error).message}: ${JSON.stringify({ lastSeq: last.lastSeq, publication: last.publication })}`);
   }
+}
+
+/**
+ * A real daemon (host hv-a) that published 12 acquires with 4 KiB segments (so it rotated), then was
+ * SIGKILLed once every fact was published; the lockspace, the host's segment directory and its
+ * segment names (sorted) after that.
+ */
+export async function publishedRotating(prefix: string): Promise<{ root: string; lockspace: string; dir: string; segs: () => string[] }> {
+  const root = tmpdir(prefix);
+  const lockspace = path.join(root, 'lockspace');
+  fs.mkdirSync(path.join(root, 'images'));
+  const a = await startDaemon({ stateDir: path.join(root, 'state-a'), lockspace, hostId: 'hv-a', extra: ['--publish-segment-bytes', '4096'] });
+  try {
+    for (let i = 0; i < 12; i++) {
+      const disk = path.join(root, 'images', `d${i}.img`);
+      fs.writeFileSync(disk, 'x');
+      assert.is(a.cli(['acquire', '--vm', UUID1, disk]).code, 0);
+    }
+    const journal = path.join(a.opts.stateDir, 'journal.db');
+    await until('published', () => {
+      const want = [...journalHashes(journal).keys()].pop();
+      const facts = readPublished(path.join(lockspace, '.journal', 'hv-a'), 'hv-a').facts;
+      return want !== undefined && facts.length >= 12 && facts[facts.length - 1]!.seq === want;
+    }, 30_000);
+  } finally {
+    await a.kill('SIGKILL');
+  }
+  const dir = path.join(lockspace, '.journal', 'hv-a');
+  return { root, lockspace, dir, segs: () => fs.readdirSync(dir).filter((n) => n.endsWith('.seg')).sort() };
 }
