@@ -13,6 +13,7 @@ import { Journal, migrate } from '../journal/journal.js';
 import { AUDIT_INDEXES, GENESIS_HASH } from '../journal/schema.js';
 import { RARE_KINDS, RARE_KINDS_INDEX } from '../journal/query.js';
 import { readPruned } from '../journal/segment-pruned.js';
+import { ELIDED_VALUE, elideInPlace, elidePayload, hasElidedPayloads } from '../journal/payload-elide.js';
 import {
   PUBLISHED_DIR,
   SegmentDecoder,
@@ -83,8 +84,11 @@ export const CACHE_INDEXES: ReadonlyArray<{ readonly name: string; readonly sql:
   { name: RARE_KINDS_INDEX, sql: `CREATE INDEX ${RARE_KINDS_INDEX} ON facts(kind, at, seq, ${covering('kind')}) WHERE ${RARE_KINDS.map((k) => `kind = '${k}'`).join(' OR ')}` },
 ];
 
-/** Names the index set in each chain's hint: a cache built with other indexes is opened once to rebuild them. */
-const INDEX_TAG = createHash('sha256').update(CACHE_INDEXES.map((ix) => ix.sql).join('\n')).digest('hex').slice(0, 12);
+/**
+ * Names the index set and the payload form in each chain's hint: a cache built with other indexes, or
+ * with whole payloads (an older vmlockd's), is opened once to rebuild them.
+ */
+const INDEX_TAG = createHash('sha256').update([...CACHE_INDEXES.map((ix) => ix.sql), ELIDED_VALUE].join('\n')).digest('hex').slice(0, 12);
 
 /** Replaces any index of the chain file that is not the cache's own (a journal schema's, an older cache's). */
 function ensureIndexes(db: Database.Database): void {
@@ -322,6 +326,9 @@ export class ClusterCache {
       db.pragma('synchronous = OFF');
       db.pragma('busy_timeout = 10000');
       migrate(db, file);
+      // Payloads stored elided (payload-elide.ts): a fresh chain is only marked; one an older vmlockd
+      // wrote with whole payloads is rewritten once, its covering indexes built again, in one transaction.
+      if (!hasElidedPayloads(db)) elideInPlace(db, CACHE_INDEXES);
       const r = new ChainLoader(db, this.lockspace, host, journal, segs).run();
       return withMissing(r, successorMissing(file, dir, host, journal, segs, writeHint(file, db, dir, segs)));
     } finally {
@@ -949,17 +956,17 @@ class ChainLoader {
           args[o + 5] = f.disk;
           args[o + 6] = f.owner;
           args[o + 7] = f.owner_name;
-          args[o + 8] = f.payload;
+          args[o + 8] = elidePayload(f.payload, f.owner, f.owner_name);
           args[o + 9] = Buffer.from(f.hash, 'hex');
         }
         this.insertMany.run(args);
       }
       for (let i = many; i < facts.length; i++) {
         const f = facts[i]!;
-        this.insertFact.run(f.seq, f.at, f.host, f.kind, f.resource, f.disk, f.owner, f.owner_name, f.payload, Buffer.from(f.hash, 'hex'));
+        this.insertFact.run(f.seq, f.at, f.host, f.kind, f.resource, f.disk, f.owner, f.owner_name, elidePayload(f.payload, f.owner, f.owner_name), Buffer.from(f.hash, 'hex'));
       }
       if (back.length > 0) this.publishedAgain(back, segment, next);
-      for (const c of carried) this.insertCarried.run(c.seq, c.at, c.host, c.kind, c.resource, c.disk, c.owner, c.owner_name, c.payload, Buffer.from(c.hash, 'hex'));
+      for (const c of carried) this.insertCarried.run(c.seq, c.at, c.host, c.kind, c.resource, c.disk, c.owner, c.owner_name, elidePayload(c.payload, c.owner, c.owner_name), Buffer.from(c.hash, 'hex'));
       for (const f of [...carried, ...facts]) {
         if (f.owner !== null && f.owner_name !== null) {
           const k = `${f.owner_name}\u0000${f.owner}`;

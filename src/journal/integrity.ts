@@ -3,6 +3,7 @@
 import type Database from 'better-sqlite3';
 import { isIsoMsUtc } from './query.js';
 import { preview } from './rows.js';
+import { payloadReader } from './payload-elide.js';
 import { APPEND_ONLY_TRIGGERS, CHAIN_COLUMNS, GENESIS_HASH, SCHEMA_VERSION, chainHash, readSchemaVersion } from './schema.js';
 import type { ChainBase, ChainRow } from './schema.js';
 
@@ -34,6 +35,8 @@ const MAX_LISTED_PROBLEMS = 20;
  * shows at the fact after it. Reports the first break and how many facts disagree.
  */
 export function verifyChain(db: Database.Database, base: ChainBase): ChainReport {
+  // A cluster read cache chain stores payloads elided: the chain hashes the payload as published.
+  const restore = payloadReader(db);
   const rows = db.prepare(`SELECT ${CHAIN_COLUMNS}, hash FROM facts ORDER BY seq ASC`).iterate() as IterableIterator<ChainRow & { hash: unknown }>;
   let prevSeq = base.seq;
   let prev = base.hash;
@@ -48,7 +51,7 @@ export function verifyChain(db: Database.Database, base: ChainBase): ChainReport
     let reason: string | undefined;
     if (row.seq !== prevSeq + 1) reason = `chain broken: seq ${row.seq} follows seq ${prevSeq}`;
     else if (!Buffer.isBuffer(row.hash)) reason = 'hash is missing';
-    else if (typeof row.payload !== 'string' || !chainHash(prev, row).equals(row.hash)) {
+    else if (typeof row.payload !== 'string' || !chainHash(prev, restore === undefined ? row : { ...row, payload: restore(row.payload, row.owner, row.owner_name) }).equals(row.hash)) {
       reason = 'hash does not match the fact: it, or the hash stored with it, was changed after it was written';
     }
     if (reason !== undefined) {
@@ -116,12 +119,15 @@ export function integrity(db: Database.Database, file: string, lastSeq: () => nu
 
 /** One streaming pass over every fact: seq gaps, payload JSON, `at` shape, kind and host present. */
 function checkFacts(db: Database.Database, archived: number): { problems: string[]; firstBadSeq?: number } {
-  const rows = db.prepare(`SELECT seq, at, host, kind, payload FROM facts ORDER BY seq ASC`).iterate() as IterableIterator<{
+  const restore = payloadReader(db);
+  const rows = db.prepare(`SELECT seq, at, host, kind, payload, owner, owner_name FROM facts ORDER BY seq ASC`).iterate() as IterableIterator<{
     seq: number;
     at: unknown;
     host: unknown;
     kind: unknown;
     payload: unknown;
+    owner: string | null;
+    owner_name: string | null;
   }>;
   let firstBad: { seq: number; reason: string } | undefined;
   let bad = 0;
@@ -133,7 +139,7 @@ function checkFacts(db: Database.Database, archived: number): { problems: string
     if (prev === undefined && row.seq < 1) reasons.push('seq is below 1');
     // Facts at or below archived_through still here: a compaction's delete phase was cut short.
     if (prev === undefined && archived > 0 && row.seq > archived + 1) reasons.push(`first fact after compaction should be seq ${archived + 1}`);
-    if (!parsesAsJson(row.payload)) reasons.push(`payload is not valid JSON (${preview(row.payload)})`);
+    if (!parsesAsJson(restore !== undefined && typeof row.payload === 'string' ? restoredOrNot(restore, row.payload, row.owner, row.owner_name) : row.payload)) reasons.push(`payload is not valid JSON (${preview(row.payload)})`);
     if (!isIsoMsUtc(row.at)) reasons.push(`at is not an ISO-8601 UTC time with ms (${preview(row.at)})`);
     if (typeof row.kind !== 'string' || row.kind === '') reasons.push(`kind is empty (${preview(row.kind)})`);
     if (typeof row.host !== 'string' || row.host === '') reasons.push(`host is empty (${preview(row.host)})`);
@@ -158,3 +164,12 @@ function parsesAsJson(text: unknown): boolean {
   }
 }
 
+
+/** An elided payload restored; undefined (not JSON) for one that cannot be (no owner columns). */
+function restoredOrNot(restore: (s: string, o: string | null, n: string | null) => string, s: string, owner: string | null, name: string | null): string | undefined {
+  try {
+    return restore(s, owner, name);
+  } catch {
+    return undefined;
+  }
+}

@@ -2,6 +2,7 @@
 // each shape is prepared once and cached: the daemon answers the same few questions again and again.
 import type Database from 'better-sqlite3';
 import { JournalError } from './errors.js';
+import { payloadReader } from './payload-elide.js';
 
 export interface FactRow {
   kind: string;
@@ -64,7 +65,8 @@ export interface DbFactRow {
 
 export const FACT_COLUMNS = 'seq, at, host, kind, resource, disk, owner, owner_name, payload';
 
-export function toStoredFact(row: DbFactRow): StoredFact {
+/** `restore`: the file stores payloads elided (a cluster read cache chain, payload-elide.ts). */
+export function toStoredFact(row: DbFactRow, restore?: Restore): StoredFact {
   return {
     seq: row.seq,
     host: row.host,
@@ -74,15 +76,22 @@ export function toStoredFact(row: DbFactRow): StoredFact {
     disk: row.disk,
     owner: row.owner,
     ownerName: row.owner_name,
-    payload: JSON.parse(row.payload) as unknown,
+    payload: JSON.parse(restore === undefined ? row.payload : restore(row.payload, row.owner, row.owner_name)) as unknown,
   };
 }
+
+type Restore = (stored: string, owner: string | null, name: string | null) => string;
 
 /** A row read as an array in FACT_COLUMNS order (`raw` statements: no object per row from the driver). */
 type RawFactRow = [number, string, string, string, string | null, string | null, string | null, string | null, string];
 
 function fromRaw(r: RawFactRow): StoredFact {
   return { seq: r[0], host: r[2], kind: r[3], at: r[1], resource: r[4], disk: r[5], owner: r[6], ownerName: r[7], payload: JSON.parse(r[8]) as unknown };
+}
+
+/** fromRaw for a file whose payloads are stored elided. */
+function restoredFrom(restore: Restore): (r: RawFactRow) => StoredFact {
+  return (r) => ({ seq: r[0], host: r[2], kind: r[3], at: r[1], resource: r[4], disk: r[5], owner: r[6], ownerName: r[7], payload: JSON.parse(restore(r[8], r[6], r[7])) as unknown });
 }
 
 /** The split branches' rows (each newest first) merged newest first and cut at `limit`; others as they are. */
@@ -154,18 +163,22 @@ export class FactQueries {
   private readonly cache = new Map<string, Database.Statement>();
   /** The file has RARE_KINDS_INDEX (a cluster read cache's chain). */
   private readonly rare: boolean;
+  /** Rows to facts: payloads restored where the file stores them elided (payload-elide.ts). */
+  private readonly fromRaw: (r: RawFactRow) => StoredFact;
 
   constructor(
     private readonly db: Database.Database,
     private readonly table: 'facts' | 'carried' = 'facts',
   ) {
     this.rare = table === 'facts' && db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?`).get(RARE_KINDS_INDEX) !== undefined;
+    const restore = payloadReader(db);
+    this.fromRaw = restore === undefined ? fromRaw : restoredFrom(restore);
   }
 
   run(q: FactQuery): StoredFact[] {
     const built = this.build(q, q.newest === true && q.limit !== undefined);
     if (built === undefined) return [];
-    const rows = merged(this.statement(built.sql).all(...built.params) as RawFactRow[], built.merge).map(fromRaw);
+    const rows = merged(this.statement(built.sql).all(...built.params) as RawFactRow[], built.merge).map(this.fromRaw);
     return built.descending ? rows.reverse() : rows;
   }
 
@@ -177,10 +190,10 @@ export class FactQueries {
     let stmt = this.statement(built.sql);
     if (stmt.busy) stmt = this.db.prepare(built.sql).raw(true);
     if (built.merge !== undefined) {
-      for (const row of merged(stmt.all(...built.params) as RawFactRow[], built.merge)) yield fromRaw(row);
+      for (const row of merged(stmt.all(...built.params) as RawFactRow[], built.merge)) yield this.fromRaw(row);
       return;
     }
-    for (const row of stmt.iterate(...built.params) as IterableIterator<RawFactRow>) yield fromRaw(row);
+    for (const row of stmt.iterate(...built.params) as IterableIterator<RawFactRow>) yield this.fromRaw(row);
   }
 
   /** SQLite's plan for a query, one line per step: lets a test pin which index answers it. */

@@ -1,6 +1,7 @@
 // The SQL behind replay, snapshots, the chain head and the audit's small questions, each statement
 // prepared once. The Journal facade adds what SQLite does not have yet (staged facts).
 import type Database from 'better-sqlite3';
+import { payloadReader } from './payload-elide.js';
 import { FACT_COLUMNS, toStoredFact, type DbFactRow, type StoredFact } from './query.js';
 
 export class JournalReads {
@@ -12,6 +13,8 @@ export class JournalReads {
     meta: Database.Statement<[string], { value: string }>;
   };
   private maxGenStmt?: Database.Statement;
+  /** Payloads stored elided (a cluster read cache chain): restored from each row's owner columns. */
+  private readonly restore: ReturnType<typeof payloadReader>;
 
   constructor(private readonly db: Database.Database) {
     this.stmt = {
@@ -21,6 +24,7 @@ export class JournalReads {
       head: db.prepare(`SELECT seq, hash FROM facts ORDER BY seq DESC LIMIT 1`),
       meta: db.prepare(`SELECT value FROM meta WHERE key = ?`),
     };
+    this.restore = payloadReader(db);
   }
 
   /** The newest seq in this file (0 when it holds no fact). */
@@ -35,7 +39,7 @@ export class JournalReads {
     const stmt = this.stmt.readAfter.busy
       ? this.db.prepare<[number], DbFactRow>(`SELECT ${FACT_COLUMNS} FROM facts WHERE seq > ? ORDER BY seq ASC`)
       : this.stmt.readAfter;
-    for (const row of stmt.iterate(seq)) yield toStoredFact(row);
+    for (const row of stmt.iterate(seq)) yield toStoredFact(row, this.restore);
   }
 
   latestSnapshot(): { seq: number; state: string } | undefined {
