@@ -1,7 +1,7 @@
 // Schema and forward migrations. Version N is MIGRATIONS[N - 1]; a journal records its version in
 // meta.schema_version. Migrations only ever move forward: a journal written by newer code is
 // refused, because older code would misread rows whose meaning it does not know.
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { JournalError } from './errors.js';
 import type { DbFactRow } from './query.js';
@@ -65,9 +65,18 @@ export const GENESIS_HASH: Buffer = Buffer.alloc(32);
  * payload text.
  */
 export function chainHash(prev: Buffer, row: ChainRow): Buffer {
-  const head = JSON.stringify([row.seq, row.at, row.host, row.kind, row.resource, row.disk, row.owner, row.owner_name]);
-  return createHash('sha256').update(prev).update(head).update('\n').update(row.payload).digest();
+  const text = `${JSON.stringify([row.seq, row.at, row.host, row.kind, row.resource, row.disk, row.owner, row.owner_name])}\n${row.payload}`;
+  // The same bytes hashed in one call over one scratch buffer (a Hash object and four updates cost ~30%
+  // more per fact: every append and every published line read). UTF-8 takes at most 3 bytes per UTF-16
+  // unit, so a text that might not fit takes the Hash object instead.
+  if (prev.length + text.length * 3 > scratch.length) return createHash('sha256').update(prev).update(text).digest();
+  prev.copy(scratch, 0);
+  const n = scratch.write(text, prev.length, 'utf8');
+  return hash('sha256', scratch.subarray(0, prev.length + n), 'buffer');
 }
+
+/** chainHash's scratch: a fact is a few hundred bytes; a longer one (up to MiBs) is hashed in parts. */
+const scratch = Buffer.allocUnsafe(64 * 1024);
 
 export const MIGRATIONS: readonly Migration[] = [
   {
