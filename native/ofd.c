@@ -29,7 +29,8 @@
  *                                      aligned, for O_DIRECT) and each block's blank check. Returns a status
  *                                      (TAKEN 0, BUSY 1: fd left open for the JS to name the holder, REPLACED
  *                                      2, NOT_REGULAR 3, NOENT 4) and fills the Int32Array `out`
- *                                      (see TAKE_OUT_* below); throws on any other failure (fd closed)
+ *                                      (see TAKE_OUT_* below: with TAKE_IDENTITY or TAKE_LEASE the file's
+ *                                      st_ino too); throws on any other failure (fd closed)
  *   writeRecord(fd, data, offset, growTo, sync)
  *                                   -> bytes written: pwrite through a page-aligned buffer, then
  *                                      ftruncate(growTo) when growTo > 0, then fdatasync when sync
@@ -539,6 +540,10 @@ enum { TAKEN = 0, BUSY = 1, REPLACED = 2, NOT_REGULAR = 3, NOENT = 4 };
 #define TAKE_OUT_READ 2
 #define TAKE_OUT_TYPE 3
 #define TAKE_OUT_LEASE 4
+/* With TAKE_IDENTITY or TAKE_LEASE: the locked file's st_ino, low and high 32 bits (the start's
+ * gap check compares it with the inode journaled at the take: decision 0020). */
+#define TAKE_OUT_INO_LO 5
+#define TAKE_OUT_INO_HI 6
 #define TAKE_OUT_BLOCKS 8
 
 /* An error thrown by a locker call: the errno's name as `code`, the syscall, and the path when one
@@ -680,6 +685,11 @@ static napi_value take_lock_file(napi_env env, napi_callback_info info) {
         out[TAKE_OUT_BLOCKS + i] = blank_block((const unsigned char *)scratch + off, (size_t)rsize) ? 0 : 1;
     }
     out[TAKE_OUT_LEASE] = 1;
+  }
+  if (opts & (TAKE_IDENTITY | TAKE_LEASE)) {
+    uint64_t ino = (uint64_t)st.st_ino;
+    out[TAKE_OUT_INO_LO] = (int32_t)(uint32_t)(ino & 0xffffffffu);
+    out[TAKE_OUT_INO_HI] = (int32_t)(uint32_t)(ino >> 32);
   }
   return int_result(env, TAKEN);
 }

@@ -15,6 +15,16 @@ export interface ResourceFields {
   readonly inode?: string;
 }
 
+/**
+ * What a take saw of the lock file, for the next start's gap check (decision 0020): `lockIno`, the
+ * lock file's inode number (decimal); `headGeneration`, a shared take's: the generation the
+ * exclusive record carried (0 for none), which no exclusive grant can move while the lock is held.
+ */
+export interface TakeSeen {
+  readonly lockIno?: string;
+  readonly headGeneration?: number;
+}
+
 export interface FactPayloads {
   DaemonStarted: {
     readonly pid: number;
@@ -35,7 +45,7 @@ export interface FactPayloads {
   };
   DaemonStopped: { readonly pid: number; readonly reason: string; readonly held: number };
   OwnerSeen: { readonly owner: Owner; readonly event?: string; readonly source: string };
-  LockAcquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly generation?: number };
+  LockAcquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly generation?: number } & TakeSeen;
   LockRefused: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly source: string; readonly holder: HolderInfo; readonly message: string };
   /** handedTo: a migration destination waited for this disk; the release reserved it for that host and VM (decision 0009). */
   LockReleased: ResourceFields & { readonly owner: Owner; readonly source: string; readonly reason: string; readonly handedTo?: { readonly host: string; readonly owner: Owner; readonly until: string } };
@@ -56,7 +66,7 @@ export interface FactPayloads {
    * how: 'adopted' (a descriptor systemd's store handed back), 'taken-over' (from the previous daemon); absent: taken again.
    * source: the holding's own source (virtlockd, api, libvirt...), kept through a re-take after a loss.
    */
-  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number; readonly how?: 'adopted' | 'taken-over'; readonly source?: string; readonly found?: boolean };
+  Reacquired: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly generation?: number; readonly how?: 'adopted' | 'taken-over'; readonly source?: string; readonly found?: boolean } & TakeSeen;
   /** found: a grant the journal had lost, found again in the lockspace's holder records (src/engine/locker-found.ts); so for Reacquired. */
   LeaseLost: ResourceFields & { readonly owner: Owner; readonly mode: Mode; readonly holder: HolderInfo; readonly reason: string; readonly found?: boolean };
   InputRejected: { readonly source: string; readonly code: string; readonly message: string; readonly raw?: string };

@@ -50,6 +50,12 @@ export interface ExclusiveRecord {
   readonly vm?: Owner;
   /** A free record only: the release handed the disk over to a migration destination. */
   readonly reserved?: Reservation;
+  /**
+   * A free record only: written by a SHARED take (host, pid, since, vm: the shared taker) that found
+   * a dead exclusive holder's record ("exclusive" with no write lock behind it) and closed it, so
+   * that holder's next start sees another host came between (decision 0020). The generation is kept.
+   */
+  readonly took?: 'shared';
 }
 
 /** "Free, but only for this VM on this host": written by a migration source's release. */
@@ -106,7 +112,7 @@ export function encodeExclusive(r: ExclusiveRecord): Buffer {
   }
   // A reservation must survive the shortening: it is what keeps a third host out.
   const reserved = r.reserved && { host: r.reserved.host.slice(0, 64), from: '', since: r.reserved.since, until: r.reserved.until, vm: { uuid: r.reserved.vm.uuid } };
-  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: clip(r.host, 16), pid: r.pid, since: r.since, disk: '', ...(reserved ? { reserved } : {}) }));
+  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: clip(r.host, 16), pid: r.pid, since: r.since, disk: '', ...(reserved ? { reserved } : {}), ...(r.took ? { took: r.took } : {}) }));
 }
 
 export function encodeRequest(r: HandOverRequest): Buffer {
@@ -159,6 +165,7 @@ export function decodeExclusive(buf: Buffer): ExclusiveRecord | undefined {
   if (!r || (r.mode !== 'exclusive' && r.mode !== 'free') || typeof r.gen !== 'number') return undefined;
   const vm = owner(r.vm);
   const reserved = r.mode === 'free' ? reservation(r.reserved) : undefined;
+  const took = r.mode === 'free' && r.took === 'shared' ? { took: 'shared' as const } : {};
   return {
     v: RECORD_VERSION,
     mode: r.mode,
@@ -169,6 +176,7 @@ export function decodeExclusive(buf: Buffer): ExclusiveRecord | undefined {
     disk: String(r.disk ?? ''),
     ...(vm ? { vm } : {}),
     ...(reserved ? { reserved } : {}),
+    ...took,
   };
 }
 

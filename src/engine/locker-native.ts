@@ -10,8 +10,11 @@ import { kindOfMode, leaseOf, notLockable, symlinkRefused, type Lease } from './
 import { TAKE, TAKE_OUT, TAKE_STATUS, type NativeBinding } from './native.js';
 
 export type NativeTake =
-  /** Locked; `lease` is the lease as readLease would give it (null: not a lease), undefined when not asked for. */
-  | { readonly status: 'taken'; readonly fd: number; readonly lease?: Lease | null }
+  /**
+   * Locked; `lease` is the lease as readLease would give it (null: not a lease), undefined when not
+   * asked for; `ino` the locked file's inode number (decimal), when asked for the identity or the lease.
+   */
+  | { readonly status: 'taken'; readonly fd: number; readonly lease?: Lease | null; readonly ino?: string }
   /** Held elsewhere: the descriptor stays open for the caller to name the holder, then close. */
   | { readonly status: 'busy'; readonly fd: number }
   /** The path names another file (or none) now: the descriptor is closed; try again. */
@@ -21,6 +24,12 @@ export type NativeTake =
 
 const out = new Int32Array(TAKE_OUT.BLOCKS + LEASE_SPAN / RECORD_SIZE);
 const isBlank = (i: number): boolean => out[TAKE_OUT.BLOCKS + i] === 0;
+
+/** st_ino from its two 32-bit halves, as a decimal string (fstat's bigint ino); undefined for 0 (a build without it). */
+function inoOf(lo: number, hi: number): string | undefined {
+  if (hi === 0) return lo === 0 ? undefined : String(lo >>> 0);
+  return ((BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)).toString();
+}
 
 /** ENOENT as Node's fs would throw it (openLockFile's callers see the same error either way). */
 function missing(file: string): NodeJS.ErrnoException {
@@ -57,11 +66,12 @@ export function takeNative(
   switch (status) {
     case TAKE_STATUS.TAKEN: {
       const fd = out[TAKE_OUT.FD]!;
-      if (!how.lease) return { status: 'taken', fd };
+      const ino = inoOf(out[TAKE_OUT.INO_LO]!, out[TAKE_OUT.INO_HI]!);
+      if (!how.lease) return { status: 'taken', fd, ...(ino !== undefined ? { ino } : {}) };
       const size = out[TAKE_OUT.SIZE]!;
       // The bytes are in the scratch area until the next aligned read or write: decoded now.
       const lease = size === 0 ? { size: 0, head: undefined } : leaseOf(scratch.subarray(0, Math.max(0, Math.min(out[TAKE_OUT.READ]!, size))), size, isBlank);
-      return { status: 'taken', fd, lease };
+      return { status: 'taken', fd, lease, ...(ino !== undefined ? { ino } : {}) };
     }
     case TAKE_STATUS.BUSY:
       return { status: 'busy', fd: out[TAKE_OUT.FD]! };

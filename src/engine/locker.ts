@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type NewFact } from './facts.js';
-import type { ResourceFields } from './facts.js';
+import type { ResourceFields, TakeSeen } from './facts.js';
 import { refusalMessage } from './messages.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
 import { lockspaceProblem, type LockspacePin } from './locker-hosts.js';
@@ -172,9 +172,29 @@ function reservationHolder(r: Reservation): HolderInfo {
   return { host: r.host, owner: r.vm, mode: 'exclusive', since: r.since, reservation: { from: r.from, since: r.since, until: r.until } };
 }
 
+/**
+ * What a take found in the lock file before writing its own record: its size, its exclusive record
+ * and its inode number. null: the file carries no records (not a lease); undefined: a disk locked
+ * in place (no lock file).
+ */
+export interface LeaseSeen {
+  readonly size: number;
+  readonly head?: ExclusiveRecord;
+  readonly ino?: string;
+}
+
 type TakeResult =
-  | { readonly ok: true; readonly fd: number; readonly slot?: number; readonly gen?: number; readonly before?: ExclusiveRecord }
+  | { readonly ok: true; readonly fd: number; readonly slot?: number; readonly gen?: number; readonly lease?: LeaseSeen | null }
   | { readonly ok: false; readonly holder: HolderInfo };
+
+/**
+ * What a take journals of what it saw (TakeSeen, for the next start's gap check): the lock file's
+ * inode, and for a shared take the generation of the exclusive record it found (0 for none).
+ */
+export function takeSeen(mode: Mode, lease: LeaseSeen | null | undefined): TakeSeen {
+  if (!lease) return {};
+  return { ...(lease.ino !== undefined ? { lockIno: lease.ino } : {}), ...(mode === 'shared' ? { headGeneration: lease.head?.gen ?? 0 } : {}) };
+}
 
 /** Who takes a lock, for the holder record. */
 interface Taker {
@@ -370,6 +390,7 @@ export class Locker {
         case 'lock': {
           const { disk, owner } = intent;
           let generation: number | undefined;
+          let seen: TakeSeen = {};
           if (intent.how === 'take') {
             const r = this.take(disk.resource, disk.mode, { owner, at: ctx.at });
             if (!r.ok) {
@@ -386,6 +407,7 @@ export class Locker {
               ...(r.gen !== undefined ? { gen: r.gen } : {}),
             });
             generation = r.gen;
+            seen = takeSeen(disk.mode, r.lease);
             taken.push(disk.resource.id);
             this.store?.store(fdName(disk.resource.id), r.fd);
           } else {
@@ -399,6 +421,7 @@ export class Locker {
               mode: disk.mode,
               source: ctx.source,
               ...(generation !== undefined ? { generation } : {}),
+              ...seen,
             }),
           );
           break;
@@ -543,24 +566,20 @@ export class Locker {
         r = { ok: false, holder: {} };
         reason = `could not be taken again: ${(e as Error).message}`;
       }
-      // Free now, but the record shows another host's grant above the one this host journaled:
-      // another VM held the disk in the gap while this host's VM (still running) lost its lock.
-      const intruder = r.ok ? gapIntruder(r.before, this.host, holders) : undefined;
+      // Free now, but what the take found shows the exclusion was not continuous (another host's
+      // grant, shared or exclusive, or the lock file replaced): this host's VM (still running,
+      // perhaps) lost its lock in the gap (decision 0020).
+      const intrusion = r.ok ? gapIntruder(r.lease, this.host, res.mode, holders) : undefined;
+      const seen = r.ok ? takeSeen(res.mode, r.lease) : {};
       for (const h of holders) {
         const fields = resourceFields(res.ref, h.path);
-        if (r.ok && intruder) {
-          const f = fact('LeaseLost', at, {
-            ...fields,
-            owner: h.owner,
-            mode: h.mode,
-            holder: intruder,
-            reason: `taken by another owner while vmlockd was down (host ${intruder.host}, generation ${intruder.generation}) and released since: if this VM ran on meanwhile, the disk was not its alone; taken again for it`,
-          });
+        if (r.ok && intrusion) {
+          const f = fact('LeaseLost', at, { ...fields, owner: h.owner, mode: h.mode, holder: intrusion.holder, reason: intrusion.reason });
           facts.push(f);
           lost.push(f);
         }
         if (r.ok) {
-          facts.push(fact('Reacquired', at, { ...fields, owner: h.owner, mode: h.mode, source: h.source, ...(r.gen !== undefined ? { generation: r.gen } : {}) }));
+          facts.push(fact('Reacquired', at, { ...fields, owner: h.owner, mode: h.mode, source: h.source, ...(r.gen !== undefined ? { generation: r.gen } : {}), ...seen }));
         } else {
           const f = fact('LeaseLost', at, { ...fields, owner: h.owner, mode: h.mode, holder: r.holder, reason });
           facts.push(f);
@@ -821,7 +840,7 @@ export class Locker {
     mode: Mode,
     vms: Array<Owner & { since: string }>,
     at: string,
-  ): { ok: true; gen?: number; kept?: boolean } | { ok: false; holder: HolderInfo; error?: string } {
+  ): { ok: true; gen?: number; kept?: boolean; seen?: TakeSeen } | { ok: false; holder: HolderInfo; error?: string } {
     const old = this.held.get(ref.id);
     let r: TakeResult;
     try {
@@ -860,7 +879,7 @@ export class Locker {
       }
     }
     this.store?.store(fdName(ref.id), r.fd);
-    return { ok: true, ...(r.gen !== undefined ? { gen: r.gen } : {}) };
+    return { ok: true, ...(r.gen !== undefined ? { gen: r.gen } : {}), seen: takeSeen(mode, r.lease) };
   }
 
   /** The old description still holds the lock on the file the path names now. */
@@ -1005,7 +1024,14 @@ export class Locker {
       fs.closeSync(fd);
       return { status: 'replaced' };
     }
-    return { status: 'taken', fd };
+    if (ref.kind === 'direct') return { status: 'taken', fd };
+    let ino: string | undefined;
+    try {
+      ino = String(fs.fstatSync(fd, { bigint: true }).ino);
+    } catch {
+      // unknown: the start's gap check then has no inode to compare
+    }
+    return { status: 'taken', fd, ...(ino !== undefined ? { ino } : {}) };
   }
 
   private take(ref: ResourceRef, mode: Mode, taker: Taker, vms?: Array<Owner & { since: string }>): TakeResult {
@@ -1038,7 +1064,8 @@ export class Locker {
         fs.closeSync(fd);
         return { ok: false, holder: reservationHolder(rec.reserved) };
       }
-      return { ok: true, fd, ...rec };
+      const { lease, ...granted } = rec;
+      return { ok: true, fd, ...granted, lease: lease && { size: lease.size, ...(lease.head ? { head: lease.head } : {}), ...(t.ino !== undefined ? { ino: t.ino } : {}) } };
     }
     throw new VmlockdError('VMLOCKD_ERR_IO', `lock file ${ref.id} kept being replaced while locking it`);
   }
@@ -1055,11 +1082,11 @@ export class Locker {
     taker: Taker,
     vms: Array<Owner & { since: string }>,
     read?: Lease | null,
-  ): { gen?: number; slot?: number; before?: ExclusiveRecord } | { reserved: Reservation } {
+  ): { gen?: number; slot?: number; lease: Lease | null } | { reserved: Reservation } {
     // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
     // `read`: the lease as the native take read it, under the lock just taken.
     const lease = read === undefined ? readLease(fd) : read;
-    if (lease === null) return {};
+    if (lease === null) return { lease };
     // The head block's record as readLease decoded it (none in an empty file or a blank head).
     const prev = lease.head;
     const who = { host: this.host, uuid: taker.owner.uuid };
@@ -1080,15 +1107,23 @@ export class Locker {
       // in returns nothing, so the release would miss a request another mount just wrote there.
       // (readLease read the whole file: its size is the file's.)
       this.putRecord(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0, lease.size < LEASE_SPAN ? LEASE_SPAN : 0);
-      return { gen, ...(prev ? { before: prev } : {}) };
+      return { gen, lease };
+    }
+    if (prev?.mode === 'exclusive') {
+      // The record says "exclusive" but our read lock was granted: its holder is gone without a
+      // release (its daemon died, and nothing kept the lock). Close it, as ours, keeping the
+      // generation: that holder's next start must see that another host came between (decision
+      // 0020); untouched, the record would look as if nobody had. Other shared takers of this
+      // instant write the same kind of record; no exclusive writer can come while we hold byte 0.
+      this.putRecord(fd, encodeExclusive({ v: 1, mode: 'free', gen: prev.gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner, took: 'shared' }), 0, 0);
     }
     for (let i = 0; i < SLOT_COUNT; i++) {
       if (!this.native.ofdSetLk(fd, 'write', slotOffset(i), RECORD_SIZE)) continue;
       this.putRecord(fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vms }), slotOffset(i), 0);
-      return { slot: i };
+      return { slot: i, lease };
     }
     // More than SLOT_COUNT hosts share this disk: the lock holds, only the record is missing.
-    return {};
+    return { lease };
   }
 
   /** A take's record: written (page-aligned), the file grown to `growTo` when > 0, synced when syncRecords. */
@@ -1262,22 +1297,77 @@ function errnoName(e: unknown): string {
   return err.code ?? err.message;
 }
 
+/** A journaled holding, as the start's gap check reads it (state.ts Holder). */
+export interface GapHolding {
+  readonly generation?: number;
+  readonly headGeneration?: number;
+  readonly lockIno?: string;
+}
+
+/** What the start's gap check found: whom to name as the holder, and the LeaseLost reason. */
+export interface GapIntrusion {
+  readonly holder: HolderInfo;
+  readonly reason: string;
+}
+
+const RAN_ON = 'if this VM ran on meanwhile, the disk was not its alone; taken again for it';
+const MAY_HAVE = 'whether another host held the disk meanwhile cannot be told: if this VM ran on meanwhile, its exclusion was not continuous; taken again for it';
+
+function named(r: ExclusiveRecord, mode: Mode): HolderInfo {
+  return { host: r.host, mode, since: r.since, generation: r.gen, pid: r.pid, ...(r.vm ? { owner: r.vm } : {}) };
+}
+
 /**
- * The grant another host made while this one was down, when the record a re-take found proves it:
- * an exclusive or free record of another host whose generation is above every generation this
- * host journaled for the disk. (A record of this host's own is never one: the host file's lock
- * makes this daemon the host's only writer.) Without a journaled generation there is no proof.
- * A grant to the same VM on another host counts too: the record cannot tell a migration from a
- * second instance of the VM started there (an HA restart: split brain), and a later grant to the
- * same VM would hide an earlier one to another VM (review23c).
+ * The start's proof that a lock this host held (journaled; its daemon died and the lock went with
+ * it) was not this host's alone while vmlockd was down, from what the re-take found (`found`: the
+ * lock file's size, exclusive record and inode before the re-take wrote its own record; null when
+ * it carries no records, undefined for a disk locked in place) against what the takes journaled
+ * (`holders`). Decision 0020. Held `mode`:
+ * - exclusive: nobody may write the exclusive record while this host holds the lock, and a shared
+ *   taker closes a dead holder's "exclusive" record as its own (`took: 'shared'`); so a record of
+ *   another host is an intruder, whatever its generation: above the journaled one, an exclusive
+ *   grant; `took: 'shared'`, a shared one; otherwise the file was replaced or reset (an intruder's
+ *   generation restarts low on a new file).
+ * - shared: no exclusive grant can move the record's generation while this host holds the lock; a
+ *   generation above the one the take saw (`headGeneration`) is another host's exclusive grant.
+ * - either: another inode than the take's (`lockIno`), an empty file (removed and created again),
+ *   a generation below the journaled one, or no records any more: the exclusion was not continuous.
+ * A record of this host's own is never an intruder (the host file's lock makes this daemon the
+ * host's only writer; a generation above the journal's is a fact the journal lost). A journal
+ * without these fields (written before them) proves nothing, as before. A grant to the same VM on
+ * another host counts too: the record cannot tell a migration from a second instance of the VM
+ * started there (an HA restart: split brain), and a later grant to the same VM would hide an
+ * earlier one to another VM (review23c).
  */
-export function gapIntruder(
-  before: ExclusiveRecord | undefined,
-  host: string,
-  holders: ReadonlyArray<{ readonly generation?: number }>,
-): HolderInfo | undefined {
-  if (!before || before.host === host) return undefined;
-  const gens = holders.map((h) => h.generation).filter((g): g is number => g !== undefined);
-  if (gens.length === 0 || before.gen <= Math.max(...gens)) return undefined;
-  return { host: before.host, mode: 'exclusive', since: before.since, generation: before.gen, pid: before.pid, ...(before.vm ? { owner: before.vm } : {}) };
+export function gapIntruder(found: LeaseSeen | null | undefined, host: string, mode: Mode, holders: ReadonlyArray<GapHolding>): GapIntrusion | undefined {
+  const gens = holders.map((h) => (mode === 'exclusive' ? h.generation : h.headGeneration)).filter((g): g is number => g !== undefined);
+  const inos = holders.map((h) => h.lockIno).filter((i): i is string => i !== undefined);
+  if (found === undefined || (gens.length === 0 && inos.length === 0)) return undefined;
+  if (found === null) {
+    if (gens.length === 0) return undefined;
+    return { holder: {}, reason: `the lock file no longer holds vmlockd's records (rewritten while vmlockd was down): ${MAY_HAVE}` };
+  }
+  const head = found.head;
+  const other = head !== undefined && head.host !== host ? named(head, head.took === 'shared' ? 'shared' : 'exclusive') : {};
+  if (found.ino !== undefined && inos.length > 0 && !inos.includes(found.ino)) {
+    return { holder: other, reason: `the lock file was replaced while vmlockd was down (inode ${found.ino}, the take's was ${inos[0]})${head && head.host !== host ? `; it names host ${head.host}, generation ${head.gen}` : ''}: ${MAY_HAVE}` };
+  }
+  if (gens.length === 0) return undefined;
+  const low = Math.min(...gens);
+  const high = Math.max(...gens);
+  if (found.size === 0) return { holder: {}, reason: `the lock file was removed (or emptied) while vmlockd was down, and created again by this re-take: ${MAY_HAVE}` };
+  const reset = (g: number) => ({ holder: other, reason: `the lock file was replaced or reset while vmlockd was down (its record ${head && head.host !== host ? `names host ${head.host} at ` : 'carries '}generation ${g}, below the journaled ${low}): ${MAY_HAVE}` });
+  if (mode === 'exclusive') {
+    if (head === undefined) return { holder: {}, reason: `the lock file's exclusive record was erased while vmlockd was down: ${MAY_HAVE}` };
+    if (head.host === host) return head.gen < low ? reset(head.gen) : undefined;
+    if (head.took === 'shared') return { holder: other, reason: `taken shared by another owner while vmlockd was down (host ${head.host}${head.vm ? `, VM ${head.vm.name ?? head.vm.uuid}` : ''}) and released since: ${RAN_ON}` };
+    if (head.gen > high) return { holder: other, reason: `taken by another owner while vmlockd was down (host ${head.host}, generation ${head.gen}) and released since: ${RAN_ON}` };
+    return reset(head.gen);
+  }
+  const g = head?.gen ?? 0;
+  if (g > high) {
+    if (head === undefined || head.host === host) return undefined;
+    return { holder: named(head, 'exclusive'), reason: `taken exclusive by another owner while vmlockd was down (host ${head.host}, generation ${head.gen}) and released since: ${RAN_ON}` };
+  }
+  return g < low ? reset(g) : undefined;
 }

@@ -75,8 +75,8 @@ export interface NativeBinding {
 export const TAKE = { WRITE: 1, BLOCKDEV: 2, IDENTITY: 4, LEASE: 8 } as const;
 /** takeLockFile's result. */
 export const TAKE_STATUS = { TAKEN: 0, BUSY: 1, REPLACED: 2, NOT_REGULAR: 3, NOENT: 4 } as const;
-/** takeLockFile's `out`: the descriptor, the size after the lock, the bytes read, st_mode & S_IFMT, whether the lease was looked at, then from BLOCKS one entry per record block: 1 when not blank. */
-export const TAKE_OUT = { FD: 0, SIZE: 1, READ: 2, TYPE: 3, LEASE: 4, BLOCKS: 8 } as const;
+/** takeLockFile's `out`: the descriptor, the size after the lock, the bytes read, st_mode & S_IFMT, whether the lease was looked at, the file's st_ino (low, high 32 bits; with IDENTITY or LEASE; 0 from a build before), then from BLOCKS one entry per record block: 1 when not blank. */
+export const TAKE_OUT = { FD: 0, SIZE: 1, READ: 2, TYPE: 3, LEASE: 4, INO_LO: 5, INO_HI: 6, BLOCKS: 8 } as const;
 /** releaseLockFile's result bits. */
 export const RELEASE_FAILED = { WRITE: 1, SYNC: 2, UNLOCK: 4, CLOSE: 8 } as const;
 

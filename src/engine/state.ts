@@ -1,5 +1,5 @@
 // The daemon's state: the fold of the journal's facts. `evolve` is deterministic and does no I/O.
-import type { Fact, NewFact, ResourceFields } from './facts.js';
+import type { Fact, NewFact, ResourceFields, TakeSeen } from './facts.js';
 import type { Mode, Owner, ResourceRef } from './types.js';
 
 export interface Holder {
@@ -11,6 +11,9 @@ export interface Holder {
   readonly source: string;
   /** Fencing generation of an exclusive grant (file lockspaces). */
   readonly generation?: number;
+  /** What the take saw of the lock file (TakeSeen): the next start's gap check compares it (decision 0020). */
+  readonly lockIno?: string;
+  readonly headGeneration?: number;
 }
 
 export interface ResourceState {
@@ -70,7 +73,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'LockAcquired': {
       const p = f.payload;
       const res = resourceOf(state, p, p.mode);
-      res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source, ...(p.generation !== undefined ? { generation: p.generation } : {}) });
+      res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source, ...(p.generation !== undefined ? { generation: p.generation } : {}), ...seen(p, undefined) });
       indexOwner(state, p.owner.uuid, p.resource);
       if (!state.owners.has(p.owner.uuid)) state.owners.set(p.owner.uuid, p.owner);
       return state;
@@ -92,6 +95,8 @@ export function evolve(state: State, f: NewFact | Fact): State {
         path: p.path,
         source: prev?.source ?? p.source ?? 'reacquire',
         ...(p.generation !== undefined ? { generation: p.generation } : prev?.generation !== undefined ? { generation: prev.generation } : {}),
+        // A new take says what it saw; an adoption (the same description, held throughout) keeps the take's.
+        ...seen(p, p.how !== undefined ? prev : undefined),
       });
       indexOwner(state, p.owner.uuid, p.resource);
       return state;
@@ -113,6 +118,13 @@ export function evolve(state: State, f: NewFact | Fact): State {
       return _exhaustive;
     }
   }
+}
+
+/** A fact's TakeSeen fields, else those of `prev` (an adoption continuing a take). */
+function seen(p: TakeSeen, prev: TakeSeen | undefined): TakeSeen {
+  const lockIno = p.lockIno ?? prev?.lockIno;
+  const headGeneration = p.headGeneration ?? prev?.headGeneration;
+  return { ...(lockIno !== undefined ? { lockIno } : {}), ...(headGeneration !== undefined ? { headGeneration } : {}) };
 }
 
 /** The resource's entry, created (and indexed by inode) on its first holder. */

@@ -187,7 +187,7 @@ export class Verifier {
         this.pending.delete(p.ref.id);
         for (const h of p.holders) {
           facts.push(
-            fact('Reacquired', at, { ...resourceFields(p.ref, h.path), owner: h.owner, mode: p.mode, source: h.source, ...(r.gen !== undefined ? { generation: r.gen } : {}) }),
+            fact('Reacquired', at, { ...resourceFields(p.ref, h.path), owner: h.owner, mode: p.mode, source: h.source, ...(r.gen !== undefined ? { generation: r.gen } : {}), ...r.seen }),
           );
         }
         this.deps.log('warning', `lock on ${p.ref.canonical} was lost (${reason ?? 'earlier'}) and has been taken again`);

@@ -1,32 +1,98 @@
-// The start's proof that another host held a disk in the gap (locker.ts gapIntruder): which records a
-// re-take found are another VM's grant since this host's journaled one, and which are not.
+// The start's proof that a disk was not this host's alone while vmlockd was down (locker.ts
+// gapIntruder, decision 0020): which findings of a re-take (the lock file's size, exclusive record,
+// inode) against what the takes journaled (generation, headGeneration, lockIno) are an intrusion,
+// and which are not.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ExclusiveRecord } from '../../src/engine/holder-record.js';
-import { gapIntruder } from '../../src/engine/locker.js';
+import { gapIntruder, takeSeen, type LeaseSeen } from '../../src/engine/locker.js';
 
 const VM1 = { uuid: '11111111-1111-4111-8111-111111111111', name: 'web1' };
 const VM2 = { uuid: '22222222-2222-4222-8222-222222222222', name: 'intruder' };
 const rec = (o: Partial<ExclusiveRecord>): ExclusiveRecord => ({ v: 1, mode: 'free', gen: 8, host: 'hv-b', pid: 42, since: '2026-11-30T17:00:00.000Z', disk: '/images/a.img', vm: VM2, ...o });
-const held = [{ owner: VM1, generation: 7 }];
+const ours = (o: Partial<ExclusiveRecord> = {}): ExclusiveRecord => rec({ mode: 'exclusive', gen: 7, host: 'hv-a', vm: VM1, ...o });
+const file = (head: ExclusiveRecord | undefined, o: Partial<LeaseSeen> = {}): LeaseSeen => ({ size: 17408, ino: '4242', ...(head ? { head } : {}), ...o });
+const held = [{ owner: VM1, generation: 7, lockIno: '4242' }];
+const sharedHeld = [{ owner: VM1, headGeneration: 7, lockIno: '4242' }];
 
-test('another host granted another VM a generation above ours, and released it: the intruder, named', () => {
-  assert.equal(gapIntruder(rec({}), 'hv-a', held), { host: 'hv-b', mode: 'exclusive', since: '2026-11-30T17:00:00.000Z', generation: 8, pid: 42, owner: VM2 });
-  assert.is(gapIntruder(rec({ mode: 'exclusive', gen: 12 }), 'hv-a', held)?.generation, 12);
+test('held exclusive: another host granted another VM a generation above ours, and released it: the intruder, named', () => {
+  const r = gapIntruder(file(rec({})), 'hv-a', 'exclusive', held);
+  assert.equal(r?.holder, { host: 'hv-b', mode: 'exclusive', since: '2026-11-30T17:00:00.000Z', generation: 8, pid: 42, owner: VM2 });
+  assert.match(r!.reason, 'generation 8) and released since: if this VM ran on meanwhile');
+  assert.is(gapIntruder(file(rec({ mode: 'exclusive', gen: 12 })), 'hv-a', 'exclusive', held)?.holder.generation, 12);
 });
 
-test('no proof, no intruder: no record, our own record, a generation not above ours, no journaled generation', () => {
-  assert.is(gapIntruder(undefined, 'hv-a', held), undefined);
-  assert.is(gapIntruder(rec({ host: 'hv-a', gen: 9 }), 'hv-a', held), undefined);
-  assert.is(gapIntruder(rec({ gen: 7 }), 'hv-a', held), undefined);
-  assert.is(gapIntruder(rec({ gen: 3 }), 'hv-a', held), undefined);
-  assert.is(gapIntruder(rec({}), 'hv-a', [{}]), undefined);
+test('held exclusive: a shared take closed our dead record (took: shared): the shared intruder, named', () => {
+  const r = gapIntruder(file(rec({ gen: 7, took: 'shared' })), 'hv-a', 'exclusive', held);
+  assert.is(r?.holder.mode, 'shared');
+  assert.is(r?.holder.host, 'hv-b');
+  assert.equal(r?.holder.owner, VM2);
+  assert.match(r!.reason, 'taken shared by another owner while vmlockd was down (host hv-b, VM intruder)');
+});
+
+test('held exclusive: another host\'s record at or below our generation, an erased record, an empty file: replaced or reset', () => {
+  for (const gen of [7, 3, 1]) {
+    const r = gapIntruder(file(rec({ gen })), 'hv-a', 'exclusive', held);
+    assert.is(r?.holder.host, 'hv-b', `generation ${gen}`);
+    assert.match(r!.reason, 'replaced or reset');
+  }
+  assert.match(gapIntruder(file(undefined), 'hv-a', 'exclusive', held)!.reason, 'erased');
+  assert.match(gapIntruder(file(undefined, { size: 0 }), 'hv-a', 'exclusive', held)!.reason, 'removed');
+  assert.match(gapIntruder(file(ours({ gen: 5 })), 'hv-a', 'exclusive', held)!.reason, 'below the journaled 7');
+  assert.match(gapIntruder(null, 'hv-a', 'exclusive', held)!.reason, "no longer holds vmlockd's records");
+});
+
+test('either mode: another inode than the take journaled: replaced, naming what the new file says', () => {
+  const r = gapIntruder(file(ours(), { ino: '99' }), 'hv-a', 'exclusive', held);
+  assert.match(r!.reason, 'replaced while vmlockd was down (inode 99, the take\'s was 4242)');
+  assert.equal(r!.holder, {});
+  assert.is(gapIntruder(file(rec({ gen: 2 }), { ino: '99' }), 'hv-a', 'shared', sharedHeld)?.holder.host, 'hv-b');
+  // A 64-bit GlusterFS inode compares as the decimal string it is journaled as.
+  assert.is(gapIntruder(file(ours(), { ino: '18446744073709551615' }), 'hv-a', 'exclusive', [{ generation: 7, lockIno: '18446744073709551615' }]), undefined);
+});
+
+test('held shared: an exclusive grant of another host in the gap (its generation above the one our take saw): the intruder', () => {
+  const r = gapIntruder(file(rec({ gen: 8 })), 'hv-a', 'shared', sharedHeld);
+  assert.equal(r?.holder, { host: 'hv-b', mode: 'exclusive', since: '2026-11-30T17:00:00.000Z', generation: 8, pid: 42, owner: VM2 });
+  assert.match(r!.reason, 'taken exclusive by another owner');
+  // A file never held exclusive: our take saw generation 0.
+  assert.is(gapIntruder(file(rec({ gen: 1 })), 'hv-a', 'shared', [{ headGeneration: 0 }])?.holder.host, 'hv-b');
+  // Below what our take saw: the file was replaced or reset.
+  assert.match(gapIntruder(file(rec({ gen: 2 })), 'hv-a', 'shared', sharedHeld)!.reason, 'replaced or reset');
+  assert.match(gapIntruder(file(undefined, { size: 0 }), 'hv-a', 'shared', [{ headGeneration: 0 }])!.reason, 'removed');
+});
+
+test('no proof, no alarm: nothing changed, our own record, a shared neighbour, a journal without the fields, a disk locked in place', () => {
+  assert.is(gapIntruder(file(ours()), 'hv-a', 'exclusive', held), undefined);
+  assert.is(gapIntruder(file(ours({ gen: 9 })), 'hv-a', 'exclusive', held), undefined, 'a generation the journal lost');
+  assert.is(gapIntruder(file(ours({ mode: 'free' })), 'hv-a', 'exclusive', held), undefined);
+  // Held shared: the record unchanged, or closed by another shared taker (same generation).
+  assert.is(gapIntruder(file(rec({ gen: 7 })), 'hv-a', 'shared', sharedHeld), undefined);
+  assert.is(gapIntruder(file(rec({ gen: 7, took: 'shared' })), 'hv-a', 'shared', sharedHeld), undefined);
+  assert.is(gapIntruder(file(undefined), 'hv-a', 'shared', [{ headGeneration: 0, lockIno: '4242' }]), undefined);
+  assert.is(gapIntruder(file(ours({ gen: 9 })), 'hv-a', 'shared', sharedHeld), undefined, 'our own grant');
+  // A journal from before these fields: only an exclusive generation proves anything.
+  assert.is(gapIntruder(file(rec({ gen: 3 })), 'hv-a', 'shared', [{}]), undefined);
+  assert.is(gapIntruder(file(rec({})), 'hv-a', 'exclusive', [{}]), undefined);
+  assert.is(gapIntruder(file(undefined, { size: 0, ino: '1' }), 'hv-a', 'exclusive', [{}]), undefined);
+  assert.is(gapIntruder(undefined, 'hv-a', 'exclusive', held), undefined);
+  assert.is(gapIntruder(null, 'hv-a', 'shared', [{ lockIno: '4242' }]), undefined);
+  // No inode known now (a native build before it): the other checks still run.
+  assert.is(gapIntruder(file(ours(), { ino: undefined }), 'hv-a', 'exclusive', held), undefined);
 });
 
 // review23c: the record cannot tell a migration from the same VM started again on another host (an
 // HA restart, split brain), and a later grant to the same VM hides an earlier one to another VM.
 test('the same VM granted on another host in the gap is named too: a migration and a split brain look alike', () => {
-  assert.is(gapIntruder(rec({ vm: VM1 }), 'hv-a', held)?.owner?.uuid, VM1.uuid);
+  assert.is(gapIntruder(file(rec({ vm: VM1 })), 'hv-a', 'exclusive', held)?.holder.owner?.uuid, VM1.uuid);
+});
+
+test('what a take journals: the inode, and for a shared take the generation it saw (0 for none)', () => {
+  assert.equal(takeSeen('exclusive', file(rec({}))), { lockIno: '4242' });
+  assert.equal(takeSeen('shared', file(rec({ gen: 5 }))), { lockIno: '4242', headGeneration: 5 });
+  assert.equal(takeSeen('shared', { size: 0 }), { headGeneration: 0 });
+  assert.equal(takeSeen('shared', null), {});
+  assert.equal(takeSeen('exclusive', undefined), {});
 });
 
 test.run();

@@ -1,0 +1,193 @@
+// The start's proof that the disk was not this host's alone while vmlockd was down (invariant 9,
+// review of the gap intruder): real daemons, two host ids on one lockspace directory, SIGKILL. Each
+// case lets another host in during the gap in a way the generation of an exclusive grant does not
+// show; the restarted daemon must say LEASE LOST, then take the disk again for its VM. The controls:
+// nobody between (no alarm), and a shared neighbour that is no intrusion (no alarm).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { sha256Hex } from '../../src/engine/resolve.js';
+import { UUID1, UUID2, UUID3, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { settled } from '../helpers/settled.js';
+
+interface Cluster {
+  dir: string;
+  lockspace: string;
+  disk: (name: string) => string;
+}
+
+function cluster(): Cluster {
+  const dir = tmpdir();
+  const lockspace = path.join(dir, 'lockspace');
+  fs.mkdirSync(path.join(dir, 'images'));
+  return {
+    dir,
+    lockspace,
+    disk: (name) => {
+      const p = path.join(dir, 'images', name);
+      if (!fs.existsSync(p)) fs.writeFileSync(p, 'image');
+      return p;
+    },
+  };
+}
+
+function host(c: Cluster, id: string): Promise<TestDaemon> {
+  return startDaemon({ stateDir: path.join(c.dir, `state-${id}`), lockspace: c.lockspace, hostId: id });
+}
+
+function facts(stateDir: string, kind?: string): Array<{ kind: string; payload: any }> {
+  settled(stateDir);
+  const db = new Database(path.join(stateDir, 'journal.db'), { readonly: true });
+  try {
+    const rows = db.prepare('SELECT kind, payload FROM facts ORDER BY seq').all() as Array<{ kind: string; payload: string }>;
+    return rows.map((r) => ({ kind: r.kind, payload: JSON.parse(r.payload) })).filter((r) => !kind || r.kind === kind);
+  } finally {
+    db.close();
+  }
+}
+
+const running: TestDaemon[] = [];
+async function track<T extends TestDaemon>(p: Promise<T>): Promise<T> {
+  const d = await p;
+  running.push(d);
+  return d;
+}
+test.after.each(async () => {
+  for (const d of running.splice(0)) await d.kill('SIGKILL');
+});
+
+function ok(d: TestDaemon, args: string[]): void {
+  const r = d.cli(args);
+  assert.is(r.code, 0, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+}
+
+/** A restarted: LEASE LOST for `disk` (one LeaseLost, whose reason names `why`), the disk taken again, the untouched `kept` no loss. */
+async function restartSaysLost(c: Cluster, a: TestDaemon, disk: string, kept: string, why: string | RegExp): Promise<any> {
+  await a.start();
+  running.push(a);
+  assert.match(a.stderr, `LEASE LOST: disk ${disk} of VM web1`);
+  const lost = facts(a.opts.stateDir, 'LeaseLost');
+  assert.is(lost.length, 1, JSON.stringify(lost));
+  assert.is(lost[0]!.payload.disk, disk);
+  assert.match(lost[0]!.payload.reason, why);
+  assert.match(lost[0]!.payload.reason, 'if this VM ran on meanwhile');
+  const again = facts(a.opts.stateDir, 'Reacquired');
+  assert.equal(again.map((f) => f.payload.disk).sort(), [disk, kept].sort());
+  assert.not.match(a.stderr, `LEASE LOST: disk ${kept}`);
+  void c;
+  return lost[0]!.payload;
+}
+
+// Case 1: the shared take writes a slot, not the head, and bumps no generation; its release blanks
+// the slot. Nothing was left for the re-take to see.
+test('held exclusive; another host took it SHARED in the gap and released it: LeaseLost', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const b = await track(host(c, 'hv-b'));
+  const disk = c.disk('a.img');
+  const kept = c.disk('kept.img');
+  ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', disk, kept]);
+  await a.kill('SIGKILL');
+  ok(b, ['acquire', '--vm', UUID2, '--name', 'reader', '--shared', disk]);
+  ok(b, ['release', '--vm', UUID2, disk]);
+  const lost = await restartSaysLost(c, a, disk, kept, 'shared');
+  assert.is(lost.holder.host, 'hv-b');
+  assert.is(lost.holder.mode, 'shared');
+  assert.is(lost.holder.owner.uuid, UUID2);
+  // Taken again exclusive: B cannot have it now.
+  assert.is(b.cli(['acquire', '--vm', UUID2, '--shared', disk]).code, 3);
+});
+
+// Case 2: only exclusive re-takes compared generations.
+test('held shared; another host took it EXCLUSIVE in the gap and released it: LeaseLost', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const b = await track(host(c, 'hv-b'));
+  const disk = c.disk('a.img');
+  const kept = c.disk('kept.img');
+  ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', '--shared', disk, kept]);
+  await a.kill('SIGKILL');
+  ok(b, ['acquire', '--vm', UUID2, '--name', 'intruder', disk]);
+  ok(b, ['release', '--vm', UUID2, disk]);
+  const lost = await restartSaysLost(c, a, disk, kept, 'exclusive');
+  assert.is(lost.holder.host, 'hv-b');
+  assert.is(lost.holder.mode, 'exclusive');
+  assert.is(lost.holder.owner.uuid, UUID2);
+  assert.is(b.cli(['acquire', '--vm', UUID2, disk]).code, 3);
+});
+
+// Case 3: the lock file removed in the gap (an operator, a virtlockd host's DELETE_RESOURCE): an
+// intruder's generation on the new file restarts low (its own journal's floor), and a file nobody
+// took again is simply missing. Either way the exclusion was not continuous.
+test('held exclusive; the lock file was deleted in the gap and another host took and released the new one: LeaseLost', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const b = await track(host(c, 'hv-b'));
+  const disk = c.disk('a.img');
+  const kept = c.disk('kept.img');
+  // A's generation climbs above anything B's journal knows of the disk.
+  for (let i = 0; i < 3; i++) {
+    ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', disk]);
+    ok(a, ['release', '--vm', UUID1, disk]);
+  }
+  ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', disk, kept]);
+  await a.kill('SIGKILL');
+  fs.unlinkSync(path.join(c.lockspace, sha256Hex(disk)));
+  ok(b, ['acquire', '--vm', UUID2, '--name', 'intruder', disk]);
+  ok(b, ['release', '--vm', UUID2, disk]);
+  const lost = await restartSaysLost(c, a, disk, kept, /replaced|removed/);
+  assert.is(lost.holder.host, 'hv-b');
+});
+
+test('held exclusive; the lock file was deleted in the gap and nobody took it: LeaseLost (the exclusion cannot be proven)', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const disk = c.disk('a.img');
+  const kept = c.disk('kept.img');
+  ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', disk, kept]);
+  await a.kill('SIGKILL');
+  fs.unlinkSync(path.join(c.lockspace, sha256Hex(disk)));
+  await restartSaysLost(c, a, disk, kept, /removed|replaced/);
+});
+
+test('held shared; the lock file was replaced by a copy in the gap: LeaseLost', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const disk = c.disk('a.img');
+  const kept = c.disk('kept.img');
+  ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', '--shared', disk, kept]);
+  await a.kill('SIGKILL');
+  const file = path.join(c.lockspace, sha256Hex(disk));
+  fs.copyFileSync(file, `${file}.new`);
+  fs.renameSync(`${file}.new`, file);
+  await restartSaysLost(c, a, disk, kept, 'replaced');
+});
+
+// Controls: no false alarm.
+test('held shared; another host took it shared in the gap (compatible): no LeaseLost; nobody between: none either', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const b = await track(host(c, 'hv-b'));
+  const disk = c.disk('a.img');
+  const ex = c.disk('ex.img');
+  ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', '--shared', disk]);
+  ok(a, ['acquire', '--vm', UUID3, '--name', 'web3', ex]);
+  await a.kill('SIGKILL');
+  ok(b, ['acquire', '--vm', UUID2, '--name', 'reader', '--shared', disk]);
+  ok(b, ['release', '--vm', UUID2, disk]);
+  await a.start();
+  running.push(a);
+  assert.equal(facts(a.opts.stateDir, 'LeaseLost'), []);
+  assert.is(facts(a.opts.stateDir, 'Reacquired').length, 2);
+  // And again: the re-take journaled what the next restart compares with.
+  await a.kill('SIGKILL');
+  await a.start();
+  running.push(a);
+  assert.equal(facts(a.opts.stateDir, 'LeaseLost'), []);
+  assert.is(facts(a.opts.stateDir, 'Reacquired').length, 4);
+  assert.not.match(a.stderr, 'LEASE LOST');
+});
+
+test.run();
