@@ -179,12 +179,12 @@ function reservationHolder(r: Reservation): HolderInfo {
  */
 export interface LeaseSeen {
   readonly size: number;
-  readonly head?: ExclusiveRecord;
-  readonly ino?: string;
+  readonly head?: ExclusiveRecord | undefined;
+  readonly ino?: string | undefined;
 }
 
 type TakeResult =
-  | { readonly ok: true; readonly fd: number; readonly slot?: number; readonly gen?: number; readonly lease?: LeaseSeen | null }
+  | { readonly ok: true; readonly fd: number; readonly slot?: number | undefined; readonly gen?: number | undefined; readonly lease?: LeaseSeen | null }
   | { readonly ok: false; readonly holder: HolderInfo };
 
 /**
@@ -193,7 +193,11 @@ type TakeResult =
  */
 export function takeSeen(mode: Mode, lease: LeaseSeen | null | undefined): TakeSeen {
   if (!lease) return {};
-  return { ...(lease.ino !== undefined ? { lockIno: lease.ino } : {}), ...(mode === 'shared' ? { headGeneration: lease.head?.gen ?? 0 } : {}) };
+  // Plain stores, not spreads: this runs on every take (issue 13).
+  const seen: { lockIno?: string; headGeneration?: number } = {};
+  if (lease.ino !== undefined) seen.lockIno = lease.ino;
+  if (mode === 'shared') seen.headGeneration = lease.head?.gen ?? 0;
+  return seen;
 }
 
 /** Who takes a lock, for the holder record. */
@@ -1064,8 +1068,8 @@ export class Locker {
         fs.closeSync(fd);
         return { ok: false, holder: reservationHolder(rec.reserved) };
       }
-      const { lease, ...granted } = rec;
-      return { ok: true, fd, ...granted, lease: lease && { size: lease.size, ...(lease.head ? { head: lease.head } : {}), ...(t.ino !== undefined ? { ino: t.ino } : {}) } };
+      const lease = rec.lease === null ? null : { size: rec.lease.size, head: rec.lease.head, ino: t.ino };
+      return { ok: true, fd, slot: rec.slot, gen: rec.gen, lease };
     }
     throw new VmlockdError('VMLOCKD_ERR_IO', `lock file ${ref.id} kept being replaced while locking it`);
   }

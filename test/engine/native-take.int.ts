@@ -416,4 +416,34 @@ test('a lock file that is not a lease (a disk image under a lockspace name) is l
   assert.ok(fs.readFileSync(ref.id).equals(image), 'not one byte written');
 });
 
+// decision 0020: the take journals the lock file's inode (the start's gap check compares it).
+test('granted: the inode number comes back (TAKE_OUT INO_LO/HI), as fstat gives it, through takeNative and the JS path alike', () => {
+  const f = fresh();
+  assert.is(take(f), TAKE_STATUS.TAKEN);
+  const fd = out[TAKE_OUT.FD]!;
+  try {
+    const ino = fs.statSync(f, { bigint: true }).ino;
+    assert.is(BigInt(out[TAKE_OUT.INO_LO]! >>> 0) | (BigInt(out[TAKE_OUT.INO_HI]! >>> 0) << 32n), ino);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const t = takeNative(native, f, FLAGS, { write: true, blockDevice: false, identity: true, lease: true });
+  assert.is(t.status, 'taken');
+  if (t.status === 'taken') {
+    assert.is(t.ino, String(fs.statSync(f, { bigint: true }).ino));
+    fs.closeSync(t.fd);
+  }
+  // What a Locker journals: the one-call path and the fs-call path (an injected binding) agree.
+  for (const oneCall of [true, false]) {
+    const g = fresh();
+    const locker = new Locker('hv-a', { native: Object.create(native) as typeof native, oneCall });
+    const ref: ResourceRef = { id: g, name: path.basename(g), lockspace: dir, kind: 'file', canonical: '/d/ino.img' };
+    const p = locker.prepare([{ kind: 'lock', how: 'take', disk: { path: ref.canonical, mode: 'shared', resource: ref }, owner: { uuid: UUID1 } }], { at: '2026-11-30T19:00:00.000Z', source: 'test' });
+    p.commit();
+    const acquired = p.facts.find((x) => x.kind === 'LockAcquired');
+    assert.equal(acquired && 'lockIno' in acquired.payload ? [acquired.payload.lockIno, acquired.payload.headGeneration] : null, [String(fs.statSync(g, { bigint: true }).ino), 0], `oneCall ${oneCall}`);
+    locker.closeAll();
+  }
+});
+
 test.run();
