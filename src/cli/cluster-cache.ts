@@ -29,6 +29,7 @@ import {
   segmentFileName,
 } from '../journal/segment.js';
 import { readSuccessor, sealedRecently, successorFileName } from '../journal/segment-successor.js';
+import { PrefixHash, RACY_MS, WholeTracker, lineAfter, sameStamp, stampAt, stampOf, verifyWhole, type WholeRecord } from './cluster-cache-identity.js';
 import { pinOf } from '../engine/locker-hosts.js';
 
 /**
@@ -56,12 +57,31 @@ const VANISHED_TABLE = `CREATE TABLE IF NOT EXISTS vanished (
 
 /**
  * Every sealed segment the cache read to its seal (the chain's segments before the one it stands in):
- * its seq range, the bytes read (its whole size), its inode and the hash of its last bytes (tailOf).
- * Each catch-up checks them against the listing and a stat, so a segment removed, emptied, cut shorter
- * or replaced after it was read is noticed however far behind the cache's position it lies.
+ * its seq range, the bytes read (its whole size), its inode, the hash of its last bytes (tailOf), its
+ * stamp (size, inode, mtime, ctime: cluster-cache-identity.ts) and the hash of all its bytes read
+ * (`whole`). Each catch-up checks them against the listing and a stat, so a segment removed, emptied,
+ * cut shorter, replaced or rewritten in place after it was read is noticed however far behind the
+ * cache's position it lies. `stamp` and `whole` are NULL in rows an older version wrote (and in a row
+ * whose bytes changed while they were read): such a segment is read again once, comparing its facts.
  */
 const READ_SEGMENTS_TABLE = `CREATE TABLE IF NOT EXISTS read_segments (
-  name TEXT PRIMARY KEY, first INTEGER NOT NULL, last INTEGER NOT NULL, end INTEGER NOT NULL, size INTEGER NOT NULL, ino INTEGER NOT NULL, tail TEXT NOT NULL)`;
+  name TEXT PRIMARY KEY, first INTEGER NOT NULL, last INTEGER NOT NULL, end INTEGER NOT NULL, size INTEGER NOT NULL, ino INTEGER NOT NULL, tail TEXT NOT NULL,
+  stamp TEXT, whole TEXT)`;
+
+/** A read_segments table of an older version (without stamp and whole) gains them (NULL: checked by reading again). */
+function upgradeReadSegments(db: Database.Database): void {
+  const cols = db.prepare(`SELECT name FROM pragma_table_info('read_segments')`).pluck().all() as string[];
+  if (cols.includes('whole')) return;
+  try {
+    db.transaction(() => {
+      if (!cols.includes('stamp')) db.exec('ALTER TABLE read_segments ADD COLUMN stamp TEXT');
+      db.exec('ALTER TABLE read_segments ADD COLUMN whole TEXT');
+    }).immediate();
+  } catch (e) {
+    // Another catch-up upgraded it meanwhile.
+    if (!/duplicate column/.test((e as Error).message)) throw e;
+  }
+}
 
 /**
  * The cache's indexes, in place of the journal's AUDIT_INDEXES (same names, so the audit's queries
@@ -115,6 +135,12 @@ interface ChainState {
   facts: number;
   /** tailOf(segment, decoder.offset) when it was read (absent in caches written before it was kept). */
   tail?: string;
+  /**
+   * The hash of the segment's bytes from its start to decoder.offset and the stamp taken before they
+   * were read (cluster-cache-identity.ts). Absent in caches written before it was kept: such a chain
+   * is read again once from its first listed segment, comparing each fact it holds.
+   */
+  whole?: WholeRecord;
   /** The header of the segment the chain was first loaded from: a re-published history can link to it. */
   base?: { first: number; prev: string };
   /** Facts read before that no segment holds any more (the `vanished` table), as ranges. */
@@ -389,7 +415,7 @@ function writeHint(file: string, db: Database.Database, dir: string, segs: reado
     const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(STATE_KEY) as { value: string } | undefined;
     if (row === undefined) return undefined;
     const st = JSON.parse(row.value) as ChainState;
-    const hint: ChainHint = { segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null, ...(st.decoder.seal !== null ? { sealedLast: st.decoder.seal.last } : {}), tail: st.tail, ix: INDEX_TAG, older: olderDigest(dir, segs) };
+    const hint: ChainHint = { segment: st.segment, offset: st.decoder.offset, sealed: st.decoder.seal !== null, ...(st.decoder.seal !== null ? { sealedLast: st.decoder.seal.last } : {}), tail: st.tail, ix: INDEX_TAG, older: olderDigest(dir, segs), ...(st.whole?.to === st.decoder.offset ? { stamp: st.whole.stamp } : {}) };
     try {
       fs.writeFileSync(hintFile(file), JSON.stringify(hint));
     } catch {
@@ -411,19 +437,25 @@ interface ChainHint {
   ix?: unknown;
   /** olderDigest() when it was written: a segment before the newest removed or changed since differs. */
   older?: unknown;
+  /** The newest segment's stamp when the bytes up to `offset` were hashed (ChainState.whole). */
+  stamp?: unknown;
 }
 
 /**
- * The name, size and inode of every listed segment before the newest, hashed: one stat each. A
- * segment behind the cache's position that was removed, cut shorter or replaced changes it, so the
- * fast path gives way to the catch-up that checks each segment read (read_segments).
+ * The name, size, inode, mtime and ctime of every listed segment before the newest, hashed: one stat
+ * each. A segment behind the cache's position that was removed, cut shorter, replaced or written to
+ * changes it, so the fast path gives way to the catch-up that checks each segment read
+ * (read_segments). A ctime within RACY_MS of now (a write in the same tick would keep it) makes a
+ * digest that matches nothing: the next question checks.
  */
 function olderDigest(dir: string, segs: readonly SegmentFile[]): string {
   const h = createHash('sha256');
+  const recent = BigInt(Date.now() - RACY_MS) * 1_000_000n;
   for (const s of segs.slice(0, -1)) {
     try {
-      const st = fs.lstatSync(path.join(dir, s.name));
-      h.update(`${s.name}:${st.size}:${st.ino}\n`);
+      const st = fs.lstatSync(path.join(dir, s.name), { bigint: true });
+      if (st.ctimeNs >= recent) return `racy:${Math.random()}`;
+      h.update(`${s.name}:${st.size}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}\n`);
     } catch {
       h.update(`${s.name}:gone\n`);
     }
@@ -476,6 +508,8 @@ function nothingNew(file: string, dir: string, segs: readonly SegmentFile[]): Ch
   }
   try {
     if (!fs.fstatSync(fd).isFile() || tailOf(fd, hint.offset) !== hint.tail) return undefined;
+    // Written to since its bytes were hashed (or no stamp kept): the full path checks them.
+    if (typeof hint.stamp !== 'string' || !sameStamp(hint.stamp, stampOf(fd))) return undefined;
     return hint.sealed === true || fs.readSync(fd, Buffer.alloc(1), 0, 1, hint.offset) === 0 ? hint : undefined;
   } catch {
     return undefined;
@@ -542,6 +576,10 @@ class ChainLoader {
   /** The highest seq in the `vanished` table (0: none): only facts up to it are looked up there. */
   private vanishedMax = 0;
   private readonly vanishedHash: Database.Statement;
+  /** The whole-prefix hash of the segment being read (ChainState.whole). */
+  private readonly wholes = new WholeTracker();
+  /** The resumed segment's bytes up to the stored offset, hashed again and equal to its record (unchanged()). */
+  private verified: PrefixHash | undefined;
 
   constructor(
     private readonly db: Database.Database,
@@ -561,6 +599,7 @@ class ChainLoader {
     this.hashAt = db.prepare(`SELECT hash FROM facts WHERE seq = ?`).pluck();
     db.exec(VANISHED_TABLE);
     db.exec(READ_SEGMENTS_TABLE);
+    upgradeReadSegments(db);
     this.vanishedHash = db.prepare(`SELECT hash FROM vanished WHERE seq = ?`).pluck();
     this.vanishedMax = (db.prepare('SELECT max(seq) FROM vanished').pluck().get() as number | null) ?? 0;
   }
@@ -575,8 +614,12 @@ class ChainLoader {
     return h === undefined || h === null ? undefined : h.toString('hex');
   }
 
-  /** True when `seg` still holds, before the stored offset, the bytes the cache read there. */
+  /**
+   * True when `seg` still holds, before the stored offset, the bytes the cache read there: the hash of
+   * their last TAIL_WINDOW bytes, and of all of them (whole) unless the stamp shows no write since.
+   */
   private unchanged(dir: string, seg: SegmentFile, st: ChainState): boolean {
+    this.verified = undefined;
     if (st.tail === undefined) return st.decoder.offset === 0;
     let fd: number;
     try {
@@ -585,10 +628,26 @@ class ChainLoader {
       return true; // the read below names why it cannot be opened
     }
     try {
-      return !fs.fstatSync(fd).isFile() || tailOf(fd, st.decoder.offset) === st.tail;
+      if (!fs.fstatSync(fd).isFile()) return true;
+      if (tailOf(fd, st.decoder.offset) !== st.tail) return false;
+      return this.sameWhole(fd, st);
     } finally {
       fs.closeSync(fd);
     }
+  }
+
+  /**
+   * The resumed segment's bytes before the stored offset against their whole-prefix record: not
+   * written to since (the stamp, and nothing after the offset), or hashed again and equal. No record
+   * (a cache from before it was kept) is false: the chain is read again, comparing every fact.
+   */
+  private sameWhole(fd: number, st: ChainState): boolean {
+    const w = st.whole;
+    if (st.decoder.offset === 0) return true;
+    if (w === undefined || w.to !== st.decoder.offset) return false;
+    if (sameStamp(w.stamp, stampOf(fd)) && fs.readSync(fd, Buffer.alloc(1), 0, 1, w.to) === 0) return true;
+    this.verified = verifyWhole(fd, w);
+    return this.verified !== undefined;
   }
 
   /**
@@ -599,7 +658,7 @@ class ChainLoader {
    * per segment; the bytes are read only when the stat differs (a copy put back is the same history).
    */
   private damaged(dir: string): { name: string; first: number } | undefined {
-    const rows = this.db.prepare('SELECT name, first, last, end, size, ino, tail FROM read_segments ORDER BY first').all() as Array<{ name: string; first: number; last: number; end: number; size: number; ino: number; tail: string }>;
+    const rows = this.db.prepare('SELECT name, first, last, end, size, ino, tail, stamp, whole FROM read_segments ORDER BY first').all() as Array<{ name: string; first: number; last: number; end: number; size: number; ino: number; tail: string; stamp: string | null; whole: string | null }>;
     if (rows.length === 0) return undefined;
     const listed = new Set(this.segs.map((s) => s.name));
     let pruned: number | undefined;
@@ -622,35 +681,47 @@ class ChainLoader {
         return r;
       }
       const file = path.join(dir, r.name);
-      let st: fs.Stats;
-      try {
-        st = fs.lstatSync(file);
-      } catch {
-        return r;
-      }
-      if (st.size === r.size && st.ino === r.ino) continue;
-      if (!st.isFile() || st.size < r.end) return r;
-      let same = false;
-      try {
-        const fd = openSegment(file);
-        try {
-          same = tailOf(fd, r.end) === r.tail;
-        } finally {
-          fs.closeSync(fd);
-        }
-      } catch {
-        same = false;
-      }
-      if (!same) return r;
-      this.db.prepare('UPDATE read_segments SET size = ?, ino = ? WHERE name = ?').run(st.size, st.ino, r.name);
+      const stamp = stampAt(file);
+      if (stamp === undefined) return r;
+      if (r.whole !== null && sameStamp(r.stamp, stamp)) continue;
+      // Written to, replaced, or recorded by an older version (no whole hash): the bytes decide.
+      const now = this.sameRead(file, r);
+      if (now === undefined) return r;
+      this.db.prepare('UPDATE read_segments SET size = ?, ino = ?, stamp = ? WHERE name = ?').run(now.size, now.ino, now.stamp, r.name);
     }
     return undefined;
   }
 
+  /**
+   * A read segment whose stamp changed: still the bytes read (the whole hash equal) and no complete
+   * line after them (a reader without the cache would decode it: a line after the seal, or facts the
+   * next segment repeats)? Its new size, inode and stamp then; undefined when not (or no whole hash).
+   */
+  private sameRead(file: string, r: { end: number; whole: string | null }): { size: number; ino: number; stamp: string } | undefined {
+    if (r.whole === null) return undefined;
+    try {
+      const fd = openSegment(file);
+      try {
+        const st = fs.fstatSync(fd);
+        if (!st.isFile() || st.size < r.end) return undefined;
+        const h = verifyWhole(fd, { to: r.end, hash: r.whole, stamp: '' });
+        if (h === undefined || lineAfter(fd, r.end)) return undefined;
+        return { size: st.size, ino: st.ino, stamp: h.stamp };
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      return undefined;
+    }
+  }
+
   /** A segment read to its end (sealed, or followed by the next one): checked on every later catch-up. */
-  private readThrough(seg: SegmentFile, last: number, end: number, ino: number, size: number, tail: string | undefined): void {
+  private readThrough(seg: SegmentFile, last: number, end: number, ino: number, size: number, tail: string | undefined, whole: WholeRecord | undefined): void {
     if (tail === undefined) return;
-    this.db.prepare('INSERT OR REPLACE INTO read_segments (name, first, last, end, size, ino, tail) VALUES (?, ?, ?, ?, ?, ?, ?)').run(seg.name, seg.firstSeq, last, end, size, ino, tail);
+    const w = whole?.to === end ? whole : undefined;
+    this.db
+      .prepare('INSERT OR REPLACE INTO read_segments (name, first, last, end, size, ino, tail, stamp, whole) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(seg.name, seg.firstSeq, last, end, size, ino, tail, w?.stamp ?? null, w?.hash ?? null);
   }
 
   /**
@@ -708,7 +779,10 @@ class ChainLoader {
       const at = this.segs.find((s) => s.name === st!.segment);
       // A segment read before, behind the position, removed or changed since: read again from before it.
       const damaged = this.damaged(dir);
-      if (damaged === undefined && at !== undefined && this.unchanged(dir, at, st)) {
+      // A position without its whole-prefix record (a cache from before it was kept): every segment
+      // it read is checked once by reading the chain again from its first listed segment.
+      const legacy = st.decoder.offset > 0 && st.whole === undefined;
+      if (damaged === undefined && !legacy && at !== undefined && this.unchanged(dir, at, st)) {
         seg = at;
         resume = st.decoder;
       } else {
@@ -716,7 +790,7 @@ class ChainLoader {
         // shorter, or gone: a host's history moved aside and published again). Read again from the
         // latest segment that continues the cached chain, comparing each fact the cache holds; when
         // none does, the whole chain again. Never resumed at a stale offset in another file.
-        seg = this.linked(dir, st, damaged?.first);
+        seg = this.linked(dir, st, legacy ? this.segs[0]!.firstSeq : damaged?.first);
         if (seg === undefined) {
           const gone = damaged !== undefined ? `${damaged.name}, read before, is no longer published as it was read` : at === undefined ? `${st.segment} is no longer published` : `${st.segment} no longer holds the bytes read before offset ${st.decoder.offset}`;
           this.resets.push({ host: this.host, journal: this.journal, segment: st.segment, seq: 1, reason: `${gone}, and no segment published now continues the ${this.held} fact(s) cached: the chain is read again from ${this.segs[0]!.name}` });
@@ -727,6 +801,7 @@ class ChainLoader {
           this.rereading = true;
           st = { ...st, segment: seg.name, decoder: initialDecoderState() };
           delete st.tail;
+          delete st.whole;
         }
       }
     }
@@ -759,6 +834,9 @@ class ChainLoader {
             problem = { file, offset: 0, line: 1, reason: 'not a regular file (a directory, FIFO, socket or device named like a segment)', host: this.host, journal: this.journal, segment: seg.name };
             break;
           }
+          const resumed = decoder.state.offset > 0;
+          this.wholes.open(fd, resumed ? cur.whole : undefined, resumed ? this.verified : undefined);
+          this.verified = undefined;
           const buf = Buffer.allocUnsafe(READ_CHUNK);
           let pos = decoder.state.offset;
           // To the end of the file as read(2) sees it now, never to a cached st_size.
@@ -785,7 +863,7 @@ class ChainLoader {
         }
         const d = decoder.state;
         const next = this.segs.find((s) => s.firstSeq > seg!.firstSeq);
-        if (next !== undefined && d.header !== null && (decoder.sealed || next.firstSeq === d.lastSeq + 1)) this.readThrough(seg, d.lastSeq, d.offset, fst.ino, fst.size, cur.tail);
+        if (next !== undefined && d.header !== null && (decoder.sealed || next.firstSeq === d.lastSeq + 1)) this.readThrough(seg, d.lastSeq, d.offset, fst.ino, fst.size, cur.tail, cur.whole);
         if (next === undefined) {
           pendingTail = decoder.pending > 0;
           // Read again to the end of what is published, and the cache held facts beyond it: they are
@@ -930,6 +1008,9 @@ class ChainLoader {
     const back = this.vanishedMax > 0 ? facts.filter((f) => f.seq <= this.vanishedMax) : [];
     const dst = decoder.state;
     const next: ChainState = { ...cur, segment, decoder: dst, facts: cur.facts + facts.length, tail: tailOf(fd, dst.offset) };
+    const whole = this.wholes.at(fd, dst.offset);
+    if (whole !== undefined) next.whole = whole;
+    else delete next.whole;
     if (next.base === undefined && dst.header !== null && cur.facts === 0 && this.held === 0) next.base = { first: dst.header.first, prev: dst.header.prev };
     if (facts.length > 0) {
       const lastFact = facts[facts.length - 1]!;

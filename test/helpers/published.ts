@@ -158,13 +158,13 @@ export async function publishedAll(socket: string): Promise<Record<string, any>>
 /**
  * A real daemon (host hv-a) that published 12 acquires with 4 KiB segments (so it rotated), then was
  * SIGKILLed once every fact was published; the lockspace, the host's segment directory and its
- * segment names (sorted) after that.
+ * segment names (sorted) after that. `segmentBytes` 1 MiB: all in one unsealed segment.
  */
-export async function publishedRotating(prefix: string): Promise<{ root: string; lockspace: string; dir: string; segs: () => string[] }> {
+export async function publishedRotating(prefix: string, segmentBytes = 4096): Promise<{ root: string; lockspace: string; dir: string; segs: () => string[] }> {
   const root = tmpdir(prefix);
   const lockspace = path.join(root, 'lockspace');
   fs.mkdirSync(path.join(root, 'images'));
-  const a = await startDaemon({ stateDir: path.join(root, 'state-a'), lockspace, hostId: 'hv-a', extra: ['--publish-segment-bytes', '4096'] });
+  const a = await startDaemon({ stateDir: path.join(root, 'state-a'), lockspace, hostId: 'hv-a', extra: ['--publish-segment-bytes', String(segmentBytes)] });
   try {
     for (let i = 0; i < 12; i++) {
       const disk = path.join(root, 'images', `d${i}.img`);
