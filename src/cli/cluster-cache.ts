@@ -40,6 +40,13 @@ import { pinOf } from '../engine/locker-hosts.js';
 const BATCH_FACTS = 4000;
 const READ_CHUNK = 1024 * 1024;
 const ROWS_PER_INSERT = 50;
+/**
+ * A chain file's page size: 16 KiB instead of SQLite's 4 KiB. The bulk load and the index builds touch a
+ * quarter of the pages (catch-up ~20% less CPU time, same-run A/B in bench/README.md) and the file is a
+ * little smaller; the questions read index ranges, within the noise (`--at`, point lookups, maybe
+ * +0.7 ms of CPU time at 8 x 100k). Only new files: an existing cache keeps its page size.
+ */
+const CACHE_PAGE_SIZE = 16384;
 /** An empty chain cache loading at least this many segment bytes builds its indexes after the load. */
 const BULK_BYTES = 16 * 1024 * 1024;
 const STATE_KEY = 'cluster_state';
@@ -347,6 +354,8 @@ export class ClusterCache {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const db = new Database(file);
     try {
+      // Before the first table: a new file only (an existing one keeps its page size, SQLite ignores it).
+      db.pragma(`page_size = ${CACHE_PAGE_SIZE}`);
       db.pragma('journal_mode = WAL');
       // A cache: it can always be read again from the segments, so a commit need not wait for the disk.
       db.pragma('synchronous = OFF');

@@ -137,6 +137,41 @@ test('a cache written with whole payloads (an older vmlockd) is read as it is, t
   assertAnswers(cache, p.all);
 });
 
+test('a new chain file has 16 KiB pages; one an older vmlockd made with 4 KiB pages is caught up and read as it is', () => {
+  const dir = tmpdir('vmlockd-cluster-pages-');
+  const lockspace = path.join(dir, 'lockspace');
+  const a = publish(lockspace, 'hv-a', 40);
+  const b = publish(lockspace, 'hv-b', 40);
+  const cache = ClusterCache.open(path.join(dir, 'cache'), lockspace);
+  // hv-b's chain file exists already, with SQLite's default pages in WAL mode (as an older vmlockd left it).
+  const old = path.join(cache.dir, 'hv-b', `${J}.db`);
+  fs.mkdirSync(path.dirname(old), { recursive: true });
+  const pre = new Database(old);
+  pre.pragma('journal_mode = WAL');
+  pre.exec('CREATE TABLE placeholder (x); DROP TABLE placeholder');
+  pre.close();
+  const r = cache.catchUp();
+  assert.equal([r.newFacts, r.problems.length], [80, 0]);
+  const pageSize = (file: string) => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return db.pragma('page_size', { simple: true }) as number;
+    } finally {
+      db.close();
+    }
+  };
+  const chains = cache.chains();
+  assert.equal(chains.map((c) => [c.host, pageSize(c.file)]), [['hv-a', 16384], ['hv-b', 4096]]);
+  for (const [c, p] of [[chains[0]!, a], [chains[1]!, b]] as const) {
+    const j = cache.openChain(c);
+    try {
+      assert.equal(j.query({}).map((f) => f.payload), p.all.map((x) => JSON.parse(x.payload) as unknown));
+    } finally {
+      j.close();
+    }
+  }
+});
+
 test('a payload form this vmlockd does not know (a newer one) is refused, never misread', () => {
   const dir = tmpdir('vmlockd-cluster-payload-new-');
   const lockspace = path.join(dir, 'lockspace');
