@@ -249,6 +249,8 @@ export class Daemon {
         onError: (e) => this.journalWatch.sqliteFailed(e),
         onRecover: (what) => this.journalWatch.recovered(what),
         sync: c.journalSync === 'fdatasync',
+        // The moves into SQLite on a worker thread (decision 0021); VMLOCKD_JOURNAL_THREAD=0: on the event loop.
+        thread: process.env.VMLOCKD_JOURNAL_THREAD !== '0',
         ...stageFlushMs(),
       },
     });

@@ -160,6 +160,11 @@ export class Journal implements CompactFile {
     return this.stage?.pending.length ?? 0;
   }
 
+  /** Staged mode with `thread`: whether facts currently move into SQLite on the writer thread (decision 0021). */
+  get movesOnThread(): boolean {
+    return this.stage?.threaded ?? false;
+  }
+
   /** Staged mode: whether appends and moves into SQLite currently fail (a full or read-only disk). */
   health(): JournalHealth {
     const st = this.stage;

@@ -10,6 +10,7 @@ import { failure, writeError, type WriteFailure } from './health.js';
 import type { FactRow } from './query.js';
 import { chainRows, preview, type ChainedRow } from './rows.js';
 import { chainHash, type ChainBase } from './schema.js';
+import { SqliteMover, type MoveFailure } from './mover.js';
 
 export interface StageOptions {
   /**
@@ -31,6 +32,12 @@ export interface StageOptions {
    * file is cut, in either mode: decision 0018.)
    */
   sync?: boolean;
+  /**
+   * Move staged facts into SQLite on a worker thread with its own connection (the daemon; decision
+   * 0021): the batches' transactions and WAL checkpoints leave the event loop. Reads and closes
+   * through this journal wait for the batch in flight first. Default off.
+   */
+  thread?: boolean;
 }
 
 /** What the staging file needs from the journal it stages for. */
@@ -66,6 +73,11 @@ export class Stage {
   /** The file's length: past `size` it holds only NULs (sync mode preallocates; see STAGE_PREALLOC_BYTES). */
   allocated: number;
   pending: ChainedRow[] = [];
+  /** With a writer thread: each pending fact's staging line, which is what the thread is sent. */
+  private pendingLines: string[] = [];
+  private readonly mover?: SqliteMover;
+  /** A batch the thread did not move: it may still have committed it (lost thread), check SQLite's head before the next move. */
+  private reconcile = false;
   head: ChainBase;
   timer?: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate };
   readonly flushMs: number;
@@ -95,6 +107,9 @@ export class Stage {
     this.onRecover = o.onRecover ?? (() => {});
     this.sync = o.sync ?? owner.db.pragma('synchronous', { simple: true }) === 2;
     if (this.sync && this.size === 0) this.preallocate();
+    if (o.thread === true) {
+      this.mover = new SqliteMover(owner.file, owner.db.pragma('synchronous', { simple: true }) === 2 ? 'FULL' : 'NORMAL', (n, f) => this.moved(n, f));
+    }
   }
 
   /**
@@ -169,7 +184,8 @@ export class Stage {
    */
   append(rows: readonly FactRow[], host: string, onSync?: (seconds: number) => void): ChainedRow[] {
     const chained = chainRows(rows, this.head, host);
-    const buf = Buffer.from(chained.map((r, i) => stageLine(r, chained.length - 1 - i)).join(''));
+    const lines = chained.map((r, i) => stageLine(r, chained.length - 1 - i));
+    const buf = Buffer.from(lines.join(''));
     let off = 0;
     try {
       // A failed append whose bytes are still there would sit before this one, with the same seqs.
@@ -210,6 +226,7 @@ export class Stage {
     const last = chained[chained.length - 1]!;
     this.head = { seq: last.seq, hash: last.hash };
     for (const r of chained) this.pending.push(r);
+    if (this.mover !== undefined) for (const l of lines) this.pendingLines.push(l);
     this.schedule(this.pending.length > this.batchRows);
     return chained;
   }
@@ -219,6 +236,10 @@ export class Stage {
    * staged (and in the staging file) and the error is thrown.
    */
   flush(limit = Infinity): void {
+    // The thread's batch first: these are the oldest pending facts, and SQLite must not get them twice.
+    this.mover?.settle();
+    if (this.pending.length === 0) return;
+    if (this.reconcile) this.dropStored();
     if (this.pending.length === 0) return;
     const n = Math.min(limit, this.pending.length);
     const batch = n === this.pending.length ? this.pending : this.pending.slice(0, n);
@@ -231,7 +252,13 @@ export class Stage {
       this.sqliteFailure = failure(this.sqliteFailure, e);
       throw e;
     }
+    this.dropMoved(n);
+  }
+
+  /** The oldest `n` pending facts are in SQLite now: forget them, and cut the staging file when it may be. */
+  private dropMoved(n: number): void {
     this.pending = n === this.pending.length ? [] : this.pending.slice(n);
+    if (this.mover !== undefined) this.pendingLines = n === this.pendingLines.length ? [] : this.pendingLines.slice(n);
     if (this.sqliteFailure !== null) {
       this.sqliteFailure = null;
       this.onRecover('sqlite');
@@ -255,6 +282,46 @@ export class Stage {
     }
   }
 
+  /** Whether staged facts currently move into SQLite on the writer thread (it opened its connection and is alive). */
+  get threaded(): boolean {
+    return this.mover?.usable() ?? false;
+  }
+
+  /** Pending facts SQLite already holds (a batch the lost thread committed after all) are dropped. */
+  private dropStored(): void {
+    this.reconcile = false;
+    const head = this.owner.chainHead().seq;
+    let n = 0;
+    while (n < this.pending.length && this.pending[n]!.seq <= head) n++;
+    if (n > 0) this.dropMoved(n);
+  }
+
+  /** The thread's answer for its batch of the oldest `n` pending facts. */
+  private moved(n: number, f: MoveFailure | null): void {
+    if (f === null) {
+      this.failing = false;
+      this.dropMoved(n);
+      if (this.pending.length > 0) this.schedule(this.pending.length >= this.batchRows);
+      return;
+    }
+    this.reconcile = true;
+    let e: Error;
+    if (f.journalCode !== null) e = new JournalError(f.journalCode as JournalError['code'], f.message);
+    else {
+      const cause = Object.assign(new Error(f.message), f.code !== null ? { code: f.code } : {});
+      e = writeError(`cannot move staged facts into SQLite ${this.owner.file} (they stay durable in ${this.file})`, cause);
+      this.sqliteFailure = failure(this.sqliteFailure, e as JournalError);
+    }
+    this.failing = true;
+    this.onError(e);
+    if (!this.owner.db.open) return;
+    // Retried until the disk has room again: soon, but not in a tight loop.
+    if (this.timer?.kind === 'timeout') clearTimeout(this.timer.handle);
+    if (this.timer?.kind === 'immediate') clearImmediate(this.timer.handle);
+    this.timer = undefined;
+    this.schedule(false, Math.max(this.flushMs, this.sqliteFailure !== null ? 500 : 100));
+  }
+
   /** Stops the timer, moves what is staged into SQLite and closes the file; returns the move's error, if any. */
   close(): unknown {
     let failed: unknown;
@@ -266,11 +333,12 @@ export class Stage {
     } catch (e) {
       failed = e;
     }
+    this.mover?.close();
     closeSync(this.fd);
     return failed;
   }
 
-  private schedule(soon: boolean): void {
+  private schedule(soon: boolean, delayMs = this.flushMs): void {
     if (this.timer !== undefined) {
       // A backlog (a burst, start-up's re-takes) does not wait for the timer; a failing SQLite
       // (a full disk) does: its retry timer is the only one.
@@ -280,6 +348,15 @@ export class Stage {
     const run = () => {
       this.timer = undefined;
       if (!this.owner.db.open) return;
+      const mover = this.mover;
+      if (mover?.usable()) {
+        // One batch at a time; its answer schedules the next (moved).
+        if (mover.inflight !== null || this.pending.length === 0) return;
+        if (this.reconcile) this.dropStored();
+        const n = Math.min(this.batchRows, this.pending.length);
+        if (n > 0) mover.send(this.pendingLines.slice(0, n).join(''), n);
+        return;
+      }
       try {
         // After a failure, retries do not wait out the busy timeout each time (a busy journal
         // would freeze the event loop); the facts are durable in the staging file meanwhile.
@@ -301,7 +378,7 @@ export class Stage {
     if (soon) {
       this.timer = { kind: 'immediate', handle: setImmediate(run) };
     } else {
-      const handle = setTimeout(run, this.flushMs);
+      const handle = setTimeout(run, delayMs);
       // An idle process may exit with facts still staged: close() or the next open moves them.
       handle.unref();
       this.timer = { kind: 'timeout', handle };

@@ -1,0 +1,101 @@
+// The staged journal's SQLite writer thread (decision 0021): moves staged facts into SQLite through
+// its own connection, so the transactions and WAL checkpoints of the move leave the event loop that
+// answers requests. It receives the facts as their staging-file lines (already written and synced
+// by the main thread: they are durable before they get here) and inserts them exactly as
+// Stage.flush does on the main thread (writer.ts's insertStaged: the seqs must continue the chain,
+// or VMLOCKD_ERR_JOURNAL_FORKED). The main thread owns the staging file and decides when to cut it.
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { JournalError } from './errors.js';
+import { openWriter } from './open.js';
+import { JournalReads } from './reads.js';
+import type { ChainedRow } from './rows.js';
+import { GENESIS_HASH, type ChainBase } from './schema.js';
+import { writeTransactions } from './writer.js';
+
+export interface MoverWorkerData {
+  file: string;
+  synchronous: 'NORMAL' | 'FULL';
+  host: string;
+  /** Results go here (the main thread can also read them synchronously: receiveMessageOnPort). */
+  port: MessagePort;
+  /** [0]: the id of the last request answered (Atomics.notify'd after the answer is posted). */
+  done: SharedArrayBuffer;
+}
+
+/** main -> worker */
+export type ToMover = { id: number; lines: string } | { id: number; close: true };
+/** worker -> main */
+export type FromMover =
+  | { ready: true }
+  | { ready: false; message: string }
+  | { id: number; ok: true }
+  | { id: number; ok: false; message: string; code: string | null; journalCode: string | null };
+
+/** A staging-file line back into the row it was written from (its format: stage.ts, stageLine). */
+function rowOfLine(line: string): ChainedRow {
+  const a = JSON.parse(line) as [number, string, string, string, string | null, string | null, string | null, string | null, string, string, number];
+  return { seq: a[0], at: a[1], host: a[2], kind: a[3], resource: a[4], disk: a[5], owner: a[6], ownerName: a[7], json: a[8], hash: Buffer.from(a[9], 'hex') };
+}
+
+function main(): void {
+  const d = workerData as MoverWorkerData;
+  const done = new Int32Array(d.done);
+  const answer = (m: FromMover & { id: number }) => {
+    d.port.postMessage(m);
+    Atomics.store(done, 0, m.id);
+    Atomics.notify(done, 0);
+  };
+  let db: ReturnType<typeof openWriter>;
+  let insert: (rows: readonly ChainedRow[]) => void;
+  try {
+    db = openWriter(d.file, d.synchronous, true);
+    const reads = new JournalReads(db);
+    const chainHead = (): ChainBase => {
+      const last = reads.head();
+      if (last !== undefined) return { seq: last.seq, hash: last.hash ?? GENESIS_HASH };
+      const n = Number(reads.meta('chain_base_seq') ?? 0);
+      const hex = reads.meta('chain_base_hash');
+      return { seq: Number.isSafeInteger(n) && n >= 0 ? n : 0, hash: hex === undefined ? GENESIS_HASH : Buffer.from(hex, 'hex') };
+    };
+    insert = writeTransactions(db, d.file, d.host, chainHead).insertStaged;
+  } catch (e) {
+    d.port.postMessage({ ready: false, message: (e as Error).message } satisfies FromMover);
+    return;
+  }
+  d.port.postMessage({ ready: true } satisfies FromMover);
+  parentPort!.on('message', (m: ToMover) => {
+    if ('close' in m) {
+      try {
+        db.close();
+      } catch {
+        // closing is best effort: the main thread has already moved everything itself
+      }
+      answer({ id: m.id, ok: true });
+      parentPort!.close();
+      return;
+    }
+    try {
+      const rows: ChainedRow[] = [];
+      let at = 0;
+      while (at < m.lines.length) {
+        const nl = m.lines.indexOf('\n', at);
+        const end = nl === -1 ? m.lines.length : nl;
+        rows.push(rowOfLine(m.lines.slice(at, end)));
+        at = end + 1;
+      }
+      insert(rows);
+      answer({ id: m.id, ok: true });
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      answer({
+        id: m.id,
+        ok: false,
+        message: (e as Error).message ?? String(e),
+        code: typeof code === 'string' && !(e instanceof JournalError) ? code : null,
+        journalCode: e instanceof JournalError ? e.code : null,
+      });
+    }
+  });
+}
+
+main();
