@@ -651,7 +651,7 @@ export class Locker {
         const mine = this.native.fstatId(p.fd);
         const onDisk = fs.statSync(res.ref.id, { bigint: true });
         if (mine.type !== 'file') mismatch = `the descriptor is not a regular file (${mine.type})`;
-        else if (mine.dev !== String(onDisk.dev) || mine.ino !== String(onDisk.ino)) mismatch = 'the lock file on disk is another file now (replaced)';
+        else if (mine.dev !== u64(onDisk.dev) || mine.ino !== u64(onDisk.ino)) mismatch = 'the lock file on disk is another file now (replaced)';
       } catch (e) {
         mismatch = `the lock file cannot be checked: ${errnoName(e)}`;
       }
@@ -1031,7 +1031,7 @@ export class Locker {
     if (ref.kind === 'direct') return { status: 'taken', fd };
     let ino: string | undefined;
     try {
-      ino = String(fs.fstatSync(fd, { bigint: true }).ino);
+      ino = u64(fs.fstatSync(fd, { bigint: true }).ino);
     } catch {
       // unknown: the start's gap check then has no inode to compare
     }
@@ -1289,6 +1289,16 @@ export function inspectLockFile(file: string, opts: { direct?: boolean } = {}, n
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * A bigint stat's dev or ino as the unsigned decimal the native calls give (fstatId, the take's
+ * inode). Node's bigint stats are signed 64-bit: a GlusterFS FUSE inode (from the file's GFID, whose
+ * UUID variant bits set bit 63) comes out negative, and compared as text with the native unsigned
+ * one every handed-back descriptor on GlusterFS looked "replaced" (test/e2e/gluster-adopt.e2e.ts).
+ */
+export function u64(v: bigint): string {
+  return BigInt.asUintN(64, v).toString();
 }
 
 // os.constants.errno lacks some Linux errnos a cluster filesystem returns (EBADFD is 77).

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ExclusiveRecord } from '../../src/engine/holder-record.js';
-import { gapIntruder, takeSeen, type LeaseSeen } from '../../src/engine/locker.js';
+import { gapIntruder, takeSeen, u64, type LeaseSeen } from '../../src/engine/locker.js';
 
 const VM1 = { uuid: '11111111-1111-4111-8111-111111111111', name: 'web1' };
 const VM2 = { uuid: '22222222-2222-4222-8222-222222222222', name: 'intruder' };
@@ -93,6 +93,13 @@ test('what a take journals: the inode, and for a shared take the generation it s
   assert.equal(takeSeen('shared', { size: 0 }), { headGeneration: 0 });
   assert.equal(takeSeen('shared', null), {});
   assert.equal(takeSeen('exclusive', undefined), {});
+});
+
+// A GlusterFS inode has bit 63 set (its GFID's UUID variant bits); Node's bigint stat gives it signed.
+test('an inode or device as the native calls give it: unsigned decimal, whatever the sign Node gave it', () => {
+  assert.is(u64(-5679174580035363352n), '12767569493674188264');
+  assert.is(u64(2149787n), '2149787');
+  assert.is(u64(-1n), '18446744073709551615');
 });
 
 test.run();
