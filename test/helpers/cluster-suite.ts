@@ -192,6 +192,36 @@ export function clusterSuite(suite: Test, site: () => ClusterSite): { running: T
     const status = JSON.parse(a.cli(['status', '--json']).stdout);
     await until('a clean verification', () => JSON.parse(a.cli(['status', '--json']).stdout).sinceVerifiedMs < 3000);
     assert.ok(typeof status.sinceVerifiedMs === 'number');
+    // The re-take journaled the new file's inode (decision 0020): a restart now raises nothing new.
+    await a.kill('SIGKILL');
+    await a.start();
+    assert.is(journalFacts(a, 'LeaseLost').length, 1, JSON.stringify(journalFacts(a, 'LeaseLost')));
+  });
+
+  // Decision 0020: what the restarted host finds in the lock file, written through the other
+  // host's mount (O_DIRECT and fdatasync on a cluster filesystem), proves the gap's intruders.
+  suite('while A was down B took a disk A held exclusive SHARED, and one A held shared EXCLUSIVE: both LeaseLost at A\'s start; the untouched one not', async () => {
+    const { a, b, disk } = await hosts();
+    const ex = disk('ex.img');
+    const sh = disk('sh.img');
+    const kept = disk('kept.img');
+    assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'web1', ex, kept]).code, 0);
+    assert.is(a.cli(['acquire', '--vm', UUID3, '--name', 'web3', '--shared', sh]).code, 0);
+    await a.kill('SIGKILL');
+    for (const [args, d] of [[['--shared'], ex], [[], sh]] as const) {
+      const r = b.cli(['acquire', '--vm', UUID2, '--name', 'web2', ...args, d]);
+      assert.is(r.code, 0, r.stderr);
+      assert.is(b.cli(['release', '--vm', UUID2, d]).code, 0);
+    }
+    await a.start();
+    const lost = journalFacts(a, 'LeaseLost');
+    assert.equal(lost.map((f) => [f.disk, f.holder.host, f.holder.mode]).sort(), [[ex, b.opts.hostId, 'shared'], [sh, b.opts.hostId, 'exclusive']].sort(), JSON.stringify(lost));
+    assert.equal(journalFacts(a, 'Reacquired').map((f) => f.disk).sort(), [ex, kept, sh].sort());
+    assert.not.match(a.stderr, `LEASE LOST: disk ${kept}`);
+    // Nobody between this time: no alarm.
+    await a.kill('SIGKILL');
+    await a.start();
+    assert.is(journalFacts(a, 'LeaseLost').length, 2);
   });
 
   suite('a lock lost and taken by another host is a conflict naming both owners, and is not stolen back', async () => {
