@@ -117,7 +117,7 @@ export function vanished(chains: readonly CachedChain[]): Vanished[] {
       const seqs = r.to > r.from ? `seq ${r.from} to ${r.to} (${r.fromAt} .. ${r.toAt})` : `seq ${r.from} (${r.fromAt})`;
       const what =
         `${seqs} were read from it before and are no longer published ` +
-        `(noticed ${r.noticed}: the segment was cut shorter, rewritten or removed, or the history is being published again and is not that far yet); ` +
+        `(noticed ${r.noticed}: the segment was cut shorter, rewritten or removed, or its host's directory renamed or removed, or the history is being published again and is not that far yet); ` +
         `answers leave them out: they are no published history now`;
       out.push({ host: c.host, journal: c.journal, range: r, what, text: `host ${c.host}: journal ${c.journal}: segment ${r.segment}: ${what} (\`vmlockd journal verify --cluster\` names them too)` });
     }

@@ -304,13 +304,18 @@ export class ClusterCache {
     let chains = 0;
     let pendingTails = 0;
     const hosts = this.publishedHosts();
+    /** host/journal of every chain listed now, and the hosts whose directory could not be listed. */
+    const listed = new Set<string>();
+    const unreadable = new Set<string>();
     for (const host of hosts) {
       let segs: SegmentFile[];
       try {
         segs = listSegments(path.join(this.lockspace, PUBLISHED_DIR, host));
       } catch {
+        unreadable.add(host);
         continue; // removed while listing
       }
+      for (const s of segs) listed.add(`${host}/${s.journalId}`);
       const byJournal = new Map<string, SegmentFile[]>();
       for (const s of segs) {
         const list = byJournal.get(s.journalId);
@@ -339,7 +344,52 @@ export class ClusterCache {
         if (r.pendingTail) pendingTails++;
       }
     }
+    this.unlistChains(listed, unreadable);
     return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, resets, pendingTails, missingNewest };
+  }
+
+  /**
+   * Chains the cache holds that no listed segment belongs to now: the host's directory renamed, moved
+   * aside or removed, or every segment of that journal removed. A reader without the cache finds none
+   * of their facts (a renamed directory's segments name their own host: that directory's problem), so
+   * they vanish (out of the answers, named on every question) until they are listed again.
+   */
+  private unlistChains(listed: ReadonlySet<string>, unreadable: ReadonlySet<string>): void {
+    let hosts: string[];
+    try {
+      hosts = fs.readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const host of hosts) {
+      if (unreadable.has(host)) continue; // not listed now is not gone
+      let files: string[];
+      try {
+        files = fs.readdirSync(path.join(this.dir, host)).filter((f) => /^[0-9a-f]{16}\.db$/.test(f));
+      } catch {
+        continue;
+      }
+      for (const f of files) {
+        const journal = f.slice(0, 16);
+        if (listed.has(`${host}/${journal}`)) continue;
+        const file = path.join(this.dir, host, f);
+        if (unlistedHint(file)) continue;
+        const db = new Database(file);
+        try {
+          db.pragma('journal_mode = WAL');
+          db.pragma('synchronous = OFF');
+          db.pragma('busy_timeout = 10000');
+          migrate(db, file);
+          if (!hasElidedPayloads(db)) elideInPlace(db, CACHE_INDEXES);
+          new ChainLoader(db, this.lockspace, host, journal, []).unlist();
+          fs.writeFileSync(hintFile(file), JSON.stringify({ unlisted: true }));
+        } catch (e) {
+          if (!(e instanceof ConcurrentCatchUp)) throw e;
+        } finally {
+          db.close();
+        }
+      }
+    }
   }
 
   private chainFile(host: string, journal: string): string {
@@ -433,6 +483,15 @@ function writeHint(file: string, db: Database.Database, dir: string, segs: reado
     return hint;
   } catch {
     return undefined;
+  }
+}
+
+/** True when the hint says the chain was found unlisted and its facts moved aside (nothing to do until listed again). */
+function unlistedHint(file: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(hintFile(file), 'utf8')) as { unlisted?: unknown }).unlisted === true;
+  } catch {
+    return false;
   }
 }
 
@@ -750,6 +809,21 @@ class ChainLoader {
       if (h.first > 1 && this.cachedHash(h.first - 1) === h.prev) return s;
     }
     return undefined;
+  }
+
+  /**
+   * No listed segment belongs to this chain (ClusterCache.unlistChains): every fact it holds moves to
+   * `vanished`, under the segment it was read from, and the position names no segment, in one
+   * transaction. Listed again, the chain is read again from its first segment (linked()), and the
+   * facts published again are answered again.
+   */
+  unlist(): void {
+    const st = this.state();
+    if (st === undefined || st.facts === 0) return;
+    this.committed = `${st.segment}@${st.decoder.offset}`;
+    this.stood = st.segment;
+    const { tail: _tail, whole: _whole, ...rest } = st;
+    this.vanish({ ...rest, segment: '', decoder: initialDecoderState() }, 1);
   }
 
   /** Drops every cached fact of the chain and its position: the chain is read again from its first segment. */
