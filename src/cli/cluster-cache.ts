@@ -1192,6 +1192,9 @@ function successorMissing(file: string, dir: string, host: string, journal: stri
   if (!Number.isFinite(from) || hint === undefined || newest === undefined || hint.segment !== newest.name || typeof hint.sealedLast !== 'number' || hint.sealedLast < from) return undefined;
   const next = segmentFileName(journal, hint.sealedLast + 1);
   if (segs.some((s) => s.name === next)) return undefined;
+  // Listed before the statement was read: a writer resuming onto an older writer's seal creates the
+  // successor and then the statement, so look again now that the statement is read.
+  if (fs.existsSync(path.join(dir, next))) return undefined;
   // Sealed just now: its writer is creating the successor (or this mount does not list it yet).
   if (sealedRecently(path.join(dir, newest.name))) return undefined;
   const statement = said !== undefined ? `${successorFileName(journal)}: every seal from seq ${from} on` : `${successorFileName(journal)}, read before by this cache (every seal from seq ${from} on), is gone too`;

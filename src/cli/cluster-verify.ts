@@ -168,8 +168,10 @@ export function verifyChain(lockspace: string, host: string, journal: string, se
   // next fact) the lockspace alone cannot tell removal from a rotation waiting for its next fact: a note.
   if (prev?.seal != null && prevName !== undefined) {
     const next = segmentFileName(segs[segs.length - 1]!.journalId, prev.seal.last + 1);
+    // The statement first, then the successor: its writer creates the successor before the statement
+    // (a resume onto an older writer's seal), so a statement read here means the successor was there.
+    const said = readSuccessor(dir, journal);
     if (!fs.existsSync(path.join(dir, next))) {
-      const said = readSuccessor(dir, journal);
       if (said !== undefined && prev.seal.last >= said.from && sealedRecently(path.join(dir, prevName))) {
         notes.push(`${prevName} was sealed at seq ${prev.seal.last} less than ${SUCCESSOR_GRACE_MS / 1000} s ago and ${next} is not listed yet: a rotation in progress (or not yet visible on this mount); verify again to tell it from a removal`);
       } else if (said !== undefined && prev.seal.last >= said.from) {

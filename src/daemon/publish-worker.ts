@@ -303,14 +303,17 @@ class Publisher {
     }
     this.published = lastSeq;
     this.publishedHash = Buffer.from(seg.state.lastHash, 'hex');
-    this.stateSuccessor();
     if (seg.state.seal !== null) {
       // A seal without its successor (an older writer opened it with the next fact, or this one was
-      // stopped between the two writes): created now, as the successor statement says.
+      // stopped between the two writes): created now, and only then the successor statement, which
+      // covers this seal too: written before, it said so of a seal whose successor was not there (a
+      // failed creation or a crash between the two left a false removal for every reader).
       this.open(lastSeq + 1);
+      this.stateSuccessor();
       this.ready = true;
       return;
     }
+    this.stateSuccessor();
     const fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
       if (keep < bytes.length) {
@@ -434,6 +437,8 @@ class Publisher {
   /**
    * Says once, in this host's directory, that every seal from the published position on is followed
    * by its successor's creation (segment-successor.ts). An earlier statement (a smaller `from`) stays.
+   * Called at a resume once the newest segment is not a seal without its successor, so what it says
+   * is already true of the seal at `from` (if any) when it appears.
    * A failure only loses the statement: verify then keeps calling a sealed newest segment a note.
    */
   private stateSuccessor(): void {
