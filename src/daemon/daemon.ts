@@ -42,6 +42,7 @@ import { socketActivation } from './activation.js';
 import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from './listeners.js';
 import { PUBLISH_KEYS, Publication, publishSettings } from './publisher.js';
 import { envMs } from './env-ms.js';
+import { collectWhenSettled } from './collect.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -135,6 +136,8 @@ export class Daemon {
   private server?: http.Server;
   private factsSinceSnapshot = 0;
   private snapshotTimer: NodeJS.Timeout | undefined;
+  /** Cancels the one collection after start-up's burst (src/daemon/collect.ts). */
+  private cancelSettle: (() => void) | undefined;
   private snapshotFailures = 0;
   /** Prometheus counters, fed from the start on (src/daemon/metrics.ts). */
   readonly meters = new Meters({ version: VERSION });
@@ -417,6 +420,9 @@ export class Daemon {
       (level, msg) => this.log.log(level, msg),
     );
     this.service.ready(() => this.statusLine());
+    // Start-up's burst (the re-takes, their facts moving into SQLite, the snapshot they trigger)
+    // leaves its garbage in the old generation: collect it once, when the start has settled.
+    this.cancelSettle = collectWhenSettled(() => journal.pendingCount > 0 || this.snapshotTimer !== undefined, { afterMs: 1_000, everyMs: 250, maxMs: 60_000 });
   }
 
   /** The client connections handed over for this kind and address (each taken once). */
@@ -695,6 +701,7 @@ export class Daemon {
 
   private async doStop(reason: string): Promise<void> {
     this.service?.stopping(reason);
+    this.cancelSettle?.();
     this.watch?.unsubscribe();
     this.verifier?.stop();
     this.metricsEndpoint?.close();

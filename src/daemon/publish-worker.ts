@@ -13,6 +13,7 @@ import { lockspaceProblem, type LockspacePin } from '../engine/locker-hosts.js';
 import { HOLD_RULES } from '../cli/audit-query.js';
 import { HoldTracker } from '../journal/compact.js';
 import { GENESIS_HASH, type ChainRow } from '../journal/schema.js';
+import { collectGarbage } from './collect.js';
 import { encodePruned, prunedFileName, readPruned } from '../journal/segment-pruned.js';
 import { encodeHostChange, hostChangedFileName } from '../journal/host-changed.js';
 import { encodeSuccessor, readSuccessor, successorFileName } from '../journal/segment-successor.js';
@@ -63,6 +64,8 @@ export type FromWorker =
 
 /** Rows read from the journal per write. */
 const BATCH_ROWS = 2_000;
+/** After this many facts published since the last one, an idle moment collects this thread's heap. */
+const COLLECT_AFTER_FACTS = 20_000;
 /** After a failure, the first retry; doubled each time up to the most. */
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 30_000;
@@ -118,6 +121,8 @@ class Publisher {
   private base = false;
   /** Last published seq and its hash (what the next fact chains from). */
   private published = 0;
+  /** `published` when this thread's heap was last collected (src/daemon/collect.ts); none yet. */
+  private collectedAt: number | undefined;
   private publishedHash: Buffer = GENESIS_HASH;
   /** The main thread's newest seq (staged facts reach SQLite a few ms later). */
   private want = 0;
@@ -189,6 +194,12 @@ class Publisher {
         }
         this.writeMeta(false);
         this.maybePrune();
+        // A catch-up (a history published at once, a prune) leaves its garbage in the old
+        // generation, where an idle worker never collects it: collect once it is over.
+        if (this.collectedAt === undefined || this.published - this.collectedAt >= COLLECT_AFTER_FACTS) {
+          collectGarbage();
+          this.collectedAt = this.published;
+        }
         post({ type: 'idle', seq: this.published });
         // Facts the main thread has but SQLite not yet (staged): look again soon; else wait for a wake-up.
         await this.sleep(this.want > this.published ? CATCH_UP_POLL_MS : IDLE_POLL_MS);
