@@ -75,7 +75,18 @@ test('SIGKILL: the segments left behind are complete and readable; a torn last l
   // not have begun yet): whatever it left must read cleanly.
   await waitFor('some facts published', async () => ((await status(d.socket)).publication?.publishedSeq ?? 0) > 0);
   await d.kill('SIGKILL');
-  const left = readPublished(s.dir, s.host);
+  let left = readPublished(s.dir, s.host);
+  // A kill between a seal and its successor's rename leaves a sealed newest segment: a writer never
+  // appends after a seal, so a torn line cannot follow one. Start, write and kill again until the
+  // kill leaves a segment open (a loaded machine made this run fail: no notice to find).
+  for (let round = 0; left.segments[left.segments.length - 1]!.sealed && round < 5; round++) {
+    d = await daemon(s, ['--publish-segment-bytes', '65536']);
+    await postEvents(d.socket, startStop(s.images, 0, 5));
+    await caughtUp(d);
+    await d.kill('SIGKILL');
+    left = readPublished(s.dir, s.host);
+  }
+  assert.not.ok(left.segments[left.segments.length - 1]!.sealed, 'the newest segment is open');
   assert.equal(left.problems, [], 'a host killed and never restarted leaves readable segments');
   assert.ok(left.facts.length > 0);
   assert.is(mismatch(left.facts, journalHashes(s.journal)), undefined);
