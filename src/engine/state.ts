@@ -73,7 +73,10 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'LockAcquired': {
       const p = f.payload;
       const res = resourceOf(state, p, p.mode);
-      res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source, ...(p.generation !== undefined ? { generation: p.generation } : {}), ...seen(p, undefined) });
+      // A join (a second VM of this host on a shared holding) took nothing: it carries what the
+      // holding's take saw, so the gap check still has it once the taker left (decision 0020, F1).
+      const joined = p.lockIno === undefined && p.headGeneration === undefined ? res.holders.values().next().value : undefined;
+      res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source, ...(p.generation !== undefined ? { generation: p.generation } : {}), ...seen(p, joined) });
       indexOwner(state, p.owner.uuid, p.resource);
       if (!state.owners.has(p.owner.uuid)) state.owners.set(p.owner.uuid, p.owner);
       return state;

@@ -165,6 +165,39 @@ test('held shared; the lock file was replaced by a copy in the gap: LeaseLost', 
   await restartSaysLost(c, a, disk, kept, 'replaced');
 });
 
+// Several VMs of this host on one shared disk (review24a F1): the taker left, the joiner stays.
+// What the take saw must outlive the taker, else the re-take has nothing to compare.
+test('held shared by a VM that joined, the taker gone; another host took it EXCLUSIVE in the gap: LeaseLost', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const b = await track(host(c, 'hv-b'));
+  const disk = c.disk('a.img');
+  const kept = c.disk('kept.img');
+  ok(a, ['acquire', '--vm', UUID3, '--name', 'web3', '--shared', disk]);
+  ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', '--shared', disk, kept]);
+  ok(a, ['release', '--vm', UUID3, disk]);
+  await a.kill('SIGKILL');
+  ok(b, ['acquire', '--vm', UUID2, '--name', 'intruder', disk]);
+  ok(b, ['release', '--vm', UUID2, disk]);
+  const lost = await restartSaysLost(c, a, disk, kept, 'exclusive');
+  assert.is(lost.holder.host, 'hv-b');
+});
+
+test('held shared by a VM that joined, the taker gone; the lock file was replaced in the gap: LeaseLost', async () => {
+  const c = cluster();
+  const a = await track(host(c, 'hv-a'));
+  const disk = c.disk('a.img');
+  const kept = c.disk('kept.img');
+  ok(a, ['acquire', '--vm', UUID3, '--name', 'web3', '--shared', disk]);
+  ok(a, ['acquire', '--vm', UUID1, '--name', 'web1', '--shared', disk, kept]);
+  ok(a, ['release', '--vm', UUID3, disk]);
+  await a.kill('SIGKILL');
+  const file = path.join(c.lockspace, sha256Hex(disk));
+  fs.copyFileSync(file, `${file}.new`);
+  fs.renameSync(`${file}.new`, file);
+  await restartSaysLost(c, a, disk, kept, 'replaced');
+});
+
 // Controls: no false alarm.
 test('held shared; another host took it shared in the gap (compatible): no LeaseLost; nobody between: none either', async () => {
   const c = cluster();

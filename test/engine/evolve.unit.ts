@@ -20,6 +20,18 @@ test('given two shared holders, when one releases, then the other still holds it
   assert.is(s.resources.size, 0);
 });
 
+test('a join carries what the shared holding\'s take saw, so it outlives the taker leaving (review24a F1)', () => {
+  const took = { ...acquired(vm1, '/img/a', 'shared') } as NewFact & { payload: object };
+  const take = { ...took, payload: { ...took.payload, lockIno: '77', headGeneration: 2 } } as NewFact;
+  const s = given(take, acquired(vm2, '/img/a', 'shared'), released(vm1, '/img/a'));
+  const h = s.resources.get(ref('/img/a').id)!.holders.get(vm2.uuid)!;
+  assert.is(h.lockIno, '77');
+  assert.is(h.headGeneration, 2);
+  // A fresh take after everyone left says only what it saw.
+  const again = given(take, released(vm1, '/img/a'), acquired(vm2, '/img/a', 'shared'));
+  assert.is(again.resources.get(ref('/img/a').id)!.holders.get(vm2.uuid)!.lockIno, undefined);
+});
+
 test('given a held lock, when LeaseLost, then it is no longer held', () => {
   const r = ref('/img/a');
   const lost = fact('LeaseLost', AT, { resource: r.id, name: r.name, lockspace: r.lockspace, kind: r.kind, disk: r.canonical, path: '/img/a', owner: vm1, mode: 'exclusive', holder: {}, reason: 'test' });
