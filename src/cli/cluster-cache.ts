@@ -19,6 +19,7 @@ import {
   SegmentDecoder,
   listSegments,
   decodeSegment,
+  parseSegmentFileName,
   initialDecoderState,
   type SegmentCarried,
   type SegmentHeader,
@@ -725,7 +726,7 @@ class ChainLoader {
    * bytes up to where the cache read them differ (removed, emptied, cut shorter, replaced). One stat
    * per segment; the bytes are read only when the stat differs (a copy put back is the same history).
    */
-  private damaged(dir: string): { name: string; first: number } | undefined {
+  private damaged(dir: string, stood?: string): { name: string; first: number } | undefined {
     const rows = this.db.prepare('SELECT name, first, last, end, size, ino, tail, stamp, whole FROM read_segments ORDER BY first').all() as Array<{ name: string; first: number; last: number; end: number; size: number; ino: number; tail: string; stamp: string | null; whole: string | null }>;
     if (rows.length === 0) return undefined;
     const listed = new Set(this.segs.map((s) => s.name));
@@ -756,6 +757,22 @@ class ChainLoader {
       const now = this.sameRead(file, r);
       if (now === undefined) return r;
       this.db.prepare('UPDATE read_segments SET size = ?, ino = ?, stamp = ? WHERE name = ?').run(now.size, now.ino, now.stamp, r.name);
+    }
+    return this.unread(rows, stood);
+  }
+
+  /**
+   * A listed segment the cache did not read, between the first segment it read and the one it stands
+   * in (another file put in under another first seq): a reader without the cache walks into it (a gap
+   * or an overlap there, where its chain stops), so the cache reads again from before it.
+   */
+  private unread(rows: ReadonlyArray<{ name: string; first: number }>, stood: string | undefined): { name: string; first: number } | undefined {
+    const upTo = stood === undefined ? undefined : parseSegmentFileName(stood)?.firstSeq;
+    if (rows.length === 0 || upTo === undefined) return undefined;
+    const read = new Set(rows.map((r) => r.name));
+    for (const s of this.segs) {
+      if (s.firstSeq >= upTo) break;
+      if (s.firstSeq > rows[0]!.first && !read.has(s.name)) return { name: s.name, first: s.firstSeq };
     }
     return undefined;
   }
@@ -861,7 +878,7 @@ class ChainLoader {
     if (st !== undefined) {
       const at = this.segs.find((s) => s.name === st!.segment);
       // A segment read before, behind the position, removed or changed since: read again from before it.
-      const damaged = this.damaged(dir);
+      const damaged = this.damaged(dir, st.segment);
       // A position without its whole-prefix record (a cache from before it was kept): every segment
       // it read is checked once by reading the chain again from its first listed segment.
       const legacy = st.decoder.offset > 0 && st.whole === undefined;

@@ -113,6 +113,20 @@ test('a complete line appended after a sealed segment\'s seal: the warm and a fr
   assert.equal(warm.seqs, fresh.seqs, `warm: ${warm.stderr}\nfresh: ${fresh.stderr}`);
 });
 
+test('a segment put in between the segments read (a copy under another first seq): the warm and a fresh cache agree', async () => {
+  const s = await setup('vmlockd-c24-planted-');
+  const name = s.segs[1]!;
+  const first = Number(name.slice(17, 33));
+  const planted = `${name.slice(0, 17)}${String(first + 1).padStart(16, '0')}.seg`;
+  assert.not.ok(s.segs.includes(planted));
+  fs.copyFileSync(path.join(s.dir, name), path.join(s.dir, planted));
+  const warm = s.audit(s.warm);
+  const fresh = s.fresh();
+  assert.ok(fresh.seqs.length < s.all.length, `a fresh cache stops there: ${fresh.stderr}`);
+  assert.equal(warm.seqs, fresh.seqs, `warm: ${warm.stderr}\nfresh: ${fresh.stderr}`);
+  assert.match(warm.stderr, /no longer published/);
+});
+
 for (const how of ['touched', 'written again with the same bytes'] as const) {
   test(`a read segment ${how}: the same history, nothing vanishes and nothing is said`, async () => {
     const s = await setup('vmlockd-c24-same-');
