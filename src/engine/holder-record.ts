@@ -18,6 +18,7 @@
 //                            (docs/decisions/0009). Unlocked, it is stale and ignored.
 // Each record is one JSON object padded with spaces to its region size and ended by "\n", so a
 // reader can `cat` a lock file. `v` versions the format.
+import { createHash } from 'node:crypto';
 import type { HolderInfo, Mode, Owner } from './types.js';
 
 export const RECORD_SIZE = 512;
@@ -104,15 +105,40 @@ function pad(json: string): Buffer {
 }
 
 /** Encode, shortening names and the disk path until it fits (a record must never fail to write). */
+/**
+ * The host field of a record that cannot hold the host id whole (a long id beside a long disk path
+ * and VM name): a prefix of at most 40 bytes and 16 hex digits of the id's SHA-256, so the writer
+ * knows its own record again (isOwnHost) and no other host's id reads as it. A plain prefix did
+ * neither: the re-take after a restart read its own clipped record as another host's (a false
+ * LEASE LOST on every restart), and two ids sharing a prefix would read alike (review24a F2).
+ * An id of at most 64 bytes is kept whole: the shortest record always has room for it.
+ */
+export function shortHost(host: string): string {
+  if (Buffer.byteLength(host) <= 64) return host;
+  let prefix = '';
+  for (const ch of host) {
+    if (Buffer.byteLength(prefix) + Buffer.byteLength(ch) > 40) break;
+    prefix += ch;
+  }
+  return `${prefix}~${createHash('sha256').update(host).digest('hex').slice(0, 16)}`;
+}
+
+/** Whether a record's host field is this host's: the id whole, or as shortHost wrote it. */
+export function isOwnHost(recorded: string, host: string): boolean {
+  return recorded === host || recorded === shortHost(host);
+}
+
 export function encodeExclusive(r: ExclusiveRecord): Buffer {
+  // The host is never clipped to a bare prefix (shortHost): the disk path and VM name give way first.
+  const host = Buffer.byteLength(r.host) <= 200 ? r.host : shortHost(r.host);
   for (const n of [1024, 200, 64, 16]) {
     const reserved = r.reserved && { ...r.reserved, host: clip(r.reserved.host, n), from: clip(r.reserved.from, n), vm: { uuid: r.reserved.vm.uuid, name: clip(r.reserved.vm.name, n) } };
-    const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host: clip(r.host, n), vm: r.vm && { uuid: r.vm.uuid, name: clip(r.vm.name, n) }, reserved });
+    const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host, vm: r.vm && { uuid: r.vm.uuid, name: clip(r.vm.name, n) }, reserved });
     if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json);
   }
   // A reservation must survive the shortening: it is what keeps a third host out.
   const reserved = r.reserved && { host: r.reserved.host.slice(0, 64), from: '', since: r.reserved.since, until: r.reserved.until, vm: { uuid: r.reserved.vm.uuid } };
-  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: clip(r.host, 16), pid: r.pid, since: r.since, disk: '', ...(reserved ? { reserved } : {}), ...(r.took ? { took: r.took } : {}) }));
+  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: shortHost(r.host), pid: r.pid, since: r.since, disk: '', ...(reserved ? { reserved } : {}), ...(r.took ? { took: r.took } : {}) }));
 }
 
 export function encodeRequest(r: HandOverRequest): Buffer {
@@ -124,15 +150,16 @@ export function encodeRequest(r: HandOverRequest): Buffer {
 }
 
 export function encodeShared(r: SharedRecord): Buffer {
+  const host = Buffer.byteLength(r.host) <= 200 ? r.host : shortHost(r.host);
   for (const n of [1024, 200, 64, 16]) {
     const vms = r.vms.map((vm) => ({ uuid: vm.uuid, name: clip(vm.name, n), since: vm.since }));
     // Many VMs of one host sharing one disk: list as many as fit; `more` counts the rest.
     for (let k = vms.length; k >= 0; k--) {
-      const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host: clip(r.host, n), vms: vms.slice(0, k), ...(k < vms.length ? { more: vms.length - k } : {}) });
+      const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host, vms: vms.slice(0, k), ...(k < vms.length ? { more: vms.length - k } : {}) });
       if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json);
     }
   }
-  return pad(JSON.stringify({ v: r.v, mode: r.mode, host: clip(r.host, 16), pid: r.pid, since: r.since, disk: '', vms: [] }));
+  return pad(JSON.stringify({ v: r.v, mode: r.mode, host: shortHost(r.host), pid: r.pid, since: r.since, disk: '', vms: [] }));
 }
 
 export function emptySlot(): Buffer {

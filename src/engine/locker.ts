@@ -24,6 +24,7 @@ import {
   decodeRequest,
   encodeRequest,
   isHandOverRefusal,
+  isOwnHost,
   reservationAgainst,
   reservationByRequest,
   reservationOnRelease,
@@ -712,14 +713,14 @@ export class Locker {
     const n = fs.readSync(fd, buf, 0, FILE_SPAN, 0);
     if (mode === 'exclusive') {
       const head = decodeExclusive(buf.subarray(0, Math.min(n, RECORD_SIZE)));
-      return head && head.mode === 'exclusive' && head.host === this.host ? { gen: head.gen } : {};
+      return head && head.mode === 'exclusive' && isOwnHost(head.host, this.host) ? { gen: head.gen } : {};
     }
     for (let i = 0; i < SLOT_COUNT; i++) {
       const off = slotOffset(i);
       if (off >= n) break;
       const rec = decodeShared(buf.subarray(off, off + RECORD_SIZE));
       // Our own description's locks never conflict with it: a slot we lock reads as free from here.
-      if (rec && rec.host === this.host && this.native.ofdGetLk(fd, 'write', off, RECORD_SIZE) === null) {
+      if (rec && isOwnHost(rec.host, this.host) && this.native.ofdGetLk(fd, 'write', off, RECORD_SIZE) === null) {
         let other: number | undefined;
         try {
           other = fs.openSync(file, fs.constants.O_RDONLY);
@@ -1362,25 +1363,25 @@ export function gapIntruder(found: LeaseSeen | null | undefined, host: string, m
     return { holder: {}, reason: `the lock file no longer holds vmlockd's records (rewritten while vmlockd was down): ${MAY_HAVE}` };
   }
   const head = found.head;
-  const other = head !== undefined && head.host !== host ? named(head, head.took === 'shared' ? 'shared' : 'exclusive') : {};
+  const other = head !== undefined && !isOwnHost(head.host, host) ? named(head, head.took === 'shared' ? 'shared' : 'exclusive') : {};
   if (found.ino !== undefined && inos.length > 0 && !inos.includes(found.ino)) {
-    return { holder: other, reason: `the lock file was replaced while vmlockd was down (inode ${found.ino}, the take's was ${inos[0]})${head && head.host !== host ? `; it names host ${head.host}, generation ${head.gen}` : ''}: ${MAY_HAVE}` };
+    return { holder: other, reason: `the lock file was replaced while vmlockd was down (inode ${found.ino}, the take's was ${inos[0]})${head && !isOwnHost(head.host, host) ? `; it names host ${head.host}, generation ${head.gen}` : ''}: ${MAY_HAVE}` };
   }
   if (gens.length === 0) return undefined;
   const low = Math.min(...gens);
   const high = Math.max(...gens);
   if (found.size === 0) return { holder: {}, reason: `the lock file was removed (or emptied) while vmlockd was down, and created again by this re-take: ${MAY_HAVE}` };
-  const reset = (g: number) => ({ holder: other, reason: `the lock file was replaced or reset while vmlockd was down (its record ${head && head.host !== host ? `names host ${head.host} at ` : 'carries '}generation ${g}, below the journaled ${low}): ${MAY_HAVE}` });
+  const reset = (g: number) => ({ holder: other, reason: `the lock file was replaced or reset while vmlockd was down (its record ${head && !isOwnHost(head.host, host) ? `names host ${head.host} at ` : 'carries '}generation ${g}, below the journaled ${low}): ${MAY_HAVE}` });
   if (mode === 'exclusive') {
     if (head === undefined) return { holder: {}, reason: `the lock file's exclusive record was erased while vmlockd was down: ${MAY_HAVE}` };
-    if (head.host === host) return head.gen < low ? reset(head.gen) : undefined;
+    if (isOwnHost(head.host, host)) return head.gen < low ? reset(head.gen) : undefined;
     if (head.took === 'shared') return { holder: other, reason: `taken shared by another owner while vmlockd was down (host ${head.host}${head.vm ? `, VM ${head.vm.name ?? head.vm.uuid}` : ''}) and released since: ${RAN_ON}` };
     if (head.gen > high) return { holder: other, reason: `taken by another owner while vmlockd was down (host ${head.host}, generation ${head.gen}) and released since: ${RAN_ON}` };
     return reset(head.gen);
   }
   const g = head?.gen ?? 0;
   if (g > high) {
-    if (head === undefined || head.host === host) return undefined;
+    if (head === undefined || isOwnHost(head.host, host)) return undefined;
     return { holder: named(head, 'exclusive'), reason: `taken exclusive by another owner while vmlockd was down (host ${head.host}, generation ${head.gen}) and released since: ${RAN_ON}` };
   }
   return g < low ? reset(g) : undefined;

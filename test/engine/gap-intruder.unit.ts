@@ -4,7 +4,7 @@
 // and which are not.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ExclusiveRecord } from '../../src/engine/holder-record.js';
+import { decodeExclusive, decodeShared, encodeExclusive, encodeShared, isOwnHost, shortHost, type ExclusiveRecord } from '../../src/engine/holder-record.js';
 import { gapIntruder, takeSeen, u64, type LeaseSeen } from '../../src/engine/locker.js';
 
 const VM1 = { uuid: '11111111-1111-4111-8111-111111111111', name: 'web1' };
@@ -100,6 +100,26 @@ test('an inode or device as the native calls give it: unsigned decimal, whatever
   assert.is(u64(-5679174580035363352n), '12767569493674188264');
   assert.is(u64(2149787n), '2149787');
   assert.is(u64(-1n), '18446744073709551615');
+});
+
+test('our own record written short (a long host id beside a long path and VM name) is ours: no alarm; another id with the same prefix is not (review24a F2)', () => {
+  const cases = [
+    { host: 'hv01.dc1.example.com', disk: `/images/${'虚拟机磁盘'.repeat(17)}/${'数据'.repeat(40)}.img`, name: 'web-frontend-production-eu-central-01' },
+    { host: 'hypervisor-0001.rack-0042.row-07.hall-3.datacenter-frankfurt.example.net', disk: `/${'d'.repeat(200)}/${'e'.repeat(200)}.img`, name: 'web1' },
+    { host: '超級計算機'.repeat(51), disk: '/images/a.img', name: 'web1' },
+  ];
+  for (const c of cases) {
+    const head = decodeExclusive(encodeExclusive({ v: 1, mode: 'exclusive', gen: 7, host: c.host, pid: 1, since: '2026-11-30T17:00:00.000Z', disk: c.disk, vm: { uuid: VM1.uuid, name: c.name } }))!;
+    assert.ok(isOwnHost(head.host, c.host), `${c.host} -> ${head.host}`);
+    assert.is(gapIntruder(file(head), c.host, 'exclusive', held), undefined, head.host);
+    const twin = `${c.host.slice(0, 16)}-other${c.host.slice(16)}`;
+    assert.not.ok(isOwnHost(head.host, twin), `${twin} reads ${head.host} as its own`);
+    assert.ok(gapIntruder(file(head), twin, 'exclusive', held), twin);
+    const slot = decodeShared(encodeShared({ v: 1, mode: 'shared', host: c.host, pid: 1, since: '2026-11-30T17:00:00.000Z', disk: c.disk, vms: [{ uuid: VM1.uuid, name: c.name, since: '2026-11-30T17:00:00.000Z' }] }))!;
+    assert.ok(isOwnHost(slot.host, c.host), `${c.host} -> slot ${slot.host}`);
+  }
+  assert.is(shortHost('hv-a'), 'hv-a');
+  assert.ok(Buffer.byteLength(shortHost('超級計算機'.repeat(51))) <= 57);
 });
 
 test.run();
