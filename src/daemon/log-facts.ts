@@ -1,7 +1,7 @@
 // One log line per journaled fact worth an operator's eye, naming the fact's seq (so a line and
 // `vmlockd audit` join) and its disk, VM and host as fields (src/daemon/log.ts). Routine facts
 // (acquire, release, a re-take) are debug; refusals and lost input warnings; a lost lease an error.
-import type { Fact } from '../engine/facts.js';
+import { TAKEN_AGAIN, type Fact } from '../engine/facts.js';
 import type { Owner } from '../engine/types.js';
 import type { Level, LogFields, Logger } from './log.js';
 
@@ -27,9 +27,12 @@ function describe(f: Fact): Line | undefined {
       const p = f.payload;
       return {
         level: 'error',
+        // The fact's reason says what was found; a gap intrusion (decision 0020) was taken again for
+        // the VM, every other loss was not (review24a: the line said "did not take it back" for both).
         msg:
-          `LEASE LOST: disk ${p.disk} of VM ${who(p.owner)} was locked by another owner while vmlockd was down` +
-          `${p.holder.mode ? ` (${p.holder.mode} lock)` : ''}${p.holder.host ? ` (holder host ${p.holder.host})` : ''}; vmlockd did not take it back. The VM may be running without its lock: check it now.`,
+          `LEASE LOST: disk ${p.disk} of VM ${who(p.owner)}: ${p.reason}` +
+          `${p.holder.mode ? ` (${p.holder.mode} lock)` : ''}${p.holder.host ? ` (holder host ${p.holder.host})` : ''}` +
+          (p.reason.endsWith(TAKEN_AGAIN) ? '. Another VM may have written the disk while vmlockd was down: check it now.' : '; vmlockd did not take it back. The VM may be running without its lock: check it now.'),
         fields: { disk: p.disk, vm: vm(p.owner) },
       };
     }

@@ -25,6 +25,9 @@ export interface TakeSeen {
   readonly headGeneration?: number;
 }
 
+/** How a LeaseLost reason of a gap intrusion ends (decision 0020): the disk was taken again for the VM. */
+export const TAKEN_AGAIN = 'taken again for it';
+
 export interface FactPayloads {
   DaemonStarted: {
     readonly pid: number;

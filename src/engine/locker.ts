@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadInputError, VmlockdError } from './errors.js';
-import { fact, type NewFact } from './facts.js';
+import { TAKEN_AGAIN, fact, type NewFact } from './facts.js';
 import type { ResourceFields, TakeSeen } from './facts.js';
 import { refusalMessage } from './messages.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
@@ -1325,8 +1325,8 @@ export interface GapIntrusion {
   readonly reason: string;
 }
 
-const RAN_ON = 'if this VM ran on meanwhile, the disk was not its alone; taken again for it';
-const MAY_HAVE = 'whether another host held the disk meanwhile cannot be told: if this VM ran on meanwhile, its exclusion was not continuous; taken again for it';
+const RAN_ON = `if this VM ran on meanwhile, the disk was not its alone; ${TAKEN_AGAIN}`;
+const MAY_HAVE = `whether another host held the disk meanwhile cannot be told: if this VM ran on meanwhile, its exclusion was not continuous; ${TAKEN_AGAIN}`;
 
 function named(r: ExclusiveRecord, mode: Mode): HolderInfo {
   return { host: r.host, mode, since: r.since, generation: r.gen, pid: r.pid, ...(r.vm ? { owner: r.vm } : {}) };
@@ -1377,7 +1377,9 @@ export function gapIntruder(found: LeaseSeen | null | undefined, host: string, m
     if (isOwnHost(head.host, host)) return head.gen < low ? reset(head.gen) : undefined;
     if (head.took === 'shared') return { holder: other, reason: `taken shared by another owner while vmlockd was down (host ${head.host}${head.vm ? `, VM ${head.vm.name ?? head.vm.uuid}` : ''}) and released since: ${RAN_ON}` };
     if (head.gen > high) return { holder: other, reason: `taken by another owner while vmlockd was down (host ${head.host}, generation ${head.gen}) and released since: ${RAN_ON}` };
-    return reset(head.gen);
+    if (head.gen < low) return reset(head.gen);
+    // Not below: only this host could have written the record since its take (review24a F4).
+    return { holder: other, reason: `the lock file's exclusive record names host ${head.host} at generation ${head.gen}, not this host (${host}), though only this host could write it while it held the lock: the lock file was replaced or reset while vmlockd was down, or this host's host_id changed since its take (then the record is its own): ${MAY_HAVE}` };
   }
   const g = head?.gen ?? 0;
   if (g > high) {

@@ -68,6 +68,9 @@ async function restartSaysLost(c: Cluster, a: TestDaemon, disk: string, kept: st
   await a.start();
   running.push(a);
   assert.match(a.stderr, `LEASE LOST: disk ${disk} of VM web1`);
+  // The line says what was found and that the disk was taken back (review24a: it said it was not).
+  assert.match(a.stderr, 'taken again for it');
+  assert.not.match(a.stderr, 'did not take it back');
   const lost = facts(a.opts.stateDir, 'LeaseLost');
   assert.is(lost.length, 1, JSON.stringify(lost));
   assert.is(lost[0]!.payload.disk, disk);

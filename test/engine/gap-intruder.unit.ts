@@ -40,6 +40,12 @@ test('held exclusive: another host\'s record at or below our generation, an eras
   assert.match(gapIntruder(file(undefined, { size: 0 }), 'hv-a', 'exclusive', held)!.reason, 'removed');
   assert.match(gapIntruder(file(ours({ gen: 5 })), 'hv-a', 'exclusive', held)!.reason, 'below the journaled 7');
   assert.match(gapIntruder(null, 'hv-a', 'exclusive', held)!.reason, "no longer holds vmlockd's records");
+  // Another host's record at our very generation is not "below" it (review24a F4: a changed host_id reads so).
+  const same = gapIntruder(file(rec({ mode: 'exclusive', gen: 7 })), 'hv-a', 'exclusive', held)!.reason;
+  assert.not.match(same, 'below');
+  assert.match(same, 'names host hv-b at generation 7, not this host (hv-a)');
+  assert.match(same, 'host_id changed');
+  assert.match(gapIntruder(file(rec({ gen: 3 })), 'hv-a', 'exclusive', held)!.reason, 'below the journaled 7');
 });
 
 test('either mode: another inode than the take journaled: replaced, naming what the new file says', () => {
