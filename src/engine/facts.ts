@@ -23,6 +23,13 @@ export interface ResourceFields {
 export interface TakeSeen {
   readonly lockIno?: string;
   readonly headGeneration?: number;
+  /**
+   * A shared take's: which write of the exclusive record it saw ("host@since", "" for none; absent
+   * when the take closed a dead exclusive record itself). Nothing but another shared take's closing
+   * write may change it while the lock is held, so a record rewritten at the same generation (a
+   * lock file reset or re-created, then granted exclusive again) shows (review24a F3).
+   */
+  readonly headStamp?: string;
 }
 
 /** How a LeaseLost reason of a gap intrusion ends (decision 0020): the disk was taken again for the VM. */

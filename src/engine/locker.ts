@@ -195,10 +195,20 @@ type TakeResult =
 export function takeSeen(mode: Mode, lease: LeaseSeen | null | undefined): TakeSeen {
   if (!lease) return {};
   // Plain stores, not spreads: this runs on every take (issue 13).
-  const seen: { lockIno?: string; headGeneration?: number } = {};
+  const seen: { lockIno?: string; headGeneration?: number; headStamp?: string } = {};
   if (lease.ino !== undefined) seen.lockIno = lease.ino;
-  if (mode === 'shared') seen.headGeneration = lease.head?.gen ?? 0;
+  if (mode === 'shared') {
+    seen.headGeneration = lease.head?.gen ?? 0;
+    // A dead "exclusive" record the take closed is no longer there: no stamp then.
+    if (lease.head === undefined) seen.headStamp = '';
+    else if (lease.head.mode !== 'exclusive') seen.headStamp = headStamp(lease.head);
+  }
   return seen;
+}
+
+/** Which write of the exclusive record this is (TakeSeen.headStamp). */
+export function headStamp(r: ExclusiveRecord): string {
+  return `${r.host}@${r.since}`;
 }
 
 /** Who takes a lock, for the holder record. */
@@ -1316,6 +1326,7 @@ function errnoName(e: unknown): string {
 export interface GapHolding {
   readonly generation?: number;
   readonly headGeneration?: number;
+  readonly headStamp?: string;
   readonly lockIno?: string;
 }
 
@@ -1386,5 +1397,16 @@ export function gapIntruder(found: LeaseSeen | null | undefined, host: string, m
     if (head === undefined || isOwnHost(head.host, host)) return undefined;
     return { holder: named(head, 'exclusive'), reason: `taken exclusive by another owner while vmlockd was down (host ${head.host}, generation ${head.gen}) and released since: ${RAN_ON}` };
   }
-  return g < low ? reset(g) : undefined;
+  if (g < low) return reset(g);
+  // The same generation, but another write of the record than the take saw: the file was reset or
+  // created again and granted exclusive at that very generation (review24a F3). Another shared
+  // take's closing write (took: shared) is no intrusion.
+  const stamps = holders.map((h) => h.headStamp).filter((t): t is string => t !== undefined);
+  if (stamps.length === 0 || head?.took === 'shared') return undefined;
+  const now = head ? headStamp(head) : '';
+  if (stamps.includes(now)) return undefined;
+  return {
+    holder: head && !isOwnHost(head.host, host) ? named(head, 'exclusive') : {},
+    reason: `the lock file's exclusive record was rewritten while vmlockd was down (${head ? `it names host ${head.host} since ${head.since}` : 'it is gone'} at generation ${g}; the take saw ${stamps[0] === '' ? 'none' : stamps[0]}): the lock file was reset or replaced, and ${MAY_HAVE}`,
+  };
 }

@@ -14,6 +14,7 @@ export interface Holder {
   /** What the take saw of the lock file (TakeSeen): the next start's gap check compares it (decision 0020). */
   readonly lockIno?: string;
   readonly headGeneration?: number;
+  readonly headStamp?: string;
 }
 
 export interface ResourceState {
@@ -75,7 +76,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
       const res = resourceOf(state, p, p.mode);
       // A join (a second VM of this host on a shared holding) took nothing: it carries what the
       // holding's take saw, so the gap check still has it once the taker left (decision 0020, F1).
-      const joined = p.lockIno === undefined && p.headGeneration === undefined ? res.holders.values().next().value : undefined;
+      const joined = p.lockIno === undefined && p.headGeneration === undefined && p.headStamp === undefined ? res.holders.values().next().value : undefined;
       res.holders.set(p.owner.uuid, { owner: p.owner, mode: p.mode, since: f.at, path: p.path, source: p.source, ...(p.generation !== undefined ? { generation: p.generation } : {}), ...seen(p, joined) });
       indexOwner(state, p.owner.uuid, p.resource);
       if (!state.owners.has(p.owner.uuid)) state.owners.set(p.owner.uuid, p.owner);
@@ -127,7 +128,8 @@ export function evolve(state: State, f: NewFact | Fact): State {
 function seen(p: TakeSeen, prev: TakeSeen | undefined): TakeSeen {
   const lockIno = p.lockIno ?? prev?.lockIno;
   const headGeneration = p.headGeneration ?? prev?.headGeneration;
-  return { ...(lockIno !== undefined ? { lockIno } : {}), ...(headGeneration !== undefined ? { headGeneration } : {}) };
+  const headStamp = p.headStamp ?? prev?.headStamp;
+  return { ...(lockIno !== undefined ? { lockIno } : {}), ...(headGeneration !== undefined ? { headGeneration } : {}), ...(headStamp !== undefined ? { headStamp } : {}) };
 }
 
 /** The resource's entry, created (and indexed by inode) on its first holder. */

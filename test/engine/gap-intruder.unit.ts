@@ -68,6 +68,21 @@ test('held shared: an exclusive grant of another host in the gap (its generation
   assert.match(gapIntruder(file(undefined, { size: 0 }), 'hv-a', 'shared', [{ headGeneration: 0 }])!.reason, 'removed');
 });
 
+test('held shared: the record rewritten at the very generation the take saw (a reset file granted again): cannot be told, named (review24a F3)', () => {
+  const stamped = [{ owner: VM1, headGeneration: 7, headStamp: 'hv-c@2026-11-30T16:00:00.000Z', lockIno: '4242' }];
+  const r = gapIntruder(file(rec({ gen: 7 })), 'hv-a', 'shared', stamped);
+  assert.is(r?.holder.host, 'hv-b');
+  assert.match(r!.reason, 'rewritten while vmlockd was down (it names host hv-b since 2026-11-30T17:00:00.000Z at generation 7; the take saw hv-c@2026-11-30T16:00:00.000Z)');
+  assert.match(r!.reason, 'cannot be told');
+  // The record gone where the take saw one at generation 0 (a free record, gen 0, never happens: an erased one is "below").
+  assert.match(gapIntruder(file(undefined), 'hv-a', 'shared', [{ headGeneration: 0, headStamp: 'hv-b@2026-11-30T17:00:00.000Z', lockIno: '4242' }])!.reason, 'it is gone');
+  // Unchanged, another shared taker's closing write, a take that closed the record itself (no stamp): none.
+  assert.is(gapIntruder(file(rec({ gen: 7 })), 'hv-a', 'shared', [{ headGeneration: 7, headStamp: 'hv-b@2026-11-30T17:00:00.000Z', lockIno: '4242' }]), undefined);
+  assert.is(gapIntruder(file(rec({ gen: 7, took: 'shared', host: 'hv-d' })), 'hv-a', 'shared', stamped), undefined);
+  assert.is(gapIntruder(file(rec({ gen: 7 })), 'hv-a', 'shared', sharedHeld), undefined);
+  assert.is(gapIntruder(file(undefined), 'hv-a', 'shared', [{ headGeneration: 0, headStamp: '' }]), undefined);
+});
+
 test('no proof, no alarm: nothing changed, our own record, a shared neighbour, a journal without the fields, a disk locked in place', () => {
   assert.is(gapIntruder(file(ours()), 'hv-a', 'exclusive', held), undefined);
   assert.is(gapIntruder(file(ours({ gen: 9 })), 'hv-a', 'exclusive', held), undefined, 'a generation the journal lost');
@@ -95,8 +110,10 @@ test('the same VM granted on another host in the gap is named too: a migration a
 
 test('what a take journals: the inode, and for a shared take the generation it saw (0 for none)', () => {
   assert.equal(takeSeen('exclusive', file(rec({}))), { lockIno: '4242' });
-  assert.equal(takeSeen('shared', file(rec({ gen: 5 }))), { lockIno: '4242', headGeneration: 5 });
-  assert.equal(takeSeen('shared', { size: 0 }), { headGeneration: 0 });
+  assert.equal(takeSeen('shared', file(rec({ gen: 5 }))), { lockIno: '4242', headGeneration: 5, headStamp: 'hv-b@2026-11-30T17:00:00.000Z' });
+  assert.equal(takeSeen('shared', { size: 0 }), { headGeneration: 0, headStamp: '' });
+  // A dead "exclusive" record the shared take closes itself: no stamp (the head is its own write now).
+  assert.equal(takeSeen('shared', file(rec({ mode: 'exclusive', gen: 5 }))), { lockIno: '4242', headGeneration: 5 });
   assert.equal(takeSeen('shared', null), {});
   assert.equal(takeSeen('exclusive', undefined), {});
 });
