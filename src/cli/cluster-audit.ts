@@ -126,6 +126,13 @@ export function vanished(chains: readonly CachedChain[]): Vanished[] {
 }
 
 function warnProblems(report: CatchUpReport): void {
+  for (const n of report.notes) process.stderr.write(`vmlockd: note: host ${n.host}: journal ${n.journal}: ${n.text} (\`vmlockd journal verify --cluster\` says so too)\n`);
+  for (const h of report.missingHeads) {
+    process.stderr.write(
+      `vmlockd: warning: host ${h.host}: journal ${h.journal}: ${h.reason}: removed by hand, not by retention; ` +
+        `answers hold nothing of seq ${h.from} to ${h.to} (holds they began, disks and VMs they named) unless this machine's cache read them before they were removed (\`vmlockd journal verify --cluster\` names it too)\n`,
+    );
+  }
   for (const r of report.resets) {
     process.stderr.write(`vmlockd: warning: host ${r.host}: journal ${r.journal}: segment ${r.segment}: ${r.reason}\n`);
   }
@@ -170,10 +177,16 @@ function assemble(cache: ClusterCache, chains: readonly CachedChain[], lockspace
   };
 }
 
+/** Said with "unknown disk/VM" when some host's history lacks its head: the name may be in those facts. */
+function headless(cs: ClusterSources): string {
+  const heads = (cs as Partial<OpenedCluster>).report?.missingHeads ?? [];
+  return heads.length === 0 ? '' : `; but ${heads.map((h) => `host ${h.host}'s seq ${h.from} to ${h.to}`).join(', ')} are missing (warned above), and may name it`;
+}
+
 function resolveDisk(cs: ClusterSources, raw: string): string {
   const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
   for (const c of candidates) if (cs.hosts.some((h) => h.chains.some((x) => x.journal.knowsDisk(c)))) return c;
-  throw bad(`unknown disk ${JSON.stringify(raw)}: no fact published by any of ${cs.hosts.length} host(s) names ${candidates.join(' or ')}`);
+  throw bad(`unknown disk ${JSON.stringify(raw)}: no fact published by any of ${cs.hosts.length} host(s) names ${candidates.join(' or ')}${headless(cs)}`);
 }
 
 const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
@@ -190,7 +203,7 @@ function resolveVm(cs: ClusterSources, typed: string): string {
     if (uuids.length === 1) return uuids[0]!;
     if (chains.some((j) => j.knowsOwner(typed))) return typed;
   }
-  throw bad(`unknown VM ${JSON.stringify(typed)}: no fact published by any of ${cs.hosts.length} host(s) names it by uuid or name`);
+  throw bad(`unknown VM ${JSON.stringify(typed)}: no fact published by any of ${cs.hosts.length} host(s) names it by uuid or name${headless(cs)}`);
 }
 
 export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Promise<number> {

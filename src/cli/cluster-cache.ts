@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { Journal, migrate } from '../journal/journal.js';
 import { AUDIT_INDEXES, GENESIS_HASH } from '../journal/schema.js';
 import { RARE_KINDS, RARE_KINDS_INDEX } from '../journal/query.js';
-import { readPruned } from '../journal/segment-pruned.js';
+import { prunedFileName, readPruned } from '../journal/segment-pruned.js';
 import { ELIDED_VALUE, elideInPlace, elidePayload, hasElidedPayloads } from '../journal/payload-elide.js';
 import {
   PUBLISHED_DIR,
@@ -223,6 +223,28 @@ export interface CatchUpReport {
    * removed. Also in `problems`.
    */
   readonly missingNewest: CatchUpProblem[];
+  /**
+   * Chains whose history does not start where it should (missingHead): their first listed segment
+   * starts after seq 1, or after the pruned-through marker's seq, and nothing says why. Checked on
+   * every catch-up from the listing, so a fresh cache and a warm one both name it.
+   */
+  readonly missingHeads: MissingHead[];
+  /**
+   * Chains whose sealed newest segment has no successor and no successor statement covering the
+   * seal: a removed newest segment or a rotation waiting for the next fact (verify --cluster's note).
+   */
+  readonly notes: Array<{ readonly host: string; readonly journal: string; readonly text: string }>;
+}
+
+/** Seq `from` to `to` of a chain are in no segment and no pruned-through marker covers them. */
+export interface MissingHead {
+  readonly host: string;
+  readonly journal: string;
+  /** The first segment listed. */
+  readonly segment: string;
+  readonly from: number;
+  readonly to: number;
+  readonly reason: string;
 }
 
 /**
@@ -301,6 +323,8 @@ export class ClusterCache {
     const problems: CatchUpProblem[] = [];
     const resets: CatchUpReset[] = [];
     const missingNewest: CatchUpProblem[] = [];
+    const missingHeads: MissingHead[] = [];
+    const notes: CatchUpReport['notes'] = [];
     let newFacts = 0;
     let chains = 0;
     let pendingTails = 0;
@@ -325,6 +349,8 @@ export class ClusterCache {
       }
       for (const [journal, list] of byJournal) {
         chains++;
+        const head = missingHead(path.join(this.lockspace, PUBLISHED_DIR, host), host, journal, list);
+        if (head !== undefined) missingHeads.push(head);
         let r: ReturnType<ClusterCache['catchUpChain']>;
         try {
           r = this.catchUpChain(host, journal, list);
@@ -341,12 +367,13 @@ export class ClusterCache {
           problems.push(r.missing);
           missingNewest.push(r.missing);
         }
+        if (r.note !== undefined) notes.push({ host, journal, text: r.note });
         resets.push(...r.resets);
         if (r.pendingTail) pendingTails++;
       }
     }
     this.unlistChains(listed, unreadable);
-    return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, resets, pendingTails, missingNewest };
+    return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, resets, pendingTails, missingNewest, missingHeads, notes };
   }
 
   /**
@@ -610,6 +637,8 @@ interface LoadResult {
   problem?: CatchUpProblem;
   /** The chain's sealed newest segment lacks the successor its writer said it creates (successorMissing). */
   missing?: CatchUpProblem;
+  /** The chain's sealed newest segment lacks its successor and no statement says it was removed: a note. */
+  note?: string;
   pendingTail: boolean;
   resets: CatchUpReset[];
 }
@@ -1174,8 +1203,9 @@ export class ConcurrentCatchUp extends Error {
   }
 }
 
-function withMissing(r: LoadResult, missing: CatchUpProblem | undefined): LoadResult {
-  return missing === undefined ? r : { ...r, missing };
+function withMissing(r: LoadResult, missing: CatchUpProblem | { note: string } | undefined): LoadResult {
+  if (missing === undefined) return r;
+  return 'note' in missing ? { ...r, note: missing.note } : { ...r, missing };
 }
 
 /**
@@ -1186,7 +1216,7 @@ function withMissing(r: LoadResult, missing: CatchUpProblem | undefined): LoadRe
  * seal of the segment the cache stands in, the newest listed, and the successor is not listed: the
  * segment after the seal was removed, with whatever facts it held.
  */
-function successorMissing(file: string, dir: string, host: string, journal: string, segs: readonly SegmentFile[], hint: ChainHint | undefined): CatchUpProblem | undefined {
+function successorMissing(file: string, dir: string, host: string, journal: string, segs: readonly SegmentFile[], hint: ChainHint | undefined): CatchUpProblem | { note: string } | undefined {
   const said = readSuccessor(dir, journal);
   const memo = `${file}.successor`;
   let seen: number | undefined;
@@ -1206,12 +1236,19 @@ function successorMissing(file: string, dir: string, host: string, journal: stri
   }
   const from = Math.min(said?.from ?? Infinity, seen ?? Infinity);
   const newest = segs[segs.length - 1];
-  if (!Number.isFinite(from) || hint === undefined || newest === undefined || hint.segment !== newest.name || typeof hint.sealedLast !== 'number' || hint.sealedLast < from) return undefined;
+  if (hint === undefined || newest === undefined || hint.segment !== newest.name || typeof hint.sealedLast !== 'number') return undefined;
   const next = segmentFileName(journal, hint.sealedLast + 1);
   if (segs.some((s) => s.name === next)) return undefined;
   // Listed before the statement was read: a writer resuming onto an older writer's seal creates the
   // successor and then the statement, so look again now that the statement is read.
   if (fs.existsSync(path.join(dir, next))) return undefined;
+  if (!Number.isFinite(from) || hint.sealedLast < from) {
+    // No statement covers the seal: removal cannot be told from a rotation waiting for the host's
+    // next fact (an older writer). Said as journal verify --cluster says it: a note (review 24c F2).
+    return {
+      note: `${newest.name} is sealed at seq ${hint.sealedLast} and no segment follows it (${next} missing): normal for a writer that opens it with the host's next fact (no ${successorFileName(journal)} covering that seal); if the host journaled facts after seq ${hint.sealedLast}, the segments holding them were removed and answers hold nothing of them`,
+    };
+  }
   // Sealed just now: its writer is creating the successor (or this mount does not list it yet).
   if (sealedRecently(path.join(dir, newest.name))) return undefined;
   const statement = said !== undefined ? `${successorFileName(journal)}: every seal from seq ${from} on` : `${successorFileName(journal)}, read before by this cache (every seal from seq ${from} on), is gone too`;
@@ -1224,6 +1261,40 @@ function successorMissing(file: string, dir: string, host: string, journal: stri
     host,
     journal,
     segment: next,
+  };
+}
+
+/**
+ * The chain's head, as `journal verify --cluster` checks it (cluster-verify.ts verifyChain): its
+ * first listed segment must start at seq 1, or right after the pruned-through marker's seq (its
+ * daemon's retention: the marker is written before the segments are removed), or say in its header
+ * that it starts after facts compacted before publication. Anything else is a missing head: segments
+ * removed by hand. A reader without the cache then answers as if those facts never happened (a hold
+ * they began is unknown: "no overlaps", "unknown disk"), and a cache that read them before still
+ * answers them: every question names it, from the listing, in both. No I/O for a chain from seq 1.
+ */
+function missingHead(dir: string, host: string, journal: string, segs: readonly SegmentFile[]): MissingHead | undefined {
+  const first = segs[0];
+  if (first === undefined || first.firstSeq <= 1) return undefined;
+  const p = readPruned(dir, host, journal);
+  const marker = p === undefined || typeof p === 'string' ? undefined : p.marker;
+  const from = marker === undefined ? 1 : marker.through + 1;
+  if (first.firstSeq <= from) return undefined;
+  if (compactedStart(path.join(dir, first.name))) return undefined;
+  const name = prunedFileName(journal);
+  const why =
+    typeof p === 'string'
+      ? `its pruned-through marker cannot be read (${p})`
+      : marker === undefined
+        ? `no pruned-through marker (${name}) says the host's daemon removed them`
+        : `the host's daemon pruned only through seq ${marker.through} (${name})`;
+  return {
+    host,
+    journal,
+    segment: first.name,
+    from,
+    to: first.firstSeq - 1,
+    reason: `missing head: seq ${from} to ${first.firstSeq - 1} are in no segment and ${why}; the first segment present is ${first.name}`,
   };
 }
 
