@@ -27,10 +27,19 @@ function ownerPrefix(owner: string, name: string): string {
 export function elidePayload(payload: string, owner: string | null, name: string | null): string {
   if (payload.charCodeAt(0) === 1) return `\u0001\u0001${payload}`;
   if (owner === null || name === null || payload.charCodeAt(0) !== 123 /* { */) return payload;
+  // A lone UTF-16 surrogate in the owner's uuid or name (JSON escapes it in the payload, review 24c
+  // F3): SQLite stores the column as UTF-8, which cannot hold it, so the column reads back altered
+  // (U+FFFD) and could not restore the payload as published. Such a payload is kept whole.
+  if (!wellFormed(owner) || !wellFormed(name)) return payload;
   const pre = ownerPrefix(owner, name);
   if (!payload.startsWith(pre)) return payload;
   const next = payload.charCodeAt(pre.length);
   return next === 44 /* , */ || next === 125 /* } */ ? `\u0001${payload.slice(pre.length)}` : payload;
+}
+
+/** False for a string holding a lone UTF-16 surrogate (String.prototype.isWellFormed, Node 20). */
+function wellFormed(s: string): boolean {
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
 /** The payload text stored as `stored` (elidePayload's inverse) from its row's owner and owner_name. */

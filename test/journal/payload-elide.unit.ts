@@ -35,6 +35,16 @@ test('payloads that are not exactly the row owner prefix stay whole', () => {
   for (const [p, o, n] of cases) assert.is(roundTrip(p, o, n), p);
 });
 
+test('an owner uuid or name with a lone surrogate is never elided: its column cannot hold it (review 24c F3)', () => {
+  for (const [o, n] of [[U, '\ud800x'], [U, 'x\udc00'], ['\udbff' + U, N], [U, '\ud800']] as const) {
+    const p = JSON.stringify({ owner: { uuid: o, name: n }, mode: 'exclusive' });
+    assert.is(elidePayload(p, o, n), p, `${JSON.stringify(o)} / ${JSON.stringify(n)}`);
+  }
+  // A well-formed pair (astral characters) is still elided.
+  const p = JSON.stringify({ owner: { uuid: U, name: 'vm-😀' }, mode: 'exclusive' });
+  assert.is(roundTrip(p, U, 'vm-😀'), '\u0001,"mode":"exclusive"}');
+});
+
 test('a payload starting with the marker byte is kept exactly (escaped), also after the owner prefix', () => {
   assert.is(roundTrip('\u0001,"x":1}', U, N), '\u0001\u0001\u0001,"x":1}');
   assert.is(roundTrip('\u0001\u0001', null, null), '\u0001\u0001\u0001\u0001');
