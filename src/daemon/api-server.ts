@@ -265,7 +265,16 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
         if (!Number.isInteger(n) || n <= 0) throw new BadInputError(`limit must be a positive integer, got ${JSON.stringify(limit)}`);
         q.limit = n;
       }
-      return send(res, 200, ctx.audit(q));
+      let facts: unknown[];
+      try {
+        facts = ctx.audit(q);
+      } catch (e) {
+        // Another process holds the journal's write lock: try again (no stack, nothing journaled).
+        if ((e as { code?: unknown })?.code !== 'VMLOCKD_ERR_JOURNAL_BUSY') throw e;
+        res.setHeader('retry-after', '1');
+        return send(res, 503, { status: 'error', code: 'VMLOCKD_ERR_JOURNAL_BUSY', message: (e as Error).message });
+      }
+      return send(res, 200, facts);
     }
     case 'POST /v1/acquire':
     case 'POST /v1/release':

@@ -690,7 +690,10 @@ export class Daemon {
 
   private audit(q: AuditQuery): unknown[] {
     if (!this.journal) return [];
-    return this.journal.query({ ...q, ...(q.owner ? { owner: q.owner } : {}) });
+    // Never wait out another process's write lock here (decision 0021): a busy journal answers
+    // VMLOCKD_ERR_JOURNAL_BUSY, try again.
+    const journal = this.journal;
+    return journal.nonBlocking(() => journal.query({ ...q, ...(q.owner ? { owner: q.owner } : {}) }));
   }
 
   /** SIGTERM: journal the stop and exit. VMs are never touched (invariant 7). */

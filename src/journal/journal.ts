@@ -67,6 +67,8 @@ export class Journal implements CompactFile {
 
   /** @internal compact.ts reads and writes through it. */
   readonly db: Database.Database;
+  /** Inside nonBlocking (how deep). */
+  private noWaitDepth = 0;
   private readonly queries: FactQueries;
   private readonly carriedQueries: FactQueries;
   private readonly reads: JournalReads;
@@ -267,17 +269,24 @@ export class Journal implements CompactFile {
    */
   nonBlocking<T>(fn: () => T): T {
     this.checkOpen();
+    if (this.noWaitDepth > 0) return fn();
     this.db.pragma('busy_timeout = 0');
+    this.noWaitDepth++;
     try {
       return fn();
     } finally {
+      this.noWaitDepth--;
       if (this.db.open) this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     }
   }
 
-  /** In time order (at, then seq; seq order with afterSeq); every given filter must match. */
+  /**
+   * In time order (at, then seq; seq order with afterSeq); every given filter must match. Inside
+   * `nonBlocking`, facts still staged because another process holds SQLite's write lock make it
+   * throw VMLOCKD_ERR_JOURNAL_BUSY (try again) rather than answer without them or wait.
+   */
   query(q: FactQuery): StoredFact[] {
-    this.live(true);
+    this.live(true, true);
     return this.queries.run(q ?? {});
   }
 
@@ -433,6 +442,7 @@ export class Journal implements CompactFile {
       db: this.db,
       insertStaged: (rows) => this.writer(this.insertStaged)(rows),
       nonBlocking: (fn) => this.nonBlocking(fn),
+      noWait: () => this.noWaitDepth > 0,
       chainHead: () => this.chainHead(),
     };
   }
@@ -441,7 +451,9 @@ export class Journal implements CompactFile {
   // process always sees what was acknowledged. `tolerant` (replay, lastSeq, audit queries): when
   // SQLite cannot take them (a full disk) the read goes on; replay and lastSeq add the staged facts
   // themselves, an audit query misses them until the disk has room again.
-  private live(tolerant = false): void {
+  // `misses` (a query: it reads SQLite only): inside nonBlocking, SQLite locked by another process
+  // (SQLITE_BUSY) is VMLOCKD_ERR_JOURNAL_BUSY, so the caller retries instead of missing the facts.
+  private live(tolerant = false, misses = false): void {
     this.checkOpen();
     if (this.stage === undefined || this.stage.pending.length === 0) return;
     if (!tolerant) return this.flushStaged();
@@ -450,6 +462,10 @@ export class Journal implements CompactFile {
     } catch (e) {
       if (!(e instanceof JournalError) || e.code !== 'VMLOCKD_ERR_JOURNAL_WRITE') throw e;
       this.stage.onError(e);
+      const errno = (e as { errno?: string | null }).errno;
+      if (misses && this.noWaitDepth > 0 && typeof errno === 'string' && errno.startsWith('SQLITE_BUSY')) {
+        throw new JournalError('VMLOCKD_ERR_JOURNAL_BUSY', `journal ${this.file} is busy: another process holds its write lock, so ${this.stage.pending.length} acknowledged facts cannot move into it yet (they are durable in its staging file); try again`, { cause: e });
+      }
     }
   }
 

@@ -6,7 +6,8 @@
 // or VMLOCKD_ERR_JOURNAL_FORKED). The main thread owns the staging file and decides when to cut it.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { JournalError } from './errors.js';
-import { openWriter } from './open.js';
+import { MOVER_DONE, MOVER_EXITED, MOVER_NO_WAIT } from './mover-slots.js';
+import { BUSY_TIMEOUT_MS, openWriter } from './open.js';
 import { JournalReads } from './reads.js';
 import type { ChainedRow } from './rows.js';
 import { GENESIS_HASH, type ChainBase } from './schema.js';
@@ -18,9 +19,18 @@ export interface MoverWorkerData {
   host: string;
   /** Results go here (the main thread can also read them synchronously: receiveMessageOnPort). */
   port: MessagePort;
-  /** [0]: the id of the last request answered (Atomics.notify'd after the answer is posted). */
+  /**
+   * Int32 slots (MOVER_DONE, MOVER_NO_WAIT, MOVER_EXITED): the id of the last request answered
+   * (Atomics.notify'd after the answer is posted); the newest batch id the main thread will not
+   * have wait for another process's write lock; 1 once this thread is exiting.
+   */
   done: SharedArrayBuffer;
 }
+/**
+ * SQLite's own busy wait per attempt: another process's write lock is waited for in slices this
+ * long, up to the busy timeout in all, so the main thread can call the wait off (MOVER_NO_WAIT).
+ */
+const BUSY_SLICE_MS = 10;
 
 /** main -> worker */
 export type ToMover = { id: number; lines: string } | { id: number; close: true };
@@ -40,15 +50,46 @@ function rowOfLine(line: string): ChainedRow {
 function main(): void {
   const d = workerData as MoverWorkerData;
   const done = new Int32Array(d.done);
+  // Dying (an uncaught error, process.exit): a main thread blocked in settle() cannot run the
+  // Worker's exit event, so it is told here (decision 0021).
+  process.on('exit', () => {
+    Atomics.store(done, MOVER_EXITED, 1);
+    Atomics.notify(done, MOVER_DONE);
+  });
   const answer = (m: FromMover & { id: number }) => {
     d.port.postMessage(m);
-    Atomics.store(done, 0, m.id);
-    Atomics.notify(done, 0);
+    Atomics.store(done, MOVER_DONE, m.id);
+    Atomics.notify(done, MOVER_DONE);
+  };
+  /**
+   * Inserts a batch, waiting for another process's write lock in slices: a read or snapshot on the
+   * main thread that must not wait (nonBlocking) sets MOVER_NO_WAIT, and the batch then fails as
+   * SQLITE_BUSY at once instead of after the busy timeout.
+   */
+  const insertPatiently = (id: number, rows: readonly ChainedRow[]) => {
+    const t0 = Date.now();
+    for (;;) {
+      try {
+        insert(rows);
+        return;
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY')) throw e;
+        // Test-only (VMLOCKD_TEST_MOVER_DIE_ON_BUSY=ms): the thread dies after waiting that long for
+        // the lock, so a main thread blocked in settle() must notice without its exit event.
+        const die = Number(process.env.VMLOCKD_TEST_MOVER_DIE_ON_BUSY ?? '');
+        if (die > 0 && Date.now() - t0 >= die) process.exit(70);
+        const noWait = Atomics.load(done, MOVER_NO_WAIT);
+        if (noWait >= id || Date.now() - t0 >= BUSY_TIMEOUT_MS) throw e;
+        Atomics.wait(done, MOVER_NO_WAIT, noWait, BUSY_SLICE_MS);
+      }
+    }
   };
   let db: ReturnType<typeof openWriter>;
   let insert: (rows: readonly ChainedRow[]) => void;
   try {
     db = openWriter(d.file, d.synchronous, true);
+    db.pragma(`busy_timeout = ${BUSY_SLICE_MS}`);
     const reads = new JournalReads(db);
     const chainHead = (): ChainBase => {
       const last = reads.head();
@@ -83,7 +124,7 @@ function main(): void {
         rows.push(rowOfLine(m.lines.slice(at, end)));
         at = end + 1;
       }
-      insert(rows);
+      insertPatiently(m.id, rows);
       answer({ id: m.id, ok: true });
     } catch (e) {
       const code = (e as { code?: unknown }).code;

@@ -11,12 +11,15 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort, type WorkerOptions } from 'node:worker_threads';
 import { BUSY_TIMEOUT_MS } from './open.js';
 import type { FromMover, MoverWorkerData, ToMover } from './mover-worker.js';
+import { MOVER_DONE, MOVER_EXITED, MOVER_NO_WAIT, MOVER_SLOTS } from './mover-slots.js';
 
 /** A batch's outcome: null, or what the thread reported (an SQLite error's code; a JournalError's code). */
 export type MoveFailure = { message: string; code: string | null; journalCode: string | null };
 
 /** How long a synchronous wait for the thread lasts before it is given up as lost (its write waits up to the busy timeout). */
 const SETTLE_TIMEOUT_MS = BUSY_TIMEOUT_MS + 10_000;
+/** A synchronous wait looks this often whether the thread died (its exit event cannot run meanwhile). */
+const SETTLE_SLICE_MS = 50;
 
 /** Built: mover-worker.js beside this file. From source (the tests): the .ts, through tsx's loader registered in the worker. */
 function startWorker(options: WorkerOptions): Worker {
@@ -47,7 +50,7 @@ export class SqliteMover {
     private readonly onResult: (n: number, failure: MoveFailure | null) => void,
   ) {
     const { port1, port2 } = new MessageChannel();
-    const done = new SharedArrayBuffer(4);
+    const done = new SharedArrayBuffer(4 * MOVER_SLOTS);
     this.done = new Int32Array(done);
     this.port = port1;
     const data: MoverWorkerData = { file, synchronous, host: 'mover', port: port2, done };
@@ -80,10 +83,16 @@ export class SqliteMover {
   /**
    * Blocks until the batch in flight (if any) is answered and its answer handled (onResult ran).
    * A thread that does not answer within the busy timeout and then some is given up as lost.
+   * `noWait` (a nonBlocking caller: a read, the snapshot): the batch does not wait for another
+   * process's write lock; if SQLite is locked, it fails at once as SQLITE_BUSY (and is retried).
    */
-  settle(): void {
+  settle(noWait = false): void {
     const want = this.inflight?.id;
     if (want === undefined) return;
+    if (noWait && Atomics.load(this.done, MOVER_NO_WAIT) < want) {
+      Atomics.store(this.done, MOVER_NO_WAIT, want);
+      Atomics.notify(this.done, MOVER_NO_WAIT);
+    }
     const deadline = Date.now() + SETTLE_TIMEOUT_MS;
     while (this.inflight !== null && this.inflight.id === want) {
       const got = receiveMessageOnPort(this.port);
@@ -92,15 +101,17 @@ export class SqliteMover {
         continue;
       }
       const left = deadline - Date.now();
-      if (left <= 0 || this.dead) {
+      // Its answer is posted before it could exit: none on the port and the flag set, it is gone.
+      const exited = Atomics.load(this.done, MOVER_EXITED) === 1 && Atomics.load(this.done, MOVER_DONE) < want;
+      if (left <= 0 || this.dead || exited) {
         this.dead = true;
         void this.worker.terminate();
-        this.fail(`the journal's SQLite writer thread did not answer within ${SETTLE_TIMEOUT_MS} ms`);
+        this.fail(exited ? `the journal's SQLite writer thread exited` : `the journal's SQLite writer thread did not answer within ${SETTLE_TIMEOUT_MS} ms`);
         return;
       }
       // The thread posts its answer, then bumps the counter: once it is >= want, the message is there.
-      const seen = Atomics.load(this.done, 0);
-      if (seen < want) Atomics.wait(this.done, 0, seen, Math.min(left, 1000));
+      const seen = Atomics.load(this.done, MOVER_DONE);
+      if (seen < want) Atomics.wait(this.done, MOVER_DONE, seen, Math.min(left, SETTLE_SLICE_MS));
     }
   }
 
@@ -115,7 +126,7 @@ export class SqliteMover {
     const id = this.nextId++;
     this.worker.postMessage({ id, close: true } satisfies ToMover);
     const deadline = Date.now() + SETTLE_TIMEOUT_MS;
-    while (Atomics.load(this.done, 0) < id && Date.now() < deadline) Atomics.wait(this.done, 0, Atomics.load(this.done, 0), 100);
+    while (Atomics.load(this.done, MOVER_DONE) < id && Atomics.load(this.done, MOVER_EXITED) === 0 && Date.now() < deadline) Atomics.wait(this.done, MOVER_DONE, Atomics.load(this.done, MOVER_DONE), 100);
     this.dead = true;
     this.port.close();
     void this.worker.terminate();

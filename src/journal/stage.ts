@@ -48,6 +48,8 @@ export interface StageOwner {
   /** Inserts facts that already carry their seq and hash, in one transaction (refused on a reader). */
   insertStaged(rows: readonly ChainedRow[]): void;
   nonBlocking<T>(fn: () => T): T;
+  /** Inside `nonBlocking`: nothing may wait for another process's write lock (the writer thread's batch neither). */
+  noWait(): boolean;
   chainHead(): ChainBase;
 }
 
@@ -237,7 +239,8 @@ export class Stage {
    */
   flush(limit = Infinity): void {
     // The thread's batch first: these are the oldest pending facts, and SQLite must not get them twice.
-    this.mover?.settle();
+    // A nonBlocking caller has it give up at once if another process holds the write lock.
+    this.mover?.settle(this.owner.noWait());
     if (this.pending.length === 0) return;
     if (this.reconcile) this.dropStored();
     if (this.pending.length === 0) return;
@@ -358,10 +361,10 @@ export class Stage {
         return;
       }
       try {
-        // After a failure, retries do not wait out the busy timeout each time (a busy journal
-        // would freeze the event loop); the facts are durable in the staging file meanwhile.
-        if (this.failing) this.owner.nonBlocking(() => this.flush(this.batchRows));
-        else this.flush(this.batchRows);
+        // Never waits out the busy timeout (another process holding the write lock would freeze
+        // the event loop: review 24b); the facts are durable in the staging file meanwhile, and
+        // the move is retried soon.
+        this.owner.nonBlocking(() => this.flush(this.batchRows));
         this.failing = false;
       } catch (e) {
         this.onError(e as Error);
