@@ -16,7 +16,7 @@ import type { Locker, Outcome, Prepared } from './locker.js';
 import { withRefusalSeqs } from './conflict-line.js';
 import { decide } from './decide.js';
 import { plan } from './plan.js';
-import { blockdevPaths, resolveCommand, type BlockdevNames, type NamingRules } from './resolve.js';
+import { blockdevPaths, resolveCommand, wellFormedOwner, type BlockdevNames, type NamingRules } from './resolve.js';
 import { evolve, type State } from './state.js';
 import type { Command, Intent, ResolvedCommand, VmEvent } from './types.js';
 
@@ -408,7 +408,7 @@ export class Engine {
     const f =
       e instanceof BadInputError
         ? fact('InputRejected', this.now(), { source: c.source, code, message, raw: JSON.stringify(c) })
-        : fact('CommandFailed', this.now(), { source: c.source, code, message, owner: c.owner, command: c.kind });
+        : fact('CommandFailed', this.now(), { source: c.source, code, message, owner: wellFormedOwner(c.owner), command: c.kind });
     const cause = (e as { cause?: NodeJS.ErrnoException }).cause;
     const reply: Reply = {
       status: 'error',

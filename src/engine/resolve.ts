@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadInputError, VmlockdError } from './errors.js';
 import type { State } from './state.js';
+import { isWellFormed, toWellFormed } from './unicode.js';
 import type { Command, DiskRequest, ResolvedCommand, ResolvedDisk, ResourceRef } from './types.js';
 
 export interface NamingRules {
@@ -85,7 +86,21 @@ export function checkDiskPath(p: unknown, field = 'path'): string {
   // U+FFFD is what a decoder puts for invalid UTF-8 (a domain XML in another encoding): the path it
   // leaves names no file, and locking it would protect nothing.
   if (p.includes('\uFFFD')) throw new BadInputError(`${field} contains U+FFFD (invalid UTF-8 in the source?), got ${JSON.stringify(p)}`);
+  // A lone UTF-16 surrogate (a JSON "\ud800" escape, an XML &#xD800;) has no UTF-8 form: the file
+  // system would be handed U+FFFD in its place, and SQLite other bytes than the journal's hash.
+  if (!isWellFormed(p)) throw new BadInputError(`${field} contains a lone UTF-16 surrogate (not valid Unicode text), got ${JSON.stringify(p)}`);
   return p;
+}
+
+/**
+ * The owner as journaled: a name holding a lone UTF-16 surrogate (a JSON "\ud800" escape) has no
+ * UTF-8 form, so SQLite would store other bytes than the ones the fact's hash covers and the
+ * journal's chain would no longer verify. The name is a label (the uuid is the identity), and a
+ * refusal would leave a VM unable to release its disks: each such surrogate becomes U+FFFD.
+ */
+export function wellFormedOwner<O extends { readonly uuid: string; readonly name?: string }>(o: O): O {
+  if (isWellFormed(o.uuid) && (o.name === undefined || isWellFormed(o.name))) return o;
+  return { ...o, uuid: toWellFormed(o.uuid), ...(o.name !== undefined ? { name: toWellFormed(o.name) } : {}) };
 }
 
 /**
@@ -293,7 +308,9 @@ function resolveBlockdev(given: string, canonical: string, inode: string | undef
   };
 }
 
-export function resolveCommand(cmd: Command, rules: NamingRules, state: State, blockdev?: BlockdevNames): ResolvedCommand {
+export function resolveCommand(command: Command, rules: NamingRules, state: State, blockdev?: BlockdevNames): ResolvedCommand {
+  const owner = wellFormedOwner(command.owner);
+  const cmd = owner === command.owner ? command : { ...command, owner };
   switch (cmd.kind) {
     case 'acquire':
     case 'check':

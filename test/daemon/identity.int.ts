@@ -272,6 +272,30 @@ test('acquire refuses a missing disk or a directory as bad input (exit 2) unless
   assert.is(d.cli(['release', '--vm', UUID1, missing]).code, 0);
 });
 
+test('a lone UTF-16 surrogate (a JSON "\\ud800" escape): in a VM name it is journaled as U+FFFD and the chain verifies; in a disk path it is refused and takes no lock', async () => {
+  const c = images();
+  const d = await daemon(c.dir, 'h1');
+  const disk = c.disk('named.img');
+  // Written by hand: JSON.stringify would never produce a lone surrogate escape from our side.
+  const lines = [
+    `{"type":"started","vm":{"uuid":"${UUID1}","name":"bad\\ud800x"},"disks":[{"path":${JSON.stringify(disk)}}]}`,
+    `{"type":"started","vm":{"uuid":"${UUID2}"},"disks":[{"path":${JSON.stringify(path.join(c.dir, 'images', 'x')).slice(0, -1)}\\udc00.img","create":true}]}`,
+  ];
+  const ing = d.cli(['ingest', '-'], { input: lines.join('\n') + '\n' });
+  const out = ing.stdout.trim().split('\n').map((l) => JSON.parse(l) as { status: string; code?: string; message?: string });
+  assert.is(out[0]!.status, 'ok', ing.stdout + ing.stderr);
+  assert.is(out[1]!.code, 'VMLOCKD_ERR_BAD_INPUT', ing.stdout);
+  assert.match(out[1]!.message!, 'lone UTF-16 surrogate', out[1]!.message);
+  assert.equal(lockedVms(d), [UUID1], 'the refused path took no lock');
+  // Before, SQLite stored the name's surrogate as other bytes than the hash covered: `journal
+  // verify` called the fact altered and publication stopped at it for good.
+  const v = cli(['journal', 'verify', '--state-dir', path.join(c.dir, 'state-h1')]);
+  assert.is(v.code, 0, v.stdout + v.stderr);
+  assert.match(v.stdout, 'hash chain intact');
+  const locks = d.cli(['locks', '--json']);
+  assert.match(locks.stdout, 'bad\uFFFDx');
+});
+
 test('one image in direct lockspace (virtlockd protocol) and by path (API) is one resource, whichever takes it first', async () => {
   for (const protocolFirst of [true, false]) {
     const c = images();
