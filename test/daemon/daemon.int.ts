@@ -8,27 +8,7 @@ import { native } from '../../src/engine/native.js';
 import { sha256Hex } from '../../src/engine/resolve.js';
 import { UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
 import { settled } from '../helpers/settled.js';
-
-interface Cluster {
-  dir: string;
-  lockspace: string;
-  disk: (name: string) => string;
-}
-
-function cluster(): Cluster {
-  const dir = tmpdir();
-  const lockspace = path.join(dir, 'lockspace');
-  fs.mkdirSync(path.join(dir, 'images'));
-  return {
-    dir,
-    lockspace,
-    disk: (name) => {
-      const p = path.join(dir, 'images', name);
-      if (!fs.existsSync(p)) fs.writeFileSync(p, 'image');
-      return p;
-    },
-  };
-}
+import { cluster, type Cluster } from '../helpers/cluster-dir.js';
 
 function host(c: Cluster, id: string): Promise<TestDaemon> {
   return startDaemon({ stateDir: path.join(c.dir, `state-${id}`), lockspace: c.lockspace, hostId: id });
