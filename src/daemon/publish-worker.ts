@@ -71,6 +71,8 @@ const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 30_000;
 /** While the journal's staged facts are on their way into SQLite: how soon to look again. */
 const CATCH_UP_POLL_MS = 10;
+/** The longest of those waits while SQLite stays behind the staging file. */
+const CATCH_UP_POLL_MAX_MS = 250;
 /** Idle: look at the journal this often even without a wake-up (facts appended by another process). */
 const IDLE_POLL_MS = 1_000;
 /** meta.published_through is written at most this often (and at stop). */
@@ -126,6 +128,8 @@ class Publisher {
   private publishedHash: Buffer = GENESIS_HASH;
   /** The main thread's newest seq (staged facts reach SQLite a few ms later). */
   private want = 0;
+  /** Idle looks in a row that found SQLite behind what the main thread said it has. */
+  private lagPolls = 0;
   private stopping = false;
   private wake: (() => void) | undefined;
   private lastWrite = 0;
@@ -185,6 +189,7 @@ class Publisher {
         if (!this.ready) this.resume();
         const wrote = this.step();
         retry = RETRY_MIN_MS;
+        if (wrote !== 'none') this.lagPolls = 0;
         if (wrote === 'full') continue;
         if (wrote === 'some') {
           // Paced: with a small backlog, gather facts for a while rather than write (and sync) each few.
@@ -201,8 +206,11 @@ class Publisher {
           this.collectedAt = this.published;
         }
         post({ type: 'idle', seq: this.published });
-        // Facts the main thread has but SQLite not yet (staged): look again soon; else wait for a wake-up.
-        await this.sleep(this.want > this.published ? CATCH_UP_POLL_MS : IDLE_POLL_MS);
+        // Facts the main thread has but SQLite not yet (staged): look again soon, backing off while
+        // SQLite lags (another process holds its lock, a full disk: up to CATCH_UP_POLL_MAX_MS);
+        // else wait for a wake-up.
+        this.lagPolls = this.want > this.published ? this.lagPolls + 1 : 0;
+        await this.sleep(this.lagPolls > 0 ? Math.min(CATCH_UP_POLL_MS << Math.min(this.lagPolls - 1, 10), CATCH_UP_POLL_MAX_MS) : IDLE_POLL_MS);
       } catch (e) {
         this.fail(e);
         await this.sleepUnlessStopping(retry);

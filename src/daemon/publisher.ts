@@ -62,6 +62,8 @@ interface Running {
   stopping: boolean;
   /** The worker said it waits for facts: the next new seq wakes it. */
   waiting: boolean;
+  /** The highest seq the worker has been told of (a `head` message). */
+  told: number;
 }
 
 export class Publication {
@@ -167,6 +169,7 @@ export class Publication {
       segmentBytes: s.segmentBytes,
       stopping: false,
       waiting: false,
+      told: this.head,
       exited: new Promise<void>((resolve) => worker.once('exit', () => resolve())),
     };
     this.run = run;
@@ -207,9 +210,13 @@ export class Publication {
         if (this.published >= this.head) this.behindSince = undefined;
         run.waiting = true;
         this.recovered();
-        // Facts that arrived while it was busy and told us nothing new: wake it now.
-        if (this.head > m.seq) {
+        // Facts that arrived while it was busy, which it was not told of: wake it now. Facts it was
+        // told of but did not find are not in SQLite yet (staged; SQLite locked by another process
+        // or full): it looks again by itself, paced. Waking it for them again answered each idle
+        // with a wake-up, a loop that kept a core busy for as long as SQLite lagged (review24d).
+        if (this.head > m.seq && this.head > run.told) {
           run.waiting = false;
+          run.told = this.head;
           run.worker.postMessage({ type: 'head', seq: this.head } satisfies ToWorker);
         }
         return;
@@ -258,6 +265,7 @@ export class Publication {
     const r = this.run;
     if (r !== undefined && r.waiting) {
       r.waiting = false;
+      r.told = this.head;
       r.worker.postMessage({ type: 'head', seq: this.head } satisfies ToWorker);
     }
   }
