@@ -5,29 +5,12 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, until, type TestDaemon } from '../helpers/daemon.js';
+import { UUID1, UUID2, UUID3, cli, startDaemon, until, type TestDaemon } from '../helpers/daemon.js';
 import { readPublished } from '../helpers/published.js';
+import { cluster, type Cluster } from '../helpers/cluster-dir.js';
 
-interface Site {
-  dir: string;
-  lockspace: string;
-  disk(name: string): string;
-}
-
-function site(): Site {
-  const dir = tmpdir('vmlockd-cluster-audit-');
-  const lockspace = path.join(dir, 'lockspace');
-  fs.mkdirSync(path.join(dir, 'images'));
-  return {
-    dir,
-    lockspace,
-    disk: (name) => {
-      const p = path.join(dir, 'images', name);
-      if (!fs.existsSync(p)) fs.writeFileSync(p, 'image');
-      return p;
-    },
-  };
-}
+type Site = Cluster;
+const site = (): Site => cluster('vmlockd-cluster-audit-');
 
 const running: TestDaemon[] = [];
 test.after.each(async () => {

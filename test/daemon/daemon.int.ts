@@ -1,13 +1,13 @@
 // Real daemons, real OFD locks, real signals. Each test has its own state dirs and lockspace.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import Database from 'better-sqlite3';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native } from '../../src/engine/native.js';
 import { sha256Hex } from '../../src/engine/resolve.js';
 import { UUID1, UUID2, UUID3, cli, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
-import { settled } from '../helpers/settled.js';
+import { journalFacts } from '../helpers/settled.js';
+import { tracked } from '../helpers/tracked.js';
 import { cluster, type Cluster } from '../helpers/cluster-dir.js';
 
 function host(c: Cluster, id: string): Promise<TestDaemon> {
@@ -24,26 +24,9 @@ function kernelHolder(file: string): string | null {
   }
 }
 
-function facts(stateDir: string, kind?: string): Array<{ kind: string; payload: any }> {
-  settled(stateDir);
-  const db = new Database(path.join(stateDir, 'journal.db'), { readonly: true });
-  try {
-    const rows = db.prepare('SELECT kind, payload FROM facts ORDER BY seq').all() as Array<{ kind: string; payload: string }>;
-    return rows.map((r) => ({ kind: r.kind, payload: JSON.parse(r.payload) })).filter((r) => !kind || r.kind === kind);
-  } finally {
-    db.close();
-  }
-}
 
-const running: TestDaemon[] = [];
-async function track<T extends TestDaemon>(p: Promise<T>): Promise<T> {
-  const d = await p;
-  running.push(d);
-  return d;
-}
-test.after.each(async () => {
-  for (const d of running.splice(0)) await d.kill('SIGKILL');
-});
+const { running, track } = tracked(test);
+const facts = journalFacts;
 
 test('two daemons on one lockspace exclude each other, and a release lets the other in', async () => {
   const c = cluster();

@@ -11,8 +11,8 @@ export interface Cluster {
   disk: (name: string) => string;
 }
 
-export function cluster(): Cluster {
-  const dir = tmpdir();
+export function cluster(prefix?: string): Cluster {
+  const dir = tmpdir(prefix);
   const lockspace = path.join(dir, 'lockspace');
   fs.mkdirSync(path.join(dir, 'images'));
   return {

@@ -5,6 +5,7 @@
  * them there until its next start) and the caller reads what SQLite holds.
  */
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { Journal } from '../../src/journal/journal.js';
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -21,5 +22,17 @@ export function settledJournal(journalFile: string, timeoutMs = 3_000): void {
     while (j.stagedTail() !== null && Date.now() < deadline) Atomics.wait(pause, 0, 0, 10);
   } finally {
     j.close();
+  }
+}
+
+/** Every fact of a daemon's journal (or only those of `kind`), in seq order, once the staged ones are in SQLite. */
+export function journalFacts(stateDir: string, kind?: string): Array<{ kind: string; payload: any }> {
+  settled(stateDir);
+  const db = new Database(path.join(stateDir, 'journal.db'), { readonly: true });
+  try {
+    const rows = db.prepare('SELECT kind, payload FROM facts ORDER BY seq').all() as Array<{ kind: string; payload: string }>;
+    return rows.map((r) => ({ kind: r.kind, payload: JSON.parse(r.payload) })).filter((r) => !kind || r.kind === kind);
+  } finally {
+    db.close();
   }
 }
