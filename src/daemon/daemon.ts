@@ -254,8 +254,6 @@ export class Daemon {
         sync: c.journalSync === 'fdatasync',
         // The moves into SQLite on a worker thread (decision 0021); VMLOCKD_JOURNAL_THREAD=0: on the event loop.
         thread: process.env.VMLOCKD_JOURNAL_THREAD !== '0',
-        // The staging file's fdatasync on a thread of its own, waited for (bench/README.md, proto25); VMLOCKD_SYNC_THREAD=0: on the main thread.
-        syncThread: process.env.VMLOCKD_SYNC_THREAD !== '0',
         ...stageFlushMs(),
       },
     });

@@ -11,7 +11,6 @@ import type { FactRow } from './query.js';
 import { chainRows, preview, type ChainedRow } from './rows.js';
 import { chainHash, type ChainBase } from './schema.js';
 import { SqliteMover, type MoveFailure } from './mover.js';
-import { SyncThread } from './sync-thread.js';
 
 export interface StageOptions {
   /**
@@ -39,11 +38,6 @@ export interface StageOptions {
    * through this journal wait for the batch in flight first. Default off.
    */
   thread?: boolean;
-  /**
-   * Sync mode: the staging file's fdatasync runs on a thread of its own while the main thread waits
-   * for it (the append stays synchronous; src/journal/sync-thread.ts). Default off.
-   */
-  syncThread?: boolean;
 }
 
 /** What the staging file needs from the journal it stages for. */
@@ -84,7 +78,6 @@ export class Stage {
   /** With a writer thread: each pending fact's staging line, which is what the thread is sent. */
   private pendingLines: string[] = [];
   private readonly mover?: SqliteMover;
-  private readonly syncer?: SyncThread;
   /** A batch the thread did not move: it may still have committed it (lost thread), check SQLite's head before the next move. */
   private reconcile = false;
   head: ChainBase;
@@ -116,7 +109,6 @@ export class Stage {
     this.onRecover = o.onRecover ?? (() => {});
     this.sync = o.sync ?? owner.db.pragma('synchronous', { simple: true }) === 2;
     if (this.sync && this.size === 0) this.preallocate();
-    if (this.sync && o.syncThread === true) this.syncer = new SyncThread(fd);
     if (o.thread === true) {
       this.mover = new SqliteMover(owner.file, owner.db.pragma('synchronous', { simple: true }) === 2 ? 'FULL' : 'NORMAL', (n, f) => this.moved(n, f));
     }
@@ -208,8 +200,7 @@ export class Stage {
       // Survival of a filesystem failure or an OS crash: the staged lines must reach the disk too.
       if (this.sync) {
         const t0 = onSync ? performance.now() : 0;
-        if (this.syncer !== undefined) this.syncer.sync();
-        else fdatasyncSync(this.fd);
+        fdatasyncSync(this.fd);
         onSync?.((performance.now() - t0) / 1000);
       }
     } catch (cause) {
@@ -346,7 +337,6 @@ export class Stage {
       failed = e;
     }
     this.mover?.close();
-    this.syncer?.close();
     closeSync(this.fd);
     return failed;
   }
