@@ -31,6 +31,11 @@ interface WorkerResult {
   readonly p99: number;
   /** The daemon's main-thread CPU time per call (us), warm-up and registration included, when its pid is known. */
   cpuUs?: number;
+  /**
+   * How often the daemon's main thread went to sleep per call (its voluntary context switches: waiting
+   * for the next request in epoll, or for the disk inside fdatasync), same calls as cpuUs.
+   */
+  sleeps?: number;
 }
 
 function pct(sorted: Float64Array, p: number): number {
@@ -281,6 +286,16 @@ const SCENARIOS = [
   { name: '16 concurrent clients', clients: 16, pairs: QUICK ? 40 : 400 },
 ].filter((s) => s.pairs > 0 && (ONLY === undefined || ONLY.includes(s.clients)));
 
+/** A process's main thread's voluntary context switches (/proc), or null. */
+function mainThreadSleeps(pid: number): number | null {
+  try {
+    const m = /^voluntary_ctxt_switches:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** utime + stime of a process's main thread, in microseconds (/proc; clock ticks of 10 ms). */
 function mainThreadCpuUs(pid: number): number | null {
   try {
@@ -300,10 +315,14 @@ async function measure(target: ProtocolTarget, kind: ClientKind, cbin: string | 
     if (info.clientUid !== process.getuid?.()) chownSync(work, info.clientUid, info.clientUid);
     const ls = path.join(work, 'files');
     const cpu0 = info.pid !== undefined ? mainThreadCpuUs(info.pid) : null;
+    const sw0 = info.pid !== undefined ? mainThreadSleeps(info.pid) : null;
     const r = kind === 'c' ? await runCWorker(cbin!, work, info.socket, ls, info.clientUid, clients, pairs) : await runNodeWorker(info.socket, ls, info.clientUid, clients, pairs);
     const cpu1 = info.pid !== undefined ? mainThreadCpuUs(info.pid) : null;
+    const sw1 = info.pid !== undefined ? mainThreadSleeps(info.pid) : null;
     // Two calls a pair, the warm-up's too (registration and the lockspace are a few calls more).
-    if (cpu0 !== null && cpu1 !== null) r.cpuUs = (cpu1 - cpu0) / (2 * (r.pairs + clients * Math.min(QUICK ? 20 : 200, pairs)));
+    const calls = 2 * (r.pairs + clients * Math.min(QUICK ? 20 : 200, pairs));
+    if (cpu0 !== null && cpu1 !== null) r.cpuUs = (cpu1 - cpu0) / calls;
+    if (sw0 !== null && sw1 !== null) r.sleeps = (sw1 - sw0) / calls;
     return r;
   } finally {
     await target.stop();
@@ -346,13 +365,21 @@ function cpuPair(a: WorkerResult[], b: WorkerResult[]): string {
   if (a.some((x) => x.cpuUs === undefined) || b.some((x) => x.cpuUs === undefined)) return 'n/a';
   const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
   const each = a.map((x, i) => x.cpuUs! / b[i]!.cpuUs!);
-  return `${int(med(a.map((x) => x.cpuUs!)))} / ${int(med(b.map((x) => x.cpuUs!)))} (${each.map((x) => x.toFixed(2)).join(', ')})`;
+  const sleeps = a.every((x) => x.sleeps !== undefined) && b.every((x) => x.sleeps !== undefined) ? `; sleeps per call ${med(a.map((x) => x.sleeps!)).toFixed(2)} / ${med(b.map((x) => x.sleeps!)).toFixed(2)}` : '';
+  return `${int(med(a.map((x) => x.cpuUs!)))} / ${int(med(b.map((x) => x.cpuUs!)))} (${each.map((x) => x.toFixed(2)).join(', ')})${sleeps}`;
+}
+
+/** This build's main thread per call: CPU (us) and sleeps (voluntary context switches), medians. */
+function perCall(a: WorkerResult[]): string {
+  const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
+  if (a.length === 0 || a.some((x) => x.cpuUs === undefined || x.sleeps === undefined)) return 'n/a';
+  return `${int(med(a.map((x) => x.cpuUs!)))} us / ${med(a.map((x) => x.sleeps!)).toFixed(2)}`;
 }
 
 function table(rows: Row[]): string {
   const lines = [
-    '| scenario | client | no-op server pairs/s | virtlockd pairs/s | vmlockd pairs/s | vmlockd / virtlockd (each round) | virtlockd acquire p50 / p99 (ms) | vmlockd acquire p50 / p99 (ms) | budget per call to match virtlockd |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| scenario | client | no-op server pairs/s | virtlockd pairs/s | vmlockd pairs/s | vmlockd / virtlockd (each round) | virtlockd acquire p50 / p99 (ms) | vmlockd acquire p50 / p99 (ms) | budget per call to match virtlockd | vmlockd main thread per call: CPU / sleeps |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   if (BEFORE) {
     lines[0] += ' BENCH_BEFORE pairs/s | this build / before (each round) | main-thread CPU per call, this build / before (us; each round\'s ratio) |';
@@ -367,7 +394,7 @@ function table(rows: Row[]): string {
     // What a daemon may spend per call (two calls a pair) beyond the no-op server and still keep up with virtlockd.
     const budget = real ? `${Math.round(((1 / rate(real) - 1 / rate(floor)) / 2) * 1e6)} us` : 'n/a';
     lines.push(
-      `| ${r.scenario} (${int(ours.pairs)} pairs) | ${r.kind === 'c' ? 'C' : 'Node'} | ${int(rate(floor))}${spread(r.floor)} | ${realRate} | ${int(rate(ours))}${spread(r.ours)} | ${ratios(r)} | ${realLat} | ${ms2(ours.p50)} / ${ms2(ours.p99)} | ${budget} |` +
+      `| ${r.scenario} (${int(ours.pairs)} pairs) | ${r.kind === 'c' ? 'C' : 'Node'} | ${int(rate(floor))}${spread(r.floor)} | ${realRate} | ${int(rate(ours))}${spread(r.ours)} | ${ratios(r)} | ${realLat} | ${ms2(ours.p50)} / ${ms2(ours.p99)} | ${budget} | ${perCall(r.ours)} |` +
         (BEFORE ? ` ${int(rate(median(r.before)))}${spread(r.before)} | ${eachRatio(r.ours, r.before)} | ${cpuPair(r.ours, r.before)} |` : ''),
     );
   }
@@ -427,7 +454,8 @@ async function main(): Promise<void> {
     'median round and, in brackets, the slowest and fastest; the ratio is taken within each round. Node client: LockClient in a worker process; ' +
     'C client: bench/protocol-client.c, a thread with a blocking socket per connection. The no-op Node server answers every call at once without doing ' +
     'anything (same client, same kind of socket): its rate is what that client and the socket allow; the last column is the time ' +
-    'per call a daemon could spend beyond it and still match virtlockd.';
+    'per call a daemon could spend beyond it and still match virtlockd; the next, the daemon\'s main thread per call (median round, warm-up included): its CPU time ' +
+    'and how often it went to sleep (voluntary context switches: waiting for a request, or for the disk inside fdatasync).';
   let syncLine = '';
   if (syncs.length > 0) {
     const p50s = syncs.map((x) => x.p50).sort((a, b) => a - b);
