@@ -493,7 +493,7 @@ export class Daemon {
       return;
     }
     const locksHeld = (this.locker?.size ?? 0) > 0;
-    const { apply, refuse } = classifyChange(u.diff, locksHeld);
+    const { apply, refuse } = classifyChange(u.diff, locksHeld, u.loaded.sources);
     const refused = [...refuse];
     const next: Record<string, unknown> = { ...this.config };
     const applied: typeof apply = [];

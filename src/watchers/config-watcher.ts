@@ -9,11 +9,14 @@
 
 import { watch } from 'chokidar';
 import { dirname, resolve } from 'node:path';
-import { EMPTY, Observable, concat, debounceTime, defer, filter, map, merge, mergeMap, of, share } from '../engine/rx.js';
+import { installLayout } from '../install-layout.js';
+import { EMPTY, Observable, concat, debounceTime, defer, filter, from, map, merge, mergeMap, of, share } from '../engine/rx.js';
 import {
   ConfigError,
+  buildConfig,
   diffConfig,
-  loadConfig,
+  readConfFile,
+  type ConfRead,
   type Config,
   type ConfigDiff,
   type ConfigFlags,
@@ -31,6 +34,12 @@ export interface WatchConfigOptions {
   readonly reload$?: Observable<unknown>;
   /** Quiet time after the last file event before re-reading; a save is often several events. */
   readonly debounceMs?: number;
+  /**
+   * After the debounce, the files are read, read again this much later, and judged only once two
+   * reads in a row agree (text and stat): a file caught half-written (truncate, then write) is not
+   * taken for the config. Default 250 ms.
+   */
+  readonly settleMs?: number;
   /** Against which relative paths resolve; the daemon's cwd at start-up by default. */
   readonly cwd?: string;
   /**
@@ -46,6 +55,9 @@ type Signal =
   | { readonly kind: 'watch-error'; readonly message: string };
 
 const DEFAULT_DEBOUNCE_MS = 50;
+const DEFAULT_SETTLE_MS = 250;
+/** A file still changing after this many settle rounds is rejected for now (a later event looks again). */
+const MAX_SETTLE_ROUNDS = 40;
 
 /**
  * Emits `changed` when the files (and flags) now give a config different from `current()`,
@@ -62,6 +74,7 @@ export function watchConfig(
 ): Observable<ConfigUpdate> {
   const cwd = opts.cwd ?? process.cwd();
   const paths = files.map((f) => resolve(cwd, f));
+  const settleMs = opts.settleMs ?? DEFAULT_SETTLE_MS;
 
   const fsSignals$ = new Observable<Signal>((subscriber) => {
     const dirs = [...new Set(paths.map((p) => dirname(p)))];
@@ -93,13 +106,15 @@ export function watchConfig(
     const ready$ = fs$.pipe(filter((s) => s.kind === 'ready'));
     return merge(settled$, ready$, reload$);
   }).pipe(
+    // One look at a time, in order: a look waits for the files to settle, and an older look must
+    // never be judged after a newer one.
     mergeMap((signal) => {
       switch (signal.kind) {
         case 'look':
-          return orNothing(look(paths, flags, cwd, current));
+          return settledLook(paths, flags, cwd, current, settleMs);
         case 'ready':
           return concat(
-            orNothing(look(paths, flags, cwd, current)),
+            settledLook(paths, flags, cwd, current, settleMs),
             defer(() => {
               opts.onReady?.();
               return EMPTY;
@@ -112,23 +127,51 @@ export function watchConfig(
           return _exhaustive;
         }
       }
-    }),
+    }, 1),
   );
+}
+
+function settledLook(paths: readonly string[], flags: ConfigFlags, cwd: string, current: () => Config, settleMs: number): Observable<ConfigUpdate> {
+  return from(readSettled(paths, settleMs)).pipe(mergeMap((reads) => orNothing(reads === null ? unsettled(paths, settleMs) : look(reads, flags, cwd, current))));
+}
+
+/** The files' reads once two in a row, `settleMs` apart, agree; null if they kept changing. */
+async function readSettled(paths: readonly string[], settleMs: number): Promise<ConfRead[] | null> {
+  let prev = paths.map(readConfFile);
+  for (let round = 0; round < MAX_SETTLE_ROUNDS; round++) {
+    await new Promise((r) => setTimeout(r, settleMs));
+    const next = paths.map(readConfFile);
+    if (sameReads(prev, next)) return next;
+    prev = next;
+  }
+  return null;
+}
+
+function sameReads(a: readonly ConfRead[], b: readonly ConfRead[]): boolean {
+  return a.every((r, i) => {
+    const o = b[i]!;
+    return r.stamp === o.stamp && JSON.stringify(r.source) === JSON.stringify(o.source);
+  });
+}
+
+function unsettled(paths: readonly string[], settleMs: number): ConfigUpdate {
+  const s = ((MAX_SETTLE_ROUNDS * settleMs) / 1000).toFixed(1);
+  return { kind: 'rejected', error: `the config files kept changing for ${s} s: not applied until they stay unchanged for ${settleMs} ms`, file: paths[0] ?? '' };
 }
 
 function orNothing(update: ConfigUpdate | null): Observable<ConfigUpdate> {
   return update === null ? EMPTY : of(update);
 }
 
-function look(paths: readonly string[], flags: ConfigFlags, cwd: string, current: () => Config): ConfigUpdate | null {
+function look(reads: readonly ConfRead[], flags: ConfigFlags, cwd: string, current: () => Config): ConfigUpdate | null {
   let loaded: LoadedConfig;
   try {
-    loaded = loadConfig({ files: paths, flags, cwd });
+    loaded = buildConfig(reads.map((r) => r.source), flags, cwd, installLayout());
   } catch (e) {
     // Anything but a ConfigError is a bug here, yet the watcher must outlive it: the daemon keeps
     // its current config either way, and a dead watcher would ignore every later fix.
     if (e instanceof ConfigError) return { kind: 'rejected', error: e.message, file: e.problems[0]?.file ?? '' };
-    return { kind: 'rejected', error: `reading the configuration failed: ${errorMessage(e)}`, file: paths[0] ?? '' };
+    return { kind: 'rejected', error: `reading the configuration failed: ${errorMessage(e)}`, file: reads[0]?.source.file ?? '' };
   }
   const diff = diffConfig(current(), loaded.config);
   return diff.length === 0 ? null : { kind: 'changed', loaded, diff };

@@ -9,7 +9,7 @@
 // the default lockspace would make this host name disks differently from the rest of the cluster.
 
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { VmlockdError } from '../engine/errors.js';
@@ -445,6 +445,10 @@ const FINGERPRINT_KEYS: readonly ConfigKey[] = [
   'requireLeaseForDisks',
 ];
 
+/** Keys a live reload never takes from their default: they decide how (and where) disks are locked. */
+const NAMING_KEYS: ReadonlySet<ConfigKey> = new Set(FINGERPRINT_KEYS);
+
+
 // ---------------------------------------------------------------------------------------------
 // Loading
 
@@ -483,14 +487,67 @@ export function checkConfigFiles(files: readonly string[]): { ok: boolean; probl
 }
 
 function readSources(files: readonly string[], cwd: string): ConfSource[] {
-  return files.map((f) => {
-    const file = resolve(cwd, f);
-    try {
-      return { file, text: readFileSync(file, 'utf8') };
-    } catch (e) {
-      return { file, readError: (e as NodeJS.ErrnoException).code ?? String(e) };
+  return files.map((f) => readConfFile(resolve(cwd, f)).source);
+}
+
+/** A config file larger than this is refused: a config is a few KiB; a multi-GiB file or /dev/zero must not be read whole. */
+export const MAX_CONF_BYTES = 1024 * 1024;
+
+/** What a config file was when read: its text (or why not) and a stamp that changes when the file does. */
+export interface ConfRead {
+  readonly source: ConfSource;
+  /** dev:ino:size:mtime:ctime of the file read (or the error): two equal stamps and texts mean it did not change between. */
+  readonly stamp: string;
+}
+
+/**
+ * Reads one config file without ever blocking on it: opened non-blocking (a FIFO opens at once
+ * without a writer), then anything but a regular file of at most MAX_CONF_BYTES is refused with a
+ * message naming what it is. A FIFO, a socket, /dev/zero or a device behind a symlink would
+ * otherwise hang the event loop (every request, and SIGTERM) or fill the memory.
+ */
+export function readConfFile(file: string): ConfRead {
+  let fd: number;
+  try {
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    return { source: { file, readError: code }, stamp: `error:${code}` };
+  }
+  try {
+    const st = fstatSync(fd);
+    const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    if (!st.isFile()) return { source: { file, readError: `${fileKind(st)}, not a regular file; a config file must be a regular file` }, stamp };
+    if (st.size > MAX_CONF_BYTES) return { source: { file, readError: tooLarge(st.size) }, stamp };
+    const buf = Buffer.alloc(MAX_CONF_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      // It grew while being read: judged by what it is now, not by its first MiB.
+      if (n > MAX_CONF_BYTES) return { source: { file, readError: tooLarge(n) }, stamp };
     }
-  });
+    return { source: { file, text: buf.toString('utf8', 0, n) }, stamp };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    return { source: { file, readError: code }, stamp: `error:${code}` };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function tooLarge(size: number): string {
+  return `${size} bytes or more, larger than the ${MAX_CONF_BYTES} bytes a config file may have`;
+}
+
+function fileKind(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a regular file';
 }
 
 interface Setting {
@@ -727,12 +784,23 @@ const WHY_LOCK_RELEVANT: Readonly<Partial<Record<ConfigKey, string>>> = {
 export function classifyChange(
   diff: ConfigDiff,
   locksHeld: boolean,
+  sources?: Readonly<Record<ConfigKey, string>>,
 ): { apply: ConfigDiff; refuse: Array<{ key: ConfigKey; reason: string }> } {
   const apply: ConfigDiff = [];
   const refuse: Array<{ key: ConfigKey; reason: string }> = [];
   for (const d of diff) {
     const name = confName(d.key);
-    if (LIVE_KEYS.has(d.key)) apply.push(d);
+    if (NAMING_KEYS.has(d.key) && sources?.[d.key] === 'default') {
+      // The key's line is gone (a file caught half-written, a template that lost it, a removed
+      // override): its value would fall back to the default, e.g. a local <state_dir>/lockspace no
+      // other host sees. Never on the evidence of a missing line; locks held or not (docs/decisions/0022).
+      refuse.push({
+        key: d.key,
+        reason:
+          `${name} is no longer set in the config files (a file read half-written, or its line removed), so it would fall back to its default ${JSON.stringify(d.to)}; ` +
+          `a live reload never moves a lockspace or naming rule to a default it does not name: set ${name} explicitly (e.g. ${name} = ${renderValue(SPEC_BY_KEY.get(d.key)!.toConf(d.to as never))}), or restart to take the default`,
+      });
+    } else if (LIVE_KEYS.has(d.key)) apply.push(d);
     else if (LOCK_RELEVANT_KEYS.has(d.key)) {
       if (!locksHeld) apply.push(d);
       else

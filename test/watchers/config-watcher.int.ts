@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Subject, tap, type Observable } from 'rxjs';
@@ -219,6 +219,22 @@ test('given a burst of writes, then one re-read after it settles reports the fin
     for (let n = 101; n <= 105; n++) writeFileSync(r.file, `max_clients = ${n}\n`);
     assert.equal(apply(r, await r.rec.next('burst')).diff, [{ key: 'maxClients', from: 10, to: 105 }]);
     await r.rec.quiet('the burst settled');
+  } finally {
+    r.done();
+  }
+});
+
+test('given a file caught half-written (truncate, write, a pause, the rest), then only the complete content is judged', async () => {
+  // review25a F11: the debounce alone read "max_clients = 1" of "max_clients = 12" and reported it.
+  const r = await rig('max_clients = 10\n', { settleMs: 2000 });
+  try {
+    const fd = openSync(r.file, 'w');
+    writeSync(fd, 'max_clients = 1');
+    await new Promise((res) => setTimeout(res, 300)); // several debounce periods: the half is read
+    writeSync(fd, '2\n');
+    closeSync(fd);
+    assert.equal(apply(r, await r.rec.next('the complete write')).diff, [{ key: 'maxClients', from: 10, to: 12 }]);
+    await r.rec.quiet('the write settled');
   } finally {
     r.done();
   }

@@ -270,6 +270,22 @@ test('given locks are held, when naming keys change, then classifyChange refuses
   assert.equal(free.refuse.map((r) => r.key), ['socket']);
 });
 
+test('given a naming key that fell back to its default, then classifyChange refuses it, locks held or not (review25a F11)', () => {
+  const explicit = load([]);
+  const a = { ...explicit.config, fileLockspaceDir: '/shared/ls', lvmLockspaceDir: '/shared/lvm' };
+  const b = explicit; // no file names either: both are defaults now
+  const diff = diffConfig(a, { ...b.config, logLevel: 'debug' });
+  for (const locksHeld of [false, true]) {
+    const r = classifyChange(diff, locksHeld, b.sources);
+    assert.equal(r.apply.map((d) => d.key), ['logLevel']);
+    assert.equal(r.refuse.map((x) => x.key), ['fileLockspaceDir', 'lvmLockspaceDir']);
+    assert.match(r.refuse[0]!.reason, /^file_lockspace_dir is no longer set in the config files .* never moves a lockspace or naming rule to a default/);
+  }
+  // The same move named explicitly (a file or a flag) applies when no lock is held.
+  const named = { ...b.sources, fileLockspaceDir: '/etc/vmlockd.conf:3', lvmLockspaceDir: '/etc/vmlockd.conf:4' };
+  assert.equal(classifyChange(diff, false, named).refuse, []);
+});
+
 test('every key is live, lock-relevant or restart-only, and LIVE_KEYS applies even with locks held', () => {
   const a = load([]).config;
   for (const key of LIVE_KEYS) assert.not.ok(LOCK_RELEVANT_KEYS.has(key), key);
