@@ -96,10 +96,13 @@ function clip(s: string | undefined, n: number): string | undefined {
 }
 
 function pad(json: string): Buffer {
-  const body = Buffer.from(json, 'utf8');
-  if (body.length > RECORD_SIZE - 1) throw new Error(`holder record of ${body.length} bytes does not fit ${RECORD_SIZE}`);
-  const buf = Buffer.alloc(RECORD_SIZE, 0x20);
-  body.copy(buf);
+  // One buffer, the JSON written straight into it (no copy of it first): this runs for every take
+  // and release, 10,000 times in a restart with 10,000 locks (issue 13).
+  const length = Buffer.byteLength(json, 'utf8');
+  if (length > RECORD_SIZE - 1) throw new Error(`holder record of ${length} bytes does not fit ${RECORD_SIZE}`);
+  const buf = Buffer.allocUnsafe(RECORD_SIZE);
+  buf.write(json, 0, length, 'utf8');
+  buf.fill(0x20, length, RECORD_SIZE - 1);
   buf[RECORD_SIZE - 1] = 0x0a;
   return buf;
 }
@@ -128,12 +131,15 @@ export function isOwnHost(recorded: string, host: string): boolean {
   return recorded === host || recorded === shortHost(host);
 }
 
+const CLIPS = [1024, 200, 64, 16];
+
 export function encodeExclusive(r: ExclusiveRecord): Buffer {
   // The host is never clipped to a bare prefix (shortHost): the disk path and VM name give way first.
   const host = Buffer.byteLength(r.host) <= 200 ? r.host : shortHost(r.host);
-  for (const n of [1024, 200, 64, 16]) {
+  for (const n of CLIPS) {
     const reserved = r.reserved && { ...r.reserved, host: clip(r.reserved.host, n), from: clip(r.reserved.from, n), vm: { uuid: r.reserved.vm.uuid, name: clip(r.reserved.vm.name, n) } };
-    const json = JSON.stringify({ ...r, disk: clip(r.disk, n * 2), host, vm: r.vm && { uuid: r.vm.uuid, name: clip(r.vm.name, n) }, reserved });
+    // A literal in the record's field order, not a spread of `r` (half the cost of the encode).
+    const json = JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host, pid: r.pid, since: r.since, disk: clip(r.disk, n * 2), vm: r.vm && { uuid: r.vm.uuid, name: clip(r.vm.name, n) }, reserved, took: r.took });
     if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json);
   }
   // A reservation must survive the shortening: it is what keeps a third host out.
