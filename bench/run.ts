@@ -16,7 +16,8 @@ const QUICK = process.argv.includes('--quick');
 /**
  * --ingest-only: only the ingest rows and the floor (for profiling: VMLOCKD_NODE_ARGS="--cpu-prof ...").
  * BENCH_BEFORE=DIR (with --ingest-only): another build (DIR/dist/main.js) ingests the same events in the
- * same run, rounds alternating which build goes first; prints this build / before per round.
+ * same run, rounds alternating which build goes first; prints this build / before per round (rate, and the
+ * daemon's CPU per command of the second pass).
  */
 const INGEST_ONLY = process.argv.includes('--ingest-only');
 const BEFORE = process.env.BENCH_BEFORE;
@@ -221,12 +222,16 @@ async function ingestAB(before: string): Promise<void> {
   const out: string[] = [];
   for (let r = 0; r < rounds; r++) {
     const rates: Record<string, number> = {};
+    // The daemon's CPU per command too: steadier than wall time on this shared machine.
+    const cpu: Record<string, number> = {};
     for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
       const dir = tmp();
       const { proc, socket } = await startBenchDaemon(dir, path.join(dir, 'lockspace'), 'bench', [], b.main);
       try {
         await ingest(socket, dir);
+        const d0 = procCpuMs(proc.pid!);
         const ing = await ingest(socket, dir);
+        cpu[b.name] = ((procCpuMs(proc.pid!) - d0) * 1000) / ing.commands;
         rates[b.name] = rate(ing.commands, ing.ms);
       } finally {
         proc.kill('SIGTERM');
@@ -234,7 +239,7 @@ async function ingestAB(before: string): Promise<void> {
         fs.rmSync(dir, { recursive: true, force: true });
       }
     }
-    const line = `round ${r + 1}: this build ${fmt(rates['this build']!)}/s, before ${fmt(rates.before!)}/s, ratio ${(rates['this build']! / rates.before!).toFixed(2)}x (load ${os.loadavg()[0]!.toFixed(1)})`;
+    const line = `round ${r + 1}: this build ${fmt(rates['this build']!)}/s (daemon CPU ${cpu['this build']!.toFixed(0)} us/command), before ${fmt(rates.before!)}/s (${cpu.before!.toFixed(0)} us/command), ratio ${(rates['this build']! / rates.before!).toFixed(2)}x, CPU ${(cpu['this build']! / cpu.before!).toFixed(2)}x (load ${os.loadavg()[0]!.toFixed(1)})`;
     process.stdout.write(line + '\n');
     out.push(line);
   }
