@@ -6,6 +6,7 @@
 // to a local path (libvirt locks the translated path too). Network disks and backing chains are
 // not locked by virtlockd either; they are reported as unprotected so an operator can see the gap.
 import { XMLParser, XMLValidator } from './xml-parser.js';
+import { xmlUnescape } from './xml-text.js';
 import { BadInputError } from '../engine/errors.js';
 import type { DiskSpec } from '../engine/types.js';
 
@@ -86,7 +87,14 @@ const parser = new XMLParser({
   // Names and uuids are strings even when they look like numbers ("123" is a valid domain name).
   parseTagValue: false,
   parseAttributeValue: false,
-  trimValues: true,
+  // Values byte-exact as libvirt holds them: trimValues would also trim attribute values, and
+  // `<source file='/x/a.img '/>` would be locked as '/x/a.img', another file (src/events/xml-text.ts).
+  trimValues: false,
+  // References are decoded by xmlUnescape, which refuses what libxml2 refuses.
+  processEntities: false,
+  // <metadata> holds any XML an application stores in the domain (megabytes of it, possibly):
+  // read as one raw string, never walked element by element (review25a F3).
+  stopNodes: ['*.metadata'],
 });
 
 function isNode(v: unknown): v is XmlNode {
@@ -98,18 +106,19 @@ function asArray(v: unknown): unknown[] {
   return Array.isArray(v) ? v : [v];
 }
 
-/** The text of a child element, whether the parser gave a string or a node with #text. */
-function text(v: unknown): string | undefined {
-  if (typeof v === 'string') return v;
-  if (isNode(v) && typeof v['#text'] === 'string') return v['#text'];
+/** The text of a child element, whether the parser gave a string or a node with #text; exact, references decoded. */
+function text(v: unknown, where: string): string | undefined {
+  if (typeof v === 'string') return xmlUnescape(v, where);
+  if (isNode(v) && typeof v['#text'] === 'string') return xmlUnescape(v['#text'], where);
   if (isNode(v) && Object.keys(v).every((k) => k.startsWith('@_'))) return '';
   return undefined;
 }
 
+/** An attribute's value exactly as libvirt holds it (no trimming, no whitespace folding), references decoded. */
 function attr(node: unknown, name: string): string | undefined {
   if (!isNode(node)) return undefined;
   const v = node[`@_${name}`];
-  return typeof v === 'string' ? v : undefined;
+  return typeof v === 'string' ? xmlUnescape(v, `attribute ${name}="${v.slice(0, 80)}"`) : undefined;
 }
 
 function single(parent: XmlNode, name: string, where: string): unknown {
@@ -179,11 +188,11 @@ function parseDisk(node: unknown, i: number): DomainDisk {
 function parseLease(node: unknown, i: number): DomainLease {
   const where = `<lease> #${i + 1}`;
   if (!isNode(node)) throw new BadInputError(`domain XML: ${where} is empty`);
-  const key = text(single(node, 'key', where));
+  const key = text(single(node, 'key', where), `${where} <key>`);
   if (!key) throw new BadInputError(`domain XML: ${where} has no <key>`);
   // libvirt 9.0 refuses to define a lease without <lockspace> (measured), and the lockd plugin
   // needs it to form the lockspace path.
-  const lockspace = text(single(node, 'lockspace', where));
+  const lockspace = text(single(node, 'lockspace', where), `${where} <lockspace>`);
   if (!lockspace) throw new BadInputError(`domain XML: ${where} (key "${key}") has no <lockspace>`);
   const targetNode = single(node, 'target', where);
   const target = attr(targetNode, 'path');
@@ -210,7 +219,9 @@ export function parseDomainXml(xml: string): DomainInfo {
   if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw new BadInputError('domain XML must not contain a DOCTYPE or ENTITY declaration (libvirt writes none)');
   let doc: XmlNode;
   try {
-    doc = parser.parse(xml) as XmlNode;
+    // The parser turns \r and \r\n into \n (XML line-end handling); libvirt writes a carriage
+    // return in a value literally and means it, so it is handed over as a reference, decoded back.
+    doc = parser.parse(xml.includes('\r') ? xml.replace(/\r/g, '&#13;') : xml) as XmlNode;
   } catch (e) {
     // The parser's own refusals (entities, nesting) are bad input too, never an internal error.
     throw new BadInputError(`domain XML refused by the parser: ${(e as Error).message}`);
@@ -221,9 +232,10 @@ export function parseDomainXml(xml: string): DomainInfo {
     const roots = Object.keys(doc).filter((k) => !k.startsWith('?'));
     throw new BadInputError(`domain XML: root element must be <domain>, got <${roots[0] ?? 'nothing'}>`);
   }
-  const name = text(single(domain, 'name', '<domain>'));
+  const name = text(single(domain, 'name', '<domain>'), '<name>');
   if (!name) throw new BadInputError('domain XML: <domain> has no <name>');
-  const uuid = text(single(domain, 'uuid', '<domain>'));
+  // libvirt reads a uuid skipping surrounding whitespace (virUUIDParse) and writes it bare.
+  const uuid = text(single(domain, 'uuid', '<domain>'), '<uuid>')?.trim();
   if (!uuid) throw new BadInputError(`domain XML: domain "${name}" has no <uuid>`);
   if (!/^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i.test(uuid)) {
     throw new BadInputError(`domain XML: domain "${name}" has <uuid>${uuid}</uuid>, expected a UUID`);

@@ -5,13 +5,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { XMLParser } from './xml-parser.js';
+import { xmlUnescape } from './xml-text.js';
 
 /** Running pools first (transient ones exist only there), then the persistent definitions. */
 export const POOL_XML_DIRS = ['/run/libvirt/storage', '/etc/libvirt/storage'] as const;
 
 const PATH_POOLS: ReadonlySet<string> = new Set(['dir', 'fs', 'netfs', 'logical']);
 
-const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@_', parseTagValue: false, trimValues: true });
+// Exact values (src/events/xml-text.ts): libvirt keeps a pool's target path as written, so a
+// trailing space there is part of the directory's name, as it is in a disk's source path.
+const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@_', parseTagValue: false, trimValues: false, processEntities: false });
 
 /** The volume path a pool XML document implies, or null when the pool type does not name volumes by path. */
 export function volumePathFromPoolXml(xml: string, volume: string): string | null {
@@ -28,8 +31,15 @@ export function volumePathFromPoolXml(xml: string, volume: string): string | nul
   const type = pool['@_type'];
   if (typeof type !== 'string' || !PATH_POOLS.has(type)) return null;
   const target = pool['target'] as Record<string, unknown> | undefined;
-  const dir = typeof target === 'object' && target !== null ? target['path'] : undefined;
-  if (typeof dir !== 'string' || !dir.startsWith('/')) return null;
+  const raw = typeof target === 'object' && target !== null ? target['path'] : undefined;
+  if (typeof raw !== 'string') return null;
+  let dir: string;
+  try {
+    dir = xmlUnescape(raw, 'pool <target><path>');
+  } catch {
+    return null;
+  }
+  if (!dir.startsWith('/')) return null;
   return path.join(dir, volume);
 }
 

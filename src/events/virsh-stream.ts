@@ -333,7 +333,8 @@ export class LibvirtEventHandler {
       this.ctx.log('warning', `libvirt ${this.opts.uri}: cannot resolve volume ${pool}/${volume}: ${firstError(r)}`);
       return null;
     }
-    const p = r.stdout.trim();
+    // virsh prints the path and one newline; the path itself may end in a space (src/events/xml-text.ts).
+    const p = r.stdout.replace(/\n$/, '');
     return p === '' ? null : p;
   };
 

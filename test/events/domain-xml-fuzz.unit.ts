@@ -15,8 +15,14 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
 
 const hexN = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`));
 const uuid = fc.tuple(hexN(8), hexN(4), hexN(4), hexN(4), hexN(12)).map((p) => p.join('-'));
-/** Text libvirt could write: any printable characters, XML-escaped when written. */
-const text = fc.string({ minLength: 1, maxLength: 16 }).filter((s) => /^[^\u0000-\u001f\ud800-\udfff\ufffe\uffff]+$/.test(s) && s.trim() === s);
+/**
+ * Text libvirt could write: any printable characters, and tab, newline, carriage return and spaces
+ * anywhere (libvirt writes them literally and keeps them: review25a F8), XML-escaped when written.
+ */
+const text = fc
+  .tuple(fc.constantFrom('', ' ', '\t', '\n', '\r', ' \n '), fc.string({ minLength: 1, maxLength: 16 }), fc.constantFrom('', ' ', '\t', '\n', '\r', '  '))
+  .map(([a, s, b]) => a + s + b)
+  .filter((s) => /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\ud800-\udfff\ufffe\uffff]+$/.test(s));
 const absPath = fc.array(text.filter((s) => !s.includes('/')), { minLength: 1, maxLength: 3 }).map((p) => '/' + p.join('/'));
 
 interface GenDisk {

@@ -178,4 +178,40 @@ test('a domain with no devices has nothing to lock', () => {
   assert.equal(lockPlan(d), { lock: [], unprotected: [], leases: [] });
 });
 
+test('attribute and text values are taken byte-exact as libvirt holds them: no trimming, no whitespace folding (review25a F8)', () => {
+  // libvirt writes tab, newline and carriage return literally and keeps leading/trailing spaces:
+  // each is part of the name QEMU opens.
+  const d = parseDomainXml(
+    wrap(
+      "<disk type='file'><source file='/x/a.img '/><target dev='vda'/></disk>" +
+        "<disk type='block'><source dev=' /dev/b\tc\nd\r\n'/><target dev='vdb'/></disk>" +
+        "<disk type='dir'><source dir='/d&#10;&#x9;&amp;&lt;&gt;&quot;&apos;'/><target dev='vdc'/></disk>" +
+        "<lease><lockspace> ls </lockspace><key> k\n</key><target path='/t '/></lease>",
+    ),
+  );
+  assert.equal(
+    d.disks.map((x) => x.path),
+    ['/x/a.img ', ' /dev/b\tc\nd\r\n', '/d\n\t&<>"\''],
+  );
+  assert.equal(d.leases, [{ lockspace: ' ls ', key: ' k\n', target: '/t ' }]);
+  assert.equal(lockPlan(d).leases.map((l) => l.path), ['/t / ls / k\n']);
+  assert.equal(parseDomainXml("<domain><name> a b </name><uuid> 0b6d4c56-3f1c-4b8e-9f6a-2d7e1c5a9b01\n</uuid></domain>").name, ' a b ');
+});
+
+test('a reference libxml2 refuses (undefined entity, bare &, a non-character) is bad input, not a path', () => {
+  throwsBadInput(() => parseDomainXml(wrap("<disk type='file'><source file='/a&nbsp;b'/><target dev='vda'/></disk>")), /"&nbsp;", not an XML reference/);
+  throwsBadInput(() => parseDomainXml(wrap("<disk type='file'><source file='/a&#0;b'/><target dev='vda'/></disk>")), /"&#0;"/);
+  throwsBadInput(() => parseDomainXml(wrap('<lease><lockspace>s&x;</lockspace><key>k</key><target path="/p"/></lease>')), /<lockspace> holds "&x;"/);
+});
+
+test('<metadata> is kept as one raw string: an element, comment, CDATA or attribute in it never reads as the domain\'s own (review25a F3)', () => {
+  const fake = "<devices xmlns='u'><disk type='file'><source file='/fake'/><target dev='vdz'/></disk></devices>";
+  for (const inner of [`<a:x xmlns:a='u'><!-- </metadata> -->${fake}</a:x>`, `<a:x xmlns:a='u'><![CDATA[</metadata>]]>${fake}</a:x>`, `<a:x xmlns:a='u' v='</metadata>'>${fake}</a:x>`, `<metadata xmlns='u'><metadata/>${fake}</metadata>`]) {
+    const d = parseDomainXml(`<domain><name>m</name><uuid>0b6d4c56-3f1c-4b8e-9f6a-2d7e1c5a9b01</uuid><metadata>${inner}</metadata><devices><disk type='file'><source file='/real'/><target dev='vda'/></disk></devices></domain>`);
+    assert.equal(d.disks.map((x) => x.path), ['/real'], inner);
+  }
+  const big = parseDomainXml(`<domain><name>m</name><uuid>0b6d4c56-3f1c-4b8e-9f6a-2d7e1c5a9b01</uuid><metadata><a:m xmlns:a='u'>${'<a/>'.repeat(50_000)}</a:m></metadata><devices><disk type='file'><source file='/real'/><target dev='vda'/></disk></devices></domain>`);
+  assert.equal(big.disks.map((x) => x.path), ['/real']);
+});
+
 test.run();

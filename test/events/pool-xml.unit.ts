@@ -27,4 +27,10 @@ test('given a volume name that would leave the pool directory, or garbage XML, t
   assert.is(volumePathFromPoolXml('<<<', 'x'), null);
 });
 
+test('given a pool directory whose name ends in a space or holds a reference, then the path is exact (review25a F8)', () => {
+  assert.is(volumePathFromPoolXml("<pool type='dir'><name>p</name><target><path>/srv/pool </path></target></pool>", 'v '), '/srv/pool /v ');
+  assert.is(volumePathFromPoolXml("<pool type='dir'><name>p</name><target><path>/srv/a&amp;b&#9;</path></target></pool>", 'v'), '/srv/a&b\t/v');
+  assert.is(volumePathFromPoolXml("<pool type='dir'><name>p</name><target><path>/srv/a&nbsp;b</path></target></pool>", 'v'), null);
+});
+
 test.run();
