@@ -14,8 +14,17 @@ export const ELIDED_VALUE = 'owner-elided-1';
 
 /** The payload text a row's owner columns stand for, when its payload starts with exactly this. */
 function ownerPrefix(owner: string, name: string): string {
-  return `{"owner":{"uuid":${JSON.stringify(owner)},"name":${JSON.stringify(name)}}`;
+  // The last owner's, kept: a question's facts mostly come in runs of one VM (`--vm`: all of them).
+  if (owner !== lastOwner || name !== lastName) {
+    lastPrefix = `{"owner":{"uuid":${JSON.stringify(owner)},"name":${JSON.stringify(name)}}`;
+    lastOwner = owner;
+    lastName = name;
+  }
+  return lastPrefix;
 }
+let lastOwner = '';
+let lastName = '';
+let lastPrefix = `{"owner":{"uuid":"","name":""}`;
 
 /**
  * The stored form of a payload in an elided file:

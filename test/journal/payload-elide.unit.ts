@@ -58,6 +58,18 @@ test('names that JSON escapes: elided and restored through the same encoding', (
   }
 });
 
+test('rows of different owners in any order restore each its own prefix (the last owner\'s is remembered)', () => {
+  const owners: Array<[string, string]> = [['u-1', 'a'], ['u-1', 'b'], ['u-2', 'a'], ['u-1', 'a'], ['', ''], ['u-"3', 'n\\x'], ['u-1', 'a']];
+  for (let round = 0; round < 3; round++) {
+    for (const [uuid, name] of round === 1 ? [...owners].reverse() : owners) {
+      const payload = `{"owner":{"uuid":${JSON.stringify(uuid)},"name":${JSON.stringify(name)}},"mode":"shared"}`;
+      const stored = elidePayload(payload, uuid, name);
+      assert.is(stored, '\u0001,"mode":"shared"}');
+      assert.is(restorePayload(stored, uuid, name), payload);
+    }
+  }
+});
+
 test('an elided payload without its owner columns is an error, not a guess', () => {
   assert.throws(() => restorePayload('\u0001,"x":1}', null, N), /damaged/);
 });
