@@ -185,6 +185,13 @@ function parseDisk(node: unknown, i: number): DomainDisk {
   };
 }
 
+/** A lease's lockspace or key: a relative path inside its target path (no empty, "." or ".." component). */
+function confined(value: string, what: string): void {
+  if (value.startsWith('/') || value.split('/').some((c) => c === '' || c === '.' || c === '..')) {
+    throw new BadInputError(`domain XML: ${what} is "${value}", expected a name inside the lease's target path (no leading "/", no empty, "." or ".." component)`);
+  }
+}
+
 function parseLease(node: unknown, i: number): DomainLease {
   const where = `<lease> #${i + 1}`;
   if (!isNode(node)) throw new BadInputError(`domain XML: ${where} is empty`);
@@ -197,6 +204,13 @@ function parseLease(node: unknown, i: number): DomainLease {
   const targetNode = single(node, 'target', where);
   const target = attr(targetNode, 'path');
   if (!target) throw new BadInputError(`domain XML: ${where} (key "${key}") has no <target path=...>`);
+  // The lease file is <target path>/<lockspace>/<key>, created by the root daemon: a lockspace or key
+  // that climbs out of the target path would have it create a file in any directory (review25a F14).
+  confined(lockspace, `${where} (key "${key}") <lockspace>`);
+  confined(key, `${where} <key>`);
+  if (!target.startsWith('/') || target.split('/').some((c) => c === '..' || c === '.')) {
+    throw new BadInputError(`domain XML: ${where} (key "${key}") has <target path="${target}">, expected an absolute path without "." or ".." components`);
+  }
   const offsetText = attr(targetNode, 'offset');
   let offset: number | undefined;
   if (offsetText !== undefined) {

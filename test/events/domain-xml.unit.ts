@@ -127,6 +127,18 @@ test('given a lease with a non-zero offset (sanlock style), then it is unprotect
 const wrap = (devices: string, extra = ''): string =>
   `<domain type='kvm'${extra}><name>x</name><uuid>0B6D4C56-3F1C-4B8E-9F6A-2D7E1C5A9B01</uuid><devices>${devices}</devices></domain>`;
 
+test('given a lease whose lockspace, key or target path climbs out of its directory, then it is bad input (review25a F14)', () => {
+  const lease = (ls: string, key: string, target = '/var/lib/libvirt/lockd') => wrap(`<lease><lockspace>${ls}</lockspace><key>${key}</key><target path='${target}'/></lease>`);
+  throwsBadInput(() => parseDomainXml(lease('../../../../etc/sudoers.d', 'zz')), /<lockspace> is "..\/..\/..\/..\/etc\/sudoers.d", expected a name inside the lease's target path/);
+  throwsBadInput(() => parseDomainXml(lease('/etc', 'zz')), /<lockspace> is "\/etc"/);
+  throwsBadInput(() => parseDomainXml(lease('area/./x', 'zz')), /<lockspace> is "area\/.\/x"/);
+  throwsBadInput(() => parseDomainXml(lease('area', '../x')), /<key> is "..\/x"/);
+  throwsBadInput(() => parseDomainXml(lease('area', 'k', 'relative/dir')), /<target path="relative\/dir">, expected an absolute path/);
+  throwsBadInput(() => parseDomainXml(lease('area', 'k', '/var/lib/../../etc')), /<target path="\/var\/lib\/..\/..\/etc">/);
+  // A lockspace with sub-directories inside the target path is still a lease.
+  assert.equal(parseDomainXml(lease('area/sub', 'k')).leases, [{ lockspace: 'area/sub', key: 'k', target: '/var/lib/libvirt/lockd' }]);
+});
+
 test('given the same image twice, then it is locked once; given a numeric name, it stays a string', () => {
   const xml = `<domain><name>123</name><uuid>0b6d4c56-3f1c-4b8e-9f6a-2d7e1c5a9b01</uuid><devices>
     <disk type='file' device='disk'><source file='/a.img'/><target dev='vda'/></disk>
