@@ -43,6 +43,7 @@ import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serve
 import { PUBLISH_KEYS, Publication, publishSettings } from './publisher.js';
 import { envMs } from './env-ms.js';
 import { collectWhenSettled } from './collect.js';
+import { openJournalPatiently } from './journal-open.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -242,7 +243,9 @@ export class Daemon {
     fs.mkdirSync(path.dirname(c.journal), { recursive: true, mode: 0o700 });
     // Staged: a fact is acknowledged once written to the staging file; a timer moves facts into
     // SQLite in batches, off the request's path (docs/decisions/0006).
-    const journal = Journal.open(c.journal, {
+    // Another process holding the journal (a sqlite3 shell, a backup, `journal compact`) is waited
+    // for, never a reason to exit with the locks this start re-takes (src/daemon/journal-open.ts).
+    const open = () => Journal.open(c.journal, {
       host: c.hostId,
       // Start-up's re-takes append one row per held lock at random places in the disk and VM indexes
       // of a large journal; SQLite's default 2 MiB cache spills and re-reads pages (10k rows into a
@@ -257,9 +260,16 @@ export class Daemon {
         ...stageFlushMs(),
       },
     });
+    const journal = await openJournalPatiently(open, {
+      file: c.journal,
+      log: (level, msg) => this.log.log(level, msg),
+      waiting: (msg, nextMs) => this.service?.notifier.send(`STATUS=${msg.slice(0, 300)}\nEXTEND_TIMEOUT_USEC=${(nextMs + 15_000) * 1000}`, [], { periodic: true }),
+    });
     this.journal = journal;
     journal.onStageSync = this.meters.stageSync;
-    const state = loadState(journal);
+    // Staged facts SQLite cannot take now (another process's write lock, a full disk) are read from
+    // the staging file: never a wait for that lock here, where every lock is still to re-take.
+    const state = journal.nonBlocking(() => loadState(journal));
     const renamed = namingMismatchMessage(state, namingRules(c));
     if (renamed !== null) {
       journal.close();
@@ -277,7 +287,7 @@ export class Daemon {
     // One descriptor per held lock: a default soft limit of 1024 would cap this host at ~1000 disks.
     this.fdLimit = native.raiseNoFile().soft;
     // Never a new lockspace where this host knew one: a bare mount point (src/engine/lockspaces.ts).
-    const lastStart = lastStartIds(journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload);
+    const lastStart = lastStartIds(journal.newest('DaemonStarted')?.payload);
     this.lockspaceCtx = { stateDir: c.stateDir, init: c.lockspaceInit, lastStart, state, log: (level, msg) => this.log.log(level, msg) };
     const lockspaces = openLockspaces(lockspaceDirs(c), this.lockspaceCtx);
     const locker = new Locker(c.hostId, { fileLockspaceDir: c.fileLockspaceDir, syncRecords: onSharedFs(c.fileLockspaceDir), generationFloor: (disk) => journal.maxGeneration(disk), ...(this.service.store ? { store: this.service.store } : {}) });
@@ -299,7 +309,7 @@ export class Daemon {
       rules: namingRules(c),
       blockdevNames: (paths, rules) => lookupBlockdevNames(paths, { lvmDir: rules.lvmLockspaceDir ?? null, scsiDir: rules.scsiLockspaceDir ?? null }, runCommand),
       state,
-      reload: () => loadState(journal),
+      reload: () => journal.nonBlocking(() => loadState(journal)),
       onFacts: (facts) => this.afterFacts(facts),
       onCommand: (cmd) => this.verifier?.commandSeen(cmd),
       onReply: this.meters.reply,
@@ -319,7 +329,7 @@ export class Daemon {
     }
     // A new boot: owners no live process stands for are gone with it (after_reboot, src/daemon/boot.ts).
     const boot = bootId();
-    const prevBoot = journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload as { bootId?: string } | undefined;
+    const prevBoot = journal.newest('DaemonStarted')?.payload as { bootId?: string } | undefined;
     const rebooted = rebootReleases(state, prevBoot?.bootId, boot, c.afterReboot, at);
     // Folded in now, so neither adoption nor the re-take holds them again; journaled below, after
     // DaemonStarted, so audit reads the start in order (folding a release twice changes nothing).
@@ -395,7 +405,7 @@ export class Daemon {
     // while we serve: the staging file already holds it durably.
     if (journal.pendingCount <= START_FLUSH_ROWS) {
       try {
-        journal.flushStaged();
+        journal.nonBlocking(() => journal.flushStaged());
       } catch (e) {
         // SQLite is full but the staging file took the start's facts: serve (the locks stay held);
         // the background move retries until the disk has room (status shows it meanwhile).

@@ -89,9 +89,10 @@ export async function recoverForgotten(
   opts: { host: string; dirs: readonly ScanDir[]; bootId: string | undefined; at: string; registryFile?: string; shared?: (dir: string) => boolean; bootTime?: string; blockdevName?: BlockdevNameOf },
   log: (level: 'info' | 'warning' | 'error', msg: string) => void,
 ): Promise<FoundLocks> {
-  const last = journal.query({ limit: 1, newest: true })[0];
+  // Staged facts included: SQLite may not have taken them yet (another process's write lock, a full disk).
+  const last = journal.newest();
   if (last?.kind === 'DaemonStopped') return NONE;
-  const prevBoot = (journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.payload as { bootId?: string } | undefined)?.bootId;
+  const prevBoot = (journal.newest('DaemonStarted')?.payload as { bootId?: string } | undefined)?.bootId;
   if (prevBoot !== undefined && opts.bootId !== undefined && prevBoot !== opts.bootId) return NONE;
   // Only a journal that recorded this boot's id proves the unclean stop was in this boot. Without
   // that proof (a journal lost or new, one from before boot ids, no boot id to read), a record is

@@ -35,7 +35,7 @@ export class JournalWatch {
 
   /** The staging file's facts could not move into SQLite (retried every half second). */
   sqliteFailed(e: Error): void {
-    this.limited('sqlite', 'error', `journal: staged facts could not be moved into SQLite (they stay durable in the staging file; retrying): ${e.message}`);
+    this.limited('sqlite', 'error', `journal: staged facts could not be moved into SQLite (they stay durable in the staging file; retrying): ${e.message}${busyHint(e)}`);
   }
 
   /** A write works again: say so once, and forget the reminders. */
@@ -83,6 +83,13 @@ export class JournalWatch {
       journal_pending_facts: { help: 'Facts acknowledged in the staging file but not yet in SQLite.', value: h?.pending ?? 0 },
     };
   }
+}
+
+/** SQLITE_BUSY: who to look for. Held locks stay held and requests are answered meanwhile. */
+function busyHint(e: Error): string {
+  const errno = (e as { errno?: unknown }).errno ?? (e as { code?: unknown }).code;
+  if (typeof errno !== 'string' || !errno.startsWith('SQLITE_BUSY')) return '';
+  return ' (another process holds the journal\'s write lock: a sqlite3 shell left in a transaction, a backup tool, `vmlockd journal compact`; `fuser -v` on the journal file names it. Every held lock stays held and requests are answered meanwhile; GET /v1/audit answers VMLOCKD_ERR_JOURNAL_BUSY while facts wait)';
 }
 
 /** What an operator does about it, for the errnos that need one. */

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Journal } from '../journal/journal.js';
-import { ensureJournalId } from '../journal/journal-id.js';
+import { holdCompactionNow, journalIdNow, releaseCompactionNow } from './publish-meta.js';
 import { hostSegmentDir } from '../journal/segment.js';
 import { pinOf } from '../engine/locker-hosts.js';
 import { envMs } from './env-ms.js';
@@ -122,7 +122,7 @@ export class Publication {
     if (!on) {
       // Off: `journal compact` is no longer held back by a publication that will not catch up.
       try {
-        this.journal.db.prepare(`DELETE FROM meta WHERE key = 'published_through'`).run();
+        releaseCompactionNow(this.journal);
       } catch (e) {
         this.log('warning', `publication off, but meta.published_through could not be removed (journal compact stays held back at it): ${(e as Error).message}`);
       }
@@ -136,12 +136,18 @@ export class Publication {
   private start(): void {
     const s = this.settings;
     if (this.closed || !s.enabled || s.lockspace === null) return;
-    this.journalId ??= ensureJournalId(this.journal);
-    // From now on `journal compact` waits for publication: until the worker records how far it got,
-    // it may cut only what was already compacted (nothing new).
-    this.journal.db
-      .prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES ('published_through', ?)`)
-      .run(String(this.journal.metaInt('archived_through')));
+    try {
+      this.journalId ??= journalIdNow(this.journal);
+      // From now on `journal compact` waits for publication: until the worker records how far it got,
+      // it may cut only what was already compacted (nothing new).
+      holdCompactionNow(this.journal, () => this.journal.metaInt('archived_through'));
+    } catch (e) {
+      // Never a wait for another process's write lock on the event loop (publish-meta.ts): later.
+      const code = (e as { code?: unknown }).code;
+      this.failed({ message: `cannot write the journal's meta table (${(e as Error).message}); publication starts once it can (retried in ${RESTART_MS / 1000} s)`, code: typeof code === 'string' ? code : null });
+      this.scheduleRestart();
+      return;
+    }
     const pin = pinOf(s.lockspace);
     if (pin === undefined) {
       this.failed({ message: `the lockspace ${s.lockspace} has no readable id file; publication waits (retried in ${RESTART_MS / 1000} s)`, code: 'VMLOCKD_ERR_LOCKSPACE_AWAY' });

@@ -59,6 +59,15 @@ export interface JournalOptions {
   staged?: boolean | StageOptions;
 }
 
+/** Runs `fn`; an SQLite error (busy, full) is swallowed: the work is left to a later writer. */
+function deferrable(fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof JournalError || typeof (e as { code?: unknown }).code !== 'string' || !(e as { code: string }).code.startsWith('SQLITE_')) throw e;
+  }
+}
+
 export class Journal implements CompactFile {
   readonly file: string;
   readonly host: string;
@@ -105,8 +114,13 @@ export class Journal implements CompactFile {
       const journal = new Journal(db, path, opts.host, opts.readonly === true, version);
       // Any writer moves what a crashed daemon left staged, so the facts are where readers look.
       if (opts.readonly !== true) journal.stage = Stage.recover(journal.stageOwner(), opts.staged);
-      // A compaction that died in its delete phase is finished by the next writer (compact.ts).
-      if (opts.readonly !== true && opts.archive !== true) finishDeletes(db);
+      // A compaction that died in its delete phase is finished by the next writer (compact.ts); a
+      // staged writer (the daemon's start) leaves it to a later one rather than wait for another
+      // process's write lock or fail on a full disk: the moved facts are in both files meanwhile.
+      if (opts.readonly !== true && opts.archive !== true) {
+        if (journal.stage === undefined) finishDeletes(db);
+        else deferrable(() => journal.nonBlocking(() => finishDeletes(db)));
+      }
       return journal;
     } catch (err) {
       db.close();
@@ -208,6 +222,20 @@ export class Journal implements CompactFile {
     // Facts SQLite could not take yet (a full disk): acknowledged, so part of the state.
     const pending = this.stage?.pending ?? [];
     for (const r of pending) if (r.seq > last) yield stored(r);
+  }
+
+  /**
+   * The newest fact (of `kind`), staged facts included: what a start reads (its last start, its last
+   * fact) while SQLite cannot take the staged facts (another process holds its write lock, a full
+   * disk). Never waits for another process's write lock.
+   */
+  newest(kind?: string): StoredFact | undefined {
+    return this.nonBlocking(() => {
+      this.live(true);
+      const pending = this.stage?.pending ?? [];
+      for (let i = pending.length - 1; i >= 0; i--) if (kind === undefined || pending[i]!.kind === kind) return stored(pending[i]!);
+      return this.queries.run({ ...(kind !== undefined ? { kinds: [kind] } : {}), limit: 1, newest: true })[0];
+    });
   }
 
   latestSnapshot(): { seq: number; state: unknown } | undefined {

@@ -237,6 +237,12 @@ export function tooNew(file: string, found: number, known: number): JournalError
  * file at its old version rather than half-migrated.
  */
 export function migrate(db: Database.Database, file: string, migrations: readonly Migration[] = MIGRATIONS): number {
+  // Already current (every open but the first after an upgrade): nothing to write, so no write lock
+  // to wait for. Another process holding it (a sqlite3 shell, a backup, `journal compact`) would
+  // otherwise fail a daemon's start after the busy timeout, and with it every lock to re-take.
+  const current = readSchemaVersion(db, file);
+  if (current > migrations.length) throw tooNew(file, current, migrations.length);
+  if (current === migrations.length) return current;
   const run = db.transaction(() => {
     const found = readSchemaVersion(db, file);
     if (found > migrations.length) throw tooNew(file, found, migrations.length);

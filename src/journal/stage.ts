@@ -11,6 +11,7 @@ import type { FactRow } from './query.js';
 import { chainRows, preview, type ChainedRow } from './rows.js';
 import { chainHash, type ChainBase } from './schema.js';
 import { SqliteMover, type MoveFailure } from './mover.js';
+import { keepIfRefused, type KeptStage } from './stage-keep.js';
 
 export interface StageOptions {
   /**
@@ -99,10 +100,11 @@ export class Stage {
     readonly file: string,
     readonly fd: number,
     o: StageOptions,
+    kept?: KeptStage,
   ) {
-    this.size = fstatSync(fd).size;
-    this.allocated = this.size;
-    this.head = owner.chainHead();
+    this.allocated = fstatSync(fd).size;
+    this.size = kept?.size ?? this.allocated;
+    this.head = kept !== undefined ? { seq: kept.rows[kept.rows.length - 1]!.seq, hash: kept.rows[kept.rows.length - 1]!.hash } : owner.chainHead();
     this.flushMs = o.flushMs ?? 20;
     this.batchRows = o.batchRows ?? 500;
     this.onError = o.onError ?? (() => {});
@@ -111,6 +113,14 @@ export class Stage {
     if (this.sync && this.size === 0) this.preallocate();
     if (o.thread === true) {
       this.mover = new SqliteMover(owner.file, owner.db.pragma('synchronous', { simple: true }) === 2 ? 'FULL' : 'NORMAL', (n, f) => this.moved(n, f));
+    }
+    if (kept !== undefined) {
+      this.pending = [...kept.rows];
+      if (this.mover !== undefined) this.pendingLines = kept.rows.map((r) => stageLine(r, 0));
+      this.sqliteFailure = failure(null, kept.refused);
+      this.failing = true;
+      this.onError(kept.refused);
+      this.schedule(false, Math.max(this.flushMs, 100));
     }
   }
 
@@ -160,15 +170,23 @@ export class Stage {
       if (!enable) return undefined;
       throw new JournalError('VMLOCKD_ERR_JOURNAL_FORKED', `journal ${owner.file} is already open for staged appends by another process`);
     }
+    const o = typeof staged === 'object' ? staged : {};
+    let kept: KeptStage | undefined;
     try {
-      const text = readFileSync(file, 'utf8');
-      const left = parseStage(text, owner.chainHead(), file);
-      if (left.length > 0) owner.insertStaged(left);
+      const bytes = readFileSync(file);
+      const text = bytes.toString('utf8');
+      const whole = { end: 0 };
+      const left = parseStage(text, owner.chainHead(), file, whole);
+      // A staged writer (the daemon) never waits here for another process's write lock, and starts
+      // even when SQLite cannot take them (that lock, a full disk): the facts stay staged, durable in
+      // this file, and move like any others once SQLite takes them (stage-keep.ts).
+      if (left.length > 0 && enable) kept = keepIfRefused(owner, left, bytes, text, whole.end, fd, file);
+      else if (left.length > 0) owner.insertStaged(left);
       // Every staged line, moved just now or by the process that staged it (killed before it synced
       // its WAL: a NORMAL commit is not synced), must be durable in SQLite before its staged copy,
       // maybe the only synced one, is cut (and zeroed and synced by preallocate). Decision 0018.
-      if (/[^\0]/.test(text)) syncWal(owner.file);
-      ftruncateSync(fd, 0);
+      if (kept === undefined && /[^\0]/.test(text)) syncWal(owner.file);
+      if (kept === undefined) ftruncateSync(fd, 0);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -177,7 +195,7 @@ export class Stage {
       closeSync(fd);
       return undefined;
     }
-    return new Stage(owner, file, fd, typeof staged === 'object' ? staged : {});
+    return new Stage(owner, file, fd, o, kept);
   }
 
   /**
@@ -430,7 +448,7 @@ function syncWal(journalFile: string): void {
  * One staged fact: a JSON array on one line; its hash is checked again on recovery. The last element
  * counts the lines still to come in the same append, so recovery keeps an append whole or not at all.
  */
-function stageLine(r: ChainedRow, more: number): string {
+export function stageLine(r: ChainedRow, more: number): string {
   return `${JSON.stringify([r.seq, r.at, r.host, r.kind, r.resource, r.disk, r.owner, r.ownerName, r.json, r.hash.toString('hex'), more])}\n`;
 }
 
@@ -440,16 +458,20 @@ function stageLine(r: ChainedRow, more: number): string {
  * a write that never returned (the process died inside it), so it was never acknowledged: it is
  * dropped. Anything wrong before that is damage.
  */
-function parseStage(text: string, head: ChainBase, file: string): ChainedRow[] {
+function parseStage(text: string, head: ChainBase, file: string, whole?: { end: number }): ChainedRow[] {
   // A synced stage is preallocated: its lines end where the zeros begin.
   const nul = text.indexOf('\0');
   const lines = (nul === -1 ? text : text.slice(0, nul)).split('\n');
   const out: ChainedRow[] = [];
+  // Where the line being read starts (in UTF-16 units of `text`).
+  let at = 0;
   let group: ChainedRow[] = [];
   let { seq, hash } = head;
   const bad = (i: number, why: string) => new JournalError('VMLOCKD_ERR_JOURNAL_CORRUPT', `staging file ${file}, line ${i + 1}: ${why}`);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
+    const start = at;
+    at += line.length + 1;
     if (line === '') continue;
     // A complete file ends with a newline, so only the piece after the last one can be torn.
     const last = i === lines.length - 1;
@@ -473,6 +495,8 @@ function parseStage(text: string, head: ChainBase, file: string): ChainedRow[] {
     if (more === 0) {
       for (const g of group) out.push(g);
       group = [];
+      // Past this line's newline (a last line without one: its end).
+      if (whole !== undefined) whole.end = start + line.length + (last ? 0 : 1);
     }
   }
   return out;
