@@ -41,7 +41,14 @@ const genDisk: fc.Arbitrary<GenDisk> = fc.record({
   readonly: fc.boolean(),
   shareable: fc.boolean(),
 });
-const genLease = fc.record({ lockspace: text, key: text, target: absPath, offset: fc.option(fc.nat({ max: 4096 }), { nil: undefined }) });
+/** A lease's names stay inside its target path (review25a F14: no "/", ".", ".." component; tested in domain-xml.unit.ts). */
+const component = text.filter((s) => !s.includes('/') && s !== '.' && s !== '..');
+const genLease = fc.record({
+  lockspace: component,
+  key: component,
+  target: fc.array(component, { minLength: 1, maxLength: 3 }).map((p) => '/' + p.join('/')),
+  offset: fc.option(fc.nat({ max: 4096 }), { nil: undefined }),
+});
 
 function diskXml(d: GenDisk): string {
   const attrName = d.type === 'file' ? 'file' : d.type === 'block' ? 'dev' : d.type === 'dir' ? 'dir' : null;
