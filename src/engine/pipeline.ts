@@ -8,7 +8,7 @@
 //
 // Group commit: the facts of every command handled in one turn of the event loop are journaled in
 // one SQLite transaction before any of those commands is answered (invariant 1).
-import { from, map, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from './rx.js';
+import { from, mergeMap, Observable, of, Subject, Subscription, catchError, type OperatorFunction } from './rx.js';
 import { BadInputError, VmlockdError } from './errors.js';
 import { fact, type Fact, type NewFact } from './facts.js';
 import { appendFacts, type JournalPort } from './journal-port.js';
@@ -204,10 +204,7 @@ export class Engine {
               this.fail(job, e);
               return SYNC_DONE;
             }
-            return from(this.opts.blockdevNames!(paths, this.opts.rules)).pipe(
-              map((names) => this.handle(job, names)),
-              catchError((e: unknown) => of(this.fail(job, e))),
-            );
+            return this.lookUpThenHandle(job, paths, this.opts.rules);
           },
         ),
       )
@@ -297,6 +294,27 @@ export class Engine {
     for (const f of stored) evolve(this.state, f);
     this.opts.onFacts?.(stored);
     return stored;
+  }
+
+  /**
+   * Looks the /dev disks' names up (lvs / scsi_id) under `rules`, then handles the command, but only
+   * if those rules are still the ones in force: a reload of lvm_lockspace_dir or scsi_lockspace_dir
+   * that lands while lvs runs would otherwise have a name looked up in the old directory taken while
+   * the daemon says the new one is in force, and a host on the new directory could take the same LV
+   * (review25a F5). The check and the critical section run in one turn of the event loop, as does a
+   * reload, so no change can fall between them; after a change the lookup is done again.
+   */
+  private lookUpThenHandle(job: Job, paths: readonly string[], rules: NamingRules): Observable<void> {
+    return from(this.opts.blockdevNames!(paths, rules)).pipe(
+      mergeMap((names) => {
+        const now = this.opts.rules;
+        if (sameRules(now, rules)) return of(this.handle(job, names));
+        this.opts.log?.('info', `the naming rules changed (a config reload) while ${paths.join(', ')} were looked up: looking up again under the rules now in force`);
+        const again = blockdevPaths(job.command, now);
+        return again.length === 0 ? of(this.handle(job)) : this.lookUpThenHandle(job, again, now);
+      }),
+      catchError((e: unknown) => of(this.fail(job, e))),
+    );
   }
 
   /** New naming rules (a config reload while no lock is held). */
@@ -434,4 +452,8 @@ function unrecorded(reply: Reply, committed: Reply): Reply {
 function withClientAt(facts: readonly NewFact[], clientAt: string | undefined): readonly NewFact[] {
   if (clientAt === undefined) return facts;
   return facts.map((f) => ({ ...f, payload: { ...f.payload, clientAt } }) as unknown as NewFact);
+}
+
+function sameRules(a: NamingRules, b: NamingRules): boolean {
+  return a.fileLockspaceDir === b.fileLockspaceDir && (a.lvmLockspaceDir ?? null) === (b.lvmLockspaceDir ?? null) && (a.scsiLockspaceDir ?? null) === (b.scsiLockspaceDir ?? null);
 }
