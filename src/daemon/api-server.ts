@@ -42,7 +42,17 @@ export interface AuditQuery {
   limit?: number;
   kinds?: string[];
   host?: string;
+  /** Only facts with seq > afterSeq (the next page after the previous page's last seq). */
+  afterSeq?: number;
 }
+
+/**
+ * GET /v1/audit answers at most this many facts when no `limit` is given, and never more than
+ * MAX_AUDIT_LIMIT: the read and its JSON run on the event loop, so a whole journal in one answer
+ * froze every client for seconds (review25a F13: 108k facts, 8.3 s). Page on with `after_seq`.
+ */
+export const DEFAULT_AUDIT_LIMIT = 1_000;
+export const MAX_AUDIT_LIMIT = 10_000;
 
 /** A request body's limit: far beyond any acquire, release or check. */
 export const MAX_BODY = 1 << 20;
@@ -254,16 +264,24 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
       const limit = url.searchParams.get('limit');
       const kind = url.searchParams.get('kind');
       const host = url.searchParams.get('host');
+      const afterSeq = url.searchParams.get('after_seq');
       if (vm) q.owner = vm;
       if (disk) q.disk = auditDisk(disk);
       if (since) q.since = checkTime(since, 'since');
       if (until) q.until = checkTime(until, 'until');
       if (host) q.host = host;
       if (kind) q.kinds = kind.split(',');
+      q.limit = DEFAULT_AUDIT_LIMIT;
       if (limit) {
         const n = Number(limit);
         if (!Number.isInteger(n) || n <= 0) throw new BadInputError(`limit must be a positive integer, got ${JSON.stringify(limit)}`);
+        if (n > MAX_AUDIT_LIMIT) throw new BadInputError(`limit must be at most ${MAX_AUDIT_LIMIT} (page on with after_seq=<the last seq answered>), got ${n}`);
         q.limit = n;
+      }
+      if (afterSeq) {
+        const n = Number(afterSeq);
+        if (!/^\d+$/.test(afterSeq) || !Number.isSafeInteger(n)) throw new BadInputError(`after_seq must be a non-negative integer, got ${JSON.stringify(afterSeq)}`);
+        q.afterSeq = n;
       }
       let facts: unknown[];
       try {
@@ -273,6 +291,11 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
         if ((e as { code?: unknown })?.code !== 'VMLOCKD_ERR_JOURNAL_BUSY') throw e;
         res.setHeader('retry-after', '1');
         return send(res, 503, { status: 'error', code: 'VMLOCKD_ERR_JOURNAL_BUSY', message: (e as Error).message });
+      }
+      if (facts.length === q.limit) {
+        // Perhaps more: where the next page starts (the body stays a plain array).
+        const last = facts[facts.length - 1] as { seq?: unknown };
+        if (typeof last?.seq === 'number') res.setHeader('x-vmlockd-next-after-seq', String(last.seq));
       }
       return send(res, 200, facts);
     }
