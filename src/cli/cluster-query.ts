@@ -204,7 +204,10 @@ export function gapsOf(h: HostHistory): HostGap[] {
     const prevEnd = last;
     for (const f of c.journal.query({ kinds: ['DaemonStarted', 'DaemonStopped'] })) {
       if (f.kind === 'DaemonStarted') {
-        const before = f.seq > 1 ? c.journal.query({ afterSeq: f.seq - 2, untilSeq: f.seq - 1 })[0] : prevEnd;
+        // The fact before a start dates a crash, and only a start right after a start (no stop
+        // between) is one: hostGaps reads prevAt for nothing else. A statement per restart saved.
+        const crashed = events[events.length - 1]?.kind === 'DaemonStarted';
+        const before = !crashed ? undefined : f.seq > 1 ? c.journal.query({ afterSeq: f.seq - 2, untilSeq: f.seq - 1 })[0] : prevEnd;
         events.push({ kind: 'DaemonStarted', at: f.at, ...(before !== undefined ? { prevAt: before.at } : {}) });
       } else events.push({ kind: 'DaemonStopped', at: f.at });
     }
