@@ -13,6 +13,7 @@ export class JournalReads {
     meta: Database.Statement<[string], { value: string }>;
   };
   private maxGenStmt?: Database.Statement;
+  private knowsDiskStmt?: Database.Statement;
   /** Payloads stored elided (a cluster read cache chain): restored from each row's owner columns. */
   private readonly restore: ReturnType<typeof payloadReader>;
 
@@ -78,7 +79,9 @@ export class JournalReads {
   }
 
   knowsDisk(disk: string): boolean {
-    return this.db.prepare(`SELECT 1 FROM facts WHERE disk = ? UNION ALL SELECT 1 FROM carried WHERE disk = ? LIMIT 1`).get(disk, disk) !== undefined;
+    // Prepared once: `--timeline --cluster` asks it of every chain per question.
+    this.knowsDiskStmt ??= this.db.prepare(`SELECT 1 FROM facts WHERE disk = ? UNION ALL SELECT 1 FROM carried WHERE disk = ? LIMIT 1`);
+    return this.knowsDiskStmt.get(disk, disk) !== undefined;
   }
 
   knowsOwner(owner: string): boolean {
