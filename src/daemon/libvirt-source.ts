@@ -38,8 +38,12 @@ export class LibvirtFollower implements RunningSource {
     return this.current?.source;
   }
 
-  /** Bring the stream in line with the config; serial, so two quick reloads cannot start two streams. */
-  sync(): Promise<void> {
+  /**
+   * Bring the stream in line with the config; serial, so two quick reloads cannot start two streams.
+   * `initial`: the daemon's start. Only a stream started then answers for the locks already held; one
+   * started by a live change of libvirt_uri releases them only for VMs it has reported running.
+   */
+  sync(initial = false): Promise<void> {
     this.chain = this.chain.then(async () => {
       if (this.stopped) return;
       const uri = this.config().libvirtUri ?? undefined;
@@ -59,6 +63,7 @@ export class LibvirtFollower implements RunningSource {
           onConflict: () => this.config().onConflict,
           // The hook's rule (api-server), so every libvirt source locks the same disks.
           leaseRules: () => ({ autoDiskLeases: this.config().autoDiskLeases, requireLeaseForDisks: this.config().requireLeaseForDisks }),
+          adoptHeld: initial,
         }),
       };
     });
@@ -81,7 +86,7 @@ export class LibvirtFollower implements RunningSource {
 export function registerLibvirt(daemon: Daemon, opts: LibvirtFollowerOptions = {}): void {
   daemon.sourceStarters.push(async (ctx) => {
     const follower = new LibvirtFollower(ctx, () => daemon.config, opts);
-    await follower.sync();
+    await follower.sync(true);
     // A lock the verifier found lost to another owner: the VM runs unprotected; on_conflict applies.
     daemon.conflictHandlers.push((c) => {
       const source = follower.source;

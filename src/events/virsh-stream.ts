@@ -97,6 +97,14 @@ export interface HandlerOptions {
   readonly settleReconcileMs?: number;
   /** The bound on an incoming migration's hand-over request (DEFAULT_INCOMING_WAIT_MS). */
   readonly incomingWaitMs?: number;
+  /**
+   * false: this stream's URI came in force by a live change of libvirt_uri. The locks held when it
+   * starts were taken under another libvirt (or the hook's, with none configured); this one saying
+   * "no such domain" or "shut off" about such a VM is no evidence that it stopped here, so they are
+   * released only once this libvirt has reported the VM running (review25a F2). Default true: the
+   * libvirt the daemon starts with answers for every lock in its journal.
+   */
+  readonly adoptHeld?: boolean;
 }
 
 const DEFAULT_HAND_OVER_RETRIES_MS = [250, 500, 1000, 2000, 4000, 8000];
@@ -162,8 +170,14 @@ export class LibvirtEventHandler {
    */
   private readonly waits = new Map<string, { owner: Owner; disks: DiskRequest[]; cancel: () => void }>();
 
+  /** Owners holding libvirt-taken locks from before this stream (adoptHeld false), not yet reported running by this libvirt. */
+  private readonly unvouched = new Set<string>();
+
   constructor(private readonly opts: HandlerOptions) {
     this.ctx = opts.ctx;
+    if (opts.adoptHeld === false) {
+      for (const uuid of opts.ctx.state().byOwner.keys()) if (this.libvirtHeld(uuid).length > 0) this.unvouched.add(uuid);
+    }
     this.virsh = opts.virsh;
     this.now = opts.now ?? (() => new Date());
     this.later =
@@ -406,6 +420,7 @@ export class LibvirtEventHandler {
     const info = await this.fetchDomain(nameOrUuid, `cannot take the locks of VM ${nameOrUuid}`);
     // Not running any more (a later event says why): taking locks now would hold them for a stopped VM.
     if (!info || info.id === undefined) return;
+    this.unvouched.delete(info.uuid); // this libvirt runs it: it answers for its locks from now on
     const locks = await this.locksOf(info);
     this.aliases.set(info.uuid, locks.aliases);
     if (locks.unresolved.length > 0) this.retrySoon(`VM ${info.name}: ${locks.unresolved.map((u) => u.target).join(', ')} not resolved`);
@@ -477,7 +492,24 @@ export class LibvirtEventHandler {
 
   /** `virsh domstate` of one domain, read as running / gone / could not tell. */
   private async domainState(nameOrUuid: string): Promise<DomainState> {
-    return domainStateOf(await this.virsh(['domstate', nameOrUuid]));
+    const st = domainStateOf(await this.virsh(['domstate', nameOrUuid]));
+    if (st.kind === 'active') this.unvouched.delete(nameOrUuid);
+    return st;
+  }
+
+  /**
+   * May this libvirt's "gone" release the locks of `uuid`? Not for a VM whose locks were held before
+   * libvirt_uri pointed here and that this libvirt never reported running (adoptHeld false): another
+   * libvirt, or one that does not know this host's VMs, says nothing about whether it runs here.
+   */
+  private mayRelease(uuid: string, owner: Owner, said: string): boolean {
+    if (!this.unvouched.has(uuid)) return true;
+    this.ctx.log(
+      'warning',
+      `libvirt ${this.opts.uri}: VM ${who(owner)} is ${said} here, but its locks were taken before libvirt_uri pointed at ${this.opts.uri}, ` +
+        'which never reported it running: keeping its locks (this libvirt is no evidence that it stopped on this host; `vmlockd release` frees them if it did)',
+    );
+    return false;
   }
 
   /**
@@ -524,6 +556,7 @@ export class LibvirtEventHandler {
         case 'gone':
           break;
       }
+      if (!this.mayRelease(uuid, owner, `${what}: ${st.state}`)) continue;
       this.aliases.delete(uuid);
       // A stopped VM writes nothing: everything it holds goes, whichever source took it.
       const paths = all ? undefined : this.libvirtHeld(uuid);
@@ -639,6 +672,7 @@ export class LibvirtEventHandler {
     const act = await this.virsh(['list', '--uuid']);
     if (act.code !== 0) throw new Error(`reconcile: virsh list failed: ${firstError(act)}`);
     const active = new Set(act.stdout.split('\n').map((l) => l.trim().toLowerCase()).filter((l) => /^[0-9a-f-]{36}$/.test(l)));
+    for (const uuid of active) this.unvouched.delete(uuid);
     const at = new Date(listStart).toISOString();
     let took = 0;
     let released = 0;
@@ -690,6 +724,10 @@ export class LibvirtEventHandler {
         this.ctx.log('warning', `libvirt ${this.opts.uri}: reconcile: VM ${who(owner)} is not listed as running, but virsh domstate failed (${st.error}): keeping its locks; a reconcile retries`);
         kept.push(uuid);
         this.retrySoon(`domstate ${uuid} failed`);
+        continue;
+      }
+      if (!this.mayRelease(uuid, owner, `not running (${st.state})`)) {
+        kept.push(uuid);
         continue;
       }
       released += await this.release(owner, paths, at);
@@ -864,6 +902,8 @@ export interface VirshSourceOptions {
   readonly leaseRules?: () => LeaseRules;
   readonly virsh?: VirshRunner;
   readonly supervisor?: Partial<Omit<SupervisorOptions, 'uri' | 'onLine' | 'onConnected' | 'log'>>;
+  /** See HandlerOptions.adoptHeld: false for a stream started by a live change of libvirt_uri. */
+  readonly adoptHeld?: boolean;
 }
 
 export interface VirshSource extends RunningSource {
@@ -893,6 +933,7 @@ export function startVirshSource(ctx: SourceContext, opts: VirshSourceOptions): 
     virsh,
     onConflict: opts.onConflict,
     ...(opts.leaseRules ? { leaseRules: opts.leaseRules } : {}),
+    ...(opts.adoptHeld !== undefined ? { adoptHeld: opts.adoptHeld } : {}),
   });
   ctx.log('info', `libvirt ${opts.uri}: listening to the virsh event stream`);
   const supervisor = superviseVirshEvents({
