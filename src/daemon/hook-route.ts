@@ -23,7 +23,7 @@ import type { Reply } from '../engine/pipeline.js';
 import type { Command, DiskRequest, HandOverOutcome, Owner } from '../engine/types.js';
 import { applyLeaseRules, DEFAULT_LEASE_RULES, domainLocks, type LeaseRules, type VolPathResolver } from '../events/domain-locks.js';
 import type { Unprotected } from '../events/domain-xml.js';
-import { parseDomainXml } from '../events/domain-xml.js';
+import { parseDomainXmlOffLoop } from '../events/domain-xml-offload.js';
 import { parseHookArgs, type HookAction } from '../events/hook-args.js';
 import { volumePathFromPoolFiles } from '../events/pool-xml.js';
 import { localLibvirt, type DomainState } from '../events/virsh-stream.js';
@@ -153,7 +153,8 @@ export class HookRoute {
     const call = parseHookArgs([str(body, 'name', true)!, str(body, 'op', true)!, str(body, 'subop', true)!, str(body, 'extra', false) ?? '-']);
     if (call.action === 'noop') return { ...okEmpty(), action: 'noop', op: `${call.op} ${call.subop}` };
 
-    const info = parseDomainXml(str(body, 'xml', true)!);
+    // A large document is parsed on a worker thread: megabytes of <metadata> must not stop the loop.
+    const info = await parseDomainXmlOffLoop(str(body, 'xml', true)!);
     const owner: Owner = { uuid: info.uuid, name: info.name };
     const at = new Date(this.now()).toISOString();
     const op = `${call.op} ${call.subop}`;

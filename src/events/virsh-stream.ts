@@ -20,7 +20,8 @@ import { heldBy } from '../engine/state.js';
 import type { DiskRequest, HandOverOutcome, Owner } from '../engine/types.js';
 import { fact } from '../engine/facts.js';
 import { applyLeaseRules, DEFAULT_LEASE_RULES, domainLocks, type DomainLocks, type LeaseRules } from './domain-locks.js';
-import { parseDomainXml, type DomainInfo } from './domain-xml.js';
+import type { DomainInfo } from './domain-xml.js';
+import { parseDomainXmlOffLoop } from './domain-xml-offload.js';
 import { mapLifecycle, parseVirshEventLine, type LibvirtEvent } from './virsh-events.js';
 
 export type ConflictPolicy = 'report' | 'suspend';
@@ -369,7 +370,7 @@ export class LibvirtEventHandler {
     }
     let info: DomainInfo;
     try {
-      info = parseDomainXml(r.stdout);
+      info = await parseDomainXmlOffLoop(r.stdout);
     } catch (e) {
       this.ctx.reject('virsh', e, r.stdout);
       this.ctx.log('warning', `libvirt ${this.opts.uri}: ${why}: the XML of ${nameOrUuid} was rejected (${(e as Error).message}); nothing changes for it`);
