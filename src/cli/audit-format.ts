@@ -74,6 +74,11 @@ function detailOf(f: StoredFact): string {
       return `migration hand-over from host ${text(p.from)}: waiting for ${Array.isArray(p.disks) ? p.disks.length : 0} disk(s) via ${text(p.source)}`;
     case 'HandOverEnded':
       return `migration hand-over ${text(p.outcome)}${p.detail ? `: ${text(p.detail)}` : ''}`;
+    case 'IdentityLearned': {
+      const c = Array.isArray(p.conflict) ? (p.conflict as Array<{ disk?: string; owner?: Owner; mode?: string }>) : [];
+      const learnt = `the disk was created under its lock: identity ${text(p.inode)} learnt (${text(p.source)})`;
+      return c.length === 0 ? learnt : `${learnt}; DISK CONFLICT: the same file is held as ${c.map((x) => `${text(x.disk)} by ${text(x.owner?.name ?? x.owner?.uuid)} (${text(x.mode)})`).join(', ')}`;
+    }
     default:
       return '';
   }

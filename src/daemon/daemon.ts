@@ -372,6 +372,8 @@ export class Daemon {
       record: (facts) => this.journalWatch.record((f) => engine.record(f), facts),
       intervalMs: () => this.config.verifyIntervalMs,
       beforeRound: (now) => {
+        // A disk held before it existed is known by identity once created (review25a F1).
+        engine.learn('verifier');
         // Re-establishes the host file after a cluster-filesystem remount (or throws, loudly); the
         // round's lock checks that follow re-verify this host's own locks.
         const notice = this.hostLock?.heartbeat(now, this.fingerprint());

@@ -85,6 +85,22 @@ export function describe(f: Fact): Line | undefined {
       const p = f.payload;
       return { level: 'warning', msg: `command failed (${p.source}, ${p.code}): ${p.message}`, ...(p.owner ? { fields: { vm: vm(p.owner) } } : {}) };
     }
+    case 'IdentityLearned': {
+      const p = f.payload;
+      const holders = [p.owner, ...(p.others ?? [])].map(who).join(', ');
+      if (p.conflict === undefined || p.conflict.length === 0) {
+        return { level: 'info', msg: `disk ${p.disk} of VM ${holders} now exists: identity ${p.inode} learnt; its hard links and bind mounts are this disk from now on`, fields: { disk: p.disk, vm: vm(p.owner) } };
+      }
+      const others = p.conflict.map((c) => `VM ${who(c.owner)} holds it as ${c.disk} (${c.mode})`).join('; ');
+      return {
+        level: 'error',
+        event: 'DiskConflict',
+        msg:
+          `DISK CONFLICT: disk ${p.disk} of VM ${holders} (${p.mode}), held before it existed, turned out to be the same file as another held disk: ${others}. ` +
+          'Two VMs were granted one disk under two names: check both now.',
+        fields: { disk: p.disk, vm: vm(p.owner) },
+      };
+    }
     case 'InputRejected': {
       const p = f.payload;
       return { level: 'warning', msg: `input rejected (${p.source}, ${p.code}): ${p.message}` };

@@ -50,6 +50,8 @@ export const MESSAGE_IDS: Readonly<Record<string, string>> = {
   OwnerGone: '98bdcb0eb585c40586e865f9be2f6efa',
   ConfigRejected: 'aa989c8dd225860908394357d00754ed',
   CommandFailed: '04b7846563905d294c69f4f1fe95a2c0',
+  DiskConflict: 'bb1537a622d34d639efacd6587d13a81',
+  IdentityLearned: '22173385251545108a741270709b9272',
 };
 
 export const JOURNAL_SOCKET = '/run/systemd/journal/socket';

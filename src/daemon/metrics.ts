@@ -60,7 +60,7 @@ export class Meters {
   // The counter restarts with the process: a LeaseLost journaled at a start, after a process that had
   // counted one, reads 1 -> 1 and increase() misses it (review14). The last one's time does not.
   private readonly lastLeaseLost = new Gauge({ name: 'vmlockd_last_lease_lost_timestamp_seconds', help: 'Time of the last LeaseLost this daemon journaled (0: none since start); alert on time() - it.', registers: [this.registry] });
-  private readonly conflicts = new Counter({ name: 'vmlockd_conflicts_total', help: 'Held locks the verifier found taken by another owner since start.', registers: [this.registry] });
+  private readonly conflicts = new Counter({ name: 'vmlockd_conflicts_total', help: 'Held locks the verifier found taken by another owner, and held disks found to be one file under two names (IdentityLearned with a conflict), since start.', registers: [this.registry] });
   private readonly syncs = new Histogram({ name: 'vmlockd_journal_sync_seconds', help: "fdatasync of the journal's staging file, one per group commit (journal_sync=fdatasync).", buckets: SYNC_BUCKETS, registers: [this.registry] });
 
   constructor(info: { version: string }) {
@@ -96,6 +96,9 @@ export class Meters {
         this.leaseLost.inc(j - i);
         const at = Date.parse(facts[j - 1]!.at);
         this.lastLeaseLost.set((Number.isFinite(at) ? at : Date.now()) / 1000);
+      }
+      if (kind === 'IdentityLearned') {
+        for (let k = i; k < j; k++) if ((facts[k]!.payload as { conflict?: readonly unknown[] }).conflict?.length) this.conflicts.inc();
       }
       i = j;
     }

@@ -87,6 +87,22 @@ export interface FactPayloads {
   ConfigChanged: { readonly changes: ReadonlyArray<{ readonly key: string; readonly from: unknown; readonly to: unknown }>; readonly fingerprint: string; readonly trigger: string };
   ConfigRejected: { readonly file?: string; readonly error?: string; readonly refused?: ReadonlyArray<{ readonly key: string; readonly reason: string }>; readonly trigger: string };
   CommandFailed: { readonly source: string; readonly code: string; readonly message: string; readonly owner?: Owner; readonly command: string };
+  /**
+   * A disk held before its image existed (acquired with --create, a virtlockd direct lease named
+   * ahead of its image) now exists: its identity (`inode`, always set here) is learnt, so a hard link
+   * or bind mount of it is the held disk from now on (src/engine/identity-learn.ts). `owner` is the
+   * first of its holders, `others` the rest. `conflict`: holders of another held resource that turned
+   * out to be this same file, in a mode that conflicts: two VMs were granted one disk under two names
+   * (said as DISK CONFLICT in the log). `inode` legacy readers see as an ordinary resource field.
+   */
+  IdentityLearned: ResourceFields & {
+    readonly inode: string;
+    readonly owner: Owner;
+    readonly mode: Mode;
+    readonly others?: readonly Owner[];
+    readonly source: string;
+    readonly conflict?: ReadonlyArray<{ readonly resource: string; readonly disk: string; readonly path: string; readonly owner: Owner; readonly mode: Mode }>;
+  };
 }
 
 export type FactKind = keyof FactPayloads;
@@ -107,6 +123,7 @@ export const FACT_KINDS: readonly FactKind[] = [
   'ConflictAction',
   'ConfigChanged',
   'ConfigRejected',
+  'IdentityLearned',
 ];
 
 /** A fact before the journal has numbered it. */

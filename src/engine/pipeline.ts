@@ -18,6 +18,7 @@ import { decide } from './decide.js';
 import { plan } from './plan.js';
 import { blockdevPaths, resolveCommand, wellFormedOwner, type BlockdevNames, type NamingRules } from './resolve.js';
 import { evolve, type State } from './state.js';
+import { learnIdentities } from './identity-learn.js';
 import type { Command, Intent, ResolvedCommand, VmEvent } from './types.js';
 
 export type Reply =
@@ -317,6 +318,21 @@ export class Engine {
     );
   }
 
+  /**
+   * Journal the identities of held disks that had none and now exist (IdentityLearned) and fold them
+   * in at once, ahead of whatever comes next. Each command does this before it resolves; the
+   * verifier's round does it too, so a disk created under its lock is known by identity before it
+   * can be renamed away. Returns the facts (empty in the common case: one Set size check).
+   */
+  learn(source: string): readonly NewFact[] {
+    if (this.state.unidentified.size === 0) return [];
+    const learnt = learnIdentities(this.state, this.now(), source);
+    if (learnt.length > 0) {
+      this.enqueue(learnt, { facts: learnt, outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => {});
+    }
+    return learnt;
+  }
+
   /** New naming rules (a config reload while no lock is held). */
   setRules(rules: NamingRules): void {
     this.opts.rules = rules;
@@ -331,6 +347,9 @@ export class Engine {
 
   private handle(job: Job, blockdev?: BlockdevNames): void {
     const { command } = job;
+    // A held disk that had no identity and now exists is known by it before this command resolves:
+    // else its hard link would be another disk to it (review25a F1).
+    if (command.kind !== 'observe') this.learn(command.source);
     const resolved = resolveCommand(command, this.opts.rules, this.state, blockdev);
     this.opts.onCommand?.(resolved);
     const intents = decide(resolved, this.state, this.opts.host);

@@ -36,6 +36,13 @@ export interface State {
    * written before aliases were unified), and releasing one must not unindex the other.
    */
   readonly byInode: Map<string, Set<string>>;
+  /**
+   * Held resources whose disk had no identity when taken (it did not exist yet: --create, a direct
+   * lease named ahead of its image) and whose lock is not the disk's name itself: until the image
+   * exists and its identity is learnt (IdentityLearned), an alias of it cannot be told by inode, so
+   * every grant re-checks these paths first (src/engine/identity-learn.ts).
+   */
+  readonly unidentified: Set<string>;
   /** Owner uuid -> ids of the resources it holds, so a release does not scan every lock. */
   readonly byOwner: Map<string, Set<string>>;
   /** The seq of the last fact folded in (0 for none). */
@@ -43,7 +50,7 @@ export interface State {
 }
 
 export function initialState(): State {
-  return { resources: new Map(), owners: new Map(), byInode: new Map(), byOwner: new Map(), seq: 0 };
+  return { resources: new Map(), owners: new Map(), byInode: new Map(), unidentified: new Set(), byOwner: new Map(), seq: 0 };
 }
 
 export function refOf(f: ResourceFields): ResourceRef {
@@ -105,6 +112,16 @@ export function evolve(state: State, f: NewFact | Fact): State {
       indexOwner(state, p.owner.uuid, p.resource);
       return state;
     }
+    case 'IdentityLearned': {
+      // Learnt once: a resource whose identity is known keeps it (a later file at its path is another disk).
+      const p = f.payload;
+      const res = state.resources.get(p.resource);
+      if (!res || res.ref.inode !== undefined) return state;
+      state.resources.set(p.resource, { ...res, ref: { ...res.ref, inode: p.inode } });
+      indexInode(state, p.inode, p.resource);
+      state.unidentified.delete(p.resource);
+      return state;
+    }
     case 'LockRefused':
     case 'HandOverWaiting':
     case 'HandOverEnded':
@@ -139,8 +156,20 @@ function resourceOf(state: State, p: ResourceFields, mode: Mode): ResourceState 
     res = { ref: refOf(p), mode, holders: new Map() };
     state.resources.set(p.resource, res);
     if (p.inode !== undefined) indexInode(state, p.inode, p.resource);
+    else if (learnable(res.ref)) state.unidentified.add(p.resource);
   }
   return res;
+}
+
+/**
+ * A held resource without an identity whose disk path can gain one: not a lock file named by the
+ * requester whose disk is unknown (the virtlockd protocol's file lockspace names: their "disk" is the
+ * lock file itself), not an LVM or SCSI name (a block device is named by its identity already).
+ */
+export function learnable(ref: ResourceRef): boolean {
+  if (ref.inode !== undefined) return false;
+  if (ref.kind === 'lvm' || ref.kind === 'scsi') return false;
+  return !(ref.kind === 'file' && ref.canonical === ref.id);
 }
 
 function indexInode(state: State, inode: string, resource: string): void {
@@ -164,6 +193,7 @@ function dropHolder(state: State, resource: string, ownerUuid: string): void {
   if (owned?.size === 0) state.byOwner.delete(ownerUuid);
   if (res.holders.size === 0) {
     state.resources.delete(resource);
+    state.unidentified.delete(resource);
     if (res.ref.inode !== undefined) {
       const ids = state.byInode.get(res.ref.inode);
       ids?.delete(resource);
@@ -211,6 +241,7 @@ export function fromSnapshot(json: unknown): State {
     state.resources.set(r.ref.id, { ref: r.ref, mode: r.mode, holders: new Map(r.holders.map((h) => [h.owner.uuid, h])) });
     for (const h of r.holders) indexOwner(state, h.owner.uuid, r.ref.id);
     if (r.ref.inode !== undefined) indexInode(state, r.ref.inode, r.ref.id);
+    else if (learnable(r.ref)) state.unidentified.add(r.ref.id);
   }
   return state;
 }

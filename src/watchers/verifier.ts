@@ -49,8 +49,11 @@ interface Pending {
   holders: PendingHolder[];
 }
 
-/** Facts the verifier itself writes; any other fact naming a resource is newer news about it. */
-const OWN_KINDS: ReadonlySet<string> = new Set(['LeaseLost', 'Reacquired']);
+/**
+ * Facts the verifier itself writes, and IdentityLearned (it says what the disk is, not who holds it);
+ * any other fact naming a resource is newer news about it.
+ */
+const OWN_KINDS: ReadonlySet<string> = new Set(['LeaseLost', 'Reacquired', 'IdentityLearned']);
 
 /** A check that failed is logged again at most this often while its reason stays the same. */
 const ERROR_LOG_EVERY_MS = 60_000;

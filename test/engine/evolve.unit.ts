@@ -90,4 +90,30 @@ test('a snapshot of an unknown shape is refused with a clear message', () => {
   assert.throws(() => fromSnapshot({ v: 99 }), /unknown shape/);
 });
 
+test('a disk held without an identity is unidentified until IdentityLearned; then it is indexed by it, once, and a snapshot keeps it (review25a F1)', () => {
+  const r = ref('/img/a');
+  const learnt = (inode: string) =>
+    fact('IdentityLearned', AT, { resource: r.id, name: r.name, lockspace: r.lockspace, kind: r.kind, disk: r.canonical, path: '/img/a', inode, owner: vm1, mode: 'exclusive', source: 'test' });
+  let s = given(acquired(vm1, '/img/a'));
+  assert.equal([...s.unidentified], [r.id]);
+  s = evolve(s, learnt('1:2:3'));
+  assert.equal([...s.unidentified], []);
+  assert.is(s.resources.get(r.id)!.ref.inode, '1:2:3');
+  assert.equal([...s.byInode.get('1:2:3')!], [r.id]);
+  assert.equal([...s.resources.get(r.id)!.holders.keys()], [vm1.uuid]);
+  // Learnt once: a later file at the path is another disk.
+  s = evolve(s, learnt('1:9:9'));
+  assert.is(s.resources.get(r.id)!.ref.inode, '1:2:3');
+  assert.not.ok(s.byInode.has('1:9:9'));
+  const snap = fromSnapshot(JSON.parse(JSON.stringify(toSnapshot(s))));
+  assert.equal([...snap.byInode.get('1:2:3')!], [r.id]);
+  assert.equal([...snap.unidentified], []);
+  // Released: unindexed. Unidentified and released: gone from the set too.
+  assert.is(evolve(s, released(vm1, '/img/a')).byInode.size, 0);
+  assert.equal([...given(acquired(vm1, '/img/a'), released(vm1, '/img/a')).unidentified], []);
+  // A lock file named by the requester (its "disk" is the lock file itself) has no disk to learn.
+  const named = fact('LockAcquired', AT, { resource: '/ls/x', name: 'x', lockspace: '/ls', kind: 'file', disk: '/ls/x', path: '/ls/x', owner: vm1, mode: 'exclusive', source: 'virtlockd' });
+  assert.equal([...given(named).unidentified], []);
+});
+
 test.run();
