@@ -13,6 +13,7 @@ import { publishedThrough } from '../journal/compact.js';
 import { Journal, JournalError, stageFileOf, type FactQuery, type StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
+import { aliasNote, diskByIdentity } from './disk-alias.js';
 import { csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
@@ -240,6 +241,15 @@ function resolveDisk(src: Opened, raw: string): string {
   const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
   for (const c of candidates) {
     if (src.live.knowsDisk(c) || src.archive?.knowsDisk(c) === true) return c;
+  }
+  // Another name of a journaled disk (hard link, bind mount, rename): found by identity, as `who` does.
+  const alias = diskByIdentity(candidates[0]!, src.archive ? [src.live, src.archive] : [src.live]);
+  if (alias !== undefined && 'several' in alias) {
+    throw bad(`disk ${JSON.stringify(raw)} is the same file (identity ${alias.identity}) as several journaled disks: ${alias.several.join(', ')}; ask about one of them`);
+  }
+  if (alias !== undefined) {
+    process.stderr.write(aliasNote(raw, alias));
+    return alias.disk;
   }
   const where = src.archive ? `${src.file} or its archive` : src.file;
   throw bad(`unknown disk ${JSON.stringify(raw)}: no fact in ${where} names ${candidates.join(' or ')}${archiveHint(src)}`);

@@ -12,6 +12,7 @@ import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { boundaryNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
+import { aliasNote, diskByIdentity } from './disk-alias.js';
 import { ClusterCache, cacheRoot, type CachedChain, type CatchUpReport, type VanishedRange } from './cluster-cache.js';
 import type { Overlap } from './cluster-overlaps.js';
 import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
@@ -186,6 +187,17 @@ function headless(cs: ClusterSources): string {
 function resolveDisk(cs: ClusterSources, raw: string): string {
   const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
   for (const c of candidates) if (cs.hosts.some((h) => h.chains.some((x) => x.journal.knowsDisk(c)))) return c;
+  // Another name of a published disk (hard link, bind mount, rename), found by identity as `who` does.
+  // The identity is read here, so it matches what this host journaled (another host's device number
+  // for one shared file may differ): a name only another host used stays unknown (decision 0024).
+  const alias = diskByIdentity(candidates[0]!, cs.hosts.flatMap((h) => h.chains.map((x) => x.journal)));
+  if (alias !== undefined && 'several' in alias) {
+    throw bad(`disk ${JSON.stringify(raw)} is the same file (identity ${alias.identity}) as several published disks: ${alias.several.join(', ')}; ask about one of them`);
+  }
+  if (alias !== undefined) {
+    process.stderr.write(aliasNote(raw, alias));
+    return alias.disk;
+  }
   throw bad(`unknown disk ${JSON.stringify(raw)}: no fact published by any of ${cs.hosts.length} host(s) names ${candidates.join(' or ')}${headless(cs)}`);
 }
 

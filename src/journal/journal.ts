@@ -354,6 +354,12 @@ export class Journal implements CompactFile {
     return this.reads.knowsDisk(disk);
   }
 
+  /** The disks journaled with one of these identities (an alias's held names); see JournalReads. */
+  disksWithInode(inodes: readonly string[]): string[] {
+    this.live();
+    return this.reads.disksWithInode(inodes);
+  }
+
   /** True when a fact names this VM by uuid or name (live or carried). */
   knowsOwner(owner: string): boolean {
     this.live();

@@ -84,6 +84,26 @@ export class JournalReads {
     return this.knowsDiskStmt.get(disk, disk) !== undefined;
   }
 
+  /**
+   * The disks whose facts (live or carried) journaled one of these identities ("dev:ino:btime",
+   * "dev:ino", "blk:rdev"): the names an alias (hard link, bind mount) of a held disk was journaled
+   * under. A scan of the payloads' text (an elided cluster-cache payload is not JSON to SQLite, and an
+   * identity holds only digits, colons and "blk"); asked only for a path no fact names.
+   */
+  disksWithInode(inodes: readonly string[]): string[] {
+    const out = new Set<string>();
+    for (const inode of inodes) {
+      if (!/^[0-9a-z:]+$/.test(inode)) continue;
+      const like = `%"inode":"${inode}"%`;
+      const rows = this.db
+        .prepare(`SELECT DISTINCT disk FROM facts WHERE disk IS NOT NULL AND payload LIKE @like UNION SELECT DISTINCT disk FROM carried WHERE disk IS NOT NULL AND payload LIKE @like`)
+        .pluck()
+        .all({ like }) as string[];
+      for (const d of rows) out.add(d);
+    }
+    return [...out].sort();
+  }
+
   knowsOwner(owner: string): boolean {
     return (
       this.db
