@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { checkDiskCount } from './command-bounds.js';
 import { BadInputError, VmlockdError } from './errors.js';
 import type { State } from './state.js';
 import { isWellFormed, toWellFormed } from './unicode.js';
@@ -315,6 +316,7 @@ export function resolveCommand(command: Command, rules: NamingRules, state: Stat
     case 'acquire':
     case 'check':
     case 'hand-over': {
+      checkDiskCount(cmd.kind, cmd.disks.length);
       const inCommand = new Map<string, ResourceRef>();
       return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state, inCommand, blockdev)) };
     }
