@@ -3,11 +3,15 @@
 // It watches the files' directories, not the files: chokidar follows a watched file across
 // rename-over saves and delete+recreate, but a file that is missing when the watch starts (a
 // removed override, a conf about to be deployed) is only noticed at its second write; a watch on
-// the directory sees it appear. Every event only means "look again": the files are
+// the directory sees it appear. A config reached through a symlink swapped in another place (a
+// Kubernetes ConfigMap: vmlockd.conf -> ..data/vmlockd.conf, ..data renamed over) changes with no
+// event on its path: each path is also stat()ed every second and a change of what it leads to is a
+// look too. Every event only means "look again": the files are
 // re-read whole and merged with the flags exactly as at start-up, so a change is judged by its
 // effect on the config, never by which event announced it.
 
 import { watch } from 'chokidar';
+import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { installLayout } from '../install-layout.js';
 import { EMPTY, Observable, concat, debounceTime, defer, filter, from, map, merge, mergeMap, of, share } from '../engine/rx.js';
@@ -40,6 +44,12 @@ export interface WatchConfigOptions {
    * taken for the config. Default 250 ms.
    */
   readonly settleMs?: number;
+  /**
+   * Every this many ms each file is stat()ed (following symlinks) and a change of what it leads to
+   * is looked at like an event: a config reached through a symlink swapped elsewhere (a Kubernetes
+   * ConfigMap's `..data`) changes without any event on its own path. Default 1000; 0: no polling.
+   */
+  readonly pollMs?: number;
   /** Against which relative paths resolve; the daemon's cwd at start-up by default. */
   readonly cwd?: string;
   /**
@@ -50,12 +60,14 @@ export interface WatchConfigOptions {
 }
 
 type Signal =
-  | { readonly kind: 'look' }
+  /** `forced`: SIGHUP, judged even when the files read exactly as at the last look. */
+  | { readonly kind: 'look'; readonly forced?: boolean }
   | { readonly kind: 'ready' }
   | { readonly kind: 'watch-error'; readonly message: string };
 
 const DEFAULT_DEBOUNCE_MS = 50;
 const DEFAULT_SETTLE_MS = 250;
+const DEFAULT_POLL_MS = 1000;
 /** A file still changing after this many settle rounds is rejected for now (a later event looks again). */
 const MAX_SETTLE_ROUNDS = 40;
 
@@ -75,6 +87,19 @@ export function watchConfig(
   const cwd = opts.cwd ?? process.cwd();
   const paths = files.map((f) => resolve(cwd, f));
   const settleMs = opts.settleMs ?? DEFAULT_SETTLE_MS;
+  // The files as last judged: an event and the poll both announce one edit, and a file judged once
+  // (a rejection, a refused key) is not judged, logged and journaled again until it changes or SIGHUP.
+  let lastJudged: string | undefined;
+  const settledLook = (forced: boolean): Observable<ConfigUpdate> =>
+    from(readSettled(paths, settleMs)).pipe(
+      mergeMap((reads) => {
+        if (reads === null) return of(unsettled(paths, settleMs));
+        const key = JSON.stringify(reads);
+        if (!forced && key === lastJudged) return EMPTY;
+        lastJudged = key;
+        return orNothing(look(reads, flags, cwd, current));
+      }),
+    );
 
   const fsSignals$ = new Observable<Signal>((subscriber) => {
     const dirs = [...new Set(paths.map((p) => dirname(p)))];
@@ -88,12 +113,26 @@ export function watchConfig(
     watcher.on('all', () => subscriber.next({ kind: 'look' }));
     watcher.on('error', (e) => subscriber.next({ kind: 'watch-error', message: errorMessage(e) }));
     watcher.on('ready', () => subscriber.next({ kind: 'ready' }));
+    // What each path leads to now: a swap of a symlink anywhere on the way changes it.
+    let stamps = paths.map(statStamp).join('\n');
+    const pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
+    const poll =
+      pollMs > 0
+        ? setInterval(() => {
+            const now = paths.map(statStamp).join('\n');
+            if (now === stamps) return;
+            stamps = now;
+            subscriber.next({ kind: 'look' });
+          }, pollMs)
+        : undefined;
+    poll?.unref();
     return () => {
+      if (poll) clearInterval(poll);
       void watcher.close();
     };
   });
 
-  const reload$: Observable<Signal> = (opts.reload$ ?? EMPTY).pipe(map((): Signal => ({ kind: 'look' })));
+  const reload$: Observable<Signal> = (opts.reload$ ?? EMPTY).pipe(map((): Signal => ({ kind: 'look', forced: true })));
 
   return defer(() => {
     const fs$ = fsSignals$.pipe(share());
@@ -111,10 +150,10 @@ export function watchConfig(
     mergeMap((signal) => {
       switch (signal.kind) {
         case 'look':
-          return settledLook(paths, flags, cwd, current, settleMs);
+          return settledLook(signal.forced === true);
         case 'ready':
           return concat(
-            settledLook(paths, flags, cwd, current, settleMs),
+            settledLook(true),
             defer(() => {
               opts.onReady?.();
               return EMPTY;
@@ -131,9 +170,6 @@ export function watchConfig(
   );
 }
 
-function settledLook(paths: readonly string[], flags: ConfigFlags, cwd: string, current: () => Config, settleMs: number): Observable<ConfigUpdate> {
-  return from(readSettled(paths, settleMs)).pipe(mergeMap((reads) => orNothing(reads === null ? unsettled(paths, settleMs) : look(reads, flags, cwd, current))));
-}
 
 /** The files' reads once two in a row, `settleMs` apart, agree; null if they kept changing. */
 async function readSettled(paths: readonly string[], settleMs: number): Promise<ConfRead[] | null> {
@@ -157,6 +193,16 @@ function sameReads(a: readonly ConfRead[], b: readonly ConfRead[]): boolean {
 function unsettled(paths: readonly string[], settleMs: number): ConfigUpdate {
   const s = ((MAX_SETTLE_ROUNDS * settleMs) / 1000).toFixed(1);
   return { kind: 'rejected', error: `the config files kept changing for ${s} s: not applied until they stay unchanged for ${settleMs} ms`, file: paths[0] ?? '' };
+}
+
+/** dev:ino:size:mtime:ctime of what `path` leads to (symlinks followed), or why it cannot be stat()ed. */
+function statStamp(path: string): string {
+  try {
+    const st = statSync(path, { throwIfNoEntry: false });
+    return st === undefined ? 'missing' : `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  } catch (e) {
+    return `error:${(e as NodeJS.ErrnoException).code ?? String(e)}`;
+  }
 }
 
 function orNothing(update: ConfigUpdate | null): Observable<ConfigUpdate> {
