@@ -115,10 +115,11 @@ export const UUID2 = '22222222-2222-4222-8222-222222222222';
 export const UUID3 = '33333333-3333-4333-8333-333333333333';
 
 /** Poll `probe` until it returns something truthy; fail naming `what` after `timeoutMs`. */
-export async function until<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
+/** Poll `probe` (sync or async: a promise is awaited, never taken as truthy itself) until it gives a truthy value. */
+export async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = probe();
+    const v = await probe();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
