@@ -373,8 +373,20 @@ async function ingest(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
       reject(slot, e, line);
     }
   };
+  // A chunk holds thousands of short lines, and the next one is often buffered already, so without a
+  // yield a burst took its locks back to back with no turn of the event loop between: no group
+  // commit, no other client answered (review25b F6: 3,000 `started` lines, status waited 4.4 s).
+  let sliceStart = performance.now();
+  let sliceLines = 0;
   for await (const chunk of req) {
-    for (const item of splitter.push(chunk as Buffer)) take(item);
+    for (const item of splitter.push(chunk as Buffer)) {
+      take(item);
+      if (++sliceLines >= INGEST_SLICE_LINES || performance.now() - sliceStart >= INGEST_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+        sliceLines = 0;
+      }
+    }
     if (answers.waiting() >= MAX_IN_FLIGHT || answers.blocked()) await answers.room(MAX_IN_FLIGHT);
   }
   const last = splitter.end();
@@ -390,6 +402,9 @@ function rejected(ctx: ApiContext, source: string, e: unknown, raw: string | und
 
 /** Lines waiting for their answers, at most (the request is not read on past this). */
 const MAX_IN_FLIGHT = 8192;
+/** An ingest stream gives the event loop a turn after this many lines or this much time, whichever first. */
+const INGEST_SLICE_LINES = 256;
+const INGEST_SLICE_MS = 5;
 
 /**
  * The answers of one ingest stream, written in the order of their lines however they complete:
