@@ -254,6 +254,7 @@ export class Daemon {
       staged: {
         onError: (e) => this.journalWatch.sqliteFailed(e),
         onRecover: (what) => this.journalWatch.recovered(what),
+        onDisplaced: (msg) => this.log.error(msg),
         sync: c.journalSync === 'fdatasync',
         // The moves into SQLite on a worker thread (decision 0021); VMLOCKD_JOURNAL_THREAD=0: on the event loop.
         thread: process.env.VMLOCKD_JOURNAL_THREAD !== '0',

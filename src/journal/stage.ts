@@ -12,6 +12,7 @@ import { chainRows, preview, type ChainedRow } from './rows.js';
 import { chainHash, type ChainBase } from './schema.js';
 import { SqliteMover, type MoveFailure } from './mover.js';
 import { keepIfRefused, type KeptStage } from './stage-keep.js';
+import { rewriteStage, stageDisplaced } from './stage-replace.js';
 
 export interface StageOptions {
   /**
@@ -39,6 +40,8 @@ export interface StageOptions {
    * through this journal wait for the batch in flight first. Default off.
    */
   thread?: boolean;
+  /** The staging file was removed or cut short under this process and written anew (or could not be): error level. */
+  onDisplaced?: (msg: string) => void;
 }
 
 /** What the staging file needs from the journal it stages for. */
@@ -87,6 +90,7 @@ export class Stage {
   readonly batchRows: number;
   readonly onError: (e: Error) => void;
   readonly onRecover: (what: 'stage' | 'sqlite') => void;
+  readonly onDisplaced: (msg: string) => void;
   readonly sync: boolean;
   /** A failed append's bytes could not be cut off again: no append until they are. */
   torn = false;
@@ -98,7 +102,7 @@ export class Stage {
   private constructor(
     private readonly owner: StageOwner,
     readonly file: string,
-    readonly fd: number,
+    public fd: number,
     o: StageOptions,
     kept?: KeptStage,
   ) {
@@ -108,6 +112,7 @@ export class Stage {
     this.flushMs = o.flushMs ?? 20;
     this.batchRows = o.batchRows ?? 500;
     this.onError = o.onError ?? (() => {});
+    this.onDisplaced = o.onDisplaced ?? ((m) => process.stderr.write(`${m}\n`));
     this.onRecover = o.onRecover ?? (() => {});
     this.sync = o.sync ?? owner.db.pragma('synchronous', { simple: true }) === 2;
     if (this.sync && this.size === 0) this.preallocate();
@@ -206,6 +211,8 @@ export class Stage {
     const chained = chainRows(rows, this.head, host);
     const lines = chained.map((r, i) => stageLine(r, chained.length - 1 - i));
     const buf = Buffer.from(lines.join(''));
+    // Still the file at its path, holding what was staged (stage-replace.ts): else written anew first.
+    this.checkDisplaced();
     let off = 0;
     try {
       // A failed append whose bytes are still there would sit before this one, with the same seqs.
@@ -249,6 +256,36 @@ export class Stage {
     if (this.mover !== undefined) for (const l of lines) this.pendingLines.push(l);
     this.schedule(this.pending.length > this.batchRows);
     return chained;
+  }
+
+  /**
+   * The staging file was removed, replaced or cut short while this process ran: every fact not yet
+   * in SQLite goes to a fresh file renamed over its path before anything more is acknowledged; if that
+   * fails, the append is refused (nothing acknowledged into a file recovery will not read).
+   */
+  private checkDisplaced(): void {
+    let why: string | null = null;
+    try {
+      why = stageDisplaced(this.fd, this.file, this.size);
+      if (why === null) return;
+      const n = this.pending.length;
+      const next = rewriteStage(this.file, this.pending.map((r, i) => stageLine(r, n - 1 - i)).join(''));
+      try {
+        closeSync(this.fd);
+      } catch {
+        // the old file's fd: nothing of it is needed any more
+      }
+      this.fd = next.fd;
+      this.size = next.size;
+      this.allocated = next.size;
+      this.torn = false;
+      this.onDisplaced(`journal: the staging file ${this.file} was ${why} while the daemon ran (do not remove or truncate it: it holds acknowledged facts); wrote it anew with the ${n} acknowledged fact(s) not yet in SQLite${n > 0 ? ` (seq ${this.pending[0]!.seq}-${this.pending[n - 1]!.seq})` : ''}`);
+    } catch (cause) {
+      const e = writeError(`the journal's staging file ${this.file} ${why === null ? 'cannot be checked' : `was ${why} and cannot be written anew with the ${this.pending.length} fact(s) not yet in SQLite`}`, cause);
+      this.stageFailure = failure(this.stageFailure, e);
+      this.onDisplaced(`journal: ${e.message}; commands are refused until it can`);
+      throw e;
+    }
   }
 
   /**
