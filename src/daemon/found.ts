@@ -157,7 +157,8 @@ export async function recoverForgotten(
   const disks = facts.map((f) => (f.payload as { disk: string }).disk);
   log(
     'error',
-    `FOUND ${resources.size} lock(s) this host held that its journal had lost (the state directory's filesystem failed, or journal_sync = "write"); ` +
+    `FOUND ${resources.size} lock(s) this host held that its journal had lost (the state directory's filesystem failed, journal_sync = "write", ` +
+      `or takes still in flight when the daemon was killed: taken, but killed before their facts were journaled and answered); ` +
       `taking them again, journaled with found: true: ${disks.join(', ')} (scanned ${listed})${blind}`,
   );
   return {
