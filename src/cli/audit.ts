@@ -11,6 +11,7 @@ import { canonicalPath } from '../engine/resolve.js';
 import { evolve, fromSnapshot, initialState, toSnapshot } from '../engine/state.js';
 import { publishedThrough } from '../journal/compact.js';
 import { Journal, JournalError, stageFileOf, type FactQuery, type StoredFact } from '../journal/journal.js';
+import { checkStage } from '../journal/stage-verify.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { aliasNote, diskByIdentity } from './disk-alias.js';
@@ -563,6 +564,14 @@ async function verify(v: JournalValues): Promise<number> {
       notes.push(`${pending.undeleted} fact(s) at or below seq ${live.archivedThrough()} are already in the archive and still here: a compaction was cut short in its delete phase; the next \`vmlockd journal compact\` or daemon start removes them`);
     } else if (pending.through !== undefined) {
       notes.push(`a compaction through seq ${pending.through} into ${pending.archive ?? 'its archive'} was cut short while copying; the facts are all still here (readers give each seq once); run \`vmlockd journal compact\` again to finish it`);
+    }
+    // The staging file must carry on from the database's last fact, or no daemon can start from it.
+    const staged = await checkStage(live.file, () => live.chainHead());
+    if (staged?.ok === false) {
+      reports[0]!.problems.push(`${staged.problem} (the daemon refuses to start from this journal)`);
+      reports[0]!.ok = false;
+    } else if (staged !== null && staged.count > 0) {
+      notes.push(`${staged.count} staged facts not yet in SQLite (seq ${staged.firstSeq}..${staged.lastSeq} in ${staged.file}, chained on from the database; the daemon moves them)`);
     }
     if (notes.length > 0) reports[0]!.notes = notes;
     const archiveFile = v.archive !== undefined ? path.resolve(v.archive) : archivePathFor(file);

@@ -495,7 +495,7 @@ export function stageLine(r: ChainedRow, more: number): string {
  * a write that never returned (the process died inside it), so it was never acknowledged: it is
  * dropped. Anything wrong before that is damage.
  */
-function parseStage(text: string, head: ChainBase, file: string, whole?: { end: number }): ChainedRow[] {
+export function parseStage(text: string, head: ChainBase, file: string, whole?: { end: number }): ChainedRow[] {
   // A synced stage is preallocated: its lines end where the zeros begin.
   const nul = text.indexOf('\0');
   const lines = (nul === -1 ? text : text.slice(0, nul)).split('\n');
