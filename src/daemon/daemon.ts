@@ -607,7 +607,9 @@ export class Daemon {
     const journal = this.journal;
     const state = this.engine.state;
     try {
-      // Never wait out SQLite's busy timeout here: the snapshot can wait, the event loop cannot.
+      // Never wait out SQLite's busy timeout here: the snapshot can wait, the event loop cannot. A
+      // running daemon leaves a backlog to the writer thread (the snapshot is retried); a stop moves it.
+      if (this.stopping) journal.nonBlocking(() => journal.flushStaged());
       journal.nonBlocking(() => journal.writeSnapshot(state.seq, toSnapshot(state)));
       this.factsSinceSnapshot = 0;
     } catch (e) {

@@ -340,6 +340,19 @@ export class Stage {
     }
   }
 
+  /** More staged facts than one batch moves: too many to move on the event loop at once (Journal.live). */
+  backlogged(): boolean {
+    return this.pending.length > this.batchRows;
+  }
+
+  /** A reader waits for the backlog: the next batch goes now (a failing move's retry too: a reader asking is worth a try, as its own move would be). */
+  hurry(): void {
+    if (!this.owner.db.open || this.timer?.kind === 'immediate') return;
+    if (this.timer !== undefined) clearTimeout(this.timer.handle);
+    this.timer = undefined;
+    this.schedule(true);
+  }
+
   /** Whether staged facts currently move into SQLite on the writer thread (it opened its connection and is alive). */
   get threaded(): boolean {
     return this.mover?.usable() ?? false;

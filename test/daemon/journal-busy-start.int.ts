@@ -14,6 +14,7 @@ import { call } from '../../src/cli/client.js';
 import { MIGRATIONS, migrate } from '../../src/journal/journal.js';
 import { TestDaemon, UUID1, UUID2, cli, tmpdir, until } from '../helpers/daemon.js';
 import { kernelHeld } from '../helpers/kernel-locks.js';
+import { waitFor } from '../helpers/published.js';
 
 const running: TestDaemon[] = [];
 const others: Database.Database[] = [];
@@ -75,7 +76,7 @@ for (const staged of [true, false]) {
     const d1 = await s.daemon(staged ? { VMLOCKD_JOURNAL_FLUSH_MS: '600000' } : {}).start();
     const a = s.disk('a.img');
     assert.is((await call(d1.socket, 'POST', '/v1/acquire', { vm: { uuid: UUID1 }, disks: [{ path: a }] })).status, 200);
-    if (!staged) await until('the grant moved into SQLite', async () => ((await status(d1)).journalMovedSeq === (await status(d1)).lastSeq ? true : false));
+    if (!staged) await waitFor('the grant moved into SQLite', async () => ((await status(d1)).journalMovedSeq === (await status(d1)).lastSeq ? true : false));
     const staging = fs.readFileSync(path.join(s.state, 'journal.db-stage'), 'utf8').replace(/\0+$/, '');
     if (staged) assert.match(staging, /LockAcquired/, 'the grant is still staged at the kill');
     await d1.kill('SIGKILL');
@@ -100,7 +101,7 @@ for (const staged of [true, false]) {
     // Loud, naming the journal and the cause.
     assert.match(d2.stderr, new RegExp(`cannot move staged facts into SQLite ${path.join(s.state, 'journal.db').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}.*SQLITE_BUSY.*another process holds the journal's write lock`));
     other.exec('COMMIT');
-    await until('every fact moved into SQLite once the lock is free', async () => {
+    await waitFor('every fact moved into SQLite once the lock is free', async () => {
       const x = await status(d2);
       return x.journalTrouble === null && x.journalMovedSeq === x.lastSeq;
     }, 30_000);
@@ -154,7 +155,7 @@ test('publication starting while journal.db is write-locked elsewhere does not f
   const worst = await worstStatus(d2, 3000);
   assert.ok(worst < BOUND_MS, `a status waited ${worst} ms (the publisher's meta write waited for the lock)`);
   other.exec('COMMIT');
-  await until('publication under way once the lock is free', async () => {
+  await waitFor('publication under way once the lock is free', async () => {
     const p = ((await call(d2.socket, 'GET', '/v1/status')).body as { publication: { journalId: string | null; failing: boolean } }).publication;
     return p.journalId !== null && !p.failing;
   }, 30_000);
