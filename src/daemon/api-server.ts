@@ -44,6 +44,8 @@ export interface AuditQuery {
   host?: string;
   /** Only facts with seq > afterSeq (the next page after the previous page's last seq). */
   afterSeq?: number;
+  /** A page of a paged read: a disk's or VM's facts read through its own index, in seq order. */
+  page?: boolean;
 }
 
 /**
@@ -283,6 +285,7 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
         if (!/^\d+$/.test(afterSeq) || !Number.isSafeInteger(n)) throw new BadInputError(`after_seq must be a non-negative integer, got ${JSON.stringify(afterSeq)}`);
         q.afterSeq = n;
       }
+      q.page = true;
       let facts: unknown[];
       try {
         facts = ctx.audit(q);
