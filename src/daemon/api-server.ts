@@ -8,6 +8,7 @@ import { lockRequests } from '../engine/plan.js';
 import { canonicalPath } from '../engine/resolve.js';
 import type { Command, VmEvent } from '../engine/types.js';
 import type { BoundedLine } from '../events/jsonl.js';
+import { countJsonValues } from './json-bounds.js';
 import { LineSplitter, MAX_JSON_DEPTH, MAX_LINE_BYTES, checkDepth, checkDisks, checkOwner, checkTime, parseEventLine } from '../events/jsonl.js';
 import { HookRoute } from './hook-route.js';
 import type { LogFields } from './log.js';
@@ -60,6 +61,12 @@ export const MAX_AUDIT_LIMIT = 10_000;
 export const MAX_BODY = 1 << 20;
 /** /v1/hook carries a whole domain XML (the hook reads at most 64 MiB of it; JSON escaping adds some). */
 export const MAX_HOOK_BODY = 80 << 20;
+/**
+ * At most this many JSON values (keys, elements, containers) in a /v1/hook body, counted before it
+ * is parsed: the hook sends a handful of fields and one domain XML string; millions of keys would
+ * hold the event loop in JSON.parse for seconds (review25b F1, json-bounds.ts).
+ */
+export const MAX_HOOK_JSON_VALUES = 10_000;
 /** A body over its limit is read (and dropped) up to this much, so the client gets its 413, not a reset. */
 const MAX_DRAIN = 128 << 20;
 
@@ -89,7 +96,7 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function readJson(req: http.IncomingMessage, route: string, limit = MAX_BODY): Promise<unknown> {
+function readJson(req: http.IncomingMessage, route: string, limit = MAX_BODY, maxValues?: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -108,7 +115,11 @@ function readJson(req: http.IncomingMessage, route: string, limit = MAX_BODY): P
     });
     req.on('end', () => {
       if (over) return reject(new TooLargeError(limit, route));
-      const text = Buffer.concat(chunks).toString('utf8');
+      const bytes = Buffer.concat(chunks);
+      if (maxValues !== undefined && countJsonValues(bytes, maxValues) > maxValues) {
+        return reject(new BadInputError(`request body (${bytes.length} bytes) holds more than ${maxValues} JSON values (keys, elements and objects) for ${route}; refused unparsed`));
+      }
+      const text = bytes.toString('utf8');
       if (text.trim() === '') return resolve({});
       let v: unknown;
       try {
@@ -125,6 +136,18 @@ function readJson(req: http.IncomingMessage, route: string, limit = MAX_BODY): P
     });
     req.on('error', reject);
   });
+}
+
+/**
+ * What an InputRejected fact keeps of a hook body: its first 4 KiB and its size. Each value is cut
+ * before it is serialized, so a domain XML of megabytes is not copied whole to keep 4 KiB of it.
+ */
+function boundedRaw(body: Record<string, unknown>): string {
+  const cut = (v: unknown): unknown => (typeof v === 'string' && v.length > 4096 ? `${v.slice(0, 4096)}… (${v.length} characters)` : v);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(body)) out[k] = cut(v);
+  const text = JSON.stringify(out);
+  return text.length > 4096 ? `${text.slice(0, 4096)}… (${text.length} characters)` : text;
 }
 
 function obj(v: unknown): Record<string, unknown> {
@@ -320,13 +343,13 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
       return ingest(ctx, req, res);
     case 'POST /v1/hook': {
       // The qemu hook (src/cli/hook.ts): arguments and domain XML in, the decision out.
-      const body = obj(await readJson(req, route, MAX_HOOK_BODY));
+      const body = obj(await readJson(req, route, MAX_HOOK_BODY, MAX_HOOK_JSON_VALUES));
       try {
         const reply = await hook.handle(body);
         return send(res, httpStatusOf(reply), reply);
       } catch (e) {
         if (!(e instanceof BadInputError)) throw e;
-        const reply = await rejected(ctx, 'hook', e, JSON.stringify(body));
+        const reply = await rejected(ctx, 'hook', e, boundedRaw(body));
         return send(res, httpStatusOf(reply), reply);
       }
     }
