@@ -7,25 +7,15 @@
 // limit still start.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MAX_DISKS_PER_COMMAND } from '../../src/engine/command-bounds.js';
 import { ROOT, TestDaemon, tmpdir } from '../helpers/daemon.js';
+import { statusMs } from '../helpers/status-probe.js';
 
 const HOOK = path.join(ROOT, 'dist', 'cli', 'hook-main.js');
 
-function statusMs(socket: string): Promise<number> {
-  return new Promise((resolve) => {
-    const t0 = Date.now();
-    const c = net.connect(socket);
-    c.on('connect', () => c.write('GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
-    c.on('data', () => {});
-    c.on('close', () => resolve(Date.now() - t0));
-    c.on('error', () => resolve(-1));
-  });
-}
 
 /** Run prepare begin for a domain of `n` file disks while a second client keeps asking status. */
 async function prepare(d: TestDaemon, dir: string, name: string, uuid: string, n: number): Promise<{ code: number | null; stderr: string; worst: number }> {

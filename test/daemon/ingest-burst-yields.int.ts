@@ -6,27 +6,17 @@
 // 116 ms at the same load. The bound below leaves ~8x room for a loaded machine.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MAIN, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { statusMs } from '../helpers/status-probe.js';
 
 const running: TestDaemon[] = [];
 test.after.each(async () => {
   for (const d of running.splice(0)) await d.kill();
 });
 
-function status(socketPath: string): Promise<void> {
-  return new Promise((resolve) => {
-    const r = http.request({ socketPath, path: '/v1/status', method: 'GET' }, (res) => {
-      res.resume();
-      res.on('end', () => resolve());
-    });
-    r.on('error', () => resolve());
-    r.end();
-  });
-}
 
 test('an ingest of 3,000 VM starts does not stall the daemon', async () => {
   const root = tmpdir('vmlockd-r25b-burst-');
@@ -46,9 +36,7 @@ test('an ingest of 3,000 VM starts does not stall the daemon', async () => {
   let worst = 0;
   const pinger = (async () => {
     while (!stop) {
-      const t = Date.now();
-      await status(d.socket);
-      worst = Math.max(worst, Date.now() - t);
+      worst = Math.max(worst, await statusMs(d.socket));
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
