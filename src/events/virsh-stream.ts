@@ -99,11 +99,12 @@ export interface HandlerOptions {
   /** The bound on an incoming migration's hand-over request (DEFAULT_INCOMING_WAIT_MS). */
   readonly incomingWaitMs?: number;
   /**
-   * false: this stream's URI came in force by a live change of libvirt_uri. The locks held when it
-   * starts were taken under another libvirt (or the hook's, with none configured); this one saying
-   * "no such domain" or "shut off" about such a VM is no evidence that it stopped here, so they are
-   * released only once this libvirt has reported the VM running (review25a F2). Default true: the
-   * libvirt the daemon starts with answers for every lock in its journal.
+   * false: this stream's URI came in force by a live change of libvirt_uri. This libvirt may not be
+   * the one running this host's VMs (the qemu hook keeps locking for the real one, before and after
+   * the change); its saying "no such domain" or "shut off" about a VM is no evidence that it stopped
+   * here, so a VM's locks are released on such an answer only if this libvirt has itself reported
+   * that VM running (review25a F2; review25c F2: also for locks the hook takes after the change).
+   * Default true: the libvirt the daemon starts with answers for every lock in its journal.
    */
   readonly adoptHeld?: boolean;
 }
@@ -171,14 +172,15 @@ export class LibvirtEventHandler {
    */
   private readonly waits = new Map<string, { owner: Owner; disks: DiskRequest[]; cancel: () => void }>();
 
-  /** Owners holding libvirt-taken locks from before this stream (adoptHeld false), not yet reported running by this libvirt. */
-  private readonly unvouched = new Set<string>();
+  /**
+   * VMs (uuid, or the name a domstate was asked by) this stream's libvirt has itself reported running.
+   * With adoptHeld false only these may lose their locks on its "gone" (mayRelease); the set is
+   * filled as this libvirt reports, so a lock the hook takes after the stream started is kept too.
+   */
+  private readonly vouched = new Set<string>();
 
   constructor(private readonly opts: HandlerOptions) {
     this.ctx = opts.ctx;
-    if (opts.adoptHeld === false) {
-      for (const uuid of opts.ctx.state().byOwner.keys()) if (this.libvirtHeld(uuid).length > 0) this.unvouched.add(uuid);
-    }
     this.virsh = opts.virsh;
     this.now = opts.now ?? (() => new Date());
     this.later =
@@ -421,7 +423,7 @@ export class LibvirtEventHandler {
     const info = await this.fetchDomain(nameOrUuid, `cannot take the locks of VM ${nameOrUuid}`);
     // Not running any more (a later event says why): taking locks now would hold them for a stopped VM.
     if (!info || info.id === undefined) return;
-    this.unvouched.delete(info.uuid); // this libvirt runs it: it answers for its locks from now on
+    this.vouched.add(info.uuid); // this libvirt runs it: it answers for its locks from now on
     const locks = await this.locksOf(info);
     this.aliases.set(info.uuid, locks.aliases);
     if (locks.unresolved.length > 0) this.retrySoon(`VM ${info.name}: ${locks.unresolved.map((u) => u.target).join(', ')} not resolved`);
@@ -494,20 +496,21 @@ export class LibvirtEventHandler {
   /** `virsh domstate` of one domain, read as running / gone / could not tell. */
   private async domainState(nameOrUuid: string): Promise<DomainState> {
     const st = domainStateOf(await this.virsh(['domstate', nameOrUuid]));
-    if (st.kind === 'active') this.unvouched.delete(nameOrUuid);
+    if (st.kind === 'active') this.vouched.add(nameOrUuid);
     return st;
   }
 
   /**
-   * May this libvirt's "gone" release the locks of `uuid`? Not for a VM whose locks were held before
-   * libvirt_uri pointed here and that this libvirt never reported running (adoptHeld false): another
-   * libvirt, or one that does not know this host's VMs, says nothing about whether it runs here.
+   * May this libvirt's "gone" release the locks of `uuid`? For a stream started by a live change of
+   * libvirt_uri (adoptHeld false) only if this libvirt has itself reported the VM running: another
+   * libvirt, or one that does not know this host's VMs, says nothing about whether it runs here,
+   * whether its locks were taken before the change or by the hook after it.
    */
   private mayRelease(uuid: string, owner: Owner, said: string): boolean {
-    if (!this.unvouched.has(uuid)) return true;
+    if (this.opts.adoptHeld !== false || this.vouched.has(uuid)) return true;
     this.ctx.log(
       'warning',
-      `libvirt ${this.opts.uri}: VM ${who(owner)} is ${said} here, but its locks were taken before libvirt_uri pointed at ${this.opts.uri}, ` +
+      `libvirt ${this.opts.uri}: VM ${who(owner)} is ${said} here, but libvirt_uri was changed live to ${this.opts.uri}, ` +
         'which never reported it running: keeping its locks (this libvirt is no evidence that it stopped on this host; `vmlockd release` frees them if it did)',
     );
     return false;
@@ -673,7 +676,7 @@ export class LibvirtEventHandler {
     const act = await this.virsh(['list', '--uuid']);
     if (act.code !== 0) throw new Error(`reconcile: virsh list failed: ${firstError(act)}`);
     const active = new Set(act.stdout.split('\n').map((l) => l.trim().toLowerCase()).filter((l) => /^[0-9a-f-]{36}$/.test(l)));
-    for (const uuid of active) this.unvouched.delete(uuid);
+    for (const uuid of active) this.vouched.add(uuid);
     const at = new Date(listStart).toISOString();
     let took = 0;
     let released = 0;
