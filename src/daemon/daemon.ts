@@ -22,7 +22,7 @@ import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../e
 import { Journal } from '../journal/journal.js';
 import { onSharedFs } from '../engine/shared-fs.js';
 import { Subject, type Subscription } from '../engine/rx.js';
-import { classifyChange, confName, fingerprint, type Config, type ConfigFlags, type LoadedConfig } from '../watchers/config.js';
+import { CONFIG_KEYS, classifyChange, confName, fingerprint, type Config, type ConfigFlags, type ConfigKey, type LoadedConfig } from '../watchers/config.js';
 import { watchConfig, type ConfigUpdate } from '../watchers/config-watcher.js';
 import { createApiServer, type AuditQuery } from './api-server.js';
 import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
@@ -186,11 +186,15 @@ export class Daemon {
   /** A full or read-only state directory: rate-limited log lines, status and metrics (journal-watch.ts). */
   readonly journalWatch: JournalWatch;
 
+  /** Where each value of the running config came from (a file:line, a flag, "default"); see classifyChange. */
+  private configSources: Record<ConfigKey, string>;
+
   constructor(
     readonly loaded: LoadedConfig,
     readonly flags: ConfigFlags = {},
   ) {
     this.config = loaded.config;
+    this.configSources = { ...loaded.sources };
     this.log = new Logger(this.config.logLevel, { format: this.config.logFormat });
     this.journalWatch = new JournalWatch((level, msg) => this.log.log(level, msg), () => this.journal?.health());
   }
@@ -506,7 +510,7 @@ export class Daemon {
       return;
     }
     const locksHeld = (this.locker?.size ?? 0) > 0;
-    const { apply, refuse } = classifyChange(u.diff, locksHeld, u.loaded.sources);
+    const { apply, refuse } = classifyChange(u.diff, locksHeld, u.loaded.sources, { sources: this.configSources, files: this.loaded.files });
     const refused = [...refuse];
     const next: Record<string, unknown> = { ...this.config };
     const applied: typeof apply = [];
@@ -536,6 +540,9 @@ export class Daemon {
       applied.push(d);
     }
     const config = next as unknown as Config;
+    // Where each running value comes from now: a refused key keeps its old source (review25c F1).
+    const kept = new Set(refused.map((r) => r.key));
+    this.configSources = Object.fromEntries(CONFIG_KEYS.map((k) => [k, kept.has(k) ? this.configSources[k] : u.loaded.sources[k]])) as Record<ConfigKey, string>;
     this.reloadNote = `config reloaded at ${at}: ${applied.length} change(s) applied` + (refused.length > 0 ? `, ${refused.length} refused` : '');
     if (applied.length > 0) {
       this.config = config;

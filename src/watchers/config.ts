@@ -781,23 +781,62 @@ const WHY_LOCK_RELEVANT: Readonly<Partial<Record<ConfigKey, string>>> = {
  * Splits a diff into what a running daemon may apply now and what it must refuse, with a reason
  * an operator can act on. Pure; the daemon decides what to do with the answer.
  */
+/**
+ * Where a source stands in the merge order: 0 the default, 1.. the files in the order given, above
+ * them the flags; undefined for a source not recognized (then no precedence rule is applied).
+ */
+function precedence(source: string, files: readonly string[]): number | undefined {
+  if (source === 'default') return 0;
+  if (source.startsWith('--')) return files.length + 1;
+  const m = /^(.*):\d+$/.exec(source);
+  const i = m ? files.indexOf(m[1]!) : -1;
+  return i >= 0 ? i + 1 : undefined;
+}
+
+/** "/etc/vmlockd/site.conf:3" -> "/etc/vmlockd/site.conf"; a flag or "default" as it is. */
+function sourceFile(source: string): string {
+  return /^(.*):\d+$/.exec(source)?.[1] ?? source;
+}
+
+/**
+ * `sources`: where each key of the new config comes from. `before`: where each key of the running
+ * config came from, and the files in merge order. A naming key whose new value comes from a source
+ * of lower precedence than its running value's (an earlier --config file, or the default) changed
+ * only because the line that set it disappeared: refused, locks held or not (decision 0022).
+ */
 export function classifyChange(
   diff: ConfigDiff,
   locksHeld: boolean,
   sources?: Readonly<Record<ConfigKey, string>>,
+  before?: { readonly sources: Readonly<Record<ConfigKey, string>>; readonly files: readonly string[] },
 ): { apply: ConfigDiff; refuse: Array<{ key: ConfigKey; reason: string }> } {
   const apply: ConfigDiff = [];
   const refuse: Array<{ key: ConfigKey; reason: string }> = [];
   for (const d of diff) {
     const name = confName(d.key);
-    if (NAMING_KEYS.has(d.key) && sources?.[d.key] === 'default') {
+    const was = before?.sources[d.key];
+    const now = sources?.[d.key];
+    const wasRank = was !== undefined && before ? precedence(was, before.files) : undefined;
+    const nowRank = now !== undefined && before ? precedence(now, before.files) : undefined;
+    if (NAMING_KEYS.has(d.key) && was !== undefined && now !== undefined && now !== 'default' && wasRank !== undefined && nowRank !== undefined && nowRank < wasRank) {
+      // The line in the later file is gone (caught half-written, a template that lost it, a removed
+      // override): the value falls back to an earlier file's, e.g. a host-local lockspace no other
+      // host sees. Never on the evidence of a missing line; locks held or not (docs/decisions/0022).
+      refuse.push({
+        key: d.key,
+        reason:
+          `${name} is no longer set by ${sourceFile(was)} (a file read half-written, or its line removed), so it would fall back to ${JSON.stringify(d.to)} from ${now}; ` +
+          `a live reload never moves a lockspace or naming rule because the line that set it disappeared: set ${name} in ${sourceFile(was)} again (with the new value to change it live), ` +
+          `or restart to take the value from ${sourceFile(now)}`,
+      });
+    } else if (NAMING_KEYS.has(d.key) && now === 'default') {
       // The key's line is gone (a file caught half-written, a template that lost it, a removed
       // override): its value would fall back to the default, e.g. a local <state_dir>/lockspace no
       // other host sees. Never on the evidence of a missing line; locks held or not (docs/decisions/0022).
       refuse.push({
         key: d.key,
         reason:
-          `${name} is no longer set in the config files (a file read half-written, or its line removed), so it would fall back to its default ${JSON.stringify(d.to)}; ` +
+          `${name} is no longer set in the config files${was !== undefined && was !== 'default' ? ` (${sourceFile(was)} set it)` : ''} (a file read half-written, or its line removed), so it would fall back to its default ${JSON.stringify(d.to)}; ` +
           `a live reload never moves a lockspace or naming rule to a default it does not name: set ${name} explicitly (e.g. ${name} = ${renderValue(SPEC_BY_KEY.get(d.key)!.toConf(d.to as never))}), or restart to take the default`,
       });
     } else if (LIVE_KEYS.has(d.key)) apply.push(d);

@@ -286,6 +286,27 @@ test('given a naming key that fell back to its default, then classifyChange refu
   assert.equal(classifyChange(diff, false, named).refuse, []);
 });
 
+test('given a naming key now set by an earlier file than before, then classifyChange refuses it, locks held or not (review25c F1)', () => {
+  const files = ['/etc/base.conf', '/etc/site.conf'];
+  const a = load([]).config;
+  const diff = diffConfig({ ...a, fileLockspaceDir: '/shared/ls' }, { ...a, fileLockspaceDir: '/local/ls', logLevel: 'debug' });
+  const was = { ...load([]).sources, fileLockspaceDir: '/etc/site.conf:3' };
+  for (const locksHeld of [false, true]) {
+    const r = classifyChange(diff, locksHeld, { ...was, fileLockspaceDir: '/etc/base.conf:1' }, { sources: was, files });
+    assert.equal(r.apply.map((d) => d.key), ['logLevel']);
+    assert.equal(r.refuse.map((x) => x.key), ['fileLockspaceDir']);
+    assert.match(r.refuse[0]!.reason, /^file_lockspace_dir is no longer set by \/etc\/site\.conf .* from \/etc\/base\.conf:1/);
+  }
+  // Edited in the same file, or set by a later file or a flag: today's rules (applies with no lock held).
+  for (const now of ['/etc/site.conf:7', '--lockspace']) {
+    assert.equal(classifyChange(diff, false, { ...was, fileLockspaceDir: now }, { sources: was, files }).refuse, []);
+  }
+  assert.equal(classifyChange(diff, true, { ...was, fileLockspaceDir: '/etc/site.conf:7' }, { sources: was, files }).refuse.map((x) => x.key), ['fileLockspaceDir']);
+  // A flag's value never falls back to a file's live.
+  const flagged = { ...was, fileLockspaceDir: '--lockspace' };
+  assert.equal(classifyChange(diff, false, { ...was, fileLockspaceDir: '/etc/site.conf:3' }, { sources: flagged, files }).refuse.map((x) => x.key), ['fileLockspaceDir']);
+});
+
 test('every key is live, lock-relevant or restart-only, and LIVE_KEYS applies even with locks held', () => {
   const a = load([]).config;
   for (const key of LIVE_KEYS) assert.not.ok(LOCK_RELEVANT_KEYS.has(key), key);
