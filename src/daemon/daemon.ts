@@ -27,12 +27,13 @@ import { watchConfig, type ConfigUpdate } from '../watchers/config-watcher.js';
 import { createApiServer, type AuditQuery } from './api-server.js';
 import { acquireInstanceGuard, type InstanceGuard } from './instance-guard.js';
 import { Logger } from './log.js';
-import { logFact } from './log-facts.js';
+import { describe, logFact } from './log-facts.js';
 import { VERSION } from '../version.js';
 import { Meters, type MetricsSource } from './metrics.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
+import { StartFacts } from './start-facts.js';
 import { REGISTRY_FILE, recoverForgotten, scanDirs } from './found.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from './service.js';
@@ -185,6 +186,8 @@ export class Daemon {
   readonly log: Logger;
   /** A full or read-only state directory: rate-limited log lines, status and metrics (journal-watch.ts). */
   readonly journalWatch: JournalWatch;
+  /** The start's facts the journal could not take yet (a full state directory): src/daemon/start-facts.ts. */
+  private startFacts?: StartFacts;
 
   /** Where each value of the running config came from (a file:line, a flag, "default"); see classifyChange. */
   private configSources: Record<ConfigKey, string>;
@@ -307,9 +310,20 @@ export class Daemon {
       process.exitCode = 1;
     };
 
+    // Appends carry the start's facts first while those wait for room (src/daemon/start-facts.ts).
+    const startFacts = new StartFacts(journal, {
+      stageFile: `${c.journal}-stage`,
+      log: (level, msg) => this.log.log(level, msg),
+      remind: (msg) => this.journalWatch.limited('start-facts', 'error', msg),
+      stored: (facts) => {
+        if (this.engine && facts.length > 0) this.engine.state.seq = Math.max(this.engine.state.seq, facts[facts.length - 1]!.seq);
+        this.afterFacts(facts);
+      },
+    });
+    this.startFacts = startFacts;
     const engine = new Engine({
       host: c.hostId,
-      journal,
+      journal: startFacts,
       locker,
       rules: namingRules(c),
       blockdevNames: (paths, rules) => lookupBlockdevNames(paths, { lvmDir: rules.lvmLockspaceDir ?? null, scsiDir: rules.scsiLockspaceDir ?? null }, runCommand),
@@ -351,7 +365,8 @@ export class Daemon {
     if (found.count > 0) this.service.start = { ...this.service.start, found: found.count };
     const s = this.service.start;
     const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, lockspaces: Object.fromEntries(lockspaces), held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}) });
-    engine.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)]);
+    // A full state directory never fails the start: the locks are taken; their facts wait (decision 0023).
+    startFacts.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)], (f) => engine.record(f), (f) => evolve(engine.state, f), (f) => this.log.error(`${describe({ ...f, seq: 0, host: c.hostId } as Fact)?.msg ?? f.kind} (not journaled yet: the state directory is full; logged again with its seq once it is)`));
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);
     if (retaken > 0) this.log.info(`re-took ${retaken} lock(s) held before the restart`);
@@ -701,6 +716,7 @@ export class Daemon {
       snapshotFailures: this.snapshotFailures,
       hostFile: this.hostLock?.file ?? null,
       journalTrouble: this.journalWatch.status(),
+      startFactsWaiting: this.startFacts?.status() ?? null,
       // How this start got its locks (fresh, store, takeover; resumed: a failed take-over's old
       // daemon serving again) and, for a take-over, how many protocol client connections came along.
       started: this.service ? { ...this.service.info(), ...(this.takenOver?.resumed ? { how: 'resumed' } : {}), connections: this.connsAdopted } : null,
@@ -720,6 +736,7 @@ export class Daemon {
 
   /** SIGTERM: journal the stop and exit. VMs are never touched (invariant 7). */
   stop(reason: string): Promise<void> {
+    this.startFacts?.stop();
     this.stopping ??= this.doStop(reason);
     return this.stopping;
   }
