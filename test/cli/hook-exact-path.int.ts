@@ -3,25 +3,16 @@
 // (libvirt keeps and writes the trailing space: `virsh define` + `dumpxml` on the test driver shows
 // it) is locked as '/x/a.img', another file. A second VM reaching the real file by another name (a
 // symlink, resolved by realpath to '/x/a.img ') gets the real lock file: both are granted.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ROOT, TestDaemon, UUID1, UUID2, tmpdir } from '../helpers/daemon.js';
+import { runHook } from '../helpers/hook-run.js';
 
-const HOOK = path.join(ROOT, 'dist', 'cli', 'hook-main.js');
+const hook = (socket: string, name: string, xml: string) => runHook(socket, [name, 'prepare', 'begin', '-'], xml);
 const TEMPLATE = fs.readFileSync(path.join(ROOT, 'test', 'e2e', 'fixtures', 'domain-template.xml'), 'utf8');
 
-function hook(socket: string, name: string, xml: string): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [HOOK, 'qemu', '--socket', socket, '--', name, 'prepare', 'begin', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('exit', (code) => resolve({ code, stderr }));
-    p.stdin.end(xml);
-  });
-}
 
 let d: TestDaemon | undefined;
 test.after.each(async () => {

@@ -4,25 +4,16 @@
 // libvirt_uri says) is not in that set: the new stream's next reconcile (settle, 5 s after connect;
 // then every 5 min) asks the other libvirt, hears "no such domain" and releases the running VM's
 // lock; a second VM is then granted its disk.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ROOT, TestDaemon, UUID1, UUID2, UUID3, tmpdir, until } from '../helpers/daemon.js';
+import { runHook } from '../helpers/hook-run.js';
 
-const HOOK = path.join(ROOT, 'dist', 'cli', 'hook-main.js');
+const hook = runHook;
 const TEMPLATE = fs.readFileSync(path.join(ROOT, 'test', 'e2e', 'fixtures', 'domain-template.xml'), 'utf8');
 
-function hook(socket: string, args: string[], xml: string): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [HOOK, 'qemu', '--socket', socket, '--', ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('exit', (code) => resolve({ code, stderr }));
-    p.stdin.end(xml);
-  });
-}
 
 let d: TestDaemon | undefined;
 test.after.each(async () => {

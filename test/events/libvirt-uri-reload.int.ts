@@ -4,25 +4,16 @@
 // released every lock the qemu hook took for VMs that still run here. A stream started by a live
 // change of libvirt_uri now releases the locks held before it only for VMs that libvirt reported
 // running (src/events/virsh-stream.ts, adoptHeld; docs/decisions/0022).
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ROOT, TestDaemon, UUID1, UUID2, tmpdir, until } from '../helpers/daemon.js';
+import { runHook } from '../helpers/hook-run.js';
 
-const HOOK = path.join(ROOT, 'dist', 'cli', 'hook-main.js');
+const hook = runHook;
 const TEMPLATE = fs.readFileSync(path.join(ROOT, 'test', 'e2e', 'fixtures', 'domain-template.xml'), 'utf8');
 
-function hook(socket: string, args: string[], xml: string): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [HOOK, 'qemu', '--socket', socket, '--', ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('exit', (code) => resolve({ code, stderr }));
-    p.stdin.end(xml);
-  });
-}
 
 let d: TestDaemon | undefined;
 test.after.each(async () => {
