@@ -14,7 +14,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # qemu-utils ships qemu-img (qemu-system-x86 does not); the tests create qcow2 images with it.
-# e2fsprogs, mount: test/engine/odirect.int.ts mounts ext4 on a loop device (O_DIRECT alignment).
+# e2fsprogs, mount: test/engine/odirect.int.ts mounts ext4 on a loop device (O_DIRECT alignment);
+# mount's losetup also makes the loop devices of test/daemon/takeover-direct-blockdev.int.ts and
+# store-direct-blockdev.int.ts (a direct lock on a block device through a take-over and a restart).
 # systemd: the fd-store test runs a real (confined) user manager, test/helpers/systemd-sandbox.
 # python3 and util-linux (prlimit): the verifier tests drop a daemon's lock (pidfd_getfd) and cap its descriptors.
 # strace: the socket-activation test reads what the daemon sends systemd (the sandbox has no journal).
@@ -26,7 +28,8 @@ fi
 # systemd-analyze verify finds Documentation=man:vmlockd(8) through it; dpkg-deb (dpkg) and
 # deb-systemd-helper (init-system-helpers, with systemd) build and install the package.
 # dpkg-dev: packaging/build-deb.sh computes the native modules' Depends (libc6, libstdc++6) with dpkg-shlibdeps.
-PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus bindfs man-db dpkg-dev)
+# faketime: libfaketime starts a daemon with its wall clock ahead (test/daemon/publish-prune-clock-ahead.int.ts).
+PACKAGES=(libvirt-daemon libvirt-clients qemu-system-x86 qemu-utils glusterfs-server glusterfs-client e2fsprogs mount systemd python3 util-linux strace prometheus bindfs man-db dpkg-dev faketime)
 # VMLOCKD_CI_SYSTEMD_CONTAINER=1: the "system" test tier (test/contrib/package-systemd.system.ts) runs
 # the package's maintainer scripts under a real systemd system manager, in a Debian container booted
 # with systemd-nspawn: systemd-container (nspawn; on Debian 12 it pulls the point release of systemd

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "vmlockd_native",
-      "sources": ["ofd.c"],
+      "sources": ["ofd.c", "segscan.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]

@@ -74,6 +74,10 @@ function detailOf(f: StoredFact): string {
       return `migration hand-over from host ${text(p.from)}: waiting for ${Array.isArray(p.disks) ? p.disks.length : 0} disk(s) via ${text(p.source)}`;
     case 'HandOverEnded':
       return `migration hand-over ${text(p.outcome)}${p.detail ? `: ${text(p.detail)}` : ''}`;
+    case 'LibvirtVouched': {
+      const l = (p.libvirt ?? {}) as { uri?: string; host?: string };
+      return `libvirt ${text(l.uri)} on host ${text(l.host)} reports it running: its "gone" may release this VM's locks (${text(p.source)})`;
+    }
     case 'IdentityLearned': {
       const c = Array.isArray(p.conflict) ? (p.conflict as Array<{ disk?: string; owner?: Owner; mode?: string }>) : [];
       const learnt = `the disk was created under its lock: identity ${text(p.inode)} learnt (${text(p.source)})`;
@@ -210,7 +214,8 @@ export function formatFacts(facts: readonly StoredFact[], format: Format, opts: 
   }
 }
 
-const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'generation', 'since', 'resource', 'seq', 'via'] as const;
+/** `as`: the name the hold's facts gave the disk when it is not the one asked about (a lease's lock file). */
+const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'generation', 'since', 'resource', 'seq', 'via', 'as'] as const;
 
 /**
  * What a stop or a crash around the moment did, in one line (empty when neither). `where` names the
@@ -240,16 +245,19 @@ export function formatHolders(a: HoldersAnswer, format: Format): string {
   return inFormat(
     format,
     a,
-    () => csvTable(HOLDER_COLUMNS, holders.map((h) => [disk, at, h.owner.uuid, h.owner.name, h.host, h.mode, h.generation, h.since, h.resource, h.seq, h.via])),
-    () =>
-      holders.length === 0
+    () => csvTable(HOLDER_COLUMNS, holders.map((h) => [disk, at, h.owner.uuid, h.owner.name, h.host, h.mode, h.generation, h.since, h.resource, h.seq, h.via, h.as ?? ''])),
+    () => {
+      // A hold journaled under another name of the disk (a lease's lock file) says which.
+      const as = holders.some((h) => h.as !== undefined);
+      return holders.length === 0
         ? `nobody held ${disk} at ${at} through this host\n${boundaryNote(a)}`
         : `${disk} at ${at}:\n` +
           table([
-            ['VM', 'UUID', 'HOST', 'MODE', 'GEN', 'SINCE', 'LAST FACT'],
-            ...holders.map((h) => [h.owner.name ?? '-', h.owner.uuid, h.host, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq}`]),
+            ['VM', 'UUID', 'HOST', 'MODE', 'GEN', 'SINCE', 'LAST FACT', ...(as ? ['AS'] : [])],
+            ...holders.map((h) => [h.owner.name ?? '-', h.owner.uuid, h.host, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq}`, ...(as ? [h.as ?? '-'] : [])]),
           ]) +
-          boundaryNote(a),
+          boundaryNote(a);
+    },
   );
 }
 

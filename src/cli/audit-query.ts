@@ -26,6 +26,28 @@ export interface AuditSources {
   readonly daemonGone?: { readonly pid: number; readonly checkedAt: string };
 }
 
+/**
+ * A disk as the audit asks about it: `disk`, the name answers show (the path asked about), and
+ * `names`, every name its facts may use (the path, a hard link's journaled name, a virtlockd-protocol
+ * lease's lock file `<lockspace>/<sha256(path)>`: src/cli/disk-alias.ts). A plain string is a disk
+ * with that one name.
+ */
+export interface DiskNames {
+  readonly disk: string;
+  readonly names: readonly string[];
+}
+export type DiskArg = string | DiskNames;
+
+/** The names to query by (FactQuery.disk). */
+export function namesOf(d: DiskArg): string | readonly string[] {
+  return typeof d === 'string' ? d : d.names.length === 1 ? d.names[0]! : d.names;
+}
+
+/** The name an answer shows. */
+export function shownOf(d: DiskArg): string {
+  return typeof d === 'string' ? d : d.disk;
+}
+
 /** One holder of a disk at a moment. */
 export interface HolderAt {
   readonly owner: Owner;
@@ -39,6 +61,8 @@ export interface HolderAt {
   /** The fact that last confirmed the hold (a LockAcquired or a Reacquired). */
   readonly seq: number;
   readonly via: string;
+  /** The name the hold's facts gave the disk, when it is not the one asked about (a lease's lock file). */
+  readonly as?: string;
 }
 
 type LockPayload = FactPayloads['LockAcquired'] | FactPayloads['Reacquired'];
@@ -214,7 +238,7 @@ export interface HoldersAnswer {
 }
 
 /** Who held `disk` at `at` (see holdersAnswer); the holders only. */
-export function holdersAt(src: AuditSources, disk: string, at: string): HolderAt[] {
+export function holdersAt(src: AuditSources, disk: DiskArg, at: string): HolderAt[] {
   return holdersAnswer(src, disk, at).holders;
 }
 
@@ -225,12 +249,14 @@ export function holdersAt(src: AuditSources, disk: string, at: string): HolderAt
  * kernel drops every lock of a dead process): the last fact before the next DaemonStarted. A re-take
  * after a restart opens a new hold; an adoption (continuesHold) continues the old one.
  */
-export function holdersAnswer(src: AuditSources, disk: string, at: string): HoldersAnswer {
+export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string): HoldersAnswer {
+  const disk = shownOf(asked);
+  const names = namesOf(asked);
   const b = runBounds(src, at);
   const floor = b.start?.seq ?? 0;
-  const adoptedBy = (h: HolderAt) => b.next !== undefined && adoptedAt(src, disk, h, b.next);
+  const adoptedBy = (h: HolderAt) => b.next !== undefined && adoptedAt(src, names, h, b.next);
   if (b.stopped !== undefined) {
-    const atStop = holdsAt(src, disk, b.stopped.at, floor, b.stopped.seq);
+    const atStop = holdsAt(src, names, b.stopped.at, floor, b.stopped.seq, disk);
     return { disk, at, holders: atStop.filter(adoptedBy), stopped: { at: b.stopped.at, ...(b.next ? { restarted: b.next.at } : {}) } };
   }
   // The last run crashed and no start followed yet (the daemon is gone now): after its last fact the
@@ -240,13 +266,13 @@ export function holdersAnswer(src: AuditSources, disk: string, at: string): Hold
     const end = withCarried(src, { limit: 1, newest: true })[0];
     if (end !== undefined && end.kind !== 'DaemonStopped' && at > end.at) {
       const before = src.daemonGone.checkedAt;
-      const holds = holdsAt(src, disk, end.at, floor, end.seq).map((h) => ({ ...h, before }));
+      const holds = holdsAt(src, names, end.at, floor, end.seq, disk).map((h) => ({ ...h, before }));
       if (holds.length > 0) return { disk, at, holders: [], crash: { after: end.at, before, holds, notRestarted: true } };
     }
   }
   const last = b.lastBeforeNext;
   if (b.next !== undefined && last !== undefined && at > last.at && last.kind !== 'DaemonStopped') {
-    const atCrash = holdsAt(src, disk, last.at, floor, last.seq);
+    const atCrash = holdsAt(src, names, last.at, floor, last.seq, disk);
     const holders: HolderAt[] = [];
     const ended: Array<HolderAt & { before: string }> = [];
     for (const h of atCrash) {
@@ -255,7 +281,7 @@ export function holdersAnswer(src: AuditSources, disk: string, at: string): Hold
         continue;
       }
       // A LeaseLost at the restart whose other party took the disk before `at` proves the hold over by then.
-      const lost = nextFactOf(src, disk, h, b.next.seq - 1);
+      const lost = nextFactOf(src, names, h, b.next.seq - 1);
       const evidence = lost?.kind === 'LeaseLost' ? evidenceAt(lost, last.at) : undefined;
       const before = evidence !== undefined && evidence < b.next.at ? evidence : b.next.at;
       if (before > at) ended.push({ ...h, before });
@@ -263,8 +289,8 @@ export function holdersAnswer(src: AuditSources, disk: string, at: string): Hold
     return { disk, at, holders, ...(ended.length > 0 ? { crash: { after: last.at, before: b.next.at, holds: ended } } : {}) };
   }
   // Inside a run: a hold lost while running ended by its LeaseLost's evidence, which may precede `at`.
-  const holders = holdsAt(src, disk, at, floor).filter((h) => {
-    const f = nextFactOf(src, disk, h, h.seq);
+  const holders = holdsAt(src, names, at, floor, undefined, disk).filter((h) => {
+    const f = nextFactOf(src, names, h, h.seq);
     if (f === undefined || f.kind !== 'LeaseLost') return true;
     const evidence = evidenceAt(f, h.since);
     return evidence === undefined || evidence > at;
@@ -283,14 +309,14 @@ function evidenceAt(f: StoredFact, after: string): string | undefined {
 }
 
 /** The first hold fact of the hold's (resource, VM) after seq `after`. */
-function nextFactOf(src: AuditSources, disk: string, h: HolderAt, after: number): StoredFact | undefined {
+function nextFactOf(src: AuditSources, disk: string | readonly string[], h: HolderAt, after: number): StoredFact | undefined {
   const at = factAt(src, after)?.at;
   const q: FactQuery = { disk, resource: h.resource, owner: h.owner.uuid, kinds: [...HOLD_KINDS], ...(at !== undefined ? { since: at } : {}) };
   return queryFacts(src, { ...q, limit: 8 }).find((f) => f.seq > after);
 }
 
 /** Did the start `next` adopt this hold (the first fact of its key after the start continues it)? */
-function adoptedAt(src: AuditSources, disk: string, h: HolderAt, next: StoredFact): boolean {
+function adoptedAt(src: AuditSources, disk: string | readonly string[], h: HolderAt, next: StoredFact): boolean {
   const f = nextFactOf(src, disk, h, next.seq);
   return f !== undefined && continuesHold(f);
 }
@@ -301,7 +327,7 @@ function adoptedAt(src: AuditSources, disk: string, h: HolderAt, next: StoredFac
  * stops at the run's DaemonStarted (`floor`: every hold alive later was re-taken or adopted after
  * it) or at the first exclusive grant (nobody else held the disk across it).
  */
-function holdsAt(src: AuditSources, disk: string, at: string, floor: number, ceil?: number): HolderAt[] {
+function holdsAt(src: AuditSources, disk: string | readonly string[], at: string, floor: number, ceil?: number, shown?: string): HolderAt[] {
   const q: FactQuery = { disk, kinds: [...HOLD_KINDS], until: at, ...(ceil !== undefined ? { untilSeq: ceil } : {}) };
   const seen = new Map<string, Run | 'closed'>();
   const walk = newestFirst(sourcesFor(src, q));
@@ -336,6 +362,7 @@ function holdsAt(src: AuditSources, disk: string, at: string, floor: number, cei
       resource: run.latest.resource!,
       seq: run.latest.seq,
       via: run.latest.kind,
+      ...(shown !== undefined && run.latest.disk != null && run.latest.disk !== shown ? { as: run.latest.disk } : {}),
     });
   }
   return out.sort((a, b) => (a.since < b.since ? -1 : a.since > b.since ? 1 : a.seq - b.seq));
@@ -415,10 +442,12 @@ interface OpenHold {
  * start not preceded by a stop ends them at the crash (after the run's last fact, before the start),
  * unless the start adopted the lock (continuesHold).
  */
-export function timeline(src: AuditSources, disk: string, from: string, to: string): Timeline {
+export function timeline(src: AuditSources, asked: DiskArg, from: string, to: string): Timeline {
+  const disk = shownOf(asked);
+  const names = namesOf(asked);
   const intervals: Interval[] = [];
   const open = new Map<string, OpenHold>();
-  for (const h of holdersAt(src, disk, from)) {
+  for (const h of holdersAt(src, asked, from)) {
     open.set(`${h.resource}\u0000${h.owner.uuid}`, { owner: h.owner, mode: h.mode, from: h.since, generation: h.generation });
   }
   const close = (key: string, cur: OpenHold, at: string, end: Interval['end']) => {
@@ -429,7 +458,7 @@ export function timeline(src: AuditSources, disk: string, from: string, to: stri
   };
   const events: TimelineEvent[] = [];
   const facts = dedup(
-    [...withCarried(src, { disk, kinds: [...DISK_KINDS, ...ADOPT_KINDS], since: from, until: to }), ...withCarried(src, { kinds: [...RUN_KINDS], since: from, until: to })].sort(compareFacts),
+    [...withCarried(src, { disk: names, kinds: [...DISK_KINDS, ...ADOPT_KINDS], since: from, until: to }), ...withCarried(src, { kinds: [...RUN_KINDS], since: from, until: to })].sort(compareFacts),
   );
   let stoppedSinceStart = false;
   for (const f of facts) {

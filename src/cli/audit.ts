@@ -14,11 +14,11 @@ import { Journal, JournalError, stageFileOf, type FactQuery, type StoredFact } f
 import { checkStage } from '../journal/stage-verify.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
-import { aliasNote, diskByIdentity } from './disk-alias.js';
+import { diskNames } from './disk-alias.js';
 import { csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
-import { CONFLICT_KINDS, HOLD_RULES, holdersAnswer, queryFacts, timeline, type AuditSources } from './audit-query.js';
+import { CONFLICT_KINDS, HOLD_RULES, holdersAnswer, namesOf, queryFacts, timeline, type AuditSources, type DiskNames } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
   questions (default: every fact that matches the filters):
@@ -237,21 +237,20 @@ function archiveHint(src: Opened): string {
   return `; facts up to seq ${src.live.archivedThrough()} were moved to ${src.archiveFile}: add --archive to read them`;
 }
 
-/** The disk as the journal names it: canonical (symlinks resolved here), else the path as typed. */
-function resolveDisk(src: Opened, raw: string): string {
+/**
+ * The disk as the journal names it: canonical (symlinks resolved here), else the path as typed, else
+ * another name of the same file; with the lock file of a virtlockd-protocol lease on it (diskNames).
+ */
+function resolveDisk(src: Opened, raw: string): DiskNames {
+  const found = diskNames(raw, src.archive ? [src.live, src.archive] : [src.live]);
+  if (found !== undefined && 'several' in found) {
+    throw bad(`disk ${JSON.stringify(raw)} is the same file (identity ${found.identity}) as several journaled disks: ${found.several.join(', ')}; ask about one of them`);
+  }
+  if (found !== undefined) {
+    for (const n of found.notes) process.stderr.write(n);
+    return { disk: found.disk, names: found.names };
+  }
   const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
-  for (const c of candidates) {
-    if (src.live.knowsDisk(c) || src.archive?.knowsDisk(c) === true) return c;
-  }
-  // Another name of a journaled disk (hard link, bind mount, rename): found by identity, as `who` does.
-  const alias = diskByIdentity(candidates[0]!, src.archive ? [src.live, src.archive] : [src.live]);
-  if (alias !== undefined && 'several' in alias) {
-    throw bad(`disk ${JSON.stringify(raw)} is the same file (identity ${alias.identity}) as several journaled disks: ${alias.several.join(', ')}; ask about one of them`);
-  }
-  if (alias !== undefined) {
-    process.stderr.write(aliasNote(raw, alias));
-    return alias.disk;
-  }
   const where = src.archive ? `${src.file} or its archive` : src.file;
   throw bad(`unknown disk ${JSON.stringify(raw)}: no fact in ${where} names ${candidates.join(' or ')}${archiveHint(src)}`);
 }
@@ -395,8 +394,8 @@ export async function runAudit(argv: string[]): Promise<number> {
     }
     if (v.timeline === true) {
       if (reachesBack(since)) beforeCut('the timeline');
-      const carried = src.archive === undefined ? src.live.carried({ disk: disk!, limit: 1 })[0] : undefined;
-      const first = carried ?? queryFacts(src, { disk: disk!, limit: 1 })[0];
+      const carried = src.archive === undefined ? src.live.carried({ disk: namesOf(disk!), limit: 1 })[0] : undefined;
+      const first = carried ?? queryFacts(src, { disk: namesOf(disk!), limit: 1 })[0];
       const from = since ?? first?.at ?? new Date(now).toISOString();
       const to = until ?? new Date(now).toISOString();
       const t = timeline(src, disk!, from, to);
@@ -404,7 +403,7 @@ export async function runAudit(argv: string[]): Promise<number> {
       return 0;
     }
     const q: FactQuery = {
-      ...(disk !== undefined ? { disk } : {}),
+      ...(disk !== undefined ? { disk: namesOf(disk) } : {}),
       ...(vm !== undefined ? { owner: vm } : {}),
       ...(v.host !== undefined ? { host: v.host } : {}),
       ...(kinds !== undefined ? { kinds } : {}),
@@ -413,7 +412,8 @@ export async function runAudit(argv: string[]): Promise<number> {
     };
     if (v.follow !== true && reachesBack(since)) beforeCut('the question');
     const facts = withNames(src, queryFacts(src, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) }));
-    const opts = { oneDisk: disk !== undefined };
+    // Several names: the DISK column says which name each fact used.
+    const opts = { oneDisk: disk !== undefined && disk.names.length === 1 };
     if (v.follow === true) return await follow(src.live, q, facts, format, opts);
     process.stdout.write(formatFacts(facts, format, opts));
     if (limit !== undefined && facts.length === limit) {
@@ -622,8 +622,12 @@ async function verifyClusterCommand(v: JournalValues): Promise<number> {
   const file = v.journal !== undefined ? path.resolve(v.journal) : config.journal;
   if (fs.existsSync(file)) {
     const journal = openReadOnly(file, 'journal', v.journal !== undefined ? '--journal' : 'the configuration');
-    // The host its facts name (the daemon's host id when it wrote them), else the configured one.
-    local = { host: journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0]?.host ?? config.hostId, journal };
+    // The host its facts name (the daemon's host id when it wrote them), else the configured one. Its
+    // newest fact of any kind, live or carried: a compaction may have moved every DaemonStarted (or
+    // every live fact) into the archive, and a state directory read off a dead host comes without
+    // that host's config (review26b F7).
+    const newest = journal.query({ kinds: ['DaemonStarted'], limit: 1, newest: true })[0] ?? journal.query({ limit: 1, newest: true })[0] ?? journal.carried({ limit: 1, newest: true })[0];
+    local = { host: newest?.host ?? config.hostId, journal };
   }
   let reports: ChainReport[];
   try {
@@ -716,7 +720,7 @@ async function compactCommand(v: JournalValues): Promise<number> {
     const r = journal.compact({ throughSeq: cut, archive, holds: HOLD_RULES });
     say(
       `moved facts seq ${from + 1}..${r.throughSeq} to ${r.archive} (${r.moved} copied, ${r.deleted} deleted, ${r.carried} still in force kept as carried copies); ` +
-        `the journal starts at seq ${r.firstLiveSeq || '(empty)'}\n`,
+        (r.firstLiveSeq ? `the journal starts at seq ${r.firstLiveSeq}\n` : `the journal holds no live facts now (the next one is seq ${r.throughSeq + 1})\n`),
       { ...r },
     );
     return 0;

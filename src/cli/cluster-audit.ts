@@ -12,7 +12,8 @@ import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
 import { boundaryNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
-import { aliasNote, diskByIdentity } from './disk-alias.js';
+import { diskNames } from './disk-alias.js';
+import { namesOf, type DiskNames } from './audit-query.js';
 import { ClusterCache, cacheRoot, type CachedChain, type CatchUpReport, type VanishedRange } from './cluster-cache.js';
 import type { Overlap } from './cluster-overlaps.js';
 import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
@@ -184,20 +185,20 @@ function headless(cs: ClusterSources): string {
   return heads.length === 0 ? '' : `; but ${heads.map((h) => `host ${h.host}'s seq ${h.from} to ${h.to}`).join(', ')} are missing (warned above), and may name it`;
 }
 
-function resolveDisk(cs: ClusterSources, raw: string): string {
-  const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
-  for (const c of candidates) if (cs.hosts.some((h) => h.chains.some((x) => x.journal.knowsDisk(c)))) return c;
-  // Another name of a published disk (hard link, bind mount, rename), found by identity as `who` does.
+function resolveDisk(cs: ClusterSources, raw: string): DiskNames {
+  // Another name of a published disk (hard link, bind mount, rename) is found by identity as `who` does.
   // The identity is read here, so it matches what this host journaled (another host's device number
   // for one shared file may differ): a name only another host used stays unknown (decision 0024).
-  const alias = diskByIdentity(candidates[0]!, cs.hosts.flatMap((h) => h.chains.map((x) => x.journal)));
-  if (alias !== undefined && 'several' in alias) {
-    throw bad(`disk ${JSON.stringify(raw)} is the same file (identity ${alias.identity}) as several published disks: ${alias.several.join(', ')}; ask about one of them`);
+  // A virtlockd-protocol lease's lock file is one more name (diskNames).
+  const found = diskNames(raw, cs.hosts.flatMap((h) => h.chains.map((x) => x.journal)));
+  if (found !== undefined && 'several' in found) {
+    throw bad(`disk ${JSON.stringify(raw)} is the same file (identity ${found.identity}) as several published disks: ${found.several.join(', ')}; ask about one of them`);
   }
-  if (alias !== undefined) {
-    process.stderr.write(aliasNote(raw, alias));
-    return alias.disk;
+  if (found !== undefined) {
+    for (const n of found.notes) process.stderr.write(n);
+    return { disk: found.disk, names: found.names };
   }
+  const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
   throw bad(`unknown disk ${JSON.stringify(raw)}: no fact published by any of ${cs.hosts.length} host(s) names ${candidates.join(' or ')}${headless(cs)}`);
 }
 
@@ -244,7 +245,7 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
       return 0;
     }
     const fq: FactQuery = {
-      ...(disk !== undefined ? { disk } : {}),
+      ...(disk !== undefined ? { disk: namesOf(disk) } : {}),
       ...(vm !== undefined ? { owner: vm } : {}),
       ...(q.host !== undefined ? { host: q.host } : {}),
       ...(q.kinds !== undefined ? { kinds: q.kinds } : {}),
@@ -253,7 +254,7 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
     };
     const facts = clusterFacts(cs, fq, q.limit);
     // Each fact's journal: always in CSV and JSON; in the table when some host has more than one journal.
-    const opts: TableOptions = { oneDisk: disk !== undefined, journal: cs.hosts.some((h) => h.chains.length > 1) ? 'table' : 'csv' };
+    const opts: TableOptions = { oneDisk: disk !== undefined && disk.names.length === 1, journal: cs.hosts.some((h) => h.chains.length > 1) ? 'table' : 'csv' };
     if (q.follow) return await follow(v, cs, fq, facts, q.format, opts);
     out(formatFacts(facts, q.format, opts));
     if (q.limit !== undefined && facts.length === q.limit) {
@@ -265,7 +266,8 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
   }
 }
 
-function firstAt(cs: ClusterSources, disk: string): string | undefined {
+function firstAt(cs: ClusterSources, asked: DiskNames): string | undefined {
+  const disk = namesOf(asked);
   let first: string | undefined;
   for (const h of cs.hosts) {
     for (const c of h.chains) {

@@ -31,6 +31,7 @@ import {
 } from '../journal/segment.js';
 import { readSuccessor, sealedRecently, successorFileName } from '../journal/segment-successor.js';
 import { PrefixHash, RACY_MS, WholeTracker, lineAfter, sameStamp, stampAt, stampOf, verifyWhole, type WholeRecord } from './cluster-cache-identity.js';
+import { ChainBudget, freeSpace } from './cluster-cache-bounds.js';
 import { pinOf } from '../engine/locker-hosts.js';
 
 /**
@@ -332,6 +333,8 @@ export class ClusterCache {
     /** host/journal of every chain listed now, and the hosts whose directory could not be listed. */
     const listed = new Set<string>();
     const unreadable = new Set<string>();
+    const budget = new ChainBudget();
+    let roomSaid = false;
     for (const host of hosts) {
       let segs: SegmentFile[];
       try {
@@ -347,17 +350,30 @@ export class ClusterCache {
         if (list === undefined) byJournal.set(s.journalId, [s]);
         else list.push(s);
       }
+      // Bounded (cluster-cache-bounds.ts): no file for a chain without facts, so many chains per host and in all.
+      const hostDir = path.join(this.lockspace, PUBLISHED_DIR, host);
+      const plan = budget.plan(hostDir, byJournal, (j) => fs.existsSync(this.chainFile(host, j)));
+      if (plan.over !== undefined) {
+        const first = [...plan.admit].find(([, a]) => a === 'over')!;
+        problems.push({ file: hostDir, offset: 0, line: 0, reason: plan.over, host, journal: first[0], segment: byJournal.get(first[0])![0]!.name });
+      }
       for (const [journal, list] of byJournal) {
         chains++;
-        const head = missingHead(path.join(this.lockspace, PUBLISHED_DIR, host), host, journal, list);
+        const head = missingHead(hostDir, host, journal, list);
         if (head !== undefined) missingHeads.push(head);
+        if (plan.admit.get(journal) !== 'read') continue;
+        const room = floorProblem(this.dir, host, journal, list, roomSaid);
+        if (room !== undefined) {
+          if (room !== null) problems.push(room);
+          roomSaid = true;
+          continue;
+        }
         let r: ReturnType<ClusterCache['catchUpChain']>;
         try {
           r = this.catchUpChain(host, journal, list);
         } catch (e) {
           if (e instanceof ConcurrentCatchUp) continue;
           // One host's unreadable entry is that host's problem, named with its path; the others are read.
-          const hostDir = path.join(this.lockspace, PUBLISHED_DIR, host);
           problems.push({ file: hostDir, offset: 0, line: 0, reason: `cannot read journal ${journal} (${list.map((s) => s.name).join(', ')}): ${(e as Error).message}`, host, journal, segment: list[0]?.name ?? '' });
           continue;
         }
@@ -485,6 +501,28 @@ export class ClusterCache {
   openChain(c: CachedChain): Journal {
     return Journal.open(c.file, { host: 'audit', readonly: true });
   }
+}
+
+/**
+ * A problem when the cache's filesystem has less free space than its floor (cluster-cache-bounds.ts):
+ * the chain is not read into the cache (answers keep what it read before). null: said already.
+ */
+function floorProblem(dir: string, host: string, journal: string, segs: readonly SegmentFile[], said: boolean): CatchUpProblem | null | undefined {
+  const room = freeSpace(dir);
+  if (room === undefined || room.free >= room.floor) return undefined;
+  if (said) return null;
+  const mib = (n: number): string => `${Math.floor(n / (1024 * 1024))} MiB`;
+  return {
+    file: dir,
+    offset: 0,
+    line: 0,
+    host,
+    journal,
+    segment: segs[0]?.name ?? '',
+    reason:
+      `the cluster cache ${dir} has ${mib(room.free)} free on its filesystem, under its floor of ${mib(room.floor)} (10% of it, at most 512 MiB; the daemon's journal may live there): ` +
+      `new history is not read into the cache, answers stop at what it read before; free space there, or give --cache DIR on another filesystem`,
+  };
 }
 
 /**

@@ -4,7 +4,7 @@
 // module picks the chain of each host that a moment falls in, tells it whether that host's daemon is
 // gone, and merges the hosts' answers.
 import type { StoredFact, FactQuery, Journal } from '../journal/journal.js';
-import { holdersAnswer, queryFacts, timeline, type AuditSources, type HolderAt, type HoldersAnswer, type Interval, type TimelineEvent } from './audit-query.js';
+import { holdersAnswer, namesOf, queryFacts, shownOf, timeline, type AuditSources, type DiskArg, type HolderAt, type HoldersAnswer, type Interval, type TimelineEvent } from './audit-query.js';
 import type { HostChange } from '../journal/host-changed.js';
 import type { CachedChain } from './cluster-cache.js';
 import { CLAIM_KINDS, claimsOf, hostGaps, overlaps, type HostGap, type Overlap, type RunEvent } from './cluster-overlaps.js';
@@ -89,16 +89,17 @@ export interface ClusterHolders {
 }
 
 /** Who held `disk` at `at`, on any host. */
-export function clusterHolders(cs: ClusterSources, disk: string, at: string): ClusterHolders {
+export function clusterHolders(cs: ClusterSources, disk: DiskArg, at: string): ClusterHolders {
   return inSnapshot(cs, () => holdersOf(cs, disk, at));
 }
 
-function holdersOf(cs: ClusterSources, disk: string, at: string): ClusterHolders {
+function holdersOf(cs: ClusterSources, asked: DiskArg, at: string): ClusterHolders {
+  const disk = shownOf(asked);
   const hosts: Array<{ host: string; journal: string; answer: HoldersAnswer; changed?: HostChange; unknown?: HolderAt[] }> = [];
   for (const h of cs.hosts) {
     const src = sourcesAt(h, at, cs.now);
     if (src === undefined) continue;
-    const answer = holdersAnswer(src, disk, at);
+    const answer = holdersAnswer(src, asked, at);
     const changed = h.chains.find((c) => c.chain.journal === src.journal)?.changed;
     if (changed !== undefined && changed.at <= at) hosts.push({ host: h.host, journal: src.journal, answer: { ...answer, holders: [] }, changed, unknown: answer.holders });
     else hosts.push({ host: h.host, journal: src.journal, answer });
@@ -161,11 +162,14 @@ export interface ClusterTimeline {
 }
 
 /** Each host's holders of `disk` over [from, to] (the one-journal timeline per chain) and its down gaps. */
-export function clusterTimeline(cs: ClusterSources, disk: string, from: string, to: string): ClusterTimeline {
+export function clusterTimeline(cs: ClusterSources, disk: DiskArg, from: string, to: string): ClusterTimeline {
   return inSnapshot(cs, () => timelineOf(cs, disk, from, to));
 }
 
-function timelineOf(cs: ClusterSources, disk: string, from: string, to: string): ClusterTimeline {
+function timelineOf(cs: ClusterSources, asked: DiskArg, from: string, to: string): ClusterTimeline {
+  const disk = shownOf(asked);
+  const names = namesOf(asked);
+  const known = (j: Journal) => (typeof names === 'string' ? j.knowsDisk(names) : names.some((n) => j.knowsDisk(n)));
   const intervals: ClusterTimeline['intervals'] = [];
   const events: ClusterTimeline['events'] = [];
   const gaps: HostGap[] = [];
@@ -176,8 +180,8 @@ function timelineOf(cs: ClusterSources, disk: string, from: string, to: string):
       const next = h.chains[i + 1]?.chain.firstAt;
       const a = start > from ? start : from;
       const b = next !== undefined && next < to ? next : to;
-      if (a > b || !c.journal.knowsDisk(disk)) continue;
-      const t = timeline({ live: c.journal }, disk, a, b);
+      if (a > b || !known(c.journal)) continue;
+      const t = timeline({ live: c.journal }, asked, a, b);
       // A later journal of the same host (its state directory was lost): this journal's run ended
       // after its last fact and before the next journal began, at a moment nobody journaled. A hold
       // still open at its end ended at that crash, like the one-journal crash rule, not at the window's end.
@@ -221,11 +225,11 @@ export function gapsOf(h: HostHistory): HostGap[] {
  * conflicting modes, from each host's LockAcquired/Reacquired/LockReleased/LeaseLost facts; with
  * `since`/`until`, the overlaps that reach into that window.
  */
-export function clusterOverlaps(cs: ClusterSources, disk: string | undefined, since?: string, until?: string): Overlap[] {
+export function clusterOverlaps(cs: ClusterSources, disk: DiskArg | undefined, since?: string, until?: string): Overlap[] {
   return inSnapshot(cs, () => overlapsOf(cs, disk, since, until));
 }
 
-function overlapsOf(cs: ClusterSources, disk: string | undefined, since?: string, until?: string): Overlap[] {
+function overlapsOf(cs: ClusterSources, disk: DiskArg | undefined, since?: string, until?: string): Overlap[] {
   const claims = cs.hosts.flatMap((h) =>
     claimsOf(
       h.host,
@@ -240,9 +244,12 @@ function overlapsOf(cs: ClusterSources, disk: string | undefined, since?: string
  * daemon pruned its older segments (the pruned-through marker's carried facts, the cache's `carried`
  * table) open claims like the facts they copy, so an overlap with them is found as at `--at`.
  */
-function claimFacts(j: Journal, disk: string | undefined, until: string | undefined): StoredFact[] {
-  const q: FactQuery = { ...(disk !== undefined ? { disk } : {}), kinds: [...CLAIM_KINDS], ...(until !== undefined ? { until } : {}) };
+function claimFacts(j: Journal, disk: DiskArg | undefined, until: string | undefined): StoredFact[] {
+  const q: FactQuery = { ...(disk !== undefined ? { disk: namesOf(disk) } : {}), kinds: [...CLAIM_KINDS], ...(until !== undefined ? { until } : {}) };
   const live = [...j.iterate(q)];
   const seen = new Set(live.map((f) => f.seq));
-  return [...j.carried(q).filter((f) => !seen.has(f.seq)), ...live].sort((a, b) => a.seq - b.seq);
+  const all = [...j.carried(q).filter((f) => !seen.has(f.seq)), ...live].sort((a, b) => a.seq - b.seq);
+  // One disk under several names (a lease's lock file, a hard link): its claims are one disk's.
+  if (disk === undefined || typeof disk === 'string' || disk.names.length === 1) return all;
+  return all.map((f) => (f.disk === disk.disk ? f : { ...f, disk: disk.disk }));
 }

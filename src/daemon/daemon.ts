@@ -33,8 +33,9 @@ import { Meters, type MetricsSource } from './metrics.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
-import { StartFacts } from './start-facts.js';
+import { WaitingFacts } from './waiting-facts.js';
 import { REGISTRY_FILE, recoverForgotten, scanDirs } from './found.js';
+import { directGapWarning, directNote, directRetaken } from './direct-gap.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from './service.js';
 import { rebootReleases } from './boot.js';
@@ -45,6 +46,7 @@ import { PUBLISH_KEYS, Publication, publishSettings } from './publisher.js';
 import { envMs } from './env-ms.js';
 import { collectWhenSettled } from './collect.js';
 import { openJournalPatiently } from './journal-open.js';
+import { leaseNames } from '../cli/disk-alias.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -180,14 +182,16 @@ export class Daemon {
   private handedConns: HandedConnection[] = [];
   /** How many of those a source took (for `vmlockd status`). */
   private connsAdopted = 0;
+  /** The libvirt source's part of `status` (src/daemon/libvirt-source.ts): which libvirt, and locks kept as not its own. */
+  libvirtStatus?: () => unknown;
   /** Called for every lost-lock conflict; the libvirt source adds `virsh suspend` for on_conflict=suspend. */
   readonly conflictHandlers: Array<(c: Conflict) => void> = [];
 
   readonly log: Logger;
   /** A full or read-only state directory: rate-limited log lines, status and metrics (journal-watch.ts). */
   readonly journalWatch: JournalWatch;
-  /** The start's facts the journal could not take yet (a full state directory): src/daemon/start-facts.ts. */
-  private startFacts?: StartFacts;
+  /** Facts no client waits for that the journal could not take yet (a full state directory): src/daemon/waiting-facts.ts. */
+  private waitingFacts?: WaitingFacts;
 
   /** Where each value of the running config came from (a file:line, a flag, "default"); see classifyChange. */
   private configSources: Record<ConfigKey, string>;
@@ -265,6 +269,8 @@ export class Daemon {
         sync: c.journalSync === 'fdatasync',
         // The moves into SQLite on a worker thread (decision 0021); VMLOCKD_JOURNAL_THREAD=0: on the event loop.
         thread: process.env.VMLOCKD_JOURNAL_THREAD !== '0',
+        // The staging file's check before each append without fs.Stats objects (a binding built before it: through fs).
+        ...(native.stageCheck ? { stageCheck: native.stageCheck.bind(native) } : {}),
         ...stageFlushMs(),
       },
     });
@@ -310,25 +316,33 @@ export class Daemon {
       process.exitCode = 1;
     };
 
-    // Appends carry the start's facts first while those wait for room (src/daemon/start-facts.ts).
-    const startFacts = new StartFacts(journal, {
+    // Appends carry the facts that wait for room first: the start's, the verifier's... (src/daemon/waiting-facts.ts).
+    const waitingFacts = new WaitingFacts(journal, {
       stageFile: `${c.journal}-stage`,
       log: (level, msg) => this.log.log(level, msg),
-      remind: (msg) => this.journalWatch.limited('start-facts', 'error', msg),
+      remind: (msg) => this.journalWatch.limited('waiting-facts', 'error', msg),
       stored: (facts) => {
         if (this.engine && facts.length > 0) this.engine.state.seq = Math.max(this.engine.state.seq, facts[facts.length - 1]!.seq);
+        // The re-take's LeaseLost is journaled now: its own record may go over the proof (review26a F3).
+        this.locker?.recordRetakes();
         this.afterFacts(facts);
       },
+      lost: (f) => this.log.error(`${describe({ ...f, seq: 0, host: c.hostId } as Fact)?.msg ?? f.kind} (not journaled yet: the state directory is full; logged again with its seq once it is)`),
     });
-    this.startFacts = startFacts;
+    this.waitingFacts = waitingFacts;
     const engine = new Engine({
       host: c.hostId,
-      journal: startFacts,
+      journal: waitingFacts,
       locker,
       rules: namingRules(c),
       blockdevNames: (paths, rules) => lookupBlockdevNames(paths, { lvmDir: rules.lvmLockspaceDir ?? null, scsiDir: rules.scsiLockspaceDir ?? null }, runCommand),
       state,
-      reload: () => journal.nonBlocking(() => loadState(journal)),
+      // The journal's fold, then the facts still waiting for room (folded already before the failed commit).
+      reload: () => {
+        const s = journal.nonBlocking(() => loadState(journal));
+        waitingFacts.foldInto((f) => evolve(s, f));
+        return s;
+      },
       onFacts: (facts) => this.afterFacts(facts),
       onCommand: (cmd) => this.verifier?.commandSeen(cmd),
       onReply: this.meters.reply,
@@ -363,13 +377,21 @@ export class Daemon {
     const adoption = this.service.adoptInto(locker, state, at);
     const { facts, lost } = locker.reacquire(state, at);
     if (found.count > 0) this.service.start = { ...this.service.start, found: found.count };
+    // Direct locks re-taken (not adopted): no record proves the gap was clean (src/daemon/direct-gap.ts).
+    const direct = directRetaken(facts);
+    if (direct.length > 0) this.service.start = { ...this.service.start, directUnproven: direct.length, directNote: directNote(direct.length) };
     const s = this.service.start;
-    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, lockspaces: Object.fromEntries(lockspaces), held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}) });
+    const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, lockspaces: Object.fromEntries(lockspaces), held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}), ...(direct.length > 0 ? { directUnproven: direct.length } : {}) });
     // A full state directory never fails the start: the locks are taken; their facts wait (decision 0023).
-    startFacts.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)], (f) => engine.record(f), (f) => evolve(engine.state, f), (f) => this.log.error(`${describe({ ...f, seq: 0, host: c.hostId } as Fact)?.msg ?? f.kind} (not journaled yet: the state directory is full; logged again with its seq once it is)`));
+    waitingFacts.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)], (f) => engine.record(f), (f) => evolve(engine.state, f));
+    // Only now, with the LeaseLost journaled, does a re-take write its record over an intrusion's proof
+    // (and hand the descriptor to the store); while the facts wait, the proof stays (review26a F3).
+    if (waitingFacts.pending === 0) locker.recordRetakes();
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);
     if (retaken > 0) this.log.info(`re-took ${retaken} lock(s) held before the restart`);
+    const directWarning = directGapWarning(direct);
+    if (directWarning) this.log.warn(directWarning);
     if (c.journalSync === 'write') this.log.warn(`journal_sync = "write": a reply waits for write(2) only; if ${path.dirname(c.journal)}'s filesystem fails, locks granted in the last seconds before it can be forgotten (docs/decisions/0002)`);
 
     this.server = createApiServer({
@@ -389,7 +411,8 @@ export class Daemon {
     this.verifier = new Verifier({
       locker,
       state: () => engine.state,
-      record: (facts) => this.journalWatch.record((f) => engine.record(f), facts),
+      // A refused write: the round's facts (LeaseLost...) wait for room, in force meanwhile (decision 0026).
+      record: (facts) => this.later(facts),
       intervalMs: () => this.config.verifyIntervalMs,
       beforeRound: (now) => {
         // A disk held before it existed is known by identity once created (review25a F1).
@@ -499,7 +522,7 @@ export class Daemon {
       submitEvent: (ev) => engine.submitEvent(ev),
       reject: (source, error, raw) => engine.reject(source, error, raw),
       rejectThen: (source, error, raw, done) => engine.rejectThen(source, error, raw, done),
-      record: (facts) => facts.length === 0 || this.journalWatch.record((f) => engine.record(f), facts).length > 0,
+      record: (facts, opts) => facts.length === 0 || (opts?.answers ? this.journalWatch.record((f) => engine.record(f), facts) : this.later(facts)).length > 0,
       state: () => engine.state,
       log: (level, msg, fields) => this.log.log(level, msg, fields),
     };
@@ -581,7 +604,19 @@ export class Daemon {
   }
 
   private record(facts: readonly NewFact[]): void {
-    if (this.engine) this.journalWatch.record((f) => this.engine!.record(f), facts);
+    this.later(facts);
+  }
+
+  /**
+   * Journal facts no client is answered for (the verifier's, a reload's, a source's notes, the stop's):
+   * a refused write keeps them waiting in memory, in force and journaled first once there is room
+   * (src/daemon/waiting-facts.ts, decision 0026); any other failure is logged. Returns the stored facts.
+   */
+  private later(facts: readonly NewFact[]): Fact[] {
+    const engine = this.engine;
+    const waiting = this.waitingFacts;
+    if (!engine || !waiting) return [];
+    return this.journalWatch.record((f) => engine.recordOrWait(f, (timed, e) => waiting.later(timed, e)), facts);
   }
 
   private moveHostLock(dir: string | null, at: string): void {
@@ -626,6 +661,15 @@ export class Daemon {
     if (this.snapshotTimer !== undefined) clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
     if (!this.journal || !this.engine) return;
+    // Not while facts wait for room in the journal (a full disk): the state already holds their
+    // effects, and a snapshot stamped with the journal's seq would carry them without the facts (a
+    // lock a waiting LeaseLost removed, neither re-taken nor recorded as lost after a crash).
+    if ((this.waitingFacts?.pending ?? 0) > 0) {
+      if (this.stopping) return;
+      this.snapshotTimer = setTimeout(() => this.snapshot(), SNAPSHOT_RETRY_MS);
+      this.snapshotTimer.unref();
+      return;
+    }
     const journal = this.journal;
     const state = this.engine.state;
     try {
@@ -668,6 +712,7 @@ export class Daemon {
           snapshot_failures_total: { help: 'Journal snapshots that failed (retried later) since start.', value: Number(st.snapshotFailures ?? 0) },
           fd_limit: { help: 'RLIMIT_NOFILE soft limit (one descriptor per held lock).', value: Number(st.fdLimit) },
           ...this.journalWatch.gauges(),
+          ...(this.waitingFacts?.gauges() ?? {}),
           ...this.log.gauges(),
           ...(this.publication?.gauges(Number(st.lastSeq)) ?? {}),
         };
@@ -701,6 +746,7 @@ export class Daemon {
       verifyIntervalMs: c.verifyIntervalMs,
       maxClients: c.maxClients,
       libvirtUri: c.libvirtUri,
+      libvirt: this.libvirtStatus?.() ?? null,
       fingerprint: this.fingerprint(),
       lockspaceId: this.lockspaceId ?? null,
       configFiles: this.loaded.files,
@@ -716,7 +762,9 @@ export class Daemon {
       snapshotFailures: this.snapshotFailures,
       hostFile: this.hostLock?.file ?? null,
       journalTrouble: this.journalWatch.status(),
-      startFactsWaiting: this.startFacts?.status() ?? null,
+      startFactsWaiting: this.waitingFacts?.startStatus() ?? null,
+      // Facts no client waits for that the journal refused: in force, waiting in memory (decision 0026).
+      factsWaiting: this.waitingFacts?.status() ?? null,
       // How this start got its locks (fresh, store, takeover; resumed: a failed take-over's old
       // daemon serving again) and, for a take-over, how many protocol client connections came along.
       started: this.service ? { ...this.service.info(), ...(this.takenOver?.resumed ? { how: 'resumed' } : {}), connections: this.connsAdopted } : null,
@@ -731,12 +779,13 @@ export class Daemon {
     // Never wait out another process's write lock here (decision 0021): a busy journal answers
     // VMLOCKD_ERR_JOURNAL_BUSY, try again.
     const journal = this.journal;
-    return journal.nonBlocking(() => journal.query({ ...q, ...(q.owner ? { owner: q.owner } : {}) }));
+    // A disk is asked about under every name its facts use (a virtlockd-protocol lease's lock file too).
+    return journal.nonBlocking(() => journal.query({ ...q, ...(q.owner ? { owner: q.owner } : {}), ...(q.disk ? { disk: [q.disk, ...leaseNames([q.disk], [q.disk], [journal], false)] } : {}) }));
   }
 
   /** SIGTERM: journal the stop and exit. VMs are never touched (invariant 7). */
   stop(reason: string): Promise<void> {
-    this.startFacts?.stop();
+    this.waitingFacts?.stop();
     this.stopping ??= this.doStop(reason);
     return this.stopping;
   }
@@ -777,6 +826,7 @@ export class Daemon {
         }
       } else this.record(stopped);
       if (!this.startFailed) this.snapshot();
+      this.waitingFacts?.abandon();
       if (held > 0) this.log.info(`stopping with ${held} lock(s) held; they will be re-taken at the next start`);
     }
     // Its last batch, if the lockspace answers within a moment; the next start resumes the rest.

@@ -38,6 +38,11 @@ export class LibvirtFollower implements RunningSource {
     return this.current?.source;
   }
 
+  /** `vmlockd status`'s libvirt part: which libvirt the stream reaches and the VMs whose locks it kept. */
+  status(): ReturnType<VirshSource['handler']['status']> | null {
+    return this.current?.source.handler.status() ?? null;
+  }
+
   /**
    * Bring the stream in line with the config; serial, so two quick reloads cannot start two streams.
    * `initial`: the daemon's start. Only a stream started then answers for the locks already held; one
@@ -87,6 +92,7 @@ export function registerLibvirt(daemon: Daemon, opts: LibvirtFollowerOptions = {
   daemon.sourceStarters.push(async (ctx) => {
     const follower = new LibvirtFollower(ctx, () => daemon.config, opts);
     await follower.sync(true);
+    daemon.libvirtStatus = () => follower.status();
     // A lock the verifier found lost to another owner: the VM runs unprotected; on_conflict applies.
     daemon.conflictHandlers.push((c) => {
       const source = follower.source;

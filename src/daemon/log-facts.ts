@@ -85,6 +85,10 @@ export function describe(f: Fact): Line | undefined {
       const p = f.payload;
       return { level: 'warning', msg: `command failed (${p.source}, ${p.code}): ${p.message}`, ...(p.owner ? { fields: { vm: vm(p.owner) } } : {}) };
     }
+    case 'LibvirtVouched': {
+      const p = f.payload;
+      return { level: 'debug', msg: `VM ${who(p.owner)} runs on libvirt ${p.libvirt.uri} (host ${p.libvirt.host}): that libvirt answers for its locks`, fields: { vm: vm(p.owner) } };
+    }
     case 'IdentityLearned': {
       const p = f.payload;
       const holders = [p.owner, ...(p.others ?? [])].map(who).join(', ');
@@ -100,6 +104,11 @@ export function describe(f: Fact): Line | undefined {
           'Two VMs were granted one disk under two names: check both now.',
         fields: { disk: p.disk, vm: vm(p.owner) },
       };
+    }
+    case 'FactsDropped': {
+      const p = f.payload;
+      const kinds = Object.entries(p.kinds).map(([k, n]) => `${n} ${k}`).join(', ');
+      return { level: 'error', msg: `FACTS DROPPED: ${p.count} fact(s) (${kinds}) of ${p.from} to ${p.to} are not in the journal: ${p.reason}` };
     }
     case 'InputRejected': {
       const p = f.payload;

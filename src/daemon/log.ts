@@ -52,6 +52,7 @@ export const MESSAGE_IDS: Readonly<Record<string, string>> = {
   CommandFailed: '04b7846563905d294c69f4f1fe95a2c0',
   DiskConflict: 'bb1537a622d34d639efacd6587d13a81',
   IdentityLearned: '22173385251545108a741270709b9272',
+  FactsDropped: '633711fe930e4d4382bb48dc741141bf',
 };
 
 export const JOURNAL_SOCKET = '/run/systemd/journal/socket';

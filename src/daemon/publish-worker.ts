@@ -6,7 +6,7 @@
 // journal through its own SQLite connection, from the last published seq: falling behind costs lag,
 // never memory, and there is no queue to overflow.
 import Database from 'better-sqlite3';
-import { closeSync, constants, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { lockspaceProblem, type LockspacePin } from '../engine/locker-hosts.js';
@@ -138,8 +138,10 @@ class Publisher {
   private retainMs: number;
   private hostChangeSaid = false;
   private successorSaid = false;
-  /** When pruning was last looked at (0: not yet since the start). */
-  private prunedAt = 0;
+  /** When pruning was last looked at, on the monotonic clock (undefined: not since the start or a retention change). */
+  private prunedAt: number | undefined;
+  /** The worker's start, on the monotonic clock. */
+  private readonly startedAt = performance.now();
 
   constructor(d: PublishWorkerData) {
     this.d = d;
@@ -162,7 +164,7 @@ class Publisher {
     else if (m.type === 'segmentBytes') this.segmentBytes = m.bytes;
     else if (m.type === 'retain') {
       this.retainMs = m.ms;
-      this.prunedAt = 0;
+      this.prunedAt = undefined;
     }
     else if (m.type === 'stop') this.stopping = true;
     this.wake?.();
@@ -197,6 +199,8 @@ class Publisher {
           if (wait > 0) await this.sleepUnlessStopping(wait);
           continue;
         }
+        // Idle: the open segment still at its path (a removed directory is found without new facts).
+        this.checkDisplaced();
         this.writeMeta(false);
         this.maybePrune();
         // A catch-up (a history published at once, a prune) leaves its garbage in the old
@@ -253,6 +257,25 @@ class Publisher {
       }
       this.cur = undefined;
     }
+  }
+
+  /**
+   * The open segment must still be the file at its path: a host directory removed (or the segment
+   * replaced) under the daemon would have it append into an unlinked file that no reader sees, with
+   * status saying all is published (review26b F8). Said, then published again from what the directory
+   * holds (the resume recreates the directory and starts at the oldest fact the journal has). One
+   * fstat and one stat, before each write and once per idle poll.
+   */
+  private checkDisplaced(): void {
+    const cur = this.cur;
+    if (cur === undefined) return;
+    const file = join(this.dir, cur.name);
+    const open = fstatSync(cur.fd, { bigint: true });
+    const now = statSync(file, { bigint: true, throwIfNoEntry: false });
+    if (now !== undefined && now.dev === open.dev && now.ino === open.ino) return;
+    // The successor statement lived in the same directory: said again where the history restarts.
+    this.successorSaid = false;
+    throw new PublishError(`${file} was ${now === undefined ? 'removed' : 'replaced by another file'} while this daemon published into it (its host directory removed or cleaned?); publishing again from what ${this.dir} holds`, 'VMLOCKD_ERR_PUBLISH_DISPLACED');
   }
 
   /** The published position from the directory: the newest segment of this journal, its torn tail cut off. */
@@ -416,6 +439,7 @@ class Publisher {
       this.publishedHash = this.hashBefore(start);
       this.base = true;
     }
+    this.checkDisplaced();
     if (this.cur === undefined) this.open(start);
     const cur = this.cur!;
     const parts: string[] = [];
@@ -519,8 +543,15 @@ class Publisher {
 
   /** Retention, when due: a failure is said and tried again at the next due time; publication goes on. */
   private maybePrune(): void {
-    if (this.retainMs <= 0 || Date.now() - this.prunedAt < this.d.pruneEveryMs) return;
-    this.prunedAt = Date.now();
+    if (this.retainMs <= 0) return;
+    const now = performance.now();
+    // Never in the first interval after the start: a host that boots with its clock ahead (a wrong RTC,
+    // before NTP steps it) would find minutes-old segments past the retention and remove the whole
+    // published history at once (review26b F3). The interval is on the monotonic clock, so a clock
+    // step does not shorten it.
+    if (now - this.startedAt < this.d.pruneEveryMs) return;
+    if (this.prunedAt !== undefined && now - this.prunedAt < this.d.pruneEveryMs) return;
+    this.prunedAt = now;
     try {
       this.prune(Date.now() - this.retainMs);
     } catch (e) {

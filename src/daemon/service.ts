@@ -241,7 +241,8 @@ export function listenFds(env: NodeJS.ProcessEnv = process.env, nat: NativeBindi
       refused.push(`${fd} (not open)`);
       continue;
     }
-    if (type !== 'socket' && type !== 'file') {
+    // A block device: a direct lock on an LV or LUN the store kept (review26a F4); never Node's own.
+    if (type !== 'socket' && type !== 'file' && type !== 'block') {
       refused.push(`${fd} (a ${type}: Node's own)`);
       continue;
     }
@@ -278,6 +279,9 @@ export interface StartInfo {
   dropped: number;
   /** Grants the journal had lost, found again in the lockspace (src/daemon/found.ts). */
   found?: number;
+  /** Direct locks re-taken (not adopted) at this start: nothing proves the gap was clean (src/daemon/direct-gap.ts). */
+  directUnproven?: number;
+  directNote?: string;
 }
 
 /**

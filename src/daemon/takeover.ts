@@ -142,6 +142,11 @@ function closeConns(conns: readonly HandedConnection[]): void {
   for (const c of conns) closeQuietly(c.fd);
 }
 
+/** What tells one take of a lock from another: the locker's take, else name and number. */
+function sentKey(f: PassedFd): unknown {
+  return f.take ?? `${f.name}/${f.fd}`;
+}
+
 function sendBatches(nat: NativeBinding, fd: number, fds: readonly PassedFd[], end: string): void {
   for (let i = 0; i < fds.length; i += MAX_FDS_PER_MESSAGE) {
     const batch = fds.slice(i, i + MAX_FDS_PER_MESSAGE);
@@ -157,7 +162,7 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
   } catch {
     // absent
   }
-  let active: { socket: net.Socket; fd: number; sent: Set<string> } | undefined;
+  let active: { socket: net.Socket; fd: number; sent: Set<unknown> } | undefined;
   let stopping = false;
   /** The stop for the take-over has finished (DONE sent). */
   let stopped = false;
@@ -274,7 +279,7 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
             socket.destroy();
             return;
           }
-          active = { socket, fd, sent: new Set(fds.map((f) => `${f.name}/${f.fd}`)) };
+          active = { socket, fd, sent: new Set(fds.map(sentKey)) };
           peerPid = nat.peerCred(fd).pid;
           log('info', `takeover: sent ${fds.length} lock descriptor(s) to pid ${peerPid}`);
           deadline = setTimeout(() => giveUp(socket), timeoutMs);
@@ -341,8 +346,10 @@ export async function listenHandoff(stateDir: string, daemon: HandoffDaemon, log
       if (!stopping || !active) return;
       kept = daemon.descriptors();
       conns = withConns ? daemon.connections() : [];
-      // Locks taken (or taken again) since END: a description the new daemon does not have yet.
-      const more = kept.filter((f) => !active!.sent.has(`${f.name}/${f.fd}`));
+      // Locks taken (or taken again) since END: a description the new daemon does not have yet. A
+      // lock released and taken again is a new take, even under the same descriptor number (review26a
+      // F1); the receiver keeps the later description of a name.
+      const more = kept.filter((f) => !active!.sent.has(sentKey(f)));
       // The new daemon went away (or was given up on) during the stop: its socket is closed, and its
       // descriptor number may already name another file. Nothing is sent; resume() serves these.
       if (gone || active.socket.destroyed) return;

@@ -35,6 +35,18 @@ export interface TakeSeen {
 /** How a LeaseLost reason of a gap intrusion ends (decision 0020): the disk was taken again for the VM. */
 export const TAKEN_AGAIN = 'taken again for it';
 
+/**
+ * Which libvirt answered for a VM (src/events/libvirt-identity.ts): `uri`, what `virsh uri` printed
+ * (aliases and the default resolved); `host`, what `virsh hostname` printed (the libvirt host's name);
+ * `hostUuid`, libvirt's host UUID from `virsh capabilities` when it has one (shown, never compared:
+ * without SMBIOS or host_uuid in libvirtd.conf libvirt makes up a new one at each start).
+ */
+export interface LibvirtRef {
+  readonly uri: string;
+  readonly host: string;
+  readonly hostUuid?: string;
+}
+
 export interface FactPayloads {
   DaemonStarted: {
     readonly pid: number;
@@ -52,6 +64,8 @@ export interface FactPayloads {
     readonly bootId?: string;
     /** Grants the journal had lost, found again in the lockspace (held again or LeaseLost, each with found: true). */
     readonly found?: number;
+    /** Direct locks re-taken (not adopted) at this start: no record can prove nobody held them in the gap (review26a F2). */
+    readonly directUnproven?: number;
   };
   DaemonStopped: { readonly pid: number; readonly reason: string; readonly held: number };
   OwnerSeen: { readonly owner: Owner; readonly event?: string; readonly source: string };
@@ -95,6 +109,14 @@ export interface FactPayloads {
    * out to be this same file, in a mode that conflicts: two VMs were granted one disk under two names
    * (said as DISK CONFLICT in the log). `inode` legacy readers see as an ordinary resource field.
    */
+  /**
+   * Facts no client waits for (the verifier's, a config reload's, a source's notes) that the journal
+   * refused while it was full, past what may wait in memory (src/daemon/waiting-facts.ts): they were
+   * folded into the running state but are not in the journal. Journaled, once there is room, right
+   * after the facts that did wait, so the audit says where the gap is: how many of each kind, the
+   * first and last one's time, and why.
+   */
+  FactsDropped: { readonly count: number; readonly kinds: Readonly<Record<string, number>>; readonly from: string; readonly to: string; readonly reason: string };
   IdentityLearned: ResourceFields & {
     readonly inode: string;
     readonly owner: Owner;
@@ -103,6 +125,13 @@ export interface FactPayloads {
     readonly source: string;
     readonly conflict?: ReadonlyArray<{ readonly resource: string; readonly disk: string; readonly path: string; readonly owner: Owner; readonly mode: Mode }>;
   };
+  /**
+   * The libvirt `libvirt` reported VM `owner` running while the VM held locks taken by libvirt's
+   * sources: from now on that libvirt's "shut off" or "no such domain" may release them, at a
+   * restart too; another libvirt's may not (a wrong libvirt_uri, decision 0025). Journaled when
+   * the vouching libvirt changes, not at every listing.
+   */
+  LibvirtVouched: { readonly owner: Owner; readonly libvirt: LibvirtRef; readonly source: string };
 }
 
 export type FactKind = keyof FactPayloads;
@@ -123,7 +152,9 @@ export const FACT_KINDS: readonly FactKind[] = [
   'ConflictAction',
   'ConfigChanged',
   'ConfigRejected',
+  'FactsDropped',
   'IdentityLearned',
+  'LibvirtVouched',
 ];
 
 /** A fact before the journal has numbered it. */

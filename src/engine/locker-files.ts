@@ -3,23 +3,14 @@
 // lease-file operations of the virtlockd protocol (CREATE_RESOURCE, DELETE_RESOURCE).
 import * as fs from 'node:fs';
 import { readAlignedView } from './aligned-io.js';
-import { BadInputError } from './errors.js';
+import { BadInputError, fileKind } from './errors.js';
 import { HANDOVER_OFFSET, LEASE_SPAN, RECORD_SIZE, decodeExclusive, decodeRequest, decodeShared, type ExclusiveRecord } from './holder-record.js';
 import { native as defaultNative, type NativeBinding } from './native.js';
 
 const LOCK_START = 0;
 const LOCK_LEN = 1;
 
-function kindOf(st: fs.Stats): string {
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isDirectory()) return 'a directory';
-  return 'not a regular file';
-}
-
-/** kindOf from st_mode's file type bits (the native take's answer). */
+/** fileKind from st_mode's file type bits (the native take's answer). */
 export function kindOfMode(type: number): string {
   const { S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, S_IFDIR } = fs.constants;
   if (type === S_IFIFO) return 'a FIFO';
@@ -69,7 +60,7 @@ export function openLockFile(file: string, flags: number, opts: { mode?: number;
   }
   if (st.isFile() || (opts.blockDevice === true && st.isBlockDevice())) return fd;
   fs.closeSync(fd);
-  throw notLockable(file, kindOf(st), opts.blockDevice === true);
+  throw notLockable(file, fileKind(st), opts.blockDevice === true);
 }
 
 const ZEROS = Buffer.alloc(RECORD_SIZE);

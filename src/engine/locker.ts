@@ -116,6 +116,14 @@ interface Held {
   readonly vms: Map<string, Owner & { since: string }>;
 }
 
+/** A re-take's own record still to write (Locker.keptProof): who took it, and what it found. */
+interface KeptProof {
+  readonly taker: Taker;
+  /** The lock file's size and exclusive record as the re-take found them. */
+  readonly size: number;
+  readonly head: ExclusiveRecord | undefined;
+}
+
 interface Accumulator {
   facts: NewFact[];
   acquired: DiskResult[];
@@ -144,6 +152,11 @@ export interface DescriptorStore {
 export interface PassedFd {
   readonly fd: number;
   readonly name: string;
+  /**
+   * The take this descriptor belongs to (descriptors() only): a lock released and taken again gets a
+   * new take, and usually the same descriptor number, so name and number do not tell them apart.
+   */
+  readonly take?: object;
 }
 
 /** What adopt() did with the descriptors handed back. */
@@ -185,7 +198,7 @@ export interface LeaseSeen {
 }
 
 type TakeResult =
-  | { readonly ok: true; readonly fd: number; readonly slot?: number | undefined; readonly gen?: number | undefined; readonly lease?: LeaseSeen | null }
+  | { readonly ok: true; readonly fd: number; readonly slot?: number | undefined; readonly gen?: number | undefined; readonly lease?: LeaseSeen | null; readonly deferred?: boolean }
   | { readonly ok: false; readonly holder: HolderInfo };
 
 /**
@@ -218,15 +231,10 @@ interface Taker {
 }
 
 export function resourceFields(ref: ResourceRef, path: string): ResourceFields {
-  return {
-    resource: ref.id,
-    name: ref.name,
-    lockspace: ref.lockspace,
-    kind: ref.kind,
-    disk: ref.canonical,
-    path,
-    ...(ref.inode !== undefined ? { inode: ref.inode } : {}),
-  };
+  // Plain stores, not a spread of a temporary object: every lock and release fact starts here (issue 13).
+  const f: { -readonly [K in keyof ResourceFields]: ResourceFields[K] } = { resource: ref.id, name: ref.name, lockspace: ref.lockspace, kind: ref.kind, disk: ref.canonical, path };
+  if (ref.inode !== undefined) f.inode = ref.inode;
+  return f;
 }
 
 function result(d: ResolvedDisk): DiskResult {
@@ -237,6 +245,13 @@ export class Locker {
   private readonly held = new Map<string, Held>();
   /** Resources adopt() already recorded as lost: reacquire() leaves them alone. */
   private readonly settled = new Set<string>();
+  /**
+   * Re-taken locks whose lock file proves an intrusion in the gap (decision 0020): held, but this
+   * host's record is not written over that proof, nor the descriptor handed to the store, until the
+   * start's LeaseLost is journaled (recordRetakes()). A SIGKILL before that leaves the proof for the
+   * next start (review26a F3).
+   */
+  private readonly keptProof = new Map<string, KeptProof>();
   private readonly native: NativeBinding;
   /**
    * The take and the release through one native call each (decision 0019): the default. Off when a
@@ -412,15 +427,12 @@ export class Locker {
               refuse(disk, owner, r.holder);
               break;
             }
-            this.held.set(disk.resource.id, {
-              fd: r.fd,
-              mode: disk.mode,
-              ref: disk.resource,
-              since: ctx.at,
-              vms: new Map([[owner.uuid, { ...owner, since: ctx.at }]]),
-              ...(r.slot !== undefined ? { slot: r.slot } : {}),
-              ...(r.gen !== undefined ? { gen: r.gen } : {}),
-            });
+            // Plain stores, not spreads of temporary objects (issue 13: the take's hot path).
+            const entry: { -readonly [K in keyof Held]: Held[K] } = { fd: r.fd, mode: disk.mode, ref: disk.resource, since: ctx.at, vms: new Map() };
+            entry.vms.set(owner.uuid, { ...owner, since: ctx.at });
+            if (r.slot !== undefined) entry.slot = r.slot;
+            if (r.gen !== undefined) entry.gen = r.gen;
+            this.held.set(disk.resource.id, entry);
             generation = r.gen;
             seen = takeSeen(disk.mode, r.lease);
             taken.push(disk.resource.id);
@@ -429,16 +441,13 @@ export class Locker {
             this.joinRecord(disk.resource.id, owner, ctx.at);
           }
           acquired.push(result(disk));
-          facts.push(
-            fact('LockAcquired', ctx.at, {
-              ...resourceFields(disk.resource, disk.path),
-              owner,
-              mode: disk.mode,
-              source: ctx.source,
-              ...(generation !== undefined ? { generation } : {}),
-              ...seen,
-            }),
-          );
+          // The fields in the order the spreads wrote them ever since (the journaled JSON is unchanged).
+          const payload = resourceFields(disk.resource, disk.path) as ResourceFields & { owner: Owner; mode: Mode; source: string; generation?: number };
+          payload.owner = owner;
+          payload.mode = disk.mode;
+          payload.source = ctx.source;
+          if (generation !== undefined) payload.generation = generation;
+          facts.push(fact('LockAcquired', ctx.at, Object.assign(payload, seen)));
           break;
         }
         case 'probe': {
@@ -454,8 +463,12 @@ export class Locker {
           released.push({ path, disk: resource.canonical, resource: resource.id, name: resource.name, mode });
           // A migration destination waiting for this VM's disk: the release (at commit) reserves it for it.
           const to = intent.how === 'drop' && h ? this.reservationOnDrop(h) : undefined;
-          const handedTo = to ? { handedTo: { host: to.host, owner: to.vm, until: to.until } } : {};
-          facts.push(fact('LockReleased', ctx.at, { ...resourceFields(resource, path), owner, source: ctx.source, reason: ctx.source, ...handedTo }));
+          const payload = resourceFields(resource, path) as ResourceFields & { owner: Owner; source: string; reason: string; handedTo?: { host: string; owner: Owner; until: string } };
+          payload.owner = owner;
+          payload.source = ctx.source;
+          payload.reason = ctx.source;
+          if (to) payload.handedTo = { host: to.host, owner: to.vm, until: to.until };
+          facts.push(fact('LockReleased', ctx.at, payload));
           if (intent.how === 'drop') toClose.push(resource.id);
           else leaving.push({ id: resource.id, owner: owner.uuid });
           break;
@@ -575,8 +588,11 @@ export class Locker {
       const first = holders[0]!;
       let r: TakeResult;
       let reason = 'taken by another owner while vmlockd was down';
+      // What the take finds is judged before it writes: an intrusion's proof stays in the lock file
+      // until the LeaseLost is journaled (recordRetakes(), review26a F3).
+      const proves = (seen: LeaseSeen) => gapIntruder(seen, this.host, res.mode, holders) !== undefined;
       try {
-        r = this.take(res.ref, res.mode, { owner: first.owner, at }, holders.map((h) => ({ ...h.owner, since: h.since })));
+        r = this.take(res.ref, res.mode, { owner: first.owner, at }, holders.map((h) => ({ ...h.owner, since: h.since })), proves);
       } catch (e) {
         r = { ok: false, holder: {} };
         reason = `could not be taken again: ${(e as Error).message}`;
@@ -611,10 +627,46 @@ export class Locker {
           ...(r.slot !== undefined ? { slot: r.slot } : {}),
           ...(r.gen !== undefined ? { gen: r.gen } : {}),
         });
-        this.store?.store(fdName(res.ref.id), r.fd);
+        if (r.deferred && r.lease) this.keptProof.set(res.ref.id, { taker: { owner: first.owner, at }, size: r.lease.size, head: r.lease.head });
+        else this.store?.store(fdName(res.ref.id), r.fd);
       }
     }
     return { facts, lost };
+  }
+
+  /** Re-taken locks whose own record waits for the start's LeaseLost to be journaled. */
+  get keptProofCount(): number {
+    return this.keptProof.size;
+  }
+
+  /**
+   * Once the start's facts (a re-take's LeaseLost among them) are journaled: write this host's
+   * record over the proof of each intrusion reacquire() found, and hand its descriptor to the store.
+   * Before that, a SIGKILL (a crash loop, a start timeout, the OOM killer) would leave this host's
+   * own record and nothing journaled: the next start would find nothing to report, and an adoption
+   * of a stored descriptor checks no gap (review26a F3). Returns how many were written.
+   */
+  recordRetakes(): number {
+    let n = 0;
+    for (const [id, u] of [...this.keptProof]) {
+      this.keptProof.delete(id);
+      const h = this.held.get(id);
+      if (!h) continue;
+      try {
+        if (h.mode === 'exclusive') {
+          if (h.gen !== undefined) this.putExclusive(h.fd, h.ref, h.gen, u.taker, u.size);
+        } else {
+          const slot = this.putShared(h.fd, h.ref, u.taker, [...h.vms.values()], u.head);
+          if (slot !== undefined) this.held.set(id, { ...h, slot });
+        }
+      } catch {
+        // The record is for other hosts' readers and the next start's check: the lock holds, and the
+        // proof left in place is reported again (its LeaseLost is journaled already).
+      }
+      this.store?.store(fdName(id), h.fd);
+      n++;
+    }
+    return n;
   }
 
   /**
@@ -661,7 +713,8 @@ export class Locker {
       try {
         const mine = this.native.fstatId(p.fd);
         const onDisk = fs.statSync(res.ref.id, { bigint: true });
-        if (mine.type !== 'file') mismatch = `the descriptor is not a regular file (${mine.type})`;
+        // A direct lock may be on a block device node (an LV, a LUN; review26a F4): its (dev, ino) is the node's.
+        if (mine.type !== 'file' && !(mine.type === 'block' && res.ref.kind === 'direct')) mismatch = `the descriptor is not a regular file${res.ref.kind === 'direct' ? ' or a block device' : ''} (${mine.type})`;
         else if (mine.dev !== u64(onDisk.dev) || mine.ino !== u64(onDisk.ino)) mismatch = 'the lock file on disk is another file now (replaced)';
       } catch (e) {
         mismatch = `the lock file cannot be checked: ${errnoName(e)}`;
@@ -714,7 +767,7 @@ export class Locker {
 
   /** The descriptors of every held lock, by store name (for a takeover). */
   descriptors(): PassedFd[] {
-    return [...this.held].map(([id, h]) => ({ name: fdName(id), fd: h.fd }));
+    return [...this.held].map(([id, h]) => ({ name: fdName(id), fd: h.fd, take: h }));
   }
 
   /** In an adopted description: the generation our exclusive record carries, or the shared slot this description locks. */
@@ -859,7 +912,8 @@ export class Locker {
     const old = this.held.get(ref.id);
     let r: TakeResult;
     try {
-      r = this.take(ref, mode, { owner: vms[0]!, at }, vms);
+      // A re-take's proof of an intrusion not journaled yet stays unwritten (recordRetakes()).
+      r = this.take(ref, mode, { owner: vms[0]!, at }, vms, () => this.keptProof.has(ref.id));
     } catch (e) {
       if (old && this.stillHolds(old)) return { ok: true, kept: true, ...(old.gen !== undefined ? { gen: old.gen } : {}) };
       this.drop(ref.id);
@@ -893,7 +947,7 @@ export class Locker {
         // a dead cluster-filesystem descriptor: nothing left to release
       }
     }
-    this.store?.store(fdName(ref.id), r.fd);
+    if (!r.deferred) this.store?.store(fdName(ref.id), r.fd);
     return { ok: true, ...(r.gen !== undefined ? { gen: r.gen } : {}), seen: takeSeen(mode, r.lease) };
   }
 
@@ -914,6 +968,7 @@ export class Locker {
   closeAll(): void {
     // A hand-over request is this process's alone: its wait ends with it.
     for (const [id, r] of [...this.requests]) this.withdraw(id, r.owner);
+    this.keptProof.clear();
     for (const [id, h] of [...this.held]) {
       this.held.delete(id);
       try {
@@ -937,7 +992,9 @@ export class Locker {
     // A release says so in the record before the lock goes; a crash or an abort leaves the record,
     // which readers ignore because no lock backs it.
     let record: { data: Buffer; offset: number; sync: boolean } | undefined;
-    if (release && h.ref.kind !== 'direct') {
+    // A re-take's own record never written: the lock file keeps the intrusion's proof (recordRetakes()).
+    const keptProof = this.keptProof.delete(id);
+    if (release && h.ref.kind !== 'direct' && !keptProof) {
       try {
         if (h.mode === 'exclusive' && h.gen !== undefined) {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
@@ -1049,7 +1106,11 @@ export class Locker {
     return { status: 'taken', fd, ...(ino !== undefined ? { ino } : {}) };
   }
 
-  private take(ref: ResourceRef, mode: Mode, taker: Taker, vms?: Array<Owner & { since: string }>): TakeResult {
+  /**
+   * `defer`: asked with what the lock file holds, under the lock just taken and before this host's
+   * record is written; true: write nothing now (the result says `deferred`; recordRetakes() writes it).
+   */
+  private take(ref: ResourceRef, mode: Mode, taker: Taker, vms?: Array<Owner & { since: string }>, defer?: (seen: LeaseSeen) => boolean): TakeResult {
     const type = mode === 'exclusive' ? 'write' : 'read';
     // virtlockd unlinks an indirect lease file when it releases it; if that happens between our
     // open and our lock, we would hold a lock on an orphaned inode. Re-check and retry.
@@ -1069,7 +1130,7 @@ export class Locker {
       if (ref.kind === 'direct') return { ok: true, fd };
       let rec: ReturnType<Locker['writeRecord']>;
       try {
-        rec = this.writeRecord(fd, ref, mode, taker, vms ?? [{ ...taker.owner, since: taker.at }], t.lease);
+        rec = this.writeRecord(fd, ref, mode, taker, vms ?? [{ ...taker.owner, since: taker.at }], t.lease, defer && ((l) => defer({ size: l.size, head: l.head, ino: t.ino })));
       } catch (e) {
         fs.closeSync(fd);
         throw new VmlockdError('VMLOCKD_ERR_IO', `cannot write the holder record of ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
@@ -1080,7 +1141,7 @@ export class Locker {
         return { ok: false, holder: reservationHolder(rec.reserved) };
       }
       const lease = rec.lease === null ? null : { size: rec.lease.size, head: rec.lease.head, ino: t.ino };
-      return { ok: true, fd, slot: rec.slot, gen: rec.gen, lease };
+      return { ok: true, fd, slot: rec.slot, gen: rec.gen, lease, ...(rec.deferred ? { deferred: true } : {}) };
     }
     throw new VmlockdError('VMLOCKD_ERR_IO', `lock file ${ref.id} kept being replaced while locking it`);
   }
@@ -1097,7 +1158,8 @@ export class Locker {
     taker: Taker,
     vms: Array<Owner & { since: string }>,
     read?: Lease | null,
-  ): { gen?: number; slot?: number; lease: Lease | null } | { reserved: Reservation } {
+    defer?: (lease: Lease) => boolean,
+  ): { gen?: number; slot?: number; lease: Lease | null; deferred?: boolean } | { reserved: Reservation } {
     // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
     // `read`: the lease as the native take read it, under the lock just taken.
     const lease = read === undefined ? readLease(fd) : read;
@@ -1112,18 +1174,32 @@ export class Locker {
         ? reservationByRequest(prev, who, this.liveRequest(fd), this.now())
         : undefined;
     if (reserved) return { reserved };
+    const deferred = defer?.(lease) === true;
     if (mode === 'exclusive') {
       // Generations never go backwards: a deleted or damaged record does not restart the count.
       const floor = Math.max(this.highestGen.get(ref.id) ?? 0, prev ? 0 : (this.generationFloor?.(ref.canonical) ?? 0));
       const gen = Math.max(nextGeneration(prev), floor + 1);
       this.highestGen.set(ref.id, gen);
-      // Room for a migration destination's hand-over request from the start: a cluster
-      // filesystem's client caches the file's size, and a direct read beyond the end it believes
-      // in returns nothing, so the release would miss a request another mount just wrote there.
-      // (readLease read the whole file: its size is the file's.)
-      this.putRecord(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0, lease.size < LEASE_SPAN ? LEASE_SPAN : 0);
+      if (deferred) return { gen, lease, deferred };
+      this.putExclusive(fd, ref, gen, taker, lease.size);
       return { gen, lease };
     }
+    if (deferred) return { lease, deferred };
+    const slot = this.putShared(fd, ref, taker, vms, prev);
+    return slot === undefined ? { lease } : { slot, lease };
+  }
+
+  /** This host's exclusive record, at generation `gen`, in a lock file of `size` bytes (before it). */
+  private putExclusive(fd: number, ref: ResourceRef, gen: number, taker: Taker, size: number): void {
+    // Room for a migration destination's hand-over request from the start: a cluster
+    // filesystem's client caches the file's size, and a direct read beyond the end it believes
+    // in returns nothing, so the release would miss a request another mount just wrote there.
+    // (readLease read the whole file: its size is the file's.)
+    this.putRecord(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0, size < LEASE_SPAN ? LEASE_SPAN : 0);
+  }
+
+  /** A shared take's records under its read lock (`prev`: the exclusive record it found): the slot claimed, if any was free. */
+  private putShared(fd: number, ref: ResourceRef, taker: Taker, vms: Array<Owner & { since: string }>, prev: ExclusiveRecord | undefined): number | undefined {
     if (prev?.mode === 'exclusive') {
       // The record says "exclusive" but our read lock was granted: its holder is gone without a
       // release (its daemon died, and nothing kept the lock). Close it, as ours, keeping the
@@ -1135,10 +1211,10 @@ export class Locker {
     for (let i = 0; i < SLOT_COUNT; i++) {
       if (!this.native.ofdSetLk(fd, 'write', slotOffset(i), RECORD_SIZE)) continue;
       this.putRecord(fd, encodeShared({ v: 1, mode: 'shared', host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vms }), slotOffset(i), 0);
-      return { slot: i, lease };
+      return i;
     }
     // More than SLOT_COUNT hosts share this disk: the lock holds, only the record is missing.
-    return { lease };
+    return undefined;
   }
 
   /** A take's record: written (page-aligned), the file grown to `growTo` when > 0, synced when syncRecords. */

@@ -42,8 +42,8 @@ export interface NativeBinding {
   dupFd(fd: number): number;
   /** A new memfd (close-on-exec) holding `data`, sealed against any change: journald's way for an entry too big for one datagram. */
   sealedMemfd(name: string, data: Buffer): number;
-  /** fstat: the (dev, inode) that identify the file behind a descriptor. */
-  fstatId(fd: number): { dev: string; ino: string; type: 'file' | 'socket' | 'dir' | 'other' };
+  /** fstat: the (dev, inode) that identify the file behind a descriptor (for a block device: its node's). */
+  fstatId(fd: number): { dev: string; ino: string; type: 'file' | 'block' | 'socket' | 'dir' | 'other' };
   /**
    * A socket as its descriptor says (getsockname, SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN): in any network
    * namespace. path: a Unix socket's bound path ('@name' abstract, '' unbound), null for another family.
@@ -69,7 +69,15 @@ export interface NativeBinding {
    * descriptor's own failures; returns what failed (RELEASE_FAILED bits).
    */
   releaseLockFile(fd: number, data: Buffer | null, offset: number, sync: boolean, close: boolean): number;
+  /**
+   * The journal's staging-file check (src/journal/stage-replace.ts), fstat(fd) and stat(path) without
+   * a JS object: fills `out` (STAGE_CHECK) with the fd's link count and size and whether `path` is the
+   * same file (1), another (0) or missing (-1). Other failures throw as fs does. Absent from a build
+   * before it (the check then goes through fs). The daemon hands it to the journal (StageOptions).
+   */
+  stageCheck?(fd: number, path: string, out: Float64Array): void;
 }
+
 
 /** takeLockFile's opts. */
 export const TAKE = { WRITE: 1, BLOCKDEV: 2, IDENTITY: 4, LEASE: 8 } as const;

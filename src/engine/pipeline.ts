@@ -290,8 +290,27 @@ export class Engine {
 
   /** Journal facts produced outside a command (start-up, recovery, shutdown) and fold them in. */
   record(facts: readonly NewFact[]): Fact[] {
+    return this.recordOrWait(facts, () => false);
+  }
+
+  /**
+   * `record` for facts no client waits for (the verifier's, a reload's): if the journal refuses the
+   * write and `wait` takes the facts (given their journal times; it returns true), they are folded in
+   * as if journaled and [] is returned; `wait` keeps them for a later append. Otherwise the error is
+   * thrown and nothing is folded.
+   */
+  recordOrWait(facts: readonly NewFact[], wait: (timed: readonly NewFact[], e: unknown) => boolean): Fact[] {
     this.flush();
-    const stored = appendFacts(this.opts.journal, this.monotone(facts));
+    // A copy of its own (monotone may hand back the caller's array; `wait` may keep it).
+    const timed = [...this.monotone(facts)];
+    let stored: Fact[];
+    try {
+      stored = appendFacts(this.opts.journal, timed);
+    } catch (e) {
+      if (!wait(timed, e)) throw e;
+      for (const f of timed) evolve(this.state, f);
+      return [];
+    }
     for (const f of stored) evolve(this.state, f);
     this.opts.onFacts?.(stored);
     return stored;
@@ -355,11 +374,11 @@ export class Engine {
     const intents = decide(resolved, this.state, this.opts.host);
     // A resource released earlier in this batch still has its description open until the batch
     // commits; taking it again now would conflict with ourselves. Commit the batch first.
-    if (intents.some((i) => this.takesHeld(i))) this.flush();
+    if (this.anyTakesHeld(intents)) this.flush();
     // The daemon's clock, not the command's `at`: a client's clock or a late report must not put a
     // fact before the ones journaled ahead of it (the state follows the journal's order; so does audit).
     const quiet = (command.kind === 'acquire' || command.kind === 'check') && command.quiet === true;
-    const prepared = this.opts.locker.prepare(intents, { at: this.now(), source: command.source, ...(quiet ? { quiet } : {}) });
+    const prepared = this.opts.locker.prepare(intents, quiet ? { at: this.now(), source: command.source, quiet } : { at: this.now(), source: command.source });
     this.enqueue(withClientAt(prepared.facts, command.clientAt), prepared, job.done);
   }
 
@@ -371,16 +390,26 @@ export class Engine {
   }
 
   /** Facts made elsewhere (start-up, the verifier, shutdown) keep the journal's times nondecreasing too. */
-  private monotone(facts: readonly NewFact[]): NewFact[] {
-    return facts.map((f) => {
-      if (f.at < this.lastAt) return { ...f, at: this.lastAt } as NewFact;
+  private monotone(facts: readonly NewFact[]): readonly NewFact[] {
+    // The facts as given while each is at or after the last one's time (a command's facts always are:
+    // they take now()); a copy only from the first one that is not.
+    let out: NewFact[] | undefined;
+    for (let i = 0; i < facts.length; i++) {
+      const f = facts[i]!;
+      if (f.at < this.lastAt) {
+        out ??= facts.slice(0, i);
+        out.push({ ...f, at: this.lastAt } as NewFact);
+        continue;
+      }
       this.lastAt = f.at;
-      return f;
-    });
+      out?.push(f);
+    }
+    return out ?? facts;
   }
 
-  private takesHeld(i: Intent): boolean {
-    return i.kind === 'lock' && i.how === 'take' && this.opts.locker.isHeld(i.disk.resource.id);
+  private anyTakesHeld(intents: readonly Intent[]): boolean {
+    for (const i of intents) if (i.kind === 'lock' && i.how === 'take' && this.opts.locker.isHeld(i.disk.resource.id)) return true;
+    return false;
   }
 
   private enqueue(facts: readonly NewFact[], prepared: Prepared, done: (r: Reply) => void): void {
@@ -389,7 +418,7 @@ export class Engine {
     facts = this.monotone(facts);
     for (const f of facts) evolve(this.state, f);
     this.batch.push({ prepared, done, count: facts.length });
-    this.batchFacts.push(...facts);
+    for (const f of facts) this.batchFacts.push(f);
     if (this.batchFacts.length >= this.maxBatch) {
       this.flush();
     } else if (!this.flushScheduled) {

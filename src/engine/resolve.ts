@@ -109,6 +109,9 @@ export function wellFormedOwner<O extends { readonly uuid: string; readonly name
  * another process's view, not the disk the VM opens; a lock on that protects nothing.
  */
 function refuseProc(p: string, field: string): void {
+  // An absolute path without "proc" in it cannot resolve to /proc (resolving only drops components):
+  // no path.resolve, whose string every command's disks made (issue 13).
+  if (!p.includes('proc') && path.isAbsolute(p)) return;
   const lexical = path.resolve(p);
   if (lexical === '/proc' || lexical.startsWith('/proc/')) {
     throw new BadInputError(`${field} ${p} is under /proc, which resolves inside vmlockd, not in the VM: name the disk by its own path`);
@@ -190,10 +193,27 @@ function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
     throw new BadInputError(`resource name must be a single file name inside the lockspace, got ${JSON.stringify(name)}`);
   }
-  const id = path.join(lockspace, name);
+  const id = inLockspace(lockspace, name);
   // The disk path behind a SHA-256 name is known when this host holds it; otherwise the name must do.
   const known = state.resources.get(id)?.ref.canonical;
   return { path: req.path, mode: req.mode, resource: { id, name, lockspace, kind: 'file', canonical: known ?? id, create } };
+}
+
+/** Normalized lockspace directories with a trailing '/', by the path a command names (a few per host). */
+const lockspacePrefix = new Map<string, string>();
+
+/**
+ * path.join(lockspace, name) for `name` one plain file name (not '', '.', '..', no '/'): the
+ * lockspace's normalized prefix made once, then one concatenation (issue 13: every named disk).
+ */
+export function inLockspace(lockspace: string, name: string): string {
+  let prefix = lockspacePrefix.get(lockspace);
+  if (prefix === undefined) {
+    if (lockspacePrefix.size >= 1024) lockspacePrefix.clear();
+    prefix = path.join(lockspace, '/');
+    lockspacePrefix.set(lockspace, prefix);
+  }
+  return prefix + name;
 }
 
 /**

@@ -21,9 +21,12 @@ export interface SourceContext {
   rejectThen(source: string, error: unknown, raw: string | undefined, done: (reply: Reply) => void): void;
   /**
    * Journal facts that are not lock changes (OwnerGone, conflicts applied, reconnects). True once
-   * they are durable; false if the journal could not record them (logged, never thrown).
+   * they are durable; false if the journal could not record them (logged, never thrown). A refused
+   * write keeps them waiting in memory, journaled ahead of the next append (src/daemon/waiting-facts.ts),
+   * unless `answers`: a fact a client is answered for (a LockRefused) is then refused instead, so the
+   * client can be told.
    */
-  record(facts: readonly NewFact[]): boolean;
+  record(facts: readonly NewFact[], opts?: { answers?: boolean }): boolean;
   /** The current state, read-only. */
   state(): State;
   /** This host's id. */

@@ -1,5 +1,5 @@
 // The daemon's state: the fold of the journal's facts. `evolve` is deterministic and does no I/O.
-import type { Fact, NewFact, ResourceFields, TakeSeen } from './facts.js';
+import type { Fact, LibvirtRef, NewFact, ResourceFields, TakeSeen } from './facts.js';
 import type { Mode, Owner, ResourceRef } from './types.js';
 
 export interface Holder {
@@ -45,12 +45,18 @@ export interface State {
   readonly unidentified: Set<string>;
   /** Owner uuid -> ids of the resources it holds, so a release does not scan every lock. */
   readonly byOwner: Map<string, Set<string>>;
+  /**
+   * Owner uuid -> the libvirt that last reported it running while it held locks (LibvirtVouched):
+   * only that libvirt's "gone" releases them at a reconcile (decision 0025). Kept while the owner
+   * holds anything; its last release forgets it.
+   */
+  readonly vouchedBy: Map<string, LibvirtRef>;
   /** The seq of the last fact folded in (0 for none). */
   seq: number;
 }
 
 export function initialState(): State {
-  return { resources: new Map(), owners: new Map(), byInode: new Map(), unidentified: new Set(), byOwner: new Map(), seq: 0 };
+  return { resources: new Map(), owners: new Map(), byInode: new Map(), unidentified: new Set(), byOwner: new Map(), vouchedBy: new Map(), seq: 0 };
 }
 
 export function refOf(f: ResourceFields): ResourceRef {
@@ -122,6 +128,10 @@ export function evolve(state: State, f: NewFact | Fact): State {
       state.unidentified.delete(p.resource);
       return state;
     }
+    case 'LibvirtVouched':
+      // Only for an owner holding something: a vouch is about its locks, and must not outlive them.
+      if (state.byOwner.has(f.payload.owner.uuid)) state.vouchedBy.set(f.payload.owner.uuid, f.payload.libvirt);
+      return state;
     case 'LockRefused':
     case 'HandOverWaiting':
     case 'HandOverEnded':
@@ -131,6 +141,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'OwnerGone':
     case 'ConflictAction':
     case 'ConfigRejected':
+    case 'FactsDropped':
     case 'DaemonStarted':
     case 'DaemonStopped':
       return state;
@@ -190,7 +201,10 @@ function dropHolder(state: State, resource: string, ownerUuid: string): void {
   res.holders.delete(ownerUuid);
   const owned = state.byOwner.get(ownerUuid);
   owned?.delete(resource);
-  if (owned?.size === 0) state.byOwner.delete(ownerUuid);
+  if (owned?.size === 0) {
+    state.byOwner.delete(ownerUuid);
+    state.vouchedBy.delete(ownerUuid);
+  }
   if (res.holders.size === 0) {
     state.resources.delete(resource);
     state.unidentified.delete(resource);
@@ -218,6 +232,8 @@ interface StateJson {
   seq: number;
   owners: Owner[];
   resources: Array<{ ref: ResourceRef; mode: Mode; holders: Holder[] }>;
+  /** Owner uuid -> its vouching libvirt; absent in snapshots written before decision 0025. */
+  vouchedBy?: Array<[string, LibvirtRef]>;
 }
 
 export function toSnapshot(state: State): StateJson {
@@ -226,6 +242,7 @@ export function toSnapshot(state: State): StateJson {
     seq: state.seq,
     owners: [...state.owners.values()],
     resources: [...state.resources.values()].map((r) => ({ ref: r.ref, mode: r.mode, holders: [...r.holders.values()] })),
+    ...(state.vouchedBy.size > 0 ? { vouchedBy: [...state.vouchedBy] } : {}),
   };
 }
 
@@ -243,5 +260,6 @@ export function fromSnapshot(json: unknown): State {
     if (r.ref.inode !== undefined) indexInode(state, r.ref.inode, r.ref.id);
     else if (learnable(r.ref)) state.unidentified.add(r.ref.id);
   }
+  for (const [uuid, libvirt] of s.vouchedBy ?? []) if (state.byOwner.has(uuid)) state.vouchedBy.set(uuid, libvirt);
   return state;
 }

@@ -9,6 +9,7 @@
 // lists domains at one instant; an event that arrives while it runs is applied after it, so the
 // newer information always lands last (e.g. "running at list time" then "Stopped" -> released).
 import { spawn as nodeSpawn, execFile } from 'node:child_process';
+import * as os from 'node:os';
 import * as readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { refusalConflicts } from '../engine/conflict-line.js';
@@ -18,10 +19,11 @@ import type { Reply } from '../engine/pipeline.js';
 import type { SourceContext, RunningSource } from '../engine/source.js';
 import { heldBy } from '../engine/state.js';
 import type { DiskRequest, HandOverOutcome, Owner } from '../engine/types.js';
-import { fact } from '../engine/facts.js';
+import { fact, type LibvirtRef, type NewFact } from '../engine/facts.js';
 import { applyLeaseRules, DEFAULT_LEASE_RULES, domainLocks, type DomainLocks, type LeaseRules } from './domain-locks.js';
 import type { DomainInfo } from './domain-xml.js';
 import { parseDomainXmlOffLoop } from './domain-xml-offload.js';
+import { describeLibvirt, hostUuidOf, identityKey, judgeGone, sameLibvirt, type GoneVerdict } from './libvirt-identity.js';
 import { mapLifecycle, parseVirshEventLine, type LibvirtEvent } from './virsh-events.js';
 
 export type ConflictPolicy = 'report' | 'suspend';
@@ -104,9 +106,12 @@ export interface HandlerOptions {
    * the change); its saying "no such domain" or "shut off" about a VM is no evidence that it stopped
    * here, so a VM's locks are released on such an answer only if this libvirt has itself reported
    * that VM running (review25a F2; review25c F2: also for locks the hook takes after the change).
-   * Default true: the libvirt the daemon starts with answers for every lock in its journal.
+   * Default true: the stream the daemon starts with. Either way a VM's locks are released on "gone"
+   * only by the libvirt that vouched for them (judgeGone, decision 0025).
    */
   readonly adoptHeld?: boolean;
+  /** This machine's host name (os.hostname()): the qemu hook serves this host's qemu:///system. */
+  readonly localHost?: string;
 }
 
 const DEFAULT_HAND_OVER_RETRIES_MS = [250, 500, 1000, 2000, 4000, 8000];
@@ -179,6 +184,13 @@ export class LibvirtEventHandler {
    */
   private readonly vouched = new Set<string>();
 
+  /** Which libvirt this URI reaches (`virsh uri`, `hostname`, `capabilities`), learnt at each (re)connect. */
+  private identity: LibvirtRef | undefined;
+  private identityStale = true;
+  private identityError: string | undefined;
+  /** VMs whose locks a "gone" did not release because this libvirt does not answer for them (status). */
+  private readonly keptVms = new Map<string, { owner: Owner; said: string; reason: Exclude<GoneVerdict, { release: true }>['reason']; recorded?: LibvirtRef; since: string }>();
+
   constructor(private readonly opts: HandlerOptions) {
     this.ctx = opts.ctx;
     this.virsh = opts.virsh;
@@ -230,6 +242,7 @@ export class LibvirtEventHandler {
   /** virsh's event stream (re)connected: reconcile now and once more when its registration has surely settled. */
   connected(): Promise<void> {
     this.settle = true;
+    this.identityStale = true;
     return this.reconcile();
   }
 
@@ -424,6 +437,7 @@ export class LibvirtEventHandler {
     // Not running any more (a later event says why): taking locks now would hold them for a stopped VM.
     if (!info || info.id === undefined) return;
     this.vouched.add(info.uuid); // this libvirt runs it: it answers for its locks from now on
+    this.keptVms.delete(info.uuid);
     const locks = await this.locksOf(info);
     this.aliases.set(info.uuid, locks.aliases);
     if (locks.unresolved.length > 0) this.retrySoon(`VM ${info.name}: ${locks.unresolved.map((u) => u.target).join(', ')} not resolved`);
@@ -433,6 +447,7 @@ export class LibvirtEventHandler {
     // journaled by the first attempt; the last one is journaled again (a conflict then).
     const quiet = attempt > 0 && attempt < this.retries.length;
     const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: locks.disks, at, source, ...(quiet ? { quiet } : {}) });
+    this.noteRunning(info.uuid);
     await this.afterAcquire(owner, reply, attempt, () => this.acquireDomain(info.uuid, this.now().toISOString(), source, attempt + 1));
   }
 
@@ -496,24 +511,110 @@ export class LibvirtEventHandler {
   /** `virsh domstate` of one domain, read as running / gone / could not tell. */
   private async domainState(nameOrUuid: string): Promise<DomainState> {
     const st = domainStateOf(await this.virsh(['domstate', nameOrUuid]));
-    if (st.kind === 'active') this.vouched.add(nameOrUuid);
+    if (st.kind === 'active') this.noteRunning(nameOrUuid);
     return st;
   }
 
   /**
-   * May this libvirt's "gone" release the locks of `uuid`? For a stream started by a live change of
-   * libvirt_uri (adoptHeld false) only if this libvirt has itself reported the VM running: another
-   * libvirt, or one that does not know this host's VMs, says nothing about whether it runs here,
-   * whether its locks were taken before the change or by the hook after it.
+   * This libvirt reported `uuid` (or a name) running: it answers for the VM's locks from now on. For
+   * a VM holding libvirt-taken locks, LibvirtVouched is journaled when the vouching libvirt changes,
+   * so a restart knows it too (decision 0025).
+   */
+  private noteRunning(nameOrUuid: string): void {
+    const f = this.vouchFact(nameOrUuid);
+    if (f) this.ctx.record([f]);
+  }
+
+  /** noteRunning without the append: the LibvirtVouched fact to journal, if the vouching libvirt changes. */
+  private vouchFact(nameOrUuid: string): NewFact | undefined {
+    this.vouched.add(nameOrUuid);
+    this.keptVms.delete(nameOrUuid);
+    const me = this.identity;
+    if (!me || this.libvirtHeld(nameOrUuid).length === 0) return undefined;
+    const recorded = this.ctx.state().vouchedBy.get(nameOrUuid);
+    if (recorded && recorded.uri === me.uri && sameLibvirt(recorded, me)) return undefined;
+    const owner = this.ctx.state().owners.get(nameOrUuid) ?? { uuid: nameOrUuid };
+    return fact('LibvirtVouched', this.now().toISOString(), { owner, libvirt: me, source: 'virsh' });
+  }
+
+  /**
+   * Which libvirt this URI reaches: `virsh uri` (aliases and defaults resolved), `virsh hostname`,
+   * and the host UUID of `virsh capabilities` if it has one. Learnt again after each (re)connect; a
+   * failure keeps what was learnt before (the same URI), else leaves it unknown, and nothing is
+   * released on a "gone" meanwhile unless this stream saw the VM running.
+   */
+  private async learnIdentity(): Promise<LibvirtRef | undefined> {
+    if (!this.identityStale && this.identity) return this.identity;
+    const [uri, host] = await Promise.all([this.virsh(['uri']), this.virsh(['hostname'])]);
+    const u = uri.stdout.trim();
+    const h = host.stdout.trim();
+    if (uri.code !== 0 || host.code !== 0 || u === '' || h === '') {
+      this.identityError = `virsh ${uri.code !== 0 || u === '' ? `uri: ${firstError(uri)}` : `hostname: ${firstError(host)}`}`;
+      this.ctx.log('warning', `libvirt ${this.opts.uri}: cannot tell which libvirt this is (${this.identityError}); a VM it says is gone keeps its locks unless this stream saw it running`);
+      this.retrySoon('which libvirt this is is unknown');
+      return this.identity;
+    }
+    const caps = await this.virsh(['capabilities']);
+    const hostUuid = caps.code === 0 ? hostUuidOf(caps.stdout) : undefined;
+    const before = this.identity;
+    this.identity = { uri: u, host: h, ...(hostUuid ? { hostUuid } : {}) };
+    this.identityStale = false;
+    this.identityError = undefined;
+    if (!before || identityKey(before) !== identityKey(this.identity)) {
+      this.ctx.log('info', `libvirt ${this.opts.uri}: connected to libvirt ${describeLibvirt(this.identity)}`);
+    }
+    return this.identity;
+  }
+
+  /**
+   * May this libvirt's "gone" release the locks of `uuid`? Only if it answers for them (judgeGone):
+   * it reported the VM running (in this process, or journaled before a restart: LibvirtVouched), or
+   * the qemu hook took them and this is the libvirt the hook serves. Another libvirt (a wrong
+   * libvirt_uri, at a start or set live) says nothing about whether the VM runs here.
    */
   private mayRelease(uuid: string, owner: Owner, said: string): boolean {
-    if (this.opts.adoptHeld !== false || this.vouched.has(uuid)) return true;
+    const recorded = this.ctx.state().vouchedBy.get(uuid);
+    const verdict = judgeGone({
+      seenRunning: this.vouched.has(uuid),
+      recorded,
+      current: this.identity,
+      hookLocks: this.heldBySource(uuid, 'hook'),
+      localHost: this.opts.localHost ?? os.hostname(),
+    });
+    if (verdict.release) {
+      this.keptVms.delete(uuid);
+      return true;
+    }
+    const current = this.identity ? `this is ${describeLibvirt(this.identity)}` : `which libvirt this is is unknown (${this.identityError ?? 'not learnt yet'})`;
+    const why = {
+      'unknown-libvirt': current,
+      'other-libvirt': `its locks are answered for by libvirt ${describeLibvirt(recorded ?? { uri: '?', host: '?' })}, and ${current}: another libvirt (a wrong libvirt_uri?)`,
+      'not-hook-libvirt': `the qemu hook took its locks for qemu:///system on host ${this.opts.localHost ?? os.hostname()}, and ${current}`,
+      unvouched: `no libvirt has reported it running since its locks were taken (journaled before vmlockd recorded which libvirt answers for a VM), and ${current}`,
+    }[verdict.reason];
+    const live = this.opts.adoptHeld === false ? ` (libvirt_uri was changed live to ${this.opts.uri})` : '';
     this.ctx.log(
       'warning',
-      `libvirt ${this.opts.uri}: VM ${who(owner)} is ${said} here, but libvirt_uri was changed live to ${this.opts.uri}, ` +
-        'which never reported it running: keeping its locks (this libvirt is no evidence that it stopped on this host; `vmlockd release` frees them if it did)',
+      `libvirt ${this.opts.uri}: VM ${who(owner)} is ${said} here${live}, but ${why}: keeping its locks ` +
+        '(this libvirt is no evidence that it stopped on this host; check libvirt_uri, or `vmlockd release --vm UUID` frees them if it did)',
     );
+    if (!this.keptVms.has(uuid)) this.keptVms.set(uuid, { owner, said, reason: verdict.reason, ...(recorded ? { recorded } : {}), since: this.now().toISOString() });
     return false;
+  }
+
+  /** Does `uuid` hold a lock taken through `source`? */
+  private heldBySource(uuid: string, source: string): boolean {
+    return heldBy(this.ctx.state(), uuid).some((res) => res.holders.get(uuid)?.source === source);
+  }
+
+  /** For `vmlockd status`: the libvirt this stream reaches, and the VMs whose locks it kept as not its own. */
+  status(): { uri: string; connectedTo: LibvirtRef | null; connectError: string | null; keptLocksOf: Array<{ vm: string; name?: string; said: string; reason: string; vouchedBy: LibvirtRef | null; since: string }> } {
+    const keptLocksOf = [];
+    for (const [uuid, k] of this.keptVms) {
+      if (this.libvirtHeld(uuid).length === 0) continue;
+      keptLocksOf.push({ vm: uuid, ...(k.owner.name ? { name: k.owner.name } : {}), said: k.said, reason: k.reason, vouchedBy: k.recorded ?? null, since: k.since });
+    }
+    return { uri: this.opts.uri, connectedTo: this.identity ?? null, connectError: this.identityError ?? null, keptLocksOf };
   }
 
   /**
@@ -560,6 +661,7 @@ export class LibvirtEventHandler {
         case 'gone':
           break;
       }
+      await this.learnIdentity();
       if (!this.mayRelease(uuid, owner, `${what}: ${st.state}`)) continue;
       this.aliases.delete(uuid);
       // A stopped VM writes nothing: everything it holds goes, whichever source took it.
@@ -664,6 +766,7 @@ export class LibvirtEventHandler {
   // -- reconciliation -------------------------------------------------------------------------
 
   private async doReconcile(): Promise<void> {
+    await this.learnIdentity();
     const listStart = this.now().getTime();
     const all = await this.virsh(['list', '--all', '--uuid', '--name']);
     if (all.code !== 0) throw new Error(`reconcile: virsh list failed: ${firstError(all)}`);
@@ -715,6 +818,10 @@ export class LibvirtEventHandler {
       if (locks.unresolved.length > 0) this.retrySoon(`VM ${info.name}: volume not resolved`);
       if (stale.length > 0) released += await this.release(owner, stale, at);
     }
+    // Listed running by this libvirt: it answers for these VMs' locks from now on, after a restart
+    // too. One append for them all: the first reconcile after an upgrade vouches for every VM.
+    const vouches = [...active].map((uuid) => this.vouchFact(uuid)).filter((f) => f !== undefined);
+    if (vouches.length > 0) this.ctx.record(vouches);
 
     for (const [uuid] of this.ctx.state().byOwner) {
       if (active.has(uuid)) continue;

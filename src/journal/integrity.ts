@@ -4,7 +4,7 @@ import type Database from 'better-sqlite3';
 import { isIsoMsUtc } from './query.js';
 import { preview } from './rows.js';
 import { payloadReader } from './payload-elide.js';
-import { APPEND_ONLY_TRIGGERS, CHAIN_COLUMNS, GENESIS_HASH, SCHEMA_VERSION, chainHash, readSchemaVersion } from './schema.js';
+import { APPEND_ONLY_TRIGGERS, CHAIN_COLUMNS, GENESIS_HASH, MIN_READABLE_VERSION, SCHEMA_VERSION, chainHash, readSchemaVersion } from './schema.js';
 import type { ChainBase, ChainRow } from './schema.js';
 
 /** The result of walking the hash chain. */
@@ -88,7 +88,8 @@ export function integrity(db: Database.Database, file: string, lastSeq: () => nu
 
   try {
     const found = readSchemaVersion(db, file);
-    if (found !== SCHEMA_VERSION) problems.push(`schema version is ${found}, this vmlockd expects ${SCHEMA_VERSION}`);
+    // A file not yet migrated past what readers read (version 4 only adds disk_names) is not damaged.
+    if (found > SCHEMA_VERSION || found < MIN_READABLE_VERSION) problems.push(`schema version is ${found}, this vmlockd expects ${SCHEMA_VERSION}`);
   } catch (err) {
     problems.push(err instanceof Error ? err.message : String(err));
   }

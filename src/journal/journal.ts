@@ -360,6 +360,24 @@ export class Journal implements CompactFile {
     return this.reads.disksWithInode(inodes);
   }
 
+  /** The journaled lock files named by one of these SHA-256 hashes (virtlockd-protocol leases); see JournalReads. */
+  leaseDisks(hashes: readonly string[], scan = true): string[] {
+    this.live();
+    return this.reads.leaseDisks(hashes, scan);
+  }
+
+  /** The lockspaces this journal's daemon starts named; see JournalReads. */
+  startLockspaces(): string[] {
+    this.live();
+    return this.reads.startLockspaces();
+  }
+
+  /** The lock files the facts naming this disk used; see JournalReads. */
+  diskResources(disk: string): string[] {
+    this.live();
+    return this.reads.diskResources(disk);
+  }
+
   /** True when a fact names this VM by uuid or name (live or carried). */
   knowsOwner(owner: string): boolean {
     this.live();

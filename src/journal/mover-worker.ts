@@ -10,7 +10,8 @@ import { MOVER_DONE, MOVER_EXITED, MOVER_NO_WAIT } from './mover-slots.js';
 import { BUSY_TIMEOUT_MS, openWriter } from './open.js';
 import { JournalReads } from './reads.js';
 import type { ChainedRow } from './rows.js';
-import { GENESIS_HASH, type ChainBase } from './schema.js';
+import { GENESIS_HASH, indexDiskNamesBatch, type ChainBase } from './schema.js';
+import { checkpointComplete } from './sqlite-displaced.js';
 import { writeTransactions } from './writer.js';
 
 export interface MoverWorkerData {
@@ -33,18 +34,47 @@ export interface MoverWorkerData {
 const BUSY_SLICE_MS = 10;
 
 /** main -> worker */
-export type ToMover = { id: number; lines: string } | { id: number; close: true };
+export type ToMover = { id: number; lines: string; checkpoint?: boolean } | { id: number; close: true };
 /** worker -> main */
 export type FromMover =
   | { ready: true }
   | { ready: false; message: string }
-  | { id: number; ok: true }
+  | { id: number; ok: true; checkpointed?: boolean }
   | { id: number; ok: false; message: string; code: string | null; journalCode: string | null };
 
 /** A staging-file line back into the row it was written from (its format: stage.ts, stageLine). */
 function rowOfLine(line: string): ChainedRow {
   const a = JSON.parse(line) as [number, string, string, string, string | null, string | null, string | null, string | null, string, string, number];
   return { seq: a[0], at: a[1], host: a[2], kind: a[3], resource: a[4], disk: a[5], owner: a[6], ownerName: a[7], json: a[8], hash: Buffer.from(a[9], 'hex') };
+}
+
+/** The disk_names backfill waits this long after the thread is ready (the start's own moves first). */
+const BACKFILL_DELAY_MS = 1_000;
+/** Between two backfill batches: moves queued meanwhile run first, and the thread leaves CPU to others. */
+const BACKFILL_PAUSE_MS = 25;
+/** After another process's write lock refused a batch. */
+const BACKFILL_BUSY_MS = 1_000;
+
+/**
+ * Indexes the facts journaled before schema version 4 into disk_names (schema.ts), one bounded batch
+ * at a time between this thread's moves, off the start's path: a start re-takes its locks and answers
+ * while it runs, and lookups scan what is not indexed yet. A failing batch (other than busy) stops the
+ * backfill: lookups go on scanning those facts, as before the index existed.
+ */
+function backfillDiskNames(db: ReturnType<typeof openWriter>, closing: () => boolean): void {
+  const step = () => {
+    if (closing()) return;
+    let wait = BACKFILL_PAUSE_MS;
+    try {
+      if (indexDiskNamesBatch(db) === 0) return;
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY')) return;
+      wait = BACKFILL_BUSY_MS;
+    }
+    setTimeout(step, wait).unref();
+  };
+  setTimeout(step, Number(process.env.VMLOCKD_TEST_DISK_NAMES_DELAY_MS ?? BACKFILL_DELAY_MS)).unref();
 }
 
 function main(): void {
@@ -87,6 +117,7 @@ function main(): void {
   };
   let db: ReturnType<typeof openWriter>;
   let insert: (rows: readonly ChainedRow[]) => void;
+  let checkpoint: () => boolean;
   try {
     db = openWriter(d.file, d.synchronous, true);
     db.pragma(`busy_timeout = ${BUSY_SLICE_MS}`);
@@ -99,13 +130,23 @@ function main(): void {
       return { seq: Number.isSafeInteger(n) && n >= 0 ? n : 0, hash: hex === undefined ? GENESIS_HASH : Buffer.from(hex, 'hex') };
     };
     insert = writeTransactions(db, d.file, d.host, chainHead).insertStaged;
+    checkpoint = () => {
+      try {
+        return checkpointComplete(db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>);
+      } catch {
+        return false; // another connection's checkpoint: the stage is reset after a later batch
+      }
+    };
   } catch (e) {
     d.port.postMessage({ ready: false, message: (e as Error).message } satisfies FromMover);
     return;
   }
   d.port.postMessage({ ready: true } satisfies FromMover);
+  let closing = false;
+  backfillDiskNames(db, () => closing);
   parentPort!.on('message', (m: ToMover) => {
     if ('close' in m) {
+      closing = true;
       try {
         db.close();
       } catch {
@@ -124,8 +165,11 @@ function main(): void {
         rows.push(rowOfLine(m.lines.slice(at, end)));
         at = end + 1;
       }
-      insertPatiently(m.id, rows);
-      answer({ id: m.id, ok: true });
+      // No lines: only the checkpoint (the stage is due for its reset and the last batch had none).
+      if (rows.length > 0) insertPatiently(m.id, rows);
+      // The main thread resets the staging file after this batch: only once every WAL frame is in
+      // journal.db itself (synced), so a removed WAL never held the only copy (decision 0028).
+      answer({ id: m.id, ok: true, ...(m.checkpoint === true ? { checkpointed: checkpoint() } : {}) });
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       answer({

@@ -47,7 +47,7 @@ export class SqliteMover {
     file: string,
     synchronous: 'NORMAL' | 'FULL',
     /** Told when the batch in flight is answered: moved (null) or not (and why). */
-    private readonly onResult: (n: number, failure: MoveFailure | null) => void,
+    private readonly onResult: (n: number, failure: MoveFailure | null, checkpointed: boolean) => void,
   ) {
     const { port1, port2 } = new MessageChannel();
     const done = new SharedArrayBuffer(4 * MOVER_SLOTS);
@@ -73,11 +73,14 @@ export class SqliteMover {
     return this.ready && !this.dead;
   }
 
-  /** Sends the oldest `n` pending facts (their staging lines, joined) to the thread. One batch at a time. */
-  send(lines: string, n: number): void {
+  /**
+   * Sends the oldest `n` pending facts (their staging lines, joined) to the thread. One batch at a
+   * time. `checkpoint`: a PASSIVE checkpoint after it; the answer says whether it was complete.
+   */
+  send(lines: string, n: number, checkpoint = false): void {
     const id = this.nextId++;
     this.inflight = { id, n };
-    this.worker.postMessage({ id, lines } satisfies ToMover);
+    this.worker.postMessage({ id, lines, checkpoint } satisfies ToMover);
   }
 
   /**
@@ -144,13 +147,13 @@ export class SqliteMover {
     const f = this.inflight;
     if (f === null || f.id !== m.id) return; // the close's answer, or a batch already given up
     this.inflight = null;
-    this.onResult(f.n, m.ok ? null : { message: m.message, code: m.code, journalCode: m.journalCode });
+    this.onResult(f.n, m.ok ? null : { message: m.message, code: m.code, journalCode: m.journalCode }, m.ok && m.checkpointed === true);
   }
 
   private fail(message: string): void {
     const f = this.inflight;
     if (f === null) return;
     this.inflight = null;
-    this.onResult(f.n, { message, code: null, journalCode: null });
+    this.onResult(f.n, { message, code: null, journalCode: null }, false);
   }
 }

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { existsSync, mkdirSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { JournalError } from './errors.js';
-import { SCHEMA_VERSION, readSchemaVersion, tooNew } from './schema.js';
+import { MIN_READABLE_VERSION, SCHEMA_VERSION, readSchemaVersion, tooNew } from './schema.js';
 import { networkFsName } from './network-fs.js';
 
 export { networkFsName };
@@ -37,7 +37,7 @@ export function checkReaderVersion(db: Database.Database, file: string): number 
   }
   if (found === 0) throw new JournalError('VMLOCKD_ERR_JOURNAL_NOT_OURS', `${file} is an empty database, not a vmlockd journal`);
   if (found > SCHEMA_VERSION) throw tooNew(file, found, SCHEMA_VERSION);
-  if (found < SCHEMA_VERSION) {
+  if (found < MIN_READABLE_VERSION) {
     throw new JournalError(
       'VMLOCKD_ERR_JOURNAL_TOO_OLD',
       `${file} has journal schema version ${found}, older than ${SCHEMA_VERSION}; open it read-write once (start the daemon) to migrate it`,

@@ -30,7 +30,12 @@ export interface FactQuery {
   owner?: string;
   /** Facts journaled with exactly this VM name. */
   ownerName?: string;
-  disk?: string;
+  /**
+   * The disk as its facts name it; several names (a disk journaled under a lease's lock file name as
+   * well as its path, or under a hard link's) match any of them: each name is read through the disk
+   * index on its own and the branches merged in the answer's order.
+   */
+  disk?: string | readonly string[];
   resource?: string;
   host?: string;
   /** An empty list matches nothing. */
@@ -141,6 +146,49 @@ function checkText(name: string, value: unknown): string {
 
 const MAX_CACHED_SHAPES = 256;
 
+/** A disk filter of several distinct names (checked), or undefined for none or one. */
+function severalDisks(q: FactQuery): readonly string[] | undefined {
+  if (!Array.isArray(q.disk)) return undefined;
+  const names = [...new Set((q.disk as readonly unknown[]).map((d) => checkText('disk', d)))];
+  if (names.length === 0) throw new JournalError('VMLOCKD_ERR_BAD_INPUT', 'query.disk must name at least one disk');
+  return names.length === 1 ? undefined : names;
+}
+
+/** The order a query answers in: seq for `afterSeq` and pages, else (at, seq). */
+function orderOf(q: FactQuery): 'seq' | 'at' {
+  return q.page === true || q.afterSeq !== undefined ? 'seq' : 'at';
+}
+
+function compareIn(order: 'seq' | 'at', a: StoredFact, b: StoredFact): number {
+  if (order === 'at' && a.at !== b.at) return a.at < b.at ? -1 : 1;
+  return a.seq - b.seq;
+}
+
+/** Merges iterators that each run in `order` (newest first when `descending`) into one, lazily. */
+function* mergeOrdered(iterators: Array<Iterator<StoredFact>>, order: 'seq' | 'at', descending: boolean): Generator<StoredFact> {
+  try {
+    const heads = iterators.map((it) => it.next());
+    for (;;) {
+      let best = -1;
+      for (let i = 0; i < heads.length; i++) {
+        const h = heads[i]!;
+        if (h.done === true) continue;
+        if (best < 0) best = i;
+        else {
+          const c = compareIn(order, h.value, (heads[best] as IteratorYieldResult<StoredFact>).value);
+          if (descending ? c > 0 : c < 0) best = i;
+        }
+      }
+      if (best < 0) return;
+      const value = (heads[best] as IteratorYieldResult<StoredFact>).value;
+      heads[best] = iterators[best]!.next();
+      yield value;
+    }
+  } finally {
+    for (const it of iterators) it.return?.();
+  }
+}
+
 type Driver = 'disk' | 'owner' | 'kinds' | 'time' | 'seq';
 
 /** The index each driver reads: (column, at), so filter, time bound and order are one range scan. */
@@ -183,6 +231,8 @@ export class FactQueries {
   }
 
   run(q: FactQuery): StoredFact[] {
+    const names = severalDisks(q);
+    if (names !== undefined) return this.runSeveral(q, names);
     const built = this.build(q, q.newest === true && q.limit !== undefined);
     if (built === undefined) return [];
     const rows = merged(this.statement(built.sql).all(...built.params) as RawFactRow[], built.merge).map(this.fromRaw);
@@ -191,6 +241,11 @@ export class FactQueries {
 
   /** Matching facts one at a time, so a caller that has its answer stops reading. */
   *iterate(q: FactQuery, opts: ScanOptions = {}): IterableIterator<StoredFact> {
+    const names = severalDisks(q);
+    if (names !== undefined) {
+      yield* mergeOrdered(names.map((disk) => this.iterate({ ...q, disk }, opts)), orderOf(q), opts.descending === true);
+      return;
+    }
     const built = this.build(q, opts.descending === true);
     if (built === undefined) return;
     // A cached statement serves one iteration at a time; a nested or interleaved scan gets its own.
@@ -205,10 +260,23 @@ export class FactQueries {
 
   /** SQLite's plan for a query, one line per step: lets a test pin which index answers it. */
   plan(q: FactQuery, opts: ScanOptions = {}): string {
+    const names = severalDisks(q);
+    if (names !== undefined) return names.map((disk) => this.plan({ ...q, disk }, opts)).join(' || ');
     const built = this.build(q, opts.descending === true || (q.newest === true && q.limit !== undefined));
     if (built === undefined) return 'none: an empty kinds list matches nothing';
     const rows = this.db.prepare(`EXPLAIN QUERY PLAN ${built.sql}`).all(...built.params) as { detail: string }[];
     return rows.map((r) => r.detail).join(' | ');
+  }
+
+  /**
+   * Several disk names: each name's own answer (its newest or oldest `limit`), merged in the answer's
+   * order and cut at `limit`. A fact has one disk, so no fact is in two branches.
+   */
+  private runSeveral(q: FactQuery, names: readonly string[]): StoredFact[] {
+    const order = orderOf(q);
+    const all = names.flatMap((disk) => this.run({ ...q, disk })).sort((a, b) => compareIn(order, a, b));
+    if (q.limit === undefined) return all;
+    return q.newest === true ? all.slice(-q.limit) : all.slice(0, q.limit);
   }
 
   /** The SQL and its parameters, or undefined when the query can match nothing. */
@@ -252,7 +320,7 @@ export class FactQueries {
     }
     // No index on these: a disk has one resource, and a host's journal is mostly its own host's facts.
     const equals: [string, string, unknown][] = [
-      ['disk', 'disk', q.disk],
+      ['disk', 'disk', Array.isArray(q.disk) ? (q.disk as readonly string[])[0] : q.disk],
       ['resource', 'resource', q.resource],
       ['host', 'host', q.host],
     ];

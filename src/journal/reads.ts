@@ -3,6 +3,7 @@
 import type Database from 'better-sqlite3';
 import { payloadReader } from './payload-elide.js';
 import { FACT_COLUMNS, toStoredFact, type DbFactRow, type StoredFact } from './query.js';
+import { DISK_NAMES_PENDING } from './schema.js';
 
 export class JournalReads {
   private readonly stmt: {
@@ -14,6 +15,7 @@ export class JournalReads {
   };
   private maxGenStmt?: Database.Statement;
   private knowsDiskStmt?: Database.Statement;
+  private byKeyStmt?: Database.Statement;
   /** Payloads stored elided (a cluster read cache chain): restored from each row's owner columns. */
   private readonly restore: ReturnType<typeof payloadReader>;
 
@@ -85,23 +87,110 @@ export class JournalReads {
   }
 
   /**
+   * Where the disk_names side table stands (schema.ts): undefined when the file has none (written
+   * before version 4), else the highest seq whose facts may not be in it yet (0: complete).
+   */
+  private diskNamesPending(): number | undefined {
+    const raw = this.meta(DISK_NAMES_PENDING);
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    // Unreadable: trust no part of the table's coverage, scan everything.
+    return Number.isSafeInteger(n) && n >= 0 ? n : Number.MAX_SAFE_INTEGER;
+  }
+
+  /**
+   * The disks under `keys` in disk_names, and those of the facts it does not cover yet (seq up to its
+   * pending mark; every fact in a file without it) that `scan` matches: one read transaction, the
+   * mark read first, so a backfill batch committed meanwhile is never missed.
+   */
+  private disksByKey(keys: readonly string[], scan: ((upTo: number, table: 'facts' | 'carried') => string[]) | undefined): string[] {
+    return this.db.transaction(() => {
+      const pending = this.diskNamesPending();
+      const out = new Set<string>();
+      if (pending !== undefined) {
+        this.byKeyStmt ??= this.db.prepare(`SELECT disk FROM disk_names WHERE key = ?`).pluck();
+        // A name whose facts compaction has moved out is kept in disk_names; like the scan, answer
+        // only names a fact in this file (live or carried) still has.
+        for (const k of keys) for (const d of this.byKeyStmt.all(k) as string[]) if (this.knowsDisk(d)) out.add(d);
+      }
+      const upTo = pending ?? Number.MAX_SAFE_INTEGER;
+      if (upTo > 0 && scan !== undefined) for (const t of ['facts', 'carried'] as const) for (const d of scan(upTo, t)) out.add(d);
+      return [...out].sort();
+    })();
+  }
+
+  /**
    * The disks whose facts (live or carried) journaled one of these identities ("dev:ino:btime",
    * "dev:ino", "blk:rdev"): the names an alias (hard link, bind mount) of a held disk was journaled
-   * under. A scan of the payloads' text (an elided cluster-cache payload is not JSON to SQLite, and an
-   * identity holds only digits, colons and "blk"); asked only for a path no fact names.
+   * under. An index probe in disk_names; the facts it does not cover yet (a journal migrated to
+   * version 4 whose older facts the writer thread is still indexing, or a file without it) by a scan
+   * of their payloads' text (an elided cluster-cache payload is not JSON to SQLite, and an identity
+   * holds only digits, colons and "blk").
    */
   disksWithInode(inodes: readonly string[]): string[] {
+    const valid = inodes.filter((i) => /^[0-9a-z:]+$/.test(i));
+    if (valid.length === 0) return [];
+    return this.disksByKey(
+      valid.map((i) => `id:${i}`),
+      (upTo, t) =>
+        valid.flatMap(
+          (inode) =>
+            this.db
+              .prepare(`SELECT DISTINCT disk FROM ${t} WHERE seq <= @upTo AND disk IS NOT NULL AND payload LIKE @like`)
+              .pluck()
+              .all({ upTo, like: `%"inode":"${inode}"%` }) as string[],
+        ),
+    );
+  }
+
+  /**
+   * The journaled disks that are lock files named by one of these SHA-256 hashes (`<dir>/<hex>`: a
+   * virtlockd-protocol lease on the disk whose path hashes to it), whatever the directory. An index
+   * probe in disk_names, and (unless `scan` is false: the event loop's question) a scan of the disk
+   * column of the facts it does not cover yet.
+   */
+  leaseDisks(hashes: readonly string[], scan = true): string[] {
+    const valid = hashes.filter((h) => /^[0-9a-f]{64}$/.test(h));
+    if (valid.length === 0) return [];
+    return this.disksByKey(
+      valid.map((h) => `lease:${h}`),
+      !scan ? undefined : (upTo, t) =>
+        valid.flatMap(
+          (h) => this.db.prepare(`SELECT DISTINCT disk FROM ${t} WHERE seq <= ? AND substr(disk, -65) = ?`).pluck().all(upTo, `/${h}`) as string[],
+        ),
+    );
+  }
+
+  /**
+   * Every lockspace directory a start of this journal's daemon named (DaemonStarted's `lockspace` and
+   * the keys of its `lockspaces`), live or carried: read through the kind index (a few facts a start).
+   */
+  startLockspaces(): string[] {
+    const kindIndex = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'facts_kind_at'`).get() !== undefined;
+    const rows = this.db
+      .prepare(`SELECT payload, owner, owner_name FROM facts${kindIndex ? ' INDEXED BY facts_kind_at' : ''} WHERE kind = 'DaemonStarted' UNION ALL SELECT payload, owner, owner_name FROM carried WHERE kind = 'DaemonStarted'`)
+      .raw(true)
+      .all() as Array<[string, string | null, string | null]>;
     const out = new Set<string>();
-    for (const inode of inodes) {
-      if (!/^[0-9a-z:]+$/.test(inode)) continue;
-      const like = `%"inode":"${inode}"%`;
-      const rows = this.db
-        .prepare(`SELECT DISTINCT disk FROM facts WHERE disk IS NOT NULL AND payload LIKE @like UNION SELECT DISTINCT disk FROM carried WHERE disk IS NOT NULL AND payload LIKE @like`)
-        .pluck()
-        .all({ like }) as string[];
-      for (const d of rows) out.add(d);
+    for (const [payload, owner, name] of rows) {
+      let p: { lockspace?: unknown; lockspaces?: unknown };
+      try {
+        p = JSON.parse(this.restore === undefined ? payload : this.restore(payload, owner, name)) as typeof p;
+      } catch {
+        continue;
+      }
+      if (typeof p?.lockspace === 'string' && p.lockspace !== '') out.add(p.lockspace);
+      if (p?.lockspaces !== null && typeof p?.lockspaces === 'object') for (const k of Object.keys(p.lockspaces as object)) if (k !== '') out.add(k);
     }
     return [...out].sort();
+  }
+
+  /** The lock files (resource) the facts naming this disk used, live or carried: through the disk index. */
+  diskResources(disk: string): string[] {
+    return this.db
+      .prepare(`SELECT DISTINCT resource FROM facts WHERE disk = ? AND resource IS NOT NULL UNION SELECT DISTINCT resource FROM carried WHERE disk = ? AND resource IS NOT NULL`)
+      .pluck()
+      .all(disk, disk) as string[];
   }
 
   knowsOwner(owner: string): boolean {

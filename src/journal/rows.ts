@@ -2,7 +2,7 @@
 // written), given its seq and hash (continuing the chain), and handed back as the caller will read it.
 import { JournalError } from './errors.js';
 import { isIsoMsUtc, type FactRow, type StoredFact } from './query.js';
-import { chainHash, type ChainBase } from './schema.js';
+import { chainHashOf, chainHead, type ChainBase } from './schema.js';
 
 /** A fact with its seq and hash assigned: what is staged and what is inserted. */
 export interface ChainedRow {
@@ -19,47 +19,38 @@ export interface ChainedRow {
   hash: Buffer;
 }
 
-function checkRow(row: FactRow, i: number) {
-  const where = `fact row ${i}`;
+function checkRow(row: FactRow, i: number): string {
   if (row === null || typeof row !== 'object') {
-    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where} must be an object, got ${preview(row)}`);
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `fact row ${i} must be an object, got ${preview(row)}`);
   }
   if (typeof row.kind !== 'string' || row.kind === '') {
-    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where}: kind must be a non-empty string, got ${preview(row.kind)}`);
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `fact row ${i}: kind must be a non-empty string, got ${preview(row.kind)}`);
   }
   // Range queries compare `at` as text, which equals time order only for this one exact shape.
   if (!isIsoMsUtc(row.at)) {
     throw new JournalError(
       'VMLOCKD_ERR_BAD_INPUT',
-      `${where} (${row.kind}): at must be ISO-8601 UTC with ms like 2026-11-25T10:00:00.000Z, got ${preview(row.at)}`,
+      `fact row ${i} (${row.kind}): at must be ISO-8601 UTC with ms like 2026-11-25T10:00:00.000Z, got ${preview(row.at)}`,
     );
   }
   let json: string | undefined;
   try {
     json = JSON.stringify(row.payload);
   } catch (cause) {
-    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where} (${row.kind}): payload is not JSON-serialisable: ${String(cause)}`, {
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `fact row ${i} (${row.kind}): payload is not JSON-serialisable: ${String(cause)}`, {
       cause,
     });
   }
   if (json === undefined) {
-    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where} (${row.kind}): payload is not JSON-serialisable, got ${typeof row.payload}`);
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `fact row ${i} (${row.kind}): payload is not JSON-serialisable, got ${typeof row.payload}`);
   }
-  return {
-    json,
-    kind: row.kind,
-    at: row.at,
-    resource: optionalText(row.resource, where, 'resource'),
-    disk: optionalText(row.disk, where, 'disk'),
-    owner: optionalText(row.owner, where, 'owner'),
-    ownerName: optionalText(row.ownerName, where, 'ownerName'),
-  };
+  return json;
 }
 
-function optionalText(value: unknown, where: string, field: string): string | null {
+function optionalText(value: unknown, i: number, field: string): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string') {
-    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `${where}: ${field} must be a string or null, got ${preview(value)}`);
+    throw new JournalError('VMLOCKD_ERR_BAD_INPUT', `fact row ${i}: ${field} must be a string or null, got ${preview(value)}`);
   }
   return value;
 }
@@ -80,16 +71,28 @@ export function preview(value: unknown): string {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
-/** Check rows and give each its seq and hash, continuing the chain from `head`. Throws before anything is written. */
-export function chainRows(rows: readonly FactRow[], head: ChainBase, host: string): ChainedRow[] {
+/**
+ * Check rows and give each its seq and hash, continuing the chain from `head`. Throws before anything
+ * is written. `heads`, when given, gets each row's `chainHead` (the staging line starts with it).
+ */
+export function chainRows(rows: readonly FactRow[], head: ChainBase, host: string, heads?: string[]): ChainedRow[] {
   let { seq, hash } = head;
-  return rows.map((row, i) => {
-    const { json, kind, at, resource, disk, owner, ownerName } = checkRow(row, i);
+  const out: ChainedRow[] = new Array<ChainedRow>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    const json = checkRow(row, i);
+    const resource = optionalText(row.resource, i, 'resource');
+    const disk = optionalText(row.disk, i, 'disk');
+    const owner = optionalText(row.owner, i, 'owner');
+    const ownerName = optionalText(row.ownerName, i, 'ownerName');
     // Explicit seq: after a compaction that moved every fact, max(rowid) + 1 would restart at 1.
     seq += 1;
-    hash = chainHash(hash, { seq, at, host, kind, resource, disk, owner, owner_name: ownerName, payload: json });
-    return { seq, at, host, kind, resource, disk, owner, ownerName, json, hash };
-  });
+    const text = chainHead(seq, row.at, host, row.kind, resource, disk, owner, ownerName);
+    hash = chainHashOf(hash, text, json);
+    heads?.push(text);
+    out[i] = { seq, at: row.at, host, kind: row.kind, resource, disk, owner, ownerName, json, hash };
+  }
+  return out;
 }
 
 /**

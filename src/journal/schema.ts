@@ -65,18 +65,87 @@ export const GENESIS_HASH: Buffer = Buffer.alloc(32);
  * payload text.
  */
 export function chainHash(prev: Buffer, row: ChainRow): Buffer {
-  const text = `${JSON.stringify([row.seq, row.at, row.host, row.kind, row.resource, row.disk, row.owner, row.owner_name])}\n${row.payload}`;
+  return chainHashOf(prev, chainHead(row.seq, row.at, row.host, row.kind, row.resource, row.disk, row.owner, row.owner_name), row.payload);
+}
+
+/** The canonical row's first line: the JSON array of every chained column but the payload. */
+export function chainHead(seq: number, at: string, host: string, kind: string, resource: string | null, disk: string | null, owner: string | null, ownerName: string | null): string {
+  return JSON.stringify([seq, at, host, kind, resource, disk, owner, ownerName]);
+}
+
+/** chainHash of a row given as its `chainHead` and payload text (the staging file reuses the head). */
+export function chainHashOf(prev: Buffer, head: string, payload: string): Buffer {
   // The same bytes hashed in one call over one scratch buffer (a Hash object and four updates cost ~30%
-  // more per fact: every append and every published line read). UTF-8 takes at most 3 bytes per UTF-16
-  // unit, so a text that might not fit takes the Hash object instead.
-  if (prev.length + text.length * 3 > scratch.length) return createHash('sha256').update(prev).update(text).digest();
+  // more per fact: every append and every published line read), head and payload written into it in
+  // turn rather than joined first. UTF-8 takes at most 3 bytes per UTF-16 unit, so a text that might
+  // not fit takes the Hash object instead.
+  if (prev.length + (head.length + 1 + payload.length) * 3 > scratch.length) return createHash('sha256').update(prev).update(`${head}\n${payload}`).digest();
   prev.copy(scratch, 0);
-  const n = scratch.write(text, prev.length, 'utf8');
-  return hash('sha256', scratch.subarray(0, prev.length + n), 'buffer');
+  let n = prev.length + scratch.write(head, prev.length, 'utf8');
+  scratch[n++] = 0x0a;
+  n += scratch.write(payload, n, 'utf8');
+  return hash('sha256', scratch.subarray(0, n), 'buffer');
 }
 
 /** chainHash's scratch: a fact is a few hundred bytes; a longer one (up to MiBs) is hashed in parts. */
 const scratch = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * The other names a disk's facts use, by a key an audit looks up (schema version 4): `id:<identity>`
+ * for a fact whose payload carries a disk identity (`"inode":"dev:ino:btime"`, `dev:ino`, `blk:rdev`:
+ * its first occurrence, the payload's own field), `lease:<hex>` for a fact whose disk is a lock file
+ * named by a SHA-256 (`<dir>/<64 hex>`: a virtlockd-protocol lease). One row per (key, disk), so a
+ * lookup is one index probe (`audit --disk` on a hard link, a lease: src/cli/disk-alias.ts) instead of
+ * a scan of every payload. Filled by triggers on every insert into facts and carried (every writer:
+ * the mover thread, compaction, a bulk loader), and for the facts before the migration by the writer
+ * thread in bounded batches (indexDiskNamesBatch): meta.disk_names_pending is the highest seq that
+ * may not be in it yet (0: complete), and a lookup scans the facts up to it as before.
+ */
+export const DISK_NAMES_PENDING = 'disk_names_pending';
+
+/**
+ * The two INSERTs of a row's keys: `r` names the row (new in a trigger, a table alias), `from` the
+ * rest of the SELECT (empty in a trigger; FROM and the seq range in the backfill).
+ */
+function diskNameInserts(r: string, from: string, where: string): string[] {
+  const at = `instr(${r}.payload, '"inode":"')`;
+  const rest = `substr(${r}.payload, ${at} + 9)`;
+  const and = where === '' ? '' : ` AND ${where}`;
+  return [
+    `INSERT OR IGNORE INTO disk_names (key, disk) SELECT 'id:' || substr(${rest}, 1, instr(${rest}, '"') - 1), ${r}.disk${from}
+      WHERE ${r}.disk IS NOT NULL AND ${at} > 0 AND instr(${rest}, '"') > 1${and}`,
+    `INSERT OR IGNORE INTO disk_names (key, disk) SELECT 'lease:' || substr(${r}.disk, -64), ${r}.disk${from}
+      WHERE length(${r}.disk) > 65 AND substr(${r}.disk, -65, 1) = '/' AND substr(${r}.disk, -64) NOT GLOB '*[^0-9a-f]*'${and}`,
+  ];
+}
+
+const DISK_NAMES_TRIGGERS = ['facts', 'carried']
+  .map((t) => `CREATE TRIGGER ${t}_disk_names AFTER INSERT ON ${t} BEGIN ${diskNameInserts('new', '', '').join('; ')}; END;`)
+  .join('\n');
+
+/** How many facts (and carried copies) one backfill batch of disk_names reads: ~55 ms at load 18 on 2 cores (bench/README.md). */
+export const DISK_NAMES_BATCH = 1_000;
+
+/**
+ * One bounded batch of the disk_names backfill, in its own IMMEDIATE transaction: the facts and
+ * carried copies with seq in (pending - batch, pending], then pending lowered in the same commit (a
+ * SIGKILL keeps either both or neither). Returns the facts still pending (0: complete, or the file
+ * has no disk_names: written before version 4).
+ */
+export function indexDiskNamesBatch(db: Database.Database, batch = DISK_NAMES_BATCH): number {
+  const tx = db.transaction((): number => {
+    const raw = db.prepare(`SELECT value FROM meta WHERE key = ?`).pluck().get(DISK_NAMES_PENDING) as string | undefined;
+    const pending = raw === undefined ? 0 : Number(raw);
+    if (!Number.isSafeInteger(pending) || pending <= 0) return 0;
+    const low = Math.max(0, pending - batch);
+    for (const t of ['facts', 'carried']) {
+      for (const sql of diskNameInserts('f', ` FROM ${t} AS f`, 'f.seq > ? AND f.seq <= ?')) db.prepare(sql).run(low, pending);
+    }
+    db.prepare(`UPDATE meta SET value = ? WHERE key = ?`).run(String(low), DISK_NAMES_PENDING);
+    return low;
+  });
+  return tx.immediate();
+}
 
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -189,7 +258,30 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    description: 'disk names by identity and lease hash (disk_names), filled for new facts by triggers and for older ones in batches',
+    // Constant time whatever the journal's size (a start re-takes its locks right after): the table
+    // and triggers, and the seq up to which older facts wait for the writer thread's backfill.
+    up: (db) => {
+      db.exec(`
+        CREATE TABLE disk_names (
+          key  TEXT NOT NULL,
+          disk TEXT NOT NULL,
+          PRIMARY KEY (key, disk)
+        ) WITHOUT ROWID;
+        ${DISK_NAMES_TRIGGERS}
+      `);
+      const top = db.prepare(`SELECT max(coalesce((SELECT max(seq) FROM facts), 0), coalesce((SELECT max(seq) FROM carried), 0))`).pluck().get() as number;
+      db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(DISK_NAMES_PENDING, String(top));
+    },
+  },
 ];
+
+/**
+ * The oldest schema a reader (audit, verify) still reads: version 4 only adds disk_names, which a
+ * reader does without (it scans, as before) until the file's writer migrates it.
+ */
+export const MIN_READABLE_VERSION = 3;
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 

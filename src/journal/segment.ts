@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { GENESIS_HASH, chainHash, type ChainRow } from './schema.js';
+import { scanFacts, type FactScan } from './segment-scan.js';
 
 /** The directory under the file lockspace that holds every host's published history. */
 export const PUBLISHED_DIR = '.journal';
@@ -312,6 +313,26 @@ export class SegmentDecoder {
       nl = chunk.indexOf(10, start);
     }
     for (; nl !== -1; nl = chunk.indexOf(10, start)) {
+      if (this.st.header !== null && this.st.seal === null) {
+        // The encoder's fact lines, checked natively (segment-scan.ts); the first line it does not
+        // take (none, a seal, anything unusual or wrong) is read below as always.
+        const fast = ofHost(scanFacts(chunk, start, chunk.length, this.st.lastSeq + 1, this.prev), this.st.header.host, chunk, start);
+        if (fast !== undefined) {
+          const n = fast.facts.length;
+          for (let i = 0; i < n; i++) out.push(fast.facts[i]!);
+          const last = fast.facts[n - 1]!;
+          this.st.carriedOpen = false;
+          this.prev = fast.prev;
+          this.st.lastSeq = last.seq;
+          this.st.lastHash = last.hash;
+          this.st.count += n;
+          this.st.lines += n;
+          this.st.offset += fast.end - start;
+          start = fast.end;
+          nl = chunk.indexOf(10, start);
+          if (nl === -1) break;
+        }
+      }
       if (nl - start > SEGMENT_MAX_LINE_BYTES) {
         this.tooLong();
         return out;
@@ -370,6 +391,10 @@ export class SegmentDecoder {
       const why = factProblem(o);
       if (why !== undefined) return this.fail(at, why, typeof o.seq === 'number' ? o.seq : expectSeq);
       const f = o as unknown as SegmentFact;
+      // A journal's facts are published only under the host id that journaled them (the publisher's
+      // foreignHost): a fact naming another host is not this host's history (a copied directory with
+      // edited headers; the header is not hashed, the fact is).
+      if (f.host !== this.st.header.host) return this.fail(at, `fact seq ${f.seq} says host ${JSON.stringify(f.host)} in a segment of host ${JSON.stringify(this.st.header.host)}: facts are published only under the host id that journaled them`, f.seq);
       if (f.seq !== expectSeq) return this.fail(at, `seq ${f.seq} where seq ${expectSeq} was expected (a gap or a duplicate)`, f.seq);
       // (f has exactly the chain's columns besides t and hash: no copy of the row per fact.)
       const hash = chainHash(this.prev, f);
@@ -416,6 +441,22 @@ export class SegmentDecoder {
     this.st.lines++;
     return line;
   }
+}
+
+/**
+ * A scan's facts up to the first that names another host than its segment's header (review26b F4):
+ * decodeLine then reads that one and names it. `start`: where the scan began in `buf`.
+ */
+function ofHost(s: FactScan | undefined, host: string, buf: Buffer, start: number): FactScan | undefined {
+  if (s === undefined) return undefined;
+  const n = s.facts.length;
+  let k = 0;
+  while (k < n && s.facts[k]!.host === host) k++;
+  if (k === n) return s;
+  if (k === 0) return undefined;
+  let end = start;
+  for (let i = 0; i < k; i++) end = buf.indexOf(10, end) + 1;
+  return { facts: s.facts.slice(0, k), end, prev: Buffer.from(s.facts[k - 1]!.hash, 'hex') };
 }
 
 function isNullableString(v: unknown): boolean {

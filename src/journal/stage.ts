@@ -12,7 +12,8 @@ import { chainRows, preview, type ChainedRow } from './rows.js';
 import { chainHash, type ChainBase } from './schema.js';
 import { SqliteMover, type MoveFailure } from './mover.js';
 import { keepIfRefused, type KeptStage } from './stage-keep.js';
-import { rewriteStage, stageDisplaced } from './stage-replace.js';
+import { rewriteStage, stageDisplaced, type StageCheck } from './stage-replace.js';
+import { SqliteFiles } from './sqlite-displaced.js';
 
 export interface StageOptions {
   /**
@@ -42,6 +43,8 @@ export interface StageOptions {
   thread?: boolean;
   /** The staging file was removed or cut short under this process and written anew (or could not be): error level. */
   onDisplaced?: (msg: string) => void;
+  /** The check before each append in one call without JS objects (the daemon: the native binding's stageCheck); default through fs. */
+  stageCheck?: StageCheck;
 }
 
 /** What the staging file needs from the journal it stages for. */
@@ -82,8 +85,12 @@ export class Stage {
   /** With a writer thread: each pending fact's staging line, which is what the thread is sent. */
   private pendingLines: string[] = [];
   private readonly mover?: SqliteMover;
+  /** journal.db and its WAL still the files SQLite writes (sqlite-displaced.ts, decision 0028). */
+  private readonly sqliteFiles: SqliteFiles;
   /** A batch the thread did not move: it may still have committed it (lost thread), check SQLite's head before the next move. */
   private reconcile = false;
+  /** The stage is due for its reset and waits for a complete checkpoint: the thread is asked for one alone. */
+  private wantCheckpoint = false;
   head: ChainBase;
   timer?: { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate };
   readonly flushMs: number;
@@ -98,6 +105,8 @@ export class Stage {
   sqliteFailure: WriteFailure | null = null;
   /** The last move into SQLite failed: retry without blocking. */
   failing?: boolean;
+
+  private readonly stageCheck: StageCheck | undefined;
 
   private constructor(
     private readonly owner: StageOwner,
@@ -114,11 +123,13 @@ export class Stage {
     this.onError = o.onError ?? (() => {});
     this.onDisplaced = o.onDisplaced ?? ((m) => process.stderr.write(`${m}\n`));
     this.onRecover = o.onRecover ?? (() => {});
+    this.stageCheck = o.stageCheck;
     this.sync = o.sync ?? owner.db.pragma('synchronous', { simple: true }) === 2;
     if (this.sync && this.size === 0) this.preallocate();
     if (o.thread === true) {
-      this.mover = new SqliteMover(owner.file, owner.db.pragma('synchronous', { simple: true }) === 2 ? 'FULL' : 'NORMAL', (n, f) => this.moved(n, f));
+      this.mover = new SqliteMover(owner.file, owner.db.pragma('synchronous', { simple: true }) === 2 ? 'FULL' : 'NORMAL', (n, f, c) => this.moved(n, f, c));
     }
+    this.sqliteFiles = new SqliteFiles(owner, this.onDisplaced);
     if (kept !== undefined) {
       this.pending = [...kept.rows];
       if (this.mover !== undefined) this.pendingLines = kept.rows.map((r) => stageLine(r, 0));
@@ -190,7 +201,11 @@ export class Stage {
       // Every staged line, moved just now or by the process that staged it (killed before it synced
       // its WAL: a NORMAL commit is not synced), must be durable in SQLite before its staged copy,
       // maybe the only synced one, is cut (and zeroed and synced by preallocate). Decision 0018.
-      if (kept === undefined && /[^\0]/.test(text)) syncWal(owner.file);
+      if (kept === undefined && /[^\0]/.test(text)) {
+        // And, best effort, in journal.db itself (a WAL removed later would take them along: decision 0028).
+        if (left.length > 0 && enable) new SqliteFiles(owner, () => {}).checkpoint();
+        syncWal(owner.file);
+      }
       if (kept === undefined) ftruncateSync(fd, 0);
     } catch (e) {
       closeSync(fd);
@@ -208,9 +223,12 @@ export class Stage {
    * `onSync` is told how long the fdatasync took (sync mode).
    */
   append(rows: readonly FactRow[], host: string, onSync?: (seconds: number) => void): ChainedRow[] {
-    const chained = chainRows(rows, this.head, host);
-    const lines = chained.map((r, i) => stageLine(r, chained.length - 1 - i));
-    const buf = Buffer.from(lines.join(''));
+    const heads: string[] = [];
+    const chained = chainRows(rows, this.head, host, heads);
+    const lines = chained.map((r, i) => stageLineFrom(heads[i]!, r, chained.length - 1 - i));
+    // Written as text (encoded outside the JS heap); a Buffer only for the rest of a short write.
+    const text = lines.length === 1 ? lines[0]! : lines.join('');
+    const bytes = Buffer.byteLength(text);
     // Still the file at its path, holding what was staged (stage-replace.ts): else written anew first.
     this.checkDisplaced();
     let off = 0;
@@ -221,7 +239,11 @@ export class Stage {
         this.allocated = this.size;
         this.torn = false;
       }
-      while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off, this.size + off);
+      off = writeSync(this.fd, text, this.size, 'utf8');
+      if (off < bytes) {
+        const buf = Buffer.from(text);
+        while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off, this.size + off);
+      }
       // Survival of a filesystem failure or an OS crash: the staged lines must reach the disk too.
       if (this.sync) {
         const t0 = onSync ? performance.now() : 0;
@@ -248,7 +270,7 @@ export class Stage {
       this.stageFailure = null;
       this.onRecover('stage');
     }
-    this.size += buf.length;
+    this.size += bytes;
     if (this.size > this.allocated) this.allocated = this.size;
     const last = chained[chained.length - 1]!;
     this.head = { seq: last.seq, hash: last.hash };
@@ -266,7 +288,7 @@ export class Stage {
   private checkDisplaced(): void {
     let why: string | null = null;
     try {
-      why = stageDisplaced(this.fd, this.file, this.size);
+      why = stageDisplaced(this.fd, this.file, this.size, this.stageCheck);
       if (why === null) return;
       const n = this.pending.length;
       const next = rewriteStage(this.file, this.pending.map((r, i) => stageLine(r, n - 1 - i)).join(''));
@@ -313,15 +335,35 @@ export class Stage {
     this.dropMoved(n);
   }
 
-  /** The oldest `n` pending facts are in SQLite now: forget them, and cut the staging file when it may be. */
-  private dropMoved(n: number): void {
+  /**
+   * The oldest `n` pending facts are in SQLite now: forget them, and cut the staging file when it may
+   * be. `checkpointed`: the writer thread's checkpoint after this batch was complete.
+   */
+  private dropMoved(n: number, checkpointed = false): void {
     this.pending = n === this.pending.length ? [] : this.pending.slice(n);
     if (this.mover !== undefined) this.pendingLines = n === this.pendingLines.length ? [] : this.pendingLines.slice(n);
     if (this.sqliteFailure !== null) {
       this.sqliteFailure = null;
       this.onRecover('sqlite');
     }
+    // journal.db or its WAL removed or replaced under us: logged, journal.db written anew (decision 0028).
+    const files = this.sqliteFiles.check();
     if (this.pending.length === 0 && this.size >= STAGE_RESET_BYTES) {
+      // Only once every fact is in journal.db itself, synced (decision 0028): a complete checkpoint
+      // (the thread's after this batch, or one here when the moves run on this thread), or the copy
+      // just written at its path. Else the next batch tries again; the staged lines stay.
+      if (files === 'displaced') return;
+      if (files === 'ok' && !checkpointed) {
+        if (this.mover?.usable() === true) {
+          // Asked of the thread on its own (off the event loop); soon after a burst, slowly while a
+          // reader keeps it from completing (a checkpoint-only batch that came back incomplete).
+          this.wantCheckpoint = true;
+          if (this.timer === undefined) this.schedule(false, n === 0 ? 1000 : this.flushMs);
+          return;
+        }
+        if (!this.sqliteFiles.checkpoint()) return;
+      }
+      this.wantCheckpoint = false;
       // The staged lines may be the only synced copy of the facts until SQLite's WAL is (written
       // back by the kernel even when not synced here): never cut them first (decision 0018).
       let synced = true;
@@ -368,10 +410,10 @@ export class Stage {
   }
 
   /** The thread's answer for its batch of the oldest `n` pending facts. */
-  private moved(n: number, f: MoveFailure | null): void {
+  private moved(n: number, f: MoveFailure | null, checkpointed = false): void {
     if (f === null) {
       this.failing = false;
-      this.dropMoved(n);
+      this.dropMoved(n, checkpointed);
       if (this.pending.length > 0) this.schedule(this.pending.length >= this.batchRows);
       return;
     }
@@ -422,10 +464,16 @@ export class Stage {
       const mover = this.mover;
       if (mover?.usable()) {
         // One batch at a time; its answer schedules the next (moved).
-        if (mover.inflight !== null || this.pending.length === 0) return;
+        if (mover.inflight !== null) return;
+        if (this.pending.length === 0) {
+          if (this.wantCheckpoint) mover.send('', 0, true);
+          this.wantCheckpoint = false;
+          return;
+        }
         if (this.reconcile) this.dropStored();
         const n = Math.min(this.batchRows, this.pending.length);
-        if (n > 0) mover.send(this.pendingLines.slice(0, n).join(''), n);
+        // The batch that empties a stage due for its reset asks for a checkpoint (decision 0028).
+        if (n > 0) mover.send(this.pendingLines.slice(0, n).join(''), n, n === this.pending.length && this.size >= STAGE_RESET_BYTES);
         return;
       }
       try {
@@ -503,6 +551,14 @@ export function stageLine(r: ChainedRow, more: number): string {
 }
 
 /**
+ * `stageLine(r, more)`, the same text, from the row's `chainHead` (the JSON array of its first eight
+ * columns, made once for its hash): that array without its `]`, then the payload text, hash and count.
+ */
+export function stageLineFrom(head: string, r: ChainedRow, more: number): string {
+  return `${head.slice(0, -1)},${JSON.stringify(r.json)},"${r.hash.toString('hex')}",${more}]\n`;
+}
+
+/**
  * The staged facts after `head`, each re-chained and checked against its stored hash, whole appends
  * only. An append cut short at the end of the file (a last line torn, or its last lines missing) is
  * a write that never returned (the process died inside it), so it was never acknowledged: it is
@@ -532,7 +588,11 @@ export function parseStage(text: string, head: ChainBase, file: string, whole?: 
     }
     const { row: r, more } = parsed;
     if (r.seq > seq) {
-      if (r.seq !== seq + 1) throw bad(i, `seq ${r.seq} does not follow seq ${seq}`);
+      if (r.seq !== seq + 1) {
+        // Its first new fact past the database's head: the facts between are in neither file.
+        const gap = out.length === 0 && group.length === 0 && r.seq > seq + 1;
+        throw bad(i, `seq ${r.seq} does not follow seq ${seq}${gap ? `: acknowledged facts seq ${seq + 1}-${r.seq - 1} are in neither the database nor its staging file (journal.db or journal.db-wal removed, replaced or restored from an older copy while a daemon ran?; docs/operations.md, "Files of the journal"); start from a journal.db that holds them, or move the staging file aside to start without them and the locks they record` : ''}`);
+      }
       const h = chainHash(hash, { seq: r.seq, at: r.at, host: r.host, kind: r.kind, resource: r.resource, disk: r.disk, owner: r.owner, owner_name: r.ownerName, payload: r.json });
       if (!h.equals(r.hash)) {
         if (last) break;

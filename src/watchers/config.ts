@@ -9,10 +9,10 @@
 // the default lockspace would make this host name disks differently from the rest of the cluster.
 
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsc, existsSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VmlockdError } from '../engine/errors.js';
+import { VmlockdError, fileKind } from '../engine/errors.js';
 import { installLayout, type InstallLayout } from '../install-layout.js';
 import { describeValue, formatProblem, parseConf, renderValue, type ConfValue } from './conf-syntax.js';
 
@@ -539,15 +539,6 @@ export function readConfFile(file: string): ConfRead {
 
 function tooLarge(size: number): string {
   return `${size} bytes or more, larger than the ${MAX_CONF_BYTES} bytes a config file may have`;
-}
-
-function fileKind(st: Stats): string {
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isDirectory()) return 'a directory';
-  return 'not a regular file';
 }
 
 interface Setting {

@@ -4,8 +4,8 @@ import * as assert from 'uvu/assert';
 import type { NativeBinding } from '../../src/engine/native.js';
 import { listenFds, softNoFile } from '../../src/daemon/service.js';
 
-/** Descriptors 3.. of a fake process: 'socket', 'file', 'other' (Node's epoll) or absent. */
-function fake(kinds: Record<number, 'socket' | 'file' | 'other'>) {
+/** Descriptors 3.. of a fake process: 'socket', 'file', 'block', 'other' (Node's epoll) or absent. */
+function fake(kinds: Record<number, 'socket' | 'file' | 'block' | 'other'>) {
   const looked: number[] = [];
   const set: number[] = [];
   const nat = {
@@ -26,6 +26,14 @@ test('taken: open sockets and regular files, named; the variables removed', () =
   assert.equal(listenFds(env, f.nat, 42), [{ fd: 3, name: 'control' }, { fd: 4, name: 'lock-x' }]);
   assert.equal(f.set, [3, 4]);
   assert.equal(env, {});
+});
+
+test('taken: a block device (the store kept a direct lock on an LV or LUN; review26a F4)', () => {
+  const f = fake({ 3: 'block', 4: 'other' });
+  const logs: string[] = [];
+  assert.equal(listenFds({ LISTEN_PID: '42', LISTEN_FDS: '2', LISTEN_FDNAMES: 'lock-x:y' }, f.nat, 42, (_l, m) => logs.push(m)), [{ fd: 3, name: 'lock-x' }]);
+  assert.equal(f.set, [3]);
+  assert.match(logs.join('\n'), 'left alone: 4 (a other');
 });
 
 test("another pid's variables: nothing taken", () => {

@@ -251,7 +251,8 @@ if (reason !== null) {
     const facts = factsOf(c, t1.uuid)
       .filter((f) => f.kind !== 'LockRefused')
       .map((f) => `${f.kind}${f.payload.source ? ` ${f.payload.source}` : ''}`);
-    assert.equal(facts, ['OwnerSeen virsh', 'LockAcquired virsh', 'LockReleased virsh']);
+    // LibvirtVouched: this libvirt reported t1 running, so its "gone" may release t1's locks after a restart too (decision 0025).
+    assert.equal(facts, ['OwnerSeen virsh', 'LockAcquired virsh', 'LibvirtVouched virsh', 'LockReleased virsh']);
   });
 
   test('test driver: given another host holds its disk, when a VM starts, then the conflict is journaled and on_conflict = "suspend" pauses it', async () => {

@@ -116,4 +116,24 @@ test('a disk held without an identity is unidentified until IdentityLearned; the
   assert.equal([...given(named).unidentified], []);
 });
 
+test('LibvirtVouched: kept for an owner while it holds locks, forgotten at its last release, carried by a snapshot (decision 0025)', () => {
+  const libvirt = { uri: 'qemu:///system', host: 'hv1' };
+  const vouched = fact('LibvirtVouched', AT, { owner: vm1, libvirt, source: 'virsh' });
+  // An owner holding nothing: nothing to vouch for, nothing kept.
+  assert.is(given(vouched).vouchedBy.size, 0);
+  const s = given(acquired(vm1, '/img/a'), acquired(vm1, '/img/b'), vouched);
+  assert.equal(s.vouchedBy.get(vm1.uuid), libvirt);
+  assert.equal(fromSnapshot(JSON.parse(JSON.stringify(toSnapshot(s)))).vouchedBy.get(vm1.uuid), libvirt);
+  evolve(s, released(vm1, '/img/a'));
+  assert.equal(s.vouchedBy.get(vm1.uuid), libvirt, 'still holds /img/b');
+  evolve(s, released(vm1, '/img/b'));
+  assert.is(s.vouchedBy.size, 0);
+  // A later take of the same VM starts unvouched.
+  assert.is(evolve(s, acquired(vm1, '/img/a')).vouchedBy.size, 0);
+  // A snapshot written before decision 0025 has no vouchedBy.
+  const old = toSnapshot(given(acquired(vm2, '/img/c'))) as { vouchedBy?: unknown };
+  assert.is(old.vouchedBy, undefined);
+  assert.is(fromSnapshot(JSON.parse(JSON.stringify(old))).vouchedBy.size, 0);
+});
+
 test.run();

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { fact } from '../../src/engine/facts.js';
 import type { Command } from '../../src/engine/types.js';
 import { LibvirtEventHandler, isActiveState, superviseVirshEvents, type ChildLike, type ConflictPolicy } from '../../src/events/virsh-stream.js';
 import { FakeContext, FakeVirsh } from '../helpers/fake-source.js';
@@ -17,10 +18,12 @@ const HOT = '/tmp/lvsess/home/hot.img';
 
 function setup(opts: { policy?: () => ConflictPolicy; retries?: number[] } = {}) {
   const ctx = new FakeContext('hostA');
-  const virsh = new FakeVirsh();
+  // This host's qemu:///system: the libvirt the hook serves (decision 0025).
+  const virsh = new FakeVirsh().on('uri', 'qemu:///system\n').on('hostname', 'hv-a\n');
   const timers: Array<{ fn: () => void; ms: number }> = [];
   const handler = new LibvirtEventHandler({
     uri: 'qemu:///system',
+    localHost: 'hv-a',
     ctx,
     virsh: virsh.run,
     onConflict: opts.policy ?? (() => 'report'),
@@ -567,6 +570,105 @@ test('given virsh cannot be run at all, then the spawn error is logged as a rest
   await sup.stop();
   assert.ok(n >= 2);
   assert.match(logs[0]!, /cannot run virsh: spawn virsh ENOENT/);
+});
+
+// -- decision 0025: a restart with a wrong libvirt_uri keeps the locks that libvirt does not answer for --
+
+const GONE_VM = { uuid: '77777777-7777-4777-8777-777777777777', name: 'gone' };
+const BEFORE = '2026-11-25T21:00:00.000Z';
+
+/** A handler as the stream a daemon starts with, on `uri` reaching a libvirt that knows no domain. */
+function restartedOn(ctx: FakeContext, uri: string, host = 'hv-a') {
+  const virsh = new FakeVirsh().on('uri', `${uri}\n`).on('hostname', `${host}\n`).on('list --all --uuid --name', '\n').on('list --uuid', '\n');
+  const handler = new LibvirtEventHandler({ uri, ctx, virsh: virsh.run, onConflict: () => 'report', later: () => () => {}, localHost: 'hv-a', now: () => new Date('2026-11-25T21:30:00.000Z') });
+  return { virsh, handler };
+}
+
+test('a restart on another libvirt keeps the locks of a VM the journal says another libvirt vouched for; the vouching one releases them', async () => {
+  const ctx = new FakeContext('hostA');
+  await ctx.submit({ kind: 'acquire', owner: GONE_VM, disks: [{ path: '/img/gone.qcow2', mode: 'exclusive' }], at: BEFORE, source: 'virsh-reconcile' });
+  ctx.record([fact('LibvirtVouched', BEFORE, { owner: GONE_VM, libvirt: { uri: 'qemu:///system', host: 'hv-a' }, source: 'virsh' })]);
+  const wrong = restartedOn(ctx, 'qemu:///session');
+  await wrong.handler.reconcile();
+  assert.equal(ctx.held(GONE_VM.uuid), ['/img/gone.qcow2']);
+  const warn = ctx.logs.find((l) => l.level === 'warning' && l.msg.includes(GONE_VM.uuid));
+  assert.ok(warn, JSON.stringify(ctx.logs));
+  assert.match(warn!.msg, 'answered for by libvirt qemu:///system on host hv-a, and this is qemu:///session on host hv-a');
+  assert.match(warn!.msg, /keeping its locks/);
+  const st = wrong.handler.status();
+  assert.equal(st.connectedTo, { uri: 'qemu:///session', host: 'hv-a' });
+  assert.equal(st.keptLocksOf.map((k) => [k.vm, k.reason, k.vouchedBy?.uri]), [[GONE_VM.uuid, 'other-libvirt', 'qemu:///system']]);
+  // The libvirt that vouched, reached by another transport: the VM stopped while the daemon was down.
+  const right = restartedOn(ctx, 'qemu+unix:///system', 'hv-a.example.org');
+  await right.handler.reconcile();
+  assert.equal(ctx.held(GONE_VM.uuid), []);
+});
+
+test('a restart on a libvirt the hook does not serve keeps the hook\'s locks of VMs it does not know', async () => {
+  const ctx = new FakeContext('hostA');
+  await ctx.submit({ kind: 'acquire', owner: GONE_VM, disks: [{ path: '/img/gone.qcow2', mode: 'exclusive' }], at: BEFORE, source: 'hook' });
+  for (const [uri, host] of [['test+unix:///default', 'hv-a'], ['qemu:///session', 'hv-a'], ['qemu+ssh://hv-b/system', 'hv-b']] as const) {
+    const wrong = restartedOn(ctx, uri, host);
+    await wrong.handler.reconcile();
+    assert.equal(ctx.held(GONE_VM.uuid), ['/img/gone.qcow2'], uri);
+    assert.equal(wrong.handler.status().keptLocksOf.map((k) => k.reason), ['not-hook-libvirt']);
+  }
+  await restartedOn(ctx, 'qemu:///system').handler.reconcile();
+  assert.equal(ctx.held(GONE_VM.uuid), []);
+});
+
+test('event-stream locks no libvirt vouched for (a journal from before LibvirtVouched) are kept; a listing of the VM running vouches for them once', async () => {
+  const ctx = new FakeContext('hostA');
+  await ctx.submit({ kind: 'acquire', owner: GONE_VM, disks: [{ path: '/img/gone.qcow2', mode: 'exclusive' }], at: BEFORE, source: 'virsh' });
+  const r = restartedOn(ctx, 'qemu:///system');
+  await r.handler.reconcile();
+  assert.equal(ctx.held(GONE_VM.uuid), ['/img/gone.qcow2']);
+  assert.equal(r.handler.status().keptLocksOf.map((k) => k.reason), ['unvouched']);
+  assert.ok(ctx.logs.some((l) => l.level === 'warning' && /no libvirt has reported it running since its locks were taken/.test(l.msg)));
+
+  // Running after all: listed, it is vouched for (once, not at every reconcile).
+  r.virsh.on('list --all --uuid --name', `${GONE_VM.uuid} gone\n`).on('list --uuid', `${GONE_VM.uuid}\n`);
+  r.virsh.on(`dumpxml ${GONE_VM.uuid}`, `<domain type='qemu' id='3'><name>gone</name><uuid>${GONE_VM.uuid}</uuid><devices><disk type='file' device='disk'><source file='/img/gone.qcow2'/><target dev='vda'/></disk></devices></domain>`);
+  await r.handler.reconcile();
+  await r.handler.reconcile();
+  const vouches = ctx.facts.filter((f) => f.kind === 'LibvirtVouched');
+  assert.equal(vouches.map((f) => f.payload), [{ owner: GONE_VM, libvirt: { uri: 'qemu:///system', host: 'hv-a' }, source: 'virsh' }]);
+  assert.equal(r.handler.status().keptLocksOf, []);
+  // It stops: the libvirt that vouched releases it, in a later process too.
+  r.virsh.on('list --all --uuid --name', `${GONE_VM.uuid} gone\n`).on('list --uuid', '\n').on(`domstate ${GONE_VM.uuid}`, 'shut off\n');
+  await restartedOn(ctx, 'qemu:///system').handler.reconcile();
+  assert.equal(ctx.held(GONE_VM.uuid), []);
+});
+
+test('which libvirt this is cannot be learnt: a VM it says is gone keeps its locks and the reconcile is retried', async () => {
+  const ctx = new FakeContext('hostA');
+  await ctx.submit({ kind: 'acquire', owner: GONE_VM, disks: [{ path: '/img/gone.qcow2', mode: 'exclusive' }], at: BEFORE, source: 'hook' });
+  const r = restartedOn(ctx, 'qemu:///system');
+  r.virsh.fail('hostname', 'error: failed to get hostname');
+  const timers: number[] = [];
+  const handler = new LibvirtEventHandler({ uri: 'qemu:///system', ctx, virsh: r.virsh.run, onConflict: () => 'report', later: (_fn, ms) => (timers.push(ms), () => {}), localHost: 'hv-a' });
+  await handler.reconcile();
+  assert.equal(ctx.held(GONE_VM.uuid), ['/img/gone.qcow2']);
+  assert.equal(handler.status().keptLocksOf.map((k) => k.reason), ['unknown-libvirt']);
+  assert.is(handler.status().connectError, 'virsh hostname: error: failed to get hostname');
+  assert.is(timers[timers.length - 1], 2000, 'retried like an incomplete reconcile');
+});
+
+test('a reconcile journals the vouches of all the VMs it lists running in one append', async () => {
+  const ctx = new FakeContext('hostA');
+  const vms = ['88888888-8888-4888-8888-888888888881', '88888888-8888-4888-8888-888888888882'];
+  const r = restartedOn(ctx, 'qemu:///system');
+  for (const [i, uuid] of vms.entries()) {
+    await ctx.submit({ kind: 'acquire', owner: { uuid, name: `v${i}` }, disks: [{ path: `/img/v${i}.qcow2`, mode: 'exclusive' }], at: BEFORE, source: 'hook' });
+    r.virsh.on(`dumpxml ${uuid}`, `<domain type='qemu' id='${i + 1}'><name>v${i}</name><uuid>${uuid}</uuid><devices><disk type='file' device='disk'><source file='/img/v${i}.qcow2'/><target dev='vda'/></disk></devices></domain>`);
+  }
+  r.virsh.on('list --all --uuid --name', vms.map((u, i) => `${u} v${i}`).join('\n') + '\n').on('list --uuid', vms.join('\n') + '\n');
+  const appends: string[][] = [];
+  const record = ctx.record.bind(ctx);
+  ctx.record = (facts) => (appends.push(facts.map((f) => f.kind)), record(facts));
+  await r.handler.reconcile();
+  assert.equal(appends.filter((a) => a.includes('LibvirtVouched')), [['LibvirtVouched', 'LibvirtVouched']]);
+  assert.equal([...ctx.st.vouchedBy.keys()].sort(), vms);
 });
 
 test.run();

@@ -8,6 +8,7 @@
 //                                  an unknown key fails as an unknown domain does.
 // Every call is appended to DIR/calls.log.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 const SCRIPT = `#!${process.execPath}
@@ -68,6 +69,9 @@ export class ScriptedVirsh {
     fs.writeFileSync(path.join(this.bin, 'virsh'), SCRIPT, { mode: 0o755 });
     fs.writeFileSync(path.join(dir, 'events'), '');
     fs.writeFileSync(path.join(dir, 'calls.log'), '');
+    // It plays this host's libvirtd, the one the qemu hook serves (decision 0025): which libvirt it is.
+    this.answers['uri'] = { code: 0, stdout: 'qemu:///system\n', stderr: '' };
+    this.answers['hostname'] = { code: 0, stdout: `${os.hostname()}\n`, stderr: '' };
     this.save();
   }
 

@@ -121,7 +121,7 @@ test('given a version-1 journal with facts, when this vmlockd opens it, then has
     assert.equal(indexes, ['facts_at', 'facts_disk_at', 'facts_kind_at', 'facts_owner_at']);
     assert.equal(raw.prepare('SELECT name, uuid FROM owners ORDER BY name').raw().all(), [0, 1, 2, 3, 4].map((k) => [`vm${k}`, `u${k}`]), 'names of old facts are backfilled');
     const triggers = raw.prepare(`SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name`).pluck().all();
-    assert.equal(triggers, ['facts_no_delete', 'facts_no_update']);
+    assert.equal(triggers, ['carried_disk_names', 'facts_disk_names', 'facts_no_delete', 'facts_no_update'], 'append-only, and disk_names filled on insert (v4)');
   } finally {
     raw.close();
   }

@@ -47,6 +47,7 @@ import {
 } from './codec.js';
 import { processAlive, processStartTime } from './pids.js';
 import { ServerRegistry } from './registry.js';
+import { BUFFERED_BYTES_MAX, BufferBudget } from './buffer-budget.js';
 import { socketAnswers } from '../socket-probe.js';
 import { listenUnixPath, serverFd } from '../../daemon/listeners.js';
 
@@ -66,6 +67,8 @@ export interface VirtlockdServerOptions {
   readonly ownerPollMs?: number;
   /** How long the rest of a frame may take once its first byte arrived (ms); then the connection is closed. */
   readonly frameTimeoutMs?: number;
+  /** Bytes received and not yet handled, all connections together (BUFFERED_BYTES_MAX): past it the largest are closed. */
+  readonly maxBufferedBytes?: number;
   readonly peerCred?: NativeBinding['peerCred'];
   /** A listening descriptor handed over by `serve --takeover` for socketPath: served instead of binding. */
   readonly listenFd?: number;
@@ -227,6 +230,8 @@ function leaseKey(lockspace: string, name: string, uuid: string): string {
 export class VirtlockdServer implements RunningSource {
   private readonly server: net.Server;
   private readonly conns = new Set<Conn>();
+  /** What every connection buffers (a partial frame, queued frames), bounded in total (buffer-budget.ts). */
+  private readonly budget: BufferBudget<Conn>;
   private readonly ctx: SourceContext;
   private readonly allowedUid: number;
   private readonly peerCred: NativeBinding['peerCred'];
@@ -253,6 +258,7 @@ export class VirtlockdServer implements RunningSource {
 
   constructor(private readonly opts: VirtlockdServerOptions) {
     this.ctx = opts.ctx;
+    this.budget = new BufferBudget(opts.maxBufferedBytes ?? BUFFERED_BYTES_MAX);
     const euid = process.geteuid?.() ?? 0;
     this.allowedUid = opts.allowedUid ?? (euid === 0 ? 0 : euid);
     this.peerCred = opts.peerCred ?? ((fd) => native.peerCred(fd));
@@ -482,6 +488,7 @@ export class VirtlockdServer implements RunningSource {
     socket.once('close', () => {
       conn.closed = true;
       this.conns.delete(conn);
+      this.budget.set(conn, 0);
       this.clearFrameTimer(conn);
       this.setOwnPid(conn, null);
       void this.onClose(conn).catch((e: unknown) => this.ctx.log('error', `virtlockd close rule failed: ${(e as Error).stack ?? e}`));
@@ -499,6 +506,8 @@ export class VirtlockdServer implements RunningSource {
       }
       conn.queue.push(f.bytes);
     }
+    // Every connection's buffers together stay bounded: past it the largest are closed (this one, or others).
+    if (this.account(conn)) return;
     // Being handed over: what was read travels with the connection; the next daemon answers it.
     if (conn.handingOver) return;
     // A started frame gets a bounded time to complete, counted from its first byte (virtlockd waits
@@ -514,6 +523,26 @@ export class VirtlockdServer implements RunningSource {
       conn.paused = true;
       conn.socket.pause();
     }
+  }
+
+  /**
+   * Counts what `conn` buffers now; past the bound closes the connections holding the most (largest
+   * first) with a reason naming each peer. True if `conn` itself was closed.
+   */
+  private account(conn: Conn): boolean {
+    let bytes = conn.reader.pending;
+    for (const q of conn.queue) bytes += q.length;
+    this.budget.set(conn, bytes);
+    const over = this.budget.over();
+    if (over.length === 0) return false;
+    const total = this.budget.total;
+    for (const c of over) {
+      const held = this.budget.get(c);
+      const msg = `the protocol socket's connections buffer ${total} bytes of frames not yet handled, over the ${this.budget.max}-byte limit for all of them together; this connection held the most (${held} bytes): closing it`;
+      this.ctx.log('warning', `virtlockd socket: pid ${c.clientPid}: ${msg}`);
+      this.drop(c, this.rejectFrame(c, msg, Buffer.alloc(0)));
+    }
+    return conn.closed;
   }
 
   private armFrameTimer(conn: Conn): void {
@@ -554,7 +583,9 @@ export class VirtlockdServer implements RunningSource {
     conn.busy = true;
     try {
       while (conn.queue.length > 0 && !conn.closed && !conn.handingOver) {
-        const o = this.handleFrame(conn, conn.queue.shift()!);
+        const frame = conn.queue.shift()!;
+        this.budget.set(conn, Math.max(0, this.budget.get(conn) - frame.length));
+        const o = this.handleFrame(conn, frame);
         const out = o instanceof Promise ? await o : o;
         if (out === 'close') {
           conn.socket.destroy();
@@ -637,6 +668,10 @@ export class VirtlockdServer implements RunningSource {
   private drop(conn: Conn, journaled: Promise<unknown>): void {
     conn.closed = true;
     this.clearFrameTimer(conn);
+    // Nothing more is handled on it: its buffers go now, not when the socket is destroyed.
+    conn.reader.takePending();
+    conn.queue.length = 0;
+    this.budget.set(conn, 0);
     this.closeAfter(conn.socket, journaled);
   }
 
@@ -905,7 +940,7 @@ export class VirtlockdServer implements RunningSource {
               holder: { host: this.ctx.host, owner, mode: res.mode, ...(h ? { since: h.since } : {}) },
               message: `${holder ?? file}: acquire is not re-entrant (the owner already holds it)`,
             }),
-          ]);
+          ], { answers: true });
           if (!recorded) return internalError(`refused (${busyNaming(name, holder).message}), but the journal could not record its LockRefused fact (the log says why); no lock changed`);
         }
         return busyNaming(name, holder);
