@@ -1376,7 +1376,9 @@ function prunedCarried(dir: string, host: string, journal: string, first: number
 function compactedStart(file: string): boolean {
   let fd: number | undefined;
   try {
-    fd = fs.openSync(file, 'r');
+    // Never blocks on a FIFO named like a segment, never follows a link (review27 F6).
+    fd = openSegment(file);
+    if (!fs.fstatSync(fd).isFile()) return false;
     const buf = Buffer.alloc(4096);
     const n = fs.readSync(fd, buf, 0, buf.length, 0);
     const nl = buf.subarray(0, n).indexOf(10);
