@@ -74,6 +74,8 @@ const STAGE_RESET_BYTES = 1 << 20;
  */
 export const STAGE_PREALLOC_BYTES = STAGE_RESET_BYTES + (256 << 10);
 const ZEROS = Buffer.alloc(64 << 10);
+/** How often an idle daemon checks that journal.db and its WAL are still the files SQLite writes. */
+const SQLITE_FILES_CHECK_MS = 1000;
 
 /** Staged mode: the staging file, the facts written there but not yet to SQLite, the chain head. */
 export class Stage {
@@ -87,6 +89,8 @@ export class Stage {
   private readonly mover?: SqliteMover;
   /** journal.db and its WAL still the files SQLite writes (sqlite-displaced.ts, decision 0028). */
   private readonly sqliteFiles: SqliteFiles;
+  /** The same check on a timer: an idle daemon moves nothing, yet its journal.db may be removed (review27 F3). */
+  private readonly filesTimer: NodeJS.Timeout;
   /** A batch the thread did not move: it may still have committed it (lost thread), check SQLite's head before the next move. */
   private reconcile = false;
   /** The stage is due for its reset and waits for a complete checkpoint: the thread is asked for one alone. */
@@ -130,6 +134,8 @@ export class Stage {
       this.mover = new SqliteMover(owner.file, owner.db.pragma('synchronous', { simple: true }) === 2 ? 'FULL' : 'NORMAL', (n, f, c) => this.moved(n, f, c));
     }
     this.sqliteFiles = new SqliteFiles(owner, this.onDisplaced);
+    this.filesTimer = setInterval(() => this.checkFiles(), SQLITE_FILES_CHECK_MS);
+    this.filesTimer.unref();
     if (kept !== undefined) {
       this.pending = [...kept.rows];
       if (this.mover !== undefined) this.pendingLines = kept.rows.map((r) => stageLine(r, 0));
@@ -382,6 +388,20 @@ export class Stage {
     }
   }
 
+  /**
+   * journal.db or its WAL removed or replaced while nothing moves (an idle daemon): the same check as
+   * after each move, so journal.db is written anew before a crash could leave the next start without
+   * the facts only the removed file held (review27 F3; decision 0028). Two stat(2)s a second.
+   */
+  private checkFiles(): void {
+    if (!this.owner.db.open) return;
+    try {
+      this.sqliteFiles.check();
+    } catch (e) {
+      this.onDisplaced(`journal: cannot check the journal's files at their paths: ${(e as Error).message}`);
+    }
+  }
+
   /** More staged facts than one batch moves: too many to move on the event loop at once (Journal.live). */
   backlogged(): boolean {
     return this.pending.length > this.batchRows;
@@ -438,6 +458,7 @@ export class Stage {
   /** Stops the timer, moves what is staged into SQLite and closes the file; returns the move's error, if any. */
   close(): unknown {
     let failed: unknown;
+    clearInterval(this.filesTimer);
     if (this.timer?.kind === 'timeout') clearTimeout(this.timer.handle);
     if (this.timer?.kind === 'immediate') clearImmediate(this.timer.handle);
     this.timer = undefined;
