@@ -13,6 +13,7 @@ import { LineSplitter, MAX_JSON_DEPTH, MAX_LINE_BYTES, checkDepth, checkDisks, c
 import { HookRoute } from './hook-route.js';
 import type { LogFields } from './log.js';
 import { native } from '../engine/native.js';
+import { BufferBudget } from '../events/virtlockd/buffer-budget.js';
 
 /**
  * Who may use the control API, from the peer's credentials (SO_PEERCRED), not only the socket file's
@@ -33,6 +34,8 @@ export interface ApiContext {
   log(level: 'info' | 'warning' | 'error', msg: string, fields?: LogFields): void;
   /** virtlockd's lease rules from the live config (auto_disk_leases, require_lease_for_disks). */
   leaseRules?(): { autoDiskLeases: boolean; requireLeaseForDisks: boolean };
+  /** Request bodies held at once, across connections (REQUEST_BYTES_MAX; tests set it lower). */
+  readonly maxRequestBytes?: number;
 }
 
 export interface AuditQuery {
@@ -67,6 +70,17 @@ export const MAX_HOOK_BODY = 80 << 20;
  * hold the event loop in JSON.parse for seconds (review25b F1, json-bounds.ts).
  */
 export const MAX_HOOK_JSON_VALUES = 10_000;
+/**
+ * Request bodies held by the control API at once, across connections, from their first byte until
+ * their answer is sent: a /v1/hook body may be 80 MiB, and ten of them at once (or their domain XML
+ * queued for the parser) would hold gigabytes (review27). Past it, the requests holding the most are
+ * answered 503 and closed, largest first, until the rest fits: one body of the largest size fits.
+ */
+export const REQUEST_BYTES_MAX = 96 << 20;
+
+/** A request let go because the bodies held together passed REQUEST_BYTES_MAX. */
+class OverBudgetError extends Error {}
+
 /** A body over its limit is read (and dropped) up to this much, so the client gets its 413, not a reset. */
 const MAX_DRAIN = 128 << 20;
 
@@ -96,24 +110,52 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function readJson(req: http.IncomingMessage, route: string, limit = MAX_BODY, maxValues?: number): Promise<unknown> {
+/** One request's share of REQUEST_BYTES_MAX: its bytes count until its response is closed. */
+interface Held {
+  fail(e: Error): void;
+  /** Let go (over the budget): its further bytes are dropped and not counted. */
+  dropped: boolean;
+}
+
+function readJson(req: http.IncomingMessage, res: http.ServerResponse, budget: BufferBudget<Held>, route: string, limit = MAX_BODY, maxValues?: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    const held: Held = {
+      fail: (e) => {
+        held.dropped = true;
+        chunks.length = 0;
+        reject(e);
+      },
+      dropped: false,
+    };
+    res.once('close', () => budget.set(held, 0));
     req.on('data', (c: Buffer) => {
+      if (held.dropped) return;
       size += c.length;
       if (size > limit && !over) {
         over = true;
         chunks.length = 0;
+        budget.set(held, 0);
       }
-      if (!over) chunks.push(c);
+      if (!over) {
+        chunks.push(c);
+        budget.set(held, size);
+        const total = budget.total;
+        for (const h of budget.over()) {
+          const bytes = budget.get(h);
+          budget.set(h, 0);
+          h.fail(new OverBudgetError(`the control API holds ${total} bytes of request bodies at once, over the limit of ${budget.max} bytes for all of them together; this request held the most (${bytes} bytes) and is refused: retry it`));
+        }
+      }
       else if (size > MAX_DRAIN) {
         // Not a client that made a mistake: answer now and close.
         reject(new TooLargeError(limit, route));
       }
     });
     req.on('end', () => {
+      if (held.dropped) return;
       if (over) return reject(new TooLargeError(limit, route));
       const bytes = Buffer.concat(chunks);
       if (maxValues !== undefined && countJsonValues(bytes, maxValues) > maxValues) {
@@ -184,6 +226,7 @@ function commandFrom(kind: 'acquire' | 'release' | 'check', body: Record<string,
 export function createApiServer(ctx: ApiContext): http.Server {
   // One per server: it remembers incoming migrations between the hook's calls.
   const hook = new HookRoute({ submit: (cmd) => ctx.engine.submit(cmd), host: () => String(ctx.status().host), log: (level, msg, fields) => ctx.log(level, msg, fields), ...(ctx.leaseRules ? { leaseRules: ctx.leaseRules } : {}) });
+  const budget = new BufferBudget<Held>(ctx.maxRequestBytes ?? REQUEST_BYTES_MAX);
   const server = http.createServer((req, res) => {
     const denied = refusedPeers.get(req.socket);
     if (denied !== undefined) {
@@ -191,7 +234,15 @@ export function createApiServer(ctx: ApiContext): http.Server {
       res.setHeader('connection', 'close');
       return send(res, 403, { status: 'error', code: 'VMLOCKD_ERR_DENIED', message: denied });
     }
-    handle(ctx, req, res, hook).catch((e: unknown) => {
+    handle(ctx, req, res, hook, budget).catch((e: unknown) => {
+      if (e instanceof OverBudgetError) {
+        // Not journaled: not the client's input that was wrong, only too much of it at once.
+        ctx.log('warning', `API ${req.method} ${req.url}: ${e.message}`);
+        if (res.headersSent || res.destroyed) return;
+        res.setHeader('connection', 'close');
+        if (!req.complete) res.once('finish', () => req.destroy());
+        return send(res, 503, { status: 'error', code: 'VMLOCKD_ERR_IO', message: e.message });
+      }
       if (!(e instanceof BadInputError) && aborted(req, e)) {
         // The client went away mid-request: nothing to answer, nothing to change, no stack.
         ctx.log('info', `API ${req.method} ${req.url}: the client closed the connection before the request was complete`);
@@ -271,7 +322,7 @@ export function requestUrl(target: string): URL {
   }
 }
 
-async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse, hook: HookRoute): Promise<void> {
+async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse, hook: HookRoute, budget: BufferBudget<Held>): Promise<void> {
   const url = requestUrl(req.url ?? '/');
   const route = `${req.method} ${url.pathname}`;
   const now = new Date().toISOString();
@@ -329,7 +380,7 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
     case 'POST /v1/release':
     case 'POST /v1/check': {
       const kind = url.pathname.slice(4) as 'acquire' | 'release' | 'check';
-      const body = obj(await readJson(req, route));
+      const body = obj(await readJson(req, res, budget, route));
       let reply: Reply;
       try {
         reply = await ctx.engine.submit(commandFrom(kind, body, now));
@@ -343,7 +394,7 @@ async function handle(ctx: ApiContext, req: http.IncomingMessage, res: http.Serv
       return ingest(ctx, req, res);
     case 'POST /v1/hook': {
       // The qemu hook (src/cli/hook.ts): arguments and domain XML in, the decision out.
-      const body = obj(await readJson(req, route, MAX_HOOK_BODY, MAX_HOOK_JSON_VALUES));
+      const body = obj(await readJson(req, res, budget, route, MAX_HOOK_BODY, MAX_HOOK_JSON_VALUES));
       try {
         const reply = await hook.handle(body);
         return send(res, httpStatusOf(reply), reply);
