@@ -90,7 +90,7 @@ const facts = (d: TestDaemon, kind: string) => JSON.parse(d.cli(['audit', '--jso
 for (const how of ['removed', 'replaced by a new directory'] as const) {
   test(`the lockspace ${how} while a lock is held: LeaseLost, taken again on the new file, the other host refused, the old file let go`, async () => {
     const { lockspace, img, a, b, name } = await twoHosts();
-    if (how === 'removed') fs.rmSync(lockspace, { recursive: true });
+    if (how === 'removed') fs.rmSync(lockspace, { recursive: true, maxRetries: 10 });
     else {
       fs.renameSync(lockspace, `${lockspace}.old`);
       fs.mkdirSync(lockspace);
@@ -114,7 +114,8 @@ for (const how of ['removed', 'replaced by a new directory'] as const) {
 
 test('the lockspace replaced by a file while a lock is held: the daemons stay up, the lock stays held, a new acquire is a clear error; a directory again brings the lock back', async () => {
   const { dir, lockspace, img, a, b } = await twoHosts();
-  fs.rmSync(lockspace, { recursive: true });
+  // maxRetries: a daemon may create a file in it while the removal runs (ENOTEMPTY, seen at load 18).
+  fs.rmSync(lockspace, { recursive: true, maxRetries: 10 });
   fs.writeFileSync(lockspace, 'not a directory');
   const r = b.cli(['acquire', '--json', '--vm', UUID2, img]);
   assert.is(r.code, 1, r.stdout + r.stderr);
