@@ -197,9 +197,18 @@ export interface LeaseSeen {
   readonly ino?: string | undefined;
 }
 
-type TakeResult =
-  | { readonly ok: true; readonly fd: number; readonly slot?: number | undefined; readonly gen?: number | undefined; readonly lease?: LeaseSeen | null; readonly deferred?: boolean }
-  | { readonly ok: false; readonly holder: HolderInfo };
+type TakeResult = Taken | { readonly ok: false; readonly holder: HolderInfo };
+
+interface Taken {
+  readonly ok: true;
+  readonly fd: number;
+  readonly slot?: number | undefined;
+  readonly gen?: number | undefined;
+  readonly lease?: LeaseSeen | null;
+  readonly deferred?: boolean;
+  /** An exclusive take that wrote its record: the exclusive record it wrote over (null: none), for an abort to put back. */
+  readonly prior?: ExclusiveRecord | null;
+}
 
 /**
  * What a take journals of what it saw (TakeSeen, for the next start's gap check): the lock file's
@@ -278,6 +287,13 @@ export class Locker {
    * whose write lock on the request bytes keeps the request standing, and the waiting owner.
    */
   private readonly requests = new Map<string, { fd: number; owner: string }>();
+  /**
+   * Takes of a command not committed yet whose exclusive record this host wrote: the record each
+   * wrote over (null: none). An abort puts it back before the lock goes (review26d F4), so the file
+   * never names a holder that does not hold it: the next start's found scan (locker-found.ts) took
+   * a record naming this host with a generation the journal never gave as a grant it forgot.
+   */
+  private readonly priorHeads = new Map<string, ExclusiveRecord | null>();
   private readonly now: () => number;
 
   constructor(
@@ -368,14 +384,14 @@ export class Locker {
       this.applyAll(intents, ctx, { facts, acquired, released, already, free, refusals, taken, toClose, leaving, requested, refuse });
     } catch (e) {
       // An I/O failure half-way must not leave this command's earlier locks behind.
-      for (const id of taken) this.drop(id);
+      for (const id of taken) this.drop(id, 'abort');
       for (const r of requested) this.withdraw(r.id, r.owner);
       throw e;
     }
 
     if (refusals.length > 0) {
       // All or nothing: give back what this command took, and record only the refusal.
-      for (const id of taken) this.drop(id);
+      for (const id of taken) this.drop(id, 'abort');
       const kept = facts.filter((f) => f.kind === 'OwnerSeen' || f.kind === 'LockRefused');
       return {
         facts: kept,
@@ -389,15 +405,16 @@ export class Locker {
       outcome: { status: 'ok', acquired, released, already, free },
       commit: () => {
         for (const l of leaving) this.leaveRecord(l.id, l.owner);
-        for (const id of toClose) this.drop(id, true);
+        for (const id of toClose) this.drop(id, 'release');
         // A waiting destination that has its disk: its request has done its work.
         for (const id of taken) {
+          this.priorHeads.delete(id);
           const owner = this.held.get(id)?.vms.keys().next().value;
           if (owner !== undefined) this.withdraw(id, owner);
         }
       },
       abort: () => {
-        for (const id of taken) this.drop(id);
+        for (const id of taken) this.drop(id, 'abort');
         for (const r of requested) this.withdraw(r.id, r.owner);
       },
     };
@@ -433,6 +450,7 @@ export class Locker {
             if (r.slot !== undefined) entry.slot = r.slot;
             if (r.gen !== undefined) entry.gen = r.gen;
             this.held.set(disk.resource.id, entry);
+            if (r.prior !== undefined) this.priorHeads.set(disk.resource.id, r.prior);
             generation = r.gen;
             seen = takeSeen(disk.mode, r.lease);
             taken.push(disk.resource.id);
@@ -969,6 +987,7 @@ export class Locker {
     // A hand-over request is this process's alone: its wait ends with it.
     for (const [id, r] of [...this.requests]) this.withdraw(id, r.owner);
     this.keptProof.clear();
+    this.priorHeads.clear();
     for (const [id, h] of [...this.held]) {
       this.held.delete(id);
       try {
@@ -980,21 +999,37 @@ export class Locker {
   }
 
   /**
-   * Let a lock go: a release, an abort, a lost description. It is unlocked (F_UNLCK drops it for
-   * every copy of the description, the store's too) and removed from the store before the close.
+   * Let a lock go: a release, an abort (a take of a command refused or not journaled), a lost
+   * description. It is unlocked (F_UNLCK drops it for every copy of the description, the store's
+   * too) and removed from the store before the close.
    */
-  private drop(id: string, release = false): void {
+  private drop(id: string, how: 'release' | 'abort' | 'lost' = 'lost'): void {
     const h = this.held.get(id);
     if (!h) return;
     this.held.delete(id);
     // From here the journal (its facts are moved into SQLite within milliseconds) keeps the floor.
     this.highestGen.delete(id);
-    // A release says so in the record before the lock goes; a crash or an abort leaves the record,
-    // which readers ignore because no lock backs it.
+    const prior = this.priorHeads.get(id);
+    this.priorHeads.delete(id);
+    // A release says so in the record before the lock goes. An abort takes back what its take wrote:
+    // the exclusive record it wrote over, its shared slot blanked (a dead holder's record a shared
+    // take closed stays closed: a holder that is gone, not one that holds). A lost description
+    // leaves the record (readers ignore a record no lock backs; a crash leaves it too).
     let record: { data: Buffer; offset: number; sync: boolean } | undefined;
     // A re-take's own record never written: the lock file keeps the intrusion's proof (recordRetakes()).
     const keptProof = this.keptProof.delete(id);
-    if (release && h.ref.kind !== 'direct' && !keptProof) {
+    if (how === 'abort' && h.ref.kind !== 'direct' && !keptProof) {
+      try {
+        if (h.mode === 'exclusive') {
+          // Our record only if this take wrote one (not a lease: no record, nothing to put back).
+          if (prior !== undefined) record = { data: prior === null ? emptySlot() : encodeExclusive(prior), offset: 0, sync: this.syncRecords };
+        } else if (h.slot !== undefined) {
+          record = { data: emptySlot(), offset: slotOffset(h.slot), sync: false };
+        }
+      } catch {
+        // No record put back: the lock goes all the same.
+      }
+    } else if (how === 'release' && h.ref.kind !== 'direct' && !keptProof) {
       try {
         if (h.mode === 'exclusive' && h.gen !== undefined) {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
@@ -1141,7 +1176,11 @@ export class Locker {
         return { ok: false, holder: reservationHolder(rec.reserved) };
       }
       const lease = rec.lease === null ? null : { size: rec.lease.size, head: rec.lease.head, ino: t.ino };
-      return { ok: true, fd, slot: rec.slot, gen: rec.gen, lease, ...(rec.deferred ? { deferred: true } : {}) };
+      // Plain stores, not spreads (issue 13: the take's hot path).
+      const r: { -readonly [K in keyof Taken]: Taken[K] } = { ok: true, fd, slot: rec.slot, gen: rec.gen, lease };
+      if (rec.deferred) r.deferred = true;
+      if (rec.prior !== undefined) r.prior = rec.prior;
+      return r;
     }
     throw new VmlockdError('VMLOCKD_ERR_IO', `lock file ${ref.id} kept being replaced while locking it`);
   }
@@ -1159,7 +1198,7 @@ export class Locker {
     vms: Array<Owner & { since: string }>,
     read?: Lease | null,
     defer?: (lease: Lease) => boolean,
-  ): { gen?: number; slot?: number; lease: Lease | null; deferred?: boolean } | { reserved: Reservation } {
+  ): { gen?: number; slot?: number; lease: Lease | null; deferred?: boolean; prior?: ExclusiveRecord | null } | { reserved: Reservation } {
     // Not a lease (a disk image a lockspace name points to): the lock alone, no record, no generation.
     // `read`: the lease as the native take read it, under the lock just taken.
     const lease = read === undefined ? readLease(fd) : read;
@@ -1181,8 +1220,20 @@ export class Locker {
       const gen = Math.max(nextGeneration(prev), floor + 1);
       this.highestGen.set(ref.id, gen);
       if (deferred) return { gen, lease, deferred };
-      this.putExclusive(fd, ref, gen, taker, lease.size);
-      return { gen, lease };
+      try {
+        this.putExclusive(fd, ref, gen, taker, lease.size);
+      } catch (e) {
+        // Written, perhaps, and then the grow or the sync failed: the caller closes the description,
+        // and a record naming this host must not outlive it (the next start's found scan would
+        // take it as a grant the journal forgot, review26d F4). What was there goes back.
+        try {
+          this.putRecord(fd, prev === undefined ? emptySlot() : encodeExclusive(prev), 0, 0);
+        } catch {
+          // The descriptor cannot write at all: then our record did not reach the file either.
+        }
+        throw e;
+      }
+      return { gen, lease, prior: prev ?? null };
     }
     if (deferred) return { lease, deferred };
     const slot = this.putShared(fd, ref, taker, vms, prev);
