@@ -17,15 +17,24 @@ export type Logf = (level: 'debug' | 'info' | 'warning' | 'error', msg: string) 
 /** A message the manager's queue had no room for yet; `fds` are this notifier's own copies. */
 interface Pending {
   readonly text: string;
-  readonly fds: number[];
+  fds: number[];
   /** FDNAME= of an FDSTORE message: dropped if the lock goes before it is delivered. */
   readonly storeName?: string;
+  /** FDNAME= of an FDSTOREREMOVE message: never dropped, one per name. */
+  readonly removeName?: string;
+  /** Taken out of the backlog where it stands (dropStore, or room made for another): skipped. */
+  dropped?: boolean;
 }
 
 /** How often a backlog is retried (ms). */
 const RETRY_MS = 100;
-/** A backlog beyond this drops its oldest descriptor-less messages first, then refuses new ones. */
-const MAX_BACKLOG = 50_000;
+/**
+ * A backlog beyond this drops its oldest messages that are neither an FDSTORE nor an FDSTOREREMOVE
+ * (READY, RELOADING, STOPPING) first, then refuses new FDSTOREs (the lock is then not in the store:
+ * the next start re-takes it from the journal). An FDSTOREREMOVE is never dropped nor refused: one
+ * waits per name at most (they are coalesced), so they are bounded by the names of the locks.
+ */
+export const MAX_BACKLOG = 50_000;
 
 /**
  * sd_notify: one datagram per call to $NOTIFY_SOCKET ('@' = abstract name). Never blocks the event
@@ -41,20 +50,35 @@ export class Notifier {
   private fd: number | undefined;
   /** The first failure is logged; later ones only counted (a gone manager would flood the log). */
   failures = 0;
-  /** Messages waiting for room in the manager's queue (in order). */
+  /**
+   * Messages waiting for room in the manager's queue (in order), from `head` on; a dropped one stays
+   * in place (marked) until the flush passes it, so dropping is O(1) (a 50,000-message backlog was
+   * filtered whole at every release).
+   */
   private backlog: Pending[] = [];
+  private head = 0;
+  /** Messages waiting (not dropped). */
+  private live = 0;
+  /** Waiting messages without descriptors that are no removal: the ones room is made from. */
+  private droppable = 0;
+  /** Waiting FDSTOREs by name; waiting FDSTOREREMOVEs by name. */
+  private readonly stores = new Map<string, Pending[]>();
+  private readonly removals = new Set<string>();
   /** Messages that had to wait, since start. */
   deferred = 0;
   private retry: NodeJS.Timeout | undefined;
+  private readonly maxBacklog: number;
 
   constructor(
     env: NodeJS.ProcessEnv = process.env,
     private readonly log: Logf = () => {},
     private readonly nat: NativeBinding = defaultNative,
+    opts: { maxBacklog?: number } = {},
   ) {
     this.addr = env.NOTIFY_SOCKET ? env.NOTIFY_SOCKET : null;
     // Children (virsh) must not talk to our manager as if they were us.
     delete env.NOTIFY_SOCKET;
+    this.maxBacklog = opts.maxBacklog ?? MAX_BACKLOG;
   }
 
   get enabled(): boolean {
@@ -63,7 +87,7 @@ export class Notifier {
 
   /** Messages waiting for the manager to read its queue. */
   get pending(): number {
-    return this.backlog.length;
+    return this.live;
   }
 
   /**
@@ -71,27 +95,68 @@ export class Notifier {
    * later in order. false when it cannot be sent at all. `periodic`: a STATUS/WATCHDOG line, not worth
    * a place in a backlog (the next one says the same).
    */
-  send(text: string, fds: readonly number[] = [], opts: { storeName?: string; periodic?: boolean } = {}): boolean {
+  send(text: string, fds: readonly number[] = [], opts: { storeName?: string; removeName?: string; periodic?: boolean } = {}): boolean {
     if (this.addr === null) return false;
     if (fds.length > MAX_FDS_PER_MESSAGE) throw new RangeError(`at most ${MAX_FDS_PER_MESSAGE} descriptors per notify message, got ${fds.length}`);
-    if (this.backlog.length > 0) {
+    if (this.live > 0) {
       if (opts.periodic) return true;
-      return this.defer(text, fds, opts.storeName);
+      return this.defer(text, fds, opts);
     }
     const r = this.trySend(text, fds);
     if (r === 'sent') return true;
     if (r === 'failed') return false;
     if (opts.periodic) return true;
-    return this.defer(text, fds, opts.storeName);
+    return this.defer(text, fds, opts);
   }
 
   /** A released lock's FDSTORE that never went out: dropped (its copy closed). */
   dropStore(name: string): void {
-    this.backlog = this.backlog.filter((m) => {
-      if (m.storeName !== name) return true;
-      for (const fd of m.fds) closeQuietly(fd);
-      return false;
-    });
+    const waiting = this.stores.get(name);
+    if (waiting === undefined) return;
+    this.stores.delete(name);
+    for (const m of waiting) this.drop(m);
+  }
+
+  /**
+   * FDSTOREREMOVE for `name`: every FDSTORE of that name still waiting is dropped first (its copy
+   * closed). Never dropped itself: a lost removal left systemd holding a released lock's descriptor,
+   * handed back at the next start beside the descriptor of a later take of the same disk (review26a).
+   * One waiting removal of a name is enough: no FDSTORE of that name waits after it.
+   */
+  remove(name: string): boolean {
+    this.dropStore(name);
+    if (this.removals.has(name)) return true;
+    return this.send(`FDSTOREREMOVE=1\nFDNAME=${name}`, [], { removeName: name });
+  }
+
+  private drop(m: Pending): void {
+    if (m.dropped) return;
+    m.dropped = true;
+    this.live--;
+    if (m.fds.length === 0 && m.removeName === undefined) this.droppable--;
+    for (const fd of m.fds) closeQuietly(fd);
+    m.fds = [];
+  }
+
+  /** The first message in the backlog, as the flush leaves it (shifted off and forgotten). */
+  private shift(): void {
+    const m = this.backlog[this.head++]!;
+    if (this.head > 1024 && this.head * 2 > this.backlog.length) {
+      this.backlog = this.backlog.slice(this.head);
+      this.head = 0;
+    }
+    if (m.dropped) return;
+    this.live--;
+    if (m.fds.length === 0 && m.removeName === undefined) this.droppable--;
+    if (m.removeName !== undefined) this.removals.delete(m.removeName);
+    if (m.storeName !== undefined) {
+      const waiting = this.stores.get(m.storeName);
+      if (waiting !== undefined) {
+        const i = waiting.indexOf(m);
+        if (i >= 0) waiting.splice(i, 1);
+        if (waiting.length === 0) this.stores.delete(m.storeName);
+      }
+    }
   }
 
   private trySend(text: string, fds: readonly number[]): 'sent' | 'full' | 'failed' {
@@ -106,14 +171,22 @@ export class Notifier {
     }
   }
 
-  private defer(text: string, fds: readonly number[], storeName?: string): boolean {
-    if (this.backlog.length >= MAX_BACKLOG) {
-      const i = this.backlog.findIndex((m) => m.fds.length === 0);
-      if (i < 0) {
-        if (this.failures++ === 0) this.log('error', `sd_notify to ${this.addr}: ${MAX_BACKLOG} messages wait already; ${text.split('\n')[0]} not sent`);
+  private defer(text: string, fds: readonly number[], opts: { storeName?: string; removeName?: string }): boolean {
+    const { storeName, removeName } = opts;
+    // A removal always gets in (at most one per name waits): see remove().
+    if (this.live >= this.maxBacklog && removeName === undefined) {
+      let room: Pending | undefined;
+      if (this.droppable > 0) {
+        for (let i = this.head; i < this.backlog.length && room === undefined; i++) {
+          const m = this.backlog[i]!;
+          if (!m.dropped && m.fds.length === 0 && m.removeName === undefined) room = m;
+        }
+      }
+      if (room === undefined) {
+        if (this.failures++ === 0) this.log('error', `sd_notify to ${this.addr}: ${this.live} messages wait already; ${text.split('\n')[0]} not sent`);
         return false;
       }
-      this.backlog.splice(i, 1);
+      this.drop(room);
     }
     let copies: number[];
     try {
@@ -122,8 +195,17 @@ export class Notifier {
       if (this.failures++ === 0) this.log('error', `sd_notify to ${this.addr}: cannot keep ${text.split('\n')[0]} for later: ${(e as Error).message}`);
       return false;
     }
-    if (this.backlog.length === 0) this.log('warning', `sd_notify: ${this.addr} is not reading its messages (its queue is full); they wait here, in order, retried every ${RETRY_MS} ms (vmlockd status: fdStore.backlog)`);
-    this.backlog.push({ text, fds: copies, ...(storeName !== undefined ? { storeName } : {}) });
+    if (this.live === 0) this.log('warning', `sd_notify: ${this.addr} is not reading its messages (its queue is full); they wait here, in order, retried every ${RETRY_MS} ms (vmlockd status: fdStore.backlog)`);
+    const m: Pending = { text, fds: copies, ...(storeName !== undefined ? { storeName } : {}), ...(removeName !== undefined ? { removeName } : {}) };
+    this.backlog.push(m);
+    this.live++;
+    if (copies.length === 0 && removeName === undefined) this.droppable++;
+    if (removeName !== undefined) this.removals.add(removeName);
+    if (storeName !== undefined) {
+      const waiting = this.stores.get(storeName);
+      if (waiting === undefined) this.stores.set(storeName, [m]);
+      else waiting.push(m);
+    }
     this.deferred++;
     this.retry ??= setInterval(() => this.flush(), RETRY_MS);
     this.retry.unref();
@@ -132,13 +214,19 @@ export class Notifier {
 
   /** Send what waits, in order, until the manager's queue is full again. */
   flush(): void {
-    while (this.backlog.length > 0) {
-      const m = this.backlog[0]!;
+    while (this.head < this.backlog.length) {
+      const m = this.backlog[this.head]!;
+      if (m.dropped) {
+        this.shift();
+        continue;
+      }
       const r = this.trySend(m.text, m.fds);
       if (r === 'full') return;
-      this.backlog.shift();
+      this.shift();
       for (const fd of m.fds) closeQuietly(fd);
     }
+    this.backlog = [];
+    this.head = 0;
     if (this.retry) clearInterval(this.retry);
     this.retry = undefined;
     this.log('info', `sd_notify: ${this.addr} reads again; the backlog is delivered`);
@@ -147,11 +235,24 @@ export class Notifier {
   close(): void {
     if (this.retry) clearInterval(this.retry);
     this.retry = undefined;
-    if (this.backlog.length > 0) {
+    if (this.live > 0) {
       this.flush();
-      if (this.backlog.length > 0) {
-        this.log('warning', `sd_notify: ${this.backlog.length} message(s) never reached ${this.addr} (${this.backlog.filter((m) => m.storeName).length} lock(s) not in the descriptor store: the next start re-takes them from the journal)`);
-        for (const m of this.backlog.splice(0)) for (const fd of m.fds) closeQuietly(fd);
+      if (this.live > 0) {
+        const left = this.backlog.slice(this.head).filter((m) => !m.dropped);
+        const removals = left.filter((m) => m.removeName !== undefined).length;
+        this.log(
+          'warning',
+          `sd_notify: ${left.length} message(s) never reached ${this.addr} (${left.filter((m) => m.storeName).length} lock(s) not in the descriptor store: the next start re-takes them from the journal` +
+            (removals > 0 ? `; ${removals} released lock(s) still in it: the next start closes their descriptors, the journal holds no lock on them` : '') +
+            ')',
+        );
+        for (const m of left) for (const fd of m.fds) closeQuietly(fd);
+        this.backlog = [];
+        this.head = 0;
+        this.live = 0;
+        this.droppable = 0;
+        this.stores.clear();
+        this.removals.clear();
       }
     }
     if (this.fd === undefined) return;
@@ -179,8 +280,7 @@ export class FdStore implements DescriptorStore {
   }
 
   remove(name: string): void {
-    this.notifier.dropStore(name);
-    if (this.notifier.send(`FDSTOREREMOVE=1\nFDNAME=${name}`)) this.removed++;
+    if (this.notifier.remove(name)) this.removed++;
   }
 }
 
@@ -310,7 +410,10 @@ export class ServiceLink {
     const watchdogFor = env.WATCHDOG_PID === undefined || Number(env.WATCHDOG_PID) === process.pid;
     delete env.WATCHDOG_USEC;
     delete env.WATCHDOG_PID;
-    this.notifier = new Notifier(env, log);
+    // VMLOCKD_NOTIFY_BACKLOG: how many messages may wait for a manager that does not read (tests).
+    const backlog = Number(env.VMLOCKD_NOTIFY_BACKLOG ?? '');
+    delete env.VMLOCKD_NOTIFY_BACKLOG;
+    this.notifier = new Notifier(env, log, defaultNative, Number.isSafeInteger(backlog) && backlog > 0 ? { maxBacklog: backlog } : {});
     // The store only helps under a manager that keeps it; without one each message would fail.
     this.store = this.notifier.enabled ? new FdStore(this.notifier) : undefined;
     this.watchdogMs = watchdogFor && Number.isFinite(watchdogUsec) && watchdogUsec > 0 ? Math.max(1, Math.floor(watchdogUsec / 2000)) : 0;
