@@ -691,9 +691,15 @@ export class Locker {
    * At start, before reacquire(): hold again, through the very same open file descriptions, the
    * locks whose descriptors were handed back (systemd's store, a takeover). A description counts
    * only if the journal holds its resource, the descriptor's (dev, inode) is the lock file's on disk
-   * now, and re-asserting the lock on it succeeds; anything else is closed and removed from the
-   * store, and reacquire() re-takes the resource as after any restart. Never unlocks: another copy
-   * of the description (the store's) must keep the lock.
+   * now, it still holds the lock, and re-asserting the lock on it succeeds; anything else is closed
+   * and removed from the store, and reacquire() re-takes the resource as after any restart (with the
+   * gap check). Never unlocks: another copy of the description (the store's) must keep the lock.
+   *
+   * systemd keeps every descriptor it is given under its name, several under one name if so given,
+   * and hands them back newest first, oldest first after a daemon-reload. A released lock's
+   * description left there (an FDSTOREREMOVE that never arrived, review26a) holds no lock: it is
+   * never adopted, and never taken for "another owner" of the lock its name shares with the live
+   * description (that recorded a false LeaseLost and closed both, dropping the lock).
    */
   adopt(state: State, passed: readonly PassedFd[], at: string, how: 'adopted' | 'taken-over'): Adoption {
     const facts: NewFact[] = [];
@@ -701,86 +707,141 @@ export class Locker {
     const dropped: Array<{ name: string; reason: string }> = [];
     const byName = new Map<string, State['resources'] extends Map<string, infer R> ? R : never>();
     for (const res of state.resources.values()) byName.set(fdName(res.ref.id), res);
-    const seen = new Set<string>();
     let adopted = 0;
-    const close = (p: PassedFd, reason: string, remove: boolean) => {
+    const close = (p: PassedFd, reason: string) => {
       dropped.push({ name: p.name, reason });
-      if (remove) this.store?.remove(p.name);
       try {
         fs.closeSync(p.fd);
       } catch {
         // already unusable
       }
     };
+    // Each name's descriptors together, in the order handed back.
+    const groups = new Map<string, PassedFd[]>();
     for (const p of passed) {
-      const res = byName.get(p.name);
+      const g = groups.get(p.name);
+      if (g === undefined) groups.set(p.name, [p]);
+      else g.push(p);
+    }
+    for (const [name, group] of groups) {
+      const res = byName.get(name);
       if (!res || res.holders.size === 0) {
-        close(p, 'the journal holds no lock on this resource', true);
-        continue;
-      }
-      if (seen.has(p.name)) {
-        // A second description of one resource: keep the first; the store gets it back below.
-        close(p, 'a second descriptor of a resource already adopted', false);
-        this.store?.remove(p.name);
-        const kept = this.held.get(res.ref.id);
-        if (kept) this.store?.store(p.name, kept.fd);
-        continue;
-      }
-      seen.add(p.name);
-      let mismatch: string | null = null;
-      try {
-        const mine = this.native.fstatId(p.fd);
-        const onDisk = fs.statSync(res.ref.id, { bigint: true });
-        // A direct lock may be on a block device node (an LV, a LUN; review26a F4): its (dev, ino) is the node's.
-        if (mine.type !== 'file' && !(mine.type === 'block' && res.ref.kind === 'direct')) mismatch = `the descriptor is not a regular file${res.ref.kind === 'direct' ? ' or a block device' : ''} (${mine.type})`;
-        else if (mine.dev !== u64(onDisk.dev) || mine.ino !== u64(onDisk.ino)) mismatch = 'the lock file on disk is another file now (replaced)';
-      } catch (e) {
-        mismatch = `the lock file cannot be checked: ${errnoName(e)}`;
-      }
-      if (mismatch !== null) {
-        close(p, mismatch, true);
+        for (const p of group) close(p, 'the journal holds no lock on this resource');
+        this.store?.remove(name);
         continue;
       }
       const type = res.mode === 'exclusive' ? 'write' : 'read';
-      let granted: boolean;
-      try {
-        granted = this.native.ofdSetLk(p.fd, type, LOCK_START, LOCK_LEN);
-      } catch (e) {
-        close(p, `re-asserting the lock failed: ${errnoName(e)}`, true);
-        continue;
-      }
       const holders = [...res.holders.values()];
-      if (!granted) {
-        const holder = this.conflictOn(p.fd, type, res.ref.kind === 'file');
-        close(p, 'another owner holds the lock', true);
+      // The description that holds the lock first, when one provably does: then a released one
+      // before it is never met while the lock is held (by the live one).
+      const candidates = group.length > 1 ? [...group].sort((a, b) => Number(this.holdsNow(b.fd, res.ref.id, res.mode)) - Number(this.holdsNow(a.fd, res.ref.id, res.mode))) : group;
+      let kept: Held | undefined;
+      let refused: { p: PassedFd; holder: HolderInfo } | undefined;
+      let closedAny = false;
+      for (const p of candidates) {
+        if (kept !== undefined) {
+          // A second description of one resource: the store gets the adopted one back below.
+          close(p, 'a second descriptor of a resource already adopted');
+          closedAny = true;
+          continue;
+        }
+        let mismatch: string | null = null;
+        try {
+          const mine = this.native.fstatId(p.fd);
+          const onDisk = fs.statSync(res.ref.id, { bigint: true });
+          // A direct lock may be on a block device node (an LV, a LUN; review26a F4): its (dev, ino) is the node's.
+          if (mine.type !== 'file' && !(mine.type === 'block' && res.ref.kind === 'direct')) mismatch = `the descriptor is not a regular file${res.ref.kind === 'direct' ? ' or a block device' : ''} (${mine.type})`;
+          else if (mine.dev !== u64(onDisk.dev) || mine.ino !== u64(onDisk.ino)) mismatch = 'the lock file on disk is another file now (replaced)';
+          // Nobody holds the lock, so neither does this description: a released lock's (its removal
+          // never reached the store), or one whose lock the filesystem dropped. Re-asserting would
+          // take it afresh with no gap check; reacquire() takes it and checks the gap.
+          else if (this.nobodyHolds(res.ref.id)) mismatch = 'the descriptor holds no lock (a released lock\'s description, or its lock was lost)';
+        } catch (e) {
+          mismatch = `the lock file cannot be checked: ${errnoName(e)}`;
+        }
+        if (mismatch !== null) {
+          close(p, mismatch);
+          closedAny = true;
+          continue;
+        }
+        let granted: boolean;
+        try {
+          granted = this.native.ofdSetLk(p.fd, type, LOCK_START, LOCK_LEN);
+        } catch (e) {
+          close(p, `re-asserting the lock failed: ${errnoName(e)}`);
+          closedAny = true;
+          continue;
+        }
+        if (!granted) {
+          // Another description holds it: another owner, unless it is another of these (tried next).
+          refused ??= { p, holder: this.conflictOn(p.fd, type, res.ref.kind === 'file') };
+          close(p, 'another owner holds the lock');
+          closedAny = true;
+          continue;
+        }
+        const vms = holders.map((h) => ({ ...h.owner, since: h.since }));
+        let gen: number | undefined;
+        let slot: number | undefined;
+        if (res.ref.kind === 'file') {
+          try {
+            ({ gen, slot } = this.ownRecord(p.fd, res.ref.id, res.mode));
+          } catch {
+            // The record is for other hosts' readers; the lock is what counts.
+          }
+        }
+        const h: Held = { fd: p.fd, mode: res.mode, ref: res.ref, since: holders[0]!.since, vms: new Map(vms.map((v) => [v.uuid, v])), ...(slot !== undefined ? { slot } : {}), ...(gen !== undefined ? { gen } : {}) };
+        this.held.set(res.ref.id, h);
+        if (res.ref.kind === 'file') this.refreshRecord(h);
+        adopted++;
+        kept = h;
+        for (const o of holders) {
+          facts.push(fact('Reacquired', at, { ...resourceFields(res.ref, o.path), owner: o.owner, mode: o.mode, how, ...(gen !== undefined ? { generation: gen } : {}) }));
+        }
+      }
+      // FDSTOREREMOVE drops every descriptor of the name: the adopted one is handed back at once.
+      if (closedAny) {
+        this.store?.remove(name);
+        if (kept !== undefined) this.store?.store(name, kept.fd);
+      }
+      if (kept === undefined && refused !== undefined) {
         for (const h of holders) {
-          const f = fact('LeaseLost', at, { ...resourceFields(res.ref, h.path), owner: h.owner, mode: h.mode, holder, reason: 'another owner held the lock when its handed-back descriptor was adopted' });
+          const f = fact('LeaseLost', at, { ...resourceFields(res.ref, h.path), owner: h.owner, mode: h.mode, holder: refused.holder, reason: 'another owner held the lock when its handed-back descriptor was adopted' });
           facts.push(f);
           lost.push(f);
         }
         // reacquire() must not try again: the loss is recorded.
         this.settled.add(res.ref.id);
-        continue;
-      }
-      const vms = holders.map((h) => ({ ...h.owner, since: h.since }));
-      let gen: number | undefined;
-      let slot: number | undefined;
-      if (res.ref.kind === 'file') {
-        try {
-          ({ gen, slot } = this.ownRecord(p.fd, res.ref.id, res.mode));
-        } catch {
-          // The record is for other hosts' readers; the lock is what counts.
-        }
-      }
-      const h: Held = { fd: p.fd, mode: res.mode, ref: res.ref, since: holders[0]!.since, vms: new Map(vms.map((v) => [v.uuid, v])), ...(slot !== undefined ? { slot } : {}), ...(gen !== undefined ? { gen } : {}) };
-      this.held.set(res.ref.id, h);
-      if (res.ref.kind === 'file') this.refreshRecord(h);
-      adopted++;
-      for (const o of holders) {
-        facts.push(fact('Reacquired', at, { ...resourceFields(res.ref, o.path), owner: o.owner, mode: o.mode, how, ...(gen !== undefined ? { generation: gen } : {}) }));
       }
     }
     return { facts, lost, adopted, dropped };
+  }
+
+  /**
+   * Whether nobody at all holds a lock on byte 0 of `file`, asked from a fresh description that
+   * takes nothing (a held lock of any description, this process's too, shows as a conflict).
+   */
+  private nobodyHolds(file: string): boolean {
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    try {
+      return this.native.ofdGetLk(fd, 'write', LOCK_START, LOCK_LEN) === null;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Whether this handed-back description provably holds its lock now (to try it first among several
+   * of one name): nobody else conflicts with it while someone holds the lock. Exclusive only: other
+   * hosts' read locks hide a shared holder's own.
+   */
+  private holdsNow(fd: number, file: string, mode: Mode): boolean {
+    if (mode !== 'exclusive') return false;
+    try {
+      if (this.native.ofdGetLk(fd, 'write', LOCK_START, LOCK_LEN) !== null) return false;
+      return !this.nobodyHolds(file);
+    } catch {
+      return false;
+    }
   }
 
   /** The descriptors of every held lock, by store name (for a takeover). */

@@ -1,0 +1,124 @@
+// Adoption of handed-back descriptors when the store kept a released lock's description (review26a: a
+// lost FDSTOREREMOVE; test/daemon/systemd-fdstore-remove.int.ts shows it under real systemd). systemd
+// keeps every descriptor it is given under its name (several may share one) and hands them back in
+// an order that a daemon-reload reverses. Real lock files and OFD locks, the real locker; "systemd"
+// keeps dup'd copies (the same open file descriptions) per name, and FDSTOREREMOVE drops them all.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Locker, type DescriptorStore, type PassedFd } from '../../src/engine/locker.js';
+import { native } from '../../src/engine/native.js';
+import { resolveDisk } from '../../src/engine/resolve.js';
+import { evolve, initialState, type State } from '../../src/engine/state.js';
+import type { Intent, Owner, ResolvedDisk } from '../../src/engine/types.js';
+import { tmpdir } from '../helpers/daemon.js';
+import { lockedByAnyone } from '../helpers/kernel-locks.js';
+
+const vm1: Owner = { uuid: '00000001-0000-4000-8000-000000000000', name: 'vm1' };
+
+/** systemd's store: every descriptor handed to it, under its name, in the order given. */
+class Store implements DescriptorStore {
+  readonly fds: Array<{ name: string; fd: number }> = [];
+  /** Removals that never reach it (a lost FDSTOREREMOVE). */
+  deaf = false;
+  store(name: string, fd: number): void {
+    this.fds.push({ name, fd: native.dupFd(fd) });
+  }
+  remove(name: string): void {
+    if (this.deaf) return;
+    for (let i = this.fds.length - 1; i >= 0; i--) {
+      if (this.fds[i]!.name !== name) continue;
+      fs.closeSync(this.fds[i]!.fd);
+      this.fds.splice(i, 1);
+    }
+  }
+  /** What the next start is handed: newest first (systemd prepends), or oldest first after a daemon-reload. */
+  passed(order: 'newest' | 'oldest'): PassedFd[] {
+    const list = order === 'newest' ? [...this.fds].reverse() : [...this.fds];
+    return list.map(({ name, fd }) => ({ name, fd: native.dupFd(fd) }));
+  }
+  clear(): void {
+    for (const { fd } of this.fds.splice(0)) fs.closeSync(fd);
+  }
+}
+
+function setup() {
+  const dir = tmpdir('vmlockd-adopt-stale-');
+  const lockspace = path.join(dir, 'lockspace');
+  fs.mkdirSync(path.join(dir, 'img'));
+  const file = path.join(dir, 'img', 'X.qcow2');
+  fs.writeFileSync(file, '');
+  const disk: ResolvedDisk = resolveDisk({ path: file, mode: 'exclusive' }, { fileLockspaceDir: lockspace }, initialState());
+  const at = () => new Date().toISOString();
+  const state: State = initialState();
+  const run = (l: Locker, intents: Intent[]) => {
+    const p = l.prepare(intents, { at: at(), source: 'test' });
+    assert.is(p.outcome.status, 'ok', JSON.stringify(p.outcome));
+    p.commit();
+    for (const f of p.facts) evolve(state, f);
+  };
+  const take = (l: Locker) => run(l, [{ kind: 'lock', disk, owner: vm1, how: 'take' }]);
+  const release = (l: Locker) => run(l, [{ kind: 'unlock', resource: disk.resource, path: file, owner: vm1, how: 'drop' }]);
+  return { lockspace, disk, state, at, take, release };
+}
+
+/** x taken, released with its FDSTOREREMOVE lost, taken again; then the daemon dies (the store keeps both). */
+function staleAndLive() {
+  const t = setup();
+  const store = new Store();
+  const a = new Locker('hv-a', { fileLockspaceDir: t.lockspace, store });
+  t.take(a);
+  store.deaf = true;
+  t.release(a);
+  store.deaf = false;
+  t.take(a);
+  a.closeAll();
+  assert.is(store.fds.length, 2);
+  assert.ok(lockedByAnyone(t.disk.resource.id), 'the store keeps the live description and its lock');
+  return { t, store };
+}
+
+for (const order of ['newest', 'oldest'] as const) {
+  test(`two descriptors under one name, the released one handed back ${order === 'oldest' ? 'first (after a daemon-reload)' : 'last'}: the live one is adopted, no loss, the lock stays`, () => {
+    const { t, store } = staleAndLive();
+    const a2 = new Locker('hv-a', { fileLockspaceDir: t.lockspace, store });
+    try {
+      const adoption = a2.adopt(t.state, store.passed(order), t.at(), 'adopted');
+      assert.equal(adoption.lost, [], `a loss for a lock held throughout: ${JSON.stringify(adoption.lost)}`);
+      assert.is(adoption.adopted, 1, JSON.stringify(adoption.dropped));
+      assert.ok(a2.isHeld(t.disk.resource.id));
+      const again = a2.reacquire(t.state, t.at());
+      assert.equal(again.facts, [], 'nothing left to re-take');
+      // systemd ends with one descriptor of x, the live one: the daemon dies again and the lock holds.
+      assert.is(store.fds.length, 1, `the store holds ${store.fds.length} descriptors of x`);
+      a2.closeAll();
+      assert.ok(lockedByAnyone(t.disk.resource.id), 'the lock was dropped');
+    } finally {
+      a2.closeAll();
+      store.clear();
+    }
+  });
+}
+
+test('only the released description handed back (the live one never reached the store): not adopted; the re-take checks the gap', () => {
+  const { t, store } = staleAndLive();
+  // The live description's store copy is gone (its FDSTORE never went out): only the released one is left.
+  fs.closeSync(store.fds[1]!.fd);
+  store.fds.splice(1, 1);
+  assert.not.ok(lockedByAnyone(t.disk.resource.id));
+  const a2 = new Locker('hv-a', { fileLockspaceDir: t.lockspace, store });
+  try {
+    const adoption = a2.adopt(t.state, store.passed('newest'), t.at(), 'adopted');
+    assert.is(adoption.adopted, 0, 'a description that held no lock was adopted as if it had held it throughout');
+    assert.match(adoption.dropped.map((d) => d.reason).join('; '), /holds no lock/);
+    const again = a2.reacquire(t.state, t.at());
+    assert.equal(again.facts.map((f) => f.kind), ['Reacquired']);
+    assert.ok(lockedByAnyone(t.disk.resource.id));
+  } finally {
+    a2.closeAll();
+    store.clear();
+  }
+});
+
+test.run();
