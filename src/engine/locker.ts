@@ -831,14 +831,26 @@ export class Locker {
 
   /**
    * Whether this handed-back description provably holds its lock now (to try it first among several
-   * of one name): nobody else conflicts with it while someone holds the lock. Exclusive only: other
-   * hosts' read locks hide a shared holder's own.
+   * of one name). Exclusive: nobody else conflicts with it while someone holds the lock. Shared (other
+   * hosts' read locks hide its own): it holds the write lock of a record slot, which a shared holder's
+   * description keeps beside its read lock (a fresh description sees that slot locked, it does not).
    */
   private holdsNow(fd: number, file: string, mode: Mode): boolean {
-    if (mode !== 'exclusive') return false;
     try {
-      if (this.native.ofdGetLk(fd, 'write', LOCK_START, LOCK_LEN) !== null) return false;
-      return !this.nobodyHolds(file);
+      if (mode === 'exclusive') {
+        if (this.native.ofdGetLk(fd, 'write', LOCK_START, LOCK_LEN) !== null) return false;
+        return !this.nobodyHolds(file);
+      }
+      const fresh = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      try {
+        for (let i = 0; i < SLOT_COUNT; i++) {
+          const off = slotOffset(i);
+          if (this.native.ofdGetLk(fresh, 'write', off, RECORD_SIZE) !== null && this.native.ofdGetLk(fd, 'write', off, RECORD_SIZE) === null) return true;
+        }
+        return false;
+      } finally {
+        fs.closeSync(fresh);
+      }
     } catch {
       return false;
     }

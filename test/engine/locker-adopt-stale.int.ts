@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Locker, type DescriptorStore, type PassedFd } from '../../src/engine/locker.js';
+import { Locker, inspectLockFile, type DescriptorStore, type PassedFd } from '../../src/engine/locker.js';
 import { native } from '../../src/engine/native.js';
 import { resolveDisk } from '../../src/engine/resolve.js';
 import { evolve, initialState, type State } from '../../src/engine/state.js';
@@ -43,13 +43,13 @@ class Store implements DescriptorStore {
   }
 }
 
-function setup() {
+function setup(mode: 'exclusive' | 'shared' = 'exclusive') {
   const dir = tmpdir('vmlockd-adopt-stale-');
   const lockspace = path.join(dir, 'lockspace');
   fs.mkdirSync(path.join(dir, 'img'));
   const file = path.join(dir, 'img', 'X.qcow2');
   fs.writeFileSync(file, '');
-  const disk: ResolvedDisk = resolveDisk({ path: file, mode: 'exclusive' }, { fileLockspaceDir: lockspace }, initialState());
+  const disk: ResolvedDisk = resolveDisk({ path: file, mode }, { fileLockspaceDir: lockspace }, initialState());
   const at = () => new Date().toISOString();
   const state: State = initialState();
   const run = (l: Locker, intents: Intent[]) => {
@@ -64,8 +64,8 @@ function setup() {
 }
 
 /** x taken, released with its FDSTOREREMOVE lost, taken again; then the daemon dies (the store keeps both). */
-function staleAndLive() {
-  const t = setup();
+function staleAndLive(mode: 'exclusive' | 'shared' = 'exclusive') {
+  const t = setup(mode);
   const store = new Store();
   const a = new Locker('hv-a', { fileLockspaceDir: t.lockspace, store });
   t.take(a);
@@ -100,6 +100,24 @@ for (const order of ['newest', 'oldest'] as const) {
     }
   });
 }
+
+test('shared: the released description handed back first: the live one is adopted, its record slot stays backed (who names this host)', () => {
+  const { t, store } = staleAndLive('shared');
+  const a2 = new Locker('hv-a', { fileLockspaceDir: t.lockspace, store });
+  try {
+    const adoption = a2.adopt(t.state, store.passed('oldest'), t.at(), 'adopted');
+    assert.equal(adoption.lost, []);
+    assert.is(adoption.adopted, 1);
+    assert.is(store.fds.length, 1);
+    const seen = inspectLockFile(t.disk.resource.id);
+    assert.is(seen.state, 'shared');
+    assert.equal(seen.holders.map((h) => h.host), ['hv-a'], `the shared holder is not named: ${JSON.stringify(seen)}`);
+    assert.equal(a2.verify(), []);
+  } finally {
+    a2.closeAll();
+    store.clear();
+  }
+});
 
 test('only the released description handed back (the live one never reached the store): not adopted; the re-take checks the gap', () => {
   const { t, store } = staleAndLive();
