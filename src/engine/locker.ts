@@ -136,6 +136,8 @@ interface Accumulator {
   leaving: Array<{ id: string; owner: string }>;
   /** Hand-over requests this command made (withdrawn again if its facts cannot be journaled). */
   requested: Array<{ id: string; owner: string }>;
+  /** Owners this command added to a shared holding of this host (taken out of its record again if the command does not stand). */
+  joined: Array<{ id: string; owner: string }>;
   refuse: (disk: ResolvedDisk, owner: Intent['owner'], holder: HolderInfo) => void;
 }
 
@@ -367,6 +369,14 @@ export class Locker {
     const toClose: string[] = [];
     const leaving: Array<{ id: string; owner: string }> = [];
     const requested: Array<{ id: string; owner: string }> = [];
+    const joined: Array<{ id: string; owner: string }> = [];
+    // A command that does not stand gives back what it did: its takes (the records they wrote put
+    // back), its joins (the slot's record without them), its hand-over requests.
+    const undo = (withdraw: boolean) => {
+      for (const id of taken) this.drop(id, 'abort');
+      for (const j of joined) this.leaveRecord(j.id, j.owner);
+      if (withdraw) for (const r of requested) this.withdraw(r.id, r.owner);
+    };
 
     const refuse = (disk: ResolvedDisk, owner: Intent['owner'], holder: HolderInfo) => {
       const message = refusalMessage(disk.path, holder);
@@ -381,17 +391,16 @@ export class Locker {
     };
 
     try {
-      this.applyAll(intents, ctx, { facts, acquired, released, already, free, refusals, taken, toClose, leaving, requested, refuse });
+      this.applyAll(intents, ctx, { facts, acquired, released, already, free, refusals, taken, toClose, leaving, requested, joined, refuse });
     } catch (e) {
       // An I/O failure half-way must not leave this command's earlier locks behind.
-      for (const id of taken) this.drop(id, 'abort');
-      for (const r of requested) this.withdraw(r.id, r.owner);
+      undo(true);
       throw e;
     }
 
     if (refusals.length > 0) {
       // All or nothing: give back what this command took, and record only the refusal.
-      for (const id of taken) this.drop(id, 'abort');
+      undo(false);
       const kept = facts.filter((f) => f.kind === 'OwnerSeen' || f.kind === 'LockRefused');
       return {
         facts: kept,
@@ -413,15 +422,12 @@ export class Locker {
           if (owner !== undefined) this.withdraw(id, owner);
         }
       },
-      abort: () => {
-        for (const id of taken) this.drop(id, 'abort');
-        for (const r of requested) this.withdraw(r.id, r.owner);
-      },
+      abort: () => undo(true),
     };
   }
 
   private applyAll(intents: readonly Intent[], ctx: Context, acc: Accumulator): void {
-    const { facts, acquired, released, already, free, refusals, taken, toClose, leaving, requested, refuse } = acc;
+    const { facts, acquired, released, already, free, refusals, taken, toClose, leaving, requested, joined, refuse } = acc;
     for (const intent of intents) {
       if (refusals.length > 0 && intent.kind === 'lock') break;
       switch (intent.kind) {
@@ -455,8 +461,8 @@ export class Locker {
             seen = takeSeen(disk.mode, r.lease);
             taken.push(disk.resource.id);
             this.store?.store(fdName(disk.resource.id), r.fd);
-          } else {
-            this.joinRecord(disk.resource.id, owner, ctx.at);
+          } else if (this.joinRecord(disk.resource.id, owner, ctx.at)) {
+            joined.push({ id: disk.resource.id, owner: owner.uuid });
           }
           acquired.push(result(disk));
           // The fields in the order the spreads wrote them ever since (the journaled JSON is unchanged).
@@ -1361,11 +1367,14 @@ export class Locker {
     }
   }
 
-  private joinRecord(id: string, owner: Owner, at: string): void {
+  /** Add a local owner to a shared holding and its record; false when it was there already (or nothing is held). */
+  private joinRecord(id: string, owner: Owner, at: string): boolean {
     const h = this.held.get(id);
-    if (!h) return;
+    if (!h) return false;
+    const added = !h.vms.has(owner.uuid);
     h.vms.set(owner.uuid, { ...owner, since: at });
     this.rewriteSlot(h);
+    return added;
   }
 
   private leaveRecord(id: string, ownerUuid: string): void {

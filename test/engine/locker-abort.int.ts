@@ -214,4 +214,31 @@ test("a migration destination's take given back keeps the reservation the source
   }
 });
 
+test("a second VM's join of a disk this host holds shared, in a command refused at a later disk, is taken back from the slot's record", () => {
+  const s = setup();
+  try {
+    const a = s.locker('host-a');
+    const b = s.locker('host-b');
+    const d1 = s.disk('d1', 'shared');
+    const busy = s.disk('busy');
+    s.prepare(a, [d1], web1).commit();
+    s.prepare(b, [busy], other).commit();
+    const p = a.prepare(
+      [
+        { kind: 'lock', how: 'join', disk: d1, owner: other },
+        { kind: 'lock', how: 'take', disk: busy, owner: other },
+      ],
+      { at: AT, source: 'test' },
+    );
+    assert.is(p.outcome.status, 'refused');
+    assert.equal(s.slots(d1).flatMap((r) => r.vms.map((v) => v.uuid)), [web1.uuid], 'the record names a VM that was refused');
+    const q = a.prepare([{ kind: 'lock', how: 'join', disk: d1, owner: other }], { at: AT, source: 'test' });
+    assert.is(q.outcome.status, 'ok');
+    q.abort();
+    assert.equal(s.slots(d1).flatMap((r) => r.vms.map((v) => v.uuid)), [web1.uuid], 'the record names a VM whose join was not journaled');
+  } finally {
+    s.done();
+  }
+});
+
 test.run();
