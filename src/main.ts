@@ -4,17 +4,19 @@
 import * as fs from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ERROR_CODES, VmlockdError, exitCodeOf, type ErrorCode } from './engine/errors.js';
-import { checkUuid } from './events/uuid.js';
-import { call, streamEvents } from './cli/client.js';
-import { formatLocks, formatStatus } from './cli/format.js';
 import type { Config, ConfigKey, LoadedConfig } from './watchers/config.js';
 import * as path from 'node:path';
 import type { Daemon } from './daemon/daemon.js';
-// A client command loads this file, errors, uuid, client, format and node:http, nothing else
-// (bench/cli-start.ts): everything heavier (the daemon, rxjs, SQLite, the XML parser, the audit,
-// even the config parser and node:crypto when --socket or $VMLOCKD_SOCKET names the socket) is
-// imported by the command that needs it. Each ES module costs about a millisecond to load here.
+// A client command loads this file, the usage table, errors and what it uses itself, nothing else
+// (bench/cli-start.ts, test/cli/client-imports.int.ts): the daemon's client (and node:net) only for
+// the commands that call the daemon, the text formats only for status and locks, the uuid check
+// only for acquire, check and release; everything heavier (the daemon, rxjs, SQLite, the XML parser,
+// the audit, even the config parser and node:crypto when --socket or $VMLOCKD_SOCKET names the
+// socket) is imported by the command that needs it. Each ES module costs about a millisecond here.
 const loadConfigModule = () => import('./watchers/config.js');
+const loadClient = () => import('./cli/client.js');
+const loadFormat = () => import('./cli/format.js');
+const loadUuid = () => import('./events/uuid.js');
 import { USAGE } from './cli/usage.js';
 
 
@@ -103,6 +105,7 @@ async function socketOf(v: { socket?: string | undefined; config?: string[] | un
 async function lockspaceOf(values: { lockspace?: string | undefined; socket?: string | undefined; config?: string[] | undefined }): Promise<string | null> {
   if (values.lockspace !== undefined) return values.lockspace === '' ? null : path.resolve(values.lockspace);
   try {
+    const { call } = await loadClient();
     const r = await call(await socketOf(values), 'GET', '/v1/status');
     const ls = (r.body as { lockspace?: string | null } | null)?.lockspace;
     if (r.status === 200 && ls !== undefined) return ls;
@@ -287,6 +290,7 @@ async function main(argv: string[]): Promise<number> {
       });
       if (!values.vm) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs --vm UUID`);
       if (positionals.length === 0) throw new VmlockdError('VMLOCKD_ERR_USAGE', `${command} needs at least one DISK path`);
+      const { checkUuid } = await loadUuid();
       const vm = { uuid: checkUuid(values.vm, '--vm'), ...(values.name ? { name: values.name } : {}) };
       const disks = positionals.map((p) => ({ path: p, readonly: !!values.readonly, shareable: !!values.shared, ...(values.create ? { create: true } : {}) }));
       if (values.readonly) {
@@ -294,6 +298,7 @@ async function main(argv: string[]): Promise<number> {
         print(!!values.json, { status: 'ok', acquired: [], skipped: positionals }, () => positionals.map((p) => `not locked (read-only) ${p}\n`).join(''));
         return 0;
       }
+      const { call } = await loadClient();
       const res = await call(await socketOf(values), 'POST', `/v1/${command}`, { vm, disks });
       return finish(res, !!values.json, (b) =>
         command === 'check'
@@ -305,6 +310,7 @@ async function main(argv: string[]): Promise<number> {
     case 'release': {
       const { values, positionals } = args(rest, { vm: { type: 'string' } });
       if (!values.vm) throw new VmlockdError('VMLOCKD_ERR_USAGE', 'release needs --vm UUID');
+      const [{ checkUuid }, { call }] = await Promise.all([loadUuid(), loadClient()]);
       const body = { vm: { uuid: checkUuid(values.vm, '--vm') }, ...(positionals.length ? { disks: positionals } : {}) };
       const res = await call(await socketOf(values), 'POST', '/v1/release', body);
       return finish(res, !!values.json, (b) => (b.released.length ? diskLines('released', b.released) : 'nothing to release\n'));
@@ -320,6 +326,7 @@ async function main(argv: string[]): Promise<number> {
         print(!!values.json, list, () => formatClusterLocks(list));
         return 0;
       }
+      const [{ call }, { formatLocks }] = await Promise.all([loadClient(), loadFormat()]);
       const res = await call(await socketOf(values), 'GET', '/v1/locks');
       return finish(res, !!values.json, (b) => formatLocks(b));
     }
@@ -347,6 +354,7 @@ async function main(argv: string[]): Promise<number> {
 
     case 'status': {
       const { values } = args(rest, {}, 'none');
+      const [{ call }, { formatStatus }] = await Promise.all([loadClient(), loadFormat()]);
       const res = await call(await socketOf(values), 'GET', '/v1/status');
       return finish(res, !!values.json, (b) => formatStatus(b));
     }
@@ -369,6 +377,7 @@ async function main(argv: string[]): Promise<number> {
         input = fs.createReadStream('', { fd });
       }
       let worst = 0;
+      const { streamEvents } = await loadClient();
       await streamEvents(await socketOf(values), input, (line) => {
         process.stdout.write(line + '\n');
         try {

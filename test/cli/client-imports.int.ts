@@ -42,10 +42,13 @@ function loaded(args: string[]): { own: string[]; builtins: string[]; code: numb
   };
 }
 
-// What a client command that talks to the daemon may load: the command line, its errors, the uuid
-// check, the HTTP client, the text formats and the usage table (a string). Nothing else of this
-// project, nothing of node_modules.
-const CLIENT = ['dist/cli/client.js', 'dist/cli/format.js', 'dist/cli/unix-http.js', 'dist/cli/usage.js', 'dist/engine/errors.js', 'dist/events/uuid.js', 'dist/main.js'];
+// What a client command that talks to the daemon may load: the command line, its errors, the usage
+// table (a string), the HTTP client, and the text formats (status, locks) or the uuid check (check,
+// acquire, release). Nothing else of this project, nothing of node_modules.
+const BASE = ['dist/cli/usage.js', 'dist/engine/errors.js', 'dist/main.js'];
+const CLIENT = [...BASE, 'dist/cli/client.js', 'dist/cli/unix-http.js'];
+const SHOWS = [...CLIENT, 'dist/cli/format.js'].sort();
+const TAKES = [...CLIENT, 'dist/events/uuid.js'].sort();
 const HEAVY = /node_modules|dist\/(daemon|journal|watchers|engine\/(?!errors))|dist\/cli\/(daemon|api-server|audit|cluster-view|metrics)/;
 
 let d: TestDaemon;
@@ -59,10 +62,10 @@ test.after(async () => {
 
 test('status, locks, acquire, check and release load only the client: no config parser, no node:crypto, no node:http', () => {
   const s = ['--socket', d.socket];
-  for (const args of [['status', ...s], ['locks', ...s], ['check', '--vm', UUID1, disk, ...s], ['acquire', '--vm', UUID1, disk, ...s], ['release', '--vm', UUID1, disk, ...s]]) {
-    const r = loaded(args);
+  for (const [args, expected] of [[['status', ...s], SHOWS], [['locks', ...s], SHOWS], [['check', '--vm', UUID1, disk, ...s], TAKES], [['acquire', '--vm', UUID1, disk, ...s], TAKES], [['release', '--vm', UUID1, disk, ...s], TAKES]] as const) {
+    const r = loaded([...args]);
     assert.is(r.code, 0, `${args[0]}: ${r.stderr}`);
-    assert.equal(r.own, CLIENT, `${args[0]} loaded ${r.own.join(', ')}`);
+    assert.equal(r.own, expected, `${args[0]} loaded ${r.own.join(', ')}`);
     assert.not.ok(r.builtins.includes('node:crypto'), `${args[0]} loaded node:crypto`);
     // One request over node:net (src/cli/unix-http.ts): node:http's client is ~14 ms of CPU more.
     assert.not.ok(r.builtins.includes('node:http'), `${args[0]} loaded node:http`);
@@ -79,7 +82,23 @@ test('$VMLOCKD_SOCKET names the socket just as well: still only the client', () 
   });
   assert.is(l.status, 0, l.stderr);
   const own = [...new Set(fs.readFileSync(log, 'utf8').split('\n').filter((u) => u.startsWith('file://' + ROOT + '/dist/')))];
-  assert.equal(own.map((u) => u.slice(('file://' + ROOT + '/').length)).sort(), CLIENT);
+  assert.equal(own.map((u) => u.slice(('file://' + ROOT + '/').length)).sort(), SHOWS);
+});
+
+test('--help, a command\'s --help and who on a named lockspace load no client: no node:net, no uuid check, no formats', () => {
+  for (const args of [['--help'], ['status', '--help'], ['acquire', '--help'], ['who', disk, '--lockspace', path.join(dir, 'lockspace')]]) {
+    const r = loaded(args);
+    assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    if (args[0] !== 'who') assert.equal(r.own, BASE, `${args.join(' ')} loaded ${r.own.join(', ')}`);
+    assert.not.ok(r.own.some((m) => /dist\/cli\/(client|unix-http|format)\.js|dist\/events\/uuid\.js/.test(m)), `${args.join(' ')} loaded ${r.own.join(', ')}`);
+    assert.not.ok(r.builtins.includes('node:net'), `${args.join(' ')} loaded node:net`);
+  }
+});
+
+test('the hook loads its own request (unix-http), not the command line\'s client or formats', () => {
+  const r = loaded(['hook', 'qemu', 'vm1', 'start', 'begin', '-', '--socket', d.socket]);
+  assert.is(r.code, 0, r.stderr);
+  assert.not.ok(r.own.some((m) => /dist\/cli\/(client|format)\.js/.test(m)), r.own.join(', '));
 });
 
 test('without --socket the config decides, and only then is the config parser loaded', () => {
