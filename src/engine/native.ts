@@ -76,6 +76,13 @@ export interface NativeBinding {
    * before it (the check then goes through fs). The daemon hands it to the journal (StageOptions).
    */
   stageCheck?(fd: number, path: string, out: Float64Array): void;
+  /**
+   * LOOP_GET_STATUS64 of the block device at `path` (a loop device or a partition of one): the
+   * major, minor and inode number (decimal string) of the file it reads; null when the node is no
+   * loop device or is bound to no file. Opens the node read-only for the one ioctl (resolve.ts: a
+   * loop device is the disk of its backing file). Absent from a build before it.
+   */
+  loopStatus?(path: string): { major: number; minor: number; ino: string } | null;
 }
 
 

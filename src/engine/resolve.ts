@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkDiskCount } from './command-bounds.js';
 import { BadInputError, VmlockdError } from './errors.js';
-import type { State } from './state.js';
+import { native } from './native.js';
+import { heldBy, type State } from './state.js';
 import { isWellFormed, toWellFormed } from './unicode.js';
 import type { Command, DiskRequest, ResolvedCommand, ResolvedDisk, ResourceRef } from './types.js';
 
@@ -71,7 +72,27 @@ export function blockdevPaths(cmd: Command, rules: NamingRules): string[] {
       : cmd.kind === 'release'
         ? [...(cmd.paths ?? [])]
         : [];
-  return paths.filter((p) => typeof p === 'string' && needsBlockdevName(p, rules));
+  // A loop device over a block device (an LV, a LUN) is named as that device (resolveDisk): look its
+  // backing device up too.
+  const out: string[] = [];
+  for (const p of paths) {
+    if (typeof p !== 'string' || !needsBlockdevName(p, rules)) continue;
+    out.push(p);
+    const backing = loopBackingDevice(p);
+    if (backing !== undefined && needsBlockdevName(backing, rules) && !out.includes(backing)) out.push(backing);
+  }
+  return out;
+}
+
+/** The backing block device of a loop device at `p`, if it is one over a block device (no error). */
+function loopBackingDevice(p: string): string | undefined {
+  try {
+    if (!path.isAbsolute(p)) return undefined;
+    const d = diskAt(canonicalPath(p));
+    return d.node !== undefined && d.inode?.startsWith('blk:') ? d.canonical : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function sha256Hex(s: string): string {
@@ -147,23 +168,134 @@ export function canonicalPath(p: string): string {
 
 /**
  * The identity `resolveDisk` unifies aliases by, if the disk exists: "dev:ino:btime" (btime the
- * birth time in ns, statx; "dev:ino" where the filesystem records none), or "blk:rdev" for a block device.
+ * birth time in ns, statx; "dev:ino" where the filesystem records none), or "blk:rdev" for a block
+ * device; a loop device (or a partition of one) has its backing file's identity (diskAt). Undefined
+ * when the disk does not exist or a loop device's backing file cannot be told (never throws).
  */
 export function diskIdentity(p: string): string | undefined {
-  return inodeOf(p);
-}
-
-function inodeOf(p: string): string | undefined {
   try {
-    const st = fs.statSync(p, { bigint: true });
-    // A block device is its device number, whichever device node (and so inode) names it.
-    if (st.isBlockDevice()) return `blk:${st.rdev}`;
-    // The birth time tells a renamed disk (same inode, same birth) from a new file that reused a
-    // deleted disk's inode number (a new birth).
-    return st.birthtimeNs > 0n ? `${st.dev}:${st.ino}:${st.birthtimeNs}` : `${st.dev}:${st.ino}`;
+    return diskAt(p).inode;
   } catch {
     return undefined;
   }
+}
+
+/** The identity of the node at `p` itself (a loop device's own "blk:rdev"). */
+function inodeOf(p: string): string | undefined {
+  try {
+    return identityOf(fs.statSync(p, { bigint: true }));
+  } catch {
+    return undefined;
+  }
+}
+
+function identityOf(st: fs.BigIntStats): string {
+  // A block device is its device number, whichever device node (and so inode) names it.
+  if (st.isBlockDevice()) return `blk:${st.rdev}`;
+  // The birth time tells a renamed disk (same inode, same birth) from a new file that reused a
+  // deleted disk's inode number (a new birth).
+  return st.birthtimeNs > 0n ? `${st.dev}:${st.ino}:${st.birthtimeNs}` : `${st.dev}:${st.ino}`;
+}
+
+/** A disk as resolution names it: its canonical path and identity (undefined: it does not exist). */
+export interface DiskAt {
+  readonly canonical: string;
+  readonly inode?: string;
+  /** Set when `canonical` is a loop device's backing file: the loop device node's own path and identity. */
+  readonly node?: { readonly canonical: string; readonly inode: string };
+}
+
+/** Loop devices over loop devices followed at most this deep. */
+const LOOP_DEPTH = 8;
+
+/**
+ * The disk at a canonical path (review27 F1). A loop device, or a partition of one, is another name
+ * of the file it reads: the disk is that backing file (its canonical path and identity), so the loop
+ * device and the image are one resource and, in direct mode, one locked inode. Anything else is
+ * itself. Throws BadInputError for a loop device whose backing file no path here names (deleted,
+ * or a path from another mount namespace that names another file): which disk it is cannot be told.
+ */
+export function diskAt(canonical: string, depth = 0): DiskAt {
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(canonical, { bigint: true });
+  } catch {
+    return { canonical };
+  }
+  const own = identityOf(st);
+  if (!st.isBlockDevice()) return { canonical, inode: own };
+  const backing = loopBackingFile(canonical, st.rdev);
+  if (backing === undefined) return { canonical, inode: own };
+  if (depth >= LOOP_DEPTH) throw new BadInputError(`loop device ${canonical}: loop devices stacked more than ${LOOP_DEPTH} deep`);
+  const inner = diskAt(canonicalPath(backing), depth + 1);
+  if (inner.inode === undefined) throw new BadInputError(`loop device ${canonical} reads ${backing}, which is gone: cannot tell which disk it is`);
+  return { canonical: inner.canonical, inode: inner.inode, node: { canonical, inode: own } };
+}
+
+/** glibc's major() and minor() of a dev_t. */
+function devMajor(d: bigint): number {
+  return Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
+}
+function devMinor(d: bigint): number {
+  return Number((d & 0xffn) | ((d >> 12n) & ~0xffn));
+}
+
+/**
+ * The path /sys/dev/block/MAJ:MIN/loop/backing_file names for the block device `rdev`: a loop
+ * device's, or for a partition of a loop device (loopNpM) its whole device's. Undefined for a block
+ * device that is no bound loop device or partition of one, or where sysfs is not mounted. `sysRoot`
+ * for tests.
+ */
+export function loopBackingPath(rdev: bigint, sysRoot = '/sys'): string | undefined {
+  let dir: string;
+  try {
+    dir = fs.realpathSync.native(path.join(sysRoot, 'dev', 'block', `${devMajor(rdev)}:${devMinor(rdev)}`));
+  } catch {
+    return undefined;
+  }
+  // A partition's directory sits in its whole device's.
+  if (fs.existsSync(path.join(dir, 'partition'))) dir = path.dirname(dir);
+  let raw: string;
+  try {
+    raw = fs.readFileSync(path.join(dir, 'loop', 'backing_file'), 'utf8');
+  } catch (e) {
+    // No loop/ directory: not a loop device, or one bound to no file.
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new BadInputError(`cannot read the backing file of block device ${devMajor(rdev)}:${devMinor(rdev)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (raw.endsWith('\n')) raw = raw.slice(0, -1);
+  return raw === '' ? undefined : raw;
+}
+
+/**
+ * The file a loop device (or a partition of one) at `node` reads (loopBackingPath), checked against
+ * the device's own answer (LOOP_GET_STATUS64: the backing file's dev and inode). Undefined for a
+ * block device that is no bound loop device.
+ */
+function loopBackingFile(node: string, rdev: bigint): string | undefined {
+  const raw = loopBackingPath(rdev);
+  if (raw === undefined) return undefined;
+  let status: { major: number; minor: number; ino: string } | null | undefined;
+  try {
+    status = native.loopStatus?.(node);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // An unprivileged reader (a CLI query) cannot open the node: the sysfs path alone must do.
+    if (code !== 'EACCES' && code !== 'EPERM') throw new BadInputError(`cannot ask loop device ${node} which file it reads: ${code ?? (e as Error).message}`);
+  }
+  if (status === null) throw new BadInputError(`loop device ${node} was detached while it was looked at: ask again`);
+  let bst: fs.BigIntStats | undefined;
+  try {
+    bst = path.isAbsolute(raw) ? fs.statSync(raw, { bigint: true }) : undefined;
+  } catch {
+    bst = undefined;
+  }
+  const same = bst !== undefined && (status === undefined || (devMajor(bst.dev) === status.major && devMinor(bst.dev) === status.minor && bst.ino === BigInt(status.ino)));
+  if (same) return raw;
+  if (raw.endsWith(' (deleted)')) {
+    throw new BadInputError(`loop device ${node} reads a deleted file (${raw}): no path names its disk, so no lock can stand for it`);
+  }
+  throw new BadInputError(`loop device ${node} reads ${raw}, but that path names no such file here (another mount namespace?): cannot tell which disk it is`);
 }
 
 /** "dev:ino" of a "dev:ino:btime" identity: how a journal written before birth times recorded it. */
@@ -178,11 +310,13 @@ function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named
   if (lockspace === '') {
     // virtlockd's default lockspace: the name is the file to lock (a direct lease on the image).
     const file = checkDiskPath(name, 'resource name in the default lockspace');
-    const canonical = canonicalPath(file);
-    const inode = inodeOf(canonical);
+    // A loop device's lease is a lease on its backing file (diskAt).
+    const disk = diskAt(canonicalPath(file));
+    const { canonical, inode } = disk;
     // An image this host holds under another name (a file-lockspace lock taken through the API, a
-    // hard link) is that resource: a direct lease beside it would let two owners hold one disk.
-    const held = inode !== undefined ? aliasOf(inode, canonical, state, inCommand) : undefined;
+    // hard link, a loop device over it) is that resource: a direct lease beside it would let two
+    // owners hold one disk.
+    const held = heldAlias(disk, state, inCommand);
     if (held !== undefined) return { path: req.path, mode: req.mode, resource: held };
     const resource: ResourceRef = { id: canonical, name, lockspace: '', kind: 'direct', canonical, ...(inode !== undefined ? { inode } : {}), create };
     if (inode !== undefined) inCommand?.set(inode, resource);
@@ -250,6 +384,16 @@ function aliasOf(inode: string, canonical: string, state: State, inCommand: Map<
 }
 
 /**
+ * The held resource that stands for this disk by identity, if any; for a loop device also one held
+ * by the node's own identity (a lock journaled before loop devices were named by their backing file).
+ */
+function heldAlias(disk: DiskAt, state: State, inCommand: Map<string, ResourceRef> | undefined): ResourceRef | undefined {
+  const held = disk.inode !== undefined ? aliasOf(disk.inode, disk.canonical, state, inCommand) : undefined;
+  if (held !== undefined || disk.node === undefined) return held;
+  return aliasOf(disk.node.inode, disk.node.canonical, state, inCommand);
+}
+
+/**
  * Resolve one disk. `inCommand` carries the inodes already resolved by the same command, so two
  * hard links named together become one resource (and are merged by `decide`).
  */
@@ -257,16 +401,19 @@ export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, 
   if (req.named) return resolveNamed({ ...req, named: req.named }, state, inCommand);
   const given = checkDiskPath(req.path, 'disk path');
   if (req.create !== undefined) checkExists(given, req.create);
-  const canonical = canonicalPath(given);
-  const inode = inodeOf(canonical);
-  // A bind mount, hard link, symlink or device node reaches the same inode under a path realpath
-  // cannot unify: while one alias is held on this host (or named earlier in this command), every
-  // other alias is that same resource.
-  const held = inode !== undefined ? aliasOf(inode, canonical, state, inCommand) : undefined;
+  // A loop device (or a partition of one) is the disk of its backing file: named, identified and in
+  // direct mode locked as that file (diskAt).
+  const disk = diskAt(canonicalPath(given));
+  const { canonical, inode } = disk;
+  // A bind mount, hard link, symlink, device node or loop device reaches the same inode under a path
+  // realpath cannot unify: while one alias is held on this host (or named earlier in this command),
+  // every other alias is that same resource.
+  const held = heldAlias(disk, state, inCommand);
   if (held !== undefined) return { path: given, mode: req.mode, resource: held };
   let resource: ResourceRef;
-  if (needsBlockdevName(given, rules)) {
-    resource = resolveBlockdev(given, canonical, inode, blockdev, state);
+  const named = disk.node === undefined ? given : canonical;
+  if (needsBlockdevName(named, rules)) {
+    resource = resolveBlockdev(named, canonical, inode, blockdev, state);
   } else if (rules.fileLockspaceDir !== null) {
     const name = sha256Hex(canonical);
     resource = {
@@ -329,6 +476,29 @@ function resolveBlockdev(given: string, canonical: string, inode: string | undef
   };
 }
 
+/**
+ * A path a release names: the resource it resolves to, or, when the owner holds none such, the one
+ * the owner holds under exactly this path as written (a loop device detached and bound to another
+ * file since, or one whose backing file can no longer be told: the journaled resource stays the
+ * disk it was, and its release must not fail or miss it).
+ */
+function resolveReleased(p: string, owner: string, rules: NamingRules, state: State, inCommand: Map<string, ResourceRef>, blockdev: BlockdevNames | undefined): ResolvedDisk {
+  const byPath = (): ResolvedDisk | undefined => {
+    const res = heldBy(state, owner).find((r) => r.holders.get(owner)?.path === p);
+    return res === undefined ? undefined : { path: p, mode: 'exclusive', resource: res.ref };
+  };
+  let r: ResolvedDisk;
+  try {
+    r = resolveDisk({ path: p, mode: 'exclusive' }, rules, state, inCommand, blockdev);
+  } catch (e) {
+    const found = byPath();
+    if (found !== undefined) return found;
+    throw e;
+  }
+  if (state.resources.get(r.resource.id)?.holders.has(owner)) return r;
+  return byPath() ?? r;
+}
+
 export function resolveCommand(command: Command, rules: NamingRules, state: State, blockdev?: BlockdevNames): ResolvedCommand {
   const owner = wellFormedOwner(command.owner);
   const cmd = owner === command.owner ? command : { ...command, owner };
@@ -346,7 +516,7 @@ export function resolveCommand(command: Command, rules: NamingRules, state: Stat
       return {
         ...cmd,
         resolved: [
-          ...(cmd.paths ?? []).map((p) => resolveDisk({ path: p, mode: 'exclusive' }, rules, state, inCommand, blockdev)),
+          ...(cmd.paths ?? []).map((p) => resolveReleased(p, cmd.owner.uuid, rules, state, inCommand, blockdev)),
           ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state, inCommand, blockdev)),
         ],
       };
