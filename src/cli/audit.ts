@@ -238,14 +238,12 @@ function archiveHint(src: Opened): string {
 }
 
 /**
- * The disk as the journal names it: canonical (symlinks resolved here), else the path as typed, else
- * another name of the same file; with the lock file of a virtlockd-protocol lease on it (diskNames).
+ * The disk as the journal names it: canonical (symlinks resolved here) or the path as typed, and every
+ * other name of the same file (a hard link, a bind mount, a loop device over it); with the lock file
+ * of a virtlockd-protocol lease on it (diskNames).
  */
 function resolveDisk(src: Opened, raw: string): DiskNames {
   const found = diskNames(raw, src.archive ? [src.live, src.archive] : [src.live]);
-  if (found !== undefined && 'several' in found) {
-    throw bad(`disk ${JSON.stringify(raw)} is the same file (identity ${found.identity}) as several journaled disks: ${found.several.join(', ')}; ask about one of them`);
-  }
   if (found !== undefined) {
     for (const n of found.notes) process.stderr.write(n);
     return { disk: found.disk, names: found.names };

@@ -186,14 +186,12 @@ function headless(cs: ClusterSources): string {
 }
 
 function resolveDisk(cs: ClusterSources, raw: string): DiskNames {
-  // Another name of a published disk (hard link, bind mount, rename) is found by identity as `who` does.
+  // Every other name of the same file a host published (hard link, bind mount, rename, loop device) is
+  // one more name of the disk, found by identity as `who` does.
   // The identity is read here, so it matches what this host journaled (another host's device number
   // for one shared file may differ): a name only another host used stays unknown (decision 0024).
   // A virtlockd-protocol lease's lock file is one more name (diskNames).
   const found = diskNames(raw, cs.hosts.flatMap((h) => h.chains.map((x) => x.journal)));
-  if (found !== undefined && 'several' in found) {
-    throw bad(`disk ${JSON.stringify(raw)} is the same file (identity ${found.identity}) as several published disks: ${found.several.join(', ')}; ask about one of them`);
-  }
   if (found !== undefined) {
     for (const n of found.notes) process.stderr.write(n);
     return { disk: found.disk, names: found.names };

@@ -1,14 +1,17 @@
-// `audit --disk PATH` for a path no fact names that is another name of a journaled disk (a hard link,
-// a bind mount, the disk renamed): found by identity, as `vmlockd who` and acquire find it (review25a
-// F7: audit answered "unknown disk" while who named the holder). Reads the file's identity here
-// (stat) and looks it up among the identities the facts journaled.
+// `audit --disk PATH`: every name the journals give the file at PATH. Another name of the same file
+// (a hard link, a bind mount, the disk renamed, a loop device over it) is found by identity, as
+// `vmlockd who` and acquire find it (review25a F7: audit answered "unknown disk" while who named the
+// holder), and is always one more name of the disk, also when facts name PATH itself (review27 F2:
+// once the journal named both A and its hard link B, `audit --disk A --at T` said nobody held A while
+// a VM held it as B). Reads the file's identity here (stat) and looks it up among the identities the
+// facts journaled.
 import * as path from 'node:path';
 import { canonicalPath, diskIdentity, sha256Hex } from '../engine/resolve.js';
 import type { DiskNames } from './audit-query.js';
 
-/** What an identity lookup found: the journaled disk, and the identity it matched by. */
+/** What an identity lookup found: the journaled disks, and the identity they matched by. */
 export interface DiskAlias {
-  readonly disk: string;
+  readonly disks: readonly string[];
   readonly identity: string;
 }
 
@@ -17,25 +20,24 @@ interface IdentityReader {
 }
 
 /**
- * The one journaled disk that is the same file as `canonical`, if any. A "dev:ino" record (written
- * before birth times) counts only while its journaled path still names this file (an inode number is
- * handed out again once its file is deleted). Several disks: an error naming them (the question must
- * name one).
+ * The journaled disks that are the same file as `canonical` now, sorted. A "dev:ino" record (written
+ * before birth times) or a "blk:rdev" one (a device number is handed to another LV or loop device
+ * once its device is gone) counts only while its journaled path still names this file. Undefined
+ * when the file does not exist or no journaled disk is it.
  */
-export function diskByIdentity(canonical: string, journals: readonly IdentityReader[]): DiskAlias | { readonly several: readonly string[]; readonly identity: string } | undefined {
+export function diskByIdentity(canonical: string, journals: readonly IdentityReader[]): DiskAlias | undefined {
   const identity = diskIdentity(canonical);
   if (identity === undefined) return undefined;
   const parts = identity.split(':');
   const legacy = parts.length === 3 && parts[0] !== 'blk' ? `${parts[0]}:${parts[1]}` : undefined;
+  const reused = parts[0] === 'blk';
   const found = new Set<string>();
-  for (const j of journals) for (const d of j.disksWithInode([identity])) found.add(d);
+  for (const j of journals) for (const d of j.disksWithInode([identity])) if (!reused || d === canonical || diskIdentity(d) === identity) found.add(d);
   if (legacy !== undefined) {
     for (const j of journals) for (const d of j.disksWithInode([legacy])) if (diskIdentity(d) === identity) found.add(d);
   }
   const disks = [...found].sort();
-  if (disks.length === 0) return undefined;
-  if (disks.length > 1) return { several: disks, identity };
-  return { disk: disks[0]!, identity };
+  return disks.length === 0 ? undefined : { disks, identity };
 }
 
 export interface NameReader extends IdentityReader {
@@ -52,27 +54,25 @@ export interface ResolvedDisk extends DiskNames {
 
 /**
  * The disk at `raw` under every name the journals use for it (review25a F12): the path (canonical,
- * or as typed), else another name of the same file found by identity (a hard link, a bind mount:
- * diskByIdentity), and the lock file of a virtlockd-protocol lease on it. libvirt's lockd plugin
- * names a disk's lease sha256(disk path) in its lockspace directory, and the facts of a lease name
- * that lock file as their disk; so `<dir>/<sha256(path)>` is looked for in every lockspace directory
- * a start of the daemon named (DaemonStarted) and every directory of a lock file the path's own facts
- * used. Several identity matches: `several` (the question must name one). Nothing: undefined.
+ * or as typed), every other name of the same file found by identity (a hard link, a bind mount, a
+ * loop device over it: diskByIdentity), and the lock file of a virtlockd-protocol lease on any of
+ * them. libvirt's lockd plugin names a disk's lease sha256(disk path) in its lockspace directory,
+ * and the facts of a lease name that lock file as their disk; so `<dir>/<sha256(path)>` is looked
+ * for in every lockspace directory a start of the daemon named (DaemonStarted) and every directory
+ * of a lock file the path's own facts used. Nothing: undefined.
  */
-export function diskNames(raw: string, journals: readonly NameReader[]): ResolvedDisk | { readonly several: readonly string[]; readonly identity: string } | undefined {
+export function diskNames(raw: string, journals: readonly NameReader[]): ResolvedDisk | undefined {
   const candidates = [...new Set([canonicalPath(raw), path.resolve(raw)])];
   const known = (d: string) => journals.some((j) => j.knowsDisk(d));
   const notes: string[] = [];
-  let paths = candidates.filter(known);
+  const paths = candidates.filter(known);
   let shown = paths[0] ?? candidates[0]!;
-  if (paths.length === 0) {
-    const alias = diskByIdentity(candidates[0]!, journals);
-    if (alias !== undefined && 'several' in alias) return alias;
-    if (alias !== undefined) {
-      notes.push(aliasNote(raw, alias));
-      paths = [alias.disk];
-      shown = alias.disk;
-    }
+  const alias = diskByIdentity(candidates[0]!, journals);
+  const others = alias === undefined ? [] : alias.disks.filter((d) => !paths.includes(d));
+  if (alias !== undefined && others.length > 0) {
+    if (paths.length === 0) shown = others[0]!;
+    notes.push(aliasNote(raw, { disks: others, identity: alias.identity }, paths.length > 0));
+    paths.push(...others);
   }
   const leases = leaseNames([...candidates, ...paths], paths, journals);
   if (leases.length > 0) {
@@ -111,7 +111,10 @@ export function leaseNames(paths: readonly string[], named: readonly string[], j
   return leases;
 }
 
-/** The note `audit` prints when it answers for the journaled name of the path asked about. */
-export function aliasNote(raw: string, a: DiskAlias): string {
-  return `vmlockd: note: no fact names ${raw}; it is the same file (identity ${a.identity}) as ${a.disk}: answering for ${a.disk}\n`;
+/** The note `audit` prints when it answers for other journaled names of the file asked about too. */
+export function aliasNote(raw: string, a: DiskAlias, named: boolean): string {
+  const list = a.disks.join(', ');
+  return named
+    ? `vmlockd: note: facts also name the same file as ${raw} (identity ${a.identity}) ${list}: answering under every name\n`
+    : `vmlockd: note: no fact names ${raw}; it is the same file (identity ${a.identity}) as ${list}: answering for ${list}\n`;
 }

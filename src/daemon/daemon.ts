@@ -46,7 +46,7 @@ import { PUBLISH_KEYS, Publication, publishSettings } from './publisher.js';
 import { envMs } from './env-ms.js';
 import { collectWhenSettled } from './collect.js';
 import { openJournalPatiently } from './journal-open.js';
-import { leaseNames } from '../cli/disk-alias.js';
+import { diskByIdentity, leaseNames } from '../cli/disk-alias.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -779,8 +779,15 @@ export class Daemon {
     // Never wait out another process's write lock here (decision 0021): a busy journal answers
     // VMLOCKD_ERR_JOURNAL_BUSY, try again.
     const journal = this.journal;
-    // A disk is asked about under every name its facts use (a virtlockd-protocol lease's lock file too).
-    return journal.nonBlocking(() => journal.query({ ...q, ...(q.owner ? { owner: q.owner } : {}), ...(q.disk ? { disk: [q.disk, ...leaseNames([q.disk], [q.disk], [journal], false)] } : {}) }));
+    // A disk is asked about under every name its facts use: every other journaled name of the same
+    // file (a hard link, a loop device: review27 F2) and a virtlockd-protocol lease's lock file. Index
+    // probes only (scan false: the event loop's question).
+    return journal.nonBlocking(() => {
+      if (!q.disk) return journal.query({ ...q, ...(q.owner ? { owner: q.owner } : {}) });
+      const probe = { disksWithInode: (inodes: readonly string[]) => journal.disksWithInode(inodes, false) };
+      const named = [q.disk, ...(diskByIdentity(q.disk, [probe])?.disks.filter((d) => d !== q.disk) ?? [])];
+      return journal.query({ ...q, ...(q.owner ? { owner: q.owner } : {}), disk: [...named, ...leaseNames(named, named, [journal], false).filter((d) => !named.includes(d))] });
+    });
   }
 
   /** SIGTERM: journal the stop and exit. VMs are never touched (invariant 7). */

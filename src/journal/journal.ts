@@ -355,9 +355,9 @@ export class Journal implements CompactFile {
   }
 
   /** The disks journaled with one of these identities (an alias's held names); see JournalReads. */
-  disksWithInode(inodes: readonly string[]): string[] {
+  disksWithInode(inodes: readonly string[], scan = true): string[] {
     this.live();
-    return this.reads.disksWithInode(inodes);
+    return this.reads.disksWithInode(inodes, scan);
   }
 
   /** The journaled lock files named by one of these SHA-256 hashes (virtlockd-protocol leases); see JournalReads. */

@@ -125,14 +125,14 @@ export class JournalReads {
    * under. An index probe in disk_names; the facts it does not cover yet (a journal migrated to
    * version 4 whose older facts the writer thread is still indexing, or a file without it) by a scan
    * of their payloads' text (an elided cluster-cache payload is not JSON to SQLite, and an identity
-   * holds only digits, colons and "blk").
+   * holds only digits, colons and "blk"); `scan` false: without that scan (the event loop's question).
    */
-  disksWithInode(inodes: readonly string[]): string[] {
+  disksWithInode(inodes: readonly string[], scan = true): string[] {
     const valid = inodes.filter((i) => /^[0-9a-z:]+$/.test(i));
     if (valid.length === 0) return [];
     return this.disksByKey(
       valid.map((i) => `id:${i}`),
-      (upTo, t) =>
+      !scan ? undefined : (upTo, t) =>
         valid.flatMap(
           (inode) =>
             this.db
