@@ -86,6 +86,16 @@ function snapshotEvery(): number {
   return Number.isSafeInteger(n) && n >= 1 ? n : 10_000;
 }
 
+/**
+ * VMLOCKD_TEST_WAITING_FACTS_MAX: how many of a running daemon's facts may wait in memory for room
+ * (default WAITING_FACTS_MAX, 10,000); tests set it low to reach the bound with a handful of facts.
+ */
+function waitingFactsMax(): { max?: number } {
+  const raw = process.env.VMLOCKD_TEST_WAITING_FACTS_MAX;
+  const n = Number(raw);
+  return raw !== undefined && raw !== '' && Number.isSafeInteger(n) && n >= 0 ? { max: n } : {};
+}
+
 /** Fold the journal: newest snapshot, then every fact after it. */
 export function loadState(journal: Journal): State {
   const snap = journal.latestSnapshot();
@@ -328,6 +338,8 @@ export class Daemon {
         this.afterFacts(facts);
       },
       lost: (f) => this.log.error(`${describe({ ...f, seq: 0, host: c.hostId } as Fact)?.msg ?? f.kind} (not journaled yet: the state directory is full; logged again with its seq once it is)`),
+      vouchOf: (uuid) => this.engine?.state.vouchedBy.get(uuid),
+      ...waitingFactsMax(),
     });
     this.waitingFacts = waitingFacts;
     const engine = new Engine({
@@ -616,7 +628,12 @@ export class Daemon {
     const engine = this.engine;
     const waiting = this.waitingFacts;
     if (!engine || !waiting) return [];
-    return this.journalWatch.record((f) => engine.recordOrWait(f, (timed, e) => waiting.later(timed, e)), facts);
+    return this.journalWatch.record((f) => {
+      const stored = engine.recordOrWait(f, (timed, e) => waiting.later(timed, e));
+      // Folded in now: the owners' vouches as the running state has them (waiting-facts.ts settle()).
+      waiting.settle();
+      return stored;
+    }, facts);
   }
 
   private moveHostLock(dir: string | null, at: string): void {

@@ -15,16 +15,40 @@
 // (a command's, the verifier's, a stop's) carries them first, in the same write, so nothing is
 // journaled ahead of them; an append that cannot take them fails and its command is refused with the
 // journal's error, as on any full disk. A timer retries them alone with backoff until the disk has
-// room. A running daemon's facts wait up to `max` (10,000 by default, a few MiB); past it the facts
-// that arrive are folded in but not kept, counted per kind, and a FactsDropped fact journaled right
-// after the kept ones says so (what waits is always a prefix of what happened, so nothing journaled
-// depends on a fact that was dropped before it).
-import { fact, type Fact, type NewFact } from '../engine/facts.js';
+// room.
+// A running daemon's facts wait up to `max` (10,000 by default, a few MiB). Past it (decision 0026):
+// - the facts that change who holds which lock (the verifier's LeaseLost and Reacquired) are kept,
+//   coalesced: per holding (resource, owner) the last LeaseLost and the last Reacquired after it,
+//   which leave that holding as the whole sequence did; at most two per holding, so bounded by the
+//   locks held. The owners' libvirt vouches they may have ended are carried in the FactsDropped.
+// - the others (notes: ConfigChanged, OwnerGone, ConflictAction, DaemonStopped...) change nothing in
+//   the state: folded in, not kept, counted per kind, and a FactsDropped fact journaled after the kept
+//   ones says so. The fold of the journal is then the state the daemon had.
+// - a fact of any other kind that changes the state (LibvirtVouched: the stream's note that it makes
+//   again on its next report) never waits: refused, it is not folded in either.
+import { fact, type Fact, type LibvirtRef, type NewFact } from '../engine/facts.js';
 import { fromRow, toRow, type FactRowLike, type JournalPort, type StoredRowLike } from '../engine/journal-port.js';
 import { JournalError } from '../journal/errors.js';
 
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 30_000;
+
+/** Kinds that change who holds which lock and may wait: past the bound, coalesced per holding, never dropped. */
+const HOLDING_KINDS: ReadonlySet<string> = new Set(['LeaseLost', 'Reacquired']);
+/** Kinds whose evolve changes nothing: past the bound, dropped (counted in the FactsDropped). */
+const NOTE_KINDS: ReadonlySet<string> = new Set([
+  'LockRefused',
+  'HandOverWaiting',
+  'HandOverEnded',
+  'InputRejected',
+  'CommandFailed',
+  'ConfigChanged',
+  'OwnerGone',
+  'ConflictAction',
+  'ConfigRejected',
+  'DaemonStarted',
+  'DaemonStopped',
+]);
 /** A running daemon's facts that may wait in memory for room (each a few hundred bytes). */
 export const WAITING_FACTS_MAX = 10_000;
 
@@ -40,6 +64,8 @@ export interface WaitingFactsOptions {
   stored: (facts: readonly Fact[]) => void;
   /** A LeaseLost that starts waiting: logged at once (it must not wait for the disk). */
   lost: (f: NewFact) => void;
+  /** The running state's vouching libvirt of an owner (settle(): the FactsDropped's vouchedBy). */
+  vouchOf?: (uuid: string) => LibvirtRef | undefined;
   /** Most running-daemon facts kept waiting (WAITING_FACTS_MAX). */
   max?: number;
 }
@@ -54,6 +80,14 @@ interface Dropped {
   kinds: Record<string, number>;
   from: string;
   to: string;
+  /** Of `count`: a holding's earlier LeaseLost / Reacquired a later one of the same holding stands for. */
+  superseded: number;
+}
+
+/** A coalesced holding fact past the bound, with its place in the order they happened. */
+interface Slot {
+  readonly n: number;
+  readonly f: NewFact;
 }
 
 /** The engine's journal port: appends carry the waiting facts first. */
@@ -61,7 +95,16 @@ export class WaitingFacts implements JournalPort {
   private waiting: NewFact[] = [];
   /** How many of `waiting` are the start's own (never dropped, never counted against `max`). */
   private startCount = 0;
+  /** Past the bound (null until then): what was dropped, and when the facts past it began and ended. */
   private dropped: Dropped | null = null;
+  /** Past the bound: per holding (resource \0 owner) its last LeaseLost and the last Reacquired after it. */
+  private holdings = new Map<string, { lost?: Slot; retaken?: Slot }>();
+  private holdingCount = 0;
+  private serial = 0;
+  /** Owners of the holding facts past the bound: their vouching libvirt in the running state (null: none). */
+  private vouch = new Map<string, LibvirtRef | null>();
+  /** Owners of holding facts folded in since the last settle(). */
+  private unsettled = new Set<string>();
   private since: string | null = null;
   private lastError: string | null = null;
   private retryMs = FIRST_RETRY_MS;
@@ -77,9 +120,11 @@ export class WaitingFacts implements JournalPort {
     this.max = o.max ?? WAITING_FACTS_MAX;
   }
 
+  /** Facts folded in but not journaled yet (those that wait, those kept past the bound, the FactsDropped to come). */
   get pending(): number {
-    return this.waiting.length;
+    return this.waiting.length + this.holdingCount + (this.dropped !== null && this.dropped.count > 0 ? 1 : 0);
   }
+
 
   append(rows: readonly FactRowLike[]): StoredRowLike[] {
     const carried = this.carried();
@@ -125,22 +170,30 @@ export class WaitingFacts implements JournalPort {
   later(facts: readonly NewFact[], e: unknown): boolean {
     if (!isWriteRefusal(e)) return false;
     if (facts.length === 0) return true;
+    // A state change that is no lock's loss or re-take (LibvirtVouched): refused, not folded in, made
+    // again by its source; waiting (and dropped past the bound) it would make the journal's fold lie.
+    if (facts.some((f) => !HOLDING_KINDS.has(f.kind) && !NOTE_KINDS.has(f.kind))) return false;
     for (const f of facts) if (f.kind === 'LeaseLost') this.o.lost(f);
     const kinds = [...new Set(facts.map((f) => f.kind))].join(', ');
-    const fresh = this.waiting.length === 0 && this.dropped === null;
+    const fresh = this.pending === 0;
     this.lastError = e.message;
     if (this.dropped !== null || this.waiting.length - this.startCount + facts.length > this.max) {
-      // Keep what waits a prefix of what happened: once one is dropped, so is everything after it
-      // until the waiting facts are journaled.
-      const d = (this.dropped ??= { count: 0, kinds: {}, from: facts[0]!.at, to: facts[0]!.at });
-      for (const f of facts) d.kinds[f.kind] = (d.kinds[f.kind] ?? 0) + 1;
-      d.count += facts.length;
+      // What waits stays a prefix of what happened: past the bound, everything until the waiting facts
+      // are journaled is coalesced (the holding facts) or dropped (the notes, which change nothing).
+      const d = (this.dropped ??= { count: 0, kinds: {}, from: facts[0]!.at, to: facts[0]!.at, superseded: 0 });
+      for (const f of facts) {
+        if (HOLDING_KINDS.has(f.kind)) this.coalesce(f, d);
+        else this.drop(f, d);
+      }
       d.to = facts[facts.length - 1]!.at;
-      this.droppedTotal += facts.length;
-      this.o.remind(
-        `FACTS DROPPED: ${d.count} fact(s) so far (now ${kinds}) cannot be written to the staging file ${this.o.stageFile} and ${this.waiting.length} wait in memory already (at most ${this.max}): ` +
-          `they are in force in the running daemon but will not be in the journal; a FactsDropped fact will say so once there is room. Free space in the state directory: ${e.message}`,
-      );
+      if (d.count > 0) {
+        this.o.remind(
+          `FACTS DROPPED: ${d.count} fact(s) so far (now ${kinds}) cannot be written to the staging file ${this.o.stageFile} and ${this.waiting.length} wait in memory already (at most ${this.max}): ` +
+            `they are in force in the running daemon but will not be in the journal (those that change a lock are kept: the last of each holding, ${this.holdingCount} now); a FactsDropped fact will say so once there is room. Free space in the state directory: ${e.message}`,
+        );
+      } else {
+        this.o.remind(`JOURNAL FULL: ${this.waiting.length} fact(s) wait in memory (at most ${this.max}) and ${this.holdingCount} that change a lock are kept past it (the last of each holding): the staging file ${this.o.stageFile} has no room. Free space in the state directory: ${e.message}`);
+      }
     } else {
       this.waiting.push(...facts);
       this.o.log(
@@ -157,17 +210,101 @@ export class WaitingFacts implements JournalPort {
     return true;
   }
 
-  /** Folds the waiting facts into `fold` (a state rebuilt from the journal after a failed group commit). */
+  /**
+   * After the engine folded in what later() took: reads the running state's vouching libvirt of the
+   * owners of holding facts past the bound (the FactsDropped carries it: coalescing may have removed
+   * the fact that ended a vouch).
+   */
+  settle(): void {
+    if (this.unsettled.size === 0) return;
+    for (const uuid of this.unsettled) this.vouch.set(uuid, this.o.vouchOf?.(uuid) ?? null);
+    this.unsettled.clear();
+  }
+
+  /** Folds the facts not journaled yet into `fold` (a state rebuilt from the journal after a failed group commit). */
   foldInto(fold: (f: NewFact) => void): void {
     for (const f of this.waiting) fold(f);
+    for (const f of this.coalesced()) fold(f);
+    const d = this.droppedFact();
+    if (d !== null) fold(d);
+  }
+
+  /** A holding fact past the bound: kept, standing for the earlier ones of its holding. */
+  private coalesce(f: NewFact, d: Dropped): void {
+    const p = f.payload as { resource: string; owner: { uuid: string } };
+    const key = `${p.resource}\0${p.owner.uuid}`;
+    let h = this.holdings.get(key);
+    if (h === undefined) this.holdings.set(key, (h = {}));
+    const supersede = (slot: Slot | undefined) => {
+      if (slot === undefined) return;
+      this.drop(slot.f, d);
+      d.superseded++;
+      this.holdingCount--;
+    };
+    // A LeaseLost ends the holding whatever came before; a Reacquired (always after a LeaseLost of
+    // its holding: a verifier's re-take) is taken from nothing, so the LeaseLost before it stays.
+    if (f.kind === 'LeaseLost') {
+      supersede(h.lost);
+      supersede(h.retaken);
+      h.lost = { n: this.serial++, f };
+      delete h.retaken;
+    } else {
+      supersede(h.retaken);
+      h.retaken = { n: this.serial++, f };
+    }
+    this.holdingCount++;
+    this.unsettled.add(p.owner.uuid);
+  }
+
+  private drop(f: NewFact, d: Dropped): void {
+    d.kinds[f.kind] = (d.kinds[f.kind] ?? 0) + 1;
+    d.count++;
+    this.droppedTotal++;
+  }
+
+  /** The holding facts kept past the bound, in the order they happened. */
+  private coalesced(): NewFact[] {
+    if (this.holdingCount === 0) return [];
+    const slots: Slot[] = [];
+    for (const h of this.holdings.values()) {
+      if (h.lost) slots.push(h.lost);
+      if (h.retaken) slots.push(h.retaken);
+    }
+    return slots.sort((a, b) => a.n - b.n).map((s) => s.f);
+  }
+
+  /** The FactsDropped for the facts past the bound, if any was not kept. */
+  private droppedFact(): NewFact | null {
+    const d = this.dropped;
+    if (d === null || d.count === 0) return null;
+    return fact('FactsDropped', d.to, {
+      count: d.count,
+      kinds: { ...d.kinds },
+      from: d.from,
+      to: d.to,
+      reason:
+        `the journal refused them (${this.lastError ?? 'no room in the state directory'}) while ${this.waiting.length} fact(s) waited in memory already (at most ${this.max}); they were in force in the daemon` +
+        (d.superseded > 0 ? `; ${d.superseded} of them were a lock's loss or re-take that a later one of the same holding, journaled before this, stands for` : ''),
+      ...(d.superseded > 0 ? { superseded: d.superseded, vouchedBy: Object.fromEntries(this.vouch) } : {}),
+    });
   }
 
   /** For `status`: null unless facts wait for the journal (or some were dropped). */
-  status(): { facts: number; start: number; kinds: Record<string, number>; since: string; stageFile: string; error: string | null; max: number; dropped: Dropped | null } | null {
-    if ((this.waiting.length === 0 && this.dropped === null) || this.since === null) return null;
+  status(): { facts: number; start: number; kinds: Record<string, number>; since: string; stageFile: string; error: string | null; max: number; kept: number; dropped: Dropped | null } | null {
+    if (this.pending === 0 || this.since === null) return null;
     const kinds: Record<string, number> = {};
-    for (const f of this.waiting) kinds[f.kind] = (kinds[f.kind] ?? 0) + 1;
-    return { facts: this.waiting.length, start: this.startCount, kinds, since: this.since, stageFile: this.o.stageFile, error: this.lastError, max: this.max, dropped: this.dropped === null ? null : { ...this.dropped, kinds: { ...this.dropped.kinds } } };
+    for (const f of [...this.waiting, ...this.coalesced()]) kinds[f.kind] = (kinds[f.kind] ?? 0) + 1;
+    return {
+      facts: this.waiting.length + this.holdingCount,
+      start: this.startCount,
+      kinds,
+      since: this.since,
+      stageFile: this.o.stageFile,
+      error: this.lastError,
+      max: this.max,
+      kept: this.holdingCount,
+      dropped: this.dropped === null || this.dropped.count === 0 ? null : { ...this.dropped, kinds: { ...this.dropped.kinds } },
+    };
   }
 
   /** The start's part of `status()` (status `startFactsWaiting`, decision 0023). */
@@ -178,7 +315,7 @@ export class WaitingFacts implements JournalPort {
 
   gauges(): Record<string, { help: string; value: number }> {
     return {
-      journal_facts_waiting: { help: 'Facts no client waits for (a start\'s, the verifier\'s, a reload\'s) that the journal refused and that wait in memory, journaled first once it has room.', value: this.waiting.length },
+      journal_facts_waiting: { help: 'Facts no client waits for (a start\'s, the verifier\'s, a reload\'s) that the journal refused and that wait in memory, journaled first once it has room.', value: this.waiting.length + this.holdingCount },
       journal_facts_dropped_total: { help: 'Facts refused by the journal past what may wait in memory since start: in force, not journaled (a FactsDropped fact counts them).', value: this.droppedTotal },
     };
   }
@@ -191,40 +328,34 @@ export class WaitingFacts implements JournalPort {
   /** The process ends with facts still waiting: say which are lost with it. */
   abandon(): void {
     this.stop();
-    if (this.waiting.length === 0 && this.dropped === null) return;
+    if (this.pending === 0) return;
     const kinds: Record<string, number> = {};
-    for (const f of this.waiting) kinds[f.kind] = (kinds[f.kind] ?? 0) + 1;
+    const left = [...this.waiting, ...this.coalesced()];
+    for (const f of left) kinds[f.kind] = (kinds[f.kind] ?? 0) + 1;
     const list = Object.entries(kinds).map(([k, n]) => `${n} ${k}`).join(', ');
     this.o.log(
       'error',
-      `journal: stopping with ${this.waiting.length} fact(s) (${list}) never journaled (the staging file ${this.o.stageFile} still has no room)${this.dropped ? ` and ${this.dropped.count} dropped before` : ''}: ` +
+      `journal: stopping with ${left.length} fact(s) (${list}) never journaled (the staging file ${this.o.stageFile} still has no room)${this.dropped && this.dropped.count > 0 ? ` and ${this.dropped.count} dropped before` : ''}: ` +
         'they are lost with this process. The journal still records every lock as it was before them: the next start re-takes those locks and records a LeaseLost for any it cannot take.',
     );
   }
 
-  /** The waiting facts' rows, and a FactsDropped after them if some were dropped. */
+  /** The rows of every fact not journaled yet: those that wait, the holding facts kept past the bound, the FactsDropped. */
   private carried(): FactRowLike[] {
-    if (this.waiting.length === 0 && this.dropped === null) return [];
-    const rows = this.waiting.map(toRow);
-    const d = this.dropped;
-    if (d !== null) {
-      rows.push(
-        toRow(
-          fact('FactsDropped', d.to, {
-            count: d.count,
-            kinds: { ...d.kinds },
-            from: d.from,
-            to: d.to,
-            reason: `the journal refused them (${this.lastError ?? 'no room in the state directory'}) while ${this.waiting.length} fact(s) waited in memory already (at most ${this.max}); they were in force in the daemon`,
-          }),
-        ),
-      );
-    }
-    return rows;
+    if (this.pending === 0) return [];
+    return [...this.waiting, ...this.pastBound()].map(toRow);
+  }
+
+  /** The facts past the bound to journal: the coalesced holding facts and, after them, the FactsDropped. */
+  private pastBound(): NewFact[] {
+    const d = this.droppedFact();
+    const kept = this.coalesced();
+    if (d !== null) kept.push(d);
+    return kept;
   }
 
   private schedule(): void {
-    if (this.timer !== undefined || (this.waiting.length === 0 && this.dropped === null)) return;
+    if (this.timer !== undefined || this.pending === 0) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.retry();
@@ -240,21 +371,25 @@ export class WaitingFacts implements JournalPort {
     } catch (e) {
       this.lastError = (e as Error).message;
       this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
-      this.o.remind(`JOURNAL FULL: ${this.waiting.length} waiting fact(s) still cannot be written to the staging file ${this.o.stageFile} (no free space in the state directory; every lock stays held; retrying in ${this.retryMs / 1000} s): ${(e as Error).message}`);
+      this.o.remind(`JOURNAL FULL: ${this.pending} waiting fact(s) still cannot be written to the staging file ${this.o.stageFile} (no free space in the state directory; every lock stays held; retrying in ${this.retryMs / 1000} s): ${(e as Error).message}`);
       this.schedule();
     }
   }
 
+  /** Every fact not journaled yet is journaled now (`stored`: the last of them). */
   private done(stored: readonly StoredRowLike[]): void {
-    const n = this.waiting.length;
     const dropped = this.dropped;
     this.waiting = [];
     this.startCount = 0;
     this.dropped = null;
+    this.holdings.clear();
+    this.holdingCount = 0;
+    this.vouch.clear();
+    this.unsettled.clear();
     this.since = null;
     this.lastError = null;
     this.stop();
-    this.o.log('warning', `journal: ${n} waiting fact(s) are journaled now (seq ${stored[0]?.seq}-${stored[stored.length - 1]?.seq})${dropped ? `, with a FactsDropped for the ${dropped.count} dropped` : ''}`);
+    this.o.log('warning', `journal: ${stored.length} waiting fact(s) are journaled now (seq ${stored[0]?.seq}-${stored[stored.length - 1]?.seq})${dropped && dropped.count > 0 ? `, with a FactsDropped for the ${dropped.count} dropped` : ''}`);
     this.o.stored(stored.map(fromRow));
   }
 }

@@ -115,8 +115,24 @@ export interface FactPayloads {
    * folded into the running state but are not in the journal. Journaled, once there is room, right
    * after the facts that did wait, so the audit says where the gap is: how many of each kind, the
    * first and last one's time, and why.
+   *
+   * None of the dropped ones changed who holds which lock: the verifier's LeaseLost and Reacquired
+   * past the bound are kept, coalesced (the last LeaseLost and the last Reacquired of each holding,
+   * journaled just before this fact; `superseded` counts the earlier ones of the same holding, also
+   * in `count` and `kinds`). An earlier one of a holding could have emptied its owner's holdings and
+   * so ended its libvirt's vouch (LibvirtVouched); `vouchedBy` then says, for each owner whose
+   * holdings those facts changed, which libvirt vouches for it now (null: none), and evolve sets
+   * it, so the fold of the journal is the state the daemon had (decision 0026). Absent before.
    */
-  FactsDropped: { readonly count: number; readonly kinds: Readonly<Record<string, number>>; readonly from: string; readonly to: string; readonly reason: string };
+  FactsDropped: {
+    readonly count: number;
+    readonly kinds: Readonly<Record<string, number>>;
+    readonly from: string;
+    readonly to: string;
+    readonly reason: string;
+    readonly superseded?: number;
+    readonly vouchedBy?: Readonly<Record<string, LibvirtRef | null>>;
+  };
   IdentityLearned: ResourceFields & {
     readonly inode: string;
     readonly owner: Owner;

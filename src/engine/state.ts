@@ -132,6 +132,14 @@ export function evolve(state: State, f: NewFact | Fact): State {
       // Only for an owner holding something: a vouch is about its locks, and must not outlive them.
       if (state.byOwner.has(f.payload.owner.uuid)) state.vouchedBy.set(f.payload.owner.uuid, f.payload.libvirt);
       return state;
+    case 'FactsDropped':
+      // Coalesced lock facts (decision 0026): each owner's vouch as the daemon had it, so the fold
+      // does not depend on the superseded facts' order.
+      for (const [uuid, libvirt] of Object.entries(f.payload.vouchedBy ?? {})) {
+        if (libvirt !== null && state.byOwner.has(uuid)) state.vouchedBy.set(uuid, libvirt);
+        else state.vouchedBy.delete(uuid);
+      }
+      return state;
     case 'LockRefused':
     case 'HandOverWaiting':
     case 'HandOverEnded':
@@ -141,7 +149,6 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'OwnerGone':
     case 'ConflictAction':
     case 'ConfigRejected':
-    case 'FactsDropped':
     case 'DaemonStarted':
     case 'DaemonStopped':
       return state;

@@ -107,32 +107,57 @@ test('any error but a refused write is not kept (the caller throws it on)', () =
   assert.is(sf.status(), null);
 });
 
-test('past the bound: later facts are dropped (what waits stays a prefix), counted, and a FactsDropped follows the kept ones', () => {
+test('past the bound: notes are dropped (what waits stays a prefix), counted, and a FactsDropped follows the kept ones', () => {
   const j = journal();
   const reminded: string[] = [];
   const stored: string[] = [];
   const sf = new WaitingFacts(j, { stageFile: 'x', log: () => {}, remind: (m) => reminded.push(m), stored: (f) => stored.push(...f.map((x) => x.kind)), lost: () => {}, max: 3 });
   assert.ok(sf.later([lost('2026-01-01T00:00:01.000Z'), retaken('2026-01-01T00:00:01.000Z')], REFUSED));
-  // Two more would pass the bound of 3: both dropped, not one of them.
-  assert.ok(sf.later([lost('2026-01-01T00:00:02.000Z'), retaken('2026-01-01T00:00:02.000Z')], REFUSED));
+  // Two more would pass the bound of 3: dropped, not one of them.
+  assert.ok(sf.later([changed('2026-01-01T00:00:02.000Z'), changed('2026-01-01T00:00:02.000Z')], REFUSED));
   // One would fit, but something was dropped before it: dropped too.
   assert.ok(sf.later([changed('2026-01-01T00:00:03.000Z')], REFUSED));
   sf.stop();
-  assert.is(sf.pending, 2);
-  assert.equal(sf.status()?.dropped, { count: 3, kinds: { LeaseLost: 1, Reacquired: 1, ConfigChanged: 1 }, from: '2026-01-01T00:00:02.000Z', to: '2026-01-01T00:00:03.000Z' });
+  assert.is(sf.pending, 3, 'the two that wait and the FactsDropped to come');
+  assert.equal(sf.status()?.dropped, { count: 3, kinds: { ConfigChanged: 3 }, from: '2026-01-01T00:00:02.000Z', to: '2026-01-01T00:00:03.000Z', superseded: 0 });
   assert.is(sf.gauges().journal_facts_dropped_total!.value, 3);
   assert.ok(reminded.some((m) => m.includes('FACTS DROPPED')));
   j.full = false;
   sf.append([{ kind: 'LockAcquired', at: '2026-01-01T00:00:04.000Z', payload: {} }]);
   assert.equal(j.rows.map((r) => r.kind), ['LeaseLost', 'Reacquired', 'FactsDropped', 'LockAcquired']);
-  const d = j.rows[2]!.payload as { count: number; kinds: Record<string, number>; from: string; to: string };
+  const d = j.rows[2]!.payload as { count: number; kinds: Record<string, number>; from: string; to: string; superseded?: number };
   assert.is(d.count, 3);
-  assert.equal(d.kinds, { LeaseLost: 1, Reacquired: 1, ConfigChanged: 1 });
+  assert.equal(d.kinds, { ConfigChanged: 3 });
+  assert.is(d.superseded, undefined);
   assert.is(j.rows[2]!.at, '2026-01-01T00:00:03.000Z');
   assert.equal(stored, ['LeaseLost', 'Reacquired', 'FactsDropped']);
   assert.is(sf.status(), null);
   // The count of the metric stays (a total since start).
   assert.is(sf.gauges().journal_facts_dropped_total!.value, 3);
+});
+
+test('past the bound: a Reacquired after a kept LeaseLost is kept, never dropped (review26d F2)', () => {
+  const j = journal();
+  const sf = new WaitingFacts(j, { stageFile: 'x', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {}, max: 1 });
+  assert.ok(sf.later([lost('2026-01-01T00:00:01.000Z')], REFUSED));
+  assert.ok(sf.later([changed('2026-01-01T00:00:02.000Z')], REFUSED));
+  assert.ok(sf.later([retaken('2026-01-01T00:00:03.000Z')], REFUSED));
+  sf.stop();
+  const folded: string[] = [];
+  sf.foldInto((f) => folded.push(f.kind));
+  assert.equal(folded, ['LeaseLost', 'Reacquired', 'FactsDropped']);
+  assert.is(sf.status()?.kept, 1);
+  j.full = false;
+  sf.append([]);
+  assert.equal(j.rows.map((r) => r.kind), ['LeaseLost', 'Reacquired', 'FactsDropped']);
+  assert.equal((j.rows[2]!.payload as { kinds: unknown }).kinds, { ConfigChanged: 1 });
+});
+
+test('a LibvirtVouched never waits: refused, the caller throws it on and folds nothing', () => {
+  const sf = new WaitingFacts(journal(), { stageFile: 'x', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {} });
+  const v = fact('LibvirtVouched', '2026-01-01T00:00:01.000Z', { owner, libvirt: { uri: 'qemu:///system', host: 'h' }, source: 'virsh' }) as NewFact;
+  assert.not.ok(sf.later([v], REFUSED));
+  assert.is(sf.pending, 0);
 });
 
 test('the retry timer journals waiting facts alone once there is room', async () => {
