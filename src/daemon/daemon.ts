@@ -334,7 +334,8 @@ export class Daemon {
       stored: (facts) => {
         if (this.engine && facts.length > 0) this.engine.state.seq = Math.max(this.engine.state.seq, facts[facts.length - 1]!.seq);
         // The re-take's LeaseLost is journaled now: its own record may go over the proof (review26a F3).
-        this.locker?.recordRetakes();
+        // Not before the last of the start's facts (a retry journals them in chunks).
+        if (waitingFacts.startPending === 0) this.locker?.recordRetakes();
         this.afterFacts(facts);
       },
       lost: (f) => this.log.error(`${describe({ ...f, seq: 0, host: c.hostId } as Fact)?.msg ?? f.kind} (not journaled yet: the state directory is full; logged again with its seq once it is)`),

@@ -15,7 +15,7 @@
 // (a command's, the verifier's, a stop's) carries them first, in the same write, so nothing is
 // journaled ahead of them; an append that cannot take them fails and its command is refused with the
 // journal's error, as on any full disk. A timer retries them alone with backoff until the disk has
-// room.
+// room, in chunks (each durable before the next: a disk with room for some of them journals those).
 // A running daemon's facts wait up to `max` (10,000 by default, a few MiB). Past it (decision 0026):
 // - the facts that change who holds which lock (the verifier's LeaseLost and Reacquired) are kept,
 //   coalesced: per holding (resource, owner) the last LeaseLost and the last Reacquired after it,
@@ -32,6 +32,8 @@ import { JournalError } from '../journal/errors.js';
 
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 30_000;
+/** Most waiting facts a retry writes in one append (halved down to one while the disk refuses them). */
+const CHUNK_ROWS = 1_000;
 
 /** Kinds that change who holds which lock and may wait: past the bound, coalesced per holding, never dropped. */
 const HOLDING_KINDS: ReadonlySet<string> = new Set(['LeaseLost', 'Reacquired']);
@@ -97,6 +99,8 @@ export class WaitingFacts implements JournalPort {
   private startCount = 0;
   /** Past the bound (null until then): what was dropped, and when the facts past it began and ended. */
   private dropped: Dropped | null = null;
+  /** How many facts waited when the bound was passed (the FactsDropped's reason: a retry may have journaled some since). */
+  private waitedAtBound = 0;
   /** Past the bound: per holding (resource \0 owner) its last LeaseLost and the last Reacquired after it. */
   private holdings = new Map<string, { lost?: Slot; retaken?: Slot }>();
   private holdingCount = 0;
@@ -125,6 +129,10 @@ export class WaitingFacts implements JournalPort {
     return this.waiting.length + this.holdingCount + (this.dropped !== null && this.dropped.count > 0 ? 1 : 0);
   }
 
+  /** How many of the start's own facts are not journaled yet (a re-take's record waits for them: recordRetakes()). */
+  get startPending(): number {
+    return this.startCount;
+  }
 
   append(rows: readonly FactRowLike[]): StoredRowLike[] {
     const carried = this.carried();
@@ -180,6 +188,7 @@ export class WaitingFacts implements JournalPort {
     if (this.dropped !== null || this.waiting.length - this.startCount + facts.length > this.max) {
       // What waits stays a prefix of what happened: past the bound, everything until the waiting facts
       // are journaled is coalesced (the holding facts) or dropped (the notes, which change nothing).
+      if (this.dropped === null) this.waitedAtBound = this.waiting.length;
       const d = (this.dropped ??= { count: 0, kinds: {}, from: facts[0]!.at, to: facts[0]!.at, superseded: 0 });
       for (const f of facts) {
         if (HOLDING_KINDS.has(f.kind)) this.coalesce(f, d);
@@ -283,7 +292,7 @@ export class WaitingFacts implements JournalPort {
       from: d.from,
       to: d.to,
       reason:
-        `the journal refused them (${this.lastError ?? 'no room in the state directory'}) while ${this.waiting.length} fact(s) waited in memory already (at most ${this.max}); they were in force in the daemon` +
+        `the journal refused them (${this.lastError ?? 'no room in the state directory'}) while ${this.waitedAtBound} fact(s) waited in memory already (at most ${this.max}); they were in force in the daemon` +
         (d.superseded > 0 ? `; ${d.superseded} of them were a lock's loss or re-take that a later one of the same holding, journaled before this, stands for` : ''),
       ...(d.superseded > 0 ? { superseded: d.superseded, vouchedBy: Object.fromEntries(this.vouch) } : {}),
     });
@@ -363,17 +372,48 @@ export class WaitingFacts implements JournalPort {
     this.timer.unref();
   }
 
+  /**
+   * The retry: the waiting facts in chunks, oldest first, each durable before the next (the journal
+   * chains them in that order), halving a refused chunk down to one fact, so a disk with room for
+   * some of them journals those now; then the facts past the bound with their FactsDropped, in one
+   * write (the FactsDropped describes them). What cannot be written waits for the next retry.
+   */
   private retry(): void {
-    const carried = this.carried();
-    if (carried.length === 0) return;
+    let chunk = CHUNK_ROWS;
+    let progressed = false;
     try {
-      this.done(this.journal.append(carried));
+      while (this.waiting.length > 0) {
+        const part = this.waiting.slice(0, chunk);
+        let stored: StoredRowLike[];
+        try {
+          stored = this.journal.append(part.map(toRow));
+        } catch (e) {
+          if (chunk > 1) {
+            chunk = Math.max(1, chunk >> 1);
+            continue;
+          }
+          throw e;
+        }
+        this.waiting.splice(0, part.length);
+        this.startCount = Math.max(0, this.startCount - part.length);
+        progressed = true;
+        if (this.pending > 0) this.journaled(stored);
+        else this.done(stored);
+      }
+      if (this.pending > 0) this.done(this.journal.append(this.pastBound().map(toRow)));
     } catch (e) {
       this.lastError = (e as Error).message;
-      this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
+      // Room came back for some: the rest soon again; none: back off.
+      this.retryMs = progressed ? FIRST_RETRY_MS : Math.min(this.retryMs * 2, MAX_RETRY_MS);
       this.o.remind(`JOURNAL FULL: ${this.pending} waiting fact(s) still cannot be written to the staging file ${this.o.stageFile} (no free space in the state directory; every lock stays held; retrying in ${this.retryMs / 1000} s): ${(e as Error).message}`);
       this.schedule();
     }
+  }
+
+  /** Some of the waiting facts are journaled (a chunk of a retry): the rest still wait. */
+  private journaled(stored: readonly StoredRowLike[]): void {
+    this.o.log('warning', `journal: ${stored.length} waiting fact(s) are journaled now (seq ${stored[0]?.seq}-${stored[stored.length - 1]?.seq}); ${this.pending} still wait for room`);
+    this.o.stored(stored.map(fromRow));
   }
 
   /** Every fact not journaled yet is journaled now (`stored`: the last of them). */
@@ -388,6 +428,7 @@ export class WaitingFacts implements JournalPort {
     this.unsettled.clear();
     this.since = null;
     this.lastError = null;
+    this.retryMs = FIRST_RETRY_MS;
     this.stop();
     this.o.log('warning', `journal: ${stored.length} waiting fact(s) are journaled now (seq ${stored[0]?.seq}-${stored[stored.length - 1]?.seq})${dropped && dropped.count > 0 ? `, with a FactsDropped for the ${dropped.count} dropped` : ''}`);
     this.o.stored(stored.map(fromRow));

@@ -173,4 +173,50 @@ test('the retry timer journals waiting facts alone once there is room', async ()
   assert.equal(j.rows.map((r) => r.kind), ['ConfigChanged']);
 });
 
+test('a retry journals what the disk has room for, in order, in chunks; the rest waits (review26d F3)', async () => {
+  // A journal with room for `room` more rows: an append that does not fit is refused whole (as the
+  // staging file's write is), one that fits is written.
+  const rows: StoredRowLike[] = [];
+  let room = 0;
+  let appends = 0;
+  const j = {
+    append(r: readonly FactRowLike[]): StoredRowLike[] {
+      appends++;
+      if (r.length > room) throw REFUSED;
+      room -= r.length;
+      const out = r.map((x, i) => ({ ...x, seq: rows.length + i + 1, host: 'h' }));
+      rows.push(...out);
+      return out;
+    },
+  };
+  const stored: number[] = [];
+  const sf = new WaitingFacts(j, { stageFile: 'x', log: () => {}, remind: () => {}, stored: (f) => stored.push(...f.map((x) => x.seq)), lost: () => {} });
+  const at = (i: number) => new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString();
+  sf.record([started], () => { throw REFUSED; }, () => {});
+  for (let i = 0; i < 2500; i++) assert.ok(sf.later([changed(at(i))], REFUSED));
+  assert.is(sf.pending, 2501);
+  // Room for 1,200 of them: the retry journals 1,200, oldest first; 1,301 still wait.
+  room = 1200;
+  const t0 = Date.now();
+  while (rows.length < 1200 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50));
+  assert.is(rows.length, 1200, 'nothing was journaled though the disk had room for part of the waiting facts');
+  assert.is(sf.pending, 1301);
+  assert.is(sf.startPending, 0);
+  assert.is(rows[0]!.kind, 'DaemonStarted');
+  // Still full: a command's append (which carries every waiting fact first) is refused.
+  assert.throws(() => sf.append([{ kind: 'LockAcquired', at: at(3000), payload: {} }]));
+  // Room for the rest: journaled in order behind the first ones.
+  room = 5000;
+  const t1 = Date.now();
+  while (sf.pending > 0 && Date.now() - t1 < 10_000) await new Promise((r) => setTimeout(r, 50));
+  sf.stop();
+  assert.is(sf.pending, 0);
+  assert.is(rows.length, 2501);
+  assert.equal(rows.map((r) => r.seq), rows.map((_r, i) => i + 1));
+  for (let i = 1; i < rows.length; i++) assert.is(rows[i]!.at, at(i - 1), `row ${i} out of order`);
+  assert.equal(stored, rows.map((r) => r.seq), 'stored() was told every journaled fact once, in order');
+  assert.is(sf.status(), null);
+  assert.ok(appends < 100, `${appends} appends`);
+});
+
 test.run();
