@@ -752,8 +752,10 @@ export class Locker {
           continue;
         }
         let mismatch: string | null = null;
+        let ino: string | undefined;
         try {
           const mine = this.native.fstatId(p.fd);
+          ino = mine.ino;
           const onDisk = fs.statSync(res.ref.id, { bigint: true });
           // A direct lock may be on a block device node (an LV, a LUN; review26a F4): its (dev, ino) is the node's.
           if (mine.type !== 'file' && !(mine.type === 'block' && res.ref.kind === 'direct')) mismatch = `the descriptor is not a regular file${res.ref.kind === 'direct' ? ' or a block device' : ''} (${mine.type})`;
@@ -788,20 +790,39 @@ export class Locker {
         const vms = holders.map((h) => ({ ...h.owner, since: h.since }));
         let gen: number | undefined;
         let slot: number | undefined;
-        if (res.ref.kind === 'file') {
+        // The description may be one whose take the journal never learnt: a start's re-take (or the
+        // verifier's) whose facts waited for room on a full disk and died with the process that handed
+        // it over (a takeover, a resume, systemd's store). Its lock file is checked against the journal
+        // as a re-take's is (decision 0020): an intrusion in a gap the journal knows nothing of is a
+        // loss, recorded, and its proof kept until then (recordRetakes()).
+        const gap = res.ref.kind !== 'direct' ? this.adoptedGap(p.fd, ino, res.mode, holders) : undefined;
+        if (res.ref.kind === 'file' && gap === undefined) {
           try {
             ({ gen, slot } = this.ownRecord(p.fd, res.ref.id, res.mode));
           } catch {
             // The record is for other hosts' readers; the lock is what counts.
           }
         }
+        if (gap !== undefined && res.mode === 'exclusive') {
+          // As a take would: the next generation after what the file and the journal have seen.
+          const floor = Math.max(this.highestGen.get(res.ref.id) ?? 0, gap.lease.head ? 0 : (this.generationFloor?.(res.ref.canonical) ?? 0));
+          gen = Math.max(nextGeneration(gap.lease.head), floor + 1);
+          this.highestGen.set(res.ref.id, gen);
+        }
         const h: Held = { fd: p.fd, mode: res.mode, ref: res.ref, since: holders[0]!.since, vms: new Map(vms.map((v) => [v.uuid, v])), ...(slot !== undefined ? { slot } : {}), ...(gen !== undefined ? { gen } : {}) };
         this.held.set(res.ref.id, h);
-        if (res.ref.kind === 'file') this.refreshRecord(h);
+        if (gap !== undefined) this.keptProof.set(res.ref.id, { taker: { owner: holders[0]!.owner, at }, size: gap.lease.size, head: gap.lease.head });
+        else if (res.ref.kind === 'file') this.refreshRecord(h);
         adopted++;
         kept = h;
+        const taken = gap !== undefined ? takeSeen(res.mode, { ...gap.lease, ino }) : {};
         for (const o of holders) {
-          facts.push(fact('Reacquired', at, { ...resourceFields(res.ref, o.path), owner: o.owner, mode: o.mode, how, ...(gen !== undefined ? { generation: gen } : {}) }));
+          if (gap !== undefined) {
+            const f = fact('LeaseLost', at, { ...resourceFields(res.ref, o.path), owner: o.owner, mode: o.mode, holder: gap.intrusion.holder, reason: `${gap.intrusion.reason} (found in the lock file of the description handed over, whose take the journal does not hold)` });
+            facts.push(f);
+            lost.push(f);
+          }
+          facts.push(fact('Reacquired', at, { ...resourceFields(res.ref, o.path), owner: o.owner, mode: o.mode, how, ...(gen !== undefined ? { generation: gen } : {}), ...taken }));
         }
       }
       // FDSTOREREMOVE drops every descriptor of the name: the adopted one is handed back at once.
@@ -820,6 +841,24 @@ export class Locker {
       }
     }
     return { facts, lost, adopted, dropped };
+  }
+
+  /**
+   * An adopted description's lock file against the journal's holders (gapIntruder): what the file
+   * shows of an intrusion the journal never recorded, and the lease as read; undefined for none (or
+   * a file that cannot be read: the lock is what counts, and the verifier reads it again).
+   */
+  private adoptedGap(fd: number, ino: string | undefined, mode: Mode, holders: ReadonlyArray<GapHolding>): { intrusion: GapIntrusion; lease: Lease } | undefined {
+    let lease: Lease | null;
+    try {
+      lease = readLease(fd);
+    } catch {
+      return undefined;
+    }
+    // Not a lease (a disk image a name points to): no records, nothing to compare.
+    if (lease === null) return undefined;
+    const intrusion = gapIntruder({ size: lease.size, head: lease.head, ...(ino !== undefined ? { ino } : {}) }, this.host, mode, holders);
+    return intrusion === undefined ? undefined : { intrusion, lease };
   }
 
   /**
