@@ -103,4 +103,52 @@ test('a takeover while the start\'s LeaseLost for a gap intrusion waits on a ful
   assert.is(v.code, 0, v.stdout + v.stderr);
 });
 
+test('a takeover while the verifier\'s LeaseLost of a replaced lock file waits on a full disk still records the loss', async () => {
+  const root = tmpdir('vmlockd-takeover-verify-');
+  const lockspace = path.join(root, 'lockspace');
+  const images = path.join(root, 'images');
+  fs.mkdirSync(images);
+  const disk = (name: string) => {
+    const p = path.join(images, `${name}.qcow2`);
+    if (!fs.existsSync(p)) fs.writeFileSync(p, '');
+    return p;
+  };
+  const d = disk('D');
+  const state = path.join(root, 'state');
+  smallTmpfs(state, mounts, '8m');
+  const opts = { stateDir: state, lockspace, hostId: 'hv-a', socket: path.join(root, 'a.sock'), extra: ['--verify-interval', '1'] };
+  const a = new TestDaemon(opts);
+  daemons.push(a);
+  await a.start();
+  assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'vm1', d]).code, 0);
+  const lockFile = JSON.parse(a.cli(['who', d, '--json']).stdout).file as string;
+  const filler = fill(state);
+  let refused = false;
+  for (let i = 1; i < 20_000 && !refused; i++) {
+    const r = await call(a.socket, 'POST', '/v1/acquire', { vm: { uuid: uuid(i) }, disks: [{ path: disk(`o${i}`) }] });
+    refused = r.status !== 200;
+  }
+  assert.ok(refused, 'the journal never refused a write on the full disk');
+  // D's lock file replaced under the daemon: the verifier's LeaseLost and Reacquired wait for room.
+  fs.writeFileSync(`${lockFile}.new`, '');
+  fs.renameSync(`${lockFile}.new`, lockFile);
+  await until('the verifier\'s LeaseLost waits', () => (JSON.parse(a.cli(['status', '--json']).stdout).factsWaiting?.kinds?.LeaseLost ?? 0) >= 1, 60_000);
+
+  const c = new TestDaemon({ ...opts, extra: [...opts.extra, '--takeover'] });
+  daemons.push(c);
+  await c.start(60_000);
+  await until('the old daemon exits', async () => (await a.exit) !== undefined, 30_000);
+  fs.unlinkSync(filler);
+  await until('the new daemon\'s facts are journaled', () => {
+    const s = JSON.parse(c.cli(['status', '--json']).stdout);
+    return s.factsWaiting === null && s.journalTrouble === null && s.journalMovedSeq === s.lastSeq;
+  }, 120_000);
+  const kinds = (JSON.parse(c.cli(['audit', '--disk', d, '--json', '--limit', '0']).stdout) as Array<{ kind: string }>).map((f) => f.kind);
+  assert.ok(kinds.includes('LeaseLost'), `D's lock file was replaced under the daemon and the journal never says vm1 lost it: ${kinds.join(' ')}`);
+  assert.is(kinds[kinds.length - 1], 'Reacquired');
+  await c.kill('SIGTERM');
+  const v = cli(['journal', 'verify', '--state-dir', state]);
+  assert.is(v.code, 0, v.stdout + v.stderr);
+});
+
 test.run();
