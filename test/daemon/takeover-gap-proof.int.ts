@@ -7,7 +7,9 @@
 // lost with it; the new daemon adopted the description with no gap check at all (an adoption is "the
 // same description, held throughout"), so the LeaseLost was never journaled and never would be: the
 // audit said vm1 held D without a break while host B had it. Now an adoption checks what the lock file
-// says against the journal as a re-take does: the loss is recorded, the proof kept until then.
+// says against the journal as a re-take does: the loss is recorded, the proof kept until then. A plain
+// restart (SIGTERM, start) in the same window was already right: the stop closes the description
+// unwritten, the proof stays, and the next start's re-take finds it (kept here as a refutation).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
@@ -34,7 +36,7 @@ function recordOf(file: string): { host?: string; gen?: number } {
   }
 }
 
-test('a takeover while the start\'s LeaseLost for a gap intrusion waits on a full disk still records the loss', async () => {
+for (const how of ['takeover', 'restart'] as const) test(`a ${how} while the start's LeaseLost for a gap intrusion waits on a full disk still records the loss`, async () => {
   const root = tmpdir('vmlockd-takeover-gap-');
   const lockspace = path.join(root, 'lockspace');
   const images = path.join(root, 'images');
@@ -80,9 +82,10 @@ test('a takeover while the start\'s LeaseLost for a gap intrusion waits on a ful
   assert.ok((st.factsWaiting?.kinds?.LeaseLost ?? 0) >= 1, `the start's LeaseLost does not wait: ${JSON.stringify(st.factsWaiting)}`);
   assert.is(recordOf(lockFile).host, 'hv-b', 'the proof was overwritten before the LeaseLost was journaled');
 
-  // The takeover, still on the full disk.
-  const c = new TestDaemon({ ...aOpts, extra: ['--takeover'] });
+  // The takeover (or a plain restart: SIGTERM, then a start), still on the full disk.
+  const c = new TestDaemon({ ...aOpts, ...(how === 'takeover' ? { extra: ['--takeover'] } : {}) });
   daemons.push(c);
+  if (how === 'restart') await a2.kill('SIGTERM');
   await c.start(60_000);
   await until('the old daemon exits', async () => (await a2.exit) !== undefined, 30_000);
 
