@@ -31,7 +31,14 @@ const HOSTS = CUSTOM ? Number(CUSTOM[1]) : QUICK ? 3 : 8;
 const FACTS = CUSTOM ? Number(CUSTOM[2]) : QUICK ? 50_000 : 1_000_000;
 const RUNS = QUICK ? 50 : 200;
 const GENERATOR_VERSION = 1;
-const OUT = path.join(process.env.VMLOCKD_BENCH_CLUSTER_DIR ?? path.join(ROOT, 'bench', 'out'), `cluster-audit-${HOSTS}x${FACTS}`);
+/**
+ * `VMLOCKD_BENCH_CLUSTER_PAYLOAD=daemon`: each lock fact's payload also carries the resource fields a
+ * daemon journals (resource, name, lockspace, kind, disk, path and the disk's `inode` identity), so the
+ * schema-4 disk_names triggers find a key in it as in a real journal (the default payloads are the
+ * short ones every figure before session 27 was measured with). A fixture of its own.
+ */
+const DAEMON_PAYLOADS = process.env.VMLOCKD_BENCH_CLUSTER_PAYLOAD === 'daemon';
+const OUT = path.join(process.env.VMLOCKD_BENCH_CLUSTER_DIR ?? path.join(ROOT, 'bench', 'out'), `cluster-audit-${HOSTS}x${FACTS}${DAEMON_PAYLOADS ? '-daemon' : ''}`);
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 const GAP_MS = 3000;
 const WINDOW_MS = 6 * 3_600_000;
@@ -65,6 +72,12 @@ function generateHost(lockspace: string, h: number, disks: Set<string>, vmNames:
   const ls = `/srv/vmlockd/lockspace`;
   const emit = (kind: string, at: string, disk: string | null, owner: { uuid: string; name: string } | null, payload: Record<string, unknown>) => {
     seq++;
+    if (DAEMON_PAYLOADS && disk !== null) {
+      const lockFile = `${ls}/${disk.length.toString(16)}${disk.replace(/\W/g, '').slice(-40)}`;
+      let ino = 0;
+      for (let i = 0; i < disk.length; i++) ino = (ino * 31 + disk.charCodeAt(i)) >>> 0;
+      payload = { ...(payload.owner !== undefined ? { owner: payload.owner } : {}), resource: lockFile, name: disk.slice(disk.lastIndexOf('/') + 1), lockspace: ls, kind: 'file', disk, path: disk, inode: `2049:${ino}:1767225600`, ...payload };
+    }
     const row: ChainRow = {
       seq,
       at,

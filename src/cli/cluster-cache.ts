@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { Journal, migrate } from '../journal/journal.js';
-import { AUDIT_INDEXES, GENESIS_HASH } from '../journal/schema.js';
+import { AUDIT_INDEXES, DISK_NAMES_PENDING, DISK_NAMES_TRIGGERS_SQL, GENESIS_HASH, fillDiskNames } from '../journal/schema.js';
 import { RARE_KINDS, RARE_KINDS_INDEX } from '../journal/query.js';
 import { prunedFileName, readPruned } from '../journal/segment-pruned.js';
 import { ELIDED_VALUE, elideInPlace, elidePayload, hasElidedPayloads } from '../journal/payload-elide.js';
@@ -129,6 +129,37 @@ function ensureIndexes(db: Database.Database): void {
       db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
       db.exec(ix.sql);
     }
+  }).immediate();
+}
+
+/**
+ * A bulk load lifts the disk_names triggers (schema version 4: two INSERT ... SELECT per inserted fact,
+ * ~3-4 us per fact with a daemon's payloads, ~20% of a bulk load) and fills the table set-based after it
+ * (ensureDiskNames: ~2.4 us per fact, the same rows; bench/README.md). It marks every fact pending in
+ * the same transaction, so a reader in between (another audit on this cache, or one after a SIGKILL of
+ * the load) scans the facts' payloads as for a file without the table: slower, never a wrong answer.
+ */
+function suspendDiskNames(db: Database.Database): void {
+  db.transaction(() => {
+    for (const t of DISK_NAMES_TRIGGERS_SQL) db.exec(`DROP TRIGGER IF EXISTS ${t.name}`);
+    db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(DISK_NAMES_PENDING, String(Number.MAX_SAFE_INTEGER));
+  }).immediate();
+}
+
+/**
+ * The chain's disk_names complete and its triggers in place: after a bulk load, and on every catch-up
+ * that opens the chain (a load killed with the triggers lifted; a cache an older vmlockd wrote, whose
+ * migration to version 4 left its facts pending and has no writer thread to index them). One
+ * transaction: every fact's rows (set-based, fillDiskNames), the triggers, the pending mark 0.
+ */
+function ensureDiskNames(db: Database.Database): void {
+  const have = new Set(db.prepare(`SELECT name FROM sqlite_master WHERE type = 'trigger'`).pluck().all() as string[]);
+  const pending = db.prepare(`SELECT value FROM meta WHERE key = ?`).pluck().get(DISK_NAMES_PENDING) as string | undefined;
+  if (pending === '0' && DISK_NAMES_TRIGGERS_SQL.every((t) => have.has(t.name))) return;
+  db.transaction(() => {
+    fillDiskNames(db);
+    for (const t of DISK_NAMES_TRIGGERS_SQL) db.exec(`DROP TRIGGER IF EXISTS ${t.name}; ${t.sql}`);
+    db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(DISK_NAMES_PENDING, '0');
   }).immediate();
 }
 
@@ -980,8 +1011,13 @@ class ChainLoader {
     // segments before it (retention: its pruned-through marker carries them) are its carried facts.
     if (st === undefined) this.carried.push(...prunedCarried(dir, this.host, this.journal, seg.firstSeq));
     const bulk = st === undefined && this.segs.reduce((n, s) => n + sizeHint(path.join(dir, s.name)), 0) >= BULK_BYTES;
-    if (bulk) for (const ix of [...AUDIT_INDEXES, ...CACHE_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
-    else ensureIndexes(this.db);
+    if (bulk) {
+      for (const ix of [...AUDIT_INDEXES, ...CACHE_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
+      suspendDiskNames(this.db);
+    } else {
+      ensureIndexes(this.db);
+      ensureDiskNames(this.db);
+    }
     let cur: ChainState = st ?? { host: this.host, journal: this.journal, segment: seg.name, decoder: undefined as unknown as SegmentDecoderState, facts: 0 };
     let decoder = new SegmentDecoder(path.join(dir, seg.name), { host: this.host, journal: this.journal, first: seg.firstSeq }, resume);
     let problem: CatchUpProblem | undefined;
@@ -1067,7 +1103,10 @@ class ChainLoader {
       const reached = decoder.state.header !== null ? decoder.state.lastSeq : seg.firstSeq - 1;
       if (problem !== undefined && this.rereading && this.held > reached) cur = this.vanish(cur, reached + 1);
     } finally {
-      if (bulk) for (const ix of CACHE_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
+      if (bulk) {
+        for (const ix of CACHE_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
+        ensureDiskNames(this.db);
+      }
     }
     return { facts: this.loaded, ...(problem ? { problem } : {}), pendingTail, resets: this.resets };
   }
