@@ -49,8 +49,17 @@ const ROWS_PER_INSERT = 50;
  * +0.7 ms of CPU time at 8 x 100k). Only new files: an existing cache keeps its page size.
  */
 const CACHE_PAGE_SIZE = 16384;
-/** An empty chain cache loading at least this many segment bytes builds its indexes after the load. */
+/**
+ * A chain cache loading at least this many segment bytes, and at least BULK_SHARE of what it read
+ * before (all of it for an empty one), drops its indexes and disk_names triggers for the load and
+ * builds them once at the end: sorting once is cheaper than maintaining the covering indexes row by
+ * row (~5 us per fact held to rebuild against ~35 us per new fact to maintain: the second half of a
+ * 2 x 100k fixture read into a cache holding the first half went 20-21k -> 56-67k facts/s of CPU
+ * time, bench/README.md). While they are dropped, a question from another process on this chain
+ * fails ("no such index") rather than answers: the next question's catch-up builds them.
+ */
 const BULK_BYTES = 16 * 1024 * 1024;
+const BULK_SHARE = 0.25;
 const STATE_KEY = 'cluster_state';
 /**
  * Bytes before the stored offset whose hash is kept with the position: they end with the last line
@@ -1010,7 +1019,7 @@ class ChainLoader {
     // Read from the chain's first segment: the holds in force where the host's daemon pruned the
     // segments before it (retention: its pruned-through marker carries them) are its carried facts.
     if (st === undefined) this.carried.push(...prunedCarried(dir, this.host, this.journal, seg.firstSeq));
-    const bulk = st === undefined && this.segs.reduce((n, s) => n + sizeHint(path.join(dir, s.name)), 0) >= BULK_BYTES;
+    const bulk = this.bulkLoad(dir, seg, st, resume);
     if (bulk) {
       for (const ix of [...AUDIT_INDEXES, ...CACHE_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
       suspendDiskNames(this.db);
@@ -1109,6 +1118,23 @@ class ChainLoader {
       }
     }
     return { facts: this.loaded, ...(problem ? { problem } : {}), pendingTail, resets: this.resets };
+  }
+
+  /**
+   * Whether this catch-up loads enough to drop the indexes and triggers and build them after
+   * (BULK_BYTES, BULK_SHARE): the segment bytes from the position on against the bytes read before
+   * (the segments read through and the position). Not while reading again to compare (the facts are
+   * mostly held already). Sizes from stat are only this estimate, never where a file ends.
+   */
+  private bulkLoad(dir: string, seg: SegmentFile, st: ChainState | undefined, resume: SegmentDecoderState | undefined): boolean {
+    if (this.rereading) return false;
+    let fresh = 0;
+    for (const s of this.segs) if (s.firstSeq >= seg.firstSeq) fresh += sizeHint(path.join(dir, s.name));
+    fresh -= resume?.offset ?? 0;
+    if (fresh < BULK_BYTES) return false;
+    if (st === undefined) return true;
+    const read = ((this.db.prepare('SELECT sum("end") FROM read_segments').pluck().get() as number | null) ?? 0) + (resume?.offset ?? 0);
+    return fresh >= read * BULK_SHARE;
   }
 
   /** Facts dropped: count and ends from what the file holds now. */
