@@ -69,6 +69,12 @@ export class SqliteFiles {
   /** What was last reported (a changed situation is reported again). */
   private reported: string | null = null;
   private lastRebuild = -Infinity;
+  /**
+   * The copy this process last renamed to journal.db's path, and the newest seq it holds: never kept
+   * aside as "a file found at the path", and not copied again while nothing new was committed
+   * (review27b F2: a full copy kept aside every minute until the restart, idle daemons too).
+   */
+  private ownCopy: { id: FileId; head: number } | null = null;
 
   constructor(
     private readonly owner: SqliteFilesOwner,
@@ -109,10 +115,20 @@ export class SqliteFiles {
       this.report(d, `its facts are copied into ${this.owner.file} by each checkpoint, and the staging file is reset only after a complete one; restart the daemon to reopen the journal at its path`);
       return 'ok';
     }
+    const atPath = idAt(this.owner.file);
+    const ours = this.ownCopy !== null && atPath !== null && this.ownCopy.id !== null && atPath.ino === this.ownCopy.id.ino && atPath.dev === this.ownCopy.id.dev;
+    let head: number | null = null;
+    try {
+      head = this.head();
+    } catch {
+      // unknown: copy again when due
+    }
+    // Our own copy at the path, and nothing committed since it was written: it holds every fact.
+    if (ours && head !== null && head === this.ownCopy!.head) return 'rebuilt';
     if (this.now() - this.lastRebuild < REBUILD_MIN_MS) return 'displaced';
     this.lastRebuild = this.now();
     try {
-      const aside = this.rebuild();
+      const aside = this.rebuild(ours, head);
       this.log(`journal: ${d.db}${d.wal !== null ? ` and ${d.wal}` : ''} while the daemon ran (do not remove or replace the journal's files: SQLite still writes to the ones it opened); wrote ${this.owner.file} anew from the open connection with every fact SQLite holds${aside !== null ? ` (the file found at its path is kept as ${aside})` : ''}; restart the daemon to reopen the journal at its path (until then the staging file keeps every fact since the last copy, and the copy is repeated at most once a minute)`);
       this.reported = null;
       return 'rebuilt';
@@ -135,6 +151,12 @@ export class SqliteFiles {
     }
   }
 
+  /** The newest seq SQLite holds (what a copy made now would hold). */
+  private head(): number {
+    const r = this.owner.nonBlocking(() => this.owner.db.prepare('SELECT max(seq) AS s FROM facts').get()) as { s: number | null } | undefined;
+    return r?.s ?? 0;
+  }
+
   private report(d: { db: string | null; wal: string | null }, what: string, always = false): void {
     const key = `${d.db}|${d.wal}|${what}`;
     if (!always && this.reported === key) return;
@@ -144,7 +166,7 @@ export class SqliteFiles {
   }
 
   /** journal.db written anew at its path from the open connection; returns where a file found there was kept. */
-  private rebuild(): string | null {
+  private rebuild(ours: boolean, head: number | null): string | null {
     const file = this.owner.file;
     const tmp = `${file}.rebuild`;
     unlinkIfThere(tmp);
@@ -161,7 +183,8 @@ export class SqliteFiles {
       throw e;
     }
     let aside: string | null = null;
-    if (idAt(file) !== null) {
+    // A file someone put at the path is kept; our own earlier copy is only replaced.
+    if (!ours && idAt(file) !== null) {
       aside = `${file}.replaced-${this.now()}`;
       try {
         linkSync(file, aside);
@@ -179,6 +202,7 @@ export class SqliteFiles {
     } finally {
       closeSync(dir);
     }
+    this.ownCopy = { id: idAt(file), head: head ?? -1 };
     return aside;
   }
 }
