@@ -174,8 +174,9 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       // A long-lived daemon: keep V8's young generation at its initial size. Start-up's burst (one
       // held-lock entry, fact and record per re-taken lock) otherwise grows it to 16 MiB semi-spaces
-      // that V8 never gives back (about 20 MB of resident memory; docs/decisions/0007).
-      (await import('node:v8')).setFlagsFromString('--semi-space-growth-factor=1');
+      // that V8 never gives back (docs/decisions/0007). Every worker thread resets the flag: the
+      // daemon starts them through startThread, which sets it again (src/journal/young-generation.ts).
+      (await import('./journal/young-generation.js')).holdYoungGeneration();
       const { values } = args(rest, {
         config: { type: 'string', multiple: true },
         'state-dir': { type: 'string' },

@@ -5,7 +5,8 @@
 // a hung mount holds up the worker only, never a reply (docs/decisions/0016-published-history.md).
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startThread } from '../journal/young-generation.js';
 import type { Journal } from '../journal/journal.js';
 import { holdCompactionNow, journalIdNow, releaseCompactionNow } from './publish-meta.js';
 import { hostSegmentDir } from '../journal/segment.js';
@@ -166,7 +167,7 @@ export class Publication {
       pruneEveryMs: pruneEveryMs(),
     };
     // Its own heap, bounded: a batch is ~1 MiB, a resumed segment at most a few.
-    const worker = new Worker(workerFile(), { workerData: data, name: 'vmlockd-publisher', resourceLimits: { maxOldGenerationSizeMb: 96 } });
+    const worker = startThread(workerFile(), { workerData: data, name: 'vmlockd-publisher', resourceLimits: { maxOldGenerationSizeMb: 96 } });
     worker.unref();
     const run: Running = {
       worker,

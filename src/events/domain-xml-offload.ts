@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
+import { startThread } from '../journal/young-generation.js';
 import { BadInputError } from '../engine/errors.js';
 import { parseDomainXml, type DomainInfo } from './domain-xml.js';
 import type { FromParser, ToParser } from './domain-xml-worker.js';
@@ -26,12 +27,12 @@ const WORKER_HEAP_MB = 512;
 function startWorker(options: WorkerOptions): Worker {
   const here = fileURLToPath(import.meta.url);
   const js = new URL('./domain-xml-worker.js', import.meta.url);
-  if (!here.endsWith('.ts') || existsSync(fileURLToPath(js))) return new Worker(js, options);
+  if (!here.endsWith('.ts') || existsSync(fileURLToPath(js))) return startThread(js, options);
   // From source (uvu -r tsx): the worker gets no loader of its own; register tsx's there.
   const tsx = createRequire(import.meta.url).resolve('tsx/package.json');
   const api = pathToFileURL(join(dirname(tsx), 'dist', 'esm', 'api', 'index.mjs')).href;
   const ts = new URL('./domain-xml-worker.ts', import.meta.url).href;
-  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`, { ...options, eval: true });
+  return startThread(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`, options);
 }
 
 interface Pending {

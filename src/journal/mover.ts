@@ -11,6 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort, type WorkerOptions } from 'node:worker_threads';
 import { BUSY_TIMEOUT_MS } from './open.js';
 import type { FromMover, MoverWorkerData, ToMover } from './mover-worker.js';
+import { startThread } from './young-generation.js';
 import { MOVER_DONE, MOVER_EXITED, MOVER_NO_WAIT, MOVER_SLOTS } from './mover-slots.js';
 
 /** A batch's outcome: null, or what the thread reported (an SQLite error's code; a JournalError's code). */
@@ -25,12 +26,12 @@ const SETTLE_SLICE_MS = 50;
 function startWorker(options: WorkerOptions): Worker {
   const here = fileURLToPath(import.meta.url);
   const js = new URL('./mover-worker.js', import.meta.url);
-  if (!here.endsWith('.ts') || existsSync(fileURLToPath(js))) return new Worker(js, options);
+  if (!here.endsWith('.ts') || existsSync(fileURLToPath(js))) return startThread(js, options);
   // A test runner that loaded tsx in-process (uvu -r tsx) gives the worker no loader: register one there.
   const tsx = createRequire(import.meta.url).resolve('tsx/package.json');
   const api = pathToFileURL(join(dirname(tsx), 'dist', 'esm', 'api', 'index.mjs')).href;
   const ts = new URL('./mover-worker.ts', import.meta.url).href;
-  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`, { ...options, eval: true });
+  return startThread(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`, options);
 }
 
 export class SqliteMover {
