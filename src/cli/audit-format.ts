@@ -1,7 +1,7 @@
 // Output of `vmlockd audit`: a readable table, CSV (RFC 4180) or JSON, and the timeline chart.
 import type { HolderInfo, Owner } from '../engine/types.js';
 import type { StoredFact } from '../journal/journal.js';
-import { otherParty, type HoldersAnswer, type Timeline } from './audit-query.js';
+import { otherParty, type HoldersAnswer, type Reading, type Timeline } from './audit-query.js';
 
 export type Format = 'table' | 'csv' | 'json';
 
@@ -78,6 +78,8 @@ function detailOf(f: StoredFact): string {
       const l = (p.libvirt ?? {}) as { uri?: string; host?: string };
       return `libvirt ${text(l.uri)} on host ${text(l.host)} reports it running: its "gone" may release this VM's locks (${text(p.source)})`;
     }
+    case 'ClockStepped':
+      return `the clock stepped back ${text(p.backMs)} ms (seen ${p.seenBy === 'start' ? 'at the start' : 'while running'}): it had reached ${text(p.from)}, then read ${text(p.to)}; times in between came twice on this host`;
     case 'IdentityLearned': {
       const c = Array.isArray(p.conflict) ? (p.conflict as Array<{ disk?: string; owner?: Owner; mode?: string }>) : [];
       const learnt = `the disk was created under its lock: identity ${text(p.inode)} learnt (${text(p.source)})`;
@@ -86,6 +88,11 @@ function detailOf(f: StoredFact): string {
     default:
       return '';
   }
+}
+
+/** A fact made while the clock was behind its time after a step back keeps the clock's reading (decision 0029). */
+function withWallAt(detail: string, wallAt: unknown): string {
+  return typeof wallAt === 'string' ? `${detail}${detail ? ' ' : ''}(the clock read ${wallAt}: set back)` : detail;
 }
 
 export function toRow(f: StoredFact): AuditRow {
@@ -107,7 +114,7 @@ export function toRow(f: StoredFact): AuditRow {
     other_mode: text(other.mode),
     other_since: text(other.since),
     other_generation: text(other.generation),
-    detail: detailOf(f),
+    detail: withWallAt(detailOf(f), (f.payload as { wallAt?: unknown } | null)?.wallAt),
     client_at: text((f.payload as { clientAt?: unknown } | null)?.clientAt),
     journal: text((f as { journal?: unknown }).journal),
   };
@@ -223,6 +230,16 @@ const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'gen
  */
 export function boundaryNote(a: HoldersAnswer, where = 'this host'): string {
   const lines: string[] = [];
+  const steps = a.ambiguous?.steps ?? a.clockSteps ?? [];
+  if (steps.length > 0) {
+    const said = steps.map((s) => `ClockStepped #${s.seq}: it had reached ${s.from}, then read ${s.to}`).join('; ');
+    const head = `the clock on ${where} stepped back over ${a.at} (${said}): it showed that time ${steps.length === 1 ? 'twice' : `${steps.length + 1} times`}`;
+    if (a.ambiguous === undefined) lines.push(`${head}, and each pass gives this answer`);
+    else {
+      const passes = a.ambiguous.readings.map((r) => `  ${r.pass === 'before' ? 'before the step' : `after step #${r.step}`} (after seq ${r.asOf}): ${readingText(r)}`);
+      lines.push(`${head}, and the passes' answers differ, so none is picked (decision 0029):\n${passes.join('\n')}`);
+    }
+  }
   if (a.stopped !== undefined) {
     lines.push(`vmlockd on ${where} stopped at ${a.stopped.at}${a.stopped.restarted ? ` and started again at ${a.stopped.restarted}` : ''}: every lock it held was dropped at the stop${a.holders.length > 0 ? ' except those the next start adopted (listed)' : ''}`);
   }
@@ -250,7 +267,7 @@ export function formatHolders(a: HoldersAnswer, format: Format): string {
       // A hold journaled under another name of the disk (a lease's lock file) says which.
       const as = holders.some((h) => h.as !== undefined);
       return holders.length === 0
-        ? `nobody held ${disk} at ${at} through this host\n${boundaryNote(a)}`
+        ? `${a.ambiguous !== undefined ? `who held ${disk} at ${at} through this host is ambiguous` : `nobody held ${disk} at ${at} through this host`}\n${boundaryNote(a)}`
         : `${disk} at ${at}:\n` +
           table([
             ['VM', 'UUID', 'HOST', 'MODE', 'GEN', 'SINCE', 'LAST FACT', ...(as ? ['AS'] : [])],
@@ -259,6 +276,12 @@ export function formatHolders(a: HoldersAnswer, format: Format): string {
           boundaryNote(a);
     },
   );
+}
+
+function readingText(r: Reading): string {
+  const held = r.holders.map((h) => `${h.owner.name ?? h.owner.uuid} (${h.owner.uuid.slice(0, 8)}, ${h.mode}, since ${h.since}${h.sinceClock !== undefined ? ` when the clock read ${h.sinceClock}` : ''}, ${h.via} #${h.seq})`);
+  const why = r.stopped !== undefined ? 'the daemon was stopped' : r.crash !== undefined ? `unknown: the daemon crashed between ${r.crash.after} and ${r.crash.before}` : 'nobody';
+  return held.length > 0 ? held.join(', ') : why;
 }
 
 /** The text chart: one line per VM, one column per slice of the window. */

@@ -57,6 +57,8 @@ export interface HolderAt {
   readonly generation: number | null;
   /** When the hold began: its LockAcquired, or the first re-take after a loss. */
   readonly since: string;
+  /** The wall clock's reading at that grant, when it was behind `since` after a step back (its wallAt, decision 0029). */
+  readonly sinceClock?: string;
   readonly resource: string;
   /** The fact that last confirmed the hold (a LockAcquired or a Reacquired). */
   readonly seq: number;
@@ -205,13 +207,27 @@ function factAt(src: AuditSources, seq: number): StoredFact | undefined {
   return src.live.query(q)[0] ?? src.archive?.query(q)[0] ?? src.live.carried(q)[0];
 }
 
-export function runBounds(src: AuditSources, at: string): RunBounds {
-  const start = newestOf(src, { kinds: ['DaemonStarted'], until: at });
+/**
+ * A moment on the journal's order: the facts through seq `seq` (labelled at most `label`, the time of
+ * that fact). One pass of a clock that stepped back is answered so: its facts' times are the floor
+ * they were given, so the time alone cannot say where in the pass the moment falls (decision 0029).
+ */
+export interface AsOf {
+  readonly seq: number;
+  readonly label: string;
+}
+
+export function runBounds(src: AuditSources, at: string, asOf?: AsOf): RunBounds {
+  const ceil = asOf === undefined ? {} : { untilSeq: asOf.seq };
+  const start = newestOf(src, { kinds: ['DaemonStarted'], until: at, ...ceil });
   const floor = start?.seq ?? 0;
-  const stop = newestOf(src, { kinds: ['DaemonStopped'], until: at });
+  const stop = newestOf(src, { kinds: ['DaemonStopped'], until: at, ...ceil });
   const stopped = stop !== undefined && stop.seq > floor ? stop : undefined;
   // The first start after the moment (and after `start`: `at` is nondecreasing along the journal).
-  const next = withCarried(src, { kinds: ['DaemonStarted'], since: at, limit: 4 }).find((f) => f.seq > floor && f.at > at);
+  const next =
+    asOf === undefined
+      ? withCarried(src, { kinds: ['DaemonStarted'], since: at, limit: 4 }).find((f) => f.seq > floor && f.at > at)
+      : withCarried(src, { kinds: ['DaemonStarted'], since: at, limit: 64 }).find((f) => f.seq > asOf.seq);
   const lastBeforeNext = next === undefined ? undefined : factAt(src, next.seq - 1);
   return { ...(start ? { start } : {}), ...(stopped ? { stopped } : {}), ...(next ? { next } : {}), ...(lastBeforeNext ? { lastBeforeNext } : {}) };
 }
@@ -235,6 +251,35 @@ export interface HoldersAnswer {
     /** The daemon has not started again: `before` is when that was checked, not a restart. */
     readonly notRestarted?: true;
   };
+  /**
+   * This host's clock stepped back over the moment (ClockStepped), so it came more than once and the
+   * passes' answers differ: each pass's answer, in journal order. `holders` is then empty: the journal
+   * cannot say which pass the asker means (decision 0029).
+   */
+  readonly ambiguous?: { readonly steps: readonly ClockStepAt[]; readonly readings: readonly Reading[] };
+  /** The clock stepped back over the moment, and every pass gives this same answer. */
+  readonly clockSteps?: readonly ClockStepAt[];
+}
+
+/** A step back of this host's clock, as journaled (ClockStepped, decision 0029): times in [to, from) came twice. */
+export interface ClockStepAt {
+  /** The ClockStepped fact. */
+  readonly seq: number;
+  readonly from: string;
+  readonly to: string;
+  readonly seenBy: string;
+}
+
+/** One pass of the clock over the moment, and who held the disk then. */
+export interface Reading {
+  /** `before`: before any step whose window holds the moment (the time labels say this one); `after`: after the step `step`. */
+  readonly pass: 'before' | 'after';
+  readonly step?: number;
+  /** The moment falls after this fact and before the next one, on the journal's order. */
+  readonly asOf: number;
+  readonly holders: HolderAt[];
+  readonly stopped?: HoldersAnswer['stopped'];
+  readonly crash?: HoldersAnswer['crash'];
 }
 
 /** Who held `disk` at `at` (see holdersAnswer); the holders only. */
@@ -250,28 +295,104 @@ export function holdersAt(src: AuditSources, disk: DiskArg, at: string): HolderA
  * after a restart opens a new hold; an adoption (continuesHold) continues the old one.
  */
 export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string): HoldersAnswer {
+  const first = holdersAnswerAt(src, asked, at);
+  const steps = stepsOver(src, at);
+  if (steps.length === 0) return first;
+  const readings: Reading[] = [readingOf('before', first, lastSeqAt(src, at))];
+  for (const s of steps) {
+    const asOf = secondPass(src, s, at);
+    readings.push(readingOf('after', holdersAnswerAt(src, asked, at, asOf), asOf.seq, s.seq));
+  }
+  const stepsAt = steps.map(stepAt);
+  const key = (r: Reading) => r.holders.map((h) => `${h.resource}\u0000${h.owner.uuid}\u0000${h.mode}`).sort().join('\n');
+  if (readings.every((r) => key(r) === key(readings[0]!))) return { ...first, clockSteps: stepsAt };
+  return { disk: first.disk, at, holders: [], ambiguous: { steps: stepsAt, readings } };
+}
+
+function readingOf(pass: Reading['pass'], a: HoldersAnswer, asOf: number, step?: number): Reading {
+  return { pass, ...(step !== undefined ? { step } : {}), asOf, holders: a.holders, ...(a.stopped ? { stopped: a.stopped } : {}), ...(a.crash ? { crash: a.crash } : {}) };
+}
+
+function stepAt(f: StoredFact): ClockStepAt {
+  const p = f.payload as { from: string; to: string; seenBy?: string };
+  return { seq: f.seq, from: p.from, to: p.to, seenBy: p.seenBy ?? 'monotonic' };
+}
+
+/** The ClockStepped facts whose window [to, from) holds `at`, in journal order. */
+export function stepsOver(src: AuditSources, at: string): StoredFact[] {
+  return queryFacts(src, { kinds: ['ClockStepped'], since: at }).filter((f) => {
+    const p = f.payload as { from?: unknown; to?: unknown } | null;
+    return typeof p?.from === 'string' && typeof p.to === 'string' && p.to <= at && at < p.from;
+  });
+}
+
+/** The last fact labelled at or before `at` (0: none). */
+function lastSeqAt(src: AuditSources, at: string): number {
+  return newestOf(src, { until: at })?.seq ?? 0;
+}
+
+/** The wall clock's reading when a fact was made: its wallAt after a step back, else its time. A ClockStepped's is the step's `to`. */
+export function wallOf(f: StoredFact): string {
+  const p = f.payload as { wallAt?: unknown; to?: unknown } | null;
+  if (f.kind === 'ClockStepped' && typeof p?.to === 'string') return p.to;
+  return typeof p?.wallAt === 'string' ? p.wallAt : f.at;
+}
+
+/**
+ * Where `at` falls in the pass after the step `step`: after the last fact of that pass whose wall time
+ * is at or before it. The pass runs from the step (a start's step: from its DaemonStarted just before
+ * it) to the next step; wall times are nondecreasing along it, so a binary search over seq finds it
+ * with a few point reads, however long the pass.
+ */
+export function secondPass(src: AuditSources, step: StoredFact, at: string): AsOf {
+  const isStart = (f: StoredFact | undefined) => f?.kind === 'DaemonStarted';
+  const startStep = (s: StoredFact) => (s.payload as { seenBy?: unknown } | null)?.seenBy === 'start' && isStart(factAt(src, s.seq - 1));
+  const first = startStep(step) ? step.seq - 1 : step.seq;
+  const next = queryFacts(src, { kinds: ['ClockStepped'], since: step.at, limit: 64 }).find((f) => f.seq > step.seq);
+  const last = next !== undefined ? (startStep(next) ? next.seq - 2 : next.seq - 1) : (newestOf(src, {})?.seq ?? step.seq);
+  let lo = first;
+  let hi = last;
+  let found = first - 1;
+  while (lo <= hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    const f = factAt(src, mid);
+    if (f !== undefined && wallOf(f) <= at) {
+      found = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  const f = factAt(src, found);
+  return { seq: found, label: f?.at ?? step.at };
+}
+
+/** holdersAnswer for one pass: at `at` by the time labels, or, with `asOf`, after that fact on the journal's order. */
+function holdersAnswerAt(src: AuditSources, asked: DiskArg, moment: string, asOf?: AsOf): HoldersAnswer {
   const disk = shownOf(asked);
   const names = namesOf(asked);
-  const b = runBounds(src, at);
+  // Journal queries go by the label; comparisons with other hosts' times (a LeaseLost's evidence) by the moment asked.
+  const at = asOf?.label ?? moment;
+  const ceil = asOf?.seq;
+  const after = (f: StoredFact) => (ceil !== undefined ? ceil >= f.seq : at > f.at);
+  const b = runBounds(src, at, asOf);
   const floor = b.start?.seq ?? 0;
   const adoptedBy = (h: HolderAt) => b.next !== undefined && adoptedAt(src, names, h, b.next);
   if (b.stopped !== undefined) {
     const atStop = holdsAt(src, names, b.stopped.at, floor, b.stopped.seq, disk);
-    return { disk, at, holders: atStop.filter(adoptedBy), stopped: { at: b.stopped.at, ...(b.next ? { restarted: b.next.at } : {}) } };
+    return { disk, at: moment, holders: atStop.filter(adoptedBy), stopped: { at: b.stopped.at, ...(b.next ? { restarted: b.next.at } : {}) } };
   }
   // The last run crashed and no start followed yet (the daemon is gone now): after its last fact the
   // journal cannot say whether a hold lasted (the kernel dropped it at the death, or systemd's
   // descriptor store kept it until the next start adopts it). Say so; never name them as holders.
   if (b.next === undefined && src.daemonGone !== undefined) {
     const end = withCarried(src, { limit: 1, newest: true })[0];
-    if (end !== undefined && end.kind !== 'DaemonStopped' && at > end.at) {
+    if (end !== undefined && end.kind !== 'DaemonStopped' && after(end)) {
       const before = src.daemonGone.checkedAt;
       const holds = holdsAt(src, names, end.at, floor, end.seq, disk).map((h) => ({ ...h, before }));
-      if (holds.length > 0) return { disk, at, holders: [], crash: { after: end.at, before, holds, notRestarted: true } };
+      if (holds.length > 0) return { disk, at: moment, holders: [], crash: { after: end.at, before, holds, notRestarted: true } };
     }
   }
   const last = b.lastBeforeNext;
-  if (b.next !== undefined && last !== undefined && at > last.at && last.kind !== 'DaemonStopped') {
+  if (b.next !== undefined && last !== undefined && after(last) && last.kind !== 'DaemonStopped') {
     const atCrash = holdsAt(src, names, last.at, floor, last.seq, disk);
     const holders: HolderAt[] = [];
     const ended: Array<HolderAt & { before: string }> = [];
@@ -284,18 +405,18 @@ export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string): Ho
       const lost = nextFactOf(src, names, h, b.next.seq - 1);
       const evidence = lost?.kind === 'LeaseLost' ? evidenceAt(lost, last.at) : undefined;
       const before = evidence !== undefined && evidence < b.next.at ? evidence : b.next.at;
-      if (before > at) ended.push({ ...h, before });
+      if (ceil !== undefined || before > at) ended.push({ ...h, before });
     }
-    return { disk, at, holders, ...(ended.length > 0 ? { crash: { after: last.at, before: b.next.at, holds: ended } } : {}) };
+    return { disk, at: moment, holders, ...(ended.length > 0 ? { crash: { after: last.at, before: b.next.at, holds: ended } } : {}) };
   }
   // Inside a run: a hold lost while running ended by its LeaseLost's evidence, which may precede `at`.
-  const holders = holdsAt(src, names, at, floor, undefined, disk).filter((h) => {
+  const holders = holdsAt(src, names, at, floor, ceil, disk).filter((h) => {
     const f = nextFactOf(src, names, h, h.seq);
     if (f === undefined || f.kind !== 'LeaseLost') return true;
     const evidence = evidenceAt(f, h.since);
-    return evidence === undefined || evidence > at;
+    return evidence === undefined || evidence > moment;
   });
-  return { disk, at, holders };
+  return { disk, at: moment, holders };
 }
 
 /**
@@ -359,6 +480,7 @@ function holdsAt(src: AuditSources, disk: string | readonly string[], at: string
       mode: p.mode,
       generation: typeof p.generation === 'number' ? p.generation : null,
       since: run.start.at,
+      ...(typeof (run.start.payload as { wallAt?: unknown } | null)?.wallAt === 'string' ? { sinceClock: (run.start.payload as { wallAt: string }).wallAt } : {}),
       resource: run.latest.resource!,
       seq: run.latest.seq,
       via: run.latest.kind,

@@ -348,9 +348,11 @@ export function formatClusterHolders(a: ClusterHolders, format: Format): string 
     () => csvTable(HOLDER_COLUMNS, a.holders.map((h) => [h.host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via, h.journal])),
     () => {
       const notes = a.hosts.map((x) => boundaryNote(x.answer, `host ${x.host}`) + changedNote(x)).join('');
-      if (a.holders.length === 0) return `nobody held ${a.disk} at ${a.at} on any of ${a.hosts.length} host(s) with history then\n${notes}`;
+      const unsure = a.hosts.filter((x) => x.answer.ambiguous !== undefined).map((x) => x.host);
+      const unsureNote = unsure.length > 0 ? ` (ambiguous on ${unsure.join(', ')}: its clock stepped back over that time, see below)` : '';
+      if (a.holders.length === 0) return `nobody held ${a.disk} at ${a.at} ${unsure.length > 0 ? 'surely ' : ''}on any of ${a.hosts.length} host(s) with history then${unsureNote}\n${notes}`;
       return (
-        `${a.disk} at ${a.at}:\n` +
+        `${a.disk} at ${a.at}${unsureNote}:\n` +
         table([
           ['HOST', 'VM', 'UUID', 'MODE', 'GEN', 'SINCE', 'LAST FACT'],
           ...a.holders.map((h) => [h.host, h.owner.name ?? '-', h.owner.uuid, h.mode, h.generation === null ? '-' : String(h.generation), h.since, `${h.via} #${h.seq} (journal ${h.journal})`]),

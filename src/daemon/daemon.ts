@@ -17,6 +17,7 @@ import { namingMismatchMessage } from '../engine/naming-check.js';
 import { lookupBlockdevNames, runCommand } from '../events/blockdev-names.js';
 import type { NamingRules } from '../engine/resolve.js';
 import { Engine } from '../engine/pipeline.js';
+import { FactClock } from '../engine/fact-clock.js';
 import type { HandedConnection, RunningSource, SourceContext } from '../engine/source.js';
 import { evolve, fromSnapshot, initialState, toSnapshot, type State } from '../engine/state.js';
 import { Journal } from '../journal/journal.js';
@@ -137,6 +138,16 @@ export function namingRules(c: Config): NamingRules {
 // change it would be reported but not in force).
 const RESTART_ONLY: ReadonlySet<string> = new Set(['hostId', 'stateDir', 'journal', 'socket', 'virtlockdSocket', 'metricsAddress', 'maxClients']);
 
+/** How often the daemon compares the wall clock with the monotonic one (a step back is journaled within this). */
+const CLOCK_WATCH_MS = 1000;
+
+/** The journal's last fact's time, and its wall time when it was made while the clock was set back. */
+function lastFactTime(f: { at: string; payload: unknown } | undefined): { at: string; wallAt?: string } | undefined {
+  if (f === undefined) return undefined;
+  const wallAt = (f.payload as { wallAt?: unknown } | null)?.wallAt;
+  return typeof wallAt === 'string' ? { at: f.at, wallAt } : { at: f.at };
+}
+
 export class Daemon {
   config: Config;
   /** SIGHUP: re-read the config files now. */
@@ -150,6 +161,8 @@ export class Daemon {
   private server?: http.Server;
   private factsSinceSnapshot = 0;
   private snapshotTimer: NodeJS.Timeout | undefined;
+  /** Looks at the wall clock against the monotonic one (a step back is journaled: decision 0029). */
+  private clockTimer: NodeJS.Timeout | undefined;
   /** Cancels the one collection after start-up's burst (src/daemon/collect.ts). */
   private cancelSettle: (() => void) | undefined;
   private snapshotFailures = 0;
@@ -360,8 +373,14 @@ export class Daemon {
       onCommand: (cmd) => this.verifier?.commandSeen(cmd),
       onReply: this.meters.reply,
       log: (level, msg) => this.journalWatch.engineLog(level, msg),
+      // Times never go back along the journal, across this restart either; a step back of the clock
+      // since the last fact is journaled with the start's facts (decision 0029).
+      clock: new FactClock({ last: lastFactTime(journal.newest()) }),
     });
     this.engine = engine;
+    // A step back while running is journaled and logged within a second, not at the next command.
+    this.clockTimer = setInterval(() => engine.watchClock(), CLOCK_WATCH_MS);
+    this.clockTimer.unref();
 
     // Re-take every lock the journal says we held; never steal one another owner took in the gap.
     const at = new Date().toISOString();
@@ -837,6 +856,7 @@ export class Daemon {
     const deadline = new Promise<void>((r) => setTimeout(r, STOP_DEADLINE_MS / 2).unref());
     await Promise.race([closed, deadline]);
     this.server?.closeAllConnections();
+    if (this.clockTimer !== undefined) clearInterval(this.clockTimer);
     if (this.engine) {
       this.engine.stop();
       const held = this.locker?.size ?? 0;

@@ -110,6 +110,15 @@ export function describe(f: Fact): Line | undefined {
       const kinds = Object.entries(p.kinds).map(([k, n]) => `${n} ${k}`).join(', ');
       return { level: 'error', msg: `FACTS DROPPED: ${p.count} fact(s) (${kinds}) of ${p.from} to ${p.to} are not in the journal: ${p.reason}` };
     }
+    case 'ClockStepped': {
+      const p = f.payload;
+      return {
+        level: 'error',
+        msg:
+          `CLOCK STEPPED BACK by ${(p.backMs / 1000).toFixed(1)} s (${p.seenBy === 'start' ? 'since the journal\'s last fact, across the restart' : 'while running'}): the wall clock had reached ${p.from} and now reads ${p.to}. ` +
+          `Facts keep ${p.from} as their time until the clock passes it again (each with the clock's own reading as wallAt); audit --at a time from ${p.to} to ${p.from} says it is ambiguous (this host's clock passed it twice). Check NTP and the RTC.`,
+      };
+    }
     case 'InputRejected': {
       const p = f.payload;
       return { level: 'warning', msg: `input rejected (${p.source}, ${p.code}): ${p.message}` };

@@ -53,6 +53,7 @@ export const MESSAGE_IDS: Readonly<Record<string, string>> = {
   DiskConflict: 'bb1537a622d34d639efacd6587d13a81',
   IdentityLearned: '22173385251545108a741270709b9272',
   FactsDropped: '633711fe930e4d4382bb48dc741141bf',
+  ClockStepped: '139dd10fb8b41baa70aa59304b1bfd96',
 };
 
 export const JOURNAL_SOCKET = '/run/systemd/journal/socket';

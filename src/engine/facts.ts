@@ -148,6 +148,15 @@ export interface FactPayloads {
    * the vouching libvirt changes, not at every listing.
    */
   LibvirtVouched: { readonly owner: Owner; readonly libvirt: LibvirtRef; readonly source: string };
+  /**
+   * The wall clock stepped back (an NTP step, `date -s`, a clock set back while the daemon was stopped;
+   * src/engine/fact-clock.ts, decision 0029). It had reached `from` (an upper bound; this fact's `at`)
+   * and read `to` after the step (a lower bound): this host's clock passed the times in [to, from)
+   * twice, so `audit --at` such a time has two answers. Facts after it keep `from` as their time until
+   * the clock passes it again, each with the clock's own reading as payload `wallAt`. `seenBy`: at a
+   * start against the journal's last fact, or while running against the monotonic clock.
+   */
+  ClockStepped: { readonly from: string; readonly to: string; readonly backMs: number; readonly seenBy: 'start' | 'monotonic' };
 }
 
 export type FactKind = keyof FactPayloads;
@@ -171,6 +180,7 @@ export const FACT_KINDS: readonly FactKind[] = [
   'FactsDropped',
   'IdentityLearned',
   'LibvirtVouched',
+  'ClockStepped',
 ];
 
 /** A fact before the journal has numbered it. */

@@ -19,6 +19,7 @@ import { plan } from './plan.js';
 import { blockdevPaths, resolveCommand, wellFormedOwner, type BlockdevNames, type NamingRules } from './resolve.js';
 import { evolve, type State } from './state.js';
 import { learnIdentities } from './identity-learn.js';
+import { FactClock, type ClockStep, type Stamp } from './fact-clock.js';
 import type { Command, Intent, ResolvedCommand, VmEvent } from './types.js';
 
 export type Reply =
@@ -63,6 +64,11 @@ export interface EngineOptions {
   readonly maxBatch?: number;
   /** Every answered command with its reply and how long it took from submit to reply (the daemon's metrics). */
   readonly onReply?: (command: Command, reply: Reply, seconds: number) => void;
+  /**
+   * The facts' clock (src/engine/fact-clock.ts): made by the daemon from the journal's last fact, so
+   * times never go back along the journal across a restart either. Default: a clock with no past.
+   */
+  readonly clock?: FactClock;
 }
 
 /**
@@ -178,11 +184,12 @@ export class Engine {
   private readonly maxBatch: number;
 
   private readonly opts: EngineOptions;
-  /** The newest `at` given to a fact: facts' times never go back along the journal (issue 18.2). */
-  private lastAt = '';
+  /** Facts' times never go back along the journal (issue 18.2), across a wall clock step either (decision 0029). */
+  private readonly clock: FactClock;
 
   constructor(opts: EngineOptions) {
     this.opts = { ...opts };
+    this.clock = opts.clock ?? new FactClock();
     this.state = opts.state;
     this.maxBatch = opts.maxBatch ?? 2000;
     this.subscription = this.input
@@ -277,12 +284,13 @@ export class Engine {
   private rejected(source: string, error: unknown, raw: string | undefined, done: (reply: Reply) => void): Reply {
     const code = error instanceof VmlockdError ? error.code : 'VMLOCKD_ERR_BAD_INPUT';
     const message = error instanceof Error ? error.message : String(error);
-    const f = fact('InputRejected', this.now(), {
+    const t = this.now();
+    const f = withWall(fact('InputRejected', t.at, {
       source,
       code,
       message,
       ...(raw !== undefined ? { raw: raw.length > 4096 ? raw.slice(0, 4096) + '…' : raw } : {}),
-    });
+    }), t);
     const reply: Reply = { status: 'error', code, message };
     this.enqueue([f], { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, (r) => done(unrecorded(reply, r)));
     return reply;
@@ -345,7 +353,8 @@ export class Engine {
    */
   learn(source: string): readonly NewFact[] {
     if (this.state.unidentified.size === 0) return [];
-    const learnt = learnIdentities(this.state, this.now(), source);
+    const t = this.now();
+    const learnt = learnIdentities(this.state, t.at, source).map((f) => withWall(f, t));
     if (learnt.length > 0) {
       this.enqueue(learnt, { facts: learnt, outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => {});
     }
@@ -378,32 +387,65 @@ export class Engine {
     // The daemon's clock, not the command's `at`: a client's clock or a late report must not put a
     // fact before the ones journaled ahead of it (the state follows the journal's order; so does audit).
     const quiet = (command.kind === 'acquire' || command.kind === 'check') && command.quiet === true;
-    const prepared = this.opts.locker.prepare(intents, quiet ? { at: this.now(), source: command.source, quiet } : { at: this.now(), source: command.source });
-    this.enqueue(withClientAt(prepared.facts, command.clientAt), prepared, job.done);
+    const t = this.now();
+    const prepared = this.opts.locker.prepare(intents, quiet ? { at: t.at, source: command.source, quiet } : { at: t.at, source: command.source });
+    const facts = withClientAt(prepared.facts, command.clientAt);
+    this.enqueue(t.wall === undefined ? facts : facts.map((f) => withWall(f, t)), prepared, job.done);
   }
 
-  /** Now, on the daemon's clock, never before the last fact's time. */
-  private now(): string {
-    const t = new Date().toISOString();
-    if (t > this.lastAt) this.lastAt = t;
-    return this.lastAt;
+  /**
+   * Now, on the daemon's clock, never before the last fact's time. A step back the clock shows now
+   * is journaled first (ClockStepped), ahead of the fact this time is for.
+   */
+  private now(): Stamp {
+    const t = this.clock.now();
+    this.journalSteps(this.clock.steps());
+    return t;
   }
 
-  /** Facts made elsewhere (start-up, the verifier, shutdown) keep the journal's times nondecreasing too. */
+  /**
+   * Looks at the wall clock against the monotonic one (the daemon's timer, every second): a step back
+   * is journaled and logged when it happens, not at the next command, and its window is tight.
+   */
+  watchClock(): void {
+    if (this.stopped) return;
+    this.clock.look();
+    this.journalSteps(this.clock.steps());
+  }
+
+  private journalSteps(steps: readonly ClockStep[]): void {
+    for (const s of steps) {
+      const f = stepFact(s);
+      this.enqueue([f], { facts: [f], outcome: { status: 'ok', acquired: [], released: [], already: [], free: [] }, commit: () => {}, abort: () => {} }, () => {});
+    }
+  }
+
+  /**
+   * Facts made elsewhere (start-up, the verifier, shutdown) with their maker's reading of the clock:
+   * labelled never before the last fact's time too, keeping that reading as wallAt after a step. A
+   * step the clock shows now comes first, as a ClockStepped.
+   */
   private monotone(facts: readonly NewFact[]): readonly NewFact[] {
-    // The facts as given while each is at or after the last one's time (a command's facts always are:
-    // they take now()); a copy only from the first one that is not.
-    let out: NewFact[] | undefined;
+    this.clock.look();
+    const steps = this.clock.steps();
+    // A start's step comes right after its DaemonStarted: audit reads the fact before a start as the
+    // end of the previous run (a DaemonStopped there is a clean stop).
+    const lead = steps.length > 0 && facts[0]?.kind === 'DaemonStarted' ? 1 : 0;
+    let out: NewFact[] | undefined = steps.length > 0 ? [] : undefined;
+    const placeSteps = () => out!.push(...steps.splice(0).map(stepFact));
     for (let i = 0; i < facts.length; i++) {
+      if (i === lead && steps.length > 0) placeSteps();
       const f = facts[i]!;
-      if (f.at < this.lastAt) {
-        out ??= facts.slice(0, i);
-        out.push({ ...f, at: this.lastAt } as NewFact);
+      const t = f.kind === 'ClockStepped' ? { at: f.at } : this.clock.stamp(f.at);
+      if (t.at === f.at && t.wall === undefined) {
+        out?.push(f);
         continue;
       }
-      this.lastAt = f.at;
-      out?.push(f);
+      // A copy only from the first fact that is relabelled.
+      out ??= facts.slice(0, i);
+      out.push(withWall({ ...f, at: t.at } as NewFact, t));
     }
+    if (steps.length > 0) placeSteps();
     return out ?? facts;
   }
 
@@ -415,7 +457,7 @@ export class Engine {
   private enqueue(facts: readonly NewFact[], prepared: Prepared, done: (r: Reply) => void): void {
     // Later commands of this batch must see this one's effect before it is durable, or two of them
     // could both be granted one resource; if the commit fails the state is rebuilt from the journal.
-    facts = this.monotone(facts);
+    // Their times came from now(): already on the clock.
     for (const f of facts) evolve(this.state, f);
     this.batch.push({ prepared, done, count: facts.length });
     for (const f of facts) this.batchFacts.push(f);
@@ -471,10 +513,13 @@ export class Engine {
     const message = e instanceof Error ? e.message : String(e);
     if (code === 'VMLOCKD_ERR_INTERNAL') this.opts.log?.('error', `command failed: ${(e as Error).stack ?? message}`);
     const c = job.command;
-    const f =
+    const t = this.now();
+    const f = withWall(
       e instanceof BadInputError
-        ? fact('InputRejected', this.now(), { source: c.source, code, message, raw: JSON.stringify(c) })
-        : fact('CommandFailed', this.now(), { source: c.source, code, message, owner: wellFormedOwner(c.owner), command: c.kind });
+        ? fact('InputRejected', t.at, { source: c.source, code, message, raw: JSON.stringify(c) })
+        : fact('CommandFailed', t.at, { source: c.source, code, message, owner: wellFormedOwner(c.owner), command: c.kind }),
+      t,
+    );
     const cause = (e as { cause?: NodeJS.ErrnoException }).cause;
     const reply: Reply = {
       status: 'error',
@@ -494,6 +539,16 @@ export class Engine {
 function unrecorded(reply: Reply, committed: Reply): Reply {
   if (committed.status === 'ok' || reply.status !== 'error' || committed.status !== 'error') return reply;
   return { ...committed, message: `refused (${reply.message}), but ${committed.message}` };
+}
+
+/** The wall clock's reading behind a fact's time after a step back, kept in its payload as `wallAt` (decision 0029). */
+function withWall(f: NewFact, t: Stamp): NewFact {
+  return t.wall === undefined ? f : ({ ...f, payload: { ...f.payload, wallAt: t.wall } } as unknown as NewFact);
+}
+
+/** The fact a step back of the wall clock is journaled as, labelled with the newest time reached before it. */
+export function stepFact(s: ClockStep): NewFact {
+  return fact('ClockStepped', s.from, { from: s.from, to: s.to, backMs: s.backMs, seenBy: s.seenBy });
 }
 
 /** The client's own time for the command, kept in each fact's payload as `clientAt` (never used for order). */

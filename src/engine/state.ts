@@ -149,6 +149,7 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'OwnerGone':
     case 'ConflictAction':
     case 'ConfigRejected':
+    case 'ClockStepped':
     case 'DaemonStarted':
     case 'DaemonStopped':
       return state;
