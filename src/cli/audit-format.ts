@@ -284,6 +284,19 @@ function readingText(r: Reading): string {
   return held.length > 0 ? held.join(', ') : why;
 }
 
+/**
+ * A step back of a host's clock that meets the window asked about, for stderr: the facts' times there
+ * are labels on the journal's order (decision 0029).
+ */
+export function clockStepNote(f: StoredFact, where = 'this host'): string {
+  const p = f.payload as { from?: string; to?: string };
+  return (
+    `vmlockd: note: the clock on ${where} stepped back (ClockStepped #${f.seq}: it had reached ${p.from}, then read ${p.to}): ` +
+    `its facts until its clock passed ${p.from} again are given at ${p.from}, in journal order, with the clock's reading in their detail (wallAt); ` +
+    `times from ${p.to} to ${p.from} came twice there\n`
+  );
+}
+
 /** The text chart: one line per VM, one column per slice of the window. */
 export function formatTimeline(t: Timeline, width: number): string {
   const t0 = Date.parse(t.from);

@@ -326,6 +326,14 @@ export function stepsOver(src: AuditSources, at: string): StoredFact[] {
   });
 }
 
+/** The ClockStepped facts whose window [to, from) meets [since, until] (either end open), in journal order. */
+export function stepsWithin(src: AuditSources, since?: string, until?: string): StoredFact[] {
+  return queryFacts(src, { kinds: ['ClockStepped'], ...(since !== undefined ? { since } : {}) }).filter((f) => {
+    const p = f.payload as { from?: unknown; to?: unknown } | null;
+    return typeof p?.from === 'string' && typeof p.to === 'string' && (since === undefined || p.from > since) && (until === undefined || p.to <= until);
+  });
+}
+
 /** The last fact labelled at or before `at` (0: none). */
 function lastSeqAt(src: AuditSources, at: string): number {
   return newestOf(src, { until: at })?.seq ?? 0;

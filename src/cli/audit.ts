@@ -15,10 +15,10 @@ import { checkStage } from '../journal/stage-verify.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { diskNames } from './disk-alias.js';
-import { csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
+import { clockStepNote, csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
-import { CONFLICT_KINDS, HOLD_RULES, holdersAnswer, namesOf, queryFacts, timeline, type AuditSources, type DiskNames } from './audit-query.js';
+import { CONFLICT_KINDS, HOLD_RULES, holdersAnswer, namesOf, queryFacts, stepsWithin, timeline, type AuditSources, type DiskNames } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
   questions (default: every fact that matches the filters):
@@ -397,6 +397,7 @@ export async function runAudit(argv: string[]): Promise<number> {
       const from = since ?? first?.at ?? new Date(now).toISOString();
       const to = until ?? new Date(now).toISOString();
       const t = timeline(src, disk!, from, to);
+      for (const f of stepsWithin(src, from, to)) process.stderr.write(clockStepNote(f));
       process.stdout.write(format === 'table' ? formatTimeline(t, width) : format === 'json' ? JSON.stringify(t, null, 2) + '\n' : timelineCsv(t));
       return 0;
     }
@@ -413,6 +414,7 @@ export async function runAudit(argv: string[]): Promise<number> {
     // Several names: the DISK column says which name each fact used.
     const opts = { oneDisk: disk !== undefined && disk.names.length === 1 };
     if (v.follow === true) return await follow(src.live, q, facts, format, opts);
+    if (facts.length > 0) for (const f of stepsWithin(src, since ?? facts[0]!.at, until ?? facts[facts.length - 1]!.at)) process.stderr.write(clockStepNote(f));
     process.stdout.write(formatFacts(facts, format, opts));
     if (limit !== undefined && facts.length === limit) {
       process.stderr.write(`vmlockd: showing the newest ${limit} matching facts; --limit 0 shows all, --since/--until narrow the window\n`);

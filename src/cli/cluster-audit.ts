@@ -10,10 +10,10 @@ import { readHostChanges } from '../journal/host-changed.js';
 import { canonicalPath } from '../engine/resolve.js';
 import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
-import { boundaryNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
+import { boundaryNote, clockStepNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import { diskNames } from './disk-alias.js';
-import { namesOf, type DiskNames } from './audit-query.js';
+import { namesOf, stepsWithin, type DiskNames } from './audit-query.js';
 import { ClusterCache, cacheRoot, type CachedChain, type CatchUpReport, type VanishedRange } from './cluster-cache.js';
 import type { Overlap } from './cluster-overlaps.js';
 import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
@@ -231,7 +231,9 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
       return 0;
     }
     if (q.overlaps) {
-      out(formatOverlaps(clusterOverlaps(cs, disk, q.since, q.until), q.format, cs));
+      const found = clusterOverlaps(cs, disk, q.since, q.until);
+      stepNotes(cs, q.since, q.until, found.length > 0);
+      out(formatOverlaps(found, q.format, cs));
       return 0;
     }
     if (q.timeline) {
@@ -239,6 +241,7 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
       const from = q.since ?? first ?? new Date(q.now).toISOString();
       const to = q.until ?? new Date(q.now).toISOString();
       const t = clusterTimeline(cs, disk!, from, to);
+      stepNotes(cs, from, to, false);
       out(q.format === 'table' ? formatClusterTimeline(t, q.width) : q.format === 'json' ? JSON.stringify(t, null, 2) + '\n' : timelineCsv(t));
       return 0;
     }
@@ -254,6 +257,7 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
     // Each fact's journal: always in CSV and JSON; in the table when some host has more than one journal.
     const opts: TableOptions = { oneDisk: disk !== undefined && disk.names.length === 1, journal: cs.hosts.some((h) => h.chains.length > 1) ? 'table' : 'csv' };
     if (q.follow) return await follow(v, cs, fq, facts, q.format, opts);
+    if (facts.length > 0) stepNotes(cs, q.since ?? facts[0]!.at, q.until ?? facts[facts.length - 1]!.at, false);
     out(formatFacts(facts, q.format, opts));
     if (q.limit !== undefined && facts.length === q.limit) {
       process.stderr.write(`vmlockd: showing the newest ${q.limit} matching facts; --limit 0 shows all, --since/--until narrow the window\n`);
@@ -261,6 +265,27 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
     return 0;
   } finally {
     cs.close();
+  }
+}
+
+/**
+ * Each host's clock steps back in the window, on stderr (decision 0029). Hosts are compared by their
+ * facts' times, each on its own clock: a step shifts that host's facts after it by up to its size.
+ */
+function stepNotes(cs: ClusterSources, since: string | undefined, until: string | undefined, overlaps: boolean): void {
+  let any = false;
+  for (const h of cs.hosts) {
+    for (const c of h.chains) {
+      for (const f of stepsWithin({ live: c.journal }, since, until)) {
+        process.stderr.write(clockStepNote(f, `host ${h.host}`));
+        any = true;
+      }
+    }
+  }
+  if (any && overlaps) {
+    process.stderr.write(
+      'vmlockd: note: hosts are compared by their facts\' times, each host\'s own clock: after a step back a host\'s facts are given at the time its clock had reached, up to the step\'s size later than they were made, so an overlap with such a host near its step may be the step\'s\n',
+    );
   }
 }
 

@@ -109,6 +109,25 @@ function checkAmbiguous(s: Story, alphaAt: string): void {
   assert.match(table, /beta/);
   // Before alpha's release and before the step's window: alpha, surely.
   assert.is(names(at(s, plus(alphaAt, 60)).holders), 'alpha');
+  // A list over the window says the clock stepped back there (stderr).
+  assert.match(cli(['audit', '--state-dir', s.stateDir, '--disk', s.disk]).stderr, /clock on this host stepped back/);
+}
+
+/** The same from the published history, as every host asks it: this host's answer is ambiguous, no holder named. */
+async function checkCluster(s: Story, alphaAt: string): Promise<void> {
+  const t = plus(alphaAt, 200);
+  const ask = (extra: string[]) => cli(['audit', '--cluster', '--lockspace', s.opts.lockspace, '--cache', path.join(s.dir, 'cache'), '--disk', s.disk, '--at', t, ...extra], { env: { HOME: s.dir, VMLOCKD_CONFIG: '/nonexistent' } });
+  const a = await until('beta published', () => {
+    const r = ask(['--json']);
+    if (r.code !== 0) return undefined;
+    const v = JSON.parse(r.stdout) as { holders: unknown[]; hosts: Array<{ host: string; answer: Answer }> };
+    return v.hosts[0]?.answer.ambiguous !== undefined ? v : undefined;
+  });
+  assert.equal(a.holders, []);
+  assert.equal(a.hosts[0]!.answer.ambiguous!.readings.map((r) => names(r.holders)), ['alpha', 'beta']);
+  const table = ok(ask([]), 'cluster table');
+  assert.match(table, /ambiguous on ha/);
+  assert.match(table, /the clock on host ha stepped back/);
 }
 
 /** The timeline never draws two exclusive holders at once, nor an interval that ends before it begins. */
@@ -139,6 +158,7 @@ test('the clock set back across a restart: journaled, ordered by seq, --at in th
   const { alphaAt } = checkOrder(s);
   checkAmbiguous(s, alphaAt);
   checkTimeline(s, alphaAt);
+  await checkCluster(s, alphaAt);
   assert.match(b.stdout + b.stderr, /CLOCK STEPPED BACK/);
 });
 
@@ -159,6 +179,7 @@ test('the clock stepped back under a running daemon: journaled at once, --at in 
   const { alphaAt } = checkOrder(s);
   checkAmbiguous(s, alphaAt);
   checkTimeline(s, alphaAt);
+  await checkCluster(s, alphaAt);
   // On this host's clock (set back), "now" is inside the window: never alpha alone, as `locks` holds beta.
   const nowAnswer = at(s, 'now', s.env);
   assert.ok(nowAnswer.holders.every((h) => h.owner.name !== 'alpha'), `--at now names alpha: ${JSON.stringify(nowAnswer)}`);
