@@ -40,6 +40,8 @@ export interface FactClockOptions {
 }
 
 export const STEP_TOLERANCE_MS = 1000;
+/** A look whose clock reads took longer than this (the thread was preempted) says nothing. */
+const MAX_READ_MS = 50;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -83,8 +85,13 @@ export class FactClock {
    * tolerance is a step back, queued for `steps()`. Cheap (two clock reads); call it often.
    */
   look(): void {
+    // The wall clock read between two monotonic reads: a thread preempted between the reads would
+    // otherwise look like a step of that long (a loaded host); such a look is left out.
+    const m0 = this.mono();
     const w = this.wall();
-    const m = this.mono();
+    const m1 = this.mono();
+    if (m1 - m0 > MAX_READ_MS) return;
+    const m = (m0 + m1) / 2;
     const offset = w - m;
     const back = this.offset - offset;
     if (back >= this.tolerance) {

@@ -91,6 +91,11 @@ function checkOrder(s: Story): { alphaAt: string; step: Fact } {
   assert.ok(step !== undefined, `a ClockStepped fact: ${all.map((f) => `${f.seq} ${f.kind} ${f.at}`).join('; ')}`);
   assert.ok(step!.seq > released.seq && step!.seq < beta.seq, 'the step lies between the release and the new grant');
   assert.ok(step!.payload.to! < step!.payload.from!, `the step goes back: ${JSON.stringify(step!.payload)}`);
+  // A start's step comes right after its DaemonStarted: the fact before a start says how the last run ended.
+  if ((step!.payload as { seenBy?: string }).seenBy === 'start') {
+    assert.is(all.find((f) => f.seq === step!.seq - 1)?.kind, 'DaemonStarted');
+    assert.is(all.find((f) => f.seq === step!.seq - 2)?.kind, 'DaemonStopped');
+  }
   // beta's grant keeps the clock's own reading, 3 minutes before the label it is ordered by.
   assert.ok(beta.payload.wallAt !== undefined && beta.payload.wallAt < beta.at, `beta's grant keeps its wall time: ${JSON.stringify(beta)}`);
   return { alphaAt: alpha.at, step: step! };

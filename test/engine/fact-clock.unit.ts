@@ -67,6 +67,19 @@ test('a step back smaller than the tolerance is only clamped: no step, no wall r
   assert.equal(fc.steps(), []);
 });
 
+test('a look whose clock reads were far apart (the thread preempted between them) is no step', () => {
+  const c = clocks();
+  let stall = 0;
+  // The monotonic clock moves 2 s between the two reads of one look; the wall clock was read in between.
+  const fc = new FactClock({ wall: c.wall, mono: () => c.mono() + (stall++ === 1 ? 2000 : 0) });
+  stall = 0;
+  fc.look();
+  assert.equal(fc.steps(), []);
+  c.run(1000);
+  fc.look();
+  assert.equal(fc.steps(), []);
+});
+
 test('a forward step moves the baseline: only a later step back counts, by its own size', () => {
   const c = clocks();
   const fc = new FactClock({ wall: c.wall, mono: c.mono });
