@@ -230,6 +230,13 @@ const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'gen
  */
 export function boundaryNote(a: HoldersAnswer, where = 'this host'): string {
   const lines: string[] = [];
+  if (a.unmarkedStep !== undefined) {
+    const u = a.unmarkedStep;
+    lines.push(
+      `the journal of ${where} goes back in time at seq ${u.seq}: that DaemonStarted is at ${u.at}, after a fact at ${u.before} (the clock was set back across the restart, under a vmlockd before 0029 that did not journal it): ` +
+        `${a.at} came twice there, and this answer follows the times as they are, so it may be the other pass's: compare with the facts around seq ${u.seq}`,
+    );
+  }
   const steps = a.ambiguous?.steps ?? a.clockSteps ?? [];
   if (steps.length > 0) {
     const said = steps.map((s) => `ClockStepped #${s.seq}: it had reached ${s.from}, then read ${s.to}`).join('; ');

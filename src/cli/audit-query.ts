@@ -259,6 +259,12 @@ export interface HoldersAnswer {
   readonly ambiguous?: { readonly steps: readonly ClockStepAt[]; readonly readings: readonly Reading[] };
   /** The clock stepped back over the moment, and every pass gives this same answer. */
   readonly clockSteps?: readonly ClockStepAt[];
+  /**
+   * A journal written before ClockStepped existed: the run the moment falls in began (DaemonStarted
+   * `seq`, at `at`) before the time of the fact journaled ahead of it (`before`): the clock was set back
+   * across that restart, so the moment came twice, and this answer follows the times as they are.
+   */
+  readonly unmarkedStep?: { readonly seq: number; readonly at: string; readonly before: string };
 }
 
 /** A step back of this host's clock, as journaled (ClockStepped, decision 0029): times in [to, from) came twice. */
@@ -297,7 +303,10 @@ export function holdersAt(src: AuditSources, disk: DiskArg, at: string): HolderA
 export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string): HoldersAnswer {
   const first = holdersAnswerAt(src, asked, at);
   const steps = stepsOver(src, at);
-  if (steps.length === 0) return first;
+  if (steps.length === 0) {
+    const unmarked = unmarkedStepOver(src, at);
+    return unmarked === undefined ? first : { ...first, unmarkedStep: unmarked };
+  }
   const readings: Reading[] = [readingOf('before', first, lastSeqAt(src, at))];
   for (const s of steps) {
     const asOf = secondPass(src, s, at);
@@ -307,6 +316,18 @@ export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string): Ho
   const key = (r: Reading) => r.holders.map((h) => `${h.resource}\u0000${h.owner.uuid}\u0000${h.mode}`).sort().join('\n');
   if (readings.every((r) => key(r) === key(readings[0]!))) return { ...first, clockSteps: stepsAt };
   return { disk: first.disk, at, holders: [], ambiguous: { steps: stepsAt, readings } };
+}
+
+/**
+ * A step back across a restart that an older vmlockd journaled without a ClockStepped: the newest
+ * start at or before `at` has a time earlier than the fact before it, and `at` lies between the two.
+ */
+function unmarkedStepOver(src: AuditSources, at: string): HoldersAnswer['unmarkedStep'] {
+  const start = newestOf(src, { kinds: ['DaemonStarted'], until: at });
+  if (start === undefined || start.seq < 2) return undefined;
+  const prev = factAt(src, start.seq - 1);
+  if (prev === undefined || prev.at <= at || prev.kind === 'ClockStepped') return undefined;
+  return { seq: start.seq, at: start.at, before: prev.at };
 }
 
 function readingOf(pass: Reading['pass'], a: HoldersAnswer, asOf: number, step?: number): Reading {

@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { holdersAnswer, secondPass, stepsOver, timeline, type AuditSources } from '../../src/cli/audit-query.js';
 import { Journal, type FactRow } from '../../src/journal/journal.js';
+import { formatHolders } from '../../src/cli/audit-format.js';
 
 const DISK = '/img/db.qcow2';
 const RES = '/ls/db';
@@ -113,6 +114,21 @@ test('a step seen at a start: the second pass begins with that start, and before
   // The journal's order draws no overlap: beta from the label of its grant, after alpha's release.
   const tl = timeline(src, DISK, t('10:00:00'), t('10:10:00'));
   assert.equal(tl.intervals.map((i) => [i.owner.name, i.from, i.to]), [['alpha', t('10:00:01'), t('10:05:00')], ['beta', t('10:05:00'), undefined]]);
+});
+
+test('a journal from before ClockStepped whose times go back across a restart: the answer says the moment came twice', () => {
+  const src = journal([
+    daemon('DaemonStarted', t('10:00:00')), // 1
+    lock('LockAcquired', t('10:00:01'), ALPHA), // 2
+    lock('LockReleased', t('10:05:00'), ALPHA), // 3
+    daemon('DaemonStopped', t('10:05:00')), // 4
+    daemon('DaemonStarted', t('10:02:00')), // 5: the clock set back, not journaled
+    lock('LockAcquired', t('10:03:00'), BETA), // 6
+  ]);
+  assert.equal(holdersAnswer(src, DISK, t('10:04:00')).unmarkedStep, { seq: 5, at: t('10:02:00'), before: t('10:05:00') });
+  assert.match(formatHolders(holdersAnswer(src, DISK, t('10:04:00')), 'table'), /goes back in time at seq 5/);
+  assert.is(holdersAnswer(src, DISK, t('10:01:00')).unmarkedStep, undefined);
+  assert.is(holdersAnswer(src, DISK, t('10:06:00')).unmarkedStep, undefined);
 });
 
 test.run();
