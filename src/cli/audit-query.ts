@@ -288,9 +288,13 @@ export interface Reading {
   readonly crash?: HoldersAnswer['crash'];
 }
 
-/** Who held `disk` at `at` (see holdersAnswer); the holders only. */
+/**
+ * Who held `disk` at `at` by the time labels, the holders only: the journal's order up to `at` (for a
+ * moment the clock showed twice, the pass before the step), which is where a timeline folding the
+ * facts after `at` in that order must start (holdersAnswer gives every pass).
+ */
 export function holdersAt(src: AuditSources, disk: DiskArg, at: string): HolderAt[] {
-  return holdersAnswer(src, disk, at).holders;
+  return holdersAnswerAt(src, disk, at).holders;
 }
 
 /**

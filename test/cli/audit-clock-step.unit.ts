@@ -76,6 +76,13 @@ test('--at inside the window: both passes, no holder picked, when they differ', 
   assert.is(names(before.holders), 'alpha');
   assert.is(before.ambiguous, undefined);
   assert.is(names(holdersAnswer(src, DISK, t('10:06:00')).holders), 'gamma');
+  // A timeline starting inside the window starts from the labels' answer and folds the rest in journal order.
+  const tl = timeline(src, DISK, t('10:03:30'), t('10:10:00'));
+  assert.equal(tl.intervals.map((i) => [i.owner.name, i.from, i.to]), [
+    ['alpha', t('10:00:01'), t('10:05:00')],
+    ['beta', t('10:05:00'), t('10:05:00')],
+    ['gamma', t('10:05:30'), undefined],
+  ]);
 });
 
 test('--at inside the window when every pass agrees: the answer, with the step said', () => {
