@@ -300,7 +300,7 @@ export function clockStepNote(f: StoredFact, where = 'this host'): string {
   return (
     `vmlockd: note: the clock on ${where} stepped back (ClockStepped #${f.seq}: it had reached ${p.from}, then read ${p.to}): ` +
     `its facts until its clock passed ${p.from} again are given at ${p.from}, in journal order, with the clock's reading in their detail (wallAt); ` +
-    `times from ${p.to} to ${p.from} came twice there\n`
+    `times from ${p.to} to ${p.from} came twice there, and a list up to such a time has the facts of both passes\n`
   );
 }
 

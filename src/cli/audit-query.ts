@@ -359,6 +359,27 @@ export function stepsWithin(src: AuditSources, since?: string, until?: string): 
   });
 }
 
+/**
+ * The facts a window [since, until] holds by the clock's reading and not by the labels: a step's window
+ * that `until` falls in has a pass after the step whose facts are labelled later than `until` (the
+ * time the clock had reached) though the clock showed a time in the window when they were made. Their
+ * seq ranges, one per such step (decision 0029).
+ */
+export function passRanges(src: AuditSources, since: string | undefined, until: string): Array<{ afterSeq: number; untilSeq: number }> {
+  const out: Array<{ afterSeq: number; untilSeq: number }> = [];
+  for (const step of stepsOver(src, until)) {
+    const end = secondPass(src, step, until).seq;
+    const before = since === undefined ? undefined : new Date(Date.parse(since) - 1).toISOString();
+    const start = before === undefined ? firstOfPass(src, step) - 1 : Math.max(firstOfPass(src, step) - 1, secondPass(src, step, before).seq);
+    if (end > start) out.push({ afterSeq: start, untilSeq: end });
+  }
+  return out;
+}
+
+function firstOfPass(src: AuditSources, step: StoredFact): number {
+  return (step.payload as { seenBy?: unknown } | null)?.seenBy === 'start' && factAt(src, step.seq - 1)?.kind === 'DaemonStarted' ? step.seq - 1 : step.seq;
+}
+
 /** The last fact labelled at or before `at` (0: none). */
 function lastSeqAt(src: AuditSources, at: string): number {
   return newestOf(src, { until: at })?.seq ?? 0;
@@ -378,11 +399,9 @@ export function wallOf(f: StoredFact): string {
  * with a few point reads, however long the pass.
  */
 export function secondPass(src: AuditSources, step: StoredFact, at: string): AsOf {
-  const isStart = (f: StoredFact | undefined) => f?.kind === 'DaemonStarted';
-  const startStep = (s: StoredFact) => (s.payload as { seenBy?: unknown } | null)?.seenBy === 'start' && isStart(factAt(src, s.seq - 1));
-  const first = startStep(step) ? step.seq - 1 : step.seq;
+  const first = firstOfPass(src, step);
   const next = queryFacts(src, { kinds: ['ClockStepped'], since: step.at, limit: 64 }).find((f) => f.seq > step.seq);
-  const last = next !== undefined ? (startStep(next) ? next.seq - 2 : next.seq - 1) : (newestOf(src, {})?.seq ?? step.seq);
+  const last = next !== undefined ? firstOfPass(src, next) - 1 : (newestOf(src, {})?.seq ?? step.seq);
   let lo = first;
   let hi = last;
   let found = first - 1;

@@ -18,7 +18,7 @@ import { diskNames } from './disk-alias.js';
 import { clockStepNote, csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
-import { CONFLICT_KINDS, HOLD_RULES, holdersAnswer, namesOf, queryFacts, stepsWithin, timeline, type AuditSources, type DiskNames } from './audit-query.js';
+import { CONFLICT_KINDS, HOLD_RULES, holdersAnswer, namesOf, passRanges, queryFacts, stepsWithin, timeline, type AuditSources, type DiskNames } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
   questions (default: every fact that matches the filters):
@@ -410,7 +410,7 @@ export async function runAudit(argv: string[]): Promise<number> {
       ...(until !== undefined ? { until } : {}),
     };
     if (v.follow !== true && reachesBack(since)) beforeCut('the question');
-    const facts = withNames(src, queryFacts(src, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) }));
+    const facts = withNames(src, withPasses(src, q, queryFacts(src, { ...q, ...(limit !== undefined ? { limit, newest: true } : {}) }), limit));
     // Several names: the DISK column says which name each fact used.
     const opts = { oneDisk: disk !== undefined && disk.names.length === 1 };
     if (v.follow === true) return await follow(src.live, q, facts, format, opts);
@@ -423,6 +423,21 @@ export async function runAudit(argv: string[]): Promise<number> {
   } finally {
     src.close();
   }
+}
+
+/**
+ * `--until` inside a window the clock showed twice: the facts of the pass after the step whose clock
+ * reading is in [since, until] are labelled later than `until`; they belong to the answer too, in
+ * journal order (decision 0029).
+ */
+function withPasses(src: AuditSources, q: FactQuery, facts: StoredFact[], limit: number | undefined): StoredFact[] {
+  if (q.until === undefined) return facts;
+  const ranges = passRanges(src, q.since, q.until);
+  if (ranges.length === 0) return facts;
+  const { since: _s, until: _u, ...rest } = q;
+  const extra = ranges.flatMap((r) => queryFacts(src, { ...rest, afterSeq: r.afterSeq, untilSeq: r.untilSeq }));
+  const all = [...facts, ...extra].sort((a, b) => a.seq - b.seq).filter((f, i, a) => i === 0 || a[i - 1]!.seq !== f.seq);
+  return limit === undefined ? all : all.slice(-limit);
 }
 
 /** Facts journaled with the uuid alone (a release by uuid) get the VM's name from the owners table. */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { holdersAnswer, secondPass, stepsOver, timeline, type AuditSources } from '../../src/cli/audit-query.js';
+import { holdersAnswer, passRanges, secondPass, stepsOver, timeline, type AuditSources } from '../../src/cli/audit-query.js';
 import { Journal, type FactRow } from '../../src/journal/journal.js';
 import { formatHolders } from '../../src/cli/audit-format.js';
 
@@ -61,6 +61,14 @@ test('the pass after a step: after the last fact whose clock reading is at or be
   assert.is(secondPass(src, step!, t('10:03:00')).seq, 5, 'at beta\'s grant, inclusive');
   assert.is(secondPass(src, step!, t('10:03:30')).seq, 5);
   assert.is(secondPass(src, step!, t('10:04:59')).seq, 6);
+});
+
+test('a window by the clock: the pass after a step adds the facts whose clock reading is in it', () => {
+  const src = running();
+  assert.equal(passRanges(src, t('10:03:30'), t('10:04:30')), [{ afterSeq: 5, untilSeq: 6 }], 'beta\'s release, made at 10:04');
+  assert.equal(passRanges(src, undefined, t('10:03:30')), [{ afterSeq: 3, untilSeq: 5 }], 'the step and beta\'s grant');
+  assert.equal(passRanges(src, t('10:04:10'), t('10:04:50')), [], 'nothing was made then on the second pass');
+  assert.equal(passRanges(src, t('10:00:00'), t('10:01:30')), [], 'outside the window');
 });
 
 test('--at inside the window: both passes, no holder picked, when they differ', () => {

@@ -116,6 +116,9 @@ function checkAmbiguous(s: Story, alphaAt: string): void {
   assert.is(names(at(s, plus(alphaAt, 60)).holders), 'alpha');
   // A list over the window says the clock stepped back there (stderr).
   assert.match(cli(['audit', '--state-dir', s.stateDir, '--disk', s.disk]).stderr, /clock on this host stepped back/);
+  // What happened while the clock showed 100-200 s after alpha's grant: beta's grant, made on the second pass.
+  const listed = facts(s, ['--disk', s.disk, '--since', plus(alphaAt, 100), '--until', plus(alphaAt, 200)]);
+  assert.equal(listed.map((f) => `${f.kind} ${f.payload.owner?.name}`), ['LockAcquired beta'], JSON.stringify(listed));
 }
 
 /** The same from the published history, as every host asks it: this host's answer is ambiguous, no holder named. */
