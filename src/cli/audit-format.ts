@@ -295,12 +295,12 @@ function readingText(r: Reading): string {
  * A step back of a host's clock that meets the window asked about, for stderr: the facts' times there
  * are labels on the journal's order (decision 0029).
  */
-export function clockStepNote(f: StoredFact, where = 'this host'): string {
+export function clockStepNote(f: StoredFact, where = 'this host', bothPasses = true): string {
   const p = f.payload as { from?: string; to?: string };
   return (
     `vmlockd: note: the clock on ${where} stepped back (ClockStepped #${f.seq}: it had reached ${p.from}, then read ${p.to}): ` +
     `its facts until its clock passed ${p.from} again are given at ${p.from}, in journal order, with the clock's reading in their detail (wallAt); ` +
-    `times from ${p.to} to ${p.from} came twice there, and a list up to such a time has the facts of both passes\n`
+    `times from ${p.to} to ${p.from} came twice there${bothPasses ? ', and a list up to such a time has the facts of both passes' : ', and this answer goes by the times given (the one-host audit of that host also lists by its clock\'s reading)'}\n`
   );
 }
 

@@ -277,7 +277,7 @@ function stepNotes(cs: ClusterSources, since: string | undefined, until: string 
   for (const h of cs.hosts) {
     for (const c of h.chains) {
       for (const f of stepsWithin({ live: c.journal }, since, until)) {
-        process.stderr.write(clockStepNote(f, `host ${h.host}`));
+        process.stderr.write(clockStepNote(f, `host ${h.host}`, false));
         any = true;
       }
     }
