@@ -140,7 +140,14 @@ export async function runHook(argv: string[], io: HookIo = { stdin: process.stdi
     io.stderr.write(`vmlockd: cannot ${verb(op)} VM ${name}: reading the domain XML failed: ${(e as Error).message}\n`);
     return 1;
   }
-  const answer = await post(socket, { driver, name, op, subop, extra: extra ?? '-', xml }, args.timeoutS * 1000);
+  // A 503 is the daemon holding too many request bytes at once (api-server.ts REQUEST_BYTES_MAX), not
+  // an answer about this VM: asked again, with a growing pause, while the hook's time lasts.
+  const deadline = Date.now() + args.timeoutS * 1000;
+  let answer = await post(socket, { driver, name, op, subop, extra: extra ?? '-', xml }, args.timeoutS * 1000);
+  for (let pause = 100; answer.kind === 'reply' && answer.status === 503 && Date.now() + pause < deadline; pause = Math.min(pause * 2, 2000)) {
+    await new Promise((r) => setTimeout(r, pause));
+    answer = await post(socket, { driver, name, op, subop, extra: extra ?? '-', xml }, Math.max(1, deadline - Date.now()));
+  }
 
   if (answer.kind === 'unreachable') {
     if (args.failOpen) {

@@ -132,8 +132,13 @@ function readJson(req: http.IncomingMessage, res: http.ServerResponse, budget: B
     };
     res.once('close', () => budget.set(held, 0));
     req.on('data', (c: Buffer) => {
-      if (held.dropped) return;
       size += c.length;
+      // Let go: the rest is read and dropped (its answer waits for the end, so the client reads it
+      // rather than a reset), up to MAX_DRAIN.
+      if (held.dropped) {
+        if (size > MAX_DRAIN) req.destroy();
+        return;
+      }
       if (size > limit && !over) {
         over = true;
         chunks.length = 0;
@@ -238,10 +243,16 @@ export function createApiServer(ctx: ApiContext): http.Server {
       if (e instanceof OverBudgetError) {
         // Not journaled: not the client's input that was wrong, only too much of it at once.
         ctx.log('warning', `API ${req.method} ${req.url}: ${e.message}`);
-        if (res.headersSent || res.destroyed) return;
-        res.setHeader('connection', 'close');
-        if (!req.complete) res.once('finish', () => req.destroy());
-        return send(res, 503, { status: 'error', code: 'VMLOCKD_ERR_IO', message: e.message });
+        const answer = () => {
+          if (res.headersSent || res.destroyed) return;
+          res.setHeader('connection', 'close');
+          send(res, 503, { status: 'error', code: 'VMLOCKD_ERR_IO', message: e.message });
+        };
+        // Answered once the rest of the body is read (and dropped): a reply while the client still
+        // writes would reach it as a reset.
+        if (req.complete) answer();
+        else req.once('end', answer);
+        return;
       }
       if (!(e instanceof BadInputError) && aborted(req, e)) {
         // The client went away mid-request: nothing to answer, nothing to change, no stack.

@@ -97,6 +97,15 @@ function waitingFactsMax(): { max?: number } {
   return raw !== undefined && raw !== '' && Number.isSafeInteger(n) && n >= 0 ? { max: n } : {};
 }
 
+/**
+ * VMLOCKD_TEST_MAX_REQUEST_BYTES: the control API's bound on request bodies held at once (default
+ * REQUEST_BYTES_MAX, 96 MiB); tests set it low to reach it with small bodies.
+ */
+function maxRequestBytes(): { maxRequestBytes?: number } {
+  const n = Number(process.env.VMLOCKD_TEST_MAX_REQUEST_BYTES ?? '');
+  return Number.isSafeInteger(n) && n >= 1 ? { maxRequestBytes: n } : {};
+}
+
 /** Fold the journal: newest snapshot, then every fact after it. */
 export function loadState(journal: Journal): State {
   const snap = journal.latestSnapshot();
@@ -433,6 +442,7 @@ export class Daemon {
       audit: (q) => this.audit(q),
       leaseRules: () => ({ autoDiskLeases: this.config.autoDiskLeases, requireLeaseForDisks: this.config.requireLeaseForDisks }),
       log: (level, msg, fields) => this.log.log(level, msg, fields),
+      ...maxRequestBytes(),
     });
     // The control socket the previous daemon handed over (its queue kept), else bound here.
     const controlFd = this.inherited?.take('control', c.socket);
