@@ -472,6 +472,7 @@ export class ServiceLink {
       const a = locker.adopt(state, this.takenOver, at, 'taken-over');
       this.start = { ...this.start, how: 'takeover', adopted: a.adopted, dropped: a.dropped.length, lost: a.lost.length };
       this.log('info', `took over ${a.adopted} lock(s) from the previous daemon` + (a.dropped.length > 0 ? `; closed ${a.dropped.length}` : ''));
+      this.logRenamed(a);
       // Under systemd too (a takeover inside the unit): the store learns the descriptors now ours.
       for (const p of locker.descriptors()) this.store?.store(p.name, p.fd);
       this.takenOver = [];
@@ -485,7 +486,13 @@ export class ServiceLink {
     const a = locker.adopt(state, locks, at, 'adopted');
     this.start = { ...this.start, how: 'store', adopted: a.adopted, dropped: a.dropped.length, lost: a.lost.length };
     this.log('info', `adopted ${a.adopted} lock(s) from the descriptor store` + (a.dropped.length > 0 ? `; closed ${a.dropped.length}: ${a.dropped.map((d) => `${d.name} (${d.reason})`).join(', ')}` : ''));
+    this.logRenamed(a);
     return a;
+  }
+
+  /** Adopted disks locked in place whose path no longer names them: held all the same, by their descriptor. */
+  private logRenamed(a: Adoption): void {
+    for (const r of a.renamed ?? []) this.log('warning', `disk ${r.disk} was renamed under its lock: ${r.reason}; its lock was adopted through its descriptor and holds`);
   }
 
   counted(retaken: number, lost: number): void {

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { identityOfFd, identityOfStats, sameIdentity } from './disk-identity.js';
 import { BadInputError, VmlockdError } from './errors.js';
 import { TAKEN_AGAIN, fact, type NewFact } from './facts.js';
 import type { ResourceFields, TakeSeen } from './facts.js';
@@ -58,10 +59,14 @@ export interface DiskResult {
   readonly mode: Mode;
 }
 
-/** A held lock that did not check out: `lost` on evidence, `error` when the check itself failed. */
+/**
+ * A held lock that did not check out: `lost` on evidence, `error` when the check itself failed.
+ * `renamed`: it holds, but it is a disk locked in place whose path no longer names it (renamed or
+ * replaced under its lock): news for the log, never a reason to take or drop anything.
+ */
 export interface Verification {
   readonly resource: string;
-  readonly status: 'lost' | 'error';
+  readonly status: 'lost' | 'error' | 'renamed';
   readonly reason: string;
 }
 
@@ -169,6 +174,8 @@ export interface Adoption {
   readonly adopted: number;
   /** Descriptors closed (and removed from the store): name and why. */
   readonly dropped: Array<{ name: string; reason: string }>;
+  /** Adopted disks locked in place whose path no longer names them (renamed under their lock): why, per disk. */
+  readonly renamed?: Array<{ disk: string; reason: string }>;
 }
 
 /**
@@ -329,6 +336,53 @@ export class Locker {
     if (pin === undefined) return undefined;
     const why = lockspaceProblem(dir, pin);
     return why === undefined ? undefined : `lockspace ${dir} is not the one vmlockd started with: ${why}`;
+  }
+
+  /**
+   * A disk locked in place is its own lock file, and its path is not its identity: renamed under its
+   * lock (QEMU writes it through its descriptor all the same), the path names another file or none.
+   * Why the path no longer names the journaled disk (ref.inode); undefined when it does, or when that
+   * cannot be told (no identity journaled, a stat failing otherwise than ENOENT).
+   */
+  private pathMoved(ref: ResourceRef): string | undefined {
+    if (ref.kind !== 'direct' || ref.inode === undefined) return undefined;
+    let now: string;
+    try {
+      now = identityOfStats(fs.statSync(ref.id, { bigint: true }));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return code === 'ENOENT' || code === 'ENOTDIR' ? `no disk is at ${ref.id} any more (renamed or deleted)` : undefined;
+    }
+    return sameIdentity(ref.inode, now) ? undefined : `the disk at ${ref.id} is another file now (the locked disk was renamed or replaced)`;
+  }
+
+  /**
+   * Why `file` no longer names the inode a held description is on (`own`: its fstat); undefined
+   * when it does, or when the stat fails otherwise than ENOENT (the open that follows tells then).
+   */
+  private pathLeft(file: string, own: fs.BigIntStats): string | undefined {
+    let st: fs.BigIntStats;
+    try {
+      st = fs.statSync(file, { bigint: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return code === 'ENOENT' || code === 'ENOTDIR' ? `no disk is at ${file} any more (renamed or deleted under its lock)` : undefined;
+    }
+    return st.dev === own.dev && st.ino === own.ino ? undefined : `the disk at ${file} is another file now (the locked disk was renamed or replaced under its lock)`;
+  }
+
+  /**
+   * For a held disk locked in place whose path no longer names it: a path that opens the very inode
+   * its description is on (a new description of it), for a re-take on the disk itself, never on
+   * whatever its old path names now. undefined: the path still names it (or that cannot be told).
+   */
+  private renamedVia(h: Held): string | undefined {
+    if (h.ref.kind !== 'direct') return undefined;
+    try {
+      return this.pathLeft(h.ref.id, fs.fstatSync(h.fd, { bigint: true })) === undefined ? undefined : `/proc/self/fd/${h.fd}`;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Open a lock file; one that does not exist yet is created only in the pinned lockspace. */
@@ -615,11 +669,21 @@ export class Locker {
       // What the take finds is judged before it writes: an intrusion's proof stays in the lock file
       // until the LeaseLost is journaled (recordRetakes(), review26a F3).
       const proves = (seen: LeaseSeen) => gapIntruder(seen, this.host, res.mode, holders) !== undefined;
-      try {
-        r = this.take(res.ref, res.mode, { owner: first.owner, at }, holders.map((h) => ({ ...h.owner, since: h.since })), proves);
-      } catch (e) {
+      // A disk locked in place and renamed (or replaced) under its lock: no description of it was
+      // handed back (those are adopted before), so its lock went with the old process, and the file
+      // its old path names now is another disk; locking that one would say "held" of a disk nobody
+      // locks (review27 F4).
+      const moved = this.pathMoved(res.ref);
+      if (moved !== undefined) {
         r = { ok: false, holder: {} };
-        reason = `could not be taken again: ${(e as Error).message}`;
+        reason = `${moved} while vmlockd was down, and no descriptor of it was handed back: its lock is not moved to the file that path names now`;
+      } else {
+        try {
+          r = this.take(res.ref, res.mode, { owner: first.owner, at }, holders.map((h) => ({ ...h.owner, since: h.since })), proves);
+        } catch (e) {
+          r = { ok: false, holder: {} };
+          reason = `could not be taken again: ${(e as Error).message}`;
+        }
       }
       // Free now, but what the take found shows the exclusion was not continuous (another host's
       // grant, shared or exclusive, or the lock file replaced): this host's VM (still running,
@@ -714,6 +778,7 @@ export class Locker {
     const byName = new Map<string, State['resources'] extends Map<string, infer R> ? R : never>();
     for (const res of state.resources.values()) byName.set(fdName(res.ref.id), res);
     let adopted = 0;
+    const renamed: Array<{ disk: string; reason: string }> = [];
     const close = (p: PassedFd, reason: string) => {
       dropped.push({ name: p.name, reason });
       try {
@@ -753,23 +818,33 @@ export class Locker {
         }
         let mismatch: string | null = null;
         let ino: string | undefined;
+        let moved: string | undefined;
         try {
           const mine = this.native.fstatId(p.fd);
           ino = mine.ino;
-          const onDisk = fs.statSync(res.ref.id, { bigint: true });
           // A direct lock may be on a block device node (an LV, a LUN; review26a F4): its (dev, ino) is the node's.
           if (mine.type !== 'file' && !(mine.type === 'block' && res.ref.kind === 'direct')) mismatch = `the descriptor is not a regular file${res.ref.kind === 'direct' ? ' or a block device' : ''} (${mine.type})`;
-          else if (mine.dev !== u64(onDisk.dev) || mine.ino !== u64(onDisk.ino)) mismatch = 'the lock file on disk is another file now (replaced)';
+          else if (res.ref.kind === 'direct' && res.ref.inode !== undefined) {
+            // A disk locked in place is judged by the description itself: renamed under its lock, its
+            // old path names another file or none while this description still locks the disk QEMU
+            // writes; closing it (and re-taking the old path) would give the disk away (review27 F4).
+            if (!sameIdentity(res.ref.inode, identityOfFd(p.fd))) mismatch = `the descriptor is on another disk than the one journaled (${res.ref.inode})`;
+            else moved = this.pathMoved(res.ref);
+          } else {
+            const onDisk = fs.statSync(res.ref.id, { bigint: true });
+            if (mine.dev !== u64(onDisk.dev) || mine.ino !== u64(onDisk.ino)) mismatch = 'the lock file on disk is another file now (replaced)';
+          }
           // Nobody holds the lock, so neither does this description: a released lock's (its removal
           // never reached the store), or one whose lock the filesystem dropped. Re-asserting would
-          // take it afresh with no gap check; reacquire() takes it and checks the gap.
-          else if (this.nobodyHolds(res.ref.id)) mismatch = 'the descriptor holds no lock (a released lock\'s description, or its lock was lost)';
+          // take it afresh with no gap check; reacquire() takes it and checks the gap. A renamed
+          // direct disk is asked through the description's own inode, not its old path.
+          if (mismatch === null && this.nobodyHolds(moved !== undefined ? `/proc/self/fd/${p.fd}` : res.ref.id)) mismatch = 'the descriptor holds no lock (a released lock\'s description, or its lock was lost)';
           // Shared: other hosts' read locks make "somebody holds it" no proof that this description
           // does, and a read lock would be granted to a description that held nothing (a released
           // lock's), adopted as held throughout with no gap check (review27b F1). Only a description
           // that locks a record slot of its own is adopted; any other is re-taken by reacquire(),
           // beside the other holders, with the gap check.
-          else if (res.ref.kind === 'file' && res.mode === 'shared' && !this.holdsNow(p.fd, res.ref.id, 'shared')) mismatch = 'the descriptor is not proven to hold the shared lock (it locks no record slot of its own: a released lock\'s description?)';
+          else if (mismatch === null && res.ref.kind === 'file' && res.mode === 'shared' && !this.holdsNow(p.fd, res.ref.id, 'shared')) mismatch = 'the descriptor is not proven to hold the shared lock (it locks no record slot of its own: a released lock\'s description?)';
         } catch (e) {
           mismatch = `the lock file cannot be checked: ${errnoName(e)}`;
         }
@@ -821,6 +896,7 @@ export class Locker {
         else if (res.ref.kind === 'file') this.refreshRecord(h);
         adopted++;
         kept = h;
+        if (moved !== undefined) renamed.push({ disk: res.ref.canonical, reason: moved });
         const taken = gap !== undefined ? takeSeen(res.mode, { ...gap.lease, ino }) : {};
         for (const o of holders) {
           if (gap !== undefined) {
@@ -846,7 +922,7 @@ export class Locker {
         this.settled.add(res.ref.id);
       }
     }
-    return { facts, lost, adopted, dropped };
+    return { facts, lost, adopted, dropped, ...(renamed.length > 0 ? { renamed } : {}) };
   }
 
   /**
@@ -977,24 +1053,43 @@ export class Locker {
     return out;
   }
 
-  private check(h: Held): { status: 'lost' | 'error'; reason: string } | null {
+  private check(h: Held): { status: 'lost' | 'error' | 'renamed'; reason: string } | null {
     const type = h.mode === 'exclusive' ? 'write' : 'read';
     const why = (what: string, e: unknown) => `${what}: ${errnoName(e)}`;
-    const lost = (reason: string) => ({ status: 'lost' as const, reason });
+    // A disk locked in place and renamed under its lock: why its path no longer names it.
+    let renamed: string | undefined;
+    const lost = (reason: string) => ({ status: 'lost' as const, reason: renamed === undefined ? reason : `${reason} (${renamed})` });
     const error = (reason: string) => ({ status: 'error' as const, reason });
-    let ino: number | undefined;
+    let own: fs.BigIntStats | undefined;
     let ownError: unknown;
     try {
-      ino = fs.fstatSync(h.fd).ino;
+      own = fs.fstatSync(h.fd, { bigint: true });
       // A whole record, not one byte: under O_DIRECT a GlusterFS brick refuses unaligned sizes (EINVAL).
       readAligned(h.fd, RECORD_SIZE, 0);
     } catch (e) {
       ownError = e;
     }
+    // A disk locked in place is its own lock file: renamed under its lock, its path names another
+    // file or none while this description still locks the disk QEMU writes. It is judged through
+    // that description (a second one opened on the same inode through /proc/self/fd), never by its
+    // old path: that took it for a removed or replaced lock file and gave the disk away (review27 F5).
+    let where = h.ref.id;
+    if (h.ref.kind === 'direct') {
+      if (own === undefined) {
+        // The description cannot say which disk it is on: its path counts only while it names the journaled disk.
+        const moved = this.pathMoved(h.ref);
+        if (moved !== undefined) return error(`${why('the disk\'s descriptor failed', ownError)}, and ${moved}: its lock cannot be checked`);
+      } else {
+        renamed = this.pathLeft(h.ref.id, own);
+        if (renamed !== undefined) where = `/proc/self/fd/${h.fd}`;
+      }
+    }
     let fd2: number;
     try {
-      fd2 = fs.openSync(h.ref.id, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      fd2 = fs.openSync(where, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (e) {
+      // A disk locked in place renamed between the stat and the open: the next round tells.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && h.ref.kind === 'direct') return error(why(`the disk ${where} cannot be opened again`, e));
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         // Missing from a directory that is not our lockspace any more (not mounted): that says nothing about the lock.
         const away = this.lockspaceAway(h.ref);
@@ -1005,7 +1100,7 @@ export class Locker {
       return error(why('the lock file cannot be opened again', e));
     }
     try {
-      if (ino !== undefined && fs.fstatSync(fd2).ino !== ino) return lost('the lock file was replaced (unlinked and created again)');
+      if (own !== undefined && fs.fstatSync(fd2, { bigint: true }).ino !== own.ino) return lost('the lock file was replaced (unlinked and created again)');
       // From a second description our own lock shows as a conflict; nothing there means it is gone.
       const c = this.native.ofdGetLk(fd2, 'write', LOCK_START, LOCK_LEN);
       if (c === null) return lost('the lock is gone: nothing holds the lock file any more');
@@ -1036,7 +1131,7 @@ export class Locker {
     } catch (e) {
       return error(why('re-asserting the lock failed', e));
     }
-    return null;
+    return renamed === undefined ? null : { status: 'renamed', reason: `${renamed}; its lock holds through its descriptor` };
   }
 
   /**
@@ -1052,10 +1147,14 @@ export class Locker {
     at: string,
   ): { ok: true; gen?: number; kept?: boolean; seen?: TakeSeen } | { ok: false; holder: HolderInfo; error?: string } {
     const old = this.held.get(ref.id);
+    // A disk locked in place whose path no longer names it (renamed under its lock): taken again on
+    // the disk itself, through a new description of the inode the old one is on; the file its old
+    // path names now is another disk (review27 F5).
+    const via = old !== undefined ? this.renamedVia(old) : undefined;
     let r: TakeResult;
     try {
       // A re-take's proof of an intrusion not journaled yet stays unwritten (recordRetakes()).
-      r = this.take(ref, mode, { owner: vms[0]!, at }, vms, () => this.keptProof.has(ref.id));
+      r = this.take(ref, mode, { owner: vms[0]!, at }, vms, () => this.keptProof.has(ref.id), via);
     } catch (e) {
       if (old && this.stillHolds(old)) return { ok: true, kept: true, ...(old.gen !== undefined ? { gen: old.gen } : {}) };
       this.drop(ref.id);
@@ -1093,10 +1192,14 @@ export class Locker {
     return { ok: true, ...(r.gen !== undefined ? { gen: r.gen } : {}), seen: takeSeen(mode, r.lease) };
   }
 
-  /** The old description still holds the lock on the file the path names now. */
+  /**
+   * The old description still holds the lock on the file the path names now (a disk locked in
+   * place: on the journaled disk, whatever its path names now).
+   */
   private stillHolds(h: Held): boolean {
     try {
-      return this.sameInode(h.fd, h.ref.id) && this.native.ofdSetLk(h.fd, h.mode === 'exclusive' ? 'write' : 'read', LOCK_START, LOCK_LEN);
+      const same = h.ref.kind === 'direct' && h.ref.inode !== undefined ? sameIdentity(h.ref.inode, identityOfFd(h.fd)) : this.sameInode(h.fd, h.ref.id);
+      return same && this.native.ofdSetLk(h.fd, h.mode === 'exclusive' ? 'write' : 'read', LOCK_START, LOCK_LEN);
     } catch {
       return false;
     }
@@ -1212,11 +1315,12 @@ export class Locker {
    * One attempt's open + lock + checks through the single native call (decision 0019): the same
    * flags, create rule, checks and error wording as lockJs, which stays for an injected binding.
    */
-  private lockOneCall(ref: ResourceRef, mode: Mode): NativeTake {
+  private lockOneCall(ref: ResourceRef, mode: Mode, via?: string): NativeTake {
     const flags = this.openFlags(ref, mode);
     const records = ref.kind !== 'direct';
     const how = { write: mode === 'exclusive', blockDevice: !records, identity: records, lease: records };
     try {
+      if (via !== undefined) return takeNative(this.native, via, flags, how);
       const { O_CREAT } = fs.constants;
       // A lock file that does not exist yet is created only in the pinned lockspace (openForTake's rule).
       if ((flags & O_CREAT) === 0 || !this.lockspaceIds.has(path.dirname(ref.id))) return takeNative(this.native, ref.id, flags, how);
@@ -1235,10 +1339,10 @@ export class Locker {
   }
 
   /** One attempt's open + lock + inode check, one fs call at a time (an injected native binding). */
-  private lockJs(ref: ResourceRef, mode: Mode): NativeTake {
+  private lockJs(ref: ResourceRef, mode: Mode, via?: string): NativeTake {
     let fd: number;
     try {
-      fd = this.openForTake(ref, this.openFlags(ref, mode));
+      fd = via !== undefined ? openLockFile(via, this.openFlags(ref, mode), { blockDevice: ref.kind === 'direct' }) : this.openForTake(ref, this.openFlags(ref, mode));
     } catch (e) {
       if (e instanceof BadInputError) throw e;
       throw new VmlockdError('VMLOCKD_ERR_IO', `cannot open lock file ${ref.id} for disk ${ref.canonical}: ${(e as Error).message}`, { cause: e });
@@ -1268,13 +1372,14 @@ export class Locker {
   /**
    * `defer`: asked with what the lock file holds, under the lock just taken and before this host's
    * record is written; true: write nothing now (the result says `deferred`; recordRetakes() writes it).
+   * `via`: the path to open instead of ref.id (a disk locked in place and renamed: renamedVia()).
    */
-  private take(ref: ResourceRef, mode: Mode, taker: Taker, vms?: Array<Owner & { since: string }>, defer?: (seen: LeaseSeen) => boolean): TakeResult {
+  private take(ref: ResourceRef, mode: Mode, taker: Taker, vms?: Array<Owner & { since: string }>, defer?: (seen: LeaseSeen) => boolean, via?: string): TakeResult {
     const type = mode === 'exclusive' ? 'write' : 'read';
     // virtlockd unlinks an indirect lease file when it releases it; if that happens between our
     // open and our lock, we would hold a lock on an orphaned inode. Re-check and retry.
     for (let attempt = 0; attempt < 5; attempt++) {
-      const t = this.oneCall ? this.lockOneCall(ref, mode) : this.lockJs(ref, mode);
+      const t = this.oneCall ? this.lockOneCall(ref, mode, via) : this.lockJs(ref, mode, via);
       if (t.status === 'replaced' || t.status === 'missing') continue;
       const fd = t.fd;
       if (t.status === 'busy') {
@@ -1286,7 +1391,16 @@ export class Locker {
         if (holder.mode === undefined && attempt < 4) continue;
         return { ok: false, holder };
       }
-      if (ref.kind === 'direct') return { ok: true, fd };
+      if (ref.kind === 'direct') {
+        // The disk its path names must be the one resolved and journaled: a disk renamed (or
+        // replaced) under its lock leaves its path to another file, which is not the VM's disk and
+        // must not be locked in its place (review27 F4).
+        if (ref.inode !== undefined && !this.isDisk(fd, ref.inode)) {
+          fs.closeSync(fd);
+          throw new VmlockdError('VMLOCKD_ERR_IO', `${via ?? ref.id} is not the disk ${ref.canonical} was (${ref.inode}): renamed or replaced`);
+        }
+        return { ok: true, fd };
+      }
       let rec: ReturnType<Locker['writeRecord']>;
       try {
         rec = this.writeRecord(fd, ref, mode, taker, vms ?? [{ ...taker.owner, since: taker.at }], t.lease, defer && ((l) => defer({ size: l.size, head: l.head, ino: t.ino })));
@@ -1468,6 +1582,15 @@ export class Locker {
       return found.holders[0] ?? { mode };
     } catch {
       return {};
+    }
+  }
+
+  /** Whether a description is on the disk of this identity. */
+  private isDisk(fd: number, identity: string): boolean {
+    try {
+      return sameIdentity(identity, identityOfFd(fd));
+    } catch {
+      return false;
     }
   }
 

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkDiskCount } from './command-bounds.js';
+import { identityOfStats } from './disk-identity.js';
 import { BadInputError, VmlockdError } from './errors.js';
 import { native } from './native.js';
 import { heldBy, type State } from './state.js';
@@ -189,12 +190,9 @@ function inodeOf(p: string): string | undefined {
   }
 }
 
+/** A block device is its device number; a file dev:ino:btime (disk-identity.ts). */
 function identityOf(st: fs.BigIntStats): string {
-  // A block device is its device number, whichever device node (and so inode) names it.
-  if (st.isBlockDevice()) return `blk:${st.rdev}`;
-  // The birth time tells a renamed disk (same inode, same birth) from a new file that reused a
-  // deleted disk's inode number (a new birth).
-  return st.birthtimeNs > 0n ? `${st.dev}:${st.ino}:${st.birthtimeNs}` : `${st.dev}:${st.ino}`;
+  return identityOfStats(st);
 }
 
 /** A disk as resolution names it: its canonical path and identity (undefined: it does not exist). */

@@ -66,6 +66,8 @@ export class Verifier {
   errorsTotal = 0;
   /** Locks whose last check failed with an error, by resource: the reason. */
   readonly unverified = new Map<string, string>();
+  /** Held disks locked in place whose path no longer names them (renamed under their lock), by resource: why, logged once. */
+  readonly renamed = new Map<string, string>();
   private timer?: NodeJS.Timeout;
   /** Locks lost (on evidence) whose re-take failed with an error: retried every round until retaken, taken by another, or cancelled. */
   private readonly pending = new Map<string, Pending>();
@@ -209,9 +211,20 @@ export class Verifier {
     const fresh: Array<{ disk: string; reason: string }> = [];
     const checked = locker.verify();
     const failing = new Set<string>();
+    const moved = new Set<string>();
     for (const v of checked) {
       const res = state.resources.get(v.resource);
       if (!res) continue;
+      if (v.status === 'renamed') {
+        // The lock holds on the disk itself; only its name changed: said once, never taken or dropped for it.
+        moved.add(v.resource);
+        if (this.renamed.get(v.resource) !== v.reason) {
+          const vms = [...res.holders.values()].map((h) => `VM ${h.owner.name ?? h.owner.uuid}`).join(', ');
+          this.deps.log('warning', `disk ${res.ref.canonical} of ${vms} was renamed under its lock: ${v.reason}; vmlockd keeps holding the disk itself`, { disk: res.ref.canonical });
+        }
+        this.renamed.set(v.resource, v.reason);
+        continue;
+      }
       if (v.status === 'error') {
         failing.add(v.resource);
         errors.push({ disk: res.ref.canonical, reason: v.reason });
@@ -222,6 +235,7 @@ export class Verifier {
       const holders = [...res.holders.values()].map((h) => ({ owner: h.owner, since: h.since, path: h.path, source: h.source }));
       attempt({ ref: res.ref, mode: res.mode, holders }, v.reason);
     }
+    for (const id of [...this.renamed.keys()]) if (!moved.has(id)) this.renamed.delete(id);
     const recovered = [...this.unverified.keys()].filter((id) => !failing.has(id));
     for (const id of recovered) this.unverified.delete(id);
     if (recovered.length > 0) this.deps.log('warning', `${recovered.length} lock(s) that could not be checked check out again`);
