@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkDiskCount } from './command-bounds.js';
-import { identityOfStats } from './disk-identity.js';
+import { identityOfStats, sameIdentity } from './disk-identity.js';
 import { BadInputError, VmlockdError } from './errors.js';
 import { native } from './native.js';
 import { heldBy, type State } from './state.js';
@@ -303,7 +303,7 @@ function withoutBirth(inode: string): string | undefined {
 }
 
 /** A resource named by the requester (virtlockd protocol): a lockspace directory and a name in it. */
-function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named']> }, state: State, inCommand?: Map<string, ResourceRef>): ResolvedDisk {
+function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named']> }, state: State, inCommand?: Map<string, ResourceRef>, release = false): ResolvedDisk {
   const { lockspace, name, create } = req.named;
   if (lockspace === '') {
     // virtlockd's default lockspace: the name is the file to lock (a direct lease on the image).
@@ -316,6 +316,7 @@ function resolveNamed(req: DiskRequest & { named: NonNullable<DiskRequest['named
     // owners hold one disk.
     const held = heldAlias(disk, state, inCommand);
     if (held !== undefined) return { path: req.path, mode: req.mode, resource: held };
+    if (!release) refuseRenamedAway(file, canonical, inode, state);
     const resource: ResourceRef = { id: canonical, name, lockspace: '', kind: 'direct', canonical, ...(inode !== undefined ? { inode } : {}), create };
     if (inode !== undefined) inCommand?.set(inode, resource);
     return { path: req.path, mode: req.mode, resource };
@@ -392,11 +393,29 @@ function heldAlias(disk: DiskAt, state: State, inCommand: Map<string, ResourceRe
 }
 
 /**
- * Resolve one disk. `inCommand` carries the inodes already resolved by the same command, so two
- * hard links named together become one resource (and are merged by `decide`).
+ * A disk locked in place is held under its path (the resource id) but is not its path: renamed or
+ * replaced under its lock, that path may name another file now. A request to lock that other file
+ * would be answered for the held disk ("already" to its holder, though nothing locks the new file;
+ * "held" to anyone else), and it cannot get a resource of its own while the held disk keeps the
+ * name: refused, saying so. A release by that name still names the held disk (its holder knows it by it).
  */
-export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, ResourceRef>, blockdev?: BlockdevNames): ResolvedDisk {
-  if (req.named) return resolveNamed({ ...req, named: req.named }, state, inCommand);
+function refuseRenamedAway(given: string, canonical: string, inode: string | undefined, state: State): void {
+  if (inode === undefined) return;
+  const res = state.resources.get(canonical);
+  if (res === undefined || res.ref.kind !== 'direct' || res.ref.inode === undefined || sameIdentity(res.ref.inode, inode)) return;
+  const vms = [...res.holders.values()].map((h) => `VM ${h.owner.name ?? h.owner.uuid}`).join(', ');
+  throw new BadInputError(
+    `disk ${given} is another file than the disk ${vms} holds locked in place under that name (it was renamed or replaced under its lock); a lock on this file can be taken once that disk is released (by its old name or its new one)`,
+  );
+}
+
+/**
+ * Resolve one disk. `inCommand` carries the inodes already resolved by the same command, so two
+ * hard links named together become one resource (and are merged by `decide`). `release`: for a
+ * release, which names a held disk by the path its holder knows (refuseRenamedAway() does not apply).
+ */
+export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, ResourceRef>, blockdev?: BlockdevNames, release = false): ResolvedDisk {
+  if (req.named) return resolveNamed({ ...req, named: req.named }, state, inCommand, release);
   const given = checkDiskPath(req.path, 'disk path');
   if (req.create !== undefined) checkExists(given, req.create);
   // A loop device (or a partition of one) is the disk of its backing file: named, identified and in
@@ -423,9 +442,14 @@ export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, 
       ...(inode !== undefined ? { inode } : {}),
     };
   } else {
+    // A release names a held disk by the path its holder knows, even when that path names another
+    // file or none now (the disk was renamed under its lock).
+    const named = release ? state.resources.get(canonical) : undefined;
+    if (named !== undefined && named.ref.kind === 'direct') return { path: given, mode: req.mode, resource: named.ref };
     if (inode === undefined) {
       throw new BadInputError(`disk ${given} does not exist; in direct mode (no file lockspace) the image itself is locked`);
     }
+    if (!release) refuseRenamedAway(given, canonical, inode, state);
     resource = { id: canonical, name: canonical, lockspace: '', kind: 'direct', canonical, inode };
   }
   if (inode !== undefined) inCommand?.set(inode, resource);
@@ -487,7 +511,7 @@ function resolveReleased(p: string, owner: string, rules: NamingRules, state: St
   };
   let r: ResolvedDisk;
   try {
-    r = resolveDisk({ path: p, mode: 'exclusive' }, rules, state, inCommand, blockdev);
+    r = resolveDisk({ path: p, mode: 'exclusive' }, rules, state, inCommand, blockdev, true);
   } catch (e) {
     const found = byPath();
     if (found !== undefined) return found;
@@ -515,7 +539,7 @@ export function resolveCommand(command: Command, rules: NamingRules, state: Stat
         ...cmd,
         resolved: [
           ...(cmd.paths ?? []).map((p) => resolveReleased(p, cmd.owner.uuid, rules, state, inCommand, blockdev)),
-          ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state, inCommand, blockdev)),
+          ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state, inCommand, blockdev, true)),
         ],
       };
     }

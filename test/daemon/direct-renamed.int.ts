@@ -54,6 +54,15 @@ for (const replaced of [false, true]) {
     if (replaced) assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'vm2', disk]).code, 0, 'the new file at the old path is not locked');
     // On this host the renamed disk is vm1's under its new name too (same inode and birth time).
     assert.is(next.cli(['acquire', '--vm', UUID3, '--name', 'vm3', moved]).code, 3, 'another VM of this host is refused the renamed disk');
+    if (replaced) {
+      // The old name is the held resource's, but the file there is another disk: not "already" vm1's
+      // (nothing locks that file), nor "held by vm1" for another VM: refused, saying why.
+      for (const [uuid, name] of [[UUID1, 'vm1'], [UUID3, 'vm3']] as const) {
+        const r = next.cli(['acquire', '--vm', uuid, '--name', name, disk]);
+        assert.is(r.code, 2, `${name}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, /is another file than the disk VM vm1 holds locked in place under that name/);
+      }
+    }
     assert.equal(journalFacts(opts.stateDir, 'LeaseLost'), []);
     // vm1 releases it by its new name: the disk is free for others.
     if (replaced) assert.is(b.cli(['release', '--vm', UUID2, disk]).code, 0);
@@ -83,6 +92,11 @@ for (const replaced of [false, true]) {
     if (replaced) assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'vm2', disk]).code, 0, 'the new file at the old path is not locked');
     const st = JSON.parse(a.cli(['status', '--json']).stdout);
     assert.is(st.locks, 1);
+    // vm1 releases its disk by the name it knows (the old one): the renamed disk is free.
+    assert.is(a.cli(['release', '--vm', UUID1, disk]).code, 0);
+    assert.is(JSON.parse(a.cli(['status', '--json']).stdout).locks, 0);
+    if (replaced) assert.is(b.cli(['release', '--vm', UUID2, disk]).code, 0);
+    assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'vm2', moved]).code, 0, 'released');
   });
 }
 
