@@ -368,7 +368,11 @@ export class Locker {
       const code = (e as NodeJS.ErrnoException).code;
       return code === 'ENOENT' || code === 'ENOTDIR' ? `no disk is at ${file} any more (renamed or deleted under its lock)` : undefined;
     }
-    return st.dev === own.dev && st.ino === own.ino ? undefined : `the disk at ${file} is another file now (the locked disk was renamed or replaced under its lock)`;
+    if (st.dev === own.dev && st.ino === own.ino) return undefined;
+    // A block device is its device number: a device node made again for it is the same disk, and the
+    // lock belongs on the node that names it now (a replaced lock file, as before).
+    if (own.isBlockDevice() && st.isBlockDevice() && st.rdev === own.rdev) return undefined;
+    return `the disk at ${file} is another file now (the locked disk was renamed or replaced under its lock)`;
   }
 
   /**
