@@ -1155,6 +1155,15 @@ export class Locker {
     // the disk itself, through a new description of the inode the old one is on; the file its old
     // path names now is another disk (review27 F5).
     const via = old !== undefined ? this.renamedVia(old) : undefined;
+    // No description to reach the disk through (a re-take pending after its old description was
+    // dropped, or one that cannot say which disk it is on), and its path names another disk: that
+    // one is neither taken nor named as the holder of this one.
+    const moved = via === undefined ? this.pathMoved(ref) : undefined;
+    if (moved !== undefined) {
+      if (old && this.stillHolds(old)) return { ok: true, kept: true, ...(old.gen !== undefined ? { gen: old.gen } : {}) };
+      this.drop(ref.id);
+      return { ok: false, holder: {}, error: `${moved}: it is not taken again by that name` };
+    }
     let r: TakeResult;
     try {
       // A re-take's proof of an intrusion not journaled yet stays unwritten (recordRetakes()).

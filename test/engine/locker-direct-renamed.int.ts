@@ -87,6 +87,28 @@ for (const oneCall of [true, false]) {
   });
 }
 
+test('a pending re-take (no description left) of a renamed disk neither takes nor names the holder of the new file at its old path', () => {
+  const dir = tmpdir('vmlockd-locker-direct-pending-');
+  const disk = path.join(dir, 'a.img');
+  fs.writeFileSync(disk, Buffer.alloc(1 << 16));
+  const ref: ResourceRef = { id: disk, name: disk, lockspace: '', kind: 'direct', canonical: disk, inode: diskIdentity(disk)! };
+  fs.renameSync(disk, path.join(dir, 'a-moved.img'));
+  fs.writeFileSync(disk, Buffer.alloc(1 << 16));
+  // Another owner locks the new file at the old path.
+  const theirs = fs.openSync(disk, fs.constants.O_RDWR);
+  try {
+    assert.ok(native.ofdSetLk(theirs, 'write', 0, 1));
+    const locker = new Locker('h1');
+    const r = locker.retake(ref, 'exclusive', vms(), new Date().toISOString());
+    assert.not.ok(r.ok);
+    // An error (retried, no conflict with an owner of another disk), not a holder.
+    assert.ok(!r.ok && r.error !== undefined && /is another file now/.test(r.error), JSON.stringify(r));
+    assert.is(locker.size, 0);
+  } finally {
+    fs.closeSync(theirs);
+  }
+});
+
 test('a take never locks a file whose identity is not the resolved one (the disk was replaced meanwhile)', () => {
   const dir = tmpdir('vmlockd-locker-direct-replaced-');
   const disk = path.join(dir, 'a.img');
