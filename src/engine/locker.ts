@@ -843,12 +843,6 @@ export class Locker {
           // take it afresh with no gap check; reacquire() takes it and checks the gap. A renamed
           // direct disk is asked through the description's own inode, not its old path.
           if (mismatch === null && this.nobodyHolds(moved !== undefined ? `/proc/self/fd/${p.fd}` : res.ref.id)) mismatch = 'the descriptor holds no lock (a released lock\'s description, or its lock was lost)';
-          // Shared: other hosts' read locks make "somebody holds it" no proof that this description
-          // does, and a read lock would be granted to a description that held nothing (a released
-          // lock's), adopted as held throughout with no gap check (review27b F1). Only a description
-          // that locks a record slot of its own is adopted; any other is re-taken by reacquire(),
-          // beside the other holders, with the gap check.
-          else if (mismatch === null && res.ref.kind === 'file' && res.mode === 'shared' && !this.holdsNow(p.fd, res.ref.id, 'shared')) mismatch = 'the descriptor is not proven to hold the shared lock (it locks no record slot of its own: a released lock\'s description?)';
         } catch (e) {
           mismatch = `the lock file cannot be checked: ${errnoName(e)}`;
         }

@@ -1,4 +1,4 @@
-// review27b F1 (fixed: adopt() takes a shared description only with its record-slot proof): adopt() must not re-assert a shared lock through a handed-back description that held no
+// review27b F1 (fixed by adopt()'s gap check on the adopted description, adoptedGap): adopt() must not re-assert a shared lock through a handed-back description that held no
 // lock (a released lock's, its FDSTOREREMOVE lost) just because another host holds the disk shared now.
 // nobodyHolds() (locker.ts) only catches the case where nobody holds byte 0; a read lock of another host
 // makes it false, ofdSetLk(read) is granted, and the description is adopted "as held throughout", with
@@ -100,10 +100,12 @@ test('control: without the stale description, the re-take sees the exclusive hol
   }
 });
 
+// Adopting it is allowed (a description may hold a shared lock without a record slot: past 32 hosts,
+// review27c F1, closing it dropped a running VM's lock); what must not happen is an adoption "held
+// throughout": the gap check on the adopted description (adoptedGap) records the holder that came between.
 test('a released shared description handed back while another host holds the disk shared is not adopted as held throughout', () => {
   const r = scenario(true);
   try {
-    assert.is(r.adoption.adopted, 0, `adopted a description that held no lock; facts ${JSON.stringify(r.kinds)}, dropped ${JSON.stringify(r.adoption.dropped)}`);
     assert.ok(r.kinds.includes('LeaseLost'), `the exclusive holder that came between is not recorded: ${JSON.stringify(r.kinds)}`);
   } finally {
     r.cleanup();
