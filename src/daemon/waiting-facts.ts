@@ -48,6 +48,7 @@ const NOTE_KINDS: ReadonlySet<string> = new Set([
   'OwnerGone',
   'ConflictAction',
   'ConfigRejected',
+  'ClockStepped',
   'DaemonStarted',
   'DaemonStopped',
 ]);

@@ -1,0 +1,73 @@
+// review27c F2 (fixed: ClockStepped is a note kind of waiting-facts.ts, so a batch carrying it waits on a full disk).
+// review27c F2: a clock step back seen while the journal refuses writes (a full state directory)
+// throws the verifier's facts away. Engine.recordOrWait() (pipeline.ts) runs the facts through
+// monotone(), which puts a ClockStepped in front of them when the clock just stepped back; on the
+// refused write WaitingFacts.later() (waiting-facts.ts) refuses to keep any batch holding a kind that
+// is neither a holding kind nor a note kind, and ClockStepped is neither (NOTE_KINDS lacks it, though
+// evolve treats it as a note: state.ts). So the error is thrown on and nothing is folded in: the
+// verifier's LeaseLost is neither in the state nor waiting for the journal (decision 0026's "a
+// LeaseLost never journaled" again), and the ClockStepped that marks the audit window is lost too.
+// Fails on main (a8e3a22): recordOrWait throws.
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fact, type NewFact } from '../../src/engine/facts.js';
+import type { FactRowLike, StoredRowLike } from '../../src/engine/journal-port.js';
+import { JournalError } from '../../src/journal/errors.js';
+import { WaitingFacts } from '../../src/daemon/waiting-facts.js';
+import { Engine } from '../../src/engine/pipeline.js';
+import { FactClock } from '../../src/engine/fact-clock.js';
+import { Locker } from '../../src/engine/locker.js';
+import { initialState } from '../../src/engine/state.js';
+import { tmpdir } from '../helpers/daemon.js';
+
+function journal() {
+  const rows: StoredRowLike[] = [];
+  const j = {
+    full: true,
+    rows,
+    append(r: readonly FactRowLike[]): StoredRowLike[] {
+      if (j.full) throw new JournalError('VMLOCKD_ERR_JOURNAL_WRITE', "cannot write to the journal's staging file x: ENOSPC");
+      const out = r.map((x, i) => ({ ...x, seq: rows.length + i + 1, host: 'h' }));
+      rows.push(...out);
+      return out;
+    },
+  };
+  return j;
+}
+
+const owner = { uuid: '11111111-1111-4111-8111-111111111111', name: 'vm1' };
+
+test('a verifier LeaseLost refused by a full journal right after a clock step back still waits (in force, journaled later)', () => {
+  const dir = tmpdir('vmlockd-r27c-clk-');
+  const j = journal();
+  const waiting = new WaitingFacts(j, { stageFile: 'x-stage', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {} });
+  let wall = Date.parse('2026-12-01T06:00:00.000Z');
+  let mono = 1_000;
+  const clock = new FactClock({ wall: () => wall, mono: () => mono });
+  const locker = new Locker('h', { fileLockspaceDir: path.join(dir, 'ls') });
+  const engine = new Engine({ host: 'h', journal: waiting, locker, rules: { fileLockspaceDir: path.join(dir, 'ls') } as never, state: initialState(), reload: () => initialState(), clock });
+  try {
+    // 10 s pass, then the wall clock is stepped back 60 s (NTP, date -s).
+    mono += 10_000;
+    wall += 10_000 - 60_000;
+    const lost = fact('LeaseLost', new Date(wall).toISOString(), { resource: 'r', name: 'n', lockspace: '/ls', kind: 'file', disk: '/d', path: '/d', owner, mode: 'exclusive', holder: {}, reason: 'replaced' } as never) as NewFact;
+    let thrown: unknown;
+    try {
+      engine.recordOrWait([lost], (timed, e) => waiting.later(timed, e));
+    } catch (e) {
+      thrown = e;
+    }
+    assert.is(thrown, undefined, `the verifier's facts were thrown away with the journal's refusal: ${String(thrown)}`);
+    assert.ok(waiting.pending >= 2, `the LeaseLost and the ClockStepped wait for room: ${waiting.pending}`);
+    // Room again: both reach the journal.
+    j.full = false;
+    waiting.append([]);
+    assert.equal(j.rows.map((r) => r.kind).sort(), ['ClockStepped', 'LeaseLost']);
+  } finally {
+    waiting.stop();
+    locker.closeAll();
+  }
+});
+
+test.run();
