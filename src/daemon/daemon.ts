@@ -36,7 +36,7 @@ import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
 import { WaitingFacts } from './waiting-facts.js';
 import { REGISTRY_FILE, recoverForgotten, scanDirs } from './found.js';
-import { directGapWarning, directNote, directRetaken } from './direct-gap.js';
+import { directAdoptedWarning, directGapWarning, directNote, directRetaken } from './direct-gap.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
 import { ServiceLink, bootId } from './service.js';
 import { rebootReleases } from './boot.js';
@@ -419,8 +419,11 @@ export class Daemon {
     const { facts, lost } = locker.reacquire(state, at);
     if (found.count > 0) this.service.start = { ...this.service.start, found: found.count };
     // Direct locks re-taken (not adopted): no record proves the gap was clean (src/daemon/direct-gap.ts).
-    const direct = directRetaken(facts);
-    if (direct.length > 0) this.service.start = { ...this.service.start, directUnproven: direct.length, directNote: directNote(direct.length) };
+    const retakenDirect = directRetaken(facts);
+    // Adopted shared direct locks whose description may be a released one's (review27c F3): counted too.
+    const adoptedDirect = adoption.unproven ?? [];
+    const direct = [...retakenDirect, ...adoptedDirect];
+    if (direct.length > 0) this.service.start = { ...this.service.start, directUnproven: direct.length, directNote: directNote(direct.length, adoptedDirect.length) };
     const s = this.service.start;
     const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, lockspaces: Object.fromEntries(lockspaces), held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}), ...(direct.length > 0 ? { directUnproven: direct.length } : {}) });
     // A full state directory never fails the start: the locks are taken; their facts wait (decision 0023).
@@ -431,8 +434,10 @@ export class Daemon {
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);
     if (retaken > 0) this.log.info(`re-took ${retaken} lock(s) held before the restart`);
-    const directWarning = directGapWarning(direct);
+    const directWarning = directGapWarning(retakenDirect);
     if (directWarning) this.log.warn(directWarning);
+    const adoptedWarning = directAdoptedWarning(adoptedDirect);
+    if (adoptedWarning) this.log.warn(adoptedWarning);
     if (c.journalSync === 'write') this.log.warn(`journal_sync = "write": a reply waits for write(2) only; if ${path.dirname(c.journal)}'s filesystem fails, locks granted in the last seconds before it can be forgotten (docs/decisions/0002)`);
 
     this.server = createApiServer({

@@ -176,6 +176,13 @@ export interface Adoption {
   readonly dropped: Array<{ name: string; reason: string }>;
   /** Adopted disks locked in place whose path no longer names them (renamed under their lock): why, per disk. */
   readonly renamed?: Array<{ disk: string; reason: string }>;
+  /**
+   * Adopted shared disks locked in place whose description cannot be shown to have held its lock
+   * throughout (review27c F3): another host's read lock hides whether it is a released one's, and a
+   * disk carries no record to compare. Held all the same; the start counts them as unproven
+   * (src/daemon/direct-gap.ts).
+   */
+  readonly unproven?: string[];
 }
 
 /**
@@ -783,6 +790,7 @@ export class Locker {
     for (const res of state.resources.values()) byName.set(fdName(res.ref.id), res);
     let adopted = 0;
     const renamed: Array<{ disk: string; reason: string }> = [];
+    const unproven: string[] = [];
     const close = (p: PassedFd, reason: string) => {
       dropped.push({ name: p.name, reason });
       try {
@@ -809,7 +817,7 @@ export class Locker {
       const holders = [...res.holders.values()];
       // The description that holds the lock first, when one provably does: then a released one
       // before it is never met while the lock is held (by the live one).
-      const candidates = group.length > 1 ? [...group].sort((a, b) => Number(this.holdsNow(b.fd, res.ref.id, res.mode)) - Number(this.holdsNow(a.fd, res.ref.id, res.mode))) : group;
+      const candidates = group.length > 1 ? [...group].sort((a, b) => Number(this.holdsNow(b.fd, res.ref, res.mode)) - Number(this.holdsNow(a.fd, res.ref, res.mode))) : group;
       let kept: Held | undefined;
       let refused: { p: PassedFd; holder: HolderInfo } | undefined;
       let closedAny = false;
@@ -851,6 +859,15 @@ export class Locker {
           closedAny = true;
           continue;
         }
+        // A disk locked in place, shared (review27c F3): another host's read lock keeps nobodyHolds()
+        // false whether or not this description still holds its own, so a released one's description
+        // (its FDSTOREREMOVE lost, or its lock dropped) would be re-asserted "as held throughout", and
+        // a disk carries no record for a gap check: another host may have held it exclusively between
+        // the release and now. Asked before the re-assert: the kernel's own list of this description's
+        // locks (/proc/self/fdinfo) proves it held; without that proof, and with another holder there,
+        // it is adopted (never closed: it may be the only copy of a running VM's lock) and counted as
+        // unproven like a direct re-take after a gap.
+        const doubt = res.ref.kind === 'direct' && res.mode === 'shared' && this.unprovenShared(p.fd);
         let granted: boolean;
         try {
           granted = this.native.ofdSetLk(p.fd, type, LOCK_START, LOCK_LEN);
@@ -895,6 +912,7 @@ export class Locker {
         adopted++;
         kept = h;
         if (moved !== undefined) renamed.push({ disk: res.ref.canonical, reason: moved });
+        if (doubt) unproven.push(res.ref.canonical);
         const taken = gap !== undefined ? takeSeen(res.mode, { ...gap.lease, ino }) : {};
         for (const o of holders) {
           if (gap !== undefined) {
@@ -920,7 +938,7 @@ export class Locker {
         this.settled.add(res.ref.id);
       }
     }
-    return { facts, lost, adopted, dropped, ...(renamed.length > 0 ? { renamed } : {}) };
+    return { facts, lost, adopted, dropped, ...(renamed.length > 0 ? { renamed } : {}), ...(unproven.length > 0 ? { unproven } : {}) };
   }
 
   /**
@@ -942,6 +960,19 @@ export class Locker {
   }
 
   /**
+   * A handed-back shared description of a disk locked in place that cannot be shown to hold its lock:
+   * not listed among its own locks by the kernel, while another description holds a read lock.
+   * Any doubt (a check that fails) counts as unproven.
+   */
+  private unprovenShared(fd: number): boolean {
+    try {
+      return ofdHeldBy(fd) !== true && this.native.ofdGetLk(fd, 'write', LOCK_START, LOCK_LEN) !== null;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
    * Whether nobody at all holds a lock on byte 0 of `file`, asked from a fresh description that
    * takes nothing (a held lock of any description, this process's too, shows as a conflict).
    */
@@ -960,8 +991,11 @@ export class Locker {
    * hosts' read locks hide its own): it holds the write lock of a record slot, which a shared holder's
    * description keeps beside its read lock (a fresh description sees that slot locked, it does not).
    */
-  private holdsNow(fd: number, file: string, mode: Mode): boolean {
+  private holdsNow(fd: number, ref: ResourceRef, mode: Mode): boolean {
+    const file = ref.id;
     try {
+      // A disk locked in place has no record slots: the kernel's list of the description's locks says it.
+      if (ref.kind === 'direct' && mode === 'shared') return ofdHeldBy(fd) === true;
       if (mode === 'exclusive') {
         if (this.native.ofdGetLk(fd, 'write', LOCK_START, LOCK_LEN) !== null) return false;
         return !this.nobodyHolds(file);
@@ -1692,6 +1726,26 @@ export function inspectLockFile(file: string, opts: { direct?: boolean } = {}, n
  * UUID variant bits set bit 63) comes out negative, and compared as text with the native unsigned
  * one every handed-back descriptor on GlusterFS looked "replaced" (test/e2e/gluster-adopt.e2e.ts).
  */
+/**
+ * Whether this open file description holds an OFD lock on byte 0, as the kernel lists it in
+ * /proc/self/fdinfo (`lock: 1: OFDLCK ADVISORY  READ -1 fe:00:123 0 0`, review27c F3); undefined when
+ * that cannot be read. A filesystem that keeps its locks outside the kernel's list (a FUSE client
+ * such as GlusterFS's) lists none: false there proves nothing, true always does.
+ */
+export function ofdHeldBy(fd: number): boolean | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const m of text.matchAll(/^lock:\s+\d+:\s+OFDLCK\s+\S+\s+(?:READ|WRITE)\s+\S+\s+\S+\s+(\d+)\s+(\d+|EOF)\s*$/gm)) {
+    const start = Number(m[1]);
+    if (start <= LOCK_START && (m[2] === 'EOF' || Number(m[2]) >= LOCK_START + LOCK_LEN - 1)) return true;
+  }
+  return false;
+}
+
 export function u64(v: bigint): string {
   return BigInt.asUintN(64, v).toString();
 }

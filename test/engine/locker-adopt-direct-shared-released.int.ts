@@ -1,0 +1,140 @@
+// review27c F3 (MEDIUM): in direct mode (the lock on the disk itself, `--lockspace ""`) a released
+// shared description handed back (systemd's store, `serve --takeover`) was adopted with no gap check
+// and not counted as unproven: another host's read lock keeps nobodyHolds() false, the re-assert is
+// granted, and a disk carries no record for adoptedGap(). Another host may have held the disk
+// exclusively between the release and the adoption; the start said nothing (direct-gap.ts skips
+// adoptions). Now such an adoption is kept (the lock is held: never dropped) and reported in
+// Adoption.unproven, which the start counts as directUnproven with a warning. A description the
+// kernel lists as holding its read lock (/proc/self/fdinfo) is proven: no false alarm.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Locker, ofdHeldBy, type DescriptorStore, type PassedFd } from '../../src/engine/locker.js';
+import { native } from '../../src/engine/native.js';
+import { resolveDisk } from '../../src/engine/resolve.js';
+import { evolve, initialState, type State } from '../../src/engine/state.js';
+import type { Intent, Owner, ResolvedDisk } from '../../src/engine/types.js';
+import { tmpdir } from '../helpers/daemon.js';
+
+const vm1: Owner = { uuid: '00000001-0000-4000-8000-000000000000', name: 'vm1' };
+const vmB: Owner = { uuid: '00000002-0000-4000-8000-000000000000', name: 'vmB' };
+
+class Store implements DescriptorStore {
+  readonly fds: Array<{ name: string; fd: number }> = [];
+  deaf = false;
+  store(name: string, fd: number): void {
+    this.fds.push({ name, fd: native.dupFd(fd) });
+  }
+  remove(name: string): void {
+    if (this.deaf) return;
+    for (let i = this.fds.length - 1; i >= 0; i--) {
+      if (this.fds[i]!.name !== name) continue;
+      fs.closeSync(this.fds[i]!.fd);
+      this.fds.splice(i, 1);
+    }
+  }
+  passed(): PassedFd[] {
+    return [...this.fds].reverse().map(({ name, fd }) => ({ name, fd: native.dupFd(fd) }));
+  }
+  clear(): void {
+    for (const { fd } of this.fds.splice(0)) fs.closeSync(fd);
+  }
+}
+
+function scenario(released: boolean) {
+  const dir = tmpdir('vmlockd-r27c-direct-adopt-');
+  const file = path.join(dir, 'X.img');
+  fs.writeFileSync(file, 'image');
+  const rules = { fileLockspaceDir: null };
+  const shared: ResolvedDisk = resolveDisk({ path: file, mode: 'shared' }, rules, initialState());
+  const excl: ResolvedDisk = resolveDisk({ path: file, mode: 'exclusive' }, rules, initialState());
+  assert.is(shared.resource.kind, 'direct');
+  const at = () => new Date().toISOString();
+  const stateA: State = initialState();
+  const stateB: State = initialState();
+  const run = (l: Locker, state: State, intents: Intent[]) => {
+    const p = l.prepare(intents, { at: at(), source: 'test' });
+    assert.is(p.outcome.status, 'ok', JSON.stringify(p.outcome));
+    p.commit();
+    for (const f of p.facts) evolve(state, f);
+  };
+  const store = new Store();
+  const a = new Locker('hv-a', { fileLockspaceDir: null, store });
+  run(a, stateA, [{ kind: 'lock', disk: shared, owner: vm1, how: 'take' }]);
+  if (released) {
+    // vm1 releases (its FDSTOREREMOVE lost) and takes the disk again; that take's FDSTORE never
+    // reaches the store: only the released description is left there.
+    store.deaf = true;
+    run(a, stateA, [{ kind: 'unlock', resource: shared.resource, path: file, owner: vm1, how: 'drop' }]);
+    run(a, stateA, [{ kind: 'lock', disk: shared, owner: vm1, how: 'take' }]);
+    store.deaf = false;
+    a.closeAll();
+    assert.is(store.fds.length, 2);
+    fs.closeSync(store.fds[1]!.fd);
+    store.fds.splice(1, 1);
+  } else {
+    a.closeAll();
+  }
+  const b = new Locker('hv-b', { fileLockspaceDir: null });
+  if (released) {
+    // While hv-a is down: hv-b takes the disk exclusive (writes it), releases, then takes it shared.
+    run(b, stateB, [{ kind: 'lock', disk: excl, owner: vmB, how: 'take' }]);
+    run(b, stateB, [{ kind: 'unlock', resource: excl.resource, path: file, owner: vmB, how: 'drop' }]);
+  }
+  run(b, stateB, [{ kind: 'lock', disk: shared, owner: vmB, how: 'take' }]);
+  const a2 = new Locker('hv-a', { fileLockspaceDir: null, store });
+  const adoption = a2.adopt(stateA, store.passed(), at(), 'adopted');
+  const again = a2.reacquire(stateA, at());
+  const cleanup = () => {
+    a2.closeAll();
+    b.closeAll();
+    store.clear();
+  };
+  return { adoption, again, a2, file, cleanup };
+}
+
+test('fdinfo: a description lists its own OFD lock, another description of the file does not', () => {
+  const dir = tmpdir('vmlockd-fdinfo-');
+  const file = path.join(dir, 'x.img');
+  fs.writeFileSync(file, 'x');
+  const one = fs.openSync(file, 'r');
+  const two = fs.openSync(file, 'r');
+  try {
+    assert.ok(native.ofdSetLk(one, 'read', 0, 1));
+    assert.is(ofdHeldBy(one), true);
+    assert.is(ofdHeldBy(two), false);
+    assert.ok(native.ofdSetLk(two, 'read', 0, 1));
+    assert.is(ofdHeldBy(two), true);
+    native.ofdSetLk(one, 'unlock', 0, 0);
+    assert.is(ofdHeldBy(one), false);
+  } finally {
+    fs.closeSync(one);
+    fs.closeSync(two);
+  }
+});
+
+test('a released shared direct description adopted while another host holds the disk shared: held, and counted as unproven', () => {
+  const r = scenario(true);
+  try {
+    assert.is(r.adoption.adopted, 1, JSON.stringify(r.adoption));
+    assert.equal(r.adoption.unproven, [r.file], `the adoption says nothing of the gap: ${JSON.stringify(r.adoption)}`);
+    // Held (never dropped): the description now holds its read lock.
+    assert.is(ofdHeldBy(r.a2.descriptors()[0]!.fd), true);
+    assert.equal(r.again.facts, []);
+  } finally {
+    r.cleanup();
+  }
+});
+
+test('control: a shared direct description that held its lock throughout is adopted with no doubt', () => {
+  const r = scenario(false);
+  try {
+    assert.is(r.adoption.adopted, 1, JSON.stringify(r.adoption));
+    assert.is(r.adoption.unproven, undefined, JSON.stringify(r.adoption));
+  } finally {
+    r.cleanup();
+  }
+});
+
+test.run();
