@@ -356,8 +356,10 @@ export class Daemon {
       stored: (facts) => {
         if (this.engine && facts.length > 0) this.engine.state.seq = Math.max(this.engine.state.seq, facts[facts.length - 1]!.seq);
         // The re-take's LeaseLost is journaled now: its own record may go over the proof (review26a F3).
-        // Not before the last of the start's facts (a retry journals them in chunks).
-        if (waitingFacts.startPending === 0) this.locker?.recordRetakes();
+        // Not before the last of the start's facts (a retry journals them in chunks); a verifier's
+        // re-take's not before its own LeaseLost and Reacquired, so not before every waiting fact (wait27).
+        if (waitingFacts.pending === 0) this.locker?.recordRetakes();
+        else if (waitingFacts.startPending === 0) this.locker?.recordRetakes('start');
         this.afterFacts(facts);
       },
       lost: (f) => this.log.error(`${describe({ ...f, seq: 0, host: c.hostId } as Fact)?.msg ?? f.kind} (not journaled yet: the state directory is full; logged again with its seq once it is)`),
@@ -459,7 +461,13 @@ export class Daemon {
       locker,
       state: () => engine.state,
       // A refused write: the round's facts (LeaseLost...) wait for room, in force meanwhile (decision 0026).
-      record: (facts) => this.later(facts),
+      record: (facts) => {
+        const stored = this.later(facts);
+        // A re-take's own record goes into the lock file only now, with its LeaseLost and Reacquired
+        // durable; while they wait, what its take found stays there (recordRetakes() from `stored`, wait27).
+        if (stored.length > 0 && waitingFacts.pending === 0) locker.recordRetakes();
+        return stored;
+      },
       intervalMs: () => this.config.verifyIntervalMs,
       beforeRound: (now) => {
         // A disk held before it existed is known by identity once created (review25a F1).

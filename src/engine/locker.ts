@@ -127,6 +127,10 @@ interface KeptProof {
   /** The lock file's size and exclusive record as the re-take found them. */
   readonly size: number;
   readonly head: ExclusiveRecord | undefined;
+  /** The verifier's re-take (retake()), not the start's: its facts are not among the start's (recordRetakes('start') skips it). */
+  readonly running?: true;
+  /** Its descriptor is in the store already (retake()): recordRetakes() does not hand it over twice. */
+  readonly stored?: true;
 }
 
 interface Accumulator {
@@ -745,9 +749,11 @@ export class Locker {
    * own record and nothing journaled: the next start would find nothing to report, and an adoption
    * of a stored descriptor checks no gap (review26a F3). Returns how many were written.
    */
-  recordRetakes(): number {
+  recordRetakes(only?: 'start'): number {
     let n = 0;
     for (const [id, u] of [...this.keptProof]) {
+      // The start's facts are journaled, the verifier's may still wait: its proof stays (wait27).
+      if (only === 'start' && u.running) continue;
       this.keptProof.delete(id);
       const h = this.held.get(id);
       if (!h) continue;
@@ -762,7 +768,7 @@ export class Locker {
         // The record is for other hosts' readers and the next start's check: the lock holds, and the
         // proof left in place is reported again (its LeaseLost is journaled already).
       }
-      this.store?.store(fdName(id), h.fd);
+      if (!u.stored) this.store?.store(fdName(id), h.fd);
       n++;
     }
     return n;
@@ -1171,6 +1177,14 @@ export class Locker {
    * description is opened and locked BEFORE the old one is closed, so there is no moment at which
    * neither holds it. If the new one is refused and the old one can still re-assert the lock, the
    * lock was never lost: it is kept (`kept`). The old description is closed without touching its record.
+   *
+   * The new description's own record is not written here (wait27): what the take found stays in the
+   * lock file (`keptProof`) until the caller has journaled this loss's LeaseLost and Reacquired, then
+   * recordRetakes() writes it. Written at once, a SIGKILL while those facts wait (a full state
+   * directory: they wait in memory) left the file naming this host at a generation above the
+   * journal's, which the next start takes for its own lost facts, not an intrusion: the record
+   * claimed more than the journal could vouch for. The descriptor goes to the store at once (the lock
+   * must outlive a crash, invariant 9): an adoption of it checks the file against the journal.
    */
   retake(
     ref: ResourceRef,
@@ -1194,8 +1208,8 @@ export class Locker {
     }
     let r: TakeResult;
     try {
-      // A re-take's proof of an intrusion not journaled yet stays unwritten (recordRetakes()).
-      r = this.take(ref, mode, { owner: vms[0]!, at }, vms, () => this.keptProof.has(ref.id), via);
+      // What the take finds stays unwritten until its facts are journaled (recordRetakes(), wait27).
+      r = this.take(ref, mode, { owner: vms[0]!, at }, vms, () => true, via);
     } catch (e) {
       if (old && this.stillHolds(old)) return { ok: true, kept: true, ...(old.gen !== undefined ? { gen: old.gen } : {}) };
       this.drop(ref.id);
@@ -1229,7 +1243,9 @@ export class Locker {
         // a dead cluster-filesystem descriptor: nothing left to release
       }
     }
-    if (!r.deferred) this.store?.store(fdName(ref.id), r.fd);
+    this.store?.store(fdName(ref.id), r.fd);
+    if (r.deferred && r.lease) this.keptProof.set(ref.id, { taker: { owner: vms[0]!, at }, size: r.lease.size, head: r.lease.head, running: true, stored: true });
+    else this.keptProof.delete(ref.id);
     return { ok: true, ...(r.gen !== undefined ? { gen: r.gen } : {}), seen: takeSeen(mode, r.lease) };
   }
 
