@@ -5,11 +5,12 @@
 // "listening" line. Now the start says so: a warning naming the count and the disk, the count in
 // DaemonStarted (directUnproven) and in status (started.directUnproven, started.directNote).
 // A take-over that adopts the direct lock's descriptor (no gap) says nothing.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TestDaemon, UUID1, UUID2, startDaemon, tmpdir } from '../helpers/daemon.js';
+import { ROOT, TestDaemon, UUID1, UUID2, startDaemon, tmpdir } from '../helpers/daemon.js';
 import { journalFacts } from '../helpers/settled.js';
 import { tracked } from '../helpers/tracked.js';
 
@@ -75,6 +76,41 @@ test('direct lock adopted through a take-over (no gap): no warning, nothing unpr
   assert.is(logged(next, /direct lock/).length, 0, `${next.stdout}${next.stderr}`);
   const starts = journalFacts(opts.stateDir, 'DaemonStarted');
   assert.is(starts[starts.length - 1]!.payload.directUnproven, undefined);
+});
+
+// review27c F3: a shared direct lock whose description no longer holds its read lock (dropped through
+// that very description, as a filesystem may drop it), while another host holds the disk shared: the
+// take-over re-asserted it "as held throughout" and the start said nothing. Now it is adopted (held)
+// and counted: the warning of its own, directUnproven, directNote.
+test('a take-over of a shared direct lock whose description lost its lock while another host shares the disk: held, counted as unproven', async () => {
+  const root = tmpdir('vmlockd-direct-adopt-doubt-');
+  const img = path.join(root, 'vm1.img');
+  fs.writeFileSync(img, 'image');
+  const opts = { stateDir: path.join(root, 'state-a'), lockspace: '', hostId: 'hv-a', socket: path.join(root, 'a.sock'), extra: ['--verify-interval', '3600'] };
+  const a = await track(startDaemon(opts));
+  const b = await track(startDaemon({ stateDir: path.join(root, 'state-b'), lockspace: '', hostId: 'hv-b', socket: path.join(root, 'b.sock') }));
+  assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'vm1', '--shared', img]).code, 0);
+  assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'vm2', '--shared', img]).code, 0);
+  const drop = spawnSync('python3', [path.join(ROOT, 'test', 'helpers', 'drop-lock.py'), String(a.proc!.pid), img, '0:0'], { encoding: 'utf8' });
+  assert.is(drop.status, 0, drop.stderr);
+  assert.ok(Number(drop.stdout.trim()) >= 1, 'no descriptor of the daemon names the image');
+  const next = new TestDaemon({ ...opts, extra: [...opts.extra, '--takeover'] });
+  running.push(next);
+  await next.start(30_000);
+  assert.equal(await a.exit!, { code: 0, signal: null }, a.stderr);
+  const st = JSON.parse(next.cli(['status', '--json']).stdout);
+  assert.is(st.started.adopted, 1, JSON.stringify(st.started));
+  assert.is(st.started.directUnproven, 1, JSON.stringify(st.started));
+  assert.match(st.started.directNote, /adopted through a descriptor that may have been released/);
+  const warn = logged(next, /direct shared lock/);
+  assert.is(warn.length, 1, `${next.stdout}${next.stderr}`);
+  assert.is(warn[0]!.level, 'warning');
+  assert.ok(warn[0]!.msg.includes(img), warn[0]!.msg);
+  const starts = journalFacts(opts.stateDir, 'DaemonStarted');
+  assert.is(starts[starts.length - 1]!.payload.directUnproven, 1);
+  // Held again: host B's exclusive take is refused.
+  assert.is(b.cli(['release', '--vm', UUID2, img]).code, 0);
+  assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'vm2', img]).code, 3, 'the adopted lock does not hold');
 });
 
 test.run();
