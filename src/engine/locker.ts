@@ -281,6 +281,12 @@ export class Locker {
    * next start (review26a F3).
    */
   private readonly keptProof = new Map<string, KeptProof>();
+  /**
+   * Shared holdings with no record slot to watch (a disk locked in place; past 32 sharing hosts)
+   * whose description the kernel listed as holding its read lock when it was taken (ofdHeldBy): the
+   * verifier sees that lock go, which another host's read lock otherwise hides (review27c F3).
+   */
+  private readonly listed = new WeakSet<Held>();
   private readonly native: NativeBinding;
   /**
    * The take and the release through one native call each (decision 0019): the default. Off when a
@@ -525,6 +531,7 @@ export class Locker {
             if (r.slot !== undefined) entry.slot = r.slot;
             if (r.gen !== undefined) entry.gen = r.gen;
             this.held.set(disk.resource.id, entry);
+            this.noteListed(entry);
             if (r.prior !== undefined) this.priorHeads.set(disk.resource.id, r.prior);
             generation = r.gen;
             seen = takeSeen(disk.mode, r.lease);
@@ -721,7 +728,7 @@ export class Locker {
         }
       }
       if (r.ok) {
-        this.held.set(res.ref.id, {
+        const h: Held = {
           fd: r.fd,
           mode: res.mode,
           ref: res.ref,
@@ -729,7 +736,9 @@ export class Locker {
           vms: new Map(holders.map((h) => [h.owner.uuid, { ...h.owner, since: h.since }])),
           ...(r.slot !== undefined ? { slot: r.slot } : {}),
           ...(r.gen !== undefined ? { gen: r.gen } : {}),
-        });
+        };
+        this.held.set(res.ref.id, h);
+        this.noteListed(h);
         if (r.deferred && r.lease) this.keptProof.set(res.ref.id, { taker: { owner: first.owner, at }, size: r.lease.size, head: r.lease.head });
         else this.store?.store(fdName(res.ref.id), r.fd);
       }
@@ -913,6 +922,7 @@ export class Locker {
         }
         const h: Held = { fd: p.fd, mode: res.mode, ref: res.ref, since: holders[0]!.since, vms: new Map(vms.map((v) => [v.uuid, v])), ...(slot !== undefined ? { slot } : {}), ...(gen !== undefined ? { gen } : {}) };
         this.held.set(res.ref.id, h);
+        this.noteListed(h);
         if (gap !== undefined) this.keptProof.set(res.ref.id, { taker: { owner: holders[0]!.owner, at }, size: gap.lease.size, head: gap.lease.head });
         else if (res.ref.kind === 'file') this.refreshRecord(h);
         adopted++;
@@ -963,6 +973,12 @@ export class Locker {
     if (lease === null) return undefined;
     const intrusion = gapIntruder({ size: lease.size, head: lease.head, ...(ino !== undefined ? { ino } : {}) }, this.host, mode, holders);
     return intrusion === undefined ? undefined : { intrusion, lease };
+  }
+
+  /** A shared holding with no slot to watch: whether the kernel lists its description's read lock (this.listed). */
+  private noteListed(h: Held): void {
+    if (h.mode !== 'shared' || (h.ref.kind === 'file' && h.slot !== undefined)) return;
+    if (ofdHeldBy(h.fd) === true) this.listed.add(h);
   }
 
   /**
@@ -1153,6 +1169,11 @@ export class Locker {
       if (h.mode === 'shared' && h.slot !== undefined && h.ref.kind === 'file' && this.native.ofdGetLk(fd2, 'write', slotOffset(h.slot), RECORD_SIZE) === null) {
         return lost('our shared (read) lock is gone; another holder\'s read lock remains');
       }
+      // No slot to watch (a disk locked in place): the kernel's list of our description's locks, where
+      // it listed the lock when taken (review27c F3: re-asserting it below would take it again unseen).
+      if (h.mode === 'shared' && this.listed.has(h) && ofdHeldBy(h.fd) === false) {
+        return lost('our shared (read) lock is gone (our descriptor holds it no more); another holder\'s read lock remains');
+      }
     } catch (e) {
       return error(why('checking from a second description failed', e));
     } finally {
@@ -1220,7 +1241,7 @@ export class Locker {
       this.drop(ref.id);
       return r;
     }
-    this.held.set(ref.id, {
+    const taken: Held = {
       fd: r.fd,
       mode,
       ref,
@@ -1228,7 +1249,9 @@ export class Locker {
       vms: new Map(vms.map((v) => [v.uuid, v])),
       ...(r.slot !== undefined ? { slot: r.slot } : {}),
       ...(r.gen !== undefined ? { gen: r.gen } : {}),
-    });
+    };
+    this.held.set(ref.id, taken);
+    this.noteListed(taken);
     if (old) {
       // The old description may live on in systemd's store too: unlock it, not only close it.
       try {

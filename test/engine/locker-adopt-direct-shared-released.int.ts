@@ -137,4 +137,35 @@ test('control: a shared direct description that held its lock throughout is adop
   }
 });
 
+// The same doubt at run time: the verifier re-asserted a shared direct lock whose description had lost
+// its read lock (another host's read lock keeps the disk "held"), taking it again with no LeaseLost.
+// Where the kernel listed the description's lock when it was taken, its going is a loss now.
+test('the verifier: a shared direct lock whose description lost its read lock while another host shares the disk is lost, then re-taken', () => {
+  const dir = tmpdir('vmlockd-r27c-direct-verify-');
+  const file = path.join(dir, 'X.img');
+  fs.writeFileSync(file, 'image');
+  const shared: ResolvedDisk = resolveDisk({ path: file, mode: 'shared' }, { fileLockspaceDir: null }, initialState());
+  const ctx = { at: new Date().toISOString(), source: 'test' };
+  const a = new Locker('hv-a', { fileLockspaceDir: null });
+  const b = new Locker('hv-b', { fileLockspaceDir: null });
+  try {
+    a.prepare([{ kind: 'lock', disk: shared, owner: vm1, how: 'take' }], ctx).commit();
+    b.prepare([{ kind: 'lock', disk: shared, owner: vmB, how: 'take' }], ctx).commit();
+    assert.equal(a.verify(), []);
+    // The lock goes from hv-a's description (a filesystem dropped it); hv-b still reads the disk.
+    assert.ok(native.ofdSetLk(a.descriptors()[0]!.fd, 'unlock', 0, 0));
+    const v = a.verify();
+    assert.is(v.length, 1, `the loss is not seen: ${JSON.stringify(v)}`);
+    assert.is(v[0]!.status, 'lost');
+    assert.match(v[0]!.reason, /read\) lock is gone/);
+    const r = a.retake(shared.resource, 'shared', [{ ...vm1, since: ctx.at }], ctx.at);
+    assert.ok(r.ok && !r.kept, JSON.stringify(r));
+    assert.is(ofdHeldBy(a.descriptors()[0]!.fd), true);
+    assert.equal(a.verify(), []);
+  } finally {
+    a.closeAll();
+    b.closeAll();
+  }
+});
+
 test.run();
