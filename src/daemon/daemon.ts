@@ -379,6 +379,8 @@ export class Daemon {
         return s;
       },
       onFacts: (facts) => this.afterFacts(facts),
+      // A refused group commit's ClockStepped waits for room like the verifier's facts (review27c F2b).
+      keep: (facts, e) => waitingFacts.later(facts, e),
       onCommand: (cmd) => this.verifier?.commandSeen(cmd),
       onReply: this.meters.reply,
       log: (level, msg) => this.journalWatch.engineLog(level, msg),
