@@ -159,30 +159,46 @@ export class WaitingFacts implements JournalPort {
   }
 
   /**
-   * Journals the start's facts through `record` (the engine's); if the journal refuses the write, folds
-   * them into the state with `fold` and keeps them waiting instead of failing the start.
+   * Journals the start's facts through `record` (the engine's recordOrWait); if the journal refuses
+   * the write, they wait instead of failing the start. `record` gets a `wait` for the refused facts as
+   * the engine labelled them (the fact clock's times, wallAt, the start's ClockStepped: clock27 (a),
+   * they must not go back along seq), which the engine folds in; a `record` that throws the refusal
+   * instead has the facts as given folded with `fold` and kept.
    */
-  record(facts: readonly NewFact[], record: (f: readonly NewFact[]) => unknown, fold: (f: NewFact) => void): void {
+  record(
+    facts: readonly NewFact[],
+    record: (f: readonly NewFact[], wait: (timed: readonly NewFact[], e: unknown) => boolean) => unknown,
+    fold: (f: NewFact) => void,
+  ): void {
     try {
-      record(facts);
-      return;
+      record(facts, (timed, e) => {
+        if (!isWriteRefusal(e)) return false;
+        this.startWaits(timed, e);
+        return true;
+      });
     } catch (e) {
       if (!isWriteRefusal(e)) throw e;
       for (const f of facts) fold(f);
-      for (const f of facts) if (f.kind === 'LeaseLost') this.o.lost(f);
-      // Nothing waits before the start's facts: they are the first of this process.
-      this.waiting = [...facts, ...this.waiting];
-      this.startCount = facts.length;
-      this.since ??= new Date().toISOString();
-      this.lastError = e.message;
-      const count = (k: string) => facts.filter((f) => f.kind === k).length;
-      this.o.log(
-        'error',
-        `JOURNAL FULL AT START: the start's ${facts.length} fact(s) (DaemonStarted, ${count('Reacquired')} Reacquired, ${count('LeaseLost')} LeaseLost) cannot be written to the staging file ${this.o.stageFile}: ${e.message}. ` +
-          `The state directory's filesystem has no free space: free some there. Every lock is held and the daemon serves; the facts wait in memory and are journaled as soon as there is room (retrying); commands that change a lock are refused until then. If the daemon dies meanwhile nothing is lost: the next start re-takes the same locks.`,
-      );
-      this.schedule();
+      this.startWaits(facts, e);
     }
+  }
+
+  /** The start's facts (folded in by the caller) wait: the first of this process. */
+  private startWaits(facts: readonly NewFact[], e: JournalError): void {
+    for (const f of facts) if (f.kind === 'LeaseLost') this.o.lost(f);
+    // Nothing waits before the start's facts: they are the first of this process.
+    this.waiting = [...facts, ...this.waiting];
+    this.startCount = facts.length;
+    this.since ??= new Date().toISOString();
+    this.lastError = e.message;
+    const count = (k: string) => facts.filter((f) => f.kind === k).length;
+    const steps = count('ClockStepped');
+    this.o.log(
+      'error',
+      `JOURNAL FULL AT START: the start's ${facts.length} fact(s) (DaemonStarted, ${count('Reacquired')} Reacquired, ${count('LeaseLost')} LeaseLost${steps > 0 ? `, ${steps} ClockStepped` : ''}) cannot be written to the staging file ${this.o.stageFile}: ${e.message}. ` +
+        `The state directory's filesystem has no free space: free some there. Every lock is held and the daemon serves; the facts wait in memory and are journaled as soon as there is room (retrying); commands that change a lock are refused until then. If the daemon dies meanwhile nothing is lost: the next start re-takes the same locks.`,
+    );
+    this.schedule();
   }
 
   /**

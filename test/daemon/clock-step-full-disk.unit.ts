@@ -113,4 +113,36 @@ test("a step seen ahead of a command's fact whose group commit is refused waits 
   }
 });
 
+// clock27 leftover (a): a start's facts refused by a full disk waited with their raw times (the
+// engine's stamped copy was thrown away with the refusal), so after a clock set back across the
+// restart they went back along seq, and the start's ClockStepped (made by monotone()) was lost.
+// Fails before: the waiting DaemonStarted keeps the raw time and no ClockStepped is journaled.
+test("a start's facts that wait on a full disk carry the fact clock's labels and the start's ClockStepped", () => {
+  const dir = tmpdir('vmlockd-clock27a-');
+  const j = journal();
+  const waiting = new WaitingFacts(j, { stageFile: 'x-stage', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {} });
+  // The journal's last fact at 06:05; the clock was set back to 06:02 while the daemon was stopped.
+  const wall = Date.parse('2026-12-01T06:02:00.000Z');
+  const clock = new FactClock({ last: { at: '2026-12-01T06:05:00.000Z' }, wall: () => wall, mono: () => 1_000 });
+  const locker = new Locker('h', { fileLockspaceDir: path.join(dir, 'ls') });
+  const engine = new Engine({ host: 'h', journal: waiting, locker, rules: { fileLockspaceDir: path.join(dir, 'ls') } as never, state: initialState(), reload: () => initialState(), clock });
+  try {
+    const at = new Date(wall).toISOString();
+    const started = fact('DaemonStarted', at, { pid: 1, version: 'v', lockspace: null, held: 0 } as never) as NewFact;
+    const folded: string[] = [];
+    waiting.record([started], (f, wait) => engine.recordOrWait(f, wait), (f) => folded.push(f.kind));
+    waiting.stop();
+    assert.is(waiting.startPending, 2, 'the DaemonStarted and the start\'s ClockStepped wait');
+    j.full = false;
+    waiting.append([]);
+    assert.equal(j.rows.map((r) => r.kind), ['DaemonStarted', 'ClockStepped']);
+    assert.is(j.rows[0]!.at, '2026-12-01T06:05:00.000Z', 'labelled at the floor, not back along seq');
+    assert.is((j.rows[0]!.payload as { wallAt?: string }).wallAt, at);
+    assert.equal(j.rows[1]!.payload, { from: '2026-12-01T06:05:00.000Z', to: at, backMs: 180_000, seenBy: 'start' });
+  } finally {
+    waiting.stop();
+    locker.closeAll();
+  }
+});
+
 test.run();
