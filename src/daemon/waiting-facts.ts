@@ -301,7 +301,7 @@ export class WaitingFacts implements JournalPort {
   /**
    * A ClockStepped past the bound: kept in its place. Past STEPS_KEPT, merged into the last one kept:
    * the earliest `to` and the latest `from`, a window that holds both (the clock passed every moment
-   * in it at least twice); `merged` counts the steps it stands for.
+   * in it at least twice), in the newest one's place; `merged` counts the steps it stands for.
    */
   private keepStep(f: NewFact): void {
     if (this.steps.length < STEPS_KEPT) {
@@ -314,7 +314,9 @@ export class WaitingFacts implements JournalPort {
     const from = a.from > b.from ? a.from : b.from;
     const to = a.to < b.to ? a.to : b.to;
     const merged = fact('ClockStepped', from, { ...a, from, to, backMs: Math.max(a.backMs, b.backMs, Date.parse(from) - Date.parse(to)), merged: (a.merged ?? 1) + 1 });
-    this.steps[this.steps.length - 1] = { n: last.n, f: merged };
+    // In the newest step's place: labelled with the latest `from`, it must not go before a fact kept
+    // after the earlier step (labels never go back along seq; the window still covers both).
+    this.steps[this.steps.length - 1] = { n: this.serial++, f: merged };
   }
 
   private drop(f: NewFact, d: Dropped): void {

@@ -119,4 +119,22 @@ test('past the bound the steps kept are bounded: a step past STEPS_KEPT is merge
   assert.is(p.merged, 11);
 });
 
+test('a merged step takes the newest step\'s place: no label goes back along seq', () => {
+  const j = journal();
+  const sf = new WaitingFacts(j, { stageFile: 'x', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {}, max: 0 });
+  for (let i = 0; i < STEPS_KEPT; i++) assert.ok(sf.later([step(t(1000 + i), t(100 + i))], REFUSED));
+  // A lock's loss after the last kept step, labelled at the floor then; then a step that raises it.
+  const lostAt = t(1000 + STEPS_KEPT);
+  const lostFact = fact('LeaseLost', lostAt, { resource: 'r', name: 'n', lockspace: '/ls', kind: 'file', disk: '/d', path: '/d', owner, mode: 'exclusive', holder: {}, reason: 'replaced' } as never) as NewFact;
+  assert.ok(sf.later([lostFact], REFUSED));
+  assert.ok(sf.later([step(t(2000), t(500))], REFUSED));
+  sf.stop();
+  j.full = false;
+  sf.append([]);
+  const kinds = j.rows.map((r) => r.kind);
+  assert.is(kinds[kinds.length - 2], 'LeaseLost');
+  assert.is(kinds[kinds.length - 1], 'ClockStepped');
+  for (let i = 1; i < j.rows.length; i++) assert.ok(j.rows[i]!.at >= j.rows[i - 1]!.at, `seq ${i + 1} at ${j.rows[i]!.at} before ${j.rows[i - 1]!.at}`);
+});
+
 test.run();
