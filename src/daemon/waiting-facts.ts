@@ -73,7 +73,7 @@ export interface WaitingFactsOptions {
   remind: (msg: string) => void;
   /** The waiting facts are journaled at last (by a retry or ahead of another append): seq, logs, metrics. */
   stored: (facts: readonly Fact[]) => void;
-  /** A LeaseLost that starts waiting: logged at once (it must not wait for the disk). */
+  /** A LeaseLost or a ClockStepped that starts waiting: logged at once (neither must wait for the disk to be said). */
   lost: (f: NewFact) => void;
   /** The running state's vouching libvirt of an owner (settle(): the FactsDropped's vouchedBy). */
   vouchOf?: (uuid: string) => LibvirtRef | undefined;
@@ -185,7 +185,7 @@ export class WaitingFacts implements JournalPort {
 
   /** The start's facts (folded in by the caller) wait: the first of this process. */
   private startWaits(facts: readonly NewFact[], e: JournalError): void {
-    for (const f of facts) if (f.kind === 'LeaseLost') this.o.lost(f);
+    for (const f of facts) if (f.kind === 'LeaseLost' || f.kind === STEP_KIND) this.o.lost(f);
     // Nothing waits before the start's facts: they are the first of this process.
     this.waiting = [...facts, ...this.waiting];
     this.startCount = facts.length;
@@ -213,7 +213,7 @@ export class WaitingFacts implements JournalPort {
     // A state change that is no lock's loss or re-take (LibvirtVouched): refused, not folded in, made
     // again by its source; waiting (and dropped past the bound) it would make the journal's fold lie.
     if (facts.some((f) => !HOLDING_KINDS.has(f.kind) && !NOTE_KINDS.has(f.kind) && f.kind !== STEP_KIND)) return false;
-    for (const f of facts) if (f.kind === 'LeaseLost') this.o.lost(f);
+    for (const f of facts) if (f.kind === 'LeaseLost' || f.kind === STEP_KIND) this.o.lost(f);
     const kinds = [...new Set(facts.map((f) => f.kind))].join(', ');
     const fresh = this.pending === 0;
     this.lastError = e.message;

@@ -38,7 +38,8 @@ function setup() {
   const dir = tmpdir('vmlockd-r27c-f2b-');
   const j = journal();
   const logs: string[] = [];
-  const waiting = new WaitingFacts(j, { stageFile: 'x-stage', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {} });
+  const said: string[] = [];
+  const waiting = new WaitingFacts(j, { stageFile: 'x-stage', log: () => {}, remind: () => {}, stored: () => {}, lost: (f) => said.push(f.kind) });
   const c = { wall: Date.parse('2026-12-01T06:00:00.000Z'), mono: 1_000 };
   const clock = new FactClock({ wall: () => c.wall, mono: () => c.mono });
   const locker = new Locker('h', { fileLockspaceDir: path.join(dir, 'ls') });
@@ -66,19 +67,20 @@ function setup() {
     engine.stop();
     locker.closeAll();
   };
-  return { j, waiting, engine, step, close, c };
+  return { j, waiting, engine, step, close, c, said };
 }
 
 const changed = (at: number) => fact('ConfigChanged', new Date(at).toISOString(), { changes: [], fingerprint: 'f', trigger: 'watch' }) as NewFact;
 
 test("a step the clock watch sees while the disk is full waits and is journaled once there is room, before the facts stamped after it", async () => {
-  const { j, waiting, engine, step, close, c } = setup();
+  const { j, waiting, engine, step, close, c, said } = setup();
   try {
     step();
     engine.watchClock();
     await tick();
     await tick();
     assert.is(waiting.pending, 1, 'the ClockStepped waits for room');
+    assert.equal(said, ['ClockStepped'], 'the step is logged at once, not when the disk has room');
     j.full = false;
     // A fact made after the step: journaled behind it, labelled at the floor with its clock reading.
     const stored = engine.recordOrWait([changed(c.wall)], () => false);
