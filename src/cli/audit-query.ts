@@ -257,8 +257,14 @@ export interface HoldersAnswer {
    * cannot say which pass the asker means (decision 0029).
    */
   readonly ambiguous?: { readonly steps: readonly ClockStepAt[]; readonly readings: readonly Reading[] };
-  /** The clock stepped back over the moment, and every pass gives this same answer. */
+  /** The clock stepped back over the moment, and every pass gives this same answer (or, with `current`, the answer is the current pass's). */
   readonly clockSteps?: readonly ClockStepAt[];
+  /**
+   * `--at now` inside a step's window: answered by the current pass, the one after the step `step`
+   * (after seq `asOf`): the operator asks about the present, not the earlier times the clock showed
+   * the same (decision 0029).
+   */
+  readonly current?: { readonly step: number; readonly asOf: number };
   /**
    * A journal written before ClockStepped existed: the run the moment falls in began (DaemonStarted
    * `seq`, at `at`) before the time of the fact journaled ahead of it (`before`): the clock was set back
@@ -304,9 +310,15 @@ export function holdersAt(src: AuditSources, disk: DiskArg, at: string): HolderA
  * kernel drops every lock of a dead process): the last fact before the next DaemonStarted. A re-take
  * after a restart opens a new hold; an adoption (continuesHold) continues the old one.
  */
-export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string): HoldersAnswer {
-  const first = holdersAnswerAt(src, asked, at);
+export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string, opts: { readonly now?: boolean } = {}): HoldersAnswer {
   const steps = stepsOver(src, at);
+  if (steps.length > 0 && opts.now === true) {
+    // The present is the last pass: the one after the newest step over it.
+    const last = steps[steps.length - 1]!;
+    const asOf = secondPass(src, last, at);
+    return { ...holdersAnswerAt(src, asked, at, asOf), clockSteps: steps.map(stepAt), current: { step: last.seq, asOf: asOf.seq } };
+  }
+  const first = holdersAnswerAt(src, asked, at);
   if (steps.length === 0) {
     const unmarked = unmarkedStepOver(src, at);
     return unmarked === undefined ? first : { ...first, unmarkedStep: unmarked };

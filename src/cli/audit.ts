@@ -368,7 +368,7 @@ export async function runAudit(argv: string[]): Promise<number> {
     // Loaded only for --cluster: the segment reader, the read cache and the lockspace's host files.
     const { runClusterAudit } = await import('./cluster-audit.js');
     return runClusterAudit(v, {
-      format, disk: v.disk, vm: v.vm, at, since, until, host: v.host, kinds, limit, width,
+      format, disk: v.disk, vm: v.vm, at, atNow: v.at === 'now', since, until, host: v.host, kinds, limit, width,
       timeline: v.timeline === true, overlaps: v.overlaps === true, follow: v.follow === true, now,
     });
   }
@@ -387,7 +387,8 @@ export async function runAudit(argv: string[]): Promise<number> {
       );
     if (at !== undefined) {
       if (reachesBack(at)) beforeCut(`--at ${at}`);
-      process.stdout.write(formatHolders(holdersAnswer(src, disk!, at), format));
+      // `now` is the present: inside a step's window, the current pass (decision 0029).
+      process.stdout.write(formatHolders(holdersAnswer(src, disk!, at, { now: v.at === 'now' }), format));
       return 0;
     }
     if (v.timeline === true) {

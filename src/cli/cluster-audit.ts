@@ -30,6 +30,8 @@ export interface ClusterQuestion {
   readonly disk?: string | undefined;
   readonly vm?: string | undefined;
   readonly at?: string | undefined;
+  /** `--at now`: a host whose clock stepped back over it is answered by its current pass (decision 0029). */
+  readonly atNow?: boolean | undefined;
   readonly since?: string | undefined;
   readonly until?: string | undefined;
   readonly host?: string | undefined;
@@ -227,7 +229,7 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
     const vm = q.vm === undefined ? undefined : resolveVm(cs, q.vm);
     const out = (s: string) => process.stdout.write(s);
     if (q.at !== undefined) {
-      out(formatClusterHolders(clusterHolders(cs, disk!, q.at), q.format));
+      out(formatClusterHolders(clusterHolders(cs, disk!, q.at, { now: q.atNow === true }), q.format));
       return 0;
     }
     if (q.overlaps) {

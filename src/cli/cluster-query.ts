@@ -89,17 +89,17 @@ export interface ClusterHolders {
 }
 
 /** Who held `disk` at `at`, on any host. */
-export function clusterHolders(cs: ClusterSources, disk: DiskArg, at: string): ClusterHolders {
-  return inSnapshot(cs, () => holdersOf(cs, disk, at));
+export function clusterHolders(cs: ClusterSources, disk: DiskArg, at: string, opts: { readonly now?: boolean } = {}): ClusterHolders {
+  return inSnapshot(cs, () => holdersOf(cs, disk, at, opts));
 }
 
-function holdersOf(cs: ClusterSources, asked: DiskArg, at: string): ClusterHolders {
+function holdersOf(cs: ClusterSources, asked: DiskArg, at: string, opts: { readonly now?: boolean }): ClusterHolders {
   const disk = shownOf(asked);
   const hosts: Array<{ host: string; journal: string; answer: HoldersAnswer; changed?: HostChange; unknown?: HolderAt[] }> = [];
   for (const h of cs.hosts) {
     const src = sourcesAt(h, at, cs.now);
     if (src === undefined) continue;
-    const answer = holdersAnswer(src, asked, at);
+    const answer = holdersAnswer(src, asked, at, opts);
     const changed = h.chains.find((c) => c.chain.journal === src.journal)?.changed;
     if (changed !== undefined && changed.at <= at) hosts.push({ host: h.host, journal: src.journal, answer: { ...answer, holders: [] }, changed, unknown: answer.holders });
     else hosts.push({ host: h.host, journal: src.journal, answer });

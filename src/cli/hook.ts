@@ -81,12 +81,12 @@ function readAll(stdin: NodeJS.ReadableStream): Promise<string> {
 
 type Answer = { kind: 'reply'; status: number; body: Record<string, any> } | { kind: 'unreachable'; why: string };
 
-async function post(socketPath: string, body: unknown, timeoutMs: number): Promise<Answer> {
+async function post(socketPath: string, body: string, timeoutMs: number): Promise<Answer> {
   // Loaded here, not at the top: the no-op calls (most of libvirt's hook calls) never need it.
   const { BadAnswer, unixRequest } = await import('./unix-http.js');
   let answer;
   try {
-    answer = await unixRequest(socketPath, 'POST', '/v1/hook', JSON.stringify(body), timeoutMs);
+    answer = await unixRequest(socketPath, 'POST', '/v1/hook', body, timeoutMs);
   } catch (e) {
     if (e instanceof BadAnswer) return { kind: 'unreachable', why: e.message };
     const code = (e as NodeJS.ErrnoException).code;
@@ -143,10 +143,11 @@ export async function runHook(argv: string[], io: HookIo = { stdin: process.stdi
   // A 503 is the daemon holding too many request bytes at once (api-server.ts REQUEST_BYTES_MAX), not
   // an answer about this VM: asked again, with a growing pause, while the hook's time lasts.
   const deadline = Date.now() + args.timeoutS * 1000;
-  let answer = await post(socket, { driver, name, op, subop, extra: extra ?? '-', xml }, args.timeoutS * 1000);
+  const request = JSON.stringify({ driver, name, op, subop, extra: extra ?? '-', xml });
+  let answer = await post(socket, request, args.timeoutS * 1000);
   for (let pause = 100; answer.kind === 'reply' && answer.status === 503 && Date.now() + pause < deadline; pause = Math.min(pause * 2, 2000)) {
     await new Promise((r) => setTimeout(r, pause));
-    answer = await post(socket, { driver, name, op, subop, extra: extra ?? '-', xml }, Math.max(1, deadline - Date.now()));
+    answer = await post(socket, request, Math.max(1, deadline - Date.now()));
   }
 
   if (answer.kind === 'unreachable') {

@@ -381,6 +381,8 @@ export class Daemon {
         return s;
       },
       onFacts: (facts) => this.afterFacts(facts),
+      // A refused group commit's ClockStepped waits for room like the verifier's facts (review27c F2b).
+      keep: (facts, e) => waitingFacts.later(facts, e),
       onCommand: (cmd) => this.verifier?.commandSeen(cmd),
       onReply: this.meters.reply,
       log: (level, msg) => this.journalWatch.engineLog(level, msg),
@@ -429,7 +431,7 @@ export class Daemon {
     const s = this.service.start;
     const started = fact('DaemonStarted', at, { pid: process.pid, version: VERSION, lockspace: c.fileLockspaceDir, lockspaces: Object.fromEntries(lockspaces), held: locker.size, start: s.how, adopted: s.adopted, dropped: adoption.dropped, ...(boot ? { bootId: boot } : {}), ...(found.count > 0 ? { found: found.count } : {}), ...(direct.length > 0 ? { directUnproven: direct.length } : {}) });
     // A full state directory never fails the start: the locks are taken; their facts wait (decision 0023).
-    waitingFacts.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)], (f) => engine.record(f), (f) => evolve(engine.state, f));
+    waitingFacts.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)], (f, wait) => engine.recordOrWait(f, wait), (f) => evolve(engine.state, f));
     // Only now, with the LeaseLost journaled, does a re-take write its record over an intrusion's proof
     // (and hand the descriptor to the store); while the facts wait, the proof stays (review26a F3).
     if (waitingFacts.pending === 0) locker.recordRetakes();

@@ -21,12 +21,17 @@
 //   coalesced: per holding (resource, owner) the last LeaseLost and the last Reacquired after it,
 //   which leave that holding as the whole sequence did; at most two per holding, so bounded by the
 //   locks held. The owners' libvirt vouches they may have ended are carried in the FactsDropped.
+// - a ClockStepped (the clock stepped back: the window `audit --at` answers per pass in, decision
+//   0029) is kept too, in its place among them: dropped, `audit --at` a moment in its window would
+//   answer by the labels alone, as if the clock had never passed it twice (review27c F2). Steps are
+//   few; past STEPS_KEPT of them while the disk is full, a step is merged into the last one kept (the
+//   earliest `to`, the latest `from`: one window that covers both), so they stay bounded too.
 // - the others (notes: ConfigChanged, OwnerGone, ConflictAction, DaemonStopped...) change nothing in
 //   the state: folded in, not kept, counted per kind, and a FactsDropped fact journaled after the kept
 //   ones says so. The fold of the journal is then the state the daemon had.
 // - a fact of any other kind that changes the state (LibvirtVouched: the stream's note that it makes
 //   again on its next report) never waits: refused, it is not folded in either.
-import { fact, type Fact, type LibvirtRef, type NewFact } from '../engine/facts.js';
+import { fact, type Fact, type FactPayloads, type LibvirtRef, type NewFact } from '../engine/facts.js';
 import { fromRow, toRow, type FactRowLike, type JournalPort, type StoredRowLike } from '../engine/journal-port.js';
 import { JournalError } from '../journal/errors.js';
 
@@ -48,10 +53,13 @@ const NOTE_KINDS: ReadonlySet<string> = new Set([
   'OwnerGone',
   'ConflictAction',
   'ConfigRejected',
-  'ClockStepped',
   'DaemonStarted',
   'DaemonStopped',
 ]);
+/** A clock's step back: its evolve changes nothing, but past the bound it is kept (merged past STEPS_KEPT), never dropped. */
+const STEP_KIND = 'ClockStepped';
+/** Most ClockStepped kept past the bound; a later step is merged into the last one kept. */
+export const STEPS_KEPT = 64;
 /** A running daemon's facts that may wait in memory for room (each a few hundred bytes). */
 export const WAITING_FACTS_MAX = 10_000;
 
@@ -65,7 +73,7 @@ export interface WaitingFactsOptions {
   remind: (msg: string) => void;
   /** The waiting facts are journaled at last (by a retry or ahead of another append): seq, logs, metrics. */
   stored: (facts: readonly Fact[]) => void;
-  /** A LeaseLost that starts waiting: logged at once (it must not wait for the disk). */
+  /** A LeaseLost or a ClockStepped that starts waiting: logged at once (neither must wait for the disk to be said). */
   lost: (f: NewFact) => void;
   /** The running state's vouching libvirt of an owner (settle(): the FactsDropped's vouchedBy). */
   vouchOf?: (uuid: string) => LibvirtRef | undefined;
@@ -105,6 +113,8 @@ export class WaitingFacts implements JournalPort {
   /** Past the bound: per holding (resource \0 owner) its last LeaseLost and the last Reacquired after it. */
   private holdings = new Map<string, { lost?: Slot; retaken?: Slot }>();
   private holdingCount = 0;
+  /** Past the bound: the ClockStepped kept (at most STEPS_KEPT, the last standing for those merged into it). */
+  private steps: Slot[] = [];
   private serial = 0;
   /** Owners of the holding facts past the bound: their vouching libvirt in the running state (null: none). */
   private vouch = new Map<string, LibvirtRef | null>();
@@ -127,7 +137,12 @@ export class WaitingFacts implements JournalPort {
 
   /** Facts folded in but not journaled yet (those that wait, those kept past the bound, the FactsDropped to come). */
   get pending(): number {
-    return this.waiting.length + this.holdingCount + (this.dropped !== null && this.dropped.count > 0 ? 1 : 0);
+    return this.waiting.length + this.kept + (this.dropped !== null && this.dropped.count > 0 ? 1 : 0);
+  }
+
+  /** Facts kept past the bound: the coalesced holding facts and the clock's steps. */
+  private get kept(): number {
+    return this.holdingCount + this.steps.length;
   }
 
   /** How many of the start's own facts are not journaled yet (a re-take's record waits for them: recordRetakes()). */
@@ -144,30 +159,46 @@ export class WaitingFacts implements JournalPort {
   }
 
   /**
-   * Journals the start's facts through `record` (the engine's); if the journal refuses the write, folds
-   * them into the state with `fold` and keeps them waiting instead of failing the start.
+   * Journals the start's facts through `record` (the engine's recordOrWait); if the journal refuses
+   * the write, they wait instead of failing the start. `record` gets a `wait` for the refused facts as
+   * the engine labelled them (the fact clock's times, wallAt, the start's ClockStepped: clock27 (a),
+   * they must not go back along seq), which the engine folds in; a `record` that throws the refusal
+   * instead has the facts as given folded with `fold` and kept.
    */
-  record(facts: readonly NewFact[], record: (f: readonly NewFact[]) => unknown, fold: (f: NewFact) => void): void {
+  record(
+    facts: readonly NewFact[],
+    record: (f: readonly NewFact[], wait: (timed: readonly NewFact[], e: unknown) => boolean) => unknown,
+    fold: (f: NewFact) => void,
+  ): void {
     try {
-      record(facts);
-      return;
+      record(facts, (timed, e) => {
+        if (!isWriteRefusal(e)) return false;
+        this.startWaits(timed, e);
+        return true;
+      });
     } catch (e) {
       if (!isWriteRefusal(e)) throw e;
       for (const f of facts) fold(f);
-      for (const f of facts) if (f.kind === 'LeaseLost') this.o.lost(f);
-      // Nothing waits before the start's facts: they are the first of this process.
-      this.waiting = [...facts, ...this.waiting];
-      this.startCount = facts.length;
-      this.since ??= new Date().toISOString();
-      this.lastError = e.message;
-      const count = (k: string) => facts.filter((f) => f.kind === k).length;
-      this.o.log(
-        'error',
-        `JOURNAL FULL AT START: the start's ${facts.length} fact(s) (DaemonStarted, ${count('Reacquired')} Reacquired, ${count('LeaseLost')} LeaseLost) cannot be written to the staging file ${this.o.stageFile}: ${e.message}. ` +
-          `The state directory's filesystem has no free space: free some there. Every lock is held and the daemon serves; the facts wait in memory and are journaled as soon as there is room (retrying); commands that change a lock are refused until then. If the daemon dies meanwhile nothing is lost: the next start re-takes the same locks.`,
-      );
-      this.schedule();
+      this.startWaits(facts, e);
     }
+  }
+
+  /** The start's facts (folded in by the caller) wait: the first of this process. */
+  private startWaits(facts: readonly NewFact[], e: JournalError): void {
+    for (const f of facts) if (f.kind === 'LeaseLost' || f.kind === STEP_KIND) this.o.lost(f);
+    // Nothing waits before the start's facts: they are the first of this process.
+    this.waiting = [...facts, ...this.waiting];
+    this.startCount = facts.length;
+    this.since ??= new Date().toISOString();
+    this.lastError = e.message;
+    const count = (k: string) => facts.filter((f) => f.kind === k).length;
+    const steps = count('ClockStepped');
+    this.o.log(
+      'error',
+      `JOURNAL FULL AT START: the start's ${facts.length} fact(s) (DaemonStarted, ${count('Reacquired')} Reacquired, ${count('LeaseLost')} LeaseLost${steps > 0 ? `, ${steps} ClockStepped` : ''}) cannot be written to the staging file ${this.o.stageFile}: ${e.message}. ` +
+        `The state directory's filesystem has no free space: free some there. Every lock is held and the daemon serves; the facts wait in memory and are journaled as soon as there is room (retrying); commands that change a lock are refused until then. If the daemon dies meanwhile nothing is lost: the next start re-takes the same locks.`,
+    );
+    this.schedule();
   }
 
   /**
@@ -181,8 +212,8 @@ export class WaitingFacts implements JournalPort {
     if (facts.length === 0) return true;
     // A state change that is no lock's loss or re-take (LibvirtVouched): refused, not folded in, made
     // again by its source; waiting (and dropped past the bound) it would make the journal's fold lie.
-    if (facts.some((f) => !HOLDING_KINDS.has(f.kind) && !NOTE_KINDS.has(f.kind))) return false;
-    for (const f of facts) if (f.kind === 'LeaseLost') this.o.lost(f);
+    if (facts.some((f) => !HOLDING_KINDS.has(f.kind) && !NOTE_KINDS.has(f.kind) && f.kind !== STEP_KIND)) return false;
+    for (const f of facts) if (f.kind === 'LeaseLost' || f.kind === STEP_KIND) this.o.lost(f);
     const kinds = [...new Set(facts.map((f) => f.kind))].join(', ');
     const fresh = this.pending === 0;
     this.lastError = e.message;
@@ -193,16 +224,17 @@ export class WaitingFacts implements JournalPort {
       const d = (this.dropped ??= { count: 0, kinds: {}, from: facts[0]!.at, to: facts[0]!.at, superseded: 0 });
       for (const f of facts) {
         if (HOLDING_KINDS.has(f.kind)) this.coalesce(f, d);
+        else if (f.kind === STEP_KIND) this.keepStep(f);
         else this.drop(f, d);
       }
       d.to = facts[facts.length - 1]!.at;
       if (d.count > 0) {
         this.o.remind(
           `FACTS DROPPED: ${d.count} fact(s) so far (now ${kinds}) cannot be written to the staging file ${this.o.stageFile} and ${this.waiting.length} wait in memory already (at most ${this.max}): ` +
-            `they are in force in the running daemon but will not be in the journal (those that change a lock are kept: the last of each holding, ${this.holdingCount} now); a FactsDropped fact will say so once there is room. Free space in the state directory: ${e.message}`,
+            `they are in force in the running daemon but will not be in the journal (those that change a lock are kept: the last of each holding, ${this.holdingCount} now; and the clock's steps back, ${this.steps.length}); a FactsDropped fact will say so once there is room. Free space in the state directory: ${e.message}`,
         );
       } else {
-        this.o.remind(`JOURNAL FULL: ${this.waiting.length} fact(s) wait in memory (at most ${this.max}) and ${this.holdingCount} that change a lock are kept past it (the last of each holding): the staging file ${this.o.stageFile} has no room. Free space in the state directory: ${e.message}`);
+        this.o.remind(`JOURNAL FULL: ${this.waiting.length} fact(s) wait in memory (at most ${this.max}) and ${this.kept} are kept past it (the last loss or re-take of each holding, the clock's steps back): the staging file ${this.o.stageFile} has no room. Free space in the state directory: ${e.message}`);
       }
     } else {
       this.waiting.push(...facts);
@@ -266,16 +298,37 @@ export class WaitingFacts implements JournalPort {
     this.unsettled.add(p.owner.uuid);
   }
 
+  /**
+   * A ClockStepped past the bound: kept in its place. Past STEPS_KEPT, merged into the last one kept:
+   * the earliest `to` and the latest `from`, a window that holds both (the clock passed every moment
+   * in it at least twice), in the newest one's place; `merged` counts the steps it stands for.
+   */
+  private keepStep(f: NewFact): void {
+    if (this.steps.length < STEPS_KEPT) {
+      this.steps.push({ n: this.serial++, f });
+      return;
+    }
+    const last = this.steps[this.steps.length - 1]!;
+    const a = last.f.payload as FactPayloads['ClockStepped'];
+    const b = f.payload as { from: string; to: string; backMs: number };
+    const from = a.from > b.from ? a.from : b.from;
+    const to = a.to < b.to ? a.to : b.to;
+    const merged = fact('ClockStepped', from, { ...a, from, to, backMs: Math.max(a.backMs, b.backMs, Date.parse(from) - Date.parse(to)), merged: (a.merged ?? 1) + 1 });
+    // In the newest step's place: labelled with the latest `from`, it must not go before a fact kept
+    // after the earlier step (labels never go back along seq; the window still covers both).
+    this.steps[this.steps.length - 1] = { n: this.serial++, f: merged };
+  }
+
   private drop(f: NewFact, d: Dropped): void {
     d.kinds[f.kind] = (d.kinds[f.kind] ?? 0) + 1;
     d.count++;
     this.droppedTotal++;
   }
 
-  /** The holding facts kept past the bound, in the order they happened. */
+  /** The facts kept past the bound (holding facts, clock steps), in the order they happened. */
   private coalesced(): NewFact[] {
-    if (this.holdingCount === 0) return [];
-    const slots: Slot[] = [];
+    if (this.kept === 0) return [];
+    const slots: Slot[] = [...this.steps];
     for (const h of this.holdings.values()) {
       if (h.lost) slots.push(h.lost);
       if (h.retaken) slots.push(h.retaken);
@@ -305,14 +358,14 @@ export class WaitingFacts implements JournalPort {
     const kinds: Record<string, number> = {};
     for (const f of [...this.waiting, ...this.coalesced()]) kinds[f.kind] = (kinds[f.kind] ?? 0) + 1;
     return {
-      facts: this.waiting.length + this.holdingCount,
+      facts: this.waiting.length + this.kept,
       start: this.startCount,
       kinds,
       since: this.since,
       stageFile: this.o.stageFile,
       error: this.lastError,
       max: this.max,
-      kept: this.holdingCount,
+      kept: this.kept,
       dropped: this.dropped === null || this.dropped.count === 0 ? null : { ...this.dropped, kinds: { ...this.dropped.kinds } },
     };
   }
@@ -325,7 +378,7 @@ export class WaitingFacts implements JournalPort {
 
   gauges(): Record<string, { help: string; value: number }> {
     return {
-      journal_facts_waiting: { help: 'Facts no client waits for (a start\'s, the verifier\'s, a reload\'s) that the journal refused and that wait in memory, journaled first once it has room.', value: this.waiting.length + this.holdingCount },
+      journal_facts_waiting: { help: 'Facts no client waits for (a start\'s, the verifier\'s, a reload\'s) that the journal refused and that wait in memory, journaled first once it has room.', value: this.waiting.length + this.kept },
       journal_facts_dropped_total: { help: 'Facts refused by the journal past what may wait in memory since start: in force, not journaled (a FactsDropped fact counts them).', value: this.droppedTotal },
     };
   }
@@ -425,6 +478,7 @@ export class WaitingFacts implements JournalPort {
     this.dropped = null;
     this.holdings.clear();
     this.holdingCount = 0;
+    this.steps = [];
     this.vouch.clear();
     this.unsettled.clear();
     this.since = null;

@@ -154,9 +154,11 @@ export interface FactPayloads {
    * and read `to` after the step (a lower bound): this host's clock passed the times in [to, from)
    * twice, so `audit --at` such a time has two answers. Facts after it keep `from` as their time until
    * the clock passes it again, each with the clock's own reading as payload `wallAt`. `seenBy`: at a
-   * start against the journal's last fact, or while running against the monotonic clock.
+   * start against the journal's last fact, or while running against the monotonic clock. `merged`:
+   * this fact stands for that many steps seen while the journal refused writes (past the waiting facts'
+   * bound, src/daemon/waiting-facts.ts), its window the union of theirs.
    */
-  ClockStepped: { readonly from: string; readonly to: string; readonly backMs: number; readonly seenBy: 'start' | 'monotonic' };
+  ClockStepped: { readonly from: string; readonly to: string; readonly backMs: number; readonly seenBy: 'start' | 'monotonic'; readonly merged?: number };
 }
 
 export type FactKind = keyof FactPayloads;

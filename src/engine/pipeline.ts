@@ -69,6 +69,14 @@ export interface EngineOptions {
    * times never go back along the journal across a restart either. Default: a clock with no past.
    */
   readonly clock?: FactClock;
+  /**
+   * A group commit the journal refused carried facts no client waits for that must not be lost with
+   * it (ClockStepped: the clock watch's, or one seen ahead of a command's facts): `keep` takes them,
+   * given their journal times, to journal later ahead of every later fact (the daemon's
+   * WaitingFacts.later: a full disk; true when kept), as recordOrWait's `wait` does. Without it, or
+   * when it returns false, they are lost with the batch (logged).
+   */
+  readonly keep?: (facts: readonly NewFact[], e: unknown) => boolean;
 }
 
 /**
@@ -483,6 +491,13 @@ export class Engine {
       // Locks this batch took are given back before anyone is answered; releases were not done yet
       // (a description closes only on commit), so those locks stay held.
       for (const p of [...batch].reverse()) p.prepared.abort();
+      // A step back of the clock answers no client and changes no lock: it waits for room (a full
+      // disk) instead of going with the refused batch, ahead of every fact stamped after it (review27c
+      // F2b). Kept before the reload, which folds in what waits.
+      const steps = facts.filter((f) => f.kind === 'ClockStepped');
+      if (steps.length > 0 && this.opts.keep?.(steps, e) !== true) {
+        this.opts.log?.('error', `the journal could not record ${steps.length} step(s) back of the clock (ClockStepped): audit --at a moment in their window answers by the time labels alone`);
+      }
       this.state = this.opts.reload();
       const why = (e as Error).message;
       const errno = (e as { errno?: unknown }).errno ?? (e as { cause?: { code?: unknown } }).cause?.code;

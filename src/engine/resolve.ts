@@ -184,15 +184,10 @@ export function diskIdentity(p: string): string | undefined {
 /** The identity of the node at `p` itself (a loop device's own "blk:rdev"). */
 function inodeOf(p: string): string | undefined {
   try {
-    return identityOf(fs.statSync(p, { bigint: true }));
+    return identityOfStats(fs.statSync(p, { bigint: true }));
   } catch {
     return undefined;
   }
-}
-
-/** A block device is its device number; a file dev:ino:btime (disk-identity.ts). */
-function identityOf(st: fs.BigIntStats): string {
-  return identityOfStats(st);
 }
 
 /** A disk as resolution names it: its canonical path and identity (undefined: it does not exist). */
@@ -220,7 +215,7 @@ export function diskAt(canonical: string, depth = 0): DiskAt {
   } catch {
     return { canonical };
   }
-  const own = identityOf(st);
+  const own = identityOfStats(st);
   if (!st.isBlockDevice()) return { canonical, inode: own };
   const backing = loopBackingFile(canonical, st.rdev);
   if (backing === undefined) return { canonical, inode: own };

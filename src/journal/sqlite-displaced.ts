@@ -75,6 +75,8 @@ export class SqliteFiles {
    * (review27b F2: a full copy kept aside every minute until the restart, idle daemons too).
    */
   private ownCopy: { id: FileId; head: number } | null = null;
+  /** head()'s query, prepared on first use (only while journal.db is displaced). */
+  private headQuery: Database.Statement | null = null;
 
   constructor(
     private readonly owner: SqliteFilesOwner,
@@ -153,7 +155,7 @@ export class SqliteFiles {
 
   /** The newest seq SQLite holds (what a copy made now would hold). */
   private head(): number {
-    const r = this.owner.nonBlocking(() => this.owner.db.prepare('SELECT max(seq) AS s FROM facts').get()) as { s: number | null } | undefined;
+    const r = this.owner.nonBlocking(() => (this.headQuery ??= this.owner.db.prepare('SELECT max(seq) AS s FROM facts')).get()) as { s: number | null } | undefined;
     return r?.s ?? 0;
   }
 

@@ -146,4 +146,29 @@ test('a journal from before ClockStepped whose times go back across a restart: t
   assert.is(holdersAnswer(src, DISK, t('10:06:00')).unmarkedStep, undefined);
 });
 
+// clock27 leftover (b): `--at now` on the set-back clock answered "ambiguous" like any other moment in
+// the window, though the operator asks about the present: the latest pass. Fails before (holders
+// empty, ambiguous set).
+test('--at now inside the window: answered by the current pass (the latest), the steps said', () => {
+  const src = journal([
+    daemon('DaemonStarted', t('10:00:00')), // 1
+    lock('LockAcquired', t('10:00:01'), ALPHA), // 2
+    lock('LockReleased', t('10:05:00'), ALPHA), // 3
+    stepped(t('10:05:00'), t('10:02:00'), 'monotonic'), // 4
+    lock('LockAcquired', t('10:05:00'), BETA, t('10:03:00')), // 5
+  ]);
+  // Asked as a moment: both passes (alpha, then beta).
+  assert.equal(holdersAnswer(src, DISK, t('10:03:30')).ambiguous?.readings.map((r) => names(r.holders)), ['alpha', 'beta']);
+  // Asked as now (the clock reads 10:03:30 again): beta, as `locks` says.
+  const a = holdersAnswer(src, DISK, t('10:03:30'), { now: true });
+  assert.is(a.ambiguous, undefined);
+  assert.is(names(a.holders), 'beta');
+  assert.equal(a.clockSteps?.map((s) => s.seq), [4]);
+  assert.equal(a.current, { step: 4, asOf: 5 });
+  const text = formatHolders(a, 'table');
+  assert.ok(text.includes('beta') && text.includes('the current pass'), text);
+  // Outside any window, now is answered as any moment.
+  assert.equal(holdersAnswer(src, DISK, t('10:06:00'), { now: true }).current, undefined);
+});
+
 test.run();

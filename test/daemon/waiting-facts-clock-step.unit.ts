@@ -1,4 +1,4 @@
-// review27c F2 (fixed: ClockStepped is a note kind of waiting-facts.ts, so a batch carrying it waits on a full disk).
+// review27c F2 (fixed: a batch carrying a ClockStepped waits on a full disk; past the bound the step is kept, never dropped).
 // review27c F2: a clock step back seen while the journal refuses writes (a full state directory)
 // throws the verifier's facts away. Engine.recordOrWait() (pipeline.ts) runs the facts through
 // monotone(), which puts a ClockStepped in front of them when the clock just stepped back; on the
@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { fact, type NewFact } from '../../src/engine/facts.js';
 import type { FactRowLike, StoredRowLike } from '../../src/engine/journal-port.js';
 import { JournalError } from '../../src/journal/errors.js';
-import { WaitingFacts } from '../../src/daemon/waiting-facts.js';
+import { STEPS_KEPT, WaitingFacts } from '../../src/daemon/waiting-facts.js';
 import { Engine } from '../../src/engine/pipeline.js';
 import { FactClock } from '../../src/engine/fact-clock.js';
 import { Locker } from '../../src/engine/locker.js';
@@ -68,6 +68,73 @@ test('a verifier LeaseLost refused by a full journal right after a clock step ba
     waiting.stop();
     locker.closeAll();
   }
+});
+
+const REFUSED = new JournalError('VMLOCKD_ERR_JOURNAL_WRITE', "cannot write to the journal's staging file x: ENOSPC");
+const changed = (at: string) => fact('ConfigChanged', at, { changes: [], fingerprint: 'f', trigger: 'watch' }) as NewFact;
+const step = (from: string, to: string) => fact('ClockStepped', from, { from, to, backMs: Date.parse(from) - Date.parse(to), seenBy: 'monotonic' }) as NewFact;
+const t = (s: number) => new Date(Date.UTC(2026, 11, 1, 6) + s * 1000).toISOString();
+
+// review27c F2 remainder: past the bound (10,000 waiting facts, a full disk) a ClockStepped was a note
+// and was dropped (counted in the FactsDropped): `audit --at` a moment in its window then answered by
+// the labels alone. Fails before (the ClockStepped is not journaled; the FactsDropped counts it).
+test('past the bound a ClockStepped is kept in its place, never dropped', () => {
+  const j = journal();
+  const sf = new WaitingFacts(j, { stageFile: 'x', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {}, max: 1 });
+  assert.ok(sf.later([changed(t(1))], REFUSED));
+  // Past the bound from here: the note is dropped, the step is kept.
+  assert.ok(sf.later([changed(t(2))], REFUSED));
+  assert.ok(sf.later([step(t(10), t(3))], REFUSED));
+  assert.ok(sf.later([changed(t(10))], REFUSED));
+  sf.stop();
+  const folded: string[] = [];
+  sf.foldInto((f) => folded.push(f.kind));
+  assert.equal(folded, ['ConfigChanged', 'ClockStepped', 'FactsDropped']);
+  assert.is(sf.status()?.kept, 1);
+  assert.is(sf.status()?.dropped?.count, 2);
+  j.full = false;
+  sf.append([]);
+  assert.equal(j.rows.map((r) => r.kind), ['ConfigChanged', 'ClockStepped', 'FactsDropped']);
+  assert.equal(j.rows[1]!.payload, { from: t(10), to: t(3), backMs: 7000, seenBy: 'monotonic' });
+  assert.equal((j.rows[2]!.payload as { kinds: unknown }).kinds, { ConfigChanged: 2 });
+  assert.is(sf.pending, 0);
+});
+
+test('past the bound the steps kept are bounded: a step past STEPS_KEPT is merged into the last kept (earliest to, latest from)', () => {
+  const j = journal();
+  const sf = new WaitingFacts(j, { stageFile: 'x', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {}, max: 0 });
+  for (let i = 0; i < STEPS_KEPT + 10; i++) assert.ok(sf.later([step(t(1000 + i), t(100 + i))], REFUSED));
+  sf.stop();
+  assert.is(sf.status()?.kept, STEPS_KEPT);
+  assert.is(sf.status()?.dropped, null, 'no step is dropped');
+  j.full = false;
+  sf.append([]);
+  assert.is(j.rows.length, STEPS_KEPT);
+  assert.ok(j.rows.every((r) => r.kind === 'ClockStepped'));
+  const last = j.rows[STEPS_KEPT - 1]!;
+  const p = last.payload as { from: string; to: string; merged?: number };
+  assert.is(p.to, t(100 + STEPS_KEPT - 1), 'the earliest to of the merged steps');
+  assert.is(p.from, t(1000 + STEPS_KEPT + 9), 'the latest from of the merged steps');
+  assert.is(last.at, p.from);
+  assert.is(p.merged, 11);
+});
+
+test('a merged step takes the newest step\'s place: no label goes back along seq', () => {
+  const j = journal();
+  const sf = new WaitingFacts(j, { stageFile: 'x', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {}, max: 0 });
+  for (let i = 0; i < STEPS_KEPT; i++) assert.ok(sf.later([step(t(1000 + i), t(100 + i))], REFUSED));
+  // A lock's loss after the last kept step, labelled at the floor then; then a step that raises it.
+  const lostAt = t(1000 + STEPS_KEPT);
+  const lostFact = fact('LeaseLost', lostAt, { resource: 'r', name: 'n', lockspace: '/ls', kind: 'file', disk: '/d', path: '/d', owner, mode: 'exclusive', holder: {}, reason: 'replaced' } as never) as NewFact;
+  assert.ok(sf.later([lostFact], REFUSED));
+  assert.ok(sf.later([step(t(2000), t(500))], REFUSED));
+  sf.stop();
+  j.full = false;
+  sf.append([]);
+  const kinds = j.rows.map((r) => r.kind);
+  assert.is(kinds[kinds.length - 2], 'LeaseLost');
+  assert.is(kinds[kinds.length - 1], 'ClockStepped');
+  for (let i = 1; i < j.rows.length; i++) assert.ok(j.rows[i]!.at >= j.rows[i - 1]!.at, `seq ${i + 1} at ${j.rows[i]!.at} before ${j.rows[i - 1]!.at}`);
 });
 
 test.run();

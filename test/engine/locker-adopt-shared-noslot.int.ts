@@ -9,34 +9,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Locker, type DescriptorStore, type PassedFd } from '../../src/engine/locker.js';
-import { native } from '../../src/engine/native.js';
+import { Locker } from '../../src/engine/locker.js';
 import { resolveDisk } from '../../src/engine/resolve.js';
 import { evolve, initialState, type State } from '../../src/engine/state.js';
 import type { Intent, Owner, ResolvedDisk } from '../../src/engine/types.js';
 import { tmpdir } from '../helpers/daemon.js';
+import { TestStore } from '../helpers/descriptor-store.js';
 
 const owner = (i: number): Owner => ({ uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, name: `vm${i}` });
 
-class Store implements DescriptorStore {
-  readonly fds: Array<{ name: string; fd: number }> = [];
-  store(name: string, fd: number): void {
-    this.fds.push({ name, fd: native.dupFd(fd) });
-  }
-  remove(name: string): void {
-    for (let i = this.fds.length - 1; i >= 0; i--) {
-      if (this.fds[i]!.name !== name) continue;
-      fs.closeSync(this.fds[i]!.fd);
-      this.fds.splice(i, 1);
-    }
-  }
-  passed(): PassedFd[] {
-    return [...this.fds].reverse().map(({ name, fd }) => ({ name, fd: native.dupFd(fd) }));
-  }
-  clear(): void {
-    for (const { fd } of this.fds.splice(0)) fs.closeSync(fd);
-  }
-}
 
 test('a shared lock held without a record slot (33 hosts) stays held through a restart (adopt)', () => {
   const dir = tmpdir('vmlockd-r27c-noslot-');
@@ -54,7 +35,7 @@ test('a shared lock held without a record slot (33 hosts) stays held through a r
     return p.outcome.status;
   };
   const others: Array<{ l: Locker; s: State }> = [];
-  const store = new Store();
+  const store = new TestStore();
   let a2: Locker | undefined;
   let c: Locker | undefined;
   try {

@@ -7,41 +7,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Locker, inspectLockFile, type DescriptorStore, type PassedFd } from '../../src/engine/locker.js';
-import { native } from '../../src/engine/native.js';
+import { Locker, inspectLockFile } from '../../src/engine/locker.js';
 import { resolveDisk } from '../../src/engine/resolve.js';
 import { evolve, initialState, type State } from '../../src/engine/state.js';
 import type { Intent, Owner, ResolvedDisk } from '../../src/engine/types.js';
 import { tmpdir } from '../helpers/daemon.js';
+import { TestStore } from '../helpers/descriptor-store.js';
 import { lockedByAnyone } from '../helpers/kernel-locks.js';
 
 const vm1: Owner = { uuid: '00000001-0000-4000-8000-000000000000', name: 'vm1' };
 
-/** systemd's store: every descriptor handed to it, under its name, in the order given. */
-class Store implements DescriptorStore {
-  readonly fds: Array<{ name: string; fd: number }> = [];
-  /** Removals that never reach it (a lost FDSTOREREMOVE). */
-  deaf = false;
-  store(name: string, fd: number): void {
-    this.fds.push({ name, fd: native.dupFd(fd) });
-  }
-  remove(name: string): void {
-    if (this.deaf) return;
-    for (let i = this.fds.length - 1; i >= 0; i--) {
-      if (this.fds[i]!.name !== name) continue;
-      fs.closeSync(this.fds[i]!.fd);
-      this.fds.splice(i, 1);
-    }
-  }
-  /** What the next start is handed: newest first (systemd prepends), or oldest first after a daemon-reload. */
-  passed(order: 'newest' | 'oldest'): PassedFd[] {
-    const list = order === 'newest' ? [...this.fds].reverse() : [...this.fds];
-    return list.map(({ name, fd }) => ({ name, fd: native.dupFd(fd) }));
-  }
-  clear(): void {
-    for (const { fd } of this.fds.splice(0)) fs.closeSync(fd);
-  }
-}
 
 function setup(mode: 'exclusive' | 'shared' = 'exclusive') {
   const dir = tmpdir('vmlockd-adopt-stale-');
@@ -66,7 +41,7 @@ function setup(mode: 'exclusive' | 'shared' = 'exclusive') {
 /** x taken, released with its FDSTOREREMOVE lost, taken again; then the daemon dies (the store keeps both). */
 function staleAndLive(mode: 'exclusive' | 'shared' = 'exclusive') {
   const t = setup(mode);
-  const store = new Store();
+  const store = new TestStore();
   const a = new Locker('hv-a', { fileLockspaceDir: t.lockspace, store });
   t.take(a);
   store.deaf = true;
