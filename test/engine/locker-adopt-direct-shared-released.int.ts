@@ -10,37 +10,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Locker, ofdHeldBy, type DescriptorStore, type PassedFd } from '../../src/engine/locker.js';
+import { Locker, ofdHeldBy } from '../../src/engine/locker.js';
 import { native } from '../../src/engine/native.js';
 import { resolveDisk } from '../../src/engine/resolve.js';
 import { evolve, initialState, type State } from '../../src/engine/state.js';
 import type { Intent, Owner, ResolvedDisk } from '../../src/engine/types.js';
 import { tmpdir } from '../helpers/daemon.js';
+import { TestStore } from '../helpers/descriptor-store.js';
 
 const vm1: Owner = { uuid: '00000001-0000-4000-8000-000000000000', name: 'vm1' };
 const vmB: Owner = { uuid: '00000002-0000-4000-8000-000000000000', name: 'vmB' };
-
-class Store implements DescriptorStore {
-  readonly fds: Array<{ name: string; fd: number }> = [];
-  deaf = false;
-  store(name: string, fd: number): void {
-    this.fds.push({ name, fd: native.dupFd(fd) });
-  }
-  remove(name: string): void {
-    if (this.deaf) return;
-    for (let i = this.fds.length - 1; i >= 0; i--) {
-      if (this.fds[i]!.name !== name) continue;
-      fs.closeSync(this.fds[i]!.fd);
-      this.fds.splice(i, 1);
-    }
-  }
-  passed(): PassedFd[] {
-    return [...this.fds].reverse().map(({ name, fd }) => ({ name, fd: native.dupFd(fd) }));
-  }
-  clear(): void {
-    for (const { fd } of this.fds.splice(0)) fs.closeSync(fd);
-  }
-}
 
 function scenario(released: boolean) {
   const dir = tmpdir('vmlockd-r27c-direct-adopt-');
@@ -59,7 +38,7 @@ function scenario(released: boolean) {
     p.commit();
     for (const f of p.facts) evolve(state, f);
   };
-  const store = new Store();
+  const store = new TestStore();
   const a = new Locker('hv-a', { fileLockspaceDir: null, store });
   run(a, stateA, [{ kind: 'lock', disk: shared, owner: vm1, how: 'take' }]);
   if (released) {
