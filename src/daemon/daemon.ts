@@ -576,6 +576,7 @@ export class Daemon {
     return {
       host: this.config.hostId,
       submit: (cmd) => engine.submit(cmd),
+      dispatch: (cmd, done) => engine.dispatch(cmd, done),
       submitEvent: (ev) => engine.submitEvent(ev),
       reject: (source, error, raw) => engine.reject(source, error, raw),
       rejectThen: (source, error, raw, done) => engine.rejectThen(source, error, raw, done),

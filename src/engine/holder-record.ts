@@ -95,12 +95,12 @@ function clip(s: string | undefined, n: number): string | undefined {
   return s === undefined ? undefined : s.length > n ? s.slice(0, n) : s;
 }
 
-function pad(json: string): Buffer {
+function pad(json: string, into?: Buffer): Buffer {
   // One buffer, the JSON written straight into it (no copy of it first): this runs for every take
   // and release, 10,000 times in a restart with 10,000 locks (issue 13).
   const length = Buffer.byteLength(json, 'utf8');
   if (length > RECORD_SIZE - 1) throw new Error(`holder record of ${length} bytes does not fit ${RECORD_SIZE}`);
-  const buf = Buffer.allocUnsafe(RECORD_SIZE);
+  const buf = into ?? Buffer.allocUnsafe(RECORD_SIZE);
   buf.write(json, 0, length, 'utf8');
   buf.fill(0x20, length, RECORD_SIZE - 1);
   buf[RECORD_SIZE - 1] = 0x0a;
@@ -133,18 +133,23 @@ export function isOwnHost(recorded: string, host: string): boolean {
 
 const CLIPS = [1024, 200, 64, 16];
 
-export function encodeExclusive(r: ExclusiveRecord): Buffer {
+/**
+ * `into`: a RECORD_SIZE buffer of the caller's to encode into (the locker's, reused by every take and
+ * release: the record is written before the next one is encoded); without it, a new buffer.
+ */
+export function encodeExclusive(r: ExclusiveRecord, into?: Buffer): Buffer {
+  if (into !== undefined && into.length !== RECORD_SIZE) throw new RangeError(`a holder record is encoded into ${RECORD_SIZE} bytes, not ${into.length}`);
   // The host is never clipped to a bare prefix (shortHost): the disk path and VM name give way first.
   const host = Buffer.byteLength(r.host) <= 200 ? r.host : shortHost(r.host);
   for (const n of CLIPS) {
     const reserved = r.reserved && { ...r.reserved, host: clip(r.reserved.host, n), from: clip(r.reserved.from, n), vm: { uuid: r.reserved.vm.uuid, name: clip(r.reserved.vm.name, n) } };
     // A literal in the record's field order, not a spread of `r` (half the cost of the encode).
     const json = JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host, pid: r.pid, since: r.since, disk: clip(r.disk, n * 2), vm: r.vm && { uuid: r.vm.uuid, name: clip(r.vm.name, n) }, reserved, took: r.took });
-    if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json);
+    if (Buffer.byteLength(json) < RECORD_SIZE) return pad(json, into);
   }
   // A reservation must survive the shortening: it is what keeps a third host out.
   const reserved = r.reserved && { host: r.reserved.host.slice(0, 64), from: '', since: r.reserved.since, until: r.reserved.until, vm: { uuid: r.reserved.vm.uuid } };
-  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: shortHost(r.host), pid: r.pid, since: r.since, disk: '', ...(reserved ? { reserved } : {}), ...(r.took ? { took: r.took } : {}) }));
+  return pad(JSON.stringify({ v: r.v, mode: r.mode, gen: r.gen, host: shortHost(r.host), pid: r.pid, since: r.since, disk: '', ...(reserved ? { reserved } : {}), ...(r.took ? { took: r.took } : {}) }), into);
 }
 
 export function encodeRequest(r: HandOverRequest): Buffer {

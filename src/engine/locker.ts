@@ -272,6 +272,8 @@ function result(d: ResolvedDisk): DiskResult {
 
 export class Locker {
   private readonly held = new Map<string, Held>();
+  /** The exclusive record of a take or a release is encoded here (written at once, before the next is encoded). */
+  private readonly recordBuf = Buffer.alloc(RECORD_SIZE);
   /** Resources adopt() already recorded as lost: reacquire() leaves them alone. */
   private readonly settled = new Set<string>();
   /**
@@ -1342,7 +1344,7 @@ export class Locker {
           const last = h.vms.values().next().value as (Owner & { since: string }) | undefined;
           // Written under our lock on byte 0, so every taker after us reads it before it writes.
           const reserved = this.reservationOnDrop(h);
-          record = { data: encodeExclusive({ v: 1, mode: 'free', gen: h.gen ?? 0, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, ...(last ? { vm: { uuid: last.uuid, ...(last.name ? { name: last.name } : {}) } } : {}), ...(reserved ? { reserved } : {}) }), offset: 0, sync: this.syncRecords };
+          record = { data: encodeExclusive(freeRecord(h.gen ?? 0, this.host, h.since, h.ref.canonical, last, reserved), this.recordBuf), offset: 0, sync: this.syncRecords };
         } else if (h.slot !== undefined) {
           record = { data: emptySlot(), offset: slotOffset(h.slot), sync: false };
         }
@@ -1564,7 +1566,7 @@ export class Locker {
     // filesystem's client caches the file's size, and a direct read beyond the end it believes
     // in returns nothing, so the release would miss a request another mount just wrote there.
     // (readLease read the whole file: its size is the file's.)
-    this.putRecord(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }), 0, size < LEASE_SPAN ? LEASE_SPAN : 0);
+    this.putRecord(fd, encodeExclusive({ v: 1, mode: 'exclusive', gen, host: this.host, pid: process.pid, since: taker.at, disk: ref.canonical, vm: taker.owner }, this.recordBuf), 0, size < LEASE_SPAN ? LEASE_SPAN : 0);
   }
 
   /** A shared take's records under its read lock (`prev`: the exclusive record it found): the slot claimed, if any was free. */
@@ -1886,4 +1888,16 @@ export function gapIntruder(found: LeaseSeen | null | undefined, host: string, m
     holder: head && !isOwnHost(head.host, host) ? named(head, 'exclusive') : {},
     reason: `the lock file's exclusive record was rewritten while vmlockd was down (${head ? `it names host ${head.host} since ${head.since}` : 'it is gone'} at generation ${g}; the take saw ${stamps[0] === '' ? 'none' : stamps[0]}): the lock file was reset or replaced, and ${MAY_HAVE}`,
   };
+}
+
+/**
+ * A release's free record. Plain stores, no spreads (issue 13: every release); encodeExclusive takes
+ * only the vm's uuid and name, and leaves out what is absent, as the spreads did.
+ */
+function freeRecord(gen: number, host: string, since: string, disk: string, last: Owner | undefined, reserved: Reservation | undefined): ExclusiveRecord {
+  const r: { -readonly [K in keyof ExclusiveRecord]: ExclusiveRecord[K] } = { v: 1, mode: 'free', gen, host, pid: process.pid, since, disk };
+  // A VM without a name is recorded by its uuid alone (an empty name too, as before).
+  if (last !== undefined) r.vm = last.name ? last : { uuid: last.uuid };
+  if (reserved !== undefined) r.reserved = reserved;
+  return r;
 }

@@ -410,7 +410,8 @@ function refuseRenamedAway(given: string, canonical: string, inode: string | und
  * release, which names a held disk by the path its holder knows (refuseRenamedAway() does not apply).
  */
 export function resolveDisk(req: DiskRequest, rules: NamingRules, state: State, inCommand?: Map<string, ResourceRef>, blockdev?: BlockdevNames, release = false): ResolvedDisk {
-  if (req.named) return resolveNamed({ ...req, named: req.named }, state, inCommand, release);
+  // The request itself, not a copy: the spread was only for its type (issue 13: every protocol call).
+  if (req.named) return resolveNamed(req as DiskRequest & { named: NonNullable<DiskRequest['named']> }, state, inCommand, release);
   const given = checkDiskPath(req.path, 'disk path');
   if (req.create !== undefined) checkExists(given, req.create);
   // A loop device (or a partition of one) is the disk of its backing file: named, identified and in
@@ -499,7 +500,7 @@ function resolveBlockdev(given: string, canonical: string, inode: string | undef
  * file since, or one whose backing file can no longer be told: the journaled resource stays the
  * disk it was, and its release must not fail or miss it).
  */
-function resolveReleased(p: string, owner: string, rules: NamingRules, state: State, inCommand: Map<string, ResourceRef>, blockdev: BlockdevNames | undefined): ResolvedDisk {
+function resolveReleased(p: string, owner: string, rules: NamingRules, state: State, inCommand: Map<string, ResourceRef> | undefined, blockdev: BlockdevNames | undefined): ResolvedDisk {
   const byPath = (): ResolvedDisk | undefined => {
     const res = heldBy(state, owner).find((r) => r.holders.get(owner)?.path === p);
     return res === undefined ? undefined : { path: p, mode: 'exclusive', resource: res.ref };
@@ -524,19 +525,20 @@ export function resolveCommand(command: Command, rules: NamingRules, state: Stat
     case 'check':
     case 'hand-over': {
       checkDiskCount(cmd.kind, cmd.disks.length);
-      const inCommand = new Map<string, ResourceRef>();
-      return { ...cmd, resolved: cmd.disks.map((d) => resolveDisk(d, rules, state, inCommand, blockdev)) };
+      // One disk cannot alias an earlier one of its command: no map for it (issue 13: every protocol call).
+      const inCommand = cmd.disks.length > 1 ? new Map<string, ResourceRef>() : undefined;
+      const resolved: ResolvedDisk[] = [];
+      for (const d of cmd.disks) resolved.push(resolveDisk(d, rules, state, inCommand, blockdev));
+      return { ...cmd, resolved };
     }
     case 'release': {
       if (cmd.paths === undefined && cmd.named === undefined) return cmd;
-      const inCommand = new Map<string, ResourceRef>();
-      return {
-        ...cmd,
-        resolved: [
-          ...(cmd.paths ?? []).map((p) => resolveReleased(p, cmd.owner.uuid, rules, state, inCommand, blockdev)),
-          ...(cmd.named ?? []).map((d) => resolveDisk(d, rules, state, inCommand, blockdev, true)),
-        ],
-      };
+      const inCommand = (cmd.paths?.length ?? 0) + (cmd.named?.length ?? 0) > 1 ? new Map<string, ResourceRef>() : undefined;
+      // Paths first, then named disks, in one array.
+      const resolved: ResolvedDisk[] = [];
+      if (cmd.paths !== undefined) for (const p of cmd.paths) resolved.push(resolveReleased(p, cmd.owner.uuid, rules, state, inCommand, blockdev));
+      if (cmd.named !== undefined) for (const d of cmd.named) resolved.push(resolveDisk(d, rules, state, inCommand, blockdev, true));
+      return { ...cmd, resolved };
     }
     case 'observe':
       return cmd;

@@ -9,6 +9,13 @@ import type { Command, VmEvent } from './types.js';
 export interface SourceContext {
   /** Submit one command; resolves when its facts are durable (or it was refused / failed). */
   submit(command: Command): Promise<Reply>;
+  /**
+   * `submit` without a promise (the protocol server's hot path): `done` gets the reply once the
+   * command's facts are durable. It may be called from inside the engine's group commit, before the
+   * rest of that batch is answered: it must not submit, record or reject anything itself (defer that
+   * to a later microtask) and must not throw.
+   */
+  dispatch(command: Command, done: (reply: Reply) => void): void;
   /** plan() an event and submit its commands. */
   submitEvent(event: VmEvent): Promise<Reply[]>;
   /** Journal a rejected input (bad line, bad frame). Changes no lock. */

@@ -56,4 +56,16 @@ test('encodeExclusive: a record written over an old buffer keeps none of its byt
   }
 });
 
+test('encodeExclusive into a reused buffer (the locker\'s, proto28): each case the same bytes as a new buffer, over whatever the last one left', () => {
+  const into = Buffer.alloc(RECORD_SIZE, 0x41);
+  for (let round = 0; round < 2; round++) {
+    for (const c of [...cases].reverse()) {
+      const out = encodeExclusive(c.rec, into);
+      assert.ok(out === into, 'encoded into the buffer given');
+      assert.ok(out.equals(encodeExclusive(c.rec)), c.what);
+    }
+  }
+  assert.throws(() => encodeExclusive(cases[0]!.rec, Buffer.alloc(100)), /512 bytes, not 100/);
+});
+
 test.run();

@@ -108,6 +108,10 @@ export class FakeContext implements SourceContext {
     return { status: 'ok', ...out };
   }
 
+  dispatch(cmd: Command, done: (reply: Reply) => void): void {
+    void this.submit(cmd).then(done);
+  }
+
   async submitEvent(): Promise<Reply[]> {
     throw new Error('not used');
   }

@@ -184,9 +184,18 @@ export class ServerRegistry {
   /** The owner pids that took one holding; an empty list forgets the holding. */
   setPids(resource: string, uuid: string, pids: readonly number[]): void {
     const prev = this.pidsOf(resource, uuid);
-    if (prev.length === pids.length && prev.every((p, i) => p === pids[i])) return;
-    this.applyPids({ resource, uuid, pids: [...pids] });
-    this.append({ op: 'pids', resource, uuid, pids: [...pids] });
+    if (samePids(prev, pids)) return;
+    // One copy, kept in the table and written (issue 13: an ACQUIRE and a RELEASE each change one).
+    const copy = pids.slice();
+    let m = this.holds.get(resource);
+    if (copy.length === 0) {
+      m?.delete(uuid);
+      if (m?.size === 0) this.holds.delete(resource);
+    } else {
+      if (!m) this.holds.set(resource, (m = new Map()));
+      m.set(uuid, copy);
+    }
+    this.append({ op: 'pids', resource, uuid, pids: copy });
   }
 
   private append(c: Change): void {
@@ -226,4 +235,10 @@ export class ServerRegistry {
     }
     this.fd = null;
   }
+}
+
+function samePids(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

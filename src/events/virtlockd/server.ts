@@ -15,7 +15,7 @@ import type { Reply } from '../../engine/pipeline.js';
 import { canonicalPath, diskIdentity } from '../../engine/resolve.js';
 import type { HandedConnection, RunningSource, SourceContext } from '../../engine/source.js';
 import type { ResourceState } from '../../engine/state.js';
-import type { DiskRequest, Owner } from '../../engine/types.js';
+import type { Command, DiskRequest, Owner } from '../../engine/types.js';
 import {
   ACQUIRE_FLAG,
   ERR,
@@ -128,9 +128,17 @@ interface Conn {
   /** Closes the connection when a started frame does not complete in time. */
   frameTimer: NodeJS.Timeout | null;
   busy: boolean;
+  /** A call was dispatched and its answer has not come yet (answer() takes only the first). */
+  calling: boolean;
   closed: boolean;
-  /** Settles when the call being dispatched is answered (the close rule waits for it). */
-  idle: Promise<void>;
+  /** Who waits for the calls being dispatched to be answered (idleOf; the close rule, a hand-over). */
+  idleWaiters: Array<() => void> | null;
+  /** The answer of the call in flight, written by `deliver` (one call in flight per connection). */
+  out: Outcome;
+  /** Made once per connection, not per call: takes a call's answer (see answer()). */
+  readonly answer: (out: Outcome) => void;
+  /** Made once per connection: writes `out`, then dispatches the next queued frame (answered()). */
+  readonly deliver: () => void;
   /** Reading is paused: a frame came while a call was being answered (a client that pipelines), or replies are unread. */
   paused: boolean;
   /** Reading resumes on the socket's 'drain': more than REPLY_BUFFER_MAX of replies were unread. */
@@ -327,7 +335,7 @@ export class VirtlockdServer implements RunningSource {
   private async handOver(conn: Conn): Promise<HandedConnection | null> {
     conn.handingOver = true;
     this.clearFrameTimer(conn);
-    await conn.idle;
+    await this.idleOf(conn);
     const s = conn.socket;
     if (!conn.closed && s.writableLength > 0) {
       // A client that reads none of its replies must not hold the hand-off up: bounded, then dropped.
@@ -477,8 +485,12 @@ export class VirtlockdServer implements RunningSource {
       ownPid: null,
       frameTimer: null,
       busy: false,
+      calling: false,
       closed: false,
-      idle: Promise.resolve(),
+      idleWaiters: null,
+      out: null,
+      answer: (out) => this.answer(conn, out),
+      deliver: () => this.answered(conn),
       paused: false,
       awaitingDrain: false,
       handingOver: false,
@@ -515,7 +527,7 @@ export class VirtlockdServer implements RunningSource {
     if (conn.reader.pending === 0) this.clearFrameTimer(conn);
     else if (frames.length > 0 || !conn.frameTimer) this.armFrameTimer(conn);
     if (conn.queue.length === 0) return;
-    if (!conn.busy) conn.idle = this.drain(conn);
+    if (!conn.busy) this.drain(conn);
     else if (!conn.paused) {
       // A frame before the call in flight was answered: read nothing more until the queue drains.
       // (The plugin waits for each reply, so this is rare; not pausing for every call saves a
@@ -579,24 +591,60 @@ export class VirtlockdServer implements RunningSource {
   // One outstanding call per connection, as virtlockd (nrequests_client_max = 1): the next frame is
   // dispatched only once this one is answered, so replies keep the calls' order; frames that come
   // meanwhile wait in the queue, and reading pauses (onData).
-  private async drain(conn: Conn): Promise<void> {
+  //
+  // Callbacks, not promises (issue 13, proto28): a call is dispatched, its answer handed to
+  // conn.answer (made once per connection), and written by conn.deliver in a microtask of its own,
+  // where a promise's continuation ran before: after the engine's group commit that answered it has
+  // finished (SourceContext.dispatch), so the reply, the next frame and anything they submit come in
+  // the same order as before, without an async frame or a promise per call.
+  private drain(conn: Conn): void {
+    if (conn.queue.length === 0 || conn.closed || conn.handingOver) return this.settled(conn);
     conn.busy = true;
+    conn.calling = true;
+    const frame = conn.queue.shift()!;
+    this.budget.set(conn, Math.max(0, this.budget.get(conn) - frame.length));
     try {
-      while (conn.queue.length > 0 && !conn.closed && !conn.handingOver) {
-        const frame = conn.queue.shift()!;
-        this.budget.set(conn, Math.max(0, this.budget.get(conn) - frame.length));
-        const o = this.handleFrame(conn, frame);
-        const out = o instanceof Promise ? await o : o;
-        if (out === 'close') {
-          conn.socket.destroy();
-          return;
-        }
-        if (out !== null && !conn.closed) conn.socket.write(out);
-      }
-    } finally {
-      conn.busy = false;
-      this.resumeReading(conn);
+      this.handleFrame(conn, frame, conn.answer);
+    } catch (e) {
+      this.ctx.log('error', `virtlockd socket: pid ${conn.clientPid}: handling a frame failed: ${(e as Error).stack ?? e}`);
+      conn.answer('close');
     }
+  }
+
+  /** A call's answer: the first one counts; written from a microtask (deliver). */
+  private answer(conn: Conn, out: Outcome): void {
+    if (!conn.calling) return;
+    conn.calling = false;
+    conn.out = out;
+    queueMicrotask(conn.deliver);
+  }
+
+  /** Write the answer of the call in flight, then dispatch the next queued frame (or settle). */
+  private answered(conn: Conn): void {
+    const out = conn.out;
+    conn.out = null;
+    if (out === 'close') {
+      conn.socket.destroy();
+      return this.settled(conn);
+    }
+    if (out !== null && !conn.closed) conn.socket.write(out);
+    this.drain(conn);
+  }
+
+  /** Nothing in flight and nothing queued: read on, and let whoever waits for that go. */
+  private settled(conn: Conn): void {
+    conn.busy = false;
+    this.resumeReading(conn);
+    const waiters = conn.idleWaiters;
+    if (waiters === null) return;
+    conn.idleWaiters = null;
+    for (const w of waiters) w();
+  }
+
+  /** Settles once the calls being dispatched on `conn` are answered (at once if none is). */
+  private idleOf(conn: Conn): Promise<void> {
+    if (!conn.busy) return Promise.resolve();
+    return new Promise((resolve) => (conn.idleWaiters ??= []).push(resolve));
   }
 
   /** Read on, unless more than REPLY_BUFFER_MAX of replies are unread: then once they drain. */
@@ -619,13 +667,16 @@ export class VirtlockdServer implements RunningSource {
     }
   }
 
-  private handleFrame(conn: Conn, frame: Buffer): Outcome | Promise<Outcome> {
+  private handleFrame(conn: Conn, frame: Buffer, done: (out: Outcome) => void): void {
     const d = decodeCall(frame);
     switch (d.kind) {
       case 'call':
-        return this.dispatch(conn, d.header, d.call);
+        return this.dispatch(conn, d.header, d.call, done);
       default:
-        return this.notACall(conn, frame, d);
+        this.notACall(conn, frame, d).then(done, (e: unknown) => {
+          this.ctx.log('error', `virtlockd socket: pid ${conn.clientPid}: handling a frame failed: ${(e as Error).stack ?? e}`);
+          done('close');
+        });
     }
   }
 
@@ -682,17 +733,35 @@ export class VirtlockdServer implements RunningSource {
 
   // ── dispatch ───────────────────────────────────────────────────────────────────────────────
 
-  private async dispatch(conn: Conn, h: Header, call: LockCall): Promise<Buffer> {
+  /** `done` gets the call's reply (SourceContext.dispatch's rules: it never throws, submits nothing). */
+  private dispatch(conn: Conn, h: Header, call: LockCall, done: (out: Outcome) => void): void {
     try {
       const refused = this.check(conn, call);
-      if (refused) return encodeErrorReply(h, await refused);
+      if (refused) {
+        if (refused instanceof Promise) refused.then((spec) => done(encodeErrorReply(h, spec)), (e: unknown) => done(this.failed(h, call.proc, e)));
+        else done(encodeErrorReply(h, refused));
+        return;
+      }
+      // The hot path: the engine's answer comes by callback, no promise or async frame per call.
+      if (call.proc === PROC.ACQUIRE_RESOURCE) return this.acquire(conn.owner!, call.path, call.name, call.flags, h, done);
+      if (call.proc === PROC.RELEASE_RESOURCE) return this.release(conn.owner!, call.path, call.name, h, done);
       const r = this.run(conn, call);
-      const err = r instanceof Promise ? await r : r;
-      return err ? encodeErrorReply(h, err) : encodeOkReply(h);
+      if (r instanceof Promise) r.then((err) => done(err ? encodeErrorReply(h, err) : encodeOkReply(h)), (e: unknown) => done(this.failed(h, call.proc, e)));
+      else done(r ? encodeErrorReply(h, r) : encodeOkReply(h));
     } catch (e) {
-      this.ctx.log('error', `virtlockd ${call.proc} failed: ${(e as Error).stack ?? e}`);
-      return encodeErrorReply(h, internalError((e as Error).message));
+      done(this.failed(h, call.proc, e));
     }
+  }
+
+  /** A call that threw: logged, answered INTERNAL_ERROR. */
+  private failed(h: Header, proc: number, e: unknown): Buffer {
+    this.ctx.log('error', `virtlockd ${proc} failed: ${(e as Error).stack ?? e}`);
+    return encodeErrorReply(h, internalError((e as Error).message));
+  }
+
+  /** A reply spec (or OK) that comes later, to `done` as a reply frame. */
+  private later(h: Header, proc: number, p: Promise<RpcErrorSpec | null>, done: (out: Outcome) => void): void {
+    p.then((err) => done(err ? encodeErrorReply(h, err) : encodeOkReply(h)), (e: unknown) => done(this.failed(h, proc, e)));
   }
 
   /** virtlockd's order: flags, restricted, registered (REGISTER: owner id), lockspace known. */
@@ -747,9 +816,8 @@ export class VirtlockdServer implements RunningSource {
       case PROC.DELETE_RESOURCE:
         return this.deleteResource(call.path, call.name);
       case PROC.ACQUIRE_RESOURCE:
-        return this.acquire(conn.owner!, call.path, call.name, call.flags);
       case PROC.RELEASE_RESOURCE:
-        return this.release(conn.owner!, call.path, call.name);
+        throw new Error(`proc ${call.proc} is dispatched by callback (dispatch())`);
       default: {
         const _exhaustive: never = call;
         return _exhaustive;
@@ -885,9 +953,9 @@ export class VirtlockdServer implements RunningSource {
     return null;
   }
 
-  private async acquire(o: RegisteredOwner, lockspace: string, name: string, flags: number): Promise<RpcErrorSpec | null> {
+  private acquire(o: RegisteredOwner, lockspace: string, name: string, flags: number, h: Header, done: (out: Outcome) => void): void {
     const problem = this.nameProblem(lockspace, name);
-    if (problem) return this.badInput(problem);
+    if (problem) return this.later(h, PROC.ACQUIRE_RESOURCE, this.badInput(problem), done);
     const shared = (flags & ACQUIRE_FLAG.SHARED) !== 0;
     const autocreate = (flags & ACQUIRE_FLAG.AUTOCREATE) !== 0;
     const file = this.fileOf(lockspace, name);
@@ -896,96 +964,134 @@ export class VirtlockdServer implements RunningSource {
     // path, the state knows it, and refusals and facts can name the disk instead of the hash.
     const known = this.ctx.state().resources.get(this.resourceId(lockspace, name))?.ref.canonical;
     const disk: DiskRequest = { path: known ?? file, mode: shared ? 'shared' : 'exclusive', named: { lockspace, name, create: autocreate } };
-    if (this.goneOwners.has(o.pid)) return this.ownerIsGone(o, file);
-    const reply = await this.ctx.submit({ kind: 'acquire', owner, disks: [disk], at: now(), source: SOURCE });
-    switch (reply.status) {
-      case 'ok': {
-        const id = reply.acquired[0]?.resource ?? reply.already[0]?.resource;
-        if (reply.acquired.length > 0) {
-          if (id === undefined) return null;
-          this.leaseIds.set(leaseKey(lockspace, name, o.uuid), id);
-          this.registry.setPids(id, o.uuid, [o.pid]);
-          // The close rule (or the watch) released this owner while the acquire was in flight (a
-          // hot-plug on libvirtd's connection as QEMU exits): give the lock back at once.
-          if (this.goneOwners.has(o.pid)) {
-            await this.releasePid(o.pid, [id], 'its owner left while the acquire was in flight');
-            return this.ownerIsGone(o, file);
+    if (this.goneOwners.has(o.pid)) return done(encodeErrorReply(h, this.ownerIsGone(o, file)));
+    this.ctx.dispatch({ kind: 'acquire', owner, disks: [disk], at: now(), source: SOURCE }, (reply) => {
+      // Inside the engine's group commit (SourceContext.dispatch): the common answers here, anything
+      // that records or releases in a microtask of its own, as a promise's continuation did.
+      let out: Buffer;
+      try {
+        switch (reply.status) {
+          case 'ok': {
+            const id = reply.acquired[0]?.resource;
+            if (reply.acquired.length === 0 || this.goneOwners.has(o.pid)) {
+              queueMicrotask(() => this.later(h, PROC.ACQUIRE_RESOURCE, this.acquiredOrHeld(o, lockspace, name, file, shared, owner, disk.mode, reply), done));
+              return;
+            }
+            if (id !== undefined) {
+              this.leaseIds.set(leaseKey(lockspace, name, o.uuid), id);
+              this.registry.setPids(id, o.uuid, [o.pid]);
+            }
+            out = encodeOkReply(h);
+            break;
           }
-          return null;
-        }
-        const res = id !== undefined ? this.ctx.state().resources.get(id) : undefined;
-        // Already ours. virtlockd lists a shared holder again (one release each) and refuses any
-        // other repeat: acquire is not re-entrant.
-        if (res && shared && res.mode === 'shared') {
-          if (takenHere(res.holders.get(o.uuid)?.source)) {
-            this.registry.setPids(res.ref.id, o.uuid, [...this.registry.pidsOf(res.ref.id, o.uuid), o.pid]);
+          case 'refused':
+            out = encodeErrorReply(h, busyNaming(name, reply.refusals[0]?.message ?? reply.message));
+            break;
+          case 'error':
+            out = encodeErrorReply(h, this.engineError(reply, file, autocreate));
+            break;
+          default: {
+            const _exhaustive: never = reply;
+            return _exhaustive;
           }
-          return null;
         }
-        const holder = res ? this.holderText(res) : undefined;
-        if (res) {
-          const h = res.holders.get(o.uuid);
-          // The refusal is answered once its LockRefused fact is durable, as any reply.
-          const recorded = this.ctx.record([
-            fact('LockRefused', now(), {
-              resource: res.ref.id,
-              name: res.ref.name,
-              lockspace: res.ref.lockspace,
-              kind: res.ref.kind,
-              disk: res.ref.canonical,
-              path: file,
-              owner,
-              mode: disk.mode,
-              source: SOURCE,
-              holder: { host: this.ctx.host, owner, mode: res.mode, ...(h ? { since: h.since } : {}) },
-              message: `${holder ?? file}: acquire is not re-entrant (the owner already holds it)`,
-            }),
-          ], { answers: true });
-          if (!recorded) return internalError(`refused (${busyNaming(name, holder).message}), but the journal could not record its LockRefused fact (the log says why); no lock changed`);
-        }
-        return busyNaming(name, holder);
+      } catch (e) {
+        out = this.failed(h, PROC.ACQUIRE_RESOURCE, e);
       }
-      case 'refused':
-        return busyNaming(name, reply.refusals[0]?.message ?? reply.message);
-      case 'error':
-        return this.engineError(reply, file, autocreate);
-      default: {
-        const _exhaustive: never = reply;
-        return _exhaustive;
-      }
-    }
+      done(out);
+    });
   }
 
-  private async release(o: RegisteredOwner, lockspace: string, name: string): Promise<RpcErrorSpec | null> {
+  /** An acquire's `ok` that is not a plain grant: already held by this owner, or its owner left meanwhile. */
+  private async acquiredOrHeld(o: RegisteredOwner, lockspace: string, name: string, file: string, shared: boolean, owner: Owner, mode: DiskRequest['mode'], reply: Extract<Reply, { status: 'ok' }>): Promise<RpcErrorSpec | null> {
+    const id = reply.acquired[0]?.resource ?? reply.already[0]?.resource;
+    if (reply.acquired.length > 0) {
+      if (id === undefined) return null;
+      this.leaseIds.set(leaseKey(lockspace, name, o.uuid), id);
+      this.registry.setPids(id, o.uuid, [o.pid]);
+      // The close rule (or the watch) released this owner while the acquire was in flight (a
+      // hot-plug on libvirtd's connection as QEMU exits): give the lock back at once.
+      if (this.goneOwners.has(o.pid)) {
+        await this.releasePid(o.pid, [id], 'its owner left while the acquire was in flight');
+        return this.ownerIsGone(o, file);
+      }
+      return null;
+    }
+    const res = id !== undefined ? this.ctx.state().resources.get(id) : undefined;
+    // Already ours. virtlockd lists a shared holder again (one release each) and refuses any
+    // other repeat: acquire is not re-entrant.
+    if (res && shared && res.mode === 'shared') {
+      if (takenHere(res.holders.get(o.uuid)?.source)) {
+        this.registry.setPids(res.ref.id, o.uuid, [...this.registry.pidsOf(res.ref.id, o.uuid), o.pid]);
+      }
+      return null;
+    }
+    const holder = res ? this.holderText(res) : undefined;
+    if (res) {
+      const h = res.holders.get(o.uuid);
+      // The refusal is answered once its LockRefused fact is durable, as any reply.
+      const recorded = this.ctx.record([
+        fact('LockRefused', now(), {
+          resource: res.ref.id,
+          name: res.ref.name,
+          lockspace: res.ref.lockspace,
+          kind: res.ref.kind,
+          disk: res.ref.canonical,
+          path: file,
+          owner,
+          mode,
+          source: SOURCE,
+          holder: { host: this.ctx.host, owner, mode: res.mode, ...(h ? { since: h.since } : {}) },
+          message: `${holder ?? file}: acquire is not re-entrant (the owner already holds it)`,
+        }),
+      ], { answers: true });
+      if (!recorded) return internalError(`refused (${busyNaming(name, holder).message}), but the journal could not record its LockRefused fact (the log says why); no lock changed`);
+    }
+    return busyNaming(name, holder);
+  }
+
+  private release(o: RegisteredOwner, lockspace: string, name: string, h: Header, done: (out: Outcome) => void): void {
     // A name that could never be acquired is simply not in the table.
-    if (this.nameProblem(lockspace, name)) return notLocked(name);
+    if (this.nameProblem(lockspace, name)) return done(encodeErrorReply(h, notLocked(name)));
     const key = leaseKey(lockspace, name, o.uuid);
     const mapped = this.leaseIds.get(key);
     const byName = this.resourceId(lockspace, name, o.uuid);
     const id = mapped !== undefined && this.ctx.state().resources.get(mapped)?.holders.has(o.uuid) ? mapped : byName;
     const res = this.ctx.state().resources.get(id);
-    if (!res || res.holders.size === 0) return notLocked(name);
-    if (!res.holders.has(o.uuid)) return ownerNotHolding(o.pid);
+    if (!res || res.holders.size === 0) return done(encodeErrorReply(h, notLocked(name)));
+    if (!res.holders.has(o.uuid)) return done(encodeErrorReply(h, ownerNotHolding(o.pid)));
     // Keyed by the owner pid that took it, as virtlockd: another pid of the same VM does not hold it.
     const pids = this.registry.pidsOf(id, o.uuid);
     if (pids && pids.length > 0) {
       const i = pids.indexOf(o.pid);
-      if (i < 0) return ownerNotHolding(o.pid);
+      if (i < 0) return done(encodeErrorReply(h, ownerNotHolding(o.pid)));
       if (pids.length > 1) {
         this.registry.setPids(id, o.uuid, pids.filter((_, j) => j !== i));
-        return null;
+        return done(encodeOkReply(h));
       }
     }
-    const named: DiskRequest = { path: this.fileOf(lockspace, name), mode: res.mode, named: { lockspace, name, create: false } };
+    const file = this.fileOf(lockspace, name);
     // The lease's own resource, by the path it holds, when the name alone would now resolve elsewhere.
-    const reply =
+    const command: Command =
       id !== byName
-        ? await this.ctx.submit({ kind: 'release', owner: { uuid: o.uuid, name: o.name }, paths: [res.ref.canonical], at: now(), source: SOURCE })
-        : await this.ctx.submit({ kind: 'release', owner: { uuid: o.uuid, name: o.name }, named: [named], at: now(), source: SOURCE });
-    if (reply.status === 'error') return this.engineError(reply, named.path, false);
-    this.leaseIds.delete(key);
-    this.registry.setPids(id, o.uuid, []);
-    return null;
+        ? { kind: 'release', owner: { uuid: o.uuid, name: o.name }, paths: [res.ref.canonical], at: now(), source: SOURCE }
+        : { kind: 'release', owner: { uuid: o.uuid, name: o.name }, named: [{ path: file, mode: res.mode, named: { lockspace, name, create: false } }], at: now(), source: SOURCE };
+    this.ctx.dispatch(command, (reply) => {
+      // Inside the engine's group commit (SourceContext.dispatch): nothing here submits or records.
+      let out: Buffer;
+      try {
+        if (reply.status === 'error') {
+          out = encodeErrorReply(h, this.engineError(reply, file, false));
+        } else {
+          this.leaseIds.delete(key);
+          this.registry.setPids(id, o.uuid, []);
+          out = encodeOkReply(h);
+        }
+      } catch (e) {
+        out = this.failed(h, PROC.RELEASE_RESOURCE, e);
+      }
+      done(out);
+    });
   }
 
   private ownerIsGone(o: RegisteredOwner, file: string): RpcErrorSpec {
@@ -1083,7 +1189,7 @@ export class VirtlockdServer implements RunningSource {
    */
   private async onClose(conn: Conn): Promise<void> {
     if (this.stopping) return;
-    await conn.idle;
+    await this.idleOf(conn);
     const o = conn.owner;
     if (!o || this.stopping || conn.clientPid !== o.pid || o.pid <= 0) return;
     // Another own connection of the same pid still open: that process still holds its token.
