@@ -55,8 +55,9 @@ const CACHE_PAGE_SIZE = 16384;
  * builds them once at the end: sorting once is cheaper than maintaining the covering indexes row by
  * row (~5 us per fact held to rebuild against ~35 us per new fact to maintain: the second half of a
  * 2 x 100k fixture read into a cache holding the first half went 20-21k -> 56-67k facts/s of CPU
- * time, bench/README.md). While they are dropped, a question from another process on this chain
- * fails ("no such index") rather than answers: the next question's catch-up builds them.
+ * time, bench/README.md). No other process ever sees the chain without its indexes: a new chain is
+ * built in a file of its own and linked in whole (buildChain), and a bulk load into a chain the cache
+ * holds is one write transaction, so readers (WAL) see the chain as it was until it commits whole.
  */
 const BULK_BYTES = 16 * 1024 * 1024;
 const BULK_SHARE = 0.25;
@@ -412,7 +413,9 @@ export class ClusterCache {
         try {
           r = this.catchUpChain(host, journal, list);
         } catch (e) {
-          if (e instanceof ConcurrentCatchUp) continue;
+          // Another process's catch-up holding the chain's write lock past the busy timeout (a bulk load
+          // is one transaction): it brings the chain up to date; this answer reads it as last committed.
+          if (e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') continue;
           // One host's unreadable entry is that host's problem, named with its path; the others are read.
           problems.push({ file: hostDir, offset: 0, line: 0, reason: `cannot read journal ${journal} (${list.map((s) => s.name).join(', ')}): ${(e as Error).message}`, host, journal, segment: list[0]?.name ?? '' });
           continue;
@@ -486,6 +489,12 @@ export class ClusterCache {
     const same = nothingNew(file, dir, segs);
     if (same !== undefined) return withMissing({ facts: 0, pendingTail: false, resets: [] }, successorMissing(file, dir, host, journal, segs, same));
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    removeDeadBuilds(file);
+    if (!fs.existsSync(file)) {
+      const built = this.buildChain(file, dir, host, journal, segs);
+      // undefined: another process linked its build of this chain first; catch up on that one.
+      if (built !== undefined) return built;
+    }
     const db = new Database(file);
     try {
       // Before the first table: a new file only (an existing one keeps its page size, SQLite ignores it).
@@ -502,6 +511,45 @@ export class ClusterCache {
       return withMissing(r, successorMissing(file, dir, host, journal, segs, writeHint(file, db, dir, segs)));
     } finally {
       db.close();
+    }
+  }
+
+  /**
+   * A chain the cache does not hold yet, read into a file of its own (`<journal>.db.build-<host>-<pid>`)
+   * and linked in as `<journal>.db` once complete, so no other process sees it part loaded (before,
+   * a question from another process during a first load failed on the dropped indexes). Nobody else
+   * reads or writes that file, so it is written without a journal (`journal_mode = OFF`) and with an
+   * exclusive lock: a SIGKILL leaves only a file that removeDeadBuilds deletes, never a damaged chain,
+   * and no page is written twice (WAL, then checkpoint: ~10-15% of the load's CPU time, bench/README.md).
+   * It is switched to WAL before it is linked in, as every chain file is. Undefined when another
+   * process linked its own build of the chain first (link(2) does not replace): this one is dropped.
+   */
+  private buildChain(file: string, dir: string, host: string, journal: string, segs: SegmentFile[]): LoadResult | undefined {
+    const tmp = buildFileName(file, process.pid);
+    removeBuild(tmp);
+    let db: Database.Database | undefined = new Database(tmp);
+    try {
+      db.pragma(`page_size = ${CACHE_PAGE_SIZE}`);
+      db.pragma('journal_mode = OFF');
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('synchronous = OFF');
+      migrate(db, tmp);
+      if (!hasElidedPayloads(db)) elideInPlace(db, CACHE_INDEXES);
+      const r = new ChainLoader(db, this.lockspace, host, journal, segs, true).run();
+      db.pragma('journal_mode = WAL');
+      db.close();
+      db = undefined;
+      try {
+        fs.linkSync(tmp, file);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+        throw e;
+      }
+      const hint = openForHint(file, (d) => writeHint(file, d, dir, segs));
+      return withMissing(r, successorMissing(file, dir, host, journal, segs, hint));
+    } finally {
+      db?.close();
+      removeBuild(tmp);
     }
   }
 
@@ -573,6 +621,61 @@ function floorProblem(dir: string, host: string, journal: string, segs: readonly
  */
 function hintFile(file: string): string {
   return `${file}.pos`;
+}
+
+/** The file a new chain is built in by process `pid` of this host (buildChain). */
+function buildFileName(file: string, pid: number): string {
+  return `${file}.build-${os.hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${pid}`;
+}
+
+function removeBuild(tmp: string): void {
+  for (const f of [tmp, `${tmp}-journal`, `${tmp}-wal`, `${tmp}-shm`]) fs.rmSync(f, { force: true });
+}
+
+/**
+ * Removes the builds of `file`'s chain left by processes of this host that are gone (a SIGKILLed
+ * catch-up): each one is as large as the chain it was building. A build of another host (a cache
+ * directory shared over a network filesystem) is left to that host.
+ */
+function removeDeadBuilds(file: string): void {
+  const prefix = `${path.basename(file)}.build-${os.hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(file));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)$/.exec(n.slice(prefix.length))?.[1]);
+    if (!Number.isSafeInteger(pid) || pid === process.pid || alive(pid)) continue;
+    removeBuild(path.join(path.dirname(file), n));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** fn on the chain file opened read-only (undefined when it cannot be opened). */
+function openForHint<T>(file: string, fn: (db: Database.Database) => T): T | undefined {
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    db.pragma('busy_timeout = 10000');
+    return fn(db);
+  } finally {
+    db.close();
+  }
 }
 
 function writeHint(file: string, db: Database.Database, dir: string, segs: readonly SegmentFile[]): ChainHint | undefined {
@@ -766,6 +869,8 @@ class ChainLoader {
     private readonly host: string,
     private readonly journal: string,
     private readonly segs: SegmentFile[],
+    /** The chain is being built in a file of its own (buildChain): no other process reads it meanwhile. */
+    private readonly building = false,
   ) {
     const insert = `INSERT INTO facts (seq, at, host, kind, resource, disk, owner, owner_name, payload, hash) VALUES `;
     this.insertFact = db.prepare(`${insert}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
@@ -1020,7 +1125,11 @@ class ChainLoader {
     // segments before it (retention: its pruned-through marker carries them) are its carried facts.
     if (st === undefined) this.carried.push(...prunedCarried(dir, this.host, this.journal, seg.firstSeq));
     const bulk = this.bulkLoad(dir, seg, st, resume);
+    // A bulk load into a chain other processes read: one write transaction (each batch a savepoint in
+    // it), so they see the chain as it was, indexes and all, until it commits whole (WAL readers).
+    const whole = bulk && !this.building;
     if (bulk) {
+      if (whole) this.db.exec('BEGIN IMMEDIATE');
       for (const ix of [...AUDIT_INDEXES, ...CACHE_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
       suspendDiskNames(this.db);
     } else {
@@ -1113,8 +1222,15 @@ class ChainLoader {
       if (problem !== undefined && this.rereading && this.held > reached) cur = this.vanish(cur, reached + 1);
     } finally {
       if (bulk) {
-        for (const ix of CACHE_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
-        ensureDiskNames(this.db);
+        try {
+          for (const ix of CACHE_INDEXES) this.db.exec(ix.sql.replace('CREATE INDEX', 'CREATE INDEX IF NOT EXISTS'));
+          ensureDiskNames(this.db);
+        } catch (e) {
+          if (whole && this.db.inTransaction) this.db.exec('ROLLBACK');
+          throw e;
+        }
+        // Also after an error in the loop: the batches read until then are kept, as their commits were.
+        if (whole) this.db.exec('COMMIT');
       }
     }
     return { facts: this.loaded, ...(problem ? { problem } : {}), pendingTail, resets: this.resets };
