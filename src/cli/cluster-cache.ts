@@ -799,21 +799,14 @@ function nothingNew(file: string, dir: string, segs: readonly SegmentFile[]): Ch
 }
 
 function readState(file: string): ChainState | undefined {
-  let db: Database.Database;
-  try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-  } catch {
-    return undefined;
-  }
-  try {
-    db.pragma('busy_timeout = 10000');
-    const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(STATE_KEY) as { value: string } | undefined;
-    return row === undefined ? undefined : (JSON.parse(row.value) as ChainState);
-  } catch {
-    return undefined;
-  } finally {
-    db.close();
-  }
+  return openForHint(file, (db) => {
+    try {
+      const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(STATE_KEY) as { value: string } | undefined;
+      return row === undefined ? undefined : (JSON.parse(row.value) as ChainState);
+    } catch {
+      return undefined;
+    }
+  });
 }
 
 interface LoadResult {
