@@ -9,7 +9,7 @@
 //   node --import tsx bench/restart.ts --quick   1,000 locks, 2 rounds
 //   BENCH_BEFORE=DIR     another checkout (built): its restarts alternate with this build's on the same
 //                        fixture (which goes first alternates too); ratios this / before per round
-//   BENCH_ROUNDS=N, BENCH_RESTART_LOCKS=N
+//   BENCH_ROUNDS=N, BENCH_RESTART_LOCKS=N, BENCH_LATER_MS=N (the second memory reading, default 12 s after listening)
 //   BENCH_PROF=DIR       a CPU profile of each of this build's starts, spawn to "listening on"
 //                        (summary: node --import tsx bench/prof-summary.ts DIR/this-1.cpuprofile)
 // Needs `npm run build` (and BENCH_BEFORE's).
@@ -27,10 +27,10 @@ const BEFORE = process.env.BENCH_BEFORE;
 const PROF = process.env.BENCH_PROF;
 const PER_REQUEST = 500;
 const PRELOAD = path.join(ROOT, 'bench', 'restart-preload.cjs');
-/** After "listening on", the start's facts move into SQLite and a snapshot follows 2 s later: let it. */
-const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS) || 5_500;
-/** When the preload reports resident memory and `new_space` again (before SETTLE_MS). */
-const LATER_MS = 5_000;
+/** After "listening on", the start's facts move into SQLite, a snapshot follows 2 s later, then the collections: let them. */
+/** When the preload reports resident memory and `new_space` again (BENCH_LATER_MS): after the start's collections. */
+const LATER_MS = Number(process.env.BENCH_LATER_MS) || 12_000;
+const SETTLE_MS = LATER_MS + 500;
 
 interface Mark {
   name: string;
