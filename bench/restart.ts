@@ -10,7 +10,7 @@
 //   BENCH_BEFORE=DIR     another checkout (built): its restarts alternate with this build's on the same
 //                        fixture (which goes first alternates too); ratios this / before per round
 //   BENCH_ROUNDS=N, BENCH_RESTART_LOCKS=N, BENCH_LATER_MS=N (the second memory reading, default 12 s after listening)
-//   BENCH_PROF=DIR       a CPU profile of each of this build's starts, spawn to "listening on"
+//   BENCH_PROF=DIR       a CPU profile of each start (both builds), spawn to "listening on"
 //                        (summary: node --import tsx bench/prof-summary.ts DIR/this-1.cpuprofile)
 // Needs `npm run build` (and BENCH_BEFORE's).
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -177,7 +177,8 @@ async function main(): Promise<void> {
     for (const build of order) {
       stops.push(await stop(cur));
       const n = runs[build].length + 1;
-      const env = PROF && build === 'this' ? { RESTART_PROF: path.join(PROF, `this-${n}.cpuprofile`) } : {};
+      // Both builds profiled or neither: the profiler's own CPU would otherwise skew the ratios.
+      const env = PROF ? { RESTART_PROF: path.join(PROF, `${build}-${n}.cpuprofile`) } : {};
       cur = await spawnUntil(serveArgs(build === 'this' ? MAIN : beforeMain!, dir, lockspace), env);
       runs[build].push(cur);
       const r = cur.report;
