@@ -46,27 +46,3 @@ export function collectWhenSettled(busy: () => boolean, opts: { afterMs: number;
   timer.unref();
   return () => clearInterval(timer);
 }
-
-/**
- * `collect()`, then, while `grown()` says the young generation is still larger than it is held at
- * (a start's burst grew it before holdYoungGeneration), again every `everyMs`, at most `tries` more
- * times: V8 gives grown semi-spaces back only at a collection that finds the allocation rate of the
- * last seconds low, which the first one, right after the burst, does not. The timers never keep the
- * process alive; the returned function cancels them.
- */
-export function collectUntilShrunk(grown: () => boolean, opts: { everyMs: number; tries: number }, collect: () => unknown = collectGarbage): () => void {
-  let timer: NodeJS.Timeout | undefined;
-  let left = opts.tries;
-  const step = () => {
-    timer = undefined;
-    collect();
-    if (left-- > 0 && grown()) {
-      timer = setTimeout(step, opts.everyMs);
-      timer.unref();
-    }
-  };
-  step();
-  return () => {
-    if (timer !== undefined) clearTimeout(timer);
-  };
-}

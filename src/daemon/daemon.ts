@@ -45,11 +45,10 @@ import { socketActivation } from './activation.js';
 import { InheritedListeners, isListenerName, listenerName, listenUnixPath, serverFd, type ListenerKind } from './listeners.js';
 import { PUBLISH_KEYS, Publication, publishSettings } from './publisher.js';
 import { envMs } from './env-ms.js';
-import { collectUntilShrunk, collectWhenSettled } from './collect.js';
+import { collectWhenSettled } from './collect.js';
 import { openJournalPatiently } from './journal-open.js';
 import { diskByIdentity, leaseNames } from '../cli/disk-alias.js';
 import { startMark } from './start-marks.js';
-import { holdYoungGenerationAgain, releaseYoungGeneration, youngGenerationGrown } from '../journal/young-generation.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -289,9 +288,6 @@ export class Daemon {
     fs.mkdirSync(path.dirname(c.journal), { recursive: true, mode: 0o700 });
     // Staged: a fact is acknowledged once written to the staging file; a timer moves facts into
     // SQLite in batches, off the request's path (docs/decisions/0006).
-    // The burst from here to "listening on" (the re-take, its facts) may grow the young generation;
-    // it is held small again from then on, and what it grew is given back after the start.
-    releaseYoungGeneration();
     // Another process holding the journal (a sqlite3 shell, a backup, `journal compact`) is waited
     // for, never a reason to exit with the locks this start re-takes (src/daemon/journal-open.ts).
     const open = () => Journal.open(c.journal, {
@@ -514,8 +510,6 @@ export class Daemon {
     this.ownsSocket = !this.controlFromManager && !controlUnserved;
     const where = c.fileLockspaceDir === null ? 'direct (image files)' : c.fileLockspaceDir;
     startMark('listening');
-    // The start's burst is over: from now on the young generation stays small (decision 0007).
-    holdYoungGenerationAgain();
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
@@ -533,15 +527,7 @@ export class Daemon {
     this.service.ready(() => this.statusLine());
     // Start-up's burst (the re-takes, their facts moving into SQLite, the snapshot they trigger)
     // leaves its garbage in the old generation: collect it once, when the start has settled.
-    // A start that let the young generation grow (holdYoungGenerationAfterStart) gets it back too.
-    let cancelShrink: (() => void) | undefined;
-    const cancelSettle = collectWhenSettled(() => journal.pendingCount > 0 || this.snapshotTimer !== undefined, { afterMs: 1_000, everyMs: 250, maxMs: 60_000 }, () => {
-      cancelShrink = collectUntilShrunk(youngGenerationGrown, { everyMs: 6_000, tries: 3 });
-    });
-    this.cancelSettle = () => {
-      cancelSettle();
-      cancelShrink?.();
-    };
+    this.cancelSettle = collectWhenSettled(() => journal.pendingCount > 0 || this.snapshotTimer !== undefined, { afterMs: 1_000, everyMs: 250, maxMs: 60_000 });
   }
 
   /** The client connections handed over for this kind and address (each taken once). */

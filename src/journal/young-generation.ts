@@ -25,8 +25,6 @@ const KEY = '__vmlockdYoungGeneration';
 const START_WAIT_MS = 1_000;
 
 let held = false;
-/** The young generation's size when releaseYoungGeneration() let it grow (0: never). */
-let releasedAt = 0;
 
 /** `serve`: keep the young generation at its initial size, now and after every thread startThread starts. */
 export function holdYoungGeneration(): void {
@@ -34,39 +32,9 @@ export function holdYoungGeneration(): void {
   v8.setFlagsFromString(YOUNG_GENERATION_FLAG);
 }
 
-/**
- * `serve`'s start, before its burst (the re-take of every held lock, its facts): let the young
- * generation grow as V8 would (growth factor 2, its default) until holdYoungGeneration() is called
- * again once the start is over. Through a burst that keeps most of what it allocates, a 1 MiB young
- * generation scavenges hundreds of times (issue 13: ~10% of a 10,000-lock restart's CPU); the
- * semi-spaces it grows are given back by the collections after the start (src/daemon/collect.ts
- * collectUntilShrunk). Threads started meanwhile are plain `new Worker`s: nothing to wait for.
- */
-export function releaseYoungGeneration(): void {
-  if (!held) return;
-  held = false;
-  releasedAt = Math.max(1, youngGenerationSize());
-  v8.setFlagsFromString('--semi-space-growth-factor=2');
-}
-
-/** After releaseYoungGeneration(): hold it again (nothing when it was never released). */
-export function holdYoungGenerationAgain(): void {
-  if (releasedAt > 0 && !held) holdYoungGeneration();
-}
-
-/** Whether the young generation is held now (the status's memory fields say so). */
+/** Whether holdYoungGeneration was called (the status's memory fields say so). */
 export function youngGenerationHeld(): boolean {
   return held;
-}
-
-/** The young generation's size now (`new_space`: both semi-spaces), in bytes. */
-export function youngGenerationSize(): number {
-  return v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
-}
-
-/** Whether the young generation is larger than when releaseYoungGeneration() let it grow. */
-export function youngGenerationGrown(): boolean {
-  return releasedAt > 0 && youngGenerationSize() > releasedAt;
 }
 
 /**

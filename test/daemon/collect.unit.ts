@@ -1,7 +1,7 @@
 // The deliberate collection after a burst (src/daemon/collect.ts, decision 0007).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { collectGarbage, collectUntilShrunk, collectWhenSettled } from '../../src/daemon/collect.js';
+import { collectGarbage, collectWhenSettled } from '../../src/daemon/collect.js';
 
 test('collectGarbage: a full collection is available and gives the garbage back', () => {
   const before = process.memoryUsage().heapUsed;
@@ -47,24 +47,6 @@ test('collectWhenSettled: waits afterMs, collects at maxMs even if still busy, a
   cancel();
   await wait(150);
   assert.is(cancelled, 0);
-});
-
-test('collectUntilShrunk: collects at once, again while grown() says so, at most tries more times; a cancel stops it', async () => {
-  let calls = 0;
-  let grownFor = 2;
-  collectUntilShrunk(() => grownFor-- > 0, { everyMs: 5, tries: 5 }, () => calls++);
-  assert.is(calls, 1, 'the first collection is synchronous');
-  await wait(100);
-  assert.is(calls, 3, 'two more while grown, none once it is back');
-  let bounded = 0;
-  collectUntilShrunk(() => true, { everyMs: 5, tries: 2 }, () => bounded++);
-  await wait(100);
-  assert.is(bounded, 3, 'tries bounds the collections');
-  let cancelled = 0;
-  const cancel = collectUntilShrunk(() => true, { everyMs: 20, tries: 5 }, () => cancelled++);
-  cancel();
-  await wait(100);
-  assert.is(cancelled, 1);
 });
 
 test.run();
