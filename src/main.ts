@@ -210,13 +210,15 @@ async function main(argv: string[]): Promise<number> {
         if (held !== '' && e instanceof Error) e.message += held;
         throw e;
       }
-      const [{ Daemon }, { registerVirtlockd }, { registerLibvirt }, { servingAgain, takeOver }, { refuseTakeoverUnderManager }] = await Promise.all([
+      const [{ Daemon }, { registerVirtlockd }, { registerLibvirt }, { servingAgain, takeOver }, { refuseTakeoverUnderManager }, { startMark }] = await Promise.all([
         import('./daemon/daemon.js'),
         import('./daemon/virtlockd-source.js'),
         import('./daemon/libvirt-source.js'),
         import('./daemon/takeover.js'),
         import('./daemon/takeover-guard.js'),
+        import('./daemon/start-marks.js'),
       ]);
+      startMark('imported');
       // A take-over that fails after this daemon stopped serves again through a new Daemon holding
       // the same descriptors (src/daemon/takeover.ts): the factory wires each one the same way.
       const make = (from: LoadedConfig): Daemon => {

@@ -48,6 +48,7 @@ import { envMs } from './env-ms.js';
 import { collectWhenSettled } from './collect.js';
 import { openJournalPatiently } from './journal-open.js';
 import { diskByIdentity, leaseNames } from '../cli/disk-alias.js';
+import { startMark } from './start-marks.js';
 
 /** Snapshot after this many facts, so start-up replays at most this many (VMLOCKD_SNAPSHOT_EVERY: tests). */
 const SNAPSHOT_EVERY = snapshotEvery();
@@ -255,6 +256,7 @@ export class Daemon {
   }
 
   private async startAll(): Promise<void> {
+    startMark('start');
     const c = this.config;
     checkSocketPaths(c);
     this.service = new ServiceLink((level, msg) => this.log.log(level, msg));
@@ -312,10 +314,12 @@ export class Daemon {
       waiting: (msg, nextMs) => this.service?.notifier.send(`STATUS=${msg.slice(0, 300)}\nEXTEND_TIMEOUT_USEC=${(nextMs + 15_000) * 1000}`, [], { periodic: true }),
     });
     this.journal = journal;
+    startMark('journal-opened');
     journal.onStageSync = this.meters.stageSync;
     // Staged facts SQLite cannot take now (another process's write lock, a full disk) are read from
     // the staging file: never a wait for that lock here, where every lock is still to re-take.
     const state = journal.nonBlocking(() => loadState(journal));
+    startMark('state-loaded');
     const renamed = namingMismatchMessage(state, namingRules(c));
     if (renamed !== null) {
       journal.close();
@@ -420,7 +424,9 @@ export class Daemon {
     const found = await recoverForgotten(journal, state, { host: c.hostId, dirs: scanDirs(c, (d) => onSharedFs(d)), bootId: boot, at, registryFile: path.join(c.stateDir, REGISTRY_FILE), shared: (d) => onSharedFs(d), blockdevName }, (level, msg) => this.log.log(level, msg));
     // Descriptors systemd's store handed back first: those locks never went away (invariant 9).
     const adoption = this.service.adoptInto(locker, state, at);
+    startMark('retake');
     const { facts, lost } = locker.reacquire(state, at);
+    startMark('retaken');
     if (found.count > 0) this.service.start = { ...this.service.start, found: found.count };
     // Direct locks re-taken (not adopted): no record proves the gap was clean (src/daemon/direct-gap.ts).
     const retakenDirect = directRetaken(facts);
@@ -435,6 +441,7 @@ export class Daemon {
     // Only now, with the LeaseLost journaled, does a re-take write its record over an intrusion's proof
     // (and hand the descriptor to the store); while the facts wait, the proof stays (review26a F3).
     if (waitingFacts.pending === 0) locker.recordRetakes();
+    startMark('journaled');
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);
     if (retaken > 0) this.log.info(`re-took ${retaken} lock(s) held before the restart`);
@@ -517,6 +524,7 @@ export class Daemon {
     for (const name of this.inherited?.closeRest() ?? []) this.log.info(`takeover: closed the handed-over ${name} (this start serves another address)`);
     this.ownsSocket = !this.controlFromManager && !controlUnserved;
     const where = c.fileLockspaceDir === null ? 'direct (image files)' : c.fileLockspaceDir;
+    startMark('listening');
     process.stdout.write(
       `vmlockd ${VERSION} listening on ${c.socket} (host ${c.hostId}, lockspace ${where}, journal ${c.journal}, pid ${process.pid})\n`,
     );
