@@ -8,11 +8,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ROOT, UUID1, UUID2, startDaemon, tmpdir, type TestDaemon } from '../helpers/daemon.js';
+import { ROOT, TestDaemon, UUID1, UUID2, startDaemon, tmpdir } from '../helpers/daemon.js';
 import { journalFacts } from '../helpers/settled.js';
 import { tracked } from '../helpers/tracked.js';
 
-const { track } = tracked(test);
+const { running, track } = tracked(test);
 const DROP_LOCK = path.join(ROOT, 'test', 'helpers', 'drop-lock.py');
 
 const status = (d: TestDaemon): any => JSON.parse(d.cli(['status', '--json']).stdout);
@@ -51,6 +51,31 @@ test('direct shared disk, another host sharing it: no false loss over verifier r
   assert.is(journalFacts(a.opts.stateDir, 'LeaseLost').length, 1, 'one loss, no repeat once re-taken');
   // Still exclusive access is refused to a third VM on B (both read locks hold).
   assert.is(b.cli(['acquire', '--vm', '00000003-0000-4000-8000-000000000003', '--name', 'vm3', img]).code, 3);
+});
+
+test('a take-over of a daemon holding a direct disk shared while another host shares it: adopted as proven (no unproven warning), no loss over verifier rounds', async () => {
+  const root = tmpdir('vmlockd-r28b-direct-shared-to-');
+  const img = path.join(root, 'shared.img');
+  fs.writeFileSync(img, 'image');
+  const opts = { stateDir: path.join(root, 'state-a'), lockspace: '', hostId: 'hv-a', socket: path.join(root, 'a.sock'), extra: ['--verify-interval', '1'] };
+  const a = await track(startDaemon(opts));
+  const b = await track(startDaemon({ stateDir: path.join(root, 'state-b'), lockspace: '', hostId: 'hv-b', socket: path.join(root, 'b.sock') }));
+  assert.is(a.cli(['acquire', '--vm', UUID1, '--name', 'vm1', '--shared', img]).code, 0);
+  assert.is(b.cli(['acquire', '--vm', UUID2, '--name', 'vm2', '--shared', img]).code, 0);
+  let cur = a;
+  for (let i = 0; i < 2; i++) {
+    const next = new TestDaemon({ ...opts, extra: [...opts.extra, '--takeover'] });
+    running.push(next);
+    await next.start(30_000);
+    assert.equal(await cur.exit!, { code: 0, signal: null }, cur.stderr);
+    cur = next;
+  }
+  const st = status(cur);
+  assert.equal({ adopted: st.started.adopted, retaken: st.started.retaken, lost: st.started.lost }, { adopted: 1, retaken: 0, lost: 0 });
+  assert.is(st.started.directUnproven, undefined, `a description handed over while it holds its read lock is proven: ${JSON.stringify(st.started)}`);
+  assert.ok(!/continuity unproven/.test(cur.stdout + cur.stderr), cur.stdout + cur.stderr);
+  await rounds(cur, 3);
+  assert.equal(journalFacts(opts.stateDir, 'LeaseLost'), [], 'no false loss after the take-overs');
 });
 
 test.run();
