@@ -334,6 +334,9 @@ export function cacheRoot(opts: { cache?: string | undefined; stateDir?: string 
 }
 
 export class ClusterCache {
+  /** link(2) failed as on a filesystem without hard links: new chains are loaded in place (buildChain). */
+  private noLink = false;
+
   private constructor(
     readonly dir: string,
     readonly lockspace: string,
@@ -490,9 +493,10 @@ export class ClusterCache {
     if (same !== undefined) return withMissing({ facts: 0, pendingTail: false, resets: [] }, successorMissing(file, dir, host, journal, segs, same));
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     removeDeadBuilds(file);
-    if (!fs.existsSync(file)) {
+    if (!this.noLink && !fs.existsSync(file)) {
       const built = this.buildChain(file, dir, host, journal, segs);
-      // undefined: another process linked its build of this chain first; catch up on that one.
+      // undefined: another process linked its build of this chain first; catch up on that one. Or the
+      // cache's filesystem has no link(2): the chain is loaded in place (a bulk load is one transaction).
       if (built !== undefined) return built;
     }
     const db = new Database(file);
@@ -542,7 +546,14 @@ export class ClusterCache {
       try {
         fs.linkSync(tmp, file);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') return undefined;
+        // A filesystem without hard links (vfat, CIFS without unix extensions, some FUSE ones; review28c
+        // F1: before, every new chain failed there): loaded in place, as before 902627b, from now on.
+        if (code !== undefined && NO_LINK.has(code)) {
+          this.noLink = true;
+          return undefined;
+        }
         throw e;
       }
       const hint = openForHint(file, (d) => writeHint(file, d, dir, segs));
@@ -622,6 +633,9 @@ function floorProblem(dir: string, host: string, journal: string, segs: readonly
 function hintFile(file: string): string {
   return `${file}.pos`;
 }
+
+/** link(2)'s errors on a filesystem without hard links. */
+const NO_LINK = new Set(['EPERM', 'EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
 
 /** The file a new chain is built in by process `pid` of this host (buildChain). */
 function buildFileName(file: string, pid: number): string {
