@@ -662,8 +662,44 @@ function removeDeadBuilds(file: string): void {
   for (const n of names) {
     if (!n.startsWith(prefix)) continue;
     const pid = Number(/^(\d+)$/.exec(n.slice(prefix.length))?.[1]);
-    if (!Number.isSafeInteger(pid) || pid === process.pid || alive(pid)) continue;
-    removeBuild(path.join(path.dirname(file), n));
+    if (!Number.isSafeInteger(pid) || pid === process.pid) continue;
+    const build = path.join(path.dirname(file), n);
+    // Its pid alive may be another process's now (reused): left only while it could be a build.
+    if (alive(pid) && !abandoned(build)) continue;
+    removeBuild(build);
+  }
+}
+
+/** A build untouched for this long and not locked is nobody's (its pid reused by another process). */
+const ABANDONED_BUILD_MS = 10 * 60_000;
+
+/**
+ * Whether a build file of a pid alive now is no build in progress: not written for ABANDONED_BUILD_MS
+ * and not locked. A live build holds its file's SQLite lock from its first write to its close
+ * (locking_mode=EXCLUSIVE) and writes all along; the lock is probed without waiting (review28c F2).
+ */
+function abandoned(build: string): boolean {
+  try {
+    if (Date.now() - fs.statSync(build).mtimeMs < ABANDONED_BUILD_MS) return false;
+  } catch {
+    return false;
+  }
+  let db: Database.Database;
+  try {
+    db = new Database(build, { fileMustExist: true, timeout: 0 });
+  } catch {
+    return false;
+  }
+  try {
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('ROLLBACK');
+    return true;
+  } catch (e) {
+    const code = String((e as { code?: unknown }).code ?? '');
+    // Busy or locked: another connection holds it. Anything else (not a database, damaged): nobody's build.
+    return !code.startsWith('SQLITE_BUSY') && !code.startsWith('SQLITE_LOCKED');
+  } finally {
+    db.close();
   }
 }
 
