@@ -474,7 +474,9 @@ export class ClusterCache {
           new ChainLoader(db, this.lockspace, host, journal, []).unlist();
           fs.writeFileSync(hintFile(file), JSON.stringify({ unlisted: true }));
         } catch (e) {
-          if (!(e instanceof ConcurrentCatchUp)) throw e;
+          // As in a chain's catch-up: another process's write transaction past the busy timeout (a bulk
+          // load is one, 902627b) or its catch-up first; the next question unlists it (review28c F3).
+          if (!(e instanceof ConcurrentCatchUp) && (e as { code?: unknown }).code !== 'SQLITE_BUSY') throw e;
         } finally {
           db.close();
         }
