@@ -111,4 +111,34 @@ test('a build another live process holds locked is left alone, however old its m
   }
 });
 
+test('a locked build whose pid looks gone from here (a catch-up in another pid namespace) is left alone', async () => {
+  const root = tmpdir('cc-stray-');
+  let holder: ChildProcess | undefined;
+  try {
+    const ls = path.join(root, 'ls');
+    publish(ls, 1_000);
+    const cache = ClusterCache.open(path.join(root, 'cache'), ls);
+    const chainDir = path.join(cache.dir, 'hv-1');
+    fs.mkdirSync(chainDir, { recursive: true });
+    // A pid no process of this namespace has (one that just exited).
+    const gone = spawn('true');
+    await new Promise((r) => gone.on('exit', r));
+    const live = strayName(chainDir, gone.pid!);
+    const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
+    const script =
+      `const D=require(${JSON.stringify(sqlite)});const db=new D(process.argv[1]);db.pragma('journal_mode = OFF');` +
+      `db.pragma('locking_mode = EXCLUSIVE');db.exec('CREATE TABLE t (x)');process.stdout.write('held\\n');setInterval(()=>{},1000);`;
+    holder = spawn(process.execPath, ['-e', script, live], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    holder.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    await until('the builder holds its file', () => out.includes('held'), 10_000);
+    const r = cache.catchUp();
+    assert.equal(r.problems, []);
+    assert.ok(fs.existsSync(live), 'a live, locked build was removed because its pid is not seen from here');
+  } finally {
+    holder?.kill('SIGKILL');
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test.run();
