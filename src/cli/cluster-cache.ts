@@ -666,8 +666,9 @@ function removeDeadBuilds(file: string): void {
     const pid = Number(/^(\d+)$/.exec(n.slice(prefix.length))?.[1]);
     if (!Number.isSafeInteger(pid) || pid === process.pid) continue;
     const build = path.join(path.dirname(file), n);
-    // Its pid alive may be another process's now (reused): left only while it could be a build.
-    if (alive(pid) && !abandoned(build)) continue;
+    // Its pid alive may be another process's now (reused): left only while it could be a build. Its
+    // pid gone from here may be a live build's in another pid namespace: left while it holds its lock.
+    if (alive(pid) ? !abandoned(build) : lockHeld(build)) continue;
     removeBuild(build);
   }
 }
@@ -686,6 +687,11 @@ function abandoned(build: string): boolean {
   } catch {
     return false;
   }
+  return !lockHeld(build);
+}
+
+/** Whether another connection holds `build`'s SQLite lock (a build in progress): probed without waiting. */
+function lockHeld(build: string): boolean {
   let db: Database.Database;
   try {
     db = new Database(build, { fileMustExist: true, timeout: 0 });
@@ -695,11 +701,11 @@ function abandoned(build: string): boolean {
   try {
     db.exec('BEGIN EXCLUSIVE');
     db.exec('ROLLBACK');
-    return true;
+    return false;
   } catch (e) {
     const code = String((e as { code?: unknown }).code ?? '');
     // Busy or locked: another connection holds it. Anything else (not a database, damaged): nobody's build.
-    return !code.startsWith('SQLITE_BUSY') && !code.startsWith('SQLITE_LOCKED');
+    return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
   } finally {
     db.close();
   }
