@@ -61,6 +61,8 @@ const CACHE_PAGE_SIZE = 16384;
  */
 const BULK_BYTES = 16 * 1024 * 1024;
 const BULK_SHARE = 0.25;
+/** How long a chain's catch-up is tried again while another process's catch-up of it commits first. */
+const CONCURRENT_MS = 60_000;
 const STATE_KEY = 'cluster_state';
 /**
  * Bytes before the stored offset whose hash is kept with the position: they end with the last line
@@ -412,12 +414,21 @@ export class ClusterCache {
           roomSaid = true;
           continue;
         }
-        let r: ReturnType<ClusterCache['catchUpChain']>;
+        let r: ReturnType<ClusterCache['catchUpChain']> | undefined;
         try {
-          r = this.catchUpChain(host, journal, list);
+          // Another process's catch-up committed first (or holds the chain's write lock past the busy
+          // timeout: a bulk load is one transaction): caught up again from what it committed, so this
+          // answer reads all that was published when it was asked, not the other's part load (review28c
+          // F6: before, it answered from it, silently). Past CONCURRENT_MS, as last committed.
+          const until = performance.now() + CONCURRENT_MS;
+          while (r === undefined) {
+            try {
+              r = this.catchUpChain(host, journal, list);
+            } catch (e) {
+              if (!(e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') || performance.now() > until) throw e;
+            }
+          }
         } catch (e) {
-          // Another process's catch-up holding the chain's write lock past the busy timeout (a bulk load
-          // is one transaction): it brings the chain up to date; this answer reads it as last committed.
           if (e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') continue;
           // One host's unreadable entry is that host's problem, named with its path; the others are read.
           problems.push({ file: hostDir, offset: 0, line: 0, reason: `cannot read journal ${journal} (${list.map((s) => s.name).join(', ')}): ${(e as Error).message}`, host, journal, segment: list[0]?.name ?? '' });
