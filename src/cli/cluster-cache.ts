@@ -61,6 +61,8 @@ const CACHE_PAGE_SIZE = 16384;
  */
 const BULK_BYTES = 16 * 1024 * 1024;
 const BULK_SHARE = 0.25;
+/** How long a chain's catch-up is tried again while another process's catch-up of it commits first. */
+const CONCURRENT_MS = 60_000;
 const STATE_KEY = 'cluster_state';
 /**
  * Bytes before the stored offset whose hash is kept with the position: they end with the last line
@@ -334,6 +336,9 @@ export function cacheRoot(opts: { cache?: string | undefined; stateDir?: string 
 }
 
 export class ClusterCache {
+  /** link(2) failed as on a filesystem without hard links: new chains are loaded in place (buildChain). */
+  private noLink = false;
+
   private constructor(
     readonly dir: string,
     readonly lockspace: string,
@@ -409,12 +414,21 @@ export class ClusterCache {
           roomSaid = true;
           continue;
         }
-        let r: ReturnType<ClusterCache['catchUpChain']>;
+        let r: ReturnType<ClusterCache['catchUpChain']> | undefined;
         try {
-          r = this.catchUpChain(host, journal, list);
+          // Another process's catch-up committed first (or holds the chain's write lock past the busy
+          // timeout: a bulk load is one transaction): caught up again from what it committed, so this
+          // answer reads all that was published when it was asked, not the other's part load (review28c
+          // F6: before, it answered from it, silently). Past CONCURRENT_MS, as last committed.
+          const until = performance.now() + CONCURRENT_MS;
+          while (r === undefined) {
+            try {
+              r = this.catchUpChain(host, journal, list);
+            } catch (e) {
+              if (!(e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') || performance.now() > until) throw e;
+            }
+          }
         } catch (e) {
-          // Another process's catch-up holding the chain's write lock past the busy timeout (a bulk load
-          // is one transaction): it brings the chain up to date; this answer reads it as last committed.
           if (e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') continue;
           // One host's unreadable entry is that host's problem, named with its path; the others are read.
           problems.push({ file: hostDir, offset: 0, line: 0, reason: `cannot read journal ${journal} (${list.map((s) => s.name).join(', ')}): ${(e as Error).message}`, host, journal, segment: list[0]?.name ?? '' });
@@ -471,7 +485,9 @@ export class ClusterCache {
           new ChainLoader(db, this.lockspace, host, journal, []).unlist();
           fs.writeFileSync(hintFile(file), JSON.stringify({ unlisted: true }));
         } catch (e) {
-          if (!(e instanceof ConcurrentCatchUp)) throw e;
+          // As in a chain's catch-up: another process's write transaction past the busy timeout (a bulk
+          // load is one, 902627b) or its catch-up first; the next question unlists it (review28c F3).
+          if (!(e instanceof ConcurrentCatchUp) && (e as { code?: unknown }).code !== 'SQLITE_BUSY') throw e;
         } finally {
           db.close();
         }
@@ -490,9 +506,10 @@ export class ClusterCache {
     if (same !== undefined) return withMissing({ facts: 0, pendingTail: false, resets: [] }, successorMissing(file, dir, host, journal, segs, same));
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     removeDeadBuilds(file);
-    if (!fs.existsSync(file)) {
+    if (!this.noLink && !fs.existsSync(file)) {
       const built = this.buildChain(file, dir, host, journal, segs);
-      // undefined: another process linked its build of this chain first; catch up on that one.
+      // undefined: another process linked its build of this chain first; catch up on that one. Or the
+      // cache's filesystem has no link(2): the chain is loaded in place (a bulk load is one transaction).
       if (built !== undefined) return built;
     }
     const db = new Database(file);
@@ -542,7 +559,14 @@ export class ClusterCache {
       try {
         fs.linkSync(tmp, file);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') return undefined;
+        // A filesystem without hard links (vfat, CIFS without unix extensions, some FUSE ones; review28c
+        // F1: before, every new chain failed there): loaded in place, as before 902627b, from now on.
+        if (code !== undefined && NO_LINK.has(code)) {
+          this.noLink = true;
+          return undefined;
+        }
         throw e;
       }
       const hint = openForHint(file, (d) => writeHint(file, d, dir, segs));
@@ -623,6 +647,9 @@ function hintFile(file: string): string {
   return `${file}.pos`;
 }
 
+/** link(2)'s errors on a filesystem without hard links. */
+const NO_LINK = new Set(['EPERM', 'EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
+
 /** The file a new chain is built in by process `pid` of this host (buildChain). */
 function buildFileName(file: string, pid: number): string {
   return `${file}.build-${os.hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${pid}`;
@@ -648,8 +675,50 @@ function removeDeadBuilds(file: string): void {
   for (const n of names) {
     if (!n.startsWith(prefix)) continue;
     const pid = Number(/^(\d+)$/.exec(n.slice(prefix.length))?.[1]);
-    if (!Number.isSafeInteger(pid) || pid === process.pid || alive(pid)) continue;
-    removeBuild(path.join(path.dirname(file), n));
+    if (!Number.isSafeInteger(pid) || pid === process.pid) continue;
+    const build = path.join(path.dirname(file), n);
+    // Its pid alive may be another process's now (reused): left only while it could be a build. Its
+    // pid gone from here may be a live build's in another pid namespace: left while it holds its lock.
+    if (alive(pid) ? !abandoned(build) : lockHeld(build)) continue;
+    removeBuild(build);
+  }
+}
+
+/** A build untouched for this long and not locked is nobody's (its pid reused by another process). */
+const ABANDONED_BUILD_MS = 10 * 60_000;
+
+/**
+ * Whether a build file of a pid alive now is no build in progress: not written for ABANDONED_BUILD_MS
+ * and not locked. A live build holds its file's SQLite lock from its first write to its close
+ * (locking_mode=EXCLUSIVE) and writes all along; the lock is probed without waiting (review28c F2).
+ */
+function abandoned(build: string): boolean {
+  try {
+    if (Date.now() - fs.statSync(build).mtimeMs < ABANDONED_BUILD_MS) return false;
+  } catch {
+    return false;
+  }
+  return !lockHeld(build);
+}
+
+/** Whether another connection holds `build`'s SQLite lock (a build in progress): probed without waiting. */
+function lockHeld(build: string): boolean {
+  let db: Database.Database;
+  try {
+    db = new Database(build, { fileMustExist: true, timeout: 0 });
+  } catch {
+    return false;
+  }
+  try {
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('ROLLBACK');
+    return false;
+  } catch (e) {
+    const code = String((e as { code?: unknown }).code ?? '');
+    // Busy or locked: another connection holds it. Anything else (not a database, damaged): nobody's build.
+    return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+  } finally {
+    db.close();
   }
 }
 
