@@ -14,34 +14,8 @@ import Database from 'better-sqlite3';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClusterCache } from '../../src/cli/cluster-cache.js';
-import { GENESIS_HASH, chainHash, type ChainRow } from '../../src/journal/schema.js';
-import { segmentWriter } from '../helpers/segments.js';
+import { J, publish } from '../helpers/sample-chain.js';
 import { tmpdir, until } from '../helpers/daemon.js';
-
-const J = '0123456789abcdef';
-
-function publish(lockspace: string, n: number): void {
-  const w = segmentWriter(lockspace, 'hv-1', J, { segmentBytes: 4 * 1024 * 1024 });
-  let prev = GENESIS_HASH;
-  for (let seq = 1; seq <= n; seq++) {
-    const disk = `/var/lib/libvirt/images/d${seq % 50}.qcow2`;
-    const owner = { uuid: `11111111-1111-4111-8111-${String(seq % 30).padStart(12, '0')}`, name: `vm-${seq % 30}` };
-    const row: ChainRow = {
-      seq,
-      at: new Date(Date.UTC(2026, 0, 1) + seq * 1000).toISOString(),
-      host: 'hv-1',
-      kind: seq % 2 === 0 ? 'LockReleased' : 'LockAcquired',
-      resource: `/ls/${seq % 50}`,
-      disk,
-      owner: owner.uuid,
-      owner_name: owner.name,
-      payload: JSON.stringify({ owner, disk, mode: 'exclusive', source: 'virsh', n: seq }),
-    };
-    prev = chainHash(prev, row);
-    w.add(row, prev);
-  }
-  w.flush();
-}
 
 function strayName(chainDir: string, pid: number): string {
   return path.join(chainDir, `${J}.db.build-${os.hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${pid}`);
