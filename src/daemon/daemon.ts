@@ -714,7 +714,7 @@ export class Daemon {
     this.verifier?.factsSeen(facts);
     this.factsSinceSnapshot += facts.length;
     this.meters.factsSeen(facts);
-    this.publication?.notify(this.engine?.state.seq ?? 0);
+    this.publication?.notify(this.engine?.state.seq ?? 0, facts[0]?.seq);
     // One line per fact worth reading, naming its seq (src/daemon/log-facts.ts); LeaseLost among them.
     for (const f of facts) logFact(this.log, f);
     // Not now: a snapshot moves every staged fact into SQLite first, and after start-up's re-takes

@@ -12,6 +12,7 @@ import { holdCompactionNow, journalIdNow, releaseCompactionNow } from './publish
 import { hostSegmentDir } from '../journal/segment.js';
 import { pinOf } from '../engine/locker-hosts.js';
 import { envMs } from './env-ms.js';
+import { Arrivals } from './arrivals.js';
 import type { FromWorker, PublishWorkerData, ToWorker } from './publish-worker.js';
 
 type Level = 'debug' | 'info' | 'warning' | 'error';
@@ -84,8 +85,10 @@ export class Publication {
   private lastLogged = { message: '', at: 0 };
   private restartTimer: NodeJS.Timeout | undefined;
   private head = 0;
-  /** Since when some journaled fact has waited for publication (for facts not yet in SQLite to read a time from). */
+  /** Since when some journaled fact has waited for publication (a fact neither marked nor in SQLite yet). */
   private behindSince: number | undefined;
+  /** When this process's facts became durable: the lag's seconds (src/daemon/arrivals.ts). */
+  private readonly arrivals = new Arrivals();
   private closed = false;
   /** Serialises configure/stop: a worker is always gone before the next one starts. */
   private chain: Promise<void> = Promise.resolve();
@@ -265,9 +268,15 @@ export class Publication {
     this.log('info', `publication to ${this.dir() ?? 'the lockspace'} works again (published through seq ${this.published})`);
   }
 
-  /** New facts are durable up to `seq` (the daemon's afterFacts): cheap, and no message while the worker is busy. */
-  notify(seq: number): void {
-    if (seq > this.head) this.head = seq;
+  /**
+   * New facts are durable up to `seq`, the first of them `from` (the daemon's afterFacts): cheap, and
+   * no message while the worker is busy.
+   */
+  notify(seq: number, from: number = this.head + 1): void {
+    if (seq > this.head) {
+      this.arrivals.note(Math.max(from, this.head + 1));
+      this.head = seq;
+    }
     if (this.behindSince === undefined && this.head > this.published) this.behindSince = Date.now();
     const r = this.run;
     if (r !== undefined && r.waiting) {
@@ -290,13 +299,16 @@ export class Publication {
     if (!this.on()) return { facts: 0, seconds: 0 };
     const facts = Math.max(0, headSeq - this.published);
     if (facts === 0) return { facts, seconds: 0 };
+    // Journaled by this process: since it said so (its time, not the fact's label, which a clock step moves).
+    const waited = this.arrivals.waited(this.published + 1);
+    if (waited !== undefined) return { facts, seconds: waited / 1000 };
+    // Journaled before this process started: the fact's stored time.
     let at: string | undefined;
     try {
       at = this.atOf(this.published + 1);
     } catch {
       at = undefined;
     }
-    // Not in SQLite yet (still in the journal's staging file): since when this daemon has been behind.
     const since = at !== undefined ? Date.parse(at) : this.behindSince;
     const seconds = since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000);
     return { facts, seconds };
