@@ -25,7 +25,8 @@
 //   0029) is kept too, in its place among them: dropped, `audit --at` a moment in its window would
 //   answer by the labels alone, as if the clock had never passed it twice (review27c F2). Steps are
 //   few; past STEPS_KEPT of them while the disk is full, a step is merged into the last one kept (the
-//   earliest `to`, the latest `from`: one window that covers both), so they stay bounded too.
+//   earliest `to`, the latest `from`: one window that covers both), in that earlier step's place, so
+//   the facts kept after it stay in its pass (keepStep), and they stay bounded too.
 // - the others (notes: ConfigChanged, OwnerGone, ConflictAction, DaemonStopped...) change nothing in
 //   the state: folded in, not kept, counted per kind, and a FactsDropped fact journaled after the kept
 //   ones says so. The fold of the journal is then the state the daemon had.
@@ -300,8 +301,14 @@ export class WaitingFacts implements JournalPort {
 
   /**
    * A ClockStepped past the bound: kept in its place. Past STEPS_KEPT, merged into the last one kept:
-   * the earliest `to` and the latest `from`, a window that holds both (the clock passed every moment
-   * in it at least twice), in the newest one's place; `merged` counts the steps it stands for.
+   * the earliest `to` and the latest `from`, a window that holds both, in the EARLIER step's place
+   * (engine29, review28c): the lock facts kept after that step were made in the pass after it, and
+   * `audit --at` reads a pass from its step on along seq (decision 0029); in the newest step's place
+   * they lay before the merged step, outside every pass, and counted as done at every moment of its
+   * window. The merged step is labelled with the latest `from`; a fact kept after it labelled earlier
+   * is relabelled to it (the clock's floor after the step), its own reading kept as `wallAt`, as the
+   * engine labels any fact made while the clock is behind the floor: no label goes back along seq.
+   * `merged` counts the steps it stands for.
    */
   private keepStep(f: NewFact): void {
     if (this.steps.length < STEPS_KEPT) {
@@ -314,9 +321,20 @@ export class WaitingFacts implements JournalPort {
     const from = a.from > b.from ? a.from : b.from;
     const to = a.to < b.to ? a.to : b.to;
     const merged = fact('ClockStepped', from, { ...a, from, to, backMs: Math.max(a.backMs, b.backMs, Date.parse(from) - Date.parse(to)), merged: (a.merged ?? 1) + 1 });
-    // In the newest step's place: labelled with the latest `from`, it must not go before a fact kept
-    // after the earlier step (labels never go back along seq; the window still covers both).
-    this.steps[this.steps.length - 1] = { n: this.serial++, f: merged };
+    this.steps[this.steps.length - 1] = { n: last.n, f: merged };
+    // The holding facts kept since the earlier step (the only kept facts after it: it is the last step).
+    const floor = (slot: Slot | undefined): Slot | undefined => {
+      if (slot === undefined || slot.n < last.n || slot.f.at >= from) return slot;
+      const p = slot.f.payload as { wallAt?: unknown };
+      const wallAt = typeof p.wallAt === 'string' ? p.wallAt : slot.f.at;
+      return { n: slot.n, f: { ...slot.f, at: from, payload: { ...slot.f.payload, wallAt } } as unknown as NewFact };
+    };
+    for (const h of this.holdings.values()) {
+      const lost = floor(h.lost);
+      const retaken = floor(h.retaken);
+      if (lost !== undefined) h.lost = lost;
+      if (retaken !== undefined) h.retaken = retaken;
+    }
   }
 
   private drop(f: NewFact, d: Dropped): void {
