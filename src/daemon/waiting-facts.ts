@@ -105,6 +105,12 @@ interface Slot {
 /** The engine's journal port: appends carry the waiting facts first. */
 export class WaitingFacts implements JournalPort {
   private waiting: NewFact[] = [];
+  /** Each of `waiting`'s mark (`accepted` when it came): journaledUpTo() asks whether a mark's facts are journaled. */
+  private marks: number[] = [];
+  /** Facts taken to wait since this process began: the last one's mark (`mark`). */
+  private accepted = 0;
+  /** The mark of the first fact past the bound (null: none): those are journaled all at once, after every waiting one. */
+  private boundMark: number | null = null;
   /** How many of `waiting` are the start's own (never dropped, never counted against `max`). */
   private startCount = 0;
   /** Past the bound (null until then): what was dropped, and when the facts past it began and ended. */
@@ -151,6 +157,21 @@ export class WaitingFacts implements JournalPort {
     return this.startCount;
   }
 
+  /**
+   * The mark of the last fact taken to wait (0: none yet): facts taken later have higher marks. A
+   * verifier's re-take whose facts were just taken is tied to it (Locker.tieRetakes, engine29).
+   */
+  get mark(): number {
+    return this.accepted;
+  }
+
+  /** Whether every fact taken to wait up to mark `m` is journaled (those past the bound: with their FactsDropped). */
+  journaledUpTo(m: number): boolean {
+    if (this.boundMark !== null && this.boundMark <= m) return false;
+    for (const x of this.marks) if (x <= m) return false;
+    return true;
+  }
+
   append(rows: readonly FactRowLike[]): StoredRowLike[] {
     const carried = this.carried();
     if (carried.length === 0) return this.journal.append(rows);
@@ -189,6 +210,7 @@ export class WaitingFacts implements JournalPort {
     for (const f of facts) if (f.kind === 'LeaseLost' || f.kind === STEP_KIND) this.o.lost(f);
     // Nothing waits before the start's facts: they are the first of this process.
     this.waiting = [...facts, ...this.waiting];
+    this.marks = [...facts.map(() => ++this.accepted), ...this.marks];
     this.startCount = facts.length;
     this.since ??= new Date().toISOString();
     this.lastError = e.message;
@@ -222,6 +244,8 @@ export class WaitingFacts implements JournalPort {
       // What waits stays a prefix of what happened: past the bound, everything until the waiting facts
       // are journaled is coalesced (the holding facts) or dropped (the notes, which change nothing).
       if (this.dropped === null) this.waitedAtBound = this.waiting.length;
+      this.boundMark ??= this.accepted + 1;
+      this.accepted += facts.length;
       const d = (this.dropped ??= { count: 0, kinds: {}, from: facts[0]!.at, to: facts[0]!.at, superseded: 0 });
       for (const f of facts) {
         if (HOLDING_KINDS.has(f.kind)) this.coalesce(f, d);
@@ -239,6 +263,7 @@ export class WaitingFacts implements JournalPort {
       }
     } else {
       this.waiting.push(...facts);
+      for (let i = 0; i < facts.length; i++) this.marks.push(++this.accepted);
       this.o.log(
         fresh ? 'error' : 'warning',
         `JOURNAL FULL: ${facts.length} fact(s) (${kinds}) cannot be written to the staging file ${this.o.stageFile}: ${e.message}. ` +
@@ -467,6 +492,7 @@ export class WaitingFacts implements JournalPort {
           throw e;
         }
         this.waiting.splice(0, part.length);
+        this.marks.splice(0, part.length);
         this.startCount = Math.max(0, this.startCount - part.length);
         progressed = true;
         if (this.pending > 0) this.journaled(stored);
@@ -492,6 +518,8 @@ export class WaitingFacts implements JournalPort {
   private done(stored: readonly StoredRowLike[]): void {
     const dropped = this.dropped;
     this.waiting = [];
+    this.marks = [];
+    this.boundMark = null;
     this.startCount = 0;
     this.dropped = null;
     this.holdings.clear();

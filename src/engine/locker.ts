@@ -131,6 +131,20 @@ interface KeptProof {
   readonly running?: true;
   /** Its descriptor is in the store already (retake()): recordRetakes() does not hand it over twice. */
   readonly stored?: true;
+  /**
+   * A running re-take's facts (its LeaseLost and Reacquired): the caller's mark of them once they are
+   * journaled or wait to be (tieRetakes()); none yet: they are not even handed to the journal, so its
+   * record is not written (engine29, review28b).
+   */
+  readonly ticket?: number;
+}
+
+/** What recordRetakes() asks of a kept re-take record: whose it is, and the mark of its facts (tieRetakes()). */
+export interface KeptRetake {
+  readonly resource: string;
+  /** The verifier's re-take (retake()); else the start's (its facts are the start's). */
+  readonly running: boolean;
+  readonly ticket?: number;
 }
 
 interface Accumulator {
@@ -754,17 +768,33 @@ export class Locker {
   }
 
   /**
-   * Once the start's facts (a re-take's LeaseLost among them) are journaled: write this host's
-   * record over the proof of each intrusion reacquire() found, and hand its descriptor to the store.
-   * Before that, a SIGKILL (a crash loop, a start timeout, the OOM killer) would leave this host's
-   * own record and nothing journaled: the next start would find nothing to report, and an adoption
-   * of a stored descriptor checks no gap (review26a F3). Returns how many were written.
+   * The verifier's re-takes of `resources` (their facts just handed to the journal): `ticket` marks
+   * those facts, so recordRetakes() can write each record once its own facts are journaled, not when
+   * some other re-take's are (engine29, review28b). A re-take already tied keeps its mark.
    */
-  recordRetakes(only?: 'start'): number {
+  tieRetakes(resources: Iterable<string>, ticket: number): void {
+    for (const id of resources) {
+      const u = this.keptProof.get(id);
+      if (u?.running && u.ticket === undefined) this.keptProof.set(id, { ...u, ticket });
+    }
+  }
+
+  /**
+   * Once a re-take's facts (its LeaseLost among them) are journaled: write this host's record over
+   * the proof of the intrusion the take found, and hand its descriptor to the store. Before that, a
+   * SIGKILL (a crash loop, a start timeout, the OOM killer) would leave this host's own record and
+   * nothing journaled: the next start would find nothing to report, and an adoption of a stored
+   * descriptor checks no gap (review26a F3). `which`: every kept record (no facts wait at all),
+   * the start's only ('start': the start's facts are journaled, the verifier's may wait: wait27), or
+   * those `which` says are journaled: each record by its own facts (its ticket, tieRetakes()), so a
+   * re-take whose facts still wait, or were never handed to the journal, writes nothing (engine29,
+   * review28b). Returns how many were written.
+   */
+  recordRetakes(which?: 'start' | ((r: KeptRetake) => boolean)): number {
     let n = 0;
     for (const [id, u] of [...this.keptProof]) {
-      // The start's facts are journaled, the verifier's may still wait: its proof stays (wait27).
-      if (only === 'start' && u.running) continue;
+      if (which === 'start' && u.running) continue;
+      if (typeof which === 'function' && !which({ resource: id, running: u.running === true, ...(u.ticket !== undefined ? { ticket: u.ticket } : {}) })) continue;
       this.keptProof.delete(id);
       const h = this.held.get(id);
       if (!h) continue;
