@@ -1074,10 +1074,15 @@ export class Locker {
     return [...this.held].map(([id, h]) => ({ name: fdName(id), fd: h.fd, take: h }));
   }
 
-  /** In an adopted description: the generation our exclusive record carries, or the shared slot this description locks. */
+  /**
+   * In an adopted description: the generation our exclusive record carries, or the shared slot this
+   * description locks. Read through the page-aligned buffer (decision 0008): the description is
+   * O_DIRECT on a cluster filesystem, where a read into Buffer memory failed with EINVAL at random;
+   * the adoption then knew no generation, refreshed no record (engine29, review28b).
+   */
   private ownRecord(fd: number, file: string, mode: Mode): { gen?: number; slot?: number } {
-    const buf = Buffer.alloc(FILE_SPAN);
-    const n = fs.readSync(fd, buf, 0, FILE_SPAN, 0);
+    const buf = readAligned(fd, FILE_SPAN, 0);
+    const n = buf.length;
     if (mode === 'exclusive') {
       const head = decodeExclusive(buf.subarray(0, Math.min(n, RECORD_SIZE)));
       return head && head.mode === 'exclusive' && isOwnHost(head.host, this.host) ? { gen: head.gen } : {};
@@ -1102,7 +1107,12 @@ export class Locker {
     return {};
   }
 
-  /** The adopted record names the old process; write this one's pid (same generation). */
+  /**
+   * The adopted record names the old process; write this one's pid (same generation). Through the
+   * page-aligned buffer (decision 0008): the descriptor is O_DIRECT on a cluster filesystem (openFlags;
+   * the flag is the open file description's, so a handed-back copy has it too), where a write from
+   * Buffer memory failed with EINVAL whenever it crossed a page boundary (engine29, review28b).
+   */
   private refreshRecord(h: Held): void {
     if (h.mode === 'shared') {
       this.rewriteSlot(h);
@@ -1112,7 +1122,7 @@ export class Locker {
     const first = h.vms.values().next().value as (Owner & { since: string }) | undefined;
     if (!first) return;
     try {
-      fs.writeSync(h.fd, encodeExclusive({ v: 1, mode: 'exclusive', gen: h.gen, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, vm: { uuid: first.uuid, ...(first.name ? { name: first.name } : {}) } }), 0, RECORD_SIZE, 0);
+      writeAligned(h.fd, encodeExclusive({ v: 1, mode: 'exclusive', gen: h.gen, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, vm: { uuid: first.uuid, ...(first.name ? { name: first.name } : {}) } }, this.recordBuf), 0);
       if (this.syncRecords) fs.fdatasyncSync(h.fd);
     } catch {
       // The record is for humans and other hosts' readers; the verifier checks the descriptor.
