@@ -35,6 +35,7 @@ import { MetricsEndpoint } from './metrics-endpoint.js';
 import { socketAnswers } from '../events/socket-probe.js';
 import { JournalWatch } from './journal-watch.js';
 import { WaitingFacts } from './waiting-facts.js';
+import { recordRound, writeJournaledRetakes } from './retake-records.js';
 import { REGISTRY_FILE, recoverForgotten, scanDirs } from './found.js';
 import { directAdoptedWarning, directGapWarning, directNote, directRetaken } from './direct-gap.js';
 import { checkSocketPaths, startFailure } from './start-failure.js';
@@ -361,9 +362,8 @@ export class Daemon {
         if (this.engine && facts.length > 0) this.engine.state.seq = Math.max(this.engine.state.seq, facts[facts.length - 1]!.seq);
         // The re-take's LeaseLost is journaled now: its own record may go over the proof (review26a F3).
         // Not before the last of the start's facts (a retry journals them in chunks); a verifier's
-        // re-take's not before its own LeaseLost and Reacquired, so not before every waiting fact (wait27).
-        if (waitingFacts.pending === 0) this.locker?.recordRetakes();
-        else if (waitingFacts.startPending === 0) this.locker?.recordRetakes('start');
+        // re-take's not before its own LeaseLost and Reacquired (wait27), by their mark (engine29).
+        if (this.locker) writeJournaledRetakes(this.locker, waitingFacts);
         this.afterFacts(facts);
       },
       lost: (f) => this.log.error(`${describe({ ...f, seq: 0, host: c.hostId } as Fact)?.msg ?? f.kind} (not journaled yet: the state directory is full; logged again with its seq once it is)`),
@@ -440,7 +440,7 @@ export class Daemon {
     waitingFacts.record([started, ...rebooted, ...found.mark(adoption.facts), ...found.mark(facts)], (f, wait) => engine.recordOrWait(f, wait), (f) => evolve(engine.state, f));
     // Only now, with the LeaseLost journaled, does a re-take write its record over an intrusion's proof
     // (and hand the descriptor to the store); while the facts wait, the proof stays (review26a F3).
-    if (waitingFacts.pending === 0) locker.recordRetakes();
+    writeJournaledRetakes(locker, waitingFacts);
     startMark('journaled');
     const retaken = facts.filter((f) => f.kind === 'Reacquired').length;
     this.service.counted(retaken, lost.length);
@@ -470,13 +470,9 @@ export class Daemon {
       locker,
       state: () => engine.state,
       // A refused write: the round's facts (LeaseLost...) wait for room, in force meanwhile (decision 0026).
-      record: (facts) => {
-        const stored = this.later(facts);
-        // A re-take's own record goes into the lock file only now, with its LeaseLost and Reacquired
-        // durable; while they wait, what its take found stays there (recordRetakes() from `stored`, wait27).
-        if (stored.length > 0 && waitingFacts.pending === 0) locker.recordRetakes();
-        return stored;
-      },
+      // A re-take's own record goes into the lock file only with its LeaseLost and Reacquired durable;
+      // while they wait, what its take found stays there (wait27): tied to those facts (engine29).
+      record: (facts) => recordRound(locker, waitingFacts, facts, (f, kept) => this.later(f, kept)),
       intervalMs: () => this.config.verifyIntervalMs,
       beforeRound: (now) => {
         // A disk held before it existed is known by identity once created (review25a F1).
@@ -678,12 +674,17 @@ export class Daemon {
    * a refused write keeps them waiting in memory, in force and journaled first once there is room
    * (src/daemon/waiting-facts.ts, decision 0026); any other failure is logged. Returns the stored facts.
    */
-  private later(facts: readonly NewFact[]): Fact[] {
+  /** `kept`: the facts wait for room (WaitingFacts.later took them), with that mark. */
+  private later(facts: readonly NewFact[], kept?: (mark: number) => void): Fact[] {
     const engine = this.engine;
     const waiting = this.waitingFacts;
     if (!engine || !waiting) return [];
     return this.journalWatch.record((f) => {
-      const stored = engine.recordOrWait(f, (timed, e) => waiting.later(timed, e));
+      const stored = engine.recordOrWait(f, (timed, e) => {
+        if (!waiting.later(timed, e)) return false;
+        kept?.(waiting.mark);
+        return true;
+      });
       // Folded in now: the owners' vouches as the running state has them (waiting-facts.ts settle()).
       waiting.settle();
       return stored;

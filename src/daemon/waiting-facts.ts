@@ -25,7 +25,8 @@
 //   0029) is kept too, in its place among them: dropped, `audit --at` a moment in its window would
 //   answer by the labels alone, as if the clock had never passed it twice (review27c F2). Steps are
 //   few; past STEPS_KEPT of them while the disk is full, a step is merged into the last one kept (the
-//   earliest `to`, the latest `from`: one window that covers both), so they stay bounded too.
+//   earliest `to`, the latest `from`: one window that covers both), in that earlier step's place, so
+//   the facts kept after it stay in its pass (keepStep), and they stay bounded too.
 // - the others (notes: ConfigChanged, OwnerGone, ConflictAction, DaemonStopped...) change nothing in
 //   the state: folded in, not kept, counted per kind, and a FactsDropped fact journaled after the kept
 //   ones says so. The fold of the journal is then the state the daemon had.
@@ -104,6 +105,12 @@ interface Slot {
 /** The engine's journal port: appends carry the waiting facts first. */
 export class WaitingFacts implements JournalPort {
   private waiting: NewFact[] = [];
+  /** Each of `waiting`'s mark (`accepted` when it came): journaledUpTo() asks whether a mark's facts are journaled. */
+  private marks: number[] = [];
+  /** Facts taken to wait since this process began: the last one's mark (`mark`). */
+  private accepted = 0;
+  /** The mark of the first fact past the bound (null: none): those are journaled all at once, after every waiting one. */
+  private boundMark: number | null = null;
   /** How many of `waiting` are the start's own (never dropped, never counted against `max`). */
   private startCount = 0;
   /** Past the bound (null until then): what was dropped, and when the facts past it began and ended. */
@@ -150,6 +157,21 @@ export class WaitingFacts implements JournalPort {
     return this.startCount;
   }
 
+  /**
+   * The mark of the last fact taken to wait (0: none yet): facts taken later have higher marks. A
+   * verifier's re-take whose facts were just taken is tied to it (Locker.tieRetakes, engine29).
+   */
+  get mark(): number {
+    return this.accepted;
+  }
+
+  /** Whether every fact taken to wait up to mark `m` is journaled (those past the bound: with their FactsDropped). */
+  journaledUpTo(m: number): boolean {
+    if (this.boundMark !== null && this.boundMark <= m) return false;
+    for (const x of this.marks) if (x <= m) return false;
+    return true;
+  }
+
   append(rows: readonly FactRowLike[]): StoredRowLike[] {
     const carried = this.carried();
     if (carried.length === 0) return this.journal.append(rows);
@@ -188,6 +210,7 @@ export class WaitingFacts implements JournalPort {
     for (const f of facts) if (f.kind === 'LeaseLost' || f.kind === STEP_KIND) this.o.lost(f);
     // Nothing waits before the start's facts: they are the first of this process.
     this.waiting = [...facts, ...this.waiting];
+    this.marks = [...facts.map(() => ++this.accepted), ...this.marks];
     this.startCount = facts.length;
     this.since ??= new Date().toISOString();
     this.lastError = e.message;
@@ -221,6 +244,8 @@ export class WaitingFacts implements JournalPort {
       // What waits stays a prefix of what happened: past the bound, everything until the waiting facts
       // are journaled is coalesced (the holding facts) or dropped (the notes, which change nothing).
       if (this.dropped === null) this.waitedAtBound = this.waiting.length;
+      this.boundMark ??= this.accepted + 1;
+      this.accepted += facts.length;
       const d = (this.dropped ??= { count: 0, kinds: {}, from: facts[0]!.at, to: facts[0]!.at, superseded: 0 });
       for (const f of facts) {
         if (HOLDING_KINDS.has(f.kind)) this.coalesce(f, d);
@@ -238,6 +263,7 @@ export class WaitingFacts implements JournalPort {
       }
     } else {
       this.waiting.push(...facts);
+      for (let i = 0; i < facts.length; i++) this.marks.push(++this.accepted);
       this.o.log(
         fresh ? 'error' : 'warning',
         `JOURNAL FULL: ${facts.length} fact(s) (${kinds}) cannot be written to the staging file ${this.o.stageFile}: ${e.message}. ` +
@@ -300,8 +326,14 @@ export class WaitingFacts implements JournalPort {
 
   /**
    * A ClockStepped past the bound: kept in its place. Past STEPS_KEPT, merged into the last one kept:
-   * the earliest `to` and the latest `from`, a window that holds both (the clock passed every moment
-   * in it at least twice), in the newest one's place; `merged` counts the steps it stands for.
+   * the earliest `to` and the latest `from`, a window that holds both, in the EARLIER step's place
+   * (engine29, review28c): the lock facts kept after that step were made in the pass after it, and
+   * `audit --at` reads a pass from its step on along seq (decision 0029); in the newest step's place
+   * they lay before the merged step, outside every pass, and counted as done at every moment of its
+   * window. The merged step is labelled with the latest `from`; a fact kept after it labelled earlier
+   * is relabelled to it (the clock's floor after the step), its own reading kept as `wallAt`, as the
+   * engine labels any fact made while the clock is behind the floor: no label goes back along seq.
+   * `merged` counts the steps it stands for.
    */
   private keepStep(f: NewFact): void {
     if (this.steps.length < STEPS_KEPT) {
@@ -314,9 +346,20 @@ export class WaitingFacts implements JournalPort {
     const from = a.from > b.from ? a.from : b.from;
     const to = a.to < b.to ? a.to : b.to;
     const merged = fact('ClockStepped', from, { ...a, from, to, backMs: Math.max(a.backMs, b.backMs, Date.parse(from) - Date.parse(to)), merged: (a.merged ?? 1) + 1 });
-    // In the newest step's place: labelled with the latest `from`, it must not go before a fact kept
-    // after the earlier step (labels never go back along seq; the window still covers both).
-    this.steps[this.steps.length - 1] = { n: this.serial++, f: merged };
+    this.steps[this.steps.length - 1] = { n: last.n, f: merged };
+    // The holding facts kept since the earlier step (the only kept facts after it: it is the last step).
+    const floor = (slot: Slot | undefined): Slot | undefined => {
+      if (slot === undefined || slot.n < last.n || slot.f.at >= from) return slot;
+      const p = slot.f.payload as { wallAt?: unknown };
+      const wallAt = typeof p.wallAt === 'string' ? p.wallAt : slot.f.at;
+      return { n: slot.n, f: { ...slot.f, at: from, payload: { ...slot.f.payload, wallAt } } as unknown as NewFact };
+    };
+    for (const h of this.holdings.values()) {
+      const lost = floor(h.lost);
+      const retaken = floor(h.retaken);
+      if (lost !== undefined) h.lost = lost;
+      if (retaken !== undefined) h.retaken = retaken;
+    }
   }
 
   private drop(f: NewFact, d: Dropped): void {
@@ -449,6 +492,7 @@ export class WaitingFacts implements JournalPort {
           throw e;
         }
         this.waiting.splice(0, part.length);
+        this.marks.splice(0, part.length);
         this.startCount = Math.max(0, this.startCount - part.length);
         progressed = true;
         if (this.pending > 0) this.journaled(stored);
@@ -474,6 +518,8 @@ export class WaitingFacts implements JournalPort {
   private done(stored: readonly StoredRowLike[]): void {
     const dropped = this.dropped;
     this.waiting = [];
+    this.marks = [];
+    this.boundMark = null;
     this.startCount = 0;
     this.dropped = null;
     this.holdings.clear();

@@ -131,6 +131,20 @@ interface KeptProof {
   readonly running?: true;
   /** Its descriptor is in the store already (retake()): recordRetakes() does not hand it over twice. */
   readonly stored?: true;
+  /**
+   * A running re-take's facts (its LeaseLost and Reacquired): the caller's mark of them once they are
+   * journaled or wait to be (tieRetakes()); none yet: they are not even handed to the journal, so its
+   * record is not written (engine29, review28b).
+   */
+  readonly ticket?: number;
+}
+
+/** What recordRetakes() asks of a kept re-take record: whose it is, and the mark of its facts (tieRetakes()). */
+export interface KeptRetake {
+  readonly resource: string;
+  /** The verifier's re-take (retake()); else the start's (its facts are the start's). */
+  readonly running: boolean;
+  readonly ticket?: number;
 }
 
 interface Accumulator {
@@ -754,17 +768,33 @@ export class Locker {
   }
 
   /**
-   * Once the start's facts (a re-take's LeaseLost among them) are journaled: write this host's
-   * record over the proof of each intrusion reacquire() found, and hand its descriptor to the store.
-   * Before that, a SIGKILL (a crash loop, a start timeout, the OOM killer) would leave this host's
-   * own record and nothing journaled: the next start would find nothing to report, and an adoption
-   * of a stored descriptor checks no gap (review26a F3). Returns how many were written.
+   * The verifier's re-takes of `resources` (their facts just handed to the journal): `ticket` marks
+   * those facts, so recordRetakes() can write each record once its own facts are journaled, not when
+   * some other re-take's are (engine29, review28b). A re-take already tied keeps its mark.
    */
-  recordRetakes(only?: 'start'): number {
+  tieRetakes(resources: Iterable<string>, ticket: number): void {
+    for (const id of resources) {
+      const u = this.keptProof.get(id);
+      if (u?.running && u.ticket === undefined) this.keptProof.set(id, { ...u, ticket });
+    }
+  }
+
+  /**
+   * Once a re-take's facts (its LeaseLost among them) are journaled: write this host's record over
+   * the proof of the intrusion the take found, and hand its descriptor to the store. Before that, a
+   * SIGKILL (a crash loop, a start timeout, the OOM killer) would leave this host's own record and
+   * nothing journaled: the next start would find nothing to report, and an adoption of a stored
+   * descriptor checks no gap (review26a F3). `which`: every kept record (no facts wait at all),
+   * the start's only ('start': the start's facts are journaled, the verifier's may wait: wait27), or
+   * those `which` says are journaled: each record by its own facts (its ticket, tieRetakes()), so a
+   * re-take whose facts still wait, or were never handed to the journal, writes nothing (engine29,
+   * review28b). Returns how many were written.
+   */
+  recordRetakes(which?: 'start' | ((r: KeptRetake) => boolean)): number {
     let n = 0;
     for (const [id, u] of [...this.keptProof]) {
-      // The start's facts are journaled, the verifier's may still wait: its proof stays (wait27).
-      if (only === 'start' && u.running) continue;
+      if (which === 'start' && u.running) continue;
+      if (typeof which === 'function' && !which({ resource: id, running: u.running === true, ...(u.ticket !== undefined ? { ticket: u.ticket } : {}) })) continue;
       this.keptProof.delete(id);
       const h = this.held.get(id);
       if (!h) continue;
@@ -1044,10 +1074,15 @@ export class Locker {
     return [...this.held].map(([id, h]) => ({ name: fdName(id), fd: h.fd, take: h }));
   }
 
-  /** In an adopted description: the generation our exclusive record carries, or the shared slot this description locks. */
+  /**
+   * In an adopted description: the generation our exclusive record carries, or the shared slot this
+   * description locks. Read through the page-aligned buffer (decision 0008): the description is
+   * O_DIRECT on a cluster filesystem, where a read into Buffer memory failed with EINVAL at random;
+   * the adoption then knew no generation, refreshed no record (engine29, review28b).
+   */
   private ownRecord(fd: number, file: string, mode: Mode): { gen?: number; slot?: number } {
-    const buf = Buffer.alloc(FILE_SPAN);
-    const n = fs.readSync(fd, buf, 0, FILE_SPAN, 0);
+    const buf = readAligned(fd, FILE_SPAN, 0);
+    const n = buf.length;
     if (mode === 'exclusive') {
       const head = decodeExclusive(buf.subarray(0, Math.min(n, RECORD_SIZE)));
       return head && head.mode === 'exclusive' && isOwnHost(head.host, this.host) ? { gen: head.gen } : {};
@@ -1072,7 +1107,12 @@ export class Locker {
     return {};
   }
 
-  /** The adopted record names the old process; write this one's pid (same generation). */
+  /**
+   * The adopted record names the old process; write this one's pid (same generation). Through the
+   * page-aligned buffer (decision 0008): the descriptor is O_DIRECT on a cluster filesystem (openFlags;
+   * the flag is the open file description's, so a handed-back copy has it too), where a write from
+   * Buffer memory failed with EINVAL whenever it crossed a page boundary (engine29, review28b).
+   */
   private refreshRecord(h: Held): void {
     if (h.mode === 'shared') {
       this.rewriteSlot(h);
@@ -1082,7 +1122,7 @@ export class Locker {
     const first = h.vms.values().next().value as (Owner & { since: string }) | undefined;
     if (!first) return;
     try {
-      fs.writeSync(h.fd, encodeExclusive({ v: 1, mode: 'exclusive', gen: h.gen, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, vm: { uuid: first.uuid, ...(first.name ? { name: first.name } : {}) } }), 0, RECORD_SIZE, 0);
+      writeAligned(h.fd, encodeExclusive({ v: 1, mode: 'exclusive', gen: h.gen, host: this.host, pid: process.pid, since: h.since, disk: h.ref.canonical, vm: { uuid: first.uuid, ...(first.name ? { name: first.name } : {}) } }, this.recordBuf), 0);
       if (this.syncRecords) fs.fdatasyncSync(h.fd);
     } catch {
       // The record is for humans and other hosts' readers; the verifier checks the descriptor.

@@ -119,7 +119,10 @@ test('past the bound the steps kept are bounded: a step past STEPS_KEPT is merge
   assert.is(p.merged, 11);
 });
 
-test('a merged step takes the newest step\'s place: no label goes back along seq', () => {
+// engine29 (review28c): the merged step keeps the EARLIER step's place, so the loss made after that step
+// stays in its pass (test/daemon/waiting-facts-merged-step-audit.unit.ts); the loss is relabelled to the
+// merged step's `from` (its own label kept as wallAt), so still no label goes back along seq.
+test('a merged step keeps the earlier step\'s place: no label goes back along seq', () => {
   const j = journal();
   const sf = new WaitingFacts(j, { stageFile: 'x', log: () => {}, remind: () => {}, stored: () => {}, lost: () => {}, max: 0 });
   for (let i = 0; i < STEPS_KEPT; i++) assert.ok(sf.later([step(t(1000 + i), t(100 + i))], REFUSED));
@@ -132,8 +135,10 @@ test('a merged step takes the newest step\'s place: no label goes back along seq
   j.full = false;
   sf.append([]);
   const kinds = j.rows.map((r) => r.kind);
-  assert.is(kinds[kinds.length - 2], 'LeaseLost');
-  assert.is(kinds[kinds.length - 1], 'ClockStepped');
+  assert.is(kinds[kinds.length - 2], 'ClockStepped');
+  assert.is(kinds[kinds.length - 1], 'LeaseLost');
+  assert.is(j.rows[kinds.length - 1]!.at, t(2000));
+  assert.is((j.rows[kinds.length - 1]!.payload as { wallAt?: string }).wallAt, lostAt);
   for (let i = 1; i < j.rows.length; i++) assert.ok(j.rows[i]!.at >= j.rows[i - 1]!.at, `seq ${i + 1} at ${j.rows[i]!.at} before ${j.rows[i - 1]!.at}`);
 });
 

@@ -9,11 +9,13 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { alignedScratch, readAligned, writeAligned } from '../../src/engine/aligned-io.js';
+import { decodeExclusive, encodeExclusive } from '../../src/engine/holder-record.js';
 import { Locker, inspectLockFile } from '../../src/engine/locker.js';
 import { resolveDisk } from '../../src/engine/resolve.js';
-import { initialState } from '../../src/engine/state.js';
+import { evolve, initialState } from '../../src/engine/state.js';
 import type { Intent, Mode, Owner } from '../../src/engine/types.js';
 import { tmpdir } from '../helpers/daemon.js';
+import { TestStore } from '../helpers/descriptor-store.js';
 
 function run(cmd: string, args: string[]): { ok: boolean; out: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
@@ -122,5 +124,81 @@ test('200 exclusive and 40 shared records under O_DIRECT on ext4: every acquire 
     b.closeAll();
   }
 });
+
+// engine29 item 3 (review28b LOW): an adopted exclusive lock's record names the process that handed its
+// descriptor over; Locker.refreshRecord() rewrote it with this pid through fs.writeSync from the
+// Buffer encodeExclusive allocates, on a descriptor that is O_DIRECT when the lockspace is on a
+// cluster filesystem (openFlags: syncRecords; the flag belongs to the open file description, so the
+// store's copy has it too). On a filesystem that enforces O_DIRECT's alignment that write failed with
+// EINVAL whenever the buffer crossed a page boundary, silently: the record kept the old pid. Fails
+// before (about one in eight records keeps the old pid); passes after (the aligned path, decision 0008).
+test('adopted exclusive descriptors under O_DIRECT on ext4: every record is rewritten with this process\'s pid', () => {
+  if (typeof mount === 'string') return;
+  const lockspace = path.join(mount.dir, 'lockspace-adopt');
+  const store = new TestStore();
+  const a = new Locker('hv-a', { fileLockspaceDir: lockspace, syncRecords: true, store });
+  let b: Locker | undefined;
+  const state = initialState();
+  const files: string[] = [];
+  const OLD_PID = 4_000_000;
+  try {
+    for (let i = 0; i < 128; i++) {
+      const { prepared, resource } = take(a, lockspace, `/images/adopt-${i}.qcow2`, owner(i));
+      assert.is(prepared.outcome.status, 'ok');
+      for (const f of prepared.facts) evolve(state, f);
+      files.push(resource.id);
+    }
+    // The records as the process that handed the descriptors over left them: its pid.
+    for (const file of files) {
+      const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_DIRECT);
+      try {
+        const r = decodeExclusive(readAligned(fd, 512, 0))!;
+        assert.is(r.host, 'hv-a');
+        writeAligned(fd, encodeExclusive({ ...r, pid: OLD_PID }), 0);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    a.closeAll();
+    // The next process (same host) is handed the descriptors (systemd's store) and adopts them.
+    b = new Locker('hv-a', { fileLockspaceDir: lockspace, syncRecords: true, store });
+    const adoption = b.adopt(state, store.passed(), new Date().toISOString(), 'adopted');
+    assert.equal(adoption.dropped, [], JSON.stringify(adoption.dropped));
+    assert.is(b.size, files.length);
+    const stale = files.filter((file) => inspectLockFile(file, { direct: true }).holders[0]?.pid !== process.pid);
+    assert.equal(b.verify(), []);
+    // Released by the adopting process: each record says free at the generation it had. The
+    // adoption reads its generation from the record (ownRecord) through the same O_DIRECT
+    // description; a read refused there left it unknown, and the release wrote no record at all (the
+    // file kept "exclusive", and a hand-over's reservation was never written).
+    const gens = files.map((file) => decodeExclusive(readFile(file))!.gen);
+    for (const [i, file] of files.entries()) {
+      const disk = `/images/adopt-${i}.qcow2`;
+      const d = resolveDisk({ path: disk, mode: 'exclusive' }, { fileLockspaceDir: lockspace }, initialState());
+      const p = b.prepare([{ kind: 'unlock', resource: d.resource, path: disk, owner: owner(i), how: 'drop' } as Intent], { at: new Date().toISOString(), source: 'test' });
+      assert.is(p.outcome.status, 'ok', file);
+      p.commit();
+    }
+    const notFreed = files.filter((file, i) => {
+      const r = decodeExclusive(readFile(file));
+      return r?.mode !== 'free' || r.gen !== gens[i];
+    });
+    assert.equal(stale.length, 0, `${stale.length} of ${files.length} adopted records still name the old process (pid ${OLD_PID}): the refresh was refused under O_DIRECT (and ${notFreed.length} released ones do not say free)`);
+    assert.equal(notFreed.length, 0, `${notFreed.length} of ${files.length} released records do not say free at their generation: ${JSON.stringify(notFreed.slice(0, 2).map((f) => decodeExclusive(readFile(f))))}`);
+  } finally {
+    a.closeAll();
+    b?.closeAll();
+    store.clear();
+  }
+});
+
+function readFile(file: string): Buffer {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+  try {
+    return readAligned(fd, 512, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 test.run();
