@@ -2,7 +2,7 @@
 // flock and fcntl locks are independent on Linux, so this guard never interferes with the lock files.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import fsExt from 'fs-ext';
+import { flockSync } from '../journal/flock.js';
 import { VmlockdError } from '../engine/errors.js';
 
 export interface InstanceGuard {
@@ -14,7 +14,7 @@ export function acquireInstanceGuard(stateDir: string): InstanceGuard {
   const pidFile = path.join(stateDir, 'vmlockd.pid');
   const fd = fs.openSync(pidFile, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
   try {
-    fsExt.flockSync(fd, 'exnb');
+    flockSync(fd, 'exnb');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') {

@@ -6,7 +6,7 @@
 // acknowledgement) the stage checks that its fd is still the file at its path; if not, every fact not
 // yet in SQLite (the stage keeps them in memory) is written to a fresh file, synced, renamed over the
 // path, the directory synced, and the stage switches to it before acknowledging anything more.
-import fsExt from 'fs-ext';
+import { flockSync } from './flock.js';
 import { closeSync, fdatasyncSync, fstatSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync, constants as fsConstants } from 'node:fs';
 import * as path from 'node:path';
 
@@ -65,7 +65,7 @@ export function rewriteStage(file: string, text: string): { fd: number; size: nu
   const fd = openSync(tmp, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_TRUNC, 0o600);
   const buf = Buffer.from(text);
   try {
-    fsExt.flockSync(fd, 'exnb');
+    flockSync(fd, 'exnb');
     for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off, off);
     fdatasyncSync(fd);
     renameSync(tmp, file);

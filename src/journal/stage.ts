@@ -3,7 +3,7 @@
 // batches. This module owns that file: writing it, moving its facts, recovering what a crashed
 // process left in it. See docs/decisions/0006.
 import type Database from 'better-sqlite3';
-import fsExt from 'fs-ext';
+import { flockSync } from './flock.js';
 import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync, constants as fsConstants } from 'node:fs';
 import { JournalError } from './errors.js';
 import { failure, writeError, type WriteFailure } from './health.js';
@@ -185,7 +185,7 @@ export class Stage {
     // A staged writer holds an flock on its staging file while it is open: a second writer (a
     // `journal compact` beside the running daemon) must leave the daemon's staged facts to it.
     try {
-      fsExt.flockSync(fd, 'exnb');
+      flockSync(fd, 'exnb');
     } catch (e) {
       closeSync(fd);
       if ((e as NodeJS.ErrnoException).code !== 'EAGAIN' && (e as NodeJS.ErrnoException).code !== 'EWOULDBLOCK') throw e;
