@@ -33,6 +33,7 @@ import { readSuccessor, sealedRecently, successorFileName } from '../journal/seg
 import { PrefixHash, RACY_MS, WholeTracker, lineAfter, sameStamp, stampAt, stampOf, verifyWhole, type WholeRecord } from './cluster-cache-identity.js';
 import { ChainBudget, freeSpace } from './cluster-cache-bounds.js';
 import { pinOf } from '../engine/locker-hosts.js';
+import { LoaderPool, catchUpThreads, parallelBytes, type LoaderDone, type LoaderError } from './cluster-cache-threads.js';
 
 /**
  * Facts per cache transaction: big enough that the commit is amortised, small enough that a batch's
@@ -61,6 +62,13 @@ const CACHE_PAGE_SIZE = 16384;
  */
 const BULK_BYTES = 16 * 1024 * 1024;
 const BULK_SHARE = 0.25;
+/**
+ * New segment bytes from which a chain is loaded on a loader thread (decision 0030): BULK_BYTES, the
+ * loads that matter to the catch-up's wall time (~5-6 s of CPU time per 1M facts, ~150 MiB). A thread
+ * costs its start (an isolate, the module graph: ~40-70 ms) and loads into its own SQLite connection;
+ * below this a chain is done by the main thread in less than that.
+ */
+const PARALLEL_BYTES = BULK_BYTES;
 /** How long a chain's catch-up is tried again while another process's catch-up of it commits first. */
 const CONCURRENT_MS = 60_000;
 const STATE_KEY = 'cluster_state';
@@ -364,7 +372,12 @@ export class ClusterCache {
     }
   }
 
-  /** Reads every host's new segment bytes into the cache. */
+  /**
+   * Reads every host's new segment bytes into the cache. With VMLOCKD_CLUSTER_THREADS above 1 (by
+   * default the machine's parallelism), a chain with PARALLEL_BYTES or more to read goes to a loader
+   * thread while this thread loads the others (cluster-cache-threads.ts, decision 0030); the report
+   * is assembled in the listing's order either way, so it is the serial catch-up's.
+   */
   catchUp(): CatchUpReport {
     const t0 = performance.now();
     const problems: CatchUpProblem[] = [];
@@ -381,72 +394,140 @@ export class ClusterCache {
     const unreadable = new Set<string>();
     const budget = new ChainBudget();
     let roomSaid = false;
-    for (const host of hosts) {
-      let segs: SegmentFile[];
-      try {
-        segs = listSegments(path.join(this.lockspace, PUBLISHED_DIR, host));
-      } catch {
-        unreadable.add(host);
-        continue; // removed while listing
+    const threads = catchUpThreads();
+    const pool = threads > 1 ? new LoaderPool(threads - 1) : undefined;
+    const threshold = parallelBytes(PARALLEL_BYTES);
+    /** The report's parts in the listing's order: a chain's once it is loaded (here or on a loader). */
+    const parts: Array<() => void> = [];
+    /** Chains on a loader: their outcome, filled in as their loaders answer. */
+    const onLoader = new Map<number, { out?: ChainOutcome }>();
+    const settle = (done: LoaderDone[]): void => {
+      for (const d of done) onLoader.get(d.id)!.out = 'died' in d ? { died: true } : 'result' in d ? { r: d.result } : { e: loaderError(d.error) };
+    };
+    const take = (host: string, journal: string, hostDir: string, list: SegmentFile[], out: ChainOutcome): void => {
+      if ('died' in out) {
+        // Its thread ended without an answer: its build file (if it was building the chain) is nobody's.
+        removeBuild(buildFileName(this.chainFile(host, journal), process.pid));
+        problems.push({ file: hostDir, offset: 0, line: 0, reason: `cannot read journal ${journal} (${list.map((s) => s.name).join(', ')}): the catch-up worker died; answers leave out what it did not commit, the next catch-up reads it again`, host, journal, segment: list[0]?.name ?? '' });
+        return;
       }
-      for (const s of segs) listed.add(`${host}/${s.journalId}`);
-      const byJournal = new Map<string, SegmentFile[]>();
-      for (const s of segs) {
-        const list = byJournal.get(s.journalId);
-        if (list === undefined) byJournal.set(s.journalId, [s]);
-        else list.push(s);
+      if ('e' in out) {
+        const e = out.e;
+        if (e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') return;
+        // One host's unreadable entry is that host's problem, named with its path; the others are read.
+        problems.push({ file: hostDir, offset: 0, line: 0, reason: `cannot read journal ${journal} (${list.map((s) => s.name).join(', ')}): ${(e as Error).message}`, host, journal, segment: list[0]?.name ?? '' });
+        return;
       }
-      // Bounded (cluster-cache-bounds.ts): no file for a chain without facts, so many chains per host and in all.
-      const hostDir = path.join(this.lockspace, PUBLISHED_DIR, host);
-      const plan = budget.plan(hostDir, byJournal, (j) => fs.existsSync(this.chainFile(host, j)));
-      if (plan.over !== undefined) {
-        const first = [...plan.admit].find(([, a]) => a === 'over')!;
-        problems.push({ file: hostDir, offset: 0, line: 0, reason: plan.over, host, journal: first[0], segment: byJournal.get(first[0])![0]!.name });
+      const r = out.r;
+      newFacts += r.facts;
+      if (r.problem !== undefined) problems.push(r.problem);
+      if (r.missing !== undefined) {
+        problems.push(r.missing);
+        missingNewest.push(r.missing);
       }
-      for (const [journal, list] of byJournal) {
-        chains++;
-        const head = missingHead(hostDir, host, journal, list);
-        if (head !== undefined) missingHeads.push(head);
-        if (plan.admit.get(journal) !== 'read') continue;
-        const room = floorProblem(this.dir, host, journal, list, roomSaid);
-        if (room !== undefined) {
-          if (room !== null) problems.push(room);
-          roomSaid = true;
-          continue;
-        }
-        let r: ReturnType<ClusterCache['catchUpChain']> | undefined;
+      if (r.note !== undefined) notes.push({ host, journal, text: r.note });
+      resets.push(...r.resets);
+      if (r.pendingTail) pendingTails++;
+    };
+    try {
+      for (const host of hosts) {
+        let segs: SegmentFile[];
         try {
-          // Another process's catch-up committed first (or holds the chain's write lock past the busy
-          // timeout: a bulk load is one transaction): caught up again from what it committed, so this
-          // answer reads all that was published when it was asked, not the other's part load (review28c
-          // F6: before, it answered from it, silently). Past CONCURRENT_MS, as last committed.
-          const until = performance.now() + CONCURRENT_MS;
-          while (r === undefined) {
-            try {
-              r = this.catchUpChain(host, journal, list);
-            } catch (e) {
-              if (!(e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') || performance.now() > until) throw e;
+          segs = listSegments(path.join(this.lockspace, PUBLISHED_DIR, host));
+        } catch {
+          unreadable.add(host);
+          continue; // removed while listing
+        }
+        for (const s of segs) listed.add(`${host}/${s.journalId}`);
+        const byJournal = new Map<string, SegmentFile[]>();
+        for (const s of segs) {
+          const list = byJournal.get(s.journalId);
+          if (list === undefined) byJournal.set(s.journalId, [s]);
+          else list.push(s);
+        }
+        // Bounded (cluster-cache-bounds.ts): no file for a chain without facts, so many chains per host and in all.
+        const hostDir = path.join(this.lockspace, PUBLISHED_DIR, host);
+        const plan = budget.plan(hostDir, byJournal, (j) => fs.existsSync(this.chainFile(host, j)));
+        if (plan.over !== undefined) {
+          const first = [...plan.admit].find(([, a]) => a === 'over')!;
+          const over: CatchUpProblem = { file: hostDir, offset: 0, line: 0, reason: plan.over, host, journal: first[0], segment: byJournal.get(first[0])![0]!.name };
+          parts.push(() => problems.push(over));
+        }
+        for (const [journal, list] of byJournal) {
+          chains++;
+          const head = missingHead(hostDir, host, journal, list);
+          if (head !== undefined) missingHeads.push(head);
+          if (plan.admit.get(journal) !== 'read') continue;
+          // Loads in flight on the loaders may still grow by what pool.reserved() says.
+          const room = floorProblem(this.dir, host, journal, list, roomSaid, pool?.reserved() ?? 0);
+          if (room !== undefined) {
+            if (room !== null) parts.push(() => problems.push(room));
+            roomSaid = true;
+            continue;
+          }
+          if (pool !== undefined) {
+            settle(pool.collect(false));
+            const file = this.chainFile(host, journal);
+            const bytes = newBytes(file, hostDir, list);
+            if (bytes >= threshold && bytes > 0 && pool.hasFree()) {
+              const id = onLoader.size + 1;
+              const slot: { out?: ChainOutcome } = {};
+              onLoader.set(id, slot);
+              pool.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host, journal, segs: list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], bytes);
+              parts.push(() => take(host, journal, hostDir, list, slot.out!));
+              continue;
             }
           }
-        } catch (e) {
-          if (e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') continue;
-          // One host's unreadable entry is that host's problem, named with its path; the others are read.
-          problems.push({ file: hostDir, offset: 0, line: 0, reason: `cannot read journal ${journal} (${list.map((s) => s.name).join(', ')}): ${(e as Error).message}`, host, journal, segment: list[0]?.name ?? '' });
-          continue;
+          let out: ChainOutcome;
+          try {
+            out = { r: this.loadChain(host, journal, list) };
+          } catch (e) {
+            out = { e };
+          }
+          parts.push(() => take(host, journal, hostDir, list, out));
         }
-        newFacts += r.facts;
-        if (r.problem !== undefined) problems.push(r.problem);
-        if (r.missing !== undefined) {
-          problems.push(r.missing);
-          missingNewest.push(r.missing);
-        }
-        if (r.note !== undefined) notes.push({ host, journal, text: r.note });
-        resets.push(...r.resets);
-        if (r.pendingTail) pendingTails++;
       }
+      if (pool !== undefined) {
+        while (pool.busy() > 0) settle(pool.collect(true));
+        if (pool.noLink) this.noLink = true;
+      }
+    } finally {
+      pool?.close();
     }
+    for (const p of parts) p();
     this.unlistChains(listed, unreadable);
     return { hosts: hosts.length, chains, newFacts, ms: performance.now() - t0, problems, resets, pendingTails, missingNewest, missingHeads, notes };
+  }
+
+  /** A cache object for a loader thread (cluster-cache-worker.ts): the main thread's cache directory, and what it knows of link(2). */
+  static forLoader(dir: string, lockspace: string, noLink: boolean): ClusterCache {
+    const c = new ClusterCache(dir, lockspace);
+    c.noLink = noLink;
+    return c;
+  }
+
+  /** Whether link(2) failed here as on a filesystem without hard links (a loader thread tells the main thread). */
+  get linkless(): boolean {
+    return this.noLink;
+  }
+
+  /**
+   * One chain's catch-up, as catchUp runs it on this thread or a loader thread: tried again while
+   * another process's catch-up of it commits first. Throws what it ended in (catchUp's `take`).
+   */
+  loadChain(host: string, journal: string, list: SegmentFile[]): LoadResult {
+    // Another process's catch-up committed first (or holds the chain's write lock past the busy
+    // timeout: a bulk load is one transaction): caught up again from what it committed, so this
+    // answer reads all that was published when it was asked, not the other's part load (review28c
+    // F6: before, it answered from it, silently). Past CONCURRENT_MS, as last committed.
+    const until = performance.now() + CONCURRENT_MS;
+    for (;;) {
+      try {
+        return this.catchUpChain(host, journal, list);
+      } catch (e) {
+        if (!(e instanceof ConcurrentCatchUp || (e as { code?: unknown }).code === 'SQLITE_BUSY') || performance.now() > until) throw e;
+      }
+    }
   }
 
   /**
@@ -619,9 +700,9 @@ export class ClusterCache {
  * A problem when the cache's filesystem has less free space than its floor (cluster-cache-bounds.ts):
  * the chain is not read into the cache (answers keep what it read before). null: said already.
  */
-function floorProblem(dir: string, host: string, journal: string, segs: readonly SegmentFile[], said: boolean): CatchUpProblem | null | undefined {
+function floorProblem(dir: string, host: string, journal: string, segs: readonly SegmentFile[], said: boolean, reserved: number): CatchUpProblem | null | undefined {
   const room = freeSpace(dir);
-  if (room === undefined || room.free >= room.floor) return undefined;
+  if (room === undefined || room.free - reserved >= room.floor) return undefined;
   if (said) return null;
   const mib = (n: number): string => `${Math.floor(n / (1024 * 1024))} MiB`;
   return {
@@ -632,7 +713,7 @@ function floorProblem(dir: string, host: string, journal: string, segs: readonly
     journal,
     segment: segs[0]?.name ?? '',
     reason:
-      `the cluster cache ${dir} has ${mib(room.free)} free on its filesystem, under its floor of ${mib(room.floor)} (10% of it, at most 512 MiB; the daemon's journal may live there): ` +
+      `the cluster cache ${dir} has ${mib(room.free)} free on its filesystem${reserved > 0 ? ` (${mib(reserved)} of it kept for the chains loading in parallel)` : ''}, under its floor of ${mib(room.floor)} (10% of it, at most 512 MiB; the daemon's journal may live there): ` +
       `new history is not read into the cache, answers stop at what it read before; free space there, or give --cache DIR on another filesystem`,
   };
 }
@@ -878,7 +959,42 @@ function readState(file: string): ChainState | undefined {
   });
 }
 
-interface LoadResult {
+/** What loading a chain came to: its result, the error it ended in, or its loader thread died without an answer. */
+type ChainOutcome = { r: LoadResult } | { e: unknown } | { died: true };
+
+/** A loader thread's error as the serial path's catch sees a thrown one (ConcurrentCatchUp, an SQLite code). */
+function loaderError(e: LoaderError): unknown {
+  if (e.concurrent) return new ConcurrentCatchUp();
+  return Object.assign(new Error(e.message), e.code !== undefined ? { code: e.code } : {});
+}
+
+/**
+ * The segment bytes a chain's catch-up would read, from where its hint says the cache stands (all of
+ * them without a hint or a chain file). Only to choose the thread a chain is loaded on; one stat per
+ * segment from there, as nothingNew's own check does.
+ */
+function newBytes(file: string, dir: string, segs: readonly SegmentFile[]): number {
+  let from = 0;
+  let offset = 0;
+  try {
+    const hint = JSON.parse(fs.readFileSync(hintFile(file), 'utf8')) as ChainHint;
+    const at = segs.findIndex((s) => s.name === hint.segment);
+    if (at !== -1 && typeof hint.offset === 'number' && fs.existsSync(file)) {
+      from = at;
+      offset = hint.offset;
+    }
+  } catch {
+    // no hint: all of it
+  }
+  let n = -offset;
+  for (let i = from; i < segs.length; i++) n += sizeHint(path.join(dir, segs[i]!.name));
+  return n;
+}
+
+/** Test hooks a loader thread sets (cluster-cache-worker.ts): never set on the main thread. */
+export const loaderHooks: { afterCommit?: (host: string) => void } = {};
+
+export interface LoadResult {
   facts: number;
   problem?: CatchUpProblem;
   /** The chain's sealed newest segment lacks the successor its writer said it creates (successorMissing). */
@@ -1474,6 +1590,7 @@ class ChainLoader {
       this.putState.run(JSON.stringify(next));
     }).immediate();
     this.committed = `${next.segment}@${next.decoder.offset}`;
+    loaderHooks.afterCommit?.(this.host);
     if (back.length > 0) this.vanishedMax = (this.db.prepare('SELECT max(seq) FROM vanished').pluck().get() as number | null) ?? 0;
     this.loaded += facts.length;
     if (facts.length > 0) this.held = Math.max(this.held, facts[facts.length - 1]!.seq);

@@ -1,0 +1,221 @@
+// The parallel catch-up of the cluster read cache (decision 0030). ClusterCache.catchUp stays
+// synchronous (its callers are), and each chain is a file of its own (<cache>/<host>/<journal>.db), so a
+// chain with a lot to read (PARALLEL_BYTES of new segment bytes) is loaded on a loader thread
+// (cluster-cache-worker.ts) while the main thread loads the others. The main thread never runs its
+// event loop inside catchUp: it waits for the loaders with Atomics.wait on a shared counter every
+// loader bumps after posting, takes their answers with receiveMessageOnPort, and, since a thread that
+// ended cannot say so there, checks at each timeout that each busy loader's kernel thread is still in
+// /proc/self/task. VMLOCKD_CLUSTER_THREADS=1 is the serial catch-up exactly: no thread is started.
+import { existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker, type WorkerOptions } from 'node:worker_threads';
+import type { SegmentFile } from '../journal/segment.js';
+import { startThread } from '../journal/young-generation.js';
+import type { LoadResult } from './cluster-cache.js';
+
+/** The slot of the counter every loader bumps (and notifies) after each post; loader i's own count is slot i + 1. */
+export const LOADER_POSTED = 0;
+const MAX_THREADS = 16;
+/** A wait for the loaders looks this often whether a busy one's thread is gone. */
+const WAIT_SLICE_MS = 200;
+/** A loader that has not said which thread it is within this long after its start is taken as dead (its module failed to load). */
+const START_MS = 60_000;
+/**
+ * Room a loading chain may still take on the cache's filesystem, per segment byte it reads: the chain
+ * file with its covering indexes is ~1.3-1.5x the segment bytes read (bench/README.md, session 31),
+ * and an index build sorts through temporary space: 3x leaves a margin (floorProblem).
+ */
+const ROOM_PER_BYTE = 3;
+
+/** Threads loading chains in one catch-up, the main thread included: VMLOCKD_CLUSTER_THREADS, else the machine's parallelism (at most 16). */
+export function catchUpThreads(): number {
+  const raw = process.env.VMLOCKD_CLUSTER_THREADS;
+  const n = raw === undefined || raw.trim() === '' ? os.availableParallelism() : Number(raw);
+  return Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_THREADS) : 1;
+}
+
+/** New segment bytes from which a chain goes to a loader thread (`fallback`: BULK_BYTES); VMLOCKD_TEST_CLUSTER_PARALLEL_BYTES in the tests. */
+export function parallelBytes(fallback: number): number {
+  const raw = process.env.VMLOCKD_TEST_CLUSTER_PARALLEL_BYTES;
+  const n = raw === undefined || raw === '' ? NaN : Number(raw);
+  return Number.isSafeInteger(n) && n >= 0 ? n : fallback;
+}
+
+export interface LoaderData {
+  port: MessagePort;
+  slots: SharedArrayBuffer;
+  slot: number;
+}
+
+/** main -> loader: one chain's catch-up. */
+export interface ToLoader {
+  id: number;
+  dir: string;
+  lockspace: string;
+  host: string;
+  journal: string;
+  segs: SegmentFile[];
+  noLink: boolean;
+}
+
+/** An error a chain's catch-up ended in, as the serial path's catch sees it (ConcurrentCatchUp, an SQLite code). */
+export interface LoaderError {
+  message: string;
+  code?: string;
+  concurrent: boolean;
+}
+
+/** loader -> main */
+export type FromLoader = { tid: number } | { id: number; result: LoadResult; noLink: boolean } | { id: number; error: LoaderError; noLink: boolean };
+
+export type LoaderDone = { id: number; result: LoadResult } | { id: number; error: LoaderError } | { id: number; died: true };
+
+interface Loader {
+  worker: Worker;
+  port: MessagePort;
+  slot: number;
+  started: number;
+  tid?: number;
+  dead: boolean;
+  job?: { id: number; files: readonly string[]; size0: number; bytes: number };
+}
+
+/** Built: cluster-cache-worker.js beside this file. From source (tests, bench): the .ts, with tsx's loader registered in the thread (as mover.ts does). */
+function startLoader(options: WorkerOptions): Worker {
+  const here = fileURLToPath(import.meta.url);
+  const js = new URL('./cluster-cache-worker.js', import.meta.url);
+  if (!here.endsWith('.ts') || existsSync(fileURLToPath(js))) return startThread(js, options);
+  const tsx = createRequire(import.meta.url).resolve('tsx/package.json');
+  const api = pathToFileURL(join(dirname(tsx), 'dist', 'esm', 'api', 'index.mjs')).href;
+  const ts = new URL('./cluster-cache-worker.ts', import.meta.url).href;
+  return startThread(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); })`, options);
+}
+
+function sizeOf(files: readonly string[]): number {
+  let n = 0;
+  for (const f of files) {
+    try {
+      n += statSync(f).size;
+    } catch {
+      // not there (yet, or any more)
+    }
+  }
+  return n;
+}
+
+/** One catch-up's loader threads: started as chains need them (at most `size`), terminated by close(). */
+export class LoaderPool {
+  private readonly slots: Int32Array;
+  private readonly loaders: Loader[] = [];
+  /** A loader found the cache's filesystem without link(2) (ClusterCache.noLink). */
+  noLink = false;
+
+  constructor(private readonly size: number) {
+    this.slots = new Int32Array(new SharedArrayBuffer(4 * (size + 1)));
+  }
+
+  /** Whether a job would go to a loader now (one idle, or room to start one). */
+  hasFree(): boolean {
+    return this.loaders.some((l) => !l.dead && l.job === undefined) || this.loaders.filter((l) => !l.dead).length < this.size;
+  }
+
+  busy(): number {
+    return this.loaders.filter((l) => l.job !== undefined).length;
+  }
+
+  /**
+   * Sends a chain to a free loader (hasFree() must be true). `files`: where the chain grows (its file,
+   * WAL and build file), for reserved(); `bytes`: the new segment bytes it reads.
+   */
+  dispatch(job: ToLoader, files: readonly string[], bytes: number): void {
+    let l = this.loaders.find((x) => !x.dead && x.job === undefined);
+    if (l === undefined) {
+      const slot = this.loaders.length + 1;
+      if (slot > this.size) {
+        // A dead loader's slot is taken again.
+        const i = this.loaders.findIndex((x) => x.dead);
+        l = this.start(i + 1);
+        this.loaders[i] = l;
+      } else {
+        l = this.start(slot);
+        this.loaders.push(l);
+      }
+    }
+    l.job = { id: job.id, files, size0: sizeOf(files), bytes };
+    l.port.postMessage({ ...job, noLink: job.noLink || this.noLink });
+  }
+
+  private start(slot: number): Loader {
+    const { port1, port2 } = new MessageChannel();
+    const data: LoaderData = { port: port2, slots: this.slots.buffer as SharedArrayBuffer, slot };
+    const worker = startLoader({ workerData: data, transferList: [port2], name: 'vmlockd-cluster-catch-up' });
+    worker.unref();
+    port1.unref();
+    return { worker, port: port1, slot, started: performance.now(), dead: false };
+  }
+
+  /**
+   * Room the chains loading on the loaders may still take on the cache's filesystem: ROOM_PER_BYTE
+   * per segment byte each reads, less what its files grew since it started. The free-space floor
+   * is checked against free space less this, so loads in parallel stay where the serial path would.
+   */
+  reserved(): number {
+    let n = 0;
+    for (const l of this.loaders) if (l.job !== undefined) n += Math.max(0, ROOM_PER_BYTE * l.job.bytes - (sizeOf(l.job.files) - l.job.size0));
+    return n;
+  }
+
+  /** The answers posted so far, without waiting. */
+  private drain(out: LoaderDone[]): void {
+    for (const l of this.loaders) {
+      if (l.dead) continue;
+      for (let m = receiveMessageOnPort(l.port); m !== undefined; m = receiveMessageOnPort(l.port)) {
+        const msg = m.message as FromLoader;
+        if ('tid' in msg) {
+          l.tid = msg.tid;
+          continue;
+        }
+        if (msg.noLink) this.noLink = true;
+        l.job = undefined;
+        out.push('result' in msg ? { id: msg.id, result: msg.result } : { id: msg.id, error: msg.error });
+      }
+    }
+  }
+
+  /**
+   * The chains finished since the last call; with `wait`, waits until at least one is (or its
+   * loader is found dead) while any is busy. A loader whose thread is gone is said `died` for its
+   * chain and not used again.
+   */
+  collect(wait: boolean): LoaderDone[] {
+    const out: LoaderDone[] = [];
+    for (;;) {
+      const seen = Atomics.load(this.slots, LOADER_POSTED);
+      this.drain(out);
+      if (out.length > 0 || !wait || this.busy() === 0) return out;
+      if (Atomics.wait(this.slots, LOADER_POSTED, seen, WAIT_SLICE_MS) !== 'timed-out') continue;
+      this.drain(out);
+      for (const l of this.loaders) {
+        if (l.job === undefined || l.dead) continue;
+        const gone = l.tid !== undefined ? !existsSync(`/proc/self/task/${l.tid}`) : performance.now() - l.started > START_MS;
+        if (!gone) continue;
+        l.dead = true;
+        out.push({ id: l.job.id, died: true });
+        l.job = undefined;
+        void l.worker.terminate().catch(() => undefined);
+      }
+    }
+  }
+
+  /** Every loader ended (threads terminated; unref'd, they never hold the process). */
+  close(): void {
+    for (const l of this.loaders) {
+      l.port.close();
+      void l.worker.terminate().catch(() => undefined);
+    }
+    this.loaders.length = 0;
+  }
+}

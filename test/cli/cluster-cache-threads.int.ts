@@ -1,0 +1,182 @@
+// The parallel catch-up of the cluster read cache (decision 0030): chains loaded on loader threads
+// (VMLOCKD_CLUSTER_THREADS=3, and VMLOCKD_TEST_CLUSTER_PARALLEL_BYTES=1 so every chain with anything
+// to read goes to one) answer exactly what the serial catch-up (VMLOCKD_CLUSTER_THREADS=1) answers:
+// the same facts, the same problems named the same way, in the same order. A loader thread that dies
+// without an answer is named as the chain's problem and its build file removed, the other chains are
+// read; a catch-up SIGKILLed mid-load leaves a cache the next one completes.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GENESIS_HASH, chainHash, type ChainRow } from '../../src/journal/schema.js';
+import { MAIN, cli, tmpdir, until } from '../helpers/daemon.js';
+import { segmentWriter } from '../helpers/segments.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+
+/** One host's published history: `facts` lock facts over disks shared between hosts at times, in segments of `segmentBytes`. */
+function publish(lockspace: string, host: string, journal: string, h: number, facts: number, segmentBytes: number): void {
+  const w = segmentWriter(lockspace, host, journal, { segmentBytes });
+  let prev = GENESIS_HASH;
+  const held = new Map<string, string>();
+  for (let seq = 1; seq <= facts; seq++) {
+    const vm = (seq * 7 + h) % 300;
+    const uuid = `5a1e0000-0000-4000-8000-${String(h * 1000 + vm).padStart(12, '0')}`;
+    const name = `vm-${h}-${vm}`;
+    const disk = seq % 10 === 0 ? `/srv/shared/d${seq % 40}.img` : `/var/lib/libvirt/images/${name}.qcow2`;
+    const releasing = held.get(disk) === uuid;
+    const kind = seq % 97 === 0 ? 'LockRefused' : releasing ? 'LockReleased' : 'LockAcquired';
+    if (kind === 'LockAcquired') held.set(disk, uuid);
+    if (kind === 'LockReleased') held.delete(disk);
+    const row: ChainRow = {
+      seq,
+      at: new Date(T0 + seq * 1000 + h * 333).toISOString(),
+      host,
+      kind,
+      resource: `/ls/${disk.replace(/\W/g, '')}`,
+      disk,
+      owner: uuid,
+      owner_name: name,
+      payload: JSON.stringify({ owner: { uuid, name }, mode: 'exclusive', source: 'virsh', n: seq }),
+    };
+    prev = chainHash(prev, row);
+    w.add(row, prev);
+  }
+  w.flush();
+}
+
+function setup(prefix: string) {
+  const root = tmpdir(prefix);
+  const ls = path.join(root, 'lockspace');
+  const home = path.join(root, 'home');
+  const state = path.join(root, 'state');
+  fs.mkdirSync(home);
+  fs.mkdirSync(state);
+  const env = { HOME: home, XDG_CACHE_HOME: path.join(home, '.cache'), VMLOCKD_CONFIG: '/nonexistent', VMLOCKD_SOCKET: path.join(home, 'none.sock'), VMLOCKD_TEST_CLUSTER_PARALLEL_BYTES: '1', VMLOCKD_TEST_CLUSTER_WORKER_DIE: '' };
+  const serial = { ...env, VMLOCKD_CLUSTER_THREADS: '1' };
+  const parallel = { ...env, VMLOCKD_CLUSTER_THREADS: '3' };
+  return { root, ls, state, serial, parallel };
+}
+
+/** Every question kind the compare runs: an answer as of a time, overlaps, a timeline, conflicts, a VM's history, all facts since. */
+function questions(): string[][] {
+  const at = new Date(T0 + 1_500 * 1000).toISOString();
+  return [
+    ['--disk', '/srv/shared/d10.img', '--at', at, '--json'],
+    ['--disk', '/srv/shared/d20.img', '--json', '--limit', '0'],
+    ['--overlaps', '--disk', '/srv/shared/d30.img', '--json'],
+    ['--timeline', '--disk', '/srv/shared/d30.img', '--width', '100', '--since', new Date(T0).toISOString(), '--until', new Date(T0 + 86_400_000).toISOString()],
+    ['--conflicts', '--json', '--limit', '0'],
+    ['--vm', 'vm-2-17', '--json', '--limit', '0'],
+    ['--json', '--limit', '400', '--since', new Date(T0 + 2_500 * 1000).toISOString()],
+  ];
+}
+
+/** The answers of every question on `cache`, and journal verify --cluster's, each as {code, stdout, stderr}. */
+function answers(ls: string, state: string, cache: string, env: NodeJS.ProcessEnv): Array<{ q: string; code: number; stdout: string; stderr: string }> {
+  const out = questions().map((q) => ({ q: q.join(' '), ...cli(['audit', '--cluster', '--lockspace', ls, '--cache', cache, ...q], { env }) }));
+  out.push({ q: 'journal verify --cluster', ...cli(['journal', 'verify', '--cluster', '--lockspace', ls, '--cache', cache, '--state-dir', state, '--json'], { env }) });
+  return out;
+}
+
+function sameAnswers(a: ReturnType<typeof answers>, b: ReturnType<typeof answers>, what: string): void {
+  for (let i = 0; i < a.length; i++) {
+    assert.is(a[i]!.code, b[i]!.code, `${what}: ${a[i]!.q}: exit code (${a[i]!.stderr} / ${b[i]!.stderr})`);
+    assert.ok(a[i]!.stdout.length > 2, `${what}: ${a[i]!.q} answered something`);
+    // Times of now (a crash window's end for a daemon not restarted since, when vanished facts were
+    // noticed), verify's timing and the cache's directory (named in verify's reasons) aside.
+    const norm = (s: string): string => s.replace(/"(ms|elapsedMs|seconds)":\s*[0-9.]+/g, '"$1":0').replace(/(vmlockd-cache-threads[^/]*)\/[^/\s"]+\//g, '$1/CACHE/').replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z/g, (t) => (Date.parse(t) > T0 + 86_400_000 * 60 ? 'NOW' : t));
+    assert.is(norm(a[i]!.stdout), norm(b[i]!.stdout), `${what}: ${a[i]!.q}: the parallel catch-up answers otherwise than the serial one`);
+    assert.is(norm(a[i]!.stderr), norm(b[i]!.stderr), `${what}: ${a[i]!.q}: stderr\n${a[i]!.stderr}\n---\n${b[i]!.stderr}`);
+  }
+}
+
+test('threads=3 (every chain on a loader thread) answers every question as threads=1, a damaged chain named the same way', () => {
+  const s = setup('vmlockd-cache-threads-');
+  // Five chains over four hosts (hv-d has two journals), several segments each.
+  publish(s.ls, 'hv-a', 'a000000000000001', 1, 3000, 128 * 1024);
+  publish(s.ls, 'hv-b', 'b000000000000001', 2, 3000, 128 * 1024);
+  publish(s.ls, 'hv-c', 'c000000000000001', 3, 2000, 128 * 1024);
+  publish(s.ls, 'hv-d', 'd000000000000001', 4, 1500, 128 * 1024);
+  publish(s.ls, 'hv-d', 'd000000000000002', 5, 500, 64 * 1024);
+  const serialCache = path.join(s.root, 'cache-serial');
+  const parallelCache = path.join(s.root, 'cache-parallel');
+  sameAnswers(answers(s.ls, s.state, parallelCache, s.parallel), answers(s.ls, s.state, serialCache, s.serial), 'fresh caches');
+
+  // A problem in one chain: a fact altered in place in hv-c's second segment (its chain hash no longer
+  // matches), and facts appended to hv-a (an incremental catch-up beside it). Fresh caches and the
+  // caches above, each way.
+  const dir = path.join(s.ls, '.journal', 'hv-c');
+  const seg = fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).sort()[1]!;
+  const text = fs.readFileSync(path.join(dir, seg), 'utf8');
+  const i = text.indexOf('"LockAcquired"', text.length >> 1);
+  fs.writeFileSync(path.join(dir, seg), text.slice(0, i) + '"LockReleased"' + text.slice(i + '"LockAcquired"'.length));
+  publish(s.ls, 'hv-e', 'e000000000000001', 6, 800, 64 * 1024);
+  const p = answers(s.ls, s.state, parallelCache, s.parallel);
+  sameAnswers(p, answers(s.ls, s.state, serialCache, s.serial), 'warm caches, a damaged chain');
+  sameAnswers(answers(s.ls, s.state, path.join(s.root, 'fresh-p'), s.parallel), answers(s.ls, s.state, path.join(s.root, 'fresh-s'), s.serial), 'fresh caches, a damaged chain');
+  assert.match(p[0]!.stderr, new RegExp(`host hv-c: journal c000000000000001: segment ${seg}`), `the damaged chain is named: ${p[0]!.stderr}`);
+  fs.rmSync(s.root, { recursive: true, force: true });
+});
+
+test('a loader thread that dies without an answer: its chain named, its build removed, the others read; the next catch-up completes it', () => {
+  const s = setup('vmlockd-cache-threads-died-');
+  publish(s.ls, 'hv-a', 'a000000000000001', 1, 3000, 128 * 1024);
+  publish(s.ls, 'hv-b', 'b000000000000001', 2, 3000, 128 * 1024);
+  publish(s.ls, 'hv-c', 'c000000000000001', 3, 3000, 128 * 1024);
+  const cache = path.join(s.root, 'cache');
+  const ask = (c: string): string[] => ['audit', '--cluster', '--lockspace', s.ls, '--cache', c, '--json', '--limit', '0', '--since', new Date(T0 + 2_800 * 1000).toISOString()];
+  const q = ask(cache);
+  // hv-b's loader ends its thread after its first batch (cluster-cache-worker.ts's test hook).
+  const died = cli(q, { env: { ...s.parallel, VMLOCKD_TEST_CLUSTER_WORKER_DIE: 'hv-b' } });
+  assert.match(died.stderr, /host hv-b: segment b000000000000001-0+1\.seg: cannot read journal b000000000000001 \(.*\): the catch-up worker died/, died.stderr);
+  const hosts = (JSON.parse(died.stdout) as Array<{ host: string }>).map((f) => f.host);
+  const whole = (JSON.parse(cli(ask(path.join(s.root, 'whole')), { env: s.serial }).stdout) as Array<{ host: string }>).map((f) => f.host);
+  assert.ok(whole.filter((h) => h === 'hv-a').length > 0);
+  assert.is(hosts.filter((h) => h === 'hv-a').length, whole.filter((h) => h === 'hv-a').length, 'hv-a read');
+  assert.is(hosts.filter((h) => h === 'hv-c').length, whole.filter((h) => h === 'hv-c').length, 'hv-c read');
+  assert.is(hosts.filter((h) => h === 'hv-b').length, 0, 'nothing of hv-b answered: its build was never linked in');
+  const left = fs.readdirSync(cache, { recursive: true }).map(String).filter((f) => f.includes('.build-'));
+  assert.equal(left, [], 'the dead loader\'s build file removed');
+  // Serially, no loader: the hook never runs, nothing dies.
+  const serial = cli(q, { env: { ...s.serial, VMLOCKD_TEST_CLUSTER_WORKER_DIE: 'hv-b' } });
+  assert.not.match(serial.stderr, /worker died/);
+  // The next catch-up reads hv-b: the same answers as a fresh serial cache.
+  sameAnswers(answers(s.ls, s.state, cache, s.parallel), answers(s.ls, s.state, path.join(s.root, 'fresh'), s.serial), 'after the dead loader');
+  fs.rmSync(s.root, { recursive: true, force: true });
+});
+
+test('a parallel catch-up SIGKILLed mid-load leaves a cache the next one completes', async () => {
+  const s = setup('vmlockd-cache-threads-killed-');
+  const FACTS = 45_000; // ~20 MiB a host: bulk loaded, in many commits
+  publish(s.ls, 'hv-a', 'a000000000000001', 1, FACTS, 4 * 1024 * 1024);
+  publish(s.ls, 'hv-b', 'b000000000000001', 2, FACTS, 4 * 1024 * 1024);
+  publish(s.ls, 'hv-c', 'c000000000000001', 3, FACTS, 4 * 1024 * 1024);
+  const cache = path.join(s.root, 'cache');
+  const p = spawn(process.execPath, [MAIN, 'audit', '--cluster', '--lockspace', s.ls, '--cache', cache, '--overlaps'], { env: { ...process.env, ...s.parallel }, stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => p.on('exit', () => resolve()));
+  try {
+    // Killed once two chains are being built at once (two build files past 1 MiB: a loader's and another's).
+    await until('two chains loading at once', () => {
+      if (p.exitCode !== null) throw new Error('the question answered before it could be killed: make the fixture bigger');
+      const builds = fs.existsSync(cache) ? fs.readdirSync(cache, { recursive: true }).map(String).filter((f) => /\.db\.build-/.test(f)) : [];
+      return builds.filter((f) => {
+        try {
+          return fs.statSync(path.join(cache, f)).size > 1024 * 1024;
+        } catch {
+          return false;
+        }
+      }).length >= 2;
+    }, 120_000);
+  } finally {
+    p.kill('SIGKILL');
+    await exited;
+  }
+  sameAnswers(answers(s.ls, s.state, cache, s.parallel), answers(s.ls, s.state, path.join(s.root, 'fresh'), s.serial), 'after a SIGKILL');
+  const left = fs.readdirSync(cache, { recursive: true }).map(String).filter((f) => f.includes('.build-'));
+  assert.equal(left, [], 'no build left behind');
+  fs.rmSync(s.root, { recursive: true, force: true });
+});
+
+test.run();
