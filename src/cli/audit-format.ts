@@ -239,13 +239,14 @@ export function boundaryNote(a: HoldersAnswer, where = 'this host'): string {
   }
   const steps = a.ambiguous?.steps ?? a.clockSteps ?? [];
   if (steps.length > 0) {
-    const said = steps.map((s) => `ClockStepped #${s.seq}: it had reached ${s.from}, then read ${s.to}`).join('; ');
-    const head = `the clock on ${where} stepped back over ${a.at} (${said}): it showed that time ${steps.length === 1 ? 'twice' : `${steps.length + 1} times`}`;
+    const said = steps.map((s) => `ClockStepped #${s.seq}: it had reached ${s.from}, then read ${s.to}${s.merged !== undefined ? `; it stands for ${s.merged} steps merged while the journal's disk was full, whose passes cannot be told apart or ordered, so every answer the disk had along its pass is listed` : ''}`).join('; ');
+    const passes = steps.reduce((n, s) => n + (s.merged ?? 1), 1);
+    const head = `the clock on ${where} stepped back over ${a.at} (${said}): it showed that time ${passes === 2 ? 'twice' : `${passes} times`}`;
     if (a.current !== undefined) lines.push(`${head}; "now" is answered by the current pass (after step #${a.current.step}, after seq ${a.current.asOf}), not the earlier ones`);
     else if (a.ambiguous === undefined) lines.push(`${head}, and each pass gives this answer`);
     else {
-      const passes = a.ambiguous.readings.map((r) => `  ${r.pass === 'before' ? 'before the step' : `after step #${r.step}`} (after seq ${r.asOf}): ${readingText(r)}`);
-      lines.push(`${head}, and the passes' answers differ, so none is picked (decision 0029):\n${passes.join('\n')}`);
+      const each = a.ambiguous.readings.map((r) => `  ${r.pass === 'before' ? 'before the step' : `after step #${r.step}`}${r.merged !== undefined ? ' (one of its passes)' : ''} (after seq ${r.asOf}): ${readingText(r)}`);
+      lines.push(`${head}, and the passes' answers differ, so none is picked (decision 0029):\n${each.join('\n')}`);
     }
   }
   if (a.stopped !== undefined) {

@@ -292,9 +292,7 @@ export class WaitingFacts implements JournalPort {
   /** Folds the facts not journaled yet into `fold` (a state rebuilt from the journal after a failed group commit). */
   foldInto(fold: (f: NewFact) => void): void {
     for (const f of this.waiting) fold(f);
-    for (const f of this.coalesced()) fold(f);
-    const d = this.droppedFact();
-    if (d !== null) fold(d);
+    for (const f of this.pastBound()) fold(f);
   }
 
   /** A holding fact past the bound: kept, standing for the earlier ones of its holding. */
@@ -452,11 +450,23 @@ export class WaitingFacts implements JournalPort {
     return [...this.waiting, ...this.pastBound()].map(toRow);
   }
 
-  /** The facts past the bound to journal: the coalesced holding facts and, after them, the FactsDropped. */
+  /**
+   * The facts past the bound to journal: the coalesced holding facts and, after them, the FactsDropped.
+   * A merged step (the last step kept) says how many facts follow it here (`span`): the steps merged
+   * into it came among those, so its pass's wall times may go back anywhere up to there, and `audit
+   * --at` a moment in its window reads every place there as a pass of its own (aud31, review30 M1).
+   */
   private pastBound(): NewFact[] {
     const d = this.droppedFact();
     const kept = this.coalesced();
     if (d !== null) kept.push(d);
+    for (let i = kept.length - 1; i >= 0; i--) {
+      const f = kept[i]!;
+      if (f.kind !== STEP_KIND) continue;
+      const p = f.payload as FactPayloads['ClockStepped'];
+      if (p.merged !== undefined) kept[i] = fact('ClockStepped', f.at, { ...p, span: kept.length - 1 - i });
+      break;
+    }
     return kept;
   }
 
