@@ -271,6 +271,45 @@ export interface HoldersAnswer {
    * across that restart, so the moment came twice, and this answer follows the times as they are.
    */
   readonly unmarkedStep?: { readonly seq: number; readonly at: string; readonly before: string };
+  /**
+   * The journal's disk was full and these holdings' loss / re-take facts around the moment were
+   * coalesced (a FactsDropped's `coalesced`): whether they held the disk at the moment is not in the
+   * journal, whatever `holders` says (aud31, review30 M2).
+   */
+  readonly incomplete?: readonly CoalescedAt[];
+}
+
+/** A holding whose loss / re-take facts from `from` to `to` were coalesced (FactsDropped `seq`, decision 0026). */
+export interface CoalescedAt {
+  readonly seq: number;
+  readonly resource: string;
+  readonly disk: string;
+  readonly owner: string;
+  readonly ownerName?: string;
+  readonly count: number;
+  readonly from: string;
+  readonly to: string;
+}
+
+/**
+ * The coalesced holdings of a disk (any of `names`) whose range [from, to) meets [since, until] (either
+ * end open): a FactsDropped is journaled after the facts it stands for (labelled at their end), so
+ * those from `since` on are read, by kind (rare: one per full-disk episode past the bound).
+ */
+export function coalescedOver(src: AuditSources, names: string | readonly string[], since: string | undefined, until: string | undefined): CoalescedAt[] {
+  const want = new Set(typeof names === 'string' ? [names] : names);
+  const out: CoalescedAt[] = [];
+  for (const f of queryFacts(src, { kinds: ['FactsDropped'], ...(since !== undefined ? { since } : {}) })) {
+    const list = (f.payload as { coalesced?: unknown } | null)?.coalesced;
+    if (!Array.isArray(list)) continue;
+    for (const c of list as Array<Omit<CoalescedAt, 'seq'>>) {
+      if (typeof c?.from !== 'string' || typeof c.to !== 'string' || !want.has(c.disk)) continue;
+      if (until !== undefined && c.from > until) continue;
+      if (since !== undefined && c.to <= since) continue;
+      out.push({ seq: f.seq, ...c });
+    }
+  }
+  return out;
 }
 
 /** A step back of this host's clock, as journaled (ClockStepped, decision 0029): times in [to, from) came twice. */
@@ -318,6 +357,13 @@ export function holdersAt(src: AuditSources, disk: DiskArg, at: string): HolderA
  * after a restart opens a new hold; an adoption (continuesHold) continues the old one.
  */
 export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string, opts: { readonly now?: boolean } = {}): HoldersAnswer {
+  const a = holdersAnswerPasses(src, asked, at, opts);
+  // A moment inside a range whose loss / re-take facts were coalesced: marked, never a silent "held".
+  const incomplete = coalescedOver(src, namesOf(asked), at, at).filter((c) => c.from <= at && at < c.to);
+  return incomplete.length > 0 ? { ...a, incomplete } : a;
+}
+
+function holdersAnswerPasses(src: AuditSources, asked: DiskArg, at: string, opts: { readonly now?: boolean }): HoldersAnswer {
   const steps = stepsOver(src, at);
   if (steps.length > 0 && opts.now === true) {
     // The present is the last pass: the one after the newest step over it.
@@ -692,6 +738,8 @@ export interface Timeline {
   readonly to: string;
   readonly intervals: Interval[];
   readonly events: TimelineEvent[];
+  /** Holdings whose loss / re-take facts in the window were coalesced: their intervals there are not the whole story (aud31). */
+  readonly incomplete?: readonly CoalescedAt[];
 }
 
 interface OpenHold {
@@ -791,5 +839,6 @@ export function timeline(src: AuditSources, asked: DiskArg, from: string, to: st
     else intervals.push({ owner: cur.owner, mode: cur.mode, from: cur.from, generation: cur.generation });
   }
   intervals.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
-  return { disk, from, to, intervals, events };
+  const incomplete = coalescedOver(src, names, from, to);
+  return { disk, from, to, intervals, events, ...(incomplete.length > 0 ? { incomplete } : {}) };
 }

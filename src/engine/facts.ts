@@ -132,6 +132,12 @@ export interface FactPayloads {
     readonly reason: string;
     readonly superseded?: number;
     readonly vouchedBy?: Readonly<Record<string, LibvirtRef | null>>;
+    /**
+     * The holdings whose loss / re-take facts were superseded (coalesced: `count` of them, from the
+     * first one's time `from` to the kept fact's that stands for them, `to`): in that range the journal
+     * does not say whether the lock was held, and audit says so (aud31, review30 M2). Absent before.
+     */
+    readonly coalesced?: ReadonlyArray<{ readonly resource: string; readonly disk: string; readonly owner: string; readonly ownerName?: string; readonly count: number; readonly from: string; readonly to: string }>;
   };
   IdentityLearned: ResourceFields & {
     readonly inode: string;
