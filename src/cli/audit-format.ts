@@ -1,7 +1,7 @@
 // Output of `vmlockd audit`: a readable table, CSV (RFC 4180) or JSON, and the timeline chart.
 import type { HolderInfo, Owner } from '../engine/types.js';
 import type { StoredFact } from '../journal/journal.js';
-import { otherParty, type HoldersAnswer, type Reading, type Timeline } from './audit-query.js';
+import { otherParty, type CoalescedAt, type HoldersAnswer, type Reading, type Timeline } from './audit-query.js';
 
 export type Format = 'table' | 'csv' | 'json';
 
@@ -239,15 +239,17 @@ export function boundaryNote(a: HoldersAnswer, where = 'this host'): string {
   }
   const steps = a.ambiguous?.steps ?? a.clockSteps ?? [];
   if (steps.length > 0) {
-    const said = steps.map((s) => `ClockStepped #${s.seq}: it had reached ${s.from}, then read ${s.to}`).join('; ');
-    const head = `the clock on ${where} stepped back over ${a.at} (${said}): it showed that time ${steps.length === 1 ? 'twice' : `${steps.length + 1} times`}`;
+    const said = steps.map((s) => `ClockStepped #${s.seq}: it had reached ${s.from}, then read ${s.to}${s.merged !== undefined ? `; it stands for ${s.merged} steps merged while the journal's disk was full, whose passes cannot be told apart or ordered, so every answer the disk had along its pass is listed` : ''}`).join('; ');
+    const passes = steps.reduce((n, s) => n + (s.merged ?? 1), 1);
+    const head = `the clock on ${where} stepped back over ${a.at} (${said}): it showed that time ${passes === 2 ? 'twice' : `${passes} times`}`;
     if (a.current !== undefined) lines.push(`${head}; "now" is answered by the current pass (after step #${a.current.step}, after seq ${a.current.asOf}), not the earlier ones`);
     else if (a.ambiguous === undefined) lines.push(`${head}, and each pass gives this answer`);
     else {
-      const passes = a.ambiguous.readings.map((r) => `  ${r.pass === 'before' ? 'before the step' : `after step #${r.step}`} (after seq ${r.asOf}): ${readingText(r)}`);
-      lines.push(`${head}, and the passes' answers differ, so none is picked (decision 0029):\n${passes.join('\n')}`);
+      const each = a.ambiguous.readings.map((r) => `  ${r.pass === 'before' ? 'before the step' : `after step #${r.step}`}${r.merged !== undefined ? ' (one of its passes)' : ''} (after seq ${r.asOf}): ${readingText(r)}`);
+      lines.push(`${head}, and the passes' answers differ, so none is picked (decision 0029):\n${each.join('\n')}`);
     }
   }
+  for (const c of a.incomplete ?? []) lines.push(coalescedText(c, where, `whether it held the disk at ${a.at} is not in the journal`));
   if (a.stopped !== undefined) {
     lines.push(`vmlockd on ${where} stopped at ${a.stopped.at}${a.stopped.restarted ? ` and started again at ${a.stopped.restarted}` : ''}: every lock it held was dropped at the stop${a.holders.length > 0 ? ' except those the next start adopted (listed)' : ''}`);
   }
@@ -283,6 +285,14 @@ export function formatHolders(a: HoldersAnswer, format: Format): string {
           ]) +
           boundaryNote(a);
     },
+  );
+}
+
+/** A holding whose loss / re-take facts were coalesced on a full disk (FactsDropped `coalesced`, aud31), in one line. */
+export function coalescedText(c: CoalescedAt, where: string, so: string): string {
+  return (
+    `the journal's disk was full on ${where}; ${c.count} loss/re-take fact(s) of ${c.ownerName ?? c.owner}'s lock (${c.owner.slice(0, 8)}, ${c.resource}) between ${c.from} and ${c.to} were coalesced ` +
+    `(FactsDropped #${c.seq}: the last loss and re-take stand for them): ${so}`
   );
 }
 
@@ -336,7 +346,8 @@ export function formatTimeline(t: Timeline, width: number): string {
   const end = t.to.slice(0, 19) + 'Z';
   const axis = `${''.padEnd(label)} |${start}${end.padStart(Math.max(0, cols - start.length))}|`;
   const scale = `1 column = ${humanMs(slot)}`;
-  return `${head}${axis}\n${lines.join('\n')}\n${''.padEnd(label)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  (${scale})\n`;
+  const notes = (t.incomplete ?? []).map((c) => `note: ${coalescedText(c, 'this host', 'its bars there are not the whole story')}\n`).join('');
+  return `${head}${axis}\n${lines.join('\n')}\n${''.padEnd(label)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  (${scale})\n${notes}`;
 }
 
 export function humanMs(ms: number): string {

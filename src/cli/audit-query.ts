@@ -271,6 +271,45 @@ export interface HoldersAnswer {
    * across that restart, so the moment came twice, and this answer follows the times as they are.
    */
   readonly unmarkedStep?: { readonly seq: number; readonly at: string; readonly before: string };
+  /**
+   * The journal's disk was full and these holdings' loss / re-take facts around the moment were
+   * coalesced (a FactsDropped's `coalesced`): whether they held the disk at the moment is not in the
+   * journal, whatever `holders` says (aud31, review30 M2).
+   */
+  readonly incomplete?: readonly CoalescedAt[];
+}
+
+/** A holding whose loss / re-take facts from `from` to `to` were coalesced (FactsDropped `seq`, decision 0026). */
+export interface CoalescedAt {
+  readonly seq: number;
+  readonly resource: string;
+  readonly disk: string;
+  readonly owner: string;
+  readonly ownerName?: string;
+  readonly count: number;
+  readonly from: string;
+  readonly to: string;
+}
+
+/**
+ * The coalesced holdings of a disk (any of `names`) whose range [from, to) meets [since, until] (either
+ * end open): a FactsDropped is journaled after the facts it stands for (labelled at their end), so
+ * those from `since` on are read, by kind (rare: one per full-disk episode past the bound).
+ */
+export function coalescedOver(src: AuditSources, names: string | readonly string[], since: string | undefined, until: string | undefined): CoalescedAt[] {
+  const want = new Set(typeof names === 'string' ? [names] : names);
+  const out: CoalescedAt[] = [];
+  for (const f of queryFacts(src, { kinds: ['FactsDropped'], ...(since !== undefined ? { since } : {}) })) {
+    const list = (f.payload as { coalesced?: unknown } | null)?.coalesced;
+    if (!Array.isArray(list)) continue;
+    for (const c of list as Array<Omit<CoalescedAt, 'seq'>>) {
+      if (typeof c?.from !== 'string' || typeof c.to !== 'string' || !want.has(c.disk)) continue;
+      if (until !== undefined && c.from > until) continue;
+      if (since !== undefined && c.to <= since) continue;
+      out.push({ seq: f.seq, ...c });
+    }
+  }
+  return out;
 }
 
 /** A step back of this host's clock, as journaled (ClockStepped, decision 0029): times in [to, from) came twice. */
@@ -280,6 +319,8 @@ export interface ClockStepAt {
   readonly from: string;
   readonly to: string;
   readonly seenBy: string;
+  /** A merged step: it stands for this many (waiting-facts keepStep; aud31). */
+  readonly merged?: number;
 }
 
 /** One pass of the clock over the moment, and who held the disk then. */
@@ -287,6 +328,11 @@ export interface Reading {
   /** `before`: before any step whose window holds the moment (the time labels say this one); `after`: after the step `step`. */
   readonly pass: 'before' | 'after';
   readonly step?: number;
+  /**
+   * The step is a merged one standing for this many (the journal's disk was full: waiting-facts
+   * keepStep): its passes cannot be told apart, so each distinct answer along it is a reading (aud31).
+   */
+  readonly merged?: number;
   /** The moment falls after this fact and before the next one, on the journal's order. */
   readonly asOf: number;
   readonly holders: HolderAt[];
@@ -311,6 +357,13 @@ export function holdersAt(src: AuditSources, disk: DiskArg, at: string): HolderA
  * after a restart opens a new hold; an adoption (continuesHold) continues the old one.
  */
 export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string, opts: { readonly now?: boolean } = {}): HoldersAnswer {
+  const a = holdersAnswerPasses(src, asked, at, opts);
+  // A moment inside a range whose loss / re-take facts were coalesced: marked, never a silent "held".
+  const incomplete = coalescedOver(src, namesOf(asked), at, at).filter((c) => c.from <= at && at < c.to);
+  return incomplete.length > 0 ? { ...a, incomplete } : a;
+}
+
+function holdersAnswerPasses(src: AuditSources, asked: DiskArg, at: string, opts: { readonly now?: boolean }): HoldersAnswer {
   const steps = stepsOver(src, at);
   if (steps.length > 0 && opts.now === true) {
     // The present is the last pass: the one after the newest step over it.
@@ -325,6 +378,10 @@ export function holdersAnswer(src: AuditSources, asked: DiskArg, at: string, opt
   }
   const readings: Reading[] = [readingOf('before', first, lastSeqAt(src, at))];
   for (const s of steps) {
+    if (mergedOf(s) !== undefined) {
+      readings.push(...mergedReadings(src, asked, at, s));
+      continue;
+    }
     const asOf = secondPass(src, s, at);
     readings.push(readingOf('after', holdersAnswerAt(src, asked, at, asOf), asOf.seq, s.seq));
   }
@@ -346,13 +403,64 @@ function unmarkedStepOver(src: AuditSources, at: string): HoldersAnswer['unmarke
   return { seq: start.seq, at: start.at, before: prev.at };
 }
 
-function readingOf(pass: Reading['pass'], a: HoldersAnswer, asOf: number, step?: number): Reading {
-  return { pass, ...(step !== undefined ? { step } : {}), asOf, holders: a.holders, ...(a.stopped ? { stopped: a.stopped } : {}), ...(a.crash ? { crash: a.crash } : {}) };
+function readingOf(pass: Reading['pass'], a: HoldersAnswer, asOf: number, step?: number, merged?: number): Reading {
+  return { pass, ...(step !== undefined ? { step } : {}), ...(merged !== undefined ? { merged } : {}), asOf, holders: a.holders, ...(a.stopped ? { stopped: a.stopped } : {}), ...(a.crash ? { crash: a.crash } : {}) };
+}
+
+/** How many steps a ClockStepped stands for, when it is a merged one (waiting-facts keepStep); else undefined. */
+function mergedOf(step: StoredFact): number | undefined {
+  const m = (step.payload as { merged?: unknown } | null)?.merged;
+  return typeof m === 'number' && m >= 2 ? m : undefined;
+}
+
+/**
+ * The last seq of a merged step's pass where the steps merged into it may lie: its `span` (the facts
+ * journaled after it in the same write), or, without one, the whole pass (`last`).
+ */
+function mergedSpanEnd(step: StoredFact, last: number): number {
+  const span = (step.payload as { span?: unknown } | null)?.span;
+  return typeof span === 'number' && span >= 0 ? Math.min(last, step.seq + span) : last;
+}
+
+/**
+ * The readings of a merged step's pass (aud31, review30 M1): the clock passed `at` once per step the
+ * merged one stands for, but where each of those passes began is gone (the steps merged away lay among
+ * the facts of its span, and the wall times go back there), so the place in the pass where each met
+ * `at` is unknown. Every answer the disk had anywhere in the span may be one of them: each distinct
+ * one is a reading (in journal order), and past the span (wall times rise again) the one the search
+ * finds. A false single answer is never given: the answer is agreed only if all of them agree.
+ */
+function mergedReadings(src: AuditSources, asked: DiskArg, at: string, step: StoredFact): Reading[] {
+  const merged = mergedOf(step);
+  const first = firstOfPass(src, step);
+  const last = lastOfPass(src, step);
+  const spanEnd = mergedSpanEnd(step, last);
+  const changes = [
+    ...queryFacts(src, { disk: namesOf(asked), kinds: [...HOLD_KINDS], afterSeq: first - 1, untilSeq: spanEnd }),
+    ...queryFacts(src, { kinds: [...RUN_KINDS], afterSeq: first - 1, untilSeq: spanEnd }),
+  ];
+  const places: AsOf[] = [{ seq: first - 1, label: factAt(src, first - 1)?.at ?? step.at }, ...changes.map((f) => ({ seq: f.seq, label: f.at }))];
+  if (spanEnd < last) {
+    const past = searchPass(src, spanEnd + 1, last, at);
+    if (past.seq > spanEnd) places.push(past);
+  }
+  places.sort((a, b) => a.seq - b.seq);
+  const out: Reading[] = [];
+  const seen = new Set<string>();
+  for (const asOf of places) {
+    const r = readingOf('after', holdersAnswerAt(src, asked, at, asOf), asOf.seq, step.seq, merged);
+    const k = `${r.holders.map((h) => `${h.resource}\u0000${h.owner.uuid}\u0000${h.mode}`).sort().join('\n')}|${r.stopped ? 's' : ''}${r.crash ? 'c' : ''}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(r);
+  }
+  return out;
 }
 
 function stepAt(f: StoredFact): ClockStepAt {
   const p = f.payload as { from: string; to: string; seenBy?: string };
-  return { seq: f.seq, from: p.from, to: p.to, seenBy: p.seenBy ?? 'monotonic' };
+  const merged = mergedOf(f);
+  return { seq: f.seq, from: p.from, to: p.to, seenBy: p.seenBy ?? 'monotonic', ...(merged !== undefined ? { merged } : {}) };
 }
 
 /** The ClockStepped facts whose window [to, from) holds `at`, in journal order. */
@@ -380,6 +488,15 @@ export function stepsWithin(src: AuditSources, since?: string, until?: string): 
 export function passRanges(src: AuditSources, since: string | undefined, until: string): Array<{ afterSeq: number; untilSeq: number }> {
   const out: Array<{ afterSeq: number; untilSeq: number }> = [];
   for (const step of stepsOver(src, until)) {
+    if (mergedOf(step) !== undefined) {
+      // A merged step (aud31): its span's wall times go back anywhere; all of it, and past it the search.
+      const first = firstOfPass(src, step);
+      const last = lastOfPass(src, step);
+      const spanEnd = mergedSpanEnd(step, last);
+      const end = spanEnd < last ? Math.max(spanEnd, searchPass(src, spanEnd + 1, last, until).seq) : spanEnd;
+      if (end > first - 1) out.push({ afterSeq: first - 1, untilSeq: end });
+      continue;
+    }
     const end = secondPass(src, step, until).seq;
     const before = since === undefined ? undefined : new Date(Date.parse(since) - 1).toISOString();
     const start = before === undefined ? firstOfPass(src, step) - 1 : Math.max(firstOfPass(src, step) - 1, secondPass(src, step, before).seq);
@@ -412,8 +529,18 @@ export function wallOf(f: StoredFact): string {
  */
 export function secondPass(src: AuditSources, step: StoredFact, at: string): AsOf {
   const first = firstOfPass(src, step);
+  const found = searchPass(src, first, lastOfPass(src, step), at);
+  return found.seq < first ? { seq: found.seq, label: factAt(src, found.seq)?.at ?? step.at } : found;
+}
+
+/** The last fact of the pass after `step`: before the next step's pass, or the journal's last. */
+function lastOfPass(src: AuditSources, step: StoredFact): number {
   const next = queryFacts(src, { kinds: ['ClockStepped'], since: step.at, limit: 64 }).find((f) => f.seq > step.seq);
-  const last = next !== undefined ? firstOfPass(src, next) - 1 : (newestOf(src, {})?.seq ?? step.seq);
+  return next !== undefined ? firstOfPass(src, next) - 1 : (newestOf(src, {})?.seq ?? step.seq);
+}
+
+/** The last fact in seq [first, last] whose wall time is at or before `at` (wall times rise along it); first - 1 if none. */
+function searchPass(src: AuditSources, first: number, last: number, at: string): AsOf {
   let lo = first;
   let hi = last;
   let found = first - 1;
@@ -426,7 +553,7 @@ export function secondPass(src: AuditSources, step: StoredFact, at: string): AsO
     } else hi = mid - 1;
   }
   const f = factAt(src, found);
-  return { seq: found, label: f?.at ?? step.at };
+  return { seq: found, label: f?.at ?? '' };
 }
 
 /** holdersAnswer for one pass: at `at` by the time labels, or, with `asOf`, after that fact on the journal's order. */
@@ -611,6 +738,8 @@ export interface Timeline {
   readonly to: string;
   readonly intervals: Interval[];
   readonly events: TimelineEvent[];
+  /** Holdings whose loss / re-take facts in the window were coalesced: their intervals there are not the whole story (aud31). */
+  readonly incomplete?: readonly CoalescedAt[];
 }
 
 interface OpenHold {
@@ -710,5 +839,6 @@ export function timeline(src: AuditSources, asked: DiskArg, from: string, to: st
     else intervals.push({ owner: cur.owner, mode: cur.mode, from: cur.from, generation: cur.generation });
   }
   intervals.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
-  return { disk, from, to, intervals, events };
+  const incomplete = coalescedOver(src, names, from, to);
+  return { disk, from, to, intervals, events, ...(incomplete.length > 0 ? { incomplete } : {}) };
 }

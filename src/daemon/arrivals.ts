@@ -20,9 +20,9 @@ export class Arrivals {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Facts from seq `first` on are durable now. */
-  note(first: number): void {
-    const t = this.now();
+  /** Facts from seq `first` on are durable now (or by `at`, monotonic ms: the process's start is 0, its time origin). */
+  note(first: number, at?: number): void {
+    const t = at ?? this.now();
     const n = this.first.length;
     if (n > this.start && t - this.at[n - 1]! < this.grainMs) return;
     this.first.push(first);

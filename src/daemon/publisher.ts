@@ -9,6 +9,7 @@ import type { Worker } from 'node:worker_threads';
 import { startThread } from '../journal/young-generation.js';
 import type { Journal } from '../journal/journal.js';
 import { holdCompactionNow, journalIdNow, releaseCompactionNow } from './publish-meta.js';
+import { publishedThrough } from '../journal/compact.js';
 import { hostSegmentDir } from '../journal/segment.js';
 import { pinOf } from '../engine/locker-hosts.js';
 import { envMs } from './env-ms.js';
@@ -85,21 +86,31 @@ export class Publication {
   private lastLogged = { message: '', at: 0 };
   private restartTimer: NodeJS.Timeout | undefined;
   private head = 0;
-  /** Since when some journaled fact has waited for publication (a fact neither marked nor in SQLite yet). */
-  private behindSince: number | undefined;
-  /** When this process's facts became durable: the lag's seconds (src/daemon/arrivals.ts). */
+  /**
+   * When this process's facts became durable: the lag's seconds (src/daemon/arrivals.ts). Facts
+   * journaled before this process started count from its start (a mark at the monotonic clock's
+   * origin, the process's start): timed by their stored label instead, a restart with the clock set
+   * back read 0 s while they waited (labels in the clock's future), and one before the worker's first
+   * progress read the journal's age, hours (aud31, review30 LOW 3 and LOW 4). The wait they had before
+   * this start is not counted: the gauge never claims more than this process has had to publish them.
+   */
   private readonly arrivals = new Arrivals();
   private closed = false;
   /** Serialises configure/stop: a worker is always gone before the next one starts. */
   private chain: Promise<void> = Promise.resolve();
-  private readonly atOf: (seq: number) => string | undefined;
 
   constructor(
     private readonly journal: Journal,
     private readonly log: (level: Level, msg: string) => void,
   ) {
-    const stmt = journal.db.prepare<[number], { at: string }>(`SELECT at FROM facts WHERE seq = ?`);
-    this.atOf = (seq) => stmt.get(seq)?.at;
+    this.arrivals.note(1, 0);
+    // Until the worker's first progress, what the previous run recorded as published (never more than
+    // was: compaction trusts it), not 0: else every fact of the journal counted as waiting (LOW 4).
+    try {
+      this.published = publishedThrough(journal.db) ?? 0;
+    } catch {
+      this.published = 0;
+    }
   }
 
   /** Applies settings (start, live reload): starts, re-targets or stops the worker. */
@@ -208,7 +219,6 @@ export class Publication {
     switch (m.type) {
       case 'progress':
         this.published = m.seq;
-        if (this.published >= this.head) this.behindSince = undefined;
         this.segment = m.segment;
         this.bytesTotal += m.bytes;
         this.factsTotal += m.facts;
@@ -217,7 +227,6 @@ export class Publication {
         return;
       case 'idle':
         this.published = m.seq;
-        if (this.published >= this.head) this.behindSince = undefined;
         run.waiting = true;
         this.recovered();
         // Facts that arrived while it was busy, which it was not told of: wake it now. Facts it was
@@ -277,7 +286,6 @@ export class Publication {
       this.arrivals.note(Math.max(from, this.head + 1));
       this.head = seq;
     }
-    if (this.behindSince === undefined && this.head > this.published) this.behindSince = Date.now();
     const r = this.run;
     if (r !== undefined && r.waiting) {
       r.waiting = false;
@@ -299,19 +307,9 @@ export class Publication {
     if (!this.on()) return { facts: 0, seconds: 0 };
     const facts = Math.max(0, headSeq - this.published);
     if (facts === 0) return { facts, seconds: 0 };
-    // Journaled by this process: since it said so (its time, not the fact's label, which a clock step moves).
-    const waited = this.arrivals.waited(this.published + 1);
-    if (waited !== undefined) return { facts, seconds: waited / 1000 };
-    // Journaled before this process started: the fact's stored time.
-    let at: string | undefined;
-    try {
-      at = this.atOf(this.published + 1);
-    } catch {
-      at = undefined;
-    }
-    const since = at !== undefined ? Date.parse(at) : this.behindSince;
-    const seconds = since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000);
-    return { facts, seconds };
+    // Since this process said the fact was durable, or, journaled before it started, since its start
+    // (its monotonic time, never the fact's label, which a clock step moves).
+    return { facts, seconds: (this.arrivals.waited(this.published + 1) ?? 0) / 1000 };
   }
 
   /** For `vmlockd status` / GET /v1/status. */

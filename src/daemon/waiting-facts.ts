@@ -120,6 +120,12 @@ export class WaitingFacts implements JournalPort {
   /** Past the bound: per holding (resource \0 owner) its last LeaseLost and the last Reacquired after it. */
   private holdings = new Map<string, { lost?: Slot; retaken?: Slot }>();
   private holdingCount = 0;
+  /**
+   * Past the bound: per holding whose facts were superseded, how many and the time they span (the first
+   * superseded one's to the fact that stands for them): the FactsDropped's `coalesced` (aud31, review30
+   * M2: without it `audit --at` inside a loss whose facts were coalesced answered "held", unmarked).
+   */
+  private coalescedHoldings = new Map<string, { resource: string; disk: string; owner: string; ownerName?: string; count: number; from: string; to: string }>();
   /** Past the bound: the ClockStepped kept (at most STEPS_KEPT, the last standing for those merged into it). */
   private steps: Slot[] = [];
   private serial = 0;
@@ -292,14 +298,12 @@ export class WaitingFacts implements JournalPort {
   /** Folds the facts not journaled yet into `fold` (a state rebuilt from the journal after a failed group commit). */
   foldInto(fold: (f: NewFact) => void): void {
     for (const f of this.waiting) fold(f);
-    for (const f of this.coalesced()) fold(f);
-    const d = this.droppedFact();
-    if (d !== null) fold(d);
+    for (const f of this.pastBound()) fold(f);
   }
 
   /** A holding fact past the bound: kept, standing for the earlier ones of its holding. */
   private coalesce(f: NewFact, d: Dropped): void {
-    const p = f.payload as { resource: string; owner: { uuid: string } };
+    const p = f.payload as { resource: string; disk?: string; path?: string; owner: { uuid: string; name?: string } };
     const key = `${p.resource}\0${p.owner.uuid}`;
     let h = this.holdings.get(key);
     if (h === undefined) this.holdings.set(key, (h = {}));
@@ -308,6 +312,15 @@ export class WaitingFacts implements JournalPort {
       this.drop(slot.f, d);
       d.superseded++;
       this.holdingCount--;
+      const c = this.coalescedHoldings.get(key);
+      if (c === undefined) {
+        const disk = p.disk ?? p.path ?? p.resource;
+        this.coalescedHoldings.set(key, { resource: p.resource, disk, owner: p.owner.uuid, ...(p.owner.name !== undefined ? { ownerName: p.owner.name } : {}), count: 1, from: slot.f.at, to: f.at });
+      } else {
+        c.count++;
+        if (slot.f.at < c.from) c.from = slot.f.at;
+        if (f.at > c.to) c.to = f.at;
+      }
     };
     // A LeaseLost ends the holding whatever came before; a Reacquired (always after a LeaseLost of
     // its holding: a verifier's re-take) is taken from nothing, so the LeaseLost before it stays.
@@ -392,6 +405,7 @@ export class WaitingFacts implements JournalPort {
         `the journal refused them (${this.lastError ?? 'no room in the state directory'}) while ${this.waitedAtBound} fact(s) waited in memory already (at most ${this.max}); they were in force in the daemon` +
         (d.superseded > 0 ? `; ${d.superseded} of them were a lock's loss or re-take that a later one of the same holding, journaled before this, stands for` : ''),
       ...(d.superseded > 0 ? { superseded: d.superseded, vouchedBy: Object.fromEntries(this.vouch) } : {}),
+      ...(this.coalescedHoldings.size > 0 ? { coalesced: [...this.coalescedHoldings.values()].map((c) => ({ ...c })) } : {}),
     });
   }
 
@@ -452,11 +466,23 @@ export class WaitingFacts implements JournalPort {
     return [...this.waiting, ...this.pastBound()].map(toRow);
   }
 
-  /** The facts past the bound to journal: the coalesced holding facts and, after them, the FactsDropped. */
+  /**
+   * The facts past the bound to journal: the coalesced holding facts and, after them, the FactsDropped.
+   * A merged step (the last step kept) says how many facts follow it here (`span`): the steps merged
+   * into it came among those, so its pass's wall times may go back anywhere up to there, and `audit
+   * --at` a moment in its window reads every place there as a pass of its own (aud31, review30 M1).
+   */
   private pastBound(): NewFact[] {
     const d = this.droppedFact();
     const kept = this.coalesced();
     if (d !== null) kept.push(d);
+    for (let i = kept.length - 1; i >= 0; i--) {
+      const f = kept[i]!;
+      if (f.kind !== STEP_KIND) continue;
+      const p = f.payload as FactPayloads['ClockStepped'];
+      if (p.merged !== undefined) kept[i] = fact('ClockStepped', f.at, { ...p, span: kept.length - 1 - i });
+      break;
+    }
     return kept;
   }
 
@@ -524,6 +550,7 @@ export class WaitingFacts implements JournalPort {
     this.dropped = null;
     this.holdings.clear();
     this.holdingCount = 0;
+    this.coalescedHoldings.clear();
     this.steps = [];
     this.vouch.clear();
     this.unsettled.clear();

@@ -132,6 +132,12 @@ export interface FactPayloads {
     readonly reason: string;
     readonly superseded?: number;
     readonly vouchedBy?: Readonly<Record<string, LibvirtRef | null>>;
+    /**
+     * The holdings whose loss / re-take facts were superseded (coalesced: `count` of them, from the
+     * first one's time `from` to the kept fact's that stands for them, `to`): in that range the journal
+     * does not say whether the lock was held, and audit says so (aud31, review30 M2). Absent before.
+     */
+    readonly coalesced?: ReadonlyArray<{ readonly resource: string; readonly disk: string; readonly owner: string; readonly ownerName?: string; readonly count: number; readonly from: string; readonly to: string }>;
   };
   IdentityLearned: ResourceFields & {
     readonly inode: string;
@@ -156,9 +162,11 @@ export interface FactPayloads {
    * the clock passes it again, each with the clock's own reading as payload `wallAt`. `seenBy`: at a
    * start against the journal's last fact, or while running against the monotonic clock. `merged`:
    * this fact stands for that many steps seen while the journal refused writes (past the waiting facts'
-   * bound, src/daemon/waiting-facts.ts), its window the union of theirs.
+   * bound, src/daemon/waiting-facts.ts), its window the union of theirs; `span`: the steps merged into
+   * it came among the next `span` facts after it on the journal's order (journaled in the same write),
+   * so the wall times of its pass may go back anywhere up to there, and rise again after (aud31).
    */
-  ClockStepped: { readonly from: string; readonly to: string; readonly backMs: number; readonly seenBy: 'start' | 'monotonic'; readonly merged?: number };
+  ClockStepped: { readonly from: string; readonly to: string; readonly backMs: number; readonly seenBy: 'start' | 'monotonic'; readonly merged?: number; readonly span?: number };
 }
 
 export type FactKind = keyof FactPayloads;

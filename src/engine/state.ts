@@ -102,13 +102,18 @@ export function evolve(state: State, f: NewFact | Fact): State {
     case 'Reacquired': {
       // After a restart the holder is already in the state; after a lost lease it was dropped and
       // comes back. Either way the new grant's generation is the current one.
+      // A new hold's `since` is the clock's reading when it was taken (wallAt, when a step back left the
+      // clock behind the label), not the label: past the waiting facts' bound a merged step relabels a
+      // kept re-take after the daemon folded it (waiting-facts keepStep), and by the label the running
+      // state (folded before) and the journal's fold (after) disagreed (aud31, review30 LOW 5).
       const p = f.payload;
       const res = resourceOf(state, p, p.mode);
       const prev = res.holders.get(p.owner.uuid);
+      const wallAt = (p as { wallAt?: unknown }).wallAt;
       res.holders.set(p.owner.uuid, {
         owner: p.owner,
         mode: p.mode,
-        since: prev?.since ?? f.at,
+        since: prev?.since ?? (typeof wallAt === 'string' ? wallAt : f.at),
         path: p.path,
         source: prev?.source ?? p.source ?? 'reacquire',
         ...(p.generation !== undefined ? { generation: p.generation } : prev?.generation !== undefined ? { generation: prev.generation } : {}),

@@ -63,15 +63,23 @@ test('a merged step past STEPS_KEPT: the lock facts between the two steps stay i
   // floor, 10:10). At 10:03: alpha held it the first pass, nobody the second, alpha again the third.
   const { src, all } = run([[step(t('10:10:00'), t('10:00:00'))], [lost(t('10:10:00'), t('10:01:00'))], [retaken(t('10:10:00'), t('10:05:00'))], [step(t('10:10:00'), t('10:02:00'))]]);
   const merged = all.filter((f) => f.kind === 'ClockStepped').at(-1)!;
-  assert.equal(merged.payload, { from: t('10:10:00'), to: t('10:00:00'), backMs: 600_000, seenBy: 'monotonic', merged: 2 });
+  assert.equal(merged.payload, { from: t('10:10:00'), to: t('10:00:00'), backMs: 600_000, seenBy: 'monotonic', merged: 2, span: 2 });
   const a = holdersAnswer(src, DISK, t('10:03:00'));
   assert.ok(a.ambiguous !== undefined, `audit --at 10:03 answered ${names(a.holders) || 'nobody'} as certain: the pass after the first step (lease lost at 10:01) was not read`);
-  assert.equal(a.ambiguous.readings.map((r) => [r.pass, names(r.holders)]), [['before', 'alpha'], ['after', '']]);
+  // aud31: a merged step's pass gives every answer the disk had along its span (the passes it stands
+  // for cannot be told apart): alpha at its start and after the re-take, nobody between.
+  assert.equal(a.ambiguous.readings.map((r) => [r.pass, names(r.holders)]), [['before', 'alpha'], ['after', 'alpha'], ['after', '']]);
   assert.equal(a.ambiguous.steps.map((s) => s.seq), [merged.seq]);
-  // Before the loss on the second pass: every pass says alpha.
+  // Before the loss on the second pass every real pass said alpha, but the merged step no longer says
+  // which of its steps read back that far (its `to` is the earliest of theirs): the pass after the loss
+  // may have met 10:00:30 too, so the answer lists it rather than claim alpha (aud31).
   const early = holdersAnswer(src, DISK, t('10:00:30'));
-  assert.is(names(early.holders), 'alpha');
-  assert.equal(early.clockSteps?.map((s) => s.seq), [merged.seq]);
+  assert.is(names(early.holders), '');
+  assert.equal(early.ambiguous?.readings.map((r) => [r.pass, names(r.holders)]), [['before', 'alpha'], ['after', 'alpha'], ['after', '']]);
+  // Before the merged window: one pass, alpha, no step over it.
+  const before = holdersAnswer(src, DISK, t('09:59:00'));
+  assert.is(names(before.holders), 'alpha');
+  assert.is(before.clockSteps, undefined);
 });
 
 test('a merged step past STEPS_KEPT: facts between the steps labelled past the earlier window are relabelled, keeping the clock\'s reading', () => {
@@ -82,14 +90,14 @@ test('a merged step past STEPS_KEPT: facts between the steps labelled past the e
   const { src, all } = run([[step(t('10:10:00'), t('10:00:00'))], [lost(t('10:10:00'), t('10:01:00'))], [retaken(t('10:15:00'))], [step(t('10:20:00'), t('10:12:00'))]]);
   const a = holdersAnswer(src, DISK, t('10:03:00'));
   assert.ok(a.ambiguous !== undefined, `audit --at 10:03 answered ${names(a.holders) || 'nobody'} as certain`);
-  assert.equal(a.ambiguous.readings.map((r) => [r.pass, names(r.holders)]), [['before', 'alpha'], ['after', '']]);
+  assert.equal(a.ambiguous.readings.map((r) => [r.pass, names(r.holders)]), [['before', 'alpha'], ['after', 'alpha'], ['after', '']]);
   const tail = all.slice(-3);
   assert.equal(tail.map((f) => [f.kind, f.at, (f.payload as { wallAt?: string }).wallAt]), [
     ['ClockStepped', t('10:20:00'), undefined],
     ['LeaseLost', t('10:20:00'), t('10:01:00')],
     ['Reacquired', t('10:20:00'), t('10:15:00')],
   ]);
-  assert.equal(tail[0]!.payload, { from: t('10:20:00'), to: t('10:00:00'), backMs: 1_200_000, seenBy: 'monotonic', merged: 2 });
+  assert.equal(tail[0]!.payload, { from: t('10:20:00'), to: t('10:00:00'), backMs: 1_200_000, seenBy: 'monotonic', merged: 2, span: 2 });
 });
 
 test.run();
