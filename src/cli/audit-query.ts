@@ -489,12 +489,25 @@ export function passRanges(src: AuditSources, since: string | undefined, until: 
   const out: Array<{ afterSeq: number; untilSeq: number }> = [];
   for (const step of stepsOver(src, until)) {
     if (mergedOf(step) !== undefined) {
-      // A merged step (aud31): its span's wall times go back anywhere; all of it, and past it the search.
+      // A merged step (aud31): its span's wall times go back anywhere, so no search there: each of its
+      // facts whose own reading is in [since, until] (the span is bounded by the holdings kept); past
+      // the span they rise again, and the searches find the range as for any step.
       const first = firstOfPass(src, step);
       const last = lastOfPass(src, step);
       const spanEnd = mergedSpanEnd(step, last);
-      const end = spanEnd < last ? Math.max(spanEnd, searchPass(src, spanEnd + 1, last, until).seq) : spanEnd;
-      if (end > first - 1) out.push({ afterSeq: first - 1, untilSeq: end });
+      for (const f of queryFacts(src, { afterSeq: first - 1, untilSeq: spanEnd })) {
+        const w = wallOf(f);
+        if (w > until || (since !== undefined && w < since)) continue;
+        const prev = out[out.length - 1];
+        if (prev !== undefined && prev.untilSeq === f.seq - 1) prev.untilSeq = f.seq;
+        else out.push({ afterSeq: f.seq - 1, untilSeq: f.seq });
+      }
+      if (spanEnd < last) {
+        const end = searchPass(src, spanEnd + 1, last, until).seq;
+        const before = since === undefined ? undefined : new Date(Date.parse(since) - 1).toISOString();
+        const start = before === undefined ? spanEnd : Math.max(spanEnd, searchPass(src, spanEnd + 1, last, before).seq);
+        if (end > start) out.push({ afterSeq: start, untilSeq: end });
+      }
       continue;
     }
     const end = secondPass(src, step, until).seq;

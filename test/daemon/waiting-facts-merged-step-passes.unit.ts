@@ -18,7 +18,7 @@ import { fact, type NewFact } from '../../src/engine/facts.js';
 import { JournalError } from '../../src/journal/errors.js';
 import { Journal, type FactRow } from '../../src/journal/journal.js';
 import { STEPS_KEPT, WaitingFacts } from '../../src/daemon/waiting-facts.js';
-import { holdersAnswer } from '../../src/cli/audit-query.js';
+import { holdersAnswer, passRanges } from '../../src/cli/audit-query.js';
 import { boundaryNote } from '../../src/cli/audit-format.js';
 
 const DISK = '/img/db.qcow2';
@@ -68,6 +68,11 @@ test('a merged step: a moment its merged-away step passed again with another hol
   assert.ok(after.some((r) => names(r.holders) === ''), 'the pass with nobody is among the readings');
   assert.ok(after.some((r) => names(r.holders) === 'alpha'));
   assert.match(boundaryNote(a), /stands for 2 steps/);
+  // A list up to 10:05:30 has the re-take made when the clock read 10:05 on the second pass, not the
+  // loss made at 10:06 on the first (by each fact's own reading; a search assuming rising readings
+  // stopped at the 10:06 and found neither).
+  const inList = passRanges(src, t('10:04:00'), t('10:05:30')).flatMap((r) => all.filter((f) => f.seq > r.afterSeq && f.seq <= r.untilSeq).map((f) => f.kind));
+  assert.equal(inList, ['Reacquired']);
 });
 
 test('a merged step whose pass never changed the disk: every pass agrees, and that answer stands', () => {
