@@ -3,7 +3,7 @@
 // facts appended per host read into the filled cache. CPU time in process (`process.cpuUsage`).
 //
 //   node --import tsx bench/cluster-catchup.ts LOCKSPACE [--tree DIR] [--cache DIR] [--incremental N] [--split K] [--threads N]
-//   node --import tsx bench/cluster-catchup.ts LOCKSPACE --ab 1,2 [--rounds 2]
+//   node --import tsx bench/cluster-catchup.ts LOCKSPACE --ab 1,2 [--rounds 2] [--dist]
 //
 // LOCKSPACE: a fixture's lockspace (e.g. /tmp/x/cluster-audit-2x100000/lockspace, written by
 // `VMLOCKD_BENCH_CLUSTER=2x100000 VMLOCKD_BENCH_CLUSTER_DIR=/tmp/x node --import tsx bench/cluster-audit.ts
@@ -36,7 +36,11 @@ const split = opt('--split') === undefined ? undefined : Number(opt('--split'));
 if (opt('--threads') !== undefined) process.env.VMLOCKD_CLUSTER_THREADS = opt('--threads');
 const ab = opt('--ab')?.split(',');
 
-const { ClusterCache } = (await import(pathToFileURL(path.join(tree, 'src', 'cli', 'cluster-cache.ts')).href)) as typeof import('../src/cli/cluster-cache.js');
+// --dist: the tree's build (dist/, as the CLI runs it: `npm run build` first). A loader thread started
+// from source registers tsx and compiles the module graph again: ~700 ms of CPU time per thread
+// against ~150-200 ms built (session 31), which a from-source A/B would count against the threads.
+const entry = args.includes('--dist') ? path.join(tree, 'dist', 'cli', 'cluster-cache.js') : path.join(tree, 'src', 'cli', 'cluster-cache.ts');
+const { ClusterCache } = (await import(pathToFileURL(entry).href)) as typeof import('../src/cli/cluster-cache.js');
 fs.rmSync(cacheRoot, { recursive: true, force: true });
 const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 if (ab !== undefined) {

@@ -125,6 +125,11 @@ export class LoaderPool {
     return this.loaders.some((l) => !l.dead && l.job === undefined) || this.loaders.filter((l) => !l.dead).length < this.size;
   }
 
+  /** Whether a loader was ever started in this catch-up. */
+  started(): boolean {
+    return this.loaders.length > 0;
+  }
+
   busy(): number {
     return this.loaders.filter((l) => l.job !== undefined).length;
   }
