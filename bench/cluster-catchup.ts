@@ -2,14 +2,18 @@
 // cluster history): a fresh cache filled from a bench/cluster-audit.ts fixture, then (optionally) a few
 // facts appended per host read into the filled cache. CPU time in process (`process.cpuUsage`).
 //
-//   node --import tsx bench/cluster-catchup.ts LOCKSPACE [--tree DIR] [--cache DIR] [--incremental N] [--split K]
+//   node --import tsx bench/cluster-catchup.ts LOCKSPACE [--tree DIR] [--cache DIR] [--incremental N] [--split K] [--threads N]
+//   node --import tsx bench/cluster-catchup.ts LOCKSPACE --ab 1,2 [--rounds 2] [--dist]
 //
 // LOCKSPACE: a fixture's lockspace (e.g. /tmp/x/cluster-audit-2x100000/lockspace, written by
 // `VMLOCKD_BENCH_CLUSTER=2x100000 VMLOCKD_BENCH_CLUSTER_DIR=/tmp/x node --import tsx bench/cluster-audit.ts
 // --generate-only`). --tree: the source tree whose src/cli/cluster-cache.ts is measured (default this
 // one). --split K: the cache first reads each host's first K segments (hard links in a lockspace of
 // its own), then the rest in a second catch-up, measured as `split*` (a large catch-up into a
-// non-empty cache). Prints one JSON line.
+// non-empty cache). --threads N: VMLOCKD_CLUSTER_THREADS for the catch-ups (the parallel catch-up,
+// decision 0030; default: as the environment says). --ab A,B: only catch-ups from an empty cache, with
+// A threads then B threads, alternating, --rounds times each (a same-run A/B); one line per run and one
+// with each side's figures. CPU time is the process's (every thread's). Prints one JSON line.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -29,10 +33,38 @@ const tree = path.resolve(opt('--tree') ?? ROOT);
 const cacheRoot = path.resolve(opt('--cache') ?? fs.mkdtempSync(path.join(os.tmpdir(), 'catchup-')));
 const incremental = Number(opt('--incremental') ?? 0);
 const split = opt('--split') === undefined ? undefined : Number(opt('--split'));
+if (opt('--threads') !== undefined) process.env.VMLOCKD_CLUSTER_THREADS = opt('--threads');
+const ab = opt('--ab')?.split(',');
 
-const { ClusterCache } = (await import(pathToFileURL(path.join(tree, 'src', 'cli', 'cluster-cache.ts')).href)) as typeof import('../src/cli/cluster-cache.js');
+// --dist: the tree's build (dist/, as the CLI runs it: `npm run build` first). A loader thread started
+// from source registers tsx and compiles the module graph again: ~700 ms of CPU time per thread
+// against ~150-200 ms built (session 31), which a from-source A/B would count against the threads.
+const entry = args.includes('--dist') ? path.join(tree, 'dist', 'cli', 'cluster-cache.js') : path.join(tree, 'src', 'cli', 'cluster-cache.ts');
+const { ClusterCache } = (await import(pathToFileURL(entry).href)) as typeof import('../src/cli/cluster-cache.js');
 fs.rmSync(cacheRoot, { recursive: true, force: true });
 const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
+if (ab !== undefined) {
+  const rounds = Number(opt('--rounds') ?? 2);
+  const runs: Array<{ threads: string; facts: number; wallMs: number; cpuMs: number; rateWall: number; rateCpu: number; load: string }> = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const threads of ab) {
+      process.env.VMLOCKD_CLUSTER_THREADS = threads;
+      const c = ClusterCache.open(cacheRoot, lockspace);
+      const load = os.loadavg()[0]!.toFixed(1);
+      const u0 = process.cpuUsage();
+      const rep = c.catchUp();
+      const u1 = process.cpuUsage(u0);
+      if (rep.problems.length > 0) throw new Error(JSON.stringify(rep.problems.slice(0, 3)));
+      const run = { threads, facts: rep.newFacts, wallMs: Math.round(rep.ms), cpuMs: Math.round(cpuMs(u1)), rateWall: Math.round(rep.newFacts / (rep.ms / 1000)), rateCpu: Math.round(rep.newFacts / (cpuMs(u1) / 1000)), load };
+      runs.push(run);
+      process.stdout.write(`${JSON.stringify(run)}\n`);
+      fs.rmSync(cacheRoot, { recursive: true, force: true });
+    }
+  }
+  const side = (t: string) => runs.filter((x) => x.threads === t);
+  process.stdout.write(`${JSON.stringify(Object.fromEntries(ab.map((t) => [`threads=${t}`, { rateWall: side(t).map((x) => x.rateWall), rateCpu: side(t).map((x) => x.rateCpu) }])))}\n`);
+  process.exit(0);
+}
 let splitOut: Record<string, unknown> = {};
 if (split !== undefined) {
   // The first K segments of each host, then the rest: both catch-ups into the same cache directory.

@@ -374,9 +374,10 @@ export class ClusterCache {
 
   /**
    * Reads every host's new segment bytes into the cache. With VMLOCKD_CLUSTER_THREADS above 1 (by
-   * default the machine's parallelism), a chain with PARALLEL_BYTES or more to read goes to a loader
-   * thread while this thread loads the others (cluster-cache-threads.ts, decision 0030); the report
-   * is assembled in the listing's order either way, so it is the serial catch-up's.
+   * default the machine's parallelism), the chains with PARALLEL_BYTES or more to read are loaded on
+   * that many loader threads while this thread loads the others and hands the loaders the next chain
+   * as each one finishes (cluster-cache-threads.ts, decision 0030); the report is assembled in the
+   * listing's order either way, so it is the serial catch-up's.
    */
   catchUp(): CatchUpReport {
     const t0 = performance.now();
@@ -395,16 +396,21 @@ export class ClusterCache {
     const budget = new ChainBudget();
     let roomSaid = false;
     const threads = catchUpThreads();
-    const pool = threads > 1 ? new LoaderPool(threads - 1) : undefined;
+    const pool = threads > 1 ? new LoaderPool(threads) : undefined;
     const threshold = parallelBytes(PARALLEL_BYTES);
     /** The report's parts in the listing's order: a chain's once it is loaded (here or on a loader). */
     const parts: Array<() => void> = [];
+    /** Chains for the loaders, in the listing's order, not handed to one yet. */
+    const queue: Array<{ host: string; journal: string; list: SegmentFile[]; bytes: number; slot: { out?: ChainOutcome } }> = [];
     /** Chains on a loader: their outcome, filled in as their loaders answer. */
     const onLoader = new Map<number, { out?: ChainOutcome }>();
-    const settle = (done: LoaderDone[]): void => {
-      for (const d of done) onLoader.get(d.id)!.out = 'died' in d ? { died: true } : 'result' in d ? { r: d.result } : { e: loaderError(d.error) };
-    };
     const take = (host: string, journal: string, hostDir: string, list: SegmentFile[], out: ChainOutcome): void => {
+      if ('room' in out) {
+        // Said once, at the first chain (in the listing's order) left unread for it.
+        if (!roomSaid) problems.push(out.room);
+        roomSaid = true;
+        return;
+      }
       if ('died' in out) {
         // Its thread ended without an answer: its build file (if it was building the chain) is nobody's.
         removeBuild(buildFileName(this.chainFile(host, journal), process.pid));
@@ -428,6 +434,26 @@ export class ClusterCache {
       if (r.note !== undefined) notes.push({ host, journal, text: r.note });
       resets.push(...r.resets);
       if (r.pendingTail) pendingTails++;
+    };
+    /** The loaders' answers so far (`wait`: at least one, while any is busy), and the queued chains to the loaders free now. */
+    const pump = (p: LoaderPool, wait: boolean): void => {
+      for (const d of p.collect(wait)) onLoader.get(d.id)!.out = 'died' in d ? { died: true } : 'result' in d ? { r: d.result } : { e: loaderError(d.error) };
+      // No thread for one big chain alone: it would only add a thread's start (~150-200 ms of CPU time,
+      // dist build) to a load that runs no faster there. Loaders start once two are waiting.
+      if (!p.started() && queue.length < 2) return;
+      while (queue.length > 0 && p.hasFree()) {
+        const j = queue.shift()!;
+        // Checked as it starts: the loads in flight may still grow by what reserved() says.
+        const room = floorProblem(this.dir, j.host, j.journal, j.list, p.reserved());
+        if (room !== undefined) {
+          j.slot.out = { room };
+          continue;
+        }
+        const id = onLoader.size + 1;
+        onLoader.set(id, j.slot);
+        const file = this.chainFile(j.host, j.journal);
+        p.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host: j.host, journal: j.journal, segs: j.list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], j.bytes);
+      }
     };
     try {
       for (const host of hosts) {
@@ -458,37 +484,44 @@ export class ClusterCache {
           const head = missingHead(hostDir, host, journal, list);
           if (head !== undefined) missingHeads.push(head);
           if (plan.admit.get(journal) !== 'read') continue;
-          // Loads in flight on the loaders may still grow by what pool.reserved() says.
-          const room = floorProblem(this.dir, host, journal, list, roomSaid, pool?.reserved() ?? 0);
-          if (room !== undefined) {
-            if (room !== null) parts.push(() => problems.push(room));
-            roomSaid = true;
-            continue;
-          }
           if (pool !== undefined) {
-            settle(pool.collect(false));
-            const file = this.chainFile(host, journal);
-            const bytes = newBytes(file, hostDir, list);
-            if (bytes >= threshold && bytes > 0 && pool.hasFree()) {
-              const id = onLoader.size + 1;
+            const bytes = newBytes(this.chainFile(host, journal), hostDir, list);
+            if (bytes >= threshold && bytes > 0) {
               const slot: { out?: ChainOutcome } = {};
-              onLoader.set(id, slot);
-              pool.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host, journal, segs: list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], bytes);
+              queue.push({ host, journal, list, bytes, slot });
               parts.push(() => take(host, journal, hostDir, list, slot.out!));
+              pump(pool, false);
               continue;
             }
           }
           let out: ChainOutcome;
-          try {
-            out = { r: this.loadChain(host, journal, list) };
-          } catch (e) {
-            out = { e };
+          const room = floorProblem(this.dir, host, journal, list, pool?.reserved() ?? 0);
+          if (room !== undefined) out = { room };
+          else {
+            try {
+              out = { r: this.loadChain(host, journal, list) };
+            } catch (e) {
+              out = { e };
+            }
           }
           parts.push(() => take(host, journal, hostDir, list, out));
+          if (pool !== undefined) pump(pool, false);
         }
       }
       if (pool !== undefined) {
-        while (pool.busy() > 0) settle(pool.collect(true));
+        const alone = !pool.started() && queue.length === 1 ? queue.pop() : undefined;
+        if (alone !== undefined) {
+          const room = floorProblem(this.dir, alone.host, alone.journal, alone.list, 0);
+          if (room !== undefined) alone.slot.out = { room };
+          else {
+            try {
+              alone.slot.out = { r: this.loadChain(alone.host, alone.journal, alone.list) };
+            } catch (e) {
+              alone.slot.out = { e };
+            }
+          }
+        }
+        while (queue.length > 0 || pool.busy() > 0) pump(pool, true);
         if (pool.noLink) this.noLink = true;
       }
     } finally {
@@ -698,12 +731,12 @@ export class ClusterCache {
 
 /**
  * A problem when the cache's filesystem has less free space than its floor (cluster-cache-bounds.ts):
- * the chain is not read into the cache (answers keep what it read before). null: said already.
+ * the chain is not read into the cache (answers keep what it read before). `reserved`: what the
+ * chains loading on loader threads may still take (LoaderPool.reserved), counted as taken.
  */
-function floorProblem(dir: string, host: string, journal: string, segs: readonly SegmentFile[], said: boolean, reserved: number): CatchUpProblem | null | undefined {
+function floorProblem(dir: string, host: string, journal: string, segs: readonly SegmentFile[], reserved: number): CatchUpProblem | undefined {
   const room = freeSpace(dir);
   if (room === undefined || room.free - reserved >= room.floor) return undefined;
-  if (said) return null;
   const mib = (n: number): string => `${Math.floor(n / (1024 * 1024))} MiB`;
   return {
     file: dir,
@@ -960,7 +993,7 @@ function readState(file: string): ChainState | undefined {
 }
 
 /** What loading a chain came to: its result, the error it ended in, or its loader thread died without an answer. */
-type ChainOutcome = { r: LoadResult } | { e: unknown } | { died: true };
+type ChainOutcome = { r: LoadResult } | { e: unknown } | { died: true } | { room: CatchUpProblem };
 
 /** A loader thread's error as the serial path's catch sees a thrown one (ConcurrentCatchUp, an SQLite code). */
 function loaderError(e: LoaderError): unknown {
