@@ -27,9 +27,9 @@ const WAIT_SLICE_MS = 200;
 /** A loader that has not said which thread it is within this long after its start is taken as dead (its module failed to load). */
 const START_MS = 60_000;
 /**
- * Room a loading chain may still take on the cache's filesystem, per segment byte it reads: the chain
- * file with its covering indexes is ~1.3-1.5x the segment bytes read (bench/README.md, session 31),
- * and an index build sorts through temporary space: 3x leaves a margin (floorProblem).
+ * Room a loading chain may still take on the cache's filesystem, per segment byte it reads: the cache
+ * with its covering indexes is ~1.6x the segment bytes read (8 x 1M: 5.81 GiB for 3.72 GiB,
+ * bench/README.md), and an index build sorts through temporary space: 3x leaves a margin (floorProblem).
  */
 const ROOM_PER_BYTE = 3;
 

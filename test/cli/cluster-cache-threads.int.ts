@@ -4,7 +4,7 @@
 // the same facts, the same problems named the same way, in the same order. A loader thread that dies
 // without an answer is named as the chain's problem and its build file removed, the other chains are
 // read; a catch-up SIGKILLed mid-load leaves a cache the next one completes.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
@@ -176,6 +176,40 @@ test('a parallel catch-up SIGKILLed mid-load leaves a cache the next one complet
   sameAnswers(answers(s.ls, s.state, cache, s.parallel), answers(s.ls, s.state, path.join(s.root, 'fresh'), s.serial), 'after a SIGKILL');
   const left = fs.readdirSync(cache, { recursive: true }).map(String).filter((f) => f.includes('.build-'));
   assert.equal(left, [], 'no build left behind');
+  fs.rmSync(s.root, { recursive: true, force: true });
+});
+
+test('the free-space floor counts the chains loading in parallel: one that would fit alone waits for the next catch-up', () => {
+  const s = setup('vmlockd-cache-threads-floor-');
+  publish(s.ls, 'hv-a', 'a000000000000001', 1, 9000, 1024 * 1024);
+  publish(s.ls, 'hv-b', 'b000000000000001', 2, 9000, 1024 * 1024);
+  const bytes = (h: string): number => fs.readdirSync(path.join(s.ls, '.journal', h)).reduce((n, f) => n + fs.statSync(path.join(s.ls, '.journal', h, f)).size, 0);
+  const seg = Math.max(bytes('hv-a'), bytes('hv-b'));
+  const mnt = path.join(s.root, 'small');
+  fs.mkdirSync(mnt);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mnt], { encoding: 'utf8' });
+  assert.is(m.status, 0, `mount a real 64 MiB tmpfs: ${m.stderr}`);
+  try {
+    // Free: the floor (6.4 MiB) and 2.5x a chain's segment bytes. Checked alone, a chain is admitted
+    // (free is over the floor); beside hv-a loading on a thread (3x its segment bytes kept for it),
+    // hv-b is not: the serial path would have admitted it after hv-a, with what hv-a left.
+    const st = fs.statfsSync(mnt);
+    const floor = Math.floor((st.blocks * st.bsize) / 10);
+    fs.writeFileSync(path.join(mnt, 'fill'), Buffer.alloc(st.bavail * st.bsize - floor - Math.floor(2.5 * seg)));
+    const cache = path.join(mnt, 'cache');
+    const q = ['audit', '--cluster', '--lockspace', s.ls, '--cache', cache, '--json', '--limit', '0', '--since', new Date(T0 + 8_900 * 1000).toISOString()];
+    const r = cli(q, { env: s.parallel });
+    assert.match(r.stderr, /host hv-b: .*the cluster cache .* MiB free on its filesystem \(\d+ MiB of it kept for the chains loading in parallel\), under its floor of 6 MiB/, r.stderr);
+    const hosts = (JSON.parse(r.stdout) as Array<{ host: string }>).map((f) => f.host);
+    assert.ok(hosts.includes('hv-a') && !hosts.includes('hv-b'), `hv-a read, hv-b left for later: ${[...new Set(hosts)].join(', ')}`);
+    // Room again: hv-b is read.
+    fs.truncateSync(path.join(mnt, 'fill'), 0);
+    const r2 = cli(q, { env: s.parallel });
+    assert.not.match(r2.stderr, /under its floor/, r2.stderr);
+    assert.ok((JSON.parse(r2.stdout) as Array<{ host: string }>).some((f) => f.host === "hv-b"), `hv-b read: ${r2.stderr} ${r2.stdout.slice(0, 300)} ${fs.readdirSync(cache, { recursive: true }).join(" ")}`);
+  } finally {
+    spawnSync('umount', [mnt]);
+  }
   fs.rmSync(s.root, { recursive: true, force: true });
 });
 
