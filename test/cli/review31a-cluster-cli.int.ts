@@ -5,6 +5,7 @@
 //   coalesced facts are missing with no note (the note is printed for --disk only: audit.ts);
 // - `audit --cluster --disk` lists the same facts with no note either (cluster-audit.ts);
 // - `audit --cluster --timeline` (table) has no note (clusterTimeline drops `incomplete`);
+// - local `audit --timeline --csv` has no mark (audit.ts timelineCsv: the intervals only);
 // - `audit --cluster --disk D --at T` inside a merged step's window must say what the local audit says
 //   (ambiguous): checked, it does (held).
 import { spawnSync } from 'node:child_process';
@@ -93,6 +94,11 @@ test('audit --cluster --timeline: the coalesced range noted, as the local timeli
   assert.match(audit(['--journal', coalesced, '--disk', DISK, '--timeline', '--since', t('09:30:00'), '--until', t('10:30:00')]).all, /coalesced/);
   const r = cluster(lsC, ['--disk', DISK, '--timeline', '--since', t('09:30:00'), '--until', t('10:30:00')]);
   assert.match(r.all, /coalesced/, `audit --cluster --timeline has no note:\n${r.all}`);
+});
+
+test('local audit --timeline --csv: the coalesced range reaches the CSV (the table has a note, the CSV nothing)', () => {
+  const r = audit(['--journal', coalesced, '--disk', DISK, '--timeline', '--since', t('09:30:00'), '--until', t('10:30:00'), '--csv']);
+  assert.match(r.all, /coalesced|incomplete/, `--timeline --csv shows alpha held 09:00-10:10, unmarked:\n${r.all}`);
 });
 
 test('audit --cluster --at inside a merged step window says what the local audit says (ambiguous)', () => {
