@@ -90,6 +90,11 @@ test('audit --cluster --disk --at inside the coalesced range: marked, as the loc
   assert.match(r.all, /coalesced/, r.all);
 });
 
+test('audit --cluster --disk --at --csv inside the coalesced range: the mark reaches the CSV (as HIGH 2 locally)', () => {
+  const r = cluster(lsC, ['--disk', DISK, '--at', t('10:02:00'), '--csv']);
+  assert.match(r.all, /coalesced|incomplete/, `--cluster --at --csv printed an unmarked row:\n${r.all}`);
+});
+
 test('audit --cluster --timeline: the coalesced range noted, as the local timeline notes it', () => {
   assert.match(audit(['--journal', coalesced, '--disk', DISK, '--timeline', '--since', t('09:30:00'), '--until', t('10:30:00')]).all, /coalesced/);
   const r = cluster(lsC, ['--disk', DISK, '--timeline', '--since', t('09:30:00'), '--until', t('10:30:00')]);
