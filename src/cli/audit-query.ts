@@ -546,9 +546,17 @@ export function secondPass(src: AuditSources, step: StoredFact, at: string): AsO
   return found.seq < first ? { seq: found.seq, label: factAt(src, found.seq)?.at ?? step.at } : found;
 }
 
-/** The last fact of the pass after `step`: before the next step's pass, or the journal's last. */
+/**
+ * The last fact of the pass after `step`: before the next step's pass, or the journal's last. The next
+ * step is found by seq, not by label: while the clock is behind the floor every step is labelled at the
+ * floor, and a lookup of the 64 steps from `step.at` missed the next one past the 64th (review31a HIGH 4:
+ * 66 steps on one label read the 65th pass to the journal's end, and --at answered alpha agreed, falsely).
+ */
 function lastOfPass(src: AuditSources, step: StoredFact): number {
-  const next = queryFacts(src, { kinds: ['ClockStepped'], since: step.at, limit: 64 }).find((f) => f.seq > step.seq);
+  // The label lookup first (the rare kinds' index, however long the journal); only when its 64 are all
+  // at or before `step` is the seq range read (it scans the facts after the step to the next one).
+  const byLabel = queryFacts(src, { kinds: ['ClockStepped'], since: step.at, limit: 64 });
+  const next = byLabel.find((f) => f.seq > step.seq) ?? (byLabel.length < 64 ? undefined : queryFacts(src, { kinds: ['ClockStepped'], afterSeq: step.seq, limit: 1 })[0]);
   return next !== undefined ? firstOfPass(src, next) - 1 : (newestOf(src, {})?.seq ?? step.seq);
 }
 
