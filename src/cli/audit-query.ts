@@ -368,7 +368,10 @@ function holdersAnswerPasses(src: AuditSources, asked: DiskArg, at: string, opts
   if (steps.length > 0 && opts.now === true) {
     // The present is the last pass: the one after the newest step over it.
     const last = steps[steps.length - 1]!;
-    const asOf = secondPass(src, last, at);
+    // A merged step's span has wall times going back (aud31 M1): the search assumes they rise and could
+    // land at the step's start (review31a HIGH 3: alpha answered as the current pass after its loss).
+    // The present is the pass's end: answered after its last fact.
+    const asOf = mergedOf(last) !== undefined ? passEnd(src, last) : secondPass(src, last, at);
     return { ...holdersAnswerAt(src, asked, at, asOf), clockSteps: steps.map(stepAt), current: { step: last.seq, asOf: asOf.seq } };
   }
   const first = holdersAnswerAt(src, asked, at);
@@ -544,6 +547,12 @@ export function secondPass(src: AuditSources, step: StoredFact, at: string): AsO
   const first = firstOfPass(src, step);
   const found = searchPass(src, first, lastOfPass(src, step), at);
   return found.seq < first ? { seq: found.seq, label: factAt(src, found.seq)?.at ?? step.at } : found;
+}
+
+/** After the last fact of the pass after `step` (a merged step's `--at now`: the present is the pass's end). */
+function passEnd(src: AuditSources, step: StoredFact): AsOf {
+  const seq = lastOfPass(src, step);
+  return { seq, label: factAt(src, seq)?.at ?? step.at };
 }
 
 /**
