@@ -291,7 +291,7 @@ export function formatHolders(a: HoldersAnswer, format: Format): string {
 /** A holding whose loss / re-take facts were coalesced on a full disk (FactsDropped `coalesced`, aud31), in one line. */
 export function coalescedText(c: CoalescedAt, where: string, so: string): string {
   return (
-    `the journal's disk was full on ${where}; ${c.count} loss/re-take fact(s) of ${c.ownerName ?? c.owner}'s lock (${c.owner.slice(0, 8)}, ${c.resource}) between ${c.from} and ${c.to} were coalesced ` +
+    `the journal's disk was full on ${where}; ${c.count > 0 ? c.count : 'some'} loss/re-take fact(s) of ${c.owner === '?' && c.ownerName === undefined ? 'a lock (owner not journaled' : `${c.ownerName ?? c.owner}'s lock (${c.owner.slice(0, 8)}`}, ${c.resource}) between ${c.from} and ${c.to} were coalesced ` +
     `(FactsDropped #${c.seq}: the last loss and re-take stand for them): ${so}`
   );
 }

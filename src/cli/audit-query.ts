@@ -302,14 +302,36 @@ export function coalescedOver(src: AuditSources, names: string | readonly string
   for (const f of queryFacts(src, { kinds: ['FactsDropped'], ...(since !== undefined ? { since } : {}) })) {
     const list = (f.payload as { coalesced?: unknown } | null)?.coalesced;
     if (!Array.isArray(list)) continue;
-    for (const c of list as Array<Omit<CoalescedAt, 'seq'>>) {
-      if (typeof c?.from !== 'string' || typeof c.to !== 'string' || !want.has(c.disk)) continue;
+    for (const e of list as unknown[]) {
+      const c = coalescedEntry(e);
+      if (c === undefined || !want.has(c.disk)) continue;
       if (until !== undefined && c.from > until) continue;
       if (since !== undefined && c.to <= since) continue;
       out.push({ seq: f.seq, ...c });
     }
   }
   return out;
+}
+
+/**
+ * One entry of a FactsDropped's `coalesced`, checked: a range (from, to) of a disk is all the mark needs;
+ * a missing owner, resource or count (a damaged or hand-edited journal, another writer) is shown as
+ * unknown rather than read as a string (review31a LOW 7: an entry without owner threw a TypeError in
+ * coalescedText and the audit died instead of answering with the mark).
+ */
+function coalescedEntry(e: unknown): Omit<CoalescedAt, 'seq'> | undefined {
+  if (typeof e !== 'object' || e === null) return undefined;
+  const c = e as Record<string, unknown>;
+  if (typeof c.from !== 'string' || typeof c.to !== 'string' || typeof c.disk !== 'string') return undefined;
+  return {
+    resource: typeof c.resource === 'string' ? c.resource : '?',
+    disk: c.disk,
+    owner: typeof c.owner === 'string' ? c.owner : '?',
+    ...(typeof c.ownerName === 'string' ? { ownerName: c.ownerName } : {}),
+    count: typeof c.count === 'number' && Number.isFinite(c.count) ? c.count : 0,
+    from: c.from,
+    to: c.to,
+  };
 }
 
 /** A step back of this host's clock, as journaled (ClockStepped, decision 0029): times in [to, from) came twice. */
