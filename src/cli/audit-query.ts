@@ -301,7 +301,10 @@ export function coalescedOver(src: AuditSources, names: string | readonly string
   const out: CoalescedAt[] = [];
   for (const f of queryFacts(src, { kinds: ['FactsDropped'], ...(since !== undefined ? { since } : {}) })) {
     const list = (f.payload as { coalesced?: unknown } | null)?.coalesced;
-    if (!Array.isArray(list)) continue;
+    if (!Array.isArray(list)) {
+      out.push(...olderCoalesced(src, want, f, since, until));
+      continue;
+    }
     for (const e of list as unknown[]) {
       const c = coalescedEntry(e);
       if (c === undefined || !want.has(c.disk)) continue;
@@ -309,6 +312,33 @@ export function coalescedOver(src: AuditSources, names: string | readonly string
       if (since !== undefined && c.to <= since) continue;
       out.push({ seq: f.seq, ...c });
     }
+  }
+  return out;
+}
+
+/**
+ * A FactsDropped from before `coalesced` (35edeeb..7fc2335: `superseded` and `vouchedBy` only): which
+ * holding's facts were superseded is not said, only the owners and the window [from, to]. Marked for
+ * each owner in `vouchedBy` with a hold fact of this disk journaled before it, or, with no owner named,
+ * for every disk (review31a MEDIUM 6: audit --at inside its window answered alpha, unmarked).
+ */
+function olderCoalesced(src: AuditSources, want: ReadonlySet<string>, f: StoredFact, since: string | undefined, until: string | undefined): CoalescedAt[] {
+  const p = f.payload as { superseded?: unknown; vouchedBy?: unknown; from?: unknown; to?: unknown } | null;
+  if (typeof p?.superseded !== 'number' || p.superseded <= 0 || typeof p.from !== 'string' || typeof p.to !== 'string') return [];
+  const from = p.from;
+  const to = p.to > f.at ? p.to : f.at;
+  if ((until !== undefined && from > until) || (since !== undefined && to <= since)) return [];
+  const names = [...want];
+  const owners = typeof p.vouchedBy === 'object' && p.vouchedBy !== null ? Object.keys(p.vouchedBy) : [];
+  // `superseded` counts every holding's: one owner's only when it is the one named (0 shows as "some").
+  const base = { seq: f.seq, count: owners.length === 1 ? p.superseded : 0, from, to };
+  if (owners.length === 0) return [{ ...base, resource: '?', disk: names[0] ?? '?', owner: '?' }];
+  const out: CoalescedAt[] = [];
+  for (const owner of owners) {
+    const held = queryFacts(src, { disk: names.length === 1 ? names[0]! : names, owner, kinds: [...HOLD_KINDS], untilSeq: f.seq, limit: 1, newest: true })[0];
+    if (held === undefined) continue;
+    const name = (held.payload as { owner?: { name?: unknown } } | null)?.owner?.name ?? held.ownerName;
+    out.push({ ...base, resource: held.resource ?? '?', disk: held.disk ?? names[0] ?? '?', owner, ...(typeof name === 'string' ? { ownerName: name } : {}) });
   }
   return out;
 }
