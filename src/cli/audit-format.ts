@@ -331,6 +331,21 @@ export function formatHolders(a: HoldersAnswer, format: Format): string {
   );
 }
 
+/**
+ * A timeline's interval is `incomplete` when a coalesced range of its owner (or of an owner not
+ * journaled) meets it: the journal lacks some of its loss / re-take facts there (review31a HIGH 2: the
+ * timeline CSV printed the intervals alone, unmarked).
+ */
+export function intervalState(i: { readonly owner: { readonly uuid: string }; readonly from: string; readonly to?: string }, incomplete: readonly CoalescedAt[] | undefined, end: string): string {
+  const to = i.to ?? end;
+  return (incomplete ?? []).some((c) => (c.owner === i.owner.uuid || c.owner === '?') && c.from <= to && c.to >= i.from) ? 'incomplete' : '';
+}
+
+/** The timeline CSV's rows for the coalesced ranges themselves: `end` "coalesced", `state` incomplete. */
+export function coalescedCsvRows(disk: string, incomplete: readonly CoalescedAt[] | undefined): unknown[][] {
+  return (incomplete ?? []).map((c) => [disk, c.owner, c.ownerName ?? '', '', c.from, c.to, 'coalesced', '', '', 'incomplete', `FactsDropped #${c.seq}: ${c.count > 0 ? c.count : 'some'} loss/re-take fact(s) coalesced`]);
+}
+
 /** A holding whose loss / re-take facts were coalesced on a full disk (FactsDropped `coalesced`, aud31), in one line. */
 export function coalescedText(c: CoalescedAt, where: string, so: string): string {
   return (

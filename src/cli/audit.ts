@@ -15,7 +15,7 @@ import { checkStage } from '../journal/stage-verify.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { diskNames } from './disk-alias.js';
-import { clockStepNote, coalescedText, csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
+import { clockStepNote, coalescedCsvRows, coalescedText, csvTable, formatFacts, intervalState, formatHolders, formatTimeline, type Format } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
 import { CONFLICT_KINDS, HOLD_RULES, coalescedOver, holdersAnswer, namesOf, passRanges, queryFacts, stepsWithin, timeline, type AuditSources, type DiskNames } from './audit-query.js';
@@ -460,11 +460,12 @@ function withNames(src: AuditSources, facts: StoredFact[]): StoredFact[] {
   });
 }
 
+/** The timeline CSV: an interval per row, `state` incomplete where a coalesced range meets it, and a row per coalesced range (review31a HIGH 2). */
 function timelineCsv(t: ReturnType<typeof timeline>): string {
-  return csvTable(
-    ['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation'],
-    t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '']),
-  );
+  return csvTable(['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation', 'state', 'note'], [
+    ...t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '', intervalState(i, t.incomplete, t.to), '']),
+    ...coalescedCsvRows(t.disk, t.incomplete),
+  ]);
 }
 
 /**

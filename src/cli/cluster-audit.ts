@@ -10,10 +10,10 @@ import { readHostChanges } from '../journal/host-changed.js';
 import { canonicalPath } from '../engine/resolve.js';
 import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
-import { boundaryNote, clockStepNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
+import { answerRows, boundaryNote, clockStepNote, coalescedCsvRows, coalescedText, csvTable, intervalState, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import { diskNames } from './disk-alias.js';
-import { namesOf, stepsWithin, type DiskNames } from './audit-query.js';
+import { namesOf, stepsWithin, type DiskNames, type HolderAt } from './audit-query.js';
 import { ClusterCache, cacheRoot, type CachedChain, type CatchUpReport, type VanishedRange } from './cluster-cache.js';
 import type { Overlap } from './cluster-overlaps.js';
 import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
@@ -366,13 +366,31 @@ async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backl
 // ---------------------------------------------------------------------------------------------
 // Output
 
-const HOLDER_COLUMNS = ['host', 'disk', 'at', 'vm_uuid', 'vm_name', 'mode', 'generation', 'since', 'resource', 'seq', 'via', 'journal'] as const;
+/** As the one-host holders CSV: the answer's state, reading and note last (review31a HIGH 2), one host's answer per group of rows. */
+const HOLDER_COLUMNS = ['host', 'disk', 'at', 'vm_uuid', 'vm_name', 'mode', 'generation', 'since', 'resource', 'seq', 'via', 'journal', 'state', 'reading', 'note'] as const;
 
 export function formatClusterHolders(a: ClusterHolders, format: Format): string {
   return inFormat(
     format,
     a,
-    () => csvTable(HOLDER_COLUMNS, a.holders.map((h) => [h.host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via, h.journal])),
+    () =>
+      csvTable(
+        HOLDER_COLUMNS,
+        [
+          // The holders in their order (by since), each marked as its host's answer is; then the rows
+          // that are not an agreed holder: an ambiguous host's readings, an incomplete host's mark.
+          ...a.holders.map((h) => {
+            const x = a.hosts.find((y) => y.host === h.host && y.journal === h.journal);
+            const r = x === undefined ? undefined : answerRows(x.answer).find((row) => row.holder?.seq === h.seq);
+            return { holder: h as HolderAt, state: r?.state ?? 'agreed', reading: r?.reading ?? '', note: r?.note ?? '', host: h.host, journal: h.journal };
+          }),
+          ...a.hosts.flatMap((x) => answerRows(x.answer).filter((r) => r.holder === undefined || r.state === 'ambiguous').map((r) => ({ ...r, host: x.host, journal: x.journal ?? '' }))),
+        ].map(({ holder: h, state, reading, note, host, journal }) =>
+            h === undefined
+              ? [host, a.disk, a.at, '', '', '', '', '', '', '', '', journal, state, reading, note]
+              : [host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via, journal, state, reading, note],
+          ),
+      ),
     () => {
       const notes = a.hosts.map((x) => boundaryNote(x.answer, `host ${x.host}`) + changedNote(x)).join('');
       const unsure = a.hosts.filter((x) => x.answer.ambiguous !== undefined).map((x) => x.host);
@@ -421,10 +439,13 @@ export function formatOverlaps(list: readonly Overlap[], format: Format, cs: Clu
   );
 }
 
+/** The cluster timeline CSV: `state` incomplete where the host's coalesced range meets an interval, and a row per coalesced range (review31a HIGH 2, MEDIUM 5). */
 function timelineCsv(t: ClusterTimeline): string {
-  return csvTable(['host', 'disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation'], [
-    ...t.intervals.map((i) => [i.host, t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '']),
-    ...t.gaps.map((g) => [g.host, t.disk, '', '', '', g.from, g.to ?? '', g.how === 'stopped' ? 'daemon-stopped' : 'daemon-crashed', '', '']),
+  const of = (host: string) => t.incomplete?.filter((c) => c.host === host);
+  return csvTable(['host', 'disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation', 'state', 'note'], [
+    ...t.intervals.map((i) => [i.host, t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '', intervalState(i, of(i.host), t.to), '']),
+    ...t.gaps.map((g) => [g.host, t.disk, '', '', '', g.from, g.to ?? '', g.how === 'stopped' ? 'daemon-stopped' : 'daemon-crashed', '', '', '', '']),
+    ...(t.incomplete ?? []).map((c) => [c.host, ...coalescedCsvRows(t.disk, [c])[0]!]),
   ]);
 }
 
@@ -474,6 +495,7 @@ export function formatClusterTimeline(t: ClusterTimeline, width: number): string
   const axis = `${''.padEnd(lw)} |${start}${end.padStart(Math.max(0, cols - start.length))}|`;
   return (
     `${head}${axis}\n${lines.join('\n')}\n` +
-    `${''.padEnd(lw)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  - daemon stopped  ~ daemon crashed, down (1 column = ${humanMs(slot)})\n`
+    `${''.padEnd(lw)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  - daemon stopped  ~ daemon crashed, down (1 column = ${humanMs(slot)})\n` +
+    (t.incomplete ?? []).map((c) => `note: ${coalescedText(c, `host ${c.host}`, 'its bars there are not the whole story')}\n`).join('')
   );
 }
