@@ -296,8 +296,21 @@ export interface CoalescedAt {
  * end open): a FactsDropped is journaled after the facts it stands for (labelled at their end), so
  * those from `since` on are read, by kind (rare: one per full-disk episode past the bound).
  */
-export function coalescedOver(src: AuditSources, names: string | readonly string[], since: string | undefined, until: string | undefined): CoalescedAt[] {
-  const want = new Set(typeof names === 'string' ? [names] : names);
+export function coalescedOver(src: AuditSources, names: string | readonly string[] | undefined, since: string | undefined, until: string | undefined, owner?: string): CoalescedAt[] {
+  return coalescedMatching(src, names, since, until).filter((c) => owner === undefined || c.owner === owner || c.owner === '?');
+}
+
+/**
+ * Whether a list of facts of these kinds (undefined: every kind) would hold the loss / re-take facts a
+ * FactsDropped coalesced: then its coalesced ranges are noted with the list (review31a MEDIUM 5).
+ */
+export function listsHoldings(kinds: readonly string[] | undefined): boolean {
+  return kinds === undefined || kinds.includes('LeaseLost') || kinds.includes('Reacquired');
+}
+
+function coalescedMatching(src: AuditSources, names: string | readonly string[] | undefined, since: string | undefined, until: string | undefined): CoalescedAt[] {
+  // No disk named (audit --vm, --conflicts, a whole list): every disk's.
+  const want: ReadonlySet<string> | undefined = names === undefined ? undefined : new Set(typeof names === 'string' ? [names] : names);
   const out: CoalescedAt[] = [];
   for (const f of queryFacts(src, { kinds: ['FactsDropped'], ...(since !== undefined ? { since } : {}) })) {
     const list = (f.payload as { coalesced?: unknown } | null)?.coalesced;
@@ -307,7 +320,7 @@ export function coalescedOver(src: AuditSources, names: string | readonly string
     }
     for (const e of list as unknown[]) {
       const c = coalescedEntry(e);
-      if (c === undefined || !want.has(c.disk)) continue;
+      if (c === undefined || (want !== undefined && !want.has(c.disk))) continue;
       if (until !== undefined && c.from > until) continue;
       if (since !== undefined && c.to <= since) continue;
       out.push({ seq: f.seq, ...c });
@@ -322,23 +335,24 @@ export function coalescedOver(src: AuditSources, names: string | readonly string
  * each owner in `vouchedBy` with a hold fact of this disk journaled before it, or, with no owner named,
  * for every disk (review31a MEDIUM 6: audit --at inside its window answered alpha, unmarked).
  */
-function olderCoalesced(src: AuditSources, want: ReadonlySet<string>, f: StoredFact, since: string | undefined, until: string | undefined): CoalescedAt[] {
+function olderCoalesced(src: AuditSources, want: ReadonlySet<string> | undefined, f: StoredFact, since: string | undefined, until: string | undefined): CoalescedAt[] {
   const p = f.payload as { superseded?: unknown; vouchedBy?: unknown; from?: unknown; to?: unknown } | null;
   if (typeof p?.superseded !== 'number' || p.superseded <= 0 || typeof p.from !== 'string' || typeof p.to !== 'string') return [];
   const from = p.from;
   const to = p.to > f.at ? p.to : f.at;
   if ((until !== undefined && from > until) || (since !== undefined && to <= since)) return [];
-  const names = [...want];
+  const names = want === undefined ? undefined : [...want];
   const owners = typeof p.vouchedBy === 'object' && p.vouchedBy !== null ? Object.keys(p.vouchedBy) : [];
   // `superseded` counts every holding's: one owner's only when it is the one named (0 shows as "some").
   const base = { seq: f.seq, count: owners.length === 1 ? p.superseded : 0, from, to };
-  if (owners.length === 0) return [{ ...base, resource: '?', disk: names[0] ?? '?', owner: '?' }];
+  if (owners.length === 0) return [{ ...base, resource: '?', disk: names?.[0] ?? '?', owner: '?' }];
   const out: CoalescedAt[] = [];
   for (const owner of owners) {
-    const held = queryFacts(src, { disk: names.length === 1 ? names[0]! : names, owner, kinds: [...HOLD_KINDS], untilSeq: f.seq, limit: 1, newest: true })[0];
+    const disk = names === undefined ? {} : { disk: names.length === 1 ? names[0]! : names };
+    const held = queryFacts(src, { ...disk, owner, kinds: [...HOLD_KINDS], untilSeq: f.seq, limit: 1, newest: true })[0];
     if (held === undefined) continue;
     const name = (held.payload as { owner?: { name?: unknown } } | null)?.owner?.name ?? held.ownerName;
-    out.push({ ...base, resource: held.resource ?? '?', disk: held.disk ?? names[0] ?? '?', owner, ...(typeof name === 'string' ? { ownerName: name } : {}) });
+    out.push({ ...base, resource: held.resource ?? '?', disk: held.disk ?? names?.[0] ?? '?', owner, ...(typeof name === 'string' ? { ownerName: name } : {}) });
   }
   return out;
 }

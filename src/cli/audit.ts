@@ -18,7 +18,7 @@ import { diskNames } from './disk-alias.js';
 import { clockStepNote, coalescedCsvRows, coalescedText, csvTable, formatFacts, intervalState, formatHolders, formatTimeline, type Format } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
-import { CONFLICT_KINDS, HOLD_RULES, coalescedOver, holdersAnswer, namesOf, passRanges, queryFacts, stepsWithin, timeline, type AuditSources, type DiskNames } from './audit-query.js';
+import { CONFLICT_KINDS, HOLD_RULES, coalescedOver, holdersAnswer, listsHoldings, namesOf, passRanges, queryFacts, stepsWithin, timeline, type AuditSources, type DiskNames } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
   questions (default: every fact that matches the filters):
@@ -417,7 +417,10 @@ export async function runAudit(argv: string[]): Promise<number> {
     if (v.follow === true) return await follow(src.live, q, facts, format, opts);
     if (facts.length > 0) for (const f of stepsWithin(src, since ?? facts[0]!.at, until ?? facts[facts.length - 1]!.at)) process.stderr.write(clockStepNote(f));
     // A disk's history whose loss / re-take facts were coalesced on a full disk (aud31): the list lacks them.
-    if (disk !== undefined) for (const c of coalescedOver(src, namesOf(disk), since, until)) process.stderr.write(`vmlockd: note: ${coalescedText(c, 'this host', 'they are not in this list')}\n`);
+    // So too a VM's, the conflicts', any list that would hold them (review31a MEDIUM 5: --disk only).
+    if (listsHoldings(kinds)) {
+      for (const c of coalescedOver(src, disk === undefined ? undefined : namesOf(disk), since, until, vm)) process.stderr.write(`vmlockd: note: ${coalescedText(c, 'this host', 'they are not in this list')}\n`);
+    }
     process.stdout.write(formatFacts(facts, format, opts));
     if (limit !== undefined && facts.length === limit) {
       process.stderr.write(`vmlockd: showing the newest ${limit} matching facts; --limit 0 shows all, --since/--until narrow the window\n`);
