@@ -1,7 +1,7 @@
 // Output of `vmlockd audit`: a readable table, CSV (RFC 4180) or JSON, and the timeline chart.
 import type { HolderInfo, Owner } from '../engine/types.js';
 import type { StoredFact } from '../journal/journal.js';
-import { otherParty, type CoalescedAt, type HoldersAnswer, type Reading, type Timeline } from './audit-query.js';
+import { otherParty, type CoalescedAt, type HolderAt, type HoldersAnswer, type Reading, type Timeline } from './audit-query.js';
 
 export type Format = 'table' | 'csv' | 'json';
 
@@ -222,7 +222,42 @@ export function formatFacts(facts: readonly StoredFact[], format: Format, opts: 
 }
 
 /** `as`: the name the hold's facts gave the disk when it is not the one asked about (a lease's lock file). */
-const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'generation', 'since', 'resource', 'seq', 'via', 'as'] as const;
+/**
+ * The holders CSV's columns: the holder's, then (last, so the others keep their places) the answer's
+ * `state` (agreed, ambiguous, incomplete), the `reading` a row is from (an ambiguous answer: one row per
+ * pass's reading, "before" or "after step #N"), and a `note` (the coalesced ranges). Before, only holder
+ * rows were printed: an incomplete answer came out as a plain holder row and an ambiguous one as the
+ * header alone, the CSV of "nobody held it" (review31a HIGH 2).
+ */
+const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'generation', 'since', 'resource', 'seq', 'via', 'as', 'state', 'reading', 'note'] as const;
+
+/** One row of a holders CSV: a holder (none: a reading or a mark without one), the answer's state, the reading, the note. */
+export interface AnswerRow {
+  readonly holder?: HolderAt;
+  readonly state: 'agreed' | 'ambiguous' | 'incomplete';
+  readonly reading: string;
+  readonly note: string;
+}
+
+/**
+ * An answer as CSV rows: agreed, a row per holder (none: no row, the CSV of "nobody"); ambiguous, a
+ * row per holder of each reading, a reading with none a row of its own; incomplete (a coalesced range
+ * over the moment), its rows so marked, and a row even when nobody is listed.
+ */
+export function answerRows(a: HoldersAnswer): AnswerRow[] {
+  const note = (a.incomplete ?? [])
+    .map((c) => `FactsDropped #${c.seq}: ${c.count > 0 ? c.count : 'some'} loss/re-take fact(s) of ${c.ownerName ?? c.owner} (${c.resource}) between ${c.from} and ${c.to} coalesced`)
+    .join('; ');
+  if (a.ambiguous !== undefined) {
+    return a.ambiguous.readings.flatMap((r) => {
+      const reading = `${r.pass === 'before' ? 'before the step' : `after step #${r.step}${r.merged !== undefined ? ' (merged)' : ''}`}, after seq ${r.asOf}${r.holders.length === 0 ? `: ${readingText(r)}` : ''}`;
+      return r.holders.length === 0 ? [{ state: 'ambiguous' as const, reading, note }] : r.holders.map((holder) => ({ holder, state: 'ambiguous' as const, reading, note }));
+    });
+  }
+  const state = a.incomplete !== undefined ? ('incomplete' as const) : ('agreed' as const);
+  if (a.holders.length === 0) return state === 'incomplete' ? [{ state, reading: '', note }] : [];
+  return a.holders.map((holder) => ({ holder, state, reading: '', note }));
+}
 
 /**
  * What a stop or a crash around the moment did, in one line (empty when neither). `where` names the
@@ -272,7 +307,15 @@ export function formatHolders(a: HoldersAnswer, format: Format): string {
   return inFormat(
     format,
     a,
-    () => csvTable(HOLDER_COLUMNS, holders.map((h) => [disk, at, h.owner.uuid, h.owner.name, h.host, h.mode, h.generation, h.since, h.resource, h.seq, h.via, h.as ?? ''])),
+    () =>
+      csvTable(
+        HOLDER_COLUMNS,
+        answerRows(a).map(({ holder: h, state, reading, note }) =>
+          h === undefined
+            ? [disk, at, '', '', '', '', '', '', '', '', '', '', state, reading, note]
+            : [disk, at, h.owner.uuid, h.owner.name, h.host, h.mode, h.generation, h.since, h.resource, h.seq, h.via, h.as ?? '', state, reading, note],
+        ),
+      ),
     () => {
       // A hold journaled under another name of the disk (a lease's lock file) says which.
       const as = holders.some((h) => h.as !== undefined);
@@ -288,10 +331,25 @@ export function formatHolders(a: HoldersAnswer, format: Format): string {
   );
 }
 
+/**
+ * A timeline's interval is `incomplete` when a coalesced range of its owner (or of an owner not
+ * journaled) meets it: the journal lacks some of its loss / re-take facts there (review31a HIGH 2: the
+ * timeline CSV printed the intervals alone, unmarked).
+ */
+export function intervalState(i: { readonly owner: { readonly uuid: string }; readonly from: string; readonly to?: string }, incomplete: readonly CoalescedAt[] | undefined, end: string): string {
+  const to = i.to ?? end;
+  return (incomplete ?? []).some((c) => (c.owner === i.owner.uuid || c.owner === '?') && c.from <= to && c.to >= i.from) ? 'incomplete' : '';
+}
+
+/** The timeline CSV's rows for the coalesced ranges themselves: `end` "coalesced", `state` incomplete. */
+export function coalescedCsvRows(disk: string, incomplete: readonly CoalescedAt[] | undefined): unknown[][] {
+  return (incomplete ?? []).map((c) => [disk, c.owner, c.ownerName ?? '', '', c.from, c.to, 'coalesced', '', '', 'incomplete', `FactsDropped #${c.seq}: ${c.count > 0 ? c.count : 'some'} loss/re-take fact(s) coalesced`]);
+}
+
 /** A holding whose loss / re-take facts were coalesced on a full disk (FactsDropped `coalesced`, aud31), in one line. */
 export function coalescedText(c: CoalescedAt, where: string, so: string): string {
   return (
-    `the journal's disk was full on ${where}; ${c.count} loss/re-take fact(s) of ${c.ownerName ?? c.owner}'s lock (${c.owner.slice(0, 8)}, ${c.resource}) between ${c.from} and ${c.to} were coalesced ` +
+    `the journal's disk was full on ${where}; ${c.count > 0 ? c.count : 'some'} loss/re-take fact(s) of ${c.owner === '?' && c.ownerName === undefined ? 'a lock (owner not journaled' : `${c.ownerName ?? c.owner}'s lock (${c.owner.slice(0, 8)}`}, ${c.resource}) between ${c.from} and ${c.to} were coalesced ` +
     `(FactsDropped #${c.seq}: the last loss and re-take stand for them): ${so}`
   );
 }

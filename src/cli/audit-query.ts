@@ -296,20 +296,86 @@ export interface CoalescedAt {
  * end open): a FactsDropped is journaled after the facts it stands for (labelled at their end), so
  * those from `since` on are read, by kind (rare: one per full-disk episode past the bound).
  */
-export function coalescedOver(src: AuditSources, names: string | readonly string[], since: string | undefined, until: string | undefined): CoalescedAt[] {
-  const want = new Set(typeof names === 'string' ? [names] : names);
+export function coalescedOver(src: AuditSources, names: string | readonly string[] | undefined, since: string | undefined, until: string | undefined, owner?: string): CoalescedAt[] {
+  return coalescedMatching(src, names, since, until).filter((c) => owner === undefined || c.owner === owner || c.owner === '?');
+}
+
+/**
+ * Whether a list of facts of these kinds (undefined: every kind) would hold the loss / re-take facts a
+ * FactsDropped coalesced: then its coalesced ranges are noted with the list (review31a MEDIUM 5).
+ */
+export function listsHoldings(kinds: readonly string[] | undefined): boolean {
+  return kinds === undefined || kinds.includes('LeaseLost') || kinds.includes('Reacquired');
+}
+
+function coalescedMatching(src: AuditSources, names: string | readonly string[] | undefined, since: string | undefined, until: string | undefined): CoalescedAt[] {
+  // No disk named (audit --vm, --conflicts, a whole list): every disk's.
+  const want: ReadonlySet<string> | undefined = names === undefined ? undefined : new Set(typeof names === 'string' ? [names] : names);
   const out: CoalescedAt[] = [];
   for (const f of queryFacts(src, { kinds: ['FactsDropped'], ...(since !== undefined ? { since } : {}) })) {
     const list = (f.payload as { coalesced?: unknown } | null)?.coalesced;
-    if (!Array.isArray(list)) continue;
-    for (const c of list as Array<Omit<CoalescedAt, 'seq'>>) {
-      if (typeof c?.from !== 'string' || typeof c.to !== 'string' || !want.has(c.disk)) continue;
+    if (!Array.isArray(list)) {
+      out.push(...olderCoalesced(src, want, f, since, until));
+      continue;
+    }
+    for (const e of list as unknown[]) {
+      const c = coalescedEntry(e);
+      if (c === undefined || (want !== undefined && !want.has(c.disk))) continue;
       if (until !== undefined && c.from > until) continue;
       if (since !== undefined && c.to <= since) continue;
       out.push({ seq: f.seq, ...c });
     }
   }
   return out;
+}
+
+/**
+ * A FactsDropped from before `coalesced` (35edeeb..7fc2335: `superseded` and `vouchedBy` only): which
+ * holding's facts were superseded is not said, only the owners and the window [from, to]. Marked for
+ * each owner in `vouchedBy` with a hold fact of this disk journaled before it, or, with no owner named,
+ * for every disk (review31a MEDIUM 6: audit --at inside its window answered alpha, unmarked).
+ */
+function olderCoalesced(src: AuditSources, want: ReadonlySet<string> | undefined, f: StoredFact, since: string | undefined, until: string | undefined): CoalescedAt[] {
+  const p = f.payload as { superseded?: unknown; vouchedBy?: unknown; from?: unknown; to?: unknown } | null;
+  if (typeof p?.superseded !== 'number' || p.superseded <= 0 || typeof p.from !== 'string' || typeof p.to !== 'string') return [];
+  const from = p.from;
+  const to = p.to > f.at ? p.to : f.at;
+  if ((until !== undefined && from > until) || (since !== undefined && to <= since)) return [];
+  const names = want === undefined ? undefined : [...want];
+  const owners = typeof p.vouchedBy === 'object' && p.vouchedBy !== null ? Object.keys(p.vouchedBy) : [];
+  // `superseded` counts every holding's: one owner's only when it is the one named (0 shows as "some").
+  const base = { seq: f.seq, count: owners.length === 1 ? p.superseded : 0, from, to };
+  if (owners.length === 0) return [{ ...base, resource: '?', disk: names?.[0] ?? '?', owner: '?' }];
+  const out: CoalescedAt[] = [];
+  for (const owner of owners) {
+    const disk = names === undefined ? {} : { disk: names.length === 1 ? names[0]! : names };
+    const held = queryFacts(src, { ...disk, owner, kinds: [...HOLD_KINDS], untilSeq: f.seq, limit: 1, newest: true })[0];
+    if (held === undefined) continue;
+    const name = (held.payload as { owner?: { name?: unknown } } | null)?.owner?.name ?? held.ownerName;
+    out.push({ ...base, resource: held.resource ?? '?', disk: held.disk ?? names?.[0] ?? '?', owner, ...(typeof name === 'string' ? { ownerName: name } : {}) });
+  }
+  return out;
+}
+
+/**
+ * One entry of a FactsDropped's `coalesced`, checked: a range (from, to) of a disk is all the mark needs;
+ * a missing owner, resource or count (a damaged or hand-edited journal, another writer) is shown as
+ * unknown rather than read as a string (review31a LOW 7: an entry without owner threw a TypeError in
+ * coalescedText and the audit died instead of answering with the mark).
+ */
+function coalescedEntry(e: unknown): Omit<CoalescedAt, 'seq'> | undefined {
+  if (typeof e !== 'object' || e === null) return undefined;
+  const c = e as Record<string, unknown>;
+  if (typeof c.from !== 'string' || typeof c.to !== 'string' || typeof c.disk !== 'string') return undefined;
+  return {
+    resource: typeof c.resource === 'string' ? c.resource : '?',
+    disk: c.disk,
+    owner: typeof c.owner === 'string' ? c.owner : '?',
+    ...(typeof c.ownerName === 'string' ? { ownerName: c.ownerName } : {}),
+    count: typeof c.count === 'number' && Number.isFinite(c.count) ? c.count : 0,
+    from: c.from,
+    to: c.to,
+  };
 }
 
 /** A step back of this host's clock, as journaled (ClockStepped, decision 0029): times in [to, from) came twice. */
@@ -368,7 +434,10 @@ function holdersAnswerPasses(src: AuditSources, asked: DiskArg, at: string, opts
   if (steps.length > 0 && opts.now === true) {
     // The present is the last pass: the one after the newest step over it.
     const last = steps[steps.length - 1]!;
-    const asOf = secondPass(src, last, at);
+    // A merged step's span has wall times going back (aud31 M1): the search assumes they rise and could
+    // land at the step's start (review31a HIGH 3: alpha answered as the current pass after its loss).
+    // The present is the pass's end: answered after its last fact.
+    const asOf = mergedOf(last) !== undefined ? passEnd(src, last) : secondPass(src, last, at);
     return { ...holdersAnswerAt(src, asked, at, asOf), clockSteps: steps.map(stepAt), current: { step: last.seq, asOf: asOf.seq } };
   }
   const first = holdersAnswerAt(src, asked, at);
@@ -546,9 +615,23 @@ export function secondPass(src: AuditSources, step: StoredFact, at: string): AsO
   return found.seq < first ? { seq: found.seq, label: factAt(src, found.seq)?.at ?? step.at } : found;
 }
 
-/** The last fact of the pass after `step`: before the next step's pass, or the journal's last. */
+/** After the last fact of the pass after `step` (a merged step's `--at now`: the present is the pass's end). */
+function passEnd(src: AuditSources, step: StoredFact): AsOf {
+  const seq = lastOfPass(src, step);
+  return { seq, label: factAt(src, seq)?.at ?? step.at };
+}
+
+/**
+ * The last fact of the pass after `step`: before the next step's pass, or the journal's last. The next
+ * step is found by seq, not by label: while the clock is behind the floor every step is labelled at the
+ * floor, and a lookup of the 64 steps from `step.at` missed the next one past the 64th (review31a HIGH 4:
+ * 66 steps on one label read the 65th pass to the journal's end, and --at answered alpha agreed, falsely).
+ */
 function lastOfPass(src: AuditSources, step: StoredFact): number {
-  const next = queryFacts(src, { kinds: ['ClockStepped'], since: step.at, limit: 64 }).find((f) => f.seq > step.seq);
+  // The label lookup first (the rare kinds' index, however long the journal); only when its 64 are all
+  // at or before `step` is the seq range read (it scans the facts after the step to the next one).
+  const byLabel = queryFacts(src, { kinds: ['ClockStepped'], since: step.at, limit: 64 });
+  const next = byLabel.find((f) => f.seq > step.seq) ?? (byLabel.length < 64 ? undefined : queryFacts(src, { kinds: ['ClockStepped'], afterSeq: step.seq, limit: 1 })[0]);
   return next !== undefined ? firstOfPass(src, next) - 1 : (newestOf(src, {})?.seq ?? step.seq);
 }
 

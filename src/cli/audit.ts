@@ -15,10 +15,10 @@ import { checkStage } from '../journal/stage-verify.js';
 import { loadConfig } from '../watchers/config.js';
 import { call } from './client.js';
 import { diskNames } from './disk-alias.js';
-import { clockStepNote, coalescedText, csvTable, formatFacts, formatHolders, formatTimeline, type Format } from './audit-format.js';
+import { clockStepNote, coalescedCsvRows, coalescedText, csvTable, formatFacts, intervalState, formatHolders, formatTimeline, type Format } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import type { ChainReport } from './cluster-verify.js';
-import { CONFLICT_KINDS, HOLD_RULES, coalescedOver, holdersAnswer, namesOf, passRanges, queryFacts, stepsWithin, timeline, type AuditSources, type DiskNames } from './audit-query.js';
+import { CONFLICT_KINDS, HOLD_RULES, coalescedOver, holdersAnswer, listsHoldings, namesOf, passRanges, queryFacts, stepsWithin, timeline, type AuditSources, type DiskNames } from './audit-query.js';
 
 export const AUDIT_USAGE = `usage: vmlockd audit [question] [filters] [output] [journal]
   questions (default: every fact that matches the filters):
@@ -417,7 +417,10 @@ export async function runAudit(argv: string[]): Promise<number> {
     if (v.follow === true) return await follow(src.live, q, facts, format, opts);
     if (facts.length > 0) for (const f of stepsWithin(src, since ?? facts[0]!.at, until ?? facts[facts.length - 1]!.at)) process.stderr.write(clockStepNote(f));
     // A disk's history whose loss / re-take facts were coalesced on a full disk (aud31): the list lacks them.
-    if (disk !== undefined) for (const c of coalescedOver(src, namesOf(disk), since, until)) process.stderr.write(`vmlockd: note: ${coalescedText(c, 'this host', 'they are not in this list')}\n`);
+    // So too a VM's, the conflicts', any list that would hold them (review31a MEDIUM 5: --disk only).
+    if (listsHoldings(kinds)) {
+      for (const c of coalescedOver(src, disk === undefined ? undefined : namesOf(disk), since, until, vm)) process.stderr.write(`vmlockd: note: ${coalescedText(c, 'this host', 'they are not in this list')}\n`);
+    }
     process.stdout.write(formatFacts(facts, format, opts));
     if (limit !== undefined && facts.length === limit) {
       process.stderr.write(`vmlockd: showing the newest ${limit} matching facts; --limit 0 shows all, --since/--until narrow the window\n`);
@@ -460,11 +463,12 @@ function withNames(src: AuditSources, facts: StoredFact[]): StoredFact[] {
   });
 }
 
+/** The timeline CSV: an interval per row, `state` incomplete where a coalesced range meets it, and a row per coalesced range (review31a HIGH 2). */
 function timelineCsv(t: ReturnType<typeof timeline>): string {
-  return csvTable(
-    ['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation'],
-    t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '']),
-  );
+  return csvTable(['disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation', 'state', 'note'], [
+    ...t.intervals.map((i) => [t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '', intervalState(i, t.incomplete, t.to), '']),
+    ...coalescedCsvRows(t.disk, t.incomplete),
+  ]);
 }
 
 /**

@@ -10,10 +10,10 @@ import { readHostChanges } from '../journal/host-changed.js';
 import { canonicalPath } from '../engine/resolve.js';
 import type { FactQuery, StoredFact } from '../journal/journal.js';
 import { loadConfig } from '../watchers/config.js';
-import { boundaryNote, clockStepNote, csvTable, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
+import { answerRows, boundaryNote, clockStepNote, coalescedCsvRows, coalescedText, csvTable, intervalState, formatFacts, humanMs, inFormat, table, type Format, type TableOptions } from './audit-format.js';
 import { factStream, followLoop } from './follow.js';
 import { diskNames } from './disk-alias.js';
-import { namesOf, stepsWithin, type DiskNames } from './audit-query.js';
+import { coalescedOver, listsHoldings, namesOf, stepsWithin, type DiskNames, type HolderAt } from './audit-query.js';
 import { ClusterCache, cacheRoot, type CachedChain, type CatchUpReport, type VanishedRange } from './cluster-cache.js';
 import type { Overlap } from './cluster-overlaps.js';
 import { clusterFacts, clusterHolders, clusterOrder, clusterOverlaps, clusterTimeline, withNames, type ClusterHolders, type ClusterSources, type ClusterTimeline, type HostHistory } from './cluster-query.js';
@@ -260,6 +260,17 @@ export async function runClusterAudit(v: ClusterFlags, q: ClusterQuestion): Prom
     const opts: TableOptions = { oneDisk: disk !== undefined && disk.names.length === 1, journal: cs.hosts.some((h) => h.chains.length > 1) ? 'table' : 'csv' };
     if (q.follow) return await follow(v, cs, fq, facts, q.format, opts);
     if (facts.length > 0) stepNotes(cs, q.since ?? facts[0]!.at, q.until ?? facts[facts.length - 1]!.at, false);
+    // Each host's coalesced loss / re-take facts the list lacks, as the one-host list notes them (review31a MEDIUM 5).
+    if (listsHoldings(q.kinds)) {
+      for (const h of cs.hosts) {
+        if (q.host !== undefined && q.host !== h.host) continue;
+        for (const c of h.chains) {
+          for (const x of coalescedOver({ live: c.journal }, disk === undefined ? undefined : namesOf(disk), q.since, q.until, vm)) {
+            process.stderr.write(`vmlockd: note: ${coalescedText(x, `host ${h.host}`, 'they are not in this list')}\n`);
+          }
+        }
+      }
+    }
     out(formatFacts(facts, q.format, opts));
     if (q.limit !== undefined && facts.length === q.limit) {
       process.stderr.write(`vmlockd: showing the newest ${q.limit} matching facts; --limit 0 shows all, --since/--until narrow the window\n`);
@@ -366,13 +377,31 @@ async function follow(v: ClusterFlags, first: OpenedCluster, q: FactQuery, backl
 // ---------------------------------------------------------------------------------------------
 // Output
 
-const HOLDER_COLUMNS = ['host', 'disk', 'at', 'vm_uuid', 'vm_name', 'mode', 'generation', 'since', 'resource', 'seq', 'via', 'journal'] as const;
+/** As the one-host holders CSV: the answer's state, reading and note last (review31a HIGH 2), one host's answer per group of rows. */
+const HOLDER_COLUMNS = ['host', 'disk', 'at', 'vm_uuid', 'vm_name', 'mode', 'generation', 'since', 'resource', 'seq', 'via', 'journal', 'state', 'reading', 'note'] as const;
 
 export function formatClusterHolders(a: ClusterHolders, format: Format): string {
   return inFormat(
     format,
     a,
-    () => csvTable(HOLDER_COLUMNS, a.holders.map((h) => [h.host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via, h.journal])),
+    () =>
+      csvTable(
+        HOLDER_COLUMNS,
+        [
+          // The holders in their order (by since), each marked as its host's answer is; then the rows
+          // that are not an agreed holder: an ambiguous host's readings, an incomplete host's mark.
+          ...a.holders.map((h) => {
+            const x = a.hosts.find((y) => y.host === h.host && y.journal === h.journal);
+            const r = x === undefined ? undefined : answerRows(x.answer).find((row) => row.holder?.seq === h.seq);
+            return { holder: h as HolderAt, state: r?.state ?? 'agreed', reading: r?.reading ?? '', note: r?.note ?? '', host: h.host, journal: h.journal };
+          }),
+          ...a.hosts.flatMap((x) => answerRows(x.answer).filter((r) => r.holder === undefined || r.state === 'ambiguous').map((r) => ({ ...r, host: x.host, journal: x.journal ?? '' }))),
+        ].map(({ holder: h, state, reading, note, host, journal }) =>
+            h === undefined
+              ? [host, a.disk, a.at, '', '', '', '', '', '', '', '', journal, state, reading, note]
+              : [host, a.disk, a.at, h.owner.uuid, h.owner.name, h.mode, h.generation, h.since, h.resource, h.seq, h.via, journal, state, reading, note],
+          ),
+      ),
     () => {
       const notes = a.hosts.map((x) => boundaryNote(x.answer, `host ${x.host}`) + changedNote(x)).join('');
       const unsure = a.hosts.filter((x) => x.answer.ambiguous !== undefined).map((x) => x.host);
@@ -401,30 +430,39 @@ function changedNote(x: ClusterHolders['hosts'][number]): string {
   );
 }
 
-const OVERLAP_COLUMNS = ['disk', 'from', 'to', 'host_a', 'vm_uuid_a', 'vm_name_a', 'mode_a', 'since_a', 'end_a', 'host_b', 'vm_uuid_b', 'vm_name_b', 'mode_b', 'since_b', 'end_b'] as const;
+/** `state` (last): "overlap", shown by the facts, or "possible": `a` is a coalesced range (review31a MEDIUM 5). */
+const OVERLAP_COLUMNS = ['disk', 'from', 'to', 'host_a', 'vm_uuid_a', 'vm_name_a', 'mode_a', 'since_a', 'end_a', 'host_b', 'vm_uuid_b', 'vm_name_b', 'mode_b', 'since_b', 'end_b', 'state'] as const;
 
 export function formatOverlaps(list: readonly Overlap[], format: Format, cs: ClusterSources): string {
   return inFormat(
     format,
     list,
-    () => csvTable(OVERLAP_COLUMNS, list.map((o) => [o.disk, o.from, o.to, o.a.host, o.a.owner.uuid, o.a.owner.name, o.a.mode, o.a.from, o.a.to ?? '', o.b.host, o.b.owner.uuid, o.b.owner.name, o.b.mode, o.b.from, o.b.to ?? ''])),
+    () => csvTable(OVERLAP_COLUMNS, list.map((o) => [o.disk, o.from, o.to, o.a.host, o.a.owner.uuid, o.a.owner.name, o.a.mode, o.a.from, o.a.to ?? '', o.b.host, o.b.owner.uuid, o.b.owner.name, o.b.mode, o.b.from, o.b.to ?? '', o.possible !== undefined ? 'possible' : 'overlap'])),
     () => {
       if (list.length === 0) return `no overlaps: no two hosts held one disk in conflicting modes at the same time (${cs.hosts.length} host(s) read)\n`;
       const who = (c: Overlap['a']) => `${c.owner.name ?? c.owner.uuid.slice(0, 8)} on ${c.host} (${c.mode}, ${c.from} .. ${c.to ?? 'still held'}${c.end ? `, ${c.end}` : ''})`;
+      const maybe = (o: Overlap) => `${o.a.owner.name ?? (o.a.owner.uuid === '?' ? 'a VM' : o.a.owner.uuid.slice(0, 8))} on ${o.a.host} (unknown: its loss/re-take facts ${o.a.from} .. ${o.a.to} were coalesced, FactsDropped #${o.possible!.seq})`;
+      const shown = list.filter((o) => o.possible === undefined).length;
+      const possible = list.length - shown;
       return (
         table([
           ['DISK', 'FROM', 'TO', 'FIRST HOLDER', 'SECOND HOLDER'],
-          ...list.map((o) => [o.disk, o.from, o.to ?? '(both still held)', who(o.a), who(o.b)]),
-        ]) + `${list.length} overlap(s): two hosts' VMs both held the disk over these intervals, each by its own host's clock\n`
+          ...list.map((o) => [o.disk, o.from, o.to ?? '(both still held)', o.possible !== undefined ? maybe(o) : who(o.a), who(o.b)]),
+        ]) +
+        (shown > 0 ? `${shown} overlap(s): two hosts' VMs both held the disk over these intervals, each by its own host's clock\n` : `no overlap shown by the facts (${cs.hosts.length} host(s) read), but:\n`) +
+        (possible > 0 ? `${possible} possible overlap(s): a host's journal lacks its VM's loss/re-take facts there (coalesced while its disk was full), so whether it held the disk while the other did is unknown\n` : '')
       );
     },
   );
 }
 
+/** The cluster timeline CSV: `state` incomplete where the host's coalesced range meets an interval, and a row per coalesced range (review31a HIGH 2, MEDIUM 5). */
 function timelineCsv(t: ClusterTimeline): string {
-  return csvTable(['host', 'disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation'], [
-    ...t.intervals.map((i) => [i.host, t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '']),
-    ...t.gaps.map((g) => [g.host, t.disk, '', '', '', g.from, g.to ?? '', g.how === 'stopped' ? 'daemon-stopped' : 'daemon-crashed', '', '']),
+  const of = (host: string) => t.incomplete?.filter((c) => c.host === host);
+  return csvTable(['host', 'disk', 'vm_uuid', 'vm_name', 'mode', 'from', 'to', 'end', 'crash_before', 'generation', 'state', 'note'], [
+    ...t.intervals.map((i) => [i.host, t.disk, i.owner.uuid, i.owner.name ?? '', i.mode, i.from, i.to ?? '', i.end ?? '', i.crashBefore ?? '', i.generation ?? '', intervalState(i, of(i.host), t.to), '']),
+    ...t.gaps.map((g) => [g.host, t.disk, '', '', '', g.from, g.to ?? '', g.how === 'stopped' ? 'daemon-stopped' : 'daemon-crashed', '', '', '', '']),
+    ...(t.incomplete ?? []).map((c) => [c.host, ...coalescedCsvRows(t.disk, [c])[0]!]),
   ]);
 }
 
@@ -474,6 +512,7 @@ export function formatClusterTimeline(t: ClusterTimeline, width: number): string
   const axis = `${''.padEnd(lw)} |${start}${end.padStart(Math.max(0, cols - start.length))}|`;
   return (
     `${head}${axis}\n${lines.join('\n')}\n` +
-    `${''.padEnd(lw)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  - daemon stopped  ~ daemon crashed, down (1 column = ${humanMs(slot)})\n`
+    `${''.padEnd(lw)}  █ exclusive  ▒ shared  ? until a crash in between  x refused  ! lease lost  - daemon stopped  ~ daemon crashed, down (1 column = ${humanMs(slot)})\n` +
+    (t.incomplete ?? []).map((c) => `note: ${coalescedText(c, `host ${c.host}`, 'its bars there are not the whole story')}\n`).join('')
   );
 }

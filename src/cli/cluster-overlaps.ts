@@ -143,6 +143,12 @@ export interface Overlap {
   readonly to?: string;
   readonly a: Claim;
   readonly b: Claim;
+  /**
+   * `a` is not a claim the facts show but a range whose loss / re-take facts were coalesced on a full
+   * disk (FactsDropped #seq's `coalesced`): whether its VM held the disk there is not in the journal, so
+   * the overlap with `b` is possible, not shown (review31a MEDIUM 5: "no overlaps" over such a range).
+   */
+  readonly possible?: { readonly seq: number; readonly count: number };
 }
 
 export function conflicting(a: Mode, b: Mode): boolean {

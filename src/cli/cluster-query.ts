@@ -4,10 +4,10 @@
 // module picks the chain of each host that a moment falls in, tells it whether that host's daemon is
 // gone, and merges the hosts' answers.
 import type { StoredFact, FactQuery, Journal } from '../journal/journal.js';
-import { holdersAnswer, namesOf, queryFacts, shownOf, timeline, type AuditSources, type DiskArg, type HolderAt, type HoldersAnswer, type Interval, type TimelineEvent } from './audit-query.js';
+import { coalescedOver, holdersAnswer, namesOf, queryFacts, shownOf, timeline, type AuditSources, type CoalescedAt, type DiskArg, type HolderAt, type HoldersAnswer, type Interval, type TimelineEvent } from './audit-query.js';
 import type { HostChange } from '../journal/host-changed.js';
 import type { CachedChain } from './cluster-cache.js';
-import { CLAIM_KINDS, claimsOf, hostGaps, overlaps, type HostGap, type Overlap, type RunEvent } from './cluster-overlaps.js';
+import { CLAIM_KINDS, claimsOf, hostGaps, overlaps, type Claim, type HostGap, type Overlap, type RunEvent } from './cluster-overlaps.js';
 
 export interface ChainSource {
   readonly chain: CachedChain;
@@ -85,7 +85,7 @@ export interface ClusterHolders {
    * by then its journal went on under another host id, unpublished: its holds are unknown (`unknown`
    * lists those its published history still had, not counted in `holders`).
    */
-  readonly hosts: ReadonlyArray<{ readonly host: string; readonly answer: HoldersAnswer; readonly changed?: HostChange; readonly unknown?: readonly HolderAt[] }>;
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly journal?: string; readonly answer: HoldersAnswer; readonly changed?: HostChange; readonly unknown?: readonly HolderAt[] }>;
 }
 
 /** Who held `disk` at `at`, on any host. */
@@ -159,6 +159,8 @@ export interface ClusterTimeline {
   readonly events: Array<TimelineEvent & { readonly host: string }>;
   /** When each host's daemon was down in the window. */
   readonly gaps: HostGap[];
+  /** Each host's coalesced ranges in the window (FactsDropped.coalesced): its bars there are not the whole story (review31a MEDIUM 5). */
+  readonly incomplete?: Array<CoalescedAt & { readonly host: string }>;
 }
 
 /** Each host's holders of `disk` over [from, to] (the one-journal timeline per chain) and its down gaps. */
@@ -173,6 +175,7 @@ function timelineOf(cs: ClusterSources, asked: DiskArg, from: string, to: string
   const intervals: ClusterTimeline['intervals'] = [];
   const events: ClusterTimeline['events'] = [];
   const gaps: HostGap[] = [];
+  const incomplete: NonNullable<ClusterTimeline['incomplete']> = [];
   for (const h of cs.hosts) {
     for (let i = 0; i < h.chains.length; i++) {
       const c = h.chains[i]!;
@@ -193,11 +196,12 @@ function timelineOf(cs: ClusterSources, asked: DiskArg, from: string, to: string
         } else intervals.push({ ...x, host: h.host });
       }
       for (const e of t.events) events.push({ ...e, host: h.host });
+      for (const x of t.incomplete ?? []) incomplete.push({ ...x, host: h.host });
     }
     for (const g of gapsOf(h)) if ((g.to === undefined || g.to >= from) && g.from <= to) gaps.push(g);
   }
   intervals.sort((x, y) => (x.from < y.from ? -1 : x.from > y.from ? 1 : x.host < y.host ? -1 : 1));
-  return { disk, from, to, intervals, events, gaps };
+  return { disk, from, to, intervals, events, gaps, ...(incomplete.length > 0 ? { incomplete } : {}) };
 }
 
 /** When host `h`'s daemon was down, from its starts and stops across its journals. */
@@ -236,7 +240,35 @@ function overlapsOf(cs: ClusterSources, disk: DiskArg | undefined, since?: strin
       h.chains.map((c) => ({ journal: c.chain.journal, ...(c.changed !== undefined ? { cut: c.changed.at } : {}), facts: claimFacts(c.journal, disk, until) })),
     ),
   );
-  return overlaps(claims).filter((o) => (since === undefined || o.to === undefined || o.to >= since) && (until === undefined || o.from <= until));
+  const shown = overlaps(claims).filter((o) => (since === undefined || o.to === undefined || o.to >= since) && (until === undefined || o.from <= until));
+  return [...shown, ...possibleOverlaps(cs, disk, since, until, claims)];
+}
+
+/**
+ * Each host's coalesced ranges (FactsDropped.coalesced) that meet another host's claim of the disk: the
+ * facts that would say whether the host's VM held it there are gone, so each is a possible overlap
+ * (review31a MEDIUM 5: alpha's re-take coalesced away, beta's hold on another host inside the range,
+ * and --overlaps said "no overlaps").
+ */
+function possibleOverlaps(cs: ClusterSources, disk: DiskArg | undefined, since: string | undefined, until: string | undefined, claims: readonly Claim[]): Overlap[] {
+  const out: Overlap[] = [];
+  const shownDisk = (d: string) => (disk !== undefined && typeof disk !== 'string' && disk.names.includes(d) ? disk.disk : d);
+  for (const h of cs.hosts) {
+    for (const c of h.chains) {
+      for (const x of coalescedOver({ live: c.journal }, disk === undefined ? undefined : namesOf(disk), since, until)) {
+        const d = shownDisk(x.disk);
+        for (const b of claims) {
+          if (b.host === h.host || b.disk !== d) continue;
+          const from = b.from > x.from ? b.from : x.from;
+          const to = b.to === undefined || b.to > x.to ? x.to : b.to;
+          if (from >= to) continue;
+          const a: Claim = { host: h.host, owner: { uuid: x.owner, ...(x.ownerName !== undefined ? { name: x.ownerName } : {}) }, resource: x.resource, disk: d, mode: 'exclusive', from: x.from, to: x.to, fromSeq: x.seq, journal: c.chain.journal };
+          out.push({ disk: d, from, to, a, b, possible: { seq: x.seq, count: x.count } });
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /**

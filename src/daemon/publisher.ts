@@ -74,6 +74,8 @@ export class Publication {
   private run: Running | undefined;
   private journalId: string | undefined;
   private published = 0;
+  /** Where publication stood when a reload turned it off (lockspace, host, last published seq). */
+  private offAt: { readonly lockspace: string; readonly host: string; readonly seq: number } | undefined;
   private segment: string | null = null;
   private bytesTotal = 0;
   private factsTotal = 0;
@@ -133,6 +135,7 @@ export class Publication {
       return;
     }
     if (r !== undefined) await this.stopWorker();
+    const prev = this.settings;
     this.settings = next;
     if (!on) {
       // Off: `journal compact` is no longer held back by a publication that will not catch up.
@@ -141,10 +144,16 @@ export class Publication {
       } catch (e) {
         this.log('warning', `publication off, but meta.published_through could not be removed (journal compact stays held back at it): ${(e as Error).message}`);
       }
+      // Kept for a reload turning it on again into the same place: its segments are still there, and
+      // until the worker's first progress 0 counted the whole journal as waiting (review31a LOW 8).
+      // (The worker may not be running: a lockspace away retries; the position is the same.)
+      if (prev.enabled && prev.lockspace !== null && this.published > 0) this.offAt = { lockspace: prev.lockspace, host: prev.host, seq: this.published };
       this.published = 0;
       this.segment = null;
       return;
     }
+    if (this.published === 0 && this.offAt !== undefined && this.offAt.lockspace === next.lockspace && this.offAt.host === next.host) this.published = this.offAt.seq;
+    this.offAt = undefined;
     this.start();
   }
 

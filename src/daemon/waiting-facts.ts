@@ -96,6 +96,14 @@ interface Dropped {
   superseded: number;
 }
 
+/** The clock's reading when a fact was made: its wallAt (made while the clock was behind the floor), else its label. */
+function readingOf(f: NewFact): string {
+  const w = (f.payload as { wallAt?: unknown } | null)?.wallAt;
+  return typeof w === 'string' ? w : f.at;
+}
+const earliestOf = (a: string, b: string) => (a < b ? a : b);
+const latestOf = (a: string, b: string) => (a > b ? a : b);
+
 /** A coalesced holding fact past the bound, with its place in the order they happened. */
 interface Slot {
   readonly n: number;
@@ -312,14 +320,20 @@ export class WaitingFacts implements JournalPort {
       this.drop(slot.f, d);
       d.superseded++;
       this.holdingCount--;
+      // The range covers both the labels and the clock's readings (wallAt): after a step back every fact
+      // is labelled at the floor, its reading in wallAt, and a range by labels alone was [floor, floor),
+      // empty, while the loss it hides lay at the readings (review31a HIGH 1: audit --at inside it
+      // answered alpha agreed, unmarked).
+      const lo = earliestOf(earliestOf(slot.f.at, readingOf(slot.f)), earliestOf(f.at, readingOf(f)));
+      const hi = latestOf(latestOf(slot.f.at, readingOf(slot.f)), latestOf(f.at, readingOf(f)));
       const c = this.coalescedHoldings.get(key);
       if (c === undefined) {
         const disk = p.disk ?? p.path ?? p.resource;
-        this.coalescedHoldings.set(key, { resource: p.resource, disk, owner: p.owner.uuid, ...(p.owner.name !== undefined ? { ownerName: p.owner.name } : {}), count: 1, from: slot.f.at, to: f.at });
+        this.coalescedHoldings.set(key, { resource: p.resource, disk, owner: p.owner.uuid, ...(p.owner.name !== undefined ? { ownerName: p.owner.name } : {}), count: 1, from: lo, to: hi });
       } else {
         c.count++;
-        if (slot.f.at < c.from) c.from = slot.f.at;
-        if (f.at > c.to) c.to = f.at;
+        if (lo < c.from) c.from = lo;
+        if (hi > c.to) c.to = hi;
       }
     };
     // A LeaseLost ends the holding whatever came before; a Reacquired (always after a LeaseLost of

@@ -89,7 +89,7 @@ test('one host, two journals, a disk held across the loss, then released; anothe
   assert.match(table[0]!, /\bJOURNAL\b/, 'the table has a JOURNAL column when a host has two journals');
   assert.ok(table.some((l) => l.includes(j1!)) && table.some((l) => l.includes(j2!)), 'both journal ids in the table');
   const holders = q(['--disk', disk, '--at', after, '--csv']).stdout;
-  assert.match(holders.split('\r\n')[0]!, /,journal$/, 'the holders CSV names the journal');
+  assert.match(holders.split('\r\n')[0]!, /,journal,state,reading,note$/, "the holders CSV names the journal (then the answer's state, reading and note: review31a HIGH 2)");
 });
 
 test.run();
