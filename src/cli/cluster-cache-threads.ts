@@ -17,7 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker, type WorkerOptions } from 'node:worker_threads';
 import type { SegmentFile } from '../journal/segment.js';
 import { startThread } from '../journal/young-generation.js';
-import type { LoadResult } from './cluster-cache.js';
+import type { LoadResult } from './cluster-cache-result.js';
 
 /** The slot of the counter every loader bumps (and notifies) after each post; loader i's own count is slot i + 1. */
 export const LOADER_POSTED = 0;

@@ -32,6 +32,8 @@ import {
 import { readSuccessor, sealedRecently, successorFileName } from '../journal/segment-successor.js';
 import { PrefixHash, RACY_MS, WholeTracker, lineAfter, sameStamp, stampAt, stampOf, verifyWhole, type WholeRecord } from './cluster-cache-identity.js';
 import { ChainBudget, freeSpace } from './cluster-cache-bounds.js';
+import type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
+export type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 import { pinOf } from '../engine/locker-hosts.js';
 import { LoaderPool, catchUpThreads, parallelBytes, type LoaderDone, type LoaderError } from './cluster-cache-threads.js';
 
@@ -236,27 +238,6 @@ export interface CachedChain {
   readonly facts: number;
   /** Facts read before that are no longer published (see VanishedRange). */
   readonly vanished?: readonly VanishedRange[];
-}
-
-/** Something the catch-up could not read: named by host, segment file and seq. */
-export interface CatchUpProblem extends SegmentProblem {
-  readonly host: string;
-  readonly journal: string;
-  readonly segment: string;
-}
-
-/**
- * A chain whose published history is no longer the one the cache read (a segment replaced under the
- * same name, a host's directory moved aside and published again, a journal restored from an older
- * copy): the cache dropped what it read from `seq` on and read what is published now.
- */
-export interface CatchUpReset {
-  readonly host: string;
-  readonly journal: string;
-  readonly segment: string;
-  /** The first seq dropped (1: the whole chain was read again). */
-  readonly seq: number;
-  readonly reason: string;
 }
 
 export interface CatchUpReport {
@@ -1028,17 +1009,6 @@ function newBytes(file: string, dir: string, segs: readonly SegmentFile[]): numb
 
 /** Test hooks a loader thread sets (cluster-cache-worker.ts): never set on the main thread. */
 export const loaderHooks: { afterCommit?: (host: string) => void } = {};
-
-export interface LoadResult {
-  facts: number;
-  problem?: CatchUpProblem;
-  /** The chain's sealed newest segment lacks the successor its writer said it creates (successorMissing). */
-  missing?: CatchUpProblem;
-  /** The chain's sealed newest segment lacks its successor and no statement says it was removed: a note. */
-  note?: string;
-  pendingTail: boolean;
-  resets: CatchUpReset[];
-}
 
 /** Loads one chain's new facts. */
 class ChainLoader {
