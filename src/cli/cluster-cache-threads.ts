@@ -26,12 +26,6 @@ const MAX_THREADS = 16;
 const WAIT_SLICE_MS = 200;
 /** A loader that has not said which thread it is within this long after its start is taken as dead (its module failed to load). */
 const START_MS = 60_000;
-/**
- * Room a loading chain may still take on the cache's filesystem, per segment byte it reads: the cache
- * with its covering indexes is ~1.6x the segment bytes read (8 x 1M: 5.81 GiB for 3.72 GiB,
- * bench/README.md), and an index build sorts through temporary space: 3x leaves a margin (floorProblem).
- */
-const ROOM_PER_BYTE = 3;
 
 /** Loader threads of one catch-up: VMLOCKD_CLUSTER_THREADS, else the machine's parallelism (at most 16); 1: none, the serial catch-up. */
 export function catchUpThreads(): number {
@@ -83,7 +77,7 @@ interface Loader {
   started: number;
   tid?: number;
   dead: boolean;
-  job?: { id: number; files: readonly string[]; size0: number; bytes: number };
+  job?: { id: number; files: readonly string[]; size0: number; room: number };
 }
 
 /** Built: cluster-cache-worker.js beside this file. From source (tests, bench): the .ts, with tsx's loader registered in the thread (as mover.ts does). */
@@ -136,9 +130,10 @@ export class LoaderPool {
 
   /**
    * Sends a chain to a free loader (hasFree() must be true). `files`: where the chain grows (its file,
-   * WAL and build file), for reserved(); `bytes`: the new segment bytes it reads.
+   * WAL and build file), for reserved(); `room`: what its load may take at its peak (loadRoom,
+   * cluster-cache-room.ts).
    */
-  dispatch(job: ToLoader, files: readonly string[], bytes: number): void {
+  dispatch(job: ToLoader, files: readonly string[], room: number): void {
     let l = this.loaders.find((x) => !x.dead && x.job === undefined);
     if (l === undefined) {
       const slot = this.loaders.length + 1;
@@ -152,7 +147,7 @@ export class LoaderPool {
         this.loaders.push(l);
       }
     }
-    l.job = { id: job.id, files, size0: sizeOf(files), bytes };
+    l.job = { id: job.id, files, size0: sizeOf(files), room };
     l.port.postMessage({ ...job, noLink: job.noLink || this.noLink });
   }
 
@@ -166,13 +161,15 @@ export class LoaderPool {
   }
 
   /**
-   * Room the chains loading on the loaders may still take on the cache's filesystem: ROOM_PER_BYTE
-   * per segment byte each reads, less what its files grew since it started. The free-space floor
-   * is checked against free space less this, so loads in parallel stay where the serial path would.
+   * Room the chains loading on the loaders may still take on the cache's filesystem: what each
+   * load may take (loadRoom, the model of cluster-cache-room.ts; before review28c F4, 3x its segment
+   * bytes, short of a bulk load's WAL), less what its files grew since it started. The floor and each
+   * new load's room are checked against free space less this, so loads in parallel stay where the
+   * serial path would.
    */
   reserved(): number {
     let n = 0;
-    for (const l of this.loaders) if (l.job !== undefined) n += Math.max(0, ROOM_PER_BYTE * l.job.bytes - (sizeOf(l.job.files) - l.job.size0));
+    for (const l of this.loaders) if (l.job !== undefined) n += Math.max(0, l.job.room - (sizeOf(l.job.files) - l.job.size0));
     return n;
   }
 

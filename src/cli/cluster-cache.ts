@@ -32,6 +32,7 @@ import {
 import { readSuccessor, sealedRecently, successorFileName } from '../journal/segment-successor.js';
 import { PrefixHash, RACY_MS, WholeTracker, lineAfter, sameStamp, stampAt, stampOf, verifyWhole, type WholeRecord } from './cluster-cache-identity.js';
 import { ChainBudget, freeSpace } from './cluster-cache-bounds.js';
+import { loadRoom, roomProblem, type ChainSize } from './cluster-cache-room.js';
 import type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 export type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 import { pinOf } from '../engine/locker-hosts.js';
@@ -394,6 +395,10 @@ export class ClusterCache {
         roomSaid = true;
         return;
       }
+      if ('full' in out) {
+        problems.push(out.full);
+        return;
+      }
       if ('died' in out) {
         // Its thread ended without an answer: its build file (if it was building the chain) is nobody's.
         removeBuild(buildFileName(this.chainFile(host, journal), process.pid));
@@ -418,6 +423,18 @@ export class ClusterCache {
       resets.push(...r.resets);
       if (r.pendingTail) pendingTails++;
     };
+    /**
+     * Whether a chain is loaded now: not under the floor, and its load's room (loadRoom: a bulk load
+     * into a cached chain takes ~its file again in the WAL, review28c F4) fits above it, less what the
+     * loads in flight may still take (`reserved`). Its room, for the loaders' reservation, or why not.
+     */
+    const admit = (host: string, journal: string, list: SegmentFile[], reserved: number): { room: number } | { out: ChainOutcome } => {
+      const floor = floorProblem(this.dir, host, journal, list, reserved);
+      if (floor !== undefined) return { out: { room: floor } };
+      const room = loadRoom(chainSize(this.chainFile(host, journal), path.join(this.lockspace, PUBLISHED_DIR, host), list, this.noLink));
+      const full = roomProblem(this.dir, host, journal, list, reserved, room);
+      return full !== undefined ? { out: { full } } : { room };
+    };
     /** The loaders' answers so far (`wait`: at least one, while any is busy), and the queued chains to the loaders free now. */
     const pump = (p: LoaderPool, wait: boolean): void => {
       for (const d of p.collect(wait)) onLoader.get(d.id)!.out = 'died' in d ? { died: true } : 'result' in d ? { r: d.result } : { e: loaderError(d.error) };
@@ -427,15 +444,15 @@ export class ClusterCache {
       while (queue.length > 0 && p.hasFree()) {
         const j = queue.shift()!;
         // Checked as it starts: the loads in flight may still grow by what reserved() says.
-        const room = floorProblem(this.dir, j.host, j.journal, j.list, p.reserved());
-        if (room !== undefined) {
-          j.slot.out = { room };
+        const a = admit(j.host, j.journal, j.list, p.reserved());
+        if ('out' in a) {
+          j.slot.out = a.out;
           continue;
         }
         const id = onLoader.size + 1;
         onLoader.set(id, j.slot);
         const file = this.chainFile(j.host, j.journal);
-        p.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host: j.host, journal: j.journal, segs: j.list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], j.bytes);
+        p.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host: j.host, journal: j.journal, segs: j.list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], a.room);
       }
     };
     try {
@@ -478,8 +495,8 @@ export class ClusterCache {
             }
           }
           let out: ChainOutcome;
-          const room = floorProblem(this.dir, host, journal, list, pool?.reserved() ?? 0);
-          if (room !== undefined) out = { room };
+          const a = admit(host, journal, list, pool?.reserved() ?? 0);
+          if ('out' in a) out = a.out;
           else {
             try {
               out = { r: this.loadChain(host, journal, list) };
@@ -494,8 +511,8 @@ export class ClusterCache {
       if (pool !== undefined) {
         const alone = lone && !pool.started() && queue.length === 1 ? queue.pop() : undefined;
         if (alone !== undefined) {
-          const room = floorProblem(this.dir, alone.host, alone.journal, alone.list, 0);
-          if (room !== undefined) alone.slot.out = { room };
+          const a = admit(alone.host, alone.journal, alone.list, 0);
+          if ('out' in a) alone.slot.out = a.out;
           else {
             try {
               alone.slot.out = { r: this.loadChain(alone.host, alone.journal, alone.list) };
@@ -976,7 +993,8 @@ function readState(file: string): ChainState | undefined {
 }
 
 /** What loading a chain came to: its result, the error it ended in, or its loader thread died without an answer. */
-type ChainOutcome = { r: LoadResult } | { e: unknown } | { died: true } | { room: CatchUpProblem };
+/** `room`: under the floor (said once); `full`: this chain's load does not fit above it (said per chain, review28c F4). */
+type ChainOutcome = { r: LoadResult } | { e: unknown } | { died: true } | { room: CatchUpProblem } | { full: CatchUpProblem };
 
 /** A loader thread's error as the serial path's catch sees a thrown one (ConcurrentCatchUp, an SQLite code). */
 function loaderError(e: LoaderError): unknown {
@@ -990,6 +1008,14 @@ function loaderError(e: LoaderError): unknown {
  * segment from there, as nothingNew's own check does.
  */
 function newBytes(file: string, dir: string, segs: readonly SegmentFile[]): number {
+  return chainBytes(file, dir, segs).fresh;
+}
+
+/**
+ * The chain's segment bytes from its hint's position on (`fresh`) and before it (`read`), by stat: an
+ * estimate (the loader's own rule reads the stored position, bulkLoad). No hint: all of it is fresh.
+ */
+function chainBytes(file: string, dir: string, segs: readonly SegmentFile[]): { fresh: number; read: number } {
   let from = 0;
   let offset = 0;
   try {
@@ -1002,9 +1028,21 @@ function newBytes(file: string, dir: string, segs: readonly SegmentFile[]): numb
   } catch {
     // no hint: all of it
   }
-  let n = -offset;
-  for (let i = from; i < segs.length; i++) n += sizeHint(path.join(dir, segs[i]!.name));
-  return n;
+  let fresh = -offset;
+  let read = offset;
+  for (let i = 0; i < segs.length; i++) {
+    const n = sizeHint(path.join(dir, segs[i]!.name));
+    if (i < from) read += n;
+    else fresh += n;
+  }
+  return { fresh, read };
+}
+
+/** What loadRoom (cluster-cache-room.ts) needs of a chain about to be caught up; bulk by bulkLoad's rule on the hint's position. */
+function chainSize(file: string, dir: string, segs: readonly SegmentFile[], noLink: boolean): ChainSize {
+  const fileBytes = sizeHint(file);
+  const { fresh, read } = chainBytes(file, dir, segs);
+  return { fileBytes, readBytes: read, newBytes: fresh, bulk: fresh >= BULK_BYTES && (fileBytes === 0 || fresh >= read * BULK_SHARE), inPlace: noLink };
 }
 
 /** Test hooks a loader thread sets (cluster-cache-worker.ts): never set on the main thread. */
