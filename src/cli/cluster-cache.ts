@@ -992,8 +992,11 @@ function readState(file: string): ChainState | undefined {
   });
 }
 
-/** What loading a chain came to: its result, the error it ended in, or its loader thread died without an answer. */
-/** `room`: under the floor (said once); `full`: this chain's load does not fit above it (said per chain, review28c F4). */
+/**
+ * What loading a chain came to: its result, the error it ended in, or its loader thread died without an
+ * answer; `room`: under the floor (said once); `full`: this chain's load does not fit above it, or its
+ * left WAL could not be checkpointed (said per chain, review28c F4).
+ */
 type ChainOutcome = { r: LoadResult } | { e: unknown } | { died: true } | { room: CatchUpProblem } | { full: CatchUpProblem };
 
 /** A loader thread's error as the serial path's catch sees a thrown one (ConcurrentCatchUp, an SQLite code). */

@@ -6,13 +6,14 @@
 // only when its room (cluster-cache-room.ts) fits above the floor: otherwise a problem names the chain
 // and answers stop at what it read before; with room again, it is read. Both the serial path and the
 // loader threads' admission (done on the main thread before dispatch). Needs root (a tmpfs mount).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClusterCache } from '../../src/cli/cluster-cache.js';
 import { freeSpace } from '../../src/cli/cluster-cache-bounds.js';
+import { RACY_MS } from '../../src/cli/cluster-cache-identity.js';
 import { GENESIS_HASH, chainHash, type ChainRow } from '../../src/journal/schema.js';
 import { segmentWriter } from '../helpers/segments.js';
 import { tmpdir } from '../helpers/daemon.js';
@@ -57,6 +58,41 @@ function files(dir: string): Array<{ file: string; size: number }> {
   }
   return out;
 }
+
+/** Commits ~8 MiB of pages into the chain's WAL (a table made and dropped: the chain's content stays) and is SIGKILLed before its close could checkpoint. */
+function leaveWal(file: string): void {
+  const js = `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(file)}); db.pragma('wal_autocheckpoint = 0');
+db.exec("CREATE TABLE junk AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT randomblob(4000) AS b FROM n; DROP TABLE junk;");
+process.kill(process.pid, 'SIGKILL');`;
+  const r = spawnSync(process.execPath, ['-e', js], { cwd: process.cwd() });
+  assert.equal(r.signal, 'SIGKILL', r.stderr.toString());
+}
+
+test('a WAL left beside a chain file (a catch-up SIGKILLed) is checkpointed by the next catch-up, nothing new published', () => {
+  const dir = tmpdir('cc-left-wal');
+  try {
+    const lockspace = path.join(dir, 'ls');
+    publish(lockspace, 3000);
+    // Past the racy window (RACY_MS): the next catch-up finds nothing new by the chain's hint alone
+    // and, before, never opened the chain file, so the WAL stayed.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RACY_MS + 200);
+    const cacheRoot = path.join(dir, 'cache');
+    const cache = ClusterCache.open(cacheRoot, lockspace);
+    assert.equal(cache.catchUp().problems, []);
+    const [chain] = cache.chains();
+    leaveWal(chain!.file);
+    const wal = fs.statSync(`${chain!.file}-wal`).size;
+    assert.ok(wal > 4 * 1024 * 1024, `a WAL left behind: ${wal}`);
+    const r = cache.catchUp();
+    assert.equal(r.problems, []);
+    assert.equal(r.newFacts, 0);
+    const now = fs.existsSync(`${chain!.file}-wal`) ? fs.statSync(`${chain!.file}-wal`).size : 0;
+    assert.ok(now <= 1024 * 1024, `the WAL checkpointed: ${now} bytes`);
+    assert.equal(cache.chains().map((c) => c.facts), [3000]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 function why(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (a tmpfs mount for the cache)';
