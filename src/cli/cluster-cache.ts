@@ -32,7 +32,7 @@ import {
 import { readSuccessor, sealedRecently, successorFileName } from '../journal/segment-successor.js';
 import { PrefixHash, RACY_MS, WholeTracker, lineAfter, sameStamp, stampAt, stampOf, verifyWhole, type WholeRecord } from './cluster-cache-identity.js';
 import { ChainBudget, freeSpace } from './cluster-cache-bounds.js';
-import { loadRoom, roomProblem, type ChainSize } from './cluster-cache-room.js';
+import { checkpointLeftWal, leftWalProblem, loadRoom, roomProblem, type ChainSize } from './cluster-cache-room.js';
 import type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 export type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 import { pinOf } from '../engine/locker-hosts.js';
@@ -429,6 +429,8 @@ export class ClusterCache {
      * loads in flight may still take (`reserved`). Its room, for the loaders' reservation, or why not.
      */
     const admit = (host: string, journal: string, list: SegmentFile[], reserved: number): { room: number } | { out: ChainOutcome } => {
+      const left = checkpointLeftWal(this.chainFile(host, journal));
+      if (left !== undefined) return { out: { full: leftWalProblem(this.dir, host, journal, list, left) } };
       const floor = floorProblem(this.dir, host, journal, list, reserved);
       if (floor !== undefined) return { out: { room: floor } };
       const room = loadRoom(chainSize(this.chainFile(host, journal), path.join(this.lockspace, PUBLISHED_DIR, host), list, this.noLink));
