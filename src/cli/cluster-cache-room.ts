@@ -53,9 +53,10 @@ const mib = (n: number): string => `${Math.ceil(n / (1024 * 1024))} MiB`;
  * A problem when this chain's load (`need`, loadRoom) does not fit in the free space above the floor,
  * less what the loads in flight may still take (`reserved`, LoaderPool.reserved): the chain is not
  * read into the cache, answers stop at what it read before. Undefined when it fits or the free space
- * is unknown. (Under the floor itself: floorProblem, said once.)
+ * is unknown. `bulkHeld`: a bulk load into a chain the cache holds (its WAL is said). (Under the floor
+ * itself: floorProblem, said once.)
  */
-export function roomProblem(dir: string, host: string, journal: string, segs: readonly SegmentFile[], reserved: number, need: number): CatchUpProblem | undefined {
+export function roomProblem(dir: string, host: string, journal: string, segs: readonly SegmentFile[], reserved: number, need: number, bulkHeld: boolean): CatchUpProblem | undefined {
   const room = freeSpace(dir);
   if (room === undefined || need === 0) return undefined;
   const left = room.free - reserved - room.floor;
@@ -68,7 +69,7 @@ export function roomProblem(dir: string, host: string, journal: string, segs: re
     journal,
     segment: segs[0]?.name ?? '',
     reason:
-      `journal ${journal} of host ${host} is not read into the cluster cache ${dir}: its load may take ${mib(need)} there (a large catch-up into a cached chain rewrites its indexes in one transaction, ~the chain file again in the WAL), ` +
+      `journal ${journal} of host ${host} is not read into the cluster cache ${dir}: its load may take ${mib(need)} there${bulkHeld ? ' (a large catch-up into a cached chain rewrites its indexes in one transaction, ~the chain file again in the WAL)' : ''}, ` +
       `and ${mib(Math.max(0, left))} is free above its floor of ${mib(room.floor)} (${mib(room.free)} free${reserved > 0 ? `, ${mib(reserved)} of it kept for the chains loading in parallel` : ''}): ` +
       `answers stop at what the cache read of it before; free space there, or give --cache DIR on another filesystem`,
   };

@@ -433,8 +433,9 @@ export class ClusterCache {
       if (left !== undefined) return { out: { full: leftWalProblem(this.dir, host, journal, list, left) } };
       const floor = floorProblem(this.dir, host, journal, list, reserved);
       if (floor !== undefined) return { out: { room: floor } };
-      const room = loadRoom(chainSize(this.chainFile(host, journal), path.join(this.lockspace, PUBLISHED_DIR, host), list, this.noLink));
-      const full = roomProblem(this.dir, host, journal, list, reserved, room);
+      const size = chainSize(this.chainFile(host, journal), path.join(this.lockspace, PUBLISHED_DIR, host), list, this.noLink);
+      const room = loadRoom(size);
+      const full = roomProblem(this.dir, host, journal, list, reserved, room, size.fileBytes > 0 && size.bulk);
       return full !== undefined ? { out: { full } } : { room };
     };
     /** The loaders' answers so far (`wait`: at least one, while any is busy), and the queued chains to the loaders free now. */
