@@ -33,7 +33,7 @@ import { readSuccessor, sealedRecently, successorFileName } from '../journal/seg
 import { PrefixHash, RACY_MS, WholeTracker, lineAfter, sameStamp, stampAt, stampOf, verifyWhole, type WholeRecord } from './cluster-cache-identity.js';
 import { ChainBudget, freeSpace } from './cluster-cache-bounds.js';
 import { pinOf } from '../engine/locker-hosts.js';
-import { LoaderPool, catchUpThreads, parallelBytes, type LoaderDone, type LoaderError } from './cluster-cache-threads.js';
+import { LoaderPool, catchUpThreads, parallelBytes, type LoaderError } from './cluster-cache-threads.js';
 
 /**
  * Facts per cache transaction: big enough that the commit is amortised, small enough that a batch's
@@ -396,7 +396,7 @@ export class ClusterCache {
     const budget = new ChainBudget();
     let roomSaid = false;
     const threads = catchUpThreads();
-    const pool = threads > 1 ? new LoaderPool(threads) : undefined;
+    const pool = threads > 1 ? new LoaderPool<LoadResult>(threads) : undefined;
     const threshold = parallelBytes(PARALLEL_BYTES);
     // The tests' threshold sends every chain to a loader, a lone one too.
     const loneOnMain = threshold === PARALLEL_BYTES;
@@ -438,7 +438,7 @@ export class ClusterCache {
       if (r.pendingTail) pendingTails++;
     };
     /** The loaders' answers so far (`wait`: at least one, while any is busy), and the queued chains to the loaders free now. */
-    const pump = (p: LoaderPool, wait: boolean): void => {
+    const pump = (p: LoaderPool<LoadResult>, wait: boolean): void => {
       for (const d of p.collect(wait)) onLoader.get(d.id)!.out = 'died' in d ? { died: true } : 'result' in d ? { r: d.result } : { e: loaderError(d.error) };
       // No thread for one big chain alone: it would only add a thread's start (~150-200 ms of CPU time,
       // dist build) to a load that runs no faster there. Loaders start once two are waiting.
