@@ -17,7 +17,6 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker, type WorkerOptions } from 'node:worker_threads';
 import type { SegmentFile } from '../journal/segment.js';
 import { startThread } from '../journal/young-generation.js';
-import type { LoadResult } from './cluster-cache-result.js';
 
 /** The slot of the counter every loader bumps (and notifies) after each post; loader i's own count is slot i + 1. */
 export const LOADER_POSTED = 0;
@@ -71,10 +70,10 @@ export interface LoaderError {
   concurrent: boolean;
 }
 
-/** loader -> main */
-export type FromLoader = { tid: number } | { id: number; result: LoadResult; noLink: boolean } | { id: number; error: LoaderError; noLink: boolean };
+/** loader -> main. R: a chain's result (cluster-cache.ts's LoadResult: plain data; not imported here, which would make an import circle). */
+export type FromLoader<R> = { tid: number } | { id: number; result: R; noLink: boolean } | { id: number; error: LoaderError; noLink: boolean };
 
-export type LoaderDone = { id: number; result: LoadResult } | { id: number; error: LoaderError } | { id: number; died: true };
+export type LoaderDone<R> = { id: number; result: R } | { id: number; error: LoaderError } | { id: number; died: true };
 
 interface Loader {
   worker: Worker;
@@ -110,7 +109,7 @@ function sizeOf(files: readonly string[]): number {
 }
 
 /** One catch-up's loader threads: started as chains need them (at most `size`), terminated by close(). */
-export class LoaderPool {
+export class LoaderPool<R> {
   private readonly slots: Int32Array;
   private readonly loaders: Loader[] = [];
   /** A loader found the cache's filesystem without link(2) (ClusterCache.noLink). */
@@ -177,11 +176,11 @@ export class LoaderPool {
   }
 
   /** The answers posted so far, without waiting. */
-  private drain(out: LoaderDone[]): void {
+  private drain(out: LoaderDone<R>[]): void {
     for (const l of this.loaders) {
       if (l.dead) continue;
       for (let m = receiveMessageOnPort(l.port); m !== undefined; m = receiveMessageOnPort(l.port)) {
-        const msg = m.message as FromLoader;
+        const msg = m.message as FromLoader<R>;
         if ('tid' in msg) {
           l.tid = msg.tid;
           continue;
@@ -198,8 +197,8 @@ export class LoaderPool {
    * loader is found dead) while any is busy. A loader whose thread is gone is said `died` for its
    * chain and not used again.
    */
-  collect(wait: boolean): LoaderDone[] {
-    const out: LoaderDone[] = [];
+  collect(wait: boolean): LoaderDone<R>[] {
+    const out: LoaderDone<R>[] = [];
     for (;;) {
       const seen = Atomics.load(this.slots, LOADER_POSTED);
       this.drain(out);

@@ -35,7 +35,7 @@ import { ChainBudget, freeSpace } from './cluster-cache-bounds.js';
 import type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 export type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 import { pinOf } from '../engine/locker-hosts.js';
-import { LoaderPool, catchUpThreads, parallelBytes, type LoaderDone, type LoaderError } from './cluster-cache-threads.js';
+import { LoaderPool, catchUpThreads, parallelBytes, type LoaderError } from './cluster-cache-threads.js';
 
 /**
  * Facts per cache transaction: big enough that the commit is amortised, small enough that a batch's
@@ -377,10 +377,10 @@ export class ClusterCache {
     const budget = new ChainBudget();
     let roomSaid = false;
     const threads = catchUpThreads();
-    const pool = threads > 1 ? new LoaderPool(threads) : undefined;
+    const pool = threads > 1 ? new LoaderPool<LoadResult>(threads) : undefined;
     const threshold = parallelBytes(PARALLEL_BYTES);
     // The tests' threshold sends every chain to a loader, a lone one too.
-    const lone = threshold === PARALLEL_BYTES;
+    const loneOnMain = threshold === PARALLEL_BYTES;
     /** The report's parts in the listing's order: a chain's once it is loaded (here or on a loader). */
     const parts: Array<() => void> = [];
     /** Chains for the loaders, in the listing's order, not handed to one yet. */
@@ -419,11 +419,11 @@ export class ClusterCache {
       if (r.pendingTail) pendingTails++;
     };
     /** The loaders' answers so far (`wait`: at least one, while any is busy), and the queued chains to the loaders free now. */
-    const pump = (p: LoaderPool, wait: boolean): void => {
+    const pump = (p: LoaderPool<LoadResult>, wait: boolean): void => {
       for (const d of p.collect(wait)) onLoader.get(d.id)!.out = 'died' in d ? { died: true } : 'result' in d ? { r: d.result } : { e: loaderError(d.error) };
       // No thread for one big chain alone: it would only add a thread's start (~150-200 ms of CPU time,
       // dist build) to a load that runs no faster there. Loaders start once two are waiting.
-      if (lone && !p.started() && queue.length < 2) return;
+      if (loneOnMain && !p.started() && queue.length < 2) return;
       while (queue.length > 0 && p.hasFree()) {
         const j = queue.shift()!;
         // Checked as it starts: the loads in flight may still grow by what reserved() says.
@@ -492,7 +492,7 @@ export class ClusterCache {
         }
       }
       if (pool !== undefined) {
-        const alone = lone && !pool.started() && queue.length === 1 ? queue.pop() : undefined;
+        const alone = loneOnMain && !pool.started() && queue.length === 1 ? queue.pop() : undefined;
         if (alone !== undefined) {
           const room = floorProblem(this.dir, alone.host, alone.journal, alone.list, 0);
           if (room !== undefined) alone.slot.out = { room };
