@@ -666,6 +666,10 @@ export class ClusterCache {
         }
         throw e;
       }
+      // The build's name goes at once: a SIGKILL after the hint is written left it beside the chain,
+      // and the next catch-up, finding nothing new, never looked for dead builds (a window the
+      // parallel catch-up's kills, three builds at a time, can land in).
+      removeBuild(tmp);
       const hint = openForHint(file, (d) => writeHint(file, d, dir, segs));
       return withMissing(r, successorMissing(file, dir, host, journal, segs, hint));
     } finally {
