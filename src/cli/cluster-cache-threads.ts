@@ -9,7 +9,7 @@
 // loader bumps after posting, takes their answers with receiveMessageOnPort, and, since a thread that
 // ended cannot say so there, checks at each timeout that each busy loader's kernel thread is still in
 // /proc/self/task. VMLOCKD_CLUSTER_THREADS=1 is the serial catch-up exactly: no thread is started.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -36,7 +36,23 @@ const ROOM_PER_BYTE = 3;
 export function catchUpThreads(): number {
   const raw = process.env.VMLOCKD_CLUSTER_THREADS;
   const n = raw === undefined || raw.trim() === '' ? os.availableParallelism() : Number(raw);
-  return Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_THREADS) : 1;
+  if (!Number.isSafeInteger(n) || n < 1) return 1;
+  // Under a limit on the address space (`ulimit -v`, systemd's LimitAS=) a thread's isolate reserves
+  // its code range and heap there, and a reservation that does not fit aborts V8, the whole process,
+  // uncatchable (review31b HIGH: 2 GB, the serial catch-up answered, threaded it died with SIGTRAP):
+  // serial there.
+  if (n > 1 && addressSpaceLimited()) return 1;
+  return Math.min(n, MAX_THREADS);
+}
+
+/** Whether this process runs under a finite RLIMIT_AS (/proc/self/limits' "Max address space"). */
+function addressSpaceLimited(): boolean {
+  try {
+    const line = /^Max address space\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return line !== null && line[1] !== 'unlimited';
+  } catch {
+    return false;
+  }
 }
 
 /** New segment bytes from which a chain goes to a loader thread (`fallback`: BULK_BYTES); VMLOCKD_TEST_CLUSTER_PARALLEL_BYTES in the tests. */
@@ -121,8 +137,15 @@ export class LoaderPool<R> {
 
   /** Whether a job would go to a loader now (one idle, or room to start one). */
   hasFree(): boolean {
-    return this.loaders.some((l) => !l.dead && l.job === undefined) || this.loaders.filter((l) => !l.dead).length < this.size;
+    return this.loaders.some((l) => !l.dead && l.job === undefined) || (!this.cannotStart && this.loaders.filter((l) => !l.dead).length < this.size);
   }
+
+  /**
+   * A thread could not be created (EAGAIN: a task limit, TasksMax or a container's pids.max, that the
+   * serial catch-up fits in; review31b HIGH): no more are tried in this catch-up, and the chains no
+   * loader takes are loaded on the main thread, as the serial path does (before, the question failed).
+   */
+  private cannotStart = false;
 
   /** Whether a loader was ever started in this catch-up. */
   started(): boolean {
@@ -134,25 +157,32 @@ export class LoaderPool<R> {
   }
 
   /**
-   * Sends a chain to a free loader (hasFree() must be true). `files`: where the chain grows (its file,
+   * Sends a chain to a free loader (hasFree() must be true); false when no thread could be started for
+   * it (the caller loads it on the main thread). `files`: where the chain grows (its file,
    * WAL and build file), for reserved(); `bytes`: the new segment bytes it reads.
    */
-  dispatch(job: ToLoader, files: readonly string[], bytes: number): void {
+  dispatch(job: ToLoader, files: readonly string[], bytes: number): boolean {
     let l = this.loaders.find((x) => !x.dead && x.job === undefined);
     if (l === undefined) {
       const slot = this.loaders.length + 1;
-      if (slot > this.size) {
-        // A dead loader's slot is taken again.
-        const i = this.loaders.findIndex((x) => x.dead);
-        l = this.start(i + 1);
-        this.loaders[i] = l;
-      } else {
-        l = this.start(slot);
-        this.loaders.push(l);
+      try {
+        if (slot > this.size) {
+          // A dead loader's slot is taken again.
+          const i = this.loaders.findIndex((x) => x.dead);
+          l = this.start(i + 1);
+          this.loaders[i] = l;
+        } else {
+          l = this.start(slot);
+          this.loaders.push(l);
+        }
+      } catch {
+        this.cannotStart = true;
+        return false;
       }
     }
     l.job = { id: job.id, files, size0: sizeOf(files), bytes };
     l.port.postMessage({ ...job, noLink: job.noLink || this.noLink });
+    return true;
   }
 
   private start(slot: number): Loader {

@@ -435,7 +435,23 @@ export class ClusterCache {
         const id = onLoader.size + 1;
         onLoader.set(id, j.slot);
         const file = this.chainFile(j.host, j.journal);
-        p.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host: j.host, journal: j.journal, segs: j.list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], j.bytes);
+        if (!p.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host: j.host, journal: j.journal, segs: j.list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], j.bytes)) {
+          // No thread could be started for it: loaded here, as the serial path would (review31b HIGH, EAGAIN).
+          onLoader.delete(id);
+          here(j);
+        }
+      }
+    };
+    /** A queued chain loaded on the main thread after all (no loader free and none can be started). */
+    const here = (j: (typeof queue)[number]): void => {
+      const room = floorProblem(this.dir, j.host, j.journal, j.list, pool?.reserved() ?? 0);
+      if (room !== undefined) j.slot.out = { room };
+      else {
+        try {
+          j.slot.out = { r: this.loadChain(j.host, j.journal, j.list) };
+        } catch (e) {
+          j.slot.out = { e };
+        }
       }
     };
     try {
@@ -504,7 +520,11 @@ export class ClusterCache {
             }
           }
         }
-        while (queue.length > 0 || pool.busy() > 0) pump(pool, true);
+        while (queue.length > 0 || pool.busy() > 0) {
+          // No loader busy and none can be started: the rest here (else this would wait for ever).
+          if (pool.busy() === 0 && !pool.hasFree()) here(queue.shift()!);
+          else pump(pool, true);
+        }
         if (pool.noLink) this.noLink = true;
       }
     } finally {
