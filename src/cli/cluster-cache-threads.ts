@@ -9,7 +9,7 @@
 // loader bumps after posting, takes their answers with receiveMessageOnPort, and, since a thread that
 // ended cannot say so there, checks at each timeout that each busy loader's kernel thread is still in
 // /proc/self/task. VMLOCKD_CLUSTER_THREADS=1 is the serial catch-up exactly: no thread is started.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -17,7 +17,6 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker, type WorkerOptions } from 'node:worker_threads';
 import type { SegmentFile } from '../journal/segment.js';
 import { startThread } from '../journal/young-generation.js';
-import type { LoadResult } from './cluster-cache-result.js';
 
 /** The slot of the counter every loader bumps (and notifies) after each post; loader i's own count is slot i + 1. */
 export const LOADER_POSTED = 0;
@@ -31,7 +30,23 @@ const START_MS = 60_000;
 export function catchUpThreads(): number {
   const raw = process.env.VMLOCKD_CLUSTER_THREADS;
   const n = raw === undefined || raw.trim() === '' ? os.availableParallelism() : Number(raw);
-  return Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_THREADS) : 1;
+  if (!Number.isSafeInteger(n) || n < 1) return 1;
+  // Under a limit on the address space (`ulimit -v`, systemd's LimitAS=) a thread's isolate reserves
+  // its code range and heap there, and a reservation that does not fit aborts V8, the whole process,
+  // uncatchable (review31b HIGH: 2 GB, the serial catch-up answered, threaded it died with SIGTRAP):
+  // serial there.
+  if (n > 1 && addressSpaceLimited()) return 1;
+  return Math.min(n, MAX_THREADS);
+}
+
+/** Whether this process runs under a finite RLIMIT_AS (/proc/self/limits' "Max address space"). */
+function addressSpaceLimited(): boolean {
+  try {
+    const line = /^Max address space\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return line !== null && line[1] !== 'unlimited';
+  } catch {
+    return false;
+  }
 }
 
 /** New segment bytes from which a chain goes to a loader thread (`fallback`: BULK_BYTES); VMLOCKD_TEST_CLUSTER_PARALLEL_BYTES in the tests. */
@@ -65,10 +80,10 @@ export interface LoaderError {
   concurrent: boolean;
 }
 
-/** loader -> main */
-export type FromLoader = { tid: number } | { id: number; result: LoadResult; noLink: boolean } | { id: number; error: LoaderError; noLink: boolean };
+/** loader -> main. R: a chain's result (cluster-cache.ts's LoadResult: plain data; not imported here, which would make an import circle). */
+export type FromLoader<R> = { tid: number } | { id: number; result: R; noLink: boolean } | { id: number; error: LoaderError; noLink: boolean };
 
-export type LoaderDone = { id: number; result: LoadResult } | { id: number; error: LoaderError } | { id: number; died: true };
+export type LoaderDone<R> = { id: number; result: R } | { id: number; error: LoaderError } | { id: number; died: true };
 
 interface Loader {
   worker: Worker;
@@ -104,7 +119,7 @@ function sizeOf(files: readonly string[]): number {
 }
 
 /** One catch-up's loader threads: started as chains need them (at most `size`), terminated by close(). */
-export class LoaderPool {
+export class LoaderPool<R> {
   private readonly slots: Int32Array;
   private readonly loaders: Loader[] = [];
   /** A loader found the cache's filesystem without link(2) (ClusterCache.noLink). */
@@ -116,8 +131,15 @@ export class LoaderPool {
 
   /** Whether a job would go to a loader now (one idle, or room to start one). */
   hasFree(): boolean {
-    return this.loaders.some((l) => !l.dead && l.job === undefined) || this.loaders.filter((l) => !l.dead).length < this.size;
+    return this.loaders.some((l) => !l.dead && l.job === undefined) || (!this.cannotStart && this.loaders.filter((l) => !l.dead).length < this.size);
   }
+
+  /**
+   * A thread could not be created (EAGAIN: a task limit, TasksMax or a container's pids.max, that the
+   * serial catch-up fits in; review31b HIGH): no more are tried in this catch-up, and the chains no
+   * loader takes are loaded on the main thread, as the serial path does (before, the question failed).
+   */
+  private cannotStart = false;
 
   /** Whether a loader was ever started in this catch-up. */
   started(): boolean {
@@ -129,26 +151,33 @@ export class LoaderPool {
   }
 
   /**
-   * Sends a chain to a free loader (hasFree() must be true). `files`: where the chain grows (its file,
-   * WAL and build file), for reserved(); `room`: what its load may take at its peak (loadRoom,
+   * Sends a chain to a free loader (hasFree() must be true); false when no thread could be started for
+   * it (the caller loads it on the main thread). `files`: where the chain grows (its file, WAL and
+   * build file), for reserved(); `room`: what its load may take at its peak (loadRoom,
    * cluster-cache-room.ts).
    */
-  dispatch(job: ToLoader, files: readonly string[], room: number): void {
+  dispatch(job: ToLoader, files: readonly string[], room: number): boolean {
     let l = this.loaders.find((x) => !x.dead && x.job === undefined);
     if (l === undefined) {
       const slot = this.loaders.length + 1;
-      if (slot > this.size) {
-        // A dead loader's slot is taken again.
-        const i = this.loaders.findIndex((x) => x.dead);
-        l = this.start(i + 1);
-        this.loaders[i] = l;
-      } else {
-        l = this.start(slot);
-        this.loaders.push(l);
+      try {
+        if (slot > this.size) {
+          // A dead loader's slot is taken again.
+          const i = this.loaders.findIndex((x) => x.dead);
+          l = this.start(i + 1);
+          this.loaders[i] = l;
+        } else {
+          l = this.start(slot);
+          this.loaders.push(l);
+        }
+      } catch {
+        this.cannotStart = true;
+        return false;
       }
     }
     l.job = { id: job.id, files, size0: sizeOf(files), room };
     l.port.postMessage({ ...job, noLink: job.noLink || this.noLink });
+    return true;
   }
 
   private start(slot: number): Loader {
@@ -174,11 +203,11 @@ export class LoaderPool {
   }
 
   /** The answers posted so far, without waiting. */
-  private drain(out: LoaderDone[]): void {
+  private drain(out: LoaderDone<R>[]): void {
     for (const l of this.loaders) {
       if (l.dead) continue;
       for (let m = receiveMessageOnPort(l.port); m !== undefined; m = receiveMessageOnPort(l.port)) {
-        const msg = m.message as FromLoader;
+        const msg = m.message as FromLoader<R>;
         if ('tid' in msg) {
           l.tid = msg.tid;
           continue;
@@ -195,8 +224,8 @@ export class LoaderPool {
    * loader is found dead) while any is busy. A loader whose thread is gone is said `died` for its
    * chain and not used again.
    */
-  collect(wait: boolean): LoaderDone[] {
-    const out: LoaderDone[] = [];
+  collect(wait: boolean): LoaderDone<R>[] {
+    const out: LoaderDone<R>[] = [];
     for (;;) {
       const seen = Atomics.load(this.slots, LOADER_POSTED);
       this.drain(out);

@@ -5,13 +5,13 @@
 // Each post bumps its slot and the shared counter and notifies, for the main thread's Atomics.wait.
 import * as fs from 'node:fs';
 import { workerData } from 'node:worker_threads';
-import { ClusterCache, ConcurrentCatchUp, loaderHooks } from './cluster-cache.js';
+import { ClusterCache, ConcurrentCatchUp, loaderHooks, type LoadResult } from './cluster-cache.js';
 import { LOADER_POSTED, type FromLoader, type LoaderData, type ToLoader } from './cluster-cache-threads.js';
 
 const data = workerData as LoaderData;
 const slots = new Int32Array(data.slots);
 
-function post(m: FromLoader): void {
+function post(m: FromLoader<LoadResult>): void {
   data.port.postMessage(m);
   Atomics.add(slots, data.slot, 1);
   Atomics.add(slots, LOADER_POSTED, 1);

@@ -36,7 +36,7 @@ import { checkpointLeftWal, leftWalProblem, loadRoom, roomProblem, type ChainSiz
 import type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 export type { CatchUpProblem, CatchUpReset, LoadResult } from './cluster-cache-result.js';
 import { pinOf } from '../engine/locker-hosts.js';
-import { LoaderPool, catchUpThreads, parallelBytes, type LoaderDone, type LoaderError } from './cluster-cache-threads.js';
+import { LoaderPool, catchUpThreads, parallelBytes, type LoaderError } from './cluster-cache-threads.js';
 
 /**
  * Facts per cache transaction: big enough that the commit is amortised, small enough that a batch's
@@ -378,10 +378,10 @@ export class ClusterCache {
     const budget = new ChainBudget();
     let roomSaid = false;
     const threads = catchUpThreads();
-    const pool = threads > 1 ? new LoaderPool(threads) : undefined;
+    const pool = threads > 1 ? new LoaderPool<LoadResult>(threads) : undefined;
     const threshold = parallelBytes(PARALLEL_BYTES);
     // The tests' threshold sends every chain to a loader, a lone one too.
-    const lone = threshold === PARALLEL_BYTES;
+    const loneOnMain = threshold === PARALLEL_BYTES;
     /** The report's parts in the listing's order: a chain's once it is loaded (here or on a loader). */
     const parts: Array<() => void> = [];
     /** Chains for the loaders, in the listing's order, not handed to one yet. */
@@ -439,11 +439,11 @@ export class ClusterCache {
       return full !== undefined ? { out: { full } } : { room };
     };
     /** The loaders' answers so far (`wait`: at least one, while any is busy), and the queued chains to the loaders free now. */
-    const pump = (p: LoaderPool, wait: boolean): void => {
+    const pump = (p: LoaderPool<LoadResult>, wait: boolean): void => {
       for (const d of p.collect(wait)) onLoader.get(d.id)!.out = 'died' in d ? { died: true } : 'result' in d ? { r: d.result } : { e: loaderError(d.error) };
       // No thread for one big chain alone: it would only add a thread's start (~150-200 ms of CPU time,
       // dist build) to a load that runs no faster there. Loaders start once two are waiting.
-      if (lone && !p.started() && queue.length < 2) return;
+      if (loneOnMain && !p.started() && queue.length < 2) return;
       while (queue.length > 0 && p.hasFree()) {
         const j = queue.shift()!;
         // Checked as it starts: the loads in flight may still grow by what reserved() says.
@@ -455,7 +455,23 @@ export class ClusterCache {
         const id = onLoader.size + 1;
         onLoader.set(id, j.slot);
         const file = this.chainFile(j.host, j.journal);
-        p.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host: j.host, journal: j.journal, segs: j.list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], a.room);
+        if (!p.dispatch({ id, dir: this.dir, lockspace: this.lockspace, host: j.host, journal: j.journal, segs: j.list, noLink: this.noLink }, [file, `${file}-wal`, buildFileName(file, process.pid)], a.room)) {
+          // No thread could be started for it: loaded here, as the serial path would (review31b HIGH, EAGAIN).
+          onLoader.delete(id);
+          here(j);
+        }
+      }
+    };
+    /** A queued chain loaded on the main thread after all (no loader free and none can be started). */
+    const here = (j: (typeof queue)[number]): void => {
+      const a = admit(j.host, j.journal, j.list, pool?.reserved() ?? 0);
+      if ('out' in a) j.slot.out = a.out;
+      else {
+        try {
+          j.slot.out = { r: this.loadChain(j.host, j.journal, j.list) };
+        } catch (e) {
+          j.slot.out = { e };
+        }
       }
     };
     try {
@@ -512,7 +528,7 @@ export class ClusterCache {
         }
       }
       if (pool !== undefined) {
-        const alone = lone && !pool.started() && queue.length === 1 ? queue.pop() : undefined;
+        const alone = loneOnMain && !pool.started() && queue.length === 1 ? queue.pop() : undefined;
         if (alone !== undefined) {
           const a = admit(alone.host, alone.journal, alone.list, 0);
           if ('out' in a) alone.slot.out = a.out;
@@ -524,7 +540,11 @@ export class ClusterCache {
             }
           }
         }
-        while (queue.length > 0 || pool.busy() > 0) pump(pool, true);
+        while (queue.length > 0 || pool.busy() > 0) {
+          // No loader busy and none can be started: the rest here (else this would wait for ever).
+          if (pool.busy() === 0 && !pool.hasFree()) here(queue.shift()!);
+          else pump(pool, true);
+        }
         if (pool.noLink) this.noLink = true;
       }
     } finally {
@@ -686,6 +706,10 @@ export class ClusterCache {
         }
         throw e;
       }
+      // The build's name goes at once: a SIGKILL after the hint is written left it beside the chain,
+      // and the next catch-up, finding nothing new, never looked for dead builds (a window the
+      // parallel catch-up's kills, three builds at a time, can land in).
+      removeBuild(tmp);
       const hint = openForHint(file, (d) => writeHint(file, d, dir, segs));
       return withMissing(r, successorMissing(file, dir, host, journal, segs, hint));
     } finally {
