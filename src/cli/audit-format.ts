@@ -234,7 +234,7 @@ const HOLDER_COLUMNS = ['disk', 'at', 'vm_uuid', 'vm_name', 'host', 'mode', 'gen
 /** One row of a holders CSV: a holder (none: a reading or a mark without one), the answer's state, the reading, the note. */
 export interface AnswerRow {
   readonly holder?: HolderAt;
-  readonly state: 'agreed' | 'ambiguous' | 'incomplete';
+  readonly state: 'agreed' | 'ambiguous' | 'incomplete' | 'unknown';
   readonly reading: string;
   readonly note: string;
 }
@@ -254,9 +254,20 @@ export function answerRows(a: HoldersAnswer): AnswerRow[] {
       return r.holders.length === 0 ? [{ state: 'ambiguous' as const, reading, note }] : r.holders.map((holder) => ({ holder, state: 'ambiguous' as const, reading, note }));
     });
   }
-  const state = a.incomplete !== undefined ? ('incomplete' as const) : ('agreed' as const);
-  if (a.holders.length === 0) return state === 'incomplete' ? [{ state, reading: '', note }] : [];
-  return a.holders.map((holder) => ({ holder, state, reading: '', note }));
+  // A journal from before 0029 whose times go back across a restart: the answer may be the other
+  // pass's (the table says so), never a plain agreed row (review31b MEDIUM).
+  const step = a.unmarkedStep !== undefined ? `the journal goes back in time at seq ${a.unmarkedStep.seq} (${a.unmarkedStep.at} after ${a.unmarkedStep.before}): ${a.at} came twice, this may be the other pass's answer` : '';
+  const noted = [note, step].filter((n) => n !== '').join('; ');
+  const state = step !== '' ? ('ambiguous' as const) : a.incomplete !== undefined ? ('incomplete' as const) : ('agreed' as const);
+  const rows: AnswerRow[] =
+    a.holders.length === 0 ? (state === 'agreed' ? [] : [{ state, reading: '', note: noted }]) : a.holders.map((holder) => ({ holder, state, reading: '', note: noted }));
+  // Holds a crash ended at a moment not journaled: whether they lasted until the moment is unknown, a
+  // row each (before, the CSV left them out: the header alone, the CSV of "nobody"; review31b HIGH).
+  if (a.crash !== undefined) {
+    const why = a.crash.notRestarted === true ? `vmlockd is not running and did not stop cleanly after ${a.crash.after}` : `vmlockd crashed between ${a.crash.after} and ${a.crash.before}`;
+    for (const holder of a.crash.holds) rows.push({ holder, state: 'unknown', reading: '', note: [`${why}: whether this hold lasted until ${a.at} is unknown`, noted].filter((n) => n !== '').join('; ') });
+  }
+  return rows;
 }
 
 /**

@@ -395,7 +395,16 @@ export function formatClusterHolders(a: ClusterHolders, format: Format): string 
             const r = x === undefined ? undefined : answerRows(x.answer).find((row) => row.holder?.seq === h.seq);
             return { holder: h as HolderAt, state: r?.state ?? 'agreed', reading: r?.reading ?? '', note: r?.note ?? '', host: h.host, journal: h.journal };
           }),
-          ...a.hosts.flatMap((x) => answerRows(x.answer).filter((r) => r.holder === undefined || r.state === 'ambiguous').map((r) => ({ ...r, host: x.host, journal: x.journal ?? '' }))),
+          ...a.hosts.flatMap((x) => answerRows(x.answer).filter((r) => r.holder === undefined || r.state === 'ambiguous' || r.state === 'unknown').map((r) => ({ ...r, host: x.host, journal: x.journal ?? '' }))),
+          // A host whose journal went on under another host id before the moment: who held the disk
+          // through it is unknown, a row for each hold its published history last showed, or one alone
+          // (before, none: the header alone read as "nobody"; review31b HIGH).
+          ...a.hosts.flatMap((x) => {
+            if (x.changed === undefined) return [];
+            const note = changedNote(x).replace(/^note: /, '').trim();
+            const last = x.unknown ?? [];
+            return (last.length > 0 ? last.map((holder) => ({ holder: holder as HolderAt | undefined })) : [{ holder: undefined as HolderAt | undefined }]).map(({ holder }) => ({ holder, state: 'unknown' as const, reading: '', note, host: x.host, journal: x.journal ?? '' }));
+          }),
         ].map(({ holder: h, state, reading, note, host, journal }) =>
             h === undefined
               ? [host, a.disk, a.at, '', '', '', '', '', '', '', '', journal, state, reading, note]

@@ -83,6 +83,7 @@ function answers(ls: string, state: string, cache: string, env: NodeJS.ProcessEn
 function sameAnswers(a: ReturnType<typeof answers>, b: ReturnType<typeof answers>, what: string): void {
   for (let i = 0; i < a.length; i++) {
     assert.is(a[i]!.code, b[i]!.code, `${what}: ${a[i]!.q}: exit code (${a[i]!.stderr} / ${b[i]!.stderr})`);
+    assert.ok(a[i]!.code >= 0, `${what}: ${a[i]!.q}: the question ran to its end (not killed: timeout or output cut)`);
     assert.ok(a[i]!.stdout.length > 2, `${what}: ${a[i]!.q} answered something`);
     // Times of now (a crash window's end for a daemon not restarted since, when vanished facts were
     // noticed), verify's timing and the cache's directory (named in verify's reasons) aside.

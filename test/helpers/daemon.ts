@@ -20,7 +20,10 @@ export interface CliResult {
 }
 
 export function cli(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): CliResult {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', input: opts.input, env: { ...process.env, ...opts.env }, timeout: 30_000 });
+  // maxBuffer: spawnSync's default (1 MiB) kills a longer answer mid-output, at a point that depends on
+  // how the pipe was read (cluster-cache-threads.int.ts compared two such cuts of a 1.7 MB answer and
+  // failed 1 run in ~4).
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', input: opts.input, env: { ...process.env, ...opts.env }, timeout: 30_000, maxBuffer: 256 * 1024 * 1024 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
